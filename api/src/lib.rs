@@ -1,0 +1,76 @@
+#![doc = include_str!("../README.md")]
+
+// The generated modules mirror the protobuf package tree, because prost
+// resolves cross-package references as relative `super::` paths.
+#[allow(missing_docs, clippy::all, clippy::unwrap_used)]
+mod generated {
+    pub mod containerd {
+        pub mod types {
+            include!(concat!(env!("OUT_DIR"), "/containerd.types.rs"));
+        }
+        pub mod v1 {
+            pub mod types {
+                include!(concat!(env!("OUT_DIR"), "/containerd.v1.types.rs"));
+            }
+        }
+        pub mod events {
+            include!(concat!(env!("OUT_DIR"), "/containerd.events.rs"));
+        }
+        pub mod services {
+            macro_rules! v1 {
+                ($name:ident, $file:literal) => {
+                    pub mod $name {
+                        pub mod v1 {
+                            include!(concat!(env!("OUT_DIR"), "/", $file));
+                        }
+                    }
+                };
+            }
+            v1!(containers, "containerd.services.containers.v1.rs");
+            v1!(content, "containerd.services.content.v1.rs");
+            v1!(diff, "containerd.services.diff.v1.rs");
+            v1!(images, "containerd.services.images.v1.rs");
+            v1!(introspection, "containerd.services.introspection.v1.rs");
+            v1!(leases, "containerd.services.leases.v1.rs");
+            v1!(namespaces, "containerd.services.namespaces.v1.rs");
+            v1!(snapshots, "containerd.services.snapshots.v1.rs");
+            v1!(tasks, "containerd.services.tasks.v1.rs");
+            v1!(version, "containerd.services.version.v1.rs");
+            pub mod events {
+                pub mod v1 {
+                    include!(concat!(env!("OUT_DIR"), "/containerd.services.events.v1.rs"));
+                }
+                pub mod ttrpc {
+                    pub mod v1 {
+                        include!(concat!(
+                            env!("OUT_DIR"),
+                            "/containerd.services.events.ttrpc.v1.rs"
+                        ));
+                    }
+                }
+            }
+        }
+        pub mod task {
+            pub mod v2 {
+                include!(concat!(env!("OUT_DIR"), "/containerd.task.v2.rs"));
+            }
+        }
+        pub mod runc {
+            pub mod v1 {
+                include!(concat!(env!("OUT_DIR"), "/containerd.runc.v1.rs"));
+            }
+        }
+    }
+    pub mod google {
+        pub mod rpc {
+            include!(concat!(env!("OUT_DIR"), "/google.rpc.rs"));
+        }
+    }
+}
+
+pub use generated::{containerd, google};
+
+pub mod metadata;
+pub mod status;
+
+pub use status::{from_grpc, from_ttrpc, to_grpc, to_ttrpc};

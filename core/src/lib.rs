@@ -1,0 +1,12 @@
+#![doc = include_str!("../README.md")]
+
+pub mod error;
+pub mod filters;
+pub mod identifiers;
+pub mod labels;
+pub mod namespaces;
+pub mod platforms;
+pub mod reference;
+
+pub use error::{Error, Kind, Result};
+pub use namespaces::Namespace;

@@ -1,0 +1,270 @@
+//! The database handle and its transactions.
+//!
+//! sled's own transactions cannot scan, and a namespace delete must scan to
+//! know the namespace is empty. So writes are serialised by one lock instead:
+//! a [`WriteTx`] reads the tree plus its own staged changes, stages puts and
+//! deletes, and on success applies them as one atomic sled batch followed by
+//! a flush (fsync) before the caller replies. A closure that fails stages
+//! nothing into the tree: a failed call leaves no partial records.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use crated_core::{Error, Result};
+
+use crate::schema;
+
+/// Directory of the database under the daemon root, named after containerd's
+/// `io.containerd.metadata.v1.bolt`.
+pub const DIR_NAME: &str = "io.containerd.metadata.v1.sled";
+
+const TREE: &str = "v1";
+
+pub(crate) fn storage_error(err: sled::Error) -> Error {
+    match err {
+        sled::Error::Io(io) => Error::unknown(format!("metadata database i/o: {io}")),
+        sled::Error::Corruption { at, .. } => Error::unknown(format!(
+            "metadata database is corrupt{}",
+            at.map(|p| format!(" at {p:?}")).unwrap_or_default()
+        )),
+        other => Error::unknown(format!("metadata database: {other}")),
+    }
+}
+
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(what: &str, raw: &[u8]) -> Result<T> {
+    serde_json::from_slice(raw)
+        .map_err(|e| Error::unknown(format!("metadata record of {what} is unreadable: {e}")))
+}
+
+pub(crate) fn encode<T: serde::Serialize>(what: &str, value: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| Error::unknown(format!("encode metadata record of {what}: {e}")))
+}
+
+/// The metadata database: namespaces now; images, containers, leases,
+/// content and snapshot records as the subsystems that own them arrive.
+///
+/// Cheap to clone; every clone shares the one open database.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use crated_core::namespaces::{Namespace, NamespaceStore};
+///
+/// let root = tempfile::tempdir().unwrap();
+/// let db = crated_metadata::Db::open(root.path()).unwrap();
+/// let ns = Namespace::new("example").unwrap();
+/// db.create(&ns, Default::default()).await.unwrap();
+/// assert_eq!(db.list().await.unwrap().len(), 1);
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Db {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    db: sled::Db,
+    tree: sled::Tree,
+    write: Mutex<()>,
+}
+
+impl Db {
+    /// Opens (creating if needed) the database under `root`, migrating an
+    /// older schema. Fails with Unavailable if another process holds it.
+    pub fn open(root: &Path) -> Result<Self> {
+        let path = root.join(DIR_NAME);
+        std::fs::create_dir_all(&path).map_err(|e| {
+            Error::unknown(format!("create metadata directory {}: {e}", path.display()))
+        })?;
+        let db = sled::Config::new().path(&path).open().map_err(|e| match e {
+            sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => Error::unavailable(format!(
+                "metadata database {} is in use by another process",
+                path.display()
+            )),
+            sled::Error::Io(io) => {
+                Error::unknown(format!("open metadata database {}: {io}", path.display()))
+            }
+            other => storage_error(other).context(format!("open {}", path.display())),
+        })?;
+        let tree = db.open_tree(TREE).map_err(storage_error)?;
+        schema::upgrade(&tree)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path,
+                db,
+                tree,
+                write: Mutex::new(()),
+            }),
+        })
+    }
+
+    /// Where the database lives.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs `f` over a consistent-enough read view (each key read is current;
+    /// writes are applied as atomic batches).
+    pub fn read<T>(&self, f: impl FnOnce(&ReadTx<'_>) -> Result<T>) -> Result<T> {
+        f(&ReadTx {
+            tree: &self.inner.tree,
+        })
+    }
+
+    /// Runs `f` as one write transaction: its staged changes are applied
+    /// atomically and flushed to disk before this returns, or not at all if
+    /// `f` fails.
+    pub fn write<T>(&self, f: impl FnOnce(&mut WriteTx<'_>) -> Result<T>) -> Result<T> {
+        // A poisoned lock only means another writer panicked mid-closure; its
+        // staged changes were dropped, so the tree is intact.
+        let _guard = self
+            .inner
+            .write
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut tx = WriteTx {
+            read: ReadTx {
+                tree: &self.inner.tree,
+            },
+            staged: BTreeMap::new(),
+        };
+        let out = f(&mut tx)?;
+        if !tx.staged.is_empty() {
+            let mut batch = sled::Batch::default();
+            for (key, value) in tx.staged {
+                match value {
+                    Some(v) => batch.insert(key, v),
+                    None => batch.remove(key),
+                }
+            }
+            self.inner.tree.apply_batch(batch).map_err(storage_error)?;
+            self.inner.db.flush().map_err(storage_error)?;
+        }
+        Ok(out)
+    }
+
+    /// Flushes everything to disk (used at shutdown).
+    pub fn flush(&self) -> Result<()> {
+        self.inner.db.flush().map(|_| ()).map_err(storage_error)
+    }
+}
+
+/// Reads from the database.
+pub struct ReadTx<'a> {
+    tree: &'a sled::Tree,
+}
+
+impl ReadTx<'_> {
+    /// The value at `key`.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.tree.get(key).map_err(storage_error)?.map(|v| v.to_vec()))
+    }
+
+    /// Every key and value under `prefix`, in key order.
+    pub fn scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.tree
+            .scan_prefix(prefix)
+            .map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(storage_error))
+            .collect()
+    }
+
+    /// The first key under `prefix`, if any.
+    pub fn first_key(&self, prefix: &[u8]) -> Result<Option<Vec<u8>>> {
+        match self.tree.scan_prefix(prefix).next() {
+            Some(kv) => Ok(Some(kv.map_err(storage_error)?.0.to_vec())),
+            None => Ok(None),
+        }
+    }
+}
+
+/// A write transaction: reads see the tree with this transaction's own
+/// staged changes applied.
+pub struct WriteTx<'a> {
+    read: ReadTx<'a>,
+    staged: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+}
+
+impl WriteTx<'_> {
+    /// The value at `key`, staged changes included.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        match self.staged.get(key) {
+            Some(staged) => Ok(staged.clone()),
+            None => self.read.get(key),
+        }
+    }
+
+    /// Every key and value under `prefix`, staged changes included.
+    pub fn scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = self.read.scan(prefix)?.into_iter().collect();
+        for (key, value) in self.staged.range(prefix.to_vec()..) {
+            if !key.starts_with(prefix) {
+                break;
+            }
+            match value {
+                Some(v) => merged.insert(key.clone(), v.clone()),
+                None => merged.remove(key),
+            };
+        }
+        Ok(merged.into_iter().collect())
+    }
+
+    /// Stages `key` = `value`.
+    pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.staged.insert(key, Some(value));
+    }
+
+    /// Stages the removal of `key`.
+    pub fn delete(&mut self, key: Vec<u8>) {
+        self.staged.insert(key, None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_update_stages_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        let res: Result<()> = db.write(|tx| {
+            tx.put(b"a".to_vec(), b"1".to_vec());
+            Err(Error::invalid_argument("no"))
+        });
+        assert!(res.is_err());
+        assert_eq!(db.read(|tx| tx.get(b"a")).unwrap(), None);
+    }
+
+    #[test]
+    fn staged_changes_are_visible_inside_the_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        db.write(|tx| {
+            tx.put(b"p\0a".to_vec(), b"1".to_vec());
+            tx.put(b"p\0b".to_vec(), b"2".to_vec());
+            Ok(())
+        })
+        .unwrap();
+        db.write(|tx| {
+            tx.delete(b"p\0a".to_vec());
+            tx.put(b"p\0c".to_vec(), b"3".to_vec());
+            let keys: Vec<_> = tx.scan(b"p\0")?.into_iter().map(|(k, _)| k).collect();
+            assert_eq!(keys, vec![b"p\0b".to_vec(), b"p\0c".to_vec()]);
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn second_open_of_same_root_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let _db = Db::open(dir.path()).unwrap();
+        // sled locks the directory per process; a second open in the same
+        // process is refused the same way another process would be.
+        match Db::open(dir.path()) {
+            Err(err) => assert!(err.to_string().contains("metadata"), "{err}"),
+            Ok(_) => panic!("second open must fail"),
+        }
+    }
+}
