@@ -38,7 +38,10 @@ mod generated {
             v1!(version, "containerd.services.version.v1.rs");
             pub mod events {
                 pub mod v1 {
-                    include!(concat!(env!("OUT_DIR"), "/containerd.services.events.v1.rs"));
+                    include!(concat!(
+                        env!("OUT_DIR"),
+                        "/containerd.services.events.v1.rs"
+                    ));
                 }
                 pub mod ttrpc {
                     pub mod v1 {
@@ -71,6 +74,7 @@ mod generated {
 pub use generated::{containerd, google};
 
 pub mod metadata;
+pub mod services;
 pub mod status;
 
 pub use status::{from_grpc, from_ttrpc, to_grpc, to_ttrpc};

@@ -44,8 +44,12 @@ pub fn ttrpc_namespace(ctx: &ttrpc::r#async::TtrpcContext) -> Result<Namespace> 
 }
 
 /// A ttrpc client context carrying `namespace` and a timeout.
-pub fn ttrpc_context(namespace: &Namespace, timeout: std::time::Duration) -> ttrpc::context::Context {
-    let mut ctx = ttrpc::context::with_timeout(i64::try_from(timeout.as_nanos()).unwrap_or(i64::MAX));
+pub fn ttrpc_context(
+    namespace: &Namespace,
+    timeout: std::time::Duration,
+) -> ttrpc::context::Context {
+    let mut ctx =
+        ttrpc::context::with_timeout(i64::try_from(timeout.as_nanos()).unwrap_or(i64::MAX));
     ctx.add(TTRPC_HEADER.to_owned(), namespace.as_str().to_owned());
     ctx
 }
@@ -65,9 +69,16 @@ mod tests {
     #[test]
     fn grpc_missing_or_bad() {
         let req = tonic::Request::new(());
-        assert_eq!(grpc_namespace(&req).unwrap_err().kind(), crated_core::Kind::FailedPrecondition);
+        assert_eq!(
+            grpc_namespace(&req).unwrap_err().kind(),
+            crated_core::Kind::FailedPrecondition
+        );
         let mut req = tonic::Request::new(());
-        req.metadata_mut().insert(GRPC_HEADER, "Foo..x".parse().unwrap());
-        assert_eq!(grpc_namespace(&req).unwrap_err().kind(), crated_core::Kind::InvalidArgument);
+        req.metadata_mut()
+            .insert(GRPC_HEADER, "Foo..x".parse().unwrap());
+        assert_eq!(
+            grpc_namespace(&req).unwrap_err().kind(),
+            crated_core::Kind::InvalidArgument
+        );
     }
 }

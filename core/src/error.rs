@@ -177,6 +177,9 @@ mod tests {
         use std::error::Error as _;
         let io = std::io::Error::other("disk on fire");
         let err = Error::unknown("write db").with_source(io);
-        assert_eq!(err.source().map(|s| s.to_string()).as_deref(), Some("disk on fire"));
+        assert_eq!(
+            err.source().map(|s| s.to_string()).as_deref(),
+            Some("disk on fire")
+        );
     }
 }

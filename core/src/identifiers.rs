@@ -61,7 +61,15 @@ mod tests {
 
     #[test]
     fn accepts_containerd_examples() {
-        for ok in ["default", "k8s.io", "moby", "a", "A9", "foo_bar-baz.qux", &"x".repeat(76)] {
+        for ok in [
+            "default",
+            "k8s.io",
+            "moby",
+            "a",
+            "A9",
+            "foo_bar-baz.qux",
+            &"x".repeat(76),
+        ] {
             assert!(validate(ok).is_ok(), "{ok:?}");
         }
     }
@@ -72,7 +80,9 @@ mod tests {
         assert_eq!(e.kind(), crate::Kind::InvalidArgument);
         assert!(e.to_string().contains("must not be empty"));
         let e = validate(&"a".repeat(80)).unwrap_err();
-        assert!(e.to_string().contains("greater than maximum length (76 characters)"));
+        assert!(e
+            .to_string()
+            .contains("greater than maximum length (76 characters)"));
         let e = validate("Foo/../x").unwrap_err();
         assert!(e.to_string().contains("\"Foo/../x\" must match"));
         for bad in ["a/b", "a b", ".a", "a.", "a.-b", "ä", "a\0"] {

@@ -1,1 +1,97 @@
-fn main() {}
+//! `ctr`: the command-line client of crated, command-compatible with
+//! containerd's ctr.
+
+mod client;
+mod commands;
+mod duration;
+mod tabwriter;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use crated_core::Namespace;
+
+use client::Client;
+
+/// The daemon socket when neither `--address` nor `CONTAINERD_ADDRESS` says.
+const DEFAULT_ADDRESS: &str = "/run/crated/crated.sock";
+
+#[derive(Parser)]
+#[command(
+    name = "ctr",
+    version,
+    about = "ctr: the command-line client of crated (containerd's ctr, in Rust)"
+)]
+struct Cli {
+    /// Address of crated's gRPC server.
+    #[arg(short, long, global = true, env = "CONTAINERD_ADDRESS", default_value = DEFAULT_ADDRESS)]
+    address: String,
+    /// Namespace to use.
+    #[arg(short, long, global = true, env = "CONTAINERD_NAMESPACE", default_value = crated_core::namespaces::DEFAULT)]
+    namespace: String,
+    /// Total timeout for ctr commands (Go duration, e.g. 10s; 0 = none).
+    #[arg(long, global = true, default_value = "0", value_parser = duration::parse)]
+    timeout: Duration,
+    /// Timeout for connecting to crated (Go duration; 0 = none).
+    #[arg(long, global = true, default_value = "0", value_parser = duration::parse)]
+    connect_timeout: Duration,
+    /// Enable debug output in logs.
+    #[arg(long, global = true)]
+    debug: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the client and server versions.
+    Version,
+    /// Provides information about crated plugins.
+    #[command(alias = "plugin", subcommand)]
+    Plugins(commands::plugins::Command),
+    /// Manage namespaces.
+    #[command(aliases = ["namespace", "ns"], subcommand)]
+    Namespaces(commands::namespaces::Command),
+}
+
+fn nonzero(d: Duration) -> Option<Duration> {
+    Some(d).filter(|d| !d.is_zero())
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let namespace = Namespace::new(cli.namespace.clone())?;
+    let connect = Client::connect(
+        &cli.address,
+        namespace,
+        nonzero(cli.timeout),
+        nonzero(cli.connect_timeout),
+    );
+    match cli.command {
+        Command::Version => commands::version::run(connect.await).await,
+        Command::Plugins(cmd) => commands::plugins::run(connect.await?, cmd).await,
+        Command::Namespaces(cmd) => commands::namespaces::run(connect.await?, cmd).await,
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let _ = cli.debug;
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("ctr: start async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("ctr: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

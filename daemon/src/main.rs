@@ -1,1 +1,133 @@
-fn main() {}
+//! `crated`: containerd, re-built in Rust.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use crated_daemon::config::Config;
+use crated_daemon::{builtins, logging, server};
+
+#[derive(Parser)]
+#[command(
+    name = "crated",
+    version,
+    about = "crated: a container runtime daemon, wire-compatible with containerd"
+)]
+struct Cli {
+    /// Path to the configuration file.
+    #[arg(short, long, global = true)]
+    config: Option<PathBuf>,
+    /// Set the logging level [trace, debug, info, warn, error].
+    #[arg(short, long)]
+    log_level: Option<String>,
+    /// Set the logging format [text, json].
+    #[arg(long)]
+    log_format: Option<String>,
+    /// Address for crated's gRPC server.
+    #[arg(short, long)]
+    address: Option<PathBuf>,
+    /// crated root directory.
+    #[arg(long)]
+    root: Option<PathBuf>,
+    /// crated state directory.
+    #[arg(long)]
+    state: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Information on the crated config.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the full default config, with every plugin's section.
+    Default,
+    /// Print the config crated would run with (file and flags merged).
+    Dump,
+}
+
+fn default_config() -> Config {
+    let mut config = Config::default();
+    for reg in builtins::builtins() {
+        if let Some(section) = reg.config {
+            config.plugins.insert(reg.uri(), section());
+        }
+    }
+    config
+}
+
+fn effective(cli: &Cli) -> anyhow::Result<Config> {
+    let mut config = Config::load(cli.config.as_deref())?;
+    if let Some(root) = &cli.root {
+        config.root = root.clone();
+    }
+    if let Some(state) = &cli.state {
+        config.state = state.clone();
+    }
+    if let Some(address) = &cli.address {
+        config.grpc.address = address.clone();
+    }
+    if let Some(level) = &cli.log_level {
+        config.debug.level = level.clone();
+    }
+    if let Some(format) = &cli.log_format {
+        config.debug.format = format.clone();
+    }
+    for (what, path) in [
+        ("--root", &config.root),
+        ("--state", &config.state),
+        ("--address", &config.grpc.address),
+    ] {
+        if !path.is_absolute() {
+            anyhow::bail!("{what} {} must be an absolute path", path.display());
+        }
+    }
+    Ok(config)
+}
+
+fn print_toml(config: &Config) -> anyhow::Result<()> {
+    print!("{}", toml::to_string(config).context("render config")?);
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = (|| -> anyhow::Result<()> {
+        match &cli.command {
+            Some(Command::Config {
+                command: ConfigCommand::Default,
+            }) => print_toml(&default_config()),
+            Some(Command::Config {
+                command: ConfigCommand::Dump,
+            }) => print_toml(&effective(&cli)?),
+            None => {
+                let config = effective(&cli)?;
+                let level = logging::parse_level(&config.debug.level)?;
+                let format = logging::Format::parse(&config.debug.format)?;
+                logging::init(level, format);
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .thread_name("crated")
+                    .build()
+                    .context("start async runtime")?;
+                runtime.block_on(server::run(config))
+            }
+        }
+    })();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // Logging may not be set up yet (bad config): say it plainly.
+            eprintln!("crated: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

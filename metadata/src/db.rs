@@ -38,7 +38,8 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(what: &str, raw: &[u8]) -> 
 }
 
 pub(crate) fn encode<T: serde::Serialize>(what: &str, value: &T) -> Result<Vec<u8>> {
-    serde_json::to_vec(value).map_err(|e| Error::unknown(format!("encode metadata record of {what}: {e}")))
+    serde_json::to_vec(value)
+        .map_err(|e| Error::unknown(format!("encode metadata record of {what}: {e}")))
 }
 
 /// The metadata database: namespaces now; images, containers, leases,
@@ -64,6 +65,8 @@ pub struct Db {
 
 struct Inner {
     path: PathBuf,
+    // Held for the life of the handle: one process owns the database.
+    _lock: nix::fcntl::Flock<std::fs::File>,
     db: sled::Db,
     tree: sled::Tree,
     write: Mutex<()>,
@@ -77,21 +80,32 @@ impl Db {
         std::fs::create_dir_all(&path).map_err(|e| {
             Error::unknown(format!("create metadata directory {}: {e}", path.display()))
         })?;
-        let db = sled::Config::new().path(&path).open().map_err(|e| match e {
-            sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => Error::unavailable(format!(
-                "metadata database {} is in use by another process",
-                path.display()
-            )),
-            sled::Error::Io(io) => {
-                Error::unknown(format!("open metadata database {}: {io}", path.display()))
-            }
-            other => storage_error(other).context(format!("open {}", path.display())),
+        // sled locks its files too, but reports a busy lock as an opaque
+        // i/o error; our own lock, taken first, gives a clear one.
+        let lock_path = path.join("crated.lock");
+        let lock_file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| Error::unknown(format!("open {}: {e}", lock_path.display())))?;
+        let lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+            .map_err(|(_, errno)| match errno {
+                nix::errno::Errno::EWOULDBLOCK => Error::unavailable(format!(
+                    "metadata database {} is in use by another process",
+                    path.display()
+                )),
+                other => Error::unknown(format!("lock {}: {other}", lock_path.display())),
+            })?;
+        let db = sled::Config::new().path(&path).open().map_err(|e| {
+            storage_error(e).context(format!("open metadata database {}", path.display()))
         })?;
         let tree = db.open_tree(TREE).map_err(storage_error)?;
         schema::upgrade(&tree)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 path,
+                _lock: lock,
                 db,
                 tree,
                 write: Mutex::new(()),
@@ -158,14 +172,21 @@ pub struct ReadTx<'a> {
 impl ReadTx<'_> {
     /// The value at `key`.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.tree.get(key).map_err(storage_error)?.map(|v| v.to_vec()))
+        Ok(self
+            .tree
+            .get(key)
+            .map_err(storage_error)?
+            .map(|v| v.to_vec()))
     }
 
     /// Every key and value under `prefix`, in key order.
     pub fn scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         self.tree
             .scan_prefix(prefix)
-            .map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(storage_error))
+            .map(|kv| {
+                kv.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                    .map_err(storage_error)
+            })
             .collect()
     }
 
@@ -263,7 +284,13 @@ mod tests {
         // sled locks the directory per process; a second open in the same
         // process is refused the same way another process would be.
         match Db::open(dir.path()) {
-            Err(err) => assert!(err.to_string().contains("metadata"), "{err}"),
+            Err(err) => {
+                assert_eq!(err.kind(), crated_core::Kind::Unavailable);
+                assert!(
+                    err.to_string().contains("in use by another process"),
+                    "{err}"
+                );
+            }
             Ok(_) => panic!("second open must fail"),
         }
     }

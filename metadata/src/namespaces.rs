@@ -49,11 +49,18 @@ fn info(name: Namespace, record: NamespaceRecord) -> NamespaceInfo {
 }
 
 impl Db {
-    fn create_namespace(&self, name: &Namespace, labels: BTreeMap<String, String>) -> Result<NamespaceInfo> {
+    fn create_namespace(
+        &self,
+        name: &Namespace,
+        labels: BTreeMap<String, String>,
+    ) -> Result<NamespaceInfo> {
         validate_labels(&labels)?;
         self.write(|tx| {
             if load(tx, name)?.is_some() {
-                return Err(Error::already_exists(format!("namespace {:?} already exists", name.as_str())));
+                return Err(Error::already_exists(format!(
+                    "namespace {:?} already exists",
+                    name.as_str()
+                )));
             }
             let record = NamespaceRecord { labels };
             store(tx, name, &record)?;
@@ -65,7 +72,10 @@ impl Db {
         let raw = self
             .read(|tx| tx.get(&keys::namespace(name.as_str())))?
             .ok_or_else(|| Error::not_found(format!("namespace {:?} not found", name.as_str())))?;
-        Ok(info(name.clone(), decode(&format!("namespace {name:?}"), &raw)?))
+        Ok(info(
+            name.clone(),
+            decode(&format!("namespace {name:?}"), &raw)?,
+        ))
     }
 
     fn list_namespaces(&self) -> Result<Vec<NamespaceInfo>> {
@@ -80,14 +90,23 @@ impl Db {
             .collect()
     }
 
-    fn update_namespace(&self, update: NamespaceInfo, fieldpaths: &[String]) -> Result<NamespaceInfo> {
+    fn update_namespace(
+        &self,
+        update: NamespaceInfo,
+        fieldpaths: &[String],
+    ) -> Result<NamespaceInfo> {
         // Validate everything before touching anything.
         let mut changes: Vec<(&str, Option<&String>)> = Vec::new();
         for path in fieldpaths {
             let key = path
                 .strip_prefix("labels.")
                 .filter(|k| !k.is_empty())
-                .ok_or_else(|| Error::invalid_argument(format!("cannot update {path:?} field on namespace {:?}", update.name.as_str())))?;
+                .ok_or_else(|| {
+                    Error::invalid_argument(format!(
+                        "cannot update {path:?} field on namespace {:?}",
+                        update.name.as_str()
+                    ))
+                })?;
             let value = update.labels.get(key).filter(|v| !v.is_empty());
             if let Some(v) = value {
                 labels::validate(key, v).map_err(|e| e.context("namespace.Labels"))?;
@@ -101,7 +120,12 @@ impl Db {
         self.write(|tx| {
             let mut record = load(tx, name)?.unwrap_or_default();
             if fieldpaths.is_empty() {
-                record.labels = update.labels.iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| (k.clone(), v.clone())).collect();
+                record.labels = update
+                    .labels
+                    .iter()
+                    .filter(|(_, v)| !v.is_empty())
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
             } else {
                 for (key, value) in &changes {
                     match value {
@@ -119,7 +143,10 @@ impl Db {
         self.write(|tx| {
             let key = keys::namespace(name.as_str());
             if tx.get(&key)?.is_none() {
-                return Err(Error::not_found(format!("namespace {:?} not found", name.as_str())));
+                return Err(Error::not_found(format!(
+                    "namespace {:?} not found",
+                    name.as_str()
+                )));
             }
             let prefix = keys::objects(name.as_str());
             let mut held: Vec<&str> = Vec::new();
@@ -147,7 +174,11 @@ impl Db {
 
 #[async_trait::async_trait]
 impl NamespaceStore for Db {
-    async fn create(&self, name: &Namespace, labels: BTreeMap<String, String>) -> Result<NamespaceInfo> {
+    async fn create(
+        &self,
+        name: &Namespace,
+        labels: BTreeMap<String, String>,
+    ) -> Result<NamespaceInfo> {
         self.create_namespace(name, labels)
     }
 
@@ -178,7 +209,10 @@ mod tests {
     }
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn db() -> (tempfile::TempDir, Db) {
@@ -190,10 +224,21 @@ mod tests {
     #[tokio::test]
     async fn create_get_list_delete() {
         let (_d, db) = db();
-        db.create(&ns("foo"), labels(&[("mylabel", "bar")])).await.unwrap();
+        db.create(&ns("foo"), labels(&[("mylabel", "bar")]))
+            .await
+            .unwrap();
         db.create(&ns("a"), BTreeMap::new()).await.unwrap();
-        assert_eq!(db.get(&ns("foo")).await.unwrap().labels, labels(&[("mylabel", "bar")]));
-        let names: Vec<_> = db.list().await.unwrap().into_iter().map(|i| i.name.to_string()).collect();
+        assert_eq!(
+            db.get(&ns("foo")).await.unwrap().labels,
+            labels(&[("mylabel", "bar")])
+        );
+        let names: Vec<_> = db
+            .list()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|i| i.name.to_string())
+            .collect();
         assert_eq!(names, ["a", "foo"]);
         let err = db.create(&ns("foo"), BTreeMap::new()).await.unwrap_err();
         assert_eq!(err.kind(), Kind::AlreadyExists);
@@ -208,31 +253,60 @@ mod tests {
     #[tokio::test]
     async fn update_with_fieldpaths() {
         let (_d, db) = db();
-        db.create(&ns("foo"), labels(&[("a", "1"), ("b", "2")])).await.unwrap();
-        let update = NamespaceInfo { name: ns("foo"), labels: labels(&[("a", "9"), ("c", "3")]) };
-        let got = db.update(update, &["labels.a".into(), "labels.b".into()]).await.unwrap();
+        db.create(&ns("foo"), labels(&[("a", "1"), ("b", "2")]))
+            .await
+            .unwrap();
+        let update = NamespaceInfo {
+            name: ns("foo"),
+            labels: labels(&[("a", "9"), ("c", "3")]),
+        };
+        let got = db
+            .update(update, &["labels.a".into(), "labels.b".into()])
+            .await
+            .unwrap();
         assert_eq!(got.labels, labels(&[("a", "9")]));
         // Empty mask replaces all.
-        let update = NamespaceInfo { name: ns("foo"), labels: labels(&[("z", "26")]) };
-        assert_eq!(db.update(update, &[]).await.unwrap().labels, labels(&[("z", "26")]));
+        let update = NamespaceInfo {
+            name: ns("foo"),
+            labels: labels(&[("z", "26")]),
+        };
+        assert_eq!(
+            db.update(update, &[]).await.unwrap().labels,
+            labels(&[("z", "26")])
+        );
         // Unknown path: refused, nothing changed.
-        let update = NamespaceInfo { name: ns("foo"), labels: BTreeMap::new() };
+        let update = NamespaceInfo {
+            name: ns("foo"),
+            labels: BTreeMap::new(),
+        };
         let err = db.update(update, &["name".into()]).await.unwrap_err();
         assert_eq!(err.kind(), Kind::InvalidArgument);
-        assert_eq!(db.get(&ns("foo")).await.unwrap().labels, labels(&[("z", "26")]));
+        assert_eq!(
+            db.get(&ns("foo")).await.unwrap().labels,
+            labels(&[("z", "26")])
+        );
     }
 
     #[tokio::test]
     async fn bad_labels_change_nothing() {
         let (_d, db) = db();
         let big = "v".repeat(5000);
-        let err = db.create(&ns("foo"), labels(&[("k", &big)])).await.unwrap_err();
+        let err = db
+            .create(&ns("foo"), labels(&[("k", &big)]))
+            .await
+            .unwrap_err();
         assert_eq!(err.kind(), Kind::InvalidArgument);
         assert!(db.list().await.unwrap().is_empty());
         db.create(&ns("foo"), labels(&[("k", "v")])).await.unwrap();
-        let update = NamespaceInfo { name: ns("foo"), labels: labels(&[("k", &big)]) };
+        let update = NamespaceInfo {
+            name: ns("foo"),
+            labels: labels(&[("k", &big)]),
+        };
         assert!(db.update(update, &["labels.k".into()]).await.is_err());
-        assert_eq!(db.get(&ns("foo")).await.unwrap().labels, labels(&[("k", "v")]));
+        assert_eq!(
+            db.get(&ns("foo")).await.unwrap().labels,
+            labels(&[("k", "v")])
+        );
     }
 
     #[tokio::test]
@@ -240,14 +314,20 @@ mod tests {
         let (_d, db) = db();
         db.create(&ns("foo"), BTreeMap::new()).await.unwrap();
         db.write(|tx| {
-            tx.put(keys::object("foo", "images", &["docker.io/library/busybox:latest"]), b"{}".to_vec());
+            tx.put(
+                keys::object("foo", "images", &["docker.io/library/busybox:latest"]),
+                b"{}".to_vec(),
+            );
             tx.put(keys::object("foo", "leases", &["l1"]), b"{}".to_vec());
             Ok(())
         })
         .unwrap();
         let err = db.delete(&ns("foo")).await.unwrap_err();
         assert_eq!(err.kind(), Kind::FailedPrecondition);
-        assert_eq!(err.to_string(), "namespace \"foo\" must be empty, but it still has images, leases");
+        assert_eq!(
+            err.to_string(),
+            "namespace \"foo\" must be empty, but it still has images, leases"
+        );
         assert!(db.get(&ns("foo")).await.is_ok());
     }
 
@@ -256,9 +336,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let db = Db::open(dir.path()).unwrap();
-            db.create(&ns("persist"), labels(&[("x", "y")])).await.unwrap();
+            db.create(&ns("persist"), labels(&[("x", "y")]))
+                .await
+                .unwrap();
         }
         let db = Db::open(dir.path()).unwrap();
-        assert_eq!(db.get(&ns("persist")).await.unwrap().labels, labels(&[("x", "y")]));
+        assert_eq!(
+            db.get(&ns("persist")).await.unwrap().labels,
+            labels(&[("x", "y")])
+        );
     }
 }

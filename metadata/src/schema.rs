@@ -26,7 +26,10 @@ const MIGRATIONS: &[Migration] = &[Migration {
 }];
 
 fn read_version(tree: &sled::Tree) -> Result<Option<u32>> {
-    let Some(raw) = tree.get(keys::SCHEMA_VERSION).map_err(crate::db::storage_error)? else {
+    let Some(raw) = tree
+        .get(keys::SCHEMA_VERSION)
+        .map_err(crate::db::storage_error)?
+    else {
         return Ok(None);
     };
     let text = std::str::from_utf8(&raw)
@@ -55,9 +58,14 @@ fn upgrade_with(tree: &sled::Tree, target: u32, migrations: &[Migration]) -> Res
         )));
     }
     while version < target {
-        let step = migrations.iter().find(|m| m.from == version).ok_or_else(|| {
-            Error::failed_precondition(format!("no migration from metadata schema version {version}"))
-        })?;
+        let step = migrations
+            .iter()
+            .find(|m| m.from == version)
+            .ok_or_else(|| {
+                Error::failed_precondition(format!(
+                    "no migration from metadata schema version {version}"
+                ))
+            })?;
         let mut batch = sled::Batch::default();
         (step.apply)(tree, &mut batch)?;
         version += 1;

@@ -1,1 +1,99 @@
-fn main() {}
+//! `cargo xtask`: the project's automation.
+//!
+//! - `cargo xtask ci`: install missing system packages, then fmt check,
+//!   clippy with warnings denied, build every binary, and run every test.
+//! - `cargo xtask deps`: only install the system packages tests use.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{bail, Context as _};
+
+/// System packages the tests drive, as (a file that proves it is installed,
+/// the Debian package that provides it).
+const SYSTEM_PACKAGES: &[(&str, &str)] = &[
+    // containerd 1.6's ctr (and daemon/shim) for interop tests.
+    ("/usr/bin/ctr", "containerd"),
+    ("/usr/sbin/runc", "runc"),
+];
+
+fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    eprintln!("xtask: running {cmd:?}");
+    let status = cmd.status().with_context(|| format!("start {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+/// Installs what is missing with apt-get; a no-op when all is present.
+fn install_system_packages() -> anyhow::Result<()> {
+    let missing: Vec<&str> = SYSTEM_PACKAGES
+        .iter()
+        .filter(|(probe, _)| !Path::new(probe).exists())
+        .map(|(_, package)| *package)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !nix_is_root() {
+        bail!(
+            "missing system packages {missing:?}: run `apt-get install {}` as root",
+            missing.join(" ")
+        );
+    }
+    run(Command::new("apt-get").arg("update").arg("-qq"))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+fn nix_is_root() -> bool {
+    // The uid of this process: /proc/self/status "Uid:\t<real>\t<effective>…".
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|uids| uids.split_whitespace().nth(1).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
+fn ci() -> anyhow::Result<()> {
+    install_system_packages()?;
+    run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    // The end-to-end tests drive binaries of other packages (ctr from the
+    // daemon's tests), so every binary is built before any test runs.
+    run(cargo().args(["build", "--workspace", "--bins"]))?;
+    run(cargo().args(["test", "--workspace", "--no-fail-fast"]))
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("ci") => ci(),
+        Some("deps") => install_system_packages(),
+        _ => {
+            eprintln!("usage: cargo xtask <ci|deps>");
+            eprintln!(
+                "  ci    install system packages, fmt check, clippy -D warnings, build, test"
+            );
+            eprintln!("  deps  install the system packages tests use (apt-get)");
+            bail!("unknown or missing task {:?}", args.first())
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! gRPC service adapters: a `crated-core` trait object in, a tonic service out.
+//!
+//! Each adapter validates its request, calls the store, and maps errors with
+//! [`crate::to_grpc`]; it holds no state of its own.
+
+pub mod namespaces;

@@ -1,0 +1,77 @@
+//! The connection to the daemon: a gRPC channel over its unix socket, with
+//! the namespace header and the deadline on every request.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use crated_core::Namespace;
+use hyper_util::rt::TokioIo;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+/// A connected client.
+pub struct Client {
+    /// The channel, shared by every service client.
+    pub channel: Channel,
+    /// The namespace requests are made in.
+    pub namespace: Namespace,
+    timeout: Option<Duration>,
+}
+
+/// The socket path of an address given as a path or `unix://path`.
+pub fn socket_path(address: &str) -> &str {
+    address.strip_prefix("unix://").unwrap_or(address)
+}
+
+impl Client {
+    /// Connects to `address`, failing after `connect_timeout` if given.
+    pub async fn connect(
+        address: &str,
+        namespace: Namespace,
+        timeout: Option<Duration>,
+        connect_timeout: Option<Duration>,
+    ) -> anyhow::Result<Self> {
+        let path = socket_path(address).to_owned();
+        // The URI is required by tonic but unused: the connector dials the socket.
+        let endpoint = Endpoint::from_static("http://crated.sock");
+        let dial = {
+            let path = path.clone();
+            endpoint.connect_with_connector(tower::service_fn(move |_: Uri| {
+                let path = path.clone();
+                async move {
+                    tokio::net::UnixStream::connect(path)
+                        .await
+                        .map(TokioIo::new)
+                }
+            }))
+        };
+        let channel = match connect_timeout {
+            Some(limit) => tokio::time::timeout(limit, dial).await.map_err(|_| {
+                anyhow::anyhow!("failed to dial {path:?}: connect timeout of {limit:?} expired")
+            })?,
+            None => dial.await,
+        }
+        .with_context(|| format!("failed to dial {path:?}"))?;
+        Ok(Self {
+            channel,
+            namespace,
+            timeout,
+        })
+    }
+
+    /// Wraps `message` in a request carrying the namespace and deadline.
+    pub fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        crated_api::metadata::set_grpc_namespace(&mut request, &self.namespace);
+        if let Some(timeout) = self.timeout {
+            request.set_timeout(timeout);
+        }
+        request
+    }
+}
+
+/// A gRPC status as a user-facing error: the server's message, which names
+/// what was wrong; transport failures keep tonic's description.
+pub fn status_error(status: tonic::Status) -> anyhow::Error {
+    let err = crated_api::from_grpc(status);
+    anyhow::anyhow!("{}", err.message())
+}

@@ -1,0 +1,9 @@
+#![doc = include_str!("../README.md")]
+
+pub mod builtins;
+pub mod config;
+pub mod logging;
+pub mod plugin;
+pub mod server;
+pub mod services;
+pub mod socket;

@@ -1,0 +1,167 @@
+//! Starting, serving and stopping the daemon.
+
+use std::os::unix::fs::DirBuilderExt;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::config::Config;
+use crate::plugin::{self, GrpcLimits};
+use crate::{builtins, socket};
+
+fn create_dir(path: &Path, what: &str) -> anyhow::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o711)
+        .create(path)
+        .with_context(|| format!("create {what} directory {}", path.display()))
+}
+
+/// Sets the daemon's own OOM score adjustment, as containerd does.
+fn set_oom_score(score: i32) -> anyhow::Result<()> {
+    if score == 0 {
+        return Ok(());
+    }
+    std::fs::write("/proc/self/oom_score_adj", score.to_string())
+        .with_context(|| format!("set oom_score_adj to {score}"))
+}
+
+/// Makes the daemon the reaper of orphaned descendants (shims), so their
+/// exits come to it rather than to init.
+fn set_subreaper() -> anyhow::Result<()> {
+    nix::sys::prctl::set_child_subreaper(true).context("become child subreaper")
+}
+
+fn warn_unsupported(config: &Config) {
+    for key in config.unknown.keys() {
+        tracing::warn!(key = %key, "unknown key in config; ignored");
+    }
+    if !config.grpc.tcp_address.is_empty() {
+        tracing::warn!(address = %config.grpc.tcp_address, "grpc tcp_address is not served by crated yet; ignored");
+    }
+    if !config.debug.address.is_empty() {
+        tracing::warn!(address = %config.debug.address, "debug address is not served by crated yet; ignored");
+    }
+    if !config.metrics.address.is_empty() {
+        tracing::warn!(address = %config.metrics.address, "metrics address is not served by crated yet; ignored");
+    }
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let started = Instant::now();
+    tracing::info!(
+        version = crate::services::version::VERSION,
+        revision = crate::services::version::REVISION,
+        "starting crated"
+    );
+    warn_unsupported(&config);
+    create_dir(&config.root, "root")?;
+    create_dir(&config.state, "state")?;
+    set_oom_score(config.oom_score)?;
+    set_subreaper()?;
+
+    let mut registrations = builtins::builtins();
+    registrations.extend(builtins::proxies(&config));
+    let handles = plugin::load(
+        &registrations,
+        plugin::LoadOptions {
+            root: config.root.clone(),
+            state: config.state.clone(),
+            sections: &config.plugins,
+            disabled: &config.disabled_plugins,
+            required: &config.required_plugins,
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+
+    let limits = GrpcLimits {
+        max_recv: config.grpc.max_recv_message_size,
+        max_send: config.grpc.max_send_message_size,
+    };
+    let mut routes = tonic::service::Routes::default();
+    for service in handles.grpc {
+        routes = service(routes, limits);
+    }
+
+    let grpc_path = config.grpc.address.clone();
+    let ttrpc_path = config.ttrpc_address();
+    let grpc_listener = socket::bind(&grpc_path, config.grpc.uid, config.grpc.gid)?;
+    let ttrpc_listener = match socket::bind(&ttrpc_path, config.ttrpc.uid, config.ttrpc.gid) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = std::fs::remove_file(&grpc_path);
+            return Err(e);
+        }
+    };
+    let grpc_listener =
+        tokio::net::UnixListener::from_std(grpc_listener).context("register grpc socket")?;
+    let ttrpc_listener =
+        tokio::net::UnixListener::from_std(ttrpc_listener).context("register ttrpc socket")?;
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut grpc_stop = stop_rx.clone();
+    let grpc = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::UnixListenerStream::new(grpc_listener),
+                async move {
+                    let _ = grpc_stop.wait_for(|stop| *stop).await;
+                },
+            ),
+    );
+    let mut ttrpc_server = ttrpc::r#async::Server::new()
+        .add_listener(ttrpc_listener.into())
+        .register_service(handles.ttrpc);
+    ttrpc_server
+        .start()
+        .await
+        .map_err(|e| anyhow::anyhow!("start ttrpc server on {}: {e}", ttrpc_path.display()))?;
+
+    tracing::info!(address = %grpc_path.display(), "serving...");
+    tracing::info!(address = %ttrpc_path.display(), "serving...");
+    tracing::info!(
+        "crated successfully booted in {:.3}s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let mut term = signal(SignalKind::terminate()).context("install SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("install SIGINT handler")?;
+    let mut grpc = grpc;
+    let served = tokio::select! {
+        _ = term.recv() => { tracing::info!(signal = "terminated", "stopping crated"); Ok(()) }
+        _ = int.recv() => { tracing::info!(signal = "interrupt", "stopping crated"); Ok(()) }
+        result = &mut grpc => Err(match result {
+            Ok(Ok(())) => anyhow::anyhow!("grpc server stopped unexpectedly"),
+            Ok(Err(e)) => anyhow::anyhow!("grpc server failed: {e}"),
+            Err(e) => anyhow::anyhow!("grpc server task failed: {e}"),
+        }),
+    };
+
+    let _ = stop_tx.send(true);
+    if served.is_ok() {
+        // Graceful: in-flight calls finish, new connections are refused.
+        match tokio::time::timeout(std::time::Duration::from_secs(10), &mut grpc).await {
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "grpc server shutdown"),
+            Err(_) => tracing::warn!("grpc server did not stop within 10s"),
+            _ => {}
+        }
+    }
+    if let Err(e) = ttrpc_server.shutdown().await {
+        tracing::warn!(error = %e, "ttrpc server shutdown");
+    }
+    for path in [&grpc_path, &ttrpc_path] {
+        if let Err(e) = std::fs::remove_file(path) {
+            tracing::warn!(path = %path.display(), error = %e, "remove socket");
+        }
+    }
+    if let Some(db) = &handles.metadata {
+        db.flush()
+            .map_err(|e| anyhow::anyhow!("flush metadata database: {e}"))?;
+    }
+    tracing::info!("crated stopped");
+    served
+}

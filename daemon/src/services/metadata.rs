@@ -1,0 +1,51 @@
+//! `io.containerd.metadata.v1 sled`: the metadata database.
+
+use serde::{Deserialize, Serialize};
+
+use crate::plugin::{config_table, types, InitContext, InitError, Registration};
+
+/// The plugin.
+pub const REGISTRATION: Registration = Registration {
+    r#type: types::METADATA,
+    id: "sled",
+    requires: &[],
+    config: Some(config_table::<Config>),
+    init,
+};
+
+/// `[plugins."io.containerd.metadata.v1.sled"]`, as containerd's bolt plugin.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct Config {
+    /// `shared`: a blob present in any namespace is visible to a writer in
+    /// another without a second transfer; `isolated`: it must be written
+    /// again.
+    content_sharing_policy: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            content_sharing_policy: "shared".into(),
+        }
+    }
+}
+
+fn init(ctx: &mut InitContext<'_>) -> Result<(), InitError> {
+    let config: Config = ctx.config()?;
+    if !matches!(
+        config.content_sharing_policy.as_str(),
+        "shared" | "isolated"
+    ) {
+        return Err(crated_core::Error::invalid_argument(format!(
+            "content_sharing_policy {:?} is not supported: use \"shared\" or \"isolated\"",
+            config.content_sharing_policy
+        ))
+        .into());
+    }
+    let db = crated_metadata::Db::open(&ctx.daemon_root)?;
+    ctx.exports
+        .insert("path".into(), db.path().display().to_string());
+    ctx.handles.metadata = Some(db);
+    Ok(())
+}

@@ -1,0 +1,242 @@
+//! A real `crated` on a temporary root, state and socket, and the two ctr
+//! binaries (Debian's containerd 1.6 `/usr/bin/ctr` and ours) to drive it.
+//!
+//! Every daemon gets its own directories and socket, so tests run in
+//! parallel; `Drop` stops the daemon even when a test fails.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use hyper_util::rt::TokioIo;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+/// Debian's containerd 1.6 ctr.
+pub const DEBIAN_CTR: &str = "/usr/bin/ctr";
+
+/// Path of a binary built in this workspace (`crated`, `ctr`), next to the
+/// test executable's `deps/` directory.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    if name == "crated" {
+        return PathBuf::from(env!("CARGO_BIN_EXE_crated"));
+    }
+    let exe = std::env::current_exe().expect("test executable path is known");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable lives in target/<profile>/deps");
+    let bin = dir.join(name);
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first with `cargo build --workspace --bins` (cargo xtask ci does)",
+        bin.display()
+    );
+    bin
+}
+
+/// Debian's ctr; its absence is a failure, not a skip: CI installs it.
+pub fn debian_ctr() -> PathBuf {
+    let path = PathBuf::from(DEBIAN_CTR);
+    assert!(
+        path.exists(),
+        "{DEBIAN_CTR} is missing: install containerd 1.6 from Debian (apt-get install containerd), as cargo xtask ci does"
+    );
+    path
+}
+
+/// A running daemon.
+pub struct Daemon {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub address: PathBuf,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+/// The directories of a daemon, which outlive restarts.
+pub fn layout(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    (
+        dir.join("root"),
+        dir.join("state"),
+        dir.join("run/crated.sock"),
+    )
+}
+
+/// Writes a config for `dir`: `top` holds top-level keys, `sections` TOML
+/// tables. The opt plugin points into `dir` unless `sections` configures it.
+pub fn write_config(dir: &Path, top: &str, sections: &str) -> PathBuf {
+    let (root, state, address) = layout(dir);
+    let opt = if sections.contains("io.containerd.internal.v1.opt") {
+        String::new()
+    } else {
+        format!(
+            "[plugins.\"io.containerd.internal.v1.opt\"]\npath = {:?}\n",
+            dir.join("opt")
+        )
+    };
+    let text = format!(
+        "version = 2\nroot = {root:?}\nstate = {state:?}\n{top}\n\n[grpc]\naddress = {address:?}\n\n{opt}\n{sections}\n"
+    );
+    let config = dir.join("config.toml");
+    std::fs::write(&config, text).expect("write config");
+    config
+}
+
+impl Daemon {
+    /// Starts a daemon with the default test config.
+    pub fn start() -> Self {
+        Self::start_with("", "")
+    }
+
+    /// Starts a daemon with `top`-level keys and `sections` added to its config.
+    pub fn start_with(top: &str, sections: &str) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("crated-test")
+            .tempdir()
+            .expect("temp dir");
+        let config = write_config(dir.path(), top, sections);
+        let (_, _, address) = layout(dir.path());
+        let log = dir.path().join("crated.log");
+        let mut daemon = Daemon {
+            dir,
+            config,
+            address,
+            log,
+            child: None,
+        };
+        daemon.spawn(&[]);
+        daemon
+    }
+
+    /// Starts the daemon process and waits until its socket answers.
+    pub fn spawn(&mut self, extra_args: &[&str]) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("open log");
+        let child = Command::new(workspace_bin("crated"))
+            .arg("--config")
+            .arg(&self.config)
+            .args(extra_args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn crated");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if std::os::unix::net::UnixStream::connect(&self.address).is_ok() {
+                return;
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("crated exited during start ({status}):\n{}", self.logs());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "crated did not start within 30s:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The daemon's log so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends `signal` and waits for the process to exit.
+    pub fn stop_with(&mut self, signal: nix::sys::signal::Signal) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("daemon is running");
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, signal);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "crated did not exit within 15s of {signal}:\n{}",
+                    self.logs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Runs a ctr binary against this daemon.
+    pub fn ctr(&self, ctr: &Path, args: &[&str]) -> Output {
+        Command::new(ctr)
+            .arg("--address")
+            .arg(&self.address)
+            .args(args)
+            .env_remove("CONTAINERD_NAMESPACE")
+            .env_remove("CONTAINERD_ADDRESS")
+            .output()
+            .expect("run ctr")
+    }
+
+    /// A gRPC channel to the daemon.
+    pub async fn channel(&self) -> Channel {
+        let path = self.address.clone();
+        Endpoint::from_static("http://crated.sock")
+            .connect_with_connector(tower::service_fn(move |_: Uri| {
+                let path = path.clone();
+                async move {
+                    tokio::net::UnixStream::connect(path)
+                        .await
+                        .map(TokioIo::new)
+                }
+            }))
+            .await
+            .expect("connect to crated")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// stdout of a successful command; panics with both streams otherwise.
+pub fn ok(output: Output) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "command failed ({}):\nstdout:\n{stdout}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// stderr of a failed command; panics if it succeeded.
+pub fn fails(output: Output) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        !output.status.success(),
+        "command unexpectedly succeeded:\nstdout:\n{}\nstderr:\n{stderr}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    stderr
+}
+
+/// The rows of a ctr table, split on whitespace, without the header.
+pub fn rows(table: &str) -> Vec<Vec<String>> {
+    table
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().map(str::to_owned).collect())
+        .filter(|r: &Vec<String>| !r.is_empty())
+        .collect()
+}

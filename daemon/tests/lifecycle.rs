@@ -1,0 +1,223 @@
+//! The daemon as an operator sees it: sockets, signals, logs, config.
+
+// Helpers outside #[test] functions unwrap too: a failure is a test failure.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::os::unix::fs::MetadataExt;
+use std::process::Command;
+
+use common::{ok, workspace_bin, Daemon};
+use nix::sys::signal::Signal;
+
+#[test]
+fn sockets_are_tight_and_removed_on_sigterm() {
+    let mut daemon = Daemon::start();
+    let ttrpc = daemon.address.with_extension("sock.ttrpc");
+    for path in [&daemon.address, &ttrpc] {
+        let meta = std::fs::metadata(path).unwrap();
+        assert_eq!(meta.mode() & 0o777, 0o660, "{}", path.display());
+    }
+    let parent = std::fs::metadata(daemon.address.parent().unwrap()).unwrap();
+    assert_eq!(parent.mode() & 0o777, 0o711);
+    let status = daemon.stop_with(Signal::SIGTERM);
+    assert!(status.success(), "{status}:\n{}", daemon.logs());
+    assert!(!daemon.address.exists());
+    assert!(!ttrpc.exists());
+    assert!(
+        daemon.logs().contains("crated stopped"),
+        "{}",
+        daemon.logs()
+    );
+}
+
+#[test]
+fn a_live_daemons_socket_is_not_stolen() {
+    let daemon = Daemon::start();
+    // A second daemon with its own root but the same address.
+    let other = tempfile::tempdir().unwrap();
+    let out = Command::new(workspace_bin("crated"))
+        .arg("--root")
+        .arg(other.path().join("root"))
+        .arg("--state")
+        .arg(other.path().join("state"))
+        .arg("--address")
+        .arg(&daemon.address)
+        .arg("--config")
+        .arg(&daemon.config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("is in use by another live server"),
+        "{stderr}"
+    );
+    // The first still serves.
+    ok(daemon.ctr(&workspace_bin("ctr"), &["version"]));
+}
+
+#[test]
+fn a_second_daemon_on_the_same_root_is_refused() {
+    let daemon = Daemon::start();
+    // Same root, its own state and socket; requiring the metadata plugin
+    // turns its refusal (the database is locked) into a startup failure.
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::write_config(
+        dir.path(),
+        "required_plugins = [\"io.containerd.metadata.v1.sled\"]",
+        "",
+    );
+    let (root, _, _) = common::layout(daemon.dir.path());
+    let out = Command::new(workspace_bin("crated"))
+        .arg("--config")
+        .arg(&config)
+        .arg("--root")
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is in use by another process"), "{stderr}");
+    // The first daemon is unharmed.
+    ok(daemon.ctr(&workspace_bin("ctr"), &["namespaces", "ls"]));
+}
+
+#[test]
+fn logs_have_rfc3339_nanosecond_timestamps_in_text_and_json() {
+    let mut daemon = Daemon::start();
+    daemon.stop_with(Signal::SIGTERM);
+    let line = daemon
+        .logs()
+        .lines()
+        .find(|l| l.contains("loaded plugin"))
+        .map(str::to_owned)
+        .expect("a log line");
+    // time="2018-07-24T08:11:07.397856489Z" level=info msg="loaded plugin" ...
+    let ts = line
+        .strip_prefix("time=\"")
+        .and_then(|r| r.split('"').next())
+        .expect(&line);
+    assert_eq!(ts.len(), 30, "{line}");
+    assert!(
+        ts.ends_with('Z') && ts.as_bytes()[10] == b'T' && ts.as_bytes()[19] == b'.',
+        "{line}"
+    );
+    assert!(line.contains(" level=info msg=\"loaded plugin\""), "{line}");
+
+    std::fs::write(&daemon.log, "").unwrap();
+    daemon.spawn(&["--log-format", "json"]);
+    daemon.stop_with(Signal::SIGTERM);
+    let logs = daemon.logs();
+    for line in logs.lines() {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert_eq!(value["time"].as_str().map(str::len), Some(30), "{line}");
+        assert!(
+            value["level"].is_string() && value["msg"].is_string(),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn config_default_is_complete_and_loadable() {
+    let out = Command::new(workspace_bin("crated"))
+        .args(["config", "default"])
+        .output()
+        .unwrap();
+    let text = ok(out);
+    for needle in [
+        "version = 2",
+        "root = \"/var/lib/crated\"",
+        "state = \"/run/crated\"",
+        "oom_score = 0",
+        "address = \"/run/crated/crated.sock\"",
+        "max_recv_message_size = 16777216",
+        "[plugins.\"io.containerd.internal.v1.opt\"]",
+        "path = \"/opt/crated\"",
+        "[plugins.\"io.containerd.metadata.v1.sled\"]",
+        "content_sharing_policy = \"shared\"",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+    }
+    // The default, written out, is a config crated accepts.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, &text).unwrap();
+    let dump = ok(Command::new(workspace_bin("crated"))
+        .arg("--config")
+        .arg(&path)
+        .args(["config", "dump"])
+        .output()
+        .unwrap());
+    assert!(dump.contains("version = 2"), "{dump}");
+}
+
+#[test]
+fn bad_config_is_a_clear_startup_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    for (text, message) in [
+        ("version = 1\n", "version 1 is not supported"),
+        (
+            "version = 2\nroot = \"relative\"\n",
+            "root relative must be an absolute path",
+        ),
+        (
+            "version = 2\noom_score = 5000\n",
+            "oom_score 5000 is outside",
+        ),
+        ("version = 2\n[grpc\n", "failed to load config"),
+    ] {
+        std::fs::write(&path, text).unwrap();
+        let out = Command::new(workspace_bin("crated"))
+            .arg("--config")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{text}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(message), "{text}: {stderr}");
+    }
+    let missing = dir.path().join("missing.toml");
+    let out = Command::new(workspace_bin("crated"))
+        .arg("--config")
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("failed to read config"));
+}
+
+#[tokio::test]
+async fn health_service_reports_serving() {
+    let daemon = Daemon::start();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(daemon.channel().await);
+    let reply = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        reply.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+}
+
+#[test]
+fn server_uuid_is_stable_across_restarts() {
+    let ctr = workspace_bin("ctr");
+    let mut daemon = Daemon::start();
+    let uuid = |d: &Daemon| {
+        ok(d.ctr(&ctr, &["version"]))
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("UUID: ").map(str::to_owned))
+    };
+    let first = uuid(&daemon).expect("uuid");
+    daemon.stop_with(Signal::SIGTERM);
+    daemon.spawn(&[]);
+    assert_eq!(uuid(&daemon), Some(first));
+}
