@@ -73,6 +73,7 @@ mod generated {
 
 pub use generated::{containerd, google};
 
+pub mod convert;
 pub mod metadata;
 pub mod services;
 pub mod status;

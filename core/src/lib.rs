@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod content;
 pub mod digest;
 pub mod error;
 pub mod filters;

@@ -221,3 +221,18 @@ fn server_uuid_is_stable_across_restarts() {
     daemon.spawn(&[]);
     assert_eq!(uuid(&daemon), Some(first));
 }
+
+#[tokio::test]
+async fn server_info_reports_pid_and_pid_namespace() {
+    use crated_api::containerd::services::introspection::v1 as pb;
+    use std::os::unix::fs::MetadataExt as _;
+    let daemon = Daemon::start();
+    let mut client = pb::introspection_client::IntrospectionClient::new(daemon.channel().await);
+    let info = client.server(()).await.unwrap().into_inner();
+    assert_eq!(info.pid, u64::from(daemon.pid()));
+    let pidns = std::fs::metadata(format!("/proc/{}/ns/pid", daemon.pid()))
+        .unwrap()
+        .ino();
+    assert_eq!(info.pidns, pidns);
+    assert_eq!(info.uuid.len(), 36);
+}

@@ -93,8 +93,19 @@ impl pb::introspection_server::Introspection for Service {
     async fn server(&self, _: Request<()>) -> Result<Response<pb::ServerResponse>, Status> {
         Ok(Response::new(pb::ServerResponse {
             uuid: self.uuid.clone(),
+            pid: u64::from(std::process::id()),
+            pidns: pid_namespace(),
         }))
     }
+}
+
+/// The inode of the daemon's PID namespace, as containerd 1.7 reports it;
+/// 0 when it cannot be read.
+fn pid_namespace() -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self/ns/pid")
+        .map(|m| m.ino())
+        .unwrap_or(0)
 }
 
 /// Reads the server UUID under `dir`, creating it durably on first start.

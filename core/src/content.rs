@@ -1,0 +1,137 @@
+//! Content: blobs addressed by digest, written through resumable ingests.
+//!
+//! The traits mirror containerd's `content` package. Blobs are shared by all
+//! namespaces; what a namespace may see of them is the metadata layer's
+//! business, so every call names the [`Namespace`] it acts for and a store
+//! that is not namespaced (the local one) ignores it.
+//!
+//! An ingest is identified by a *ref* chosen by the client (ctr uses the
+//! image reference and layer digest). At most one [`Writer`] is open per
+//! ref; a second gets Unavailable. A writer that is closed or dropped
+//! without commit leaves its data in place, and a new writer for the same
+//! ref resumes at [`Status::offset`], even after a daemon restart.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use crate::digest::Digest;
+use crate::{Namespace, Result};
+
+/// Label set of a blob.
+pub type Labels = BTreeMap<String, String>;
+
+/// What is known about a committed blob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Info {
+    /// The blob's digest.
+    pub digest: Digest,
+    /// Its size in bytes.
+    pub size: u64,
+    /// When it was committed (to this namespace, for a namespaced store).
+    pub created_at: SystemTime,
+    /// When its labels last changed.
+    pub updated_at: SystemTime,
+    /// Its labels (gc references, distribution sources, …).
+    pub labels: Labels,
+}
+
+/// The state of an ingest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    /// The ingest's ref.
+    pub r#ref: String,
+    /// Bytes written so far; a resumed write continues here.
+    pub offset: u64,
+    /// Expected total size, 0 when unknown.
+    pub total: u64,
+    /// Expected digest, if the writer was told.
+    pub expected: Option<Digest>,
+    /// When the ingest started.
+    pub started_at: SystemTime,
+    /// When it was last written.
+    pub updated_at: SystemTime,
+}
+
+/// How to open a writer.
+#[derive(Debug, Clone, Default)]
+pub struct WriterOptions {
+    /// The ingest ref; must not be empty.
+    pub r#ref: String,
+    /// Expected total size, 0 when unknown.
+    pub total: u64,
+    /// Expected digest; if that blob is already committed the writer is
+    /// refused with AlreadyExists, so the client skips the transfer.
+    pub expected: Option<Digest>,
+}
+
+/// Random access to a committed blob.
+#[async_trait::async_trait]
+pub trait ReaderAt: Send + Sync {
+    /// The blob's size.
+    fn size(&self) -> u64;
+
+    /// Reads up to `buf.len()` bytes at `offset`; fewer only at the end.
+    async fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize>;
+}
+
+/// An open ingest.
+#[async_trait::async_trait]
+pub trait Writer: Send {
+    /// Appends `data` at the current offset.
+    async fn write(&mut self, data: &[u8]) -> Result<()>;
+
+    /// The digest of everything written so far.
+    fn digest(&self) -> Digest;
+
+    /// The ingest's status.
+    async fn status(&self) -> Result<Status>;
+
+    /// Discards everything past `size`; stores may support only 0.
+    async fn truncate(&mut self, size: u64) -> Result<()>;
+
+    /// Verifies and commits the blob: `size` (0 = do not check) and
+    /// `expected` must match what was written, else FailedPrecondition and
+    /// nothing is committed. A blob that already exists is AlreadyExists.
+    /// The data is durable before this returns.
+    async fn commit(
+        self: Box<Self>,
+        size: u64,
+        expected: Option<Digest>,
+        labels: Labels,
+    ) -> Result<()>;
+
+    /// Closes the writer, keeping the ingest for a later resume.
+    async fn close(self: Box<Self>) -> Result<()>;
+}
+
+/// A content store: blobs, their info and labels, and ingests.
+#[async_trait::async_trait]
+pub trait ContentStore: Send + Sync {
+    /// Info of a committed blob; NotFound if absent.
+    async fn info(&self, ns: &Namespace, digest: &Digest) -> Result<Info>;
+
+    /// Updates labels (`labels` or `labels.<key>` field paths; none = all).
+    async fn update(&self, ns: &Namespace, info: Info, fieldpaths: &[String]) -> Result<Info>;
+
+    /// Every blob matching any of `filters` (fields `digest`, `size`,
+    /// `labels.<key>`); no filters = all.
+    async fn walk(&self, ns: &Namespace, filters: &[String]) -> Result<Vec<Info>>;
+
+    /// Deletes a blob; NotFound if absent.
+    async fn delete(&self, ns: &Namespace, digest: &Digest) -> Result<()>;
+
+    /// Opens a committed blob for reading.
+    async fn reader_at(&self, ns: &Namespace, digest: &Digest) -> Result<Box<dyn ReaderAt>>;
+
+    /// The status of the ingest `ref`; NotFound if there is none.
+    async fn status(&self, ns: &Namespace, r#ref: &str) -> Result<Status>;
+
+    /// Every ingest matching any of `filters` (field `ref`).
+    async fn list_statuses(&self, ns: &Namespace, filters: &[String]) -> Result<Vec<Status>>;
+
+    /// Removes the ingest `ref` and its data; NotFound if there is none.
+    async fn abort(&self, ns: &Namespace, r#ref: &str) -> Result<()>;
+
+    /// Opens (or resumes) the ingest named in `options`.
+    async fn writer(&self, ns: &Namespace, options: WriterOptions) -> Result<Box<dyn Writer>>;
+}
