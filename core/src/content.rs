@@ -11,6 +11,9 @@
 //! without commit leaves its data in place, and a new writer for the same
 //! ref resumes at [`Status::offset`], even after a daemon restart.
 
+#[cfg(feature = "testsuite")]
+pub mod testsuite;
+
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
@@ -76,7 +79,7 @@ pub trait ReaderAt: Send + Sync {
 
 /// An open ingest.
 #[async_trait::async_trait]
-pub trait Writer: Send {
+pub trait Writer: Send + Sync {
     /// Appends `data` at the current offset.
     async fn write(&mut self, data: &[u8]) -> Result<()>;
 

@@ -3,9 +3,11 @@
 pub mod content;
 pub mod digest;
 pub mod error;
+pub mod events;
 pub mod filters;
 pub mod identifiers;
 pub mod labels;
+pub mod leases;
 pub mod namespaces;
 pub mod platforms;
 pub mod reference;

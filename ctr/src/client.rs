@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use crated_core::Namespace;
-use hyper_util::rt::TokioIo;
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::Channel;
 
 /// A connected client.
 pub struct Client {
@@ -17,11 +16,6 @@ pub struct Client {
     timeout: Option<Duration>,
 }
 
-/// The socket path of an address given as a path or `unix://path`.
-pub fn socket_path(address: &str) -> &str {
-    address.strip_prefix("unix://").unwrap_or(address)
-}
-
 impl Client {
     /// Connects to `address`, failing after `connect_timeout` if given.
     pub async fn connect(
@@ -30,20 +24,8 @@ impl Client {
         timeout: Option<Duration>,
         connect_timeout: Option<Duration>,
     ) -> anyhow::Result<Self> {
-        let path = socket_path(address).to_owned();
-        // The URI is required by tonic but unused: the connector dials the socket.
-        let endpoint = Endpoint::from_static("http://crated.sock");
-        let dial = {
-            let path = path.clone();
-            endpoint.connect_with_connector(tower::service_fn(move |_: Uri| {
-                let path = path.clone();
-                async move {
-                    tokio::net::UnixStream::connect(path)
-                        .await
-                        .map(TokioIo::new)
-                }
-            }))
-        };
+        let path = crated_api::dial::socket_path(address).to_owned();
+        let dial = crated_api::dial::connect(address);
         let channel = match connect_timeout {
             Some(limit) => tokio::time::timeout(limit, dial).await.map_err(|_| {
                 anyhow::anyhow!("failed to dial {path:?}: connect timeout of {limit:?} expired")

@@ -5,6 +5,7 @@ mod client;
 mod commands;
 mod duration;
 mod tabwriter;
+mod units;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -50,6 +51,18 @@ enum Command {
     /// Provides information about crated plugins.
     #[command(alias = "plugin", subcommand)]
     Plugins(commands::plugins::Command),
+    /// Manage content.
+    #[command(subcommand)]
+    Content(commands::content::Command),
+    /// Display crated events.
+    #[command(aliases = ["event"])]
+    Events {
+        /// Filters, e.g. `topic=="/namespaces/create"` or `namespace==default`.
+        filters: Vec<String>,
+    },
+    /// Manage leases.
+    #[command(alias = "lease", subcommand)]
+    Leases(commands::leases::Command),
     /// Manage namespaces.
     #[command(aliases = ["namespace", "ns"], subcommand)]
     Namespaces(commands::namespaces::Command),
@@ -71,6 +84,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Version => commands::version::run(connect.await).await,
         Command::Plugins(cmd) => commands::plugins::run(connect.await?, cmd).await,
         Command::Namespaces(cmd) => commands::namespaces::run(connect.await?, cmd).await,
+        Command::Content(cmd) => commands::content::run(connect.await?, cmd).await,
+        Command::Leases(cmd) => commands::leases::run(connect.await?, cmd).await,
+        Command::Events { filters } => commands::events::run(connect.await?, filters).await,
     }
 }
 

@@ -10,6 +10,8 @@
 pub struct TabWriter {
     minwidth: usize,
     padding: usize,
+    /// `Some(tabwidth)` pads with tabs (padchar `'\t'`), else spaces.
+    tabs: Option<usize>,
     text: String,
 }
 
@@ -20,7 +22,17 @@ impl TabWriter {
         Self {
             minwidth,
             padding,
+            tabs: None,
             text: String::new(),
+        }
+    }
+
+    /// A writer padding with tabs, as `NewWriter(out, minwidth, tabwidth,
+    /// padding, '\t', 0)`: cells are widened to a multiple of `tabwidth`.
+    pub fn with_tabs(minwidth: usize, tabwidth: usize, padding: usize) -> Self {
+        Self {
+            tabs: Some(tabwidth.max(1)),
+            ..Self::new(minwidth, padding)
         }
     }
 
@@ -55,7 +67,7 @@ impl TabWriter {
                 this += 1;
                 continue;
             }
-            write_lines(lines, line0, this, widths, out);
+            self.write_lines(lines, line0, this, widths, out);
             line0 = this;
             let mut width = self.minwidth;
             while this < line1 && column + 1 < lines[this].len() {
@@ -67,28 +79,57 @@ impl TabWriter {
             widths.pop();
             line0 = this;
         }
-        write_lines(lines, line0, line1, widths, out);
+        self.write_lines(lines, line0, line1, widths, out);
     }
-}
 
-fn write_lines(lines: &[Vec<&str>], from: usize, to: usize, widths: &[usize], out: &mut String) {
-    for cells in &lines[from..to] {
-        for (j, cell) in cells.iter().enumerate() {
-            out.push_str(cell);
-            if j + 1 < cells.len() {
-                if let Some(width) = widths.get(j) {
-                    let pad = width.saturating_sub(cell.chars().count());
-                    out.extend(std::iter::repeat_n(' ', pad));
+    fn write_lines(
+        &self,
+        lines: &[Vec<&str>],
+        from: usize,
+        to: usize,
+        widths: &[usize],
+        out: &mut String,
+    ) {
+        for cells in &lines[from..to] {
+            for (j, cell) in cells.iter().enumerate() {
+                out.push_str(cell);
+                if j + 1 < cells.len() {
+                    if let Some(width) = widths.get(j) {
+                        let text = cell.chars().count();
+                        match self.tabs {
+                            None => {
+                                out.extend(std::iter::repeat_n(' ', width.saturating_sub(text)))
+                            }
+                            Some(tab) => {
+                                let cell_width = width.div_ceil(tab) * tab;
+                                let n = cell_width.saturating_sub(text);
+                                out.extend(std::iter::repeat_n('\t', n.div_ceil(tab)));
+                            }
+                        }
+                    }
                 }
             }
+            out.push('\n');
         }
-        out.push('\n');
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tab_padding_matches_go() {
+        // tabwriter.NewWriter(os.Stdout, 1, 8, 1, '\t', 0)
+        let mut w = TabWriter::with_tabs(1, 8, 1);
+        w.line("REF\tSIZE\tAGE\t");
+        w.line("a-long-ref-name\t1kB\t2 seconds\t");
+        // REF column: 15 + 1 padding = 16 → "REF" takes two tabs, the long ref one.
+        assert_eq!(
+            w.render(),
+            "REF\t\tSIZE\tAGE\t\t\na-long-ref-name\t1kB\t2 seconds\t\n"
+        );
+    }
 
     #[test]
     fn namespaces_table_matches_go() {

@@ -2,27 +2,39 @@
 //!
 //! Adding a plugin means adding it here; nothing registers itself.
 
-use crate::plugin::Registration;
+use std::sync::Arc;
+
+use crated_core::Error;
+
+use crate::plugin::{types, InitContext, InitError, Registration};
 use crate::services;
 
 /// Every plugin this build of crated carries.
 pub fn builtins() -> Vec<Registration> {
     vec![
         services::opt::REGISTRATION,
+        services::events::EXCHANGE,
+        services::content::STORE,
         services::metadata::REGISTRATION,
         services::version::REGISTRATION,
+        services::events::SERVICE,
+        services::content::SERVICE,
         services::namespaces::REGISTRATION,
+        services::leases::REGISTRATION,
         services::healthcheck::REGISTRATION,
         services::introspection::REGISTRATION,
     ]
 }
 
-/// Registrations standing in for `[proxy_plugins]`, which need the content
-/// and snapshot services that have not landed yet: each fails its init with
-/// NotImplemented naming itself, so `ctr plugins ls` shows why; an unknown
-/// proxy type fails with InvalidArgument.
+/// `[proxy_plugins]` as registrations. The address of each goes into its
+/// plugin's config section (see [`proxy_sections`]), so that the init, a
+/// plain function, reads it like any other setting.
+///
+/// A `content` proxy becomes the blob store under the metadata layer in
+/// place of the local one (the last content plugin to load wins, and proxies
+/// load after builtins). A `snapshot` proxy fails with NotImplemented until
+/// the snapshot service lands; an unknown type fails with InvalidArgument.
 pub fn proxies(config: &crate::config::Config) -> Vec<Registration> {
-    const UNKNOWN: &str = "io.containerd.proxy.v1";
     config
         .proxy_plugins
         .iter()
@@ -30,33 +42,79 @@ pub fn proxies(config: &crate::config::Config) -> Vec<Registration> {
             // Registrations are 'static by design (they form a static list);
             // proxies are few and live as long as the daemon.
             let id: &'static str = Box::leak(name.clone().into_boxed_str());
-            let r#type: &'static str = match proxy.kind.as_str() {
-                "snapshot" => "io.containerd.snapshotter.v1",
-                "content" => "io.containerd.content.v1",
-                _ => UNKNOWN,
+            let (r#type, init): (&'static str, crate::plugin::InitFn) = match proxy.kind.as_str() {
+                "content" => (types::CONTENT, init_content_proxy),
+                "snapshot" => ("io.containerd.snapshotter.v1", init_not_implemented),
+                _ => (PROXY_UNKNOWN, init_unknown),
             };
             Registration {
                 r#type,
                 id,
                 requires: &[],
                 config: None,
-                init: |ctx| {
-                    let reg = ctx.registration;
-                    Err(if reg.r#type == UNKNOWN {
-                        crated_core::Error::invalid_argument(format!(
-                            "proxy plugin {:?} has an unsupported type: use \"snapshot\" or \"content\"",
-                            reg.id
-                        ))
-                    } else {
-                        crated_core::Error::not_implemented(format!(
-                            "proxy plugin {} is not implemented yet: the {} service it plugs into has not landed",
-                            reg.uri(),
-                            reg.r#type
-                        ))
-                    }
-                    .into())
-                },
+                init,
             }
         })
         .collect()
+}
+
+/// The config sections carrying each proxy's address.
+pub fn proxy_sections(config: &crate::config::Config) -> Vec<(String, toml::Table)> {
+    proxies(config)
+        .into_iter()
+        .zip(config.proxy_plugins.values())
+        .map(|(reg, proxy)| {
+            let mut table = toml::Table::new();
+            table.insert("address".into(), toml::Value::String(proxy.address.clone()));
+            (reg.uri(), table)
+        })
+        .collect()
+}
+
+const PROXY_UNKNOWN: &str = "io.containerd.proxy.v1";
+
+#[derive(serde::Deserialize, Default)]
+struct ProxyConfig {
+    address: String,
+}
+
+fn init_content_proxy(ctx: &mut InitContext<'_>) -> Result<(), InitError> {
+    let config: ProxyConfig = ctx.config()?;
+    if config.address.is_empty() {
+        return Err(Error::invalid_argument(format!(
+            "proxy plugin {} has no address",
+            ctx.registration.id
+        ))
+        .into());
+    }
+    let channel = crated_api::dial::lazy(&config.address);
+    ctx.exports.insert("address".into(), config.address.clone());
+    if ctx.handles.content_backend.is_some() {
+        tracing::info!(
+            proxy = ctx.registration.id,
+            "content proxy replaces the local content store"
+        );
+    }
+    ctx.handles.content_backend = Some(Arc::new(crated_api::proxy::content::ContentProxy::new(
+        channel,
+    )));
+    Ok(())
+}
+
+fn init_not_implemented(ctx: &mut InitContext<'_>) -> Result<(), InitError> {
+    let reg = ctx.registration;
+    Err(Error::not_implemented(format!(
+        "proxy plugin {} is not implemented yet: the {} service it plugs into has not landed",
+        reg.uri(),
+        reg.r#type
+    ))
+    .into())
+}
+
+fn init_unknown(ctx: &mut InitContext<'_>) -> Result<(), InitError> {
+    Err(Error::invalid_argument(format!(
+        "proxy plugin {:?} has an unsupported type: use \"snapshot\" or \"content\"",
+        ctx.registration.id
+    ))
+    .into())
 }

@@ -25,6 +25,10 @@ pub mod types {
     pub const INTERNAL: &str = "io.containerd.internal.v1";
     /// The metadata database.
     pub const METADATA: &str = "io.containerd.metadata.v1";
+    /// Content stores.
+    pub const CONTENT: &str = "io.containerd.content.v1";
+    /// The events exchange.
+    pub const EVENT: &str = "io.containerd.event.v1";
     /// gRPC services.
     pub const GRPC: &str = "io.containerd.grpc.v1";
     /// ttrpc services.
@@ -122,6 +126,13 @@ pub type GrpcService =
 pub struct Handles {
     /// The metadata database (`io.containerd.metadata.v1`).
     pub metadata: Option<crated_metadata::Db>,
+    /// The events exchange (`io.containerd.event.v1`).
+    pub exchange: Option<crated_core::events::Exchange>,
+    /// The blob store shared by all namespaces (`io.containerd.content.v1`).
+    pub content_backend: Option<Arc<dyn crated_core::content::ContentStore>>,
+    /// The namespaced content store the services serve (built by the
+    /// metadata plugin over `content_backend`).
+    pub content: Option<Arc<dyn crated_core::content::ContentStore>>,
     /// The directory of installed binaries (`io.containerd.internal.v1 opt`).
     pub opt: Option<PathBuf>,
     /// Every plugin's outcome, set once all inits have run.
@@ -167,6 +178,20 @@ impl InitContext<'_> {
                 ))
             }),
         }
+    }
+
+    /// The namespaced content store; fails if the metadata plugin did not load.
+    pub fn content(&self) -> Result<Arc<dyn crated_core::content::ContentStore>, Error> {
+        self.handles.content.clone().ok_or_else(|| {
+            Error::failed_precondition(format!("plugin type {} is not loaded", types::METADATA))
+        })
+    }
+
+    /// The events exchange; fails if its plugin did not load.
+    pub fn exchange(&self) -> Result<crated_core::events::Exchange, Error> {
+        self.handles.exchange.clone().ok_or_else(|| {
+            Error::failed_precondition(format!("plugin type {} is not loaded", types::EVENT))
+        })
     }
 
     /// The metadata database; fails if its plugin did not load.

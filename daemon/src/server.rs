@@ -65,12 +65,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let mut registrations = builtins::builtins();
     registrations.extend(builtins::proxies(&config));
+    let mut sections = config.plugins.clone();
+    sections.extend(builtins::proxy_sections(&config));
     let handles = plugin::load(
         &registrations,
         plugin::LoadOptions {
             root: config.root.clone(),
             state: config.state.clone(),
-            sections: &config.plugins,
+            sections: &sections,
             disabled: &config.disabled_plugins,
             required: &config.required_plugins,
         },

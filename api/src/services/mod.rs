@@ -3,4 +3,7 @@
 //! Each adapter validates its request, calls the store, and maps errors with
 //! [`crate::to_grpc`]; it holds no state of its own.
 
+pub mod content;
+pub mod events;
+pub mod leases;
 pub mod namespaces;

@@ -7,18 +7,38 @@ use crated_core::namespaces::{NamespaceInfo, NamespaceStore};
 use crated_core::{Error, Namespace, Result};
 use tonic::{Request, Response, Status};
 
+use crated_core::events::Exchange;
+
+use crate::containerd::events as ev;
 use crate::containerd::services::namespaces::v1 as pb;
+use crate::metadata::grpc_namespace;
+use crate::services::events::{payload, publish};
 use crate::to_grpc;
 
 /// The namespaces service of a daemon.
 pub struct Service {
     store: Arc<dyn NamespaceStore>,
+    exchange: Exchange,
 }
 
 impl Service {
-    /// Serves `store`.
-    pub fn new(store: Arc<dyn NamespaceStore>) -> Self {
-        Self { store }
+    /// Serves `store`, publishing `/namespaces/*` events to `exchange`.
+    pub fn new(store: Arc<dyn NamespaceStore>, exchange: Exchange) -> Self {
+        Self { store, exchange }
+    }
+
+    /// Publishes in the caller's namespace (as containerd does), or in the
+    /// namespace acted on when the caller named none.
+    fn publish<T, M: prost::Message>(
+        &self,
+        request: &Request<T>,
+        target: &Namespace,
+        topic: &str,
+        type_url: &str,
+        event: &M,
+    ) {
+        let ns = grpc_namespace(request).unwrap_or_else(|_| target.clone());
+        publish(&self.exchange, &ns, topic, payload(type_url, event));
     }
 
     /// The tonic server wrapping this service.
@@ -104,8 +124,9 @@ impl pb::namespaces_server::Namespaces for Service {
         request: Request<pb::CreateNamespaceRequest>,
     ) -> Result<Response<pb::CreateNamespaceResponse>, Status> {
         let ns = request
-            .into_inner()
+            .get_ref()
             .namespace
+            .clone()
             .ok_or_else(|| to_grpc(Error::invalid_argument("namespace must be set")))?;
         let name = name(&ns.name).map_err(to_grpc)?;
         let info = self
@@ -113,6 +134,17 @@ impl pb::namespaces_server::Namespaces for Service {
             .create(&name, ns.labels.into_iter().collect())
             .await
             .map_err(to_grpc)?;
+        let event = ev::NamespaceCreate {
+            name: info.name.to_string(),
+            labels: info.labels.clone().into_iter().collect(),
+        };
+        self.publish(
+            &request,
+            &name,
+            "/namespaces/create",
+            "containerd.events.NamespaceCreate",
+            &event,
+        );
         Ok(Response::new(pb::CreateNamespaceResponse {
             namespace: Some(to_pb(info)),
         }))
@@ -122,16 +154,27 @@ impl pb::namespaces_server::Namespaces for Service {
         &self,
         request: Request<pb::UpdateNamespaceRequest>,
     ) -> Result<Response<pb::UpdateNamespaceResponse>, Status> {
-        let request = request.into_inner();
-        let ns = request
+        let body = request.get_ref().clone();
+        let ns = body
             .namespace
             .ok_or_else(|| to_grpc(Error::invalid_argument("namespace must be set")))?;
         let update = NamespaceInfo {
             name: name(&ns.name).map_err(to_grpc)?,
             labels: ns.labels.into_iter().collect(),
         };
-        let paths = request.update_mask.map(|m| m.paths).unwrap_or_default();
+        let paths = body.update_mask.map(|m| m.paths).unwrap_or_default();
         let info = self.store.update(update, &paths).await.map_err(to_grpc)?;
+        let event = ev::NamespaceUpdate {
+            name: info.name.to_string(),
+            labels: info.labels.clone().into_iter().collect(),
+        };
+        self.publish(
+            &request,
+            &info.name,
+            "/namespaces/update",
+            "containerd.events.NamespaceUpdate",
+            &event,
+        );
         Ok(Response::new(pb::UpdateNamespaceResponse {
             namespace: Some(to_pb(info)),
         }))
@@ -141,8 +184,18 @@ impl pb::namespaces_server::Namespaces for Service {
         &self,
         request: Request<pb::DeleteNamespaceRequest>,
     ) -> Result<Response<()>, Status> {
-        let name = name(&request.into_inner().name).map_err(to_grpc)?;
+        let name = name(&request.get_ref().name).map_err(to_grpc)?;
         self.store.delete(&name).await.map_err(to_grpc)?;
+        let event = ev::NamespaceDelete {
+            name: name.to_string(),
+        };
+        self.publish(
+            &request,
+            &name,
+            "/namespaces/delete",
+            "containerd.events.NamespaceDelete",
+            &event,
+        );
         Ok(Response::new(()))
     }
 }

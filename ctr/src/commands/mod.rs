@@ -1,5 +1,8 @@
 //! One module per ctr command group.
 
+pub mod content;
+pub mod events;
+pub mod leases;
 pub mod namespaces;
 pub mod plugins;
 pub mod version;

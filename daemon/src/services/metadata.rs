@@ -1,5 +1,8 @@
 //! `io.containerd.metadata.v1 sled`: the metadata database.
 
+use std::sync::Arc;
+
+use crated_metadata::{NamespacedContent, SharingPolicy};
 use serde::{Deserialize, Serialize};
 
 use crate::plugin::{config_table, types, InitContext, InitError, Registration};
@@ -8,7 +11,7 @@ use crate::plugin::{config_table, types, InitContext, InitError, Registration};
 pub const REGISTRATION: Registration = Registration {
     r#type: types::METADATA,
     id: "sled",
-    requires: &[],
+    requires: &[types::CONTENT],
     config: Some(config_table::<Config>),
     init,
 };
@@ -33,19 +36,30 @@ impl Default for Config {
 
 fn init(ctx: &mut InitContext<'_>) -> Result<(), InitError> {
     let config: Config = ctx.config()?;
-    if !matches!(
-        config.content_sharing_policy.as_str(),
-        "shared" | "isolated"
-    ) {
-        return Err(crated_core::Error::invalid_argument(format!(
-            "content_sharing_policy {:?} is not supported: use \"shared\" or \"isolated\"",
-            config.content_sharing_policy
+    let policy = match config.content_sharing_policy.as_str() {
+        "shared" => SharingPolicy::Shared,
+        "isolated" => SharingPolicy::Isolated,
+        other => {
+            return Err(crated_core::Error::invalid_argument(format!(
+                "content_sharing_policy {other:?} is not supported: use \"shared\" or \"isolated\""
+            ))
+            .into())
+        }
+    };
+    let backend = ctx.handles.content_backend.clone().ok_or_else(|| {
+        crated_core::Error::failed_precondition(format!(
+            "plugin type {} is not loaded",
+            types::CONTENT
         ))
-        .into());
-    }
+    })?;
     let db = crated_metadata::Db::open(&ctx.daemon_root)?;
     ctx.exports
         .insert("path".into(), db.path().display().to_string());
+    ctx.handles.content = Some(Arc::new(NamespacedContent::new(
+        db.clone(),
+        backend,
+        policy,
+    )));
     ctx.handles.metadata = Some(db);
     Ok(())
 }

@@ -1,7 +1,10 @@
 //! The built-in plugins: each module holds one plugin's registration and init.
 
+pub mod content;
+pub mod events;
 pub mod healthcheck;
 pub mod introspection;
+pub mod leases;
 pub mod metadata;
 pub mod namespaces;
 pub mod opt;

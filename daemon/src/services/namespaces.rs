@@ -8,16 +8,17 @@ use crate::plugin::{types, InitContext, InitError, Registration};
 pub const REGISTRATION: Registration = Registration {
     r#type: types::GRPC,
     id: "namespaces",
-    requires: &[types::METADATA],
+    requires: &[types::METADATA, types::EVENT],
     config: None,
     init,
 };
 
 fn init(ctx: &mut InitContext<'_>) -> Result<(), InitError> {
     let db = ctx.metadata()?;
+    let exchange = ctx.exchange()?;
     ctx.handles.grpc.push(Box::new(move |routes, limits| {
         routes.add_service(
-            crated_api::services::namespaces::Service::new(Arc::new(db))
+            crated_api::services::namespaces::Service::new(Arc::new(db), exchange)
                 .into_server()
                 .max_decoding_message_size(limits.max_recv)
                 .max_encoding_message_size(limits.max_send),

@@ -10,8 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use hyper_util::rt::TokioIo;
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::Channel;
 
 /// Debian's containerd 1.6 ctr.
 pub const DEBIAN_CTR: &str = "/usr/bin/ctr";
@@ -192,16 +191,7 @@ impl Daemon {
 
     /// A gRPC channel to the daemon.
     pub async fn channel(&self) -> Channel {
-        let path = self.address.clone();
-        Endpoint::from_static("http://crated.sock")
-            .connect_with_connector(tower::service_fn(move |_: Uri| {
-                let path = path.clone();
-                async move {
-                    tokio::net::UnixStream::connect(path)
-                        .await
-                        .map(TokioIo::new)
-                }
-            }))
+        crated_api::dial::connect(&self.address.display().to_string())
             .await
             .expect("connect to crated")
     }

@@ -1,0 +1,185 @@
+//! `containerd.services.events.v1.Events` (gRPC) and
+//! `containerd.services.events.ttrpc.v1.Events` (ttrpc, for shims) over the
+//! [`Exchange`], and the helpers services use to publish.
+
+use std::pin::Pin;
+
+use crated_core::events::{Envelope, Exchange, Payload};
+use crated_core::{Error, Namespace};
+use futures::Stream;
+use tonic::{Request, Response, Status};
+
+use crate::containerd::services::events::ttrpc::v1 as ttrpc_pb;
+use crate::containerd::services::events::v1 as pb;
+use crate::convert::{to_system_time, to_timestamp};
+use crate::metadata::{grpc_namespace, ttrpc_namespace};
+use crate::{to_grpc, to_ttrpc};
+
+/// Encodes a containerd event message under its type name, as containerd's
+/// `typeurl` does for its event types (`containerd.events.TaskExit`, …).
+pub fn payload<M: prost::Message>(type_url: &str, message: &M) -> Payload {
+    Payload {
+        type_url: type_url.to_owned(),
+        value: message.encode_to_vec(),
+    }
+}
+
+/// Publishes, logging instead of failing: the mutation it reports has
+/// already been made durable, and a bad topic is a bug caught by tests.
+pub fn publish(exchange: &Exchange, ns: &Namespace, topic: &str, event: Payload) {
+    if let Err(err) = exchange.publish(ns, topic, event) {
+        tracing::warn!(topic, error = %err, "publish event");
+    }
+}
+
+fn any_to_payload(any: Option<prost_types::Any>) -> Payload {
+    let any = any.unwrap_or_default();
+    Payload {
+        type_url: any.type_url,
+        value: any.value,
+    }
+}
+
+fn envelope_to_pb(envelope: Envelope) -> pb::Envelope {
+    pb::Envelope {
+        timestamp: Some(to_timestamp(envelope.timestamp)),
+        namespace: envelope.namespace,
+        topic: envelope.topic,
+        event: Some(prost_types::Any {
+            type_url: envelope.event.type_url,
+            value: envelope.event.value,
+        }),
+    }
+}
+
+fn envelope_from_parts(
+    timestamp: Option<prost_types::Timestamp>,
+    namespace: String,
+    topic: String,
+    event: Option<prost_types::Any>,
+) -> Envelope {
+    Envelope {
+        timestamp: timestamp
+            .as_ref()
+            .map(to_system_time)
+            .unwrap_or_else(std::time::SystemTime::now),
+        namespace,
+        topic,
+        event: any_to_payload(event),
+    }
+}
+
+/// The events service of a daemon.
+#[derive(Clone)]
+pub struct Service {
+    exchange: Exchange,
+}
+
+impl Service {
+    /// Serves `exchange`.
+    pub fn new(exchange: Exchange) -> Self {
+        Self { exchange }
+    }
+
+    /// The tonic server wrapping this service.
+    pub fn into_server(self) -> pb::events_server::EventsServer<Self> {
+        pb::events_server::EventsServer::new(self)
+    }
+}
+
+#[tonic::async_trait]
+impl pb::events_server::Events for Service {
+    async fn publish(&self, request: Request<pb::PublishRequest>) -> Result<Response<()>, Status> {
+        let ns = grpc_namespace(&request).map_err(to_grpc)?;
+        let request = request.into_inner();
+        if request.event.is_none() {
+            return Err(to_grpc(Error::invalid_argument("event must be set")));
+        }
+        self.exchange
+            .publish(&ns, &request.topic, any_to_payload(request.event))
+            .map_err(to_grpc)?;
+        Ok(Response::new(()))
+    }
+
+    async fn forward(&self, request: Request<pb::ForwardRequest>) -> Result<Response<()>, Status> {
+        let envelope = request
+            .into_inner()
+            .envelope
+            .ok_or_else(|| to_grpc(Error::invalid_argument("envelope must be set")))?;
+        self.exchange
+            .forward(envelope_from_parts(
+                envelope.timestamp,
+                envelope.namespace,
+                envelope.topic,
+                envelope.event,
+            ))
+            .map_err(to_grpc)?;
+        Ok(Response::new(()))
+    }
+
+    type SubscribeStream = Pin<Box<dyn Stream<Item = Result<pb::Envelope, Status>> + Send>>;
+
+    async fn subscribe(
+        &self,
+        request: Request<pb::SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let mut subscription = self
+            .exchange
+            .subscribe(&request.get_ref().filters)
+            .map_err(to_grpc)?;
+        let stream = async_stream(move |tx| async move {
+            while let Some(next) = subscription.next().await {
+                let item = next.map(envelope_to_pb).map_err(to_grpc);
+                if tx.send(item).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(stream))
+    }
+}
+
+/// A boxed stream fed by a spawned producer; the producer stops when the
+/// client goes away (its sends fail).
+fn async_stream<T, F, Fut>(producer: F) -> Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>
+where
+    T: Send + 'static,
+    F: FnOnce(tokio::sync::mpsc::Sender<Result<T, Status>>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(producer(tx));
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+}
+
+#[async_trait::async_trait]
+impl ttrpc_pb::events_ttrpc::Events for Service {
+    async fn forward(
+        &self,
+        ctx: &ttrpc::r#async::TtrpcContext,
+        request: ttrpc_pb::ForwardRequest,
+    ) -> ttrpc::Result<()> {
+        // Shims put the namespace in the envelope; the header, when sent,
+        // must agree with it.
+        let envelope = request
+            .envelope
+            .ok_or_else(|| to_ttrpc(Error::invalid_argument("envelope must be set")))?;
+        if let Ok(header) = ttrpc_namespace(ctx) {
+            if header.as_str() != envelope.namespace {
+                return Err(to_ttrpc(Error::invalid_argument(format!(
+                    "envelope namespace {:?} differs from the request's {:?}",
+                    envelope.namespace,
+                    header.as_str()
+                ))));
+            }
+        }
+        self.exchange
+            .forward(envelope_from_parts(
+                envelope.timestamp,
+                envelope.namespace,
+                envelope.topic,
+                envelope.event,
+            ))
+            .map_err(to_ttrpc)
+    }
+}

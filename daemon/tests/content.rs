@@ -1,0 +1,391 @@
+//! Content through `crated`, as users of containerd's ctr and ours see it.
+
+// Helpers outside #[test] functions unwrap too: a failure is a test failure.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{debian_ctr, fails, ok, workspace_bin, Daemon};
+
+/// A file of `len` pseudo-random bytes and its digest (via sha256sum, an
+/// implementation independent of ours).
+fn blob(dir: &Path, name: &str, len: usize, seed: u64) -> (PathBuf, String) {
+    let path = dir.join(name);
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    let mut x = seed | 1;
+    let mut chunk = Vec::with_capacity(1 << 16);
+    let mut written = 0;
+    while written < len {
+        chunk.clear();
+        while chunk.len() < (1 << 16) && written + chunk.len() < len {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            chunk.extend_from_slice(&x.to_le_bytes());
+        }
+        chunk.truncate(len - written);
+        file.write_all(&chunk).unwrap();
+        written += chunk.len();
+    }
+    file.flush().unwrap();
+    (path.clone(), sha256sum(&path))
+}
+
+fn sha256sum(path: &Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    format!("sha256:{}", text.split_whitespace().next().unwrap())
+}
+
+fn ctr_with_stdin(
+    daemon: &Daemon,
+    ctr: &Path,
+    args: &[&str],
+    stdin: &Path,
+) -> std::process::Output {
+    Command::new(ctr)
+        .arg("--address")
+        .arg(&daemon.address)
+        .args(args)
+        .stdin(std::fs::File::open(stdin).unwrap())
+        .output()
+        .unwrap()
+}
+
+fn blob_files(daemon: &Daemon) -> Vec<PathBuf> {
+    let dir = daemon
+        .dir
+        .path()
+        .join("root/io.containerd.content.v1.content/blobs/sha256");
+    match std::fs::read_dir(dir) {
+        Ok(entries) => entries.map(|e| e.unwrap().path()).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+#[test]
+fn debian_ctr_ingests_gets_labels_and_removes_100mib() {
+    let daemon = Daemon::start();
+    let ctr = debian_ctr();
+    let data = tempfile::tempdir().unwrap();
+    let (file, digest) = blob(data.path(), "big", 100 << 20, 7);
+    let size = (100u64 << 20).to_string();
+
+    ok(ctr_with_stdin(
+        &daemon,
+        &ctr,
+        &[
+            "content",
+            "ingest",
+            "--expected-size",
+            &size,
+            "--expected-digest",
+            &digest,
+            "big-blob",
+        ],
+        &file,
+    ));
+    let list = ok(daemon.ctr(&ctr, &["content", "ls"]));
+    let row: Vec<&str> = list
+        .lines()
+        .find(|l| l.starts_with(&digest))
+        .expect(&list)
+        .split('\t')
+        .filter(|c| !c.is_empty())
+        .collect();
+    assert_eq!(row[1], "104.9MB", "{list}");
+    assert_eq!(row.last(), Some(&"-"), "{list}");
+
+    let copy = data.path().join("copy");
+    let out = Command::new(&ctr)
+        .arg("--address")
+        .arg(&daemon.address)
+        .args(["content", "get", &digest])
+        .stdout(std::fs::File::create(&copy).unwrap())
+        .status()
+        .unwrap();
+    assert!(out.success());
+    assert_eq!(sha256sum(&copy), digest);
+
+    let labelled = ok(daemon.ctr(&ctr, &["content", "label", &digest, "foo=bar"]));
+    assert_eq!(labelled.trim(), "foo=bar");
+    assert!(ok(daemon.ctr(&ctr, &["content", "ls"])).contains("foo=bar"));
+    assert_eq!(
+        ok(daemon.ctr(&ctr, &["content", "ls", "-q", "labels.foo==bar"])).trim(),
+        digest
+    );
+    assert_eq!(
+        ok(daemon.ctr(&ctr, &["content", "ls", "-q", "labels.foo==baz"])).trim(),
+        ""
+    );
+
+    // A namespace holding content cannot be removed.
+    let stderr = fails(daemon.ctr(&ctr, &["namespaces", "rm", "default"]));
+    assert!(
+        stderr.contains("must be empty, but it still has blobs"),
+        "{stderr}"
+    );
+
+    assert_eq!(
+        ok(daemon.ctr(&ctr, &["content", "rm", &digest])).trim(),
+        digest
+    );
+    assert_eq!(ok(daemon.ctr(&ctr, &["content", "ls", "-q"])), "");
+    assert!(
+        blob_files(&daemon).is_empty(),
+        "the blob no namespace records is gone from disk"
+    );
+    ok(daemon.ctr(&ctr, &["namespaces", "rm", "default"]));
+}
+
+#[test]
+fn our_ctr_matches_debian_ctr_on_content() {
+    let daemon = Daemon::start();
+    let (ours, theirs) = (workspace_bin("ctr"), debian_ctr());
+    let data = tempfile::tempdir().unwrap();
+    let (file, digest) = blob(data.path(), "small", 3 << 20, 11);
+    ok(ctr_with_stdin(
+        &daemon,
+        &ours,
+        &["content", "ingest", "ours"],
+        &file,
+    ));
+    ok(daemon.ctr(&ours, &["content", "label", &digest, "a=1", "b=2"]));
+    for args in [&["content", "ls", "-q"][..], &["content", "active"]] {
+        assert_eq!(
+            ok(daemon.ctr(&ours, args)),
+            ok(daemon.ctr(&theirs, args)),
+            "ctr {args:?}"
+        );
+    }
+    // The AGE column may tick between the two runs; everything else,
+    // including the tab layout, must be identical.
+    let without_age = |table: String| -> Vec<String> {
+        table
+            .lines()
+            .map(|l| {
+                let cells: Vec<&str> = l.split('\t').filter(|c| !c.is_empty()).collect();
+                // Go prints labels in map order, which is random.
+                let mut labels: Vec<&str> = cells[3].split(',').collect();
+                labels.sort();
+                format!(
+                    "{}|{}|{}|{}",
+                    cells[0],
+                    cells[1],
+                    labels.join(","),
+                    l.matches('\t').count()
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        without_age(ok(daemon.ctr(&ours, &["content", "ls"]))),
+        without_age(ok(daemon.ctr(&theirs, &["content", "ls"])))
+    );
+    let copy = data.path().join("copy");
+    let status = Command::new(&ours)
+        .arg("--address")
+        .arg(&daemon.address)
+        .args(["content", "get", &digest])
+        .stdout(std::fs::File::create(&copy).unwrap())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(sha256sum(&copy), digest);
+    let stderr = fails(daemon.ctr(
+        &ours,
+        &[
+            "content",
+            "rm",
+            "sha256:0000000000000000000000000000000000000000000000000000000000000000",
+        ],
+    ));
+    assert!(stderr.contains("not found"), "{stderr}");
+}
+
+#[test]
+fn killed_ingest_resumes_and_verifies() {
+    let daemon = Daemon::start();
+    let data = tempfile::tempdir().unwrap();
+    let (file, digest) = blob(data.path(), "resume", 64 << 20, 13);
+    let all = std::fs::read(&file).unwrap();
+    for ctr in [debian_ctr(), workspace_bin("ctr")] {
+        let r#ref = format!("resume-{}", ctr.display().to_string().len());
+        // Feed half the bytes through a pipe, then kill the client.
+        let mut child = Command::new(&ctr)
+            .arg("--address")
+            .arg(&daemon.address)
+            .args(["content", "ingest", "--expected-digest", &digest, &r#ref])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(&all[..all.len() / 2]).unwrap();
+        stdin.flush().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let offset = loop {
+            let active = ok(daemon.ctr(&workspace_bin("ctr"), &["content", "active"]));
+            if let Some(line) = active.lines().find(|l| l.starts_with(&r#ref)) {
+                let size = line
+                    .split('\t')
+                    .filter(|c| !c.is_empty())
+                    .nth(1)
+                    .unwrap()
+                    .to_owned();
+                if size.ends_with("MB")
+                    && size.trim_end_matches("MB").parse::<f64>().unwrap() >= 16.0
+                {
+                    break size;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ingest made no progress:\n{active}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        child.kill().unwrap();
+        child.wait().unwrap();
+        drop(stdin);
+        assert!(
+            ok(daemon.ctr(&debian_ctr(), &["content", "active"])).contains(&r#ref),
+            "ingest kept after kill at {offset}"
+        );
+        // The same command again resumes; the result verifies.
+        ok(ctr_with_stdin(
+            &daemon,
+            &ctr,
+            &["content", "ingest", "--expected-digest", &digest, &r#ref],
+            &file,
+        ));
+        assert!(!ok(daemon.ctr(&ctr, &["content", "active"])).contains(&r#ref));
+        assert_eq!(
+            ok(daemon.ctr(&ctr, &["content", "ls", "-q"])).trim(),
+            digest
+        );
+        ok(daemon.ctr(&ctr, &["content", "rm", &digest]));
+    }
+}
+
+#[test]
+fn wrong_expected_digest_is_refused_and_leaves_no_blob() {
+    let daemon = Daemon::start();
+    let data = tempfile::tempdir().unwrap();
+    let (file, _) = blob(data.path(), "x", 1 << 20, 17);
+    let wrong = format!("sha256:{}", "ab".repeat(32));
+    for ctr in [debian_ctr(), workspace_bin("ctr")] {
+        let stderr = fails(ctr_with_stdin(
+            &daemon,
+            &ctr,
+            &["content", "ingest", "--expected-digest", &wrong, "wrong"],
+            &file,
+        ));
+        assert!(
+            stderr.contains("ctr: ") && stderr.contains("digest"),
+            "{stderr}"
+        );
+        let stderr = fails(ctr_with_stdin(
+            &daemon,
+            &ctr,
+            &["content", "ingest", "--expected-size", "5", "wrong-size"],
+            &file,
+        ));
+        assert!(
+            stderr.contains("ctr: ") && stderr.contains("size"),
+            "{stderr}"
+        );
+        assert_eq!(ok(daemon.ctr(&ctr, &["content", "ls", "-q"])), "");
+        assert!(blob_files(&daemon).is_empty());
+    }
+    let stderr = fails(ctr_with_stdin(
+        &daemon,
+        &workspace_bin("ctr"),
+        &["content", "ingest", "--expected-digest", "md5:abc", "bad"],
+        &file,
+    ));
+    assert!(stderr.contains("md5"), "{stderr}");
+}
+
+#[test]
+fn the_same_blob_in_two_namespaces_is_stored_once() {
+    let daemon = Daemon::start();
+    let data = tempfile::tempdir().unwrap();
+    let (file, digest) = blob(data.path(), "shared", 5 << 20, 19);
+    let ctr = debian_ctr();
+    ok(ctr_with_stdin(
+        &daemon,
+        &ctr,
+        &["-n", "one", "content", "ingest", "a"],
+        &file,
+    ));
+    // Without an expected digest the bytes travel again, and are stored once.
+    ok(ctr_with_stdin(
+        &daemon,
+        &ctr,
+        &["-n", "two", "content", "ingest", "b"],
+        &file,
+    ));
+    // With one, the shared blob is claimed without a transfer.
+    ok(ctr_with_stdin(
+        &daemon,
+        &ctr,
+        &[
+            "-n",
+            "three",
+            "content",
+            "ingest",
+            "--expected-digest",
+            &digest,
+            "c",
+        ],
+        &file,
+    ));
+    for ns in ["one", "two", "three"] {
+        assert_eq!(
+            ok(daemon.ctr(&ctr, &["-n", ns, "content", "ls", "-q"])).trim(),
+            digest,
+            "{ns}"
+        );
+    }
+    assert_eq!(blob_files(&daemon).len(), 1);
+    // Not visible where it was never written.
+    assert_eq!(
+        ok(daemon.ctr(&ctr, &["-n", "four", "content", "ls", "-q"])),
+        ""
+    );
+    let stderr = fails(daemon.ctr(
+        &workspace_bin("ctr"),
+        &["-n", "four", "content", "get", &digest],
+    ));
+    assert!(stderr.contains("not found"), "{stderr}");
+    // Removing it from one namespace keeps it for the others.
+    ok(daemon.ctr(&ctr, &["-n", "one", "content", "rm", &digest]));
+    assert_eq!(blob_files(&daemon).len(), 1);
+    assert_eq!(
+        ok(daemon.ctr(&ctr, &["-n", "two", "content", "ls", "-q"])).trim(),
+        digest
+    );
+}
+
+#[test]
+fn bad_content_input_is_refused_clearly() {
+    let daemon = Daemon::start();
+    let ours = workspace_bin("ctr");
+    for (args, message) in [
+        (&["content", "get", "sha256:abc"][..], "sha256"),
+        (&["content", "get", "nodigest"], "nodigest"),
+        (&["content", "label", "sha999:00", "a=b"], "sha999"),
+        (&["content", "ls", "labels.=="], "position"),
+        (&["content", "active", "ref~="], "position"),
+    ] {
+        let stderr = fails(daemon.ctr(&ours, args));
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
+}
