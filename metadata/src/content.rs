@@ -439,3 +439,18 @@ impl Writer for NamespacedWriter {
         self.inner.close().await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn store() -> (Arc<dyn ContentStore>, Box<dyn std::any::Any + Send>) {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = crated_content_store::LocalStore::open(&dir.path().join("content")).unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        let view = NamespacedContent::new(db, Arc::new(backend), SharingPolicy::Shared);
+        (Arc::new(view), Box::new(dir))
+    }
+
+    crated_core::content_store_testsuite!(store);
+}

@@ -206,7 +206,10 @@ impl ContentStore for ContentProxy {
             .await
             .map_err(from_grpc)?
             .into_inner();
-        let mut stream = Stream { tx, responses };
+        let mut stream = Stream {
+            tx: Some(tx),
+            responses,
+        };
         let stat = stream.receive().await?;
         Ok(Box::new(ProxyWriter {
             stream: Arc::new(Mutex::new(stream)),
@@ -268,7 +271,8 @@ impl ReaderAt for ProxyReader {
 }
 
 struct Stream {
-    tx: mpsc::Sender<pb::WriteContentRequest>,
+    /// `None` once the writer closed its half of the stream.
+    tx: Option<mpsc::Sender<pb::WriteContentRequest>>,
     responses: tonic::Streaming<pb::WriteContentResponse>,
 }
 
@@ -284,7 +288,11 @@ impl Stream {
     }
 
     async fn call(&mut self, message: pb::WriteContentRequest) -> Result<pb::WriteContentResponse> {
-        if self.tx.send(message).await.is_err() {
+        let tx = self
+            .tx
+            .as_ref()
+            .ok_or_else(|| Error::failed_precondition("content writer is closed"))?;
+        if tx.send(message).await.is_err() {
             // The server ended the stream; its reason is the next status.
             return Err(match self.responses.message().await {
                 Err(status) => from_grpc(status),
@@ -401,8 +409,17 @@ impl Writer for ProxyWriter {
     }
 
     async fn close(self: Box<Self>) -> Result<()> {
-        // Dropping the sender ends the request stream; the server closes its
-        // writer and keeps the ingest for a resume.
-        Ok(())
+        // Ending the request stream makes the server close its writer (the
+        // ingest stays for a resume); the response stream ends once it has,
+        // so after this returns the ref is free for a new writer.
+        let mut stream = self.stream.lock().await;
+        stream.tx = None;
+        loop {
+            match stream.responses.message().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => return Ok(()),
+                Err(status) => return Err(from_grpc(status)),
+            }
+        }
     }
 }

@@ -253,7 +253,18 @@ pub async fn dropped_writer_frees_its_ref(store: &dyn ContentStore) {
         let mut w = store.writer(&ns, options("dropped")).await.unwrap();
         w.write(b"abc").await.unwrap();
     }
-    let w = store.writer(&ns, options("dropped")).await.unwrap();
+    // A remote store learns of the drop asynchronously; clients retry a
+    // locked ref (containerd's `OpenWriter` does), so the suite does too.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let w = loop {
+        match store.writer(&ns, options("dropped")).await {
+            Ok(w) => break w,
+            Err(e) if e.kind() == Kind::Unavailable && std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("the ref of a dropped writer is never freed: {e}"),
+        }
+    };
     assert_eq!(w.status().await.unwrap().offset, 3);
     w.close().await.unwrap();
     store.abort(&ns, "dropped").await.unwrap();
