@@ -2,51 +2,120 @@
 
 mod ingest;
 mod layout;
+mod locks;
+mod reader;
+mod writer;
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
 
 use crated_core::content::{ContentStore, Info, Labels, ReaderAt, Status, Writer, WriterOptions};
 use crated_core::digest::Digest;
 use crated_core::filters::{self, Adaptor};
 use crated_core::{labels, Error, Namespace, Result};
 
-use layout::Layout;
+use layout::{io_error, Layout};
+use locks::RefLocks;
+use writer::LocalWriter;
 
-/// The local content store.
+/// How long a writer for a locked ref waits for the holder by default.
+pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(1);
+
+/// The local content store: blobs in files under one directory.
 ///
 /// Blobs are not namespaced here: the namespace argument of every call is
-/// ignored (the metadata layer keeps each namespace's view).
+/// ignored, and the metadata layer keeps each namespace's view. Cloning is
+/// cheap and clones share everything, including the ref locks.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> crated_core::Result<()> {
 /// use crated_core::content::{ContentStore, WriterOptions};
 /// use crated_core::Namespace;
 ///
-/// let dir = tempfile::tempdir().unwrap();
+/// let dir = tempfile::tempdir().expect("a temporary directory");
 /// let store = crated_content_store::LocalStore::open(dir.path())?;
 /// let ns = Namespace::new("default")?;
-/// let mut writer = store.writer(&ns, WriterOptions { r#ref: "hello".into(), ..Default::default() }).await?;
+/// let options = WriterOptions { r#ref: "hello".into(), ..Default::default() };
+/// let mut writer = store.writer(&ns, options).await?;
 /// writer.write(b"hello").await?;
 /// let digest = writer.digest();
 /// writer.commit(5, Some(digest.clone()), Default::default()).await?;
 /// assert_eq!(store.info(&ns, &digest).await?.size, 5);
 /// # Ok(()) }
 /// ```
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct LocalStore {
-    layout: Arc<Layout>,
-    /// Refs with an open writer in this process.
-    active: Arc<Mutex<HashSet<String>>>,
+    inner: Arc<Inner>,
+    lock_wait: Duration,
 }
 
-pub(crate) fn io_error(what: impl std::fmt::Display, path: &Path, err: std::io::Error) -> Error {
-    let message = format!("{what} {}: {err}", path.display());
-    match err.kind() {
-        std::io::ErrorKind::NotFound => Error::not_found(message),
-        _ => Error::unknown(message),
+#[derive(Debug)]
+struct Inner {
+    layout: Arc<Layout>,
+    locks: Arc<RefLocks>,
+    /// Serialises read-modify-write of labels files, and their removal.
+    labels: Mutex<()>,
+}
+
+impl LocalStore {
+    /// Opens the store rooted at `root` (the daemon passes
+    /// `<root>/io.containerd.content.v1.content`), creating its directories
+    /// if needed. Ingests left by an earlier run stay, ready to resume.
+    pub fn open(root: &Path) -> Result<Self> {
+        Ok(Self {
+            inner: Arc::new(Inner {
+                layout: Arc::new(Layout::create(root)?),
+                locks: RefLocks::for_root(root),
+                labels: Mutex::new(()),
+            }),
+            lock_wait: DEFAULT_LOCK_WAIT,
+        })
+    }
+
+    /// This store with another wait for a locked ref (default
+    /// [`DEFAULT_LOCK_WAIT`]; zero refuses at once).
+    #[must_use]
+    pub fn with_lock_wait(self, wait: Duration) -> Self {
+        Self {
+            lock_wait: wait,
+            ..self
+        }
+    }
+
+    /// The store's root directory.
+    pub fn root(&self) -> &Path {
+        &self.inner.layout.root
+    }
+
+    /// Where the blob of `digest` lives once committed (whether or not it
+    /// is there).
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.inner.layout.blob(digest)
+    }
+
+    fn layout(&self) -> Arc<Layout> {
+        Arc::clone(&self.inner.layout)
+    }
+
+    /// Runs `f` with the labels lock on a blocking thread.
+    async fn with_labels_lock<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Layout) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let inner = Arc::clone(&self.inner);
+        blocking(move || {
+            let _guard = inner.labels_lock();
+            f(&inner.layout)
+        })
+        .await
+    }
+}
+
+impl Inner {
+    fn labels_lock(&self) -> MutexGuard<'_, ()> {
+        // The mutex guards no data of its own, so poison means nothing.
+        self.labels.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -56,9 +125,46 @@ pub(crate) async fn blocking<T: Send + 'static>(
 ) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| Error::unknown(format!("content store worker failed: {e}")))?
+        .map_err(|e| Error::unknown(format!("content store file operation failed: {e}")))?
 }
 
+fn not_found(digest: &Digest) -> Error {
+    Error::not_found(format!("content {digest} not found"))
+}
+
+fn validate_ref(r#ref: &str) -> Result<()> {
+    if r#ref.is_empty() {
+        return Err(Error::invalid_argument("ingest ref must not be empty"));
+    }
+    Ok(())
+}
+
+/// Info of the blob of `digest`; NotFound if absent. Blocking.
+fn info(layout: &Layout, digest: &Digest) -> Result<Info> {
+    let path = layout.blob(digest);
+    let meta = std::fs::metadata(&path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => not_found(digest),
+        _ => io_error("stat blob", &path, e),
+    })?;
+    if !meta.is_file() {
+        return Err(not_found(digest));
+    }
+    let created_at = meta
+        .modified()
+        .map_err(|e| io_error("stat blob", &path, e))?;
+    let (labels, updated_at) = layout
+        .read_labels(digest)?
+        .unwrap_or_else(|| (Labels::new(), created_at));
+    Ok(Info {
+        digest: digest.clone(),
+        size: meta.len(),
+        created_at,
+        updated_at,
+        labels,
+    })
+}
+
+/// The fields `walk` filters on: `digest`, `size` and `labels.<key>`.
 struct InfoFields<'a>(&'a Info);
 
 impl Adaptor for InfoFields<'_> {
@@ -66,12 +172,14 @@ impl Adaptor for InfoFields<'_> {
         match path {
             ["digest"] => Some(self.0.digest.to_string()),
             ["size"] => Some(self.0.size.to_string()),
-            ["labels", key] => self.0.labels.get(*key).cloned(),
+            // containerd joins the rest of the path: `labels.a.b` is key `a.b`.
+            ["labels", key @ ..] if !key.is_empty() => self.0.labels.get(&key.join(".")).cloned(),
             _ => None,
         }
     }
 }
 
+/// The field `list_statuses` filters on: `ref`.
 struct StatusFields<'a>(&'a Status);
 
 impl Adaptor for StatusFields<'_> {
@@ -83,128 +191,91 @@ impl Adaptor for StatusFields<'_> {
     }
 }
 
-/// Holds a ref's writer slot; dropping it frees the ref for another writer.
-pub(crate) struct RefLock {
-    active: Arc<Mutex<HashSet<String>>>,
-    r#ref: String,
+/// What an `update` does to the labels.
+struct LabelUpdate {
+    /// Replace all labels with the given ones.
+    replace_all: bool,
+    /// Keys to set (from the given labels) or remove (absent or empty there).
+    keys: Vec<String>,
 }
 
-impl Drop for RefLock {
-    fn drop(&mut self) {
-        // A poisoned set only means a panic elsewhere; the set is still sound.
-        let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
-        active.remove(&self.r#ref);
-    }
-}
-
-impl LocalStore {
-    /// Opens (creating) the store rooted at `root`, e.g.
-    /// `/var/lib/crated/io.containerd.content.v1.content`.
-    pub fn open(root: &Path) -> Result<Self> {
-        let layout = Layout::create(root)?;
-        Ok(Self {
-            layout: Arc::new(layout),
-            active: Arc::new(Mutex::new(HashSet::new())),
-        })
-    }
-
-    /// The store's root directory.
-    pub fn root(&self) -> &Path {
-        &self.layout.root
-    }
-
-    fn lock(&self, r#ref: &str) -> Result<RefLock> {
-        let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
-        if !active.insert(r#ref.to_owned()) {
-            return Err(Error::unavailable(format!(
-                "ref {ref:?} is locked: another writer is active"
-            )));
-        }
-        Ok(RefLock {
-            active: Arc::clone(&self.active),
-            r#ref: r#ref.to_owned(),
-        })
-    }
-
-    fn info_blocking(layout: &Layout, digest: &Digest) -> Result<Info> {
-        let path = layout.blob(digest);
-        let meta = std::fs::metadata(&path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                Error::not_found(format!("content {digest} not found"))
-            } else {
-                io_error("stat blob", &path, e)
+impl LabelUpdate {
+    /// Reads containerd's field paths: none or `labels` replace all,
+    /// `labels.<key>` one key; anything else is InvalidArgument.
+    fn parse(digest: &Digest, fieldpaths: &[String]) -> Result<Self> {
+        let mut update = Self {
+            replace_all: fieldpaths.is_empty(),
+            keys: Vec::new(),
+        };
+        for path in fieldpaths {
+            match path.strip_prefix("labels") {
+                Some("") => update.replace_all = true,
+                Some(rest) if rest.len() > 1 && rest.starts_with('.') => {
+                    update.keys.push(rest[1..].to_owned());
+                }
+                _ => {
+                    return Err(Error::invalid_argument(format!(
+                        "cannot update {path:?} field on content info {digest}"
+                    )))
+                }
             }
-        })?;
-        let created = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-        let (labels, updated) = layout.read_labels(digest)?;
-        Ok(Info {
-            digest: digest.clone(),
-            size: meta.len(),
-            created_at: created,
-            updated_at: updated.unwrap_or(created),
-            labels,
-        })
+        }
+        Ok(update)
     }
-}
 
-fn validate_ref(r#ref: &str) -> Result<()> {
-    if r#ref.is_empty() {
-        return Err(Error::invalid_argument("ingest ref must not be empty"));
+    /// Applies the update to `current`; labels with empty values are
+    /// dropped, as containerd's metadata store does.
+    fn apply(&self, current: Labels, given: &Labels) -> Result<Labels> {
+        let mut labels = if self.replace_all {
+            given.clone()
+        } else {
+            current
+        };
+        for key in &self.keys {
+            match given.get(key) {
+                Some(value) => labels.insert(key.clone(), value.clone()),
+                None => labels.remove(key),
+            };
+        }
+        labels.retain(|_, v| !v.is_empty());
+        labels::validate_all(&labels)?;
+        Ok(labels)
     }
-    Ok(())
 }
 
 #[async_trait::async_trait]
 impl ContentStore for LocalStore {
     async fn info(&self, _ns: &Namespace, digest: &Digest) -> Result<Info> {
-        let (layout, digest) = (Arc::clone(&self.layout), digest.clone());
-        blocking(move || Self::info_blocking(&layout, &digest)).await
+        let (layout, digest) = (self.layout(), digest.clone());
+        blocking(move || info(&layout, &digest)).await
     }
 
-    async fn update(&self, _ns: &Namespace, info: Info, fieldpaths: &[String]) -> Result<Info> {
-        let layout = Arc::clone(&self.layout);
-        let fieldpaths = fieldpaths.to_vec();
-        blocking(move || {
-            let current = Self::info_blocking(&layout, &info.digest)?;
-            let mut labels = current.labels;
-            if fieldpaths.is_empty() || fieldpaths.iter().any(|p| p == "labels") {
-                labels = Labels::new();
-                for (k, v) in info.labels.iter().filter(|(_, v)| !v.is_empty()) {
-                    labels.insert(k.clone(), v.clone());
-                }
-            }
-            for path in fieldpaths.iter().filter(|p| *p != "labels") {
-                let key = path
-                    .strip_prefix("labels.")
-                    .filter(|k| !k.is_empty())
-                    .ok_or_else(|| {
-                        Error::invalid_argument(format!(
-                            "cannot update {path:?} field on content info {}",
-                            info.digest
-                        ))
-                    })?;
-                match info.labels.get(key).filter(|v| !v.is_empty()) {
-                    Some(v) => labels.insert(key.to_owned(), v.clone()),
-                    None => labels.remove(key),
-                };
-            }
-            labels::validate_all(&labels)?;
-            layout.write_labels(&info.digest, &labels)?;
-            Self::info_blocking(&layout, &info.digest)
+    async fn update(&self, _ns: &Namespace, new: Info, fieldpaths: &[String]) -> Result<Info> {
+        let update = LabelUpdate::parse(&new.digest, fieldpaths)?;
+        self.with_labels_lock(move |layout| {
+            let current = info(layout, &new.digest)?;
+            let labels = update.apply(current.labels, &new.labels)?;
+            let now = SystemTime::now();
+            layout.write_labels(&new.digest, &labels, now)?;
+            Ok(Info {
+                labels,
+                updated_at: now,
+                ..current
+            })
         })
         .await
     }
 
     async fn walk(&self, _ns: &Namespace, filter_strings: &[String]) -> Result<Vec<Info>> {
         let filter = filters::parse_all(filter_strings)?;
-        let layout = Arc::clone(&self.layout);
+        let layout = self.layout();
         blocking(move || {
             let mut out = Vec::new();
             for digest in layout.blobs()? {
-                match Self::info_blocking(&layout, &digest) {
+                match info(&layout, &digest) {
                     Ok(info) if filter.matches(&InfoFields(&info)) => out.push(info),
                     Ok(_) => {}
-                    // Deleted while walking.
+                    // Deleted while walking, or not a blob file.
                     Err(e) if e.is_not_found() => {}
                     Err(e) => return Err(e),
                 }
@@ -215,37 +286,36 @@ impl ContentStore for LocalStore {
     }
 
     async fn delete(&self, _ns: &Namespace, digest: &Digest) -> Result<()> {
-        let (layout, digest) = (Arc::clone(&self.layout), digest.clone());
-        blocking(move || layout.delete_blob(&digest)).await
+        let digest = digest.clone();
+        self.with_labels_lock(move |layout| {
+            let path = layout.blob(&digest);
+            if !path.is_file() {
+                return Err(not_found(&digest));
+            }
+            // Labels first: a crash in between leaves a blob without labels,
+            // never labels that a later commit of the digest would inherit.
+            layout.remove_labels(&digest)?;
+            // No directory sync: a delete undone by a crash is harmless, the
+            // blob is whole and garbage collection removes it again.
+            std::fs::remove_file(&path).map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => not_found(&digest),
+                _ => io_error("remove blob", &path, e),
+            })
+        })
+        .await
     }
 
     async fn reader_at(&self, _ns: &Namespace, digest: &Digest) -> Result<Box<dyn ReaderAt>> {
-        let path = self.layout.blob(digest);
+        let path = self.inner.layout.blob(digest);
         let digest = digest.clone();
-        let file = blocking(move || {
-            std::fs::File::open(&path).map_err(|e| {
-                if e.kind() == std::io::ErrorKind::NotFound {
-                    Error::not_found(format!("content {digest} not found"))
-                } else {
-                    io_error("open blob", &path, e)
-                }
-            })
-        })
-        .await?;
-        let size = file
-            .metadata()
-            .map_err(|e| Error::unknown(format!("stat open blob: {e}")))?
-            .len();
-        Ok(Box::new(FileReader {
-            file: Arc::new(file),
-            size,
-        }))
+        let reader = blocking(move || reader::FileReader::open(&path, &digest)).await?;
+        Ok(Box::new(reader))
     }
 
     async fn status(&self, _ns: &Namespace, r#ref: &str) -> Result<Status> {
         validate_ref(r#ref)?;
-        let (layout, r#ref) = (Arc::clone(&self.layout), r#ref.to_owned());
-        blocking(move || ingest::status(&layout, &r#ref)).await
+        let (dir, r#ref) = (self.inner.layout.ingest(r#ref), r#ref.to_owned());
+        blocking(move || ingest::status(&dir, &r#ref)).await
     }
 
     async fn list_statuses(
@@ -254,149 +324,61 @@ impl ContentStore for LocalStore {
         filter_strings: &[String],
     ) -> Result<Vec<Status>> {
         let filter = filters::parse_all(filter_strings)?;
-        let layout = Arc::clone(&self.layout);
+        let root = self.inner.layout.ingests();
         blocking(move || {
-            Ok(ingest::list(&layout)?
-                .into_iter()
-                .filter(|s| filter.matches(&StatusFields(s)))
-                .collect())
+            let mut out = Vec::new();
+            let entries = std::fs::read_dir(&root).map_err(|e| io_error("list", &root, e))?;
+            for entry in entries {
+                let entry = entry.map_err(|e| io_error("list", &root, e))?;
+                // An ingest committed or aborted while listing is skipped.
+                match ingest::read_status(&entry.path()) {
+                    Ok(Some(status)) if filter.matches(&StatusFields(&status)) => out.push(status),
+                    Ok(_) => {}
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            out.sort_by(|a, b| a.r#ref.cmp(&b.r#ref));
+            Ok(out)
         })
         .await
     }
 
+    /// Removes the ingest, even while a writer has it open (as containerd
+    /// does): that writer's commit then fails with NotFound.
     async fn abort(&self, _ns: &Namespace, r#ref: &str) -> Result<()> {
         validate_ref(r#ref)?;
-        let (layout, r#ref) = (Arc::clone(&self.layout), r#ref.to_owned());
-        blocking(move || ingest::remove(&layout, &r#ref)).await
+        let (dir, r#ref) = (self.inner.layout.ingest(r#ref), r#ref.to_owned());
+        blocking(move || {
+            ingest::status(&dir, &r#ref)?;
+            ingest::remove_dir(&dir)
+        })
+        .await
     }
 
     async fn writer(&self, _ns: &Namespace, options: WriterOptions) -> Result<Box<dyn Writer>> {
         validate_ref(&options.r#ref)?;
         if let Some(expected) = &options.expected {
-            if self.layout.blob(expected).exists() {
+            writer::check_algorithm(expected)?;
+            // Checked before locking, so a client told to skip the transfer
+            // is told at once even if the ref is busy.
+            let path = self.inner.layout.blob(expected);
+            if blocking(move || Ok(path.is_file())).await? {
                 return Err(Error::already_exists(format!(
                     "content {expected} already exists"
                 )));
             }
         }
-        let lock = self.lock(&options.r#ref)?;
-        let layout = Arc::clone(&self.layout);
-        let writer = blocking(move || ingest::LocalWriter::open(layout, options, lock)).await?;
+        let lock = self
+            .inner
+            .locks
+            .acquire(&options.r#ref, self.lock_wait)
+            .await?;
+        let layout = self.layout();
+        let writer = blocking(move || LocalWriter::open(layout, options, lock)).await?;
         Ok(Box::new(writer))
     }
 }
 
-struct FileReader {
-    file: Arc<std::fs::File>,
-    size: u64,
-}
-
-#[async_trait::async_trait]
-impl ReaderAt for FileReader {
-    fn size(&self) -> u64 {
-        self.size
-    }
-
-    async fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize> {
-        use std::os::unix::fs::FileExt;
-        if offset >= self.size || buf.is_empty() {
-            return Ok(0);
-        }
-        let want = buf
-            .len()
-            .min(usize::try_from(self.size - offset).unwrap_or(usize::MAX));
-        let file = Arc::clone(&self.file);
-        let data = blocking(move || {
-            let mut data = vec![0u8; want];
-            let mut filled = 0;
-            while filled < want {
-                match file.read_at(&mut data[filled..], offset + filled as u64) {
-                    Ok(0) => break,
-                    Ok(n) => filled += n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(Error::unknown(format!("read blob at {offset}: {e}"))),
-                }
-            }
-            data.truncate(filled);
-            Ok(data)
-        })
-        .await?;
-        buf[..data.len()].copy_from_slice(&data);
-        Ok(data.len())
-    }
-}
-
-/// Where a store keeps its files, for tests and tools.
-pub fn blob_path(root: &Path, digest: &Digest) -> PathBuf {
-    root.join("blobs")
-        .join(digest.algorithm())
-        .join(digest.hex())
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    async fn store() -> (Arc<dyn ContentStore>, Box<dyn std::any::Any + Send>) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = LocalStore::open(dir.path()).unwrap();
-        (Arc::new(store), Box::new(dir))
-    }
-
-    crated_core::content_store_testsuite!(store);
-
-    fn ns() -> Namespace {
-        Namespace::new("default").unwrap()
-    }
-
-    #[tokio::test]
-    async fn ingest_resumes_after_reopen_and_layout_matches_containerd() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let store = LocalStore::open(dir.path()).unwrap();
-            let mut w = store
-                .writer(
-                    &ns(),
-                    WriterOptions {
-                        r#ref: "r".into(),
-                        total: 10,
-                        ..Default::default()
-                    },
-                )
-                .await
-                .unwrap();
-            w.write(b"hello").await.unwrap();
-            // Dropped without close, as a killed daemon would.
-        }
-        let store = LocalStore::open(dir.path()).unwrap();
-        let status = store.status(&ns(), "r").await.unwrap();
-        assert_eq!((status.offset, status.total), (5, 10));
-        let mut w = store
-            .writer(
-                &ns(),
-                WriterOptions {
-                    r#ref: "r".into(),
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
-        w.write(b"world").await.unwrap();
-        let digest = w.digest();
-        w.commit(10, None, Labels::new()).await.unwrap();
-        let blob = blob_path(dir.path(), &digest);
-        assert_eq!(std::fs::read(&blob).unwrap(), b"helloworld");
-        assert_eq!(
-            std::fs::metadata(&blob).unwrap().permissions().mode() & 0o777,
-            0o444
-        );
-        assert_eq!(
-            std::fs::read_dir(dir.path().join("ingest"))
-                .unwrap()
-                .count(),
-            0,
-            "nothing left in ingest/"
-        );
-    }
-}
+mod tests;

@@ -1,11 +1,14 @@
 #![doc = include_str!("../README.md")]
 
+pub mod containers;
 pub mod content;
+pub mod descriptor;
 pub mod digest;
 pub mod error;
 pub mod events;
 pub mod filters;
 pub mod identifiers;
+pub mod images;
 pub mod labels;
 pub mod leases;
 pub mod namespaces;

@@ -21,6 +21,8 @@ pub fn builtins() -> Vec<Registration> {
         services::content::SERVICE,
         services::namespaces::REGISTRATION,
         services::leases::REGISTRATION,
+        services::images::REGISTRATION,
+        services::containers::REGISTRATION,
         services::healthcheck::REGISTRATION,
         services::introspection::REGISTRATION,
     ]

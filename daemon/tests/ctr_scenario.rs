@@ -21,6 +21,8 @@ const PLUGINS: &[(&str, &str)] = &[
     ("io.containerd.grpc.v1", "content"),
     ("io.containerd.grpc.v1", "namespaces"),
     ("io.containerd.grpc.v1", "leases"),
+    ("io.containerd.grpc.v1", "images"),
+    ("io.containerd.grpc.v1", "containers"),
     ("io.containerd.grpc.v1", "healthcheck"),
     ("io.containerd.grpc.v1", "introspection"),
 ];
@@ -129,7 +131,7 @@ fn both_ctrs_print_the_same_tables() {
     // Filters reach the server the same way from both.
     let filter = ["plugins", "ls", "type==io.containerd.grpc.v1"];
     let filtered = ok(daemon.ctr(&theirs, &filter));
-    assert_eq!(rows(&filtered).len(), 7, "{filtered}");
+    assert_eq!(rows(&filtered).len(), 9, "{filtered}");
     assert_eq!(ok(daemon.ctr(&ours, &filter)), filtered);
 }
 

@@ -1,10 +1,13 @@
 #![doc = include_str!("../README.md")]
 
+mod containers;
 mod content;
 mod db;
+mod images;
 pub mod keys;
 mod leases;
 mod namespaces;
+mod records;
 mod schema;
 
 pub use content::{NamespacedContent, SharingPolicy};

@@ -365,15 +365,28 @@ impl Writer for ProxyWriter {
     }
 
     async fn truncate(&mut self, size: u64) -> Result<()> {
-        // As containerd's remote writer: the next write at offset 0 makes
-        // the server truncate; other sizes cannot be expressed on the wire.
+        // A write at offset 0 makes the server truncate (containerd's
+        // protocol); other sizes cannot be expressed on the wire.
         if size != 0 {
             return Err(Error::not_implemented(format!(
                 "truncate of ingest {:?} to {size} bytes: only 0 is supported over grpc",
                 self.r#ref
             )));
         }
-        self.offset = 0;
+        // Done now rather than on the next write so that `status` and
+        // `digest` agree with the server straight away.
+        let response = self
+            .stream
+            .lock()
+            .await
+            .call(pb::WriteContentRequest {
+                action: pb::WriteAction::Write as i32,
+                offset: 0,
+                ..Default::default()
+            })
+            .await?;
+        self.offset = u64::try_from(response.offset).unwrap_or(0);
+        self.digest = Digest::parse(&response.digest)?;
         Ok(())
     }
 

@@ -376,6 +376,10 @@ async fn write_session(
         let req_total = non_negative("total", request.total).map_err(to_grpc)?;
         if req_total > 0 {
             total = req_total;
+        } else if total == 0 {
+            // A resumed ingest remembers its total even when the client
+            // does not repeat it.
+            total = status.total;
         }
         match action {
             pb::WriteAction::Stat => {

@@ -3,7 +3,9 @@
 //! Each adapter validates its request, calls the store, and maps errors with
 //! [`crate::to_grpc`]; it holds no state of its own.
 
+pub mod containers;
 pub mod content;
 pub mod events;
+pub mod images;
 pub mod leases;
 pub mod namespaces;

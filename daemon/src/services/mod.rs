@@ -1,8 +1,10 @@
 //! The built-in plugins: each module holds one plugin's registration and init.
 
+pub mod containers;
 pub mod content;
 pub mod events;
 pub mod healthcheck;
+pub mod images;
 pub mod introspection;
 pub mod leases;
 pub mod metadata;

@@ -1,0 +1,40 @@
+//! Images: a name bound to a target descriptor (an index or manifest).
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use crate::descriptor::Descriptor;
+use crate::{Namespace, Result};
+
+/// An image record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Image {
+    /// The image name, usually a normalised reference.
+    pub name: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// The root descriptor.
+    pub target: Descriptor,
+    /// When it was created.
+    pub created_at: SystemTime,
+    /// When it was last updated.
+    pub updated_at: SystemTime,
+}
+
+/// The store of images.
+#[async_trait::async_trait]
+pub trait ImageStore: Send + Sync {
+    /// The image `name`; NotFound if absent.
+    async fn get(&self, ns: &Namespace, name: &str) -> Result<Image>;
+    /// Images matching any of `filters` (fields `name`, `target.digest`,
+    /// `target.mediatype`, `labels.<k>`, `annotations.<k>`).
+    async fn list(&self, ns: &Namespace, filters: &[String]) -> Result<Vec<Image>>;
+    /// Creates an image; AlreadyExists if the name is taken.
+    async fn create(&self, ns: &Namespace, image: Image) -> Result<Image>;
+    /// Updates fields (`labels`, `labels.<k>`, `target`, `annotations`,
+    /// `annotations.<k>`; none = replace labels and target).
+    async fn update(&self, ns: &Namespace, image: Image, fieldpaths: &[String]) -> Result<Image>;
+    /// Deletes an image; NotFound if absent. `sync` asks that what only it
+    /// referenced be collected before the reply.
+    async fn delete(&self, ns: &Namespace, name: &str, sync: bool) -> Result<()>;
+}

@@ -1,0 +1,350 @@
+//! Containers in the metadata database: `obj\0<ns>\0containers\0<id>`.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use crated_core::containers::{Container, ContainerStore, Runtime};
+use crated_core::filters::{self, Adaptor};
+use crated_core::{identifiers, labels, Error, Namespace, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::db::{decode, encode};
+use crate::records::{non_empty, set_entry, StoredAny};
+use crate::{keys, Db};
+
+const KIND: &str = "containers";
+
+#[derive(Serialize, Deserialize)]
+struct Record {
+    labels: BTreeMap<String, String>,
+    image: String,
+    runtime_name: String,
+    runtime_options: Option<StoredAny>,
+    spec: Option<StoredAny>,
+    snapshotter: String,
+    snapshot_key: String,
+    created_at: SystemTime,
+    updated_at: SystemTime,
+    extensions: BTreeMap<String, StoredAny>,
+    #[serde(default)]
+    sandbox: String,
+}
+
+impl Record {
+    fn of(c: &Container) -> Self {
+        Self {
+            labels: non_empty(&c.labels),
+            image: c.image.clone(),
+            runtime_name: c.runtime.name.clone(),
+            runtime_options: c.runtime.options.as_ref().map(StoredAny::from),
+            spec: c.spec.as_ref().map(StoredAny::from),
+            snapshotter: c.snapshotter.clone(),
+            snapshot_key: c.snapshot_key.clone(),
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+            extensions: c
+                .extensions
+                .iter()
+                .map(|(k, v)| (k.clone(), StoredAny::from(v)))
+                .collect(),
+            sandbox: c.sandbox.clone(),
+        }
+    }
+
+    fn into_container(self, id: String) -> Result<Container> {
+        Ok(Container {
+            id,
+            labels: self.labels,
+            image: self.image,
+            runtime: Runtime {
+                name: self.runtime_name,
+                options: self.runtime_options.map(|a| a.to_any()).transpose()?,
+            },
+            spec: self.spec.map(|a| a.to_any()).transpose()?,
+            snapshotter: self.snapshotter,
+            snapshot_key: self.snapshot_key,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            extensions: self
+                .extensions
+                .into_iter()
+                .map(|(k, v)| v.to_any().map(|a| (k, a)))
+                .collect::<Result<_>>()?,
+            sandbox: self.sandbox,
+        })
+    }
+}
+
+fn key(ns: &Namespace, id: &str) -> Vec<u8> {
+    keys::object(ns.as_str(), KIND, &[id])
+}
+
+fn not_found(ns: &Namespace, id: &str) -> Error {
+    Error::not_found(format!(
+        "container {id:?} not found in namespace {:?}",
+        ns.as_str()
+    ))
+}
+
+/// containerd's checks, with its messages.
+fn validate(c: &Container) -> Result<()> {
+    identifiers::validate(&c.id).map_err(|e| e.context("container.ID"))?;
+    if c.extensions.keys().any(String::is_empty) {
+        return Err(Error::invalid_argument(
+            "container.Extension keys must not be zero-length",
+        ));
+    }
+    labels::validate_all(&c.labels).map_err(|e| e.context("containers.Labels"))?;
+    if c.runtime.name.is_empty() {
+        return Err(Error::invalid_argument(format!(
+            "container.Runtime.Name must be set for container {:?}",
+            c.id
+        )));
+    }
+    if c.spec.is_none() {
+        return Err(Error::invalid_argument(format!(
+            "container.Spec must be set for container {:?}",
+            c.id
+        )));
+    }
+    if !c.snapshot_key.is_empty() && c.snapshotter.is_empty() {
+        return Err(Error::invalid_argument(format!(
+            "container.Snapshotter must be set if container.SnapshotKey is set (container {:?})",
+            c.id
+        )));
+    }
+    Ok(())
+}
+
+struct Fields<'a>(&'a Container);
+
+impl Adaptor for Fields<'_> {
+    fn field(&self, path: &[&str]) -> Option<String> {
+        let c = self.0;
+        match path {
+            ["id"] => Some(c.id.clone()),
+            ["runtime", "name"] => Some(c.runtime.name.clone()).filter(|s| !s.is_empty()),
+            ["image"] => Some(c.image.clone()).filter(|s| !s.is_empty()),
+            ["labels", key] => c.labels.get(*key).cloned(),
+            _ => None,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl ContainerStore for Db {
+    async fn get(&self, ns: &Namespace, id: &str) -> Result<Container> {
+        identifiers::validate(id).map_err(|e| e.context("container.ID"))?;
+        let raw = self
+            .read(|tx| tx.get(&key(ns, id)))?
+            .ok_or_else(|| not_found(ns, id))?;
+        decode::<Record>(&format!("container {id:?}"), &raw)?.into_container(id.to_owned())
+    }
+
+    async fn list(&self, ns: &Namespace, filter_strings: &[String]) -> Result<Vec<Container>> {
+        let filter = filters::parse_all(filter_strings)?;
+        let prefix = keys::objects_of(ns.as_str(), KIND);
+        let mut out = Vec::new();
+        for (k, raw) in self.read(|tx| tx.scan(&prefix))? {
+            let id = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+            let container =
+                decode::<Record>(&format!("container {id:?}"), &raw)?.into_container(id)?;
+            if filter.matches(&Fields(&container)) {
+                out.push(container);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn create(&self, ns: &Namespace, mut container: Container) -> Result<Container> {
+        validate(&container)?;
+        let now = SystemTime::now();
+        container.created_at = now;
+        container.updated_at = now;
+        container.labels = non_empty(&container.labels);
+        self.write(|tx| {
+            let k = key(ns, &container.id);
+            if tx.get(&k)?.is_some() {
+                return Err(Error::already_exists(format!(
+                    "container {:?} already exists",
+                    container.id
+                )));
+            }
+            tx.ensure_namespace(ns)?;
+            tx.put(
+                k,
+                encode(
+                    &format!("container {:?}", container.id),
+                    &Record::of(&container),
+                )?,
+            );
+            Ok(container.clone())
+        })
+    }
+
+    async fn update(
+        &self,
+        ns: &Namespace,
+        container: Container,
+        fieldpaths: &[String],
+    ) -> Result<Container> {
+        identifiers::validate(&container.id).map_err(|e| e.context("container.ID"))?;
+        self.write(|tx| {
+            let k = key(ns, &container.id);
+            let raw = tx.get(&k)?.ok_or_else(|| not_found(ns, &container.id))?;
+            let mut updated = decode::<Record>(&format!("container {:?}", container.id), &raw)?
+                .into_container(container.id.clone())?;
+            let default_paths =
+                ["labels", "spec", "extensions", "image", "snapshotkey"].map(String::from);
+            let paths: &[String] = if fieldpaths.is_empty() {
+                // A full replace may not change what is immutable.
+                if container.runtime.name != updated.runtime.name {
+                    return Err(Error::invalid_argument(format!(
+                        "container.Runtime.Name field is immutable (container {:?})",
+                        container.id
+                    )));
+                }
+                if container.snapshotter != updated.snapshotter {
+                    return Err(Error::invalid_argument(format!(
+                        "container.Snapshotter field is immutable (container {:?})",
+                        container.id
+                    )));
+                }
+                &default_paths
+            } else {
+                fieldpaths
+            };
+            for path in paths {
+                if let Some(label) = path.strip_prefix("labels.") {
+                    set_entry(&mut updated.labels, &container.labels, label);
+                } else if let Some(ext) = path.strip_prefix("extensions.") {
+                    match container.extensions.get(ext) {
+                        Some(v) => updated.extensions.insert(ext.to_owned(), v.clone()),
+                        None => updated.extensions.remove(ext),
+                    };
+                } else {
+                    match path.as_str() {
+                        "labels" => updated.labels = non_empty(&container.labels),
+                        "spec" => updated.spec = container.spec.clone(),
+                        "extensions" => updated.extensions = container.extensions.clone(),
+                        "image" => updated.image = container.image.clone(),
+                        "snapshotkey" => updated.snapshot_key = container.snapshot_key.clone(),
+                        _ => {
+                            return Err(Error::invalid_argument(format!(
+                                "cannot update {path:?} field on {:?}",
+                                container.id
+                            )))
+                        }
+                    }
+                }
+            }
+            validate(&updated)?;
+            updated.updated_at = SystemTime::now();
+            tx.put(
+                k,
+                encode(
+                    &format!("container {:?}", container.id),
+                    &Record::of(&updated),
+                )?,
+            );
+            Ok(updated)
+        })
+    }
+
+    async fn delete(&self, ns: &Namespace, id: &str) -> Result<()> {
+        identifiers::validate(id).map_err(|e| e.context("container.ID"))?;
+        self.write(|tx| {
+            let k = key(ns, id);
+            if tx.get(&k)?.is_none() {
+                return Err(not_found(ns, id));
+            }
+            tx.delete(k);
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crated_core::descriptor::Any;
+    use crated_core::Kind;
+
+    fn container(id: &str) -> Container {
+        Container {
+            id: id.into(),
+            labels: [("app".to_string(), "web".to_string())].into(),
+            image: "docker.io/library/busybox:latest".into(),
+            runtime: Runtime {
+                name: "io.containerd.runc.v2".into(),
+                options: None,
+            },
+            spec: Some(Any {
+                type_url: "types.containerd.io/opencontainers/runtime-spec/1/Spec".into(),
+                value: b"{}".to_vec(),
+            }),
+            snapshotter: "overlayfs".into(),
+            snapshot_key: id.into(),
+            created_at: SystemTime::UNIX_EPOCH,
+            updated_at: SystemTime::UNIX_EPOCH,
+            extensions: BTreeMap::new(),
+            sandbox: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn crud_with_validation() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        let ns = Namespace::new("default").unwrap();
+        let created = db.create(&ns, container("web-1")).await.unwrap();
+        assert!(created.created_at > SystemTime::UNIX_EPOCH);
+        assert_eq!(
+            db.create(&ns, container("web-1")).await.unwrap_err().kind(),
+            Kind::AlreadyExists
+        );
+        let mut bad = container("bad/id");
+        assert_eq!(
+            db.create(&ns, bad.clone()).await.unwrap_err().kind(),
+            Kind::InvalidArgument
+        );
+        bad.id = "nospec".into();
+        bad.spec = None;
+        assert!(db
+            .create(&ns, bad)
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("container.Spec must be set"));
+        let mut change = container("web-1");
+        change.labels = [("app".to_string(), "api".to_string())].into();
+        change.image = "other".into();
+        let updated = db
+            .update(&ns, change.clone(), &["labels.app".into()])
+            .await
+            .unwrap();
+        assert_eq!(
+            (updated.labels["app"].as_str(), updated.image.as_str()),
+            ("api", "docker.io/library/busybox:latest")
+        );
+        change.runtime.name = "io.containerd.other".into();
+        assert!(db
+            .update(&ns, change, &[])
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("immutable"));
+        assert_eq!(
+            db.list(&ns, &["labels.app==api".into()])
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        db.delete(&ns, "web-1").await.unwrap();
+        assert_eq!(
+            db.get(&ns, "web-1").await.unwrap_err().kind(),
+            Kind::NotFound
+        );
+    }
+}
