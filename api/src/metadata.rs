@@ -24,6 +24,28 @@ pub fn grpc_namespace<T>(request: &tonic::Request<T>) -> Result<Namespace> {
     Namespace::new(name)
 }
 
+/// The lease a gRPC request names in `containerd-lease`, if any.
+pub fn grpc_lease<T>(request: &tonic::Request<T>) -> Result<Option<String>> {
+    match request.metadata().get(crated_core::leases::GRPC_HEADER) {
+        None => Ok(None),
+        Some(value) => value
+            .to_str()
+            .map(|v| Some(v.to_owned()))
+            .map_err(|_| Error::invalid_argument("lease header is not valid ascii")),
+    }
+}
+
+/// Puts `lease` in the gRPC metadata of an outgoing request.
+pub fn set_grpc_lease<T>(request: &mut tonic::Request<T>, lease: &str) -> Result<()> {
+    let value = lease.parse().map_err(|_| {
+        Error::invalid_argument(format!("lease id {lease:?} is not a valid header value"))
+    })?;
+    request
+        .metadata_mut()
+        .insert(crated_core::leases::GRPC_HEADER, value);
+    Ok(())
+}
+
 /// Puts `namespace` in the gRPC metadata of an outgoing request.
 pub fn set_grpc_namespace<T>(request: &mut tonic::Request<T>, namespace: &Namespace) {
     // A validated namespace is ASCII alphanumerics and `._-`, always a valid

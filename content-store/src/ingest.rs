@@ -47,12 +47,16 @@ pub(crate) fn read_status(dir: &Path) -> Result<Option<Status>> {
         .ok()
         .and_then(|t| t.trim().parse().ok())
         .unwrap_or(0);
+    // What the garbage collector must keep for this ingest; a garbled file
+    // only loses that hint.
+    let expected = std::fs::read_to_string(dir.join("expected"))
+        .ok()
+        .and_then(|d| crated_core::digest::Digest::parse(d.trim()).ok());
     Ok(Some(Status {
         r#ref,
         offset: meta.len(),
         total,
-        // containerd does not keep the expected digest of an ingest either.
-        expected: None,
+        expected,
         started_at,
         updated_at,
     }))
@@ -70,7 +74,13 @@ pub(crate) fn status(dir: &Path, r#ref: &str) -> Result<Status> {
 
 /// Makes `dir` a fresh, empty ingest of `ref`, discarding whatever was
 /// there; returns its data file, open for reading and writing.
-pub(crate) fn create(dir: &Path, r#ref: &str, total: u64, now: SystemTime) -> Result<File> {
+pub(crate) fn create(
+    dir: &Path,
+    r#ref: &str,
+    total: u64,
+    expected: Option<&crated_core::digest::Digest>,
+    now: SystemTime,
+) -> Result<File> {
     remove_dir(dir)?;
     std::fs::create_dir(dir).map_err(|e| io_error("create ingest", dir, e))?;
     let data = dir.join("data");
@@ -86,10 +96,18 @@ pub(crate) fn create(dir: &Path, r#ref: &str, total: u64, now: SystemTime) -> Re
     if total > 0 {
         write_replace(&dir.join("total"), total.to_string().as_bytes())?;
     }
+    if let Some(expected) = expected {
+        write_expected(dir, expected)?;
+    }
     // Last: until the ref is there the ingest is not listed, so a crash
     // half-way leaves nothing that looks like an ingest.
     write_replace(&dir.join("ref"), r#ref.as_bytes())?;
     Ok(file)
+}
+
+/// Records the digest the writer expects.
+pub(crate) fn write_expected(dir: &Path, expected: &crated_core::digest::Digest) -> Result<()> {
+    write_replace(&dir.join("expected"), expected.as_str().as_bytes())
 }
 
 /// Records the time of the last write, as containerd does on close.

@@ -8,12 +8,14 @@
 //! <root>/ingest/<sha256(ref)>/startedat   RFC 3339 time the ingest started
 //! <root>/ingest/<sha256(ref)>/updatedat   RFC 3339 time of the last write, as of the last close
 //! <root>/ingest/<sha256(ref)>/total       expected size in decimal, absent if unknown
+//! <root>/ingest/<sha256(ref)>/expected    digest the writer named, absent if none (ours)
 //! <root>/labels/<algorithm>/<hex>.json    a blob's labels, a JSON object; mtime = updated_at
 //! ```
 //!
 //! `blobs/` and `ingest/` are containerd's `content/local` layout, so either
 //! daemon can resume the other's ingests and read its blobs. `labels/` is
-//! ours: containerd keeps labels only in its metadata database.
+//! ours: containerd keeps labels only in its metadata database; so is an
+//! ingest's `expected`, which containerd keeps there too and ignores here.
 
 use std::fs::{File, FileTimes};
 use std::io::{ErrorKind, Write as _};

@@ -27,6 +27,7 @@ fn options(r#ref: &str, total: u64) -> WriterOptions {
         r#ref: r#ref.into(),
         total,
         expected: None,
+        lease: None,
     }
 }
 
@@ -375,4 +376,37 @@ async fn throughput() {
         secs - written
     );
     println!("write + commit: {:.0} MiB/s", f64::from(mib) / secs);
+}
+
+#[tokio::test]
+async fn expected_digest_is_kept_with_the_ingest_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected = sha256(b"hello");
+    {
+        let store = LocalStore::open(dir.path()).unwrap();
+        let mut w = store
+            .writer(
+                &ns(),
+                WriterOptions {
+                    expected: Some(expected.clone()),
+                    ..options("exp", 5)
+                },
+            )
+            .await
+            .unwrap();
+        w.write(b"he").await.unwrap();
+        w.close().await.unwrap();
+    }
+    // The collector of the metadata layer keeps the expected blob alive.
+    let store = LocalStore::open(dir.path()).unwrap();
+    let listed = store.list_statuses(&ns(), &[]).await.unwrap();
+    assert_eq!(listed[0].expected, Some(expected.clone()));
+    // Resumed without naming it: still known, and commit checks it.
+    let mut w = store.writer(&ns(), options("exp", 0)).await.unwrap();
+    assert_eq!(w.status().await.unwrap().expected, Some(expected.clone()));
+    w.write(b"llo").await.unwrap();
+    w.commit(5, Some(expected.clone()), Default::default())
+        .await
+        .unwrap();
+    assert_eq!(store.info(&ns(), &expected).await.unwrap().size, 5);
 }

@@ -103,7 +103,10 @@ impl LocalWriter {
         let WriterOptions {
             r#ref,
             total,
-            expected,
+            mut expected,
+            // Leases are the metadata layer's; blobs here are kept or
+            // removed by whoever owns the store.
+            lease: _,
         } = options;
         let dir = layout.ingest(&r#ref);
         let existing = match ingest::read_status(&dir)? {
@@ -134,6 +137,13 @@ impl LocalWriter {
                     .open(&path)
                     .map_err(|e| io_error("open", &path, e))?;
                 let (hasher, offset) = hash_prefix(&file, u64::MAX, &path)?;
+                match &expected {
+                    Some(named) if status.expected.as_ref() != Some(named) => {
+                        ingest::write_expected(&dir, named)?;
+                    }
+                    Some(_) => {}
+                    None => expected = status.expected.clone(),
+                }
                 if status.total == 0 && total > 0 {
                     crate::layout::write_replace(&dir.join("total"), total.to_string().as_bytes())?;
                 }
@@ -152,7 +162,7 @@ impl LocalWriter {
                 )
             }
             None => {
-                let file = ingest::create(&dir, &r#ref, total, now)?;
+                let file = ingest::create(&dir, &r#ref, total, expected.as_ref(), now)?;
                 (file, Sha256::new(), 0, total, now, now)
             }
         };

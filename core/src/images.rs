@@ -34,7 +34,8 @@ pub trait ImageStore: Send + Sync {
     /// Updates fields (`labels`, `labels.<k>`, `target`, `annotations`,
     /// `annotations.<k>`; none = replace labels and target).
     async fn update(&self, ns: &Namespace, image: Image, fieldpaths: &[String]) -> Result<Image>;
-    /// Deletes an image; NotFound if absent. `sync` asks that what only it
-    /// referenced be collected before the reply.
-    async fn delete(&self, ns: &Namespace, name: &str, sync: bool) -> Result<()>;
+    /// Deletes an image; NotFound if absent. What only it referenced is
+    /// left to the garbage collector (a `sync` delete of the service waits
+    /// for a collection).
+    async fn delete(&self, ns: &Namespace, name: &str) -> Result<()>;
 }

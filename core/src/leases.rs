@@ -6,6 +6,12 @@ use std::time::SystemTime;
 
 use crate::{Error, Namespace, Result};
 
+/// The gRPC header naming the lease of a request, as containerd's
+/// `leases.WithLease`.
+pub const GRPC_HEADER: &str = "containerd-lease";
+/// The ttrpc metadata key naming the lease of a request.
+pub const TTRPC_HEADER: &str = "containerd-lease-ttrpc";
+
 /// The label that gives a lease an expiry (RFC 3339); the garbage collector
 /// removes the lease after it.
 pub const EXPIRE_LABEL: &str = "containerd.io/gc.expire";
@@ -96,10 +102,10 @@ pub trait LeaseStore: Send + Sync {
         labels: BTreeMap<String, String>,
     ) -> Result<Lease>;
 
-    /// Deletes a lease and its holds; NotFound if absent. `sync` asks that
-    /// what it held and nothing else references be collected before the
-    /// reply.
-    async fn delete(&self, ns: &Namespace, id: &str, sync: bool) -> Result<()>;
+    /// Deletes a lease and its holds; NotFound if absent. What it held is
+    /// left to the garbage collector (a `sync` delete of the service waits
+    /// for a collection).
+    async fn delete(&self, ns: &Namespace, id: &str) -> Result<()>;
 
     /// Leases matching any of `filters` (fields `id`, `labels.<key>`).
     async fn list(&self, ns: &Namespace, filters: &[String]) -> Result<Vec<Lease>>;

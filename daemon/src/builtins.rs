@@ -16,6 +16,7 @@ pub fn builtins() -> Vec<Registration> {
         services::events::EXCHANGE,
         services::content::STORE,
         services::metadata::REGISTRATION,
+        services::gc::REGISTRATION,
         services::version::REGISTRATION,
         services::events::SERVICE,
         services::content::SERVICE,

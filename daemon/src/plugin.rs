@@ -33,6 +33,8 @@ pub mod types {
     pub const GRPC: &str = "io.containerd.grpc.v1";
     /// ttrpc services.
     pub const TTRPC: &str = "io.containerd.ttrpc.v1";
+    /// The garbage collection scheduler.
+    pub const GC: &str = "io.containerd.gc.v1";
 }
 
 /// Why an init did not produce a plugin.
@@ -133,6 +135,11 @@ pub struct Handles {
     /// The namespaced content store the services serve (built by the
     /// metadata plugin over `content_backend`).
     pub content: Option<Arc<dyn crated_core::content::ContentStore>>,
+    /// The garbage collector over the metadata database and the blob store
+    /// (built by the metadata plugin).
+    pub collector: Option<Arc<dyn crated_core::gc::Collector>>,
+    /// Runs a collection on request (`io.containerd.gc.v1`).
+    pub gc: Option<Arc<dyn crated_core::gc::Trigger>>,
     /// The directory of installed binaries (`io.containerd.internal.v1 opt`).
     pub opt: Option<PathBuf>,
     /// Every plugin's outcome, set once all inits have run.
@@ -191,6 +198,13 @@ impl InitContext<'_> {
     pub fn exchange(&self) -> Result<crated_core::events::Exchange, Error> {
         self.handles.exchange.clone().ok_or_else(|| {
             Error::failed_precondition(format!("plugin type {} is not loaded", types::EVENT))
+        })
+    }
+
+    /// The collection trigger; fails if the scheduler did not load.
+    pub fn gc(&self) -> Result<Arc<dyn crated_core::gc::Trigger>, Error> {
+        self.handles.gc.clone().ok_or_else(|| {
+            Error::failed_precondition(format!("plugin type {} is not loaded", types::GC))
         })
     }
 

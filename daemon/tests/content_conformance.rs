@@ -9,7 +9,11 @@ mod common;
 
 use std::sync::Arc;
 
+use crated_api::containerd::services::leases::v1::leases_client::LeasesClient;
+use crated_api::containerd::services::leases::v1::CreateRequest;
+use crated_api::metadata::set_grpc_namespace;
 use crated_api::proxy::content::ContentProxy;
+use crated_core::content::testsuite::namespace;
 use crated_core::content::ContentStore;
 
 async fn store() -> (Arc<dyn ContentStore>, Box<dyn std::any::Any + Send>) {
@@ -18,7 +22,18 @@ async fn store() -> (Arc<dyn ContentStore>, Box<dyn std::any::Any + Send>) {
     let daemon = tokio::task::spawn_blocking(common::Daemon::start)
         .await
         .unwrap();
-    let proxy = ContentProxy::new(daemon.channel().await);
+    // Like any containerd client writing content it means to keep, the
+    // suite writes under a lease; otherwise the daemon's collector may take
+    // a blob between its commit and the suite's next look at it.
+    let channel = daemon.channel().await;
+    let mut leases = LeasesClient::new(channel.clone());
+    let mut request = tonic::Request::new(CreateRequest {
+        id: "conformance".into(),
+        labels: Default::default(),
+    });
+    set_grpc_namespace(&mut request, &namespace());
+    leases.create(request).await.unwrap();
+    let proxy = ContentProxy::new(channel).with_lease("conformance");
     (Arc::new(proxy), Box::new(daemon))
 }
 

@@ -12,7 +12,7 @@ use crate::db::{decode, encode};
 use crate::records::{non_empty, set_entry, StoredAny};
 use crate::{keys, Db};
 
-const KIND: &str = "containers";
+pub(crate) const KIND: &str = "containers";
 
 #[derive(Serialize, Deserialize)]
 struct Record {
@@ -259,6 +259,7 @@ impl ContainerStore for Db {
                 return Err(not_found(ns, id));
             }
             tx.delete(k);
+            tx.mark_dirty();
             Ok(())
         })
     }

@@ -27,7 +27,7 @@ use crate::db::{decode, encode};
 use crate::{keys, Db};
 
 /// Object kind of content records.
-const KIND: &str = "blobs";
+pub(crate) const KIND: &str = "blobs";
 
 /// Whether a blob committed in one namespace may be claimed by another
 /// without a transfer (containerd's `content_sharing_policy`).
@@ -106,13 +106,15 @@ impl Adaptor for StatusFields<'_> {
 }
 
 /// The namespaced content store the daemon serves.
+#[derive(Clone)]
 pub struct NamespacedContent {
     db: Db,
-    backend: Arc<dyn ContentStore>,
+    pub(crate) backend: Arc<dyn ContentStore>,
     policy: SharingPolicy,
-    // Serialises record creation and the last-record-gone blob delete, so a
-    // commit in one namespace never races a delete in another.
-    lifecycle: Arc<tokio::sync::Mutex<()>>,
+    // Serialises record creation and blob deletes (the last-record-gone
+    // delete and the collector's sweep), so a commit in one namespace never
+    // races a delete in another.
+    pub(crate) lifecycle: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl NamespacedContent {
@@ -133,13 +135,15 @@ impl NamespacedContent {
             .transpose()
     }
 
-    /// Adds `digest` to `ns`; AlreadyExists if it is there.
+    /// Adds `digest` to `ns`, held by `lease` if given; AlreadyExists if it
+    /// is there.
     fn create_record(
         &self,
         ns: &Namespace,
         digest: &Digest,
         size: u64,
         labels: Labels,
+        lease: Option<&str>,
     ) -> Result<()> {
         labels::validate_all(&labels)?;
         self.db.write(|tx| {
@@ -150,6 +154,9 @@ impl NamespacedContent {
                 )));
             }
             tx.ensure_namespace(ns)?;
+            if let Some(lease) = lease {
+                crate::leases::hold(tx, ns, lease, "content", digest.as_str())?;
+            }
             let now = SystemTime::now();
             let record = Record {
                 size,
@@ -255,6 +262,7 @@ impl ContentStore for NamespacedContent {
                 return Err(not_found(ns, digest));
             }
             tx.delete(key);
+            tx.mark_dirty();
             Ok(())
         })?;
         if !self.referenced(digest)? {
@@ -346,7 +354,13 @@ impl ContentStore for NamespacedContent {
                         // The blob may have been deleted meanwhile; only
                         // claim it if it is still there.
                         if self.backend.info(ns, expected).await.is_ok() {
-                            self.create_record(ns, expected, info.size, Labels::new())?;
+                            self.create_record(
+                                ns,
+                                expected,
+                                info.size,
+                                Labels::new(),
+                                options.lease.as_deref(),
+                            )?;
                             return Err(Error::already_exists(format!(
                                 "content {expected} already exists"
                             )));
@@ -356,12 +370,23 @@ impl ContentStore for NamespacedContent {
             }
         }
         let own_ref = options.r#ref.clone();
+        let lease = options.lease.clone();
+        if let Some(lease) = &lease {
+            // Held from the start, as containerd does, so a collection
+            // during the upload keeps what it expects.
+            self.db.write(|tx| {
+                tx.ensure_namespace(ns)?;
+                crate::leases::hold(tx, ns, lease, "ingests", &own_ref)
+            })?;
+        }
         let inner = self
             .backend
             .writer(
                 ns,
                 WriterOptions {
                     r#ref: backend_ref(ns, &options.r#ref),
+                    // The backend keeps no leases; this layer holds them.
+                    lease: None,
                     ..options
                 },
             )
@@ -377,6 +402,7 @@ impl ContentStore for NamespacedContent {
             inner,
             ns: ns.clone(),
             r#ref: own_ref,
+            lease,
             view: NamespacedContent {
                 db: self.db.clone(),
                 backend: Arc::clone(&self.backend),
@@ -391,6 +417,7 @@ struct NamespacedWriter {
     inner: Box<dyn Writer>,
     ns: Namespace,
     r#ref: String,
+    lease: Option<String>,
     view: NamespacedContent,
 }
 
@@ -432,7 +459,8 @@ impl Writer for NamespacedWriter {
             Err(e) if e.is_already_exists() => {}
             Err(e) => return Err(e),
         }
-        this.view.create_record(&this.ns, &digest, written, labels)
+        this.view
+            .create_record(&this.ns, &digest, written, labels, this.lease.as_deref())
     }
 
     async fn close(self: Box<Self>) -> Result<()> {

@@ -70,7 +70,12 @@ struct Inner {
     db: sled::Db,
     tree: sled::Tree,
     write: Mutex<()>,
+    on_mutation: Mutex<Vec<MutationCallback>>,
 }
+
+/// Called after every committed write with whether it removed references
+/// (a delete), so the garbage collector's scheduler can count them.
+pub type MutationCallback = Arc<dyn Fn(bool) + Send + Sync>;
 
 impl Db {
     /// Opens (creating if needed) the database under `root`, migrating an
@@ -109,6 +114,7 @@ impl Db {
                 db,
                 tree,
                 write: Mutex::new(()),
+                on_mutation: Mutex::new(Vec::new()),
             }),
         })
     }
@@ -130,6 +136,28 @@ impl Db {
     /// atomically and flushed to disk before this returns, or not at all if
     /// `f` fails.
     pub fn write<T>(&self, f: impl FnOnce(&mut WriteTx<'_>) -> Result<T>) -> Result<T> {
+        let (out, changed, dirty) = self.write_quiet(f)?;
+        if changed {
+            let callbacks = self
+                .inner
+                .on_mutation
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .clone();
+            for callback in callbacks {
+                callback(dirty);
+            }
+        }
+        Ok(out)
+    }
+
+    /// [`Db::write`] without telling the mutation callbacks: for the
+    /// collector's own sweep. Returns whether anything changed and whether
+    /// the transaction was marked dirty.
+    pub(crate) fn write_quiet<T>(
+        &self,
+        f: impl FnOnce(&mut WriteTx<'_>) -> Result<T>,
+    ) -> Result<(T, bool, bool)> {
         // A poisoned lock only means another writer panicked mid-closure; its
         // staged changes were dropped, so the tree is intact.
         let _guard = self
@@ -142,9 +170,11 @@ impl Db {
                 tree: &self.inner.tree,
             },
             staged: BTreeMap::new(),
+            dirty: false,
         };
         let out = f(&mut tx)?;
-        if !tx.staged.is_empty() {
+        let changed = !tx.staged.is_empty();
+        if changed {
             let mut batch = sled::Batch::default();
             for (key, value) in tx.staged {
                 match value {
@@ -155,7 +185,16 @@ impl Db {
             self.inner.tree.apply_batch(batch).map_err(storage_error)?;
             self.inner.db.flush().map_err(storage_error)?;
         }
-        Ok(out)
+        Ok((out, changed, tx.dirty))
+    }
+
+    /// Registers `callback` to run after every committed write.
+    pub fn on_mutation(&self, callback: MutationCallback) {
+        self.inner
+            .on_mutation
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(callback);
     }
 
     /// Flushes everything to disk (used at shutdown).
@@ -204,6 +243,7 @@ impl ReadTx<'_> {
 pub struct WriteTx<'a> {
     read: ReadTx<'a>,
     staged: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    dirty: bool,
 }
 
 impl WriteTx<'_> {
@@ -238,6 +278,13 @@ impl WriteTx<'_> {
     /// Stages the removal of `key`.
     pub fn delete(&mut self, key: Vec<u8>) {
         self.staged.insert(key, None);
+    }
+
+    /// Notes that this transaction removes references (a delete of an
+    /// image, container, lease or content record), so that garbage may
+    /// have appeared.
+    pub fn mark_dirty(&mut self) {
+        self.dirty = true;
     }
 }
 

@@ -14,7 +14,7 @@ use crate::db::{decode, encode};
 use crate::records::{non_empty, set_entry};
 use crate::{keys, Db};
 
-const KIND: &str = "images";
+pub(crate) const KIND: &str = "images";
 
 #[derive(Serialize, Deserialize)]
 struct Record {
@@ -195,15 +195,14 @@ impl ImageStore for Db {
         })
     }
 
-    async fn delete(&self, ns: &Namespace, name: &str, _sync: bool) -> Result<()> {
-        // Collection of what the image referenced waits for the garbage
-        // collector; `sync` has nothing more to wait for until then.
+    async fn delete(&self, ns: &Namespace, name: &str) -> Result<()> {
         self.write(|tx| {
             let k = key(ns, name);
             if tx.get(&k)?.is_none() {
                 return Err(not_found(ns, name));
             }
             tx.delete(k);
+            tx.mark_dirty();
             Ok(())
         })
     }

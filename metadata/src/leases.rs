@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::db::{decode, encode, WriteTx};
 use crate::{keys, Db};
 
-const KIND: &str = "leases";
+pub(crate) const KIND: &str = "leases";
 
 #[derive(Serialize, Deserialize)]
 struct Record {
@@ -37,6 +37,26 @@ fn not_found(ns: &Namespace, id: &str) -> Error {
 fn load(tx: &WriteTx<'_>, ns: &Namespace, id: &str) -> Result<Record> {
     let raw = tx.get(&key(ns, id))?.ok_or_else(|| not_found(ns, id))?;
     decode(&format!("lease {id:?}"), &raw)
+}
+
+/// Adds `(type, id)` to lease `lease` of `ns` within `tx`: what a write
+/// under a lease (the `containerd-lease` header) does. NotFound if the lease
+/// does not exist.
+pub(crate) fn hold(
+    tx: &mut WriteTx<'_>,
+    ns: &Namespace,
+    lease: &str,
+    r#type: &str,
+    id: &str,
+) -> Result<()> {
+    let mut record = load(tx, ns, lease)?;
+    if record.resources.insert((r#type.to_owned(), id.to_owned())) {
+        tx.put(
+            key(ns, lease),
+            encode(&format!("lease {lease:?}"), &record)?,
+        );
+    }
+    Ok(())
 }
 
 fn to_lease(id: String, record: Record) -> Lease {
@@ -105,12 +125,11 @@ impl LeaseStore for Db {
         })
     }
 
-    async fn delete(&self, ns: &Namespace, id: &str, _sync: bool) -> Result<()> {
-        // Without a garbage collector yet, what the lease held is released
-        // at once either way; `sync` changes nothing observable.
+    async fn delete(&self, ns: &Namespace, id: &str) -> Result<()> {
         self.write(|tx| {
             load(tx, ns, id)?;
             tx.delete(key(ns, id));
+            tx.mark_dirty();
             Ok(())
         })
     }
@@ -149,6 +168,7 @@ impl LeaseStore for Db {
                 .resources
                 .remove(&(resource.r#type.clone(), resource.id.clone()));
             tx.put(key(ns, id), encode(&format!("lease {id:?}"), &record)?);
+            tx.mark_dirty();
             Ok(())
         })
     }
@@ -228,9 +248,9 @@ mod tests {
             .map(|l| l.id)
             .collect();
         assert_eq!(ids, ["l1"]);
-        db.delete(&ns, "l1", false).await.unwrap();
+        db.delete(&ns, "l1").await.unwrap();
         assert_eq!(
-            db.delete(&ns, "l1", false).await.unwrap_err().kind(),
+            db.delete(&ns, "l1").await.unwrap_err().kind(),
             Kind::NotFound
         );
     }

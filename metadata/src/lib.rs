@@ -3,6 +3,7 @@
 mod containers;
 mod content;
 mod db;
+mod gc;
 mod images;
 pub mod keys;
 mod leases;
@@ -11,5 +12,6 @@ mod records;
 mod schema;
 
 pub use content::{NamespacedContent, SharingPolicy};
-pub use db::{Db, ReadTx, WriteTx, DIR_NAME};
+pub use db::{Db, MutationCallback, ReadTx, WriteTx, DIR_NAME};
+pub use gc::{GarbageCollector, INGEST_EXPIRY};
 pub use schema::SCHEMA_VERSION;

@@ -11,7 +11,7 @@ use tonic::transport::Channel;
 
 use crate::containerd::services::content::v1 as pb;
 use crate::from_grpc;
-use crate::metadata::set_grpc_namespace;
+use crate::metadata::{set_grpc_lease, set_grpc_namespace};
 use crate::services::content::{info_from_pb, info_to_pb, status_from_pb};
 
 /// A content store served by a remote daemon.
@@ -29,6 +29,7 @@ use crate::services::content::{info_from_pb, info_to_pb, status_from_pb};
 #[derive(Clone)]
 pub struct ContentProxy {
     client: pb::content_client::ContentClient<Channel>,
+    lease: Option<String>,
 }
 
 fn request<T>(ns: &Namespace, message: T) -> tonic::Request<T> {
@@ -49,7 +50,15 @@ impl ContentProxy {
             client: pb::content_client::ContentClient::new(channel)
                 .max_decoding_message_size(usize::MAX)
                 .max_encoding_message_size(usize::MAX),
+            lease: None,
         }
+    }
+
+    /// Writes through this proxy are held by `lease` unless their options
+    /// name another, like a Go client's context `WithLease`.
+    pub fn with_lease(mut self, lease: impl Into<String>) -> Self {
+        self.lease = Some(lease.into());
+        self
     }
 }
 
@@ -202,7 +211,13 @@ impl ContentStore for ContentProxy {
         let responses = self
             .client
             .clone()
-            .write(request(ns, ReceiverStream::new(rx)))
+            .write({
+                let mut request = request(ns, ReceiverStream::new(rx));
+                if let Some(lease) = options.lease.as_ref().or(self.lease.as_ref()) {
+                    set_grpc_lease(&mut request, lease)?;
+                }
+                request
+            })
             .await
             .map_err(from_grpc)?
             .into_inner();

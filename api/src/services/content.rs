@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::containerd::services::content::v1 as pb;
 use crate::convert::{to_system_time, to_timestamp};
-use crate::metadata::grpc_namespace;
+use crate::metadata::{grpc_lease, grpc_namespace};
 use crate::services::events::{payload, publish};
 use crate::to_grpc;
 use crated_core::events::Exchange;
@@ -289,11 +289,12 @@ impl pb::content_server::Content for Service {
         request: Request<Streaming<pb::WriteContentRequest>>,
     ) -> Result<Response<Self::WriteStream>, Status> {
         let ns = grpc_namespace(&request).map_err(to_grpc)?;
+        let lease = grpc_lease(&request).map_err(to_grpc)?;
         let incoming = request.into_inner();
         let (tx, rx) = mpsc::channel(4);
         let store = Arc::clone(&self.store);
         tokio::spawn(async move {
-            if let Err(status) = write_session(store, ns, incoming, &tx).await {
+            if let Err(status) = write_session(store, ns, lease, incoming, &tx).await {
                 if status.code() != tonic::Code::AlreadyExists {
                     tracing::debug!(error = %status.message(), "content write failed");
                 }
@@ -320,6 +321,7 @@ type Responses = mpsc::Sender<Result<pb::WriteContentResponse, Status>>;
 async fn write_session(
     store: Arc<dyn ContentStore>,
     ns: Namespace,
+    lease: Option<String>,
     mut incoming: Streaming<pb::WriteContentRequest>,
     responses: &Responses,
 ) -> Result<(), Status> {
@@ -342,6 +344,7 @@ async fn write_session(
                     r#ref: r#ref.clone(),
                     total,
                     expected: expected.clone(),
+                    lease,
                 },
             )
             .await

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use crated_core::descriptor::Descriptor;
 use crated_core::digest::Digest;
 use crated_core::events::Exchange;
+use crated_core::gc::Trigger;
 use crated_core::images::{Image, ImageStore};
 use crated_core::{Error, Result};
 use tonic::{Request, Response, Status};
@@ -20,12 +21,24 @@ use crate::to_grpc;
 pub struct Service {
     store: Arc<dyn ImageStore>,
     exchange: Exchange,
+    gc: Option<Arc<dyn Trigger>>,
 }
 
 impl Service {
     /// Serves `store`, publishing `/images/*` events to `exchange`.
     pub fn new(store: Arc<dyn ImageStore>, exchange: Exchange) -> Self {
-        Self { store, exchange }
+        Self {
+            store,
+            exchange,
+            gc: None,
+        }
+    }
+
+    /// Lets a `sync` delete wait for a garbage collection, as containerd's
+    /// does; without it `sync` only deletes.
+    pub fn with_gc(mut self, gc: Arc<dyn Trigger>) -> Self {
+        self.gc = Some(gc);
+        self
     }
 
     /// The tonic server wrapping this service.
@@ -170,7 +183,7 @@ impl pb::images_server::Images for Service {
         let ns = grpc_namespace(&request).map_err(to_grpc)?;
         let request = request.into_inner();
         self.store
-            .delete(&ns, &request.name, request.sync)
+            .delete(&ns, &request.name)
             .await
             .map_err(to_grpc)?;
         let event = pb::ImageDelete { name: request.name };
@@ -180,6 +193,9 @@ impl pb::images_server::Images for Service {
             "/images/delete",
             payload("containerd.services.images.v1.ImageDelete", &event),
         );
+        if let Some(gc) = self.gc.as_ref().filter(|_| request.sync) {
+            gc.schedule_and_wait().await.map_err(to_grpc)?;
+        }
         Ok(Response::new(()))
     }
 }

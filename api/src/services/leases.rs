@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crated_core::gc::Trigger;
 use crated_core::leases::{Lease, LeaseStore, Resource};
 use crated_core::Error;
 use tonic::{Request, Response, Status};
@@ -14,12 +15,20 @@ use crate::to_grpc;
 /// The leases service of a daemon.
 pub struct Service {
     store: Arc<dyn LeaseStore>,
+    gc: Option<Arc<dyn Trigger>>,
 }
 
 impl Service {
     /// Serves `store`.
     pub fn new(store: Arc<dyn LeaseStore>) -> Self {
-        Self { store }
+        Self { store, gc: None }
+    }
+
+    /// Lets a `sync` delete wait for a garbage collection, as containerd's
+    /// does; without it `sync` only deletes.
+    pub fn with_gc(mut self, gc: Arc<dyn Trigger>) -> Self {
+        self.gc = Some(gc);
+        self
     }
 
     /// The tonic server wrapping this service.
@@ -66,10 +75,10 @@ impl pb::leases_server::Leases for Service {
     async fn delete(&self, request: Request<pb::DeleteRequest>) -> Result<Response<()>, Status> {
         let ns = grpc_namespace(&request).map_err(to_grpc)?;
         let request = request.into_inner();
-        self.store
-            .delete(&ns, &request.id, request.sync)
-            .await
-            .map_err(to_grpc)?;
+        self.store.delete(&ns, &request.id).await.map_err(to_grpc)?;
+        if let Some(gc) = self.gc.as_ref().filter(|_| request.sync) {
+            gc.schedule_and_wait().await.map_err(to_grpc)?;
+        }
         Ok(Response::new(()))
     }
 

@@ -65,6 +65,11 @@ pub struct WriterOptions {
     /// Expected digest; if that blob is already committed the writer is
     /// refused with AlreadyExists, so the client skips the transfer.
     pub expected: Option<Digest>,
+    /// The lease that holds the ingest and then the committed blob against
+    /// garbage collection (containerd's `containerd-lease` header). Stores
+    /// without a collector ignore it; the metadata layer refuses a lease
+    /// that does not exist with NotFound.
+    pub lease: Option<String>,
 }
 
 /// Random access to a committed blob.

@@ -361,6 +361,7 @@ pub async fn write_commit_read_back(store: &dyn ContentStore) {
             r#ref: r#ref.clone(),
             total: data.len() as u64,
             expected: Some(digest.clone()),
+            lease: None,
         },
     )
     .await;
@@ -524,6 +525,7 @@ pub async fn commit_wrong_digest_fails_and_keeps_ingest(store: &dyn ContentStore
             r#ref: r#ref2.clone(),
             total: 1000,
             expected: Some(other.clone()),
+            lease: None,
         },
     )
     .await;
@@ -586,6 +588,7 @@ pub async fn writer_for_existing_expected_is_already_exists(store: &dyn ContentS
                 r#ref: r#ref.clone(),
                 total: 100,
                 expected: Some(digest.clone()),
+                lease: None,
             },
         )
         .await;
@@ -660,6 +663,7 @@ pub async fn close_and_resume(store: &dyn ContentStore) {
             r#ref: r#ref.clone(),
             total: 300_000,
             expected: Some(digest.clone()),
+            lease: None,
         },
     )
     .await;
@@ -697,6 +701,7 @@ pub async fn close_and_resume(store: &dyn ContentStore) {
             r#ref: r#ref.clone(),
             total: 300_000,
             expected: Some(digest.clone()),
+            lease: None,
         },
     )
     .await;
@@ -835,6 +840,7 @@ pub async fn statuses_with_filters(store: &dyn ContentStore) {
             r#ref: config.clone(),
             total: 4000,
             expected: None,
+            lease: None,
         },
     )
     .await;
@@ -1175,6 +1181,7 @@ pub async fn large_blob_in_uneven_chunks(store: &dyn ContentStore) {
             r#ref: r#ref.clone(),
             total: data.len() as u64,
             expected: Some(digest.clone()),
+            lease: None,
         },
     )
     .await;

@@ -218,6 +218,8 @@ async fn ingest(
         r#ref: args.r#ref.clone(),
         total: args.expected_size,
         expected: expected.clone(),
+        // containerd's ctr ingests without a lease too.
+        lease: None,
     };
     // As containerd's `content.OpenWriter`: a ref locked by a writer that is
     // going away (a killed client the server has not reaped yet) is retried

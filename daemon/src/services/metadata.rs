@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crated_metadata::{NamespacedContent, SharingPolicy};
+use crated_metadata::{GarbageCollector, NamespacedContent, SharingPolicy};
 use serde::{Deserialize, Serialize};
 
 use crate::plugin::{config_table, types, InitContext, InitError, Registration};
@@ -55,11 +55,9 @@ fn init(ctx: &mut InitContext<'_>) -> Result<(), InitError> {
     let db = crated_metadata::Db::open(&ctx.daemon_root)?;
     ctx.exports
         .insert("path".into(), db.path().display().to_string());
-    ctx.handles.content = Some(Arc::new(NamespacedContent::new(
-        db.clone(),
-        backend,
-        policy,
-    )));
+    let content = NamespacedContent::new(db.clone(), backend, policy);
+    ctx.handles.collector = Some(Arc::new(GarbageCollector::new(db.clone(), content.clone())));
+    ctx.handles.content = Some(Arc::new(content));
     ctx.handles.metadata = Some(db);
     Ok(())
 }

@@ -3,6 +3,7 @@
 pub mod containers;
 pub mod content;
 pub mod events;
+pub mod gc;
 pub mod healthcheck;
 pub mod images;
 pub mod introspection;

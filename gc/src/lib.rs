@@ -1,0 +1,7 @@
+#![doc = include_str!("../README.md")]
+
+mod graph;
+mod scheduler;
+
+pub use graph::{label_refs, tricolor, Node, ResourceKind};
+pub use scheduler::{exports, Scheduler, Settings};
