@@ -3,6 +3,9 @@
 //! - `cargo xtask ci`: install missing system packages, then fmt check,
 //!   clippy with warnings denied, build every binary, and run every test.
 //! - `cargo xtask deps`: only install the system packages tests use.
+//! - `cargo xtask bench storage [-- OPTIONS]`: build `crated` in release and
+//!   run the storage benchmark against it and containerd 1.6 (see
+//!   `daemon/benches/storage.rs` for the options).
 
 use std::path::Path;
 use std::process::Command;
@@ -82,17 +85,41 @@ fn ci() -> anyhow::Result<()> {
     run(cargo().args(["test", "--workspace", "--no-fail-fast"]))
 }
 
+/// Benchmarks, each a `harness = false` bench target of a crate that starts
+/// release binaries: (name, package, bench target).
+const BENCHES: &[(&str, &str, &str)] = &[("storage", "crated-daemon", "storage")];
+
+fn bench(args: &[String]) -> anyhow::Result<()> {
+    install_system_packages()?;
+    let name = args.first().map(String::as_str).unwrap_or("storage");
+    let Some((_, package, target)) = BENCHES.iter().find(|(n, _, _)| *n == name) else {
+        bail!(
+            "unknown benchmark {name:?}: choose one of {:?}",
+            BENCHES.iter().map(|b| b.0).collect::<Vec<_>>()
+        );
+    };
+    let rest = args.iter().skip(1).skip_while(|a| *a == "--");
+    run(cargo().args(["build", "--release", "--workspace", "--bins"]))?;
+    run(cargo()
+        .args(["bench", "-p", package, "--bench", target, "--"])
+        .args(rest))
+}
+
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("ci") => ci(),
         Some("deps") => install_system_packages(),
+        Some("bench") => bench(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <ci|deps>");
+            eprintln!("usage: cargo xtask <ci|deps|bench>");
             eprintln!(
                 "  ci    install system packages, fmt check, clippy -D warnings, build, test"
             );
             eprintln!("  deps  install the system packages tests use (apt-get)");
+            eprintln!(
+                "  bench storage [-- OPTIONS]  ingest and list benchmarks against containerd 1.6"
+            );
             bail!("unknown or missing task {:?}", args.first())
         }
     }
