@@ -77,8 +77,18 @@ pub fn write_config(dir: &Path, top: &str, sections: &str) -> PathBuf {
             dir.join("opt")
         )
     };
+    // Content ingested without a lease (as Debian's `ctr content ingest`
+    // does) is garbage to the collector. containerd's first collection runs
+    // 100 ms after start and would race a test's first steps; later ones run
+    // only after deletes or 100 writes, which tests control. So test daemons
+    // skip the start-up collection unless a test configures the scheduler.
+    let gc = if sections.contains("io.containerd.gc.v1.scheduler") {
+        String::new()
+    } else {
+        "[plugins.\"io.containerd.gc.v1.scheduler\"]\nstartup_delay = \"0s\"\n".to_owned()
+    };
     let text = format!(
-        "version = 2\nroot = {root:?}\nstate = {state:?}\n{top}\n\n[grpc]\naddress = {address:?}\n\n{opt}\n{sections}\n"
+        "version = 2\nroot = {root:?}\nstate = {state:?}\n{top}\n\n[grpc]\naddress = {address:?}\n\n{opt}\n{gc}\n{sections}\n"
     );
     let config = dir.join("config.toml");
     std::fs::write(&config, text).expect("write config");
