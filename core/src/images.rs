@@ -1,5 +1,7 @@
 //! Images: a name bound to a target descriptor (an index or manifest).
 
+pub mod walk;
+
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 

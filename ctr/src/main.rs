@@ -4,6 +4,7 @@
 mod client;
 mod commands;
 mod duration;
+mod gojson;
 mod tabwriter;
 mod units;
 
@@ -60,6 +61,12 @@ enum Command {
         /// Filters, e.g. `topic=="/namespaces/create"` or `namespace==default`.
         filters: Vec<String>,
     },
+    /// Manage images.
+    #[command(aliases = ["image", "i"], subcommand)]
+    Images(commands::images::Command),
+    /// Manage containers.
+    #[command(aliases = ["container", "c"], subcommand)]
+    Containers(commands::containers::Command),
     /// Manage leases.
     #[command(alias = "lease", subcommand)]
     Leases(commands::leases::Command),
@@ -85,6 +92,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plugins(cmd) => commands::plugins::run(connect.await?, cmd).await,
         Command::Namespaces(cmd) => commands::namespaces::run(connect.await?, cmd).await,
         Command::Content(cmd) => commands::content::run(connect.await?, cmd).await,
+        Command::Images(cmd) => commands::images::run(connect.await?, cmd).await,
+        Command::Containers(cmd) => commands::containers::run(connect.await?, cmd).await,
         Command::Leases(cmd) => commands::leases::run(connect.await?, cmd).await,
         Command::Events { filters } => commands::events::run(connect.await?, filters).await,
     }

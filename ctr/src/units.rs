@@ -14,6 +14,20 @@ pub fn human_size(size: u64) -> String {
     format!("{}{}", go_g4(value), UNITS[unit])
 }
 
+/// containerd's `progress.Bytes` (`ctr images ls` sizes): binary units with
+/// one decimal, `units.CustomSize("%02.1f %s", size, 1024, …)` — `39.6 KiB`.
+pub fn bytes_size(size: u64) -> String {
+    const UNITS: [&str; 9] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"];
+    let mut value = size as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    // Rust, like Go, rounds exact ties to even: 1.25 → "1.2".
+    format!("{value:.1} {}", UNITS[unit])
+}
+
 /// Go's `%.4g` for values below 1000 (never in exponent form there).
 fn go_g4(value: f64) -> String {
     if value == 0.0 {
@@ -67,6 +81,16 @@ pub fn human_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bytes_size_matches_containerd() {
+        assert_eq!(bytes_size(0), "0.0 B");
+        assert_eq!(bytes_size(1023), "1023.0 B");
+        assert_eq!(bytes_size(1234), "1.2 KiB");
+        assert_eq!(bytes_size(1280), "1.2 KiB");
+        assert_eq!(bytes_size(40_600), "39.6 KiB");
+        assert_eq!(bytes_size(5 << 30), "5.0 GiB");
+    }
 
     #[test]
     fn sizes_like_go_units() {

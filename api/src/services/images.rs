@@ -81,12 +81,45 @@ fn to_pb(image: Image) -> pb::Image {
 }
 
 fn from_pb(image: Option<pb::Image>) -> Result<Image> {
+    from_pb_with(image, true)
+}
+
+/// The image of an update. Clients fill in the fields the mask names and
+/// leave the rest empty (containerd's Go client sends an empty target when
+/// it only sets labels), so the target digest is checked only when the
+/// update replaces the target.
+fn update_from_pb(image: Option<pb::Image>, paths: &[String]) -> Result<Image> {
+    let needs_target = paths.is_empty() || paths.iter().any(|p| p == "target");
+    from_pb_with(image, needs_target)
+}
+
+/// A digest in place of one the update does not use; the store copies only
+/// the fields the mask names, so it is never stored.
+const UNUSED_DIGEST: &str =
+    "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+
+fn from_pb_with(image: Option<pb::Image>, needs_target: bool) -> Result<Image> {
     let image = image.ok_or_else(|| Error::invalid_argument("image must be set"))?;
     let now = std::time::SystemTime::now();
+    let target = match image.target {
+        Some(target) if needs_target => descriptor_from_pb(target)?,
+        None if needs_target => {
+            return Err(Error::invalid_argument(format!(
+                "Target of image {:?} must be set",
+                image.name
+            )))
+        }
+        target => {
+            let mut target = target.unwrap_or_default();
+            if Digest::parse(&target.digest).is_err() {
+                UNUSED_DIGEST.clone_into(&mut target.digest);
+            }
+            target.size = target.size.max(0);
+            descriptor_from_pb(target)?
+        }
+    };
     Ok(Image {
-        target: descriptor_from_pb(image.target.ok_or_else(|| {
-            Error::invalid_argument(format!("Target of image {:?} must be set", image.name))
-        })?)?,
+        target,
         name: image.name,
         labels: image.labels.into_iter().collect(),
         created_at: image.created_at.as_ref().map(to_system_time).unwrap_or(now),
@@ -154,8 +187,8 @@ impl pb::images_server::Images for Service {
     ) -> Result<Response<pb::UpdateImageResponse>, Status> {
         let ns = grpc_namespace(&request).map_err(to_grpc)?;
         let request = request.into_inner();
-        let image = from_pb(request.image).map_err(to_grpc)?;
         let paths = request.update_mask.map(|m| m.paths).unwrap_or_default();
+        let image = update_from_pb(request.image, &paths).map_err(to_grpc)?;
         let updated = self
             .store
             .update(&ns, image, &paths)

@@ -10,7 +10,7 @@ use crated_core::content::{ContentStore, Info, WriterOptions};
 use crated_core::digest::Digest;
 
 use crate::client::Client;
-use crate::commands::label_args;
+use crate::commands::{label_args, labels_column, labels_line};
 use crate::tabwriter::TabWriter;
 use crate::units::{human_duration, human_size};
 
@@ -74,19 +74,6 @@ fn parse_digest(s: &str) -> anyhow::Result<Digest> {
     Ok(Digest::parse(s)?)
 }
 
-fn labels_column(info: &Info) -> String {
-    let labels: Vec<String> = info
-        .labels
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    if labels.is_empty() {
-        "-".into()
-    } else {
-        labels.join(",")
-    }
-}
-
 fn age(since: SystemTime) -> String {
     human_duration(SystemTime::now().duration_since(since).unwrap_or_default())
 }
@@ -112,7 +99,7 @@ pub async fn run(client: Client, command: Command) -> anyhow::Result<()> {
                     info.digest,
                     human_size(info.size),
                     age(info.created_at),
-                    labels_column(info)
+                    labels_column(&info.labels)
                 ));
             }
             print!("{}", w.render());
@@ -173,12 +160,7 @@ pub async fn run(client: Client, command: Command) -> anyhow::Result<()> {
                 };
                 store.update(&ns, update, &paths).await?
             };
-            let labels: Vec<String> = info
-                .labels
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
-            println!("{}", labels.join(","));
+            println!("{}", labels_line(&info.labels));
         }
         Command::Active { filters } => {
             let statuses = store.list_statuses(&ns, &filters).await?;

@@ -10,6 +10,7 @@ use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 
 use crate::client::{status_error, Client};
+use crate::commands::labels_column;
 use crate::duration;
 use crate::tabwriter::TabWriter;
 
@@ -79,17 +80,7 @@ pub async fn run(client: Client, command: Command) -> anyhow::Result<()> {
             let mut w = TabWriter::new(1, 1);
             w.line("ID\tCREATED AT\tLABELS\t");
             for lease in &leases {
-                let mut pairs: Vec<String> = lease
-                    .labels
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect();
-                pairs.sort();
-                let labels = if pairs.is_empty() {
-                    "-".to_owned()
-                } else {
-                    pairs.join(",")
-                };
+                let labels = labels_column(&lease.labels);
                 let created = lease
                     .created_at
                     .as_ref()

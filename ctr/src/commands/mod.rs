@@ -1,7 +1,9 @@
 //! One module per ctr command group.
 
+pub mod containers;
 pub mod content;
 pub mod events;
+pub mod images;
 pub mod leases;
 pub mod namespaces;
 pub mod plugins;
@@ -18,4 +20,32 @@ pub fn label_args(args: &[String]) -> BTreeMap<String, String> {
             None => (arg.clone(), "true".to_owned()),
         })
         .collect()
+}
+
+/// Labels as ctr prints them: `k=v`, sorted, joined by commas (containerd's
+/// ctr prints them in Go's random map order; sorted is one of those orders
+/// and the only one a script can rely on).
+pub fn labels_line<'a>(labels: impl IntoIterator<Item = (&'a String, &'a String)>) -> String {
+    let mut pairs: Vec<String> = labels
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    pairs.sort();
+    pairs.join(",")
+}
+
+/// The `LABELS` column of a table: [`labels_line`], or `-` when there are none.
+pub fn labels_column<'a>(labels: impl IntoIterator<Item = (&'a String, &'a String)>) -> String {
+    let line = labels_line(labels);
+    if line.is_empty() {
+        "-".to_owned()
+    } else {
+        line
+    }
+}
+
+/// An update mask as containerd's client sends it: none at all when there
+/// are no paths (the server then updates every updatable field).
+pub fn field_mask(paths: Vec<String>) -> Option<prost_types::FieldMask> {
+    (!paths.is_empty()).then_some(prost_types::FieldMask { paths })
 }

@@ -4,7 +4,7 @@ use clap::{Args, Subcommand};
 use crated_api::containerd::services::namespaces::v1 as pb;
 
 use crate::client::{status_error, Client};
-use crate::commands::label_args;
+use crate::commands::{label_args, labels_line};
 use crate::tabwriter::TabWriter;
 
 /// `ctr namespaces …`
@@ -74,10 +74,7 @@ pub async fn run(client: Client, command: Command) -> anyhow::Result<()> {
             let mut w = TabWriter::new(1, 1);
             w.line("NAME\tLABELS\t");
             for ns in &list.namespaces {
-                let mut labels: Vec<String> =
-                    ns.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                labels.sort();
-                w.line(format!("{}\t{}\t", ns.name, labels.join(",")));
+                w.line(format!("{}\t{}\t", ns.name, labels_line(&ns.labels)));
             }
             print!("{}", w.render());
         }

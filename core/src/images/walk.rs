@@ -1,0 +1,318 @@
+//! Walking an image's tree of blobs in a content store — index → manifests
+//! → config and layers — as containerd's `images.Children`, `Platforms` and
+//! `Image.Size` do. `ctr images ls` sizes and platforms come from here; pull
+//! and `images check` walk the same tree.
+//!
+//! ```no_run
+//! # async fn f(store: &dyn crated_core::content::ContentStore,
+//! #            ns: &crated_core::Namespace,
+//! #            image: &crated_core::images::Image) {
+//! use crated_core::images::walk::{size, Node};
+//! use crated_core::platforms::default_matcher;
+//!
+//! let (bytes, complete) = size(store, ns, &Node::from(&image.target), &default_matcher()).await;
+//! if let Err(err) = complete {
+//!     eprintln!("size of {} is partial ({bytes} bytes): {err}", image.name);
+//! }
+//! # }
+//! ```
+
+use serde_json::Value;
+
+use crate::content::ContentStore;
+use crate::descriptor::Descriptor;
+use crate::digest::Digest;
+use crate::platforms::{format, normalize, Matcher, Platform};
+use crate::{Error, Namespace, Result};
+
+/// OCI and Docker media types of the image tree.
+pub mod media_types {
+    /// An OCI image index.
+    pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+    /// An OCI image manifest.
+    pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+    /// An OCI image config.
+    pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+    /// A Docker manifest list.
+    pub const DOCKER_MANIFEST_LIST: &str =
+        "application/vnd.docker.distribution.manifest.list.v2+json";
+    /// A Docker image manifest (schema 2).
+    pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+    /// A Docker image config.
+    pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+
+    /// Whether `media_type` is an index (OCI or Docker).
+    pub fn is_index(media_type: &str) -> bool {
+        media_type == OCI_INDEX || media_type == DOCKER_MANIFEST_LIST
+    }
+
+    /// Whether `media_type` is a manifest (OCI or Docker).
+    pub fn is_manifest(media_type: &str) -> bool {
+        media_type == OCI_MANIFEST || media_type == DOCKER_MANIFEST
+    }
+
+    /// Whether `media_type` is an image config (OCI or Docker).
+    pub fn is_config(media_type: &str) -> bool {
+        media_type == OCI_CONFIG || media_type == DOCKER_CONFIG
+    }
+}
+
+/// Index and manifest blobs are read whole; a larger one is refused rather
+/// than read into memory (real manifests are a few KiB).
+const MAX_DOCUMENT: u64 = 16 << 20;
+
+/// A node of the tree: a descriptor as it appears in an index or manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    /// Media type of the blob.
+    pub media_type: String,
+    /// Its digest.
+    pub digest: Digest,
+    /// Its size as written in the parent; negative sizes are kept so the
+    /// walk can reject them as containerd does.
+    pub size: i64,
+    /// The platform an index gives a manifest.
+    pub platform: Option<Platform>,
+}
+
+impl From<&Descriptor> for Node {
+    fn from(desc: &Descriptor) -> Self {
+        Self {
+            media_type: desc.media_type.clone(),
+            digest: desc.digest.clone(),
+            size: i64::try_from(desc.size).unwrap_or(i64::MAX),
+            platform: None,
+        }
+    }
+}
+
+/// Reads a whole blob (index, manifest or config).
+pub async fn read_blob(
+    store: &dyn ContentStore,
+    ns: &Namespace,
+    digest: &Digest,
+) -> Result<Vec<u8>> {
+    let reader = store.reader_at(ns, digest).await?;
+    let size = reader.size();
+    if size > MAX_DOCUMENT {
+        return Err(Error::invalid_argument(format!(
+            "{digest}: {size} bytes is too large for an image document (limit {MAX_DOCUMENT})"
+        )));
+    }
+    // Bounded by MAX_DOCUMENT above, so it fits in usize.
+    let mut data = vec![0u8; size as usize];
+    let mut filled = 0;
+    while filled < data.len() {
+        let n = reader.read_at(filled as u64, &mut data[filled..]).await?;
+        if n == 0 {
+            return Err(Error::unknown(format!(
+                "{digest}: ended at {filled} of {size} bytes"
+            )));
+        }
+        filled += n;
+    }
+    Ok(data)
+}
+
+fn parse_json(node: &Node, data: &[u8]) -> Result<Value> {
+    serde_json::from_slice(data).map_err(|err| {
+        Error::invalid_argument(format!(
+            "{} ({}) is not valid JSON: {err}",
+            node.digest, node.media_type
+        ))
+    })
+}
+
+/// containerd's `validateMediaType`: a document must not be the other kind
+/// than its descriptor says, and schema 1 is not supported.
+fn check_kind(node: &Node, doc: &Value) -> Result<()> {
+    let has = |field: &str| doc.get(field).is_some_and(|v| !v.is_null());
+    let wrong = |why: &str| {
+        Err(Error::invalid_argument(format!(
+            "children: invalid desc {}: media-type: {why}",
+            node.digest
+        )))
+    };
+    if has("fsLayers") {
+        return wrong("schema 1 not supported");
+    }
+    if media_types::is_index(&node.media_type) && (has("config") || has("layers")) {
+        return wrong("expected index but found manifest");
+    }
+    if media_types::is_manifest(&node.media_type) && has("manifests") {
+        return wrong("expected manifest but found index");
+    }
+    Ok(())
+}
+
+fn parse_platform(value: &Value) -> Platform {
+    let text = |field: &str| {
+        value
+            .get(field)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    Platform {
+        os: text("os"),
+        architecture: text("architecture"),
+        variant: text("variant"),
+        os_version: text("os.version"),
+        os_features: value
+            .get("os.features")
+            .and_then(Value::as_array)
+            .map(|features| {
+                features
+                    .iter()
+                    .filter_map(|f| f.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
+fn parse_node(parent: &Node, value: &Value) -> Result<Node> {
+    let bad = |why: String| {
+        Error::invalid_argument(format!(
+            "{} ({}): invalid descriptor: {why}",
+            parent.digest, parent.media_type
+        ))
+    };
+    let digest = value
+        .get("digest")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("no digest".into()))?;
+    Ok(Node {
+        media_type: value
+            .get("mediaType")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        digest: Digest::parse(digest).map_err(|e| bad(e.message().to_owned()))?,
+        size: value
+            .get("size")
+            .and_then(Value::as_i64)
+            .ok_or_else(|| bad(format!("{digest} has no integer size")))?,
+        platform: value.get("platform").map(parse_platform),
+    })
+}
+
+/// The children of `node`: an index's manifests, a manifest's config then
+/// layers; nothing for any other type.
+pub async fn children(store: &dyn ContentStore, ns: &Namespace, node: &Node) -> Result<Vec<Node>> {
+    let fields: &[&str] = if media_types::is_index(&node.media_type) {
+        &["manifests"]
+    } else if media_types::is_manifest(&node.media_type) {
+        &["config", "layers"]
+    } else {
+        return Ok(Vec::new());
+    };
+    let doc = parse_json(node, &read_blob(store, ns, &node.digest).await?)?;
+    check_kind(node, &doc)?;
+    let mut out = Vec::new();
+    for field in fields {
+        match doc.get(*field) {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(items)) => {
+                for item in items {
+                    out.push(parse_node(node, item)?);
+                }
+            }
+            Some(item) => out.push(parse_node(node, item)?),
+        }
+    }
+    Ok(out)
+}
+
+/// The platforms of an image, as containerd's `images.Platforms`: the
+/// platforms an index gives its manifests, or the normalised OS and
+/// architecture of the configs of manifests that have none. Unsorted, with
+/// duplicates.
+pub async fn platforms(
+    store: &dyn ContentStore,
+    ns: &Namespace,
+    target: &Node,
+) -> Result<Vec<Platform>> {
+    let mut found = Vec::new();
+    let mut stack = vec![target.clone()];
+    while let Some(node) = stack.pop() {
+        if let Some(platform) = &node.platform {
+            found.push(platform.clone());
+            continue;
+        }
+        if media_types::is_config(&node.media_type) {
+            let config = parse_json(&node, &read_blob(store, ns, &node.digest).await?)?;
+            found.push(normalize(parse_platform(&config)));
+            continue;
+        }
+        push_children(&mut stack, children(store, ns, &node).await?);
+    }
+    Ok(found)
+}
+
+/// The `PLATFORMS` column of `ctr images ls`: distinct formatted platforms,
+/// sorted, joined by commas; `-` if there are none.
+pub fn platforms_column(platforms: &[Platform]) -> String {
+    let mut names: Vec<String> = platforms.iter().map(format).collect();
+    names.sort();
+    names.dedup();
+    if names.is_empty() {
+        "-".to_owned()
+    } else {
+        names.join(",")
+    }
+}
+
+/// The size of an image for `matcher`, as containerd's `Image.Size`: the
+/// target, the best-matching manifest of each index, and that manifest's
+/// config and layers. The error says why the walk stopped early; the size
+/// is then what was counted until then, as containerd reports it.
+pub async fn size(
+    store: &dyn ContentStore,
+    ns: &Namespace,
+    target: &Node,
+    matcher: &Matcher,
+) -> (u64, Result<()>) {
+    let mut total = 0u64;
+    let mut stack = vec![target.clone()];
+    while let Some(node) = stack.pop() {
+        let Ok(size) = u64::try_from(node.size) else {
+            let err = Error::invalid_argument(format!(
+                "invalid size {} in {} ({})",
+                node.size, node.digest, node.media_type
+            ));
+            return (total, Err(err));
+        };
+        total += size;
+        let mut next = match children(store, ns, &node).await {
+            Ok(next) => next,
+            Err(err) => return (total, Err(err)),
+        };
+        if media_types::is_index(&node.media_type) {
+            next.retain(|n| n.platform.as_ref().is_none_or(|p| matcher.matches(p)));
+            // Stable: among equals the index's order decides; manifests
+            // without a platform go last.
+            next.sort_by(|a, b| match (&a.platform, &b.platform) {
+                (Some(a), Some(b)) => matcher.compare(a, b),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (None, None) => std::cmp::Ordering::Equal,
+            });
+            if next.is_empty() {
+                let err = Error::not_found("no match for platform in manifest: not found");
+                return (total, Err(err));
+            }
+            next.truncate(1);
+        }
+        push_children(&mut stack, next);
+    }
+    (total, Ok(()))
+}
+
+/// Depth first in document order, as containerd's `images.Walk`.
+fn push_children(stack: &mut Vec<Node>, children: Vec<Node>) {
+    stack.extend(children.into_iter().rev());
+}
+
+#[cfg(test)]
+mod tests;

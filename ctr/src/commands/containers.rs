@@ -1,0 +1,290 @@
+//! `ctr containers ls|info|rm|label`.
+
+use std::collections::HashMap;
+
+use clap::Subcommand;
+use crated_api::containerd::services::containers::v1 as pb;
+use crated_api::containerd::services::snapshots::v1 as snapshots;
+use crated_api::containerd::services::tasks::v1 as tasks;
+use crated_api::containerd::v1::types::Status;
+use serde_json::{json, Map, Value};
+
+use crate::client::{status_error, Client};
+use crate::commands::{field_mask, label_args, labels_line};
+use crate::gojson;
+use crate::tabwriter::TabWriter;
+
+/// The type URL of an OCI runtime spec stored as JSON in an `Any`.
+const SPEC_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
+
+/// `ctr containers …`
+#[derive(Subcommand)]
+pub enum Command {
+    /// List containers.
+    #[command(alias = "list")]
+    Ls {
+        /// Print only the container ids.
+        #[arg(short, long)]
+        quiet: bool,
+        /// Filters, e.g. `image~=busybox` or `labels."k"==v`.
+        filters: Vec<String>,
+    },
+    /// Get info about a container, as JSON.
+    Info {
+        /// Only display the spec.
+        #[arg(long)]
+        spec: bool,
+        /// The container id.
+        id: Option<String>,
+    },
+    /// Delete one or more existing containers.
+    #[command(aliases = ["delete", "del", "remove"])]
+    Rm {
+        /// Do not clean up the container's snapshot.
+        #[arg(long)]
+        keep_snapshot: bool,
+        /// Container ids.
+        ids: Vec<String>,
+    },
+    /// Set and clear labels of a container (`key=` clears).
+    Label {
+        /// The container id.
+        id: Option<String>,
+        /// Labels as key=value (a bare key means `key=true`).
+        labels: Vec<String>,
+    },
+}
+
+/// Runs `ctr containers …`.
+pub async fn run(client: Client, command: Command) -> anyhow::Result<()> {
+    let mut service = pb::containers_client::ContainersClient::new(client.channel.clone());
+    match command {
+        Command::Ls { quiet, filters } => {
+            let containers = service
+                .list(client.request(pb::ListContainersRequest { filters }))
+                .await
+                .map_err(status_error)?
+                .into_inner()
+                .containers;
+            if quiet {
+                for c in &containers {
+                    println!("{}", c.id);
+                }
+                return Ok(());
+            }
+            let mut w = TabWriter::new(4, 4);
+            w.line("CONTAINER\tIMAGE\tRUNTIME\t");
+            for c in &containers {
+                let image = if c.image.is_empty() { "-" } else { &c.image };
+                let runtime = c.runtime.as_ref().map_or("", |r| r.name.as_str());
+                w.line(format!("{}\t{image}\t{runtime}\t", c.id));
+            }
+            print!("{}", w.render());
+        }
+        Command::Info { spec, id } => {
+            let id = required_id(id)?;
+            let container = get(&client, &mut service, &id).await?;
+            let decoded = match &container.spec {
+                Some(any) if spec || !any.value.is_empty() => Some(decode_spec(any)?),
+                None if spec => anyhow::bail!("container {id:?} has no spec"),
+                _ => None,
+            };
+            let value = match decoded {
+                Some(spec_json) if spec => spec_json,
+                decoded => info_json(&container, decoded),
+            };
+            println!("{}", gojson::to_string_indent(&value));
+        }
+        Command::Rm { keep_snapshot, ids } => {
+            if ids.is_empty() {
+                anyhow::bail!("must specify at least one container to delete: invalid argument");
+            }
+            let mut first_error = None;
+            for id in ids {
+                if let Err(err) = delete(&client, &mut service, &id, keep_snapshot).await {
+                    eprintln!("ctr: error: failed to delete container {id:?}: {err:#}");
+                    first_error.get_or_insert(err);
+                }
+            }
+            if let Some(err) = first_error {
+                return Err(err);
+            }
+        }
+        Command::Label { id, labels } => {
+            let id = required_id(id)?;
+            get(&client, &mut service, &id).await?;
+            let labels = label_args(&labels);
+            let paths = labels.keys().map(|k| format!("labels.{k}")).collect();
+            let updated = service
+                .update(client.request(pb::UpdateContainerRequest {
+                    container: Some(pb::Container {
+                        id,
+                        labels: labels.into_iter().collect(),
+                        ..Default::default()
+                    }),
+                    update_mask: field_mask(paths),
+                }))
+                .await
+                .map_err(status_error)?
+                .into_inner()
+                .container
+                .unwrap_or_default();
+            println!("{}", labels_line(&updated.labels));
+        }
+    }
+    Ok(())
+}
+
+type Service = pb::containers_client::ContainersClient<tonic::transport::Channel>;
+
+fn required_id(id: Option<String>) -> anyhow::Result<String> {
+    id.filter(|id| !id.is_empty())
+        .ok_or_else(|| anyhow::anyhow!("container id must be provided: invalid argument"))
+}
+
+async fn get(client: &Client, service: &mut Service, id: &str) -> anyhow::Result<pb::Container> {
+    Ok(service
+        .get(client.request(pb::GetContainerRequest { id: id.to_owned() }))
+        .await
+        .map_err(status_error)?
+        .into_inner()
+        .container
+        .unwrap_or_default())
+}
+
+/// containerd's ctr delete: a container whose task has stopped (or never
+/// started) goes with its task; a live task refuses. Unless kept, the
+/// container's snapshot is removed first.
+async fn delete(
+    client: &Client,
+    service: &mut Service,
+    id: &str,
+    keep_snapshot: bool,
+) -> anyhow::Result<()> {
+    let container = get(client, service, id).await?;
+    let mut task_service = tasks::tasks_client::TasksClient::new(client.channel.clone());
+    // Like containerd's client, any failure to load the task means there is
+    // none (a daemon without a tasks service has no tasks).
+    if let Ok(response) = task_service
+        .get(client.request(tasks::GetRequest {
+            container_id: id.to_owned(),
+            exec_id: String::new(),
+        }))
+        .await
+    {
+        let status = response
+            .into_inner()
+            .process
+            .map_or(Status::Unknown, |p| p.status());
+        if !matches!(status, Status::Stopped | Status::Created) {
+            anyhow::bail!(
+                "cannot delete a non stopped container: {}",
+                status.as_str_name().to_lowercase()
+            );
+        }
+        task_service
+            .delete(client.request(tasks::DeleteTaskRequest {
+                container_id: id.to_owned(),
+            }))
+            .await
+            .map_err(status_error)?;
+    }
+    if !keep_snapshot && !container.snapshot_key.is_empty() {
+        if container.snapshotter.is_empty() {
+            anyhow::bail!(
+                "container.Snapshotter must be set to cleanup rootfs snapshot: invalid argument"
+            );
+        }
+        let mut snapshotter =
+            snapshots::snapshots_client::SnapshotsClient::new(client.channel.clone());
+        let removed = snapshotter
+            .remove(client.request(snapshots::RemoveSnapshotRequest {
+                snapshotter: container.snapshotter.clone(),
+                key: container.snapshot_key.clone(),
+            }))
+            .await;
+        match removed {
+            Err(status) if status.code() != tonic::Code::NotFound => {
+                return Err(status_error(status));
+            }
+            _ => {}
+        }
+    }
+    service
+        .delete(client.request(pb::DeleteContainerRequest { id: id.to_owned() }))
+        .await
+        .map_err(status_error)?;
+    Ok(())
+}
+
+/// The spec of a container: JSON in an `Any` of the runtime-spec type.
+fn decode_spec(any: &prost_types::Any) -> anyhow::Result<Value> {
+    if any.type_url != SPEC_TYPE_URL {
+        anyhow::bail!("type with url {}: not found", any.type_url);
+    }
+    serde_json::from_slice(&any.value)
+        .map_err(|err| anyhow::anyhow!("the container's spec is not valid JSON: {err}"))
+}
+
+/// The container as containerd's ctr prints it: Go's JSON of its
+/// `containers.Container`, with the decoded spec, when there is one, after
+/// the other fields in place of the raw `Any`.
+fn info_json(c: &pb::Container, spec: Option<Value>) -> Value {
+    let mut out = Map::new();
+    out.insert("ID".into(), json!(c.id));
+    out.insert("Labels".into(), string_map(&c.labels));
+    out.insert("Image".into(), json!(c.image));
+    let runtime = c.runtime.clone().unwrap_or_default();
+    out.insert(
+        "Runtime".into(),
+        json!({"Name": runtime.name, "Options": runtime.options.as_ref().map(gojson::any)}),
+    );
+    if spec.is_none() {
+        out.insert(
+            "Spec".into(),
+            c.spec.as_ref().map_or(Value::Null, gojson::any),
+        );
+    }
+    out.insert("SnapshotKey".into(), json!(c.snapshot_key));
+    out.insert("Snapshotter".into(), json!(c.snapshotter));
+    out.insert(
+        "CreatedAt".into(),
+        json!(gojson::time(c.created_at.as_ref())),
+    );
+    out.insert(
+        "UpdatedAt".into(),
+        json!(gojson::time(c.updated_at.as_ref())),
+    );
+    let extensions = if c.extensions.is_empty() {
+        Value::Null
+    } else {
+        let mut names: Vec<&String> = c.extensions.keys().collect();
+        names.sort();
+        Value::Object(
+            names
+                .into_iter()
+                .map(|name| (name.clone(), gojson::any(&c.extensions[name])))
+                .collect(),
+        )
+    };
+    out.insert("Extensions".into(), extensions);
+    if let Some(spec) = spec {
+        out.insert("Spec".into(), spec);
+    }
+    Value::Object(out)
+}
+
+/// A Go `map[string]string`: keys sorted, `null` when nil.
+fn string_map(map: &HashMap<String, String>) -> Value {
+    if map.is_empty() {
+        return Value::Null;
+    }
+    let mut pairs: Vec<(&String, &String)> = map.iter().collect();
+    pairs.sort();
+    Value::Object(
+        pairs
+            .into_iter()
+            .map(|(k, v)| (k.clone(), json!(v)))
+            .collect(),
+    )
+}

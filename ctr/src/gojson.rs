@@ -1,0 +1,135 @@
+//! JSON as containerd's ctr prints it with Go's `encoding/json`: four-space
+//! `MarshalIndent`, HTML-safe escapes, `time.Time` as RFC 3339 with
+//! nanoseconds, gogo `types.Any` as `type_url` and base64 `value`.
+
+use serde::Serialize as _;
+use serde_json::{json, Map, Value};
+use time::OffsetDateTime;
+
+/// `json.MarshalIndent(v, "", "    ")`.
+pub fn to_string_indent(value: &Value) -> String {
+    let mut out = Vec::new();
+    let formatter = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+    let mut serializer = serde_json::Serializer::with_formatter(&mut out, formatter);
+    // Serialising a Value into memory cannot fail.
+    let _ = value.serialize(&mut serializer);
+    html_escape(&String::from_utf8_lossy(&out))
+}
+
+/// Go escapes `<`, `>`, `&`, U+2028 and U+2029 in strings. They cannot occur
+/// outside strings in JSON, so the whole text can be rewritten.
+fn html_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A gogo `types.Any`: both fields `omitempty`.
+pub fn any(any: &prost_types::Any) -> Value {
+    let mut out = Map::new();
+    if !any.type_url.is_empty() {
+        out.insert("type_url".into(), json!(any.type_url));
+    }
+    if !any.value.is_empty() {
+        out.insert("value".into(), json!(base64(&any.value)));
+    }
+    Value::Object(out)
+}
+
+/// A protobuf timestamp as Go's `time.Time` in UTC marshals:
+/// `2006-01-02T15:04:05.999999999Z`, trailing zeros of the fraction dropped;
+/// an absent one is Go's zero time.
+pub fn time(ts: Option<&prost_types::Timestamp>) -> String {
+    let Some(ts) = ts else {
+        return "0001-01-01T00:00:00Z".to_owned();
+    };
+    let Ok(t) = OffsetDateTime::from_unix_timestamp(ts.seconds) else {
+        return "0001-01-01T00:00:00Z".to_owned();
+    };
+    let mut out = format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    );
+    if ts.nanos > 0 {
+        let fraction = format!("{:09}", ts.nanos);
+        out.push('.');
+        out.push_str(fraction.trim_end_matches('0'));
+    }
+    out.push('Z');
+    out
+}
+
+/// Standard base64 with padding, as Go encodes `[]byte`.
+fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_go() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"foob"), "Zm9vYg==");
+        assert_eq!(base64(&[0xff, 0xfe]), "//4=");
+    }
+
+    #[test]
+    fn times_match_go() {
+        let ts = |seconds, nanos| prost_types::Timestamp { seconds, nanos };
+        assert_eq!(time(Some(&ts(0, 0))), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            time(Some(&ts(1_700_000_000, 120_000_000))),
+            "2023-11-14T22:13:20.12Z"
+        );
+        assert_eq!(
+            time(Some(&ts(1_700_000_000, 1))),
+            "2023-11-14T22:13:20.000000001Z"
+        );
+        assert_eq!(time(None), "0001-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn indent_and_escapes_match_go() {
+        let v = json!({"a": [], "b": {}, "c": "<&>", "d": [1]});
+        assert_eq!(
+            to_string_indent(&v),
+            "{\n    \"a\": [],\n    \"b\": {},\n    \"c\": \"\\u003c\\u0026\\u003e\",\n    \"d\": [\n        1\n    ]\n}"
+        );
+    }
+}
