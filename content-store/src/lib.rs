@@ -39,7 +39,7 @@ pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(1);
 /// let options = WriterOptions { r#ref: "hello".into(), ..Default::default() };
 /// let mut writer = store.writer(&ns, options).await?;
 /// writer.write(b"hello").await?;
-/// let digest = writer.digest();
+/// let digest = writer.digest().await?;
 /// writer.commit(5, Some(digest.clone()), Default::default()).await?;
 /// assert_eq!(store.info(&ns, &digest).await?.size, 5);
 /// # Ok(()) }

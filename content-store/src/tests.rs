@@ -79,7 +79,7 @@ async fn layout_matches_containerd() {
     );
 
     w.write(b"world").await.unwrap();
-    let digest = w.digest();
+    let digest = w.digest().await.unwrap();
     let labels: Labels = [("k".to_owned(), "v".to_owned())].into();
     w.commit(10, Some(digest.clone()), labels.clone())
         .await
@@ -134,9 +134,13 @@ async fn ingest_resumes_after_restart() {
         .writer(&ns(), options("r", 0))
         .await
         .unwrap();
-    assert_eq!(w.digest(), sha256(b"hello"), "the data was re-hashed");
+    assert_eq!(
+        w.digest().await.unwrap(),
+        sha256(b"hello"),
+        "the data was re-hashed"
+    );
     w.write(b"world").await.unwrap();
-    let digest = w.digest();
+    let digest = w.digest().await.unwrap();
     w.commit(10, Some(sha256(b"helloworld")), Labels::new())
         .await
         .unwrap();
@@ -255,7 +259,7 @@ async fn truncate_to_a_prefix_rehashes() {
     let mut w = store.writer(&ns(), options("r", 0)).await.unwrap();
     w.write(b"hello world").await.unwrap();
     w.truncate(5).await.unwrap();
-    assert_eq!(w.digest(), sha256(b"hello"));
+    assert_eq!(w.digest().await.unwrap(), sha256(b"hello"));
     assert_eq!(w.status().await.unwrap().offset, 5);
     let err = w.truncate(6).await.unwrap_err();
     assert_eq!(err.kind(), Kind::InvalidArgument);
@@ -306,7 +310,7 @@ async fn abandoned_write_keeps_ingest_consistent() {
             "torn write: {offset}"
         );
         let len = usize::try_from(offset).unwrap();
-        assert_eq!(w.digest(), sha256(&data[..len]));
+        assert_eq!(w.digest().await.unwrap(), sha256(&data[..len]));
         let on_disk = std::fs::read(
             dir.path()
                 .join("ingest")
@@ -341,7 +345,7 @@ async fn walk_skips_strays_and_matches_dotted_label_keys() {
     let store = LocalStore::open(dir.path()).unwrap();
     let mut w = store.writer(&ns(), options("r", 0)).await.unwrap();
     w.write(b"abc").await.unwrap();
-    let digest = w.digest();
+    let digest = w.digest().await.unwrap();
     let labels: Labels = [("a.b".to_owned(), "c".to_owned())].into();
     w.commit(3, None, labels).await.unwrap();
     std::fs::write(dir.path().join("blobs/sha256/stray.tmp"), b"").unwrap();

@@ -237,8 +237,8 @@ impl Writer for LocalWriter {
         Ok(())
     }
 
-    fn digest(&self) -> Digest {
-        self.digest.clone()
+    async fn digest(&self) -> Result<Digest> {
+        Ok(self.digest.clone())
     }
 
     async fn status(&self) -> Result<Status> {

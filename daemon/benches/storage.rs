@@ -234,7 +234,7 @@ async fn ingest(channel: Channel, size: usize, run: usize) -> anyhow::Result<Dur
         data[..8].copy_from_slice(&(i as u64).to_le_bytes());
         w.write(&data).await?;
     }
-    let digest = w.digest();
+    let digest = w.digest().await?;
     w.commit(size as u64, None, Default::default()).await?;
     let took = started.elapsed();
     proxy.delete(&namespace(), &digest).await?;

@@ -427,8 +427,8 @@ impl Writer for NamespacedWriter {
         self.inner.write(data).await
     }
 
-    fn digest(&self) -> Digest {
-        self.inner.digest()
+    async fn digest(&self) -> Result<Digest> {
+        self.inner.digest().await
     }
 
     async fn status(&self) -> Result<Status> {
@@ -448,7 +448,7 @@ impl Writer for NamespacedWriter {
         labels: Labels,
     ) -> Result<()> {
         labels::validate_all(&labels)?;
-        let digest = self.inner.digest();
+        let digest = self.inner.digest().await?;
         let written = self.inner.status().await?.offset;
         let this = *self;
         let _guard = this.view.lifecycle.lock().await;

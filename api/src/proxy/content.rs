@@ -208,7 +208,7 @@ impl ContentStore for ContentProxy {
         tx.send(first)
             .await
             .map_err(|_| Error::unavailable("content write stream closed before it started"))?;
-        let responses = self
+        let mut responses = self
             .client
             .clone()
             .write({
@@ -221,18 +221,19 @@ impl ContentStore for ContentProxy {
             .await
             .map_err(from_grpc)?
             .into_inner();
-        let mut stream = Stream {
+        let stat = next_reply(&mut responses).await?;
+        let stream = Stream {
             tx: Some(tx),
             responses,
+            pending: 0,
+            digest: Digest::parse(&stat.digest)?,
         };
-        let stat = stream.receive().await?;
         Ok(Box::new(ProxyWriter {
             stream: Arc::new(Mutex::new(stream)),
             r#ref: options.r#ref,
             total: options.total,
             expected: options.expected,
             offset: u64::try_from(stat.offset).unwrap_or(0),
-            digest: Digest::parse(&stat.digest)?,
         }))
     }
 }
@@ -285,36 +286,81 @@ impl ReaderAt for ProxyReader {
     }
 }
 
+/// Writes sent ahead of their replies. containerd's protocol answers every
+/// request of a write stream in order, so a writer need not wait for one
+/// chunk's reply before sending the next: the client's encoding and the
+/// server's hashing and writing overlap instead of taking turns.
+const WRITES_IN_FLIGHT: usize = 4;
+
 struct Stream {
     /// `None` once the writer closed its half of the stream.
     tx: Option<mpsc::Sender<pb::WriteContentRequest>>,
     responses: tonic::Streaming<pb::WriteContentResponse>,
+    /// Replies to writes still to come.
+    pending: usize,
+    /// The digest in the last reply.
+    digest: Digest,
 }
 
 impl Stream {
     async fn receive(&mut self) -> Result<pb::WriteContentResponse> {
-        match self.responses.message().await {
-            Ok(Some(response)) => Ok(response),
-            Ok(None) => Err(Error::unavailable(
-                "content write stream ended without a reply",
-            )),
-            Err(status) => Err(from_grpc(status)),
+        let response = next_reply(&mut self.responses).await?;
+        if !response.digest.is_empty() {
+            self.digest = Digest::parse(&response.digest)?;
         }
+        Ok(response)
     }
 
-    async fn call(&mut self, message: pb::WriteContentRequest) -> Result<pb::WriteContentResponse> {
+    /// Sends without waiting for the reply.
+    async fn send(&mut self, message: pb::WriteContentRequest) -> Result<()> {
         let tx = self
             .tx
             .as_ref()
             .ok_or_else(|| Error::failed_precondition("content writer is closed"))?;
-        if tx.send(message).await.is_err() {
-            // The server ended the stream; its reason is the next status.
-            return Err(match self.responses.message().await {
-                Err(status) => from_grpc(status),
-                _ => Error::unavailable("content write stream closed by the server"),
-            });
+        if tx.send(message).await.is_ok() {
+            return Ok(());
         }
+        // The server ended the stream; its reason is the status after the
+        // replies it still sent.
+        loop {
+            match self.responses.message().await {
+                Ok(Some(_)) => continue,
+                Err(status) => return Err(from_grpc(status)),
+                Ok(None) => {
+                    return Err(Error::unavailable(
+                        "content write stream closed by the server",
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Waits for the replies of every write in flight; a write the server
+    /// refused fails here.
+    async fn settle(&mut self) -> Result<()> {
+        while self.pending > 0 {
+            self.receive().await?;
+            self.pending -= 1;
+        }
+        Ok(())
+    }
+
+    async fn call(&mut self, message: pb::WriteContentRequest) -> Result<pb::WriteContentResponse> {
+        self.settle().await?;
+        self.send(message).await?;
         self.receive().await
+    }
+}
+
+async fn next_reply(
+    responses: &mut tonic::Streaming<pb::WriteContentResponse>,
+) -> Result<pb::WriteContentResponse> {
+    match responses.message().await {
+        Ok(Some(response)) => Ok(response),
+        Ok(None) => Err(Error::unavailable(
+            "content write stream ended without a reply",
+        )),
+        Err(status) => Err(from_grpc(status)),
     }
 }
 
@@ -323,31 +369,53 @@ struct ProxyWriter {
     r#ref: String,
     total: u64,
     expected: Option<Digest>,
+    /// Where the next write goes: everything sent, acknowledged or not.
     offset: u64,
-    digest: Digest,
+}
+
+impl Drop for ProxyWriter {
+    fn drop(&mut self) {
+        // Dropping the stream cancels the call, and with it any write the
+        // server has not processed yet. A writer dropped without close keeps
+        // what it wrote in every store, so let those writes land first.
+        let in_flight = self.stream.try_lock().map_or(true, |s| s.pending > 0);
+        if !in_flight {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let stream = Arc::clone(&self.stream);
+            runtime.spawn(async move {
+                let _ = stream.lock().await.settle().await;
+            });
+        }
+    }
 }
 
 #[async_trait::async_trait]
 impl Writer for ProxyWriter {
     async fn write(&mut self, data: &[u8]) -> Result<()> {
-        let response = self
-            .stream
-            .lock()
-            .await
-            .call(pb::WriteContentRequest {
+        let mut stream = self.stream.lock().await;
+        if stream.pending >= WRITES_IN_FLIGHT {
+            stream.receive().await?;
+            stream.pending -= 1;
+        }
+        stream
+            .send(pb::WriteContentRequest {
                 action: pb::WriteAction::Write as i32,
                 offset: to_i64("offset", self.offset)?,
                 data: data.to_vec(),
                 ..Default::default()
             })
             .await?;
-        self.offset = u64::try_from(response.offset).unwrap_or(0);
-        self.digest = Digest::parse(&response.digest)?;
+        stream.pending += 1;
+        self.offset += data.len() as u64;
         Ok(())
     }
 
-    fn digest(&self) -> Digest {
-        self.digest.clone()
+    async fn digest(&self) -> Result<Digest> {
+        let mut stream = self.stream.lock().await;
+        stream.settle().await?;
+        Ok(stream.digest.clone())
     }
 
     async fn status(&self) -> Result<Status> {
@@ -401,7 +469,6 @@ impl Writer for ProxyWriter {
             })
             .await?;
         self.offset = u64::try_from(response.offset).unwrap_or(0);
-        self.digest = Digest::parse(&response.digest)?;
         Ok(())
     }
 

@@ -386,7 +386,7 @@ async fn write_session(
         }
         match action {
             pb::WriteAction::Stat => {
-                response.digest = wr.digest().to_string();
+                response.digest = wr.digest().await.map_err(to_grpc)?.to_string();
                 response.started_at = Some(to_timestamp(status.started_at));
                 response.updated_at = Some(to_timestamp(status.updated_at));
                 response.total = i64::try_from(total).unwrap_or(i64::MAX);
@@ -416,7 +416,7 @@ async fn write_session(
                     position = end;
                 }
                 response.offset = i64::try_from(position).unwrap_or(i64::MAX);
-                response.digest = wr.digest().to_string();
+                response.digest = wr.digest().await.map_err(to_grpc)?.to_string();
                 if action == pb::WriteAction::Commit {
                     let labels = std::mem::take(&mut request.labels).into_iter().collect();
                     if let Some(w) = writer.take() {

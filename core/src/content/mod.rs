@@ -85,11 +85,15 @@ pub trait ReaderAt: Send + Sync {
 /// An open ingest.
 #[async_trait::async_trait]
 pub trait Writer: Send + Sync {
-    /// Appends `data` at the current offset.
+    /// Appends `data` at the current offset. A remote writer may return
+    /// once the data is sent, with a few writes in flight; a write the
+    /// store refuses then fails the next call. `digest`, `status`, `commit`
+    /// and `close` wait for every write before them.
     async fn write(&mut self, data: &[u8]) -> Result<()>;
 
-    /// The digest of everything written so far.
-    fn digest(&self) -> Digest;
+    /// The digest of everything written so far. Async because a remote
+    /// writer keeps writes in flight and waits for their replies first.
+    async fn digest(&self) -> Result<Digest>;
 
     /// The ingest's status.
     async fn status(&self) -> Result<Status>;

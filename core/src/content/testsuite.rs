@@ -289,7 +289,12 @@ async fn put(store: &dyn ContentStore, data: &[u8], chunk: usize) -> Digest {
     let digest = sha256(data);
     let mut w = open(store, options(&unique_ref("put"))).await;
     write_chunks(&mut *w, data, chunk).await;
-    assert_eq!(w.digest(), digest, "writer digest of {} bytes", data.len());
+    assert_eq!(
+        w.digest().await.unwrap(),
+        digest,
+        "writer digest of {} bytes",
+        data.len()
+    );
     w.commit(data.len() as u64, Some(digest.clone()), Labels::new())
         .await
         .unwrap();
@@ -372,7 +377,11 @@ pub async fn write_commit_read_back(store: &dyn ContentStore) {
         (r#ref.as_str(), 0, 1000)
     );
     assert_time_between("started_at", status.started_at, before_open, after_open);
-    assert_eq!(w.digest(), sha256(b""), "digest of nothing written");
+    assert_eq!(
+        w.digest().await.unwrap(),
+        sha256(b""),
+        "digest of nothing written"
+    );
 
     let before_write = SystemTime::now();
     write_chunks(&mut *w, &data[..600], 32).await;
@@ -380,9 +389,13 @@ pub async fn write_commit_read_back(store: &dyn ContentStore) {
     let status = w.status().await.unwrap();
     assert_eq!((status.offset, status.total), (600, 1000));
     assert_time_between("updated_at", status.updated_at, before_write, after_write);
-    assert_eq!(w.digest(), sha256(&data[..600]), "digest of a prefix");
+    assert_eq!(
+        w.digest().await.unwrap(),
+        sha256(&data[..600]),
+        "digest of a prefix"
+    );
     w.write(&data[600..]).await.unwrap();
-    assert_eq!(w.digest(), digest);
+    assert_eq!(w.digest().await.unwrap(), digest);
 
     let before_commit = SystemTime::now();
     w.commit(1000, Some(digest.clone()), commit_labels.clone())
@@ -438,7 +451,7 @@ pub async fn empty_blob(store: &dyn ContentStore) {
     let ns = namespace();
     let empty = sha256(b"");
     let w = open(store, options(&unique_ref("empty"))).await;
-    assert_eq!(w.digest(), empty);
+    assert_eq!(w.digest().await.unwrap(), empty);
     match w.commit(0, Some(empty.clone()), Labels::new()).await {
         // Another run against a shared store may have left it.
         Ok(()) => {}
@@ -473,7 +486,7 @@ pub async fn commit_wrong_size_fails_and_keeps_ingest(store: &dyn ContentStore) 
     let w = open(store, options(&r#ref)).await;
     assert_eq!(w.status().await.unwrap().offset, 1000, "the ingest is kept");
     assert_eq!(
-        w.digest(),
+        w.digest().await.unwrap(),
         digest,
         "a resumed writer re-hashes what is there"
     );
@@ -687,7 +700,7 @@ pub async fn close_and_resume(store: &dyn ContentStore) {
     assert_eq!((resumed.offset, resumed.total), (100_000, 300_000));
     assert_eq!(resumed.started_at, status.started_at, "the start is kept");
     assert_eq!(
-        w.digest(),
+        w.digest().await.unwrap(),
         sha256(&data[..100_000]),
         "digest of what is there"
     );
@@ -707,7 +720,7 @@ pub async fn close_and_resume(store: &dyn ContentStore) {
     .await;
     assert_eq!(w.status().await.unwrap().offset, 250_000);
     w.write(&data[250_000..]).await.unwrap();
-    assert_eq!(w.digest(), digest);
+    assert_eq!(w.digest().await.unwrap(), digest);
     w.commit(300_000, Some(digest.clone()), Labels::new())
         .await
         .unwrap();
@@ -731,7 +744,7 @@ pub async fn dropped_writer_releases_ref(store: &dyn ContentStore) {
     }
     let w = open(store, options(&r#ref)).await;
     assert_eq!(w.status().await.unwrap().offset, 3);
-    assert_eq!(w.digest(), sha256(b"abc"));
+    assert_eq!(w.digest().await.unwrap(), sha256(b"abc"));
     w.close().await.unwrap();
     store.abort(&ns, &r#ref).await.unwrap();
 }
@@ -746,9 +759,9 @@ pub async fn truncate_and_rewrite(store: &dyn ContentStore) {
     w.write(&unique_bytes(700)).await.unwrap();
     w.truncate(0).await.unwrap();
     assert_eq!(w.status().await.unwrap().offset, 0);
-    assert_eq!(w.digest(), sha256(b""));
+    assert_eq!(w.digest().await.unwrap(), sha256(b""));
     write_chunks(&mut *w, &data, 99).await;
-    assert_eq!(w.digest(), digest);
+    assert_eq!(w.digest().await.unwrap(), digest);
     w.commit(500, Some(digest.clone()), Labels::new())
         .await
         .unwrap();
@@ -767,7 +780,7 @@ pub async fn truncate_and_rewrite(store: &dyn ContentStore) {
     assert_eq!(w.status().await.unwrap().offset, 5);
     w.truncate(0).await.unwrap();
     w.write(b"fresh").await.unwrap();
-    assert_eq!(w.digest(), sha256(b"fresh"));
+    assert_eq!(w.digest().await.unwrap(), sha256(b"fresh"));
     w.close().await.unwrap();
     assert_eq!(store.status(&ns, &r#ref).await.unwrap().offset, 5);
     store.abort(&ns, &r#ref).await.unwrap();
@@ -807,7 +820,7 @@ pub async fn abort_removes_ingest(store: &dyn ContentStore) {
         0,
         "a new ingest starts empty"
     );
-    assert_eq!(w.digest(), sha256(b""));
+    assert_eq!(w.digest().await.unwrap(), sha256(b""));
     w.close().await.unwrap();
     store.abort(&ns, &r#ref).await.unwrap();
     assert_kind(
