@@ -509,6 +509,8 @@ impl Writer for ProxyWriter {
         // so after this returns the ref is free for a new writer.
         let mut stream = self.stream.lock().await;
         stream.tx = None;
+        // The loop below reads the replies of writes in flight too.
+        stream.pending = 0;
         loop {
             match stream.responses.message().await {
                 Ok(Some(_)) => continue,
