@@ -13,7 +13,8 @@ use std::time::{Duration, SystemTime};
 use crated_core::content::{ContentStore, Info, Labels, ReaderAt, Status, Writer, WriterOptions};
 use crated_core::digest::Digest;
 use crated_core::filters::{self, Adaptor};
-use crated_core::{labels, Error, Namespace, Result};
+use crated_core::labels::LabelUpdate;
+use crated_core::{Error, Namespace, Result};
 
 use layout::{io_error, Layout};
 use locks::RefLocks;
@@ -191,58 +192,6 @@ impl Adaptor for StatusFields<'_> {
     }
 }
 
-/// What an `update` does to the labels.
-struct LabelUpdate {
-    /// Replace all labels with the given ones.
-    replace_all: bool,
-    /// Keys to set (from the given labels) or remove (absent or empty there).
-    keys: Vec<String>,
-}
-
-impl LabelUpdate {
-    /// Reads containerd's field paths: none or `labels` replace all,
-    /// `labels.<key>` one key; anything else is InvalidArgument.
-    fn parse(digest: &Digest, fieldpaths: &[String]) -> Result<Self> {
-        let mut update = Self {
-            replace_all: fieldpaths.is_empty(),
-            keys: Vec::new(),
-        };
-        for path in fieldpaths {
-            match path.strip_prefix("labels") {
-                Some("") => update.replace_all = true,
-                Some(rest) if rest.len() > 1 && rest.starts_with('.') => {
-                    update.keys.push(rest[1..].to_owned());
-                }
-                _ => {
-                    return Err(Error::invalid_argument(format!(
-                        "cannot update {path:?} field on content info {digest}"
-                    )))
-                }
-            }
-        }
-        Ok(update)
-    }
-
-    /// Applies the update to `current`; labels with empty values are
-    /// dropped, as containerd's metadata store does.
-    fn apply(&self, current: Labels, given: &Labels) -> Result<Labels> {
-        let mut labels = if self.replace_all {
-            given.clone()
-        } else {
-            current
-        };
-        for key in &self.keys {
-            match given.get(key) {
-                Some(value) => labels.insert(key.clone(), value.clone()),
-                None => labels.remove(key),
-            };
-        }
-        labels.retain(|_, v| !v.is_empty());
-        labels::validate_all(&labels)?;
-        Ok(labels)
-    }
-}
-
 #[async_trait::async_trait]
 impl ContentStore for LocalStore {
     async fn info(&self, _ns: &Namespace, digest: &Digest) -> Result<Info> {
@@ -251,7 +200,7 @@ impl ContentStore for LocalStore {
     }
 
     async fn update(&self, _ns: &Namespace, new: Info, fieldpaths: &[String]) -> Result<Info> {
-        let update = LabelUpdate::parse(&new.digest, fieldpaths)?;
+        let update = LabelUpdate::parse(fieldpaths, format_args!("content info {}", new.digest))?;
         self.with_labels_lock(move |layout| {
             let current = info(layout, &new.digest)?;
             let labels = update.apply(current.labels, &new.labels)?;

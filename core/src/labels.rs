@@ -1,5 +1,8 @@
 //! Label validation and the label names containerd gives meaning to.
 
+use std::collections::BTreeMap;
+use std::fmt;
+
 use crate::{Error, Result};
 
 /// Largest key + value size, in bytes, containerd accepts for one label.
@@ -32,6 +35,78 @@ pub fn validate(key: &str, value: &str) -> Result<()> {
 /// Validates every label of a map-like collection.
 pub fn validate_all<'a>(labels: impl IntoIterator<Item = (&'a String, &'a String)>) -> Result<()> {
     labels.into_iter().try_for_each(|(k, v)| validate(k, v))
+}
+
+/// What an update with containerd's field paths does to an object's labels:
+/// no paths or `labels` replace them all, `labels.<key>` sets or removes
+/// one key; any other path is InvalidArgument.
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use crated_core::labels::LabelUpdate;
+///
+/// let current = BTreeMap::from([("a".to_owned(), "1".to_owned()), ("b".to_owned(), "2".to_owned())]);
+/// let given = BTreeMap::from([("a".to_owned(), "9".to_owned())]);
+/// let paths = ["labels.a".to_owned(), "labels.b".to_owned()];
+/// let update = LabelUpdate::parse(&paths, "snapshot \"x\"").unwrap();
+/// assert_eq!(update.apply(current, &given).unwrap(), BTreeMap::from([("a".to_owned(), "9".to_owned())]));
+/// assert!(LabelUpdate::parse(&["parent".to_owned()], "snapshot \"x\"").is_err());
+/// ```
+#[derive(Debug, Clone)]
+pub struct LabelUpdate {
+    /// Replace all labels with the given ones.
+    replace_all: bool,
+    /// Keys to set (from the given labels) or remove (absent or empty there).
+    keys: Vec<String>,
+}
+
+impl LabelUpdate {
+    /// Reads `fieldpaths`; `what` names the object in the error, e.g.
+    /// `snapshot "k"`.
+    pub fn parse(fieldpaths: &[String], what: impl fmt::Display) -> Result<Self> {
+        let mut update = Self {
+            replace_all: fieldpaths.is_empty(),
+            keys: Vec::new(),
+        };
+        for path in fieldpaths {
+            match path.strip_prefix("labels") {
+                Some("") => update.replace_all = true,
+                Some(rest) if rest.len() > 1 && rest.starts_with('.') => {
+                    update.keys.push(rest[1..].to_owned());
+                }
+                _ => {
+                    return Err(Error::invalid_argument(format!(
+                        "cannot update {path:?} field on {what}"
+                    )))
+                }
+            }
+        }
+        Ok(update)
+    }
+
+    /// Applies the update to `current`; labels with empty values are
+    /// dropped, as containerd's metadata store does, and the result is
+    /// validated.
+    pub fn apply(
+        &self,
+        current: BTreeMap<String, String>,
+        given: &BTreeMap<String, String>,
+    ) -> Result<BTreeMap<String, String>> {
+        let mut labels = if self.replace_all {
+            given.clone()
+        } else {
+            current
+        };
+        for key in &self.keys {
+            match given.get(key) {
+                Some(value) => labels.insert(key.clone(), value.clone()),
+                None => labels.remove(key),
+            };
+        }
+        labels.retain(|_, v| !v.is_empty());
+        validate_all(&labels)?;
+        Ok(labels)
+    }
 }
 
 #[cfg(test)]

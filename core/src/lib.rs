@@ -13,9 +13,11 @@ pub mod identifiers;
 pub mod images;
 pub mod labels;
 pub mod leases;
+pub mod mount;
 pub mod namespaces;
 pub mod platforms;
 pub mod reference;
+pub mod snapshots;
 
 pub use error::{Error, Kind, Result};
 pub use namespaces::Namespace;

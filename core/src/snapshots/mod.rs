@@ -1,0 +1,142 @@
+//! Snapshotters: trees of filesystem snapshots, as containerd's
+//! `snapshots.Snapshotter`.
+//!
+//! A snapshot is *active* (writable, from `prepare`), a *view* (read-only,
+//! from `view`) or *committed* (immutable, from `commit` of an active one).
+//! Only committed snapshots can be parents. Keys are the snapshotter's own
+//! namespace-free names; the metadata layer maps namespaced keys onto them.
+//!
+//! ```no_run
+//! # async fn f(sn: &dyn crated_core::snapshots::Snapshotter) -> crated_core::Result<()> {
+//! // Unpack a layer: prepare on the parent chain, apply, commit by chain id.
+//! let mounts = sn.prepare("extract-1", "", Default::default()).await?;
+//! // … mount `mounts`, apply the layer, unmount …
+//! sn.commit("sha256:chain1", "extract-1", Default::default()).await?;
+//! let rootfs = sn.prepare("container-1", "sha256:chain1", Default::default()).await?;
+//! # let _ = rootfs; Ok(()) }
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::SystemTime;
+
+use crate::filters::Adaptor;
+use crate::mount::Mount;
+use crate::Result;
+
+#[cfg(feature = "testsuite")]
+pub mod testsuite;
+
+/// Labels of a snapshot.
+pub type Labels = BTreeMap<String, String>;
+
+/// What a snapshot is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// Read-only, from `view`; cannot be committed.
+    View,
+    /// Writable, from `prepare`; can be committed.
+    Active,
+    /// Immutable, from `commit`; can be a parent.
+    Committed,
+}
+
+impl Kind {
+    /// containerd's spelling, as `ctr snapshots ls` prints and filters use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::View => "View",
+            Kind::Active => "Active",
+            Kind::Committed => "Committed",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A snapshot's record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Info {
+    /// Its key (active, view) or name (committed).
+    pub name: String,
+    /// The committed snapshot it is based on; empty for none.
+    pub parent: String,
+    /// What it is.
+    pub kind: Kind,
+    /// Labels.
+    pub labels: Labels,
+    /// When it was created.
+    pub created_at: SystemTime,
+    /// When it was last updated.
+    pub updated_at: SystemTime,
+}
+
+/// Filter fields of a snapshot, as containerd's: `kind`, `name`, `parent`,
+/// `labels.<key>`.
+pub struct InfoFields<'a>(pub &'a Info);
+
+impl Adaptor for InfoFields<'_> {
+    fn field(&self, path: &[&str]) -> Option<String> {
+        match path {
+            ["kind"] => Some(self.0.kind.as_str().to_owned()),
+            ["name"] => Some(self.0.name.clone()),
+            ["parent"] => Some(self.0.parent.clone()),
+            ["labels", key @ ..] if !key.is_empty() => self.0.labels.get(&key.join(".")).cloned(),
+            _ => None,
+        }
+    }
+}
+
+/// Disk use of a snapshot's own layer (not its parents').
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Usage {
+    /// Bytes used.
+    pub size: i64,
+    /// Inodes used.
+    pub inodes: i64,
+}
+
+/// A snapshotter. Every call is atomic: an error leaves no partial record
+/// or directory behind.
+#[async_trait::async_trait]
+pub trait Snapshotter: Send + Sync {
+    /// The record of `key`; NotFound if absent.
+    async fn stat(&self, key: &str) -> Result<Info>;
+
+    /// Updates labels (`labels` or `labels.<key>` field paths; none = all);
+    /// other paths are InvalidArgument.
+    async fn update(&self, info: Info, fieldpaths: &[String]) -> Result<Info>;
+
+    /// Disk use of `key`'s own layer: measured now for active snapshots,
+    /// recorded at commit for committed ones.
+    async fn usage(&self, key: &str) -> Result<Usage>;
+
+    /// How to mount the active snapshot or view `key`; FailedPrecondition
+    /// for a committed one.
+    async fn mounts(&self, key: &str) -> Result<Vec<Mount>>;
+
+    /// Creates the active snapshot `key` on `parent` (a committed snapshot,
+    /// or empty); returns its mounts. AlreadyExists if `key` is taken.
+    async fn prepare(&self, key: &str, parent: &str, labels: Labels) -> Result<Vec<Mount>>;
+
+    /// Creates the read-only view `key` of `parent`; returns its mounts.
+    async fn view(&self, key: &str, parent: &str, labels: Labels) -> Result<Vec<Mount>>;
+
+    /// Commits the active snapshot `key` as `name`; `key` is gone after.
+    /// AlreadyExists if `name` is taken; FailedPrecondition for a view.
+    async fn commit(&self, name: &str, key: &str, labels: Labels) -> Result<()>;
+
+    /// Removes `key` and its files; FailedPrecondition while it has
+    /// children.
+    async fn remove(&self, key: &str) -> Result<()>;
+
+    /// Every snapshot matching any of `filters` (none = all).
+    async fn walk(&self, filters: &[String]) -> Result<Vec<Info>>;
+
+    /// Removes files no record refers to (left by a crash mid-operation).
+    async fn cleanup(&self) -> Result<()>;
+}

@@ -1,0 +1,405 @@
+#![doc = include_str!("../README.md")]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crated_core::filters::{self};
+use crated_core::labels::{self, LabelUpdate};
+use crated_core::snapshots::{Info, InfoFields, Kind, Labels, Usage};
+use crated_core::{Error, Result};
+use serde::{Deserialize, Serialize};
+
+/// Key prefix of snapshot records, by name.
+const SNAPSHOT: &[u8] = b"s/";
+/// Key prefix of the children index: `c/<parent>\0<child>`.
+const CHILD: &[u8] = b"c/";
+/// The next id to hand out.
+const NEXT_ID: &[u8] = b"next-id";
+
+/// A snapshot as the snapshotter needs it: its record, its storage id and
+/// the ids of its parents, nearest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The storage id, stable across commit: names the snapshot's directory.
+    pub id: String,
+    /// The record.
+    pub info: Info,
+    /// Ids of the parent chain, nearest first.
+    pub parent_ids: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Record {
+    id: u64,
+    kind: StoredKind,
+    parent: String,
+    labels: BTreeMap<String, String>,
+    created_ns: u128,
+    updated_ns: u128,
+    size: i64,
+    inodes: i64,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq)]
+enum StoredKind {
+    View,
+    Active,
+    Committed,
+}
+
+impl From<Kind> for StoredKind {
+    fn from(kind: Kind) -> Self {
+        match kind {
+            Kind::View => Self::View,
+            Kind::Active => Self::Active,
+            Kind::Committed => Self::Committed,
+        }
+    }
+}
+
+impl From<StoredKind> for Kind {
+    fn from(kind: StoredKind) -> Self {
+        match kind {
+            StoredKind::View => Self::View,
+            StoredKind::Active => Self::Active,
+            StoredKind::Committed => Self::Committed,
+        }
+    }
+}
+
+fn nanos(t: SystemTime) -> u128 {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos()
+}
+
+fn time(nanos: u128) -> SystemTime {
+    let secs = u64::try_from(nanos / 1_000_000_000).unwrap_or(u64::MAX);
+    // Below one billion, so it fits.
+    UNIX_EPOCH + Duration::new(secs, (nanos % 1_000_000_000) as u32)
+}
+
+fn storage_error(what: &str, err: impl std::fmt::Display) -> Error {
+    Error::unknown(format!("snapshot metadata: {what}: {err}"))
+}
+
+fn snapshot_key(name: &str) -> Vec<u8> {
+    [SNAPSHOT, name.as_bytes()].concat()
+}
+
+fn child_key(parent: &str, child: &str) -> Vec<u8> {
+    [CHILD, parent.as_bytes(), b"\0", child.as_bytes()].concat()
+}
+
+/// The record store of one snapshotter: a sled tree, every change applied
+/// as one atomic batch and flushed to disk before it returns.
+pub struct MetaStore {
+    db: sled::Db,
+    /// Serialises writers: each reads, decides and writes under it.
+    writer: Mutex<()>,
+}
+
+/// A change being staged under the writer lock; applied by
+/// [`MetaStore::apply`].
+pub struct Change<'a> {
+    store: &'a MetaStore,
+    batch: sled::Batch,
+    _guard: MutexGuard<'a, ()>,
+}
+
+impl MetaStore {
+    /// Opens (or creates) the store at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        let db = sled::Config::new()
+            .path(path)
+            .open()
+            .map_err(|e| storage_error(&format!("open {}", path.display()), e))?;
+        Ok(Self {
+            db,
+            writer: Mutex::new(()),
+        })
+    }
+
+    fn record(&self, name: &str) -> Result<Option<Record>> {
+        match self
+            .db
+            .get(snapshot_key(name))
+            .map_err(|e| storage_error("read", e))?
+        {
+            Some(raw) => serde_json::from_slice(&raw)
+                .map(Some)
+                .map_err(|e| storage_error(&format!("decode snapshot {name:?}"), e)),
+            None => Ok(None),
+        }
+    }
+
+    fn existing(&self, name: &str) -> Result<Record> {
+        self.record(name)?
+            .ok_or_else(|| Error::not_found(format!("snapshot {name:?} does not exist")))
+    }
+
+    fn info(name: &str, record: &Record) -> Info {
+        Info {
+            name: name.to_owned(),
+            parent: record.parent.clone(),
+            kind: record.kind.into(),
+            labels: record.labels.clone(),
+            created_at: time(record.created_ns),
+            updated_at: time(record.updated_ns),
+        }
+    }
+
+    fn parent_ids(&self, mut parent: String) -> Result<Vec<String>> {
+        let mut ids = Vec::new();
+        while !parent.is_empty() {
+            let record = self.record(&parent)?.ok_or_else(|| {
+                storage_error("parent chain", format!("missing parent {parent:?}"))
+            })?;
+            ids.push(record.id.to_string());
+            parent = record.parent;
+        }
+        Ok(ids)
+    }
+
+    fn snapshot(&self, name: &str, record: &Record) -> Result<Snapshot> {
+        Ok(Snapshot {
+            id: record.id.to_string(),
+            info: Self::info(name, record),
+            parent_ids: self.parent_ids(record.parent.clone())?,
+        })
+    }
+
+    /// The record of `name` with its id and usage; NotFound if absent.
+    pub fn get(&self, name: &str) -> Result<(Snapshot, Usage)> {
+        let record = self.existing(name)?;
+        let usage = Usage {
+            size: record.size,
+            inodes: record.inodes,
+        };
+        Ok((self.snapshot(name, &record)?, usage))
+    }
+
+    /// The active snapshot or view `name`, to mount; FailedPrecondition for
+    /// a committed one.
+    pub fn get_mountable(&self, name: &str) -> Result<Snapshot> {
+        let record = self.existing(name)?;
+        if record.kind == StoredKind::Committed {
+            return Err(Error::failed_precondition(format!(
+                "snapshot {name:?} is committed: only active snapshots and views have mounts"
+            )));
+        }
+        self.snapshot(name, &record)
+    }
+
+    /// Every record matching any of `filters`.
+    pub fn walk(&self, filters: &[String]) -> Result<Vec<Info>> {
+        let filter = filters::parse_all(filters)?;
+        let mut out = Vec::new();
+        for item in self.db.scan_prefix(SNAPSHOT) {
+            let (key, raw) = item.map_err(|e| storage_error("scan", e))?;
+            let name = String::from_utf8_lossy(&key[SNAPSHOT.len()..]).into_owned();
+            let record: Record = serde_json::from_slice(&raw)
+                .map_err(|e| storage_error(&format!("decode snapshot {name:?}"), e))?;
+            let info = Self::info(&name, &record);
+            if filter.matches(&InfoFields(&info)) {
+                out.push(info);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every storage id in use.
+    pub fn ids(&self) -> Result<Vec<String>> {
+        let mut ids = Vec::new();
+        for item in self.db.scan_prefix(SNAPSHOT) {
+            let (_, raw) = item.map_err(|e| storage_error("scan", e))?;
+            let record: Record =
+                serde_json::from_slice(&raw).map_err(|e| storage_error("decode", e))?;
+            ids.push(record.id.to_string());
+        }
+        Ok(ids)
+    }
+
+    /// Starts a change; other changes wait until it is applied or dropped.
+    pub fn change(&self) -> Change<'_> {
+        Change {
+            store: self,
+            batch: sled::Batch::default(),
+            // A panicked writer left no partial batch: sled applies batches
+            // whole, so the data behind a poisoned lock is consistent.
+            _guard: self.writer.lock().unwrap_or_else(|p| p.into_inner()),
+        }
+    }
+
+    fn put(batch: &mut sled::Batch, name: &str, record: &Record) -> Result<()> {
+        let raw = serde_json::to_vec(record).map_err(|e| storage_error("encode", e))?;
+        batch.insert(snapshot_key(name), raw);
+        Ok(())
+    }
+}
+
+impl Change<'_> {
+    /// Stages a new active snapshot or view `key` on `parent`; the caller
+    /// creates its files, then [`Change::apply`]s.
+    pub fn create(
+        &mut self,
+        kind: Kind,
+        key: &str,
+        parent: &str,
+        labels: Labels,
+    ) -> Result<Snapshot> {
+        if kind == Kind::Committed {
+            return Err(Error::invalid_argument(format!(
+                "snapshot {key:?}: only active snapshots and views can be created"
+            )));
+        }
+        if key.is_empty() {
+            return Err(Error::invalid_argument("snapshot key must not be empty"));
+        }
+        labels::validate_all(&labels)?;
+        let store = self.store;
+        if store.record(key)?.is_some() {
+            return Err(Error::already_exists(format!(
+                "snapshot {key:?} already exists"
+            )));
+        }
+        if !parent.is_empty() {
+            let parent_record = store.record(parent)?.ok_or_else(|| {
+                Error::not_found(format!("parent snapshot {parent:?} does not exist"))
+            })?;
+            if parent_record.kind != StoredKind::Committed {
+                return Err(Error::invalid_argument(format!(
+                    "parent {parent:?} of snapshot {key:?} is not a committed snapshot"
+                )));
+            }
+            self.batch.insert(child_key(parent, key), &[][..]);
+        }
+        let id = self.next_id()?;
+        let now = nanos(SystemTime::now());
+        let record = Record {
+            id,
+            kind: kind.into(),
+            parent: parent.to_owned(),
+            labels,
+            created_ns: now,
+            updated_ns: now,
+            size: 0,
+            inodes: 0,
+        };
+        MetaStore::put(&mut self.batch, key, &record)?;
+        store.snapshot(key, &record)
+    }
+
+    fn next_id(&mut self) -> Result<u64> {
+        let current = match self
+            .store
+            .db
+            .get(NEXT_ID)
+            .map_err(|e| storage_error("read", e))?
+        {
+            Some(raw) => {
+                let bytes: [u8; 8] = raw
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| storage_error("next id", "not 8 bytes"))?;
+                u64::from_be_bytes(bytes)
+            }
+            None => 1,
+        };
+        self.batch.insert(NEXT_ID, &(current + 1).to_be_bytes()[..]);
+        Ok(current)
+    }
+
+    /// Stages the commit of active `key` as `name` with its measured usage.
+    /// Returns the snapshot as it was.
+    pub fn commit(
+        &mut self,
+        name: &str,
+        key: &str,
+        labels: Labels,
+        usage: Usage,
+    ) -> Result<Snapshot> {
+        labels::validate_all(&labels)?;
+        let store = self.store;
+        if name.is_empty() {
+            return Err(Error::invalid_argument("snapshot name must not be empty"));
+        }
+        let mut record = store
+            .record(key)?
+            .ok_or_else(|| Error::not_found(format!("active snapshot {key:?} does not exist")))?;
+        if record.kind != StoredKind::Active {
+            return Err(Error::failed_precondition(format!(
+                "snapshot {key:?} is not active: only active snapshots can be committed"
+            )));
+        }
+        if store.record(name)?.is_some() {
+            return Err(Error::already_exists(format!(
+                "committed snapshot {name:?} already exists"
+            )));
+        }
+        // Active snapshots have no children: only committed ones are parents.
+        let before = store.snapshot(key, &record)?;
+        if !record.parent.is_empty() {
+            self.batch.remove(child_key(&record.parent, key));
+            self.batch.insert(child_key(&record.parent, name), &[][..]);
+        }
+        record.kind = StoredKind::Committed;
+        record.labels.extend(labels);
+        record.updated_ns = nanos(SystemTime::now());
+        (record.size, record.inodes) = (usage.size, usage.inodes);
+        self.batch.remove(snapshot_key(key));
+        MetaStore::put(&mut self.batch, name, &record)?;
+        Ok(before)
+    }
+
+    fn has_children(&self, name: &str) -> Result<bool> {
+        let prefix = [CHILD, name.as_bytes(), b"\0"].concat();
+        match self.store.db.scan_prefix(prefix).next() {
+            Some(item) => item.map(|_| true).map_err(|e| storage_error("scan", e)),
+            None => Ok(false),
+        }
+    }
+
+    /// Stages the removal of `key`; FailedPrecondition while it has
+    /// children. Returns what it was.
+    pub fn remove(&mut self, key: &str) -> Result<Snapshot> {
+        let record = self.store.existing(key)?;
+        if self.has_children(key)? {
+            return Err(Error::failed_precondition(format!(
+                "cannot remove snapshot {key:?}: it has children"
+            )));
+        }
+        let snapshot = self.store.snapshot(key, &record)?;
+        if !record.parent.is_empty() {
+            self.batch.remove(child_key(&record.parent, key));
+        }
+        self.batch.remove(snapshot_key(key));
+        Ok(snapshot)
+    }
+
+    /// Stages a label update of `info.name` by field paths.
+    pub fn update(&mut self, info: Info, fieldpaths: &[String]) -> Result<Info> {
+        let update = LabelUpdate::parse(fieldpaths, format_args!("snapshot {:?}", info.name))?;
+        let mut record = self.store.existing(&info.name)?;
+        record.labels = update.apply(std::mem::take(&mut record.labels), &info.labels)?;
+        record.updated_ns = nanos(SystemTime::now());
+        MetaStore::put(&mut self.batch, &info.name, &record)?;
+        Ok(MetaStore::info(&info.name, &record))
+    }
+
+    /// Applies the staged change atomically and durably.
+    pub fn apply(self) -> Result<()> {
+        self.store
+            .db
+            .apply_batch(self.batch)
+            .map_err(|e| storage_error("write", e))?;
+        self.store
+            .db
+            .flush()
+            .map_err(|e| storage_error("flush", e))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

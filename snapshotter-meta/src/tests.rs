@@ -1,0 +1,93 @@
+use super::*;
+
+fn open(dir: &Path) -> MetaStore {
+    MetaStore::open(&dir.join("meta.sled")).unwrap()
+}
+
+#[test]
+fn records_survive_reopen_and_keep_ids_through_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base_id, child_id);
+    {
+        let store = open(dir.path());
+        let mut change = store.change();
+        base_id = change
+            .create(Kind::Active, "a", "", Labels::new())
+            .unwrap()
+            .id;
+        change.apply().unwrap();
+        let mut change = store.change();
+        let usage = Usage {
+            size: 10,
+            inodes: 2,
+        };
+        change.commit("base", "a", Labels::new(), usage).unwrap();
+        change.apply().unwrap();
+        let mut change = store.change();
+        let child = change
+            .create(Kind::Active, "child", "base", Labels::new())
+            .unwrap();
+        assert_eq!(child.parent_ids, std::slice::from_ref(&base_id));
+        child_id = child.id;
+        change.apply().unwrap();
+    }
+    let store = open(dir.path());
+    let (base, usage) = store.get("base").unwrap();
+    assert_eq!(
+        (base.id, base.info.kind),
+        (base_id.clone(), Kind::Committed)
+    );
+    assert_eq!(
+        usage,
+        Usage {
+            size: 10,
+            inodes: 2
+        }
+    );
+    assert_ne!(child_id, base_id, "ids are never reused");
+    assert_eq!(store.get("child").unwrap().0.parent_ids, [base_id]);
+    assert!(store.get("a").unwrap_err().is_not_found());
+}
+
+#[test]
+fn a_dropped_change_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    {
+        let mut change = store.change();
+        change.create(Kind::Active, "a", "", Labels::new()).unwrap();
+    }
+    assert!(store.walk(&[]).unwrap().is_empty());
+    let mut change = store.change();
+    change.create(Kind::Active, "a", "", Labels::new()).unwrap();
+    change.apply().unwrap();
+    assert_eq!(store.ids().unwrap().len(), 1);
+}
+
+#[test]
+fn parents_with_children_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let mut change = store.change();
+    change.create(Kind::Active, "a", "", Labels::new()).unwrap();
+    change.apply().unwrap();
+    let mut change = store.change();
+    change
+        .commit("base", "a", Labels::new(), Usage::default())
+        .unwrap();
+    change.apply().unwrap();
+    let mut change = store.change();
+    change
+        .create(Kind::View, "v", "base", Labels::new())
+        .unwrap();
+    change.apply().unwrap();
+    let err = store.change().remove("base").unwrap_err();
+    assert_eq!(err.kind(), crated_core::Kind::FailedPrecondition);
+    let mut change = store.change();
+    change.remove("v").unwrap();
+    change.apply().unwrap();
+    let mut change = store.change();
+    change.remove("base").unwrap();
+    change.apply().unwrap();
+    assert!(store.walk(&[]).unwrap().is_empty());
+}

@@ -1,0 +1,15 @@
+//! The snapshotter conformance suite on the native snapshotter, as root:
+//! every case mounts what it returns.
+
+use std::sync::Arc;
+
+use crated_core::snapshots::testsuite::Fixture;
+use crated_snapshotter_native::Native;
+
+async fn snapshotter() -> Fixture {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let native = Native::open(&dir.path().join("root")).expect("open the native snapshotter");
+    Fixture::new(Arc::new(native), dir)
+}
+
+crated_core::snapshotter_testsuite!(snapshotter);
