@@ -39,4 +39,62 @@ impl Mount {
     pub fn is_read_only(&self) -> bool {
         self.options.iter().any(|o| o == "ro")
     }
+
+    /// The options to mount with, and the directory to mount from.
+    ///
+    /// mount(2) takes at most a page of options, which an overlay of a deep
+    /// chain of absolute `lowerdir` paths exceeds; as containerd does, such
+    /// a mount gives its lower dirs relative to their common parent and is
+    /// performed with that directory as the working directory.
+    ///
+    /// ```
+    /// use crated_core::mount::Mount;
+    ///
+    /// let root = "/var/lib/crated/io.containerd.snapshotter.v1.overlayfs/snapshots";
+    /// let lower: Vec<String> = (0..128).map(|i| format!("{root}/{i}/fs")).collect();
+    /// let m = Mount {
+    ///     r#type: "overlay".into(),
+    ///     source: "overlay".into(),
+    ///     options: vec![format!("lowerdir={}", lower.join(":")), "index=off".into()],
+    ///     ..Default::default()
+    /// };
+    /// let (dir, options) = m.compacted();
+    /// assert_eq!(dir, Some(format!("{root}/")));
+    /// assert!(options[1].starts_with("lowerdir=0/fs:1/fs:"));
+    /// ```
+    pub fn compacted(&self) -> (Option<String>, Vec<String>) {
+        const PAGE: usize = 4096;
+        let size: usize = self.options.iter().map(|o| o.len() + 1).sum();
+        if self.r#type != "overlay" || size < PAGE - 512 {
+            return (None, self.options.clone());
+        }
+        let Some(index) = self.options.iter().position(|o| o.starts_with("lowerdir=")) else {
+            return (None, self.options.clone());
+        };
+        let dirs: Vec<&str> = self.options[index]["lowerdir=".len()..]
+            .split(':')
+            .collect();
+        let (Some(min), Some(max)) = (dirs.iter().min(), dirs.iter().max()) else {
+            return (None, self.options.clone());
+        };
+        if dirs.len() < 2 {
+            return (None, self.options.clone());
+        }
+        let common = min
+            .bytes()
+            .zip(max.bytes())
+            .take_while(|(a, b)| a == b)
+            .count();
+        // Back to a directory boundary: snapshot ids are digits, so the
+        // common prefix may end inside one (`snapshots/1` of 10 and 12).
+        let Some(slash) = min[..common].rfind('/').filter(|&i| i > 0) else {
+            return (None, self.options.clone());
+        };
+        let dir = &min[..=slash];
+        let relative: Vec<&str> = dirs.iter().map(|d| &d[dir.len()..]).collect();
+        let mut options = self.options.clone();
+        options.remove(index);
+        options.push(format!("lowerdir={}", relative.join(":")));
+        (Some(dir.to_owned()), options)
+    }
 }

@@ -1,5 +1,10 @@
 #![doc = include_str!("../README.md")]
 
+mod engine;
+pub mod usage;
+
+pub use engine::{DirSnapshotter, Dirs, Layout};
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};

@@ -4,11 +4,11 @@
 use std::sync::Arc;
 
 use crated_core::snapshots::testsuite::Fixture;
-use crated_snapshotter_native::Native;
 
 async fn snapshotter() -> Fixture {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let native = Native::open(&dir.path().join("root")).expect("open the native snapshotter");
+    let native = crated_snapshotter_native::open(&dir.path().join("root"))
+        .expect("open the native snapshotter");
     Fixture::new(Arc::new(native), dir)
 }
 

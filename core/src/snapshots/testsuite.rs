@@ -160,8 +160,12 @@ pub fn mount_all(mounts: &[Mount]) -> Mounted {
             &m.r#type
         };
         cmd.args(["-t", fstype]);
-        if !m.options.is_empty() {
-            cmd.args(["-o", &m.options.join(",")]);
+        let (dir, options) = m.compacted();
+        if let Some(dir) = dir {
+            cmd.current_dir(dir);
+        }
+        if !options.is_empty() {
+            cmd.args(["-o", &options.join(",")]);
         }
         let out = cmd.arg(&m.source).arg(&target).output().unwrap();
         assert!(

@@ -9,7 +9,7 @@ use std::path::Path;
 use crated_core::snapshots::Usage;
 use crated_core::Result;
 
-use crate::io_error;
+use crate::engine::io_error;
 
 /// Measures the tree at `root` without following symlinks.
 pub fn measure(root: &Path) -> Result<Usage> {

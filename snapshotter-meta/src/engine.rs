@@ -1,0 +1,266 @@
+//! The engine of snapshotters that keep one directory per snapshot under
+//! `<root>/snapshots/<id>` (native, overlay, btrfs): records in the
+//! [`MetaStore`], files built under `new-<id>` and renamed into place before
+//! the record is applied, removed via `rm-<id>` after, so a crash leaves only
+//! files no record names — which `cleanup` deletes. A [`Layout`] says how a
+//! snapshot's files are made, mounted and measured.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crated_core::mount::Mount;
+use crated_core::snapshots::{Info, Kind, Labels, Snapshotter, Usage};
+use crated_core::{Error, Result};
+
+use crate::{MetaStore, Snapshot};
+
+pub(crate) fn io_error(what: &str, path: &Path, err: std::io::Error) -> Error {
+    Error::unknown(format!("{what} {}: {err}", path.display())).with_source(err)
+}
+
+/// Where a snapshotter's snapshots live.
+#[derive(Debug, Clone)]
+pub struct Dirs {
+    snapshots: PathBuf,
+}
+
+impl Dirs {
+    /// The directory of the snapshot with storage id `id`.
+    pub fn snapshot(&self, id: &str) -> PathBuf {
+        self.snapshots.join(id)
+    }
+}
+
+/// How one kind of snapshotter makes, mounts and measures a snapshot's
+/// files. Called on blocking threads.
+pub trait Layout: Send + Sync + 'static {
+    /// Makes the files of a new snapshot at `dir`, which does not exist
+    /// yet; `parent` is the directory of the nearest parent, if any.
+    fn create(&self, dir: &Path, kind: Kind, parent: Option<&Path>) -> Result<()>;
+
+    /// Whether a view of a committed snapshot needs files of its own (the
+    /// native snapshotter mounts the parent's instead).
+    fn view_needs_files(&self, parent_ids: &[String]) -> bool;
+
+    /// How to mount the active snapshot or view `snapshot`.
+    fn mounts(&self, dirs: &Dirs, snapshot: &Snapshot) -> Vec<Mount>;
+
+    /// Disk use of the snapshot's own layer, whose files are at `dir`.
+    fn usage(&self, dir: &Path) -> Result<Usage>;
+
+    /// Removes the files of a snapshot at `dir` (renamed out of the way).
+    fn remove(&self, dir: &Path) -> Result<()> {
+        fs::remove_dir_all(dir).map_err(|e| io_error("remove", dir, e))
+    }
+}
+
+/// A snapshotter made of a [`Layout`] and a [`MetaStore`].
+pub struct DirSnapshotter<L> {
+    inner: Arc<Inner<L>>,
+}
+
+struct Inner<L> {
+    layout: L,
+    dirs: Dirs,
+    meta: MetaStore,
+}
+
+impl<L: Layout> DirSnapshotter<L> {
+    /// Opens the snapshotter at `root` (created with mode 0700 if needed;
+    /// records in `root/metadata.sled`, files in `root/snapshots`).
+    pub fn open(root: &Path, layout: L) -> Result<Self> {
+        let snapshots = root.join("snapshots");
+        fs::create_dir_all(&snapshots).map_err(|e| io_error("create", &snapshots, e))?;
+        for dir in [root, snapshots.as_path()] {
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+                .map_err(|e| io_error("chmod", dir, e))?;
+        }
+        let meta = MetaStore::open(&root.join("metadata.sled"))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                layout,
+                dirs: Dirs { snapshots },
+                meta,
+            }),
+        })
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&Inner<L>) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || op(&inner))
+            .await
+            .map_err(|e| Error::unknown(format!("snapshotter operation failed: {e}")))?
+    }
+}
+
+impl<L: Layout> Inner<L> {
+    fn create(&self, kind: Kind, key: &str, parent: &str, labels: Labels) -> Result<Vec<Mount>> {
+        let mut change = self.meta.change();
+        let snapshot = change.create(kind, key, parent, labels)?;
+        let needs_files = kind == Kind::Active
+            || snapshot.parent_ids.is_empty()
+            || self.layout.view_needs_files(&snapshot.parent_ids);
+        if !needs_files {
+            change.apply()?;
+            return Ok(self.layout.mounts(&self.dirs, &snapshot));
+        }
+        let staging = self.dirs.snapshot(&format!("new-{}", snapshot.id));
+        let dir = self.dirs.snapshot(&snapshot.id);
+        let parent_dir = snapshot.parent_ids.first().map(|id| self.dirs.snapshot(id));
+        // An id whose change never applied (a crash, a failed build) is
+        // handed out again; clear what its last attempt left.
+        for path in [&staging, &dir] {
+            if path.exists() {
+                self.layout.remove(path)?;
+            }
+        }
+        let built = self
+            .layout
+            .create(&staging, kind, parent_dir.as_deref())
+            .and_then(|()| fs::rename(&staging, &dir).map_err(|e| io_error("rename", &staging, e)))
+            .and_then(|()| change.apply());
+        if let Err(err) = built {
+            for path in [&staging, &dir] {
+                if path.exists() {
+                    let _ = self.layout.remove(path);
+                }
+            }
+            return Err(err);
+        }
+        Ok(self.layout.mounts(&self.dirs, &snapshot))
+    }
+
+    fn commit(&self, name: &str, key: &str, labels: Labels) -> Result<()> {
+        // Measured before the change takes the writer lock; an active
+        // snapshot is not written to while it is being committed.
+        let (snapshot, _) = self.meta.get(key)?;
+        let usage = match snapshot.info.kind {
+            Kind::Active => self.layout.usage(&self.dirs.snapshot(&snapshot.id))?,
+            _ => Usage::default(),
+        };
+        let mut change = self.meta.change();
+        change.commit(name, key, labels, usage)?;
+        change.apply()
+    }
+
+    fn remove(&self, key: &str) -> Result<()> {
+        let mut change = self.meta.change();
+        let snapshot = change.remove(key)?;
+        let dir = self.dirs.snapshot(&snapshot.id);
+        // Out of the way first, so the record never names a half-removed
+        // tree; put back if the record cannot be removed.
+        let doomed = self.dirs.snapshot(&format!("rm-{}", snapshot.id));
+        let moved = match fs::rename(&dir, &doomed) {
+            Ok(()) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(e) => return Err(io_error("rename", &dir, e)),
+        };
+        if let Err(err) = change.apply() {
+            if moved {
+                let _ = fs::rename(&doomed, &dir);
+            }
+            return Err(err);
+        }
+        if moved {
+            if let Err(err) = self.layout.remove(&doomed) {
+                tracing::warn!(path = %doomed.display(), error = %err,
+                    "removing snapshot files; cleanup retries");
+            }
+        }
+        Ok(())
+    }
+
+    fn cleanup(&self) -> Result<()> {
+        // Under the writer lock, so no snapshot is being created meanwhile.
+        let _change = self.meta.change();
+        let ids = self.meta.ids()?;
+        let snapshots = &self.dirs.snapshots;
+        let entries = fs::read_dir(snapshots).map_err(|e| io_error("read", snapshots, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| io_error("read", snapshots, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !ids.contains(&name) {
+                self.layout.remove(&entry.path())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl<L: Layout> Snapshotter for DirSnapshotter<L> {
+    async fn stat(&self, key: &str) -> Result<Info> {
+        let key = key.to_owned();
+        self.blocking(move |inner| Ok(inner.meta.get(&key)?.0.info))
+            .await
+    }
+
+    async fn update(&self, info: Info, fieldpaths: &[String]) -> Result<Info> {
+        let fieldpaths = fieldpaths.to_vec();
+        self.blocking(move |inner| {
+            let mut change = inner.meta.change();
+            let updated = change.update(info, &fieldpaths)?;
+            change.apply()?;
+            Ok(updated)
+        })
+        .await
+    }
+
+    async fn usage(&self, key: &str) -> Result<Usage> {
+        let key = key.to_owned();
+        self.blocking(move |inner| {
+            let (snapshot, usage) = inner.meta.get(&key)?;
+            match snapshot.info.kind {
+                Kind::Active => inner.layout.usage(&inner.dirs.snapshot(&snapshot.id)),
+                _ => Ok(usage),
+            }
+        })
+        .await
+    }
+
+    async fn mounts(&self, key: &str) -> Result<Vec<Mount>> {
+        let key = key.to_owned();
+        self.blocking(move |inner| {
+            let snapshot = inner.meta.get_mountable(&key)?;
+            Ok(inner.layout.mounts(&inner.dirs, &snapshot))
+        })
+        .await
+    }
+
+    async fn prepare(&self, key: &str, parent: &str, labels: Labels) -> Result<Vec<Mount>> {
+        let (key, parent) = (key.to_owned(), parent.to_owned());
+        self.blocking(move |inner| inner.create(Kind::Active, &key, &parent, labels))
+            .await
+    }
+
+    async fn view(&self, key: &str, parent: &str, labels: Labels) -> Result<Vec<Mount>> {
+        let (key, parent) = (key.to_owned(), parent.to_owned());
+        self.blocking(move |inner| inner.create(Kind::View, &key, &parent, labels))
+            .await
+    }
+
+    async fn commit(&self, name: &str, key: &str, labels: Labels) -> Result<()> {
+        let (name, key) = (name.to_owned(), key.to_owned());
+        self.blocking(move |inner| inner.commit(&name, &key, labels))
+            .await
+    }
+
+    async fn remove(&self, key: &str) -> Result<()> {
+        let key = key.to_owned();
+        self.blocking(move |inner| inner.remove(&key)).await
+    }
+
+    async fn walk(&self, filters: &[String]) -> Result<Vec<Info>> {
+        let filters = filters.to_vec();
+        self.blocking(move |inner| inner.meta.walk(&filters)).await
+    }
+
+    async fn cleanup(&self) -> Result<()> {
+        self.blocking(Inner::cleanup).await
+    }
+}
