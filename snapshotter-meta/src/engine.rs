@@ -50,6 +50,13 @@ pub trait Layout: Send + Sync + 'static {
     /// Disk use of the snapshot's own layer, whose files are at `dir`.
     fn usage(&self, dir: &Path) -> Result<Usage>;
 
+    /// Makes a snapshot's files immutable as it is committed (btrfs marks
+    /// the subvolume read-only), or writable again when the commit's record
+    /// could not be written.
+    fn freeze(&self, _dir: &Path, _frozen: bool) -> Result<()> {
+        Ok(())
+    }
+
     /// Removes the files of a snapshot at `dir` (renamed out of the way).
     fn remove(&self, dir: &Path) -> Result<()> {
         fs::remove_dir_all(dir).map_err(|e| io_error("remove", dir, e))
@@ -145,7 +152,11 @@ impl<L: Layout> Inner<L> {
         };
         let mut change = self.meta.change();
         change.commit(name, key, labels, usage)?;
-        change.apply()
+        let dir = self.dirs.snapshot(&snapshot.id);
+        self.layout.freeze(&dir, true)?;
+        change.apply().inspect_err(|_| {
+            let _ = self.layout.freeze(&dir, false);
+        })
     }
 
     fn remove(&self, key: &str) -> Result<()> {

@@ -18,6 +18,8 @@ const SYSTEM_PACKAGES: &[(&str, &str)] = &[
     // containerd 1.6's ctr (and daemon/shim) for interop tests.
     ("/usr/bin/ctr", "containerd"),
     ("/usr/sbin/runc", "runc"),
+    // mkfs.btrfs for the btrfs snapshotter's loop-mounted test filesystems.
+    ("/usr/sbin/mkfs.btrfs", "btrfs-progs"),
 ];
 
 fn run(cmd: &mut Command) -> anyhow::Result<()> {

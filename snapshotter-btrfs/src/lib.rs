@@ -1,0 +1,156 @@
+#![doc = include_str!("../README.md")]
+
+mod ioctl;
+
+use std::path::Path;
+
+use crated_core::mount::Mount;
+use crated_core::snapshots::{Kind, Usage};
+use crated_core::{Error, Result};
+use crated_snapshotter_meta::{usage, DirSnapshotter, Dirs, Layout, Snapshot};
+use nix::sys::statfs::{statfs, BTRFS_SUPER_MAGIC};
+
+/// The btrfs snapshotter.
+pub type Btrfs = DirSnapshotter<BtrfsLayout>;
+
+/// Opens the btrfs snapshotter at `root`, which must be on a btrfs
+/// filesystem (FailedPrecondition otherwise, with containerd's message).
+pub fn open(root: &Path) -> Result<Btrfs> {
+    std::fs::create_dir_all(root)
+        .map_err(|e| Error::unknown(format!("create {}: {e}", root.display())))?;
+    let fs = statfs(root).map_err(|e| Error::unknown(format!("statfs {}: {e}", root.display())))?;
+    if fs.filesystem_type() != BTRFS_SUPER_MAGIC {
+        return Err(Error::failed_precondition(format!(
+            "path {} must be a btrfs filesystem to be used with the btrfs snapshotter",
+            root.display()
+        )));
+    }
+    let device = device_of(root)?;
+    DirSnapshotter::open(root, BtrfsLayout { device })
+}
+
+/// The source device of the btrfs filesystem `path` is on, from
+/// `/proc/self/mountinfo`: the mount with the longest mount point that
+/// contains `path`.
+fn device_of(path: &Path) -> Result<String> {
+    let path = path
+        .canonicalize()
+        .map_err(|e| Error::unknown(format!("resolve {}: {e}", path.display())))?;
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| Error::unknown(format!("read /proc/self/mountinfo: {e}")))?;
+    let mut best: Option<(usize, String)> = None;
+    for line in mountinfo.lines() {
+        // id parent major:minor root mount-point options… - type source super-options
+        let fields: Vec<&str> = line.split(' ').collect();
+        let Some(dash) = fields.iter().position(|f| *f == "-") else {
+            continue;
+        };
+        let (Some(point), Some(fstype), Some(source)) =
+            (fields.get(4), fields.get(dash + 1), fields.get(dash + 2))
+        else {
+            continue;
+        };
+        let point = unescape(point);
+        if *fstype == "btrfs"
+            && path.starts_with(&point)
+            && best.as_ref().is_none_or(|(len, _)| point.len() > *len)
+        {
+            best = Some((point.len(), unescape(source)));
+        }
+    }
+    best.map(|(_, device)| device).ok_or_else(|| {
+        Error::failed_precondition(format!("no btrfs mount holds {}", path.display()))
+    })
+}
+
+/// Undoes mountinfo's octal escapes of space, tab, newline and backslash.
+fn unescape(field: &str) -> String {
+    field
+        .replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
+}
+
+/// Each snapshot a subvolume: a new one for a snapshot without parents, a
+/// btrfs snapshot of the parent otherwise (read-only for views); committed
+/// snapshots are made read-only. Mounted by subvolume id from the device.
+pub struct BtrfsLayout {
+    device: String,
+}
+
+impl Layout for BtrfsLayout {
+    fn create(&self, dir: &Path, kind: Kind, parent: Option<&Path>) -> Result<()> {
+        match parent {
+            None => ioctl::subvol_create(dir),
+            Some(parent) => ioctl::subvol_snapshot(parent, dir, kind == Kind::View),
+        }
+    }
+
+    fn view_needs_files(&self, _parent_ids: &[String]) -> bool {
+        // A view is a read-only snapshot of its parent.
+        true
+    }
+
+    fn mounts(&self, dirs: &Dirs, s: &Snapshot) -> Vec<Mount> {
+        let dir = dirs.snapshot(&s.id);
+        // A subvolume that vanished under the record mounts nothing; the
+        // mount then fails naming the device.
+        let mut options = match ioctl::subvol_id(&dir) {
+            Ok(id) => vec![format!("subvolid={id}")],
+            Err(_) => vec![format!("subvol={}", dir.display())],
+        };
+        if s.info.kind != Kind::Active {
+            options.push("ro".into());
+        }
+        vec![Mount {
+            r#type: "btrfs".into(),
+            source: self.device.clone(),
+            target: String::new(),
+            options,
+        }]
+    }
+
+    fn usage(&self, dir: &Path) -> Result<Usage> {
+        usage::measure(dir)
+    }
+
+    fn freeze(&self, dir: &Path, frozen: bool) -> Result<()> {
+        ioctl::set_read_only(dir, frozen)
+    }
+
+    fn remove(&self, dir: &Path) -> Result<()> {
+        if ioctl::is_subvolume(dir) {
+            ioctl::subvol_delete(dir)
+        } else {
+            std::fs::remove_dir_all(dir)
+                .map_err(|e| Error::unknown(format!("remove {}: {e}", dir.display())))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_escapes_are_undone() {
+        assert_eq!(unescape("/mnt/a\\040b"), "/mnt/a b");
+        assert_eq!(unescape("/x\\134y"), "/x\\y");
+    }
+
+    #[test]
+    fn other_filesystems_are_refused_with_containerds_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let Err(err) = open(dir.path()) else {
+            // The temporary directory happens to be on btrfs.
+            return;
+        };
+        assert_eq!(err.kind(), crated_core::Kind::FailedPrecondition);
+        assert!(
+            err.message()
+                .contains("must be a btrfs filesystem to be used with the btrfs snapshotter"),
+            "{err}"
+        );
+    }
+}
