@@ -1,5 +1,10 @@
 //! Mounts as snapshotters return them and runtimes perform them.
 
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::{Error, Result};
+
 /// One mount, as containerd's `mount.Mount`: performed as
 /// `mount -t <type> -o <options> <source> <target>`.
 ///
@@ -97,4 +102,90 @@ impl Mount {
         options.push(format!("lowerdir={}", relative.join(":")));
         (Some(dir.to_owned()), options)
     }
+}
+
+/// Mounts performed on a target directory, undone (last first) when dropped
+/// — also when the caller fails or panics.
+#[derive(Debug)]
+pub struct MountGuard {
+    target: PathBuf,
+    depth: usize,
+}
+
+impl MountGuard {
+    /// Where the mounts are.
+    pub fn path(&self) -> &Path {
+        &self.target
+    }
+
+    /// Unmounts now, reporting a failure (drop ignores them).
+    pub fn unmount(mut self) -> Result<()> {
+        while self.depth > 0 {
+            unmount(&self.target)?;
+            self.depth -= 1;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for MountGuard {
+    fn drop(&mut self) {
+        for _ in 0..self.depth {
+            let _ = unmount(&self.target);
+        }
+    }
+}
+
+fn run(cmd: &mut Command, what: impl Fn() -> String) -> Result<()> {
+    let out = cmd
+        .output()
+        .map_err(|e| Error::unknown(format!("{}: run {:?}: {e}", what(), cmd.get_program())))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(Error::unknown(format!(
+        "{}: {}",
+        what(),
+        String::from_utf8_lossy(&out.stderr).trim()
+    )))
+}
+
+/// Performs `mounts` in order on `target` with mount(8), as containerd's
+/// `mount.All`: bind mounts by flag, long overlay options compacted.
+pub fn mount_all(mounts: &[Mount], target: &Path) -> Result<MountGuard> {
+    let mut guard = MountGuard {
+        target: target.to_owned(),
+        depth: 0,
+    };
+    for m in mounts {
+        let at = target.join(&m.target);
+        let mut cmd = Command::new("mount");
+        // Bind mounts are a flag of mount(8), not a filesystem type.
+        let fstype = if m.r#type == "bind" {
+            "none"
+        } else {
+            &m.r#type
+        };
+        cmd.args(["-t", fstype]);
+        let (dir, options) = m.compacted();
+        if let Some(dir) = dir {
+            cmd.current_dir(dir);
+        }
+        if !options.is_empty() {
+            cmd.args(["-o", &options.join(",")]);
+        }
+        cmd.arg(&m.source).arg(&at);
+        run(&mut cmd, || {
+            format!("mount {} {} on {}", m.r#type, m.source, at.display())
+        })?;
+        guard.depth += 1;
+    }
+    Ok(guard)
+}
+
+/// Unmounts the top mount at `target` with umount(8).
+pub fn unmount(target: &Path) -> Result<()> {
+    run(Command::new("umount").arg(target), || {
+        format!("unmount {}", target.display())
+    })
 }

@@ -30,12 +30,11 @@ use std::any::Any;
 use std::fs;
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::{Kind, Labels, Snapshotter};
-use crate::mount::Mount;
+use crate::mount::{Mount, MountGuard};
 use crate::Kind as ErrorKind;
 
 /// The snapshotter under test and what keeps it alive for one case.
@@ -122,61 +121,26 @@ impl Drop for TempDir {
     }
 }
 
-/// Mounts performed at a temporary target, undone on drop (even when the
-/// case panics), then the target removed.
+/// Mounts performed at a temporary directory, undone on drop (even when
+/// the case panics), then the directory removed.
 pub struct Mounted {
-    dir: TempDir,
-    depth: usize,
+    // Unmounted before the directory goes.
+    guard: MountGuard,
+    _dir: TempDir,
 }
 
 impl Mounted {
     /// The root of the mounted tree.
     pub fn path(&self) -> &Path {
-        &self.dir.0
+        self.guard.path()
     }
 }
 
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        for _ in 0..self.depth {
-            let _ = Command::new("umount").arg(&self.dir.0).status();
-        }
-    }
-}
-
-/// Performs `mounts` on a fresh directory with mount(8).
+/// Performs `mounts` on a fresh directory.
 pub fn mount_all(mounts: &[Mount]) -> Mounted {
-    let mut mounted = Mounted {
-        dir: TempDir::new("mnt"),
-        depth: 0,
-    };
-    for m in mounts {
-        let target = mounted.dir.0.join(&m.target);
-        let mut cmd = Command::new("mount");
-        // Bind mounts are a flag of mount(8), not a filesystem type.
-        let fstype = if m.r#type == "bind" {
-            "none"
-        } else {
-            &m.r#type
-        };
-        cmd.args(["-t", fstype]);
-        let (dir, options) = m.compacted();
-        if let Some(dir) = dir {
-            cmd.current_dir(dir);
-        }
-        if !options.is_empty() {
-            cmd.args(["-o", &options.join(",")]);
-        }
-        let out = cmd.arg(&m.source).arg(&target).output().unwrap();
-        assert!(
-            out.status.success(),
-            "mount {m:?} on {}: {}",
-            target.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        mounted.depth += 1;
-    }
-    mounted
+    let dir = TempDir::new("mnt");
+    let guard = crate::mount::mount_all(mounts, &dir.0).unwrap_or_else(|e| panic!("{e}"));
+    Mounted { guard, _dir: dir }
 }
 
 fn labels(pairs: &[(&str, &str)]) -> Labels {
