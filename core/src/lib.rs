@@ -3,6 +3,7 @@
 pub mod containers;
 pub mod content;
 pub mod descriptor;
+pub mod diff;
 pub mod digest;
 pub mod duration;
 pub mod error;

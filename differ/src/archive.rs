@@ -1,0 +1,489 @@
+//! Applying a layer's tar stream onto a directory, safely.
+//!
+//! Every path is resolved with `openat2(RESOLVE_BENEATH)` from a descriptor
+//! of the root, so the kernel refuses any resolution that leaves it — `..`,
+//! absolute symlinks, symlinks climbing out, whatever earlier entries of the
+//! same layer planted. The final component is then created or changed with
+//! `*at` calls that do not follow it. An entry that would reach outside
+//! fails the whole apply with InvalidArgument.
+
+use std::collections::HashSet;
+use std::ffi::{CString, OsStr};
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt as _;
+use std::path::{Component, Path, PathBuf};
+
+use crated_core::{Error, Result};
+use nix::errno::Errno;
+use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+use nix::sys::stat::{
+    fchmodat, fstatat, mkdirat, mknodat, utimensat, FchmodatFlags, Mode, SFlag, UtimensatFlags,
+};
+use nix::sys::time::TimeSpec;
+use nix::unistd::{fchownat, linkat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
+use tar::EntryType;
+
+/// How OCI whiteouts (`.wh.<name>`, `.wh..wh..opq`) are applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Whiteouts {
+    /// Onto a merged tree: a whiteout deletes what it names; an opaque
+    /// marker deletes what lower layers put in its directory.
+    Delete,
+    /// Into an overlayfs upper dir: a whiteout becomes a 0/0 character
+    /// device, an opaque marker the `trusted.overlay.opaque` xattr.
+    Overlay,
+}
+
+const WHITEOUT_PREFIX: &str = ".wh.";
+const OPAQUE: &str = ".wh..wh..opq";
+
+fn invalid(entry: &Path, why: impl std::fmt::Display) -> Error {
+    Error::invalid_argument(format!(
+        "layer entry {:?}: {why}",
+        entry.display().to_string()
+    ))
+}
+
+fn os_error(entry: &Path, what: &str, err: Errno) -> Error {
+    match err {
+        // openat2 with RESOLVE_BENEATH: the path would leave the root.
+        Errno::EXDEV | Errno::ELOOP => invalid(entry, "resolves outside the layer's root"),
+        err => Error::unknown(format!(
+            "layer entry {:?}: {what}: {err}",
+            entry.display().to_string()
+        )),
+    }
+}
+
+/// The relative path of an entry, without `.` components; `..` is refused
+/// outright (containerd would clamp it at the root; a layer that needs it
+/// is hostile or broken).
+fn clean(raw: &[u8]) -> Result<PathBuf> {
+    let path = Path::new(OsStr::from_bytes(raw));
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::Normal(c) => out.push(c),
+            Component::CurDir | Component::RootDir => {}
+            Component::ParentDir => return Err(invalid(path, "contains \"..\"")),
+            Component::Prefix(_) => return Err(invalid(path, "has a path prefix")),
+        }
+    }
+    Ok(out)
+}
+
+/// The root of an apply and what the layer has put there so far.
+struct Target {
+    root: OwnedFd,
+    whiteouts: Whiteouts,
+    /// Paths this layer wrote, which its own opaque markers keep.
+    unpacked: HashSet<PathBuf>,
+    /// Directories whose times are set last: their children change them.
+    dir_times: Vec<(PathBuf, i64)>,
+}
+
+fn open_beneath(dirfd: RawFd, path: &Path, flags: OFlag) -> std::result::Result<OwnedFd, Errno> {
+    let path = if path.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        path
+    };
+    let mut how = OpenHow::new()
+        .flags(flags | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    if flags.contains(OFlag::O_CREAT) {
+        // Owner-only until the entry's own mode is set.
+        how = how.mode(Mode::from_bits_truncate(0o600));
+    }
+    let fd = openat2(dirfd, path, how)?;
+    // SAFETY: openat2 returned a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn cstring(name: &OsStr, entry: &Path) -> Result<CString> {
+    CString::new(name.as_bytes()).map_err(|_| invalid(entry, "contains a NUL byte"))
+}
+
+impl Target {
+    /// A descriptor of the directory `dir` (relative to the root), made
+    /// with mode 0755 where missing, as containerd creates parents.
+    fn dir(&self, dir: &Path, entry: &Path) -> Result<OwnedFd> {
+        let flags = OFlag::O_PATH | OFlag::O_DIRECTORY;
+        match open_beneath(self.root.as_raw_fd(), dir, flags) {
+            Ok(fd) => return Ok(fd),
+            Err(Errno::ENOENT) => {}
+            Err(e) => return Err(os_error(entry, "open parent directory", e)),
+        }
+        let mut fd = open_beneath(self.root.as_raw_fd(), Path::new("."), flags)
+            .map_err(|e| os_error(entry, "open root", e))?;
+        for component in dir.components() {
+            let name = component.as_os_str();
+            match mkdirat(Some(fd.as_raw_fd()), name, Mode::from_bits_truncate(0o755)) {
+                Ok(()) | Err(Errno::EEXIST) => {}
+                Err(e) => return Err(os_error(entry, "create parent directory", e)),
+            }
+            fd = open_beneath(fd.as_raw_fd(), Path::new(name), flags)
+                .map_err(|e| os_error(entry, "open parent directory", e))?;
+        }
+        Ok(fd)
+    }
+
+    fn apply<R: Read>(&mut self, mut entry: tar::Entry<'_, R>) -> Result<()> {
+        let path = clean(&entry.path_bytes())?;
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+            // The root itself: its attributes are the snapshot's.
+            return Ok(());
+        };
+        let name = name.to_owned();
+        let parent_fd = self.dir(parent, &path)?;
+        let pfd = parent_fd.as_raw_fd();
+        let name_str = name.to_string_lossy();
+
+        if let Some(target) = name_str.strip_prefix(WHITEOUT_PREFIX) {
+            return if name_str == OPAQUE {
+                self.opaque(&parent_fd, parent, &path)
+            } else {
+                self.whiteout(pfd, OsStr::new(target), &path)
+            };
+        }
+
+        let header = entry.header().clone();
+        let kind = header.entry_type();
+        let existing = fstatat(
+            Some(pfd),
+            name.as_os_str(),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .ok();
+        let existing_is_dir =
+            existing.is_some_and(|st| (st.st_mode & libc::S_IFMT) == libc::S_IFDIR);
+        // Anything in the way goes, except a directory replaced by one.
+        if existing.is_some() && !(kind == EntryType::Directory && existing_is_dir) {
+            remove(pfd, &name, existing_is_dir, &path)?;
+        }
+        let mode = Mode::from_bits_truncate(header.mode().map_err(|e| invalid(&path, e))?);
+        match kind {
+            EntryType::Directory => {
+                if !existing_is_dir {
+                    mkdirat(Some(pfd), name.as_os_str(), Mode::from_bits_truncate(0o700))
+                        .map_err(|e| os_error(&path, "create directory", e))?;
+                }
+            }
+            EntryType::Regular | EntryType::Continuous => {
+                let how = OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW;
+                let fd = open_beneath(pfd, Path::new(&name), how)
+                    .map_err(|e| os_error(&path, "create file", e))?;
+                copy_data(&mut entry, File::from(fd), &path)?;
+            }
+            EntryType::Symlink => {
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| invalid(&path, "symlink without a target"))?;
+                let target = cstring(OsStr::from_bytes(&target), &path)?;
+                symlinkat(target.as_c_str(), Some(pfd), name.as_os_str())
+                    .map_err(|e| os_error(&path, "create symlink", e))?;
+            }
+            EntryType::Link => {
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| invalid(&path, "hard link without a target"))?;
+                let target = clean(&target)?;
+                let (Some(tparent), Some(tname)) = (target.parent(), target.file_name()) else {
+                    return Err(invalid(&path, "hard link to the root"));
+                };
+                let tparent_fd = open_beneath(
+                    self.root.as_raw_fd(),
+                    tparent,
+                    OFlag::O_PATH | OFlag::O_DIRECTORY,
+                )
+                .map_err(|e| os_error(&path, "open hard link target", e))?;
+                linkat(
+                    Some(tparent_fd.as_raw_fd()),
+                    tname,
+                    Some(pfd),
+                    name.as_os_str(),
+                    nix::fcntl::AtFlags::empty(),
+                )
+                .map_err(|e| os_error(&path, "create hard link", e))?;
+                self.unpacked.insert(path);
+                // A hard link shares its target's attributes.
+                return Ok(());
+            }
+            EntryType::Char | EntryType::Block | EntryType::Fifo => {
+                let dev_kind = match kind {
+                    EntryType::Char => SFlag::S_IFCHR,
+                    EntryType::Block => SFlag::S_IFBLK,
+                    _ => SFlag::S_IFIFO,
+                };
+                let major = header.device_major().ok().flatten().unwrap_or(0);
+                let minor = header.device_minor().ok().flatten().unwrap_or(0);
+                let dev = libc::makedev(major, minor);
+                mknodat(Some(pfd), name.as_os_str(), dev_kind, mode, dev)
+                    .map_err(|e| os_error(&path, "create device node", e))?;
+            }
+            // PAX and GNU headers are read by tar itself; other types carry
+            // nothing to write.
+            _ => return Ok(()),
+        }
+
+        let uid = header.uid().map_err(|e| invalid(&path, e))?;
+        let gid = header.gid().map_err(|e| invalid(&path, e))?;
+        let (uid, gid) = (
+            u32::try_from(uid).map_err(|_| invalid(&path, "uid out of range"))?,
+            u32::try_from(gid).map_err(|_| invalid(&path, "gid out of range"))?,
+        );
+        fchownat(
+            Some(pfd),
+            name.as_os_str(),
+            Some(Uid::from_raw(uid)),
+            Some(Gid::from_raw(gid)),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| os_error(&path, "chown", e))?;
+        if kind != EntryType::Symlink {
+            // After chown, which clears set-id bits. The entry was just
+            // created by us and is not a symlink, so following is moot.
+            fchmodat(
+                Some(pfd),
+                name.as_os_str(),
+                mode,
+                FchmodatFlags::FollowSymlink,
+            )
+            .map_err(|e| os_error(&path, "chmod", e))?;
+            self.xattrs(&mut entry, pfd, &name, &path)?;
+        }
+        let mtime = i64::try_from(header.mtime().map_err(|e| invalid(&path, e))?).unwrap_or(0);
+        if kind == EntryType::Directory {
+            self.dir_times.push((path.clone(), mtime));
+        } else {
+            set_times(pfd, &name, mtime, &path)?;
+        }
+        self.unpacked.insert(path);
+        Ok(())
+    }
+
+    fn xattrs<R: Read>(
+        &self,
+        entry: &mut tar::Entry<'_, R>,
+        pfd: RawFd,
+        name: &OsStr,
+        path: &Path,
+    ) -> Result<()> {
+        let Some(extensions) = entry.pax_extensions().map_err(|e| invalid(path, e))? else {
+            return Ok(());
+        };
+        let mut xattrs = Vec::new();
+        for ext in extensions {
+            let ext = ext.map_err(|e| invalid(path, e))?;
+            if let Some(key) = ext.key_bytes().strip_prefix(b"SCHILY.xattr.") {
+                xattrs.push((key.to_vec(), ext.value_bytes().to_vec()));
+            }
+        }
+        if xattrs.is_empty() {
+            return Ok(());
+        }
+        // Through /proc/self/fd of an O_PATH descriptor of the node itself:
+        // no device is opened and no symlink followed.
+        let node = open_beneath(pfd, Path::new(name), OFlag::O_PATH | OFlag::O_NOFOLLOW)
+            .map_err(|e| os_error(path, "open for xattrs", e))?;
+        let proc_path = CString::new(format!("/proc/self/fd/{}", node.as_raw_fd()))
+            .map_err(|_| invalid(path, "descriptor path"))?;
+        for (key, value) in xattrs {
+            let key = CString::new(key).map_err(|_| invalid(path, "xattr name with a NUL byte"))?;
+            // SAFETY: both strings are NUL-terminated and live across the
+            // call; `value` is a valid buffer of the given length.
+            let rc = unsafe {
+                libc::setxattr(
+                    proc_path.as_ptr(),
+                    key.as_ptr(),
+                    value.as_ptr().cast(),
+                    value.len(),
+                    0,
+                )
+            };
+            if rc != 0 {
+                return Err(os_error(path, &format!("set xattr {key:?}"), Errno::last()));
+            }
+        }
+        Ok(())
+    }
+
+    fn whiteout(&mut self, pfd: RawFd, target: &OsStr, entry: &Path) -> Result<()> {
+        if target.is_empty() || target == "." || target == ".." {
+            return Err(invalid(entry, "whiteout of nothing"));
+        }
+        let existing = fstatat(Some(pfd), target, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW).ok();
+        match self.whiteouts {
+            Whiteouts::Delete => {
+                if let Some(st) = existing {
+                    remove(
+                        pfd,
+                        target,
+                        (st.st_mode & libc::S_IFMT) == libc::S_IFDIR,
+                        entry,
+                    )?;
+                }
+            }
+            Whiteouts::Overlay => {
+                if let Some(st) = existing {
+                    remove(
+                        pfd,
+                        target,
+                        (st.st_mode & libc::S_IFMT) == libc::S_IFDIR,
+                        entry,
+                    )?;
+                }
+                mknodat(
+                    Some(pfd),
+                    target,
+                    SFlag::S_IFCHR,
+                    Mode::empty(),
+                    libc::makedev(0, 0),
+                )
+                .map_err(|e| os_error(entry, "create whiteout", e))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn opaque(&mut self, dir_fd: &OwnedFd, dir: &Path, entry: &Path) -> Result<()> {
+        match self.whiteouts {
+            Whiteouts::Overlay => {
+                let proc_path = CString::new(format!("/proc/self/fd/{}", dir_fd.as_raw_fd()))
+                    .map_err(|_| invalid(entry, "descriptor path"))?;
+                // SAFETY: NUL-terminated strings and a 1-byte value that
+                // outlive the call.
+                let rc = unsafe {
+                    libc::setxattr(
+                        proc_path.as_ptr(),
+                        c"trusted.overlay.opaque".as_ptr(),
+                        b"y".as_ptr().cast(),
+                        1,
+                        0,
+                    )
+                };
+                if rc != 0 {
+                    return Err(os_error(entry, "mark directory opaque", Errno::last()));
+                }
+            }
+            Whiteouts::Delete => {
+                // What lower layers put here goes; what this layer wrote stays.
+                let listing = open_beneath(
+                    self.root.as_raw_fd(),
+                    dir,
+                    OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+                )
+                .map_err(|e| os_error(entry, "open opaque directory", e))?;
+                let children = std::fs::read_dir(format!("/proc/self/fd/{}", listing.as_raw_fd()))
+                    .map_err(|e| Error::unknown(format!("list {}: {e}", dir.display())))?;
+                for child in children {
+                    let child = child
+                        .map_err(|e| Error::unknown(format!("list {}: {e}", dir.display())))?;
+                    if self.unpacked.contains(&dir.join(child.file_name())) {
+                        continue;
+                    }
+                    let is_dir = child.file_type().is_ok_and(|t| t.is_dir());
+                    remove(dir_fd.as_raw_fd(), &child.file_name(), is_dir, entry)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<()> {
+        // Deepest first, so setting a parent's times is the last change to it.
+        let mut dirs = self.dir_times;
+        dirs.sort_by_key(|(path, _)| std::cmp::Reverse(path.components().count()));
+        for (path, mtime) in dirs {
+            let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+                continue;
+            };
+            let fd = open_beneath(
+                self.root.as_raw_fd(),
+                parent,
+                OFlag::O_PATH | OFlag::O_DIRECTORY,
+            )
+            .map_err(|e| os_error(&path, "open for times", e))?;
+            set_times(fd.as_raw_fd(), name, mtime, &path)?;
+        }
+        Ok(())
+    }
+}
+
+/// Copies an entry's data: a failed read is a broken layer
+/// (InvalidArgument), a failed write the disk's problem.
+fn copy_data(entry: &mut impl Read, mut file: File, path: &Path) -> Result<()> {
+    use std::io::Write as _;
+    let mut buf = vec![0u8; 256 << 10];
+    loop {
+        let n = match entry.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(invalid(path, format!("read layer: {e}"))),
+        };
+        file.write_all(&buf[..n]).map_err(|e| {
+            Error::unknown(format!(
+                "layer entry {:?}: write: {e}",
+                path.display().to_string()
+            ))
+        })?;
+    }
+}
+
+fn set_times(pfd: RawFd, name: &OsStr, mtime: i64, entry: &Path) -> Result<()> {
+    let t = TimeSpec::new(mtime, 0);
+    utimensat(Some(pfd), name, &t, &t, UtimensatFlags::NoFollowSymlink)
+        .map_err(|e| os_error(entry, "set times", e))
+}
+
+/// Removes `name` in the directory `pfd`: a whole tree if it is a directory
+/// (std's removal does not follow symlinks), else the entry.
+fn remove(pfd: RawFd, name: &OsStr, is_dir: bool, entry: &Path) -> Result<()> {
+    if is_dir {
+        let path = Path::new(&format!("/proc/self/fd/{pfd}")).join(name);
+        std::fs::remove_dir_all(&path).map_err(|e| {
+            Error::unknown(format!(
+                "layer entry {:?}: remove {}: {e}",
+                entry.display().to_string(),
+                name.to_string_lossy()
+            ))
+        })
+    } else {
+        unlinkat(Some(pfd), name, UnlinkatFlags::NoRemoveDir)
+            .map_err(|e| os_error(entry, "remove", e))
+    }
+}
+
+/// Applies the tar stream `input` onto the directory `root`; returns the
+/// input, positioned after the archive's end (the caller may need the rest,
+/// to hash the whole stream).
+pub fn apply<R: Read>(input: R, root: &Path, whiteouts: Whiteouts) -> Result<R> {
+    let root_fd = nix::fcntl::open(
+        root,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::unknown(format!("open {}: {e}", root.display())))?;
+    let mut target = Target {
+        // SAFETY: open returned a fresh descriptor that nothing else owns.
+        root: unsafe { OwnedFd::from_raw_fd(root_fd) },
+        whiteouts,
+        unpacked: HashSet::new(),
+        dir_times: Vec::new(),
+    };
+    let mut archive = tar::Archive::new(input);
+    {
+        let entries = archive
+            .entries()
+            .map_err(|e| Error::invalid_argument(format!("read layer: {e}")))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::invalid_argument(format!("read layer: {e}")))?;
+            target.apply(entry)?;
+        }
+    }
+    target.finish()?;
+    Ok(archive.into_inner())
+}

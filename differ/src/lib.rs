@@ -1,0 +1,216 @@
+#![doc = include_str!("../README.md")]
+
+pub mod archive;
+
+use std::collections::BTreeMap;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crated_core::content::{ContentStore, ReaderAt};
+use crated_core::descriptor::Descriptor;
+use crated_core::diff::{Applier, MEDIA_TYPE_LAYER_TAR};
+use crated_core::digest::Digest;
+use crated_core::mount::{mount_all, Mount};
+use crated_core::{Error, Namespace, Result};
+use sha2::{Digest as _, Sha256};
+
+pub use archive::Whiteouts;
+
+/// Applies layers from a content store, as containerd's walking differ:
+/// decompress, hash and apply in one pass, with no copy of the
+/// uncompressed layer.
+pub struct WalkingApplier {
+    store: Arc<dyn ContentStore>,
+    /// Where non-overlay mounts are mounted while a layer is applied.
+    scratch: PathBuf,
+}
+
+impl WalkingApplier {
+    /// An applier reading layers from `store`, mounting under `scratch`
+    /// (created if missing).
+    pub fn new(store: Arc<dyn ContentStore>, scratch: &Path) -> Result<Self> {
+        std::fs::create_dir_all(scratch)
+            .map_err(|e| Error::unknown(format!("create {}: {e}", scratch.display())))?;
+        Ok(Self {
+            store,
+            scratch: scratch.to_owned(),
+        })
+    }
+}
+
+/// Compression of a layer, from its first bytes (containerd sniffs too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+fn sniff(head: &[u8]) -> Compression {
+    match head {
+        [0x1f, 0x8b, ..] => Compression::Gzip,
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => Compression::Zstd,
+        _ => Compression::None,
+    }
+}
+
+/// Whether `media_type` is a layer containerd's differ applies: OCI layers
+/// (plain, gzip, zstd, non-distributable) and Docker's rootfs diffs.
+pub fn is_layer_media_type(media_type: &str) -> bool {
+    media_type.starts_with("application/vnd.oci.image.layer.")
+        || media_type.starts_with("application/vnd.docker.image.rootfs.")
+}
+
+/// Counts and hashes what passes through.
+struct Hashing<R> {
+    inner: R,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+}
+
+/// A blob of the content store read synchronously on a blocking thread.
+struct BlobReader {
+    runtime: tokio::runtime::Handle,
+    reader: Box<dyn ReaderAt>,
+    offset: u64,
+}
+
+impl Read for BlobReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.offset >= self.reader.size() || buf.is_empty() {
+            return Ok(0);
+        }
+        let n = self
+            .runtime
+            .block_on(self.reader.read_at(self.offset, buf))
+            .map_err(io::Error::other)?;
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
+
+/// Decompresses, hashes and applies `blob` onto `root`; returns the
+/// digest and size of the uncompressed stream.
+pub fn apply_stream(blob: impl Read, root: &Path, whiteouts: Whiteouts) -> Result<(Digest, u64)> {
+    let read_error = |e: io::Error| Error::invalid_argument(format!("read layer: {e}"));
+    let mut blob = BufReader::with_capacity(1 << 20, blob);
+    let compression = sniff(blob.fill_buf().map_err(read_error)?);
+    let plain: Box<dyn Read> = match compression {
+        Compression::None => Box::new(blob),
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(blob)),
+        Compression::Zstd => {
+            Box::new(zstd::stream::read::Decoder::with_buffer(blob).map_err(read_error)?)
+        }
+    };
+    let hashing = Hashing {
+        inner: plain,
+        hasher: Sha256::new(),
+        size: 0,
+    };
+    let mut rest = archive::apply(hashing, root, whiteouts)?;
+    // The diff id covers the whole stream: the archive's end padding too.
+    io::copy(&mut rest, &mut io::sink()).map_err(read_error)?;
+    let hex: String = rest
+        .hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok((Digest::parse(&format!("sha256:{hex}"))?, rest.size))
+}
+
+/// The upper dir of a single overlay mount, which a layer is applied into
+/// directly (with overlay whiteouts), as containerd does.
+fn overlay_upper(mounts: &[Mount]) -> Option<PathBuf> {
+    let [m] = mounts else { return None };
+    if m.r#type != "overlay" {
+        return None;
+    }
+    m.options
+        .iter()
+        .find_map(|o| o.strip_prefix("upperdir="))
+        .map(PathBuf::from)
+}
+
+#[async_trait::async_trait]
+impl Applier for WalkingApplier {
+    async fn apply(
+        &self,
+        ns: &Namespace,
+        layer: &Descriptor,
+        mounts: &[Mount],
+    ) -> Result<Descriptor> {
+        if !is_layer_media_type(&layer.media_type) {
+            return Err(Error::not_implemented(format!(
+                "unsupported diff media type {:?} of {}",
+                layer.media_type, layer.digest
+            )));
+        }
+        if mounts.iter().any(Mount::is_read_only) {
+            return Err(Error::invalid_argument(format!(
+                "cannot apply {} onto read-only mounts",
+                layer.digest
+            )));
+        }
+        let reader = self.store.reader_at(ns, &layer.digest).await?;
+        let blob = BlobReader {
+            runtime: tokio::runtime::Handle::current(),
+            reader,
+            offset: 0,
+        };
+        let mounts = mounts.to_vec();
+        let scratch = self.scratch.clone();
+        let digest = layer.digest.clone();
+        let (diff_id, size) = tokio::task::spawn_blocking(move || {
+            if let Some(upper) = overlay_upper(&mounts) {
+                return apply_stream(blob, &upper, Whiteouts::Overlay);
+            }
+            let target = tempdir_in(&scratch)?;
+            let guard = mount_all(&mounts, &target.0)?;
+            let applied = apply_stream(blob, &target.0, Whiteouts::Delete);
+            guard.unmount()?;
+            applied
+        })
+        .await
+        .map_err(|e| Error::unknown(format!("apply {digest}: {e}")))??;
+        Ok(Descriptor {
+            media_type: MEDIA_TYPE_LAYER_TAR.to_owned(),
+            digest: diff_id,
+            size,
+            annotations: BTreeMap::new(),
+        })
+    }
+}
+
+/// A fresh directory under `parent`, removed on drop.
+struct TempDir(PathBuf);
+
+fn tempdir_in(parent: &Path) -> Result<TempDir> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let path = parent.join(format!(
+        "apply-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir(&path)
+        .map_err(|e| Error::unknown(format!("create {}: {e}", path.display())))?;
+    Ok(TempDir(path))
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        // Only an empty mount point: never a tree that is still mounted.
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
