@@ -116,7 +116,10 @@ impl Target {
             Err(Errno::ENOENT) => {}
             Err(e) => return Err(os_error(entry, "open parent directory", e)),
         }
-        let mut fd = open_beneath(self.root.as_raw_fd(), Path::new("."), flags)
+        // Made one component at a time, each opened from the root again so
+        // that a symlink met on the way is judged against the root.
+        let mut so_far = PathBuf::new();
+        let mut fd = open_beneath(self.root.as_raw_fd(), &so_far, flags)
             .map_err(|e| os_error(entry, "open root", e))?;
         for component in dir.components() {
             let name = component.as_os_str();
@@ -124,7 +127,8 @@ impl Target {
                 Ok(()) | Err(Errno::EEXIST) => {}
                 Err(e) => return Err(os_error(entry, "create parent directory", e)),
             }
-            fd = open_beneath(fd.as_raw_fd(), Path::new(name), flags)
+            so_far.push(name);
+            fd = open_beneath(self.root.as_raw_fd(), &so_far, flags)
                 .map_err(|e| os_error(entry, "open parent directory", e))?;
         }
         Ok(fd)

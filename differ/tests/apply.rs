@@ -447,3 +447,18 @@ async fn applier_reads_content_and_applies_onto_mounts() {
     let err = applier.apply(&ns, &config, &mounts).await.unwrap_err();
     assert_eq!(err.kind(), Kind::NotImplemented);
 }
+
+#[test]
+fn missing_parents_are_made_through_symlinks_that_stay_inside() {
+    let dir = scratch();
+    // The symlink climbs out of its own directory but not out of the root.
+    let layer = Layer::new()
+        .dir("a")
+        .dir("a/b")
+        .dir("c")
+        .symlink("a/b/up", "../../c")
+        .file("a/b/up/made/f", b"inside")
+        .bytes();
+    apply(dir.path(), &layer, Whiteouts::Delete).unwrap();
+    assert_eq!(fs::read(dir.path().join("c/made/f")).unwrap(), b"inside");
+}

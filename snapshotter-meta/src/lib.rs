@@ -81,7 +81,9 @@ fn nanos(t: SystemTime) -> u128 {
 fn time(nanos: u128) -> SystemTime {
     let secs = u64::try_from(nanos / 1_000_000_000).unwrap_or(u64::MAX);
     // Below one billion, so it fits.
-    UNIX_EPOCH + Duration::new(secs, (nanos % 1_000_000_000) as u32)
+    UNIX_EPOCH
+        .checked_add(Duration::new(secs, (nanos % 1_000_000_000) as u32))
+        .unwrap_or(UNIX_EPOCH)
 }
 
 fn storage_error(what: &str, err: impl std::fmt::Display) -> Error {
