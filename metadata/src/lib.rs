@@ -10,8 +10,10 @@ mod leases;
 mod namespaces;
 mod records;
 mod schema;
+mod snapshots;
 
 pub use content::{NamespacedContent, SharingPolicy};
 pub use db::{Db, MutationCallback, ReadTx, WriteTx, DIR_NAME};
 pub use gc::{GarbageCollector, INGEST_EXPIRY};
 pub use schema::SCHEMA_VERSION;
+pub use snapshots::NamespacedSnapshots;

@@ -140,3 +140,15 @@ pub trait Snapshotter: Send + Sync {
     /// Removes files no record refers to (left by a crash mid-operation).
     async fn cleanup(&self) -> Result<()>;
 }
+
+/// The snapshotters of a daemon by name, each seen through a namespace —
+/// what the snapshots service serves (containerd's metadata snapshotters).
+/// Keys are per namespace; the same key in two namespaces is two snapshots.
+pub trait Snapshotters: Send + Sync {
+    /// The names of the snapshotters, sorted.
+    fn names(&self) -> Vec<String>;
+
+    /// Snapshotter `name` as namespace `ns` sees it; InvalidArgument if no
+    /// snapshotter of that name is loaded.
+    fn get(&self, ns: &crate::Namespace, name: &str) -> Result<std::sync::Arc<dyn Snapshotter>>;
+}

@@ -1,0 +1,383 @@
+//! Snapshots per namespace over shared snapshotters, as containerd's
+//! metadata snapshotter: a namespace's key `k` is the backend snapshot
+//! `<namespace>/<seq>/k`, and its record here — kind, parent, labels, times —
+//! is what `stat`, `walk` and `update` see.
+//!
+//! Records live under `obj\0<ns>\0snapshots\0<snapshotter>\0<key>`, so a
+//! namespace holding snapshots cannot be deleted. Each backend's mutations
+//! are serialised by a lock: the backend call and the record write cannot
+//! share one transaction, so the lock keeps a check and the write after it
+//! consistent; a backend call that succeeded is undone if its record cannot
+//! be written.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crated_core::filters;
+use crated_core::labels::{self, LabelUpdate};
+use crated_core::mount::Mount;
+use crated_core::snapshots::{Info, InfoFields, Kind, Labels, Snapshotter, Snapshotters, Usage};
+use crated_core::{Error, Namespace, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::db::{decode, encode, Db};
+use crate::keys;
+
+/// The object kind of snapshot records.
+pub(crate) const KIND: &str = "snapshots";
+
+#[derive(Serialize, Deserialize, Clone)]
+struct Record {
+    /// The snapshot's key in the backend.
+    backend_key: String,
+    kind: StoredKind,
+    parent: String,
+    labels: BTreeMap<String, String>,
+    created_ns: u64,
+    updated_ns: u64,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq)]
+enum StoredKind {
+    View,
+    Active,
+    Committed,
+}
+
+impl From<Kind> for StoredKind {
+    fn from(kind: Kind) -> Self {
+        match kind {
+            Kind::View => Self::View,
+            Kind::Active => Self::Active,
+            Kind::Committed => Self::Committed,
+        }
+    }
+}
+
+impl From<StoredKind> for Kind {
+    fn from(kind: StoredKind) -> Self {
+        match kind {
+            StoredKind::View => Self::View,
+            StoredKind::Active => Self::Active,
+            StoredKind::Committed => Self::Committed,
+        }
+    }
+}
+
+fn now_ns() -> u64 {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    u64::try_from(nanos).unwrap_or(u64::MAX)
+}
+
+fn time(ns: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_nanos(ns)
+}
+
+impl Record {
+    fn info(&self, name: &str) -> Info {
+        Info {
+            name: name.to_owned(),
+            parent: self.parent.clone(),
+            kind: self.kind.into(),
+            labels: self.labels.clone(),
+            created_at: time(self.created_ns),
+            updated_at: time(self.updated_ns),
+        }
+    }
+}
+
+struct Backend {
+    name: String,
+    snapshotter: Arc<dyn Snapshotter>,
+    /// Serialises this backend's mutations (see the module docs).
+    lock: tokio::sync::Mutex<()>,
+}
+
+/// The snapshotters of a daemon, namespaced by the metadata database.
+#[derive(Clone)]
+pub struct NamespacedSnapshots {
+    db: Db,
+    backends: Arc<BTreeMap<String, Arc<Backend>>>,
+}
+
+impl NamespacedSnapshots {
+    /// Namespaces `backends` (by snapshotter name) with records in `db`.
+    pub fn new(db: Db, backends: impl IntoIterator<Item = (String, Arc<dyn Snapshotter>)>) -> Self {
+        let backends = backends
+            .into_iter()
+            .map(|(name, snapshotter)| {
+                let backend = Backend {
+                    name: name.clone(),
+                    snapshotter,
+                    lock: tokio::sync::Mutex::new(()),
+                };
+                (name, Arc::new(backend))
+            })
+            .collect();
+        Self {
+            db,
+            backends: Arc::new(backends),
+        }
+    }
+}
+
+impl Snapshotters for NamespacedSnapshots {
+    fn names(&self) -> Vec<String> {
+        self.backends.keys().cloned().collect()
+    }
+
+    fn get(&self, ns: &Namespace, name: &str) -> Result<Arc<dyn Snapshotter>> {
+        let backend = self
+            .backends
+            .get(name)
+            .ok_or_else(|| Error::invalid_argument(format!("snapshotter not loaded: {name}")))?;
+        Ok(Arc::new(View {
+            db: self.db.clone(),
+            ns: ns.clone(),
+            backend: Arc::clone(backend),
+        }))
+    }
+}
+
+/// One snapshotter as one namespace sees it.
+struct View {
+    db: Db,
+    ns: Namespace,
+    backend: Arc<Backend>,
+}
+
+impl View {
+    fn key(&self, key: &str) -> Vec<u8> {
+        keys::object(self.ns.as_str(), KIND, &[&self.backend.name, key])
+    }
+
+    fn what(&self, key: &str) -> String {
+        format!(
+            "snapshot {key:?} of snapshotter {:?} in namespace {:?}",
+            self.backend.name,
+            self.ns.as_str()
+        )
+    }
+
+    fn load(&self, key: &str) -> Result<Option<Record>> {
+        match self.db.read(|tx| tx.get(&self.key(key)))? {
+            Some(raw) => decode(&self.what(key), &raw).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn existing(&self, key: &str) -> Result<Record> {
+        self.load(key)?
+            .ok_or_else(|| Error::not_found(format!("{} does not exist", self.what(key))))
+    }
+
+    fn records(&self) -> Result<Vec<(String, Record)>> {
+        let prefix = keys::object(self.ns.as_str(), KIND, &[&self.backend.name, ""]);
+        let mut out = Vec::new();
+        for (k, raw) in self.db.read(|tx| tx.scan(&prefix))? {
+            let name = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+            out.push((name.clone(), decode(&self.what(&name), &raw)?));
+        }
+        Ok(out)
+    }
+
+    /// A fresh backend key for `key`: `<namespace>/<seq>/<key>`.
+    fn backend_key(&self, key: &str) -> Result<String> {
+        let counter = [b"meta\0snapshot_seq\0", self.backend.name.as_bytes()].concat();
+        let seq = self.db.write(|tx| {
+            let next = match tx.get(&counter)? {
+                Some(raw) => String::from_utf8_lossy(&raw).parse::<u64>().unwrap_or(0) + 1,
+                None => 1,
+            };
+            tx.put(counter.clone(), next.to_string().into_bytes());
+            Ok(next)
+        })?;
+        Ok(format!("{}/{seq}/{key}", self.ns.as_str()))
+    }
+
+    fn store(&self, key: &str, record: &Record) -> Result<()> {
+        let raw = encode(&self.what(key), record)?;
+        self.db.write(|tx| {
+            tx.ensure_namespace(&self.ns)?;
+            tx.put(self.key(key), raw);
+            Ok(())
+        })
+    }
+
+    async fn create(
+        &self,
+        kind: Kind,
+        key: &str,
+        parent: &str,
+        labels: Labels,
+    ) -> Result<Vec<Mount>> {
+        if key.is_empty() {
+            return Err(Error::invalid_argument("snapshot key must not be empty"));
+        }
+        labels::validate_all(&labels)?;
+        let _lock = self.backend.lock.lock().await;
+        if self.load(key)?.is_some() {
+            return Err(Error::already_exists(format!(
+                "{} already exists",
+                self.what(key)
+            )));
+        }
+        let backend_parent = if parent.is_empty() {
+            String::new()
+        } else {
+            let record = self.load(parent)?.ok_or_else(|| {
+                Error::not_found(format!("parent {} does not exist", self.what(parent)))
+            })?;
+            if record.kind != StoredKind::Committed {
+                return Err(Error::invalid_argument(format!(
+                    "parent {} is not committed",
+                    self.what(parent)
+                )));
+            }
+            record.backend_key
+        };
+        let backend_key = self.backend_key(key)?;
+        let sn = &self.backend.snapshotter;
+        let mounts = match kind {
+            Kind::View => {
+                sn.view(&backend_key, &backend_parent, Labels::new())
+                    .await?
+            }
+            _ => {
+                sn.prepare(&backend_key, &backend_parent, Labels::new())
+                    .await?
+            }
+        };
+        let now = now_ns();
+        let record = Record {
+            backend_key: backend_key.clone(),
+            kind: kind.into(),
+            parent: parent.to_owned(),
+            labels,
+            created_ns: now,
+            updated_ns: now,
+        };
+        if let Err(err) = self.store(key, &record) {
+            let _ = sn.remove(&backend_key).await;
+            return Err(err);
+        }
+        Ok(mounts)
+    }
+}
+
+#[async_trait::async_trait]
+impl Snapshotter for View {
+    async fn stat(&self, key: &str) -> Result<Info> {
+        Ok(self.existing(key)?.info(key))
+    }
+
+    async fn update(&self, info: Info, fieldpaths: &[String]) -> Result<Info> {
+        let update = LabelUpdate::parse(fieldpaths, self.what(&info.name))?;
+        let _lock = self.backend.lock.lock().await;
+        let mut record = self.existing(&info.name)?;
+        record.labels = update.apply(std::mem::take(&mut record.labels), &info.labels)?;
+        record.updated_ns = now_ns();
+        self.store(&info.name, &record)?;
+        Ok(record.info(&info.name))
+    }
+
+    async fn usage(&self, key: &str) -> Result<Usage> {
+        let record = self.existing(key)?;
+        self.backend.snapshotter.usage(&record.backend_key).await
+    }
+
+    async fn mounts(&self, key: &str) -> Result<Vec<Mount>> {
+        let record = self.existing(key)?;
+        if record.kind == StoredKind::Committed {
+            return Err(Error::failed_precondition(format!(
+                "{} is committed: only active snapshots and views have mounts",
+                self.what(key)
+            )));
+        }
+        self.backend.snapshotter.mounts(&record.backend_key).await
+    }
+
+    async fn prepare(&self, key: &str, parent: &str, labels: Labels) -> Result<Vec<Mount>> {
+        self.create(Kind::Active, key, parent, labels).await
+    }
+
+    async fn view(&self, key: &str, parent: &str, labels: Labels) -> Result<Vec<Mount>> {
+        self.create(Kind::View, key, parent, labels).await
+    }
+
+    async fn commit(&self, name: &str, key: &str, labels: Labels) -> Result<()> {
+        if name.is_empty() {
+            return Err(Error::invalid_argument("snapshot name must not be empty"));
+        }
+        labels::validate_all(&labels)?;
+        let _lock = self.backend.lock.lock().await;
+        let mut record = self.existing(key)?;
+        if record.kind != StoredKind::Active {
+            return Err(Error::failed_precondition(format!(
+                "{} is not active: only active snapshots can be committed",
+                self.what(key)
+            )));
+        }
+        if self.load(name)?.is_some() {
+            return Err(Error::already_exists(format!(
+                "{} already exists",
+                self.what(name)
+            )));
+        }
+        let backend_name = self.backend_key(name)?;
+        self.backend
+            .snapshotter
+            .commit(&backend_name, &record.backend_key, Labels::new())
+            .await?;
+        record.backend_key = backend_name;
+        record.kind = StoredKind::Committed;
+        record.labels.extend(labels);
+        record.updated_ns = now_ns();
+        let raw = encode(&self.what(name), &record)?;
+        self.db.write(|tx| {
+            tx.delete(self.key(key));
+            tx.put(self.key(name), raw);
+            Ok(())
+        })
+    }
+
+    async fn remove(&self, key: &str) -> Result<()> {
+        let _lock = self.backend.lock.lock().await;
+        let record = self.existing(key)?;
+        if self.records()?.iter().any(|(_, r)| r.parent == key) {
+            return Err(Error::failed_precondition(format!(
+                "cannot remove {}: it has children",
+                self.what(key)
+            )));
+        }
+        match self.backend.snapshotter.remove(&record.backend_key).await {
+            Ok(()) => {}
+            // Already gone underneath (a crash between the two steps).
+            Err(err) if err.is_not_found() => {}
+            Err(err) => return Err(err),
+        }
+        self.db.write(|tx| {
+            tx.delete(self.key(key));
+            tx.mark_dirty();
+            Ok(())
+        })
+    }
+
+    async fn walk(&self, filters: &[String]) -> Result<Vec<Info>> {
+        let filter = filters::parse_all(filters)?;
+        Ok(self
+            .records()?
+            .into_iter()
+            .map(|(name, record)| record.info(&name))
+            .filter(|info| filter.matches(&InfoFields(info)))
+            .collect())
+    }
+
+    async fn cleanup(&self) -> Result<()> {
+        self.backend.snapshotter.cleanup().await
+    }
+}

@@ -1,0 +1,70 @@
+//! The snapshotter conformance suite through the namespaced view, over the
+//! native snapshotter, and what namespacing itself promises.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use crated_core::snapshots::testsuite::Fixture;
+use crated_core::snapshots::{Labels, Snapshotter, Snapshotters};
+use crated_core::{Kind, Namespace};
+use crated_metadata::{Db, NamespacedSnapshots};
+
+fn open(dir: &std::path::Path) -> (Db, NamespacedSnapshots) {
+    let db = Db::open(&dir.join("db")).unwrap();
+    let native: Arc<dyn Snapshotter> =
+        Arc::new(crated_snapshotter_native::open(&dir.join("native")).unwrap());
+    let snapshots = NamespacedSnapshots::new(db.clone(), [("native".to_owned(), native)]);
+    (db, snapshots)
+}
+
+async fn namespaced() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let (_db, snapshots) = open(dir.path());
+    let view = snapshots
+        .get(&Namespace::new("suite").unwrap(), "native")
+        .unwrap();
+    Fixture::new(view, dir)
+}
+
+crated_core::snapshotter_testsuite!(namespaced);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespaces_do_not_share_keys_and_cannot_be_deleted_while_holding_snapshots() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, snapshots) = open(dir.path());
+    let a = snapshots
+        .get(&Namespace::new("a").unwrap(), "native")
+        .unwrap();
+    let b = snapshots
+        .get(&Namespace::new("b").unwrap(), "native")
+        .unwrap();
+    a.prepare("k", "", Labels::new()).await.unwrap();
+    b.prepare("k", "", Labels::new()).await.unwrap();
+    a.commit("layer", "k", Labels::new()).await.unwrap();
+    assert_eq!(
+        b.stat("k").await.unwrap().kind,
+        crated_core::snapshots::Kind::Active
+    );
+    assert_eq!(b.stat("layer").await.unwrap_err().kind(), Kind::NotFound);
+    let err = b
+        .prepare("child", "layer", Labels::new())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.kind(),
+        Kind::NotFound,
+        "a parent in another namespace is invisible"
+    );
+    let err = crated_core::namespaces::NamespaceStore::delete(&db, &Namespace::new("a").unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), Kind::FailedPrecondition, "{err}");
+    assert!(err.message().contains("snapshots"), "{err}");
+    let err = snapshots
+        .get(&Namespace::new("a").unwrap(), "nosuch")
+        .err()
+        .unwrap();
+    assert_eq!(err.kind(), Kind::InvalidArgument);
+    assert_eq!(snapshots.names(), ["native"]);
+}
