@@ -183,9 +183,22 @@ pub fn mount_all(mounts: &[Mount], target: &Path) -> Result<MountGuard> {
     Ok(guard)
 }
 
-/// Unmounts the top mount at `target` with umount(8).
+/// Unmounts the top mount at `target` with umount(8). A mount that is busy
+/// for a moment (a process forked elsewhere briefly holding a descriptor
+/// into it) is retried for up to a second, then detached lazily, so it is
+/// gone from the tree either way.
 pub fn unmount(target: &Path) -> Result<()> {
-    run(Command::new("umount").arg(target), || {
-        format!("unmount {}", target.display())
-    })
+    let what = || format!("unmount {}", target.display());
+    let mut last = None;
+    for _ in 0..20 {
+        match run(Command::new("umount").arg(target), what) {
+            Ok(()) => return Ok(()),
+            Err(err) => last = Some(err),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    if run(Command::new("umount").arg("--lazy").arg(target), what).is_ok() {
+        return Ok(());
+    }
+    Err(last.unwrap_or_else(|| Error::unknown(what())))
 }

@@ -15,11 +15,15 @@ pub fn builtins() -> Vec<Registration> {
         services::opt::REGISTRATION,
         services::events::EXCHANGE,
         services::content::STORE,
+        services::snapshotters::NATIVE,
+        services::snapshotters::OVERLAYFS,
+        services::snapshotters::BTRFS,
         services::metadata::REGISTRATION,
         services::gc::REGISTRATION,
         services::version::REGISTRATION,
         services::events::SERVICE,
         services::content::SERVICE,
+        services::snapshotters::SERVICE,
         services::namespaces::REGISTRATION,
         services::leases::REGISTRATION,
         services::images::REGISTRATION,
@@ -35,8 +39,10 @@ pub fn builtins() -> Vec<Registration> {
 ///
 /// A `content` proxy becomes the blob store under the metadata layer in
 /// place of the local one (the last content plugin to load wins, and proxies
-/// load after builtins). A `snapshot` proxy fails with NotImplemented until
-/// the snapshot service lands; an unknown type fails with InvalidArgument.
+/// load after builtins). A `snapshot` proxy is one more snapshotter, named
+/// by its section, served by the snapshots service of whatever listens at
+/// its address (another crated, or any containerd snapshotter plugin); an
+/// unknown type fails with InvalidArgument.
 pub fn proxies(config: &crate::config::Config) -> Vec<Registration> {
     config
         .proxy_plugins
@@ -47,7 +53,7 @@ pub fn proxies(config: &crate::config::Config) -> Vec<Registration> {
             let id: &'static str = Box::leak(name.clone().into_boxed_str());
             let (r#type, init): (&'static str, crate::plugin::InitFn) = match proxy.kind.as_str() {
                 "content" => (types::CONTENT, init_content_proxy),
-                "snapshot" => ("io.containerd.snapshotter.v1", init_not_implemented),
+                "snapshot" => (types::SNAPSHOTTER, init_snapshot_proxy),
                 _ => (PROXY_UNKNOWN, init_unknown),
             };
             Registration {
@@ -82,16 +88,8 @@ struct ProxyConfig {
 }
 
 fn init_content_proxy(ctx: &mut InitContext<'_>) -> Result<(), InitError> {
-    let config: ProxyConfig = ctx.config()?;
-    if config.address.is_empty() {
-        return Err(Error::invalid_argument(format!(
-            "proxy plugin {} has no address",
-            ctx.registration.id
-        ))
-        .into());
-    }
-    let channel = crated_api::dial::lazy(&config.address);
-    ctx.exports.insert("address".into(), config.address.clone());
+    let address = proxy_address(ctx)?;
+    let channel = crated_api::dial::lazy(&address);
     if ctx.handles.content_backend.is_some() {
         tracing::info!(
             proxy = ctx.registration.id,
@@ -104,14 +102,33 @@ fn init_content_proxy(ctx: &mut InitContext<'_>) -> Result<(), InitError> {
     Ok(())
 }
 
-fn init_not_implemented(ctx: &mut InitContext<'_>) -> Result<(), InitError> {
-    let reg = ctx.registration;
-    Err(Error::not_implemented(format!(
-        "proxy plugin {} is not implemented yet: the {} service it plugs into has not landed",
-        reg.uri(),
-        reg.r#type
-    ))
-    .into())
+fn proxy_address(ctx: &mut InitContext<'_>) -> Result<String, InitError> {
+    let config: ProxyConfig = ctx.config()?;
+    if config.address.is_empty() {
+        return Err(Error::invalid_argument(format!(
+            "proxy plugin {} has no address",
+            ctx.registration.id
+        ))
+        .into());
+    }
+    ctx.exports.insert("address".into(), config.address.clone());
+    Ok(config.address)
+}
+
+/// The namespace a proxied snapshotter is called in: the metadata layer
+/// above it already puts the caller's namespace in every key.
+const PROXY_SNAPSHOT_NAMESPACE: &str = crated_core::namespaces::DEFAULT;
+
+fn init_snapshot_proxy(ctx: &mut InitContext<'_>) -> Result<(), InitError> {
+    let address = proxy_address(ctx)?;
+    let channel = crated_api::dial::lazy(&address);
+    let id = ctx.registration.id;
+    let ns = crated_core::Namespace::new(PROXY_SNAPSHOT_NAMESPACE)?;
+    let proxy = crated_api::proxy::snapshots::SnapshotsProxy::new(channel, id, ns);
+    ctx.handles
+        .snapshotters
+        .push((id.to_owned(), Arc::new(proxy)));
+    Ok(())
 }
 
 fn init_unknown(ctx: &mut InitContext<'_>) -> Result<(), InitError> {

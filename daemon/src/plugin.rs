@@ -35,6 +35,8 @@ pub mod types {
     pub const TTRPC: &str = "io.containerd.ttrpc.v1";
     /// The garbage collection scheduler.
     pub const GC: &str = "io.containerd.gc.v1";
+    /// Snapshotters.
+    pub const SNAPSHOTTER: &str = "io.containerd.snapshotter.v1";
 }
 
 /// Why an init did not produce a plugin.
@@ -140,6 +142,11 @@ pub struct Handles {
     pub collector: Option<Arc<dyn crated_core::gc::Collector>>,
     /// Runs a collection on request (`io.containerd.gc.v1`).
     pub gc: Option<Arc<dyn crated_core::gc::Trigger>>,
+    /// The loaded snapshotters by id (`io.containerd.snapshotter.v1`).
+    pub snapshotters: Vec<(String, Arc<dyn crated_core::snapshots::Snapshotter>)>,
+    /// The snapshotters through namespaces, as the service serves them
+    /// (built by the metadata plugin over `snapshotters`).
+    pub snapshots: Option<Arc<dyn crated_core::snapshots::Snapshotters>>,
     /// The directory of installed binaries (`io.containerd.internal.v1 opt`).
     pub opt: Option<PathBuf>,
     /// Every plugin's outcome, set once all inits have run.

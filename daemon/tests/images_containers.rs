@@ -17,6 +17,8 @@ use crated_api::containerd::services::containers::v1 as containers;
 use crated_api::containerd::services::images::v1 as images;
 use crated_api::containerd::types::Descriptor;
 use crated_api::metadata::set_grpc_namespace;
+use crated_api::proxy::snapshots::SnapshotsProxy;
+use crated_core::snapshots::Snapshotter;
 use crated_core::Namespace;
 use serde_json::json;
 
@@ -488,13 +490,51 @@ async fn containers_list_info_label_and_remove_as_containerd_ctr_does() {
     let err = fails(daemon.ctr(&ctr, &["namespaces", "rm", NS]));
     assert!(err.contains("must be empty"), "{err}");
 
-    // Removing a container with a snapshot needs the snapshotter (issue 4):
-    // both ctrs fail and the record stays; --keep-snapshot removes it.
-    for ctr in [&debian, &ctr] {
-        fails(run(ctr, &["containers", "rm", "snap"]));
-        assert!(same(&daemon, &["containers", "ls", "-q"]).contains("snap"));
-    }
+    // Removing a container removes its snapshot too, unless kept; a
+    // snapshot already gone is no error.
+    let overlay = SnapshotsProxy::new(
+        daemon.channel().await,
+        "overlayfs",
+        Namespace::new(NS).unwrap(),
+    );
+    overlay
+        .prepare("snap", "", Default::default())
+        .await
+        .unwrap();
     ok(run(&ctr, &["containers", "rm", "--keep-snapshot", "snap"]));
+    assert!(
+        overlay.stat("snap").await.is_ok(),
+        "--keep-snapshot keeps it"
+    );
+    overlay.remove("snap").await.unwrap();
+    for ctr in [&debian, &ctr] {
+        overlay
+            .prepare("snap", "", Default::default())
+            .await
+            .unwrap();
+        create_container(
+            &daemon,
+            containers::Container {
+                id: "snap".into(),
+                runtime: Some(containers::container::Runtime {
+                    name: "io.containerd.runc.v2".into(),
+                    options: None,
+                }),
+                spec: Some(any(SPEC_TYPE, b"{}")),
+                snapshotter: "overlayfs".into(),
+                snapshot_key: "snap".into(),
+                ..Default::default()
+            },
+        )
+        .await;
+        ok(run(ctr, &["containers", "rm", "snap"]));
+        let gone = overlay.stat("snap").await.unwrap_err();
+        assert!(
+            gone.is_not_found(),
+            "{}: the snapshot went with the container: {gone}",
+            ctr.display()
+        );
+    }
 
     // A missing id fails the command but the others are still removed.
     let err = fails(run(&ctr, &["containers", "rm", "nosuch", "bare"]));

@@ -104,6 +104,8 @@ pub struct MetaStore {
     db: sled::Db,
     /// Serialises writers: each reads, decides and writes under it.
     writer: Mutex<()>,
+    /// Held while open: one process per store.
+    _lock: nix::fcntl::Flock<std::fs::File>,
 }
 
 /// A change being staged under the writer lock; applied by
@@ -117,6 +119,25 @@ pub struct Change<'a> {
 impl MetaStore {
     /// Opens (or creates) the store at `path`.
     pub fn open(path: &Path) -> Result<Self> {
+        std::fs::create_dir_all(path)
+            .map_err(|e| storage_error(&format!("create {}", path.display()), e))?;
+        // sled locks its files too but reports a busy lock as an opaque i/o
+        // error; this lock, taken first, names the problem.
+        let lock_path = path.join("crated.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| storage_error(&format!("open {}", lock_path.display()), e))?;
+        let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+            .map_err(|(_, errno)| match errno {
+                nix::errno::Errno::EWOULDBLOCK => Error::unavailable(format!(
+                    "snapshot metadata {} is in use by another process",
+                    path.display()
+                )),
+                errno => storage_error(&format!("lock {}", lock_path.display()), errno),
+            })?;
         let db = sled::Config::new()
             .path(path)
             .open()
@@ -124,6 +145,7 @@ impl MetaStore {
         Ok(Self {
             db,
             writer: Mutex::new(()),
+            _lock: lock,
         })
     }
 

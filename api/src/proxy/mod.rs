@@ -2,3 +2,4 @@
 //! server over gRPC. `ctr` uses them, and so do `[proxy_plugins]`.
 
 pub mod content;
+pub mod snapshots;

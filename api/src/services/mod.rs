@@ -9,3 +9,4 @@ pub mod events;
 pub mod images;
 pub mod leases;
 pub mod namespaces;
+pub mod snapshots;

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crated_metadata::{GarbageCollector, NamespacedContent, SharingPolicy};
+use crated_metadata::{GarbageCollector, NamespacedContent, NamespacedSnapshots, SharingPolicy};
 use serde::{Deserialize, Serialize};
 
 use crate::plugin::{config_table, types, InitContext, InitError, Registration};
@@ -11,7 +11,7 @@ use crate::plugin::{config_table, types, InitContext, InitError, Registration};
 pub const REGISTRATION: Registration = Registration {
     r#type: types::METADATA,
     id: "sled",
-    requires: &[types::CONTENT],
+    requires: &[types::CONTENT, types::SNAPSHOTTER],
     config: Some(config_table::<Config>),
     init,
 };
@@ -58,6 +58,8 @@ fn init(ctx: &mut InitContext<'_>) -> Result<(), InitError> {
     let content = NamespacedContent::new(db.clone(), backend, policy);
     ctx.handles.collector = Some(Arc::new(GarbageCollector::new(db.clone(), content.clone())));
     ctx.handles.content = Some(Arc::new(content));
+    let backends = ctx.handles.snapshotters.clone();
+    ctx.handles.snapshots = Some(Arc::new(NamespacedSnapshots::new(db.clone(), backends)));
     ctx.handles.metadata = Some(db);
     Ok(())
 }

@@ -11,4 +11,5 @@ pub mod leases;
 pub mod metadata;
 pub mod namespaces;
 pub mod opt;
+pub mod snapshotters;
 pub mod version;

@@ -1,0 +1,327 @@
+//! `containerd.services.snapshots.v1.Snapshots` over namespaced
+//! [`Snapshotters`], with containerd's `/snapshot/*` events.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crated_core::events::Exchange;
+use crated_core::mount::Mount;
+use crated_core::snapshots::{Info, Kind, Snapshotter, Snapshotters};
+use crated_core::{Error, Result};
+use futures::Stream;
+use tonic::{Request, Response, Status};
+
+use crate::containerd::events as ev;
+use crate::containerd::services::snapshots::v1 as pb;
+use crate::containerd::types;
+use crate::convert::{to_system_time, to_timestamp};
+use crate::metadata::grpc_namespace;
+use crate::services::events::{payload, publish};
+use crate::to_grpc;
+
+/// Infos per List message, as containerd batches them.
+const LIST_BATCH: usize = 100;
+
+/// The snapshots service of a daemon.
+pub struct Service {
+    snapshotters: Arc<dyn Snapshotters>,
+    exchange: Exchange,
+}
+
+impl Service {
+    /// Serves `snapshotters`, publishing `/snapshot/*` events to `exchange`.
+    pub fn new(snapshotters: Arc<dyn Snapshotters>, exchange: Exchange) -> Self {
+        Self {
+            snapshotters,
+            exchange,
+        }
+    }
+
+    /// The tonic server wrapping this service.
+    pub fn into_server(self) -> pb::snapshots_server::SnapshotsServer<Self> {
+        pb::snapshots_server::SnapshotsServer::new(self)
+    }
+
+    fn get<T>(
+        &self,
+        request: &Request<T>,
+        name: &str,
+    ) -> Result<(crated_core::Namespace, Arc<dyn Snapshotter>)> {
+        let ns = grpc_namespace(request)?;
+        if name.is_empty() {
+            return Err(Error::invalid_argument("snapshotter argument missing"));
+        }
+        let snapshotter = self.snapshotters.get(&ns, name)?;
+        Ok((ns, snapshotter))
+    }
+}
+
+/// One snapshotter served standalone: under whatever name a client asks
+/// for, the same in every namespace — how a snapshotter runs behind
+/// containerd's (or crated's) `[proxy_plugins]`, which name it after their
+/// own section.
+pub struct Standalone(pub Arc<dyn Snapshotter>);
+
+impl Snapshotters for Standalone {
+    fn names(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn get(&self, _ns: &crated_core::Namespace, _name: &str) -> Result<Arc<dyn Snapshotter>> {
+        Ok(Arc::clone(&self.0))
+    }
+}
+
+/// A mount as its wire message.
+pub fn mount_to_pb(m: Mount) -> types::Mount {
+    types::Mount {
+        r#type: m.r#type,
+        source: m.source,
+        target: m.target,
+        options: m.options,
+    }
+}
+
+/// A wire mount as the core type.
+pub fn mount_from_pb(m: types::Mount) -> Mount {
+    Mount {
+        r#type: m.r#type,
+        source: m.source,
+        target: m.target,
+        options: m.options,
+    }
+}
+
+/// A snapshot kind as its wire value.
+pub fn kind_to_pb(kind: Kind) -> pb::Kind {
+    match kind {
+        Kind::View => pb::Kind::View,
+        Kind::Active => pb::Kind::Active,
+        Kind::Committed => pb::Kind::Committed,
+    }
+}
+
+/// A wire kind as the core type; `Unknown` is InvalidArgument.
+pub fn kind_from_pb(kind: i32) -> Result<Kind> {
+    match pb::Kind::try_from(kind) {
+        Ok(pb::Kind::View) => Ok(Kind::View),
+        Ok(pb::Kind::Active) => Ok(Kind::Active),
+        Ok(pb::Kind::Committed) => Ok(Kind::Committed),
+        _ => Err(Error::invalid_argument(format!(
+            "unknown snapshot kind {kind}"
+        ))),
+    }
+}
+
+/// Snapshot info as its wire message.
+pub fn info_to_pb(info: Info) -> pb::Info {
+    pb::Info {
+        name: info.name,
+        parent: info.parent,
+        kind: kind_to_pb(info.kind) as i32,
+        created_at: Some(to_timestamp(info.created_at)),
+        updated_at: Some(to_timestamp(info.updated_at)),
+        labels: info.labels.into_iter().collect(),
+    }
+}
+
+/// Wire snapshot info as the core type (for updates: the kind defaults to
+/// active when the client leaves it unset, as it does).
+pub fn info_from_pb(info: pb::Info) -> Info {
+    let now = std::time::SystemTime::now();
+    Info {
+        kind: kind_from_pb(info.kind).unwrap_or(Kind::Active),
+        name: info.name,
+        parent: info.parent,
+        created_at: info.created_at.as_ref().map(to_system_time).unwrap_or(now),
+        updated_at: info.updated_at.as_ref().map(to_system_time).unwrap_or(now),
+        labels: info.labels.into_iter().collect(),
+    }
+}
+
+fn mounts(mounts: Vec<Mount>) -> Vec<types::Mount> {
+    mounts.into_iter().map(mount_to_pb).collect()
+}
+
+fn labels(map: HashMap<String, String>) -> crated_core::snapshots::Labels {
+    map.into_iter().collect()
+}
+
+#[tonic::async_trait]
+impl pb::snapshots_server::Snapshots for Service {
+    async fn prepare(
+        &self,
+        request: Request<pb::PrepareSnapshotRequest>,
+    ) -> Result<Response<pb::PrepareSnapshotResponse>, Status> {
+        let (ns, sn) = self
+            .get(&request, &request.get_ref().snapshotter)
+            .map_err(to_grpc)?;
+        let r = request.into_inner();
+        let m = sn
+            .prepare(&r.key, &r.parent, labels(r.labels))
+            .await
+            .map_err(to_grpc)?;
+        let event = ev::SnapshotPrepare {
+            key: r.key,
+            parent: r.parent,
+        };
+        publish(
+            &self.exchange,
+            &ns,
+            "/snapshot/prepare",
+            payload("containerd.events.SnapshotPrepare", &event),
+        );
+        Ok(Response::new(pb::PrepareSnapshotResponse {
+            mounts: mounts(m),
+        }))
+    }
+
+    async fn view(
+        &self,
+        request: Request<pb::ViewSnapshotRequest>,
+    ) -> Result<Response<pb::ViewSnapshotResponse>, Status> {
+        let (_, sn) = self
+            .get(&request, &request.get_ref().snapshotter)
+            .map_err(to_grpc)?;
+        let r = request.into_inner();
+        let m = sn
+            .view(&r.key, &r.parent, labels(r.labels))
+            .await
+            .map_err(to_grpc)?;
+        Ok(Response::new(pb::ViewSnapshotResponse {
+            mounts: mounts(m),
+        }))
+    }
+
+    async fn mounts(
+        &self,
+        request: Request<pb::MountsRequest>,
+    ) -> Result<Response<pb::MountsResponse>, Status> {
+        let (_, sn) = self
+            .get(&request, &request.get_ref().snapshotter)
+            .map_err(to_grpc)?;
+        let m = sn.mounts(&request.get_ref().key).await.map_err(to_grpc)?;
+        Ok(Response::new(pb::MountsResponse { mounts: mounts(m) }))
+    }
+
+    async fn commit(
+        &self,
+        request: Request<pb::CommitSnapshotRequest>,
+    ) -> Result<Response<()>, Status> {
+        let (ns, sn) = self
+            .get(&request, &request.get_ref().snapshotter)
+            .map_err(to_grpc)?;
+        let r = request.into_inner();
+        sn.commit(&r.name, &r.key, labels(r.labels))
+            .await
+            .map_err(to_grpc)?;
+        let event = ev::SnapshotCommit {
+            key: r.key,
+            name: r.name,
+        };
+        publish(
+            &self.exchange,
+            &ns,
+            "/snapshot/commit",
+            payload("containerd.events.SnapshotCommit", &event),
+        );
+        Ok(Response::new(()))
+    }
+
+    async fn remove(
+        &self,
+        request: Request<pb::RemoveSnapshotRequest>,
+    ) -> Result<Response<()>, Status> {
+        let (ns, sn) = self
+            .get(&request, &request.get_ref().snapshotter)
+            .map_err(to_grpc)?;
+        let r = request.into_inner();
+        sn.remove(&r.key).await.map_err(to_grpc)?;
+        let event = ev::SnapshotRemove { key: r.key };
+        publish(
+            &self.exchange,
+            &ns,
+            "/snapshot/remove",
+            payload("containerd.events.SnapshotRemove", &event),
+        );
+        Ok(Response::new(()))
+    }
+
+    async fn stat(
+        &self,
+        request: Request<pb::StatSnapshotRequest>,
+    ) -> Result<Response<pb::StatSnapshotResponse>, Status> {
+        let (_, sn) = self
+            .get(&request, &request.get_ref().snapshotter)
+            .map_err(to_grpc)?;
+        let info = sn.stat(&request.get_ref().key).await.map_err(to_grpc)?;
+        Ok(Response::new(pb::StatSnapshotResponse {
+            info: Some(info_to_pb(info)),
+        }))
+    }
+
+    async fn update(
+        &self,
+        request: Request<pb::UpdateSnapshotRequest>,
+    ) -> Result<Response<pb::UpdateSnapshotResponse>, Status> {
+        let (_, sn) = self
+            .get(&request, &request.get_ref().snapshotter)
+            .map_err(to_grpc)?;
+        let r = request.into_inner();
+        let info = r
+            .info
+            .ok_or_else(|| to_grpc(Error::invalid_argument("snapshot info must be set")))?;
+        let paths = r.update_mask.map(|m| m.paths).unwrap_or_default();
+        let updated = sn
+            .update(info_from_pb(info), &paths)
+            .await
+            .map_err(to_grpc)?;
+        Ok(Response::new(pb::UpdateSnapshotResponse {
+            info: Some(info_to_pb(updated)),
+        }))
+    }
+
+    type ListStream = Pin<Box<dyn Stream<Item = Result<pb::ListSnapshotsResponse, Status>> + Send>>;
+
+    async fn list(
+        &self,
+        request: Request<pb::ListSnapshotsRequest>,
+    ) -> Result<Response<Self::ListStream>, Status> {
+        let (_, sn) = self
+            .get(&request, &request.get_ref().snapshotter)
+            .map_err(to_grpc)?;
+        let infos = sn.walk(&request.get_ref().filters).await.map_err(to_grpc)?;
+        let batches: Vec<Result<pb::ListSnapshotsResponse, Status>> = infos
+            .chunks(LIST_BATCH)
+            .map(|chunk| {
+                Ok(pb::ListSnapshotsResponse {
+                    info: chunk.iter().cloned().map(info_to_pb).collect(),
+                })
+            })
+            .collect();
+        Ok(Response::new(Box::pin(tokio_stream::iter(batches))))
+    }
+
+    async fn usage(
+        &self,
+        request: Request<pb::UsageRequest>,
+    ) -> Result<Response<pb::UsageResponse>, Status> {
+        let (_, sn) = self
+            .get(&request, &request.get_ref().snapshotter)
+            .map_err(to_grpc)?;
+        let usage = sn.usage(&request.get_ref().key).await.map_err(to_grpc)?;
+        Ok(Response::new(pb::UsageResponse {
+            size: usage.size,
+            inodes: usage.inodes,
+        }))
+    }
+
+    async fn cleanup(&self, request: Request<pb::CleanupRequest>) -> Result<Response<()>, Status> {
+        let (_, sn) = self
+            .get(&request, &request.get_ref().snapshotter)
+            .map_err(to_grpc)?;
+        sn.cleanup().await.map_err(to_grpc)?;
+        Ok(Response::new(()))
+    }
+}

@@ -1,0 +1,230 @@
+//! Snapshots through a live `crated`: the conformance suite over the gRPC
+//! proxy for the native and overlayfs snapshotters, and Debian's
+//! containerd 1.6 `ctr snapshots` driving a layer chain whose mounts it
+//! prints and we perform.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+use common::{debian_ctr, fails, ok, rows, Daemon};
+use crated_api::proxy::snapshots::SnapshotsProxy;
+use crated_core::snapshots::testsuite::Fixture;
+use crated_core::Namespace;
+
+async fn through_daemon(snapshotter: &str) -> Fixture {
+    let daemon = Daemon::start();
+    let proxy = SnapshotsProxy::new(
+        daemon.channel().await,
+        snapshotter,
+        Namespace::new("suite").unwrap(),
+    );
+    Fixture::new(Arc::new(proxy), daemon)
+}
+
+mod native {
+    use super::*;
+
+    async fn snapshotter() -> Fixture {
+        through_daemon("native").await
+    }
+
+    crated_core::snapshotter_testsuite!(snapshotter);
+}
+
+mod overlayfs {
+    use super::*;
+
+    async fn snapshotter() -> Fixture {
+        through_daemon("overlayfs").await
+    }
+
+    crated_core::snapshotter_testsuite!(snapshotter);
+}
+
+const NS: &str = "snaps";
+
+fn ctr(daemon: &Daemon, snapshotter: &str, args: &[&str]) -> std::process::Output {
+    let mut full = vec!["-n", NS, "snapshots", "--snapshotter", snapshotter];
+    full.extend_from_slice(args);
+    daemon.ctr(&debian_ctr(), &full)
+}
+
+/// Runs the `mount -t … -o …` line `ctr snapshots mounts` prints.
+fn mount_printed(line: &str) {
+    let args: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(args.first(), Some(&"mount"), "{line}");
+    let out = Command::new("mount").args(&args[1..]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{line}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn umount(target: &Path) {
+    let out = Command::new("umount").arg(target).output().unwrap();
+    assert!(out.status.success(), "umount {}", target.display());
+}
+
+#[test]
+fn debian_ctr_builds_a_layer_chain() {
+    let daemon = Daemon::start();
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("mnt");
+    std::fs::create_dir(&target).unwrap();
+    let target_str = target.display().to_string();
+
+    for snapshotter in ["native", "overlayfs"] {
+        ok(ctr(&daemon, snapshotter, &["prepare", "base-work"]));
+        let line = ok(ctr(
+            &daemon,
+            snapshotter,
+            &["mounts", &target_str, "base-work"],
+        ));
+        mount_printed(line.trim());
+        std::fs::write(target.join("hello"), "from the base layer\n").unwrap();
+        umount(&target);
+        ok(ctr(&daemon, snapshotter, &["commit", "base", "base-work"]));
+
+        ok(ctr(&daemon, snapshotter, &["prepare", "top-work", "base"]));
+        let line = ok(ctr(
+            &daemon,
+            snapshotter,
+            &["mounts", &target_str, "top-work"],
+        ));
+        mount_printed(line.trim());
+        assert_eq!(
+            std::fs::read_to_string(target.join("hello")).unwrap(),
+            "from the base layer\n"
+        );
+        std::fs::remove_file(target.join("hello")).unwrap();
+        std::fs::write(target.join("added"), "x").unwrap();
+        umount(&target);
+        ok(ctr(&daemon, snapshotter, &["commit", "top", "top-work"]));
+
+        ok(ctr(&daemon, snapshotter, &["view", "look", "top"]));
+        let line = ok(ctr(&daemon, snapshotter, &["mounts", &target_str, "look"]));
+        mount_printed(line.trim());
+        assert!(
+            !target.join("hello").exists(),
+            "{snapshotter}: deleted in top"
+        );
+        assert!(target.join("added").exists());
+        assert!(
+            std::fs::write(target.join("nope"), "x").is_err(),
+            "views are read-only"
+        );
+        umount(&target);
+
+        let table = ok(ctr(&daemon, snapshotter, &["ls"]));
+        let mut listed = rows(&table);
+        listed.sort();
+        assert_eq!(
+            listed,
+            [
+                ["base", "", "Committed"].map(String::from).to_vec(),
+                ["look", "top", "View"].map(String::from).to_vec(),
+                ["top", "base", "Committed"].map(String::from).to_vec(),
+            ]
+            .map(|mut r| {
+                r.retain(|c| !c.is_empty());
+                r
+            }),
+            "{snapshotter}:\n{table}"
+        );
+        let info = ok(ctr(&daemon, snapshotter, &["info", "top"]));
+        let info: serde_json::Value = serde_json::from_str(&info).unwrap();
+        assert_eq!(info["Kind"], "Committed", "{info}");
+        assert_eq!(info["Parent"], "base");
+        assert!(
+            info["Labels"]["containerd.io/gc.root"].is_string(),
+            "ctr's prepare label kept: {info}"
+        );
+        let usage = ok(ctr(&daemon, snapshotter, &["usage", "base"]));
+        assert!(usage.starts_with("KEY "), "{usage}");
+
+        let err = fails(ctr(&daemon, snapshotter, &["rm", "base"]));
+        assert!(err.contains("children"), "{snapshotter}: {err}");
+        let labels = ok(ctr(&daemon, snapshotter, &["label", "top", "team=storage"]));
+        assert!(labels.contains("team=storage"), "{labels}");
+        let tree = ok(ctr(&daemon, snapshotter, &["tree"]));
+        assert!(tree.contains("base") && tree.contains("top"), "{tree}");
+    }
+
+    // The same key in two snapshotters is two snapshots; a namespace holding
+    // snapshots cannot go; unknown snapshotters are named.
+    let err = fails(daemon.ctr(&debian_ctr(), &["namespaces", "rm", NS]));
+    assert!(err.contains("must be empty"), "{err}");
+    let ns = ok(daemon.ctr(&debian_ctr(), &["namespaces", "ls", "-q"]));
+    assert!(ns.lines().any(|l| l == NS), "the namespace stays: {ns}");
+    let err = fails(ctr(&daemon, "nosuch", &["ls"]));
+    assert!(err.contains("snapshotter not loaded: nosuch"), "{err}");
+
+    for snapshotter in ["native", "overlayfs"] {
+        for key in ["look", "top", "base"] {
+            ok(ctr(&daemon, snapshotter, &["rm", key]));
+        }
+        assert_eq!(rows(&ok(ctr(&daemon, snapshotter, &["ls"]))).len(), 0);
+    }
+    ok(daemon.ctr(&debian_ctr(), &["namespaces", "rm", NS]));
+}
+
+/// A snapshotter served standalone on a unix socket by this test, plugged
+/// into crated with `[proxy_plugins]` as containerd users plug in theirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_plugin_reaches_a_standalone_snapshotter() {
+    use crated_api::services::snapshots::{Service, Standalone};
+
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("snapshotter.sock");
+    let native_root = dir.path().join("native");
+    let native = crated_snapshotter_native::open(&native_root).unwrap();
+    let service = Service::new(
+        Arc::new(Standalone(Arc::new(native))),
+        crated_core::events::Exchange::new(),
+    );
+    let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(service.into_server())
+            .serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(listener)),
+    );
+
+    let sections = format!("[proxy_plugins.custom]\ntype = \"snapshot\"\naddress = {socket:?}\n");
+    let daemon = tokio::task::spawn_blocking(move || Daemon::start_with("", &sections))
+        .await
+        .unwrap();
+    let plugins = ok(daemon.ctr(&debian_ctr(), &["plugins", "ls"]));
+    assert!(
+        rows(&plugins)
+            .iter()
+            .any(|r| r[..2] == ["io.containerd.snapshotter.v1", "custom"]
+                && r.last().map(String::as_str) == Some("ok")),
+        "{plugins}"
+    );
+    ok(ctr(&daemon, "custom", &["prepare", "through-the-proxy"]));
+    let listed = ok(ctr(&daemon, "custom", &["ls"]));
+    assert_eq!(rows(&listed)[0][0], "through-the-proxy", "{listed}");
+    // The files are the standalone snapshotter's.
+    let made: Vec<_> = std::fs::read_dir(native_root.join("snapshots"))
+        .unwrap()
+        .collect();
+    assert_eq!(
+        made.len(),
+        1,
+        "one snapshot directory in the standalone root"
+    );
+    ok(ctr(&daemon, "custom", &["rm", "through-the-proxy"]));
+    assert_eq!(
+        std::fs::read_dir(native_root.join("snapshots"))
+            .unwrap()
+            .count(),
+        0
+    );
+    server.abort();
+}
