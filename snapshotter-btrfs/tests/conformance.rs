@@ -48,7 +48,12 @@ impl LoopBtrfs {
 
 impl Drop for LoopBtrfs {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.mountpoint).status();
+        // Every mount of this filesystem, including snapshot mounts a failed
+        // case left behind, so the loop device is freed.
+        let _ = Command::new("umount")
+            .arg("--all-targets")
+            .arg(&self.mountpoint)
+            .status();
         let _ = &self.dir;
     }
 }
