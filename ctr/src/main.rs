@@ -67,6 +67,9 @@ enum Command {
     /// Manage containers.
     #[command(aliases = ["container", "c"], subcommand)]
     Containers(commands::containers::Command),
+    /// Manage snapshots.
+    #[command(alias = "snapshot")]
+    Snapshots(commands::snapshots::Snapshots),
     /// Manage leases.
     #[command(alias = "lease", subcommand)]
     Leases(commands::leases::Command),
@@ -94,6 +97,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Content(cmd) => commands::content::run(connect.await?, cmd).await,
         Command::Images(cmd) => commands::images::run(connect.await?, cmd).await,
         Command::Containers(cmd) => commands::containers::run(connect.await?, cmd).await,
+        Command::Snapshots(cmd) => commands::snapshots::run(connect.await?, cmd).await,
         Command::Leases(cmd) => commands::leases::run(connect.await?, cmd).await,
         Command::Events { filters } => commands::events::run(connect.await?, filters).await,
     }

@@ -48,10 +48,14 @@ mod overlayfs {
 
 const NS: &str = "snaps";
 
-fn ctr(daemon: &Daemon, snapshotter: &str, args: &[&str]) -> std::process::Output {
+fn ctr_with(bin: &Path, daemon: &Daemon, snapshotter: &str, args: &[&str]) -> std::process::Output {
     let mut full = vec!["-n", NS, "snapshots", "--snapshotter", snapshotter];
     full.extend_from_slice(args);
-    daemon.ctr(&debian_ctr(), &full)
+    daemon.ctr(bin, &full)
+}
+
+fn ctr(daemon: &Daemon, snapshotter: &str, args: &[&str]) -> std::process::Output {
+    ctr_with(&debian_ctr(), daemon, snapshotter, args)
 }
 
 /// Runs the `mount -t … -o …` line `ctr snapshots mounts` prints.
@@ -73,6 +77,18 @@ fn umount(target: &Path) {
 
 #[test]
 fn debian_ctr_builds_a_layer_chain() {
+    layer_chain(&debian_ctr());
+}
+
+#[test]
+fn our_ctr_builds_a_layer_chain() {
+    layer_chain(&common::workspace_bin("ctr"));
+}
+
+fn layer_chain(bin: &Path) {
+    let ctr = |daemon: &Daemon, snapshotter: &str, args: &[&str]| {
+        ctr_with(bin, daemon, snapshotter, args)
+    };
     let daemon = Daemon::start();
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("mnt");
@@ -158,9 +174,9 @@ fn debian_ctr_builds_a_layer_chain() {
 
     // The same key in two snapshotters is two snapshots; a namespace holding
     // snapshots cannot go; unknown snapshotters are named.
-    let err = fails(daemon.ctr(&debian_ctr(), &["namespaces", "rm", NS]));
+    let err = fails(daemon.ctr(bin, &["namespaces", "rm", NS]));
     assert!(err.contains("must be empty"), "{err}");
-    let ns = ok(daemon.ctr(&debian_ctr(), &["namespaces", "ls", "-q"]));
+    let ns = ok(daemon.ctr(bin, &["namespaces", "ls", "-q"]));
     assert!(ns.lines().any(|l| l == NS), "the namespace stays: {ns}");
     let err = fails(ctr(&daemon, "nosuch", &["ls"]));
     assert!(err.contains("snapshotter not loaded: nosuch"), "{err}");
@@ -171,7 +187,67 @@ fn debian_ctr_builds_a_layer_chain() {
         }
         assert_eq!(rows(&ok(ctr(&daemon, snapshotter, &["ls"]))).len(), 0);
     }
-    ok(daemon.ctr(&debian_ctr(), &["namespaces", "rm", NS]));
+    ok(daemon.ctr(bin, &["namespaces", "rm", NS]));
+}
+
+/// Both ctrs print the same tables, JSON, trees and mount lines.
+#[test]
+fn both_ctrs_print_the_same() {
+    let daemon = Daemon::start();
+    let ours = common::workspace_bin("ctr");
+    let same = |args: &[&str]| {
+        let theirs = ok(ctr_with(&debian_ctr(), &daemon, "native", args));
+        let mine = ok(ctr_with(&ours, &daemon, "native", args));
+        assert_eq!(
+            mine, theirs,
+            "ctr snapshots {args:?}: ours (left), containerd's (right)"
+        );
+        mine
+    };
+    ok(ctr(&daemon, "native", &["prepare", "a"]));
+    ok(ctr(&daemon, "native", &["commit", "base", "a"]));
+    ok(ctr(&daemon, "native", &["prepare", "b", "base"]));
+    ok(ctr(&daemon, "native", &["commit", "mid", "b"]));
+    ok(ctr(&daemon, "native", &["prepare", "work", "mid"]));
+    ok(ctr(&daemon, "native", &["view", "peek", "base"]));
+    ok(ctr(
+        &daemon,
+        "native",
+        &["label", "mid", "team=storage", "tier=1"],
+    ));
+    same(&["ls"]);
+    same(&["tree"]);
+    same(&["info", "mid"]);
+    same(&["info", "work"]);
+    same(&["usage", "-b"]);
+    same(&["usage", "base", "mid"]);
+    same(&["mounts", "/mnt/x", "work"]);
+    same(&["mounts", "/mnt/x", "peek"]);
+    let theirs = ok(ctr(
+        &daemon,
+        "native",
+        &["prepare", "--mounts", "-t", "/mnt/y", "p2", "mid"],
+    ));
+    let mine = ok(ctr_with(
+        &ours,
+        &daemon,
+        "native",
+        &["prepare", "--mounts", "-t", "/mnt/y", "p3", "mid"],
+    ));
+    assert_eq!(
+        mine.replace("/3/", "/N/").lines().count(),
+        theirs.lines().count(),
+        "{mine}\n{theirs}"
+    );
+    assert!(
+        mine.starts_with("mount -t bind ") && mine.contains("\"Type\": \"bind\""),
+        "{mine}"
+    );
+    let err = fails(ctr_with(&ours, &daemon, "native", &["rm", "base"]));
+    assert!(
+        err.contains("failed to remove \"base\"") && err.contains("children"),
+        "{err}"
+    );
 }
 
 /// A snapshotter served standalone on a unix socket by this test, plugged

@@ -7,6 +7,7 @@ pub mod images;
 pub mod leases;
 pub mod namespaces;
 pub mod plugins;
+pub mod snapshots;
 pub mod version;
 
 use std::collections::BTreeMap;
