@@ -37,6 +37,8 @@ pub mod types {
     pub const GC: &str = "io.containerd.gc.v1";
     /// Snapshotters.
     pub const SNAPSHOTTER: &str = "io.containerd.snapshotter.v1";
+    /// Differs (layer appliers).
+    pub const DIFFER: &str = "io.containerd.differ.v1";
 }
 
 /// Why an init did not produce a plugin.
@@ -147,6 +149,8 @@ pub struct Handles {
     /// The snapshotters through namespaces, as the service serves them
     /// (built by the metadata plugin over `snapshotters`).
     pub snapshots: Option<Arc<dyn crated_core::snapshots::Snapshotters>>,
+    /// The loaded differs, in load order (`io.containerd.differ.v1`).
+    pub differs: Vec<Arc<dyn crated_core::diff::Applier>>,
     /// The directory of installed binaries (`io.containerd.internal.v1 opt`).
     pub opt: Option<PathBuf>,
     /// Every plugin's outcome, set once all inits have run.

@@ -19,11 +19,13 @@ const PLUGINS: &[(&str, &str)] = &[
     ("io.containerd.snapshotter.v1", "overlayfs"),
     ("io.containerd.snapshotter.v1", "btrfs"),
     ("io.containerd.metadata.v1", "sled"),
+    ("io.containerd.differ.v1", "walking"),
     ("io.containerd.gc.v1", "scheduler"),
     ("io.containerd.grpc.v1", "version"),
     ("io.containerd.grpc.v1", "events"),
     ("io.containerd.grpc.v1", "content"),
     ("io.containerd.grpc.v1", "snapshots"),
+    ("io.containerd.grpc.v1", "diff"),
     ("io.containerd.grpc.v1", "namespaces"),
     ("io.containerd.grpc.v1", "leases"),
     ("io.containerd.grpc.v1", "images"),
@@ -157,7 +159,7 @@ fn both_ctrs_print_the_same_tables() {
     // Filters reach the server the same way from both.
     let filter = ["plugins", "ls", "type==io.containerd.grpc.v1"];
     let filtered = ok(daemon.ctr(&theirs, &filter));
-    assert_eq!(rows(&filtered).len(), 10, "{filtered}");
+    assert_eq!(rows(&filtered).len(), 11, "{filtered}");
     assert_eq!(ok(daemon.ctr(&ours, &filter)), filtered);
 }
 

@@ -2,6 +2,7 @@
 
 pub mod containers;
 pub mod content;
+pub mod diff;
 pub mod events;
 pub mod gc;
 pub mod healthcheck;

@@ -1,0 +1,210 @@
+//! Debian's containerd 1.6 `ctr snapshots unpack` unpacking a two-layer
+//! image through crated's diff and snapshots services, onto overlayfs and
+//! native: the chain ids it commits, the whiteout honoured, the files there.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::path::Path;
+
+use common::blobs::{ctr_with_stdin, sha256sum};
+use common::{debian_ctr, ok, rows, Daemon};
+use crated_api::containerd::services::images::v1 as images;
+use crated_api::containerd::types::Descriptor;
+use crated_api::metadata::set_grpc_namespace;
+use crated_api::proxy::snapshots::SnapshotsProxy;
+use crated_core::mount::mount_all;
+use crated_core::snapshots::Snapshotter;
+use crated_core::Namespace;
+use serde_json::json;
+
+const NS: &str = "unpack";
+
+fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+fn tar_layer(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (name, data) in entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_path(name).unwrap();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_700_000_000);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_cksum();
+        builder.append(&h, *data).unwrap();
+    }
+    builder.into_inner().unwrap()
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(data).unwrap();
+    gz.finish().unwrap()
+}
+
+/// Ingests `data` with Debian's ctr, labelled; returns its digest.
+fn put(daemon: &Daemon, dir: &Path, name: &str, data: &[u8], labels: &[String]) -> String {
+    let file = dir.join(name);
+    std::fs::write(&file, data).unwrap();
+    let digest = sha256sum(&file);
+    ok(ctr_with_stdin(
+        daemon,
+        &debian_ctr(),
+        &[
+            "-n",
+            NS,
+            "content",
+            "ingest",
+            "--expected-digest",
+            &digest,
+            name,
+        ],
+        &file,
+    ));
+    if !labels.is_empty() {
+        let mut args = vec!["-n", NS, "content", "label", &digest];
+        args.extend(labels.iter().map(String::as_str));
+        ok(daemon.ctr(&debian_ctr(), &args));
+    }
+    digest
+}
+
+fn sha256_of(data: &[u8], dir: &Path) -> String {
+    let file = dir.join("hash-me");
+    std::fs::write(&file, data).unwrap();
+    sha256sum(&file)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debian_ctr_unpacks_an_image_through_the_diff_service() {
+    let daemon = tokio::task::spawn_blocking(Daemon::start).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+
+    let tar1 = tar_layer(&[("etc/hostname", b"crated\n"), ("etc/old", b"goes away\n")]);
+    let tar2 = tar_layer(&[("etc/.wh.old", b""), ("bin/tool", b"#!/bin/sh\n")]);
+    let (diff1, diff2) = (sha256_of(&tar1, dir.path()), sha256_of(&tar2, dir.path()));
+    let (gz1, gz2) = (gzip(&tar1), gzip(&tar2));
+    let layer1 = put(&daemon, dir.path(), "layer1", &gz1, &[]);
+    let layer2 = put(&daemon, dir.path(), "layer2", &gz2, &[]);
+    let config = serde_json::to_vec(&json!({
+        "architecture": host_arch(),
+        "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [diff1, diff2]},
+    }))
+    .unwrap();
+    let config_digest = put(&daemon, dir.path(), "config", &config, &[]);
+    let gz = "application/vnd.oci.image.layer.v1.tar+gzip";
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": config_digest, "size": config.len()},
+        "layers": [
+            {"mediaType": gz, "digest": layer1, "size": gz1.len()},
+            {"mediaType": gz, "digest": layer2, "size": gz2.len()},
+        ],
+    }))
+    .unwrap();
+    let manifest_digest = put(
+        &daemon,
+        dir.path(),
+        "manifest",
+        &manifest,
+        &[
+            format!("containerd.io/gc.ref.content.config={config_digest}"),
+            format!("containerd.io/gc.ref.content.l.0={layer1}"),
+            format!("containerd.io/gc.ref.content.l.1={layer2}"),
+        ],
+    );
+    let mut request = tonic::Request::new(images::CreateImageRequest {
+        image: Some(images::Image {
+            name: "example.com/unpack:1".into(),
+            target: Some(Descriptor {
+                media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+                digest: manifest_digest.clone(),
+                size: manifest.len() as i64,
+                annotations: HashMap::new(),
+            }),
+            ..Default::default()
+        }),
+    });
+    set_grpc_namespace(&mut request, &Namespace::new(NS).unwrap());
+    images::images_client::ImagesClient::new(daemon.channel().await)
+        .create(request)
+        .await
+        .unwrap();
+
+    // chain id 1 is the first diff id; 2 is sha256("<chain1> <diff2>").
+    let chain1 = diff1.clone();
+    let chain2 = sha256_of(format!("{chain1} {diff2}").as_bytes(), dir.path());
+
+    for snapshotter in ["overlayfs", "native"] {
+        let out = ok(daemon.ctr(
+            &debian_ctr(),
+            &[
+                "-n",
+                NS,
+                "snapshots",
+                "unpack",
+                "--snapshotter",
+                snapshotter,
+                &manifest_digest,
+            ],
+        ));
+        assert!(out.ends_with("done\n"), "{snapshotter}: {out}");
+        let listed = ok(daemon.ctr(
+            &debian_ctr(),
+            &["-n", NS, "snapshots", "--snapshotter", snapshotter, "ls"],
+        ));
+        let mut listed = rows(&listed);
+        listed.sort();
+        let mut want = vec![
+            vec![chain1.clone(), "Committed".to_owned()],
+            vec![chain2.clone(), chain1.clone(), "Committed".to_owned()],
+        ];
+        want.sort();
+        assert_eq!(listed, want, "{snapshotter}");
+
+        let sn = SnapshotsProxy::new(
+            daemon.channel().await,
+            snapshotter,
+            Namespace::new(NS).unwrap(),
+        );
+        let mounts = sn.view("check", &chain2, Default::default()).await.unwrap();
+        let target = dir.path().join(format!("mnt-{snapshotter}"));
+        std::fs::create_dir(&target).unwrap();
+        let guard = mount_all(&mounts, &target).unwrap();
+        assert_eq!(
+            std::fs::read(target.join("etc/hostname")).unwrap(),
+            b"crated\n"
+        );
+        assert_eq!(
+            std::fs::read(target.join("bin/tool")).unwrap(),
+            b"#!/bin/sh\n"
+        );
+        assert!(
+            !target.join("etc/old").exists(),
+            "{snapshotter}: the whiteout deleted it"
+        );
+        guard.unmount().unwrap();
+        sn.remove("check").await.unwrap();
+    }
+    // The layers now say what they unpack to, as containerd's unpacker records.
+    let info = ok(daemon.ctr(&debian_ctr(), &["-n", NS, "content", "ls"]));
+    assert!(
+        info.contains(&format!("containerd.io/uncompressed={diff1}")),
+        "{info}"
+    );
+}
