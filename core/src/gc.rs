@@ -36,6 +36,8 @@ pub struct Stats {
     pub blobs_removed: usize,
     /// Abandoned ingests aborted.
     pub ingests_removed: usize,
+    /// Backend snapshots removed.
+    pub snapshots_removed: usize,
 }
 
 impl Stats {

@@ -355,6 +355,10 @@ async fn images_list_label_and_remove_as_containerd_ctr_does() {
     );
 }
 
+fn gc_root() -> crated_core::snapshots::Labels {
+    [("containerd.io/gc.root".to_owned(), "test".to_owned())].into()
+}
+
 async fn create_container(daemon: &Daemon, container: containers::Container) {
     containers::containers_client::ContainersClient::new(daemon.channel().await)
         .create(request(containers::CreateContainerRequest {
@@ -490,17 +494,15 @@ async fn containers_list_info_label_and_remove_as_containerd_ctr_does() {
     let err = fails(daemon.ctr(&ctr, &["namespaces", "rm", NS]));
     assert!(err.contains("must be empty"), "{err}");
 
-    // Removing a container removes its snapshot too, unless kept; a
-    // snapshot already gone is no error.
+    // Removing a container removes its snapshot too, unless kept. (The
+    // snapshots are gc roots, as `ctr snapshots prepare` makes them: the
+    // collection a delete sets off would take them otherwise.)
     let overlay = SnapshotsProxy::new(
         daemon.channel().await,
         "overlayfs",
         Namespace::new(NS).unwrap(),
     );
-    overlay
-        .prepare("snap", "", Default::default())
-        .await
-        .unwrap();
+    overlay.prepare("snap", "", gc_root()).await.unwrap();
     ok(run(&ctr, &["containers", "rm", "--keep-snapshot", "snap"]));
     assert!(
         overlay.stat("snap").await.is_ok(),
@@ -508,10 +510,7 @@ async fn containers_list_info_label_and_remove_as_containerd_ctr_does() {
     );
     overlay.remove("snap").await.unwrap();
     for ctr in [&debian, &ctr] {
-        overlay
-            .prepare("snap", "", Default::default())
-            .await
-            .unwrap();
+        overlay.prepare("snap", "", gc_root()).await.unwrap();
         create_container(
             &daemon,
             containers::Container {

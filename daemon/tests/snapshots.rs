@@ -12,17 +12,28 @@ use std::process::Command;
 use std::sync::Arc;
 
 use common::{debian_ctr, fails, ok, rows, Daemon};
+use crated_api::containerd::services::leases::v1 as leases;
 use crated_api::proxy::snapshots::SnapshotsProxy;
 use crated_core::snapshots::testsuite::Fixture;
+use crated_core::snapshots::{Labels, Snapshotter};
 use crated_core::Namespace;
 
+/// The suite through a daemon, under a lease as a containerd client works:
+/// the collector, which a case's hundreds of writes set off, takes
+/// snapshots nothing holds.
 async fn through_daemon(snapshotter: &str) -> Fixture {
     let daemon = Daemon::start();
-    let proxy = SnapshotsProxy::new(
-        daemon.channel().await,
-        snapshotter,
-        Namespace::new("suite").unwrap(),
-    );
+    let ns = Namespace::new("suite").unwrap();
+    let mut request = tonic::Request::new(leases::CreateRequest {
+        id: "suite".into(),
+        labels: Default::default(),
+    });
+    crated_api::metadata::set_grpc_namespace(&mut request, &ns);
+    leases::leases_client::LeasesClient::new(daemon.channel().await)
+        .create(request)
+        .await
+        .unwrap();
+    let proxy = SnapshotsProxy::new(daemon.channel().await, snapshotter, ns).with_lease("suite");
     Fixture::new(Arc::new(proxy), daemon)
 }
 
@@ -124,6 +135,13 @@ fn layer_chain(bin: &Path) {
         ok(ctr(&daemon, snapshotter, &["commit", "top", "top-work"]));
 
         ok(ctr(&daemon, snapshotter, &["view", "look", "top"]));
+        // ctr labels what it prepares and commits as a gc root, but not
+        // views: the first collection would take this one.
+        ok(ctr(
+            &daemon,
+            snapshotter,
+            &["label", "look", "containerd.io/gc.root=test"],
+        ));
         let line = ok(ctr(&daemon, snapshotter, &["mounts", &target_str, "look"]));
         mount_printed(line.trim());
         assert!(
@@ -303,4 +321,93 @@ async fn a_proxy_plugin_reaches_a_standalone_snapshotter() {
         0
     );
     server.abort();
+}
+
+/// The collector takes snapshots nothing holds — records and files — and
+/// keeps those a container, a lease, a `gc.root` label or a child holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collection_removes_snapshots_nothing_holds() {
+    use crated_api::containerd::services::containers::v1 as containers;
+
+    let daemon = tokio::task::spawn_blocking(Daemon::start).await.unwrap();
+    let ns = Namespace::new(NS).unwrap();
+    let channel = daemon.channel().await;
+    let sn = SnapshotsProxy::new(channel.clone(), "native", ns.clone());
+    let debian = debian_ctr();
+    let collect = || {
+        ok(daemon.ctr(&debian, &["-n", NS, "leases", "create", "--id", "trigger"]));
+        ok(daemon.ctr(&debian, &["-n", NS, "leases", "rm", "--sync", "trigger"]));
+    };
+
+    sn.prepare("loose", "", Labels::new()).await.unwrap();
+    let root = [("containerd.io/gc.root".to_owned(), "yes".to_owned())].into();
+    sn.prepare("rooted", "", root).await.unwrap();
+    ok(daemon.ctr(&debian, &["-n", NS, "leases", "create", "--id", "hold"]));
+    sn.clone()
+        .with_lease("hold")
+        .prepare("held", "", Labels::new())
+        .await
+        .unwrap();
+    // A container's snapshot keeps its parent chain.
+    sn.prepare("l1-work", "", Labels::new()).await.unwrap();
+    sn.commit("l1", "l1-work", Labels::new()).await.unwrap();
+    sn.prepare("rootfs", "l1", Labels::new()).await.unwrap();
+    let mut request = tonic::Request::new(containers::CreateContainerRequest {
+        container: Some(containers::Container {
+            id: "c".into(),
+            runtime: Some(containers::container::Runtime {
+                name: "io.containerd.runc.v2".into(),
+                options: None,
+            }),
+            spec: Some(prost_types::Any {
+                type_url: "types.containerd.io/opencontainers/runtime-spec/1/Spec".into(),
+                value: b"{}".to_vec(),
+            }),
+            snapshotter: "native".into(),
+            snapshot_key: "rootfs".into(),
+            ..Default::default()
+        }),
+    });
+    crated_api::metadata::set_grpc_namespace(&mut request, &ns);
+    containers::containers_client::ContainersClient::new(channel.clone())
+        .create(request)
+        .await
+        .unwrap();
+    let files = || {
+        std::fs::read_dir(
+            daemon
+                .dir
+                .path()
+                .join("root/io.containerd.snapshotter.v1.native/snapshots"),
+        )
+        .unwrap()
+        .count()
+    };
+    assert_eq!(files(), 5);
+
+    collect();
+    assert!(sn.stat("loose").await.unwrap_err().is_not_found());
+    for kept in ["rooted", "held", "rootfs", "l1"] {
+        sn.stat(kept)
+            .await
+            .unwrap_or_else(|e| panic!("{kept}: {e}"));
+    }
+    assert_eq!(files(), 4, "the loose snapshot's files went too");
+
+    // Without its lease and its container, the rest goes.
+    ok(daemon.ctr(&debian, &["-n", NS, "leases", "rm", "hold"]));
+    ok(daemon.ctr(
+        &debian,
+        &["-n", NS, "containers", "rm", "--keep-snapshot", "c"],
+    ));
+    collect();
+    let left: Vec<String> = sn
+        .walk(&[])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.name)
+        .collect();
+    assert_eq!(left, ["rooted"]);
+    assert_eq!(files(), 1);
 }

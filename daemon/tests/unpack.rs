@@ -182,7 +182,10 @@ async fn debian_ctr_unpacks_an_image_through_the_diff_service() {
             snapshotter,
             Namespace::new(NS).unwrap(),
         );
-        let mounts = sn.view("check", &chain2, Default::default()).await.unwrap();
+        // Rooted: the unpack's lease went at its end, and the collection
+        // that sets off takes whatever nothing holds.
+        let root = [("containerd.io/gc.root".to_owned(), "test".to_owned())].into();
+        let mounts = sn.view("check", &chain2, root).await.unwrap();
         let target = dir.path().join(format!("mnt-{snapshotter}"));
         std::fs::create_dir(&target).unwrap();
         let guard = mount_all(&mounts, &target).unwrap();
@@ -200,6 +203,22 @@ async fn debian_ctr_unpacks_an_image_through_the_diff_service() {
         );
         guard.unmount().unwrap();
         sn.remove("check").await.unwrap();
+    }
+    // A collection keeps the unpacked chains: the image roots its manifest,
+    // the manifest its config, the config (labelled by the unpacker) the
+    // top snapshot of each snapshotter, and each snapshot its parent.
+    ok(daemon.ctr(&debian_ctr(), &["-n", NS, "leases", "create", "--id", "gc"]));
+    ok(daemon.ctr(&debian_ctr(), &["-n", NS, "leases", "rm", "--sync", "gc"]));
+    for snapshotter in ["overlayfs", "native"] {
+        let listed = ok(daemon.ctr(
+            &debian_ctr(),
+            &["-n", NS, "snapshots", "--snapshotter", snapshotter, "ls"],
+        ));
+        assert_eq!(
+            rows(&listed).len(),
+            2,
+            "{snapshotter} after a collection:\n{listed}"
+        );
     }
     // The layers now say what they unpack to, as containerd's unpacker records.
     let info = ok(daemon.ctr(&debian_ctr(), &["-n", NS, "content", "ls"]));

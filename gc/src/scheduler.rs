@@ -227,6 +227,7 @@ async fn run(
                     records = stats.records_removed,
                     blobs = stats.blobs_removed,
                     ingests = stats.ingests_removed,
+                    snapshots = stats.snapshots_removed,
                     "garbage collected"
                 );
                 gc_time += stats.elapsed();

@@ -25,7 +25,7 @@ use crated_gc::{label_refs, tricolor, Node, ResourceKind};
 use serde::Deserialize;
 
 use crate::db::{decode, WriteTx};
-use crate::{keys, Db, NamespacedContent};
+use crate::{keys, Db, NamespacedContent, NamespacedSnapshots};
 
 /// How long an ingest nobody leases survives without a write (containerd
 /// expires unleased ingests after a day too).
@@ -37,6 +37,7 @@ pub const INGEST_EXPIRY: Duration = Duration::from_secs(24 * 60 * 60);
 pub struct GarbageCollector {
     db: Db,
     content: NamespacedContent,
+    snapshots: Option<NamespacedSnapshots>,
     ingest_expiry: Duration,
 }
 
@@ -47,8 +48,16 @@ impl GarbageCollector {
         Self {
             db,
             content,
+            snapshots: None,
             ingest_expiry: INGEST_EXPIRY,
         }
+    }
+
+    /// Also collects snapshots: unreferenced records, then the backend
+    /// snapshots no record names.
+    pub fn with_snapshots(mut self, snapshots: NamespacedSnapshots) -> Self {
+        self.snapshots = Some(snapshots);
+        self
     }
 
     /// Overrides how long an unleased ingest may sit idle (tests).
@@ -85,6 +94,13 @@ struct LeaseView {
 }
 
 #[derive(Deserialize)]
+struct SnapshotView {
+    parent: String,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
 struct ContentView {
     #[serde(default)]
     labels: BTreeMap<String, String>,
@@ -112,6 +128,8 @@ struct Graph {
     roots: Vec<Node>,
     /// Content records: their labels, for references.
     content: HashMap<Node, BTreeMap<String, String>>,
+    /// Snapshot records: their parent (as a node) and labels.
+    snapshots: HashMap<Node, (Option<Node>, BTreeMap<String, String>)>,
     /// What the sweep may remove, with the record's key.
     removable: Vec<(Node, Vec<u8>)>,
     /// Ingests and the digest each expects.
@@ -139,6 +157,7 @@ impl Graph {
             graph.load_images(tx, ns)?;
             graph.load_containers(tx, ns)?;
             graph.load_content(tx, ns)?;
+            graph.load_snapshots(tx, ns)?;
         }
         for status in ingests {
             let Some(key) = ingest_key(status) else {
@@ -247,6 +266,24 @@ impl Graph {
         Ok(())
     }
 
+    fn load_snapshots(&mut self, tx: &WriteTx<'_>, ns: &str) -> Result<()> {
+        for (id, key, record) in Self::scan::<SnapshotView>(tx, ns, crate::snapshots::KIND)? {
+            // The id is `<snapshotter>\0<key>`.
+            let Some((snapshotter, name)) = id.split_once(char::from(keys::SEP)) else {
+                continue;
+            };
+            let node = Node::snapshot(ns, snapshotter, name);
+            if record.labels.contains_key(ROOT_LABEL) {
+                self.roots.push(node.clone());
+            }
+            let parent = (!record.parent.is_empty())
+                .then(|| Node::snapshot(ns, snapshotter, &record.parent));
+            self.removable.push((node.clone(), key));
+            self.snapshots.insert(node, (parent, record.labels));
+        }
+        Ok(())
+    }
+
     fn refs(&self, node: &Node) -> Vec<Node> {
         if node.flat {
             return Vec::new();
@@ -267,8 +304,13 @@ impl Graph {
                     ));
                 }
             }
-            // Snapshot records and their parents arrive with the
-            // snapshotters; containers, images and leases are only roots.
+            ResourceKind::Snapshot => {
+                if let Some((parent, labels)) = self.snapshots.get(node) {
+                    out.extend(parent.clone());
+                    label_refs(&node.namespace, labels, |n| out.push(n));
+                }
+            }
+            // Containers, images and leases are only roots.
             _ => {}
         }
         out
@@ -355,12 +397,19 @@ impl Collector for GarbageCollector {
                 }
             }
         }
+        let content = started.elapsed();
+        drop(_lifecycle);
+        let snapshots_removed = match &self.snapshots {
+            Some(snapshots) => snapshots.sweep().await?,
+            None => 0,
+        };
         Ok(Stats {
             metadata,
-            content: started.elapsed(),
+            content,
             records_removed,
             blobs_removed,
             ingests_removed,
+            snapshots_removed,
         })
     }
 }

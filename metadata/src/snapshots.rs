@@ -10,7 +10,7 @@
 //! consistent; a backend call that succeeded is undone if its record cannot
 //! be written.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -125,12 +125,80 @@ impl NamespacedSnapshots {
     }
 }
 
+impl NamespacedSnapshots {
+    /// Every backend key the records of `snapshotter` name, in all
+    /// namespaces.
+    fn recorded(&self, snapshotter: &str) -> Result<HashSet<String>> {
+        self.db.read(|tx| {
+            let namespaces = keys::namespaces();
+            let mut out = HashSet::new();
+            for (key, _) in tx.scan(&namespaces)? {
+                let ns = String::from_utf8_lossy(&key[namespaces.len()..]).into_owned();
+                let prefix = keys::object(&ns, KIND, &[snapshotter, ""]);
+                for (key, raw) in tx.scan(&prefix)? {
+                    let what = String::from_utf8_lossy(&key);
+                    let record: Record = decode(&what, &raw)?;
+                    out.insert(record.backend_key);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Removes the backend snapshots no record names — what a collection
+    /// left after removing records, and what a crash between a backend call
+    /// and its record left — children before their parents. Each backend's
+    /// lock is held meanwhile, so no snapshot being created is taken.
+    /// Returns how many went.
+    pub async fn sweep(&self) -> Result<usize> {
+        let mut removed = 0;
+        for backend in self.backends.values() {
+            let _lock = backend.lock.lock().await;
+            let recorded = self.recorded(&backend.name)?;
+            let mut pending: Vec<String> = backend
+                .snapshotter
+                .walk(&[])
+                .await?
+                .into_iter()
+                .map(|info| info.name)
+                .filter(|name| !recorded.contains(name))
+                .collect();
+            while !pending.is_empty() {
+                let before = pending.len();
+                let mut parents = Vec::new();
+                for key in pending {
+                    match backend.snapshotter.remove(&key).await {
+                        Ok(()) => removed += 1,
+                        Err(err) if err.is_not_found() => {}
+                        // Its children go first, in this pass.
+                        Err(err) if err.kind() == crated_core::Kind::FailedPrecondition => {
+                            parents.push(key)
+                        }
+                        Err(err) => {
+                            return Err(err.context(format!(
+                                "remove unreferenced snapshot {key:?} of {}",
+                                backend.name
+                            )))
+                        }
+                    }
+                }
+                if parents.len() == before {
+                    // Children something still names keep them.
+                    break;
+                }
+                pending = parents;
+            }
+        }
+        Ok(removed)
+    }
+}
+
 impl Snapshotters for NamespacedSnapshots {
     fn names(&self) -> Vec<String> {
         self.backends.keys().cloned().collect()
     }
 
-    fn get(&self, ns: &Namespace, name: &str) -> Result<Arc<dyn Snapshotter>> {
+    fn get(&self, ns: &Namespace, name: &str, lease: Option<&str>) -> Result<Arc<dyn Snapshotter>> {
         let backend = self
             .backends
             .get(name)
@@ -139,6 +207,7 @@ impl Snapshotters for NamespacedSnapshots {
             db: self.db.clone(),
             ns: ns.clone(),
             backend: Arc::clone(backend),
+            lease: lease.map(str::to_owned),
         }))
     }
 }
@@ -148,6 +217,8 @@ struct View {
     db: Db,
     ns: Namespace,
     backend: Arc<Backend>,
+    /// Holds what this view creates or commits.
+    lease: Option<String>,
 }
 
 impl View {
@@ -199,11 +270,20 @@ impl View {
         Ok(format!("{}/{seq}/{key}", self.ns.as_str()))
     }
 
-    fn store(&self, key: &str, record: &Record) -> Result<()> {
+    /// Writes the record of `key`, replacing `replaces` (a committed
+    /// active snapshot) if given, held by this view's lease.
+    fn store(&self, key: &str, record: &Record, replaces: Option<&str>) -> Result<()> {
         let raw = encode(&self.what(key), record)?;
         self.db.write(|tx| {
             tx.ensure_namespace(&self.ns)?;
+            if let Some(old) = replaces {
+                tx.delete(self.key(old));
+            }
             tx.put(self.key(key), raw);
+            if let Some(lease) = &self.lease {
+                let r#type = format!("{KIND}/{}", self.backend.name);
+                crate::leases::hold(tx, &self.ns, lease, &r#type, key)?;
+            }
             Ok(())
         })
     }
@@ -261,7 +341,7 @@ impl View {
             created_ns: now,
             updated_ns: now,
         };
-        if let Err(err) = self.store(key, &record) {
+        if let Err(err) = self.store(key, &record, None) {
             let _ = sn.remove(&backend_key).await;
             return Err(err);
         }
@@ -281,7 +361,11 @@ impl Snapshotter for View {
         let mut record = self.existing(&info.name)?;
         record.labels = update.apply(std::mem::take(&mut record.labels), &info.labels)?;
         record.updated_ns = now_ns();
-        self.store(&info.name, &record)?;
+        let raw = encode(&self.what(&info.name), &record)?;
+        self.db.write(|tx| {
+            tx.put(self.key(&info.name), raw);
+            Ok(())
+        })?;
         Ok(record.info(&info.name))
     }
 
@@ -337,12 +421,7 @@ impl Snapshotter for View {
         record.kind = StoredKind::Committed;
         record.labels.extend(labels);
         record.updated_ns = now_ns();
-        let raw = encode(&self.what(name), &record)?;
-        self.db.write(|tx| {
-            tx.delete(self.key(key));
-            tx.put(self.key(name), raw);
-            Ok(())
-        })
+        self.store(name, &record, Some(key))
     }
 
     async fn remove(&self, key: &str) -> Result<()> {

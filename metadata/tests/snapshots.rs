@@ -22,7 +22,7 @@ async fn namespaced() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let (_db, snapshots) = open(dir.path());
     let view = snapshots
-        .get(&Namespace::new("suite").unwrap(), "native")
+        .get(&Namespace::new("suite").unwrap(), "native", None)
         .unwrap();
     Fixture::new(view, dir)
 }
@@ -34,10 +34,10 @@ async fn namespaces_do_not_share_keys_and_cannot_be_deleted_while_holding_snapsh
     let dir = tempfile::tempdir().unwrap();
     let (db, snapshots) = open(dir.path());
     let a = snapshots
-        .get(&Namespace::new("a").unwrap(), "native")
+        .get(&Namespace::new("a").unwrap(), "native", None)
         .unwrap();
     let b = snapshots
-        .get(&Namespace::new("b").unwrap(), "native")
+        .get(&Namespace::new("b").unwrap(), "native", None)
         .unwrap();
     a.prepare("k", "", Labels::new()).await.unwrap();
     b.prepare("k", "", Labels::new()).await.unwrap();
@@ -62,7 +62,7 @@ async fn namespaces_do_not_share_keys_and_cannot_be_deleted_while_holding_snapsh
     assert_eq!(err.kind(), Kind::FailedPrecondition, "{err}");
     assert!(err.message().contains("snapshots"), "{err}");
     let err = snapshots
-        .get(&Namespace::new("a").unwrap(), "nosuch")
+        .get(&Namespace::new("a").unwrap(), "nosuch", None)
         .err()
         .unwrap();
     assert_eq!(err.kind(), Kind::InvalidArgument);

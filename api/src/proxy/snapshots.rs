@@ -20,7 +20,7 @@ use tonic::transport::Channel;
 
 use crate::containerd::services::snapshots::v1 as pb;
 use crate::from_grpc;
-use crate::metadata::set_grpc_namespace;
+use crate::metadata::{set_grpc_lease, set_grpc_namespace};
 use crate::services::snapshots::{info_from_pb, info_to_pb, mount_from_pb};
 
 /// The snapshotter `snapshotter` of the daemon on a channel, in a namespace.
@@ -29,6 +29,7 @@ pub struct SnapshotsProxy {
     client: pb::snapshots_client::SnapshotsClient<Channel>,
     snapshotter: String,
     ns: Namespace,
+    lease: Option<String>,
 }
 
 impl SnapshotsProxy {
@@ -39,12 +40,25 @@ impl SnapshotsProxy {
             client: pb::snapshots_client::SnapshotsClient::new(channel),
             snapshotter: snapshotter.into(),
             ns,
+            lease: None,
         }
+    }
+
+    /// Snapshots created or committed through this proxy are held by
+    /// `lease`, like a Go client's context `WithLease`.
+    pub fn with_lease(mut self, lease: impl Into<String>) -> Self {
+        self.lease = Some(lease.into());
+        self
     }
 
     fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
         set_grpc_namespace(&mut request, &self.ns);
+        if let Some(lease) = &self.lease {
+            // A lease id that is not a header value fails on the server as
+            // "lease not found"; it cannot be created in the first place.
+            let _ = set_grpc_lease(&mut request, lease);
+        }
         request
     }
 }

@@ -16,7 +16,7 @@ use crate::containerd::events as ev;
 use crate::containerd::services::snapshots::v1 as pb;
 use crate::containerd::types;
 use crate::convert::{to_system_time, to_timestamp};
-use crate::metadata::grpc_namespace;
+use crate::metadata::{grpc_lease, grpc_namespace};
 use crate::services::events::{payload, publish};
 use crate::to_grpc;
 
@@ -52,7 +52,8 @@ impl Service {
         if name.is_empty() {
             return Err(Error::invalid_argument("snapshotter argument missing"));
         }
-        let snapshotter = self.snapshotters.get(&ns, name)?;
+        let lease = grpc_lease(request)?;
+        let snapshotter = self.snapshotters.get(&ns, name, lease.as_deref())?;
         Ok((ns, snapshotter))
     }
 }
@@ -68,7 +69,12 @@ impl Snapshotters for Standalone {
         Vec::new()
     }
 
-    fn get(&self, _ns: &crated_core::Namespace, _name: &str) -> Result<Arc<dyn Snapshotter>> {
+    fn get(
+        &self,
+        _ns: &crated_core::Namespace,
+        _name: &str,
+        _lease: Option<&str>,
+    ) -> Result<Arc<dyn Snapshotter>> {
         Ok(Arc::clone(&self.0))
     }
 }

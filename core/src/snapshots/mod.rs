@@ -149,6 +149,13 @@ pub trait Snapshotters: Send + Sync {
     fn names(&self) -> Vec<String>;
 
     /// Snapshotter `name` as namespace `ns` sees it; InvalidArgument if no
-    /// snapshotter of that name is loaded.
-    fn get(&self, ns: &crate::Namespace, name: &str) -> Result<std::sync::Arc<dyn Snapshotter>>;
+    /// snapshotter of that name is loaded. With a `lease`, every snapshot
+    /// created or committed through it is held by that lease (containerd's
+    /// `containerd-lease` header).
+    fn get(
+        &self,
+        ns: &crate::Namespace,
+        name: &str,
+        lease: Option<&str>,
+    ) -> Result<std::sync::Arc<dyn Snapshotter>>;
 }

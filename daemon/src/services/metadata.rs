@@ -56,10 +56,13 @@ fn init(ctx: &mut InitContext<'_>) -> Result<(), InitError> {
     ctx.exports
         .insert("path".into(), db.path().display().to_string());
     let content = NamespacedContent::new(db.clone(), backend, policy);
-    ctx.handles.collector = Some(Arc::new(GarbageCollector::new(db.clone(), content.clone())));
-    ctx.handles.content = Some(Arc::new(content));
     let backends = ctx.handles.snapshotters.clone();
-    ctx.handles.snapshots = Some(Arc::new(NamespacedSnapshots::new(db.clone(), backends)));
+    let snapshots = NamespacedSnapshots::new(db.clone(), backends);
+    ctx.handles.collector = Some(Arc::new(
+        GarbageCollector::new(db.clone(), content.clone()).with_snapshots(snapshots.clone()),
+    ));
+    ctx.handles.content = Some(Arc::new(content));
+    ctx.handles.snapshots = Some(Arc::new(snapshots));
     ctx.handles.metadata = Some(db);
     Ok(())
 }
