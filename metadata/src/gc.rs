@@ -3,17 +3,21 @@
 //! Roots, per namespace: images (→ their target and label references),
 //! containers (→ their snapshot and label references), leases until their
 //! `containerd.io/gc.expire` (→ the content, snapshots and ingests they hold;
-//! held flat with `containerd.io/gc.flat`), content labelled
+//! held flat with `containerd.io/gc.flat`), content and snapshots labelled
 //! `containerd.io/gc.root`, and ingests that are leased or were written to in
-//! the last day (→ the digest they expect). Content references more content
-//! and snapshots through `containerd.io/gc.ref.*` labels.
+//! the last day (→ the digest they expect). Content and snapshots reference
+//! more content and snapshots through `containerd.io/gc.ref.*` labels, and a
+//! snapshot its parent.
 //!
 //! A collection runs in two phases, as containerd's:
 //! 1. under the database write lock (one transaction), mark from the roots
-//!    and delete every content record and expired lease not marked;
+//!    and delete every content and snapshot record and expired lease not
+//!    marked;
 //! 2. under the content lifecycle lock (which commits also take), delete
 //!    every blob no namespace records and no live ingest expects, and abort
-//!    ingests that are neither leased nor touched for a day.
+//!    ingests that are neither leased nor touched for a day;
+//! 3. under each snapshotter's lock, remove the backend snapshots no record
+//!    names, children first.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant, SystemTime};
