@@ -92,6 +92,42 @@ fn is_well_formed(algorithm: &str, encoded: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'=' | b'_' | b'-'))
 }
 
+impl Digest {
+    /// The sha256 digest of `data`.
+    pub fn sha256(data: &[u8]) -> Self {
+        use sha2::Digest as _;
+        let hex: String = sha2::Sha256::digest(data)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Self {
+            colon: 6,
+            text: format!("sha256:{hex}"),
+        }
+    }
+
+    /// The chain id of a stack of layers, bottom first, as OCI and
+    /// containerd's `identity.ChainID` define it: the first diff id, then
+    /// `sha256("<chain below> <diff id>")` for each layer above. The empty
+    /// stack has none.
+    ///
+    /// ```
+    /// use crated_core::digest::Digest;
+    ///
+    /// let a = Digest::sha256(b"a");
+    /// let b = Digest::sha256(b"b");
+    /// assert_eq!(Digest::chain_id(&[a.clone()]), Some(a.clone()));
+    /// let two = Digest::chain_id(&[a.clone(), b.clone()]).unwrap();
+    /// assert_eq!(two, Digest::sha256(format!("{a} {b}").as_bytes()));
+    /// ```
+    pub fn chain_id(diff_ids: &[Digest]) -> Option<Digest> {
+        let (first, rest) = diff_ids.split_first()?;
+        Some(rest.iter().fold(first.clone(), |chain, diff| {
+            Digest::sha256(format!("{chain} {diff}").as_bytes())
+        }))
+    }
+}
+
 impl fmt::Display for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.text)

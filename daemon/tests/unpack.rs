@@ -146,6 +146,11 @@ async fn debian_ctr_unpacks_an_image_through_the_diff_service() {
         .await
         .unwrap();
 
+    // Before unpacking: complete content, not unpacked.
+    let check = same_check(&daemon, &["images", "check"]);
+    assert!(check.contains("complete (3/3)"), "{check}");
+    assert!(check.trim_end().ends_with("false"), "{check}");
+
     // chain id 1 is the first diff id; 2 is sha256("<chain1> <diff2>").
     let chain1 = diff1.clone();
     let chain2 = sha256_of(format!("{chain1} {diff2}").as_bytes(), dir.path());
@@ -220,10 +225,80 @@ async fn debian_ctr_unpacks_an_image_through_the_diff_service() {
             "{snapshotter} after a collection:\n{listed}"
         );
     }
+    // Unpacked now, in both snapshotters; tags share the target.
+    let check = same_check(&daemon, &["images", "check"]);
+    assert!(check.trim_end().ends_with("true"), "{check}");
+    let check = same_check(&daemon, &["images", "check", "--snapshotter", "native"]);
+    assert!(check.trim_end().ends_with("true"), "{check}");
+    let tagged = ok(daemon.ctr(
+        &common::workspace_bin("ctr"),
+        &[
+            "-n",
+            NS,
+            "images",
+            "tag",
+            "example.com/unpack:1",
+            "example.com/unpack:2",
+        ],
+    ));
+    assert_eq!(tagged, "example.com/unpack:2\n");
+    let err = common::fails(daemon.ctr(
+        &common::workspace_bin("ctr"),
+        &[
+            "-n",
+            NS,
+            "images",
+            "tag",
+            "example.com/unpack:1",
+            "example.com/unpack:2",
+        ],
+    ));
+    assert!(err.contains("already exists"), "{err}");
+    ok(daemon.ctr(
+        &debian_ctr(),
+        &[
+            "-n",
+            NS,
+            "images",
+            "tag",
+            "--force",
+            "example.com/unpack:1",
+            "example.com/unpack:2",
+        ],
+    ));
+    let check = same_check(&daemon, &["images", "check", "-q"]);
+    assert_eq!(check, "example.com/unpack:1\nexample.com/unpack:2\n");
+
     // The layers now say what they unpack to, as containerd's unpacker records.
     let info = ok(daemon.ctr(&debian_ctr(), &["-n", NS, "content", "ls"]));
     assert!(
         info.contains(&format!("containerd.io/uncompressed={diff1}")),
         "{info}"
     );
+
+    // A missing layer makes the image incomplete.
+    ok(daemon.ctr(&debian_ctr(), &["-n", NS, "content", "rm", &layer2]));
+    let check = same_check(&daemon, &["images", "check", "name==example.com/unpack:1"]);
+    assert!(check.contains("incomplete (2/3)"), "{check}");
+}
+
+/// `ctr images check` from both ctrs: the same stdout and exit status.
+fn same_check(daemon: &Daemon, args: &[&str]) -> String {
+    let mut full = vec!["-n", NS];
+    full.extend_from_slice(args);
+    let theirs = daemon.ctr(&debian_ctr(), &full);
+    let ours = daemon.ctr(&common::workspace_bin("ctr"), &full);
+    let text = |o: &std::process::Output| String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(
+        text(&ours),
+        text(&theirs),
+        "ctr {args:?}: ours (left), containerd's (right)"
+    );
+    assert_eq!(
+        ours.status.success(),
+        theirs.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ours.stderr)
+    );
+    text(&ours)
 }

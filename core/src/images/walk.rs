@@ -289,15 +289,7 @@ pub async fn size(
             Err(err) => return (total, Err(err)),
         };
         if media_types::is_index(&node.media_type) {
-            next.retain(|n| n.platform.as_ref().is_none_or(|p| matcher.matches(p)));
-            // Stable: among equals the index's order decides; manifests
-            // without a platform go last.
-            next.sort_by(|a, b| match (&a.platform, &b.platform) {
-                (Some(a), Some(b)) => matcher.compare(a, b),
-                (Some(_), None) => std::cmp::Ordering::Less,
-                (None, Some(_)) => std::cmp::Ordering::Greater,
-                (None, None) => std::cmp::Ordering::Equal,
-            });
+            best_first(&mut next, matcher);
             if next.is_empty() {
                 let err = Error::not_found("no match for platform in manifest: not found");
                 return (total, Err(err));
@@ -307,6 +299,178 @@ pub async fn size(
         push_children(&mut stack, next);
     }
     (total, Ok(()))
+}
+
+/// An image manifest: its config and layers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    /// The image config.
+    pub config: Node,
+    /// The layers, bottom first.
+    pub layers: Vec<Node>,
+}
+
+fn manifest_of(node: &Node, doc: &Value) -> Result<Manifest> {
+    let config = doc
+        .get("config")
+        .ok_or_else(|| Error::invalid_argument(format!("manifest {} has no config", node.digest)))
+        .and_then(|c| parse_node(node, c))?;
+    let layers = match doc.get("layers") {
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| parse_node(node, item))
+            .collect::<Result<_>>()?,
+        _ => Vec::new(),
+    };
+    Ok(Manifest { config, layers })
+}
+
+/// The manifest of an image for `matcher`, as containerd's
+/// `images.Manifest`: an index yields its best match (manifests without a
+/// platform last); a manifest found through an index whose descriptor has
+/// no platform must have a matching config. NotFound when nothing matches
+/// or the target is missing.
+pub async fn manifest(
+    store: &dyn ContentStore,
+    ns: &Namespace,
+    target: &Node,
+    matcher: &Matcher,
+) -> Result<Manifest> {
+    let mut stack = vec![target.clone()];
+    let mut was_index = false;
+    while let Some(node) = stack.pop() {
+        if media_types::is_manifest(&node.media_type) {
+            let doc = parse_json(&node, &read_blob(store, ns, &node.digest).await?)?;
+            check_kind(&node, &doc)?;
+            let manifest = manifest_of(&node, &doc)?;
+            if node.digest != target.digest {
+                let fits = match &node.platform {
+                    Some(platform) => matcher.matches(platform),
+                    None => {
+                        let config = manifest.config.clone();
+                        let doc =
+                            parse_json(&config, &read_blob(store, ns, &config.digest).await?)?;
+                        matcher.matches(&normalize(parse_platform(&doc)))
+                    }
+                };
+                if !fits {
+                    continue;
+                }
+            }
+            return Ok(manifest);
+        }
+        if media_types::is_index(&node.media_type) {
+            was_index = true;
+            let mut next = children(store, ns, &node).await?;
+            best_first(&mut next, matcher);
+            next.truncate(1);
+            push_children(&mut stack, next);
+            continue;
+        }
+        return Err(Error::not_found(format!(
+            "unexpected media type {} for {}: not found",
+            node.media_type, node.digest
+        )));
+    }
+    Err(Error::not_found(if was_index {
+        format!(
+            "no match for platform in manifest {}: not found",
+            target.digest
+        )
+    } else {
+        format!("manifest {}: not found", target.digest)
+    }))
+}
+
+/// What `ctr images check` reports of an image, as containerd's
+/// `images.Check`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    /// Whether the manifest could be read (else only the target is known).
+    pub available: bool,
+    /// Config and layers (or just the target when unavailable).
+    pub required: Vec<Node>,
+    /// Those of `required` in the store.
+    pub present: Vec<Node>,
+    /// Those of `required` missing.
+    pub missing: Vec<Node>,
+}
+
+/// Which blobs of an image for `matcher` the store holds.
+pub async fn check(
+    store: &dyn ContentStore,
+    ns: &Namespace,
+    target: &Node,
+    matcher: &Matcher,
+) -> Result<Check> {
+    let manifest = match manifest(store, ns, target, matcher).await {
+        Ok(m) => m,
+        Err(err) if err.is_not_found() => {
+            return Ok(Check {
+                available: false,
+                required: vec![target.clone()],
+                present: Vec::new(),
+                missing: vec![target.clone()],
+            })
+        }
+        Err(err) => return Err(err.context(format!("failed to check image {}", target.digest))),
+    };
+    let required: Vec<Node> = std::iter::once(manifest.config)
+        .chain(manifest.layers)
+        .collect();
+    let (mut present, mut missing) = (Vec::new(), Vec::new());
+    for node in &required {
+        match store.info(ns, &node.digest).await {
+            Ok(_) => present.push(node.clone()),
+            Err(err) if err.is_not_found() => missing.push(node.clone()),
+            Err(err) => return Err(err.context(format!("failed to check image {}", node.digest))),
+        }
+    }
+    Ok(Check {
+        available: true,
+        required,
+        present,
+        missing,
+    })
+}
+
+/// The diff ids of an image's layers, bottom first, from its config.
+pub async fn rootfs(
+    store: &dyn ContentStore,
+    ns: &Namespace,
+    config: &Node,
+) -> Result<Vec<Digest>> {
+    let doc = parse_json(config, &read_blob(store, ns, &config.digest).await?)?;
+    let ids = doc
+        .pointer("/rootfs/diff_ids")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    ids.iter()
+        .map(|id| {
+            id.as_str()
+                .ok_or_else(|| {
+                    Error::invalid_argument(format!(
+                        "config {}: diff id is not a string",
+                        config.digest
+                    ))
+                })
+                .and_then(Digest::parse)
+        })
+        .collect()
+}
+
+/// Keeps an index's manifests that fit `matcher`, best first; stable, so
+/// among equals the index's order decides, and manifests without a
+/// platform go last (containerd's `FilterPlatforms` + `LimitManifests`).
+fn best_first(manifests: &mut Vec<Node>, matcher: &Matcher) {
+    manifests.retain(|n| n.platform.as_ref().is_none_or(|p| matcher.matches(p)));
+    manifests.sort_by(|a, b| match (&a.platform, &b.platform) {
+        (Some(a), Some(b)) => matcher.compare(a, b),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => std::cmp::Ordering::Equal,
+    });
 }
 
 /// Depth first in document order, as containerd's `images.Walk`.

@@ -3,9 +3,11 @@
 use clap::Subcommand;
 use crated_api::containerd::services::images::v1 as pb;
 use crated_api::proxy::content::ContentProxy;
+use crated_api::proxy::snapshots::SnapshotsProxy;
 use crated_core::digest::Digest;
 use crated_core::images::walk::{self, Node};
 use crated_core::platforms::default_matcher;
+use crated_core::snapshots::Snapshotter;
 
 use crate::client::{status_error, Client};
 use crate::commands::{field_mask, label_args, labels_column, labels_line};
@@ -32,6 +34,27 @@ pub enum Command {
         sync: bool,
         /// Image references.
         refs: Vec<String>,
+    },
+    /// Check that images' content is available locally, and unpacked.
+    Check {
+        /// Print only the refs of complete images.
+        #[arg(short, long)]
+        quiet: bool,
+        /// The snapshotter to check the unpacked layers in.
+        #[arg(long, env = "CONTAINERD_SNAPSHOTTER", default_value = "overlayfs")]
+        snapshotter: String,
+        /// Filters, e.g. `name~=busybox`.
+        filters: Vec<String>,
+    },
+    /// Tag an image: a new name for the same target and labels.
+    Tag {
+        /// Replace a target name that exists.
+        #[arg(long)]
+        force: bool,
+        /// The image to tag.
+        source: Option<String>,
+        /// The new names.
+        targets: Vec<String>,
     },
     /// Set and clear labels of an image (`key=` clears).
     Label {
@@ -67,14 +90,8 @@ pub async fn run(client: Client, command: Command) -> anyhow::Result<()> {
             w.line("REF\tTYPE\tDIGEST\tSIZE\tPLATFORMS\tLABELS\t");
             for image in &images {
                 let target = image.target.clone().unwrap_or_default();
-                let (size, platforms) = match Digest::parse(&target.digest) {
-                    Ok(digest) => {
-                        let node = Node {
-                            media_type: target.media_type.clone(),
-                            digest,
-                            size: target.size,
-                            platform: None,
-                        };
+                let (size, platforms) = match node_of(image) {
+                    Ok(node) => {
                         let ns = &client.namespace;
                         let (size, complete) =
                             walk::size(&store, ns, &node, &default_matcher()).await;
@@ -139,6 +156,56 @@ pub async fn run(client: Client, command: Command) -> anyhow::Result<()> {
                 return Err(err);
             }
         }
+        Command::Check {
+            quiet,
+            snapshotter,
+            filters,
+        } => return check(&client, &mut service, quiet, snapshotter, filters).await,
+        Command::Tag {
+            force,
+            source,
+            targets,
+        } => {
+            let source = source
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| anyhow::anyhow!("please provide an image reference to tag from"))?;
+            if targets.is_empty() {
+                anyhow::bail!("please provide an image reference to tag to");
+            }
+            let image = service
+                .get(client.request(pb::GetImageRequest { name: source }))
+                .await
+                .map_err(status_error)?
+                .into_inner()
+                .image
+                .unwrap_or_default();
+            for target in targets {
+                let create = |name: &str| pb::CreateImageRequest {
+                    image: Some(pb::Image {
+                        name: name.to_owned(),
+                        ..image.clone()
+                    }),
+                };
+                match service.create(client.request(create(&target))).await {
+                    Ok(_) => {}
+                    Err(status) if status.code() == tonic::Code::AlreadyExists && force => {
+                        service
+                            .delete(client.request(pb::DeleteImageRequest {
+                                name: target.clone(),
+                                sync: false,
+                            }))
+                            .await
+                            .map_err(status_error)?;
+                        service
+                            .create(client.request(create(&target)))
+                            .await
+                            .map_err(status_error)?;
+                    }
+                    Err(status) => return Err(status_error(status)),
+                }
+                println!("{target}");
+            }
+        }
         Command::Label {
             replace_all,
             name,
@@ -176,6 +243,128 @@ pub async fn run(client: Client, command: Command) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn node_of(image: &pb::Image) -> Result<Node, crated_core::Error> {
+    let target = image.target.clone().unwrap_or_default();
+    Ok(Node {
+        digest: Digest::parse(&target.digest)?,
+        media_type: target.media_type,
+        size: target.size,
+        platform: None,
+    })
+}
+
+/// Whether the image's layers are unpacked in `snapshots`: its chain id is
+/// a snapshot there (containerd's `image.IsUnpacked`).
+async fn is_unpacked(
+    store: &ContentProxy,
+    snapshots: &SnapshotsProxy,
+    ns: &crated_core::Namespace,
+    image: &pb::Image,
+) -> Result<bool, crated_core::Error> {
+    let manifest = walk::manifest(store, ns, &node_of(image)?, &default_matcher()).await?;
+    let diff_ids = walk::rootfs(store, ns, &manifest.config).await?;
+    let Some(chain) = Digest::chain_id(&diff_ids) else {
+        return Ok(false);
+    };
+    match snapshots.stat(chain.as_str()).await {
+        Ok(_) => Ok(true),
+        Err(err) if err.is_not_found() => Ok(false),
+        Err(err) => Err(err),
+    }
+}
+
+/// `ctr images check`, as containerd's: a row per image, an error (after
+/// the table) for the first image that could not be checked.
+async fn check(
+    client: &Client,
+    service: &mut pb::images_client::ImagesClient<tonic::transport::Channel>,
+    quiet: bool,
+    snapshotter: String,
+    filters: Vec<String>,
+) -> anyhow::Result<()> {
+    let images = service
+        .list(client.request(pb::ListImagesRequest { filters }))
+        .await
+        .map_err(|s| status_error(s).context("failed listing images"))?
+        .into_inner()
+        .images;
+    let ns = &client.namespace;
+    let store = ContentProxy::new(client.channel.clone());
+    let snapshots = SnapshotsProxy::new(client.channel.clone(), snapshotter, ns.clone());
+    let mut first_error: Option<anyhow::Error> = None;
+    let mut w = TabWriter::new(1, 1);
+    w.line("REF\tTYPE\tDIGEST\tSTATUS\tSIZE\tUNPACKED\t");
+    for image in &images {
+        let target = image.target.clone().unwrap_or_default();
+        let checked = match node_of(image) {
+            Ok(node) => walk::check(&store, ns, &node, &default_matcher()).await,
+            Err(err) => Err(err),
+        };
+        let (status, size, complete) = match checked {
+            Ok(c) => {
+                let total = |nodes: &[Node]| {
+                    nodes
+                        .iter()
+                        .map(|n| u64::try_from(n.size).unwrap_or(0))
+                        .sum::<u64>()
+                };
+                let (have, want) = (total(&c.present), total(&c.required));
+                if c.available {
+                    let word = if c.missing.is_empty() {
+                        "complete"
+                    } else {
+                        "incomplete"
+                    };
+                    (
+                        format!("{word} ({}/{})", c.present.len(), c.required.len()),
+                        format!("{}/{}", bytes_size(have), bytes_size(want)),
+                        c.missing.is_empty(),
+                    )
+                } else {
+                    (
+                        format!("unavailable ({}/?)", c.present.len()),
+                        format!("{}/?", bytes_size(have)),
+                        false,
+                    )
+                }
+            }
+            Err(err) => {
+                log_error(&format!("unable to check {}", image.name), &err);
+                first_error.get_or_insert(anyhow::anyhow!("unable to check {}: {err}", image.name));
+                ("error".to_owned(), "-".to_owned(), false)
+            }
+        };
+        let unpacked = match is_unpacked(&store, &snapshots, ns, image).await {
+            Ok(unpacked) => unpacked,
+            Err(err) => {
+                log_error(&format!("unable to check unpack for {}", image.name), &err);
+                first_error.get_or_insert(anyhow::anyhow!(
+                    "unable to check unpack for {}: {err}",
+                    image.name
+                ));
+                false
+            }
+        };
+        if quiet {
+            if complete {
+                println!("{}", image.name);
+            }
+        } else {
+            w.line(format!(
+                "{}\t{}\t{}\t{status}\t{size}\t{unpacked}",
+                image.name, target.media_type, target.digest
+            ));
+        }
+    }
+    if !quiet && !images.is_empty() {
+        print!("{}", w.render());
+    }
+    match first_error {
+        Some(err) => Err(err),
+        None => Ok(()),
+    }
 }
 
 /// A failure that does not stop the listing, reported as ctr logs it.
