@@ -118,6 +118,11 @@ impl MountGuard {
         &self.target
     }
 
+    /// Leaves the mounts in place for good (`ctr images mount`).
+    pub fn keep(mut self) {
+        self.depth = 0;
+    }
+
     /// Unmounts now, reporting a failure (drop ignores them).
     pub fn unmount(mut self) -> Result<()> {
         while self.depth > 0 {
@@ -201,4 +206,26 @@ pub fn unmount(target: &Path) -> Result<()> {
         return Ok(());
     }
     Err(last.unwrap_or_else(|| Error::unknown(what())))
+}
+
+/// Whether something is mounted at `target`.
+pub fn is_mountpoint(target: &Path) -> Result<bool> {
+    let target = target
+        .canonicalize()
+        .map_err(|e| Error::not_found(format!("{}: {e}", target.display())))?;
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| Error::unknown(format!("read /proc/self/mountinfo: {e}")))?;
+    // Field 5 is the mount point, with spaces and the like octal-escaped.
+    let wanted = target.to_string_lossy().replace(' ', "\\040");
+    Ok(mountinfo
+        .lines()
+        .any(|line| line.split(' ').nth(4) == Some(wanted.as_str())))
+}
+
+/// Unmounts everything stacked at `target`, as containerd's `UnmountAll`.
+pub fn unmount_all(target: &Path) -> Result<()> {
+    while is_mountpoint(target)? {
+        unmount(target)?;
+    }
+    Ok(())
 }

@@ -151,6 +151,56 @@ async fn debian_ctr_unpacks_an_image_through_the_diff_service() {
     assert!(check.contains("complete (3/3)"), "{check}");
     assert!(check.trim_end().ends_with("false"), "{check}");
 
+    // `images mount` unpacks (our ctr with the native snapshotter; Debian's,
+    // whose 1.6 ignores --snapshotter there, with overlayfs) and mounts.
+    for (bin, snapshotter) in [
+        (common::workspace_bin("ctr"), "native"),
+        (debian_ctr(), "overlayfs"),
+    ] {
+        let target = dir.path().join(format!("image-{snapshotter}"));
+        std::fs::create_dir(&target).unwrap();
+        let _cleanup = UnmountOnDrop(target.clone());
+        let target = target.display().to_string();
+        let out = ok(daemon.ctr(
+            &bin,
+            &[
+                "-n",
+                NS,
+                "images",
+                "mount",
+                "--snapshotter",
+                snapshotter,
+                "example.com/unpack:1",
+                &target,
+            ],
+        ));
+        assert!(out.ends_with(&format!("{target}\n")), "{out}");
+        let mounted = Path::new(&target);
+        assert_eq!(
+            std::fs::read(mounted.join("bin/tool")).unwrap(),
+            b"#!/bin/sh\n"
+        );
+        assert!(!mounted.join("etc/old").exists(), "{snapshotter}: whiteout");
+        assert!(
+            std::fs::write(mounted.join("x"), "y").is_err(),
+            "mounted read-only"
+        );
+        ok(daemon.ctr(
+            &bin,
+            &[
+                "-n",
+                NS,
+                "images",
+                "unmount",
+                "--snapshotter",
+                snapshotter,
+                "--rm",
+                &target,
+            ],
+        ));
+        assert!(!mounted.join("bin").exists(), "{snapshotter}: unmounted");
+    }
+
     // chain id 1 is the first diff id; 2 is sha256("<chain1> <diff2>").
     let chain1 = diff1.clone();
     let chain2 = sha256_of(format!("{chain1} {diff2}").as_bytes(), dir.path());
@@ -280,6 +330,15 @@ async fn debian_ctr_unpacks_an_image_through_the_diff_service() {
     ok(daemon.ctr(&debian_ctr(), &["-n", NS, "content", "rm", &layer2]));
     let check = same_check(&daemon, &["images", "check", "name==example.com/unpack:1"]);
     assert!(check.contains("incomplete (2/3)"), "{check}");
+}
+
+/// Unmounts a path a failed test left mounted.
+struct UnmountOnDrop(std::path::PathBuf);
+
+impl Drop for UnmountOnDrop {
+    fn drop(&mut self) {
+        let _ = crated_core::mount::unmount_all(&self.0);
+    }
 }
 
 /// `ctr images check` from both ctrs: the same stdout and exit status.

@@ -1,4 +1,6 @@
-//! `ctr images ls|rm|label`.
+//! `ctr images ls|rm|label|check|tag|mount|unmount`.
+
+mod mount;
 
 use clap::Subcommand;
 use crated_api::containerd::services::images::v1 as pb;
@@ -55,6 +57,33 @@ pub enum Command {
         source: Option<String>,
         /// The new names.
         targets: Vec<String>,
+    },
+    /// Mount an image's root filesystem (unpacking it first) on a path.
+    Mount {
+        /// Mount read-write (an active snapshot) instead of a view.
+        #[arg(long)]
+        rw: bool,
+        /// The snapshotter to unpack into.
+        #[arg(long, env = "CONTAINERD_SNAPSHOTTER", default_value = "overlayfs")]
+        snapshotter: String,
+        /// The platform to mount.
+        #[arg(long)]
+        platform: Option<String>,
+        /// The image.
+        r#ref: Option<String>,
+        /// Where to mount it.
+        target: Option<String>,
+    },
+    /// Unmount an image mounted with `images mount`.
+    Unmount {
+        /// Also remove the snapshot (and its lease).
+        #[arg(long)]
+        rm: bool,
+        /// The snapshotter the image was mounted from.
+        #[arg(long, env = "CONTAINERD_SNAPSHOTTER", default_value = "overlayfs")]
+        snapshotter: String,
+        /// The mount point.
+        target: Option<String>,
     },
     /// Set and clear labels of an image (`key=` clears).
     Label {
@@ -156,6 +185,47 @@ pub async fn run(client: Client, command: Command) -> anyhow::Result<()> {
                 return Err(err);
             }
         }
+        Command::Mount {
+            rw,
+            snapshotter,
+            platform,
+            r#ref,
+            target,
+        } => {
+            let r#ref = r#ref
+                .filter(|r| !r.is_empty())
+                .ok_or_else(|| anyhow::anyhow!("please provide an image reference to mount"))?;
+            let target = target
+                .filter(|t| !t.is_empty())
+                .ok_or_else(|| anyhow::anyhow!("please provide a target path to mount to"))?;
+            let matcher = match platform {
+                Some(p) => crated_core::platforms::Matcher::only(
+                    &crated_core::platforms::parse(&p)
+                        .map_err(|e| anyhow::anyhow!("unable to parse platform {p}: {e}"))?,
+                ),
+                None => default_matcher(),
+            };
+            mount::mount(
+                &client,
+                &mut service,
+                &snapshotter,
+                &matcher,
+                &r#ref,
+                &target,
+                rw,
+            )
+            .await?;
+        }
+        Command::Unmount {
+            rm,
+            snapshotter,
+            target,
+        } => {
+            let target = target
+                .filter(|t| !t.is_empty())
+                .ok_or_else(|| anyhow::anyhow!("please provide a target path to unmount from"))?;
+            mount::unmount(&client, &snapshotter, &target, rm).await?;
+        }
         Command::Check {
             quiet,
             snapshotter,
@@ -253,6 +323,10 @@ fn node_of(image: &pb::Image) -> Result<Node, crated_core::Error> {
         size: target.size,
         platform: None,
     })
+}
+
+pub(crate) fn node_of_image(image: &pb::Image) -> Result<Node, crated_core::Error> {
+    node_of(image)
 }
 
 /// Whether the image's layers are unpacked in `snapshots`: its chain id is
