@@ -17,7 +17,7 @@ use crated_core::descriptor::Descriptor;
 use crated_core::digest::Digest;
 use crated_core::images::walk::{self, Node};
 use crated_core::platforms::Matcher;
-use crated_core::snapshots::{Labels, Snapshotter};
+use crated_core::snapshots::{Labels, Snapshotter, TARGET_LABEL};
 use crated_core::{Error, Namespace, Result};
 use tonic::transport::Channel;
 
@@ -145,11 +145,20 @@ async fn apply_layer(
     parent: &str,
     lease: &str,
 ) -> Result<()> {
+    // Labelled with the snapshot it becomes: if another unpack committed
+    // that meanwhile, the prepare says so and this layer is done.
+    let labels: Labels = [(TARGET_LABEL.to_owned(), chain_id.to_string())].into();
     let (key, mounts) = loop {
         let key = format!("extract-{} {chain_id}", unique());
-        match sn.prepare(&key, parent, Labels::new()).await {
+        match sn.prepare(&key, parent, labels.clone()).await {
             Ok(mounts) => break (key, mounts),
-            Err(err) if err.is_already_exists() => continue,
+            Err(err) if err.is_already_exists() => {
+                if sn.stat(chain_id.as_str()).await.is_ok() {
+                    return Err(err);
+                }
+                // Only the random key was taken: try another.
+                continue;
+            }
             Err(err) => {
                 return Err(err.context(format!("failed to prepare extraction snapshot {key:?}")))
             }

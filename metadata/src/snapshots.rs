@@ -300,6 +300,14 @@ impl View {
         }
         labels::validate_all(&labels)?;
         let _lock = self.backend.lock.lock().await;
+        if let Some(target) = labels.get(crated_core::snapshots::TARGET_LABEL) {
+            if self.load(target)?.is_some() {
+                return Err(Error::already_exists(format!(
+                    "target {} already exists",
+                    self.what(target)
+                )));
+            }
+        }
         if self.load(key)?.is_some() {
             return Err(Error::already_exists(format!(
                 "{} already exists",

@@ -68,3 +68,38 @@ async fn namespaces_do_not_share_keys_and_cannot_be_deleted_while_holding_snapsh
     assert_eq!(err.kind(), Kind::InvalidArgument);
     assert_eq!(snapshots.names(), ["native"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prepare_for_a_committed_target_is_already_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_db, snapshots) = open(dir.path());
+    let sn = snapshots
+        .get(&Namespace::new("a").unwrap(), "native", None)
+        .unwrap();
+    sn.prepare("x", "", Labels::new()).await.unwrap();
+    sn.commit("sha256:chain", "x", Labels::new()).await.unwrap();
+    let target: Labels = [(
+        crated_core::snapshots::TARGET_LABEL.to_owned(),
+        "sha256:chain".to_owned(),
+    )]
+    .into();
+    let err = sn
+        .prepare("extract-1 sha256:chain", "", target.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), Kind::AlreadyExists, "{err}");
+    assert!(
+        sn.stat("extract-1 sha256:chain")
+            .await
+            .unwrap_err()
+            .is_not_found(),
+        "nothing made"
+    );
+    // Another namespace has no such snapshot yet: it unpacks its own.
+    let b = snapshots
+        .get(&Namespace::new("b").unwrap(), "native", None)
+        .unwrap();
+    b.prepare("extract-1 sha256:chain", "", target)
+        .await
+        .unwrap();
+}

@@ -30,6 +30,11 @@ pub mod testsuite;
 /// Labels of a snapshot.
 pub type Labels = BTreeMap<String, String>;
 
+/// The label an unpacker puts on an extraction snapshot naming the
+/// committed snapshot it will become: if that already exists, the prepare
+/// answers AlreadyExists and the layer need not be unpacked again.
+pub const TARGET_LABEL: &str = "containerd.io/snapshot.ref";
+
 /// What a snapshot is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
