@@ -148,12 +148,14 @@ async fn apply_layer(
     // Labelled with the snapshot it becomes: if another unpack committed
     // that meanwhile, the prepare says so and this layer is done.
     let labels: Labels = [(TARGET_LABEL.to_owned(), chain_id.to_string())].into();
+    let mut attempts = 0;
     let (key, mounts) = loop {
+        attempts += 1;
         let key = format!("extract-{} {chain_id}", unique());
         match sn.prepare(&key, parent, labels.clone()).await {
             Ok(mounts) => break (key, mounts),
             Err(err) if err.is_already_exists() => {
-                if sn.stat(chain_id.as_str()).await.is_ok() {
+                if attempts >= 5 || sn.stat(chain_id.as_str()).await.is_ok() {
                     return Err(err);
                 }
                 // Only the random key was taken: try another.

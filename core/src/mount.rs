@@ -92,7 +92,13 @@ impl Mount {
             .count();
         // Back to a directory boundary: snapshot ids are digits, so the
         // common prefix may end inside one (`snapshots/1` of 10 and 12).
-        let Some(slash) = min[..common].rfind('/').filter(|&i| i > 0) else {
+        // Found on bytes: the prefix may end inside a multi-byte character,
+        // and `/` never is part of one.
+        let Some(slash) = min.as_bytes()[..common]
+            .iter()
+            .rposition(|b| *b == b'/')
+            .filter(|&i| i > 0)
+        else {
             return (None, self.options.clone());
         };
         let dir = &min[..=slash];
@@ -158,12 +164,27 @@ fn run(cmd: &mut Command, what: impl Fn() -> String) -> Result<()> {
 /// Performs `mounts` in order on `target` with mount(8), as containerd's
 /// `mount.All`: bind mounts by flag, long overlay options compacted.
 pub fn mount_all(mounts: &[Mount], target: &Path) -> Result<MountGuard> {
+    // Absolute: a compacted overlay mounts from another working directory.
+    let target = target
+        .canonicalize()
+        .map_err(|e| Error::invalid_argument(format!("mount target {}: {e}", target.display())))?;
     let mut guard = MountGuard {
-        target: target.to_owned(),
+        target: target.clone(),
         depth: 0,
     };
     for m in mounts {
-        let at = target.join(&m.target);
+        // A sub-target stays beneath the target: no absolute path, no `..`.
+        let sub = Path::new(&m.target);
+        if sub
+            .components()
+            .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        {
+            return Err(Error::invalid_argument(format!(
+                "mount target {:?} must be a relative path without \"..\"",
+                m.target
+            )));
+        }
+        let at = target.join(sub);
         let mut cmd = Command::new("mount");
         // Bind mounts are a flag of mount(8), not a filesystem type.
         let fstype = if m.r#type == "bind" {
@@ -179,7 +200,8 @@ pub fn mount_all(mounts: &[Mount], target: &Path) -> Result<MountGuard> {
         if !options.is_empty() {
             cmd.args(["-o", &options.join(",")]);
         }
-        cmd.arg(&m.source).arg(&at);
+        // `--`: a source starting with `-` is not an option.
+        cmd.arg("--").arg(&m.source).arg(&at);
         run(&mut cmd, || {
             format!("mount {} {} on {}", m.r#type, m.source, at.display())
         })?;

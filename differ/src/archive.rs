@@ -143,18 +143,36 @@ impl Target {
         let name = name.to_owned();
         let parent_fd = self.dir(parent, &path)?;
         let pfd = parent_fd.as_raw_fd();
-        let name_str = name.to_string_lossy();
-
-        if let Some(target) = name_str.strip_prefix(WHITEOUT_PREFIX) {
-            return if name_str == OPAQUE {
+        // On bytes: a whiteout of a name that is not UTF-8 names it exactly.
+        if let Some(target) = name.as_bytes().strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
+            return if name.as_bytes() == OPAQUE.as_bytes() {
                 self.opaque(&parent_fd, parent, &path)
             } else {
-                self.whiteout(pfd, OsStr::new(target), &path)
+                self.whiteout(pfd, OsStr::from_bytes(target), &path)
             };
         }
 
         let header = entry.header().clone();
         let kind = header.entry_type();
+        match kind {
+            EntryType::Directory
+            | EntryType::Regular
+            | EntryType::Continuous
+            | EntryType::Symlink
+            | EntryType::Link
+            | EntryType::Char
+            | EntryType::Block
+            | EntryType::Fifo => {}
+            // Metadata for what follows, read by tar itself.
+            EntryType::XGlobalHeader | EntryType::XHeader => return Ok(()),
+            // Checked before anything at the path is touched.
+            other => {
+                return Err(invalid(
+                    &path,
+                    format!("unhandled tar header type {other:?}"),
+                ))
+            }
+        }
         let existing = fstatat(
             Some(pfd),
             name.as_os_str(),
@@ -227,8 +245,7 @@ impl Target {
                 mknodat(Some(pfd), name.as_os_str(), dev_kind, mode, dev)
                     .map_err(|e| os_error(&path, "create device node", e))?;
             }
-            // PAX and GNU headers are read by tar itself; other types carry
-            // nothing to write.
+            // Refused or skipped before anything was touched.
             _ => return Ok(()),
         }
 
@@ -308,7 +325,15 @@ impl Target {
                 )
             };
             if rc != 0 {
-                return Err(os_error(path, &format!("set xattr {key:?}"), Errno::last()));
+                let errno = Errno::last();
+                // As containerd: a filesystem without xattrs, or `user.`
+                // ones refused on special files, is not a failed apply.
+                let user = key.as_bytes().starts_with(b"user.");
+                match errno {
+                    Errno::ENOTSUP => continue,
+                    Errno::EPERM if user => continue,
+                    errno => return Err(os_error(path, &format!("set xattr {key:?}"), errno)),
+                }
             }
         }
         Ok(())

@@ -65,6 +65,20 @@ impl From<StoredKind> for Kind {
     }
 }
 
+/// The labels a backend sees, as containerd's `FilterInheritedLabels`: the
+/// target reference and `containerd.io/snapshot/…` (remote snapshotters
+/// read them); the rest live in the records here.
+fn inherited(labels: &Labels) -> Labels {
+    labels
+        .iter()
+        .filter(|(k, _)| {
+            k.as_str() == crated_core::snapshots::TARGET_LABEL
+                || k.starts_with("containerd.io/snapshot/")
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
 fn now_ns() -> u64 {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -174,12 +188,13 @@ impl NamespacedSnapshots {
                         Err(err) if err.kind() == crated_core::Kind::FailedPrecondition => {
                             parents.push(key)
                         }
-                        Err(err) => {
-                            return Err(err.context(format!(
-                                "remove unreferenced snapshot {key:?} of {}",
-                                backend.name
-                            )))
-                        }
+                        // One stuck snapshot must not stop every collection.
+                        Err(err) => tracing::warn!(
+                            snapshotter = backend.name,
+                            key,
+                            error = %err,
+                            "remove unreferenced snapshot"
+                        ),
                     }
                 }
                 if parents.len() == before {
@@ -271,10 +286,18 @@ impl View {
     }
 
     /// Writes the record of `key`, replacing `replaces` (a committed
-    /// active snapshot) if given, held by this view's lease.
+    /// active snapshot) if given, held by this view's lease. The parent is
+    /// checked again here: a collection may have taken it since the backend
+    /// call, which then fails rather than leave a child without one.
     fn store(&self, key: &str, record: &Record, replaces: Option<&str>) -> Result<()> {
         let raw = encode(&self.what(key), record)?;
         self.db.write(|tx| {
+            if !record.parent.is_empty() && tx.get(&self.key(&record.parent))?.is_none() {
+                return Err(Error::not_found(format!(
+                    "parent {} does not exist",
+                    self.what(&record.parent)
+                )));
+            }
             tx.ensure_namespace(&self.ns)?;
             if let Some(old) = replaces {
                 tx.delete(self.key(old));
@@ -332,11 +355,11 @@ impl View {
         let sn = &self.backend.snapshotter;
         let mounts = match kind {
             Kind::View => {
-                sn.view(&backend_key, &backend_parent, Labels::new())
+                sn.view(&backend_key, &backend_parent, inherited(&labels))
                     .await?
             }
             _ => {
-                sn.prepare(&backend_key, &backend_parent, Labels::new())
+                sn.prepare(&backend_key, &backend_parent, inherited(&labels))
                     .await?
             }
         };
@@ -423,12 +446,15 @@ impl Snapshotter for View {
         let backend_name = self.backend_key(name)?;
         self.backend
             .snapshotter
-            .commit(&backend_name, &record.backend_key, Labels::new())
+            .commit(&backend_name, &record.backend_key, inherited(&labels))
             .await?;
+        // As containerd's: the committed snapshot has the commit's labels
+        // and is new.
         record.backend_key = backend_name;
         record.kind = StoredKind::Committed;
-        record.labels.extend(labels);
-        record.updated_ns = now_ns();
+        record.labels = labels;
+        record.created_ns = now_ns();
+        record.updated_ns = record.created_ns;
         self.store(name, &record, Some(key))
     }
 

@@ -151,8 +151,9 @@ impl<L: Layout> Inner<L> {
             _ => Usage::default(),
         };
         let mut change = self.meta.change();
-        change.commit(name, key, labels, usage)?;
-        let dir = self.dirs.snapshot(&snapshot.id);
+        // The id as of the writer lock, not of the read above.
+        let committed = change.commit(name, key, labels, usage)?;
+        let dir = self.dirs.snapshot(&committed.id);
         self.layout.freeze(&dir, true)?;
         change.apply().inspect_err(|_| {
             let _ = self.layout.freeze(&dir, false);

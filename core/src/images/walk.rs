@@ -283,7 +283,7 @@ pub async fn size(
             ));
             return (total, Err(err));
         };
-        total += size;
+        total = total.saturating_add(size);
         let mut next = match children(store, ns, &node).await {
             Ok(next) => next,
             Err(err) => return (total, Err(err)),

@@ -382,7 +382,7 @@ async fn check(
                     nodes
                         .iter()
                         .map(|n| u64::try_from(n.size).unwrap_or(0))
-                        .sum::<u64>()
+                        .fold(0u64, u64::saturating_add)
                 };
                 let (have, want) = (total(&c.present), total(&c.required));
                 if c.available {

@@ -53,6 +53,28 @@ pub async fn mount(
         Err(status) if status.code() == tonic::Code::AlreadyExists => {}
         Err(status) => return Err(status_error(status)),
     }
+    let mounted = mount_leased(client, images, snapshotter, matcher, r#ref, target, rw).await;
+    if mounted.is_err() {
+        // As containerd's: a failed mount does not leave its lease behind.
+        let _ = leases::leases_client::LeasesClient::new(client.channel.clone())
+            .delete(client.request(leases::DeleteRequest {
+                id: target.to_owned(),
+                sync: false,
+            }))
+            .await;
+    }
+    mounted
+}
+
+async fn mount_leased(
+    client: &Client,
+    images: &mut pb::images_client::ImagesClient<tonic::transport::Channel>,
+    snapshotter: &str,
+    matcher: &Matcher,
+    r#ref: &str,
+    target: &str,
+    rw: bool,
+) -> anyhow::Result<()> {
     let image = images
         .get(client.request(pb::GetImageRequest {
             name: r#ref.to_owned(),
