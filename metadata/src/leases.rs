@@ -59,6 +59,25 @@ pub(crate) fn hold(
     Ok(())
 }
 
+/// Drops a resource from `lease` in `tx` (nothing if it does not hold it);
+/// NotFound if the lease does not exist.
+pub(crate) fn release(
+    tx: &mut WriteTx<'_>,
+    ns: &Namespace,
+    lease: &str,
+    r#type: &str,
+    id: &str,
+) -> Result<()> {
+    let mut record = load(tx, ns, lease)?;
+    if record.resources.remove(&(r#type.to_owned(), id.to_owned())) {
+        tx.put(
+            key(ns, lease),
+            encode(&format!("lease {lease:?}"), &record)?,
+        );
+    }
+    Ok(())
+}
+
 fn to_lease(id: String, record: Record) -> Lease {
     Lease {
         id,

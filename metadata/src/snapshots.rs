@@ -299,12 +299,15 @@ impl View {
                 )));
             }
             tx.ensure_namespace(&self.ns)?;
+            let r#type = format!("{KIND}/{}", self.backend.name);
             if let Some(old) = replaces {
                 tx.delete(self.key(old));
+                if let Some(lease) = &self.lease {
+                    crate::leases::release(tx, &self.ns, lease, &r#type, old)?;
+                }
             }
             tx.put(self.key(key), raw);
             if let Some(lease) = &self.lease {
-                let r#type = format!("{KIND}/{}", self.backend.name);
                 crate::leases::hold(tx, &self.ns, lease, &r#type, key)?;
             }
             Ok(())
@@ -475,6 +478,14 @@ impl Snapshotter for View {
         }
         self.db.write(|tx| {
             tx.delete(self.key(key));
+            if let Some(lease) = &self.lease {
+                let r#type = format!("{KIND}/{}", self.backend.name);
+                match crate::leases::release(tx, &self.ns, lease, &r#type, key) {
+                    // The lease went first: nothing to drop.
+                    Err(err) if err.is_not_found() => {}
+                    other => other?,
+                }
+            }
             tx.mark_dirty();
             Ok(())
         })

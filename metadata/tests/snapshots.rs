@@ -103,3 +103,49 @@ async fn a_prepare_for_a_committed_target_is_already_exists() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_follows_its_snapshot_through_commit_and_remove() {
+    use crated_core::leases::LeaseStore;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (db, snapshots) = open(dir.path());
+    let ns = Namespace::new("a").unwrap();
+    db.create(&ns, "l", Default::default()).await.unwrap();
+    let held = || async {
+        let mut ids: Vec<String> = db
+            .list_resources(&ns, "l")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| format!("{}:{}", r.r#type, r.id))
+            .collect();
+        ids.sort();
+        ids
+    };
+    let sn = snapshots.get(&ns, "native", Some("l")).unwrap();
+    sn.prepare("work", "", Labels::new()).await.unwrap();
+    assert_eq!(held().await, ["snapshots/native:work"]);
+    sn.commit("layer", "work", Labels::new()).await.unwrap();
+    assert_eq!(
+        held().await,
+        ["snapshots/native:layer"],
+        "the commit replaces the key"
+    );
+    sn.remove("layer").await.unwrap();
+    assert!(
+        held().await.is_empty(),
+        "a removed snapshot is no longer held"
+    );
+    let err = snapshots
+        .get(&ns, "native", Some("nosuch"))
+        .unwrap()
+        .prepare("x", "", Labels::new())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), Kind::NotFound, "an unknown lease: {err}");
+    assert!(
+        sn.stat("x").await.unwrap_err().is_not_found(),
+        "and nothing made"
+    );
+}
