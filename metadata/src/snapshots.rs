@@ -31,38 +31,11 @@ pub(crate) const KIND: &str = "snapshots";
 struct Record {
     /// The snapshot's key in the backend.
     backend_key: String,
-    kind: StoredKind,
+    kind: Kind,
     parent: String,
     labels: BTreeMap<String, String>,
     created_ns: u64,
     updated_ns: u64,
-}
-
-#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq)]
-enum StoredKind {
-    View,
-    Active,
-    Committed,
-}
-
-impl From<Kind> for StoredKind {
-    fn from(kind: Kind) -> Self {
-        match kind {
-            Kind::View => Self::View,
-            Kind::Active => Self::Active,
-            Kind::Committed => Self::Committed,
-        }
-    }
-}
-
-impl From<StoredKind> for Kind {
-    fn from(kind: StoredKind) -> Self {
-        match kind {
-            StoredKind::View => Self::View,
-            StoredKind::Active => Self::Active,
-            StoredKind::Committed => Self::Committed,
-        }
-    }
 }
 
 /// The labels a backend sees, as containerd's `FilterInheritedLabels`: the
@@ -96,7 +69,7 @@ impl Record {
         Info {
             name: name.to_owned(),
             parent: self.parent.clone(),
-            kind: self.kind.into(),
+            kind: self.kind,
             labels: self.labels.clone(),
             created_at: time(self.created_ns),
             updated_at: time(self.updated_ns),
@@ -346,7 +319,7 @@ impl View {
             let record = self.load(parent)?.ok_or_else(|| {
                 Error::not_found(format!("parent {} does not exist", self.what(parent)))
             })?;
-            if record.kind != StoredKind::Committed {
+            if record.kind != Kind::Committed {
                 return Err(Error::invalid_argument(format!(
                     "parent {} is not committed",
                     self.what(parent)
@@ -369,7 +342,7 @@ impl View {
         let now = now_ns();
         let record = Record {
             backend_key: backend_key.clone(),
-            kind: kind.into(),
+            kind,
             parent: parent.to_owned(),
             labels,
             created_ns: now,
@@ -410,7 +383,7 @@ impl Snapshotter for View {
 
     async fn mounts(&self, key: &str) -> Result<Vec<Mount>> {
         let record = self.existing(key)?;
-        if record.kind == StoredKind::Committed {
+        if record.kind == Kind::Committed {
             return Err(Error::failed_precondition(format!(
                 "{} is committed: only active snapshots and views have mounts",
                 self.what(key)
@@ -434,7 +407,7 @@ impl Snapshotter for View {
         labels::validate_all(&labels)?;
         let _lock = self.backend.lock.lock().await;
         let mut record = self.existing(key)?;
-        if record.kind != StoredKind::Active {
+        if record.kind != Kind::Active {
             return Err(Error::failed_precondition(format!(
                 "{} is not active: only active snapshots can be committed",
                 self.what(key)
@@ -454,7 +427,7 @@ impl Snapshotter for View {
         // As containerd's: the committed snapshot has the commit's labels
         // and is new.
         record.backend_key = backend_name;
-        record.kind = StoredKind::Committed;
+        record.kind = Kind::Committed;
         record.labels = labels;
         record.created_ns = now_ns();
         record.updated_ns = record.created_ns;

@@ -38,40 +38,13 @@ pub struct Snapshot {
 #[derive(Serialize, Deserialize)]
 struct Record {
     id: u64,
-    kind: StoredKind,
+    kind: Kind,
     parent: String,
     labels: BTreeMap<String, String>,
     created_ns: u128,
     updated_ns: u128,
     size: i64,
     inodes: i64,
-}
-
-#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq)]
-enum StoredKind {
-    View,
-    Active,
-    Committed,
-}
-
-impl From<Kind> for StoredKind {
-    fn from(kind: Kind) -> Self {
-        match kind {
-            Kind::View => Self::View,
-            Kind::Active => Self::Active,
-            Kind::Committed => Self::Committed,
-        }
-    }
-}
-
-impl From<StoredKind> for Kind {
-    fn from(kind: StoredKind) -> Self {
-        match kind {
-            StoredKind::View => Self::View,
-            StoredKind::Active => Self::Active,
-            StoredKind::Committed => Self::Committed,
-        }
-    }
 }
 
 fn nanos(t: SystemTime) -> u128 {
@@ -171,7 +144,7 @@ impl MetaStore {
         Info {
             name: name.to_owned(),
             parent: record.parent.clone(),
-            kind: record.kind.into(),
+            kind: record.kind,
             labels: record.labels.clone(),
             created_at: time(record.created_ns),
             updated_at: time(record.updated_ns),
@@ -212,7 +185,7 @@ impl MetaStore {
     /// a committed one.
     pub fn get_mountable(&self, name: &str) -> Result<Snapshot> {
         let record = self.existing(name)?;
-        if record.kind == StoredKind::Committed {
+        if record.kind == Kind::Committed {
             return Err(Error::failed_precondition(format!(
                 "snapshot {name:?} is committed: only active snapshots and views have mounts"
             )));
@@ -296,7 +269,7 @@ impl Change<'_> {
             let parent_record = store.record(parent)?.ok_or_else(|| {
                 Error::not_found(format!("parent snapshot {parent:?} does not exist"))
             })?;
-            if parent_record.kind != StoredKind::Committed {
+            if parent_record.kind != Kind::Committed {
                 return Err(Error::invalid_argument(format!(
                     "parent {parent:?} of snapshot {key:?} is not a committed snapshot"
                 )));
@@ -307,7 +280,7 @@ impl Change<'_> {
         let now = nanos(SystemTime::now());
         let record = Record {
             id,
-            kind: kind.into(),
+            kind,
             parent: parent.to_owned(),
             labels,
             created_ns: now,
@@ -356,7 +329,7 @@ impl Change<'_> {
         let mut record = store
             .record(key)?
             .ok_or_else(|| Error::not_found(format!("active snapshot {key:?} does not exist")))?;
-        if record.kind != StoredKind::Active {
+        if record.kind != Kind::Active {
             return Err(Error::failed_precondition(format!(
                 "snapshot {key:?} is not active: only active snapshots can be committed"
             )));
@@ -372,7 +345,7 @@ impl Change<'_> {
             self.batch.remove(child_key(&record.parent, key));
             self.batch.insert(child_key(&record.parent, name), &[][..]);
         }
-        record.kind = StoredKind::Committed;
+        record.kind = Kind::Committed;
         record.labels.extend(labels);
         record.updated_ns = nanos(SystemTime::now());
         (record.size, record.inodes) = (usage.size, usage.inodes);

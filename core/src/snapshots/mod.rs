@@ -35,8 +35,10 @@ pub type Labels = BTreeMap<String, String>;
 /// answers AlreadyExists and the layer need not be unpacked again.
 pub const TARGET_LABEL: &str = "containerd.io/snapshot.ref";
 
-/// What a snapshot is.
+/// What a snapshot is. With the `serde` feature it serialises as its
+/// containerd spelling (`"Active"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Kind {
     /// Read-only, from `view`; cannot be committed.
     View,
