@@ -10,7 +10,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::blobs::{blob, blob_files, ctr_with_stdin};
+use common::blobs::{blob, blob_files};
 use common::{debian_ctr, ok, Daemon};
 use crated_api::containerd::services::images::v1 as images;
 use crated_api::containerd::services::leases::v1 as leases;
@@ -28,22 +28,8 @@ fn request<T>(message: T) -> tonic::Request<T> {
 
 /// Ingests a fresh blob of `len` bytes with Debian's ctr; returns its digest.
 fn ingest(daemon: &Daemon, dir: &Path, name: &str, len: usize, seed: u64) -> String {
-    let (file, digest) = blob(dir, name, len, seed);
-    ok(ctr_with_stdin(
-        daemon,
-        &debian_ctr(),
-        &[
-            "-n",
-            NS,
-            "content",
-            "ingest",
-            "--expected-digest",
-            &digest,
-            name,
-        ],
-        &file,
-    ));
-    digest
+    let (file, _) = blob(dir, name, len, seed);
+    common::blobs::ingest_file(daemon, NS, &file, name, &[])
 }
 
 fn listed(daemon: &Daemon) -> Vec<String> {

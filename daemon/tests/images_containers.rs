@@ -11,7 +11,7 @@ mod common;
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
-use common::blobs::{blob, ctr_with_stdin};
+use common::blobs::blob;
 use common::{debian_ctr, fails, ok, workspace_bin, Daemon};
 use crated_api::containerd::services::containers::v1 as containers;
 use crated_api::containerd::services::images::v1 as images;
@@ -54,30 +54,8 @@ struct Blob {
 }
 
 fn put(daemon: &Daemon, dir: &Path, name: &str, data: &[u8], labels: &[String]) -> Blob {
-    let file = dir.join(name);
-    std::fs::write(&file, data).unwrap();
-    let digest = common::blobs::sha256sum(&file);
-    ok(ctr_with_stdin(
-        daemon,
-        &debian_ctr(),
-        &[
-            "-n",
-            NS,
-            "content",
-            "ingest",
-            "--expected-digest",
-            &digest,
-            name,
-        ],
-        &file,
-    ));
-    if !labels.is_empty() {
-        let mut args = vec!["-n", NS, "content", "label", &digest];
-        args.extend(labels.iter().map(String::as_str));
-        ok(daemon.ctr(&debian_ctr(), &args));
-    }
     Blob {
-        digest,
+        digest: common::blobs::put(daemon, NS, dir, name, data, labels),
         size: data.len() as u64,
     }
 }

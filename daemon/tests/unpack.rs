@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::io::Write as _;
 use std::path::Path;
 
-use common::blobs::{ctr_with_stdin, sha256sum};
+use common::blobs::sha256sum;
 use common::{debian_ctr, ok, rows, Daemon};
 use crated_api::containerd::services::images::v1 as images;
 use crated_api::containerd::types::Descriptor;
@@ -56,29 +56,7 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 
 /// Ingests `data` with Debian's ctr, labelled; returns its digest.
 fn put(daemon: &Daemon, dir: &Path, name: &str, data: &[u8], labels: &[String]) -> String {
-    let file = dir.join(name);
-    std::fs::write(&file, data).unwrap();
-    let digest = sha256sum(&file);
-    ok(ctr_with_stdin(
-        daemon,
-        &debian_ctr(),
-        &[
-            "-n",
-            NS,
-            "content",
-            "ingest",
-            "--expected-digest",
-            &digest,
-            name,
-        ],
-        &file,
-    ));
-    if !labels.is_empty() {
-        let mut args = vec!["-n", NS, "content", "label", &digest];
-        args.extend(labels.iter().map(String::as_str));
-        ok(daemon.ctr(&debian_ctr(), &args));
-    }
-    digest
+    common::blobs::put(daemon, NS, dir, name, data, labels)
 }
 
 fn sha256_of(data: &[u8], dir: &Path) -> String {

@@ -53,6 +53,53 @@ pub fn ctr_with_stdin(
         .unwrap()
 }
 
+/// Ingests `file` as `name` into namespace `ns` with Debian's ctr (under
+/// its expected digest), then sets `labels` (`k=v`); returns the digest.
+pub fn ingest_file(
+    daemon: &Daemon,
+    ns: &str,
+    file: &Path,
+    name: &str,
+    labels: &[String],
+) -> String {
+    let ctr = super::debian_ctr();
+    let digest = sha256sum(file);
+    super::ok(ctr_with_stdin(
+        daemon,
+        &ctr,
+        &[
+            "-n",
+            ns,
+            "content",
+            "ingest",
+            "--expected-digest",
+            &digest,
+            name,
+        ],
+        file,
+    ));
+    if !labels.is_empty() {
+        let mut args = vec!["-n", ns, "content", "label", &digest];
+        args.extend(labels.iter().map(String::as_str));
+        super::ok(daemon.ctr(&ctr, &args));
+    }
+    digest
+}
+
+/// Writes `data` to `dir/name` and ingests it as [`ingest_file`] does.
+pub fn put(
+    daemon: &Daemon,
+    ns: &str,
+    dir: &Path,
+    name: &str,
+    data: &[u8],
+    labels: &[String],
+) -> String {
+    let file = dir.join(name);
+    std::fs::write(&file, data).unwrap();
+    ingest_file(daemon, ns, &file, name, labels)
+}
+
 pub fn blob_files(daemon: &Daemon) -> Vec<PathBuf> {
     let dir = daemon
         .dir
