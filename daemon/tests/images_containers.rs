@@ -346,6 +346,21 @@ async fn create_container(daemon: &Daemon, container: containers::Container) {
         .unwrap();
 }
 
+/// Container "snap" with the overlayfs snapshot of the same name.
+fn snap_container() -> containers::Container {
+    containers::Container {
+        id: "snap".into(),
+        runtime: Some(containers::container::Runtime {
+            name: "io.containerd.runc.v2".into(),
+            options: None,
+        }),
+        spec: Some(any(SPEC_TYPE, b"{}")),
+        snapshotter: "overlayfs".into(),
+        snapshot_key: "snap".into(),
+        ..Default::default()
+    }
+}
+
 fn any(type_url: &str, value: &[u8]) -> prost_types::Any {
     prost_types::Any {
         type_url: type_url.into(),
@@ -404,21 +419,7 @@ async fn containers_list_info_label_and_remove_as_containerd_ctr_does() {
         },
     )
     .await;
-    create_container(
-        &daemon,
-        containers::Container {
-            id: "snap".into(),
-            runtime: Some(containers::container::Runtime {
-                name: "io.containerd.runc.v2".into(),
-                options: None,
-            }),
-            spec: Some(any(SPEC_TYPE, b"{}")),
-            snapshotter: "overlayfs".into(),
-            snapshot_key: "snap".into(),
-            ..Default::default()
-        },
-    )
-    .await;
+    create_container(&daemon, snap_container()).await;
 
     let table = same(&daemon, &["containers", "ls"]);
     assert_eq!(
@@ -489,21 +490,7 @@ async fn containers_list_info_label_and_remove_as_containerd_ctr_does() {
     overlay.remove("snap").await.unwrap();
     for ctr in [&debian, &ctr] {
         overlay.prepare("snap", "", gc_root()).await.unwrap();
-        create_container(
-            &daemon,
-            containers::Container {
-                id: "snap".into(),
-                runtime: Some(containers::container::Runtime {
-                    name: "io.containerd.runc.v2".into(),
-                    options: None,
-                }),
-                spec: Some(any(SPEC_TYPE, b"{}")),
-                snapshotter: "overlayfs".into(),
-                snapshot_key: "snap".into(),
-                ..Default::default()
-            },
-        )
-        .await;
+        create_container(&daemon, snap_container()).await;
         ok(run(ctr, &["containers", "rm", "snap"]));
         let gone = overlay.stat("snap").await.unwrap_err();
         assert!(
