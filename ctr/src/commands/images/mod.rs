@@ -315,6 +315,7 @@ pub async fn run(client: Client, command: Command) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The image's target as a walk node.
 fn node_of(image: &pb::Image) -> Result<Node, crated_core::Error> {
     let target = image.target.clone().unwrap_or_default();
     Ok(Node {
@@ -323,10 +324,6 @@ fn node_of(image: &pb::Image) -> Result<Node, crated_core::Error> {
         size: target.size,
         platform: None,
     })
-}
-
-pub(crate) fn node_of_image(image: &pb::Image) -> Result<Node, crated_core::Error> {
-    node_of(image)
 }
 
 /// Whether the image's layers are unpacked in `snapshots`: its chain id is

@@ -84,7 +84,7 @@ async fn mount_leased(
         .into_inner()
         .image
         .unwrap_or_default();
-    let node = super::node_of_image(&image)?;
+    let node = super::node_of(&image)?;
     let chain = crated_client::unpack(
         &client.channel,
         &client.namespace,
