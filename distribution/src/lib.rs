@@ -1,0 +1,14 @@
+#![doc = include_str!("../README.md")]
+
+pub mod auth;
+pub mod hosts;
+mod registry;
+mod transport;
+
+pub use auth::{Credentials, CredentialsFn};
+pub use hosts::{HostOptions, RegistryHost};
+pub use registry::{
+    is_manifest_type, Fetched, Fetcher, Pushed, Pusher, Resolver, Verifier, ACCEPT_MANIFESTS,
+    MAX_MANIFEST_SIZE,
+};
+pub use transport::{TransportOptions};

@@ -1,0 +1,529 @@
+//! HTTP to registries: bounded timeouts, authentication on challenge,
+//! redirects, and retries with backoff on 429 and 5xx answers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use crated_core::{Error, Result};
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use crate::auth::{self, AuthCache, Challenge, CredentialsFn};
+use crate::hosts::RegistryHost;
+
+/// A request body.
+pub(crate) type ReqBody = UnsyncBoxBody<Bytes, std::io::Error>;
+
+/// Makes a fresh body for each attempt of a request.
+pub(crate) type BodyFactory = Arc<dyn Fn() -> ReqBody + Send + Sync>;
+
+/// Timeouts and retries of a [`Transport`].
+#[derive(Debug, Clone)]
+pub struct TransportOptions {
+    /// Connecting to a host.
+    pub connect_timeout: Duration,
+    /// From sending a request to its response headers.
+    pub response_timeout: Duration,
+    /// Between two chunks of a response body.
+    pub read_timeout: Duration,
+    /// Attempts after the first on 429, 5xx and connection failures.
+    pub retries: u32,
+    /// First backoff; doubled for each retry.
+    pub backoff: Duration,
+}
+
+impl Default for TransportOptions {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(15),
+            response_timeout: Duration::from_secs(60),
+            read_timeout: Duration::from_secs(60),
+            retries: 4,
+            backoff: Duration::from_millis(200),
+        }
+    }
+}
+
+/// A shared HTTP client with the auth state of every host it talked to.
+pub struct Transport {
+    http: hyper_util::client::legacy::Client<HttpConnector, ReqBody>,
+    auth: AuthCache,
+    credentials: Option<CredentialsFn>,
+    pub(crate) options: TransportOptions,
+}
+
+/// One request, possibly sent several times.
+pub(crate) struct Request {
+    pub method: Method,
+    pub url: String,
+    pub headers: Vec<(header::HeaderName, String)>,
+    pub body: Option<BodyFactory>,
+    /// The token scope (`repository:<name>:pull`).
+    pub scope: String,
+    /// What the request is for, in errors (`"127.0.0.1:5000/test/busybox:latest"`).
+    pub what: String,
+}
+
+impl Request {
+    pub(crate) fn new(method: Method, host: &RegistryHost, rest: &str, scope: &str, what: &str) -> Self {
+        let headers = host
+            .headers
+            .iter()
+            .filter_map(|(k, v)| {
+                header::HeaderName::from_bytes(k.as_bytes())
+                    .ok()
+                    .map(|k| (k, v.clone()))
+            })
+            .collect();
+        Self {
+            method,
+            url: host.url(rest),
+            headers,
+            body: None,
+            scope: scope.to_owned(),
+            what: what.to_owned(),
+        }
+    }
+
+    pub(crate) fn header(mut self, name: header::HeaderName, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+}
+
+fn is_retryable(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 429 | 500 | 502 | 503 | 504)
+}
+
+/// `host[:port]` of an http(s) URL.
+fn authority(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.split('/').next().unwrap_or(rest)
+}
+
+/// Resolves a `Location` header against the URL it answered.
+pub(crate) fn join_location(base: &str, location: &str) -> String {
+    if location.starts_with("http://") || location.starts_with("https://") {
+        return location.to_owned();
+    }
+    let (scheme, rest) = base.split_once("://").unwrap_or(("http", base));
+    let host = rest.split('/').next().unwrap_or(rest);
+    if location.starts_with('/') {
+        format!("{scheme}://{host}{location}")
+    } else {
+        let dir = base.rsplit_once('/').map_or(base, |(d, _)| d);
+        format!("{dir}/{location}")
+    }
+}
+
+/// Percent-encodes a query value.
+pub(crate) fn query_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+impl Transport {
+    /// A transport; `credentials` answers for hosts that ask.
+    pub fn new(credentials: Option<CredentialsFn>, options: TransportOptions) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(options.connect_timeout));
+        connector.set_nodelay(true);
+        let http = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        Self {
+            http,
+            auth: AuthCache::default(),
+            credentials,
+            options,
+        }
+    }
+
+    fn credentials(&self, host: &str) -> Option<auth::Credentials> {
+        self.credentials.as_ref().and_then(|f| f(host))
+    }
+
+    /// The Authorization header for `host` and `scope` from what is
+    /// already known, fetching a bearer token if the host asked for one.
+    async fn authorization(&self, host: &str, scope: &str) -> Result<Option<String>> {
+        match self.auth.challenge(host) {
+            None => Ok(None),
+            Some(Challenge::Basic) => Ok(self.credentials(host).map(|c| auth::basic_header(&c))),
+            Some(Challenge::Bearer {
+                realm,
+                service,
+                scope: asked,
+            }) => {
+                if let Some(token) = self.auth.token(host, scope) {
+                    return Ok(Some(format!("Bearer {token}")));
+                }
+                let token = self
+                    .fetch_token(host, &realm, service.as_deref(), scope, asked.as_deref())
+                    .await?;
+                Ok(Some(format!("Bearer {token}")))
+            }
+        }
+    }
+
+    async fn fetch_token(
+        &self,
+        host: &str,
+        realm: &str,
+        service: Option<&str>,
+        scope: &str,
+        asked: Option<&str>,
+    ) -> Result<String> {
+        if realm.starts_with("https://") {
+            return Err(tls_missing(realm));
+        }
+        let mut url = realm.to_owned();
+        let mut sep = if url.contains('?') { '&' } else { '?' };
+        if let Some(service) = service {
+            url.push_str(&format!("{sep}service={}", query_escape(service)));
+            sep = '&';
+        }
+        // A request may need several scopes (a cross-repository mount
+        // pulls from one and pushes to another), joined by spaces.
+        let mut scopes: Vec<&str> = scope.split(' ').collect();
+        if let Some(asked) = asked {
+            if !scopes.contains(&asked) {
+                scopes.push(asked);
+            }
+        }
+        for s in scopes.iter().filter(|s| !s.is_empty()) {
+            url.push_str(&format!("{sep}scope={}", query_escape(s)));
+            sep = '&';
+        }
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|e| Error::invalid_argument(format!("invalid token realm {realm:?}: {e}")))?;
+        let mut builder = http::Request::get(uri);
+        if let Some(creds) = self.credentials(host) {
+            builder = builder.header(header::AUTHORIZATION, auth::basic_header(&creds));
+        }
+        let request = builder
+            .body(Empty::new().map_err(|e| match e {}).boxed_unsync())
+            .map_err(|e| Error::invalid_argument(format!("invalid token request: {e}")))?;
+        let response = tokio::time::timeout(self.options.response_timeout, self.http.request(request))
+            .await
+            .map_err(|_| {
+                Error::deadline_exceeded(format!(
+                    "token request to {realm} timed out after {:?}",
+                    self.options.response_timeout
+                ))
+            })?
+            .map_err(|e| Error::unavailable(format!("failed to fetch token from {realm}: {e}")))?;
+        let status = response.status();
+        let body = read_limited(response.into_body(), 1 << 20, self.options.read_timeout).await?;
+        if !status.is_success() {
+            return Err(Error::unknown(format!(
+                "failed to fetch anonymous token from {realm} for scope {scope:?}: {status}: {}",
+                String::from_utf8_lossy(&body).trim()
+            )));
+        }
+        let parsed: auth::TokenResponse = serde_json::from_slice(&body)
+            .map_err(|e| Error::unknown(format!("invalid token response from {realm}: {e}")))?;
+        let (token, ttl) = parsed
+            .into_token()
+            .ok_or_else(|| Error::unknown(format!("token response from {realm} holds no token")))?;
+        self.auth.set_token(host, scope, token.clone(), ttl);
+        Ok(token)
+    }
+
+    /// Sends `request`: authenticates on a 401 challenge, follows
+    /// redirects of GET and HEAD, retries 429/5xx and connection failures
+    /// with backoff. Any other status is returned for the caller to judge.
+    pub(crate) async fn send(&self, request: &Request) -> Result<http::Response<Incoming>> {
+        let mut url = request.url.clone();
+        let origin = authority(&request.url).to_owned();
+        let mut attempt = 0;
+        let mut redirects = 0;
+        let mut reauthenticated = false;
+        loop {
+            if url.starts_with("https://") {
+                return Err(tls_missing(&url));
+            }
+            let host = authority(&url).to_owned();
+            let uri: http::Uri = url
+                .parse()
+                .map_err(|e| Error::invalid_argument(format!("invalid URL {url:?}: {e}")))?;
+            let mut builder = http::Request::builder().method(request.method.clone()).uri(uri);
+            for (name, value) in &request.headers {
+                builder = builder.header(name, value);
+            }
+            // Credentials go only to the host they were given for, not to
+            // the storage a blob redirects to.
+            if host == origin {
+                if let Some(value) = self.authorization(&host, &request.scope).await? {
+                    builder = builder.header(header::AUTHORIZATION, value);
+                }
+            }
+            let body = match &request.body {
+                Some(factory) => factory(),
+                None => Empty::new().map_err(|e| match e {}).boxed_unsync(),
+            };
+            let built = builder
+                .body(body)
+                .map_err(|e| Error::invalid_argument(format!("invalid request to {url}: {e}")))?;
+            let sent = tokio::time::timeout(self.options.response_timeout, self.http.request(built)).await;
+            let response = match sent {
+                Err(_) => {
+                    if attempt < self.options.retries {
+                        attempt += 1;
+                        self.backoff(attempt, None).await;
+                        continue;
+                    }
+                    return Err(Error::deadline_exceeded(format!(
+                        "{} {url} for {}: no response within {:?}",
+                        request.method, request.what, self.options.response_timeout
+                    )));
+                }
+                Ok(Err(e)) => {
+                    if attempt < self.options.retries {
+                        attempt += 1;
+                        tracing::debug!(url, error = %e, attempt, "registry request failed; retrying");
+                        self.backoff(attempt, None).await;
+                        continue;
+                    }
+                    return Err(Error::unavailable(format!(
+                        "failed to {} {url} for {}: {}",
+                        request.method,
+                        request.what,
+                        error_chain(&e)
+                    )));
+                }
+                Ok(Ok(response)) => response,
+            };
+            let status = response.status();
+            if status == StatusCode::UNAUTHORIZED && !reauthenticated && host == origin {
+                let challenge = response
+                    .headers()
+                    .get_all(header::WWW_AUTHENTICATE)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .find_map(auth::parse_challenge);
+                if let Some(challenge) = challenge {
+                    let usable = match &challenge {
+                        Challenge::Basic => self.credentials(&host).is_some(),
+                        Challenge::Bearer { .. } => true,
+                    };
+                    if usable {
+                        self.auth.set_challenge(&host, challenge);
+                        reauthenticated = true;
+                        continue;
+                    }
+                }
+                return Ok(response);
+            }
+            if is_retryable(status) && attempt < self.options.retries {
+                attempt += 1;
+                let retry_after = response
+                    .headers()
+                    .get(header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs);
+                tracing::debug!(url, %status, attempt, "registry busy; retrying");
+                self.backoff(attempt, retry_after).await;
+                continue;
+            }
+            if status.is_redirection()
+                && (request.method == Method::GET || request.method == Method::HEAD)
+            {
+                if let Some(location) = response
+                    .headers()
+                    .get(header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                {
+                    redirects += 1;
+                    if redirects > 10 {
+                        return Err(Error::unknown(format!(
+                            "too many redirects fetching {url} for {}",
+                            request.what
+                        )));
+                    }
+                    url = join_location(&url, location);
+                    continue;
+                }
+            }
+            return Ok(response);
+        }
+    }
+
+    async fn backoff(&self, attempt: u32, retry_after: Option<Duration>) {
+        let exp = self.options.backoff * 2u32.saturating_pow(attempt.saturating_sub(1));
+        let wait = retry_after.unwrap_or(exp).min(Duration::from_secs(10));
+        tokio::time::sleep(wait).await;
+    }
+}
+
+fn tls_missing(url: &str) -> Error {
+    Error::not_implemented(format!(
+        "{url}: https registries are not supported yet (this build has no TLS); \
+         use --plain-http, or a plain-http mirror in hosts.toml"
+    ))
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// Reads a whole body, refusing more than `limit` bytes.
+pub(crate) async fn read_limited(body: Incoming, limit: usize, read_timeout: Duration) -> Result<Vec<u8>> {
+    let mut reader = BodyReader::new(body, read_timeout, String::from("response"));
+    let mut out = Vec::new();
+    while let Some(chunk) = reader.chunk().await? {
+        if out.len() + chunk.len() > limit {
+            return Err(Error::invalid_argument(format!(
+                "response larger than {limit} bytes"
+            )));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+/// A response body read chunk by chunk with a timeout per chunk.
+pub struct BodyReader {
+    body: Incoming,
+    read_timeout: Duration,
+    what: String,
+}
+
+impl BodyReader {
+    pub(crate) fn new(body: Incoming, read_timeout: Duration, what: String) -> Self {
+        Self {
+            body,
+            read_timeout,
+            what,
+        }
+    }
+
+    /// The next chunk, `None` at the end.
+    pub async fn chunk(&mut self) -> Result<Option<Bytes>> {
+        loop {
+            let frame = tokio::time::timeout(self.read_timeout, self.body.frame())
+                .await
+                .map_err(|_| {
+                    Error::deadline_exceeded(format!(
+                        "reading {}: no data for {:?}",
+                        self.what, self.read_timeout
+                    ))
+                })?;
+            match frame {
+                None => return Ok(None),
+                Some(Err(e)) => {
+                    return Err(Error::unavailable(format!(
+                        "reading {}: {}",
+                        self.what,
+                        error_chain(&e)
+                    )))
+                }
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        if !data.is_empty() {
+                            return Ok(Some(data));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A body of `data`.
+pub(crate) fn full(data: Bytes) -> BodyFactory {
+    Arc::new(move || Full::new(data.clone()).map_err(|e| match e {}).boxed_unsync())
+}
+
+/// The error for an unexpected answer, with the registry's own error
+/// codes and messages (`MANIFEST_UNKNOWN: manifest unknown`).
+pub(crate) async fn status_error(response: http::Response<Incoming>, what: &str, read_timeout: Duration) -> Error {
+    let status = response.status();
+    let body = read_limited(response.into_body(), 64 << 10, read_timeout)
+        .await
+        .unwrap_or_default();
+    let detail = registry_errors(&body);
+    let detail = if detail.is_empty() {
+        String::new()
+    } else {
+        format!(": {detail}")
+    };
+    match status {
+        StatusCode::NOT_FOUND => Error::not_found(format!("{what}: not found{detail}")),
+        StatusCode::UNAUTHORIZED => Error::unknown(format!(
+            "{what}: unauthorized: authentication required (pass --user, or credentials in a docker config){detail}"
+        )),
+        StatusCode::FORBIDDEN => Error::unknown(format!("{what}: access denied{detail}")),
+        StatusCode::TOO_MANY_REQUESTS => {
+            Error::unavailable(format!("{what}: registry still rate-limiting after retries{detail}"))
+        }
+        s if s.is_server_error() => {
+            Error::unavailable(format!("{what}: registry answered {s} after retries{detail}"))
+        }
+        s => Error::unknown(format!("{what}: unexpected status {s}{detail}")),
+    }
+}
+
+fn registry_errors(body: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct Errors {
+        #[serde(default)]
+        errors: Vec<Entry>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        #[serde(default)]
+        code: String,
+        #[serde(default)]
+        message: String,
+    }
+    match serde_json::from_slice::<Errors>(body) {
+        Ok(parsed) => parsed
+            .errors
+            .iter()
+            .map(|e| format!("{}: {}", e.code, e.message))
+            .collect::<Vec<_>>()
+            .join("; "),
+        Err(_) => String::from_utf8_lossy(body).trim().chars().take(200).collect(),
+    }
+}
+
+/// A header's value as a string, if present and valid.
+pub(crate) fn header_str<'a>(headers: &'a HeaderMap<HeaderValue>, name: &header::HeaderName) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_join() {
+        let base = "http://127.0.0.1:5000/v2/a/blobs/uploads/";
+        assert_eq!(join_location(base, "/v2/a/blobs/uploads/u?x=1"), "http://127.0.0.1:5000/v2/a/blobs/uploads/u?x=1");
+        assert_eq!(join_location(base, "http://other/x"), "http://other/x");
+        assert_eq!(query_escape("repository:a/b:pull,push"), "repository%3Aa%2Fb%3Apull%2Cpush");
+    }
+}

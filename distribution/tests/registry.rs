@@ -1,0 +1,270 @@
+//! The registry client against Debian's docker-registry on loopback, and
+//! against a scripted HTTP server for what docker-registry cannot be made
+//! to do (tokens, rate limits, flaky 5xx).
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crated_core::descriptor::Descriptor;
+use crated_core::error::Kind;
+use crated_distribution::{Credentials, HostOptions, Pushed, Resolver, TransportOptions, Verifier};
+use crated_testimages::{busybox, push, Registry};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+fn resolver() -> Resolver {
+    Resolver::new(HostOptions::default(), None, TransportOptions::default())
+}
+
+fn desc(blob: &crated_testimages::Blob) -> Descriptor {
+    Descriptor {
+        media_type: blob.media_type.clone(),
+        digest: blob.digest.clone(),
+        size: blob.data.len() as u64,
+        annotations: Default::default(),
+    }
+}
+
+#[tokio::test]
+async fn push_resolve_fetch_and_resume() {
+    let registry = tokio::task::spawn_blocking(|| Registry::start(None)).await.unwrap().unwrap();
+    let image = busybox().unwrap();
+    let reference = format!("{}/test/busybox:latest", registry.host);
+    push(&reference, &image).await.unwrap();
+
+    let resolver = resolver();
+    let (name, root) = resolver.resolve(&reference).await.unwrap();
+    assert_eq!(name, reference);
+    assert_eq!(root.digest, image.root.digest);
+    assert_eq!(root.size, image.root.data.len() as u64);
+    assert_eq!(root.media_type, "application/vnd.oci.image.manifest.v1+json");
+
+    // By digest too, with and without the tag.
+    let by_digest = format!("{}/test/busybox@{}", registry.host, image.root.digest);
+    assert_eq!(resolver.resolve(&by_digest).await.unwrap().1.digest, image.root.digest);
+
+    let fetcher = resolver.fetcher(&reference).unwrap();
+    assert_eq!(fetcher.fetch_all(&root).await.unwrap(), image.root.data.to_vec());
+    for blob in &image.blobs {
+        // A resumed download: the rest from an offset, then verified whole.
+        let offset = blob.data.len() as u64 / 3;
+        let mut body = fetcher.fetch(&desc(blob), offset).await.unwrap();
+        let mut got = blob.data[..offset as usize].to_vec();
+        while let Some(chunk) = body.chunk().await.unwrap() {
+            got.extend_from_slice(&chunk);
+        }
+        let mut v = Verifier::default();
+        v.update(&got);
+        assert_eq!(v.digest(), blob.digest);
+    }
+}
+
+#[tokio::test]
+async fn missing_things_are_not_found_naming_the_reference() {
+    let registry = tokio::task::spawn_blocking(|| Registry::start(None)).await.unwrap().unwrap();
+    let reference = format!("{}/test/nothing:here", registry.host);
+    let err = resolver().resolve(&reference).await.unwrap_err();
+    assert_eq!(err.kind(), Kind::NotFound, "{err}");
+    assert!(err.to_string().contains(&reference), "{err}");
+
+    let err = resolver().resolve("127.0.0.1:1/x/y:z").await.unwrap_err();
+    assert_eq!(err.kind(), Kind::Unavailable, "{err}");
+    assert!(err.to_string().contains("127.0.0.1:1"), "{err}");
+
+    let err = resolver().resolve("Not A Reference").await.unwrap_err();
+    assert_eq!(err.kind(), Kind::InvalidArgument, "{err}");
+}
+
+#[tokio::test]
+async fn pushing_again_skips_and_other_repositories_mount() {
+    let registry = tokio::task::spawn_blocking(|| Registry::start(None)).await.unwrap().unwrap();
+    let image = busybox().unwrap();
+    push(&format!("{}/a/busybox:1", registry.host), &image).await.unwrap();
+
+    let resolver = resolver();
+    let layer = &image.blobs[0];
+    let source: Arc<dyn crated_core::content::ReaderAt> = Arc::new(Bytes(layer.data.clone()));
+    let same = resolver.pusher(&format!("{}/a/busybox:1", registry.host)).unwrap();
+    assert_eq!(same.push_blob(&desc(layer), source.clone(), None).await.unwrap(), Pushed::Exists);
+    let other = resolver.pusher(&format!("{}/b/copy:1", registry.host)).unwrap();
+    assert!(!other.exists(&desc(layer)).await.unwrap());
+    assert_eq!(
+        other.push_blob(&desc(layer), source, Some("a/busybox")).await.unwrap(),
+        Pushed::Mounted
+    );
+    assert!(other.exists(&desc(layer)).await.unwrap());
+}
+
+struct Bytes(bytes::Bytes);
+
+#[async_trait::async_trait]
+impl crated_core::content::ReaderAt for Bytes {
+    fn size(&self) -> u64 {
+        self.0.len() as u64
+    }
+    async fn read_at(&self, offset: u64, buf: &mut [u8]) -> crated_core::Result<usize> {
+        let start = (offset as usize).min(self.0.len());
+        let n = buf.len().min(self.0.len() - start);
+        buf[..n].copy_from_slice(&self.0[start..start + n]);
+        Ok(n)
+    }
+}
+
+#[tokio::test]
+async fn basic_auth_with_credentials_and_a_clear_error_without() {
+    let dir = tempfile::tempdir().unwrap();
+    let htpasswd = dir.path().join("htpasswd");
+    let hash = bcrypt::hash("s3cret", 4).unwrap();
+    std::fs::write(&htpasswd, format!("tester:{hash}\n")).unwrap();
+    let path = htpasswd.clone();
+    let registry = tokio::task::spawn_blocking(move || Registry::start(Some(&path))).await.unwrap().unwrap();
+    let reference = format!("{}/private/busybox:latest", registry.host);
+
+    let err = resolver().resolve(&reference).await.unwrap_err();
+    assert!(err.to_string().contains("unauthorized") && err.to_string().contains(&reference), "{err}");
+
+    let creds: crated_distribution::CredentialsFn =
+        Arc::new(|_: &str| Some(Credentials::parse_user("tester:s3cret")));
+    let authed = Resolver::new(HostOptions::default(), Some(creds), TransportOptions::default());
+    let image = busybox().unwrap();
+    // push() has no credentials: push through the authed resolver by hand.
+    let pusher = authed.pusher(&reference).unwrap();
+    for blob in &image.blobs {
+        pusher.push_blob(&desc(blob), Arc::new(Bytes(blob.data.clone())), None).await.unwrap();
+    }
+    pusher.push_manifest(&desc(&image.root), image.root.data.clone(), true).await.unwrap();
+    assert_eq!(authed.resolve(&reference).await.unwrap().1.digest, image.root.digest);
+
+    let wrong: crated_distribution::CredentialsFn =
+        Arc::new(|_: &str| Some(Credentials::parse_user("tester:nope")));
+    let wrong = Resolver::new(HostOptions::default(), Some(wrong), TransportOptions::default());
+    let err = wrong.resolve(&reference).await.unwrap_err();
+    assert!(err.to_string().contains("unauthorized"), "{err}");
+}
+
+/// A one-request-per-connection HTTP server answering from `script`
+/// (request line and headers in, raw response out).
+async fn scripted(
+    script: impl Fn(&str, &str, String) -> String + Send + Sync + 'static,
+) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let script = Arc::new(script);
+    let base = addr.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { return };
+            let script = script.clone();
+            let base = base.clone();
+            tokio::spawn(async move {
+                let mut reader = BufReader::new(stream);
+                loop {
+                    let mut head = String::new();
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        head.push_str(&line);
+                    }
+                    let len = head
+                        .lines()
+                        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0)))
+                        .unwrap_or(0);
+                    let mut body = vec![0; len];
+                    reader.read_exact(&mut body).await.unwrap();
+                    let request_line = head.lines().next().unwrap_or_default().to_owned();
+                    let response = script(&base, &request_line, head);
+                    if reader.get_mut().write_all(response.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn respond(status: &str, headers: &[(&str, String)], body: &str) -> String {
+    let mut out = format!("HTTP/1.1 {status}\r\ncontent-length: {}\r\n", body.len());
+    for (k, v) in headers {
+        out.push_str(&format!("{k}: {v}\r\n"));
+    }
+    out.push_str("\r\n");
+    out.push_str(body);
+    out
+}
+
+const MANIFEST: &str = r#"{"schemaVersion":2}"#;
+
+fn manifest_headers() -> Vec<(&'static str, String)> {
+    vec![
+        ("content-type", "application/vnd.oci.image.manifest.v1+json".to_owned()),
+        ("docker-content-digest", crated_core::digest::Digest::sha256(MANIFEST.as_bytes()).to_string()),
+    ]
+}
+
+#[tokio::test]
+async fn bearer_tokens_are_fetched_for_the_repository_scope() {
+    let token_requests = Arc::new(AtomicUsize::new(0));
+    let seen = token_requests.clone();
+    let addr = scripted(move |base, line, head| {
+        if line.starts_with("GET /token?") {
+            seen.fetch_add(1, Ordering::SeqCst);
+            assert!(line.contains("service=test-registry"), "{line}");
+            assert!(line.contains("scope=repository%3Aorg%2Fimg%3Apull"), "{line}");
+            return respond("200 OK", &[], r#"{"token":"t0ken","expires_in":300}"#);
+        }
+        if head.contains("Authorization: Bearer t0ken") || head.contains("authorization: Bearer t0ken") {
+            return respond("200 OK", &manifest_headers(), MANIFEST);
+        }
+        respond(
+            "401 Unauthorized",
+            &[("www-authenticate", format!(r#"Bearer realm="http://{base}/token",service="test-registry""#))],
+            r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#,
+        )
+    })
+    .await;
+    let resolver = resolver();
+    let reference = format!("{addr}/org/img:1");
+    let (_, d) = resolver.resolve(&reference).await.unwrap();
+    assert_eq!(d.size, MANIFEST.len() as u64);
+    // The token is cached for the scope: a second resolve asks no more.
+    resolver.resolve(&reference).await.unwrap();
+    assert_eq!(token_requests.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn busy_registries_are_retried_then_reported() {
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    let addr = scripted(move |_, line, _| {
+        let n = seen.fetch_add(1, Ordering::SeqCst);
+        if line.contains("/always503/") {
+            return respond("503 Service Unavailable", &[], "down for maintenance");
+        }
+        match n {
+            0 => respond("429 Too Many Requests", &[("retry-after", "0".to_owned())], ""),
+            1 => respond("502 Bad Gateway", &[], ""),
+            _ => respond("200 OK", &manifest_headers(), MANIFEST),
+        }
+    })
+    .await;
+    let options = TransportOptions {
+        backoff: Duration::from_millis(10),
+        ..Default::default()
+    };
+    let resolver = Resolver::new(HostOptions::default(), None, options);
+    resolver.resolve(&format!("{addr}/flaky/img:1")).await.unwrap();
+    assert_eq!(count.load(Ordering::SeqCst), 3);
+
+    let err = resolver.resolve(&format!("{addr}/always503/img:1")).await.unwrap_err();
+    assert_eq!(err.kind(), Kind::Unavailable, "{err}");
+    // A HEAD answer has no body to quote: the status and reference must do.
+    assert!(err.to_string().contains("503") && err.to_string().contains("always503/img:1"), "{err}");
+}

@@ -1,0 +1,20 @@
+#![doc = include_str!("../README.md")]
+// Test fixtures: failures here are test failures, reported with context.
+
+mod image;
+mod registry;
+
+pub use image::{
+    busybox, hostile, multi_platform, synthetic, whiteouts, Blob, Image, LayerBuilder,
+    EXPECTED_WHITEOUT_TREE,
+};
+pub use registry::{push, Registry};
+
+/// The OCI architecture of this machine (`amd64`, `arm64`).
+pub fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
