@@ -1,6 +1,8 @@
 #![doc = include_str!("../README.md")]
 
 pub mod leases;
+pub mod pull;
+pub mod push;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -5,6 +5,8 @@ mod client;
 mod commands;
 mod duration;
 mod gojson;
+mod progress;
+mod registry;
 mod tabwriter;
 mod units;
 

@@ -278,16 +278,25 @@ mod tests {
     #[test]
     fn challenges_parse() {
         assert_eq!(
-            parse_challenge(r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/busybox:pull,push""#),
+            parse_challenge(
+                r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/busybox:pull,push""#
+            ),
             Some(Challenge::Bearer {
                 realm: "https://auth.docker.io/token".into(),
                 service: Some("registry.docker.io".into()),
                 scope: Some("repository:library/busybox:pull,push".into()),
             })
         );
-        assert_eq!(parse_challenge("Basic realm=\"Registry Realm\""), Some(Challenge::Basic));
+        assert_eq!(
+            parse_challenge("Basic realm=\"Registry Realm\""),
+            Some(Challenge::Basic)
+        );
         assert_eq!(parse_challenge("Negotiate"), None);
-        assert_eq!(parse_challenge("Bearer service=x"), None, "a bearer challenge needs a realm");
+        assert_eq!(
+            parse_challenge("Bearer service=x"),
+            None,
+            "a bearer challenge needs a realm"
+        );
     }
 
     #[test]
@@ -301,9 +310,15 @@ mod tests {
         .unwrap();
         let creds = docker_config(&path).unwrap();
         let hub = creds("registry-1.docker.io").unwrap();
-        assert_eq!((hub.username.as_str(), hub.secret.as_str()), ("user", "pa:ss"));
+        assert_eq!(
+            (hub.username.as_str(), hub.secret.as_str()),
+            ("user", "pa:ss")
+        );
         assert_eq!(creds("127.0.0.1:5000").unwrap().secret, "b");
         assert!(creds("other").is_none());
-        assert!(!format!("{hub:?}").contains("pa:ss"), "secrets stay out of Debug");
+        assert!(
+            !format!("{hub:?}").contains("pa:ss"),
+            "secrets stay out of Debug"
+        );
     }
 }

@@ -356,7 +356,10 @@ mod tests {
             plain_http: true,
             ..Default::default()
         };
-        assert_eq!(configure("registry.example", &plain).unwrap()[0].scheme, "http");
+        assert_eq!(
+            configure("registry.example", &plain).unwrap()[0].scheme,
+            "http"
+        );
     }
 
     #[test]
@@ -409,7 +412,10 @@ ca = "ca.pem"
             ..Default::default()
         };
         let err = configure("r.example", &o).unwrap_err().to_string();
-        assert!(err.contains("hosts.toml") && err.contains("unknown capability"), "{err}");
+        assert!(
+            err.contains("hosts.toml") && err.contains("unknown capability"),
+            "{err}"
+        );
     }
 
     #[test]

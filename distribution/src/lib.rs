@@ -11,4 +11,4 @@ pub use registry::{
     is_manifest_type, Fetched, Fetcher, Pushed, Pusher, Resolver, Verifier, ACCEPT_MANIFESTS,
     MAX_MANIFEST_SIZE,
 };
-pub use transport::{TransportOptions};
+pub use transport::TransportOptions;

@@ -142,8 +142,7 @@ impl Resolver {
                 }
             }
         }
-        Err(first_error
-            .unwrap_or_else(|| Error::not_found(format!("{reference}: not found"))))
+        Err(first_error.unwrap_or_else(|| Error::not_found(format!("{reference}: not found"))))
     }
 
     async fn resolve_at(
@@ -162,7 +161,12 @@ impl Resolver {
             return Ok(None);
         }
         if !status.is_success() {
-            return Err(status_error(response, &target.written, self.transport.options.read_timeout).await);
+            return Err(status_error(
+                response,
+                &target.written,
+                self.transport.options.read_timeout,
+            )
+            .await);
         }
         let headers = response.headers();
         let mut media_type = header_str(headers, &header::CONTENT_TYPE)
@@ -172,7 +176,8 @@ impl Resolver {
             .map(Digest::parse)
             .transpose()
             .map_err(|e| e.context(format!("{what}: bad Docker-Content-Digest")))?;
-        let mut size = header_str(headers, &header::CONTENT_LENGTH).and_then(|l| l.parse::<u64>().ok());
+        let mut size =
+            header_str(headers, &header::CONTENT_LENGTH).and_then(|l| l.parse::<u64>().ok());
         if digest.is_none() || size.is_none_or(|s| s == 0) {
             // Some registries answer HEAD without these: read the manifest.
             let get = Request::new(Method::GET, host, path, scope, &what)
@@ -182,14 +187,23 @@ impl Resolver {
                 return Ok(None);
             }
             if !response.status().is_success() {
-                return Err(status_error(response, &target.written, self.transport.options.read_timeout).await);
+                return Err(status_error(
+                    response,
+                    &target.written,
+                    self.transport.options.read_timeout,
+                )
+                .await);
             }
             if let Some(t) = header_str(response.headers(), &header::CONTENT_TYPE) {
                 media_type = t.split(';').next().unwrap_or(t).trim().to_owned();
             }
-            let body = read_limited(response.into_body(), MAX_MANIFEST_SIZE, self.transport.options.read_timeout)
-                .await
-                .map_err(|e| e.context(what.clone()))?;
+            let body = read_limited(
+                response.into_body(),
+                MAX_MANIFEST_SIZE,
+                self.transport.options.read_timeout,
+            )
+            .await
+            .map_err(|e| e.context(what.clone()))?;
             digest = Some(Digest::sha256(&body));
             size = Some(body.len() as u64);
         }
@@ -203,7 +217,9 @@ impl Resolver {
                 )));
             }
         }
-        if media_type.contains("manifest.v1+prettyjws") || media_type == "application/vnd.docker.distribution.manifest.v1+json" {
+        if media_type.contains("manifest.v1+prettyjws")
+            || media_type == "application/vnd.docker.distribution.manifest.v1+json"
+        {
             return Err(Error::not_implemented(format!(
                 "{}: docker schema 1 manifests are not supported",
                 target.written
@@ -312,7 +328,8 @@ impl Fetcher {
                     StatusCode::OK => offset,
                     _ => {
                         first_error.get_or_insert(
-                            status_error(response, &what, self.transport.options.read_timeout).await,
+                            status_error(response, &what, self.transport.options.read_timeout)
+                                .await,
                         );
                         continue;
                     }
@@ -400,7 +417,11 @@ impl Pusher {
     /// Whether the registry has `desc` in this repository.
     pub async fn exists(&self, desc: &Descriptor) -> Result<bool> {
         let host = self.host()?;
-        let kind = if is_manifest_type(&desc.media_type) { "manifests" } else { "blobs" };
+        let kind = if is_manifest_type(&desc.media_type) {
+            "manifests"
+        } else {
+            "blobs"
+        };
         let path = format!("{}/{kind}/{}", self.repository(), desc.digest);
         let what = format!("{} in {}", desc.digest, self.target.written);
         let mut request = Request::new(Method::HEAD, host, &path, &self.target.push_scope(), &what);
@@ -447,11 +468,20 @@ impl Pusher {
             StatusCode::CREATED => return Ok(Pushed::Mounted),
             StatusCode::ACCEPTED => header_str(response.headers(), &header::LOCATION)
                 .map(|l| join_location(&host.url(&path), l))
-                .ok_or_else(|| Error::unknown(format!("{what}: upload started without a Location")))?,
-            _ => return Err(status_error(response, &what, self.transport.options.read_timeout).await),
+                .ok_or_else(|| {
+                    Error::unknown(format!("{what}: upload started without a Location"))
+                })?,
+            _ => {
+                return Err(
+                    status_error(response, &what, self.transport.options.read_timeout).await,
+                )
+            }
         };
         let sep = if location.contains('?') { '&' } else { '?' };
-        let url = format!("{location}{sep}digest={}", query_escape(desc.digest.as_str()));
+        let url = format!(
+            "{location}{sep}digest={}",
+            query_escape(desc.digest.as_str())
+        );
         let mut put = Request::new(Method::PUT, host, "", &scope, &what)
             .header(header::CONTENT_TYPE, "application/octet-stream")
             .header(header::CONTENT_LENGTH, desc.size.to_string());
@@ -476,7 +506,10 @@ impl Pusher {
             return Ok(());
         }
         let path = format!("{}/manifests/{object}", self.repository());
-        let what = format!("pushing manifest {} to {}", desc.digest, self.target.written);
+        let what = format!(
+            "pushing manifest {} to {}",
+            desc.digest, self.target.written
+        );
         let mut put = Request::new(Method::PUT, host, &path, &self.target.push_scope(), &what)
             .header(header::CONTENT_TYPE, desc.media_type.clone())
             .header(header::CONTENT_LENGTH, data.len().to_string());
@@ -519,7 +552,10 @@ fn reader_body(source: Arc<dyn ReaderAt>, size: u64) -> BodyFactory {
                     )),
                     Ok(n) => {
                         buf.truncate(n);
-                        Some((Ok(hyper::body::Frame::data(Bytes::from(buf))), offset + n as u64))
+                        Some((
+                            Ok(hyper::body::Frame::data(Bytes::from(buf))),
+                            offset + n as u64,
+                        ))
                     }
                     Err(e) => Some((Err(std::io::Error::other(e.to_string())), size)),
                 }
@@ -541,7 +577,13 @@ impl Verifier {
 
     /// The digest so far.
     pub fn digest(&self) -> Digest {
-        let hex: String = self.0.clone().finalize().iter().map(|b| format!("{b:02x}")).collect();
+        let hex: String = self
+            .0
+            .clone()
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         Digest::parse(&format!("sha256:{hex}")).expect("a sha256 hex string is a valid digest")
     }
 }

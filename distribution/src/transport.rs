@@ -71,7 +71,13 @@ pub(crate) struct Request {
 }
 
 impl Request {
-    pub(crate) fn new(method: Method, host: &RegistryHost, rest: &str, scope: &str, what: &str) -> Self {
+    pub(crate) fn new(
+        method: Method,
+        host: &RegistryHost,
+        rest: &str,
+        scope: &str,
+        what: &str,
+    ) -> Self {
         let headers = host
             .headers
             .iter()
@@ -218,15 +224,18 @@ impl Transport {
         let request = builder
             .body(Empty::new().map_err(|e| match e {}).boxed_unsync())
             .map_err(|e| Error::invalid_argument(format!("invalid token request: {e}")))?;
-        let response = tokio::time::timeout(self.options.response_timeout, self.http.request(request))
-            .await
-            .map_err(|_| {
-                Error::deadline_exceeded(format!(
-                    "token request to {realm} timed out after {:?}",
-                    self.options.response_timeout
-                ))
-            })?
-            .map_err(|e| Error::unavailable(format!("failed to fetch token from {realm}: {e}")))?;
+        let response =
+            tokio::time::timeout(self.options.response_timeout, self.http.request(request))
+                .await
+                .map_err(|_| {
+                    Error::deadline_exceeded(format!(
+                        "token request to {realm} timed out after {:?}",
+                        self.options.response_timeout
+                    ))
+                })?
+                .map_err(|e| {
+                    Error::unavailable(format!("failed to fetch token from {realm}: {e}"))
+                })?;
         let status = response.status();
         let body = read_limited(response.into_body(), 1 << 20, self.options.read_timeout).await?;
         if !status.is_success() {
@@ -261,7 +270,9 @@ impl Transport {
             let uri: http::Uri = url
                 .parse()
                 .map_err(|e| Error::invalid_argument(format!("invalid URL {url:?}: {e}")))?;
-            let mut builder = http::Request::builder().method(request.method.clone()).uri(uri);
+            let mut builder = http::Request::builder()
+                .method(request.method.clone())
+                .uri(uri);
             for (name, value) in &request.headers {
                 builder = builder.header(name, value);
             }
@@ -279,7 +290,8 @@ impl Transport {
             let built = builder
                 .body(body)
                 .map_err(|e| Error::invalid_argument(format!("invalid request to {url}: {e}")))?;
-            let sent = tokio::time::timeout(self.options.response_timeout, self.http.request(built)).await;
+            let sent =
+                tokio::time::timeout(self.options.response_timeout, self.http.request(built)).await;
             let response = match sent {
                 Err(_) => {
                     if attempt < self.options.retries {
@@ -390,7 +402,11 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// Reads a whole body, refusing more than `limit` bytes.
-pub(crate) async fn read_limited(body: Incoming, limit: usize, read_timeout: Duration) -> Result<Vec<u8>> {
+pub(crate) async fn read_limited(
+    body: Incoming,
+    limit: usize,
+    read_timeout: Duration,
+) -> Result<Vec<u8>> {
     let mut reader = BodyReader::new(body, read_timeout, String::from("response"));
     let mut out = Vec::new();
     while let Some(chunk) = reader.chunk().await? {
@@ -454,12 +470,20 @@ impl BodyReader {
 
 /// A body of `data`.
 pub(crate) fn full(data: Bytes) -> BodyFactory {
-    Arc::new(move || Full::new(data.clone()).map_err(|e| match e {}).boxed_unsync())
+    Arc::new(move || {
+        Full::new(data.clone())
+            .map_err(|e| match e {})
+            .boxed_unsync()
+    })
 }
 
 /// The error for an unexpected answer, with the registry's own error
 /// codes and messages (`MANIFEST_UNKNOWN: manifest unknown`).
-pub(crate) async fn status_error(response: http::Response<Incoming>, what: &str, read_timeout: Duration) -> Error {
+pub(crate) async fn status_error(
+    response: http::Response<Incoming>,
+    what: &str,
+    read_timeout: Duration,
+) -> Error {
     let status = response.status();
     let body = read_limited(response.into_body(), 64 << 10, read_timeout)
         .await
@@ -506,12 +530,19 @@ fn registry_errors(body: &[u8]) -> String {
             .map(|e| format!("{}: {}", e.code, e.message))
             .collect::<Vec<_>>()
             .join("; "),
-        Err(_) => String::from_utf8_lossy(body).trim().chars().take(200).collect(),
+        Err(_) => String::from_utf8_lossy(body)
+            .trim()
+            .chars()
+            .take(200)
+            .collect(),
     }
 }
 
 /// A header's value as a string, if present and valid.
-pub(crate) fn header_str<'a>(headers: &'a HeaderMap<HeaderValue>, name: &header::HeaderName) -> Option<&'a str> {
+pub(crate) fn header_str<'a>(
+    headers: &'a HeaderMap<HeaderValue>,
+    name: &header::HeaderName,
+) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -522,8 +553,14 @@ mod tests {
     #[test]
     fn locations_join() {
         let base = "http://127.0.0.1:5000/v2/a/blobs/uploads/";
-        assert_eq!(join_location(base, "/v2/a/blobs/uploads/u?x=1"), "http://127.0.0.1:5000/v2/a/blobs/uploads/u?x=1");
+        assert_eq!(
+            join_location(base, "/v2/a/blobs/uploads/u?x=1"),
+            "http://127.0.0.1:5000/v2/a/blobs/uploads/u?x=1"
+        );
         assert_eq!(join_location(base, "http://other/x"), "http://other/x");
-        assert_eq!(query_escape("repository:a/b:pull,push"), "repository%3Aa%2Fb%3Apull%2Cpush");
+        assert_eq!(
+            query_escape("repository:a/b:pull,push"),
+            "repository%3Aa%2Fb%3Apull%2Cpush"
+        );
     }
 }

@@ -29,7 +29,10 @@ fn desc(blob: &crated_testimages::Blob) -> Descriptor {
 
 #[tokio::test]
 async fn push_resolve_fetch_and_resume() {
-    let registry = tokio::task::spawn_blocking(|| Registry::start(None)).await.unwrap().unwrap();
+    let registry = tokio::task::spawn_blocking(|| Registry::start(None))
+        .await
+        .unwrap()
+        .unwrap();
     let image = busybox().unwrap();
     let reference = format!("{}/test/busybox:latest", registry.host);
     push(&reference, &image).await.unwrap();
@@ -39,14 +42,23 @@ async fn push_resolve_fetch_and_resume() {
     assert_eq!(name, reference);
     assert_eq!(root.digest, image.root.digest);
     assert_eq!(root.size, image.root.data.len() as u64);
-    assert_eq!(root.media_type, "application/vnd.oci.image.manifest.v1+json");
+    assert_eq!(
+        root.media_type,
+        "application/vnd.oci.image.manifest.v1+json"
+    );
 
     // By digest too, with and without the tag.
     let by_digest = format!("{}/test/busybox@{}", registry.host, image.root.digest);
-    assert_eq!(resolver.resolve(&by_digest).await.unwrap().1.digest, image.root.digest);
+    assert_eq!(
+        resolver.resolve(&by_digest).await.unwrap().1.digest,
+        image.root.digest
+    );
 
     let fetcher = resolver.fetcher(&reference).unwrap();
-    assert_eq!(fetcher.fetch_all(&root).await.unwrap(), image.root.data.to_vec());
+    assert_eq!(
+        fetcher.fetch_all(&root).await.unwrap(),
+        image.root.data.to_vec()
+    );
     for blob in &image.blobs {
         // A resumed download: the rest from an offset, then verified whole.
         let offset = blob.data.len() as u64 / 3;
@@ -63,7 +75,10 @@ async fn push_resolve_fetch_and_resume() {
 
 #[tokio::test]
 async fn missing_things_are_not_found_naming_the_reference() {
-    let registry = tokio::task::spawn_blocking(|| Registry::start(None)).await.unwrap().unwrap();
+    let registry = tokio::task::spawn_blocking(|| Registry::start(None))
+        .await
+        .unwrap()
+        .unwrap();
     let reference = format!("{}/test/nothing:here", registry.host);
     let err = resolver().resolve(&reference).await.unwrap_err();
     assert_eq!(err.kind(), Kind::NotFound, "{err}");
@@ -79,19 +94,36 @@ async fn missing_things_are_not_found_naming_the_reference() {
 
 #[tokio::test]
 async fn pushing_again_skips_and_other_repositories_mount() {
-    let registry = tokio::task::spawn_blocking(|| Registry::start(None)).await.unwrap().unwrap();
+    let registry = tokio::task::spawn_blocking(|| Registry::start(None))
+        .await
+        .unwrap()
+        .unwrap();
     let image = busybox().unwrap();
-    push(&format!("{}/a/busybox:1", registry.host), &image).await.unwrap();
+    push(&format!("{}/a/busybox:1", registry.host), &image)
+        .await
+        .unwrap();
 
     let resolver = resolver();
     let layer = &image.blobs[0];
     let source: Arc<dyn crated_core::content::ReaderAt> = Arc::new(Bytes(layer.data.clone()));
-    let same = resolver.pusher(&format!("{}/a/busybox:1", registry.host)).unwrap();
-    assert_eq!(same.push_blob(&desc(layer), source.clone(), None).await.unwrap(), Pushed::Exists);
-    let other = resolver.pusher(&format!("{}/b/copy:1", registry.host)).unwrap();
+    let same = resolver
+        .pusher(&format!("{}/a/busybox:1", registry.host))
+        .unwrap();
+    assert_eq!(
+        same.push_blob(&desc(layer), source.clone(), None)
+            .await
+            .unwrap(),
+        Pushed::Exists
+    );
+    let other = resolver
+        .pusher(&format!("{}/b/copy:1", registry.host))
+        .unwrap();
     assert!(!other.exists(&desc(layer)).await.unwrap());
     assert_eq!(
-        other.push_blob(&desc(layer), source, Some("a/busybox")).await.unwrap(),
+        other
+            .push_blob(&desc(layer), source, Some("a/busybox"))
+            .await
+            .unwrap(),
         Pushed::Mounted
     );
     assert!(other.exists(&desc(layer)).await.unwrap());
@@ -119,43 +151,66 @@ async fn basic_auth_with_credentials_and_a_clear_error_without() {
     let hash = bcrypt::hash("s3cret", 4).unwrap();
     std::fs::write(&htpasswd, format!("tester:{hash}\n")).unwrap();
     let path = htpasswd.clone();
-    let registry = tokio::task::spawn_blocking(move || Registry::start(Some(&path))).await.unwrap().unwrap();
+    let registry = tokio::task::spawn_blocking(move || Registry::start(Some(&path)))
+        .await
+        .unwrap()
+        .unwrap();
     let reference = format!("{}/private/busybox:latest", registry.host);
 
     let err = resolver().resolve(&reference).await.unwrap_err();
-    assert!(err.to_string().contains("unauthorized") && err.to_string().contains(&reference), "{err}");
+    assert!(
+        err.to_string().contains("unauthorized") && err.to_string().contains(&reference),
+        "{err}"
+    );
 
     let creds: crated_distribution::CredentialsFn =
         Arc::new(|_: &str| Some(Credentials::parse_user("tester:s3cret")));
-    let authed = Resolver::new(HostOptions::default(), Some(creds), TransportOptions::default());
+    let authed = Resolver::new(
+        HostOptions::default(),
+        Some(creds),
+        TransportOptions::default(),
+    );
     let image = busybox().unwrap();
     // push() has no credentials: push through the authed resolver by hand.
     let pusher = authed.pusher(&reference).unwrap();
     for blob in &image.blobs {
-        pusher.push_blob(&desc(blob), Arc::new(Bytes(blob.data.clone())), None).await.unwrap();
+        pusher
+            .push_blob(&desc(blob), Arc::new(Bytes(blob.data.clone())), None)
+            .await
+            .unwrap();
     }
-    pusher.push_manifest(&desc(&image.root), image.root.data.clone(), true).await.unwrap();
-    assert_eq!(authed.resolve(&reference).await.unwrap().1.digest, image.root.digest);
+    pusher
+        .push_manifest(&desc(&image.root), image.root.data.clone(), true)
+        .await
+        .unwrap();
+    assert_eq!(
+        authed.resolve(&reference).await.unwrap().1.digest,
+        image.root.digest
+    );
 
     let wrong: crated_distribution::CredentialsFn =
         Arc::new(|_: &str| Some(Credentials::parse_user("tester:nope")));
-    let wrong = Resolver::new(HostOptions::default(), Some(wrong), TransportOptions::default());
+    let wrong = Resolver::new(
+        HostOptions::default(),
+        Some(wrong),
+        TransportOptions::default(),
+    );
     let err = wrong.resolve(&reference).await.unwrap_err();
     assert!(err.to_string().contains("unauthorized"), "{err}");
 }
 
 /// A one-request-per-connection HTTP server answering from `script`
 /// (request line and headers in, raw response out).
-async fn scripted(
-    script: impl Fn(&str, &str, String) -> String + Send + Sync + 'static,
-) -> String {
+async fn scripted(script: impl Fn(&str, &str, String) -> String + Send + Sync + 'static) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let script = Arc::new(script);
     let base = addr.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             let script = script.clone();
             let base = base.clone();
             tokio::spawn(async move {
@@ -174,13 +229,22 @@ async fn scripted(
                     }
                     let len = head
                         .lines()
-                        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0)))
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
                         .unwrap_or(0);
                     let mut body = vec![0; len];
                     reader.read_exact(&mut body).await.unwrap();
                     let request_line = head.lines().next().unwrap_or_default().to_owned();
                     let response = script(&base, &request_line, head);
-                    if reader.get_mut().write_all(response.as_bytes()).await.is_err() {
+                    if reader
+                        .get_mut()
+                        .write_all(response.as_bytes())
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -204,8 +268,14 @@ const MANIFEST: &str = r#"{"schemaVersion":2}"#;
 
 fn manifest_headers() -> Vec<(&'static str, String)> {
     vec![
-        ("content-type", "application/vnd.oci.image.manifest.v1+json".to_owned()),
-        ("docker-content-digest", crated_core::digest::Digest::sha256(MANIFEST.as_bytes()).to_string()),
+        (
+            "content-type",
+            "application/vnd.oci.image.manifest.v1+json".to_owned(),
+        ),
+        (
+            "docker-content-digest",
+            crated_core::digest::Digest::sha256(MANIFEST.as_bytes()).to_string(),
+        ),
     ]
 }
 
@@ -217,15 +287,23 @@ async fn bearer_tokens_are_fetched_for_the_repository_scope() {
         if line.starts_with("GET /token?") {
             seen.fetch_add(1, Ordering::SeqCst);
             assert!(line.contains("service=test-registry"), "{line}");
-            assert!(line.contains("scope=repository%3Aorg%2Fimg%3Apull"), "{line}");
+            assert!(
+                line.contains("scope=repository%3Aorg%2Fimg%3Apull"),
+                "{line}"
+            );
             return respond("200 OK", &[], r#"{"token":"t0ken","expires_in":300}"#);
         }
-        if head.contains("Authorization: Bearer t0ken") || head.contains("authorization: Bearer t0ken") {
+        if head.contains("Authorization: Bearer t0ken")
+            || head.contains("authorization: Bearer t0ken")
+        {
             return respond("200 OK", &manifest_headers(), MANIFEST);
         }
         respond(
             "401 Unauthorized",
-            &[("www-authenticate", format!(r#"Bearer realm="http://{base}/token",service="test-registry""#))],
+            &[(
+                "www-authenticate",
+                format!(r#"Bearer realm="http://{base}/token",service="test-registry""#),
+            )],
             r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#,
         )
     })
@@ -249,7 +327,11 @@ async fn busy_registries_are_retried_then_reported() {
             return respond("503 Service Unavailable", &[], "down for maintenance");
         }
         match n {
-            0 => respond("429 Too Many Requests", &[("retry-after", "0".to_owned())], ""),
+            0 => respond(
+                "429 Too Many Requests",
+                &[("retry-after", "0".to_owned())],
+                "",
+            ),
             1 => respond("502 Bad Gateway", &[], ""),
             _ => respond("200 OK", &manifest_headers(), MANIFEST),
         }
@@ -260,11 +342,20 @@ async fn busy_registries_are_retried_then_reported() {
         ..Default::default()
     };
     let resolver = Resolver::new(HostOptions::default(), None, options);
-    resolver.resolve(&format!("{addr}/flaky/img:1")).await.unwrap();
+    resolver
+        .resolve(&format!("{addr}/flaky/img:1"))
+        .await
+        .unwrap();
     assert_eq!(count.load(Ordering::SeqCst), 3);
 
-    let err = resolver.resolve(&format!("{addr}/always503/img:1")).await.unwrap_err();
+    let err = resolver
+        .resolve(&format!("{addr}/always503/img:1"))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), Kind::Unavailable, "{err}");
     // A HEAD answer has no body to quote: the status and reference must do.
-    assert!(err.to_string().contains("503") && err.to_string().contains("always503/img:1"), "{err}");
+    assert!(
+        err.to_string().contains("503") && err.to_string().contains("always503/img:1"),
+        "{err}"
+    );
 }

@@ -76,7 +76,11 @@ impl LayerBuilder {
         h.set_uid(0);
         h.set_gid(0);
         let field = &mut h.as_old_mut().name;
-        anyhow::ensure!(name.len() <= field.len(), "tar name too long: {}", String::from_utf8_lossy(name));
+        anyhow::ensure!(
+            name.len() <= field.len(),
+            "tar name too long: {}",
+            String::from_utf8_lossy(name)
+        );
         field[..name.len()].copy_from_slice(name);
         Ok(h)
     }
@@ -90,7 +94,10 @@ impl LayerBuilder {
 
     /// A directory.
     pub fn dir(self, name: &str) -> Result<Self> {
-        self.append(Self::header(tar::EntryType::Directory, name.as_bytes(), 0o755)?, b"")
+        self.append(
+            Self::header(tar::EntryType::Directory, name.as_bytes(), 0o755)?,
+            b"",
+        )
     }
 
     /// A regular file, mode 0644.
@@ -180,7 +187,8 @@ pub fn busybox() -> Result<Image> {
 
 fn busybox_layer() -> Result<Vec<u8>> {
     let path = Path::new("/bin/busybox");
-    let binary = std::fs::read(path).context("reading /bin/busybox (apt-get install busybox-static)")?;
+    let binary =
+        std::fs::read(path).context("reading /bin/busybox (apt-get install busybox-static)")?;
     let list = std::process::Command::new(path)
         .arg("--list-full")
         .output()
@@ -219,7 +227,7 @@ pub const EXPECTED_WHITEOUT_TREE: &[(&str, &str)] = &[
 
 /// Three layers: files, then whiteouts of a file, of a whole directory
 /// and an opaque directory, then a directory re-created after its
-/// whiteout and a hard link.
+/// whiteout; a hard link along the way.
 pub fn whiteouts() -> Result<Image> {
     let l1 = LayerBuilder::new()
         .dir("a")?
@@ -241,11 +249,14 @@ pub fn whiteouts() -> Result<Image> {
         .file(".wh.c", b"")?
         .dir("d")?
         .file("d/new", b"new")?
+        // In the layer of its target, as docker and containerd write
+        // them: a link to a lower layer's file cannot be made in an
+        // overlay upper dir (containerd fails it the same way).
+        .link(tar::EntryType::Link, "d/hard", b"d/new")?
         .finish()?;
     let l3 = LayerBuilder::new()
         .dir("c")?
         .file("c/again", b"again")?
-        .link(tar::EntryType::Link, "d/hard", b"d/new")?
         .finish()?;
     image("linux", crate::host_arch(), vec![l1, l2, l3])
 }
@@ -257,7 +268,9 @@ pub fn multi_platform() -> Result<Image> {
     let other = image(
         "linux",
         "s390x",
-        vec![LayerBuilder::new().file("etc/platform", b"s390x\n")?.finish()?],
+        vec![LayerBuilder::new()
+            .file("etc/platform", b"s390x\n")?
+            .finish()?],
     )?;
     let entry = |img: &Image, arch: &str| {
         let mut d = img.root.descriptor();
@@ -295,9 +308,16 @@ pub fn hostile(marker: &Path) -> Result<Vec<(&'static str, Image)>> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let climb = format!("{}{}", "../".repeat(32), marker.trim_start_matches('/'));
+    // Deep enough to leave any snapshot directory, short enough for a
+    // plain tar header's 100 bytes.
+    let climb = format!("{}{}", "../".repeat(16), marker.trim_start_matches('/'));
     let layers: Vec<(&'static str, Vec<u8>)> = vec![
-        ("dot-dot name", LayerBuilder::new().file_mode(climb.as_bytes(), b"x", 0o644)?.finish()?),
+        (
+            "dot-dot name",
+            LayerBuilder::new()
+                .file_mode(climb.as_bytes(), b"x", 0o644)?
+                .finish()?,
+        ),
         (
             "dot-dot inside a name",
             LayerBuilder::new()
@@ -314,14 +334,21 @@ pub fn hostile(marker: &Path) -> Result<Vec<(&'static str, Image)>> {
         (
             "relative symlink climbing out",
             LayerBuilder::new()
-                .symlink("up", &format!("{}{}", "../".repeat(32), marker_dir.trim_start_matches('/')))?
+                .symlink(
+                    "up",
+                    &format!("{}{}", "../".repeat(16), marker_dir.trim_start_matches('/')),
+                )?
                 .file(&format!("up/{marker_name}"), b"x")?
                 .finish()?,
         ),
         (
             "hard link to outside",
             LayerBuilder::new()
-                .link(tar::EntryType::Link, "hl", b"../../../../../../../../etc/passwd")?
+                .link(
+                    tar::EntryType::Link,
+                    "hl",
+                    b"../../../../../../../../etc/passwd",
+                )?
                 .finish()?,
         ),
         (
@@ -345,20 +372,31 @@ pub fn synthetic(big_mib: u64, small: usize) -> Result<Image> {
     let mut big = LayerBuilder::new().dir("data")?;
     let per_file = big_mib * (1 << 20) / 4;
     for i in 0..4u64 {
-        big = big.big_file(&format!("data/blob{i}"), per_file, Xorshift::new(i + 1).take_reader(per_file))?;
+        big = big.big_file(
+            &format!("data/blob{i}"),
+            per_file,
+            Xorshift::new(i + 1).take_reader(per_file),
+        )?;
     }
     let mut many = LayerBuilder::new().dir("small")?;
     for i in 0..small {
         if i % 1000 == 0 {
             many = many.dir(&format!("small/{}", i / 1000))?;
         }
-        many = many.file(&format!("small/{}/f{i}", i / 1000), format!("file {i}\n").as_bytes())?;
+        many = many.file(
+            &format!("small/{}/f{i}", i / 1000),
+            format!("file {i}\n").as_bytes(),
+        )?;
     }
     let wh = LayerBuilder::new()
         .file("data/.wh.blob3", b"")?
         .file("small/.wh.0", b"")?
         .finish()?;
-    image("linux", crate::host_arch(), vec![big.finish()?, many.finish()?, wh])
+    image(
+        "linux",
+        crate::host_arch(),
+        vec![big.finish()?, many.finish()?, wh],
+    )
 }
 
 /// A fast deterministic byte stream that gzip cannot shrink.

@@ -1,9 +1,11 @@
 #![doc = include_str!("../README.md")]
 // Test fixtures: failures here are test failures, reported with context.
 
+mod btrfs;
 mod image;
 mod registry;
 
+pub use btrfs::LoopBtrfs;
 pub use image::{
     busybox, hostile, multi_platform, synthetic, whiteouts, Blob, Image, LayerBuilder,
     EXPECTED_WHITEOUT_TREE,

@@ -17,39 +17,35 @@ use crate::image::{Blob, Image};
 /// A running registry, stopped (and its storage removed) on drop.
 pub struct Registry {
     child: Child,
-    _root: tempfile_dir::TempDir,
+    _root: TempDir,
     /// `127.0.0.1:<port>`.
     pub host: String,
 }
 
-mod tempfile_dir {
-    //! A temp dir removed on drop, without another dependency.
-    use std::path::{Path, PathBuf};
+/// A temp dir removed on drop (for fixtures outliving a test's scope).
+pub(crate) struct TempDir(PathBuf);
 
-    pub struct TempDir(pub PathBuf);
-
-    impl TempDir {
-        pub fn new(prefix: &str) -> std::io::Result<Self> {
-            use std::sync::atomic::{AtomicU64, Ordering};
-            static N: AtomicU64 = AtomicU64::new(0);
-            let path = std::env::temp_dir().join(format!(
-                "{prefix}-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::Relaxed)
-            ));
-            std::fs::create_dir_all(&path)?;
-            Ok(Self(path))
-        }
-
-        pub fn path(&self) -> &Path {
-            &self.0
-        }
+impl TempDir {
+    pub(crate) fn new(prefix: &str) -> std::io::Result<Self> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static N: AtomicU64 = AtomicU64::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "{prefix}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&path)?;
+        Ok(Self(path))
     }
 
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
+    pub(crate) fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -74,7 +70,7 @@ impl Registry {
     }
 
     fn try_start(htpasswd: Option<&Path>) -> Result<Self> {
-        let root = tempfile_dir::TempDir::new("crated-registry")?;
+        let root = TempDir::new("crated-registry")?;
         let host = format!("127.0.0.1:{}", free_port()?);
         let auth = match htpasswd {
             Some(file) => format!(
@@ -178,12 +174,18 @@ pub async fn push(reference: &str, image: &Image) -> Result<()> {
         .partition(|b| crated_distribution::is_manifest_type(&b.media_type));
     for blob in others {
         pusher
-            .push_blob(&descriptor(blob), Arc::new(InMemory(blob.data.clone())), None)
+            .push_blob(
+                &descriptor(blob),
+                Arc::new(InMemory(blob.data.clone())),
+                None,
+            )
             .await
             .with_context(|| format!("pushing {}", blob.digest))?;
     }
     for blob in manifests {
-        pusher.push_manifest(&descriptor(blob), blob.data.clone(), false).await?;
+        pusher
+            .push_manifest(&descriptor(blob), blob.data.clone(), false)
+            .await?;
     }
     pusher
         .push_manifest(&descriptor(&image.root), image.root.data.clone(), true)

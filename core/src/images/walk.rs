@@ -200,6 +200,14 @@ fn parse_node(parent: &Node, value: &Value) -> Result<Node> {
 /// The children of `node`: an index's manifests, a manifest's config then
 /// layers; nothing for any other type.
 pub async fn children(store: &dyn ContentStore, ns: &Namespace, node: &Node) -> Result<Vec<Node>> {
+    if !media_types::is_index(&node.media_type) && !media_types::is_manifest(&node.media_type) {
+        return Ok(Vec::new());
+    }
+    parse_children(node, &read_blob(store, ns, &node.digest).await?)
+}
+
+/// [`children`] of a document already read: `data` is `node`'s content.
+pub fn parse_children(node: &Node, data: &[u8]) -> Result<Vec<Node>> {
     let fields: &[&str] = if media_types::is_index(&node.media_type) {
         &["manifests"]
     } else if media_types::is_manifest(&node.media_type) {
@@ -207,7 +215,7 @@ pub async fn children(store: &dyn ContentStore, ns: &Namespace, node: &Node) -> 
     } else {
         return Ok(Vec::new());
     };
-    let doc = parse_json(node, &read_blob(store, ns, &node.digest).await?)?;
+    let doc = parse_json(node, data)?;
     check_kind(node, &doc)?;
     let mut out = Vec::new();
     for field in fields {
@@ -463,7 +471,7 @@ pub async fn rootfs(
 /// Keeps an index's manifests that fit `matcher`, best first; stable, so
 /// among equals the index's order decides, and manifests without a
 /// platform go last (containerd's `FilterPlatforms` + `LimitManifests`).
-fn best_first(manifests: &mut Vec<Node>, matcher: &Matcher) {
+pub fn best_first(manifests: &mut Vec<Node>, matcher: &Matcher) {
     manifests.retain(|n| n.platform.as_ref().is_none_or(|p| matcher.matches(p)));
     manifests.sort_by(|a, b| match (&a.platform, &b.platform) {
         (Some(a), Some(b)) => matcher.compare(a, b),

@@ -55,6 +55,8 @@ pub enum Command {
         /// Filter on the ingest ref, e.g. `ref~=layer`.
         filters: Vec<String>,
     },
+    /// Fetch all content of an image into the store (no unpack).
+    Fetch(crate::commands::images::pull::FetchArgs),
 }
 
 /// `ctr content ingest` arguments.
@@ -83,6 +85,9 @@ pub async fn run(client: Client, command: Command) -> anyhow::Result<()> {
     let store = ContentProxy::new(client.channel.clone());
     let ns = client.namespace.clone();
     match command {
+        Command::Fetch(args) => {
+            crate::commands::images::pull::fetch(&client, &args).await?;
+        }
         Command::Ls { quiet, filters } => {
             let infos = store.walk(&ns, &filters).await?;
             if quiet {

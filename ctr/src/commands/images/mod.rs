@@ -1,6 +1,7 @@
 //! `ctr images ls|rm|label|check|tag|mount|unmount`.
 
 mod mount;
+pub mod pull;
 
 use clap::Subcommand;
 use crated_api::containerd::services::images::v1 as pb;
@@ -58,6 +59,10 @@ pub enum Command {
         /// The new names.
         targets: Vec<String>,
     },
+    /// Pull an image from a registry and unpack it.
+    Pull(pull::PullArgs),
+    /// Push an image and all its content to a registry.
+    Push(pull::PushArgs),
     /// Mount an image's root filesystem (unpacking it first) on a path.
     Mount {
         /// Mount read-write (an active snapshot) instead of a view.
@@ -185,6 +190,8 @@ pub async fn run(client: Client, command: Command) -> anyhow::Result<()> {
                 return Err(err);
             }
         }
+        Command::Pull(args) => pull::run_pull(&client, args).await?,
+        Command::Push(args) => pull::run_push(&client, args).await?,
         Command::Mount {
             rw,
             snapshotter,

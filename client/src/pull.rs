@@ -1,0 +1,413 @@
+//! Pull: resolve a reference, fetch the image's manifests, configs and
+//! layers into the content store under a lease (layers in parallel,
+//! resuming partial downloads), label them for the collector, record the
+//! image, and unpack it — containerd's `client.Pull` with `WithPullUnpack`.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crated_api::containerd::services::images::v1 as images;
+use crated_api::from_grpc;
+use crated_api::metadata::set_grpc_namespace;
+use crated_api::proxy::content::ContentProxy;
+use crated_api::services::images::descriptor_to_pb;
+use crated_core::content::{ContentStore, Info, Labels, WriterOptions};
+use crated_core::descriptor::Descriptor;
+use crated_core::digest::Digest;
+use crated_core::images::walk::{self, media_types, Node};
+use crated_core::platforms::Matcher;
+use crated_core::reference::parse_normalized_named;
+use crated_core::{Error, Namespace, Result};
+use crated_distribution::{Fetcher, Resolver};
+use futures::StreamExt;
+use std::time::UNIX_EPOCH;
+use tonic::transport::Channel;
+
+use crate::{leases, node_descriptor};
+
+/// What happens to one blob of a pull, for progress displays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobState {
+    /// Known, not started.
+    Waiting,
+    /// Bytes arriving: `offset` of `total`.
+    Downloading,
+    /// Fetched and committed.
+    Done,
+    /// Already in the content store.
+    Exists,
+}
+
+/// Receives progress of a pull. `key` is containerd's ingest ref
+/// (`layer-sha256:…`), or the reference while it resolves.
+pub trait Progress: Send + Sync {
+    /// The reference resolved to `target`.
+    fn resolved(&self, reference: &str, target: &Descriptor);
+    /// A blob changed state or advanced.
+    fn blob(&self, key: &str, state: BlobState, offset: u64, total: u64);
+}
+
+/// A progress sink that ignores everything.
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn resolved(&self, _: &str, _: &Descriptor) {}
+    fn blob(&self, _: &str, _: BlobState, _: u64, _: u64) {}
+}
+
+/// How to pull.
+#[derive(Clone)]
+pub struct PullOptions {
+    /// The platforms to fetch and unpack (the host's by default).
+    pub matcher: Matcher,
+    /// Fetch every manifest of an index, not only the best match.
+    pub all_platforms: bool,
+    /// Layers downloaded at once.
+    pub max_concurrent_downloads: usize,
+    /// Unpack into this snapshotter; `None` fetches only.
+    pub snapshotter: Option<String>,
+    /// Labels of the image record.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Default for PullOptions {
+    fn default() -> Self {
+        Self {
+            matcher: crated_core::platforms::default_matcher(),
+            all_platforms: false,
+            max_concurrent_downloads: 3,
+            snapshotter: Some("overlayfs".to_owned()),
+            labels: BTreeMap::new(),
+        }
+    }
+}
+
+/// What a pull did.
+#[derive(Debug, Clone)]
+pub struct Pulled {
+    /// The image record's name: the reference as given.
+    pub name: String,
+    /// Its target.
+    pub target: Descriptor,
+    /// The chain id of the unpacked rootfs, if unpacked.
+    pub chain_id: Option<Digest>,
+}
+
+/// containerd's ingest ref for a blob: `<kind>-<digest>`, so a pull by
+/// containerd's client and ours resume each other's downloads.
+pub fn ingest_ref(node: &Node) -> String {
+    let kind = if media_types::is_index(&node.media_type) {
+        "index"
+    } else if media_types::is_manifest(&node.media_type) {
+        "manifest"
+    } else if media_types::is_config(&node.media_type) {
+        "config"
+    } else if node.media_type.contains("layer") {
+        "layer"
+    } else {
+        "unknown"
+    };
+    format!("{kind}-{}", node.digest)
+}
+
+/// Pulls `reference` into the daemon at `channel` in namespace `ns`.
+pub async fn pull(
+    channel: &Channel,
+    ns: &Namespace,
+    resolver: &Resolver,
+    reference: &str,
+    options: &PullOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<Pulled> {
+    let lease = leases::Temporary::create(channel, ns).await?;
+    let result = pull_leased(
+        channel,
+        ns,
+        resolver,
+        reference,
+        options,
+        progress,
+        lease.id(),
+    )
+    .await;
+    lease.release().await;
+    result
+}
+
+async fn pull_leased(
+    channel: &Channel,
+    ns: &Namespace,
+    resolver: &Resolver,
+    reference: &str,
+    options: &PullOptions,
+    progress: Arc<dyn Progress>,
+    lease: &str,
+) -> Result<Pulled> {
+    let (name, target) = resolver.resolve(reference).await?;
+    progress.resolved(&name, &target);
+    let parsed = parse_normalized_named(&name)?;
+    let source_label = (
+        format!("containerd.io/distribution.source.{}", parsed.domain()),
+        parsed.path().to_owned(),
+    );
+    let fetcher = resolver.fetcher(&name)?;
+    let store = ContentProxy::new(channel.clone()).with_lease(lease);
+    let job = Job {
+        store: &store,
+        ns,
+        fetcher: &fetcher,
+        lease,
+        progress: progress.as_ref(),
+        source_label,
+    };
+
+    // Manifests and indexes first, one by one (they are small and say
+    // what else to fetch), then every config and layer in parallel.
+    let root = Node {
+        media_type: target.media_type.clone(),
+        digest: target.digest.clone(),
+        size: i64::try_from(target.size)
+            .map_err(|_| Error::invalid_argument(format!("{name}: size out of range")))?,
+        platform: None,
+    };
+    let mut stack = vec![root.clone()];
+    let mut blobs: Vec<(Node, Labels)> = Vec::new();
+    let mut seen = HashSet::new();
+    while let Some(node) = stack.pop() {
+        if !seen.insert(node.digest.clone()) {
+            continue;
+        }
+        let is_index = media_types::is_index(&node.media_type);
+        if !is_index && !media_types::is_manifest(&node.media_type) {
+            return Err(Error::not_implemented(format!(
+                "{name}: cannot pull {} of media type {:?}",
+                node.digest, node.media_type
+            )));
+        }
+        let data = job.small(&node).await?;
+        let mut children = walk::parse_children(&node, &data)?;
+        let mut labels = Labels::new();
+        if is_index {
+            if !options.all_platforms {
+                walk::best_first(&mut children, &options.matcher);
+                children.truncate(1);
+            }
+            if children.is_empty() {
+                return Err(Error::not_found(format!(
+                    "{name}: no match for platform in manifest {}: not found",
+                    node.digest
+                )));
+            }
+            for (i, child) in children.iter().enumerate() {
+                labels.insert(
+                    format!("containerd.io/gc.ref.content.m.{i}"),
+                    child.digest.to_string(),
+                );
+            }
+            stack.extend(children.into_iter().rev());
+        } else {
+            for (i, child) in children.iter().enumerate() {
+                let key = if i == 0 {
+                    "containerd.io/gc.ref.content.config".to_owned()
+                } else {
+                    format!("containerd.io/gc.ref.content.l.{}", i - 1)
+                };
+                labels.insert(key, child.digest.to_string());
+            }
+            for child in children {
+                if seen.insert(child.digest.clone()) {
+                    progress.blob(
+                        &ingest_ref(&child),
+                        BlobState::Waiting,
+                        0,
+                        child.size.max(0) as u64,
+                    );
+                    blobs.push((child, Labels::new()));
+                }
+            }
+        }
+        job.label(&node, labels).await?;
+    }
+
+    let concurrency = options.max_concurrent_downloads.max(1);
+    let mut fetches = futures::stream::iter(blobs.iter())
+        .map(|(node, labels)| job.fetch(node, labels.clone()))
+        .buffer_unordered(concurrency);
+    while let Some(result) = fetches.next().await {
+        result?;
+    }
+    drop(fetches);
+
+    create_image(channel, ns, &name, &target, &options.labels).await?;
+
+    let chain_id = match &options.snapshotter {
+        Some(snapshotter) => {
+            Some(crate::unpack(channel, ns, &root, snapshotter, &options.matcher).await?)
+        }
+        None => None,
+    };
+    Ok(Pulled {
+        name,
+        target,
+        chain_id,
+    })
+}
+
+struct Job<'a> {
+    store: &'a ContentProxy,
+    ns: &'a Namespace,
+    fetcher: &'a Fetcher,
+    lease: &'a str,
+    progress: &'a dyn Progress,
+    source_label: (String, String),
+}
+
+impl Job<'_> {
+    /// A manifest or index: from the store if there, else fetched and
+    /// stored.
+    async fn small(&self, node: &Node) -> Result<Vec<u8>> {
+        self.fetch(node, Labels::new()).await?;
+        walk::read_blob(self.store, self.ns, &node.digest).await
+    }
+
+    /// Adds `labels` (and the distribution source) to a stored blob.
+    async fn label(&self, node: &Node, mut labels: Labels) -> Result<()> {
+        labels.insert(self.source_label.0.clone(), self.source_label.1.clone());
+        let paths = labels
+            .keys()
+            .map(|k| format!("labels.{k}"))
+            .collect::<Vec<_>>();
+        let info = Info {
+            digest: node.digest.clone(),
+            size: 0,
+            created_at: UNIX_EPOCH,
+            updated_at: UNIX_EPOCH,
+            labels,
+        };
+        self.store.update(self.ns, info, &paths).await.map(|_| ())
+    }
+
+    /// Fetches a blob into the store unless it is there, resuming a
+    /// partial ingest of the same ref; the store verifies size and digest
+    /// on commit.
+    async fn fetch(&self, node: &Node, labels: Labels) -> Result<()> {
+        let key = ingest_ref(node);
+        let desc = node_descriptor(node)?;
+        let total = desc.size;
+        match self.store.info(self.ns, &desc.digest).await {
+            Ok(_) => {
+                self.progress.blob(&key, BlobState::Exists, total, total);
+                return self.label(node, labels).await;
+            }
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+        let mut attempts = 0;
+        let mut writer = loop {
+            let opened = self
+                .store
+                .writer(
+                    self.ns,
+                    WriterOptions {
+                        r#ref: key.clone(),
+                        total,
+                        expected: Some(desc.digest.clone()),
+                        lease: Some(self.lease.to_owned()),
+                    },
+                )
+                .await;
+            match opened {
+                Ok(w) => break w,
+                Err(e) if e.is_already_exists() => {
+                    self.progress.blob(&key, BlobState::Exists, total, total);
+                    return self.label(node, labels).await;
+                }
+                // Another pull is fetching it: wait for that one.
+                Err(e) if e.kind() == crated_core::Kind::Unavailable && attempts < 10 => {
+                    attempts += 1;
+                    tokio::time::sleep(Duration::from_millis(100 * attempts)).await;
+                }
+                Err(e) => return Err(e.context(format!("failed to open writer for {key}"))),
+            }
+        };
+        let mut offset = writer.status().await?.offset;
+        if offset > total {
+            writer.truncate(0).await?;
+            offset = 0;
+        }
+        self.progress
+            .blob(&key, BlobState::Downloading, offset, total);
+        if offset < total {
+            let mut body = self.fetcher.fetch(&desc, offset).await?;
+            while let Some(chunk) = body.chunk().await? {
+                if offset + chunk.len() as u64 > total {
+                    // Keep the bad bytes out: the ingest is dropped.
+                    drop(writer);
+                    let _ = self.store.abort(self.ns, &key).await;
+                    return Err(Error::failed_precondition(format!(
+                        "{}: registry sent more than the {total} bytes of its descriptor",
+                        desc.digest
+                    )));
+                }
+                writer.write(&chunk).await?;
+                offset += chunk.len() as u64;
+                self.progress
+                    .blob(&key, BlobState::Downloading, offset, total);
+            }
+        }
+        let mut labels = labels;
+        labels.insert(self.source_label.0.clone(), self.source_label.1.clone());
+        match writer
+            .commit(total, Some(desc.digest.clone()), labels.clone())
+            .await
+        {
+            Ok(()) => {}
+            Err(e) if e.is_already_exists() => self.label(node, labels).await?,
+            Err(e) => {
+                // A digest or size mismatch would fail every resume of
+                // this ingest: start the next pull from scratch.
+                if e.kind() == crated_core::Kind::FailedPrecondition {
+                    let _ = self.store.abort(self.ns, &key).await;
+                }
+                return Err(e.context(format!("failed to commit {key}")));
+            }
+        }
+        self.progress.blob(&key, BlobState::Done, total, total);
+        Ok(())
+    }
+}
+
+/// Creates the image record, or updates it to the new target: containerd's
+/// `createImage`.
+async fn create_image(
+    channel: &Channel,
+    ns: &Namespace,
+    name: &str,
+    target: &Descriptor,
+    labels: &BTreeMap<String, String>,
+) -> Result<()> {
+    let image = images::Image {
+        name: name.to_owned(),
+        labels: labels.clone().into_iter().collect(),
+        target: Some(descriptor_to_pb(target.clone())),
+        ..Default::default()
+    };
+    let mut client = images::images_client::ImagesClient::new(channel.clone());
+    let mut request = tonic::Request::new(images::CreateImageRequest {
+        image: Some(image.clone()),
+    });
+    set_grpc_namespace(&mut request, ns);
+    match client.create(request).await {
+        Ok(_) => Ok(()),
+        Err(status) if status.code() == tonic::Code::AlreadyExists => {
+            let mut request = tonic::Request::new(images::UpdateImageRequest {
+                image: Some(image),
+                update_mask: None,
+            });
+            set_grpc_namespace(&mut request, ns);
+            client.update(request).await.map(|_| ()).map_err(from_grpc)
+        }
+        Err(status) => Err(from_grpc(status)),
+    }
+}

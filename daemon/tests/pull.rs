@@ -1,0 +1,350 @@
+//! Pulling from Debian's docker-registry on loopback into crated, with
+//! Debian's containerd 1.6 ctr and with ours, onto overlayfs, native and
+//! btrfs (a loop-mounted image): images check, the unpacked rootfs,
+//! whiteouts, hostile layers, multi-platform indexes, push and pull back.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
+
+use common::{debian_ctr, fails, ok, rows, workspace_bin, Daemon};
+use crated_testimages::{push, LoopBtrfs, Registry};
+
+const SNAPSHOTTERS: [&str; 3] = ["overlayfs", "native", "btrfs"];
+
+struct Fixture {
+    registry: Registry,
+    daemon: Daemon,
+    _btrfs: LoopBtrfs,
+}
+
+/// A registry, and a daemon whose btrfs snapshotter lives on a loop-mounted
+/// btrfs (declared after the daemon so it is unmounted after it stops).
+async fn fixture() -> Fixture {
+    tokio::task::spawn_blocking(|| {
+        let registry = Registry::start(None).unwrap();
+        let btrfs = LoopBtrfs::new(512 << 20).unwrap();
+        let daemon = Daemon::start_with(
+            "",
+            &format!(
+                "[plugins.\"io.containerd.snapshotter.v1.btrfs\"]\nroot_path = {:?}\n",
+                btrfs.path()
+            ),
+        );
+        Fixture {
+            registry,
+            daemon,
+            _btrfs: btrfs,
+        }
+    })
+    .await
+    .unwrap()
+}
+
+fn ctrs() -> [(&'static str, PathBuf); 2] {
+    [("debian", debian_ctr()), ("crated", workspace_bin("ctr"))]
+}
+
+/// Mounts `image`'s rootfs read-only with `ctr images mount`, runs `check`
+/// on it, and unmounts even if `check` panics.
+fn with_rootfs(
+    daemon: &Daemon,
+    ctr: &Path,
+    snapshotter: &str,
+    image: &str,
+    check: impl FnOnce(&Path),
+) {
+    let target = tempfile::tempdir().unwrap();
+    let t = target.path().display().to_string();
+    ok(daemon.ctr(
+        ctr,
+        &["images", "mount", "--snapshotter", snapshotter, image, &t],
+    ));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(target.path())));
+    ok(daemon.ctr(
+        ctr,
+        &["images", "unmount", "--snapshotter", snapshotter, &t],
+    ));
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// `path → dir | file:<content> | link:<target>` of a tree.
+fn tree(root: &Path) -> BTreeMap<String, String> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let rel = path.strip_prefix(root).unwrap().display().to_string();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            if meta.file_type().is_symlink() {
+                out.insert(
+                    rel,
+                    format!("link:{}", std::fs::read_link(&path).unwrap().display()),
+                );
+            } else if meta.is_dir() {
+                out.insert(rel, "dir".to_owned());
+                walk(root, &path, out);
+            } else {
+                out.insert(
+                    rel,
+                    format!(
+                        "file:{}",
+                        String::from_utf8_lossy(&std::fs::read(&path).unwrap())
+                    ),
+                );
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+/// The row `ctr images check` prints for `reference`.
+fn check_row(daemon: &Daemon, ctr: &Path, snapshotter: &str, reference: &str) -> Vec<String> {
+    let out = ok(daemon.ctr(ctr, &["images", "check", "--snapshotter", snapshotter]));
+    rows(&out)
+        .into_iter()
+        .find(|r| r[0] == reference)
+        .unwrap_or_else(|| panic!("{reference} not in images check:\n{out}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_ctrs_pull_busybox_onto_every_snapshotter() {
+    let f = fixture().await;
+    let image = crated_testimages::busybox().unwrap();
+    let reference = format!("{}/test/busybox:latest", f.registry.host);
+    push(&reference, &image).await.unwrap();
+    let busybox = std::fs::read("/bin/busybox").unwrap();
+
+    for snapshotter in SNAPSHOTTERS {
+        for (who, ctr) in ctrs() {
+            let out = ok(f.daemon.ctr(
+                &ctr,
+                &[
+                    "images",
+                    "pull",
+                    "--plain-http",
+                    "--snapshotter",
+                    snapshotter,
+                    &reference,
+                ],
+            ));
+            assert!(
+                out.contains(&format!(
+                    "unpacking linux/{}",
+                    crated_testimages::host_arch()
+                )),
+                "{who}: {out}"
+            );
+            let row = check_row(&f.daemon, &ctr, snapshotter, &reference);
+            assert_eq!(row[2], image.root.digest.to_string(), "{who} {snapshotter}");
+            assert_eq!(
+                row[3..5],
+                ["complete", "(2/2)"],
+                "{who} {snapshotter}: {row:?}"
+            );
+            assert_eq!(
+                row.last().unwrap(),
+                "true",
+                "{who} {snapshotter}: not unpacked: {row:?}"
+            );
+            with_rootfs(&f.daemon, &ctr, snapshotter, &reference, |root| {
+                assert!(
+                    std::fs::read(root.join("bin/busybox")).unwrap() == busybox,
+                    "{who} {snapshotter}: busybox differs"
+                );
+                assert_eq!(
+                    std::fs::read_link(root.join("bin/sh")).unwrap(),
+                    Path::new("../bin/busybox")
+                );
+            });
+            ok(f.daemon.ctr(&ctr, &["images", "rm", "--sync", &reference]));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whiteout_image_unpacks_to_exactly_the_expected_tree() {
+    let f = fixture().await;
+    let image = crated_testimages::whiteouts().unwrap();
+    let reference = format!("{}/test/whiteouts:1", f.registry.host);
+    push(&reference, &image).await.unwrap();
+    let expected: BTreeMap<String, String> = crated_testimages::EXPECTED_WHITEOUT_TREE
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    for snapshotter in SNAPSHOTTERS {
+        for (who, ctr) in ctrs() {
+            ok(f.daemon.ctr(
+                &ctr,
+                &[
+                    "images",
+                    "pull",
+                    "--plain-http",
+                    "--snapshotter",
+                    snapshotter,
+                    &reference,
+                ],
+            ));
+            with_rootfs(&f.daemon, &ctr, snapshotter, &reference, |root| {
+                assert_eq!(tree(root), expected, "{who} {snapshotter}");
+                let (a, b) = (
+                    root.join("d/new").metadata().unwrap(),
+                    root.join("d/hard").metadata().unwrap(),
+                );
+                assert_eq!(
+                    a.ino(),
+                    b.ino(),
+                    "{who} {snapshotter}: d/hard is not a hard link of d/new"
+                );
+            });
+            ok(f.daemon.ctr(&ctr, &["images", "rm", "--sync", &reference]));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_hostile_layer_is_refused_and_nothing_escapes() {
+    let f = fixture().await;
+    let outside = tempfile::tempdir().unwrap();
+    let marker = outside.path().join("escaped");
+    std::fs::write(outside.path().join("secret"), "secret").unwrap();
+    let images = crated_testimages::hostile(&marker).unwrap();
+    for (i, (name, image)) in images.iter().enumerate() {
+        let reference = format!("{}/test/hostile{i}:1", f.registry.host);
+        push(&reference, image).await.unwrap();
+        for snapshotter in ["overlayfs", "native"] {
+            for (who, ctr) in ctrs() {
+                let err = fails(f.daemon.ctr(
+                    &ctr,
+                    &[
+                        "images",
+                        "pull",
+                        "--plain-http",
+                        "--snapshotter",
+                        snapshotter,
+                        &reference,
+                    ],
+                ));
+                assert!(
+                    err.contains("outside the layer's root") || err.contains("\"..\""),
+                    "{name} via {who} on {snapshotter}: refused for another reason: {err}"
+                );
+                assert!(
+                    !marker.exists(),
+                    "{name} via {who} on {snapshotter} wrote {}",
+                    marker.display()
+                );
+                assert_eq!(
+                    std::fs::read_to_string(outside.path().join("secret")).unwrap(),
+                    "secret",
+                    "{name}"
+                );
+                assert_eq!(
+                    std::fs::read_dir(outside.path()).unwrap().count(),
+                    1,
+                    "{name}: something appeared outside"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_to_a_second_repository_delete_and_pull_back() {
+    let f = fixture().await;
+    let image = crated_testimages::busybox().unwrap();
+    let source = format!("{}/test/busybox:latest", f.registry.host);
+    push(&source, &image).await.unwrap();
+    let ours = workspace_bin("ctr");
+    ok(f.daemon
+        .ctr(&ours, &["images", "pull", "--plain-http", &source]));
+    let content_before = ok(f.daemon.ctr(&ours, &["content", "ls", "-q"]));
+
+    for (who, ctr) in ctrs() {
+        let copy = format!("{}/copies/{who}:1", f.registry.host);
+        ok(f.daemon
+            .ctr(&ctr, &["images", "push", "--plain-http", &copy, &source]));
+        ok(f.daemon.ctr(&ctr, &["images", "rm", "--sync", &source]));
+        assert!(
+            ok(f.daemon.ctr(&ctr, &["content", "ls", "-q"]))
+                .trim()
+                .is_empty(),
+            "{who}: content left after rm --sync"
+        );
+        ok(f.daemon
+            .ctr(&ctr, &["images", "pull", "--plain-http", &copy]));
+        let row = check_row(&f.daemon, &ctr, "overlayfs", &copy);
+        assert_eq!(
+            row[2],
+            image.root.digest.to_string(),
+            "{who}: pulled back another manifest"
+        );
+        assert_eq!(
+            ok(f.daemon.ctr(&ours, &["content", "ls", "-q"])),
+            content_before,
+            "{who}: other blobs"
+        );
+        // Back to the start for the next ctr.
+        ok(f.daemon.ctr(&ctr, &["images", "tag", &copy, &source]));
+        ok(f.daemon.ctr(&ctr, &["images", "rm", &copy]));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multi_platform_index_pulls_the_host_platform() {
+    let f = fixture().await;
+    let index = crated_testimages::multi_platform().unwrap();
+    let reference = format!("{}/test/multi:1", f.registry.host);
+    push(&reference, &index).await.unwrap();
+    for (who, ctr) in ctrs() {
+        ok(f.daemon
+            .ctr(&ctr, &["images", "pull", "--plain-http", &reference]));
+        let row = check_row(&f.daemon, &ctr, "overlayfs", &reference);
+        assert_eq!(row[1], "application/vnd.oci.image.index.v1+json", "{who}");
+        // As containerd counts: the host platform's config and layer.
+        assert_eq!(row[3..5], ["complete", "(2/2)"], "{who}: {row:?}");
+        with_rootfs(&f.daemon, &ctr, "overlayfs", &reference, |root| {
+            assert!(
+                root.join("bin/busybox").exists(),
+                "{who}: not the host image"
+            );
+        });
+        // The other platform on request. As in containerd, the index's gc
+        // labels then name only that platform's manifest.
+        ok(f.daemon.ctr(
+            &ctr,
+            &[
+                "images",
+                "pull",
+                "--plain-http",
+                "--platform",
+                "linux/s390x",
+                &reference,
+            ],
+        ));
+        let target = tempfile::tempdir().unwrap();
+        let t = target.path().display().to_string();
+        ok(f.daemon.ctr(
+            &ctr,
+            &[
+                "images",
+                "mount",
+                "--platform",
+                "linux/s390x",
+                &reference,
+                &t,
+            ],
+        ));
+        let platform = std::fs::read_to_string(target.path().join("etc/platform"));
+        ok(f.daemon.ctr(&ctr, &["images", "unmount", &t]));
+        assert_eq!(platform.unwrap(), "s390x\n", "{who}");
+        ok(f.daemon.ctr(&ctr, &["images", "rm", "--sync", &reference]));
+    }
+}
