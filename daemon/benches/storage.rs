@@ -16,9 +16,11 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
@@ -29,6 +31,8 @@ use crated_api::proxy::content::ContentProxy;
 use crated_core::content::{ContentStore as _, WriterOptions};
 use crated_core::Namespace;
 use tonic::transport::Channel;
+
+use common::{crated_binary, median, Daemon};
 
 const CHUNK: usize = 1 << 20;
 
@@ -65,95 +69,6 @@ fn options() -> anyhow::Result<Options> {
     Ok(o)
 }
 
-/// A daemon under test, on its own root, state and socket.
-struct Daemon {
-    name: &'static str,
-    child: Child,
-    address: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Daemon {
-    fn start(name: &'static str, binary: &Path, parent: &Path) -> anyhow::Result<Self> {
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("bench-{name}-"))
-            .tempdir_in(parent)?;
-        let root = dir.path().join("root");
-        let state = dir.path().join("state");
-        let address = state.join(format!("{name}.sock"));
-        // CRI is containerd's alone and adds its own start-up work.
-        let disabled = if name == "containerd" {
-            "disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n"
-        } else {
-            ""
-        };
-        let config = format!(
-            "version = 2\nroot = {root:?}\nstate = {state:?}\n{disabled}\n[grpc]\naddress = {address:?}\n\n[ttrpc]\naddress = {:?}\n",
-            state.join(format!("{name}.sock.ttrpc"))
-        );
-        let config_path = dir.path().join("config.toml");
-        std::fs::write(&config_path, config)?;
-        let log = std::fs::File::create(dir.path().join("daemon.log"))?;
-        let child = Command::new(binary)
-            .arg("--config")
-            .arg(&config_path)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("start {}", binary.display()))?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::os::unix::net::UnixStream::connect(&address).is_err() {
-            if Instant::now() > deadline {
-                bail!(
-                    "{name} did not start within 30s; see {}",
-                    dir.path().display()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(Self {
-            name,
-            child,
-            address,
-            _dir: dir,
-        })
-    }
-
-    async fn channel(&self) -> anyhow::Result<Channel> {
-        Ok(crated_api::dial::connect(&self.address.display().to_string()).await?)
-    }
-
-    /// Resident memory of the daemon process, in KiB.
-    fn rss_kib(&self) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("VmRSS:"))
-                    .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            })
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn namespace() -> Namespace {
     Namespace::new("bench").unwrap()
 }
@@ -176,11 +91,6 @@ fn chunk() -> Vec<u8> {
         out.extend_from_slice(&x.to_le_bytes());
     }
     out
-}
-
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
 }
 
 fn mib_per_s(bytes: usize, d: Duration) -> f64 {
@@ -371,23 +281,6 @@ async fn measure(daemon: &Daemon, o: &Options) -> anyhow::Result<Row> {
         ctr_list: median(ctr_lists),
         rss_kib: daemon.rss_kib(),
     })
-}
-
-fn crated_binary() -> anyhow::Result<PathBuf> {
-    // target/release/deps/storage-… → target/release/crated
-    let exe = std::env::current_exe()?;
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .context("benchmark executable has no target directory")?;
-    let path = dir.join("crated");
-    if !path.exists() {
-        bail!(
-            "{} is missing: build it first (cargo xtask bench does)",
-            path.display()
-        );
-    }
-    Ok(path)
 }
 
 fn main() -> anyhow::Result<()> {

@@ -6,6 +6,9 @@
 //! - `cargo xtask bench storage [-- OPTIONS]`: build `crated` in release and
 //!   run the storage benchmark against it and containerd 1.6 (see
 //!   `daemon/benches/storage.rs` for the options).
+//! - `cargo xtask bench pull [-- OPTIONS]`: pull + unpack of a large image
+//!   from a loopback registry, and snapshot op latency, against containerd
+//!   1.6 (see `daemon/benches/pull.rs`).
 
 use std::path::Path;
 use std::process::Command;
@@ -20,6 +23,10 @@ const SYSTEM_PACKAGES: &[(&str, &str)] = &[
     ("/usr/sbin/runc", "runc"),
     // mkfs.btrfs for the btrfs snapshotter's loop-mounted test filesystems.
     ("/usr/sbin/mkfs.btrfs", "btrfs-progs"),
+    // The registry pull and push tests run on loopback.
+    ("/usr/bin/docker-registry", "docker-registry"),
+    // /bin/busybox, the binary of the test images.
+    ("/bin/busybox", "busybox-static"),
 ];
 
 fn run(cmd: &mut Command) -> anyhow::Result<()> {
@@ -89,7 +96,10 @@ fn ci() -> anyhow::Result<()> {
 
 /// Benchmarks, each a `harness = false` bench target of a crate that starts
 /// release binaries: (name, package, bench target).
-const BENCHES: &[(&str, &str, &str)] = &[("storage", "crated-daemon", "storage")];
+const BENCHES: &[(&str, &str, &str)] = &[
+    ("storage", "crated-daemon", "storage"),
+    ("pull", "crated-daemon", "pull"),
+];
 
 fn bench(args: &[String]) -> anyhow::Result<()> {
     install_system_packages()?;
@@ -122,6 +132,7 @@ fn main() -> anyhow::Result<()> {
             eprintln!(
                 "  bench storage [-- OPTIONS]  ingest and list benchmarks against containerd 1.6"
             );
+            eprintln!("  bench pull [-- OPTIONS]     pull + unpack and snapshot ops against containerd 1.6");
             bail!("unknown or missing task {:?}", args.first())
         }
     }
