@@ -348,3 +348,162 @@ async fn a_multi_platform_index_pulls_the_host_platform() {
         ok(f.daemon.ctr(&ctr, &["images", "rm", "--sync", &reference]));
     }
 }
+
+/// A TCP proxy in front of the registry that records every request head
+/// and, while `stall` names a digest, stops forwarding a response for it
+/// after `limit` bytes (a download cut halfway, the connection kept open).
+struct Proxy {
+    host: String,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stall: std::sync::Arc<std::sync::Mutex<Option<(String, usize)>>>,
+    stalled: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Proxy {
+    async fn start(upstream: String) -> Self {
+        use std::sync::atomic::Ordering;
+        use std::sync::{Arc, Mutex};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let host = listener.local_addr().unwrap().to_string();
+        let requests: Arc<Mutex<Vec<String>>> = Arc::default();
+        let stall: Arc<Mutex<Option<(String, usize)>>> = Arc::default();
+        let stalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (r, s, st) = (requests.clone(), stall.clone(), stalled.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((client, _)) = listener.accept().await else { return };
+                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else { return };
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                let current = Arc::new(Mutex::new(String::new()));
+                let (requests, cur) = (r.clone(), current.clone());
+                tokio::spawn(async move {
+                    let mut buf = vec![0; 64 << 10];
+                    let mut pending = String::new();
+                    while let Ok(n) = cr.read(&mut buf).await {
+                        if n == 0 {
+                            return;
+                        }
+                        pending.push_str(&String::from_utf8_lossy(&buf[..n]));
+                        while let Some(end) = pending.find("\r\n\r\n") {
+                            let head: String = pending.drain(..end + 4).collect();
+                            *cur.lock().unwrap() = head.lines().next().unwrap_or_default().to_owned();
+                            requests.lock().unwrap().push(head);
+                        }
+                        if sw.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+                let (stall, stalled) = (s.clone(), st.clone());
+                tokio::spawn(async move {
+                    let mut buf = vec![0; 16 << 10];
+                    let mut sent = 0usize;
+                    let mut last = String::new();
+                    while let Ok(n) = sr.read(&mut buf).await {
+                        if n == 0 {
+                            return;
+                        }
+                        let line = current.lock().unwrap().clone();
+                        if line != last {
+                            (last, sent) = (line.clone(), 0);
+                        }
+                        let limit = stall
+                            .lock()
+                            .unwrap()
+                            .as_ref()
+                            .filter(|(digest, _)| line.starts_with("GET") && line.contains(digest.as_str()))
+                            .map(|(_, limit)| *limit);
+                        if let Some(limit) = limit {
+                            if sent + n > limit {
+                                stalled.store(true, Ordering::SeqCst);
+                                // Hold the connection open, send nothing more.
+                                std::future::pending::<()>().await;
+                            }
+                        }
+                        sent += n;
+                        if cw.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Self {
+            host,
+            requests,
+            stall,
+            stalled,
+        }
+    }
+
+    fn take_requests(&self) -> Vec<String> {
+        std::mem::take(&mut *self.requests.lock().unwrap())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_killed_halfway_resumes_without_fetching_finished_blobs_again() {
+    let f = fixture().await;
+    let image = crated_testimages::synthetic(16, 50).unwrap();
+    let big = image.blobs[0].clone();
+    assert!(big.data.len() > 16 << 20, "the big layer comes first");
+    push(&format!("{}/test/big:1", f.registry.host), &image).await.unwrap();
+    let proxy = Proxy::start(f.registry.host.clone()).await;
+    *proxy.stall.lock().unwrap() = Some((big.digest.to_string(), 6 << 20));
+    let reference = format!("{}/test/big:1", proxy.host);
+    let ours = workspace_bin("ctr");
+
+    let mut first = std::process::Command::new(&ours)
+        .arg("--address")
+        .arg(&f.daemon.address)
+        .args(["images", "pull", "--plain-http", &reference])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed once the big layer is cut off and every other blob is in.
+    let others: Vec<String> = image.blobs[1..].iter().map(|b| b.digest.to_string()).collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let have = ok(f.daemon.ctr(&debian_ctr(), &["content", "ls", "-q"]));
+        if proxy.stalled.load(std::sync::atomic::Ordering::SeqCst) && others.iter().all(|d| have.contains(d)) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the first pull never got halfway");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let active = ok(f.daemon.ctr(&debian_ctr(), &["content", "active"]));
+    let partial = rows(&active)
+        .into_iter()
+        .find(|r| r[0] == format!("layer-{}", big.digest))
+        .unwrap_or_else(|| panic!("no partial ingest of the big layer:\n{active}"));
+    assert!(!ok(f.daemon.ctr(&debian_ctr(), &["images", "ls", "-q"])).contains(&reference), "image recorded before its content");
+
+    *proxy.stall.lock().unwrap() = None;
+    proxy.take_requests();
+    ok(f.daemon.ctr(&ours, &["images", "pull", "--plain-http", &reference]));
+    let requests = proxy.take_requests();
+    for digest in &others {
+        let fetched: Vec<_> = requests.iter().filter(|r| r.starts_with("GET") && r.contains(&format!("/blobs/{digest}"))).collect();
+        assert!(fetched.is_empty(), "{digest} was fetched again: {fetched:?}");
+    }
+    let resumed: Vec<_> = requests.iter().filter(|r| r.contains(&format!("/blobs/{}", big.digest))).collect();
+    assert_eq!(resumed.len(), 1, "{requests:#?}");
+    let range = resumed[0]
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("range: bytes=").map(|r| r.trim_end_matches('-').parse::<u64>().unwrap()))
+        .unwrap_or_else(|| panic!("resumed without a Range: {}", resumed[0]));
+    assert!(range > 0, "resumed from 0");
+    eprintln!("partial ingest {partial:?}, resumed from byte {range}");
+    let row = check_row(&f.daemon, &ours, "overlayfs", &reference);
+    assert_eq!(row[3..5], ["complete", "(4/4)"], "{row:?}");
+    with_rootfs(&f.daemon, &ours, "overlayfs", &reference, |root| {
+        assert!(root.join("data/blob0").exists() && !root.join("data/blob3").exists());
+    });
+}
