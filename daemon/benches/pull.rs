@@ -80,7 +80,10 @@ fn pull(ctr: &Path, daemon: &Daemon, reference: &str) -> anyhow::Result<Duration
     }
     // The fetch/unpack split, as ctr prints it.
     let stdout = String::from_utf8_lossy(&out.stdout);
-    for line in stdout.lines().filter(|l| l.starts_with("elapsed") || l.starts_with("done")) {
+    for line in stdout
+        .lines()
+        .filter(|l| l.starts_with("elapsed") || l.starts_with("done"))
+    {
         eprintln!("  {}: {}", daemon.name, line.trim());
     }
     Ok(took)
@@ -110,7 +113,10 @@ fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&o.dir)?;
     let runtime = tokio::runtime::Runtime::new()?;
     let registry = crated_testimages::Registry::start(None)?;
-    eprintln!("building the image ({} MiB + {} files)…", o.big_mib, o.small);
+    eprintln!(
+        "building the image ({} MiB + {} files)…",
+        o.big_mib, o.small
+    );
     let image = crated_testimages::synthetic(o.big_mib, o.small)?;
     let reference = format!("{}/bench/synthetic:1", registry.host);
     runtime.block_on(crated_testimages::push(&reference, &image))?;
@@ -118,7 +124,11 @@ fn main() -> anyhow::Result<()> {
 
     let candidates: [(&'static str, PathBuf, PathBuf); 2] = [
         ("crated", crated_binary()?, workspace_binary("ctr")?),
-        ("containerd", "/usr/bin/containerd".into(), "/usr/bin/ctr".into()),
+        (
+            "containerd",
+            "/usr/bin/containerd".into(),
+            "/usr/bin/ctr".into(),
+        ),
     ];
     let mut rows = Vec::new();
     for (name, binary, ctr) in &candidates {

@@ -373,8 +373,12 @@ impl Proxy {
         let (r, s, st) = (requests.clone(), stall.clone(), stalled.clone());
         tokio::spawn(async move {
             loop {
-                let Ok((client, _)) = listener.accept().await else { return };
-                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else { return };
+                let Ok((client, _)) = listener.accept().await else {
+                    return;
+                };
+                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                    return;
+                };
                 let (mut cr, mut cw) = client.into_split();
                 let (mut sr, mut sw) = server.into_split();
                 let current = Arc::new(Mutex::new(String::new()));
@@ -389,7 +393,8 @@ impl Proxy {
                         pending.push_str(&String::from_utf8_lossy(&buf[..n]));
                         while let Some(end) = pending.find("\r\n\r\n") {
                             let head: String = pending.drain(..end + 4).collect();
-                            *cur.lock().unwrap() = head.lines().next().unwrap_or_default().to_owned();
+                            *cur.lock().unwrap() =
+                                head.lines().next().unwrap_or_default().to_owned();
                             requests.lock().unwrap().push(head);
                         }
                         if sw.write_all(&buf[..n]).await.is_err() {
@@ -414,7 +419,9 @@ impl Proxy {
                             .lock()
                             .unwrap()
                             .as_ref()
-                            .filter(|(digest, _)| line.starts_with("GET") && line.contains(digest.as_str()))
+                            .filter(|(digest, _)| {
+                                line.starts_with("GET") && line.contains(digest.as_str())
+                            })
                             .map(|(_, limit)| *limit);
                         if let Some(limit) = limit {
                             if sent + n > limit {
@@ -450,7 +457,9 @@ async fn a_pull_killed_halfway_resumes_without_fetching_finished_blobs_again() {
     let image = crated_testimages::synthetic(16, 50).unwrap();
     let big = image.blobs[0].clone();
     assert!(big.data.len() > 16 << 20, "the big layer comes first");
-    push(&format!("{}/test/big:1", f.registry.host), &image).await.unwrap();
+    push(&format!("{}/test/big:1", f.registry.host), &image)
+        .await
+        .unwrap();
     let proxy = Proxy::start(f.registry.host.clone()).await;
     *proxy.stall.lock().unwrap() = Some((big.digest.to_string(), 6 << 20));
     let reference = format!("{}/test/big:1", proxy.host);
@@ -465,14 +474,22 @@ async fn a_pull_killed_halfway_resumes_without_fetching_finished_blobs_again() {
         .spawn()
         .unwrap();
     // Killed once the big layer is cut off and every other blob is in.
-    let others: Vec<String> = image.blobs[1..].iter().map(|b| b.digest.to_string()).collect();
+    let others: Vec<String> = image.blobs[1..]
+        .iter()
+        .map(|b| b.digest.to_string())
+        .collect();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         let have = ok(f.daemon.ctr(&debian_ctr(), &["content", "ls", "-q"]));
-        if proxy.stalled.load(std::sync::atomic::Ordering::SeqCst) && others.iter().all(|d| have.contains(d)) {
+        if proxy.stalled.load(std::sync::atomic::Ordering::SeqCst)
+            && others.iter().all(|d| have.contains(d))
+        {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the first pull never got halfway");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first pull never got halfway"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
@@ -483,21 +500,38 @@ async fn a_pull_killed_halfway_resumes_without_fetching_finished_blobs_again() {
         .into_iter()
         .find(|r| r[0] == format!("layer-{}", big.digest))
         .unwrap_or_else(|| panic!("no partial ingest of the big layer:\n{active}"));
-    assert!(!ok(f.daemon.ctr(&debian_ctr(), &["images", "ls", "-q"])).contains(&reference), "image recorded before its content");
+    assert!(
+        !ok(f.daemon.ctr(&debian_ctr(), &["images", "ls", "-q"])).contains(&reference),
+        "image recorded before its content"
+    );
 
     *proxy.stall.lock().unwrap() = None;
     proxy.take_requests();
-    ok(f.daemon.ctr(&ours, &["images", "pull", "--plain-http", &reference]));
+    ok(f.daemon
+        .ctr(&ours, &["images", "pull", "--plain-http", &reference]));
     let requests = proxy.take_requests();
     for digest in &others {
-        let fetched: Vec<_> = requests.iter().filter(|r| r.starts_with("GET") && r.contains(&format!("/blobs/{digest}"))).collect();
-        assert!(fetched.is_empty(), "{digest} was fetched again: {fetched:?}");
+        let fetched: Vec<_> = requests
+            .iter()
+            .filter(|r| r.starts_with("GET") && r.contains(&format!("/blobs/{digest}")))
+            .collect();
+        assert!(
+            fetched.is_empty(),
+            "{digest} was fetched again: {fetched:?}"
+        );
     }
-    let resumed: Vec<_> = requests.iter().filter(|r| r.contains(&format!("/blobs/{}", big.digest))).collect();
+    let resumed: Vec<_> = requests
+        .iter()
+        .filter(|r| r.contains(&format!("/blobs/{}", big.digest)))
+        .collect();
     assert_eq!(resumed.len(), 1, "{requests:#?}");
     let range = resumed[0]
         .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("range: bytes=").map(|r| r.trim_end_matches('-').parse::<u64>().unwrap()))
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("range: bytes=")
+                .map(|r| r.trim_end_matches('-').parse::<u64>().unwrap())
+        })
         .unwrap_or_else(|| panic!("resumed without a Range: {}", resumed[0]));
     assert!(range > 0, "resumed from 0");
     eprintln!("partial ingest {partial:?}, resumed from byte {range}");

@@ -22,7 +22,15 @@ use crated_core::Namespace;
 /// the collector, which a case's hundreds of writes set off, takes
 /// snapshots nothing holds.
 async fn through_daemon(snapshotter: &str) -> Fixture {
-    let daemon = Daemon::start();
+    through_daemon_with(snapshotter, Daemon::start(), ()).await
+}
+
+/// [`through_daemon`] on a given daemon; `guard` is dropped after it.
+async fn through_daemon_with(
+    snapshotter: &str,
+    daemon: Daemon,
+    guard: impl std::any::Any + Send,
+) -> Fixture {
     let ns = Namespace::new("suite").unwrap();
     let mut request = tonic::Request::new(leases::CreateRequest {
         id: "suite".into(),
@@ -34,7 +42,7 @@ async fn through_daemon(snapshotter: &str) -> Fixture {
         .await
         .unwrap();
     let proxy = SnapshotsProxy::new(daemon.channel().await, snapshotter, ns).with_lease("suite");
-    Fixture::new(Arc::new(proxy), daemon)
+    Fixture::new(Arc::new(proxy), (daemon, guard))
 }
 
 mod native {
@@ -42,6 +50,25 @@ mod native {
 
     async fn snapshotter() -> Fixture {
         through_daemon("native").await
+    }
+
+    crated_core::snapshotter_testsuite!(snapshotter);
+}
+
+mod btrfs {
+    use super::*;
+
+    /// The daemon's btrfs snapshotter on a loop-mounted btrfs per case.
+    async fn snapshotter() -> Fixture {
+        let fs = crated_testimages::LoopBtrfs::new(256 << 20).unwrap();
+        let daemon = Daemon::start_with(
+            "",
+            &format!(
+                "[plugins.\"io.containerd.snapshotter.v1.btrfs\"]\nroot_path = {:?}\n",
+                fs.path()
+            ),
+        );
+        through_daemon_with("btrfs", daemon, fs).await
     }
 
     crated_core::snapshotter_testsuite!(snapshotter);
