@@ -1,5 +1,5 @@
-//! Differs: layers applied onto mounts (unpack), as containerd's
-//! `diff.Applier`.
+//! Differs: layers applied onto mounts (unpack) and made from two mounts
+//! (commit), as containerd's `diff.Applier` and `diff.Comparer`.
 
 use crate::descriptor::Descriptor;
 use crate::mount::Mount;
@@ -24,3 +24,43 @@ pub trait Applier: Send + Sync {
         mounts: &[Mount],
     ) -> Result<Descriptor>;
 }
+
+/// Media type of a gzip-compressed layer, what a compare makes by default.
+pub const MEDIA_TYPE_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+
+/// How to make a layer from two mounts.
+#[derive(Debug, Clone, Default)]
+pub struct CompareOptions {
+    /// The layer's media type: [`MEDIA_TYPE_LAYER_TAR`] or
+    /// [`MEDIA_TYPE_LAYER_GZIP`] (the default when empty).
+    pub media_type: String,
+    /// The content ingest ref to write under; a unique one when empty.
+    pub reference: String,
+    /// Labels of the committed blob (the differ adds
+    /// `containerd.io/uncompressed` for a compressed layer).
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// The lease holding the blob (the caller's `containerd-lease`).
+    pub lease: Option<String>,
+}
+
+/// Makes layers from the difference of two mounts.
+#[async_trait::async_trait]
+pub trait Comparer: Send + Sync {
+    /// Writes what changed from `lower` to `upper` (mounted read-only) as a
+    /// layer into the content of `ns`, with whiteouts for what was removed,
+    /// and returns its descriptor. A media type the differ cannot make is
+    /// NotImplemented.
+    async fn compare(
+        &self,
+        ns: &Namespace,
+        lower: &[Mount],
+        upper: &[Mount],
+        options: CompareOptions,
+    ) -> Result<Descriptor>;
+}
+
+/// A differ: containerd's `io.containerd.differ.v1` plugins both apply and
+/// compare.
+pub trait Differ: Applier + Comparer {}
+
+impl<T: Applier + Comparer> Differ for T {}

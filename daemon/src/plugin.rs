@@ -150,7 +150,7 @@ pub struct Handles {
     /// (built by the metadata plugin over `snapshotters`).
     pub snapshots: Option<Arc<dyn crated_core::snapshots::Snapshotters>>,
     /// The loaded differs, in load order (`io.containerd.differ.v1`).
-    pub differs: Vec<Arc<dyn crated_core::diff::Applier>>,
+    pub differs: Vec<Arc<dyn crated_core::diff::Differ>>,
     /// The directory of installed binaries (`io.containerd.internal.v1 opt`).
     pub opt: Option<PathBuf>,
     /// Every plugin's outcome, set once all inits have run.

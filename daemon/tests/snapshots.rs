@@ -438,3 +438,123 @@ async fn collection_removes_snapshots_nothing_holds() {
     assert_eq!(left, ["rooted"]);
     assert_eq!(files(), 1);
 }
+
+/// The names of the entries of a (gzipped, if it is) layer.
+fn layer_names(layer: &[u8]) -> Vec<String> {
+    let tar: Box<dyn std::io::Read> = if layer.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::read::GzDecoder::new(layer))
+    } else {
+        Box::new(layer)
+    };
+    tar::Archive::new(tar)
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect()
+}
+
+#[test]
+fn debian_ctr_snapshots_diff_makes_layers_through_the_diff_service() {
+    let daemon = Daemon::start();
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("mnt");
+    std::fs::create_dir(&target).unwrap();
+    let target_str = target.display().to_string();
+    for snapshotter in ["native", "overlayfs"] {
+        ok(ctr(&daemon, snapshotter, &["prepare", "base-work"]));
+        mount_printed(
+            ok(ctr(
+                &daemon,
+                snapshotter,
+                &["mounts", &target_str, "base-work"],
+            ))
+            .trim(),
+        );
+        std::fs::create_dir(target.join("etc")).unwrap();
+        std::fs::write(target.join("etc/hello"), "hello\n").unwrap();
+        std::fs::write(target.join("etc/keep"), "keep\n").unwrap();
+        umount(&target);
+        ok(ctr(&daemon, snapshotter, &["commit", "base", "base-work"]));
+        ok(ctr(&daemon, snapshotter, &["prepare", "top-work", "base"]));
+        mount_printed(
+            ok(ctr(
+                &daemon,
+                snapshotter,
+                &["mounts", &target_str, "top-work"],
+            ))
+            .trim(),
+        );
+        std::fs::remove_file(target.join("etc/hello")).unwrap();
+        std::fs::write(target.join("added"), "new\n").unwrap();
+        umount(&target);
+
+        // Against its parent (the default), gzipped (the default).
+        let layer = daemon.ctr(
+            &debian_ctr(),
+            &[
+                "-n",
+                NS,
+                "snapshots",
+                "--snapshotter",
+                snapshotter,
+                "diff",
+                "top-work",
+            ],
+        );
+        assert!(
+            layer.status.success(),
+            "{}",
+            String::from_utf8_lossy(&layer.stderr)
+        );
+        assert_eq!(
+            layer_names(&layer.stdout),
+            ["added", "etc", "etc/.wh.hello"],
+            "{snapshotter}"
+        );
+        // Of the base against nothing, uncompressed.
+        let layer = daemon.ctr(
+            &debian_ctr(),
+            &[
+                "-n",
+                NS,
+                "snapshots",
+                "--snapshotter",
+                snapshotter,
+                "diff",
+                "--media-type",
+                "application/vnd.oci.image.layer.v1.tar",
+                "base",
+            ],
+        );
+        assert!(
+            layer.status.success(),
+            "{}",
+            String::from_utf8_lossy(&layer.stderr)
+        );
+        assert!(!layer.stdout.starts_with(&[0x1f, 0x8b]));
+        assert_eq!(
+            layer_names(&layer.stdout),
+            ["etc", "etc/hello", "etc/keep"],
+            "{snapshotter}"
+        );
+
+        let err = fails(daemon.ctr(
+            &debian_ctr(),
+            &[
+                "-n",
+                NS,
+                "snapshots",
+                "--snapshotter",
+                snapshotter,
+                "diff",
+                "--media-type",
+                "application/x-nope",
+                "top-work",
+            ],
+        ));
+        assert!(err.contains("unsupported diff media type"), "{err}");
+        for key in ["top-work", "base"] {
+            ok(ctr(&daemon, snapshotter, &["rm", key]));
+        }
+    }
+}

@@ -1,6 +1,8 @@
 #![doc = include_str!("../README.md")]
 
 pub mod archive;
+pub mod compare;
+mod comparer;
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Read};
@@ -16,17 +18,18 @@ use crated_core::{Error, Namespace, Result};
 use sha2::{Digest as _, Sha256};
 
 pub use archive::Whiteouts;
+pub use comparer::UNCOMPRESSED_LABEL;
 
-/// Applies layers from a content store, as containerd's walking differ:
-/// decompress, hash and apply in one pass, with no copy of the
-/// uncompressed layer.
-pub struct WalkingApplier {
+/// containerd's walking differ over a content store: applies layers
+/// (decompress, hash and apply in one pass, with no copy of the
+/// uncompressed layer) and makes them from two mounts.
+pub struct WalkingDiffer {
     store: Arc<dyn ContentStore>,
     /// Where non-overlay mounts are mounted while a layer is applied.
     scratch: PathBuf,
 }
 
-impl WalkingApplier {
+impl WalkingDiffer {
     /// An applier reading layers from `store`, mounting under `scratch`
     /// (created if missing).
     pub fn new(store: Arc<dyn ContentStore>, scratch: &Path) -> Result<Self> {
@@ -120,13 +123,17 @@ pub fn apply_stream(blob: impl Read, root: &Path, whiteouts: Whiteouts) -> Resul
     let mut rest = archive::apply(hashing, root, whiteouts)?;
     // The diff id covers the whole stream: the archive's end padding too.
     io::copy(&mut rest, &mut io::sink()).map_err(read_error)?;
-    let hex: String = rest
-        .hasher
+    Ok((hex_digest(rest.hasher)?, rest.size))
+}
+
+/// The digest a finished sha256 hasher stands for.
+fn hex_digest(hasher: Sha256) -> Result<Digest> {
+    let hex: String = hasher
         .finalize()
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    Ok((Digest::parse(&format!("sha256:{hex}"))?, rest.size))
+    Digest::parse(&format!("sha256:{hex}"))
 }
 
 /// The upper dir of a single overlay mount, which a layer is applied into
@@ -143,7 +150,7 @@ fn overlay_upper(mounts: &[Mount]) -> Option<PathBuf> {
 }
 
 #[async_trait::async_trait]
-impl Applier for WalkingApplier {
+impl Applier for WalkingDiffer {
     async fn apply(
         &self,
         ns: &Namespace,

@@ -17,7 +17,7 @@ use crated_core::diff::Applier;
 use crated_core::digest::Digest;
 use crated_core::mount::Mount;
 use crated_core::{Kind, Namespace};
-use crated_differ::{apply_stream, WalkingApplier, Whiteouts};
+use crated_differ::{apply_stream, WalkingDiffer, Whiteouts};
 use sha2::{Digest as _, Sha256};
 
 fn sha256(data: &[u8]) -> Digest {
@@ -419,7 +419,7 @@ async fn applier_reads_content_and_applies_onto_mounts() {
     gz.write_all(&layer).unwrap();
     let gz = gz.finish().unwrap();
     let (dir, store, ns, digest) = store_with(&gz).await;
-    let applier = WalkingApplier::new(store, &dir.path().join("mounts")).unwrap();
+    let applier = WalkingDiffer::new(store, &dir.path().join("mounts")).unwrap();
     let rootfs = dir.path().join("rootfs");
     fs::create_dir(&rootfs).unwrap();
     let desc = Descriptor {

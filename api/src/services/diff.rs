@@ -1,29 +1,28 @@
-//! `containerd.services.diff.v1.Diff` over [`Applier`]s: `Apply` tries each
-//! differ in order until one does not answer NotImplemented, as containerd's
-//! diff service does. `Diff` (making a layer from two mounts) answers
-//! NotImplemented until a comparer lands.
+//! `containerd.services.diff.v1.Diff` over [`Differ`]s: `Apply` and `Diff`
+//! try each differ in order until one does not answer NotImplemented, as
+//! containerd's diff service does.
 
 use std::sync::Arc;
 
-use crated_core::diff::Applier;
+use crated_core::diff::{CompareOptions, Differ};
 use crated_core::{Error, Result};
 use tonic::{Request, Response, Status};
 
 use crate::containerd::services::diff::v1 as pb;
-use crate::metadata::grpc_namespace;
+use crate::metadata::{grpc_lease, grpc_namespace};
 use crate::services::images::{descriptor_from_pb, descriptor_to_pb};
 use crate::services::snapshots::mount_from_pb;
 use crate::to_grpc;
 
 /// The diff service of a daemon.
 pub struct Service {
-    appliers: Vec<Arc<dyn Applier>>,
+    differs: Vec<Arc<dyn Differ>>,
 }
 
 impl Service {
-    /// Serves `appliers`, tried in this order.
-    pub fn new(appliers: Vec<Arc<dyn Applier>>) -> Self {
-        Self { appliers }
+    /// Serves `differs`, tried in this order.
+    pub fn new(differs: Vec<Arc<dyn Differ>>) -> Self {
+        Self { differs }
     }
 
     /// The tonic server wrapping this service.
@@ -41,11 +40,38 @@ impl Service {
         )?;
         let mounts: Vec<_> = request.mounts.into_iter().map(mount_from_pb).collect();
         let mut last = Error::not_implemented("no differ is loaded");
-        for applier in &self.appliers {
-            match applier.apply(&ns, &layer, &mounts).await {
+        for differ in &self.differs {
+            match differ.apply(&ns, &layer, &mounts).await {
                 Ok(applied) => {
                     return Ok(pb::ApplyResponse {
                         applied: Some(descriptor_to_pb(applied)),
+                    })
+                }
+                Err(err) if err.kind() == crated_core::Kind::NotImplemented => last = err,
+                Err(err) => return Err(err),
+            }
+        }
+        Err(last)
+    }
+
+    async fn diff(&self, request: Request<pb::DiffRequest>) -> Result<pb::DiffResponse> {
+        let ns = grpc_namespace(&request)?;
+        let lease = grpc_lease(&request)?;
+        let request = request.into_inner();
+        let lower: Vec<_> = request.left.into_iter().map(mount_from_pb).collect();
+        let upper: Vec<_> = request.right.into_iter().map(mount_from_pb).collect();
+        let options = CompareOptions {
+            media_type: request.media_type,
+            reference: request.r#ref,
+            labels: request.labels.into_iter().collect(),
+            lease,
+        };
+        let mut last = Error::not_implemented("no differ is loaded");
+        for differ in &self.differs {
+            match differ.compare(&ns, &lower, &upper, options.clone()).await {
+                Ok(diff) => {
+                    return Ok(pb::DiffResponse {
+                        diff: Some(descriptor_to_pb(diff)),
                     })
                 }
                 Err(err) if err.kind() == crated_core::Kind::NotImplemented => last = err,
@@ -70,10 +96,11 @@ impl pb::diff_server::Diff for Service {
 
     async fn diff(
         &self,
-        _request: Request<pb::DiffRequest>,
+        request: Request<pb::DiffRequest>,
     ) -> Result<Response<pb::DiffResponse>, Status> {
-        Err(to_grpc(Error::not_implemented(
-            "diff: making a layer from two mounts is not implemented yet (no comparer is loaded)",
-        )))
+        Service::diff(self, request)
+            .await
+            .map(Response::new)
+            .map_err(to_grpc)
     }
 }

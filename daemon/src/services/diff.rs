@@ -1,4 +1,4 @@
-//! `io.containerd.differ.v1 walking`, the layer applier over the namespaced
+//! `io.containerd.differ.v1 walking`, the layer applier and comparer over the namespaced
 //! content store, and `io.containerd.grpc.v1 diff`, the service over the
 //! loaded differs.
 
@@ -28,8 +28,8 @@ fn init_walking(ctx: &mut InitContext<'_>) -> Result<(), InitError> {
     let content = ctx.content()?;
     // Mount points for layers being applied onto non-overlay mounts.
     let scratch = ctx.state.join("mounts");
-    let applier = crated_differ::WalkingApplier::new(content, &scratch)?;
-    ctx.handles.differs.push(Arc::new(applier));
+    let differ = crated_differ::WalkingDiffer::new(content, &scratch)?;
+    ctx.handles.differs.push(Arc::new(differ));
     Ok(())
 }
 
