@@ -454,7 +454,7 @@ fn layer_names(layer: &[u8]) -> Vec<String> {
 }
 
 #[test]
-fn debian_ctr_snapshots_diff_makes_layers_through_the_diff_service() {
+fn both_ctrs_snapshots_diff_make_layers_through_the_diff_service() {
     let daemon = Daemon::start();
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("mnt");
@@ -488,71 +488,51 @@ fn debian_ctr_snapshots_diff_makes_layers_through_the_diff_service() {
         std::fs::write(target.join("added"), "new\n").unwrap();
         umount(&target);
 
-        // Against its parent (the default), gzipped (the default).
-        let layer = daemon.ctr(
-            &debian_ctr(),
-            &[
-                "-n",
-                NS,
-                "snapshots",
-                "--snapshotter",
-                snapshotter,
-                "diff",
-                "top-work",
-            ],
-        );
-        assert!(
-            layer.status.success(),
-            "{}",
-            String::from_utf8_lossy(&layer.stderr)
-        );
-        assert_eq!(
-            layer_names(&layer.stdout),
-            ["added", "etc", "etc/.wh.hello"],
-            "{snapshotter}"
-        );
-        // Of the base against nothing, uncompressed.
-        let layer = daemon.ctr(
-            &debian_ctr(),
-            &[
-                "-n",
-                NS,
-                "snapshots",
-                "--snapshotter",
-                snapshotter,
-                "diff",
+        // Both ctrs, through the same diff service: the same layer.
+        for bin in [debian_ctr(), common::workspace_bin("ctr")] {
+            let diff = |extra: &[&str]| {
+                let mut args = vec!["-n", NS, "snapshots", "--snapshotter", snapshotter, "diff"];
+                args.extend_from_slice(extra);
+                daemon.ctr(&bin, &args)
+            };
+            // Against its parent (the default), gzipped (the default).
+            let layer = diff(&["top-work"]);
+            assert!(
+                layer.status.success(),
+                "{}",
+                String::from_utf8_lossy(&layer.stderr)
+            );
+            assert_eq!(
+                layer_names(&layer.stdout),
+                ["added", "etc", "etc/.wh.hello"],
+                "{snapshotter}"
+            );
+            // Of the base against nothing, uncompressed.
+            let plain = diff(&[
                 "--media-type",
                 "application/vnd.oci.image.layer.v1.tar",
                 "base",
-            ],
-        );
-        assert!(
-            layer.status.success(),
-            "{}",
-            String::from_utf8_lossy(&layer.stderr)
-        );
-        assert!(!layer.stdout.starts_with(&[0x1f, 0x8b]));
-        assert_eq!(
-            layer_names(&layer.stdout),
-            ["etc", "etc/hello", "etc/keep"],
-            "{snapshotter}"
-        );
-
-        let err = fails(daemon.ctr(
-            &debian_ctr(),
-            &[
-                "-n",
-                NS,
-                "snapshots",
-                "--snapshotter",
-                snapshotter,
-                "diff",
-                "--media-type",
-                "application/x-nope",
-                "top-work",
-            ],
-        ));
-        assert!(err.contains("unsupported diff media type"), "{err}");
+            ]);
+            assert!(
+                plain.status.success(),
+                "{}",
+                String::from_utf8_lossy(&plain.stderr)
+            );
+            assert!(!plain.stdout.starts_with(&[0x1f, 0x8b]));
+            assert_eq!(
+                layer_names(&plain.stdout),
+                ["etc", "etc/hello", "etc/keep"],
+                "{snapshotter}"
+            );
+            // Two snapshots: base as lower, top-work as upper.
+            let two = diff(&["base", "top-work"]);
+            assert_eq!(
+                two.stdout, layer.stdout,
+                "{snapshotter}: two-snapshot form differs"
+            );
+            let err = fails(diff(&["--media-type", "application/x-nope", "top-work"]));
+            assert!(err.contains("unsupported diff media type"), "{err}");
+        }
         for key in ["top-work", "base"] {
             ok(ctr(&daemon, snapshotter, &["rm", key]));
         }

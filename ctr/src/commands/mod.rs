@@ -7,6 +7,7 @@ pub mod images;
 pub mod leases;
 pub mod namespaces;
 pub mod plugins;
+pub mod snapshot_diff;
 pub mod snapshots;
 pub mod version;
 

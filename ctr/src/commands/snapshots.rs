@@ -1,4 +1,5 @@
-//! `ctr snapshots ls|prepare|view|mounts|commit|rm|info|usage|label|tree`.
+//! `ctr snapshots ls|prepare|view|mounts|commit|rm|info|usage|label|tree`
+//! (and `diff`, in `snapshot_diff`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::SystemTime;
@@ -80,6 +81,9 @@ pub enum Command {
     },
     /// Display a tree view of snapshot branches.
     Tree,
+    /// Write the layer of a snapshot's changes (against its parent, or a
+    /// second snapshot) to stdout.
+    Diff(crate::commands::snapshot_diff::DiffArgs),
 }
 
 /// `prepare` and `view` arguments.
@@ -99,7 +103,7 @@ pub struct CreateArgs {
 
 /// `containerd.io/gc.root` set to now, as containerd's ctr marks the
 /// snapshots it makes so the collector keeps them.
-fn gc_root() -> Labels {
+pub fn gc_root() -> Labels {
     let now = OffsetDateTime::from(SystemTime::now())
         .replace_nanosecond(0)
         .ok()
@@ -189,7 +193,7 @@ fn print_tree(infos: &[Info]) {
 pub async fn run(client: Client, args: Snapshots) -> anyhow::Result<()> {
     let sn = SnapshotsProxy::new(
         client.channel.clone(),
-        args.snapshotter,
+        args.snapshotter.clone(),
         client.namespace.clone(),
     );
     match args.command {
@@ -263,6 +267,9 @@ pub async fn run(client: Client, args: Snapshots) -> anyhow::Result<()> {
             println!("{}", labels_line(&info.labels));
         }
         Command::Tree => print_tree(&sn.walk(&[]).await?),
+        Command::Diff(diff) => {
+            crate::commands::snapshot_diff::run(&client, &args.snapshotter, diff).await?
+        }
     }
     Ok(())
 }

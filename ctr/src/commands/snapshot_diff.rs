@@ -1,0 +1,147 @@
+//! `ctr snapshots diff`: a layer made by the daemon's diff service from a
+//! snapshot and its parent (or from two snapshots), written to stdout, as
+//! containerd's ctr (`rootfs.CreateDiff`).
+
+use std::io::Write as _;
+
+use clap::Args;
+use crated_api::containerd::services::diff::v1 as pb;
+use crated_api::metadata::set_grpc_lease;
+use crated_api::proxy::content::ContentProxy;
+use crated_api::proxy::snapshots::SnapshotsProxy;
+use crated_api::services::images::descriptor_from_pb;
+use crated_api::services::snapshots::mount_to_pb;
+use crated_client::leases::Temporary;
+use crated_core::content::ContentStore as _;
+use crated_core::mount::Mount;
+use crated_core::snapshots::{Kind, Labels, Snapshotter as _};
+
+use crate::client::{status_error, Client};
+use crate::commands::label_args;
+
+/// `ctr snapshots diff` arguments.
+#[derive(Args)]
+pub struct DiffArgs {
+    /// Media type of the layer to make.
+    #[arg(long, default_value = crated_core::diff::MEDIA_TYPE_LAYER_GZIP)]
+    media_type: String,
+    /// Content upload reference to use.
+    #[arg(long = "ref")]
+    reference: Option<String>,
+    /// Keep the layer's content (a gc root); up to its creator to delete.
+    #[arg(long)]
+    keep: bool,
+    /// Labels of the layer blob (key=value).
+    #[arg(long)]
+    label: Vec<String>,
+    /// The snapshot (or, with a second one, the lower side).
+    id_a: Option<String>,
+    /// The upper side; the default compares the first with its parent.
+    id_b: Option<String>,
+}
+
+fn unique() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    format!("{nanos}-{}", std::process::id())
+}
+
+/// Runs `ctr snapshots diff` on `snapshotter`.
+pub async fn run(client: &Client, snapshotter: &str, args: DiffArgs) -> anyhow::Result<()> {
+    let id_a = args
+        .id_a
+        .clone()
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| anyhow::anyhow!("snapshot id must be provided"))?;
+    let lease = Temporary::create(&client.channel, &client.namespace).await?;
+    let sn = SnapshotsProxy::new(
+        client.channel.clone(),
+        snapshotter,
+        client.namespace.clone(),
+    )
+    .with_lease(lease.id());
+    let mut views = Vec::new();
+    let result = diff(client, &sn, &id_a, &args, lease.id(), &mut views).await;
+    for key in views {
+        let _ = sn.remove(&key).await;
+    }
+    lease.release().await;
+    result
+}
+
+/// The mounts of `key`: its own if active, else a view's (remembered in
+/// `views` for removal).
+async fn mounts_of(
+    sn: &SnapshotsProxy,
+    key: &str,
+    views: &mut Vec<String>,
+) -> anyhow::Result<Vec<Mount>> {
+    let info = sn.stat(key).await?;
+    if info.kind == Kind::Active {
+        return Ok(sn.mounts(key).await?);
+    }
+    let view = format!("{key}-view-{}", unique());
+    let mounts = sn.view(&view, key, Labels::new()).await?;
+    views.push(view);
+    Ok(mounts)
+}
+
+async fn diff(
+    client: &Client,
+    sn: &SnapshotsProxy,
+    id_a: &str,
+    args: &DiffArgs,
+    lease: &str,
+    views: &mut Vec<String>,
+) -> anyhow::Result<()> {
+    let (lower, upper) = match args.id_b.as_deref().filter(|b| !b.is_empty()) {
+        None => {
+            let info = sn.stat(id_a).await?;
+            let key = format!("{}-parent-view-{}", info.parent, unique());
+            let lower = sn.view(&key, &info.parent, Labels::new()).await?;
+            views.push(key);
+            (lower, mounts_of(sn, id_a, views).await?)
+        }
+        Some(id_b) => (
+            mounts_of(sn, id_a, views).await?,
+            mounts_of(sn, id_b, views).await?,
+        ),
+    };
+    let mut labels = label_args(&args.label);
+    if args.keep {
+        labels.extend(crate::commands::snapshots::gc_root());
+    }
+    let mut request = client.request(pb::DiffRequest {
+        left: lower.into_iter().map(mount_to_pb).collect(),
+        right: upper.into_iter().map(mount_to_pb).collect(),
+        media_type: args.media_type.clone(),
+        r#ref: args.reference.clone().unwrap_or_default(),
+        labels: labels.into_iter().collect(),
+    });
+    set_grpc_lease(&mut request, lease)?;
+    let desc = pb::diff_client::DiffClient::new(client.channel.clone())
+        .diff(request)
+        .await
+        .map_err(status_error)?
+        .into_inner()
+        .diff
+        .unwrap_or_default();
+    let desc = descriptor_from_pb(desc)?;
+    let store = ContentProxy::new(client.channel.clone());
+    let reader = store.reader_at(&client.namespace, &desc.digest).await?;
+    let mut stdout = std::io::stdout().lock();
+    let mut offset = 0;
+    let mut buf = vec![0; 1 << 20];
+    while offset < reader.size() {
+        let n = reader.read_at(offset, &mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        stdout.write_all(&buf[..n])?;
+        offset += n as u64;
+    }
+    stdout.flush()?;
+    Ok(())
+}
