@@ -219,7 +219,7 @@ async fn every_hostile_layer_is_refused_and_nothing_escapes() {
     for (i, (name, image)) in images.iter().enumerate() {
         let reference = format!("{}/test/hostile{i}:1", f.registry.host);
         push(&reference, image).await.unwrap();
-        for snapshotter in ["overlayfs", "native"] {
+        for snapshotter in SNAPSHOTTERS {
             for (who, ctr) in ctrs() {
                 let err = fails(f.daemon.ctr(
                     &ctr,
