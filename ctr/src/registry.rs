@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::bail;
-use crated_distribution::{Credentials, CredentialsFn, HostOptions, Resolver, TransportOptions};
+use crated_distribution::{
+    Credentials, CredentialsFn, HostOptions, Resolver, TlsOptions, TransportOptions,
+};
 
 /// Where hosts.toml files are looked up when `--hosts-dir` is not given.
 pub const DEFAULT_HOSTS_DIR: &str = "/etc/crated/certs.d";
@@ -29,13 +31,13 @@ pub struct RegistryArgs {
     /// Directory of `<host>/hosts.toml` registry configurations.
     #[arg(long, default_value = DEFAULT_HOSTS_DIR)]
     hosts_dir: PathBuf,
-    /// CA certificate for the registry (TLS is not built yet).
+    /// CA certificate (PEM) to trust for the registry.
     #[arg(long)]
     tlscacert: Option<PathBuf>,
-    /// Client certificate for the registry (TLS is not built yet).
+    /// Client certificate (PEM) to present to the registry.
     #[arg(long)]
     tlscert: Option<PathBuf>,
-    /// Client key for the registry (TLS is not built yet).
+    /// Key (PEM) of the client certificate.
     #[arg(long)]
     tlskey: Option<PathBuf>,
 }
@@ -45,8 +47,8 @@ impl RegistryArgs {
     /// (for every host, as containerd's ctr), else from the docker config
     /// (`$DOCKER_CONFIG/config.json` or `~/.docker/config.json`) if any.
     pub fn resolver(&self) -> anyhow::Result<Resolver> {
-        if self.tlscacert.is_some() || self.tlscert.is_some() || self.tlskey.is_some() {
-            bail!("--tlscacert, --tlscert and --tlskey: TLS to registries is not built yet");
+        if self.tlskey.is_some() && self.tlscert.is_none() {
+            bail!("--tlskey needs --tlscert");
         }
         let credentials: Option<CredentialsFn> = match (&self.user, &self.refresh) {
             (Some(user), _) => {
@@ -68,7 +70,11 @@ impl RegistryArgs {
         let hosts = HostOptions {
             hosts_dir: Some(self.hosts_dir.clone()),
             plain_http: self.plain_http,
-            skip_verify: self.skip_verify,
+            default_tls: TlsOptions {
+                skip_verify: self.skip_verify,
+                ca: self.tlscacert.iter().cloned().collect(),
+                client: self.tlscert.clone().map(|cert| (cert, self.tlskey.clone())),
+            },
         };
         Ok(Resolver::new(
             hosts,

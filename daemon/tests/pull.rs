@@ -541,3 +541,73 @@ async fn a_pull_killed_halfway_resumes_without_fetching_finished_blobs_again() {
         assert!(root.join("data/blob0").exists() && !root.join("data/blob3").exists());
     });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_ctrs_pull_over_tls_trusting_the_ca_in_a_hosts_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = crated_testimages::TestCerts::new(dir.path()).unwrap();
+    let (cert, key) = (certs.cert.clone(), certs.key.clone());
+    let registry =
+        tokio::task::spawn_blocking(move || Registry::start_with(None, Some((&cert, &key))))
+            .await
+            .unwrap()
+            .unwrap();
+    let hosts_dir = dir.path().join("certs.d");
+    let host_dir = hosts_dir.join(registry.host.replace(':', "_") + "_");
+    std::fs::create_dir_all(&host_dir).unwrap();
+    std::fs::copy(&certs.ca, host_dir.join("ca.pem")).unwrap();
+    // containerd 1.6 wants a `[host]` table (a file with only `server` is
+    // "invalid `host` tree" to it; we take both).
+    std::fs::write(
+        host_dir.join("hosts.toml"),
+        format!(
+            "server = \"https://{0}\"\n\n[host.\"https://{0}\"]\n  capabilities = [\"pull\", \"resolve\", \"push\"]\n  ca = \"ca.pem\"\n",
+            registry.host
+        ),
+    )
+    .unwrap();
+    let reference = format!("{}/secure/busybox:1", registry.host);
+    let resolver = crated_distribution::Resolver::new(
+        crated_distribution::HostOptions {
+            hosts_dir: Some(hosts_dir.clone()),
+            ..Default::default()
+        },
+        None,
+        Default::default(),
+    );
+    let image = crated_testimages::busybox().unwrap();
+    crated_testimages::push_with(&resolver, &reference, &image)
+        .await
+        .unwrap();
+    let daemon = tokio::task::spawn_blocking(Daemon::start).await.unwrap();
+    let hosts = hosts_dir.display().to_string();
+    for (who, ctr) in ctrs() {
+        ok(daemon.ctr(&ctr, &["images", "pull", "--hosts-dir", &hosts, &reference]));
+        let row = check_row(&daemon, &ctr, "overlayfs", &reference);
+        assert_eq!(row[3..5], ["complete", "(2/2)"], "{who}: {row:?}");
+        ok(daemon.ctr(&ctr, &["images", "rm", "--sync", &reference]));
+        // Without the CA the server is not trusted, and the error says so.
+        let untrusted = dir.path().join("untrusted");
+        let untrusted_host = untrusted.join(registry.host.replace(':', "_") + "_");
+        std::fs::create_dir_all(&untrusted_host).unwrap();
+        std::fs::write(
+            untrusted_host.join("hosts.toml"),
+            format!(
+                "[host.\"https://{}\"]\n  capabilities = [\"pull\", \"resolve\"]\n",
+                registry.host
+            ),
+        )
+        .unwrap();
+        let err = fails(daemon.ctr(
+            &ctr,
+            &[
+                "images",
+                "pull",
+                "--hosts-dir",
+                &untrusted.display().to_string(),
+                &reference,
+            ],
+        ));
+        assert!(err.contains("certificate"), "{who}: {err}");
+    }
+}

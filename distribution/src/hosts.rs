@@ -20,6 +20,8 @@ use std::path::{Path, PathBuf};
 use crated_core::{Error, Result};
 use toml::Value;
 
+use crate::tls::TlsOptions;
+
 /// What a host may be used for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Capabilities {
@@ -55,11 +57,22 @@ pub struct RegistryHost {
     pub skip_verify: bool,
     /// CA certificates to trust, absolute paths.
     pub ca: Vec<PathBuf>,
+    /// A client certificate and key (`None`: in the certificate's file).
+    pub client: Option<(PathBuf, Option<PathBuf>)>,
     /// Extra headers sent with every request.
     pub headers: Vec<(String, String)>,
 }
 
 impl RegistryHost {
+    /// The TLS settings of this host.
+    pub fn tls(&self) -> TlsOptions {
+        TlsOptions {
+            skip_verify: self.skip_verify,
+            ca: self.ca.clone(),
+            client: self.client.clone(),
+        }
+    }
+
     /// The URL of `rest` (`<repo>/manifests/<tag>`) on this host.
     pub fn url(&self, rest: &str) -> String {
         format!("{}://{}{}/{}", self.scheme, self.host, self.path, rest)
@@ -74,8 +87,9 @@ pub struct HostOptions {
     pub hosts_dir: Option<PathBuf>,
     /// Use plain HTTP for the default host (ctr's `--plain-http`).
     pub plain_http: bool,
-    /// Skip TLS verification for the default host (ctr's `--skip-verify`).
-    pub skip_verify: bool,
+    /// TLS for hosts whose configuration says nothing about it (ctr's
+    /// `--skip-verify`, `--tlscacert`, `--tlscert`, `--tlskey`).
+    pub default_tls: TlsOptions,
 }
 
 /// containerd's `IsLocalhost`: `localhost` or a loopback address, with or
@@ -125,21 +139,35 @@ pub fn configure(domain: &str, options: &HostOptions) -> Result<Vec<RegistryHost
                     last.scheme = "http".to_owned();
                 } else {
                     last.scheme = "https".to_owned();
-                    last.skip_verify = last.skip_verify.or(Some(options.skip_verify));
                 }
             }
         }
     }
     Ok(hosts
         .into_iter()
-        .map(|p| RegistryHost {
-            scheme: p.scheme,
-            host: p.host,
-            path: p.path,
-            capabilities: p.capabilities,
-            skip_verify: p.skip_verify.unwrap_or(false),
-            ca: p.ca,
-            headers: p.headers,
+        .map(|p| {
+            // As containerd: a host that configures none of its TLS gets
+            // the default.
+            let configured = p.skip_verify.is_some() || !p.ca.is_empty() || p.client.is_some();
+            let tls = if configured {
+                TlsOptions {
+                    skip_verify: p.skip_verify.unwrap_or(false),
+                    ca: p.ca,
+                    client: p.client,
+                }
+            } else {
+                options.default_tls.clone()
+            };
+            RegistryHost {
+                scheme: p.scheme,
+                host: p.host,
+                path: p.path,
+                capabilities: p.capabilities,
+                skip_verify: tls.skip_verify,
+                ca: tls.ca,
+                client: tls.client,
+                headers: p.headers,
+            }
         })
         .collect())
 }
@@ -176,6 +204,7 @@ struct Partial {
     capabilities: Capabilities,
     skip_verify: Option<bool>,
     ca: Vec<PathBuf>,
+    client: Option<(PathBuf, Option<PathBuf>)>,
     headers: Vec<(String, String)>,
 }
 
@@ -307,6 +336,40 @@ fn parse_host(server: &str, dir: &Path, config: &toml::Table) -> Result<Partial>
         Some(other) => {
             return Err(Error::invalid_argument(format!(
                 "invalid type {} for \"ca\"",
+                other.type_str()
+            )))
+        }
+    }
+    match config.get("client") {
+        None => {}
+        // A file with both certificate and key, or [cert, key] pairs of
+        // which the first is used (rustls presents one identity).
+        Some(Value::String(p)) => host.client = Some((dir.join(p), None)),
+        Some(Value::Array(list)) => match list.first() {
+            None => {}
+            Some(Value::String(p)) => host.client = Some((dir.join(p), None)),
+            Some(Value::Array(pair)) => match pair.as_slice() {
+                [Value::String(cert), Value::String(key)] => {
+                    let key = (!key.is_empty()).then(|| dir.join(key));
+                    host.client = Some((dir.join(cert), key));
+                }
+                _ => {
+                    return Err(Error::invalid_argument(format!(
+                        "invalid pair {} for \"client\"",
+                        Value::Array(pair.clone())
+                    )))
+                }
+            },
+            Some(other) => {
+                return Err(Error::invalid_argument(format!(
+                    "invalid type {} for \"client\"",
+                    other.type_str()
+                )))
+            }
+        },
+        Some(other) => {
+            return Err(Error::invalid_argument(format!(
+                "invalid type {} for \"client\"",
                 other.type_str()
             )))
         }

@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod hosts;
 mod registry;
+pub mod tls;
 mod transport;
 
 pub use auth::{Credentials, CredentialsFn};
@@ -11,4 +12,5 @@ pub use registry::{
     is_manifest_type, Fetched, Fetcher, Pushed, Pusher, Resolver, Verifier, ACCEPT_MANIFESTS,
     MAX_MANIFEST_SIZE,
 };
+pub use tls::TlsOptions;
 pub use transport::TransportOptions;

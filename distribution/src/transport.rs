@@ -1,7 +1,8 @@
 //! HTTP to registries: bounded timeouts, authentication on challenge,
 //! redirects, and retries with backoff on 429 and 5xx answers.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -11,11 +12,15 @@ use http::{Method, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use crate::auth::{self, AuthCache, Challenge, CredentialsFn};
 use crate::hosts::RegistryHost;
+use crate::tls::{client_config, TlsOptions};
+
+type HttpClient = hyper_util::client::legacy::Client<HttpsConnector<HttpConnector>, ReqBody>;
 
 /// A request body.
 pub(crate) type ReqBody = UnsyncBoxBody<Bytes, std::io::Error>;
@@ -50,9 +55,10 @@ impl Default for TransportOptions {
     }
 }
 
-/// A shared HTTP client with the auth state of every host it talked to.
+/// Shared HTTP clients (one per TLS configuration) with the auth state of
+/// every host they talked to.
 pub struct Transport {
-    http: hyper_util::client::legacy::Client<HttpConnector, ReqBody>,
+    clients: Mutex<HashMap<TlsOptions, HttpClient>>,
     auth: AuthCache,
     credentials: Option<CredentialsFn>,
     pub(crate) options: TransportOptions,
@@ -68,6 +74,8 @@ pub(crate) struct Request {
     pub scope: String,
     /// What the request is for, in errors (`"127.0.0.1:5000/test/busybox:latest"`).
     pub what: String,
+    /// TLS for an https URL: the host's.
+    pub tls: TlsOptions,
 }
 
 impl Request {
@@ -94,6 +102,7 @@ impl Request {
             body: None,
             scope: scope.to_owned(),
             what: what.to_owned(),
+            tls: host.tls(),
         }
     }
 
@@ -145,18 +154,36 @@ pub(crate) fn query_escape(s: &str) -> String {
 impl Transport {
     /// A transport; `credentials` answers for hosts that ask.
     pub fn new(credentials: Option<CredentialsFn>, options: TransportOptions) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(options.connect_timeout));
-        connector.set_nodelay(true);
-        let http = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
         Self {
-            http,
+            clients: Mutex::default(),
             auth: AuthCache::default(),
             credentials,
             options,
         }
+    }
+
+    /// The client for `tls`, made on first use (loading CA and client
+    /// certificate files then).
+    fn client(&self, tls: &TlsOptions) -> Result<HttpClient> {
+        if let Some(client) = self.clients.lock().ok().and_then(|c| c.get(tls).cloned()) {
+            return Ok(client);
+        }
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(self.options.connect_timeout));
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(client_config(tls)?)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        if let Ok(mut clients) = self.clients.lock() {
+            clients.insert(tls.clone(), client.clone());
+        }
+        Ok(client)
     }
 
     fn credentials(&self, host: &str) -> Option<auth::Credentials> {
@@ -165,7 +192,12 @@ impl Transport {
 
     /// The Authorization header for `host` and `scope` from what is
     /// already known, fetching a bearer token if the host asked for one.
-    async fn authorization(&self, host: &str, scope: &str) -> Result<Option<String>> {
+    async fn authorization(
+        &self,
+        host: &str,
+        scope: &str,
+        tls: &TlsOptions,
+    ) -> Result<Option<String>> {
         match self.auth.challenge(host) {
             None => Ok(None),
             Some(Challenge::Basic) => Ok(self.credentials(host).map(|c| auth::basic_header(&c))),
@@ -178,7 +210,14 @@ impl Transport {
                     return Ok(Some(format!("Bearer {token}")));
                 }
                 let token = self
-                    .fetch_token(host, &realm, service.as_deref(), scope, asked.as_deref())
+                    .fetch_token(
+                        host,
+                        &realm,
+                        service.as_deref(),
+                        scope,
+                        asked.as_deref(),
+                        tls,
+                    )
                     .await?;
                 Ok(Some(format!("Bearer {token}")))
             }
@@ -192,10 +231,8 @@ impl Transport {
         service: Option<&str>,
         scope: &str,
         asked: Option<&str>,
+        tls: &TlsOptions,
     ) -> Result<String> {
-        if realm.starts_with("https://") {
-            return Err(tls_missing(realm));
-        }
         let mut url = realm.to_owned();
         let mut sep = if url.contains('?') { '&' } else { '?' };
         if let Some(service) = service {
@@ -224,18 +261,18 @@ impl Transport {
         let request = builder
             .body(Empty::new().map_err(|e| match e {}).boxed_unsync())
             .map_err(|e| Error::invalid_argument(format!("invalid token request: {e}")))?;
-        let response =
-            tokio::time::timeout(self.options.response_timeout, self.http.request(request))
-                .await
-                .map_err(|_| {
-                    Error::deadline_exceeded(format!(
-                        "token request to {realm} timed out after {:?}",
-                        self.options.response_timeout
-                    ))
-                })?
-                .map_err(|e| {
-                    Error::unavailable(format!("failed to fetch token from {realm}: {e}"))
-                })?;
+        // The host's TLS settings: a private registry's token server is
+        // usually behind the same CA.
+        let http = self.client(tls)?;
+        let response = tokio::time::timeout(self.options.response_timeout, http.request(request))
+            .await
+            .map_err(|_| {
+                Error::deadline_exceeded(format!(
+                    "token request to {realm} timed out after {:?}",
+                    self.options.response_timeout
+                ))
+            })?
+            .map_err(|e| Error::unavailable(format!("failed to fetch token from {realm}: {e}")))?;
         let status = response.status();
         let body = read_limited(response.into_body(), 1 << 20, self.options.read_timeout).await?;
         if !status.is_success() {
@@ -263,9 +300,6 @@ impl Transport {
         let mut redirects = 0;
         let mut reauthenticated = false;
         loop {
-            if url.starts_with("https://") {
-                return Err(tls_missing(&url));
-            }
             let host = authority(&url).to_owned();
             let uri: http::Uri = url
                 .parse()
@@ -279,7 +313,10 @@ impl Transport {
             // Credentials go only to the host they were given for, not to
             // the storage a blob redirects to.
             if host == origin {
-                if let Some(value) = self.authorization(&host, &request.scope).await? {
+                if let Some(value) = self
+                    .authorization(&host, &request.scope, &request.tls)
+                    .await?
+                {
                     builder = builder.header(header::AUTHORIZATION, value);
                 }
             }
@@ -290,8 +327,16 @@ impl Transport {
             let built = builder
                 .body(body)
                 .map_err(|e| Error::invalid_argument(format!("invalid request to {url}: {e}")))?;
+            // A redirect elsewhere (blob storage) is verified against the
+            // system's roots only.
+            let tls = if host == origin {
+                request.tls.clone()
+            } else {
+                TlsOptions::default()
+            };
+            let http = self.client(&tls)?;
             let sent =
-                tokio::time::timeout(self.options.response_timeout, self.http.request(built)).await;
+                tokio::time::timeout(self.options.response_timeout, http.request(built)).await;
             let response = match sent {
                 Err(_) => {
                     if attempt < self.options.retries {
@@ -381,13 +426,6 @@ impl Transport {
         let wait = retry_after.unwrap_or(exp).min(Duration::from_secs(10));
         tokio::time::sleep(wait).await;
     }
-}
-
-fn tls_missing(url: &str) -> Error {
-    Error::not_implemented(format!(
-        "{url}: https registries are not supported yet (this build has no TLS); \
-         use --plain-http, or a plain-http mirror in hosts.toml"
-    ))
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

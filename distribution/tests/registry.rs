@@ -359,3 +359,88 @@ async fn busy_registries_are_retried_then_reported() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn tls_registries_are_trusted_through_their_ca_or_skip_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = crated_testimages::TestCerts::new(dir.path()).unwrap();
+    let (cert, key) = (certs.cert.clone(), certs.key.clone());
+    let registry =
+        tokio::task::spawn_blocking(move || Registry::start_with(None, Some((&cert, &key))))
+            .await
+            .unwrap()
+            .unwrap();
+    let reference = format!("{}/secure/busybox:1", registry.host);
+    // hosts.toml as containerd documents it: the server over https, its CA.
+    let hosts_dir = dir.path().join("certs.d");
+    let host_dir = hosts_dir.join(registry.host.replace(':', "_") + "_");
+    std::fs::create_dir_all(&host_dir).unwrap();
+    std::fs::copy(&certs.ca, host_dir.join("ca.pem")).unwrap();
+    std::fs::write(
+        host_dir.join("hosts.toml"),
+        format!("server = \"https://{}\"\nca = \"ca.pem\"\n", registry.host),
+    )
+    .unwrap();
+    let with_ca = Resolver::new(
+        HostOptions {
+            hosts_dir: Some(hosts_dir.clone()),
+            ..Default::default()
+        },
+        None,
+        TransportOptions::default(),
+    );
+    let image = busybox().unwrap();
+    crated_testimages::push_with(&with_ca, &reference, &image)
+        .await
+        .unwrap();
+    assert_eq!(
+        with_ca.resolve(&reference).await.unwrap().1.digest,
+        image.root.digest
+    );
+
+    // The same server without its CA: refused, saying why.
+    std::fs::write(
+        host_dir.join("hosts.toml"),
+        format!("server = \"https://{}\"\n", registry.host),
+    )
+    .unwrap();
+    let options = TransportOptions {
+        retries: 0,
+        ..Default::default()
+    };
+    let untrusted = Resolver::new(
+        HostOptions {
+            hosts_dir: Some(hosts_dir.clone()),
+            ..Default::default()
+        },
+        None,
+        options.clone(),
+    );
+    let err = untrusted.resolve(&reference).await.unwrap_err().to_string();
+    assert!(
+        err.contains("certificate") && err.contains(&registry.host),
+        "{err}"
+    );
+
+    // skip_verify accepts it.
+    std::fs::write(
+        host_dir.join("hosts.toml"),
+        format!(
+            "server = \"https://{}\"\nskip_verify = true\n",
+            registry.host
+        ),
+    )
+    .unwrap();
+    let skipping = Resolver::new(
+        HostOptions {
+            hosts_dir: Some(hosts_dir),
+            ..Default::default()
+        },
+        None,
+        options,
+    );
+    assert_eq!(
+        skipping.resolve(&reference).await.unwrap().1.digest,
+        image.root.digest
+    );
+}

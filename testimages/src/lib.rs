@@ -4,13 +4,15 @@
 mod btrfs;
 mod image;
 mod registry;
+mod tls;
 
 pub use btrfs::LoopBtrfs;
 pub use image::{
     busybox, hostile, multi_platform, synthetic, whiteouts, Blob, Image, LayerBuilder,
     EXPECTED_WHITEOUT_TREE,
 };
-pub use registry::{push, Registry};
+pub use registry::{push, push_with, Registry};
+pub use tls::TestCerts;
 
 /// The OCI architecture of this machine (`amd64`, `arm64`).
 pub fn host_arch() -> &'static str {

@@ -58,10 +58,16 @@ impl Registry {
     /// and waits until it answers `/v2/`. `htpasswd`, if given, turns on
     /// basic auth with that file.
     pub fn start(htpasswd: Option<&Path>) -> Result<Self> {
+        Self::start_with(htpasswd, None)
+    }
+
+    /// [`Registry::start`], serving HTTPS with `tls` (certificate, key)
+    /// if given.
+    pub fn start_with(htpasswd: Option<&Path>, tls: Option<(&Path, &Path)>) -> Result<Self> {
         let mut last = None;
         // A free port can be taken between probing and binding: retry.
         for _ in 0..5 {
-            match Self::try_start(htpasswd) {
+            match Self::try_start(htpasswd, tls) {
                 Ok(registry) => return Ok(registry),
                 Err(e) => last = Some(e),
             }
@@ -69,7 +75,7 @@ impl Registry {
         Err(last.unwrap_or_else(|| anyhow::anyhow!("could not start docker-registry")))
     }
 
-    fn try_start(htpasswd: Option<&Path>) -> Result<Self> {
+    fn try_start(htpasswd: Option<&Path>, tls: Option<(&Path, &Path)>) -> Result<Self> {
         let root = TempDir::new("crated-registry")?;
         let host = format!("127.0.0.1:{}", free_port()?);
         let auth = match htpasswd {
@@ -79,11 +85,19 @@ impl Registry {
             ),
             None => String::new(),
         };
+        let tls = match tls {
+            Some((cert, key)) => format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                cert.display(),
+                key.display()
+            ),
+            None => String::new(),
+        };
         let config = root.path().join("config.yml");
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n{auth}http:\n  addr: {host}\n",
+                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n{auth}http:\n  addr: {host}\n{tls}",
                 root.path().join("data").display()
             ),
         )?;
@@ -167,6 +181,11 @@ fn descriptor(blob: &Blob) -> Descriptor {
 /// layers and configs, then child manifests, then the root under its tag.
 pub async fn push(reference: &str, image: &Image) -> Result<()> {
     let resolver = Resolver::new(HostOptions::default(), None, TransportOptions::default());
+    push_with(&resolver, reference, image).await
+}
+
+/// [`push`] through a given resolver (credentials, TLS).
+pub async fn push_with(resolver: &Resolver, reference: &str, image: &Image) -> Result<()> {
     let pusher = resolver.pusher(reference)?;
     let (manifests, others): (Vec<&Blob>, Vec<&Blob>) = image
         .blobs
