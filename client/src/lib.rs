@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod gate;
 pub mod leases;
 pub mod pull;
 pub mod push;
@@ -67,18 +68,22 @@ pub async fn unpack(
     matcher: &Matcher,
 ) -> Result<Digest> {
     let lease = leases::Temporary::create(channel, ns).await?;
-    let result = unpack_leased(channel, ns, target, snapshotter, matcher, lease.id()).await;
+    let gate = gate::LayerGate::open();
+    let result = unpack_leased(channel, ns, target, snapshotter, matcher, lease.id(), &gate).await;
     lease.release().await;
     result
 }
 
-async fn unpack_leased(
+/// [`unpack`] under `lease`, applying each layer once `gate` says it is
+/// in the content store (a pull unpacks while it still fetches).
+pub(crate) async fn unpack_leased(
     channel: &Channel,
     ns: &Namespace,
     target: &Node,
     snapshotter: &str,
     matcher: &Matcher,
     lease: &str,
+    gate: &gate::LayerGate,
 ) -> Result<Digest> {
     let store = ContentProxy::new(channel.clone()).with_lease(lease);
     let sn = SnapshotsProxy::new(channel.clone(), snapshotter, ns.clone()).with_lease(lease);
@@ -102,6 +107,7 @@ async fn unpack_leased(
             Err(err) => return Err(err.context(format!("failed to stat snapshot {chain_id}"))),
         }
         let parent = parent.map(|p| p.to_string()).unwrap_or_default();
+        gate.wait(&layer.digest).await?;
         match apply_layer(channel, ns, &sn, layer, diff_id, &chain_id, &parent, lease).await {
             Ok(()) => {
                 let info = Info {

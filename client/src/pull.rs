@@ -24,6 +24,7 @@ use futures::StreamExt;
 use std::time::UNIX_EPOCH;
 use tonic::transport::Channel;
 
+use crate::gate::LayerGate;
 use crate::{leases, node_descriptor};
 
 /// What happens to one blob of a pull, for progress displays.
@@ -230,23 +231,55 @@ async fn pull_leased(
         job.label(&node, labels).await?;
     }
 
-    let concurrency = options.max_concurrent_downloads.max(1);
-    let mut fetches = futures::stream::iter(blobs.iter())
-        .map(|(node, labels)| job.fetch(node, labels.clone()))
-        .buffer_unordered(concurrency);
-    while let Some(result) = fetches.next().await {
-        result?;
+    // Configs first (small; an unpack reads them for the diff ids), then
+    // layers in parallel while the unpack applies each one as soon as it
+    // and its parent are there.
+    let (configs, layers): (Vec<_>, Vec<_>) = blobs
+        .iter()
+        .partition(|(node, _)| media_types::is_config(&node.media_type));
+    for (node, labels) in configs {
+        job.fetch(node, labels.clone()).await?;
     }
-    drop(fetches);
-
-    create_image(channel, ns, &name, &target, &options.labels).await?;
-
-    let chain_id = match &options.snapshotter {
-        Some(snapshotter) => {
-            Some(crate::unpack(channel, ns, &root, snapshotter, &options.matcher).await?)
+    let gate = LayerGate::closed();
+    let job = &job;
+    let fetch_layers = async {
+        let mut fetches =
+            futures::stream::iter(layers)
+                .map(|(node, labels)| async move {
+                    job.fetch(node, labels.clone()).await.map(|()| node)
+                })
+                .buffer_unordered(options.max_concurrent_downloads.max(1));
+        while let Some(fetched) = fetches.next().await {
+            match fetched {
+                Ok(node) => gate.ready(&node.digest),
+                Err(err) => {
+                    gate.fail(&err);
+                    return Err(err);
+                }
+            }
         }
-        None => None,
+        drop(fetches);
+        // Recorded once its content is all there, before the unpack ends
+        // (as containerd's pull).
+        create_image(channel, ns, &name, &target, &options.labels).await
     };
+    let unpack = async {
+        match &options.snapshotter {
+            Some(snapshotter) => crate::unpack_leased(
+                channel,
+                ns,
+                &root,
+                snapshotter,
+                &options.matcher,
+                lease,
+                &gate,
+            )
+            .await
+            .map(Some),
+            None => Ok(None),
+        }
+    };
+    let ((), chain_id) = futures::future::try_join(fetch_layers, unpack).await?;
     Ok(Pulled {
         name,
         target,

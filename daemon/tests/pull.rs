@@ -611,3 +611,52 @@ async fn both_ctrs_pull_over_tls_trusting_the_ca_in_a_hosts_dir() {
         assert!(err.contains("certificate"), "{who}: {err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn layers_unpack_while_later_layers_still_download() {
+    let f = fixture().await;
+    let image = crated_testimages::synthetic(2, 20).unwrap();
+    let last = image.blobs[2].clone();
+    assert!(last.media_type.contains("layer"), "{}", last.media_type);
+    push(&format!("{}/test/stream:1", f.registry.host), &image)
+        .await
+        .unwrap();
+    let proxy = Proxy::start(f.registry.host.clone()).await;
+    // The last layer never finishes on the first try.
+    *proxy.stall.lock().unwrap() = Some((last.digest.to_string(), 16));
+    let reference = format!("{}/test/stream:1", proxy.host);
+    let ours = workspace_bin("ctr");
+    let mut pull = std::process::Command::new(&ours)
+        .arg("--address")
+        .arg(&f.daemon.address)
+        .args(["images", "pull", "--plain-http", &reference])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let first_two = crated_core::digest::Digest::chain_id(&image.diff_ids[..2]).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let snapshots = ok(f.daemon.ctr(&debian_ctr(), &["snapshots", "ls"]));
+        if snapshots.contains(first_two.as_str()) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first two layers were not unpacked while the third downloaded:\n{snapshots}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        pull.try_wait().unwrap().is_none(),
+        "the pull ended with its last layer stalled"
+    );
+    pull.kill().unwrap();
+    pull.wait().unwrap();
+    *proxy.stall.lock().unwrap() = None;
+    ok(f.daemon
+        .ctr(&ours, &["images", "pull", "--plain-http", &reference]));
+    let row = check_row(&f.daemon, &ours, "overlayfs", &reference);
+    assert_eq!(row[3..5], ["complete", "(4/4)"], "{row:?}");
+    assert_eq!(row.last().unwrap(), "true", "{row:?}");
+}

@@ -86,7 +86,7 @@ pub async fn run(client: Client, command: Command) -> anyhow::Result<()> {
     let ns = client.namespace.clone();
     match command {
         Command::Fetch(args) => {
-            crate::commands::images::pull::fetch(&client, &args).await?;
+            crate::commands::images::pull::fetch(&client, &args, None).await?;
         }
         Command::Ls { quiet, filters } => {
             let infos = store.walk(&ns, &filters).await?;

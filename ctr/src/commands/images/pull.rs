@@ -92,6 +92,7 @@ fn matcher_of(specs: &[String]) -> anyhow::Result<(Matcher, Vec<Platform>)> {
 pub async fn fetch(
     client: &Client,
     args: &FetchArgs,
+    snapshotter: Option<&str>,
 ) -> anyhow::Result<(crated_client::pull::Pulled, Vec<Platform>)> {
     let reference = args
         .r#ref
@@ -110,7 +111,10 @@ pub async fn fetch(
         },
         all_platforms: args.all_platforms,
         max_concurrent_downloads: args.max_concurrent_downloads,
-        snapshotter: None,
+        // Unpacking alongside the download: one platform only.
+        snapshotter: snapshotter
+            .filter(|_| !args.all_platforms)
+            .map(str::to_owned),
         labels: label_args(&args.label),
     };
     let resolver = args.registry.resolver()?;
@@ -147,10 +151,25 @@ pub async fn fetch(
     Ok((pulled, platforms))
 }
 
-/// `ctr images pull`: fetch, then unpack each platform.
+/// `ctr images pull`: fetch and unpack (each layer as soon as it is
+/// there); with `--all-platforms`, every platform after the fetch.
 pub async fn run_pull(client: &Client, args: PullArgs) -> anyhow::Result<()> {
     let start = Instant::now();
-    let (pulled, platforms) = fetch(client, &args.fetch).await?;
+    let (pulled, platforms) = fetch(client, &args.fetch, Some(&args.snapshotter)).await?;
+    if let Some(chain_id) = &pulled.chain_id {
+        if let Some(platform) = platforms.first() {
+            println!(
+                "unpacking {} {}...",
+                platforms::format(platform),
+                pulled.target.digest
+            );
+        }
+        if args.print_chainid {
+            println!("image chain ID: {chain_id}");
+        }
+        println!("done: {:?}\t", start.elapsed());
+        return Ok(());
+    }
     let node = walk::Node {
         media_type: pulled.target.media_type.clone(),
         digest: pulled.target.digest.clone(),
