@@ -13,7 +13,15 @@
 //! --runs N        pulls per daemon; the median is reported (default 3)
 //! --ops N         snapshot prepare/commit/remove rounds (default 200)
 //! --dir PATH      where the daemons' roots go (default /var/tmp)
+//! --aged-fs       put roots straight in --dir instead of a fresh ext4
 //! ```
+//!
+//! By default every pull gets a fresh loop-mounted ext4 (an image file in
+//! `--dir`): on a filesystem that just had tens of thousands of files
+//! deleted — each run's root — ext4's inode allocator spends most of the
+//! unpack skipping recently freed inodes (`recently_deleted` in a kernel
+//! profile), which then dominates both daemons' times. `--aged-fs` measures
+//! that case.
 
 #![allow(clippy::unwrap_used)]
 
@@ -36,6 +44,7 @@ struct Options {
     runs: usize,
     ops: usize,
     dir: PathBuf,
+    aged_fs: bool,
 }
 
 fn options() -> anyhow::Result<Options> {
@@ -45,6 +54,7 @@ fn options() -> anyhow::Result<Options> {
         runs: 3,
         ops: 200,
         dir: "/var/tmp".into(),
+        aged_fs: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -55,6 +65,7 @@ fn options() -> anyhow::Result<Options> {
             "--runs" => o.runs = value()?.parse()?,
             "--ops" => o.ops = value()?.parse()?,
             "--dir" => o.dir = value()?.into(),
+            "--aged-fs" => o.aged_fs = true,
             "--bench" => {}
             other => bail!("unknown option {other:?}"),
         }
@@ -108,6 +119,47 @@ async fn snapshot_ops(daemon: &Daemon, rounds: usize) -> anyhow::Result<Duration
     Ok(took)
 }
 
+/// A fresh ext4 in a sparse image file, loop-mounted; gone on drop.
+struct FreshFs {
+    image: PathBuf,
+    mountpoint: PathBuf,
+}
+
+impl FreshFs {
+    fn new(dir: &Path) -> anyhow::Result<Self> {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let image = dir.join(format!("bench-fs-{}-{n}.img", std::process::id()));
+        let mountpoint = dir.join(format!("bench-fs-{}-{n}", std::process::id()));
+        std::fs::File::create(&image)?.set_len(4 << 30)?;
+        std::fs::create_dir_all(&mountpoint)?;
+        let run = |cmd: &mut Command| -> anyhow::Result<()> {
+            let out = cmd.output()?;
+            if !out.status.success() {
+                bail!("{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            Ok(())
+        };
+        run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&image))?;
+        run(Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(&image)
+            .arg(&mountpoint))?;
+        Ok(Self { image, mountpoint })
+    }
+}
+
+impl Drop for FreshFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("--all-targets")
+            .arg(&self.mountpoint)
+            .status();
+        let _ = std::fs::remove_dir(&self.mountpoint);
+        let _ = std::fs::remove_file(&self.image);
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let o = options()?;
     std::fs::create_dir_all(&o.dir)?;
@@ -130,21 +182,33 @@ fn main() -> anyhow::Result<()> {
             "/usr/bin/ctr".into(),
         ),
     ];
-    let mut rows = Vec::new();
-    for (name, binary, ctr) in &candidates {
-        let mut pulls = Vec::new();
-        let mut rss = 0;
-        for run in 0..o.runs {
-            let daemon = Daemon::start(name, binary, &o.dir)?;
+    // Interleaved, so both daemons meet the filesystem in the same state:
+    // ext4 slows inode allocation down after mass deletes (each run's root
+    // is removed), which would otherwise penalise whichever runs second.
+    let mut pulls: Vec<Vec<Duration>> = vec![Vec::new(); candidates.len()];
+    let mut rss = vec![0; candidates.len()];
+    for run in 0..o.runs {
+        for (i, (name, binary, ctr)) in candidates.iter().enumerate() {
+            let fs = (!o.aged_fs).then(|| FreshFs::new(&o.dir)).transpose()?;
+            let parent = fs
+                .as_ref()
+                .map_or(o.dir.as_path(), |fs| fs.mountpoint.as_path());
+            let daemon = Daemon::start(name, binary, parent)?;
             let took = pull(ctr, &daemon, &reference)?;
             eprintln!("{name} pull {run}: {took:.2?}");
-            pulls.push(took);
-            rss = daemon.rss_kib();
+            pulls[i].push(took);
+            rss[i] = daemon.rss_kib();
+            // The daemon stops before its filesystem goes.
+            drop(daemon);
+            drop(fs);
         }
+    }
+    let mut rows = Vec::new();
+    for (i, (name, binary, _)) in candidates.iter().enumerate() {
         let daemon = Daemon::start(name, binary, &o.dir)?;
         let ops = runtime.block_on(snapshot_ops(&daemon, o.ops))?;
         eprintln!("{name} snapshot prepare+commit+remove: {ops:.2?}");
-        rows.push((*name, median(pulls), ops, rss));
+        rows.push((*name, median(pulls[i].clone()), ops, rss[i]));
     }
     let base = rows.iter().find(|r| r.0 == "containerd").map(|r| r.1);
     println!();
@@ -161,8 +225,9 @@ fn main() -> anyhow::Result<()> {
         );
     }
     println!(
-        "\nmedian of {} pulls each on a fresh root; {} snapshot rounds; {} cores; roots under {}",
+        "\nmedian of {} pulls each on a fresh root ({}), the daemons taking turns; {} snapshot rounds; {} cores; under {}",
         o.runs,
+        if o.aged_fs { "in place" } else { "a fresh ext4 each" },
         o.ops,
         std::thread::available_parallelism().map_or(0, usize::from),
         o.dir.display()
