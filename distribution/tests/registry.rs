@@ -444,3 +444,53 @@ async fn tls_registries_are_trusted_through_their_ca_or_skip_verify() {
         image.root.digest
     );
 }
+
+#[tokio::test]
+async fn a_mirror_in_hosts_toml_serves_another_domain() {
+    let registry = tokio::task::spawn_blocking(|| Registry::start(None))
+        .await
+        .unwrap()
+        .unwrap();
+    let image = busybox().unwrap();
+    push(&format!("{}/library/busybox:1", registry.host), &image)
+        .await
+        .unwrap();
+    // `mirror.invalid` does not resolve: only the mirror can answer, and
+    // an unreachable first mirror is skipped.
+    let dir = tempfile::tempdir().unwrap();
+    let host_dir = dir.path().join("mirror.invalid");
+    std::fs::create_dir_all(&host_dir).unwrap();
+    std::fs::write(
+        host_dir.join("hosts.toml"),
+        format!(
+            "server = \"http://mirror.invalid\"\n\n[host.\"http://127.0.0.1:1\"]\n  capabilities = [\"pull\", \"resolve\"]\n\n[host.\"http://{}\"]\n  capabilities = [\"pull\", \"resolve\"]\n",
+            registry.host
+        ),
+    )
+    .unwrap();
+    let resolver = Resolver::new(
+        HostOptions {
+            hosts_dir: Some(dir.path().to_owned()),
+            ..Default::default()
+        },
+        None,
+        TransportOptions {
+            retries: 0,
+            ..Default::default()
+        },
+    );
+    let reference = "mirror.invalid/library/busybox:1";
+    let (_, root) = resolver.resolve(reference).await.unwrap();
+    assert_eq!(root.digest, image.root.digest);
+    let fetched = resolver
+        .fetcher(reference)
+        .unwrap()
+        .fetch_all(&root)
+        .await
+        .unwrap();
+    assert_eq!(fetched, image.root.data.to_vec());
+    // Mirrors here may not take pushes; the server itself cannot be reached.
+    let pusher = resolver.pusher(reference).unwrap();
+    let err = pusher.exists(&root).await.unwrap_err();
+    assert!(err.to_string().contains("mirror.invalid"), "{err}");
+}

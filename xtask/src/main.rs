@@ -6,9 +6,14 @@
 //! - `cargo xtask bench storage [-- OPTIONS]`: build `crated` in release and
 //!   run the storage benchmark against it and containerd 1.6 (see
 //!   `daemon/benches/storage.rs` for the options).
+//! - `cargo xtask registry`: Debian's docker-registry on 127.0.0.1 with the
+//!   test images (busybox, whiteouts, multi-platform, hostile) pushed, until
+//!   Ctrl-C; the tests start their own through `crated-testimages`.
 //! - `cargo xtask bench pull [-- OPTIONS]`: pull + unpack of a large image
 //!   from a loopback registry, and snapshot op latency, against containerd
 //!   1.6 (see `daemon/benches/pull.rs`).
+
+mod registry;
 
 use std::path::Path;
 use std::process::Command;
@@ -123,12 +128,17 @@ fn main() -> anyhow::Result<()> {
         Some("ci") => ci(),
         Some("deps") => install_system_packages(),
         Some("bench") => bench(&args[1..]),
+        Some("registry") => {
+            install_system_packages()?;
+            registry::run()
+        }
         _ => {
-            eprintln!("usage: cargo xtask <ci|deps|bench>");
+            eprintln!("usage: cargo xtask <ci|deps|bench|registry>");
             eprintln!(
                 "  ci    install system packages, fmt check, clippy -D warnings, build, test"
             );
             eprintln!("  deps  install the system packages tests use (apt-get)");
+            eprintln!("  registry  a loopback docker-registry with the test images, until Ctrl-C");
             eprintln!(
                 "  bench storage [-- OPTIONS]  ingest and list benchmarks against containerd 1.6"
             );
