@@ -21,6 +21,7 @@ pub fn builtins() -> Vec<Registration> {
         services::metadata::REGISTRATION,
         services::diff::WALKING,
         services::gc::REGISTRATION,
+        services::tasks::RUNTIME,
         services::version::REGISTRATION,
         services::events::SERVICE,
         services::content::SERVICE,
@@ -30,6 +31,7 @@ pub fn builtins() -> Vec<Registration> {
         services::leases::REGISTRATION,
         services::images::REGISTRATION,
         services::containers::REGISTRATION,
+        services::tasks::SERVICE,
         services::healthcheck::REGISTRATION,
         services::introspection::REGISTRATION,
     ]

@@ -39,6 +39,8 @@ pub mod types {
     pub const SNAPSHOTTER: &str = "io.containerd.snapshotter.v1";
     /// Differs (layer appliers).
     pub const DIFFER: &str = "io.containerd.differ.v1";
+    /// Runtime v2 task managers.
+    pub const RUNTIME_V2: &str = "io.containerd.runtime.v2";
 }
 
 /// Why an init did not produce a plugin.
@@ -153,6 +155,8 @@ pub struct Handles {
     pub differs: Vec<Arc<dyn crated_core::diff::Differ>>,
     /// The directory of installed binaries (`io.containerd.internal.v1 opt`).
     pub opt: Option<PathBuf>,
+    /// The runtime v2 task manager (`io.containerd.runtime.v2 task`).
+    pub tasks: Option<Arc<crated_runtime_v2::TaskManager>>,
     /// Every plugin's outcome, set once all inits have run.
     pub plugins: Arc<OnceLock<Vec<PluginInfo>>>,
     /// gRPC services to serve.
@@ -173,6 +177,10 @@ pub struct InitContext<'a> {
     pub daemon_root: PathBuf,
     /// The daemon's state.
     pub daemon_state: PathBuf,
+    /// The daemon's gRPC socket.
+    pub grpc_address: PathBuf,
+    /// The daemon's ttrpc socket.
+    pub ttrpc_address: PathBuf,
     /// Exports to report in introspection.
     pub exports: BTreeMap<String, String>,
     /// Capabilities to report.
@@ -276,6 +284,10 @@ pub struct LoadOptions<'a> {
     pub root: PathBuf,
     /// Daemon state.
     pub state: PathBuf,
+    /// The gRPC socket the daemon will serve.
+    pub grpc_address: PathBuf,
+    /// The ttrpc socket the daemon will serve.
+    pub ttrpc_address: PathBuf,
     /// `[plugins."type.id"]` sections.
     pub sections: &'a BTreeMap<String, toml::Table>,
     /// `disabled_plugins`.
@@ -308,6 +320,8 @@ pub fn load(registrations: &[Registration], opts: LoadOptions<'_>) -> Result<Han
                     state: opts.state.join(&uri),
                     daemon_root: opts.root.clone(),
                     daemon_state: opts.state.clone(),
+                    grpc_address: opts.grpc_address.clone(),
+                    ttrpc_address: opts.ttrpc_address.clone(),
                     exports: BTreeMap::new(),
                     capabilities: Vec::new(),
                     config: opts.sections.get(&uri),
@@ -450,6 +464,8 @@ mod tests {
             LoadOptions {
                 root: dir.path().into(),
                 state: dir.path().into(),
+                grpc_address: dir.path().join("crated.sock"),
+                ttrpc_address: dir.path().join("crated.sock.ttrpc"),
                 sections: &sections,
                 disabled: &[],
                 required,

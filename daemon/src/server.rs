@@ -28,12 +28,6 @@ fn set_oom_score(score: i32) -> anyhow::Result<()> {
         .with_context(|| format!("set oom_score_adj to {score}"))
 }
 
-/// Makes the daemon the reaper of orphaned descendants (shims), so their
-/// exits come to it rather than to init.
-fn set_subreaper() -> anyhow::Result<()> {
-    nix::sys::prctl::set_child_subreaper(true).context("become child subreaper")
-}
-
 fn warn_unsupported(config: &Config) {
     for key in config.unknown.keys() {
         tracing::warn!(key = %key, "unknown key in config; ignored");
@@ -61,7 +55,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     create_dir(&config.root, "root")?;
     create_dir(&config.state, "state")?;
     set_oom_score(config.oom_score)?;
-    set_subreaper()?;
+    // Not a child subreaper (as containerd): shims daemonise and are
+    // reaped by init; the daemon only waits for the processes it spawns.
 
     let mut registrations = builtins::builtins();
     registrations.extend(builtins::proxies(&config));
@@ -72,6 +67,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         plugin::LoadOptions {
             root: config.root.clone(),
             state: config.state.clone(),
+            grpc_address: config.grpc.address.clone(),
+            ttrpc_address: config.ttrpc_address(),
             sections: &sections,
             disabled: &config.disabled_plugins,
             required: &config.required_plugins,

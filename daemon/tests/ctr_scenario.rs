@@ -21,6 +21,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("io.containerd.metadata.v1", "sled"),
     ("io.containerd.differ.v1", "walking"),
     ("io.containerd.gc.v1", "scheduler"),
+    ("io.containerd.runtime.v2", "task"),
     ("io.containerd.grpc.v1", "version"),
     ("io.containerd.grpc.v1", "events"),
     ("io.containerd.grpc.v1", "content"),
@@ -30,6 +31,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("io.containerd.grpc.v1", "leases"),
     ("io.containerd.grpc.v1", "images"),
     ("io.containerd.grpc.v1", "containers"),
+    ("io.containerd.grpc.v1", "tasks"),
     ("io.containerd.grpc.v1", "healthcheck"),
     ("io.containerd.grpc.v1", "introspection"),
 ];
@@ -159,7 +161,7 @@ fn both_ctrs_print_the_same_tables() {
     // Filters reach the server the same way from both.
     let filter = ["plugins", "ls", "type==io.containerd.grpc.v1"];
     let filtered = ok(daemon.ctr(&theirs, &filter));
-    assert_eq!(rows(&filtered).len(), 11, "{filtered}");
+    assert_eq!(rows(&filtered).len(), 12, "{filtered}");
     assert_eq!(ok(daemon.ctr(&ours, &filter)), filtered);
 }
 

@@ -13,4 +13,5 @@ pub mod metadata;
 pub mod namespaces;
 pub mod opt;
 pub mod snapshotters;
+pub mod tasks;
 pub mod version;

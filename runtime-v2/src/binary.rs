@@ -1,0 +1,229 @@
+//! Shim binaries: which one a runtime name means, and the `start` and
+//! `delete` commands of the runtime v2 protocol.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use crated_api::containerd::task::v2 as shim;
+use crated_core::{Error, Result};
+use prost::Message as _;
+use tokio::io::AsyncWriteExt as _;
+
+use crate::bundle::Bundle;
+
+/// How long `start` and `delete` may take.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `containerd-shim-<name>-<version>` for `io.containerd.<name>.<version>`
+/// (the last two dot-separated parts), as containerd's `BinaryName`.
+pub fn binary_name(runtime: &str) -> Result<String> {
+    let parts: Vec<&str> = runtime.split('.').collect();
+    if parts.len() < 2 || parts.iter().any(|p| p.is_empty() || p.contains('/')) {
+        return Err(Error::invalid_argument(format!(
+            "invalid runtime name {runtime}, correct runtime name should be either format like \
+             `io.containerd.runc.v1` or a full path to the binary"
+        )));
+    }
+    Ok(format!(
+        "containerd-shim-{}-{}",
+        parts[parts.len() - 2],
+        parts[parts.len() - 1]
+    ))
+}
+
+fn executable(path: &Path) -> bool {
+    std::fs::metadata(path)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+/// The shim binary for `runtime`: an absolute path as is, else its binary
+/// name looked up in `opt_bin` (the opt plugin's `bin/`), beside the
+/// daemon's executable, then on PATH.
+pub fn resolve(runtime: &str, opt_bin: Option<&Path>) -> Result<PathBuf> {
+    if runtime.starts_with('/') {
+        let path = PathBuf::from(runtime);
+        if !executable(&path) {
+            return Err(Error::not_found(format!(
+                "runtime binary {runtime:?} does not exist or is not executable"
+            )));
+        }
+        return Ok(path);
+    }
+    let name = binary_name(runtime)?;
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    dirs.extend(opt_bin.map(Path::to_owned));
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_owned))
+    {
+        dirs.push(dir);
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        dirs.extend(std::env::split_paths(&path));
+    }
+    dirs.into_iter()
+        .map(|d| d.join(&name))
+        .find(|p| executable(p))
+        .ok_or_else(|| {
+            Error::not_found(format!("runtime {runtime:?} binary not installed {name:?}"))
+        })
+}
+
+/// What every shim command is told.
+#[derive(Debug, Clone)]
+pub struct ShimCommand {
+    /// The shim binary.
+    pub binary: PathBuf,
+    /// The daemon's gRPC address (`-address`).
+    pub address: PathBuf,
+    /// The daemon's ttrpc address (`TTRPC_ADDRESS`), where shims publish.
+    pub ttrpc_address: PathBuf,
+    /// The daemon's executable (`-publish-binary`).
+    pub publish_binary: PathBuf,
+}
+
+impl ShimCommand {
+    fn command(&self, bundle: &Bundle, args: &[&str]) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(&self.binary);
+        cmd.arg("-namespace")
+            .arg(bundle.namespace.as_str())
+            .arg("-address")
+            .arg(&self.address)
+            .arg("-publish-binary")
+            .arg(&self.publish_binary)
+            .args(args)
+            .current_dir(&bundle.path)
+            .env("TTRPC_ADDRESS", &self.ttrpc_address)
+            .env("GOMAXPROCS", "2")
+            // Its own process group: a signal to the daemon's group must
+            // not take the shims (and their containers) with it.
+            .process_group(0)
+            .kill_on_drop(true);
+        cmd
+    }
+
+    /// `start`: launches the shim for `bundle` (which daemonises) and
+    /// returns the ttrpc address it prints. `options` (an encoded
+    /// `google.protobuf.Any`) go to its stdin.
+    pub async fn start(&self, bundle: &Bundle, options: Option<Vec<u8>>) -> Result<String> {
+        let mut cmd = self.command(bundle, &["-id", &bundle.id, "start"]);
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|e| {
+            Error::unknown(format!(
+                "failed to start shim {}: {e}",
+                self.binary.display()
+            ))
+        })?;
+        if let Some(mut stdin) = child.stdin.take() {
+            if let Some(options) = options {
+                // A shim that does not read its options closes the pipe.
+                let _ = stdin.write_all(&options).await;
+            }
+        }
+        let out = tokio::time::timeout(COMMAND_TIMEOUT, child.wait_with_output())
+            .await
+            .map_err(|_| {
+                Error::deadline_exceeded(format!(
+                    "shim {} start for task {:?} did not finish within {COMMAND_TIMEOUT:?}",
+                    self.binary.display(),
+                    bundle.id
+                ))
+            })?
+            .map_err(|e| Error::unknown(format!("shim {} start: {e}", self.binary.display())))?;
+        if !out.status.success() {
+            let mut message = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+            if !stderr.is_empty() {
+                if !message.is_empty() {
+                    message.push_str(": ");
+                }
+                message.push_str(&stderr);
+            }
+            return Err(Error::unknown(format!(
+                "failed to start shim {} for task {:?}: {message}: {}",
+                self.binary.display(),
+                bundle.id,
+                out.status
+            )));
+        }
+        let address = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        if !address.starts_with("unix://") {
+            return Err(Error::unknown(format!(
+                "shim {} printed {address:?}, not a unix:// address",
+                self.binary.display()
+            )));
+        }
+        Ok(address)
+    }
+
+    /// `delete`: cleans up after a shim that is gone (kills and deletes the
+    /// container, unmounts its rootfs); returns what it reports of the exit.
+    pub async fn delete(&self, bundle: &Bundle) -> Result<shim::DeleteResponse> {
+        let bundle_path = bundle.path.display().to_string();
+        let mut cmd = self.command(
+            bundle,
+            &["-id", &bundle.id, "-bundle", &bundle_path, "delete"],
+        );
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let out = tokio::time::timeout(COMMAND_TIMEOUT, cmd.output())
+            .await
+            .map_err(|_| {
+                Error::deadline_exceeded(format!(
+                    "shim {} delete for task {:?} did not finish within {COMMAND_TIMEOUT:?}",
+                    self.binary.display(),
+                    bundle.id
+                ))
+            })?
+            .map_err(|e| Error::unknown(format!("shim {} delete: {e}", self.binary.display())))?;
+        if !out.status.success() {
+            return Err(Error::unknown(format!(
+                "shim {} delete for task {:?}: {}: {}",
+                self.binary.display(),
+                bundle.id,
+                String::from_utf8_lossy(&out.stderr).trim(),
+                out.status
+            )));
+        }
+        shim::DeleteResponse::decode(out.stdout.as_slice()).map_err(|e| {
+            Error::unknown(format!(
+                "shim {} delete printed no DeleteResponse: {e}",
+                self.binary.display()
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runtime_names_map_to_binaries() {
+        assert_eq!(
+            binary_name("io.containerd.runc.v2").ok().as_deref(),
+            Some("containerd-shim-runc-v2")
+        );
+        assert_eq!(
+            binary_name("io.containerd.runhcs.v1").ok().as_deref(),
+            Some("containerd-shim-runhcs-v1")
+        );
+        for bad in ["runc", "", "io..v2", "a/b.c"] {
+            assert!(binary_name(bad).is_err(), "{bad}");
+        }
+        let err = resolve("io.containerd.nonexistent.v9", None)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("containerd-shim-nonexistent-v9") && err.contains("not installed"),
+            "{err}"
+        );
+    }
+}

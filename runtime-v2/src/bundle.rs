@@ -1,0 +1,191 @@
+//! A task's bundle, as containerd's runtime v2 lays it out:
+//! `<state>/io.containerd.runtime.v2.task/<ns>/<id>/` holds `config.json`
+//! (the OCI spec), `rootfs/` (mounted by the shim), the shim's `address`,
+//! `log` fifo and `shim-binary-path`; `work` links to
+//! `<root>/io.containerd.runtime.v2.task/<ns>/<id>/`, the shim's
+//! persistent working directory.
+
+use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+
+use crated_core::{identifiers, Error, Namespace, Result};
+
+/// The plugin directory name under root and state.
+pub const PLUGIN_DIR: &str = "io.containerd.runtime.v2.task";
+
+/// A task's bundle.
+#[derive(Debug, Clone)]
+pub struct Bundle {
+    /// The task (container) id.
+    pub id: String,
+    /// Its namespace.
+    pub namespace: Namespace,
+    /// The bundle directory (under state).
+    pub path: PathBuf,
+    /// The work directory (under root).
+    pub work: PathBuf,
+}
+
+fn io_error(path: &Path, what: &str, e: std::io::Error) -> Error {
+    Error::unknown(format!("{what} {}: {e}", path.display()))
+}
+
+fn mkdir(path: &Path, mode: u32) -> Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(path)
+        .map_err(|e| io_error(path, "create", e))
+}
+
+impl Bundle {
+    /// Where the bundle of `ns`/`id` lives.
+    pub fn locate(root: &Path, state: &Path, ns: &Namespace, id: &str) -> Self {
+        Self {
+            id: id.to_owned(),
+            namespace: ns.clone(),
+            path: state.join(PLUGIN_DIR).join(ns.as_str()).join(id),
+            work: root.join(PLUGIN_DIR).join(ns.as_str()).join(id),
+        }
+    }
+
+    /// Creates the bundle with `spec` as its `config.json`; AlreadyExists
+    /// if there is one (a task with this id exists).
+    pub fn create(
+        root: &Path,
+        state: &Path,
+        ns: &Namespace,
+        id: &str,
+        spec: &[u8],
+    ) -> Result<Self> {
+        identifiers::validate(id).map_err(|e| e.context("task id"))?;
+        let bundle = Self::locate(root, state, ns, id);
+        if let Some(parent) = bundle.path.parent() {
+            mkdir(parent, 0o711)?;
+        }
+        if let Some(parent) = bundle.work.parent() {
+            mkdir(parent, 0o711)?;
+        }
+        match std::fs::DirBuilder::new().mode(0o700).create(&bundle.path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(Error::already_exists(format!(
+                    "bundle {} for task {id:?} in namespace {ns:?}: already exists",
+                    bundle.path.display()
+                )))
+            }
+            Err(e) => return Err(io_error(&bundle.path, "create", e)),
+        }
+        let made = (|| {
+            // Container processes need to traverse into rootfs.
+            std::fs::set_permissions(&bundle.path, std::fs::Permissions::from_mode(0o711))
+                .map_err(|e| io_error(&bundle.path, "chmod", e))?;
+            // A stale work dir of a task that was not cleaned up goes.
+            if bundle.work.exists() {
+                std::fs::remove_dir_all(&bundle.work)
+                    .map_err(|e| io_error(&bundle.work, "remove", e))?;
+            }
+            mkdir(&bundle.work, 0o711)?;
+            std::os::unix::fs::symlink(&bundle.work, bundle.path.join("work"))
+                .map_err(|e| io_error(&bundle.path, "link work in", e))?;
+            mkdir(&bundle.path.join("rootfs"), 0o711)?;
+            let config = bundle.path.join("config.json");
+            std::fs::write(&config, spec).map_err(|e| io_error(&config, "write", e))
+        })();
+        if let Err(err) = made {
+            let _ = bundle.delete();
+            return Err(err);
+        }
+        Ok(bundle)
+    }
+
+    /// Every bundle under `state`, as (namespace, id).
+    pub fn list(state: &Path) -> Result<Vec<(Namespace, String)>> {
+        let base = state.join(PLUGIN_DIR);
+        let mut out = Vec::new();
+        let namespaces = match std::fs::read_dir(&base) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(io_error(&base, "read", e)),
+        };
+        for ns in namespaces.flatten() {
+            let Ok(namespace) = Namespace::new(ns.file_name().to_string_lossy().into_owned())
+            else {
+                continue;
+            };
+            let Ok(ids) = std::fs::read_dir(ns.path()) else {
+                continue;
+            };
+            for id in ids.flatten() {
+                let id = id.file_name().to_string_lossy().into_owned();
+                if identifiers::validate(&id).is_ok() {
+                    out.push((namespace.clone(), id));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The shim's ttrpc address, once started.
+    pub fn address(&self) -> Option<String> {
+        std::fs::read_to_string(self.path.join("address"))
+            .ok()
+            .map(|a| a.trim().to_owned())
+            .filter(|a| !a.is_empty())
+    }
+
+    /// The shim binary the task was started with.
+    pub fn shim_binary(&self) -> Option<PathBuf> {
+        std::fs::read_to_string(self.path.join("shim-binary-path"))
+            .ok()
+            .map(|p| PathBuf::from(p.trim()))
+            .filter(|p| p.is_absolute())
+    }
+
+    /// Removes the bundle: whatever is still mounted on its rootfs (a shim
+    /// that died without unmounting), the work dir, the bundle dir.
+    pub fn delete(&self) -> Result<()> {
+        let rootfs = self.path.join("rootfs");
+        if crated_core::mount::is_mountpoint(&rootfs).unwrap_or(false) {
+            crated_core::mount::unmount_all(&rootfs)?;
+        }
+        for dir in [&self.work, &self.path] {
+            match std::fs::remove_dir_all(dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error(dir, "remove", e)),
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_bundle_has_containerds_layout_and_goes_away() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, state) = (dir.path().join("root"), dir.path().join("state"));
+        let ns = Namespace::new("default").unwrap();
+        let b = Bundle::create(&root, &state, &ns, "t1", b"{}").unwrap();
+        assert_eq!(
+            b.path,
+            state.join("io.containerd.runtime.v2.task/default/t1")
+        );
+        assert_eq!(std::fs::read(b.path.join("config.json")).unwrap(), b"{}");
+        assert!(b.path.join("rootfs").is_dir());
+        assert_eq!(std::fs::read_link(b.path.join("work")).unwrap(), b.work);
+        let err = Bundle::create(&root, &state, &ns, "t1", b"{}").unwrap_err();
+        assert!(err.is_already_exists(), "{err}");
+        assert_eq!(
+            Bundle::list(&state).unwrap(),
+            vec![(ns.clone(), "t1".to_owned())]
+        );
+        b.delete().unwrap();
+        assert!(!b.path.exists() && !b.work.exists());
+        assert!(Bundle::create(&root, &state, &ns, "../x", b"{}").is_err());
+    }
+}

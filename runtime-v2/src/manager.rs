@@ -1,0 +1,393 @@
+//! The task manager: creates tasks (bundle, shim start, `Create`), finds
+//! them, deletes them, notices shims that die and cleans up after them,
+//! and after a daemon restart reconnects to the shims still running.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use crated_api::containerd::events as ev;
+use crated_api::containerd::task::v2 as pb;
+use crated_api::containerd::types::Mount as PbMount;
+use crated_core::events::{Exchange, Payload};
+use crated_core::{Error, Namespace, Result};
+use prost::Message as _;
+
+use crate::binary::{self, ShimCommand};
+use crate::bundle::Bundle;
+use crate::shim::{open_log, Shim};
+
+/// Where the manager keeps bundles and how it starts shims.
+#[derive(Debug, Clone)]
+pub struct ManagerConfig {
+    /// The daemon's root (work dirs go under it).
+    pub root: PathBuf,
+    /// The daemon's state dir (bundles go under it).
+    pub state: PathBuf,
+    /// The daemon's gRPC socket.
+    pub address: PathBuf,
+    /// The daemon's ttrpc socket, where shims publish events.
+    pub ttrpc_address: PathBuf,
+    /// The daemon's executable, passed as `-publish-binary`.
+    pub publish_binary: PathBuf,
+    /// The opt plugin's `bin/`, searched first for shim binaries.
+    pub opt_bin: Option<PathBuf>,
+}
+
+/// What a task is created with.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    /// The OCI spec (`config.json`), as the container record holds it.
+    pub spec: Vec<u8>,
+    /// Root filesystem mounts, which the shim mounts on `rootfs/`.
+    pub rootfs: Vec<PbMount>,
+    /// Stdio paths (fifos, files, `binary://`/`file://` URIs).
+    pub stdin: String,
+    /// See `stdin`.
+    pub stdout: String,
+    /// See `stdin`.
+    pub stderr: String,
+    /// A tty for the process.
+    pub terminal: bool,
+    /// The runtime name (`io.containerd.runc.v2`) or a shim's absolute path.
+    pub runtime: String,
+    /// Options for the shim: the task's, else the container's runtime options.
+    pub options: Option<prost_types::Any>,
+}
+
+type Key = (String, String);
+
+/// The tasks of every namespace, each with its shim.
+pub struct TaskManager {
+    config: ManagerConfig,
+    exchange: Exchange,
+    tasks: Mutex<HashMap<Key, Arc<Shim>>>,
+    /// Ids being created or deleted, so two calls for one id do not race.
+    busy: Mutex<std::collections::HashSet<Key>>,
+}
+
+/// Releases a busy id on drop.
+struct Busy<'a>(&'a TaskManager, Key);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut busy) = self.0.busy.lock() {
+            busy.remove(&self.1);
+        }
+    }
+}
+
+fn key(ns: &Namespace, id: &str) -> Key {
+    (ns.as_str().to_owned(), id.to_owned())
+}
+
+fn timestamp(t: SystemTime) -> prost_types::Timestamp {
+    prost_types::Timestamp::from(t)
+}
+
+impl TaskManager {
+    /// A manager publishing its own events (for shims that died) on
+    /// `exchange`.
+    pub fn new(config: ManagerConfig, exchange: Exchange) -> Arc<Self> {
+        Arc::new(Self {
+            config,
+            exchange,
+            tasks: Mutex::default(),
+            busy: Mutex::default(),
+        })
+    }
+
+    fn reserve(&self, ns: &Namespace, id: &str) -> Result<Busy<'_>> {
+        let k = key(ns, id);
+        let mut busy = self
+            .busy
+            .lock()
+            .map_err(|_| Error::unknown("task manager lock poisoned"))?;
+        if !busy.insert(k.clone()) {
+            return Err(Error::failed_precondition(format!(
+                "task {id:?} in namespace {ns:?} is being created or deleted"
+            )));
+        }
+        Ok(Busy(self, k))
+    }
+
+    fn command(&self, binary: PathBuf) -> ShimCommand {
+        ShimCommand {
+            binary,
+            address: self.config.address.clone(),
+            ttrpc_address: self.config.ttrpc_address.clone(),
+            publish_binary: self.config.publish_binary.clone(),
+        }
+    }
+
+    /// The task `id`; NotFound if there is none.
+    pub fn get(&self, ns: &Namespace, id: &str) -> Result<Arc<Shim>> {
+        self.tasks
+            .lock()
+            .ok()
+            .and_then(|t| t.get(&key(ns, id)).cloned())
+            .ok_or_else(|| Error::not_found(format!("task {id:?} in namespace {ns:?}: not found")))
+    }
+
+    /// The tasks of `ns`.
+    pub fn list(&self, ns: &Namespace) -> Vec<Arc<Shim>> {
+        let mut out: Vec<Arc<Shim>> = self
+            .tasks
+            .lock()
+            .map(|t| {
+                t.iter()
+                    .filter(|((n, _), _)| n == ns.as_str())
+                    .map(|(_, s)| s.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort_by(|a, b| a.id().cmp(b.id()));
+        out
+    }
+
+    /// Creates task `id`: its bundle, its shim, and the shim's `Create`.
+    /// Anything that fails leaves no bundle, mount or shim behind.
+    pub async fn create(
+        self: &Arc<Self>,
+        ns: &Namespace,
+        id: &str,
+        opts: CreateOptions,
+    ) -> Result<(Arc<Shim>, u32)> {
+        let _busy = self.reserve(ns, id)?;
+        if self.get(ns, id).is_ok() {
+            return Err(Error::already_exists(format!("task {id}: already exists")));
+        }
+        let binary = binary::resolve(&opts.runtime, self.config.opt_bin.as_deref())?;
+        let bundle = Bundle::create(&self.config.root, &self.config.state, ns, id, &opts.spec)?;
+        let command = self.command(binary.clone());
+        let started = async {
+            let log = open_log(&bundle)?;
+            let options = opts.options.as_ref().map(|o| o.encode_to_vec());
+            let address = match command.start(&bundle, options).await {
+                Ok(address) => address,
+                Err(err) => {
+                    log.abort();
+                    return Err(err);
+                }
+            };
+            std::fs::write(
+                bundle.path.join("shim-binary-path"),
+                binary.as_os_str().as_encoded_bytes(),
+            )
+            .map_err(|e| Error::unknown(format!("write shim-binary-path: {e}")))?;
+            Shim::connect(bundle.clone(), address, command.clone(), Some(log)).await
+        }
+        .await;
+        let shim = match started {
+            Ok(shim) => Arc::new(shim),
+            Err(err) => {
+                // A shim that started but could not be reached: its
+                // `delete` cleans up; then the bundle goes.
+                if bundle.address().is_some() {
+                    let _ = command.delete(&bundle).await;
+                }
+                let _ = bundle.delete();
+                return Err(err);
+            }
+        };
+        let request = pb::CreateTaskRequest {
+            id: id.to_owned(),
+            bundle: bundle.path.display().to_string(),
+            rootfs: opts.rootfs,
+            terminal: opts.terminal,
+            stdin: opts.stdin,
+            stdout: opts.stdout,
+            stderr: opts.stderr,
+            checkpoint: String::new(),
+            parent_checkpoint: String::new(),
+            options: opts.options,
+        };
+        match shim.create(&request).await {
+            Ok(created) => {
+                if let Ok(mut tasks) = self.tasks.lock() {
+                    tasks.insert(key(ns, id), shim.clone());
+                }
+                self.monitor(shim.clone());
+                Ok((shim, created.pid))
+            }
+            Err(err) => {
+                let _ = shim.delete("").await;
+                shim.shutdown().await;
+                if let Err(e) = command.delete(&bundle).await {
+                    tracing::debug!(id, error = %e, "shim delete after a failed create");
+                }
+                let _ = bundle.delete();
+                Err(err.context("failed to create shim task"))
+            }
+        }
+    }
+
+    /// Deletes task `id` (which must have exited): the shim's `Delete`,
+    /// its shutdown, the bundle. Returns the exit.
+    pub async fn delete(&self, ns: &Namespace, id: &str) -> Result<pb::DeleteResponse> {
+        let _busy = self.reserve(ns, id)?;
+        let shim = self.get(ns, id)?;
+        let deleted = shim.delete("").await?;
+        if let Ok(mut tasks) = self.tasks.lock() {
+            tasks.remove(&key(ns, id));
+        }
+        shim.shutdown().await;
+        if let Err(e) = shim.bundle.delete() {
+            tracing::warn!(id, error = %e, "remove bundle");
+        }
+        Ok(deleted)
+    }
+
+    /// Watches a shim: when its connection fails while the task is still
+    /// registered, the shim died and is cleaned up after.
+    fn monitor(self: &Arc<Self>, shim: Arc<Shim>) {
+        let manager = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                match shim.wait_raw().await {
+                    // The task exited: the shim lives on until deleted;
+                    // watch that it does.
+                    Ok(_) => loop {
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                        let Some(manager) = manager.upgrade() else {
+                            return;
+                        };
+                        if manager.get(&shim.bundle.namespace, shim.id()).is_err() {
+                            return;
+                        }
+                        if shim.connect_info(Duration::from_secs(5)).await.is_err() {
+                            manager.cleanup_dead(&shim.bundle, &shim.command).await;
+                            return;
+                        }
+                    },
+                    Err(ttrpc::Error::RpcStatus(status)) => {
+                        tracing::debug!(id = shim.id(), ?status, "wait");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    Err(_) => {
+                        let Some(manager) = manager.upgrade() else {
+                            return;
+                        };
+                        if manager.get(&shim.bundle.namespace, shim.id()).is_ok()
+                            && shim.connect_info(Duration::from_secs(5)).await.is_err()
+                        {
+                            manager.cleanup_dead(&shim.bundle, &shim.command).await;
+                        }
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
+    fn publish<M: prost::Message>(&self, ns: &Namespace, topic: &str, name: &str, event: &M) {
+        let payload = Payload {
+            type_url: format!("containerd.events.{name}"),
+            value: event.encode_to_vec(),
+        };
+        if let Err(e) = self.exchange.publish(ns, topic, payload) {
+            tracing::warn!(topic, error = %e, "publish");
+        }
+    }
+
+    /// After a shim died: its `delete` command kills and removes what is
+    /// left of the container, the exit and delete are published, the
+    /// bundle goes.
+    async fn cleanup_dead(&self, bundle: &Bundle, command: &ShimCommand) {
+        let (ns, id) = (&bundle.namespace, bundle.id.as_str());
+        tracing::warn!(namespace = %ns, id, "shim is gone: cleaning up its task");
+        let exit = match command.delete(bundle).await {
+            Ok(deleted) => deleted,
+            Err(e) => {
+                tracing::warn!(id, error = %e, "shim delete");
+                pb::DeleteResponse {
+                    pid: 0,
+                    // containerd reports 255 when nothing better is known.
+                    exit_status: 255,
+                    exited_at: Some(timestamp(SystemTime::now())),
+                }
+            }
+        };
+        let exited_at = exit
+            .exited_at
+            .or_else(|| Some(timestamp(SystemTime::now())));
+        self.publish(
+            ns,
+            "/tasks/exit",
+            "TaskExit",
+            &ev::TaskExit {
+                container_id: id.to_owned(),
+                id: id.to_owned(),
+                pid: exit.pid,
+                exit_status: exit.exit_status,
+                exited_at,
+            },
+        );
+        self.publish(
+            ns,
+            "/tasks/delete",
+            "TaskDelete",
+            &ev::TaskDelete {
+                container_id: id.to_owned(),
+                pid: exit.pid,
+                exit_status: exit.exit_status,
+                exited_at,
+                id: String::new(),
+            },
+        );
+        if let Ok(mut tasks) = self.tasks.lock() {
+            tasks.remove(&key(ns, id));
+        }
+        if let Err(e) = bundle.delete() {
+            tracing::warn!(id, error = %e, "remove bundle");
+        }
+    }
+
+    /// After a daemon restart: reconnects to every bundle's shim; those
+    /// that are gone are cleaned up after (their exits published).
+    pub async fn recover(self: &Arc<Self>) -> Result<()> {
+        for (ns, id) in Bundle::list(&self.config.state)? {
+            let bundle = Bundle::locate(&self.config.root, &self.config.state, &ns, &id);
+            let binary = match bundle.shim_binary() {
+                Some(b) => b,
+                None => {
+                    // Never got as far as a shim: nothing runs.
+                    tracing::info!(namespace = %ns, id, "removing a bundle without a shim");
+                    let _ = bundle.delete();
+                    continue;
+                }
+            };
+            let command = self.command(binary);
+            let connected = match bundle.address() {
+                Some(address) => {
+                    let log = open_log(&bundle).ok();
+                    match Shim::connect(bundle.clone(), address, command.clone(), log).await {
+                        Ok(shim) => {
+                            let shim = Arc::new(shim);
+                            shim.connect_info(Duration::from_secs(5))
+                                .await
+                                .map(|_| shim)
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+                None => Err(Error::not_found("no address")),
+            };
+            match connected {
+                Ok(shim) => {
+                    tracing::info!(namespace = %ns, id, "reconnected to shim");
+                    if let Ok(mut tasks) = self.tasks.lock() {
+                        tasks.insert(key(&ns, &id), shim.clone());
+                    }
+                    self.monitor(shim);
+                }
+                Err(e) => {
+                    tracing::info!(namespace = %ns, id, error = %e, "shim is gone");
+                    self.cleanup_dead(&bundle, &command).await;
+                }
+            }
+        }
+        Ok(())
+    }
+}
