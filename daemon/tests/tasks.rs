@@ -6,41 +6,376 @@
 
 mod common;
 
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
-use common::{debian_ctr, fails, ok, Daemon};
+use common::{debian_ctr, fails, ok, rows, Daemon};
 use crated_testimages::{push, Registry};
 
 struct Fixture {
     _registry: Registry,
     daemon: Daemon,
     image: String,
+    /// This test's namespace: runc's state (`/run/containerd/runc/<ns>`)
+    /// is shared by every daemon on the machine, so ids must not meet.
+    ns: String,
 }
 
-/// A daemon with busybox pulled (by Debian's ctr) from a loopback registry.
-async fn fixture() -> Fixture {
-    let registry = tokio::task::spawn_blocking(|| Registry::start(None)).await.unwrap().unwrap();
+impl Fixture {
+    /// Debian's ctr in this test's namespace.
+    fn ctr(&self, args: &[&str]) -> std::process::Output {
+        let mut full = vec!["-n", self.ns.as_str()];
+        full.extend_from_slice(args);
+        self.daemon.ctr(&debian_ctr(), &full)
+    }
+}
+
+impl Drop for Fixture {
+    /// Tasks outlive the daemon (that is the point of shims): a test that
+    /// fails halfway must not leave containers running.
+    fn drop(&mut self) {
+        if self.daemon.is_running() {
+            let tasks = self.ctr(&["tasks", "ls", "-q"]);
+            for id in String::from_utf8_lossy(&tasks.stdout).split_whitespace() {
+                let _ = self.ctr(&["tasks", "kill", "-s", "SIGKILL", "--all", id]);
+                let _ = self.ctr(&["tasks", "rm", "-f", id]);
+            }
+            let containers = self.ctr(&["containers", "ls", "-q"]);
+            for id in String::from_utf8_lossy(&containers.stdout).split_whitespace() {
+                let _ = self.ctr(&["containers", "rm", id]);
+            }
+        }
+        // runc's state dir of the namespace, empty by now.
+        let _ = std::fs::remove_dir(format!("/run/containerd/runc/{}", self.ns));
+    }
+}
+
+/// Polls `ctr tasks ls` until `id` has `status`.
+fn wait_status(f: &Fixture, id: &str, status: &str) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let table = ok(f.ctr(&["tasks", "ls"]));
+        if let Some(row) = rows(&table).into_iter().find(|r| r[0] == id) {
+            if row[2] == status {
+                return row;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{id} never got to {status}:\n{table}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A shell loop that exits 0 on SIGTERM (a plain `sleep` as pid 1 would
+/// ignore it).
+const SERVE: &str = "trap 'exit 0' TERM; while true; do sleep 0.1; done";
+
+/// A daemon with busybox pulled (by Debian's ctr, into namespace `ns`)
+/// from a loopback registry.
+async fn fixture(ns: &str) -> Fixture {
+    let registry = tokio::task::spawn_blocking(|| Registry::start(None))
+        .await
+        .unwrap()
+        .unwrap();
     let image = format!("{}/test/busybox:latest", registry.host);
-    push(&image, &crated_testimages::busybox().unwrap()).await.unwrap();
+    push(&image, &crated_testimages::busybox().unwrap())
+        .await
+        .unwrap();
     let daemon = tokio::task::spawn_blocking(Daemon::start).await.unwrap();
-    ok(daemon.ctr(&debian_ctr(), &["images", "pull", "--plain-http", &image]));
+    // Unique on this machine for this run: tests of another checkout or a
+    // crashed run cannot hold the same runc ids.
+    let ns = format!("{ns}-{}", std::process::id());
+    ok(daemon.ctr(
+        &debian_ctr(),
+        &["-n", &ns, "images", "pull", "--plain-http", &image],
+    ));
     Fixture {
         _registry: registry,
         daemon,
         image,
+        ns,
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn debian_ctr_runs_busybox_with_the_exit_code() {
-    let f = fixture().await;
-    let out = f.daemon.ctr(&debian_ctr(), &["run", "--rm", &f.image, "t1", "sh", "-c", "echo hi; exit 7"]);
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n", "stderr: {}\nlog: {}", String::from_utf8_lossy(&out.stderr), f.daemon.logs());
-    assert_eq!(out.status.code(), Some(7), "{}", String::from_utf8_lossy(&out.stderr));
+    let f = fixture("run").await;
+    let out = f.ctr(&["run", "--rm", &f.image, "t1", "sh", "-c", "echo hi; exit 7"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hi\n",
+        "stderr: {}\nlog: {}",
+        String::from_utf8_lossy(&out.stderr),
+        f.daemon.logs()
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // --rm took the task, the container and its snapshot.
-    assert!(ok(f.daemon.ctr(&debian_ctr(), &["tasks", "ls", "-q"])).trim().is_empty());
-    assert!(ok(f.daemon.ctr(&debian_ctr(), &["containers", "ls", "-q"])).trim().is_empty());
-    let bundles = f.daemon.dir.path().join("state/io.containerd.runtime.v2.task/default");
-    assert_eq!(std::fs::read_dir(&bundles).map(|d| d.count()).unwrap_or(0), 0, "a bundle was left");
-    let _ = (fails, Command::new("true"));
+    assert!(ok(f.ctr(&["tasks", "ls", "-q"])).trim().is_empty());
+    assert!(ok(f.ctr(&["containers", "ls", "-q"])).trim().is_empty());
+    let bundles = f
+        .daemon
+        .dir
+        .path()
+        .join("state/io.containerd.runtime.v2.task/default");
+    assert_eq!(
+        std::fs::read_dir(&bundles).map(|d| d.count()).unwrap_or(0),
+        0,
+        "a bundle was left"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_ps_pause_resume_metrics_kill_and_events() {
+    let f = fixture("exec").await;
+    let ctr = debian_ctr();
+    let mut events = Command::new(&ctr)
+        .arg("--address")
+        .arg(&f.daemon.address)
+        .args(["-n", &f.ns, "events"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    ok(f.ctr(&["run", "-d", &f.image, "t2", "sh", "-c", SERVE]));
+    let row = wait_status(&f, "t2", "RUNNING");
+    let pid: u32 = row[1].parse().unwrap();
+    assert!(
+        std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "pid {pid} is not running"
+    );
+
+    let exec = f.ctr(&[
+        "tasks",
+        "exec",
+        "--exec-id",
+        "e1",
+        "t2",
+        "sh",
+        "-c",
+        "echo from exec; exit 3",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&exec.stdout),
+        "from exec\n",
+        "{}",
+        String::from_utf8_lossy(&exec.stderr)
+    );
+    assert_eq!(exec.status.code(), Some(3));
+
+    let ps = ok(f.ctr(&["tasks", "ps", "t2"]));
+    assert!(rows(&ps).iter().any(|r| r[0] == pid.to_string()), "{ps}");
+
+    ok(f.ctr(&["tasks", "pause", "t2"]));
+    wait_status(&f, "t2", "PAUSED");
+    ok(f.ctr(&["tasks", "resume", "t2"]));
+    wait_status(&f, "t2", "RUNNING");
+
+    let metrics = ok(f.ctr(&["tasks", "metrics", "t2"]));
+    assert!(
+        metrics.contains("t2") && metrics.contains("memory"),
+        "{metrics}"
+    );
+
+    ok(f.ctr(&["tasks", "kill", "t2"]));
+    wait_status(&f, "t2", "STOPPED");
+    ok(f.ctr(&["tasks", "rm", "t2"]));
+    ok(f.ctr(&["containers", "rm", "t2"]));
+
+    let _ = events.kill();
+    let out = events.wait_with_output().unwrap();
+    let seen = String::from_utf8_lossy(&out.stdout);
+    for topic in [
+        "/tasks/create",
+        "/tasks/start",
+        "/tasks/exec-added",
+        "/tasks/paused",
+        "/tasks/resumed",
+        "/tasks/exit",
+        "/tasks/delete",
+    ] {
+        assert!(seen.contains(topic), "no {topic} event in:\n{seen}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_runtimes_fail_clearly_and_leave_nothing() {
+    let f = fixture("bad").await;
+    for (runtime, expected) in [
+        ("io.containerd.nope.v9", "containerd-shim-nope-v9"),
+        ("/nonexistent/shim", "/nonexistent/shim"),
+        ("runc", "invalid runtime name"),
+    ] {
+        let err = fails(f.ctr(&["run", "--rm", "--runtime", runtime, &f.image, "bad", "true"]));
+        assert!(err.contains(expected), "{runtime}: {err}");
+        let _ = f.ctr(&["containers", "rm", "bad"]);
+        let _ = f.ctr(&["snapshots", "rm", "bad"]);
+    }
+    let err = fails(f.ctr(&["run", "--rm", &f.image, "bad", "/no/such/entrypoint"]));
+    assert!(err.contains("/no/such/entrypoint"), "{err}");
+    let _ = f.ctr(&["containers", "rm", "bad"]);
+    let state = f
+        .daemon
+        .dir
+        .path()
+        .join("state/io.containerd.runtime.v2.task/default");
+    assert_eq!(
+        std::fs::read_dir(&state).map(|d| d.count()).unwrap_or(0),
+        0,
+        "a bundle was left"
+    );
+    assert!(
+        !String::from_utf8_lossy(&Command::new("mount").output().unwrap().stdout)
+            .contains(&f.daemon.dir.path().display().to_string()),
+        "a mount was left"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_survive_a_daemon_killed_and_restarted() {
+    let mut f = fixture("restart").await;
+    let ids: Vec<String> = (0..10).map(|i| format!("keep{i}")).collect();
+    let mut pids = Vec::new();
+    for id in &ids {
+        ok(f.ctr(&["run", "-d", &f.image, id, "sh", "-c", SERVE]));
+        pids.push(wait_status(&f, id, "RUNNING")[1].clone());
+    }
+    ok(f.ctr(&[
+        "run",
+        "-d",
+        &f.image,
+        "quick",
+        "sh",
+        "-c",
+        "sleep 2; exit 5",
+    ]));
+    wait_status(&f, "quick", "RUNNING");
+
+    f.daemon.stop_with(nix::sys::signal::Signal::SIGKILL);
+    // `quick` exits while the daemon is down.
+    std::thread::sleep(Duration::from_secs(3));
+    f.daemon.spawn(&[]);
+
+    for (id, pid) in ids.iter().zip(&pids) {
+        let row = wait_status(&f, id, "RUNNING");
+        assert_eq!(&row[1], pid, "{id} has another pid after the restart");
+    }
+    wait_status(&f, "quick", "STOPPED");
+    let mut get = tonic::Request::new(crated_api::containerd::services::tasks::v1::GetRequest {
+        container_id: "quick".into(),
+        exec_id: String::new(),
+    });
+    crated_api::metadata::set_grpc_namespace(
+        &mut get,
+        &crated_core::Namespace::new(f.ns.clone()).unwrap(),
+    );
+    let process = crated_api::containerd::services::tasks::v1::tasks_client::TasksClient::new(
+        f.daemon.channel().await,
+    )
+    .get(get)
+    .await
+    .unwrap()
+    .into_inner()
+    .process
+    .unwrap();
+    assert_eq!(process.exit_status, 5, "{process:?}");
+
+    let exec = f.ctr(&[
+        "tasks",
+        "exec",
+        "--exec-id",
+        "after",
+        "keep3",
+        "sh",
+        "-c",
+        "echo alive",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&exec.stdout),
+        "alive\n",
+        "{}",
+        String::from_utf8_lossy(&exec.stderr)
+    );
+    for id in ids.iter().chain(std::iter::once(&"quick".to_owned())) {
+        if id != "quick" {
+            ok(f.ctr(&["tasks", "kill", id]));
+            wait_status(&f, id, "STOPPED");
+        }
+        ok(f.ctr(&["tasks", "rm", id]));
+        ok(f.ctr(&["containers", "rm", id]));
+    }
+    assert!(ok(f.ctr(&["tasks", "ls", "-q"])).trim().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_shim_reports_its_task_exited_and_is_cleaned_up() {
+    let f = fixture("deadshim").await;
+    let ctr = debian_ctr();
+    ok(f.ctr(&["run", "-d", &f.image, "doomed", "sh", "-c", SERVE]));
+    let pid = wait_status(&f, "doomed", "RUNNING")[1].clone();
+    let mut events = Command::new(&ctr)
+        .arg("--address")
+        .arg(&f.daemon.address)
+        .args(["-n", &f.ns, "events"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // The shim is the container's parent.
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let shim: i32 = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(shim),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ok(f.ctr(&["tasks", "ls", "-q"])).trim().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the dead shim's task is still listed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = events.kill();
+    let seen = String::from_utf8_lossy(&events.wait_with_output().unwrap().stdout).into_owned();
+    assert!(seen.contains("/tasks/exit"), "no /tasks/exit:\n{seen}");
+    // Gone, or a zombie waiting for init (its parent, the shim, is dead).
+    let state = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next())
+                .map(str::to_owned)
+        });
+    assert!(
+        matches!(state.as_deref(), None | Some("Z")),
+        "the container outlived its shim's cleanup: state {state:?}\n{}",
+        f.daemon.logs()
+    );
+    let bundle = f
+        .daemon
+        .dir
+        .path()
+        .join("state/io.containerd.runtime.v2.task/default/doomed");
+    assert!(!bundle.exists(), "bundle left");
+    ok(f.ctr(&["containers", "rm", "doomed"]));
 }

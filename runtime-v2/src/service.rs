@@ -30,10 +30,17 @@ fn any_to_pb(any: crated_core::descriptor::Any) -> prost_types::Any {
     }
 }
 
+/// A process as containerd's tasks service reports it: `id` is the task's
+/// id for the init process, the exec id for an exec.
 fn process_of(id: &str, state: shim_pb::StateResponse) -> Process {
+    let process_id = if state.exec_id.is_empty() {
+        id.to_owned()
+    } else {
+        state.exec_id
+    };
     Process {
         container_id: id.to_owned(),
-        id: state.exec_id,
+        id: process_id,
         pid: state.pid,
         status: state.status,
         stdin: state.stdin,
@@ -130,9 +137,13 @@ impl Service {
         for shim in self.manager.list(&ns) {
             match shim.state("").await {
                 Ok(state) => tasks.push(process_of(shim.id(), state)),
-                // Gone between listing and asking: not a task any more.
-                Err(e) if e.is_not_found() => {}
-                Err(e) => return Err(e),
+                // Deleted meanwhile, or its shim died (the monitor cleans
+                // up after it): not listed, as containerd.
+                Err(e) => {
+                    if !e.is_not_found() {
+                        tracing::warn!(id = shim.id(), error = %e, "task state for list");
+                    }
+                }
             }
         }
         Ok(api::ListTasksResponse { tasks })

@@ -154,6 +154,11 @@ impl Daemon {
         }
     }
 
+    /// Whether the daemon process is up (not stopped by the test).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
     /// The daemon's process id.
     pub fn pid(&self) -> u32 {
         self.child
