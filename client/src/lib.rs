@@ -1,9 +1,11 @@
 #![doc = include_str!("../README.md")]
 
+pub mod cio;
 mod gate;
 pub mod leases;
 pub mod pull;
 pub mod push;
+pub mod spec;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -69,6 +69,11 @@ enum Command {
     /// Manage containers.
     #[command(aliases = ["container", "c"], subcommand)]
     Containers(commands::containers::Command),
+    /// Run a container from an image.
+    Run(commands::run::RunArgs),
+    /// Manage tasks (running containers).
+    #[command(aliases = ["task", "t"], subcommand)]
+    Tasks(commands::tasks::Command),
     /// Manage snapshots.
     #[command(alias = "snapshot")]
     Snapshots(commands::snapshots::Snapshots),
@@ -99,6 +104,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Content(cmd) => commands::content::run(connect.await?, cmd).await,
         Command::Images(cmd) => commands::images::run(connect.await?, cmd).await,
         Command::Containers(cmd) => commands::containers::run(connect.await?, cmd).await,
+        Command::Run(args) => commands::run::run(connect.await?, args).await,
+        Command::Tasks(cmd) => commands::tasks::run(connect.await?, cmd).await,
         Command::Snapshots(cmd) => commands::snapshots::run(connect.await?, cmd).await,
         Command::Leases(cmd) => commands::leases::run(connect.await?, cmd).await,
         Command::Events { filters } => commands::events::run(connect.await?, filters).await,
@@ -124,5 +131,16 @@ fn main() -> ExitCode {
             eprintln!("ctr: {err:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap checks flag clashes (a subcommand's `-a` against the global
+    /// `--address`) only when a command is parsed: check them all here.
+    #[test]
+    fn every_command_line_definition_is_consistent() {
+        use clap::CommandFactory as _;
+        super::Cli::command().debug_assert();
     }
 }

@@ -379,3 +379,105 @@ async fn a_killed_shim_reports_its_task_exited_and_is_cleaned_up() {
     assert!(!bundle.exists(), "bundle left");
     ok(f.ctr(&["containers", "rm", "doomed"]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_ctr_runs_execs_kills_and_removes() {
+    let f = fixture("ours").await;
+    let ours = common::workspace_bin("ctr");
+    let ctr = |args: &[&str]| {
+        let mut full = vec!["-n", f.ns.as_str()];
+        full.extend_from_slice(args);
+        f.daemon.ctr(&ours, &full)
+    };
+    let out = ctr(&[
+        "run",
+        "--rm",
+        &f.image,
+        "o1",
+        "sh",
+        "-c",
+        "echo hi; echo err >&2; exit 7",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hi\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("err"));
+    assert_eq!(out.status.code(), Some(7));
+    assert!(
+        ok(ctr(&["containers", "ls", "-q"])).trim().is_empty(),
+        "--rm left the container"
+    );
+
+    // The image's user, env and working dir; ours overriding.
+    let out = ok(ctr(&[
+        "run",
+        "--rm",
+        "--env",
+        "GREETING=hello",
+        "--cwd",
+        "/tmp",
+        &f.image,
+        "o2",
+        "sh",
+        "-c",
+        "echo $GREETING $(pwd) $(id -u)",
+    ]));
+    assert_eq!(out, "hello /tmp 0\n");
+
+    ok(ctr(&["run", "-d", &f.image, "o3", "sh", "-c", SERVE]));
+    let row = wait_status(&f, "o3", "RUNNING");
+    let listed = ok(ctr(&["tasks", "ls"]));
+    assert!(
+        listed.contains(&format!("o3      {}", row[1]))
+            || rows(&listed).iter().any(|r| r[0] == "o3" && r[1] == row[1]),
+        "{listed}"
+    );
+    let exec = ctr(&[
+        "tasks",
+        "exec",
+        "--exec-id",
+        "x",
+        "o3",
+        "sh",
+        "-c",
+        "echo in o3; exit 4",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&exec.stdout),
+        "in o3\n",
+        "{}",
+        String::from_utf8_lossy(&exec.stderr)
+    );
+    assert_eq!(exec.status.code(), Some(4));
+    let ps = ok(ctr(&["tasks", "ps", "o3"]));
+    assert!(rows(&ps).iter().any(|r| r[0] == row[1]), "{ps}");
+    ok(ctr(&["tasks", "pause", "o3"]));
+    wait_status(&f, "o3", "PAUSED");
+    ok(ctr(&["tasks", "resume", "o3"]));
+    wait_status(&f, "o3", "RUNNING");
+    let err = fails(ctr(&["tasks", "rm", "o3"]));
+    assert!(err.contains("must be stopped"), "{err}");
+    ok(ctr(&["tasks", "kill", "-s", "TERM", "o3"]));
+    wait_status(&f, "o3", "STOPPED");
+    ok(ctr(&["tasks", "rm", "o3"]));
+    ok(ctr(&["containers", "rm", "o3"]));
+    assert!(ok(ctr(&["tasks", "ls", "-q"])).trim().is_empty());
+
+    let err = fails(ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        "io.containerd.nope.v1",
+        &f.image,
+        "o4",
+        "true",
+    ]));
+    assert!(err.contains("containerd-shim-nope-v1"), "{err}");
+    assert!(
+        ok(ctr(&["containers", "ls", "-q"])).trim().is_empty(),
+        "a failed run left its container"
+    );
+}

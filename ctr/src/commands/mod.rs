@@ -7,8 +7,10 @@ pub mod images;
 pub mod leases;
 pub mod namespaces;
 pub mod plugins;
+pub mod run;
 pub mod snapshot_diff;
 pub mod snapshots;
+pub mod tasks;
 pub mod version;
 
 use std::collections::BTreeMap;

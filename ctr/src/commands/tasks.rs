@@ -1,0 +1,393 @@
+//! `ctr tasks ls|start|kill|rm|ps|pause|resume|exec|metrics`, as
+//! containerd's ctr.
+
+use std::time::Duration;
+
+use clap::Subcommand;
+use crated_api::containerd::services::tasks::v1 as pb;
+use crated_api::containerd::v1::types::Status;
+use crated_client::cio::{FifoSet, FIFO_DIR};
+use tonic::transport::Channel;
+
+use crate::client::{status_error, Client};
+use crate::tabwriter::TabWriter;
+
+/// `ctr tasks …`
+#[derive(Subcommand)]
+pub enum Command {
+    /// List tasks.
+    #[command(alias = "list")]
+    Ls {
+        /// Print only the task ids.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Start a container's created task.
+    Start {
+        /// Detach from the task once started.
+        #[arg(short, long)]
+        detach: bool,
+        /// The container id.
+        id: String,
+    },
+    /// Signal a task (SIGTERM by default).
+    Kill {
+        /// The signal, by name or number.
+        #[arg(short, long, default_value = "SIGTERM")]
+        signal: String,
+        /// Signal an exec process instead of the task.
+        #[arg(long)]
+        exec_id: Option<String>,
+        /// Signal every process of the container (no `-a`: that is the
+        /// global `--address` here).
+        #[arg(long)]
+        all: bool,
+        /// The container id.
+        id: String,
+    },
+    /// Delete tasks (they must have exited, unless forced).
+    #[command(aliases = ["delete", "del", "remove"])]
+    Rm {
+        /// Kill a running task first.
+        #[arg(short, long)]
+        force: bool,
+        /// Delete an exec process instead.
+        #[arg(long)]
+        exec_id: Option<String>,
+        /// Container ids.
+        ids: Vec<String>,
+    },
+    /// List a task's processes.
+    Ps {
+        /// The container id.
+        id: String,
+    },
+    /// Pause a task (cgroup freezer).
+    Pause {
+        /// The container id.
+        id: String,
+    },
+    /// Resume a paused task.
+    Resume {
+        /// The container id.
+        id: String,
+    },
+    /// Run another process in a task's container.
+    Exec {
+        /// The exec process id (required).
+        #[arg(long)]
+        exec_id: String,
+        /// Allocate a tty.
+        #[arg(short, long)]
+        tty: bool,
+        /// Working directory.
+        #[arg(long)]
+        cwd: Option<String>,
+        /// The container id.
+        id: String,
+        /// Command and arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Print a task's cgroup metrics.
+    #[command(alias = "metric")]
+    Metrics {
+        /// The container id.
+        id: String,
+    },
+}
+
+fn tasks(client: &Client) -> pb::tasks_client::TasksClient<Channel> {
+    pb::tasks_client::TasksClient::new(client.channel.clone())
+}
+
+/// A signal by name (`SIGTERM`, `TERM`) or number.
+pub fn parse_signal(s: &str) -> anyhow::Result<u32> {
+    if let Ok(n) = s.parse::<u32>() {
+        return Ok(n);
+    }
+    let name = s.to_ascii_uppercase();
+    let name = if name.starts_with("SIG") {
+        name
+    } else {
+        format!("SIG{name}")
+    };
+    name.parse::<nix::sys::signal::Signal>()
+        .map(|sig| sig as u32)
+        .map_err(|_| anyhow::anyhow!("unknown signal {s:?}"))
+}
+
+/// The name ctr prints for a status.
+fn status_name(status: i32) -> &'static str {
+    match Status::try_from(status).unwrap_or(Status::Unknown) {
+        Status::Unknown => "UNKNOWN",
+        Status::Created => "CREATED",
+        Status::Running => "RUNNING",
+        Status::Stopped => "STOPPED",
+        Status::Paused => "PAUSED",
+        Status::Pausing => "PAUSING",
+    }
+}
+
+/// Runs `ctr tasks …`.
+pub async fn run(client: Client, command: Command) -> anyhow::Result<()> {
+    let mut svc = tasks(&client);
+    match command {
+        Command::Ls { quiet } => {
+            let listed = svc
+                .list(client.request(pb::ListTasksRequest::default()))
+                .await
+                .map_err(status_error)?
+                .into_inner()
+                .tasks;
+            if quiet {
+                for t in &listed {
+                    println!("{}", t.id);
+                }
+                return Ok(());
+            }
+            let mut w = TabWriter::new(4, 4);
+            w.line("TASK\tPID\tSTATUS\t");
+            for t in &listed {
+                w.line(format!("{}\t{}\t{}\t", t.id, t.pid, status_name(t.status)));
+            }
+            print!("{}", w.render());
+        }
+        Command::Start { detach, id } => {
+            let waiting = (!detach).then(|| wait(&client, &id, ""));
+            svc.start(client.request(pb::StartRequest {
+                container_id: id.clone(),
+                exec_id: String::new(),
+            }))
+            .await
+            .map_err(status_error)?;
+            if let Some(waiting) = waiting {
+                let code = waiting.await?;
+                if code != 0 {
+                    std::process::exit(code as i32);
+                }
+            }
+        }
+        Command::Kill {
+            signal,
+            exec_id,
+            all,
+            id,
+        } => {
+            svc.kill(client.request(pb::KillRequest {
+                container_id: id,
+                exec_id: exec_id.unwrap_or_default(),
+                signal: parse_signal(&signal)?,
+                all,
+            }))
+            .await
+            .map_err(status_error)?;
+        }
+        Command::Rm {
+            force,
+            exec_id,
+            ids,
+        } => {
+            let mut failed = None;
+            for id in ids {
+                let result = remove(&client, &id, force, exec_id.as_deref()).await;
+                if let Err(e) = result {
+                    eprintln!("ctr: failed to delete task {id:?}: {e}");
+                    failed = Some(e);
+                }
+            }
+            if let Some(e) = failed {
+                return Err(e);
+            }
+        }
+        Command::Ps { id } => {
+            let processes = svc
+                .list_pids(client.request(pb::ListPidsRequest { container_id: id }))
+                .await
+                .map_err(status_error)?
+                .into_inner()
+                .processes;
+            let mut w = TabWriter::new(1, 1);
+            w.line("PID\tINFO");
+            for p in processes {
+                let info = if p.info.is_some() {
+                    "&ProcessDetails{}"
+                } else {
+                    "-"
+                };
+                w.line(format!("{}\t{info}", p.pid));
+            }
+            print!("{}", w.render());
+        }
+        Command::Pause { id } => {
+            svc.pause(client.request(pb::PauseTaskRequest { container_id: id }))
+                .await
+                .map_err(status_error)?;
+        }
+        Command::Resume { id } => {
+            svc.resume(client.request(pb::ResumeTaskRequest { container_id: id }))
+                .await
+                .map_err(status_error)?;
+        }
+        Command::Exec {
+            exec_id,
+            tty,
+            cwd,
+            id,
+            args,
+        } => {
+            let code = exec(&client, &id, &exec_id, tty, cwd.as_deref(), args).await?;
+            if code != 0 {
+                std::process::exit(code as i32);
+            }
+        }
+        Command::Metrics { id } => {
+            anyhow::bail!(
+                "ctr tasks metrics {id}: decoding cgroup metrics is not built yet in this ctr \
+                 (the daemon serves them: containerd's ctr prints them)"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Waits for a process to exit; its exit status.
+pub async fn wait(client: &Client, id: &str, exec_id: &str) -> anyhow::Result<u32> {
+    let mut request = tonic::Request::new(pb::WaitRequest {
+        container_id: id.to_owned(),
+        exec_id: exec_id.to_owned(),
+    });
+    crated_api::metadata::set_grpc_namespace(&mut request, &client.namespace);
+    Ok(tasks(client)
+        .wait(request)
+        .await
+        .map_err(status_error)?
+        .into_inner()
+        .exit_status)
+}
+
+async fn remove(
+    client: &Client,
+    id: &str,
+    force: bool,
+    exec_id: Option<&str>,
+) -> anyhow::Result<()> {
+    let mut svc = tasks(client);
+    if let Some(exec_id) = exec_id {
+        svc.delete_process(client.request(pb::DeleteProcessRequest {
+            container_id: id.to_owned(),
+            exec_id: exec_id.to_owned(),
+        }))
+        .await
+        .map_err(status_error)?;
+        return Ok(());
+    }
+    let process = svc
+        .get(client.request(pb::GetRequest {
+            container_id: id.to_owned(),
+            exec_id: String::new(),
+        }))
+        .await
+        .map_err(status_error)?
+        .into_inner()
+        .process
+        .unwrap_or_default();
+    let stopped = matches!(
+        Status::try_from(process.status),
+        Ok(Status::Stopped) | Ok(Status::Created)
+    );
+    if !stopped {
+        if !force {
+            anyhow::bail!(
+                "task must be stopped before deletion: {}",
+                status_name(process.status).to_lowercase()
+            );
+        }
+        let waiting = wait(client, id, "");
+        svc.kill(client.request(pb::KillRequest {
+            container_id: id.to_owned(),
+            exec_id: String::new(),
+            signal: libc::SIGKILL as u32,
+            all: true,
+        }))
+        .await
+        .map_err(status_error)?;
+        let _ = tokio::time::timeout(Duration::from_secs(10), waiting).await;
+    }
+    svc.delete(client.request(pb::DeleteTaskRequest {
+        container_id: id.to_owned(),
+    }))
+    .await
+    .map_err(status_error)?;
+    Ok(())
+}
+
+/// `tasks exec`: the container's spec process with `args`, stdio attached;
+/// returns the exit status.
+async fn exec(
+    client: &Client,
+    id: &str,
+    exec_id: &str,
+    tty: bool,
+    cwd: Option<&str>,
+    args: Vec<String>,
+) -> anyhow::Result<u32> {
+    if exec_id.is_empty() {
+        anyhow::bail!("exec-id must be provided");
+    }
+    let container =
+        crated_api::containerd::services::containers::v1::containers_client::ContainersClient::new(
+            client.channel.clone(),
+        )
+        .get(client.request(
+            crated_api::containerd::services::containers::v1::GetContainerRequest {
+                id: id.to_owned(),
+            },
+        ))
+        .await
+        .map_err(status_error)?
+        .into_inner()
+        .container
+        .unwrap_or_default();
+    let spec: serde_json::Value = serde_json::from_slice(&container.spec.unwrap_or_default().value)
+        .map_err(|e| anyhow::anyhow!("container {id:?} has no valid spec: {e}"))?;
+    let mut process = spec["process"].clone();
+    process["args"] = serde_json::json!(args);
+    process["terminal"] = serde_json::json!(tty);
+    if let Some(cwd) = cwd {
+        process["cwd"] = serde_json::json!(cwd);
+    }
+    let fifos = FifoSet::new(std::path::Path::new(FIFO_DIR), exec_id, true, tty)?;
+    let attached = fifos.attach();
+    let mut svc = tasks(client);
+    svc.exec(client.request(pb::ExecProcessRequest {
+        container_id: id.to_owned(),
+        stdin: FifoSet::path(&fifos.stdin),
+        stdout: fifos.stdout.display().to_string(),
+        stderr: FifoSet::path(&fifos.stderr),
+        terminal: tty,
+        spec: Some(prost_types::Any {
+            type_url: "types.containerd.io/opencontainers/runtime-spec/1/Process".to_owned(),
+            value: serde_json::to_vec(&process)?,
+        }),
+        exec_id: exec_id.to_owned(),
+    }))
+    .await
+    .map_err(status_error)?;
+    let waiting = wait(client, id, exec_id);
+    svc.start(client.request(pb::StartRequest {
+        container_id: id.to_owned(),
+        exec_id: exec_id.to_owned(),
+    }))
+    .await
+    .map_err(status_error)?;
+    let code = waiting.await?;
+    tokio::task::spawn_blocking(move || attached.wait(Duration::from_secs(5))).await?;
+    let _ = svc
+        .delete_process(client.request(pb::DeleteProcessRequest {
+            container_id: id.to_owned(),
+            exec_id: exec_id.to_owned(),
+        }))
+        .await;
+    Ok(code)
+}
