@@ -481,3 +481,33 @@ async fn our_ctr_runs_execs_kills_and_removes() {
         "a failed run left its container"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_ctrs_give_a_tty_with_t() {
+    let f = fixture("tty").await;
+    for (who, bin) in [
+        ("debian", debian_ctr()),
+        ("crated", common::workspace_bin("ctr")),
+    ] {
+        // ctr -t wants a terminal of its own: script(1) gives it one.
+        let line = format!(
+            "{} --address {} -n {} run --rm -t {} tty-{who} tty",
+            bin.display(),
+            f.daemon.address.display(),
+            f.ns,
+            f.image
+        );
+        let out = Command::new("script")
+            .args(["-qec", &line, "/dev/null"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("/dev/pts/"),
+            "{who}: {text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{who}: {text}");
+    }
+}

@@ -328,6 +328,21 @@ async fn start_task(client: &Client, args: &RunArgs, id: &str) -> anyhow::Result
     if args.detach {
         return Ok(0);
     }
+    // With a tty: our terminal raw (the container's echoes), its size the
+    // container's.
+    let _raw = if args.tty { RawTerminal::enter() } else { None };
+    if args.tty {
+        if let Some((width, height)) = terminal_size() {
+            let _ = svc
+                .resize_pty(client.request(tasks::ResizePtyRequest {
+                    container_id: id.to_owned(),
+                    exec_id: String::new(),
+                    width,
+                    height,
+                }))
+                .await;
+        }
+    }
     // Signals to ctr go to the task, as containerd's ctr forwards them.
     let forward = {
         let (channel, namespace, id) = (
@@ -368,4 +383,43 @@ async fn start_task(client: &Client, args: &RunArgs, id: &str) -> anyhow::Result
     }
     drop(fifos);
     code
+}
+
+/// Our stdin's terminal in raw mode, restored on drop.
+struct RawTerminal(nix::sys::termios::Termios);
+
+impl RawTerminal {
+    fn enter() -> Option<Self> {
+        use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
+        let stdin = std::io::stdin();
+        let saved = tcgetattr(&stdin).ok()?;
+        let mut raw = saved.clone();
+        cfmakeraw(&mut raw);
+        tcsetattr(&stdin, SetArg::TCSANOW, &raw).ok()?;
+        Some(Self(saved))
+    }
+}
+
+impl Drop for RawTerminal {
+    fn drop(&mut self) {
+        let _ = nix::sys::termios::tcsetattr(
+            std::io::stdin(),
+            nix::sys::termios::SetArg::TCSANOW,
+            &self.0,
+        );
+    }
+}
+
+/// Columns and rows of our stdout's terminal.
+fn terminal_size() -> Option<(u32, u32)> {
+    let mut size = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one `winsize` into the pointer given, which
+    // points to a live, writable `winsize`.
+    let rc = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) };
+    (rc == 0 && size.ws_col > 0).then(|| (u32::from(size.ws_col), u32::from(size.ws_row)))
 }
