@@ -466,6 +466,27 @@ async fn our_ctr_runs_execs_kills_and_removes() {
     ok(ctr(&["containers", "rm", "o3"]));
     assert!(ok(ctr(&["tasks", "ls", "-q"])).trim().is_empty());
 
+    // containers create, then tasks start attached.
+    ok(ctr(&[
+        "containers",
+        "create",
+        &f.image,
+        "o5",
+        "sh",
+        "-c",
+        "echo started; exit 2",
+    ]));
+    let started = ctr(&["tasks", "start", "o5"]);
+    assert_eq!(
+        String::from_utf8_lossy(&started.stdout),
+        "started\n",
+        "{}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    assert_eq!(started.status.code(), Some(2));
+    ok(ctr(&["tasks", "rm", "o5"]));
+    ok(ctr(&["containers", "rm", "o5"]));
+
     let err = fails(ctr(&[
         "run",
         "--rm",

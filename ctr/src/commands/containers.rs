@@ -20,6 +20,8 @@ const SPEC_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/S
 /// `ctr containers …`
 #[derive(Subcommand)]
 pub enum Command {
+    /// Create a container (record and snapshot) from an image.
+    Create(crate::commands::run::ContainerArgs),
     /// List containers.
     #[command(alias = "list")]
     Ls {
@@ -59,6 +61,7 @@ pub enum Command {
 pub async fn run(client: Client, command: Command) -> anyhow::Result<()> {
     let mut service = pb::containers_client::ContainersClient::new(client.channel.clone());
     match command {
+        Command::Create(args) => return crate::commands::run::create(client, args).await,
         Command::Ls { quiet, filters } => {
             let containers = service
                 .list(client.request(pb::ListContainersRequest { filters }))

@@ -25,18 +25,13 @@ use crate::client::{status_error, Client};
 use crate::commands::label_args;
 use crate::commands::tasks::wait;
 
-/// `ctr run` arguments.
+/// What a container is made of: `ctr run`'s and `ctr containers create`'s
+/// flags.
 #[derive(Args)]
-pub struct RunArgs {
-    /// Delete the task and container (and its snapshot) once it exits.
-    #[arg(long)]
-    rm: bool,
+pub struct ContainerArgs {
     /// Allocate a tty.
     #[arg(short, long)]
     tty: bool,
-    /// Start the task and return, not waiting for it.
-    #[arg(short, long)]
-    detach: bool,
     /// Environment variables (KEY=value).
     #[arg(long)]
     env: Vec<String>,
@@ -70,6 +65,45 @@ pub struct RunArgs {
     args: Vec<String>,
 }
 
+/// `ctr run` arguments.
+#[derive(Args)]
+pub struct RunArgs {
+    /// Delete the task and container (and its snapshot) once it exits.
+    #[arg(long)]
+    rm: bool,
+    /// Start the task and return, not waiting for it.
+    #[arg(short, long)]
+    detach: bool,
+    #[command(flatten)]
+    container: ContainerArgs,
+}
+
+impl ContainerArgs {
+    fn image_and_id(&self) -> anyhow::Result<(String, String)> {
+        let image = self
+            .image
+            .clone()
+            .filter(|i| !i.is_empty())
+            .ok_or_else(|| anyhow::anyhow!("image ref must be provided"))?;
+        let id = self
+            .id
+            .clone()
+            .filter(|i| !i.is_empty())
+            .ok_or_else(|| anyhow::anyhow!("container id must be provided"))?;
+        Ok((image, id))
+    }
+}
+
+/// `ctr containers create`: the container record and its snapshot.
+pub async fn create(client: Client, args: ContainerArgs) -> anyhow::Result<()> {
+    let (image_ref, id) = args.image_and_id()?;
+    let lease =
+        crated_client::leases::Temporary::create(&client.channel, &client.namespace).await?;
+    let created = create_container(&client, &args, &image_ref, &id, lease.id()).await;
+    lease.release().await;
+    created
+}
+
 /// Parses ctr's `--mount` (`type=…,src=…,dst=…,options=a:b`).
 fn parse_mount(spec: &str) -> anyhow::Result<(String, String, String, Vec<String>)> {
     let (mut kind, mut src, mut dst, mut options) = (
@@ -98,27 +132,25 @@ fn parse_mount(spec: &str) -> anyhow::Result<(String, String, String, Vec<String
 
 /// Runs `ctr run`.
 pub async fn run(client: Client, args: RunArgs) -> anyhow::Result<()> {
-    let image_ref = args
-        .image
-        .clone()
-        .filter(|i| !i.is_empty())
-        .ok_or_else(|| anyhow::anyhow!("image ref must be provided"))?;
-    let id = args
-        .id
-        .clone()
-        .filter(|i| !i.is_empty())
-        .ok_or_else(|| anyhow::anyhow!("container id must be provided"))?;
+    let (image_ref, id) = args.container.image_and_id()?;
     let lease =
         crated_client::leases::Temporary::create(&client.channel, &client.namespace).await?;
-    let created = create_container(&client, &args, &image_ref, &id, lease.id()).await;
+    let created = create_container(&client, &args.container, &image_ref, &id, lease.id()).await;
     lease.release().await;
     created?;
-    let code = start_task(&client, &args, &id).await;
+    let code = start_task(
+        &client,
+        &id,
+        &args.container.snapshotter,
+        args.container.tty,
+        args.detach,
+    )
+    .await;
     let code = match code {
         Ok(code) => code,
         Err(e) => {
             if args.rm {
-                remove_container(&client, &id, &args.snapshotter).await;
+                remove_container(&client, &id, &args.container.snapshotter).await;
             }
             return Err(e);
         }
@@ -133,7 +165,7 @@ pub async fn run(client: Client, args: RunArgs) -> anyhow::Result<()> {
             }))
             .await
             .map_err(status_error)?;
-        remove_container(&client, &id, &args.snapshotter).await;
+        remove_container(&client, &id, &args.container.snapshotter).await;
     }
     if code != 0 {
         std::process::exit(code as i32);
@@ -201,7 +233,7 @@ async fn image_rootfs(
 
 async fn create_container(
     client: &Client,
-    args: &RunArgs,
+    args: &ContainerArgs,
     image_ref: &str,
     id: &str,
     lease: &str,
@@ -280,19 +312,25 @@ async fn create_container(
     Ok(())
 }
 
-/// Creates and starts the task; with stdio attached, waits for it and
-/// returns its exit status (0 when detached).
-async fn start_task(client: &Client, args: &RunArgs, id: &str) -> anyhow::Result<u32> {
+/// Creates and starts container `id`'s task; with stdio attached, waits
+/// for it and returns its exit status (0 when detached).
+pub async fn start_task(
+    client: &Client,
+    id: &str,
+    snapshotter: &str,
+    tty: bool,
+    detach: bool,
+) -> anyhow::Result<u32> {
     let sn = SnapshotsProxy::new(
         client.channel.clone(),
-        &args.snapshotter,
+        snapshotter,
         client.namespace.clone(),
     );
     let rootfs = sn.mounts(id).await?;
-    let fifos = if args.detach {
+    let fifos = if detach {
         None
     } else {
-        Some(FifoSet::new(Path::new(FIFO_DIR), id, true, args.tty)?)
+        Some(FifoSet::new(Path::new(FIFO_DIR), id, true, tty)?)
     };
     let attached = fifos.as_ref().map(FifoSet::attach);
     let mut svc = tasks::tasks_client::TasksClient::new(client.channel.clone());
@@ -312,7 +350,7 @@ async fn start_task(client: &Client, args: &RunArgs, id: &str) -> anyhow::Result
                 .as_ref()
                 .map(|f| FifoSet::path(&f.stderr))
                 .unwrap_or_default(),
-            terminal: args.tty,
+            terminal: tty,
             ..Default::default()
         }),
     )
@@ -325,13 +363,13 @@ async fn start_task(client: &Client, args: &RunArgs, id: &str) -> anyhow::Result
     }))
     .await
     .map_err(status_error)?;
-    if args.detach {
+    if detach {
         return Ok(0);
     }
     // With a tty: our terminal raw (the container's echoes), its size the
     // container's.
-    let _raw = if args.tty { RawTerminal::enter() } else { None };
-    if args.tty {
+    let _raw = if tty { RawTerminal::enter() } else { None };
+    if tty {
         if let Some((width, height)) = terminal_size() {
             let _ = svc
                 .resize_pty(client.request(tasks::ResizePtyRequest {

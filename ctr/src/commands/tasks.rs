@@ -22,7 +22,7 @@ pub enum Command {
         #[arg(short, long)]
         quiet: bool,
     },
-    /// Start a container's created task.
+    /// Create and start a container's task.
     Start {
         /// Detach from the task once started.
         #[arg(short, long)]
@@ -154,18 +154,24 @@ pub async fn run(client: Client, command: Command) -> anyhow::Result<()> {
             print!("{}", w.render());
         }
         Command::Start { detach, id } => {
-            let waiting = (!detach).then(|| wait(&client, &id, ""));
-            svc.start(client.request(pb::StartRequest {
-                container_id: id.clone(),
-                exec_id: String::new(),
-            }))
-            .await
-            .map_err(status_error)?;
-            if let Some(waiting) = waiting {
-                let code = waiting.await?;
-                if code != 0 {
-                    std::process::exit(code as i32);
-                }
+            // As containerd's ctr: the container's task is created here,
+            // with a tty if its spec asks for one.
+            let container = crated_api::containerd::services::containers::v1::containers_client::ContainersClient::new(client.channel.clone())
+                .get(client.request(crated_api::containerd::services::containers::v1::GetContainerRequest { id: id.clone() }))
+                .await
+                .map_err(status_error)?
+                .into_inner()
+                .container
+                .unwrap_or_default();
+            let spec: serde_json::Value =
+                serde_json::from_slice(&container.spec.unwrap_or_default().value)
+                    .unwrap_or_default();
+            let tty = spec["process"]["terminal"].as_bool().unwrap_or(false);
+            let code =
+                crate::commands::run::start_task(&client, &id, &container.snapshotter, tty, detach)
+                    .await?;
+            if code != 0 {
+                std::process::exit(code as i32);
             }
         }
         Command::Kill {
