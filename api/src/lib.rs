@@ -72,8 +72,19 @@ mod generated {
             include!(concat!(env!("OUT_DIR"), "/google.rpc.rs"));
         }
     }
+    pub mod cgroups {
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/io.containerd.cgroups.v1.rs"));
+        }
+        pub mod v2 {
+            include!(concat!(env!("OUT_DIR"), "/io.containerd.cgroups.v2.rs"));
+        }
+    }
 }
 
+/// containerd's cgroups metrics (`io.containerd.cgroups.v1.Metrics`,
+/// `io.containerd.cgroups.v2.Metrics`): what a runc shim's `Stats` returns.
+pub use generated::cgroups;
 pub use generated::{containerd, google};
 
 pub mod convert;

@@ -452,6 +452,21 @@ async fn our_ctr_runs_execs_kills_and_removes() {
         String::from_utf8_lossy(&exec.stderr)
     );
     assert_eq!(exec.status.code(), Some(4));
+    // The same figures as containerd's ctr prints, from the same shim.
+    let ours_metrics = ok(ctr(&["tasks", "metrics", "o3"]));
+    let theirs = ok(f.ctr(&["tasks", "metrics", "o3"]));
+    let names = |t: &str| -> Vec<String> {
+        t.lines()
+            .skip_while(|l| !l.starts_with("METRIC"))
+            .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+            .collect()
+    };
+    assert_eq!(
+        names(&ours_metrics),
+        names(&theirs),
+        "ours:\n{ours_metrics}\ntheirs:\n{theirs}"
+    );
+    assert!(names(&ours_metrics).len() > 2, "{ours_metrics}");
     let ps = ok(ctr(&["tasks", "ps", "o3"]));
     assert!(rows(&ps).iter().any(|r| r[0] == row[1]), "{ps}");
     ok(ctr(&["tasks", "pause", "o3"]));

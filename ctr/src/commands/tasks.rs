@@ -89,7 +89,7 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Print a task's cgroup metrics.
+    /// Print a task's cgroup metrics (cgroups v1 or v2).
     #[command(alias = "metric")]
     Metrics {
         /// The container id.
@@ -247,13 +247,112 @@ pub async fn run(client: Client, command: Command) -> anyhow::Result<()> {
                 std::process::exit(code as i32);
             }
         }
-        Command::Metrics { id } => {
-            anyhow::bail!(
-                "ctr tasks metrics {id}: decoding cgroup metrics is not built yet in this ctr \
-                 (the daemon serves them: containerd's ctr prints them)"
-            );
-        }
+        Command::Metrics { id } => metrics(&client, &id).await?,
     }
+    Ok(())
+}
+
+/// Go's `time.Time` `String()`: `2006-01-02 15:04:05.999999999 +0000 UTC`.
+fn go_time(ts: &prost_types::Timestamp) -> String {
+    let Ok(t) = time::OffsetDateTime::from_unix_timestamp(ts.seconds) else {
+        return String::new();
+    };
+    let mut fraction = format!("{:09}", ts.nanos.max(0));
+    while fraction.ends_with('0') {
+        fraction.pop();
+    }
+    let fraction = if fraction.is_empty() {
+        String::new()
+    } else {
+        format!(".{fraction}")
+    };
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}{fraction} +0000 UTC",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+/// `tasks metrics`: the cgroup figures containerd's ctr prints, from the
+/// shim's `io.containerd.cgroups.v1.Metrics` or `v2.Metrics`.
+async fn metrics(client: &Client, id: &str) -> anyhow::Result<()> {
+    use crated_api::cgroups::{v1, v2};
+    use prost::Message as _;
+
+    let metric = tasks(client)
+        .metrics(client.request(pb::MetricsRequest {
+            filters: vec![format!("id=={id}")],
+        }))
+        .await
+        .map_err(status_error)?
+        .into_inner()
+        .metrics
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("no metrics for task {id:?}"))?;
+    let data = metric.data.unwrap_or_default();
+    let mut w = TabWriter::new(1, 4);
+    w.line("ID\tTIMESTAMP\t");
+    w.line(format!(
+        "{}\t{}\t",
+        metric.id,
+        metric.timestamp.as_ref().map(go_time).unwrap_or_default()
+    ));
+    w.line("");
+    w.line("METRIC\tVALUE\t");
+    let list = |v: &[u64]| {
+        format!(
+            "[{}]",
+            v.iter().map(u64::to_string).collect::<Vec<_>>().join(" ")
+        )
+    };
+    match data.type_url.trim_start_matches("type.googleapis.com/") {
+        "io.containerd.cgroups.v1.Metrics" => {
+            let m = v1::Metrics::decode(data.value.as_slice())?;
+            if let Some(mem) = &m.memory {
+                let usage = mem.usage.unwrap_or_default();
+                w.line(format!("memory.usage_in_bytes\t{}\t", usage.usage));
+                w.line(format!("memory.limit_in_bytes\t{}\t", usage.limit));
+                w.line(format!("memory.stat.cache\t{}\t", mem.total_cache));
+            }
+            if let Some(cpu) = &m.cpu {
+                let usage = cpu.usage.clone().unwrap_or_default();
+                w.line(format!("cpuacct.usage\t{}\t", usage.total));
+                w.line(format!("cpuacct.usage_percpu\t{}\t", list(&usage.per_cpu)));
+            }
+            if let Some(pids) = &m.pids {
+                w.line(format!("pids.current\t{}\t", pids.current));
+                w.line(format!("pids.limit\t{}\t", pids.limit));
+            }
+        }
+        "io.containerd.cgroups.v2.Metrics" => {
+            let m = v2::Metrics::decode(data.value.as_slice())?;
+            if let Some(pids) = &m.pids {
+                w.line(format!("pids.current\t{}\t", pids.current));
+                w.line(format!("pids.limit\t{}\t", pids.limit));
+            }
+            if let Some(cpu) = &m.cpu {
+                w.line(format!("cpu.usage_usec\t{}\t", cpu.usage_usec));
+                w.line(format!("cpu.user_usec\t{}\t", cpu.user_usec));
+                w.line(format!("cpu.system_usec\t{}\t", cpu.system_usec));
+                w.line(format!("cpu.nr_periods\t{}\t", cpu.nr_periods));
+                w.line(format!("cpu.nr_throttled\t{}\t", cpu.nr_throttled));
+                w.line(format!("cpu.throttled_usec\t{}\t", cpu.throttled_usec));
+            }
+            if let Some(mem) = &m.memory {
+                w.line(format!("memory.usage\t{}\t", mem.usage));
+                w.line(format!("memory.usage_limit\t{}\t", mem.usage_limit));
+                w.line(format!("memory.swap_usage\t{}\t", mem.swap_usage));
+                w.line(format!("memory.swap_limit\t{}\t", mem.swap_limit));
+            }
+        }
+        other => anyhow::bail!("cannot convert metric data of type {other:?} to cgroups metrics"),
+    }
+    print!("{}", w.render());
     Ok(())
 }
 
