@@ -6,6 +6,9 @@
 //! - `cargo xtask bench storage [-- OPTIONS]`: build `crated` in release and
 //!   run the storage benchmark against it and containerd 1.6 (see
 //!   `daemon/benches/storage.rs` for the options).
+//! - `cargo xtask bench run [-- OPTIONS]`: `ctr run --rm` latency, 50
+//!   containers started, PSS per shim, against containerd 1.6
+//!   (`daemon/benches/run.rs`).
 //! - `cargo xtask registry`: Debian's docker-registry on 127.0.0.1 with the
 //!   test images (busybox, whiteouts, multi-platform, hostile) pushed, until
 //!   Ctrl-C; the tests start their own through `crated-testimages`.
@@ -104,6 +107,7 @@ fn ci() -> anyhow::Result<()> {
 const BENCHES: &[(&str, &str, &str)] = &[
     ("storage", "crated-daemon", "storage"),
     ("pull", "crated-daemon", "pull"),
+    ("run", "crated-daemon", "run"),
 ];
 
 fn bench(args: &[String]) -> anyhow::Result<()> {
@@ -143,6 +147,7 @@ fn main() -> anyhow::Result<()> {
                 "  bench storage [-- OPTIONS]  ingest and list benchmarks against containerd 1.6"
             );
             eprintln!("  bench pull [-- OPTIONS]     pull + unpack and snapshot ops against containerd 1.6");
+            eprintln!("  bench run [-- OPTIONS]      ctr run latency, 50 containers, shim PSS against containerd 1.6");
             bail!("unknown or missing task {:?}", args.first())
         }
     }
