@@ -116,6 +116,15 @@ async fn debian_ctr_runs_busybox_with_the_exit_code() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The id again at once: the first task's watcher must not take the
+    // second (same bundle path) for its dead shim.
+    ok(f.ctr(&["run", "-d", &f.image, "t1", "sh", "-c", SERVE]));
+    std::thread::sleep(Duration::from_secs(3));
+    wait_status(&f, "t1", "RUNNING");
+    ok(f.ctr(&["tasks", "kill", "t1"]));
+    wait_status(&f, "t1", "STOPPED");
+    ok(f.ctr(&["tasks", "rm", "t1"]));
+    ok(f.ctr(&["containers", "rm", "t1"]));
     // --rm took the task, the container and its snapshot.
     assert!(ok(f.ctr(&["tasks", "ls", "-q"])).trim().is_empty());
     assert!(ok(f.ctr(&["containers", "ls", "-q"])).trim().is_empty());

@@ -239,6 +239,13 @@ impl TaskManager {
         Ok(deleted)
     }
 
+    /// Whether `shim` still serves its task: not deleted, and not replaced
+    /// by a new task of the same id (whose bundle is at the same path).
+    fn is_current(&self, shim: &Arc<Shim>) -> bool {
+        self.get(&shim.bundle.namespace, shim.id())
+            .is_ok_and(|current| Arc::ptr_eq(&current, shim))
+    }
+
     /// Watches a shim: when its connection fails while the task is still
     /// registered, the shim died and is cleaned up after.
     fn monitor(self: &Arc<Self>, shim: Arc<Shim>) {
@@ -253,32 +260,53 @@ impl TaskManager {
                         let Some(manager) = manager.upgrade() else {
                             return;
                         };
-                        if manager.get(&shim.bundle.namespace, shim.id()).is_err() {
+                        if !manager.is_current(&shim) {
                             return;
                         }
                         if shim.connect_info(Duration::from_secs(5)).await.is_err() {
-                            manager.cleanup_dead(&shim.bundle, &shim.command).await;
+                            manager.cleanup_if_current(&shim).await;
                             return;
                         }
                     },
                     Err(ttrpc::Error::RpcStatus(status)) => {
+                        // The shim answered but not with an exit (the task
+                        // went away under it): watch on while it is ours.
                         tracing::debug!(id = shim.id(), ?status, "wait");
+                        let Some(manager) = manager.upgrade() else {
+                            return;
+                        };
+                        if !manager.is_current(&shim) {
+                            return;
+                        }
+                        drop(manager);
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
                     Err(_) => {
                         let Some(manager) = manager.upgrade() else {
                             return;
                         };
-                        if manager.get(&shim.bundle.namespace, shim.id()).is_ok()
+                        if manager.is_current(&shim)
                             && shim.connect_info(Duration::from_secs(5)).await.is_err()
                         {
-                            manager.cleanup_dead(&shim.bundle, &shim.command).await;
+                            manager.cleanup_if_current(&shim).await;
                         }
                         return;
                     }
                 }
             }
         });
+    }
+
+    /// [`TaskManager::cleanup_dead`] for a shim the monitor found gone,
+    /// unless its task was deleted or replaced meanwhile, or a create or
+    /// delete of that id is under way.
+    async fn cleanup_if_current(&self, shim: &Arc<Shim>) {
+        let Ok(_busy) = self.reserve(&shim.bundle.namespace, shim.id()) else {
+            return;
+        };
+        if self.is_current(shim) {
+            self.cleanup_dead(&shim.bundle, &shim.command).await;
+        }
     }
 
     fn publish<M: prost::Message>(&self, ns: &Namespace, topic: &str, name: &str, event: &M) {
