@@ -556,3 +556,194 @@ async fn both_ctrs_give_a_tty_with_t() {
         assert!(out.status.success(), "{who}: {text}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crated_runs_busybox_with_our_shim() {
+    let f = fixture("ourshim").await;
+    let shim = common::workspace_bin("containerd-shim-runc-v2")
+        .display()
+        .to_string();
+    for (who, bin) in [
+        ("debian", debian_ctr()),
+        ("crated", common::workspace_bin("ctr")),
+    ] {
+        let ctr = |args: &[&str]| {
+            // Bounded: a hung step fails the test instead of hanging it.
+            Command::new("timeout")
+                .arg("30")
+                .arg(&bin)
+                .arg("--address")
+                .arg(&f.daemon.address)
+                .args(["-n", f.ns.as_str()])
+                .args(args)
+                .output()
+                .unwrap()
+        };
+        let id = format!("s-{who}");
+        let out = ctr(&[
+            "run",
+            "--rm",
+            "--runtime",
+            &shim,
+            &f.image,
+            &id,
+            "sh",
+            "-c",
+            "echo hi; echo oops >&2; exit 7",
+        ]);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "hi\n",
+            "{who}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            f.daemon.logs()
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("oops"),
+            "{who}"
+        );
+        assert_eq!(out.status.code(), Some(7), "{who}");
+
+        ok(ctr(&[
+            "run",
+            "-d",
+            "--runtime",
+            &shim,
+            &f.image,
+            &id,
+            "sh",
+            "-c",
+            SERVE,
+        ]));
+        let pid = wait_status(&f, &id, "RUNNING")[1].clone();
+        let exec = ctr(&[
+            "tasks",
+            "exec",
+            "--exec-id",
+            "e",
+            &id,
+            "sh",
+            "-c",
+            "echo in; exit 3",
+        ]);
+        assert_eq!(
+            String::from_utf8_lossy(&exec.stdout),
+            "in\n",
+            "{who}: {}",
+            String::from_utf8_lossy(&exec.stderr)
+        );
+        assert_eq!(
+            exec.status.code(),
+            Some(3),
+            "{who}: {}",
+            String::from_utf8_lossy(&exec.stderr)
+        );
+        let ps = ok(ctr(&["tasks", "ps", &id]));
+        assert!(rows(&ps).iter().any(|r| r[0] == pid), "{who}: {ps}");
+        ok(ctr(&["tasks", "pause", &id]));
+        wait_status(&f, &id, "PAUSED");
+        ok(ctr(&["tasks", "resume", &id]));
+        wait_status(&f, &id, "RUNNING");
+        ok(ctr(&["tasks", "kill", &id]));
+        wait_status(&f, &id, "STOPPED");
+        ok(ctr(&["tasks", "rm", &id]));
+        ok(ctr(&["containers", "rm", &id]));
+    }
+    let bundles = f
+        .daemon
+        .dir
+        .path()
+        .join("state/io.containerd.runtime.v2.task")
+        .join(&f.ns);
+    assert_eq!(
+        std::fs::read_dir(&bundles).map(|d| d.count()).unwrap_or(0),
+        0,
+        "a bundle was left"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containerd_runs_busybox_with_our_shim() {
+    let registry = tokio::task::spawn_blocking(|| Registry::start(None))
+        .await
+        .unwrap()
+        .unwrap();
+    let image = format!("{}/test/busybox:latest", registry.host);
+    push(&image, &crated_testimages::busybox().unwrap())
+        .await
+        .unwrap();
+    let containerd = tokio::task::spawn_blocking(common::Containerd::start)
+        .await
+        .unwrap();
+    let ns = format!("interop-{}", std::process::id());
+    let shim = common::workspace_bin("containerd-shim-runc-v2")
+        .display()
+        .to_string();
+    let ctr = |args: &[&str]| {
+        let mut full = vec!["-n", ns.as_str()];
+        full.extend_from_slice(args);
+        containerd.ctr(&full)
+    };
+    ok(ctr(&["images", "pull", "--plain-http", &image]));
+    let out = ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        &shim,
+        &image,
+        "i1",
+        "sh",
+        "-c",
+        "echo hi; exit 7",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hi\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(7));
+
+    ok(ctr(&[
+        "run",
+        "-d",
+        "--runtime",
+        &shim,
+        &image,
+        "i2",
+        "sh",
+        "-c",
+        SERVE,
+    ]));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ok(ctr(&["tasks", "ls"])).contains("RUNNING") {
+        assert!(Instant::now() < deadline, "i2 never ran");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let exec = ctr(&[
+        "tasks",
+        "exec",
+        "--exec-id",
+        "x",
+        "i2",
+        "sh",
+        "-c",
+        "echo exec; exit 4",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&exec.stdout),
+        "exec\n",
+        "{}",
+        String::from_utf8_lossy(&exec.stderr)
+    );
+    assert_eq!(exec.status.code(), Some(4));
+    ok(ctr(&["tasks", "kill", "i2"]));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ok(ctr(&["tasks", "ls"])).contains("STOPPED") {
+        assert!(Instant::now() < deadline, "i2 never stopped");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    ok(ctr(&["tasks", "rm", "i2"]));
+    ok(ctr(&["containers", "rm", "i2"]));
+    let _ = std::fs::remove_dir(format!("/run/containerd/runc/{ns}"));
+}

@@ -255,3 +255,74 @@ pub fn rows(table: &str) -> Vec<Vec<String>> {
         .filter(|r: &Vec<String>| !r.is_empty())
         .collect()
 }
+
+/// Debian's containerd 1.6 on a temporary root, state and socket (CRI
+/// off), for interop in the other direction; killed on drop.
+pub struct Containerd {
+    pub dir: tempfile::TempDir,
+    pub address: PathBuf,
+    child: Child,
+}
+
+impl Containerd {
+    /// Starts `/usr/bin/containerd` and waits until its socket answers.
+    pub fn start() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("containerd-test")
+            .tempdir()
+            .expect("temp dir");
+        let address = dir.path().join("run/containerd.sock");
+        let config = dir.path().join("config.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "version = 2\nroot = {:?}\nstate = {:?}\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\n[grpc]\naddress = {address:?}\n\n[ttrpc]\naddress = {:?}\n",
+                dir.path().join("root"),
+                dir.path().join("state"),
+                dir.path().join("run/containerd.sock.ttrpc"),
+            ),
+        )
+        .expect("write containerd config");
+        let log = std::fs::File::create(dir.path().join("containerd.log")).expect("log");
+        let child = Command::new("/usr/bin/containerd")
+            .arg("--config")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start /usr/bin/containerd (apt-get install containerd)");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::os::unix::net::UnixStream::connect(&address).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "containerd did not start: {}",
+                std::fs::read_to_string(dir.path().join("containerd.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self {
+            dir,
+            address,
+            child,
+        }
+    }
+
+    /// Runs Debian's ctr against it.
+    pub fn ctr(&self, args: &[&str]) -> Output {
+        Command::new(DEBIAN_CTR)
+            .arg("--address")
+            .arg(&self.address)
+            .args(args)
+            .env_remove("CONTAINERD_NAMESPACE")
+            .env_remove("CONTAINERD_ADDRESS")
+            .output()
+            .expect("run ctr")
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

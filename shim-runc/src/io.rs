@@ -1,0 +1,198 @@
+//! A process's stdio: the fifos (or `file://` logs) the client named,
+//! opened for the container to use directly; with a terminal, the pty
+//! master runc hands over on a console socket, copied to and from them.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
+
+use crated_core::{Error, Result};
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+
+use crate::runc::ProcessIo;
+
+fn io_error(path: &str, e: std::io::Error) -> Error {
+    Error::unknown(format!("open stdio {path}: {e}"))
+}
+
+/// An output: a fifo opened read-write (so opening never waits for the
+/// client, and the client still sees the end once the process, the only
+/// other holder, exits), or a `file://` log.
+fn open_output(uri: &str) -> Result<Option<OwnedFd>> {
+    if uri.is_empty() {
+        return Ok(None);
+    }
+    if let Some(path) = uri.strip_prefix("file://") {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o640)
+            .open(path)
+            .map_err(|e| io_error(path, e))?;
+        return Ok(Some(file.into()));
+    }
+    if uri.starts_with("binary://") {
+        return Err(Error::not_implemented(format!(
+            "stdio {uri:?}: binary:// log drivers are not built yet in this shim"
+        )));
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(uri)
+        .map_err(|e| io_error(uri, e))?;
+    Ok(Some(file.into()))
+}
+
+/// stdin: the fifo opened without waiting for the client's writer, then
+/// made blocking for the process.
+fn open_input(path: &str) -> Result<Option<OwnedFd>> {
+    if path.is_empty() {
+        return Ok(None);
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| io_error(path, e))?;
+    let fd = file.as_raw_fd();
+    let flags =
+        fcntl(fd, FcntlArg::F_GETFL).map_err(|e| Error::unknown(format!("fcntl {path}: {e}")))?;
+    let flags = OFlag::from_bits_truncate(flags) & !OFlag::O_NONBLOCK;
+    fcntl(fd, FcntlArg::F_SETFL(flags))
+        .map_err(|e| Error::unknown(format!("fcntl {path}: {e}")))?;
+    Ok(Some(file.into()))
+}
+
+/// The stdio of a process without a terminal.
+pub fn direct(stdin: &str, stdout: &str, stderr: &str) -> Result<ProcessIo> {
+    Ok(ProcessIo {
+        stdin: open_input(stdin)?,
+        stdout: open_output(stdout)?,
+        stderr: open_output(stderr)?,
+    })
+}
+
+/// A console socket runc sends the pty master to.
+pub struct ConsoleSocket {
+    /// Its path, for `--console-socket`.
+    pub path: PathBuf,
+    listener: UnixListener,
+}
+
+impl ConsoleSocket {
+    /// A socket in a fresh temp directory (paths on sockets are short).
+    pub fn new() -> Result<Self> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        let path = std::env::temp_dir().join(format!("pty-{}-{nanos:x}.sock", std::process::id()));
+        let listener = UnixListener::bind(&path)
+            .map_err(|e| Error::unknown(format!("console socket {}: {e}", path.display())))?;
+        Ok(Self { path, listener })
+    }
+
+    /// Waits for runc to send the master.
+    pub fn receive(self) -> Result<OwnedFd> {
+        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+        let (stream, _) = self
+            .listener
+            .accept()
+            .map_err(|e| Error::unknown(format!("console socket accept: {e}")))?;
+        let mut buf = [0u8; 4096];
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let mut space = nix::cmsg_space!([RawFd; 1]);
+        let msg = recvmsg::<()>(
+            stream.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::empty(),
+        )
+        .map_err(|e| Error::unknown(format!("console socket receive: {e}")))?;
+        for cmsg in msg
+            .cmsgs()
+            .map_err(|e| Error::unknown(format!("console socket message: {e}")))?
+        {
+            if let ControlMessageOwned::ScmRights(fds) = cmsg {
+                if let Some(fd) = fds.first() {
+                    // SAFETY: the kernel just installed this descriptor in
+                    // our table for us; nothing else owns it.
+                    return Ok(unsafe { OwnedFd::from_raw_fd(*fd) });
+                }
+            }
+        }
+        Err(Error::unknown(
+            "runc sent no pty master on the console socket",
+        ))
+    }
+}
+
+impl Drop for ConsoleSocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Copies the pty `master` to the `stdout` fifo and the `stdin` fifo to
+/// the master, on threads that end with the process.
+pub fn copy_console(master: &OwnedFd, stdin: &str, stdout: &str) -> Result<()> {
+    let out = open_output(stdout)?;
+    if let Some(out) = out {
+        let mut from = File::from(
+            master
+                .try_clone()
+                .map_err(|e| Error::unknown(format!("dup pty: {e}")))?,
+        );
+        let mut to = File::from(out);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 32 << 10];
+            // EIO once the process and its children close the pty.
+            while let Ok(n) = from.read(&mut buf) {
+                if n == 0 || to.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    if let Some(input) = open_input(stdin)? {
+        let mut from = File::from(input);
+        let mut to = File::from(
+            master
+                .try_clone()
+                .map_err(|e| Error::unknown(format!("dup pty: {e}")))?,
+        );
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 32 << 10];
+            while let Ok(n) = from.read(&mut buf) {
+                if n == 0 || to.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    Ok(())
+}
+
+/// Sets the pty's window size.
+pub fn resize(master: &OwnedFd, width: u32, height: u32) -> Result<()> {
+    let size = libc::winsize {
+        ws_row: height.min(u32::from(u16::MAX)) as u16,
+        ws_col: width.min(u32::from(u16::MAX)) as u16,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one `winsize` from the pointer, which points
+    // to a live value; the descriptor is a pty master we own.
+    let rc = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size) };
+    if rc != 0 {
+        return Err(Error::unknown(format!(
+            "resize pty: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    Ok(())
+}

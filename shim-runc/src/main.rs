@@ -1,0 +1,285 @@
+//! `containerd-shim-runc-v2`: the runtime v2 shim for runc, as containerd's
+//! daemons (crated and containerd) start it:
+//!
+//! - `… -namespace NS -address DAEMON_SOCK -publish-binary BIN -id ID start`
+//!   in the bundle: starts the long-lived shim, prints its ttrpc address
+//!   `unix://<dir of DAEMON_SOCK>/s/<sha256>` (a socket file in a 0700
+//!   directory, never an abstract socket) and writes it to `address`;
+//! - `… -id ID -bundle DIR delete`: cleans up after a shim that is gone
+//!   (force-deletes the container, unmounts its rootfs) and prints the
+//!   `DeleteResponse`;
+//! - no action: serves `containerd.task.v2.Task` on that socket, as the
+//!   child subreaper of the container, publishing events to
+//!   `TTRPC_ADDRESS`.
+
+mod events;
+mod io;
+mod reaper;
+mod runc;
+mod service;
+
+use std::io::Read as _;
+use std::os::fd::AsRawFd as _;
+use std::os::unix::fs::DirBuilderExt as _;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crated_core::Namespace;
+use prost::Message as _;
+use sha2::{Digest as _, Sha256};
+
+struct Args {
+    namespace: String,
+    address: String,
+    publish_binary: String,
+    id: String,
+    bundle: Option<PathBuf>,
+    action: Option<String>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        namespace: String::new(),
+        address: String::new(),
+        publish_binary: String::new(),
+        id: String::new(),
+        bundle: None,
+        action: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let flag = arg.trim_start_matches('-');
+        if !arg.starts_with('-') {
+            args.action = Some(arg);
+            continue;
+        }
+        let (name, inline) = match flag.split_once('=') {
+            Some((n, v)) => (n.to_owned(), Some(v.to_owned())),
+            None => (flag.to_owned(), None),
+        };
+        if name == "debug" || name == "v" {
+            continue;
+        }
+        let value = match inline {
+            Some(v) => v,
+            None => it
+                .next()
+                .ok_or_else(|| format!("flag -{name} needs a value"))?,
+        };
+        match name.as_str() {
+            "namespace" => args.namespace = value,
+            "address" => args.address = value,
+            "publish-binary" => args.publish_binary = value,
+            "id" => args.id = value,
+            "bundle" => args.bundle = Some(value.into()),
+            // Accepted for compatibility with containerd's shim flags.
+            "socket" | "criu" | "systemd-cgroup" => {}
+            other => return Err(format!("unknown flag -{other}")),
+        }
+    }
+    if args.namespace.is_empty() {
+        return Err("shim namespace cannot be empty".to_owned());
+    }
+    Ok(args)
+}
+
+/// The shim's socket: under the daemon socket's directory, named by a hash
+/// of daemon, namespace and id (as containerd's `SocketAddress`).
+fn socket_path(args: &Args) -> PathBuf {
+    let address = args.address.trim_start_matches("unix://");
+    let base = Path::new(address)
+        .parent()
+        .unwrap_or(Path::new("/run/containerd"));
+    let digest = Sha256::digest(format!("{address}/{}/{}", args.namespace, args.id).as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    base.join("s").join(hex)
+}
+
+fn start(args: &Args) -> Result<(), String> {
+    // Runtime options come on stdin; the shim takes them from Create.
+    let mut options = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut options);
+    let socket = socket_path(args);
+    let address = format!("unix://{}", socket.display());
+    if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+        // A shim for this task already serves: reuse it.
+        std::fs::write("address", &address).map_err(|e| format!("write address: {e}"))?;
+        println!("{address}");
+        return Ok(());
+    }
+    if let Some(dir) = socket.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| format!("create {}: {e}", dir.display()))?;
+    }
+    let _ = std::fs::remove_file(&socket);
+    let exe = std::env::current_exe().map_err(|e| format!("own executable: {e}"))?;
+    let mut child = std::process::Command::new(exe)
+        .args([
+            "-namespace",
+            &args.namespace,
+            "-id",
+            &args.id,
+            "-address",
+            &args.address,
+            "-publish-binary",
+            &args.publish_binary,
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("start shim: {e}"))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("shim exited before serving: {status}"));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return Err(format!(
+                "shim did not listen on {} within 10s",
+                socket.display()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::fs::write("address", &address).map_err(|e| format!("write address: {e}"))?;
+    println!("{address}");
+    Ok(())
+}
+
+fn delete(args: &Args) -> Result<(), String> {
+    let bundle = args.bundle.clone().unwrap_or_else(|| PathBuf::from("."));
+    let root = PathBuf::from("/run/containerd/runc").join(&args.namespace);
+    let out = std::process::Command::new("runc")
+        .arg("--root")
+        .arg(&root)
+        .args(["delete", "--force", &args.id])
+        .output()
+        .map_err(|e| format!("runc delete: {e}"))?;
+    if !out.status.success() {
+        eprintln!(
+            "runc delete {}: {}",
+            args.id,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let rootfs = bundle.join("rootfs");
+    if crated_core::mount::is_mountpoint(&rootfs).unwrap_or(false) {
+        crated_core::mount::unmount_all(&rootfs).map_err(|e| e.to_string())?;
+    }
+    let response = crated_api::containerd::task::v2::DeleteResponse {
+        pid: 0,
+        exit_status: 128 + libc::SIGKILL as u32,
+        exited_at: Some(prost_types::Timestamp::from(std::time::SystemTime::now())),
+    };
+    use std::io::Write as _;
+    std::io::stdout()
+        .write_all(&response.encode_to_vec())
+        .map_err(|e| format!("write response: {e}"))
+}
+
+/// Sends our stderr to the bundle's `log` fifo, which the daemon reads.
+fn log_to_fifo() {
+    let Ok(file) = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags_nonblock()
+        .open("log")
+    else {
+        return;
+    };
+    let _ = nix::fcntl::fcntl(
+        file.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty()),
+    );
+    let _ = nix::unistd::dup2(file.as_raw_fd(), libc::STDERR_FILENO);
+}
+
+trait NonBlock {
+    fn custom_flags_nonblock(&mut self) -> &mut Self;
+}
+
+impl NonBlock for std::fs::OpenOptions {
+    fn custom_flags_nonblock(&mut self) -> &mut Self {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        self.custom_flags(libc::O_NONBLOCK)
+    }
+}
+
+fn serve(args: Args) -> Result<(), String> {
+    log_to_fifo();
+    nix::sys::prctl::set_child_subreaper(true).map_err(|e| format!("become subreaper: {e}"))?;
+    let namespace = Namespace::new(args.namespace.clone()).map_err(|e| e.to_string())?;
+    let socket = socket_path(&args);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("runtime: {e}"))?;
+    runtime.block_on(async move {
+        let reaper = reaper::Reaper::default();
+        let mut sigchld = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child())
+            .map_err(|e| format!("SIGCHLD: {e}"))?;
+        let reaping = reaper.clone();
+        tokio::spawn(async move {
+            loop {
+                reaping.reap();
+                if sigchld.recv().await.is_none() {
+                    return;
+                }
+            }
+        });
+        let ttrpc_address = std::env::var("TTRPC_ADDRESS").unwrap_or_default();
+        let publisher = Arc::new(events::Publisher::new(&ttrpc_address, namespace.clone()));
+        let service = service::Service::new(
+            args.id.clone(),
+            namespace,
+            publisher,
+            reaper,
+            socket.clone(),
+        );
+        let shutdown = service.shutdown.clone();
+        let listener = tokio::net::UnixListener::bind(&socket)
+            .map_err(|e| format!("listen on {}: {e}", socket.display()))?;
+        let services = crated_api::containerd::task::v2::task_ttrpc::create_task(Arc::new(
+            service::ServiceHandle(service),
+        ));
+        let mut server = ttrpc::r#async::Server::new()
+            .add_listener(listener.into())
+            .register_service(services);
+        server
+            .start()
+            .await
+            .map_err(|e| format!("serve ttrpc: {e}"))?;
+        shutdown.notified().await;
+        // Let the Shutdown reply go out first.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let _ = std::fs::remove_file(&socket);
+        Ok(())
+    })
+}
+
+fn main() {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("containerd-shim-runc-v2: {e}");
+            std::process::exit(1);
+        }
+    };
+    let result = match args.action.as_deref() {
+        Some("start") => start(&args),
+        Some("delete") => delete(&args),
+        Some(other) => Err(format!("unknown action {other:?}")),
+        None => serve(args),
+    };
+    if let Err(e) = result {
+        eprintln!("containerd-shim-runc-v2: {e}");
+        std::process::exit(1);
+    }
+}

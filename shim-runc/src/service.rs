@@ -1,0 +1,818 @@
+//! The `containerd.task.v2.Task` ttrpc service of one container: its init
+//! process and exec processes, driven through runc, exits from the reaper,
+//! events to the daemon.
+
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use crated_api::containerd::events as ev;
+use crated_api::containerd::runc::v1::Options as RuncOptions;
+use crated_api::containerd::task::v2 as pb;
+use crated_api::containerd::task::v2::task_ttrpc::Task;
+use crated_api::containerd::v1::types::{ProcessInfo, Status};
+use crated_api::to_ttrpc;
+use crated_core::mount::{mount_all, MountGuard};
+use crated_core::{Error, Namespace, Result};
+use prost::Message as _;
+use tokio::sync::watch;
+use ttrpc::r#async::TtrpcContext;
+
+use crate::events::Publisher;
+use crate::io::{self, ConsoleSocket};
+use crate::reaper::{Exit, Reaper};
+use crate::runc::Runc;
+
+fn ts(t: SystemTime) -> prost_types::Timestamp {
+    prost_types::Timestamp::from(t)
+}
+
+/// One process (the init or an exec).
+struct Process {
+    pid: i32,
+    /// Its exit, once reaped; waiters may subscribe before it starts.
+    exit: watch::Sender<Option<Exit>>,
+    started: bool,
+    paused: bool,
+    stdin: String,
+    stdout: String,
+    stderr: String,
+    terminal: bool,
+    console: Option<Arc<OwnedFd>>,
+    /// An exec's process spec, until it starts.
+    spec: Option<Vec<u8>>,
+}
+
+impl Process {
+    fn exited(&self) -> Option<Exit> {
+        *self.exit.borrow()
+    }
+
+    fn status(&self) -> Status {
+        if self.exited().is_some() {
+            Status::Stopped
+        } else if self.paused {
+            Status::Paused
+        } else if self.started {
+            Status::Running
+        } else {
+            Status::Created
+        }
+    }
+}
+
+struct Container {
+    bundle: PathBuf,
+    runc: Runc,
+    rootfs: Option<MountGuard>,
+    init: Process,
+    execs: HashMap<String, Process>,
+}
+
+/// The service.
+pub struct Service {
+    id: String,
+    publisher: Arc<Publisher>,
+    reaper: Reaper,
+    namespace: Namespace,
+    container: Mutex<Option<Container>>,
+    /// Told when the shim may exit.
+    pub shutdown: Arc<tokio::sync::Notify>,
+    /// The shim's socket, removed as soon as it is shutting down so a new
+    /// task of the same id starts a new shim rather than finding this one.
+    socket: PathBuf,
+}
+
+fn err(e: Error) -> ttrpc::Error {
+    to_ttrpc(e)
+}
+
+/// The runc a Create's options ask for.
+pub fn runc_for(
+    namespace: &Namespace,
+    bundle: &std::path::Path,
+    options: Option<&prost_types::Any>,
+    reaper: Reaper,
+) -> Runc {
+    let opts = options
+        .filter(|o| o.type_url.ends_with("containerd.runc.v1.Options"))
+        .and_then(|o| RuncOptions::decode(o.value.as_slice()).ok())
+        .unwrap_or_default();
+    let binary = if opts.binary_name.is_empty() {
+        "runc".to_owned()
+    } else {
+        opts.binary_name
+    };
+    let root = if opts.root.is_empty() {
+        "/run/containerd/runc".to_owned()
+    } else {
+        opts.root
+    };
+    Runc {
+        binary: binary.into(),
+        root: PathBuf::from(root).join(namespace.as_str()),
+        systemd_cgroup: opts.systemd_cgroup,
+        log: bundle.join("log.json"),
+        reaper,
+    }
+}
+
+impl Service {
+    /// The service for container `id`.
+    pub fn new(
+        id: String,
+        namespace: Namespace,
+        publisher: Arc<Publisher>,
+        reaper: Reaper,
+        socket: PathBuf,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            id,
+            publisher,
+            reaper,
+            namespace,
+            container: Mutex::new(None),
+            shutdown: Arc::new(tokio::sync::Notify::new()),
+            socket,
+        })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Container) -> Result<T>) -> Result<T> {
+        let mut guard = self
+            .container
+            .lock()
+            .map_err(|_| Error::unknown("shim state lock poisoned"))?;
+        let c = guard
+            .as_mut()
+            .ok_or_else(|| Error::not_found(format!("container {:?}: not created", self.id)))?;
+        f(c)
+    }
+
+    fn process<'a>(c: &'a mut Container, exec_id: &str) -> Result<&'a mut Process> {
+        if exec_id.is_empty() {
+            Ok(&mut c.init)
+        } else {
+            c.execs
+                .get_mut(exec_id)
+                .ok_or_else(|| Error::not_found(format!("process {exec_id:?}: not found")))
+        }
+    }
+
+    /// Records the exit of a process when the reaper sees it (`reaped`)
+    /// into the process's own watch (`to`), then publishes it.
+    fn watch_exit(
+        self: &Arc<Self>,
+        exec_id: String,
+        pid: i32,
+        mut reaped: watch::Receiver<Option<Exit>>,
+        to: watch::Sender<Option<Exit>>,
+    ) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let exit = loop {
+                if let Some(exit) = *reaped.borrow_and_update() {
+                    break exit;
+                }
+                if reaped.changed().await.is_err() {
+                    return;
+                }
+            };
+            to.send_replace(Some(exit));
+            let id = if exec_id.is_empty() {
+                me.id.clone()
+            } else {
+                exec_id.clone()
+            };
+            me.publisher
+                .publish(
+                    "/tasks/exit",
+                    "TaskExit",
+                    &ev::TaskExit {
+                        container_id: me.id.clone(),
+                        id,
+                        pid: pid as u32,
+                        exit_status: exit.status,
+                        exited_at: Some(ts(exit.at)),
+                    },
+                )
+                .await;
+            // The init gone, its execs go too (as containerd's shim).
+            if exec_id.is_empty() {
+                let pids: Vec<i32> = me
+                    .container
+                    .lock()
+                    .map(|c| {
+                        c.as_ref()
+                            .map(|c| {
+                                c.execs
+                                    .values()
+                                    .filter(|p| p.exited().is_none() && p.pid > 0)
+                                    .map(|p| p.pid)
+                                    .collect()
+                            })
+                            .unwrap_or_default()
+                    })
+                    .unwrap_or_default();
+                for pid in pids {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+        });
+    }
+
+    async fn create_task(
+        self: &Arc<Self>,
+        req: pb::CreateTaskRequest,
+    ) -> Result<pb::CreateTaskResponse> {
+        if self.container.lock().map(|c| c.is_some()).unwrap_or(true) {
+            return Err(Error::already_exists(format!(
+                "container {:?}: already created",
+                req.id
+            )));
+        }
+        if !req.checkpoint.is_empty() {
+            return Err(Error::not_implemented(
+                "restoring a checkpoint is not built yet in this shim",
+            ));
+        }
+        let bundle = PathBuf::from(&req.bundle);
+        let runc = runc_for(
+            &self.namespace,
+            &bundle,
+            req.options.as_ref(),
+            self.reaper.clone(),
+        );
+        let mounts: Vec<_> = req
+            .rootfs
+            .iter()
+            .cloned()
+            .map(crated_api::services::snapshots::mount_from_pb)
+            .collect();
+        let rootfs = if mounts.is_empty() {
+            None
+        } else {
+            Some(mount_all(&mounts, &bundle.join("rootfs"))?)
+        };
+        let created = async {
+            let (console, io) = if req.terminal {
+                (
+                    Some(ConsoleSocket::new()?),
+                    crate::runc::ProcessIo::default(),
+                )
+            } else {
+                (None, io::direct(&req.stdin, &req.stdout, &req.stderr)?)
+            };
+            let console_path = console.as_ref().map(|c| c.path.clone());
+            let receiving = console.map(|c| tokio::task::spawn_blocking(move || c.receive()));
+            let pid = match runc
+                .create(&req.id, &bundle, console_path.as_deref(), io)
+                .await
+            {
+                Ok(pid) => pid,
+                Err(e) => {
+                    if let Some(r) = receiving {
+                        r.abort();
+                    }
+                    return Err(e);
+                }
+            };
+            let master = match receiving {
+                Some(r) => {
+                    let master = r
+                        .await
+                        .map_err(|e| Error::unknown(format!("console: {e}")))??;
+                    io::copy_console(&master, &req.stdin, &req.stdout)?;
+                    Some(Arc::new(master))
+                }
+                None => None,
+            };
+            Ok((pid, master))
+        }
+        .await;
+        let (pid, master) = match created {
+            Ok(done) => done,
+            Err(e) => {
+                let _ = runc.delete(&req.id, true).await;
+                if let Some(guard) = rootfs {
+                    let _ = guard.unmount();
+                }
+                return Err(e);
+            }
+        };
+        let (exit, _) = watch::channel(None);
+        self.watch_exit(String::new(), pid, self.reaper.watch(pid), exit.clone());
+        let init = Process {
+            pid,
+            exit,
+            started: false,
+            paused: false,
+            stdin: req.stdin.clone(),
+            stdout: req.stdout.clone(),
+            stderr: req.stderr.clone(),
+            terminal: req.terminal,
+            console: master,
+            spec: None,
+        };
+        if let Ok(mut c) = self.container.lock() {
+            *c = Some(Container {
+                bundle: bundle.clone(),
+                runc,
+                rootfs,
+                init,
+                execs: HashMap::new(),
+            });
+        }
+        self.publisher
+            .publish(
+                "/tasks/create",
+                "TaskCreate",
+                &ev::TaskCreate {
+                    container_id: req.id.clone(),
+                    bundle: req.bundle.clone(),
+                    rootfs: req.rootfs.clone(),
+                    io: Some(ev::TaskIo {
+                        stdin: req.stdin,
+                        stdout: req.stdout,
+                        stderr: req.stderr,
+                        terminal: req.terminal,
+                    }),
+                    checkpoint: String::new(),
+                    pid: pid as u32,
+                },
+            )
+            .await;
+        Ok(pb::CreateTaskResponse { pid: pid as u32 })
+    }
+
+    async fn start_process(self: &Arc<Self>, exec_id: &str) -> Result<pb::StartResponse> {
+        let runc = self.with(|c| Ok(c.runc.clone()))?;
+        if exec_id.is_empty() {
+            runc.start(&self.id).await?;
+            let pid = self.with(|c| {
+                c.init.started = true;
+                Ok(c.init.pid)
+            })?;
+            self.publisher
+                .publish(
+                    "/tasks/start",
+                    "TaskStart",
+                    &ev::TaskStart {
+                        container_id: self.id.clone(),
+                        pid: pid as u32,
+                    },
+                )
+                .await;
+            return Ok(pb::StartResponse { pid: pid as u32 });
+        }
+        let (bundle, spec, stdin, stdout, stderr, terminal) = self.with(|c| {
+            let bundle = c.bundle.clone();
+            let p = Self::process(c, exec_id)?;
+            let spec = p.spec.clone().ok_or_else(|| {
+                Error::failed_precondition(format!("process {exec_id:?} already started"))
+            })?;
+            Ok((
+                bundle,
+                spec,
+                p.stdin.clone(),
+                p.stdout.clone(),
+                p.stderr.clone(),
+                p.terminal,
+            ))
+        })?;
+        let process_file = bundle.join(format!("{exec_id}.process.json"));
+        let pid_file = bundle.join(format!("{exec_id}.pid"));
+        std::fs::write(&process_file, &spec)
+            .map_err(|e| Error::unknown(format!("write {}: {e}", process_file.display())))?;
+        let (console, io) = if terminal {
+            (
+                Some(ConsoleSocket::new()?),
+                crate::runc::ProcessIo::default(),
+            )
+        } else {
+            (None, io::direct(&stdin, &stdout, &stderr)?)
+        };
+        let console_path = console.as_ref().map(|c| c.path.clone());
+        let receiving = console.map(|c| tokio::task::spawn_blocking(move || c.receive()));
+        let execd = runc
+            .exec(
+                &self.id,
+                &process_file,
+                &pid_file,
+                console_path.as_deref(),
+                io,
+            )
+            .await;
+        let _ = std::fs::remove_file(&process_file);
+        let pid = match execd {
+            Ok(pid) => pid,
+            Err(e) => {
+                if let Some(r) = receiving {
+                    r.abort();
+                }
+                return Err(e);
+            }
+        };
+        let master = match receiving {
+            Some(r) => {
+                let master = r
+                    .await
+                    .map_err(|e| Error::unknown(format!("console: {e}")))??;
+                io::copy_console(&master, &stdin, &stdout)?;
+                Some(Arc::new(master))
+            }
+            None => None,
+        };
+        let exit = self.with(|c| {
+            let p = Self::process(c, exec_id)?;
+            p.pid = pid;
+            p.started = true;
+            p.spec = None;
+            p.console = master;
+            Ok(p.exit.clone())
+        })?;
+        self.watch_exit(exec_id.to_owned(), pid, self.reaper.watch(pid), exit);
+        self.publisher
+            .publish(
+                "/tasks/exec-started",
+                "TaskExecStarted",
+                &ev::TaskExecStarted {
+                    container_id: self.id.clone(),
+                    exec_id: exec_id.to_owned(),
+                    pid: pid as u32,
+                },
+            )
+            .await;
+        Ok(pb::StartResponse { pid: pid as u32 })
+    }
+
+    async fn delete_process(self: &Arc<Self>, exec_id: &str) -> Result<pb::DeleteResponse> {
+        if !exec_id.is_empty() {
+            let p = self.with(|c| {
+                let p = c
+                    .execs
+                    .get(exec_id)
+                    .ok_or_else(|| Error::not_found(format!("process {exec_id:?}: not found")))?;
+                if p.started && p.exited().is_none() {
+                    return Err(Error::failed_precondition(format!(
+                        "process {exec_id:?} must be stopped before deletion"
+                    )));
+                }
+                let exit = p.exited();
+                let pid = p.pid;
+                c.execs.remove(exec_id);
+                Ok((pid, exit))
+            })?;
+            let exit = p.1.unwrap_or(Exit {
+                status: 0,
+                at: SystemTime::now(),
+            });
+            self.publisher
+                .publish(
+                    "/tasks/delete",
+                    "TaskDelete",
+                    &ev::TaskDelete {
+                        container_id: self.id.clone(),
+                        pid: p.0 as u32,
+                        exit_status: exit.status,
+                        exited_at: Some(ts(exit.at)),
+                        id: exec_id.to_owned(),
+                    },
+                )
+                .await;
+            return Ok(pb::DeleteResponse {
+                pid: p.0 as u32,
+                exit_status: exit.status,
+                exited_at: Some(ts(exit.at)),
+            });
+        }
+        let (runc, pid, exit, running) = self.with(|c| {
+            let exit = c.init.exited();
+            let running = c.init.started && exit.is_none();
+            Ok((c.runc.clone(), c.init.pid, exit, running))
+        })?;
+        if running {
+            return Err(Error::failed_precondition(format!(
+                "task {:?} must be stopped before deletion: running",
+                self.id
+            )));
+        }
+        // A created task that never started: runc kills its init.
+        runc.delete(&self.id, !running && exit.is_none()).await?;
+        let exit = exit.unwrap_or(Exit {
+            status: 137,
+            at: SystemTime::now(),
+        });
+        let rootfs = self
+            .container
+            .lock()
+            .ok()
+            .and_then(|mut c| c.as_mut().and_then(|c| c.rootfs.take()));
+        if let Some(guard) = rootfs {
+            guard.unmount()?;
+        }
+        if let Ok(mut c) = self.container.lock() {
+            *c = None;
+        }
+        self.publisher
+            .publish(
+                "/tasks/delete",
+                "TaskDelete",
+                &ev::TaskDelete {
+                    container_id: self.id.clone(),
+                    pid: pid as u32,
+                    exit_status: exit.status,
+                    exited_at: Some(ts(exit.at)),
+                    id: String::new(),
+                },
+            )
+            .await;
+        Ok(pb::DeleteResponse {
+            pid: pid as u32,
+            exit_status: exit.status,
+            exited_at: Some(ts(exit.at)),
+        })
+    }
+
+    async fn wait_process(&self, exec_id: &str) -> Result<pb::WaitResponse> {
+        let mut rx = self.with(|c| Ok(Self::process(c, exec_id)?.exit.subscribe()))?;
+        loop {
+            if let Some(exit) = *rx.borrow_and_update() {
+                return Ok(pb::WaitResponse {
+                    exit_status: exit.status,
+                    exited_at: Some(ts(exit.at)),
+                });
+            }
+            rx.changed()
+                .await
+                .map_err(|_| Error::unknown("exit watch closed"))?;
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Task for ServiceHandle {
+    async fn state(
+        &self,
+        _: &TtrpcContext,
+        req: pb::StateRequest,
+    ) -> ttrpc::Result<pb::StateResponse> {
+        let s = &self.0;
+        s.with(|c| {
+            let bundle = c.bundle.display().to_string();
+            let p = Service::process(c, &req.exec_id)?;
+            let exit = p.exited();
+            Ok(pb::StateResponse {
+                id: s.id.clone(),
+                bundle,
+                pid: p.pid.max(0) as u32,
+                status: p.status() as i32,
+                stdin: p.stdin.clone(),
+                stdout: p.stdout.clone(),
+                stderr: p.stderr.clone(),
+                terminal: p.terminal,
+                exit_status: exit.map(|e| e.status).unwrap_or(0),
+                exited_at: exit.map(|e| ts(e.at)),
+                exec_id: req.exec_id.clone(),
+            })
+        })
+        .map_err(err)
+    }
+
+    async fn create(
+        &self,
+        _: &TtrpcContext,
+        req: pb::CreateTaskRequest,
+    ) -> ttrpc::Result<pb::CreateTaskResponse> {
+        self.0.create_task(req).await.map_err(err)
+    }
+
+    async fn start(
+        &self,
+        _: &TtrpcContext,
+        req: pb::StartRequest,
+    ) -> ttrpc::Result<pb::StartResponse> {
+        self.0.start_process(&req.exec_id).await.map_err(err)
+    }
+
+    async fn delete(
+        &self,
+        _: &TtrpcContext,
+        req: pb::DeleteRequest,
+    ) -> ttrpc::Result<pb::DeleteResponse> {
+        self.0.delete_process(&req.exec_id).await.map_err(err)
+    }
+
+    async fn pids(
+        &self,
+        _: &TtrpcContext,
+        _req: pb::PidsRequest,
+    ) -> ttrpc::Result<pb::PidsResponse> {
+        let runc = self.0.with(|c| Ok(c.runc.clone())).map_err(err)?;
+        let pids = runc.ps(&self.0.id).await.map_err(err)?;
+        Ok(pb::PidsResponse {
+            processes: pids
+                .into_iter()
+                .map(|pid| ProcessInfo { pid, info: None })
+                .collect(),
+        })
+    }
+
+    async fn pause(&self, _: &TtrpcContext, _req: pb::PauseRequest) -> ttrpc::Result<()> {
+        let runc = self.0.with(|c| Ok(c.runc.clone())).map_err(err)?;
+        runc.pause(&self.0.id, true).await.map_err(err)?;
+        let _ = self.0.with(|c| {
+            c.init.paused = true;
+            Ok(())
+        });
+        self.0
+            .publisher
+            .publish(
+                "/tasks/paused",
+                "TaskPaused",
+                &ev::TaskPaused {
+                    container_id: self.0.id.clone(),
+                },
+            )
+            .await;
+        Ok(())
+    }
+
+    async fn resume(&self, _: &TtrpcContext, _req: pb::ResumeRequest) -> ttrpc::Result<()> {
+        let runc = self.0.with(|c| Ok(c.runc.clone())).map_err(err)?;
+        runc.pause(&self.0.id, false).await.map_err(err)?;
+        let _ = self.0.with(|c| {
+            c.init.paused = false;
+            Ok(())
+        });
+        self.0
+            .publisher
+            .publish(
+                "/tasks/resumed",
+                "TaskResumed",
+                &ev::TaskResumed {
+                    container_id: self.0.id.clone(),
+                },
+            )
+            .await;
+        Ok(())
+    }
+
+    async fn checkpoint(
+        &self,
+        _: &TtrpcContext,
+        _req: pb::CheckpointTaskRequest,
+    ) -> ttrpc::Result<()> {
+        Err(err(Error::not_implemented(
+            "checkpoint is not built yet in this shim",
+        )))
+    }
+
+    async fn kill(&self, _: &TtrpcContext, req: pb::KillRequest) -> ttrpc::Result<()> {
+        if req.exec_id.is_empty() {
+            let runc = self.0.with(|c| Ok(c.runc.clone())).map_err(err)?;
+            return runc
+                .kill(&self.0.id, req.signal, req.all)
+                .await
+                .map_err(err);
+        }
+        let pid = self
+            .0
+            .with(|c| Ok(Service::process(c, &req.exec_id)?.pid))
+            .map_err(err)?;
+        if pid <= 0 {
+            return Err(err(Error::failed_precondition(format!(
+                "process {:?} not started",
+                req.exec_id
+            ))));
+        }
+        let signal = nix::sys::signal::Signal::try_from(req.signal as i32).map_err(|_| {
+            err(Error::invalid_argument(format!(
+                "invalid signal {}",
+                req.signal
+            )))
+        })?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal)
+            .map_err(|e| err(Error::not_found(format!("process {:?}: {e}", req.exec_id))))
+    }
+
+    async fn exec(&self, _: &TtrpcContext, req: pb::ExecProcessRequest) -> ttrpc::Result<()> {
+        let spec = req
+            .spec
+            .map(|s| s.value)
+            .ok_or_else(|| err(Error::invalid_argument("exec: process spec must be set")))?;
+        self.0
+            .with(|c| {
+                if c.execs.contains_key(&req.exec_id) || req.exec_id.is_empty() {
+                    return Err(Error::already_exists(format!(
+                        "process {:?}: already exists",
+                        req.exec_id
+                    )));
+                }
+                c.execs.insert(
+                    req.exec_id.clone(),
+                    Process {
+                        pid: 0,
+                        exit: watch::channel(None).0,
+                        started: false,
+                        paused: false,
+                        stdin: req.stdin.clone(),
+                        stdout: req.stdout.clone(),
+                        stderr: req.stderr.clone(),
+                        terminal: req.terminal,
+                        console: None,
+                        spec: Some(spec),
+                    },
+                );
+                Ok(())
+            })
+            .map_err(err)?;
+        self.0
+            .publisher
+            .publish(
+                "/tasks/exec-added",
+                "TaskExecAdded",
+                &ev::TaskExecAdded {
+                    container_id: self.0.id.clone(),
+                    exec_id: req.exec_id,
+                },
+            )
+            .await;
+        Ok(())
+    }
+
+    async fn resize_pty(&self, _: &TtrpcContext, req: pb::ResizePtyRequest) -> ttrpc::Result<()> {
+        let console = self
+            .0
+            .with(|c| Ok(Service::process(c, &req.exec_id)?.console.clone()))
+            .map_err(err)?;
+        match console {
+            Some(master) => io::resize(&master, req.width, req.height).map_err(err),
+            None => Err(err(Error::failed_precondition("process has no terminal"))),
+        }
+    }
+
+    async fn close_io(&self, _: &TtrpcContext, _req: pb::CloseIoRequest) -> ttrpc::Result<()> {
+        // stdin is the client's fifo, held by the process itself: closing
+        // the client's end is what ends its input.
+        Ok(())
+    }
+
+    async fn update(&self, _: &TtrpcContext, req: pb::UpdateTaskRequest) -> ttrpc::Result<()> {
+        let runc = self.0.with(|c| Ok(c.runc.clone())).map_err(err)?;
+        let resources = req.resources.map(|r| r.value).unwrap_or_default();
+        runc.update(&self.0.id, resources).await.map_err(err)
+    }
+
+    async fn wait(
+        &self,
+        _: &TtrpcContext,
+        req: pb::WaitRequest,
+    ) -> ttrpc::Result<pb::WaitResponse> {
+        self.0.wait_process(&req.exec_id).await.map_err(err)
+    }
+
+    async fn stats(
+        &self,
+        _: &TtrpcContext,
+        _req: pb::StatsRequest,
+    ) -> ttrpc::Result<pb::StatsResponse> {
+        Err(err(Error::not_implemented(
+            "cgroup stats are not built yet in this shim",
+        )))
+    }
+
+    async fn connect(
+        &self,
+        _: &TtrpcContext,
+        _req: pb::ConnectRequest,
+    ) -> ttrpc::Result<pb::ConnectResponse> {
+        let task_pid = self.0.with(|c| Ok(c.init.pid.max(0) as u32)).unwrap_or(0);
+        Ok(pb::ConnectResponse {
+            shim_pid: std::process::id(),
+            task_pid,
+            version: "2".to_owned(),
+        })
+    }
+
+    async fn shutdown(&self, _: &TtrpcContext, _req: pb::ShutdownRequest) -> ttrpc::Result<()> {
+        let alive = self
+            .0
+            .container
+            .lock()
+            .map(|c| c.is_some())
+            .unwrap_or(false);
+        if !alive {
+            let _ = std::fs::remove_file(&self.0.socket);
+            self.0.shutdown.notify_one();
+        }
+        Ok(())
+    }
+}
+
+/// The service as the ttrpc server holds it.
+pub struct ServiceHandle(pub Arc<Service>);
