@@ -105,25 +105,38 @@ struct Row {
     pss_per_shim: u64,
 }
 
-fn measure(
+/// One daemon + ctr + shim combination.
+struct Candidate {
+    /// For the table.
     name: &'static str,
-    daemon: &Daemon,
-    ctr_bin: &Path,
-    image: &str,
-    o: &Options,
-) -> anyhow::Result<Row> {
-    ctr(ctr_bin, daemon, &["images", "pull", "--plain-http", image])?;
+    /// For container ids.
+    tag: &'static str,
+    daemon_name: &'static str,
+    binary: PathBuf,
+    ctr: PathBuf,
+    /// A shim binary (`--runtime`), else the default runtime's.
+    shim: Option<PathBuf>,
+}
+
+fn measure(c: &Candidate, daemon: &Daemon, image: &str, o: &Options) -> anyhow::Result<Row> {
+    let runtime = c.shim.as_ref().map(|s| s.display().to_string());
+    let run = |extra: &[&str]| -> anyhow::Result<()> {
+        let mut args = vec!["run"];
+        if let Some(r) = &runtime {
+            args.extend(["--runtime", r.as_str()]);
+        }
+        args.extend_from_slice(extra);
+        ctr(&c.ctr, daemon, &args).map(|_| ())
+    };
+    let tag = c.tag;
+    ctr(&c.ctr, daemon, &["images", "pull", "--plain-http", image])?;
     // One untimed run warms caches (shim binary, runc, image snapshot).
-    ctr(
-        ctr_bin,
-        daemon,
-        &["run", "--rm", image, &format!("{name}-warm"), "true"],
-    )?;
+    run(&["--rm", image, &format!("{tag}-warm"), "true"])?;
     let mut runs = Vec::new();
     for i in 0..o.runs {
-        let id = format!("{name}-r{i}");
+        let id = format!("{tag}-r{i}");
         let started = Instant::now();
-        ctr(ctr_bin, daemon, &["run", "--rm", image, &id, "true"])?;
+        run(&["--rm", image, &id, "true"])?;
         runs.push(started.elapsed());
     }
     runs.sort();
@@ -132,18 +145,7 @@ fn measure(
 
     let started = Instant::now();
     for i in 0..o.containers {
-        ctr(
-            ctr_bin,
-            daemon,
-            &[
-                "run",
-                "-d",
-                image,
-                &format!("{name}-c{i}"),
-                "sleep",
-                "100000",
-            ],
-        )?;
+        run(&["-d", image, &format!("{tag}-c{i}"), "sleep", "100000"])?;
     }
     let start_many = started.elapsed();
     std::thread::sleep(Duration::from_secs(2));
@@ -154,21 +156,21 @@ fn measure(
     } else {
         pss / shims.len() as u64
     };
-    eprintln!("{name}: {} shims, {pss} KiB PSS in all", shims.len());
+    eprintln!("{}: {} shims, {pss} KiB PSS in all", c.name, shims.len());
     for i in 0..o.containers {
-        let id = format!("{name}-c{i}");
-        let _ = ctr(ctr_bin, daemon, &["tasks", "kill", "-s", "SIGKILL", &id]);
+        let id = format!("{tag}-c{i}");
+        let _ = ctr(&c.ctr, daemon, &["tasks", "kill", "-s", "SIGKILL", &id]);
     }
     for i in 0..o.containers {
-        let id = format!("{name}-c{i}");
+        let id = format!("{tag}-c{i}");
         let deadline = Instant::now() + Duration::from_secs(10);
-        while ctr(ctr_bin, daemon, &["tasks", "rm", &id]).is_err() && Instant::now() < deadline {
+        while ctr(&c.ctr, daemon, &["tasks", "rm", &id]).is_err() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
         }
-        let _ = ctr(ctr_bin, daemon, &["containers", "rm", &id]);
+        let _ = ctr(&c.ctr, daemon, &["containers", "rm", &id]);
     }
     Ok(Row {
-        name,
+        name: c.name,
         median,
         p95,
         start_many,
@@ -186,28 +188,47 @@ fn main() -> anyhow::Result<()> {
         &image,
         &crated_testimages::busybox()?,
     ))?;
-    let candidates: [(&'static str, PathBuf, PathBuf); 2] = [
-        ("crated", crated_binary()?, workspace_binary("ctr")?),
-        (
-            "containerd",
-            "/usr/bin/containerd".into(),
-            "/usr/bin/ctr".into(),
-        ),
+    let candidates = [
+        Candidate {
+            name: "crated + our ctr + our shim",
+            tag: "ours",
+            daemon_name: "crated",
+            binary: crated_binary()?,
+            ctr: workspace_binary("ctr")?,
+            shim: Some(workspace_binary("containerd-shim-runc-v2")?),
+        },
+        Candidate {
+            name: "crated + our ctr + Debian's shim",
+            tag: "mixed",
+            daemon_name: "crated",
+            binary: crated_binary()?,
+            ctr: workspace_binary("ctr")?,
+            // By path: by name crated finds our shim beside itself first.
+            shim: Some("/usr/bin/containerd-shim-runc-v2".into()),
+        },
+        Candidate {
+            name: "containerd 1.6 + its ctr + its shim",
+            tag: "theirs",
+            daemon_name: "containerd",
+            binary: "/usr/bin/containerd".into(),
+            ctr: "/usr/bin/ctr".into(),
+            shim: None,
+        },
     ];
     let mut rows = Vec::new();
-    for (name, binary, ctr_bin) in &candidates {
-        let daemon = Daemon::start(name, binary, &o.dir)?;
-        let row = measure(name, &daemon, ctr_bin, &image, &o)?;
+    for c in &candidates {
+        let daemon = Daemon::start(c.daemon_name, &c.binary, &o.dir)?;
+        let row = measure(c, &daemon, &image, &o)?;
         eprintln!(
-            "{name}: run --rm median {:.1?}, p95 {:.1?}; {} containers in {:.2?}; {} KiB PSS per shim",
-            row.median, row.p95, o.containers, row.start_many, row.pss_per_shim
+            "{}: run --rm median {:.1?}, p95 {:.1?}; {} containers in {:.2?}; {} KiB PSS per shim",
+            c.name, row.median, row.p95, o.containers, row.start_many, row.pss_per_shim
         );
         rows.push(row);
         let _ = std::fs::remove_dir("/run/containerd/runc/bench");
     }
     println!();
     println!(
-        "| daemon + ctr | `ctr run --rm … true` median | p95 | {} × `ctr run -d` until all running | PSS per idle shim ({} running) |",
+        "| daemon, its ctr, shim | `ctr run --rm … true` median | p95 | {} × `ctr run -d` until all running | PSS per idle shim ({} running) |",
         o.containers, o.containers
     );
     println!("| --- | --- | --- | --- | --- |");
@@ -218,7 +239,7 @@ fn main() -> anyhow::Result<()> {
         );
     }
     println!(
-        "\n{} runs each; both daemons run Debian's containerd-shim-runc-v2; {} cores; roots under {}",
+        "\n{} runs each; {} cores; roots under {}",
         o.runs,
         std::thread::available_parallelism().map_or(0, usize::from),
         o.dir.display()

@@ -559,10 +559,20 @@ async fn both_ctrs_give_a_tty_with_t() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crated_runs_busybox_with_our_shim() {
-    let f = fixture("ourshim").await;
-    let shim = common::workspace_bin("containerd-shim-runc-v2")
-        .display()
-        .to_string();
+    let shim = common::workspace_bin("containerd-shim-runc-v2");
+    run_with_shim("ourshim", &shim.display().to_string()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crated_runs_busybox_with_debians_shim() {
+    run_with_shim("debshim", "/usr/bin/containerd-shim-runc-v2").await;
+}
+
+/// Both ctrs run, exec into, pause, kill and remove busybox through
+/// crated with the shim at `shim` (`--runtime <path>`).
+async fn run_with_shim(ns: &str, shim: &str) {
+    let f = fixture(ns).await;
+    let shim = shim.to_owned();
     for (who, bin) in [
         ("debian", debian_ctr()),
         ("crated", common::workspace_bin("ctr")),

@@ -17,6 +17,7 @@ mod io;
 mod reaper;
 mod runc;
 mod service;
+mod stats;
 
 use std::io::Read as _;
 use std::os::fd::AsRawFd as _;
@@ -212,7 +213,27 @@ impl NonBlock for std::fs::OpenOptions {
     }
 }
 
+/// Closes descriptors inherited from whoever started the daemon (a lock
+/// held by a build tool, a terminal): a long-lived shim must not keep them.
+fn close_inherited_fds() {
+    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_string_lossy().parse().ok())
+                .filter(|fd| *fd > 2)
+                .collect()
+        })
+        .unwrap_or_default();
+    for fd in fds {
+        let _ = nix::unistd::close(fd);
+    }
+}
+
+/// How long a started shim waits for its task's `Create` before giving up.
+const IDLE_LIMIT: Duration = Duration::from_secs(60);
+
 fn serve(args: Args) -> Result<(), String> {
+    close_inherited_fds();
     log_to_fifo();
     nix::sys::prctl::set_child_subreaper(true).map_err(|e| format!("become subreaper: {e}"))?;
     let namespace = Namespace::new(args.namespace.clone()).map_err(|e| e.to_string())?;
@@ -236,6 +257,8 @@ fn serve(args: Args) -> Result<(), String> {
         });
         let ttrpc_address = std::env::var("TTRPC_ADDRESS").unwrap_or_default();
         let publisher = Arc::new(events::Publisher::new(&ttrpc_address, namespace.clone()));
+        let listener = tokio::net::UnixListener::bind(&socket)
+            .map_err(|e| format!("listen on {}: {e}", socket.display()))?;
         let service = service::Service::new(
             args.id.clone(),
             namespace,
@@ -244,8 +267,13 @@ fn serve(args: Args) -> Result<(), String> {
             socket.clone(),
         );
         let shutdown = service.shutdown.clone();
-        let listener = tokio::net::UnixListener::bind(&socket)
-            .map_err(|e| format!("listen on {}: {e}", socket.display()))?;
+        // A shim whose daemon never created its task (it failed to reach
+        // it) must not linger.
+        let idle = service.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(IDLE_LIMIT).await;
+            idle.exit_if_unused();
+        });
         let services = crated_api::containerd::task::v2::task_ttrpc::create_task(Arc::new(
             service::ServiceHandle(service),
         ));
@@ -257,9 +285,10 @@ fn serve(args: Args) -> Result<(), String> {
             .await
             .map_err(|e| format!("serve ttrpc: {e}"))?;
         shutdown.notified().await;
-        // Let the Shutdown reply go out first.
+        // Let the Shutdown reply go out first. The socket file is already
+        // gone (the handler removed it): a new shim for the same id may
+        // own that path by now.
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let _ = std::fs::remove_file(&socket);
         Ok(())
     })
 }

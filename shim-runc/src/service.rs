@@ -65,6 +65,8 @@ impl Process {
 
 struct Container {
     bundle: PathBuf,
+    /// `linux.cgroupsPath` of the spec, for stats.
+    cgroups_path: String,
     runc: Runc,
     rootfs: Option<MountGuard>,
     init: Process,
@@ -83,6 +85,10 @@ pub struct Service {
     /// The shim's socket, removed as soon as it is shutting down so a new
     /// task of the same id starts a new shim rather than finding this one.
     socket: PathBuf,
+    /// Its inode when bound, to tell it from a newer shim's.
+    socket_ino: Option<u64>,
+    /// Whether a task was ever created here.
+    ever_created: std::sync::atomic::AtomicBool,
 }
 
 fn err(e: Error) -> ttrpc::Error {
@@ -135,8 +141,33 @@ impl Service {
             namespace,
             container: Mutex::new(None),
             shutdown: Arc::new(tokio::sync::Notify::new()),
+            socket_ino: std::fs::metadata(&socket)
+                .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+                .ok(),
             socket,
+            ever_created: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Shuts down if no task was ever created (see `IDLE_LIMIT`).
+    pub fn exit_if_unused(&self) {
+        let created = self.container.lock().map(|c| c.is_some()).unwrap_or(true);
+        if !created && !self.ever_created.load(std::sync::atomic::Ordering::SeqCst) {
+            eprintln!("shim: no task created within the idle limit; exiting");
+            self.remove_socket();
+            self.shutdown.notify_one();
+        }
+    }
+
+    /// Removes the socket file if it is still ours (a newer shim of the
+    /// same id may have bound that path since).
+    fn remove_socket(&self) {
+        let ino = std::fs::metadata(&self.socket)
+            .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+            .ok();
+        if ino.is_some() && ino == self.socket_ino {
+            let _ = std::fs::remove_file(&self.socket);
+        }
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Container) -> Result<T>) -> Result<T> {
@@ -318,9 +349,17 @@ impl Service {
             console: master,
             spec: None,
         };
+        self.ever_created
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         if let Ok(mut c) = self.container.lock() {
+            let cgroups_path = std::fs::read(bundle.join("config.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .and_then(|v| v["linux"]["cgroupsPath"].as_str().map(str::to_owned))
+                .unwrap_or_default();
             *c = Some(Container {
                 bundle: bundle.clone(),
+                cgroups_path,
                 runc,
                 rootfs,
                 init,
@@ -781,9 +820,9 @@ impl Task for ServiceHandle {
         _: &TtrpcContext,
         _req: pb::StatsRequest,
     ) -> ttrpc::Result<pb::StatsResponse> {
-        Err(err(Error::not_implemented(
-            "cgroup stats are not built yet in this shim",
-        )))
+        let path = self.0.with(|c| Ok(c.cgroups_path.clone())).map_err(err)?;
+        let stats = crate::stats::collect(&path).map_err(err)?;
+        Ok(pb::StatsResponse { stats: Some(stats) })
     }
 
     async fn connect(
@@ -807,7 +846,7 @@ impl Task for ServiceHandle {
             .map(|c| c.is_some())
             .unwrap_or(false);
         if !alive {
-            let _ = std::fs::remove_file(&self.0.socket);
+            self.0.remove_socket();
             self.0.shutdown.notify_one();
         }
         Ok(())
