@@ -35,6 +35,8 @@ const SYSTEM_PACKAGES: &[(&str, &str)] = &[
     ("/usr/bin/docker-registry", "docker-registry"),
     // /bin/busybox, the binary of the test images.
     ("/bin/busybox", "busybox-static"),
+    // The test CA of the registry-over-TLS tests.
+    ("/usr/bin/openssl", "openssl"),
 ];
 
 fn run(cmd: &mut Command) -> anyhow::Result<()> {
