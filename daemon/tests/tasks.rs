@@ -757,3 +757,38 @@ async fn containerd_runs_busybox_with_our_shim() {
     ok(ctr(&["containers", "rm", "i2"]));
     let _ = std::fs::remove_dir(format!("/run/containerd/runc/{ns}"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oom_kill_is_published() {
+    let f = fixture("oom").await;
+    let mut events = Command::new(debian_ctr())
+        .arg("--address")
+        .arg(&f.daemon.address)
+        .args(["-n", &f.ns, "events"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    // `tail` of an endless line keeps it all in memory: 32 MiB are soon gone.
+    let out = f.ctr(&[
+        "run",
+        "--rm",
+        "--memory-limit",
+        "33554432",
+        &f.image,
+        "hog",
+        "tail",
+        "/dev/zero",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(137),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = events.kill();
+    let seen = String::from_utf8_lossy(&events.wait_with_output().unwrap().stdout).into_owned();
+    assert!(seen.contains("/tasks/oom"), "no /tasks/oom event:\n{seen}");
+}

@@ -14,6 +14,7 @@
 
 mod events;
 mod io;
+mod oom;
 mod reaper;
 mod runc;
 mod service;

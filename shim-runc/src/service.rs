@@ -351,12 +351,24 @@ impl Service {
         };
         self.ever_created
             .store(true, std::sync::atomic::Ordering::SeqCst);
+        let cgroups_path = std::fs::read(bundle.join("config.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["linux"]["cgroupsPath"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        {
+            let (publisher, id) = (self.publisher.clone(), req.id.clone());
+            let runtime = tokio::runtime::Handle::current();
+            crate::oom::watch(&cgroups_path, move || {
+                let (publisher, id) = (publisher.clone(), id.clone());
+                runtime.spawn(async move {
+                    publisher
+                        .publish("/tasks/oom", "TaskOOM", &ev::TaskOom { container_id: id })
+                        .await;
+                });
+            });
+        }
         if let Ok(mut c) = self.container.lock() {
-            let cgroups_path = std::fs::read(bundle.join("config.json"))
-                .ok()
-                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-                .and_then(|v| v["linux"]["cgroupsPath"].as_str().map(str::to_owned))
-                .unwrap_or_default();
             *c = Some(Container {
                 bundle: bundle.clone(),
                 cgroups_path,
