@@ -792,3 +792,47 @@ async fn an_oom_kill_is_published() {
     let seen = String::from_utf8_lossy(&events.wait_with_output().unwrap().stdout).into_owned();
     assert!(seen.contains("/tasks/oom"), "no /tasks/oom event:\n{seen}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_binary_log_uri_gets_the_output() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let f = fixture("binlog").await;
+    let dir = tempfile::tempdir().unwrap();
+    let logger = dir.path().join("logger.sh");
+    // containerd's protocol: stdout on fd 3, stderr on 4, a byte on 5 when
+    // ready; query pairs become arguments.
+    std::fs::write(
+        &logger,
+        "#!/bin/sh\nout=\"$2\"\ncat <&3 >> \"$out\" &\ncat <&4 >> \"$out.err\" &\nprintf x >&5\nexec 5>&-\nwait\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&logger, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = dir.path().join("out");
+    let uri = format!("binary://{}?file={}", logger.display(), out.display());
+    let run = f.ctr(&[
+        "run",
+        "--rm",
+        "--log-uri",
+        &uri,
+        &f.image,
+        "logged",
+        "sh",
+        "-c",
+        "echo to-log; echo err-log >&2",
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = std::fs::read_to_string(&out).unwrap_or_default();
+        let err = std::fs::read_to_string(dir.path().join("out.err")).unwrap_or_default();
+        if got == "to-log\n" && err == "err-log\n" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "logged {got:?} and {err:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

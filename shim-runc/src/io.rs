@@ -20,7 +20,7 @@ fn io_error(path: &str, e: std::io::Error) -> Error {
 
 /// An output: a fifo opened read-write (so opening never waits for the
 /// client, and the client still sees the end once the process, the only
-/// other holder, exits), or a `file://` log.
+/// other holder, exits), or a `file://` log. (`binary://`: see `direct`.)
 fn open_output(uri: &str) -> Result<Option<OwnedFd>> {
     if uri.is_empty() {
         return Ok(None);
@@ -33,11 +33,6 @@ fn open_output(uri: &str) -> Result<Option<OwnedFd>> {
             .open(path)
             .map_err(|e| io_error(path, e))?;
         return Ok(Some(file.into()));
-    }
-    if uri.starts_with("binary://") {
-        return Err(Error::not_implemented(format!(
-            "stdio {uri:?}: binary:// log drivers are not built yet in this shim"
-        )));
     }
     let file = OpenOptions::new()
         .read(true)
@@ -67,13 +62,97 @@ fn open_input(path: &str) -> Result<Option<OwnedFd>> {
     Ok(Some(file.into()))
 }
 
-/// The stdio of a process without a terminal.
-pub fn direct(stdin: &str, stdout: &str, stderr: &str) -> Result<ProcessIo> {
+/// The stdio of a process without a terminal. A `binary://` stdout starts
+/// that logging binary for both outputs.
+pub fn direct(
+    stdin: &str,
+    stdout: &str,
+    stderr: &str,
+    id: &str,
+    namespace: &str,
+) -> Result<ProcessIo> {
+    if stdout.starts_with("binary://") {
+        let (out, err) = binary_log(stdout, id, namespace)?;
+        return Ok(ProcessIo {
+            stdin: open_input(stdin)?,
+            stdout: Some(out),
+            stderr: Some(err),
+        });
+    }
     Ok(ProcessIo {
         stdin: open_input(stdin)?,
         stdout: open_output(stdout)?,
         stderr: open_output(stderr)?,
     })
+}
+
+/// A descriptor duplicated to 100 or above (close-on-exec), out of the way
+/// of the 3, 4, 5 a logging binary expects.
+fn high(fd: &OwnedFd) -> Result<OwnedFd> {
+    let raw = fcntl(fd.as_raw_fd(), FcntlArg::F_DUPFD_CLOEXEC(100))
+        .map_err(|e| Error::unknown(format!("dup for the logging binary: {e}")))?;
+    // SAFETY: fcntl just made `raw`, a descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+/// containerd's binary logging protocol: `binary:///path?key=value` runs
+/// `/path key value` with `CONTAINER_ID` and `CONTAINER_NAMESPACE` set,
+/// the process's stdout and stderr readable on its fds 3 and 4; it writes
+/// a byte to fd 5 once ready. Returns the write ends for the process.
+fn binary_log(uri: &str, id: &str, namespace: &str) -> Result<(OwnedFd, OwnedFd)> {
+    use std::os::unix::process::CommandExt as _;
+
+    let rest = uri.trim_start_matches("binary://");
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() {
+        return Err(Error::invalid_argument(format!(
+            "log uri {uri:?}: no binary path"
+        )));
+    }
+    let mut args = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some((k, v)) => args.extend([k.to_owned(), v.to_owned()]),
+            None => args.push(pair.to_owned()),
+        }
+    }
+    // Close-on-exec: the logger must hold only its read ends (as 3 and 4),
+    // or it would never see the end of its input.
+    let pipe =
+        || nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::unknown(format!("pipe: {e}")));
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let (ready_r, ready_w) = pipe()?;
+    let child_fds = [high(&out_r)?, high(&err_r)?, high(&ready_w)?];
+    let raw: Vec<RawFd> = child_fds.iter().map(|f| f.as_raw_fd()).collect();
+    let mut cmd = std::process::Command::new(path);
+    cmd.args(&args)
+        .env("CONTAINER_ID", id)
+        .env("CONTAINER_NAMESPACE", namespace)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    // SAFETY: the closure only calls dup2, which is async-signal-safe, on
+    // descriptors that stay open in the parent until spawn returns.
+    unsafe {
+        cmd.pre_exec(move || {
+            for (i, fd) in raw.iter().enumerate() {
+                if libc::dup2(*fd, 3 + i as i32) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    // Not waited for: the shim's reaper reaps it when it exits.
+    cmd.spawn()
+        .map_err(|e| Error::unknown(format!("start logging binary {path}: {e}")))?;
+    drop((child_fds, out_r, err_r, ready_w));
+    // Ready when it writes its byte (or closes fd 5 without one).
+    let mut ready = File::from(ready_r);
+    let mut byte = [0u8; 1];
+    let _ = ready.read(&mut byte);
+    Ok((out_w, err_w))
 }
 
 /// A console socket runc sends the pty master to.

@@ -296,7 +296,16 @@ impl Service {
                     crate::runc::ProcessIo::default(),
                 )
             } else {
-                (None, io::direct(&req.stdin, &req.stdout, &req.stderr)?)
+                (
+                    None,
+                    io::direct(
+                        &req.stdin,
+                        &req.stdout,
+                        &req.stderr,
+                        &req.id,
+                        self.namespace.as_str(),
+                    )?,
+                )
             };
             let console_path = console.as_ref().map(|c| c.path.clone());
             let receiving = console.map(|c| tokio::task::spawn_blocking(move || c.receive()));
@@ -445,7 +454,10 @@ impl Service {
                 crate::runc::ProcessIo::default(),
             )
         } else {
-            (None, io::direct(&stdin, &stdout, &stderr)?)
+            (
+                None,
+                io::direct(&stdin, &stdout, &stderr, &self.id, self.namespace.as_str())?,
+            )
         };
         let console_path = console.as_ref().map(|c| c.path.clone());
         let receiving = console.map(|c| tokio::task::spawn_blocking(move || c.receive()));
