@@ -14,9 +14,11 @@ use crated_core::{Error, Result};
 /// containerd's default fifo directory.
 pub const FIFO_DIR: &str = "/run/containerd/fifo";
 
-/// The fifos of one process, removed on drop.
+/// The fifos of one process, removed on drop (unless kept for a later
+/// attach).
 pub struct FifoSet {
-    dir: PathBuf,
+    /// Removed on drop; `None` for fifos this set does not own.
+    dir: Option<PathBuf>,
     /// Where the process reads its stdin from (none: `/dev/null`).
     pub stdin: Option<PathBuf>,
     /// Where it writes stdout (with a terminal, everything).
@@ -47,7 +49,7 @@ impl FifoSet {
             stdin: stdin.then(|| dir.join(format!("{id}-stdin"))),
             stdout: dir.join(format!("{id}-stdout")),
             stderr: (!terminal).then(|| dir.join(format!("{id}-stderr"))),
-            dir,
+            dir: Some(dir),
         };
         for fifo in set
             .stdin
@@ -58,6 +60,23 @@ impl FifoSet {
             mkfifo(fifo)?;
         }
         Ok(set)
+    }
+
+    /// The fifos a running process was created with (`ctr tasks attach`);
+    /// they are not removed on drop.
+    pub fn existing(stdin: &str, stdout: &str, stderr: &str) -> Self {
+        let path = |p: &str| (!p.is_empty()).then(|| PathBuf::from(p));
+        Self {
+            dir: None,
+            stdin: path(stdin),
+            stdout: PathBuf::from(stdout),
+            stderr: path(stderr),
+        }
+    }
+
+    /// Leaves the fifos in place for a later attach (a detached task).
+    pub fn keep(mut self) {
+        self.dir = None;
     }
 
     /// A path as the task API wants it (empty for none).
@@ -127,7 +146,9 @@ impl FifoSet {
 
 impl Drop for FifoSet {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 

@@ -490,6 +490,27 @@ async fn our_ctr_runs_execs_kills_and_removes() {
     ok(ctr(&["containers", "rm", "o3"]));
     assert!(ok(ctr(&["tasks", "ls", "-q"])).trim().is_empty());
 
+    // A detached task's stdio, taken later with tasks attach.
+    ok(ctr(&[
+        "run",
+        "-d",
+        &f.image,
+        "o6",
+        "sh",
+        "-c",
+        "sleep 1; echo late; exit 5",
+    ]));
+    let attached = ctr(&["tasks", "attach", "o6"]);
+    assert_eq!(
+        String::from_utf8_lossy(&attached.stdout),
+        "late\n",
+        "{}",
+        String::from_utf8_lossy(&attached.stderr)
+    );
+    assert_eq!(attached.status.code(), Some(5));
+    ok(ctr(&["tasks", "rm", "o6"]));
+    ok(ctr(&["containers", "rm", "o6"]));
+
     // containers create, then tasks start attached.
     ok(ctr(&[
         "containers",

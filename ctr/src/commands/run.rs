@@ -327,12 +327,14 @@ pub async fn start_task(
         client.namespace.clone(),
     );
     let rootfs = sn.mounts(id).await?;
-    let fifos = if detach {
+    // Detached tasks get fifos too (kept after we exit), so `ctr tasks
+    // attach` can take their stdio later, as containerd's ctr does.
+    let fifos = Some(FifoSet::new(Path::new(FIFO_DIR), id, true, tty)?);
+    let attached = if detach {
         None
     } else {
-        Some(FifoSet::new(Path::new(FIFO_DIR), id, true, tty)?)
+        fifos.as_ref().map(FifoSet::attach)
     };
-    let attached = fifos.as_ref().map(FifoSet::attach);
     let mut svc = tasks::tasks_client::TasksClient::new(client.channel.clone());
     svc.create(
         client.request(tasks::CreateTaskRequest {
@@ -364,6 +366,9 @@ pub async fn start_task(
     .await
     .map_err(status_error)?;
     if detach {
+        if let Some(fifos) = fifos {
+            fifos.keep();
+        }
         return Ok(0);
     }
     // With a tty: our terminal raw (the container's echoes), its size the

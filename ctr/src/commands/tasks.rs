@@ -30,6 +30,11 @@ pub enum Command {
         /// The container id.
         id: String,
     },
+    /// Attach to a running task's stdio (the fifos it was created with).
+    Attach {
+        /// The container id.
+        id: String,
+    },
     /// Signal a task (SIGTERM by default).
     Kill {
         /// The signal, by name or number.
@@ -170,6 +175,12 @@ pub async fn run(client: Client, command: Command) -> anyhow::Result<()> {
             let code =
                 crate::commands::run::start_task(&client, &id, &container.snapshotter, tty, detach)
                     .await?;
+            if code != 0 {
+                std::process::exit(code as i32);
+            }
+        }
+        Command::Attach { id } => {
+            let code = attach(&client, &id).await?;
             if code != 0 {
                 std::process::exit(code as i32);
             }
@@ -356,6 +367,29 @@ async fn metrics(client: &Client, id: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `tasks attach`: our stdio on the task's fifos until it exits; its exit
+/// status.
+async fn attach(client: &Client, id: &str) -> anyhow::Result<u32> {
+    let process = tasks(client)
+        .get(client.request(pb::GetRequest {
+            container_id: id.to_owned(),
+            exec_id: String::new(),
+        }))
+        .await
+        .map_err(status_error)?
+        .into_inner()
+        .process
+        .unwrap_or_default();
+    if process.stdout.is_empty() {
+        anyhow::bail!("task {id:?} has no stdio to attach to (it was created without fifos)");
+    }
+    let fifos = FifoSet::existing(&process.stdin, &process.stdout, &process.stderr);
+    let attached = fifos.attach();
+    let code = wait(client, id, "").await?;
+    tokio::task::spawn_blocking(move || attached.wait(Duration::from_secs(5))).await?;
+    Ok(code)
+}
+
 /// Waits for a process to exit; its exit status.
 pub async fn wait(client: &Client, id: &str, exec_id: &str) -> anyhow::Result<u32> {
     let mut request = tonic::Request::new(pb::WaitRequest {
@@ -424,6 +458,14 @@ async fn remove(
     }))
     .await
     .map_err(status_error)?;
+    // The fifos a detached run left for attach go with the task.
+    let stdout = std::path::Path::new(&process.stdout);
+    if let Some(dir) = stdout
+        .parent()
+        .filter(|d| d.starts_with(FIFO_DIR) && *d != std::path::Path::new(FIFO_DIR))
+    {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     Ok(())
 }
 
