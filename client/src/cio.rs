@@ -74,6 +74,22 @@ impl FifoSet {
         }
     }
 
+    /// Opens the output fifos for reading without waiting, to hold while a
+    /// detached task is created: a shim that opens its write ends blocking
+    /// (containerd's) needs a reader to be there once.
+    pub fn hold_outputs(&self) -> Vec<File> {
+        std::iter::once(&self.stdout)
+            .chain(self.stderr.iter())
+            .filter_map(|p| {
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NONBLOCK)
+                    .open(p)
+                    .ok()
+            })
+            .collect()
+    }
+
     /// Leaves the fifos in place for a later attach (a detached task).
     pub fn keep(mut self) {
         self.dir = None;

@@ -28,6 +28,26 @@ fn set_oom_score(score: i32) -> anyhow::Result<()> {
         .with_context(|| format!("set oom_score_adj to {score}"))
 }
 
+/// Marks descriptors the daemon inherited (a lock held by whoever started
+/// it, a terminal) close-on-exec, so shims and their containers, which
+/// outlive the daemon, do not keep them open.
+fn close_inherited_on_exec() {
+    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_string_lossy().parse().ok())
+                .filter(|fd| *fd > 2)
+                .collect()
+        })
+        .unwrap_or_default();
+    for fd in fds {
+        let _ = nix::fcntl::fcntl(
+            fd,
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+        );
+    }
+}
+
 fn warn_unsupported(config: &Config) {
     for key in config.unknown.keys() {
         tracing::warn!(key = %key, "unknown key in config; ignored");
@@ -52,6 +72,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "starting crated"
     );
     warn_unsupported(&config);
+    close_inherited_on_exec();
     create_dir(&config.root, "root")?;
     create_dir(&config.state, "state")?;
     set_oom_score(config.oom_score)?;

@@ -335,6 +335,12 @@ pub async fn start_task(
     } else {
         fifos.as_ref().map(FifoSet::attach)
     };
+    // Until the task has started (dropped on return).
+    let _held = if detach {
+        fifos.as_ref().map(FifoSet::hold_outputs)
+    } else {
+        None
+    };
     let mut svc = tasks::tasks_client::TasksClient::new(client.channel.clone());
     svc.create(
         client.request(tasks::CreateTaskRequest {
