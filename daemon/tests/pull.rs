@@ -349,6 +349,19 @@ async fn a_multi_platform_index_pulls_the_host_platform() {
     }
 }
 
+/// Our `ctr images pull --plain-http reference`, running in the background
+/// (to be killed halfway by the tests that stall its downloads).
+fn spawn_pull(daemon: &Daemon, reference: &str) -> std::process::Child {
+    std::process::Command::new(workspace_bin("ctr"))
+        .arg("--address")
+        .arg(&daemon.address)
+        .args(["images", "pull", "--plain-http", reference])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 /// A TCP proxy in front of the registry that records every request head
 /// and, while `stall` names a digest, stops forwarding a response for it
 /// after `limit` bytes (a download cut halfway, the connection kept open).
@@ -465,14 +478,7 @@ async fn a_pull_killed_halfway_resumes_without_fetching_finished_blobs_again() {
     let reference = format!("{}/test/big:1", proxy.host);
     let ours = workspace_bin("ctr");
 
-    let mut first = std::process::Command::new(&ours)
-        .arg("--address")
-        .arg(&f.daemon.address)
-        .args(["images", "pull", "--plain-http", &reference])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut first = spawn_pull(&f.daemon, &reference);
     // Killed once the big layer is cut off and every other blob is in.
     let others: Vec<String> = image.blobs[1..]
         .iter()
@@ -626,14 +632,7 @@ async fn layers_unpack_while_later_layers_still_download() {
     *proxy.stall.lock().unwrap() = Some((last.digest.to_string(), 16));
     let reference = format!("{}/test/stream:1", proxy.host);
     let ours = workspace_bin("ctr");
-    let mut pull = std::process::Command::new(&ours)
-        .arg("--address")
-        .arg(&f.daemon.address)
-        .args(["images", "pull", "--plain-http", &reference])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut pull = spawn_pull(&f.daemon, &reference);
     let first_two = crated_core::digest::Digest::chain_id(&image.diff_ids[..2]).unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {

@@ -68,6 +68,29 @@ fn wait_status(f: &Fixture, id: &str, status: &str) -> Vec<String> {
     }
 }
 
+/// `out` printed exactly `stdout` and exited with `code`.
+fn expect_output(out: &std::process::Output, stdout: &str, code: i32) {
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        stdout,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(code));
+}
+
+/// Debian's `ctr events` for this test's namespace, running until killed.
+fn events(f: &Fixture) -> std::process::Child {
+    Command::new(debian_ctr())
+        .arg("--address")
+        .arg(&f.daemon.address)
+        .args(["-n", &f.ns, "events"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 /// A shell loop that exits 0 on SIGTERM (a plain `sleep` as pid 1 would
 /// ignore it).
 const SERVE: &str = "trap 'exit 0' TERM; while true; do sleep 0.1; done";
@@ -143,15 +166,7 @@ async fn debian_ctr_runs_busybox_with_the_exit_code() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_ps_pause_resume_metrics_kill_and_events() {
     let f = fixture("exec").await;
-    let ctr = debian_ctr();
-    let mut events = Command::new(&ctr)
-        .arg("--address")
-        .arg(&f.daemon.address)
-        .args(["-n", &f.ns, "events"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut events = events(&f);
     ok(f.ctr(&["run", "-d", &f.image, "t2", "sh", "-c", SERVE]));
     let row = wait_status(&f, "t2", "RUNNING");
     let pid: u32 = row[1].parse().unwrap();
@@ -170,13 +185,7 @@ async fn exec_ps_pause_resume_metrics_kill_and_events() {
         "-c",
         "echo from exec; exit 3",
     ]);
-    assert_eq!(
-        String::from_utf8_lossy(&exec.stdout),
-        "from exec\n",
-        "{}",
-        String::from_utf8_lossy(&exec.stderr)
-    );
-    assert_eq!(exec.status.code(), Some(3));
+    expect_output(&exec, "from exec\n", 3);
 
     let ps = ok(f.ctr(&["tasks", "ps", "t2"]));
     assert!(rows(&ps).iter().any(|r| r[0] == pid.to_string()), "{ps}");
@@ -325,17 +334,9 @@ async fn tasks_survive_a_daemon_killed_and_restarted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_shim_reports_its_task_exited_and_is_cleaned_up() {
     let f = fixture("deadshim").await;
-    let ctr = debian_ctr();
     ok(f.ctr(&["run", "-d", &f.image, "doomed", "sh", "-c", SERVE]));
     let pid = wait_status(&f, "doomed", "RUNNING")[1].clone();
-    let mut events = Command::new(&ctr)
-        .arg("--address")
-        .arg(&f.daemon.address)
-        .args(["-n", &f.ns, "events"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut events = events(&f);
     std::thread::sleep(Duration::from_millis(300));
     // The shim is the container's parent.
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
@@ -454,13 +455,7 @@ async fn our_ctr_runs_execs_kills_and_removes() {
         "-c",
         "echo in o3; exit 4",
     ]);
-    assert_eq!(
-        String::from_utf8_lossy(&exec.stdout),
-        "in o3\n",
-        "{}",
-        String::from_utf8_lossy(&exec.stderr)
-    );
-    assert_eq!(exec.status.code(), Some(4));
+    expect_output(&exec, "in o3\n", 4);
     // The same figures as containerd's ctr prints, from the same shim.
     let ours_metrics = ok(ctr(&["tasks", "metrics", "o3"]));
     let theirs = ok(f.ctr(&["tasks", "metrics", "o3"]));
@@ -501,13 +496,7 @@ async fn our_ctr_runs_execs_kills_and_removes() {
         "sleep 1; echo late; exit 5",
     ]));
     let attached = ctr(&["tasks", "attach", "o6"]);
-    assert_eq!(
-        String::from_utf8_lossy(&attached.stdout),
-        "late\n",
-        "{}",
-        String::from_utf8_lossy(&attached.stderr)
-    );
-    assert_eq!(attached.status.code(), Some(5));
+    expect_output(&attached, "late\n", 5);
     ok(ctr(&["tasks", "rm", "o6"]));
     ok(ctr(&["containers", "rm", "o6"]));
 
@@ -522,13 +511,7 @@ async fn our_ctr_runs_execs_kills_and_removes() {
         "echo started; exit 2",
     ]));
     let started = ctr(&["tasks", "start", "o5"]);
-    assert_eq!(
-        String::from_utf8_lossy(&started.stdout),
-        "started\n",
-        "{}",
-        String::from_utf8_lossy(&started.stderr)
-    );
-    assert_eq!(started.status.code(), Some(2));
+    expect_output(&started, "started\n", 2);
     ok(ctr(&["tasks", "rm", "o5"]));
     ok(ctr(&["containers", "rm", "o5"]));
 
@@ -727,13 +710,7 @@ async fn containerd_runs_busybox_with_our_shim() {
         "-c",
         "echo hi; exit 7",
     ]);
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "hi\n",
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(out.status.code(), Some(7));
+    expect_output(&out, "hi\n", 7);
 
     ok(ctr(&[
         "run",
@@ -761,13 +738,7 @@ async fn containerd_runs_busybox_with_our_shim() {
         "-c",
         "echo exec; exit 4",
     ]);
-    assert_eq!(
-        String::from_utf8_lossy(&exec.stdout),
-        "exec\n",
-        "{}",
-        String::from_utf8_lossy(&exec.stderr)
-    );
-    assert_eq!(exec.status.code(), Some(4));
+    expect_output(&exec, "exec\n", 4);
     ok(ctr(&["tasks", "kill", "i2"]));
     let deadline = Instant::now() + Duration::from_secs(20);
     while !ok(ctr(&["tasks", "ls"])).contains("STOPPED") {
@@ -782,14 +753,7 @@ async fn containerd_runs_busybox_with_our_shim() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oom_kill_is_published() {
     let f = fixture("oom").await;
-    let mut events = Command::new(debian_ctr())
-        .arg("--address")
-        .arg(&f.daemon.address)
-        .args(["-n", &f.ns, "events"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut events = events(&f);
     std::thread::sleep(Duration::from_millis(200));
     // `tail` of an endless line keeps it all in memory: 32 MiB are soon gone.
     let out = f.ctr(&[

@@ -170,6 +170,39 @@ impl Service {
         }
     }
 
+    /// The container's runc.
+    fn runc(&self) -> Result<Runc> {
+        self.with(|c| Ok(c.runc.clone()))
+    }
+
+    /// `runc pause` or `resume`, the state, and `/tasks/paused|resumed`.
+    async fn set_paused(&self, paused: bool) -> Result<()> {
+        self.runc()?.pause(&self.id, paused).await?;
+        self.with(|c| {
+            c.init.paused = paused;
+            Ok(())
+        })?;
+        let container_id = self.id.clone();
+        if paused {
+            self.publisher
+                .publish(
+                    "/tasks/paused",
+                    "TaskPaused",
+                    &ev::TaskPaused { container_id },
+                )
+                .await;
+        } else {
+            self.publisher
+                .publish(
+                    "/tasks/resumed",
+                    "TaskResumed",
+                    &ev::TaskResumed { container_id },
+                )
+                .await;
+        }
+        Ok(())
+    }
+
     fn with<T>(&self, f: impl FnOnce(&mut Container) -> Result<T>) -> Result<T> {
         let mut guard = self
             .container
@@ -410,7 +443,7 @@ impl Service {
     }
 
     async fn start_process(self: &Arc<Self>, exec_id: &str) -> Result<pb::StartResponse> {
-        let runc = self.with(|c| Ok(c.runc.clone()))?;
+        let runc = self.runc()?;
         if exec_id.is_empty() {
             runc.start(&self.id).await?;
             let pid = self.with(|c| {
@@ -675,7 +708,7 @@ impl Task for ServiceHandle {
         _: &TtrpcContext,
         _req: pb::PidsRequest,
     ) -> ttrpc::Result<pb::PidsResponse> {
-        let runc = self.0.with(|c| Ok(c.runc.clone())).map_err(err)?;
+        let runc = self.0.runc().map_err(err)?;
         let pids = runc.ps(&self.0.id).await.map_err(err)?;
         Ok(pb::PidsResponse {
             processes: pids
@@ -686,43 +719,11 @@ impl Task for ServiceHandle {
     }
 
     async fn pause(&self, _: &TtrpcContext, _req: pb::PauseRequest) -> ttrpc::Result<()> {
-        let runc = self.0.with(|c| Ok(c.runc.clone())).map_err(err)?;
-        runc.pause(&self.0.id, true).await.map_err(err)?;
-        let _ = self.0.with(|c| {
-            c.init.paused = true;
-            Ok(())
-        });
-        self.0
-            .publisher
-            .publish(
-                "/tasks/paused",
-                "TaskPaused",
-                &ev::TaskPaused {
-                    container_id: self.0.id.clone(),
-                },
-            )
-            .await;
-        Ok(())
+        self.0.set_paused(true).await.map_err(err)
     }
 
     async fn resume(&self, _: &TtrpcContext, _req: pb::ResumeRequest) -> ttrpc::Result<()> {
-        let runc = self.0.with(|c| Ok(c.runc.clone())).map_err(err)?;
-        runc.pause(&self.0.id, false).await.map_err(err)?;
-        let _ = self.0.with(|c| {
-            c.init.paused = false;
-            Ok(())
-        });
-        self.0
-            .publisher
-            .publish(
-                "/tasks/resumed",
-                "TaskResumed",
-                &ev::TaskResumed {
-                    container_id: self.0.id.clone(),
-                },
-            )
-            .await;
-        Ok(())
+        self.0.set_paused(false).await.map_err(err)
     }
 
     async fn checkpoint(
@@ -737,7 +738,7 @@ impl Task for ServiceHandle {
 
     async fn kill(&self, _: &TtrpcContext, req: pb::KillRequest) -> ttrpc::Result<()> {
         if req.exec_id.is_empty() {
-            let runc = self.0.with(|c| Ok(c.runc.clone())).map_err(err)?;
+            let runc = self.0.runc().map_err(err)?;
             return runc
                 .kill(&self.0.id, req.signal, req.all)
                 .await
@@ -826,7 +827,7 @@ impl Task for ServiceHandle {
     }
 
     async fn update(&self, _: &TtrpcContext, req: pb::UpdateTaskRequest) -> ttrpc::Result<()> {
-        let runc = self.0.with(|c| Ok(c.runc.clone())).map_err(err)?;
+        let runc = self.0.runc().map_err(err)?;
         let resources = req.resources.map(|r| r.value).unwrap_or_default();
         runc.update(&self.0.id, resources).await.map_err(err)
     }

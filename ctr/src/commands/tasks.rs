@@ -161,17 +161,10 @@ pub async fn run(client: Client, command: Command) -> anyhow::Result<()> {
         Command::Start { detach, id } => {
             // As containerd's ctr: the container's task is created here,
             // with a tty if its spec asks for one.
-            let container = crated_api::containerd::services::containers::v1::containers_client::ContainersClient::new(client.channel.clone())
-                .get(client.request(crated_api::containerd::services::containers::v1::GetContainerRequest { id: id.clone() }))
-                .await
-                .map_err(status_error)?
-                .into_inner()
-                .container
-                .unwrap_or_default();
-            let spec: serde_json::Value =
-                serde_json::from_slice(&container.spec.unwrap_or_default().value)
-                    .unwrap_or_default();
-            let tty = spec["process"]["terminal"].as_bool().unwrap_or(false);
+            let (container, spec) = container_spec(&client, &id).await?;
+            let tty = spec
+                .and_then(|s| s["process"]["terminal"].as_bool())
+                .unwrap_or(false);
             let code =
                 crate::commands::run::start_task(&client, &id, &container.snapshotter, tty, detach)
                     .await?;
@@ -390,6 +383,29 @@ async fn attach(client: &Client, id: &str) -> anyhow::Result<u32> {
     Ok(code)
 }
 
+/// Container `id`'s record and its spec (`None` if it holds no valid one).
+async fn container_spec(
+    client: &Client,
+    id: &str,
+) -> anyhow::Result<(
+    crated_api::containerd::services::containers::v1::Container,
+    Option<serde_json::Value>,
+)> {
+    use crated_api::containerd::services::containers::v1 as containers;
+    let container = containers::containers_client::ContainersClient::new(client.channel.clone())
+        .get(client.request(containers::GetContainerRequest { id: id.to_owned() }))
+        .await
+        .map_err(status_error)?
+        .into_inner()
+        .container
+        .unwrap_or_default();
+    let spec = container
+        .spec
+        .as_ref()
+        .and_then(|s| serde_json::from_slice(&s.value).ok());
+    Ok((container, spec))
+}
+
 /// Waits for a process to exit; its exit status.
 pub async fn wait(client: &Client, id: &str, exec_id: &str) -> anyhow::Result<u32> {
     let mut request = tonic::Request::new(pb::WaitRequest {
@@ -482,22 +498,10 @@ async fn exec(
     if exec_id.is_empty() {
         anyhow::bail!("exec-id must be provided");
     }
-    let container =
-        crated_api::containerd::services::containers::v1::containers_client::ContainersClient::new(
-            client.channel.clone(),
-        )
-        .get(client.request(
-            crated_api::containerd::services::containers::v1::GetContainerRequest {
-                id: id.to_owned(),
-            },
-        ))
-        .await
-        .map_err(status_error)?
-        .into_inner()
-        .container
-        .unwrap_or_default();
-    let spec: serde_json::Value = serde_json::from_slice(&container.spec.unwrap_or_default().value)
-        .map_err(|e| anyhow::anyhow!("container {id:?} has no valid spec: {e}"))?;
+    let spec = container_spec(client, id)
+        .await?
+        .1
+        .ok_or_else(|| anyhow::anyhow!("container {id:?} has no valid spec"))?;
     let mut process = spec["process"].clone();
     process["args"] = serde_json::json!(args);
     process["terminal"] = serde_json::json!(tty);
