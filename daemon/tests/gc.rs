@@ -125,6 +125,9 @@ async fn collector_reclaims_exactly_what_nothing_references() {
     ));
     ok(daemon.ctr(&ctr, &["-n", NS, "leases", "create", "--id", "hold"]));
     hold(&daemon, "hold", &leased).await;
+    // Long enough that the first collection runs before it lapses even on a
+    // loaded machine (other suites run in parallel).
+    let brief = Duration::from_secs(5);
     ok(daemon.ctr(
         &ctr,
         &[
@@ -135,9 +138,11 @@ async fn collector_reclaims_exactly_what_nothing_references() {
             "--id",
             "brief",
             "--expires",
-            "1s",
+            "5s",
         ],
     ));
+    // The lease was made before this: it has lapsed 5 s after it.
+    let brief_from = std::time::Instant::now();
     hold(&daemon, "brief", &expiring).await;
 
     collect(&daemon);
@@ -151,7 +156,8 @@ async fn collector_reclaims_exactly_what_nothing_references() {
 
     // The expiring lease lapses; the next collection removes it and what
     // only it held.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    tokio::time::sleep((brief + Duration::from_millis(200)).saturating_sub(brief_from.elapsed()))
+        .await;
     collect(&daemon);
     assert!(!listed(&daemon).contains(&expiring));
     assert!(!on_disk(&daemon, &expiring));
