@@ -2,6 +2,8 @@
 
 pub mod cio;
 mod gate;
+pub mod images;
+pub mod install;
 pub mod leases;
 pub mod pull;
 pub mod push;

@@ -7,11 +7,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crated_api::containerd::services::images::v1 as images;
-use crated_api::from_grpc;
-use crated_api::metadata::set_grpc_namespace;
 use crated_api::proxy::content::ContentProxy;
-use crated_api::services::images::descriptor_to_pb;
 use crated_core::content::{ContentStore, Info, Labels, WriterOptions};
 use crated_core::descriptor::Descriptor;
 use crated_core::digest::Digest;
@@ -261,7 +257,7 @@ async fn pull_leased(
         drop(fetches);
         // Recorded once its content is all there, before the unpack ends
         // (as containerd's pull).
-        create_image(channel, ns, &name, &target, &options.labels).await
+        crate::images::put(channel, ns, &name, &target, &options.labels).await
     };
     let unpack = async {
         match &options.snapshotter {
@@ -408,39 +404,5 @@ impl Job<'_> {
         }
         self.progress.blob(&key, BlobState::Done, total, total);
         Ok(())
-    }
-}
-
-/// Creates the image record, or updates it to the new target: containerd's
-/// `createImage`.
-async fn create_image(
-    channel: &Channel,
-    ns: &Namespace,
-    name: &str,
-    target: &Descriptor,
-    labels: &BTreeMap<String, String>,
-) -> Result<()> {
-    let image = images::Image {
-        name: name.to_owned(),
-        labels: labels.clone().into_iter().collect(),
-        target: Some(descriptor_to_pb(target.clone())),
-        ..Default::default()
-    };
-    let mut client = images::images_client::ImagesClient::new(channel.clone());
-    let mut request = tonic::Request::new(images::CreateImageRequest {
-        image: Some(image.clone()),
-    });
-    set_grpc_namespace(&mut request, ns);
-    match client.create(request).await {
-        Ok(_) => Ok(()),
-        Err(status) if status.code() == tonic::Code::AlreadyExists => {
-            let mut request = tonic::Request::new(images::UpdateImageRequest {
-                image: Some(image),
-                update_mask: None,
-            });
-            set_grpc_namespace(&mut request, ns);
-            client.update(request).await.map(|_| ()).map_err(from_grpc)
-        }
-        Err(status) => Err(from_grpc(status)),
     }
 }

@@ -69,6 +69,9 @@ enum Command {
     /// Manage containers.
     #[command(aliases = ["container", "c"], subcommand)]
     Containers(commands::containers::Command),
+    /// Install a new package: an image's bin/ (and lib/) files into the
+    /// opt directory.
+    Install(commands::install::InstallArgs),
     /// Run a container from an image.
     Run(commands::run::RunArgs),
     /// Manage tasks (running containers).
@@ -83,6 +86,12 @@ enum Command {
     /// Manage namespaces.
     #[command(aliases = ["namespace", "ns"], subcommand)]
     Namespaces(commands::namespaces::Command),
+    /// Print a shell completion script (`source <(ctr completion bash)`;
+    /// the same scripts are under contrib/autocomplete/).
+    Completion {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
 }
 
 fn nonzero(d: Duration) -> Option<Duration> {
@@ -104,11 +113,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Content(cmd) => commands::content::run(connect.await?, cmd).await,
         Command::Images(cmd) => commands::images::run(connect.await?, cmd).await,
         Command::Containers(cmd) => commands::containers::run(connect.await?, cmd).await,
+        Command::Install(args) => commands::install::run(connect.await?, args).await,
         Command::Run(args) => commands::run::run(connect.await?, args).await,
         Command::Tasks(cmd) => commands::tasks::run(connect.await?, cmd).await,
         Command::Snapshots(cmd) => commands::snapshots::run(connect.await?, cmd).await,
         Command::Leases(cmd) => commands::leases::run(connect.await?, cmd).await,
         Command::Events { filters } => commands::events::run(connect.await?, filters).await,
+        // Needs no daemon: `connect` is never awaited.
+        Command::Completion { shell } => {
+            use clap::CommandFactory as _;
+            clap_complete::generate(shell, &mut Cli::command(), "ctr", &mut std::io::stdout());
+            Ok(())
+        }
     }
 }
 

@@ -63,6 +63,34 @@ fn warn_unsupported(config: &Config) {
     }
 }
 
+/// Tells systemd the daemon's state (`Type=notify` in
+/// `contrib/crated.service`): `READY=1` once serving, `STOPPING=1` on the
+/// way out, sent to `$NOTIFY_SOCKET` as containerd's `sd_notify`. Without
+/// the variable this does nothing; a failure is logged and the daemon goes
+/// on (systemd then times the start out itself).
+fn notify_systemd(state: &str) {
+    let Some(target) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let sent = (|| -> std::io::Result<()> {
+        use std::os::unix::ffi::OsStrExt as _;
+        let socket = std::os::unix::net::UnixDatagram::unbound()?;
+        let bytes = target.as_bytes();
+        // `@name` is an abstract socket.
+        if let Some(name) = bytes.strip_prefix(b"@") {
+            use std::os::linux::net::SocketAddrExt as _;
+            let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+            socket.send_to_addr(state.as_bytes(), &addr)?;
+        } else {
+            socket.send_to(state.as_bytes(), std::path::Path::new(&target))?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = sent {
+        tracing::warn!(socket = ?target, error = %e, state, "notify systemd");
+    }
+}
+
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let started = Instant::now();
@@ -147,6 +175,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "crated successfully booted in {:.3}s",
         started.elapsed().as_secs_f64()
     );
+    notify_systemd("READY=1");
 
     let mut term = signal(SignalKind::terminate()).context("install SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("install SIGINT handler")?;
@@ -161,6 +190,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }),
     };
 
+    notify_systemd("STOPPING=1");
     let _ = stop_tx.send(true);
     if served.is_ok() {
         // Graceful: in-flight calls finish, new connections are refused.

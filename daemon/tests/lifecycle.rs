@@ -236,3 +236,64 @@ async fn server_info_reports_pid_and_pid_namespace() {
     assert_eq!(info.pidns, pidns);
     assert_eq!(info.uuid.len(), 36);
 }
+
+#[test]
+fn systemd_is_told_ready_once_serving_and_stopping_on_sigterm() {
+    use std::os::unix::net::{UnixDatagram, UnixStream};
+    let mut daemon = Daemon::prepare("", "");
+    let notify_path = daemon.dir.path().join("notify");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    daemon.spawn_env(&[], &[("NOTIFY_SOCKET", notify_path.as_os_str())]);
+    let mut buf = [0u8; 64];
+    let n = notify.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"READY=1");
+    // Ready means serving: the socket answers.
+    UnixStream::connect(&daemon.address).unwrap();
+    let status = daemon.stop_with(Signal::SIGTERM);
+    assert!(status.success(), "{status}:\n{}", daemon.logs());
+    let n = notify.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"STOPPING=1");
+}
+
+/// `contrib/crated.service` is what containerd's unit is for containerd:
+/// systemd waits for our READY=1, leaves the shims alone on a restart and
+/// delegates the cgroup subtree.
+#[test]
+fn the_systemd_unit_starts_crated_as_containerd_starts_containerd() {
+    let unit = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../contrib/crated.service"),
+    )
+    .unwrap();
+    let settings: Vec<(&str, &str)> = unit
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .collect();
+    let value = |key: &str| {
+        settings
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| *v)
+            .unwrap_or_else(|| panic!("{key}= missing from crated.service"))
+    };
+    assert!(
+        value("ExecStart").ends_with("/crated"),
+        "{}",
+        value("ExecStart")
+    );
+    for (key, expected) in [
+        ("Type", "notify"),
+        ("Delegate", "yes"),
+        ("KillMode", "process"),
+        ("LimitNOFILE", "infinity"),
+        ("LimitNPROC", "infinity"),
+        ("LimitCORE", "infinity"),
+        ("TasksMax", "infinity"),
+        ("OOMScoreAdjust", "-999"),
+    ] {
+        assert_eq!(value(key), expected, "{key}");
+    }
+}

@@ -36,8 +36,8 @@ pub enum Whiteouts {
     Overlay,
 }
 
-const WHITEOUT_PREFIX: &str = ".wh.";
-const OPAQUE: &str = ".wh..wh..opq";
+pub(crate) const WHITEOUT_PREFIX: &str = ".wh.";
+pub(crate) const OPAQUE: &str = ".wh..wh..opq";
 
 fn invalid(entry: &Path, why: impl std::fmt::Display) -> Error {
     Error::invalid_argument(format!(

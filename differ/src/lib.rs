@@ -3,6 +3,7 @@
 pub mod archive;
 pub mod compare;
 mod comparer;
+pub mod install;
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Read};
@@ -81,14 +82,26 @@ impl<R: Read> Read for Hashing<R> {
     }
 }
 
-/// A blob of the content store read synchronously on a blocking thread.
-struct BlobReader {
+/// A blob of the content store read synchronously, from a blocking thread
+/// of `runtime` (the tar readers are synchronous).
+pub struct BlobReader<'a> {
     runtime: tokio::runtime::Handle,
-    reader: Box<dyn ReaderAt>,
+    reader: &'a dyn ReaderAt,
     offset: u64,
 }
 
-impl Read for BlobReader {
+impl<'a> BlobReader<'a> {
+    /// Reads `reader` from its start; must not be used on a runtime thread.
+    pub fn new(runtime: tokio::runtime::Handle, reader: &'a dyn ReaderAt) -> Self {
+        Self {
+            runtime,
+            reader,
+            offset: 0,
+        }
+    }
+}
+
+impl Read for BlobReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.offset >= self.reader.size() || buf.is_empty() {
             return Ok(0);
@@ -102,19 +115,29 @@ impl Read for BlobReader {
     }
 }
 
-/// Decompresses, hashes and applies `blob` onto `root`; returns the
-/// digest and size of the uncompressed stream.
-pub fn apply_stream(blob: impl Read, root: &Path, whiteouts: Whiteouts) -> Result<(Digest, u64)> {
-    let read_error = |e: io::Error| Error::invalid_argument(format!("read layer: {e}"));
+fn read_error(e: io::Error) -> Error {
+    Error::invalid_argument(format!("read layer: {e}"))
+}
+
+/// The tar stream of a layer blob: gzip and zstd are recognised by their
+/// first bytes (whatever the media type says, as containerd), anything else
+/// is read as a plain tar.
+pub fn decompress<'a>(blob: impl Read + 'a) -> Result<Box<dyn Read + 'a>> {
     let mut blob = BufReader::with_capacity(1 << 20, blob);
     let compression = sniff(blob.fill_buf().map_err(read_error)?);
-    let plain: Box<dyn Read> = match compression {
+    Ok(match compression {
         Compression::None => Box::new(blob),
         Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(blob)),
         Compression::Zstd => {
             Box::new(zstd::stream::read::Decoder::with_buffer(blob).map_err(read_error)?)
         }
-    };
+    })
+}
+
+/// Decompresses, hashes and applies `blob` onto `root`; returns the
+/// digest and size of the uncompressed stream.
+pub fn apply_stream(blob: impl Read, root: &Path, whiteouts: Whiteouts) -> Result<(Digest, u64)> {
+    let plain = decompress(blob)?;
     let hashing = Hashing {
         inner: plain,
         hasher: Sha256::new(),
@@ -170,15 +193,12 @@ impl Applier for WalkingDiffer {
             )));
         }
         let reader = self.store.reader_at(ns, &layer.digest).await?;
-        let blob = BlobReader {
-            runtime: tokio::runtime::Handle::current(),
-            reader,
-            offset: 0,
-        };
+        let runtime = tokio::runtime::Handle::current();
         let mounts = mounts.to_vec();
         let scratch = self.scratch.clone();
         let digest = layer.digest.clone();
         let (diff_id, size) = tokio::task::spawn_blocking(move || {
+            let blob = BlobReader::new(runtime, &*reader);
             if let Some(upper) = overlay_upper(&mounts) {
                 return apply_stream(blob, &upper, Whiteouts::Overlay);
             }

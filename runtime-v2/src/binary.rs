@@ -83,6 +83,17 @@ pub struct ShimCommand {
     pub ttrpc_address: PathBuf,
     /// The daemon's executable (`-publish-binary`).
     pub publish_binary: PathBuf,
+    /// The opt directory: `bin/` goes first on the shim's PATH, `lib/` on
+    /// its LD_LIBRARY_PATH (containerd's opt plugin sets both on itself).
+    pub opt: Option<PathBuf>,
+}
+
+/// `first` ahead of the directories already in the variable `name`.
+fn prepend_path(name: &str, first: PathBuf) -> std::ffi::OsString {
+    let rest = std::env::var_os(name).unwrap_or_default();
+    let dirs = std::iter::once(first).chain(std::env::split_paths(&rest));
+    // A directory holding ':' cannot be on a PATH: keep the variable as was.
+    std::env::join_paths(dirs).unwrap_or(rest)
 }
 
 impl ShimCommand {
@@ -102,6 +113,12 @@ impl ShimCommand {
             // not take the shims (and their containers) with it.
             .process_group(0)
             .kill_on_drop(true);
+        if let Some(opt) = &self.opt {
+            cmd.env("PATH", prepend_path("PATH", opt.join("bin"))).env(
+                "LD_LIBRARY_PATH",
+                prepend_path("LD_LIBRARY_PATH", opt.join("lib")),
+            );
+        }
         cmd
     }
 

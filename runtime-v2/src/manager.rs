@@ -31,8 +31,10 @@ pub struct ManagerConfig {
     pub ttrpc_address: PathBuf,
     /// The daemon's executable, passed as `-publish-binary`.
     pub publish_binary: PathBuf,
-    /// The opt plugin's `bin/`, searched first for shim binaries.
-    pub opt_bin: Option<PathBuf>,
+    /// The opt plugin's directory: its `bin/` is searched first for shim
+    /// binaries and leads the PATH shims get (so they find an installed
+    /// runc), its `lib/` their LD_LIBRARY_PATH.
+    pub opt: Option<PathBuf>,
 }
 
 /// What a task is created with.
@@ -118,6 +120,7 @@ impl TaskManager {
             address: self.config.address.clone(),
             ttrpc_address: self.config.ttrpc_address.clone(),
             publish_binary: self.config.publish_binary.clone(),
+            opt: self.config.opt.clone(),
         }
     }
 
@@ -158,7 +161,8 @@ impl TaskManager {
         if self.get(ns, id).is_ok() {
             return Err(Error::already_exists(format!("task {id}: already exists")));
         }
-        let binary = binary::resolve(&opts.runtime, self.config.opt_bin.as_deref())?;
+        let opt_bin = self.config.opt.as_ref().map(|opt| opt.join("bin"));
+        let binary = binary::resolve(&opts.runtime, opt_bin.as_deref())?;
         let bundle = Bundle::create(&self.config.root, &self.config.state, ns, id, &opts.spec)?;
         let command = self.command(binary.clone());
         let started = async {

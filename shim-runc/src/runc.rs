@@ -69,18 +69,28 @@ impl Runc {
         Error::unknown(format!("OCI runtime {what} failed: {logged}"))
     }
 
+    /// Why runc could not be started: a missing binary says so by name.
+    fn spawn_error(&self, what: &str, e: std::io::Error) -> Error {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::not_found(format!(
+                "{} not found: no runtime binary {:?} on the shim's PATH {:?}; install it, \
+                 or `ctr install` an image that holds it",
+                self.binary.display(),
+                self.binary,
+                std::env::var("PATH").unwrap_or_default()
+            ))
+        } else {
+            Error::unknown(format!("run {} {what}: {e}", self.binary.display()))
+        }
+    }
+
     async fn run(&self, what: &str, cmd: Command, stdin: Option<Vec<u8>>) -> Result<Vec<u8>> {
         let _ = std::fs::remove_file(&self.log);
-        let out = self.reaper.output(cmd, stdin).await.map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                Error::not_found(format!(
-                    "runtime binary {} not found",
-                    self.binary.display()
-                ))
-            } else {
-                Error::unknown(format!("run {} {what}: {e}", self.binary.display()))
-            }
-        })?;
+        let out = self
+            .reaper
+            .output(cmd, stdin)
+            .await
+            .map_err(|e| self.spawn_error(what, e))?;
         if !out.status.success() {
             return Err(self.failure(what, &out.stderr));
         }
@@ -119,10 +129,11 @@ impl Runc {
     /// Runs a command whose stdio was set by the caller (the container's).
     async fn spawn_with_stdio(&self, what: &str, cmd: Command) -> Result<()> {
         let _ = std::fs::remove_file(&self.log);
-        let status =
-            self.reaper.status(cmd).await.map_err(|e| {
-                Error::unknown(format!("run {} {what}: {e}", self.binary.display()))
-            })?;
+        let status = self
+            .reaper
+            .status(cmd)
+            .await
+            .map_err(|e| self.spawn_error(what, e))?;
         if status != 0 {
             return Err(self.failure(what, b""));
         }

@@ -365,6 +365,54 @@ pub fn hostile(marker: &Path) -> Result<Vec<(&'static str, Image)>> {
         .collect()
 }
 
+/// Debian's runc FROM scratch, as `/bin/runc` alone: the binary image
+/// `ctr install` puts into the opt directory.
+pub fn runc() -> Result<Image> {
+    let binary =
+        std::fs::read("/usr/sbin/runc").context("reading /usr/sbin/runc (apt-get install runc)")?;
+    let layer = LayerBuilder::new()
+        .dir("bin")?
+        .file_mode(b"bin/runc", &binary, 0o755)?
+        .finish()?;
+    image("linux", crate::host_arch(), vec![layer])
+}
+
+/// A binary image whose layers try to make `ctr install` write outside its
+/// directory: `..` names, a `bin` replaced by a symlink to the directory of
+/// `marker` with a file written "through" it, a hard link to /etc/passwd.
+/// What it may install is `bin/<marker's name>`, in the install directory.
+pub fn hostile_install(marker: &Path) -> Result<Image> {
+    let marker_dir = marker
+        .parent()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "/".to_owned());
+    let marker_name = marker
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let climb = format!(
+        "{}{}",
+        "../".repeat(12),
+        marker.display().to_string().trim_start_matches('/')
+    );
+    let first = LayerBuilder::new()
+        .dir("bin")?
+        .file_mode(b"bin/ok", b"#!/bin/sh\n", 0o755)?
+        .file_mode(climb.as_bytes(), b"x", 0o755)?
+        .file_mode(format!("bin/{climb}").as_bytes(), b"x", 0o755)?
+        .finish()?;
+    let second = LayerBuilder::new()
+        .symlink("bin", &marker_dir)?
+        .file_mode(format!("bin/{marker_name}").as_bytes(), b"x", 0o755)?
+        .link(
+            tar::EntryType::Link,
+            "bin/passwd",
+            b"../../../../../../../../etc/passwd",
+        )?
+        .finish()?;
+    image("linux", crate::host_arch(), vec![first, second])
+}
+
 /// The synthetic image of `cargo xtask bench pull`: `big` MiB of
 /// incompressible data in four files, a layer of `small` small files,
 /// and a layer deleting some of both.

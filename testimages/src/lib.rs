@@ -8,8 +8,8 @@ mod tls;
 
 pub use btrfs::LoopBtrfs;
 pub use image::{
-    busybox, hostile, multi_platform, synthetic, whiteouts, Blob, Image, LayerBuilder,
-    EXPECTED_WHITEOUT_TREE,
+    busybox, hostile, hostile_install, multi_platform, runc, synthetic, whiteouts, Blob, Image,
+    LayerBuilder, EXPECTED_WHITEOUT_TREE,
 };
 pub use registry::{push, push_with, Registry};
 pub use tls::TestCerts;

@@ -37,6 +37,8 @@ const SYSTEM_PACKAGES: &[(&str, &str)] = &[
     ("/bin/busybox", "busybox-static"),
     // The test CA of the registry-over-TLS tests.
     ("/usr/bin/openssl", "openssl"),
+    // Checkpoint and restore (runc drives criu).
+    ("/usr/sbin/criu", "criu"),
 ];
 
 fn run(cmd: &mut Command) -> anyhow::Result<()> {

@@ -4,6 +4,7 @@ pub mod containers;
 pub mod content;
 pub mod events;
 pub mod images;
+pub mod install;
 pub mod leases;
 pub mod namespaces;
 pub mod plugins;

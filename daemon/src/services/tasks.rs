@@ -36,7 +36,7 @@ fn init_runtime(ctx: &mut InitContext<'_>) -> Result<(), InitError> {
         address: ctx.grpc_address.clone(),
         ttrpc_address: ctx.ttrpc_address.clone(),
         publish_binary,
-        opt_bin: ctx.handles.opt.as_ref().map(|opt| opt.join("bin")),
+        opt: ctx.handles.opt.clone(),
     };
     ctx.exports.insert(
         "root".to_owned(),

@@ -103,6 +103,13 @@ impl Daemon {
 
     /// Starts a daemon with `top`-level keys and `sections` added to its config.
     pub fn start_with(top: &str, sections: &str) -> Self {
+        let mut daemon = Self::prepare(top, sections);
+        daemon.spawn(&[]);
+        daemon
+    }
+
+    /// A daemon's directory and config, not started yet.
+    pub fn prepare(top: &str, sections: &str) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("crated-test")
             .tempdir()
@@ -110,19 +117,22 @@ impl Daemon {
         let config = write_config(dir.path(), top, sections);
         let (_, _, address) = layout(dir.path());
         let log = dir.path().join("crated.log");
-        let mut daemon = Daemon {
+        Daemon {
             dir,
             config,
             address,
             log,
             child: None,
-        };
-        daemon.spawn(&[]);
-        daemon
+        }
     }
 
     /// Starts the daemon process and waits until its socket answers.
     pub fn spawn(&mut self, extra_args: &[&str]) {
+        self.spawn_env(extra_args, &[]);
+    }
+
+    /// [`Daemon::spawn`] with `env` added to the daemon's environment.
+    pub fn spawn_env(&mut self, extra_args: &[&str], env: &[(&str, &std::ffi::OsStr)]) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -132,6 +142,7 @@ impl Daemon {
             .arg("--config")
             .arg(&self.config)
             .args(extra_args)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -1,0 +1,132 @@
+//! Installing an image's binaries on this host (containerd's
+//! `Client.Install`, behind `ctr install`): the `bin/` (and `lib/`) files of
+//! the image's layers for this platform go into the daemon's opt directory,
+//! where crated looks first for shims and gives shims their PATH (so an
+//! installed runc is the one they run). The image stays an ordinary image:
+//! versions are pulled, tagged and removed as any other.
+//!
+//! ```no_run
+//! # async fn f(channel: tonic::transport::Channel, ns: crated_core::Namespace) -> crated_core::Result<()> {
+//! use crated_client::install::{install, InstallOptions};
+//! let written = install(&channel, &ns, "127.0.0.1:5000/tools/runc:1.1", &InstallOptions::default()).await?;
+//! println!("{written:?}");
+//! # Ok(()) }
+//! ```
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use crated_api::containerd::services::introspection::v1 as introspection;
+use crated_api::from_grpc;
+use crated_api::metadata::set_grpc_namespace;
+use crated_api::proxy::content::ContentProxy;
+use crated_core::content::{ContentStore, ReaderAt};
+use crated_core::images::walk::{self, Node};
+use crated_core::platforms::default_matcher;
+use crated_core::{Error, Namespace, Result};
+use crated_differ::install as files;
+use crated_differ::BlobReader;
+use tonic::transport::Channel;
+
+/// What [`install`] takes: `ctr install`'s flags.
+#[derive(Debug, Clone, Default)]
+pub struct InstallOptions {
+    /// Also install the image's `lib/` (`--libs`).
+    pub libs: bool,
+    /// Replace files already installed (`--replace`); else an existing file
+    /// fails the install before anything is written.
+    pub replace: bool,
+    /// Install under this directory instead of the daemon's opt directory
+    /// (`--path`).
+    pub path: Option<PathBuf>,
+}
+
+/// The daemon's opt directory, as its opt plugin exports it.
+pub async fn opt_path(channel: &Channel, ns: &Namespace) -> Result<PathBuf> {
+    let mut client = introspection::introspection_client::IntrospectionClient::new(channel.clone());
+    let mut request = tonic::Request::new(introspection::PluginsRequest {
+        filters: vec!["id==opt".to_owned()],
+    });
+    set_grpc_namespace(&mut request, ns);
+    let plugins = client
+        .plugins(request)
+        .await
+        .map_err(from_grpc)?
+        .into_inner()
+        .plugins;
+    let [plugin] = plugins.as_slice() else {
+        return Err(Error::not_found(
+            "opt service not enabled: the daemon has no io.containerd.internal.v1.opt plugin"
+                .to_owned(),
+        ));
+    };
+    if let Some(err) = &plugin.init_err {
+        return Err(Error::failed_precondition(format!(
+            "opt service failed to start: {}",
+            err.message
+        )));
+    }
+    plugin
+        .exports
+        .get("path")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .ok_or_else(|| Error::not_found("opt path not exported by the opt plugin".to_owned()))
+}
+
+/// Installs the image `name`'s binaries (its manifest for this platform);
+/// returns the paths written. Every layer must be in the content store
+/// (`ctr content fetch` or a pull first).
+pub async fn install(
+    channel: &Channel,
+    ns: &Namespace,
+    name: &str,
+    options: &InstallOptions,
+) -> Result<Vec<PathBuf>> {
+    let target = crate::images::target(channel, ns, name).await?;
+    let store = ContentProxy::new(channel.clone());
+    let manifest = walk::manifest(&store, ns, &Node::from(&target), &default_matcher())
+        .await
+        .map_err(|e| e.context(format!("image {name:?}")))?;
+    let mut layers: Vec<Box<dyn ReaderAt>> = Vec::with_capacity(manifest.layers.len());
+    for layer in &manifest.layers {
+        let reader = store.reader_at(ns, &layer.digest).await.map_err(|e| {
+            e.context(format!(
+                "layer {} of image {name:?} (fetch the image's content first)",
+                layer.digest
+            ))
+        })?;
+        layers.push(reader);
+    }
+    let dest = match &options.path {
+        Some(path) => path.clone(),
+        None => opt_path(channel, ns).await?,
+    };
+    if !dest.is_absolute() {
+        return Err(Error::invalid_argument(format!(
+            "install path {} must be absolute",
+            dest.display()
+        )));
+    }
+    let runtime = tokio::runtime::Handle::current();
+    let file_options = files::InstallOptions {
+        libs: options.libs,
+        replace: options.replace,
+    };
+    tokio::task::spawn_blocking(move || {
+        files::install(
+            &dest,
+            layers.len(),
+            |i| {
+                let layer = layers
+                    .get(i)
+                    .ok_or_else(|| Error::unknown(format!("no layer {i}")))?;
+                Ok(Box::new(BlobReader::new(runtime.clone(), &**layer)) as Box<dyn Read + '_>)
+            },
+            &file_options,
+        )
+    })
+    .await
+    .map_err(|e| Error::unknown(format!("install {name}: {e}")))?
+    .map_err(|e| e.context(format!("install {name}")))
+}
