@@ -1,6 +1,8 @@
 #![doc = include_str!("../README.md")]
 
+pub mod checkpoint;
 pub mod cio;
+pub mod diff;
 mod gate;
 pub mod images;
 pub mod install;
@@ -12,13 +14,8 @@ pub mod spec;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crated_api::containerd::services::diff::v1 as diff;
-use crated_api::from_grpc;
-use crated_api::metadata::{set_grpc_lease, set_grpc_namespace};
 use crated_api::proxy::content::ContentProxy;
 use crated_api::proxy::snapshots::SnapshotsProxy;
-use crated_api::services::images::{descriptor_from_pb, descriptor_to_pb};
-use crated_api::services::snapshots::mount_to_pb;
 use crated_core::content::{ContentStore, Info};
 use crated_core::descriptor::Descriptor;
 use crated_core::digest::Digest;
@@ -179,19 +176,9 @@ async fn apply_layer(
         }
     };
     let applied = async {
-        let mut request = tonic::Request::new(diff::ApplyRequest {
-            diff: Some(descriptor_to_pb(node_descriptor(layer)?)),
-            mounts: mounts.into_iter().map(mount_to_pb).collect(),
-            payloads: Default::default(),
-        });
-        set_grpc_namespace(&mut request, ns);
-        set_grpc_lease(&mut request, lease)?;
-        let response = diff::diff_client::DiffClient::new(channel.clone())
-            .apply(request)
+        let applied = diff::apply(channel, ns, lease, &node_descriptor(layer)?, mounts)
             .await
-            .map_err(from_grpc)
             .map_err(|e| e.context(format!("failed to extract layer {diff_id}")))?;
-        let applied = descriptor_from_pb(response.into_inner().applied.unwrap_or_default())?;
         if applied.digest != *diff_id {
             return Err(Error::failed_precondition(format!(
                 "wrong diff id calculated on extraction {:?}",

@@ -183,26 +183,53 @@ async fn pull_leased(
             )));
         }
         let data = job.small(&node).await?;
-        let mut children = walk::parse_children(&node, &data)?;
+        let children = walk::parse_children(&node, &data)?;
         let mut labels = Labels::new();
         if is_index {
+            // An index may hold blobs that are not manifests (a
+            // checkpoint's criu dump, spec and options): fetched as they
+            // are, with the manifests of this platform. An image index
+            // (manifests only) yields its best match.
+            let (mut manifests, leaves): (Vec<Node>, Vec<Node>) =
+                children.into_iter().partition(|c| {
+                    media_types::is_index(&c.media_type) || media_types::is_manifest(&c.media_type)
+                });
             if !options.all_platforms {
-                walk::best_first(&mut children, &options.matcher);
-                children.truncate(1);
+                if leaves.is_empty() {
+                    walk::best_first(&mut manifests, &options.matcher);
+                    manifests.truncate(1);
+                } else {
+                    manifests.retain(|m| {
+                        m.platform
+                            .as_ref()
+                            .is_none_or(|p| options.matcher.matches(p))
+                    });
+                }
             }
-            if children.is_empty() {
+            if manifests.is_empty() && leaves.is_empty() {
                 return Err(Error::not_found(format!(
                     "{name}: no match for platform in manifest {}: not found",
                     node.digest
                 )));
             }
-            for (i, child) in children.iter().enumerate() {
+            for (i, child) in manifests.iter().chain(&leaves).enumerate() {
                 labels.insert(
                     format!("containerd.io/gc.ref.content.m.{i}"),
                     child.digest.to_string(),
                 );
             }
-            stack.extend(children.into_iter().rev());
+            stack.extend(manifests.into_iter().rev());
+            for leaf in leaves {
+                if seen.insert(leaf.digest.clone()) {
+                    progress.blob(
+                        &ingest_ref(&leaf),
+                        BlobState::Waiting,
+                        0,
+                        leaf.size.max(0) as u64,
+                    );
+                    blobs.push((leaf, Labels::new()));
+                }
+            }
         } else {
             for (i, child) in children.iter().enumerate() {
                 let key = if i == 0 {

@@ -58,6 +58,9 @@ _ctr() {
             ctr,version)
                 cmd="ctr__subcmd__version"
                 ;;
+            ctr__subcmd__containers,checkpoint)
+                cmd="ctr__subcmd__containers__subcmd__checkpoint"
+                ;;
             ctr__subcmd__containers,create)
                 cmd="ctr__subcmd__containers__subcmd__create"
                 ;;
@@ -73,8 +76,14 @@ _ctr() {
             ctr__subcmd__containers,ls)
                 cmd="ctr__subcmd__containers__subcmd__ls"
                 ;;
+            ctr__subcmd__containers,restore)
+                cmd="ctr__subcmd__containers__subcmd__restore"
+                ;;
             ctr__subcmd__containers,rm)
                 cmd="ctr__subcmd__containers__subcmd__rm"
+                ;;
+            ctr__subcmd__containers__subcmd__help,checkpoint)
+                cmd="ctr__subcmd__containers__subcmd__help__subcmd__checkpoint"
                 ;;
             ctr__subcmd__containers__subcmd__help,create)
                 cmd="ctr__subcmd__containers__subcmd__help__subcmd__create"
@@ -90,6 +99,9 @@ _ctr() {
                 ;;
             ctr__subcmd__containers__subcmd__help,ls)
                 cmd="ctr__subcmd__containers__subcmd__help__subcmd__ls"
+                ;;
+            ctr__subcmd__containers__subcmd__help,restore)
+                cmd="ctr__subcmd__containers__subcmd__help__subcmd__restore"
                 ;;
             ctr__subcmd__containers__subcmd__help,rm)
                 cmd="ctr__subcmd__containers__subcmd__help__subcmd__rm"
@@ -184,6 +196,9 @@ _ctr() {
             ctr__subcmd__help,version)
                 cmd="ctr__subcmd__help__subcmd__version"
                 ;;
+            ctr__subcmd__help__subcmd__containers,checkpoint)
+                cmd="ctr__subcmd__help__subcmd__containers__subcmd__checkpoint"
+                ;;
             ctr__subcmd__help__subcmd__containers,create)
                 cmd="ctr__subcmd__help__subcmd__containers__subcmd__create"
                 ;;
@@ -195,6 +210,9 @@ _ctr() {
                 ;;
             ctr__subcmd__help__subcmd__containers,ls)
                 cmd="ctr__subcmd__help__subcmd__containers__subcmd__ls"
+                ;;
+            ctr__subcmd__help__subcmd__containers,restore)
+                cmd="ctr__subcmd__help__subcmd__containers__subcmd__restore"
                 ;;
             ctr__subcmd__help__subcmd__containers,rm)
                 cmd="ctr__subcmd__help__subcmd__containers__subcmd__rm"
@@ -306,6 +324,9 @@ _ctr() {
                 ;;
             ctr__subcmd__help__subcmd__tasks,attach)
                 cmd="ctr__subcmd__help__subcmd__tasks__subcmd__attach"
+                ;;
+            ctr__subcmd__help__subcmd__tasks,checkpoint)
+                cmd="ctr__subcmd__help__subcmd__tasks__subcmd__checkpoint"
                 ;;
             ctr__subcmd__help__subcmd__tasks,exec)
                 cmd="ctr__subcmd__help__subcmd__tasks__subcmd__exec"
@@ -535,6 +556,9 @@ _ctr() {
             ctr__subcmd__tasks,attach)
                 cmd="ctr__subcmd__tasks__subcmd__attach"
                 ;;
+            ctr__subcmd__tasks,checkpoint)
+                cmd="ctr__subcmd__tasks__subcmd__checkpoint"
+                ;;
             ctr__subcmd__tasks,exec)
                 cmd="ctr__subcmd__tasks__subcmd__exec"
                 ;;
@@ -567,6 +591,9 @@ _ctr() {
                 ;;
             ctr__subcmd__tasks__subcmd__help,attach)
                 cmd="ctr__subcmd__tasks__subcmd__help__subcmd__attach"
+                ;;
+            ctr__subcmd__tasks__subcmd__help,checkpoint)
+                cmd="ctr__subcmd__tasks__subcmd__help__subcmd__checkpoint"
                 ;;
             ctr__subcmd__tasks__subcmd__help,exec)
                 cmd="ctr__subcmd__tasks__subcmd__help__subcmd__exec"
@@ -681,8 +708,46 @@ _ctr() {
             return 0
             ;;
         ctr__subcmd__containers)
-            opts="-a -n -h --address --namespace --timeout --connect-timeout --debug --help create ls info rm label help"
+            opts="-a -n -h --address --namespace --timeout --connect-timeout --debug --help create ls info rm checkpoint restore label help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --address)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -a)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --namespace)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -n)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --connect-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ctr__subcmd__containers__subcmd__checkpoint)
+            opts="-a -n -h --rw --image --task --address --namespace --timeout --connect-timeout --debug --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -789,8 +854,22 @@ _ctr() {
             return 0
             ;;
         ctr__subcmd__containers__subcmd__help)
-            opts="create ls info rm label help"
+            opts="create ls info rm checkpoint restore label help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ctr__subcmd__containers__subcmd__help__subcmd__checkpoint)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -859,6 +938,20 @@ _ctr() {
             return 0
             ;;
         ctr__subcmd__containers__subcmd__help__subcmd__ls)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ctr__subcmd__containers__subcmd__help__subcmd__restore)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -969,6 +1062,72 @@ _ctr() {
                 return 0
             fi
             case "${prev}" in
+                --address)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -a)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --namespace)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -n)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --connect-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ctr__subcmd__containers__subcmd__restore)
+            opts="-k -u -a -n -h --rw --live --plain-http --skip-verify --user --refresh --hosts-dir --tlscacert --tlscert --tlskey --address --namespace --timeout --connect-timeout --debug --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -u)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --refresh)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --hosts-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tlscacert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tlscert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tlskey)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --address)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1583,8 +1742,22 @@ _ctr() {
             return 0
             ;;
         ctr__subcmd__help__subcmd__containers)
-            opts="create ls info rm label"
+            opts="create ls info rm checkpoint restore label"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ctr__subcmd__help__subcmd__containers__subcmd__checkpoint)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -1639,6 +1812,20 @@ _ctr() {
             return 0
             ;;
         ctr__subcmd__help__subcmd__containers__subcmd__ls)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ctr__subcmd__help__subcmd__containers__subcmd__restore)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2297,7 +2484,7 @@ _ctr() {
             return 0
             ;;
         ctr__subcmd__help__subcmd__tasks)
-            opts="ls start attach kill rm ps pause resume exec metrics"
+            opts="ls start attach kill rm ps checkpoint pause resume exec metrics"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2311,6 +2498,20 @@ _ctr() {
             return 0
             ;;
         ctr__subcmd__help__subcmd__tasks__subcmd__attach)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ctr__subcmd__help__subcmd__tasks__subcmd__checkpoint)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -4503,7 +4704,7 @@ _ctr() {
             return 0
             ;;
         ctr__subcmd__tasks)
-            opts="-a -n -h --address --namespace --timeout --connect-timeout --debug --help ls start attach kill rm ps pause resume exec metrics help"
+            opts="-a -n -h --address --namespace --timeout --connect-timeout --debug --help ls start attach kill rm ps checkpoint pause resume exec metrics help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -4547,6 +4748,52 @@ _ctr() {
                 return 0
             fi
             case "${prev}" in
+                --address)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -a)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --namespace)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -n)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --connect-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ctr__subcmd__tasks__subcmd__checkpoint)
+            opts="-a -n -h --exit --image-path --work-path --address --namespace --timeout --connect-timeout --debug --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --image-path)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --work-path)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --address)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -4625,7 +4872,7 @@ _ctr() {
             return 0
             ;;
         ctr__subcmd__tasks__subcmd__help)
-            opts="ls start attach kill rm ps pause resume exec metrics help"
+            opts="ls start attach kill rm ps checkpoint pause resume exec metrics help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -4639,6 +4886,20 @@ _ctr() {
             return 0
             ;;
         ctr__subcmd__tasks__subcmd__help__subcmd__attach)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ctr__subcmd__tasks__subcmd__help__subcmd__checkpoint)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

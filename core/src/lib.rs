@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod checkpoint;
 pub mod containers;
 pub mod content;
 pub mod descriptor;

@@ -22,6 +22,16 @@ fn io_error(path: &Path, what: &str, err: io::Error) -> Error {
 
 /// Writes the tar of what changed from `lower` to `upper` into `out`.
 pub fn write_diff(lower: &Path, upper: &Path, out: impl Write) -> Result<()> {
+    write(Some(lower), upper, out)
+}
+
+/// Writes the whole tree under `root` as a tar into `out` (containerd's
+/// `archive.Diff` from nothing): a checkpoint image, for one.
+pub fn write_tree(root: &Path, out: impl Write) -> Result<()> {
+    write(None, root, out)
+}
+
+fn write(lower: Option<&Path>, upper: &Path, out: impl Write) -> Result<()> {
     let mut writer = DiffWriter {
         tar: tar::Builder::new(out),
         upper: upper.to_owned(),
@@ -29,7 +39,7 @@ pub fn write_diff(lower: &Path, upper: &Path, out: impl Write) -> Result<()> {
         links: HashMap::new(),
     };
     writer.tar.mode(tar::HeaderMode::Complete);
-    diff_dir(&mut writer, Some(lower), upper, Path::new(""))?;
+    diff_dir(&mut writer, lower, upper, Path::new(""))?;
     writer
         .tar
         .finish()

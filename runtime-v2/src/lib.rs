@@ -3,6 +3,7 @@
 
 pub mod binary;
 pub mod bundle;
+pub mod checkpoint;
 pub mod manager;
 pub mod service;
 pub mod shim;

@@ -38,7 +38,7 @@ pub struct ManagerConfig {
 }
 
 /// What a task is created with.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct CreateOptions {
     /// The OCI spec (`config.json`), as the container record holds it.
     pub spec: Vec<u8>,
@@ -56,6 +56,9 @@ pub struct CreateOptions {
     pub runtime: String,
     /// Options for the shim: the task's, else the container's runtime options.
     pub options: Option<prost_types::Any>,
+    /// A checkpoint image directory to restore the task from (at its
+    /// Start); moved into the bundle, which then owns it.
+    pub checkpoint: Option<crate::checkpoint::ScratchDir>,
 }
 
 type Key = (String, String);
@@ -164,6 +167,20 @@ impl TaskManager {
         let opt_bin = self.config.opt.as_ref().map(|opt| opt.join("bin"));
         let binary = binary::resolve(&opts.runtime, opt_bin.as_deref())?;
         let bundle = Bundle::create(&self.config.root, &self.config.state, ns, id, &opts.spec)?;
+        let checkpoint = match opts.checkpoint {
+            Some(dir) => {
+                let inside = bundle.path.join("checkpoint");
+                if let Err(e) = std::fs::rename(dir.path(), &inside) {
+                    let _ = bundle.delete();
+                    return Err(Error::unknown(format!(
+                        "move checkpoint into {}: {e}",
+                        bundle.path.display()
+                    )));
+                }
+                inside.display().to_string()
+            }
+            None => String::new(),
+        };
         let command = self.command(binary.clone());
         let started = async {
             let log = open_log(&bundle)?;
@@ -203,7 +220,7 @@ impl TaskManager {
             stdin: opts.stdin,
             stdout: opts.stdout,
             stderr: opts.stderr,
-            checkpoint: String::new(),
+            checkpoint,
             parent_checkpoint: String::new(),
             options: opts.options,
         };
@@ -225,6 +242,19 @@ impl TaskManager {
                 Err(err.context("failed to create shim task"))
             }
         }
+    }
+
+    /// A scratch directory for a checkpoint image, in the daemon's state
+    /// (so it can be moved into a bundle).
+    pub fn checkpoint_scratch(&self) -> Result<crate::checkpoint::ScratchDir> {
+        // Namespaces cannot start with a dot: no bundle directory meets it.
+        crate::checkpoint::ScratchDir::new(
+            &self
+                .config
+                .state
+                .join(crate::bundle::PLUGIN_DIR)
+                .join(".checkpoints"),
+        )
     }
 
     /// Deletes task `id` (which must have exited): the shim's `Delete`,
@@ -379,6 +409,11 @@ impl TaskManager {
     /// After a daemon restart: reconnects to every bundle's shim; those
     /// that are gone are cleaned up after (their exits published).
     pub async fn recover(self: &Arc<Self>) -> Result<()> {
+        // Scratch checkpoints of calls the last daemon did not finish.
+        let scratch = self.checkpoint_scratch().map(|s| s.keep());
+        if let Some(parent) = scratch.as_ref().ok().and_then(|s| s.parent()) {
+            let _ = std::fs::remove_dir_all(parent);
+        }
         for (ns, id) in Bundle::list(&self.config.state)? {
             let bundle = Bundle::locate(&self.config.root, &self.config.state, &ns, &id);
             let binary = match bundle.shim_binary() {

@@ -4,16 +4,21 @@
 
 use std::sync::Arc;
 
+use crated_api::containerd::runc::v1::{CheckpointOptions, Options as RuncOptions};
 use crated_api::containerd::services::tasks::v1 as api;
 use crated_api::containerd::task::v2 as shim_pb;
 use crated_api::containerd::types::Metric;
 use crated_api::containerd::v1::types::Process;
-use crated_api::metadata::grpc_namespace;
+use crated_api::metadata::{grpc_lease, grpc_namespace};
+use crated_api::services::images::{descriptor_from_pb, descriptor_to_pb};
 use crated_api::to_grpc;
 use crated_core::containers::ContainerStore;
+use crated_core::content::ContentStore;
 use crated_core::{Error, Namespace, Result};
+use prost::Message as _;
 use tonic::{Request, Response, Status};
 
+use crate::checkpoint;
 use crate::manager::{CreateOptions, TaskManager};
 use crate::shim::Shim;
 
@@ -21,6 +26,8 @@ use crate::shim::Shim;
 pub struct Service {
     manager: Arc<TaskManager>,
     containers: Arc<dyn ContainerStore>,
+    /// Where checkpoints are written to and restored from.
+    content: Arc<dyn ContentStore>,
 }
 
 fn any_to_pb(any: crated_core::descriptor::Any) -> prost_types::Any {
@@ -52,6 +59,26 @@ fn process_of(id: &str, state: shim_pb::StateResponse) -> Process {
     }
 }
 
+/// `image_path` of runc checkpoint options: where the caller wants the
+/// dump kept, instead of in the content store.
+fn checkpoint_path(options: Option<&prost_types::Any>) -> Option<std::path::PathBuf> {
+    let any = options.filter(|o| o.type_url.ends_with("containerd.runc.v1.CheckpointOptions"))?;
+    let opts = CheckpointOptions::decode(any.value.as_slice()).ok()?;
+    Some(opts.image_path)
+        .filter(|p| !p.is_empty())
+        .map(Into::into)
+}
+
+/// `criu_image_path` of runc options: a checkpoint directory to restore
+/// from as it is.
+fn restore_path(options: Option<&prost_types::Any>) -> Option<std::path::PathBuf> {
+    let any = options.filter(|o| o.type_url.ends_with("containerd.runc.v1.Options"))?;
+    let opts = RuncOptions::decode(any.value.as_slice()).ok()?;
+    Some(opts.criu_image_path)
+        .filter(|p| !p.is_empty())
+        .map(Into::into)
+}
+
 fn required(id: &str, what: &str) -> Result<()> {
     if id.is_empty() {
         return Err(Error::invalid_argument(format!("{what} must be set")));
@@ -60,11 +87,17 @@ fn required(id: &str, what: &str) -> Result<()> {
 }
 
 impl Service {
-    /// Serves `manager`'s tasks for the containers in `containers`.
-    pub fn new(manager: Arc<TaskManager>, containers: Arc<dyn ContainerStore>) -> Self {
+    /// Serves `manager`'s tasks for the containers in `containers`,
+    /// checkpointing into (and restoring from) `content`.
+    pub fn new(
+        manager: Arc<TaskManager>,
+        containers: Arc<dyn ContainerStore>,
+        content: Arc<dyn ContentStore>,
+    ) -> Self {
         Self {
             manager,
             containers,
+            content,
         }
     }
 
@@ -88,11 +121,18 @@ impl Service {
         let r = request.into_inner();
         required(&r.container_id, "container id")?;
         let container = self.containers.get(&ns, &r.container_id).await?;
-        if r.checkpoint.is_some() {
-            return Err(Error::not_implemented(
-                "creating a task from a checkpoint is not built yet",
-            ));
-        }
+        // From a checkpoint: its images, extracted for the shim to restore
+        // at Start (the runc options' `criu_image_path` names a directory
+        // that is already there instead).
+        let checkpoint = match &r.checkpoint {
+            Some(desc) if restore_path(r.options.as_ref()).is_none() => {
+                let desc = descriptor_from_pb(desc.clone())?;
+                let dir = self.manager.checkpoint_scratch()?;
+                checkpoint::extract(self.content.clone(), &ns, &desc, dir.path()).await?;
+                Some(dir)
+            }
+            _ => None,
+        };
         let spec = container.spec.map(|s| s.value).ok_or_else(|| {
             Error::failed_precondition(format!("container {:?} has no spec", r.container_id))
         })?;
@@ -119,12 +159,53 @@ impl Service {
                     terminal: r.terminal,
                     runtime,
                     options,
+                    checkpoint,
                 },
             )
             .await?;
         Ok(api::CreateTaskResponse {
             container_id: r.container_id,
             pid,
+        })
+    }
+
+    /// containerd's tasks `Checkpoint`: the shim has criu dump the task
+    /// into a scratch directory, which goes into the content store as a
+    /// tar, with the container's spec beside it (under the request's
+    /// lease). With `image_path` in the options the dump stays there and
+    /// nothing is stored.
+    async fn checkpoint_task(
+        &self,
+        request: Request<api::CheckpointTaskRequest>,
+    ) -> Result<api::CheckpointTaskResponse> {
+        let (ns, shim) = self.task(&request, &request.get_ref().container_id)?;
+        let lease = grpc_lease(&request)?;
+        let r = request.into_inner();
+        let container = self.containers.get(&ns, &r.container_id).await?;
+        if let Some(path) = checkpoint_path(r.options.as_ref()) {
+            shim.checkpoint(&path, r.options).await?;
+            return Ok(api::CheckpointTaskResponse::default());
+        }
+        let dir = self.manager.checkpoint_scratch()?;
+        shim.checkpoint(dir.path(), r.options).await?;
+        let image =
+            checkpoint::write_image(&*self.content, &ns, lease.as_deref(), dir.path()).await?;
+        let spec = container
+            .spec
+            .map(any_to_pb)
+            .map(|any| any.encode_to_vec())
+            .unwrap_or_default();
+        let config = crated_core::content::write_blob(
+            &*self.content,
+            &ns,
+            lease.as_deref(),
+            checkpoint::MEDIA_TYPE_CONFIG,
+            &format!("checkpoint-spec-{}", r.container_id),
+            spec.as_slice(),
+        )
+        .await?;
+        Ok(api::CheckpointTaskResponse {
+            descriptors: vec![descriptor_to_pb(image), descriptor_to_pb(config)],
         })
     }
 
@@ -357,11 +438,9 @@ impl api::tasks_server::Tasks for Service {
 
     async fn checkpoint(
         &self,
-        _request: Request<api::CheckpointTaskRequest>,
+        request: Request<api::CheckpointTaskRequest>,
     ) -> std::result::Result<Response<api::CheckpointTaskResponse>, Status> {
-        reply(Err(Error::not_implemented(
-            "checkpointing a task is not built yet",
-        )))
+        reply(self.checkpoint_task(request).await)
     }
 
     async fn update(

@@ -17,6 +17,8 @@ use crate::bundle::Bundle;
 
 /// How long a shim call may take (but `Wait`).
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a checkpoint (criu's dump of the task's memory) may take.
+pub const CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// A shim serving one task.
 pub struct Shim {
@@ -126,8 +128,9 @@ impl Shim {
             id: self.id().to_owned(),
             exec_id: exec_id.to_owned(),
         };
+        // A task created from a checkpoint is restored by its Start.
         self.client
-            .start(self.ctx(CALL_TIMEOUT), &req)
+            .start(self.ctx(CHECKPOINT_TIMEOUT), &req)
             .await
             .map_err(timeout_error("start", self.id()))
     }
@@ -226,6 +229,21 @@ impl Shim {
             .await
             .map(|_| ())
             .map_err(timeout_error("resume", self.id()))
+    }
+
+    /// `Checkpoint`: the shim has criu dump the task into `path`. criu
+    /// takes as long as the memory it writes: no short timeout.
+    pub async fn checkpoint(&self, path: &Path, options: Option<prost_types::Any>) -> Result<()> {
+        let req = pb::CheckpointTaskRequest {
+            id: self.id().to_owned(),
+            path: path.display().to_string(),
+            options,
+        };
+        self.client
+            .checkpoint(self.ctx(CHECKPOINT_TIMEOUT), &req)
+            .await
+            .map(|_| ())
+            .map_err(timeout_error("checkpoint", self.id()))
     }
 
     /// `Exec`.

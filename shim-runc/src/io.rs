@@ -86,6 +86,129 @@ pub fn direct(
     })
 }
 
+/// The stdio of a task's init process without a terminal: pipes, relayed
+/// by the shim to the fifos (or `file://` logs) the client named, as
+/// containerd's shim does. criu can checkpoint a process whose stdio is a
+/// pipe (runc records it and re-attaches the restored process to new
+/// pipes), not one holding a fifo or a file of the host, outside the
+/// container's mounts. A `binary://` stdout is already a pipe to the
+/// logger.
+pub fn relayed(
+    stdin: &str,
+    stdout: &str,
+    stderr: &str,
+    id: &str,
+    namespace: &str,
+) -> Result<ProcessIo> {
+    if stdout.starts_with("binary://") {
+        let (out, err) = binary_log(stdout, id, namespace)?;
+        return Ok(ProcessIo {
+            stdin: relay_input(stdin)?,
+            stdout: Some(out),
+            stderr: Some(err),
+        });
+    }
+    Ok(ProcessIo {
+        stdin: relay_input(stdin)?,
+        stdout: relay_output(stdout)?,
+        stderr: relay_output(stderr)?,
+    })
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+    nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::unknown(format!("pipe: {e}")))
+}
+
+/// A relay thread: small, as it only copies.
+fn relay_thread(name: &str, run: impl FnOnce() + Send + 'static) -> Result<()> {
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .stack_size(64 << 10)
+        .spawn(run)
+        .map(|_| ())
+        .map_err(|e| Error::unknown(format!("start {name} relay: {e}")))
+}
+
+/// An output relayed: the write end of a pipe for the process; a thread
+/// copies the read end into the fifo (opened read-write, so it never waits
+/// for the client) until every writer is gone, then closes the fifo so
+/// the client sees the end.
+fn relay_output(uri: &str) -> Result<Option<OwnedFd>> {
+    let Some(target) = open_output(uri)? else {
+        return Ok(None);
+    };
+    let (r, w) = pipe()?;
+    relay_thread("stdout", move || {
+        let (mut from, mut to) = (File::from(r), File::from(target));
+        let mut buf = [0u8; 32 << 10];
+        while let Ok(n) = from.read(&mut buf) {
+            if n == 0 || to.write_all(&buf[..n]).is_err() {
+                return;
+            }
+        }
+    })?;
+    Ok(Some(w))
+}
+
+/// stdin relayed: the read end of a pipe for the process; a thread copies
+/// the client's fifo into it until the client closes its end (or the
+/// process is gone), then closes the pipe, which is the process's EOF.
+fn relay_input(path: &str) -> Result<Option<OwnedFd>> {
+    if path.is_empty() {
+        return Ok(None);
+    }
+    // Non-blocking: opening never waits for the client's writer.
+    let fifo = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| io_error(path, e))?;
+    let (r, w) = pipe()?;
+    relay_thread("stdin", move || copy_input(fifo, w))?;
+    Ok(Some(r))
+}
+
+/// The stdin relay: waits on both the fifo (data, or its writer gone) and
+/// the pipe (the process gone), so the thread never outlives either.
+fn copy_input(mut fifo: File, pipe: OwnedFd) {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd as _;
+    let mut to = File::from(pipe);
+    let mut buf = [0u8; 32 << 10];
+    loop {
+        let (fifo_events, pipe_events) = {
+            let mut fds = [
+                PollFd::new(fifo.as_fd(), PollFlags::POLLIN),
+                PollFd::new(to.as_fd(), PollFlags::empty()),
+            ];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) => (fds[0].revents(), fds[1].revents()),
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => return,
+            }
+        };
+        // The process (the pipe's only reader) is gone.
+        if pipe_events.is_some_and(|e| e.intersects(PollFlags::POLLERR | PollFlags::POLLHUP)) {
+            return;
+        }
+        // Linux reports POLLHUP on a fifo only after a writer came and
+        // went: a client that has not opened its end yet is waited for.
+        if fifo_events.is_some_and(|e| e.intersects(PollFlags::POLLIN | PollFlags::POLLHUP)) {
+            match fifo.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    if to.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return,
+            }
+        }
+    }
+}
+
 /// A descriptor duplicated to 100 or above (close-on-exec), out of the way
 /// of the 3, 4, 5 a logging binary expects.
 fn high(fd: &OwnedFd) -> Result<OwnedFd> {

@@ -18,10 +18,71 @@ pub struct Runc {
     pub root: PathBuf,
     /// `--systemd-cgroup`.
     pub systemd_cgroup: bool,
+    /// `--criu`: the criu binary runc checkpoints and restores with (the
+    /// `CriuPath` option; else runc's default, `criu` on PATH).
+    pub criu: Option<PathBuf>,
     /// Where runc writes its log (JSON), read for error messages.
     pub log: PathBuf,
     /// The reaper that owns every exit.
     pub reaper: Reaper,
+}
+
+/// What `runc checkpoint` and `runc restore` share: containerd's
+/// `CheckpointOpts` of go-runc.
+#[derive(Debug, Clone, Default)]
+pub struct CriuOptions {
+    /// `--image-path`: where criu writes (or reads) the images.
+    pub image_path: PathBuf,
+    /// `--work-path`: criu's logs and work files.
+    pub work_path: PathBuf,
+    /// `--parent-path`: a pre-dump this image builds on.
+    pub parent_path: Option<String>,
+    /// `--tcp-established`.
+    pub open_tcp: bool,
+    /// `--ext-unix-sk`.
+    pub external_unix_sockets: bool,
+    /// `--shell-job`: the container has a terminal.
+    pub terminal: bool,
+    /// `--file-locks`.
+    pub file_locks: bool,
+    /// `--empty-ns`, each.
+    pub empty_namespaces: Vec<String>,
+    /// `--manage-cgroups-mode` (soft, full, strict).
+    pub cgroups_mode: String,
+}
+
+impl CriuOptions {
+    fn args(&self) -> Vec<String> {
+        let mut out = vec![
+            "--image-path".to_owned(),
+            self.image_path.display().to_string(),
+            "--work-path".to_owned(),
+            self.work_path.display().to_string(),
+        ];
+        if let Some(parent) = &self.parent_path {
+            out.extend(["--parent-path".to_owned(), parent.clone()]);
+        }
+        for (set, flag) in [
+            (self.open_tcp, "--tcp-established"),
+            (self.external_unix_sockets, "--ext-unix-sk"),
+            (self.terminal, "--shell-job"),
+            (self.file_locks, "--file-locks"),
+        ] {
+            if set {
+                out.push(flag.to_owned());
+            }
+        }
+        if !self.cgroups_mode.is_empty() {
+            out.extend([
+                "--manage-cgroups-mode".to_owned(),
+                self.cgroups_mode.clone(),
+            ]);
+        }
+        for ns in &self.empty_namespaces {
+            out.extend(["--empty-ns".to_owned(), ns.clone()]);
+        }
+        out
+    }
 }
 
 /// Stdio for a runc command's container process.
@@ -49,6 +110,9 @@ impl Runc {
             .args(["--log-format", "json"]);
         if self.systemd_cgroup {
             cmd.arg("--systemd-cgroup");
+        }
+        if let Some(criu) = &self.criu {
+            cmd.arg("--criu").arg(criu);
         }
         cmd.args(args);
         cmd
@@ -177,6 +241,70 @@ impl Runc {
             .stderr(stdio(io.stderr));
         self.spawn_with_stdio("exec", cmd).await?;
         read_pid(pid_file)
+    }
+
+    /// `runc checkpoint`: criu dumps the container into
+    /// `options.image_path`; it keeps running with `leave_running`, else
+    /// criu kills it once dumped.
+    pub async fn checkpoint(
+        &self,
+        id: &str,
+        options: &CriuOptions,
+        leave_running: bool,
+    ) -> Result<()> {
+        let mut args = vec!["checkpoint".to_owned()];
+        args.extend(options.args());
+        if leave_running {
+            args.push("--leave-running".to_owned());
+        }
+        args.push(id.to_owned());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.run("checkpoint", self.command(&args), None)
+            .await
+            .map(|_| ())
+    }
+
+    /// `runc restore --detach`: the container `id` of `bundle` from the
+    /// images at `options.image_path`, its init given `io` (or a terminal
+    /// through `console`); not a subreaper, so the restored init becomes
+    /// the shim's child. Returns its pid.
+    pub async fn restore(
+        &self,
+        id: &str,
+        bundle: &Path,
+        options: &CriuOptions,
+        no_pivot: bool,
+        console: Option<&Path>,
+        io: ProcessIo,
+    ) -> Result<i32> {
+        let pid_file = bundle.join("init.pid");
+        let mut args = vec!["restore".to_owned()];
+        args.extend(options.args());
+        args.extend([
+            "--detach".to_owned(),
+            "--no-subreaper".to_owned(),
+            "--pid-file".to_owned(),
+            pid_file.display().to_string(),
+        ]);
+        if no_pivot {
+            args.push("--no-pivot".to_owned());
+        }
+        if let Some(c) = console {
+            args.extend(["--console-socket".to_owned(), c.display().to_string()]);
+        }
+        args.extend([
+            "--bundle".to_owned(),
+            bundle.display().to_string(),
+            id.to_owned(),
+        ]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut cmd = self.command(&args);
+        cmd.current_dir(bundle)
+            .stdin(stdio(io.stdin))
+            .stdout(stdio(io.stdout))
+            .stderr(stdio(io.stderr));
+        self.spawn_with_stdio("restore", cmd).await?;
+        read_pid(&pid_file)
     }
 
     /// `runc kill`.

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use crated_api::containerd::events as ev;
-use crated_api::containerd::runc::v1::Options as RuncOptions;
+use crated_api::containerd::runc::v1::{CheckpointOptions, Options as RuncOptions};
 use crated_api::containerd::task::v2 as pb;
 use crated_api::containerd::task::v2::task_ttrpc::Task;
 use crated_api::containerd::v1::types::{ProcessInfo, Status};
@@ -23,7 +23,7 @@ use ttrpc::r#async::TtrpcContext;
 use crate::events::Publisher;
 use crate::io::{self, ConsoleSocket};
 use crate::reaper::{Exit, Reaper};
-use crate::runc::Runc;
+use crate::runc::{CriuOptions, ProcessIo, Runc};
 
 fn ts(t: SystemTime) -> prost_types::Timestamp {
     prost_types::Timestamp::from(t)
@@ -63,8 +63,17 @@ impl Process {
     }
 }
 
+/// A task created from a checkpoint: restored by its Start.
+struct Restore {
+    criu: CriuOptions,
+}
+
 struct Container {
     bundle: PathBuf,
+    /// The runtime options of the Create (criu work path, no pivot).
+    options: RuncOptions,
+    /// Set until a task created from a checkpoint is started.
+    restore: Option<Restore>,
     /// `linux.cgroupsPath` of the spec, for stats.
     cgroups_path: String,
     runc: Runc,
@@ -91,8 +100,50 @@ pub struct Service {
     ever_created: std::sync::atomic::AtomicBool,
 }
 
+/// criu's work dir: the `CriuWorkPath` option, else `criu-work` in the
+/// bundle.
+fn criu_work_path(options: &RuncOptions, bundle: &std::path::Path) -> PathBuf {
+    if options.criu_work_path.is_empty() {
+        bundle.join("criu-work")
+    } else {
+        PathBuf::from(&options.criu_work_path)
+    }
+}
+
+/// Copies criu's `log` out of its work dir into the bundle as
+/// `criu-<log>` (containerd's `criu-dump.log`), which outlives the work
+/// dir; returns criu's first error and where the whole log is.
+fn keep_criu_log(work: &std::path::Path, log: &str, bundle: &std::path::Path) -> String {
+    let source = work.join(log);
+    let kept = bundle.join(format!("criu-{log}"));
+    let path = match std::fs::copy(&source, &kept) {
+        Ok(_) => kept,
+        Err(_) => source,
+    };
+    // criu's first fatal error is the cause; later ones are its
+    // unwinding. (It reports a failed rlimit raise and carries on.)
+    let first_error = std::fs::read_to_string(&path).ok().and_then(|text| {
+        text.lines()
+            .filter(|l| l.contains("Error (") && !l.contains("rlimit:"))
+            .map(|l| l.trim().to_owned())
+            .next()
+    });
+    match first_error {
+        Some(error) => format!("{error}; log: {}", path.display()),
+        None => format!("log: {}", path.display()),
+    }
+}
+
 fn err(e: Error) -> ttrpc::Error {
     to_ttrpc(e)
+}
+
+/// The runc runtime options of a Create (defaults when absent).
+fn runc_options(options: Option<&prost_types::Any>) -> RuncOptions {
+    options
+        .filter(|o| o.type_url.ends_with("containerd.runc.v1.Options"))
+        .and_then(|o| RuncOptions::decode(o.value.as_slice()).ok())
+        .unwrap_or_default()
 }
 
 /// The runc a Create's options ask for.
@@ -102,10 +153,7 @@ pub fn runc_for(
     options: Option<&prost_types::Any>,
     reaper: Reaper,
 ) -> Runc {
-    let opts = options
-        .filter(|o| o.type_url.ends_with("containerd.runc.v1.Options"))
-        .and_then(|o| RuncOptions::decode(o.value.as_slice()).ok())
-        .unwrap_or_default();
+    let opts = runc_options(options);
     let binary = if opts.binary_name.is_empty() {
         "runc".to_owned()
     } else {
@@ -120,6 +168,9 @@ pub fn runc_for(
         binary: binary.into(),
         root: PathBuf::from(root).join(namespace.as_str()),
         systemd_cgroup: opts.systemd_cgroup,
+        criu: Some(opts.criu_path)
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from),
         log: bundle.join("log.json"),
         reaper,
     }
@@ -289,6 +340,54 @@ impl Service {
         });
     }
 
+    /// Starts a process through `launch` (runc create, exec or restore)
+    /// with its stdio: pipes relayed to the fifos for a task's init (which
+    /// criu can checkpoint), the fifos handed over directly for an exec,
+    /// or a console socket whose pty master is then copied to and from
+    /// them. Returns the pid `launch` reports and the master.
+    async fn launch<F, Fut>(
+        &self,
+        init: bool,
+        terminal: bool,
+        (stdin, stdout, stderr): (&str, &str, &str),
+        launch: F,
+    ) -> Result<(i32, Option<Arc<OwnedFd>>)>
+    where
+        F: FnOnce(Option<PathBuf>, ProcessIo) -> Fut,
+        Fut: std::future::Future<Output = Result<i32>>,
+    {
+        let ns = self.namespace.as_str();
+        let (console, io) = if terminal {
+            (Some(ConsoleSocket::new()?), ProcessIo::default())
+        } else if init {
+            (None, io::relayed(stdin, stdout, stderr, &self.id, ns)?)
+        } else {
+            (None, io::direct(stdin, stdout, stderr, &self.id, ns)?)
+        };
+        let console_path = console.as_ref().map(|c| c.path.clone());
+        let receiving = console.map(|c| tokio::task::spawn_blocking(move || c.receive()));
+        let pid = match launch(console_path, io).await {
+            Ok(pid) => pid,
+            Err(e) => {
+                if let Some(r) = receiving {
+                    r.abort();
+                }
+                return Err(e);
+            }
+        };
+        let master = match receiving {
+            Some(r) => {
+                let master = r
+                    .await
+                    .map_err(|e| Error::unknown(format!("console: {e}")))??;
+                io::copy_console(&master, stdin, stdout)?;
+                Some(Arc::new(master))
+            }
+            None => None,
+        };
+        Ok((pid, master))
+    }
+
     async fn create_task(
         self: &Arc<Self>,
         req: pb::CreateTaskRequest,
@@ -299,12 +398,8 @@ impl Service {
                 req.id
             )));
         }
-        if !req.checkpoint.is_empty() {
-            return Err(Error::not_implemented(
-                "restoring a checkpoint is not built yet in this shim",
-            ));
-        }
         let bundle = PathBuf::from(&req.bundle);
+        let options = runc_options(req.options.as_ref());
         let runc = runc_for(
             &self.namespace,
             &bundle,
@@ -322,51 +417,26 @@ impl Service {
         } else {
             Some(mount_all(&mounts, &bundle.join("rootfs"))?)
         };
-        let created = async {
-            let (console, io) = if req.terminal {
-                (
-                    Some(ConsoleSocket::new()?),
-                    crate::runc::ProcessIo::default(),
-                )
-            } else {
-                (
-                    None,
-                    io::direct(
-                        &req.stdin,
-                        &req.stdout,
-                        &req.stderr,
-                        &req.id,
-                        self.namespace.as_str(),
-                    )?,
-                )
-            };
-            let console_path = console.as_ref().map(|c| c.path.clone());
-            let receiving = console.map(|c| tokio::task::spawn_blocking(move || c.receive()));
-            let pid = match runc
-                .create(&req.id, &bundle, console_path.as_deref(), io)
-                .await
-            {
-                Ok(pid) => pid,
-                Err(e) => {
-                    if let Some(r) = receiving {
-                        r.abort();
-                    }
-                    return Err(e);
-                }
-            };
-            let master = match receiving {
-                Some(r) => {
-                    let master = r
-                        .await
-                        .map_err(|e| Error::unknown(format!("console: {e}")))??;
-                    io::copy_console(&master, &req.stdin, &req.stdout)?;
-                    Some(Arc::new(master))
-                }
-                None => None,
-            };
-            Ok((pid, master))
-        }
-        .await;
+        // From a checkpoint, nothing runs until Start restores it (as
+        // containerd's createdCheckpointState): the stdio is opened then.
+        let restore = (!req.checkpoint.is_empty()).then(|| Restore {
+            criu: CriuOptions {
+                image_path: PathBuf::from(&req.checkpoint),
+                work_path: criu_work_path(&options, &bundle),
+                parent_path: Some(req.parent_checkpoint.clone()).filter(|p| !p.is_empty()),
+                ..Default::default()
+            },
+        });
+        let created = if restore.is_some() {
+            Ok((0, None))
+        } else {
+            let stdio = (req.stdin.as_str(), req.stdout.as_str(), req.stderr.as_str());
+            let (runc, id, bundle) = (&runc, &req.id, &bundle);
+            self.launch(true, req.terminal, stdio, move |console, io| async move {
+                runc.create(id, bundle, console.as_deref(), io).await
+            })
+            .await
+        };
         let (pid, master) = match created {
             Ok(done) => done,
             Err(e) => {
@@ -378,7 +448,9 @@ impl Service {
             }
         };
         let (exit, _) = watch::channel(None);
-        self.watch_exit(String::new(), pid, self.reaper.watch(pid), exit.clone());
+        if restore.is_none() {
+            self.watch_exit(String::new(), pid, self.reaper.watch(pid), exit.clone());
+        }
         let init = Process {
             pid,
             exit,
@@ -413,6 +485,8 @@ impl Service {
         if let Ok(mut c) = self.container.lock() {
             *c = Some(Container {
                 bundle: bundle.clone(),
+                options,
+                restore,
                 cgroups_path,
                 runc,
                 rootfs,
@@ -434,7 +508,7 @@ impl Service {
                         stderr: req.stderr,
                         terminal: req.terminal,
                     }),
-                    checkpoint: String::new(),
+                    checkpoint: req.checkpoint.clone(),
                     pid: pid as u32,
                 },
             )
@@ -442,14 +516,126 @@ impl Service {
         Ok(pb::CreateTaskResponse { pid: pid as u32 })
     }
 
+    /// Start of a task created from a checkpoint: `runc restore`, then
+    /// the restored init is watched as a started one. A failed restore
+    /// keeps the task restorable (its checkpoint stays pending).
+    async fn restore(self: &Arc<Self>, runc: &Runc, restore: Restore) -> Result<i32> {
+        let (bundle, no_pivot, terminal, stdin, stdout, stderr) = self.with(|c| {
+            Ok((
+                c.bundle.clone(),
+                c.options.no_pivot_root,
+                c.init.terminal,
+                c.init.stdin.clone(),
+                c.init.stdout.clone(),
+                c.init.stderr.clone(),
+            ))
+        })?;
+        let mut criu = restore.criu.clone();
+        criu.terminal = terminal;
+        let (id, bundle_ref, criu_ref) = (&self.id, &bundle, &criu);
+        let restored = self
+            .launch(
+                true,
+                terminal,
+                (&stdin, &stdout, &stderr),
+                move |console, io| async move {
+                    runc.restore(id, bundle_ref, criu_ref, no_pivot, console.as_deref(), io)
+                        .await
+                },
+            )
+            .await;
+        let (pid, master) = match restored {
+            Ok(done) => done,
+            Err(e) => {
+                let log = keep_criu_log(&criu.work_path, "restore.log", &bundle);
+                let _ = self.with(|c| {
+                    c.restore = Some(restore);
+                    Ok(())
+                });
+                return Err(e.context(format!("criu restore failed ({log})")));
+            }
+        };
+        let exit = self.with(|c| {
+            c.init.pid = pid;
+            c.init.started = true;
+            c.init.console = master;
+            Ok(c.init.exit.clone())
+        })?;
+        self.watch_exit(String::new(), pid, self.reaper.watch(pid), exit);
+        Ok(pid)
+    }
+
+    /// `runc checkpoint` of the init into `req.path`, with the
+    /// `containerd.runc.v1.CheckpointOptions` of the request.
+    async fn checkpoint_task(&self, req: pb::CheckpointTaskRequest) -> Result<()> {
+        let opts = match &req.options {
+            Some(any)
+                if any
+                    .type_url
+                    .ends_with("containerd.runc.v1.CheckpointOptions") =>
+            {
+                CheckpointOptions::decode(any.value.as_slice())
+                    .map_err(|e| Error::invalid_argument(format!("checkpoint options: {e}")))?
+            }
+            Some(any) if !any.type_url.is_empty() => return Err(Error::invalid_argument(format!(
+                "checkpoint options of type {:?}: expected containerd.runc.v1.CheckpointOptions",
+                any.type_url
+            ))),
+            _ => CheckpointOptions::default(),
+        };
+        if req.path.is_empty() {
+            return Err(Error::invalid_argument("checkpoint has no image path"));
+        }
+        let (runc, bundle, work) = self.with(|c| {
+            if !c.init.started || c.init.exited().is_some() {
+                return Err(Error::failed_precondition(format!(
+                    "task {:?} is not running: only a running task can be checkpointed",
+                    self.id
+                )));
+            }
+            let work = if opts.work_path.is_empty() {
+                c.bundle.join("criu-work")
+            } else {
+                PathBuf::from(&opts.work_path)
+            };
+            Ok((c.runc.clone(), c.bundle.clone(), work))
+        })?;
+        let criu = CriuOptions {
+            image_path: PathBuf::from(&req.path),
+            work_path: work.clone(),
+            parent_path: None,
+            open_tcp: opts.open_tcp,
+            external_unix_sockets: opts.external_unix_sockets,
+            terminal: opts.terminal,
+            file_locks: opts.file_locks,
+            empty_namespaces: opts.empty_namespaces.clone(),
+            cgroups_mode: opts.cgroups_mode.clone(),
+        };
+        let done = runc.checkpoint(&self.id, &criu, !opts.exit).await;
+        let result = done.map_err(|e| {
+            let log = keep_criu_log(&work, "dump.log", &bundle);
+            e.context(format!("criu dump failed ({log})"))
+        });
+        // A work path of our own is scratch; one the caller chose is kept.
+        if opts.work_path.is_empty() {
+            let _ = std::fs::remove_dir_all(&work);
+        }
+        result
+    }
+
     async fn start_process(self: &Arc<Self>, exec_id: &str) -> Result<pb::StartResponse> {
         let runc = self.runc()?;
         if exec_id.is_empty() {
-            runc.start(&self.id).await?;
-            let pid = self.with(|c| {
-                c.init.started = true;
-                Ok(c.init.pid)
-            })?;
+            let pid = match self.with(|c| Ok(c.restore.take()))? {
+                Some(restore) => self.restore(&runc, restore).await?,
+                None => {
+                    runc.start(&self.id).await?;
+                    self.with(|c| {
+                        c.init.started = true;
+                        Ok(c.init.pid)
+                    })?
+                }
+            };
             self.publisher
                 .publish(
                     "/tasks/start",
@@ -481,48 +667,21 @@ impl Service {
         let pid_file = bundle.join(format!("{exec_id}.pid"));
         std::fs::write(&process_file, &spec)
             .map_err(|e| Error::unknown(format!("write {}: {e}", process_file.display())))?;
-        let (console, io) = if terminal {
-            (
-                Some(ConsoleSocket::new()?),
-                crate::runc::ProcessIo::default(),
-            )
-        } else {
-            (
-                None,
-                io::direct(&stdin, &stdout, &stderr, &self.id, self.namespace.as_str())?,
-            )
-        };
-        let console_path = console.as_ref().map(|c| c.path.clone());
-        let receiving = console.map(|c| tokio::task::spawn_blocking(move || c.receive()));
-        let execd = runc
-            .exec(
-                &self.id,
-                &process_file,
-                &pid_file,
-                console_path.as_deref(),
-                io,
+        let (runc_ref, id, process, pid_path) = (&runc, &self.id, &process_file, &pid_file);
+        let execd = self
+            .launch(
+                false,
+                terminal,
+                (&stdin, &stdout, &stderr),
+                move |console, io| async move {
+                    runc_ref
+                        .exec(id, process, pid_path, console.as_deref(), io)
+                        .await
+                },
             )
             .await;
         let _ = std::fs::remove_file(&process_file);
-        let pid = match execd {
-            Ok(pid) => pid,
-            Err(e) => {
-                if let Some(r) = receiving {
-                    r.abort();
-                }
-                return Err(e);
-            }
-        };
-        let master = match receiving {
-            Some(r) => {
-                let master = r
-                    .await
-                    .map_err(|e| Error::unknown(format!("console: {e}")))??;
-                io::copy_console(&master, &stdin, &stdout)?;
-                Some(Arc::new(master))
-            }
-            None => None,
-        };
+        let (pid, master) = execd?;
         let exit = self.with(|c| {
             let p = Self::process(c, exec_id)?;
             p.pid = pid;
@@ -586,10 +745,16 @@ impl Service {
                 exited_at: Some(ts(exit.at)),
             });
         }
-        let (runc, pid, exit, running) = self.with(|c| {
+        let (runc, pid, exit, running, restorable) = self.with(|c| {
             let exit = c.init.exited();
             let running = c.init.started && exit.is_none();
-            Ok((c.runc.clone(), c.init.pid, exit, running))
+            Ok((
+                c.runc.clone(),
+                c.init.pid,
+                exit,
+                running,
+                c.restore.is_some(),
+            ))
         })?;
         if running {
             return Err(Error::failed_precondition(format!(
@@ -597,8 +762,11 @@ impl Service {
                 self.id
             )));
         }
-        // A created task that never started: runc kills its init.
-        runc.delete(&self.id, !running && exit.is_none()).await?;
+        // A created task that never started: runc kills its init. One
+        // from a checkpoint that was never restored has nothing in runc.
+        if !restorable {
+            runc.delete(&self.id, !running && exit.is_none()).await?;
+        }
         let exit = exit.unwrap_or(Exit {
             status: 137,
             at: SystemTime::now(),
@@ -729,15 +897,19 @@ impl Task for ServiceHandle {
     async fn checkpoint(
         &self,
         _: &TtrpcContext,
-        _req: pb::CheckpointTaskRequest,
+        req: pb::CheckpointTaskRequest,
     ) -> ttrpc::Result<()> {
-        Err(err(Error::not_implemented(
-            "checkpoint is not built yet in this shim",
-        )))
+        self.0.checkpoint_task(req).await.map_err(err)
     }
 
     async fn kill(&self, _: &TtrpcContext, req: pb::KillRequest) -> ttrpc::Result<()> {
         if req.exec_id.is_empty() {
+            if self.0.with(|c| Ok(c.restore.is_some())).map_err(err)? {
+                return Err(err(Error::failed_precondition(format!(
+                    "task {:?} is created from a checkpoint and not restored yet: no process to signal",
+                    self.0.id
+                ))));
+            }
             let runc = self.0.runc().map_err(err)?;
             return runc
                 .kill(&self.0.id, req.signal, req.all)

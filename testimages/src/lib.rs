@@ -2,11 +2,13 @@
 // Test fixtures: failures here are test failures, reported with context.
 
 mod btrfs;
+mod criu;
 mod image;
 mod registry;
 mod tls;
 
 pub use btrfs::LoopBtrfs;
+pub use criu::{criu, TRIXIE_CRIU};
 pub use image::{
     busybox, hostile, hostile_install, multi_platform, runc, synthetic, whiteouts, Blob, Image,
     LayerBuilder, EXPECTED_WHITEOUT_TREE,

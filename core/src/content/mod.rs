@@ -147,3 +147,54 @@ pub trait ContentStore: Send + Sync {
     /// Opens (or resumes) the ingest named in `options`.
     async fn writer(&self, ns: &Namespace, options: WriterOptions) -> Result<Box<dyn Writer>>;
 }
+
+/// Writes `data` into `store` as one blob of `media_type` under `lease`.
+pub async fn write_blob(
+    store: &dyn ContentStore,
+    ns: &Namespace,
+    lease: Option<&str>,
+    media_type: &str,
+    r#ref: &str,
+    mut data: impl std::io::Read + Send,
+) -> Result<crate::descriptor::Descriptor> {
+    let mut writer = store
+        .writer(
+            ns,
+            WriterOptions {
+                r#ref: r#ref.to_owned(),
+                total: 0,
+                expected: None,
+                lease: lease.map(str::to_owned),
+            },
+        )
+        .await?;
+    // A ref left by an earlier failed attempt starts over.
+    writer.truncate(0).await?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = data
+            .read(&mut buf)
+            .map_err(|e| crate::Error::unknown(format!("read {ref}: {e}", ref = r#ref)))?;
+        if n == 0 {
+            break;
+        }
+        writer.write(&buf[..n]).await?;
+        size += n as u64;
+    }
+    let digest = writer.digest().await?;
+    match writer
+        .commit(size, Some(digest.clone()), Default::default())
+        .await
+    {
+        Ok(()) => {}
+        Err(e) if e.is_already_exists() => {}
+        Err(e) => return Err(e),
+    }
+    Ok(crate::descriptor::Descriptor {
+        media_type: media_type.to_owned(),
+        digest,
+        size,
+        annotations: Default::default(),
+    })
+}

@@ -370,6 +370,11 @@ pub async fn manifest(
         if media_types::is_index(&node.media_type) {
             was_index = true;
             let mut next = children(store, ns, &node).await?;
+            // Only manifests (and indexes) are candidates: a checkpoint's
+            // index also holds its dump and spec.
+            next.retain(|c| {
+                media_types::is_manifest(&c.media_type) || media_types::is_index(&c.media_type)
+            });
             best_first(&mut next, matcher);
             next.truncate(1);
             push_children(&mut stack, next);

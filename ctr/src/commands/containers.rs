@@ -48,6 +48,11 @@ pub enum Command {
         /// Container ids.
         ids: Vec<String>,
     },
+    /// Checkpoint a container (its task through criu with --task) into a
+    /// checkpoint image.
+    Checkpoint(crate::commands::checkpoint::ContainerCheckpointArgs),
+    /// Restore a container from a checkpoint image.
+    Restore(crate::commands::checkpoint::RestoreArgs),
     /// Set and clear labels of a container (`key=` clears).
     Label {
         /// The container id.
@@ -62,6 +67,10 @@ pub async fn run(client: Client, command: Command) -> anyhow::Result<()> {
     let mut service = pb::containers_client::ContainersClient::new(client.channel.clone());
     match command {
         Command::Create(args) => return crate::commands::run::create(client, args).await,
+        Command::Checkpoint(args) => {
+            return crate::commands::checkpoint::container(&client, args).await
+        }
+        Command::Restore(args) => return crate::commands::checkpoint::restore(&client, args).await,
         Command::Ls { quiet, filters } => {
             let containers = service
                 .list(client.request(pb::ListContainersRequest { filters }))

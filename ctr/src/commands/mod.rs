@@ -1,5 +1,6 @@
 //! One module per ctr command group.
 
+pub mod checkpoint;
 pub mod containers;
 pub mod content;
 pub mod events;

@@ -67,6 +67,9 @@ pub enum Command {
         /// The container id.
         id: String,
     },
+    /// Checkpoint a task (criu) into a checkpoint image, whose name is
+    /// printed.
+    Checkpoint(crate::commands::checkpoint::TaskCheckpointArgs),
     /// Pause a task (cgroup freezer).
     Pause {
         /// The container id.
@@ -229,6 +232,7 @@ pub async fn run(client: Client, command: Command) -> anyhow::Result<()> {
             }
             print!("{}", w.render());
         }
+        Command::Checkpoint(args) => crate::commands::checkpoint::task(&client, args).await?,
         Command::Pause { id } => {
             svc.pause(client.request(pb::PauseTaskRequest { container_id: id }))
                 .await

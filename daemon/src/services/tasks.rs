@@ -72,9 +72,14 @@ fn init_service(ctx: &mut InitContext<'_>) -> Result<(), InitError> {
         .clone()
         .ok_or_else(|| Error::failed_precondition("no task manager loaded"))?;
     let db = ctx.metadata()?;
+    let content = ctx
+        .handles
+        .content
+        .clone()
+        .ok_or_else(|| Error::failed_precondition("no content store loaded"))?;
     ctx.handles.grpc.push(Box::new(move |routes, limits| {
         routes.add_service(
-            crated_runtime_v2::service::Service::new(manager, Arc::new(db))
+            crated_runtime_v2::service::Service::new(manager, Arc::new(db), content)
                 .into_server()
                 .max_decoding_message_size(limits.max_recv)
                 .max_encoding_message_size(limits.max_send),

@@ -1,0 +1,545 @@
+//! Checkpoint and restore of containers, as containerd's Go client does it
+//! (`Container.Checkpoint`, `Task.Checkpoint`, `Client.Restore`,
+//! `WithTaskCheckpoint`): the daemon has criu dump the task; the client
+//! gathers the dump, the spec, the runtime options, the image and the
+//! read-write layer into one OCI index, recorded as an image that can be
+//! pushed, pulled on another host and restored there.
+//!
+//! ```no_run
+//! # async fn f(channel: tonic::transport::Channel, ns: crated_core::Namespace) -> crated_core::Result<()> {
+//! use crated_client::checkpoint::{checkpoint, restore, CheckpointOptions, RestoreOptions};
+//! let options = CheckpointOptions { task: true, image: true, rw: true, ..Default::default() };
+//! checkpoint(&channel, &ns, "web", "registry.local/ckpt/web:1", &options).await?;
+//! // … push it, pull it elsewhere, then:
+//! let options = RestoreOptions { live: true, rw: true, ..Default::default() };
+//! restore(&channel, &ns, "web", "registry.local/ckpt/web:1", &options).await?;
+//! # Ok(()) }
+//! ```
+
+use std::collections::BTreeMap;
+
+use crated_api::containerd::runc::v1::CheckpointOptions as CriuOptions;
+use crated_api::containerd::services::containers::v1 as containers;
+use crated_api::containerd::services::tasks::v1 as tasks;
+use crated_api::from_grpc;
+use crated_api::metadata::{set_grpc_lease, set_grpc_namespace};
+use crated_api::proxy::content::ContentProxy;
+use crated_api::proxy::snapshots::SnapshotsProxy;
+use crated_api::services::images::descriptor_to_pb;
+use crated_api::services::snapshots::mount_to_pb;
+use crated_core::checkpoint::{annotations, *};
+use crated_core::content::{write_blob, ContentStore as _};
+use crated_core::descriptor::Descriptor;
+use crated_core::digest::Digest;
+use crated_core::images::walk::{self, media_types, Node};
+use crated_core::platforms::{default_matcher, default_platform};
+use crated_core::snapshots::{Labels, Snapshotter as _};
+use crated_core::{Error, Namespace, Result};
+use prost::Message as _;
+use serde_json::{json, Value};
+use tonic::transport::Channel;
+
+use crate::leases::Temporary;
+
+/// The type URL of runc's checkpoint options in an `Any`.
+const CRIU_OPTIONS_URL: &str = "containerd.runc.v1.CheckpointOptions";
+/// The OCI media type of a gzip layer: the read-write layer's.
+const LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+
+/// What goes into a checkpoint (`ctr containers checkpoint` and
+/// `ctr tasks checkpoint` flags).
+#[derive(Debug, Clone, Default)]
+pub struct CheckpointOptions {
+    /// The task's processes, dumped by criu (`--task`).
+    pub task: bool,
+    /// The container's image (`--image`).
+    pub image: bool,
+    /// The container's read-write layer, as a diff (`--rw`).
+    pub rw: bool,
+    /// Stop the task once dumped (`--exit`); it keeps running otherwise.
+    pub exit: bool,
+    /// Leave criu's images in this directory instead of the content store
+    /// (`--image-path`): no checkpoint image is recorded.
+    pub image_path: Option<String>,
+    /// criu's work directory, kept (`--work-path`).
+    pub work_path: Option<String>,
+    /// Labels of the checkpoint's image record.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// How to restore (`ctr containers restore` flags).
+#[derive(Debug, Clone, Default)]
+pub struct RestoreOptions {
+    /// Restore the processes from criu's dump (`--live`); else a new task
+    /// starts from the spec.
+    pub live: bool,
+    /// Apply the checkpoint's read-write layer (`--rw`).
+    pub rw: bool,
+    /// The task's stdio (empty: none).
+    pub stdin: String,
+    /// See `stdin`.
+    pub stdout: String,
+    /// See `stdin`.
+    pub stderr: String,
+}
+
+fn with_meta<T>(ns: &Namespace, lease: Option<&str>, message: T) -> Result<tonic::Request<T>> {
+    let mut request = tonic::Request::new(message);
+    set_grpc_namespace(&mut request, ns);
+    if let Some(lease) = lease {
+        set_grpc_lease(&mut request, lease)?;
+    }
+    Ok(request)
+}
+
+async fn container(channel: &Channel, ns: &Namespace, id: &str) -> Result<containers::Container> {
+    let request = with_meta(
+        ns,
+        None,
+        containers::GetContainerRequest { id: id.to_owned() },
+    )?;
+    containers::containers_client::ContainersClient::new(channel.clone())
+        .get(request)
+        .await
+        .map_err(|s| from_grpc(s).context(format!("container {id:?}")))?
+        .into_inner()
+        .container
+        .ok_or_else(|| Error::not_found(format!("container {id:?}: not found")))
+}
+
+/// The status of `id`'s task, or None when it has none.
+async fn task_status(channel: &Channel, ns: &Namespace, id: &str) -> Result<Option<i32>> {
+    let request = with_meta(
+        ns,
+        None,
+        tasks::GetRequest {
+            container_id: id.to_owned(),
+            exec_id: String::new(),
+        },
+    )?;
+    match tasks::tasks_client::TasksClient::new(channel.clone())
+        .get(request)
+        .await
+    {
+        Ok(r) => Ok(r.into_inner().process.map(|p| p.status)),
+        Err(s) if s.code() == tonic::Code::NotFound => Ok(None),
+        Err(s) => Err(from_grpc(s)),
+    }
+}
+
+async fn set_paused(channel: &Channel, ns: &Namespace, id: &str, paused: bool) -> Result<()> {
+    let mut client = tasks::tasks_client::TasksClient::new(channel.clone());
+    let container_id = id.to_owned();
+    if paused {
+        let request = with_meta(ns, None, tasks::PauseTaskRequest { container_id })?;
+        client.pause(request).await.map_err(from_grpc)?;
+    } else {
+        let request = with_meta(ns, None, tasks::ResumeTaskRequest { container_id })?;
+        client.resume(request).await.map_err(from_grpc)?;
+    }
+    Ok(())
+}
+
+/// A descriptor as an index entry, for this host's platform.
+fn entry(desc: &Descriptor, with_platform: bool) -> Value {
+    let mut v = json!({
+        "mediaType": desc.media_type,
+        "digest": desc.digest.to_string(),
+        "size": desc.size,
+    });
+    if !desc.annotations.is_empty() {
+        v["annotations"] = json!(desc.annotations);
+    }
+    if with_platform {
+        let p = default_platform();
+        v["platform"] = json!({"architecture": p.architecture, "os": p.os});
+    }
+    v
+}
+
+/// Checkpoints container `id` as the image `name`: its task paused
+/// meanwhile (and resumed after, unless it exits), containerd's layout.
+/// Returns the index written, or None when criu's images were left in
+/// `options.image_path`.
+pub async fn checkpoint(
+    channel: &Channel,
+    ns: &Namespace,
+    id: &str,
+    name: &str,
+    options: &CheckpointOptions,
+) -> Result<Option<Descriptor>> {
+    let status = task_status(channel, ns, id).await?;
+    if options.task && status.is_none() {
+        return Err(Error::failed_precondition(format!(
+            "container {id:?} has no task to checkpoint"
+        )));
+    }
+    let paused_by_us = status == Some(crated_api::containerd::v1::types::Status::Running as i32);
+    if paused_by_us {
+        set_paused(channel, ns, id, true).await?;
+    }
+    let lease = Temporary::create(channel, ns).await?;
+    let result = checkpoint_leased(channel, ns, id, name, options, lease.id()).await;
+    lease.release().await;
+    if paused_by_us {
+        let resumed = set_paused(channel, ns, id, false).await;
+        // A task that exited with its dump cannot be resumed.
+        if let (Err(e), false) = (resumed, options.exit) {
+            tracing::warn!(id, error = %e, "resume after checkpoint");
+        }
+    }
+    result
+}
+
+async fn checkpoint_leased(
+    channel: &Channel,
+    ns: &Namespace,
+    id: &str,
+    name: &str,
+    options: &CheckpointOptions,
+    lease: &str,
+) -> Result<Option<Descriptor>> {
+    let record = container(channel, ns, id).await?;
+    let store = ContentProxy::new(channel.clone()).with_lease(lease);
+    let runtime = record.runtime.clone().unwrap_or_default();
+    let mut manifests: Vec<Value> = Vec::new();
+    let mut index_annotations = BTreeMap::new();
+    index_annotations.insert(annotations::RUNTIME_NAME.to_owned(), runtime.name.clone());
+    index_annotations.insert(
+        annotations::SNAPSHOTTER_NAME.to_owned(),
+        record.snapshotter.clone(),
+    );
+    if !record.image.is_empty() {
+        index_annotations.insert(annotations::IMAGE_NAME.to_owned(), record.image.clone());
+    }
+
+    if options.task {
+        let criu = CriuOptions {
+            exit: options.exit,
+            file_locks: true,
+            image_path: options.image_path.clone().unwrap_or_default(),
+            work_path: options.work_path.clone().unwrap_or_default(),
+            ..Default::default()
+        };
+        let any = prost_types::Any {
+            type_url: CRIU_OPTIONS_URL.to_owned(),
+            value: criu.encode_to_vec(),
+        };
+        let request = with_meta(
+            ns,
+            Some(lease),
+            tasks::CheckpointTaskRequest {
+                container_id: id.to_owned(),
+                parent_checkpoint: String::new(),
+                options: Some(any.clone()),
+            },
+        )?;
+        let response = tasks::tasks_client::TasksClient::new(channel.clone())
+            .checkpoint(request)
+            .await
+            .map_err(from_grpc)?
+            .into_inner();
+        if options.image_path.is_some() {
+            return Ok(None);
+        }
+        for d in response.descriptors {
+            let d = crated_api::services::images::descriptor_from_pb(d)?;
+            manifests.push(entry(&d, true));
+        }
+        let desc = write_blob(
+            &store,
+            ns,
+            Some(lease),
+            MEDIA_TYPE_OPTIONS,
+            &format!("{id}-checkpoint-options"),
+            any.encode_to_vec().as_slice(),
+        )
+        .await?;
+        manifests.push(entry(&desc, true));
+    }
+    if let Some(options) = &runtime.options {
+        let desc = write_blob(
+            &store,
+            ns,
+            Some(lease),
+            MEDIA_TYPE_RUNTIME_OPTIONS,
+            &format!("{id}-runtime-options"),
+            options.encode_to_vec().as_slice(),
+        )
+        .await?;
+        manifests.push(entry(&desc, true));
+    }
+    if options.image {
+        if record.image.is_empty() {
+            return Err(Error::failed_precondition(format!(
+                "container {id:?} has no image to include"
+            )));
+        }
+        let target = crate::images::target(channel, ns, &record.image).await?;
+        manifests.push(entry(&target, false));
+    }
+    if options.rw {
+        if record.snapshot_key.is_empty() {
+            return Err(Error::failed_precondition(format!(
+                "container {id:?} has no snapshot: no read-write layer to include"
+            )));
+        }
+        let rw = crate::diff::snapshot_layer(
+            channel,
+            ns,
+            lease,
+            &record.snapshotter,
+            &record.snapshot_key,
+            crate::diff::CompareOptions {
+                media_type: LAYER_GZIP.to_owned(),
+                r#ref: format!("checkpoint-rw-{}", record.snapshot_key),
+                labels: Labels::new(),
+            },
+        )
+        .await?;
+        manifests.push(entry(&rw, true));
+    }
+
+    let mut gc = BTreeMap::new();
+    for (i, m) in manifests.iter().enumerate() {
+        if let Some(d) = m["digest"].as_str() {
+            gc.insert(format!("containerd.io/gc.ref.content.{i}"), d.to_owned());
+        }
+    }
+    let index = json!({
+        "schemaVersion": 2,
+        "mediaType": media_types::OCI_INDEX,
+        "manifests": manifests,
+        "annotations": index_annotations,
+    });
+    let data = serde_json::to_vec(&index)
+        .map_err(|e| Error::unknown(format!("encode checkpoint index: {e}")))?;
+    let desc = write_blob(
+        &store,
+        ns,
+        Some(lease),
+        media_types::OCI_INDEX,
+        &format!("{id}index"),
+        data.as_slice(),
+    )
+    .await?;
+    let info = crated_core::content::Info {
+        digest: desc.digest.clone(),
+        size: 0,
+        created_at: std::time::UNIX_EPOCH,
+        updated_at: std::time::UNIX_EPOCH,
+        labels: gc.clone(),
+    };
+    let paths: Vec<String> = gc.keys().map(|k| format!("labels.{k}")).collect();
+    store.update(ns, info, &paths).await?;
+    crate::images::put(channel, ns, name, &desc, &options.labels).await?;
+    Ok(Some(desc))
+}
+
+/// An index entry of the checkpoint.
+struct Entry {
+    desc: Descriptor,
+}
+
+fn entries(index: &Value) -> Result<Vec<Entry>> {
+    let items = index["manifests"]
+        .as_array()
+        .ok_or_else(|| Error::invalid_argument("checkpoint index has no manifests"))?;
+    items
+        .iter()
+        .map(|m| {
+            let digest = Digest::parse(m["digest"].as_str().unwrap_or_default())?;
+            Ok(Entry {
+                desc: Descriptor {
+                    media_type: m["mediaType"].as_str().unwrap_or_default().to_owned(),
+                    digest,
+                    size: m["size"].as_u64().unwrap_or_default(),
+                    annotations: m["annotations"]
+                        .as_object()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                },
+            })
+        })
+        .collect()
+}
+
+fn find<'a>(entries: &'a [Entry], media_type: &str) -> Option<&'a Descriptor> {
+    entries
+        .iter()
+        .map(|e| &e.desc)
+        .find(|d| d.media_type == media_type)
+}
+
+/// Restores container `id` from the checkpoint image `name` (which must be
+/// in the store: pull or fetch it first), as `ctr containers restore`: the
+/// container record from the checkpoint's spec and runtime, a snapshot on
+/// its image (which must be unpacked here), the read-write layer applied
+/// with `rw`, then its task, created from criu's dump with `live`, and
+/// started. Returns the task's pid.
+pub async fn restore(
+    channel: &Channel,
+    ns: &Namespace,
+    id: &str,
+    name: &str,
+    options: &RestoreOptions,
+) -> Result<u32> {
+    let lease = Temporary::create(channel, ns).await?;
+    let result = restore_leased(channel, ns, id, name, options, lease.id()).await;
+    lease.release().await;
+    result
+}
+
+async fn restore_leased(
+    channel: &Channel,
+    ns: &Namespace,
+    id: &str,
+    name: &str,
+    options: &RestoreOptions,
+    lease: &str,
+) -> Result<u32> {
+    let target = crate::images::target(channel, ns, name).await?;
+    let store = ContentProxy::new(channel.clone());
+    let data = walk::read_blob(&store, ns, &target.digest)
+        .await
+        .map_err(|e| e.context(format!("checkpoint {name:?}")))?;
+    let index: Value = serde_json::from_slice(&data).map_err(|e| {
+        Error::invalid_argument(format!("checkpoint {name:?} is not an index: {e}"))
+    })?;
+    let entries = entries(&index)?;
+    let note = |key: &str| {
+        index["annotations"][key]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let (image, snapshotter, runtime) = (
+        note(annotations::IMAGE_NAME),
+        note(annotations::SNAPSHOTTER_NAME),
+        note(annotations::RUNTIME_NAME),
+    );
+    if image.is_empty() {
+        return Err(Error::invalid_argument(format!(
+            "checkpoint {name:?}: image name not found in index"
+        )));
+    }
+    if runtime.is_empty() {
+        return Err(Error::invalid_argument(format!(
+            "checkpoint {name:?}: runtime not found in index"
+        )));
+    }
+    let read = |desc: &Descriptor| {
+        let store = store.clone();
+        let digest = desc.digest.clone();
+        async move { walk::read_blob(&store, ns, &digest).await }
+    };
+    let spec_desc = find(&entries, MEDIA_TYPE_CONFIG).ok_or_else(|| {
+        Error::invalid_argument(format!("checkpoint {name:?} has no container spec"))
+    })?;
+    let spec = prost_types::Any::decode(read(spec_desc).await?.as_slice())
+        .map_err(|e| Error::invalid_argument(format!("checkpoint spec: {e}")))?;
+    let runtime_options = match find(&entries, MEDIA_TYPE_RUNTIME_OPTIONS) {
+        Some(d) => Some(
+            prost_types::Any::decode(read(d).await?.as_slice())
+                .map_err(|e| Error::invalid_argument(format!("checkpoint runtime options: {e}")))?,
+        ),
+        None => None,
+    };
+    let criu = if options.live {
+        Some(find(&entries, MEDIA_TYPE_CRIU).cloned().ok_or_else(|| {
+            Error::invalid_argument(format!(
+                "checkpoint {name:?} holds no task dump (checkpointed without --task)"
+            ))
+        })?)
+    } else {
+        None
+    };
+
+    // The snapshot on the image's layers (WithRestoreImage).
+    let image_target = crate::images::target(channel, ns, &image)
+        .await
+        .map_err(|e| e.context("the checkpoint's image must be pulled (and unpacked) first"))?;
+    let manifest =
+        walk::manifest(&store, ns, &Node::from(&image_target), &default_matcher()).await?;
+    let diff_ids = walk::rootfs(&store, ns, &manifest.config).await?;
+    let parent = Digest::chain_id(&diff_ids)
+        .map(|d| d.to_string())
+        .unwrap_or_default();
+    let sn =
+        SnapshotsProxy::new(channel.clone(), snapshotter.clone(), ns.clone()).with_lease(lease);
+    let mounts = sn
+        .prepare(id, &parent, Labels::new())
+        .await
+        .map_err(|e| e.context(format!("snapshot {id:?} on {image} (is it unpacked?)")))?;
+    let created = async {
+        if options.rw {
+            let rw = find(&entries, LAYER_GZIP).ok_or_else(|| {
+                Error::invalid_argument(format!(
+                    "checkpoint {name:?} holds no read-write layer (checkpointed without --rw)"
+                ))
+            })?;
+            crate::diff::apply(channel, ns, lease, rw, mounts.clone()).await?;
+        }
+        let record = containers::Container {
+            id: id.to_owned(),
+            image: image.clone(),
+            runtime: Some(containers::container::Runtime {
+                name: runtime.clone(),
+                options: runtime_options.clone(),
+            }),
+            spec: Some(spec.clone()),
+            snapshotter: snapshotter.clone(),
+            snapshot_key: id.to_owned(),
+            ..Default::default()
+        };
+        let request = with_meta(
+            ns,
+            Some(lease),
+            containers::CreateContainerRequest {
+                container: Some(record),
+            },
+        )?;
+        containers::containers_client::ContainersClient::new(channel.clone())
+            .create(request)
+            .await
+            .map_err(from_grpc)?;
+        Ok(())
+    }
+    .await;
+    if let Err(e) = created {
+        let _ = sn.remove(id).await;
+        return Err(e);
+    }
+
+    let mut client = tasks::tasks_client::TasksClient::new(channel.clone());
+    let request = with_meta(
+        ns,
+        None,
+        tasks::CreateTaskRequest {
+            container_id: id.to_owned(),
+            rootfs: mounts.into_iter().map(mount_to_pb).collect(),
+            stdin: options.stdin.clone(),
+            stdout: options.stdout.clone(),
+            stderr: options.stderr.clone(),
+            terminal: false,
+            checkpoint: criu.map(descriptor_to_pb),
+            options: None,
+            runtime_path: String::new(),
+        },
+    )?;
+    client.create(request).await.map_err(from_grpc)?;
+    let request = with_meta(
+        ns,
+        None,
+        tasks::StartRequest {
+            container_id: id.to_owned(),
+            exec_id: String::new(),
+        },
+    )?;
+    let started = client.start(request).await.map_err(from_grpc)?;
+    Ok(started.into_inner().pid)
+}
