@@ -16,6 +16,7 @@
 //!   from a loopback registry, and snapshot op latency, against containerd
 //!   1.6 (see `daemon/benches/pull.rs`).
 
+mod criu;
 mod registry;
 
 use std::path::Path;
@@ -37,8 +38,10 @@ const SYSTEM_PACKAGES: &[(&str, &str)] = &[
     ("/bin/busybox", "busybox-static"),
     // The test CA of the registry-over-TLS tests.
     ("/usr/bin/openssl", "openssl"),
-    // Checkpoint and restore (runc drives criu).
+    // Checkpoint and restore (runc drives criu, which locks the network
+    // with iptables).
     ("/usr/sbin/criu", "criu"),
+    ("/usr/sbin/iptables-restore", "iptables"),
 ];
 
 fn run(cmd: &mut Command) -> anyhow::Result<()> {
@@ -77,6 +80,18 @@ fn install_system_packages() -> anyhow::Result<()> {
         .env("DEBIAN_FRONTEND", "noninteractive"))
 }
 
+/// The system packages, then a criu that runs on this kernel. Without one
+/// the checkpoint tests say why and skip: a warning, not a failure.
+fn install_deps() -> anyhow::Result<()> {
+    install_system_packages()?;
+    if nix_is_root() {
+        if let Err(e) = criu::install() {
+            eprintln!("xtask: warning: no working criu ({e:#}); checkpoint tests will be skipped");
+        }
+    }
+    Ok(())
+}
+
 fn nix_is_root() -> bool {
     // The uid of this process: /proc/self/status "Uid:\t<real>\t<effective>…".
     std::fs::read_to_string("/proc/self/status")
@@ -90,7 +105,7 @@ fn nix_is_root() -> bool {
 }
 
 fn ci() -> anyhow::Result<()> {
-    install_system_packages()?;
+    install_deps()?;
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
     run(cargo().args([
         "clippy",
@@ -134,7 +149,7 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("ci") => ci(),
-        Some("deps") => install_system_packages(),
+        Some("deps") => install_deps(),
         Some("bench") => bench(&args[1..]),
         Some("registry") => {
             install_system_packages()?;
