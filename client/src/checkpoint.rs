@@ -32,14 +32,14 @@ use crated_core::content::{write_blob, ContentStore as _};
 use crated_core::descriptor::Descriptor;
 use crated_core::digest::Digest;
 use crated_core::images::walk::{self, media_types, Node};
-use crated_core::platforms::{default_matcher, default_platform};
+use crated_core::platforms::default_matcher;
 use crated_core::snapshots::{Labels, Snapshotter as _};
 use crated_core::{Error, Namespace, Result};
 use prost::Message as _;
-use serde_json::{json, Value};
 use tonic::transport::Channel;
 
 use crate::leases::Temporary;
+use crate::oci::{OciDescriptor, OciIndex};
 
 /// The type URL of runc's checkpoint options in an `Any`.
 const CRIU_OPTIONS_URL: &str = "containerd.runc.v1.CheckpointOptions";
@@ -141,20 +141,8 @@ async fn set_paused(channel: &Channel, ns: &Namespace, id: &str, paused: bool) -
 }
 
 /// A descriptor as an index entry, for this host's platform.
-fn entry(desc: &Descriptor, with_platform: bool) -> Value {
-    let mut v = json!({
-        "mediaType": desc.media_type,
-        "digest": desc.digest.to_string(),
-        "size": desc.size,
-    });
-    if !desc.annotations.is_empty() {
-        v["annotations"] = json!(desc.annotations);
-    }
-    if with_platform {
-        let p = default_platform();
-        v["platform"] = json!({"architecture": p.architecture, "os": p.os});
-    }
-    v
+fn entry(desc: &Descriptor, with_platform: bool) -> OciDescriptor {
+    OciDescriptor::new(desc, with_platform.then(OciDescriptor::host_platform))
 }
 
 /// Checkpoints container `id` as the image `name`: its task paused
@@ -202,7 +190,7 @@ async fn checkpoint_leased(
     let record = container(channel, ns, id).await?;
     let store = ContentProxy::new(channel.clone()).with_lease(lease);
     let runtime = record.runtime.clone().unwrap_or_default();
-    let mut manifests: Vec<Value> = Vec::new();
+    let mut manifests: Vec<OciDescriptor> = Vec::new();
     let mut index_annotations = BTreeMap::new();
     index_annotations.insert(annotations::RUNTIME_NAME.to_owned(), runtime.name.clone());
     index_annotations.insert(
@@ -300,20 +288,19 @@ async fn checkpoint_leased(
         manifests.push(entry(&rw, true));
     }
 
-    let mut gc = BTreeMap::new();
-    for (i, m) in manifests.iter().enumerate() {
-        if let Some(d) = m["digest"].as_str() {
-            gc.insert(format!("containerd.io/gc.ref.content.{i}"), d.to_owned());
-        }
-    }
-    let index = json!({
-        "schemaVersion": 2,
-        "mediaType": media_types::OCI_INDEX,
-        "manifests": manifests,
-        "annotations": index_annotations,
-    });
-    let data = serde_json::to_vec(&index)
-        .map_err(|e| Error::unknown(format!("encode checkpoint index: {e}")))?;
+    let gc: BTreeMap<String, String> = manifests
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            (
+                format!("containerd.io/gc.ref.content.{i}"),
+                m.digest.clone(),
+            )
+        })
+        .collect();
+    let mut index = OciIndex::new(manifests);
+    index.annotations = index_annotations;
+    let data = index.to_vec();
     let desc = write_blob(
         &store,
         ns,
@@ -336,43 +323,8 @@ async fn checkpoint_leased(
     Ok(Some(desc))
 }
 
-/// An index entry of the checkpoint.
-struct Entry {
-    desc: Descriptor,
-}
-
-fn entries(index: &Value) -> Result<Vec<Entry>> {
-    let items = index["manifests"]
-        .as_array()
-        .ok_or_else(|| Error::invalid_argument("checkpoint index has no manifests"))?;
-    items
-        .iter()
-        .map(|m| {
-            let digest = Digest::parse(m["digest"].as_str().unwrap_or_default())?;
-            Ok(Entry {
-                desc: Descriptor {
-                    media_type: m["mediaType"].as_str().unwrap_or_default().to_owned(),
-                    digest,
-                    size: m["size"].as_u64().unwrap_or_default(),
-                    annotations: m["annotations"]
-                        .as_object()
-                        .map(|a| {
-                            a.iter()
-                                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                },
-            })
-        })
-        .collect()
-}
-
-fn find<'a>(entries: &'a [Entry], media_type: &str) -> Option<&'a Descriptor> {
-    entries
-        .iter()
-        .map(|e| &e.desc)
-        .find(|d| d.media_type == media_type)
+fn find<'a>(entries: &'a [Descriptor], media_type: &str) -> Option<&'a Descriptor> {
+    entries.iter().find(|d| d.media_type == media_type)
 }
 
 /// Restores container `id` from the checkpoint image `name` (which must be
@@ -407,16 +359,15 @@ async fn restore_leased(
     let data = walk::read_blob(&store, ns, &target.digest)
         .await
         .map_err(|e| e.context(format!("checkpoint {name:?}")))?;
-    let index: Value = serde_json::from_slice(&data).map_err(|e| {
+    let index: OciIndex = serde_json::from_slice(&data).map_err(|e| {
         Error::invalid_argument(format!("checkpoint {name:?} is not an index: {e}"))
     })?;
-    let entries = entries(&index)?;
-    let note = |key: &str| {
-        index["annotations"][key]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
-    };
+    let entries = index
+        .manifests
+        .iter()
+        .map(OciDescriptor::descriptor)
+        .collect::<Result<Vec<_>>>()?;
+    let note = |key: &str| index.annotations.get(key).cloned().unwrap_or_default();
     let (image, snapshotter, runtime) = (
         note(annotations::IMAGE_NAME),
         note(annotations::SNAPSHOTTER_NAME),

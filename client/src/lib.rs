@@ -3,10 +3,13 @@
 pub mod checkpoint;
 pub mod cio;
 pub mod diff;
+pub mod export;
 mod gate;
 pub mod images;
+pub mod import;
 pub mod install;
 pub mod leases;
+pub mod oci;
 pub mod pull;
 pub mod push;
 pub mod spec;

@@ -241,6 +241,12 @@ _ctr() {
             ctr__subcmd__help__subcmd__images,check)
                 cmd="ctr__subcmd__help__subcmd__images__subcmd__check"
                 ;;
+            ctr__subcmd__help__subcmd__images,export)
+                cmd="ctr__subcmd__help__subcmd__images__subcmd__export"
+                ;;
+            ctr__subcmd__help__subcmd__images,import)
+                cmd="ctr__subcmd__help__subcmd__images__subcmd__import"
+                ;;
             ctr__subcmd__help__subcmd__images,label)
                 cmd="ctr__subcmd__help__subcmd__images__subcmd__label"
                 ;;
@@ -358,8 +364,14 @@ _ctr() {
             ctr__subcmd__images,check)
                 cmd="ctr__subcmd__images__subcmd__check"
                 ;;
+            ctr__subcmd__images,export)
+                cmd="ctr__subcmd__images__subcmd__export"
+                ;;
             ctr__subcmd__images,help)
                 cmd="ctr__subcmd__images__subcmd__help"
+                ;;
+            ctr__subcmd__images,import)
+                cmd="ctr__subcmd__images__subcmd__import"
                 ;;
             ctr__subcmd__images,label)
                 cmd="ctr__subcmd__images__subcmd__label"
@@ -388,8 +400,14 @@ _ctr() {
             ctr__subcmd__images__subcmd__help,check)
                 cmd="ctr__subcmd__images__subcmd__help__subcmd__check"
                 ;;
+            ctr__subcmd__images__subcmd__help,export)
+                cmd="ctr__subcmd__images__subcmd__help__subcmd__export"
+                ;;
             ctr__subcmd__images__subcmd__help,help)
                 cmd="ctr__subcmd__images__subcmd__help__subcmd__help"
+                ;;
+            ctr__subcmd__images__subcmd__help,import)
+                cmd="ctr__subcmd__images__subcmd__help__subcmd__import"
                 ;;
             ctr__subcmd__images__subcmd__help,label)
                 cmd="ctr__subcmd__images__subcmd__help__subcmd__label"
@@ -1994,7 +2012,7 @@ _ctr() {
             return 0
             ;;
         ctr__subcmd__help__subcmd__images)
-            opts="ls rm check tag pull push mount unmount label"
+            opts="ls rm check tag export import pull push mount unmount label"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2008,6 +2026,34 @@ _ctr() {
             return 0
             ;;
         ctr__subcmd__help__subcmd__images__subcmd__check)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ctr__subcmd__help__subcmd__images__subcmd__export)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ctr__subcmd__help__subcmd__images__subcmd__import)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2666,7 +2712,7 @@ _ctr() {
             return 0
             ;;
         ctr__subcmd__images)
-            opts="-a -n -h --address --namespace --timeout --connect-timeout --debug --help ls rm check tag pull push mount unmount label help"
+            opts="-a -n -h --address --namespace --timeout --connect-timeout --debug --help ls rm check tag export import pull push mount unmount label help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2745,8 +2791,50 @@ _ctr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        ctr__subcmd__images__subcmd__export)
+            opts="-a -n -h --skip-manifest-json --skip-non-distributable --platform --all-platforms --address --namespace --timeout --connect-timeout --debug --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --platform)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --address)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -a)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --namespace)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -n)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --connect-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         ctr__subcmd__images__subcmd__help)
-            opts="ls rm check tag pull push mount unmount label help"
+            opts="ls rm check tag export import pull push mount unmount label help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2773,7 +2861,35 @@ _ctr() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        ctr__subcmd__images__subcmd__help__subcmd__export)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         ctr__subcmd__images__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ctr__subcmd__images__subcmd__help__subcmd__import)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2892,6 +3008,60 @@ _ctr() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ctr__subcmd__images__subcmd__import)
+            opts="-a -n -h --base-name --digests --skip-digest-for-named --index-name --all-platforms --platform --no-unpack --compress-blobs --snapshotter --address --namespace --timeout --connect-timeout --debug --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --base-name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --index-name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --platform)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --snapshotter)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --address)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -a)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --namespace)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -n)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --connect-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

@@ -92,18 +92,52 @@ fn is_well_formed(algorithm: &str, encoded: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'=' | b'_' | b'-'))
 }
 
-impl Digest {
-    /// The sha256 digest of `data`.
-    pub fn sha256(data: &[u8]) -> Self {
+/// A sha256 digest computed over data that comes in pieces.
+///
+/// ```
+/// use crated_core::digest::{Digest, Sha256};
+/// let mut hasher = Sha256::new();
+/// hasher.update(b"hello ");
+/// hasher.update(b"world");
+/// assert_eq!(hasher.finish(), Digest::sha256(b"hello world"));
+/// ```
+#[derive(Clone, Default)]
+pub struct Sha256(sha2::Sha256);
+
+impl Sha256 {
+    /// An empty hasher.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `data`.
+    pub fn update(&mut self, data: &[u8]) {
         use sha2::Digest as _;
-        let hex: String = sha2::Sha256::digest(data)
+        self.0.update(data);
+    }
+
+    /// The digest of everything added.
+    pub fn finish(self) -> Digest {
+        use sha2::Digest as _;
+        let hex: String = self
+            .0
+            .finalize()
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        Self {
+        Digest {
             colon: 6,
             text: format!("sha256:{hex}"),
         }
+    }
+}
+
+impl Digest {
+    /// The sha256 digest of `data`.
+    pub fn sha256(data: &[u8]) -> Self {
+        let mut hasher = Sha256::new();
+        hasher.update(data);
+        hasher.finish()
     }
 
     /// The chain id of a stack of layers, bottom first, as OCI and

@@ -577,10 +577,12 @@ impl Service {
                 CheckpointOptions::decode(any.value.as_slice())
                     .map_err(|e| Error::invalid_argument(format!("checkpoint options: {e}")))?
             }
-            Some(any) if !any.type_url.is_empty() => return Err(Error::invalid_argument(format!(
+            Some(any) if !any.type_url.is_empty() => {
+                return Err(Error::invalid_argument(format!(
                 "checkpoint options of type {:?}: expected containerd.runc.v1.CheckpointOptions",
                 any.type_url
-            ))),
+            )))
+            }
             _ => CheckpointOptions::default(),
         };
         if req.path.is_empty() {

@@ -365,6 +365,87 @@ pub fn hostile(marker: &Path) -> Result<Vec<(&'static str, Image)>> {
         .collect()
 }
 
+/// `image` as `docker save` (before Docker 25) writes it: the config as
+/// `<hex>.json`, each layer uncompressed as `<id>/layer.tar` (with its
+/// `VERSION` and `json`), `manifest.json` naming `tags`, `repositories`.
+/// A second name for the same image, `alias`, gets its own manifest entry
+/// whose layers are symlinks to the first's, as `docker save` links layers
+/// it writes twice.
+pub fn docker_save(image: &Image, tags: &[&str], alias: &str) -> Result<Vec<u8>> {
+    use std::io::Read as _;
+    let manifest: serde_json::Value = serde_json::from_slice(&image.root.data)?;
+    let find = |digest: &str| {
+        image
+            .blobs
+            .iter()
+            .find(|b| b.digest.to_string() == digest)
+            .with_context(|| format!("blob {digest} not in the image"))
+    };
+    let config = find(manifest["config"]["digest"].as_str().unwrap_or_default())?;
+    let mut out = tar::Builder::new(Vec::new());
+    let mut add = |path: &str, data: &[u8]| -> Result<()> {
+        let mut h = tar::Header::new_ustar();
+        h.set_mode(0o644);
+        h.set_mtime(1_700_000_000);
+        h.set_size(data.len() as u64);
+        h.set_entry_type(tar::EntryType::Regular);
+        out.append_data(&mut h, path, data)?;
+        Ok(())
+    };
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    let config_name = format!("{}.json", config.digest.hex());
+    files.push((config_name.clone(), config.data.to_vec()));
+    let mut layer_paths = Vec::new();
+    let mut alias_paths = Vec::new();
+    let mut links = Vec::new();
+    for (i, layer) in manifest["layers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        let blob = find(layer["digest"].as_str().unwrap_or_default())?;
+        let mut plain = Vec::new();
+        flate2::read::GzDecoder::new(&blob.data[..]).read_to_end(&mut plain)?;
+        let id = Digest::sha256(format!("layer-{i}-{}", blob.digest).as_bytes());
+        let id = id.hex().to_owned();
+        files.push((format!("{id}/VERSION"), b"1.0".to_vec()));
+        files.push((
+            format!("{id}/json"),
+            format!("{{\"id\":\"{id}\"}}").into_bytes(),
+        ));
+        files.push((format!("{id}/layer.tar"), plain));
+        layer_paths.push(format!("{id}/layer.tar"));
+        let alias_id = Digest::sha256(format!("alias-{id}").as_bytes())
+            .hex()
+            .to_owned();
+        links.push((
+            format!("{alias_id}/layer.tar"),
+            format!("../{id}/layer.tar"),
+        ));
+        alias_paths.push(format!("{alias_id}/layer.tar"));
+    }
+    let entries = json!([
+        {"Config": config_name, "RepoTags": tags, "Layers": layer_paths},
+        {"Config": config_name, "RepoTags": [alias], "Layers": alias_paths},
+    ]);
+    files.push(("manifest.json".to_owned(), serde_json::to_vec(&entries)?));
+    files.push(("repositories".to_owned(), b"{}".to_vec()));
+    for (path, data) in &files {
+        add(path, data)?;
+    }
+    for (path, target) in &links {
+        let mut h = tar::Header::new_ustar();
+        h.set_mode(0o644);
+        h.set_mtime(1_700_000_000);
+        h.set_size(0);
+        h.set_entry_type(tar::EntryType::Symlink);
+        out.append_link(&mut h, path, target)?;
+    }
+    Ok(out.into_inner()?)
+}
+
 /// Debian's runc FROM scratch, as `/bin/runc` alone: the binary image
 /// `ctr install` puts into the opt directory.
 pub fn runc() -> Result<Image> {

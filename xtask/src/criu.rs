@@ -53,11 +53,18 @@ pub fn install() -> anyhow::Result<()> {
     )?;
     let options = [
         format!("-oDir={}", apt.display()),
-        format!("-oDir::State::status={}", apt.join("var/lib/dpkg/status").display()),
+        format!(
+            "-oDir::State::status={}",
+            apt.join("var/lib/dpkg/status").display()
+        ),
         "-oDebug::NoLocking=1".to_owned(),
         "-oAPT::Sandbox::User=root".to_owned(),
     ];
-    crate::run(Command::new("apt-get").args(&options).args(["update", "-qq"]))?;
+    crate::run(
+        Command::new("apt-get")
+            .args(&options)
+            .args(["update", "-qq"]),
+    )?;
     let closure = Command::new("apt-cache")
         .args(&options)
         .args([

@@ -155,7 +155,7 @@ pub async fn write_blob(
     lease: Option<&str>,
     media_type: &str,
     r#ref: &str,
-    mut data: impl std::io::Read + Send,
+    mut data: impl std::io::Read,
 ) -> Result<crate::descriptor::Descriptor> {
     let mut writer = store
         .writer(

@@ -1,5 +1,6 @@
 //! `ctr images ls|rm|label|check|tag|mount|unmount`.
 
+mod archive;
 mod mount;
 pub mod pull;
 
@@ -59,6 +60,11 @@ pub enum Command {
         /// The new names.
         targets: Vec<String>,
     },
+    /// Export images to an OCI tar archive (with a Docker manifest.json
+    /// for the platform).
+    Export(archive::ExportArgs),
+    /// Import images from an OCI layout or `docker save` archive.
+    Import(archive::ImportArgs),
     /// Pull an image from a registry and unpack it.
     Pull(pull::PullArgs),
     /// Push an image and all its content to a registry.
@@ -190,6 +196,8 @@ pub async fn run(client: Client, command: Command) -> anyhow::Result<()> {
                 return Err(err);
             }
         }
+        Command::Export(args) => archive::run_export(&client, args).await?,
+        Command::Import(args) => archive::run_import(&client, args).await?,
         Command::Pull(args) => pull::run_pull(&client, args).await?,
         Command::Push(args) => pull::run_push(&client, args).await?,
         Command::Mount {

@@ -70,7 +70,7 @@ pub struct PushArgs {
     local: Option<String>,
 }
 
-fn matcher_of(specs: &[String]) -> anyhow::Result<(Matcher, Vec<Platform>)> {
+pub fn matcher_of(specs: &[String]) -> anyhow::Result<(Matcher, Vec<Platform>)> {
     if specs.is_empty() {
         return Ok((
             platforms::default_matcher(),
