@@ -327,6 +327,39 @@ fn find<'a>(entries: &'a [Descriptor], media_type: &str) -> Option<&'a Descripto
     entries.iter().find(|d| d.media_type == media_type)
 }
 
+/// The entries and annotations of the checkpoint image `name`.
+async fn read_index(
+    channel: &Channel,
+    ns: &Namespace,
+    name: &str,
+) -> Result<(Vec<Descriptor>, BTreeMap<String, String>)> {
+    let target = crate::images::target(channel, ns, name).await?;
+    let store = ContentProxy::new(channel.clone());
+    let data = walk::read_blob(&store, ns, &target.digest)
+        .await
+        .map_err(|e| e.context(format!("checkpoint {name:?}")))?;
+    let index: OciIndex = serde_json::from_slice(&data).map_err(|e| {
+        Error::invalid_argument(format!("checkpoint {name:?} is not an index: {e}"))
+    })?;
+    let entries = index
+        .manifests
+        .iter()
+        .map(OciDescriptor::descriptor)
+        .collect::<Result<Vec<_>>>()?;
+    Ok((entries, index.annotations))
+}
+
+/// containerd's `WithTaskCheckpoint`: the criu dump of the checkpoint
+/// image `name`, for a task's Create.
+pub async fn task_dump(channel: &Channel, ns: &Namespace, name: &str) -> Result<Descriptor> {
+    let (entries, _) = read_index(channel, ns, name).await?;
+    find(&entries, MEDIA_TYPE_CRIU).cloned().ok_or_else(|| {
+        Error::invalid_argument(format!(
+            "checkpoint not found in index of {name:?} (checkpointed without its task?)"
+        ))
+    })
+}
+
 /// Restores container `id` from the checkpoint image `name` (which must be
 /// in the store: pull or fetch it first), as `ctr containers restore`: the
 /// container record from the checkpoint's spec and runtime, a snapshot on
@@ -354,20 +387,9 @@ async fn restore_leased(
     options: &RestoreOptions,
     lease: &str,
 ) -> Result<u32> {
-    let target = crate::images::target(channel, ns, name).await?;
     let store = ContentProxy::new(channel.clone());
-    let data = walk::read_blob(&store, ns, &target.digest)
-        .await
-        .map_err(|e| e.context(format!("checkpoint {name:?}")))?;
-    let index: OciIndex = serde_json::from_slice(&data).map_err(|e| {
-        Error::invalid_argument(format!("checkpoint {name:?} is not an index: {e}"))
-    })?;
-    let entries = index
-        .manifests
-        .iter()
-        .map(OciDescriptor::descriptor)
-        .collect::<Result<Vec<_>>>()?;
-    let note = |key: &str| index.annotations.get(key).cloned().unwrap_or_default();
+    let (entries, annotations) = read_index(channel, ns, name).await?;
+    let note = |key: &str| annotations.get(key).cloned().unwrap_or_default();
     let (image, snapshotter, runtime) = (
         note(annotations::IMAGE_NAME),
         note(annotations::SNAPSHOTTER_NAME),
@@ -389,7 +411,9 @@ async fn restore_leased(
         async move { walk::read_blob(&store, ns, &digest).await }
     };
     let spec_desc = find(&entries, MEDIA_TYPE_CONFIG).ok_or_else(|| {
-        Error::invalid_argument(format!("checkpoint {name:?} has no container spec"))
+        Error::invalid_argument(format!(
+            "checkpoint {name:?} has no container spec (checkpointed without --task)"
+        ))
     })?;
     let spec = prost_types::Any::decode(read(spec_desc).await?.as_slice())
         .map_err(|e| Error::invalid_argument(format!("checkpoint spec: {e}")))?;
@@ -466,6 +490,43 @@ async fn restore_leased(
         return Err(e);
     }
 
+    let started = start_restored(channel, ns, id, mounts, options, criu).await;
+    if started.is_err() {
+        // Nothing of a failed restore stays: task, container, snapshot.
+        let mut tasks = tasks::tasks_client::TasksClient::new(channel.clone());
+        if let Ok(request) = with_meta(
+            ns,
+            None,
+            tasks::DeleteTaskRequest {
+                container_id: id.to_owned(),
+            },
+        ) {
+            let _ = tasks.delete(request).await;
+        }
+        if let Ok(request) = with_meta(
+            ns,
+            None,
+            containers::DeleteContainerRequest { id: id.to_owned() },
+        ) {
+            let _ = containers::containers_client::ContainersClient::new(channel.clone())
+                .delete(request)
+                .await;
+        }
+        let _ = sn.remove(id).await;
+    }
+    started
+}
+
+/// The restored container's task, created (from `criu` if given) and
+/// started; its pid.
+async fn start_restored(
+    channel: &Channel,
+    ns: &Namespace,
+    id: &str,
+    mounts: Vec<crated_core::mount::Mount>,
+    options: &RestoreOptions,
+    criu: Option<Descriptor>,
+) -> Result<u32> {
     let mut client = tasks::tasks_client::TasksClient::new(channel.clone());
     let request = with_meta(
         ns,

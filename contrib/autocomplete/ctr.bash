@@ -4134,12 +4134,16 @@ _ctr() {
             return 0
             ;;
         ctr__subcmd__run)
-            opts="-d -t -u -a -n -h --rm --detach --tty --env --mount --net-host --runtime --snapshotter --cwd --user --label --address --namespace --timeout --connect-timeout --debug --help"
+            opts="-d -t -u -a -n -h --rm --detach --checkpoint --tty --env --mount --net-host --runtime --snapshotter --cwd --user --label --address --namespace --timeout --connect-timeout --debug --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --checkpoint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --env)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -88,8 +88,12 @@ fn wait_count(daemon: &Daemon, ns: &str, id: &str, at_least: u64) -> u64 {
 
 const COUNTER: &str = "i=0; while true; do i=$((i+1)); echo $i > /count; sleep 0.1; done";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_checkpoint_pushed_pulled_and_restored_elsewhere_goes_on_counting() {
+/// The whole journey with `ctr` (ours or containerd's) on both sides:
+/// run a counter on one daemon, pause it, checkpoint it (task, image and
+/// rw layer) into `<registry>/test/<name>:1`, push; on a second daemon
+/// pull the image, fetch the checkpoint and restore it; the count goes on
+/// from where it was.
+async fn journey(ctr: PathBuf, name: &str) {
     let criu = match crated_testimages::criu() {
         Ok(criu) => criu,
         Err(why) => {
@@ -105,8 +109,7 @@ async fn a_checkpoint_pushed_pulled_and_restored_elsewhere_goes_on_counting() {
     push(&busybox, &crated_testimages::busybox().unwrap())
         .await
         .unwrap();
-    let checkpoint = format!("{}/test/counter-checkpoint:1", registry.host);
-    let ctr = workspace_bin("ctr");
+    let checkpoint = format!("{}/test/{name}:1", registry.host);
     let (criu_a, criu_b) = (criu.clone(), criu.clone());
     let first = tokio::task::spawn_blocking(move || daemon_with(&criu_a))
         .await
@@ -116,8 +119,8 @@ async fn a_checkpoint_pushed_pulled_and_restored_elsewhere_goes_on_counting() {
         .unwrap();
     // Two machines: two namespaces too, as runc's state dir is per host.
     let (ns_a, ns_b) = (
-        format!("ckpt-a-{}", std::process::id()),
-        format!("ckpt-b-{}", std::process::id()),
+        format!("{name}-a-{}", std::process::id()),
+        format!("{name}-b-{}", std::process::id()),
     );
     let _clean_a = Cleanup(&first, ns_a.clone());
     let _clean_b = Cleanup(&second, ns_b.clone());
@@ -139,22 +142,19 @@ async fn a_checkpoint_pushed_pulled_and_restored_elsewhere_goes_on_counting() {
     ));
     wait_count(&first, &ns_a, "counter", 5);
 
-    // Paused, the count on disk is the count in memory.
-    ok(on(&first, &ns_a, &["tasks", "pause", "counter"]));
+    // The dump is taken after this: a restored counter goes on from at
+    // least here (one started afresh would count from 1).
     let at_checkpoint = count(&first, &ns_a, "counter").unwrap();
-    let dumped = on(
-        &first,
-        &ns_a,
-        &[
-            "containers",
-            "checkpoint",
-            "--task",
-            "--image",
-            "--rw",
-            "counter",
-            &checkpoint,
-        ],
-    );
+    let args = [
+        "containers",
+        "checkpoint",
+        "--task",
+        "--image",
+        "--rw",
+        "counter",
+        &checkpoint,
+    ];
+    let dumped = on(&first, &ns_a, &args);
     if !dumped.status.success() {
         let log = rootfs(&first, &ns_a, "counter").with_file_name("criu-dump.log");
         panic!(
@@ -163,10 +163,9 @@ async fn a_checkpoint_pushed_pulled_and_restored_elsewhere_goes_on_counting() {
             std::fs::read_to_string(&log).unwrap_or_default()
         );
     }
-    // The checkpoint left it as it was: paused, then running on resume.
+    // ctr paused it for the dump and resumed it: it goes on here too.
     let tasks = ok(on(&first, &ns_a, &["tasks", "ls"]));
-    assert!(tasks.contains("PAUSED"), "{tasks}");
-    ok(on(&first, &ns_a, &["tasks", "resume", "counter"]));
+    assert!(tasks.contains("RUNNING"), "{tasks}");
     wait_count(&first, &ns_a, "counter", at_checkpoint + 2);
     ok(on(
         &first,
@@ -179,6 +178,11 @@ async fn a_checkpoint_pushed_pulled_and_restored_elsewhere_goes_on_counting() {
         &second,
         &ns_b,
         &["images", "pull", "--plain-http", &busybox],
+    ));
+    ok(on(
+        &second,
+        &ns_b,
+        &["content", "fetch", "--plain-http", &checkpoint],
     ));
     ok(on(
         &second,
@@ -201,4 +205,162 @@ async fn a_checkpoint_pushed_pulled_and_restored_elsewhere_goes_on_counting() {
     let tasks = ok(on(&second, &ns_b, &["tasks", "ls"]));
     assert!(tasks.contains("RUNNING"), "{tasks}");
     drop(registry);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_ctr_checkpoints_pushes_pulls_and_restores_elsewhere() {
+    journey(workspace_bin("ctr"), "ours").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containerds_ctr_checkpoints_pushes_pulls_and_restores_elsewhere() {
+    journey(common::debian_ctr(), "containerds").await;
+}
+
+/// `ctr tasks checkpoint --exit`: the task is dumped and stops; the
+/// checkpoint image it names starts a new container where it left off
+/// (our `ctr run --checkpoint`: containerd 1.6's ctr has no such flag).
+async fn exit_and_run_from(ctr: PathBuf, name: &str) {
+    let criu = match crated_testimages::criu() {
+        Ok(criu) => criu,
+        Err(why) => {
+            eprintln!("SKIPPED: criu cannot run here: {why}");
+            return;
+        }
+    };
+    let registry = tokio::task::spawn_blocking(|| Registry::start(None))
+        .await
+        .unwrap()
+        .unwrap();
+    let busybox = format!("{}/test/busybox:latest", registry.host);
+    push(&busybox, &crated_testimages::busybox().unwrap())
+        .await
+        .unwrap();
+    let daemon = tokio::task::spawn_blocking(move || daemon_with(&criu))
+        .await
+        .unwrap();
+    let ns = format!("{name}-{}", std::process::id());
+    let _clean = Cleanup(&daemon, ns.clone());
+    let on = |args: &[&str]| {
+        let mut full = vec!["-n", ns.as_str()];
+        full.extend_from_slice(args);
+        daemon.ctr(&ctr, &full)
+    };
+    ok(on(&["images", "pull", "--plain-http", &busybox]));
+    ok(on(&["run", "-d", &busybox, "counter", "sh", "-c", COUNTER]));
+    let before = wait_count(&daemon, &ns, "counter", 5);
+    let printed = ok(on(&["tasks", "checkpoint", "--exit", "counter"]));
+    let checkpoint = printed.trim();
+    assert!(
+        checkpoint.starts_with("containerd.io/checkpoint/counter:"),
+        "{printed}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ok(on(&["tasks", "ls"])).contains("STOPPED") {
+        assert!(
+            Instant::now() < deadline,
+            "the task did not exit after its dump"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stopped_at = count(&daemon, &ns, "counter").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        count(&daemon, &ns, "counter"),
+        Some(stopped_at),
+        "still counting"
+    );
+
+    let ours = workspace_bin("ctr");
+    let run = [
+        "-n",
+        &ns,
+        "run",
+        "-d",
+        "--checkpoint",
+        checkpoint,
+        &busybox,
+        "again",
+        "sh",
+    ];
+    ok(daemon.ctr(&ours, &run));
+    let resumed = wait_count(&daemon, &ns, "again", before);
+    let later = wait_count(&daemon, &ns, "again", resumed + 3);
+    assert!(
+        resumed >= before && later > resumed,
+        "{before} → {resumed} → {later}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_ctr_checkpoints_with_exit_and_runs_from_the_checkpoint() {
+    exit_and_run_from(workspace_bin("ctr"), "exit-ours").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containerds_ctr_checkpoints_with_exit_and_runs_from_the_checkpoint() {
+    exit_and_run_from(common::debian_ctr(), "exit-containerds").await;
+}
+
+/// What needs no criu: a checkpoint of a container's image and rw layer
+/// (no task), and the clear errors of asking for what is not there; a
+/// failed restore leaves nothing behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_without_a_task_and_their_errors() {
+    let registry = tokio::task::spawn_blocking(|| Registry::start(None))
+        .await
+        .unwrap()
+        .unwrap();
+    let busybox = format!("{}/test/busybox:latest", registry.host);
+    push(&busybox, &crated_testimages::busybox().unwrap())
+        .await
+        .unwrap();
+    let daemon = tokio::task::spawn_blocking(Daemon::start).await.unwrap();
+    let ns = format!("ckpt-errors-{}", std::process::id());
+    let _clean = Cleanup(&daemon, ns.clone());
+    let ctr = workspace_bin("ctr");
+    let on = |args: &[&str]| {
+        let mut full = vec!["-n", ns.as_str()];
+        full.extend_from_slice(args);
+        daemon.ctr(&ctr, &full)
+    };
+    ok(on(&["images", "pull", "--plain-http", &busybox]));
+    ok(on(&["containers", "create", &busybox, "idle"]));
+
+    let err = common::fails(on(&[
+        "containers",
+        "checkpoint",
+        "--task",
+        "idle",
+        "ckpt:task",
+    ]));
+    assert!(err.contains("has no task to checkpoint"), "{err}");
+    assert!(!ok(on(&["images", "ls", "-q"])).contains("ckpt:task"));
+
+    ok(on(&[
+        "containers",
+        "checkpoint",
+        "--image",
+        "--rw",
+        "idle",
+        "ckpt:files",
+    ]));
+    let listed = ok(on(&["images", "ls"]));
+    assert!(listed.contains("ckpt:files"), "{listed}");
+
+    let err = common::fails(on(&[
+        "containers",
+        "restore",
+        "--live",
+        "copy",
+        "ckpt:files",
+    ]));
+    assert!(err.contains("without --task"), "{err}");
+    let containers = ok(on(&["containers", "ls", "-q"]));
+    assert_eq!(containers.split_whitespace().collect::<Vec<_>>(), ["idle"]);
+    let snapshots = ok(on(&["snapshots", "ls"]));
+    assert!(!snapshots.contains("copy"), "{snapshots}");
+
+    let err = common::fails(on(&["containers", "restore", "copy", "nothing:here"]));
+    assert!(err.contains("nothing:here"), "{err}");
 }

@@ -74,6 +74,9 @@ pub struct RunArgs {
     /// Start the task and return, not waiting for it.
     #[arg(short, long)]
     detach: bool,
+    /// Restore the task from this checkpoint image (its criu dump).
+    #[arg(long)]
+    checkpoint: Option<String>,
     #[command(flatten)]
     container: ContainerArgs,
 }
@@ -138,12 +141,21 @@ pub async fn run(client: Client, args: RunArgs) -> anyhow::Result<()> {
     let created = create_container(&client, &args.container, &image_ref, &id, lease.id()).await;
     lease.release().await;
     created?;
+    let checkpoint = match &args.checkpoint {
+        Some(name) => Some(
+            crated_client::checkpoint::task_dump(&client.channel, &client.namespace, name)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", e.message()))?,
+        ),
+        None => None,
+    };
     let code = start_task(
         &client,
         &id,
         &args.container.snapshotter,
         args.container.tty,
         args.detach,
+        checkpoint,
     )
     .await;
     let code = match code {
@@ -320,6 +332,7 @@ pub async fn start_task(
     snapshotter: &str,
     tty: bool,
     detach: bool,
+    checkpoint: Option<crated_core::descriptor::Descriptor>,
 ) -> anyhow::Result<u32> {
     let sn = SnapshotsProxy::new(
         client.channel.clone(),
@@ -359,6 +372,7 @@ pub async fn start_task(
                 .map(|f| FifoSet::path(&f.stderr))
                 .unwrap_or_default(),
             terminal: tty,
+            checkpoint: checkpoint.map(crated_api::services::images::descriptor_to_pb),
             ..Default::default()
         }),
     )

@@ -168,9 +168,15 @@ pub async fn run(client: Client, command: Command) -> anyhow::Result<()> {
             let tty = spec
                 .and_then(|s| s["process"]["terminal"].as_bool())
                 .unwrap_or(false);
-            let code =
-                crate::commands::run::start_task(&client, &id, &container.snapshotter, tty, detach)
-                    .await?;
+            let code = crate::commands::run::start_task(
+                &client,
+                &id,
+                &container.snapshotter,
+                tty,
+                detach,
+                None,
+            )
+            .await?;
             if code != 0 {
                 std::process::exit(code as i32);
             }
