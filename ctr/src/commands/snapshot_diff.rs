@@ -5,18 +5,14 @@
 use std::io::Write as _;
 
 use clap::Args;
-use crated_api::containerd::services::diff::v1 as pb;
-use crated_api::metadata::set_grpc_lease;
 use crated_api::proxy::content::ContentProxy;
 use crated_api::proxy::snapshots::SnapshotsProxy;
-use crated_api::services::images::descriptor_from_pb;
-use crated_api::services::snapshots::mount_to_pb;
 use crated_client::leases::Temporary;
 use crated_core::content::ContentStore as _;
 use crated_core::mount::Mount;
 use crated_core::snapshots::{Kind, Labels, Snapshotter as _};
 
-use crate::client::{status_error, Client};
+use crate::client::Client;
 use crate::commands::label_args;
 
 /// `ctr snapshots diff` arguments.
@@ -113,22 +109,21 @@ async fn diff(
     if args.keep {
         labels.extend(crate::commands::snapshots::gc_root());
     }
-    let mut request = client.request(pb::DiffRequest {
-        left: lower.into_iter().map(mount_to_pb).collect(),
-        right: upper.into_iter().map(mount_to_pb).collect(),
+    let options = crated_client::diff::CompareOptions {
         media_type: args.media_type.clone(),
         r#ref: args.reference.clone().unwrap_or_default(),
-        labels: labels.into_iter().collect(),
-    });
-    set_grpc_lease(&mut request, lease)?;
-    let desc = pb::diff_client::DiffClient::new(client.channel.clone())
-        .diff(request)
-        .await
-        .map_err(status_error)?
-        .into_inner()
-        .diff
-        .unwrap_or_default();
-    let desc = descriptor_from_pb(desc)?;
+        labels,
+    };
+    let desc = crated_client::diff::compare(
+        &client.channel,
+        &client.namespace,
+        lease,
+        lower,
+        upper,
+        options,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
     let store = ContentProxy::new(client.channel.clone());
     let reader = store.reader_at(&client.namespace, &desc.digest).await?;
     let mut stdout = std::io::stdout().lock();
