@@ -13,11 +13,14 @@
 //! ```no_run
 //! # fn f(layer: std::fs::File) -> crated_core::Result<()> {
 //! use crated_differ::install::{install, InstallOptions};
-//! let mut layers = vec![layer];
+//! let layers = vec![layer];
 //! let installed = install(
 //!     std::path::Path::new("/opt/crated"),
 //!     layers.len(),
-//!     |i| layers[i].try_clone().map_err(|e| crated_core::Error::unknown(e.to_string())),
+//!     |i| {
+//!         let layer = layers[i].try_clone().map_err(|e| crated_core::Error::unknown(e.to_string()))?;
+//!         Ok(Box::new(layer) as Box<dyn std::io::Read>)
+//!     },
 //!     &InstallOptions { libs: false, replace: false },
 //! )?;
 //! println!("installed {installed:?}");

@@ -46,13 +46,6 @@ impl ScratchDir {
     pub fn path(&self) -> &Path {
         &self.0
     }
-
-    /// Keeps the directory: the caller now owns it.
-    pub fn keep(self) -> PathBuf {
-        let path = self.0.clone();
-        std::mem::forget(self);
-        path
-    }
 }
 
 impl Drop for ScratchDir {

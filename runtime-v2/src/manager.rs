@@ -247,14 +247,16 @@ impl TaskManager {
     /// A scratch directory for a checkpoint image, in the daemon's state
     /// (so it can be moved into a bundle).
     pub fn checkpoint_scratch(&self) -> Result<crate::checkpoint::ScratchDir> {
-        // Namespaces cannot start with a dot: no bundle directory meets it.
-        crate::checkpoint::ScratchDir::new(
-            &self
-                .config
-                .state
-                .join(crate::bundle::PLUGIN_DIR)
-                .join(".checkpoints"),
-        )
+        crate::checkpoint::ScratchDir::new(&self.checkpoint_scratch_root())
+    }
+
+    /// Where scratch checkpoints go. Namespaces cannot start with a dot:
+    /// no bundle directory meets it.
+    fn checkpoint_scratch_root(&self) -> PathBuf {
+        self.config
+            .state
+            .join(crate::bundle::PLUGIN_DIR)
+            .join(".checkpoints")
     }
 
     /// Deletes task `id` (which must have exited): the shim's `Delete`,
@@ -410,10 +412,7 @@ impl TaskManager {
     /// that are gone are cleaned up after (their exits published).
     pub async fn recover(self: &Arc<Self>) -> Result<()> {
         // Scratch checkpoints of calls the last daemon did not finish.
-        let scratch = self.checkpoint_scratch().map(|s| s.keep());
-        if let Some(parent) = scratch.as_ref().ok().and_then(|s| s.parent()) {
-            let _ = std::fs::remove_dir_all(parent);
-        }
+        let _ = std::fs::remove_dir_all(self.checkpoint_scratch_root());
         for (ns, id) in Bundle::list(&self.config.state)? {
             let bundle = Bundle::locate(&self.config.root, &self.config.state, &ns, &id);
             let binary = match bundle.shim_binary() {
