@@ -162,18 +162,24 @@ pub async fn checkpoint(
             "container {id:?} has no task to checkpoint"
         )));
     }
+    let lease = Temporary::create(channel, ns).await?;
     let paused_by_us = status == Some(crated_api::containerd::v1::types::Status::Running as i32);
     if paused_by_us {
-        set_paused(channel, ns, id, true).await?;
+        if let Err(e) = set_paused(channel, ns, id, true).await {
+            lease.release().await;
+            return Err(e);
+        }
     }
-    let lease = Temporary::create(channel, ns).await?;
     let result = checkpoint_leased(channel, ns, id, name, options, lease.id()).await;
     lease.release().await;
     if paused_by_us {
         let resumed = set_paused(channel, ns, id, false).await;
-        // A task that exited with its dump cannot be resumed.
-        if let (Err(e), false) = (resumed, options.exit) {
-            tracing::warn!(id, error = %e, "resume after checkpoint");
+        // A task that exited with its dump cannot be resumed; any other
+        // that stays paused is the caller's to know.
+        if let (Err(e), false, Ok(_)) = (resumed, options.exit, &result) {
+            return Err(e.context(format!(
+                "checkpoint {name:?} written, but task {id:?} could not be resumed"
+            )));
         }
     }
     result
