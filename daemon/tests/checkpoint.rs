@@ -270,6 +270,10 @@ async fn exit_and_run_from(ctr: PathBuf, name: &str) {
         Some(stopped_at),
         "still counting"
     );
+    // runc dropped the container when criu stopped it: the task still
+    // goes away as any stopped task (and its shim with it).
+    ok(on(&["tasks", "rm", "counter"]));
+    ok(on(&["containers", "rm", "counter"]));
 
     let ours = workspace_bin("ctr");
     let run = [

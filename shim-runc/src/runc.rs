@@ -320,16 +320,20 @@ impl Runc {
             .map(|_| ())
     }
 
-    /// `runc delete` (`--force` kills first).
+    /// `runc delete` (`--force` kills first). A container runc no longer
+    /// knows is deleted already: runc drops its state when a checkpoint
+    /// stops the container (as containerd's shim, this is not an error).
     pub async fn delete(&self, id: &str, force: bool) -> Result<()> {
         let mut args = vec!["delete"];
         if force {
             args.push("--force");
         }
         args.push(id);
-        self.run("delete", self.command(&args), None)
-            .await
-            .map(|_| ())
+        match self.run("delete", self.command(&args), None).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.message().contains("does not exist") => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// `runc pause` / `runc resume`.
