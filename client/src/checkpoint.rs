@@ -65,6 +65,9 @@ pub struct CheckpointOptions {
     pub work_path: Option<String>,
     /// Labels of the checkpoint's image record.
     pub labels: BTreeMap<String, String>,
+    /// `image` and `rw` only when the container has an image and a
+    /// snapshot (containerd's `Task.Checkpoint`), instead of failing.
+    pub when_present: bool,
 }
 
 /// How to restore (`ctr containers restore` flags).
@@ -263,7 +266,9 @@ async fn checkpoint_leased(
         .await?;
         manifests.push(entry(&desc, true));
     }
-    if options.image {
+    let image = options.image && !(options.when_present && record.image.is_empty());
+    let rw = options.rw && !(options.when_present && record.snapshot_key.is_empty());
+    if image {
         if record.image.is_empty() {
             return Err(Error::failed_precondition(format!(
                 "container {id:?} has no image to include"
@@ -272,7 +277,7 @@ async fn checkpoint_leased(
         let target = crate::images::target(channel, ns, &record.image).await?;
         manifests.push(entry(&target, false));
     }
-    if options.rw {
+    if rw {
         if record.snapshot_key.is_empty() {
             return Err(Error::failed_precondition(format!(
                 "container {id:?} has no snapshot: no read-write layer to include"
@@ -325,7 +330,8 @@ async fn checkpoint_leased(
     };
     let paths: Vec<String> = gc.keys().map(|k| format!("labels.{k}")).collect();
     store.update(ns, info, &paths).await?;
-    crate::images::put(channel, ns, name, &desc, &options.labels).await?;
+    // As containerd's: a checkpoint never replaces an image of that name.
+    crate::images::create(channel, ns, name, &desc, &options.labels).await?;
     Ok(Some(desc))
 }
 

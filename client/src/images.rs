@@ -63,3 +63,28 @@ pub async fn put(
         Err(status) => Err(from_grpc(status)),
     }
 }
+
+/// Creates the image record `name`; AlreadyExists (naming it) if there is
+/// one: nothing is overwritten.
+pub async fn create(
+    channel: &Channel,
+    ns: &Namespace,
+    name: &str,
+    target: &Descriptor,
+    labels: &BTreeMap<String, String>,
+) -> Result<()> {
+    let image = images::Image {
+        name: name.to_owned(),
+        labels: labels.clone().into_iter().collect(),
+        target: Some(descriptor_to_pb(target.clone())),
+        ..Default::default()
+    };
+    let mut client = images::images_client::ImagesClient::new(channel.clone());
+    let mut request = tonic::Request::new(images::CreateImageRequest { image: Some(image) });
+    set_grpc_namespace(&mut request, ns);
+    client
+        .create(request)
+        .await
+        .map(|_| ())
+        .map_err(|s| from_grpc(s).context(format!("image {name:?}")))
+}

@@ -145,7 +145,8 @@ fn read_archive(
                 archive.docker_manifests = Some(read_json(entry, "manifest.json")?);
             }
             _ => {
-                let size = entry.header().size().map_err(bad)?;
+                // PAX may carry the real size of a large blob.
+                let size = entry.size();
                 let desc = runtime
                     .block_on(write_blob(
                         store,
@@ -233,7 +234,14 @@ async fn docker_index(
             let mut head = [0u8; 4];
             let n = reader.read_at(0, &mut head).await?;
             let media_type = match &head[..n] {
-                [0x1f, 0x8b, ..] | [0x28, 0xb5, 0x2f, 0xfd] => DOCKER_LAYER_GZIP,
+                [0x1f, 0x8b, ..] => DOCKER_LAYER_GZIP,
+                // Docker's layer media types have no zstd (containerd
+                // refuses these too).
+                [0x28, 0xb5, 0x2f, 0xfd] => {
+                    return Err(Error::invalid_argument(format!(
+                        "layer {path:?}: zstd is not a compression of docker save layers"
+                    )))
+                }
                 _ => DOCKER_LAYER,
             };
             layers.push(OciDescriptor {

@@ -175,10 +175,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "crated successfully booted in {:.3}s",
         started.elapsed().as_secs_f64()
     );
-    notify_systemd("READY=1");
-
     let mut term = signal(SignalKind::terminate()).context("install SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("install SIGINT handler")?;
+    // Ready once a stop would be graceful.
+    notify_systemd("READY=1");
     let mut grpc = grpc;
     let served = tokio::select! {
         _ = term.recv() => { tracing::info!(signal = "terminated", "stopping crated"); Ok(()) }

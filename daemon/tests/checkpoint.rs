@@ -351,6 +351,14 @@ async fn checkpoints_without_a_task_and_their_errors() {
     ]));
     let listed = ok(on(&["images", "ls"]));
     assert!(listed.contains("ckpt:files"), "{listed}");
+    // A checkpoint never replaces an image: not its own, not the one the
+    // container runs.
+    let before = ok(on(&["images", "ls"]));
+    for taken in ["ckpt:files", busybox.as_str()] {
+        let err = common::fails(on(&["containers", "checkpoint", "--image", "idle", taken]));
+        assert!(err.contains("already exists"), "{err}");
+    }
+    assert_eq!(ok(on(&["images", "ls"])), before);
 
     let err = common::fails(on(&[
         "containers",

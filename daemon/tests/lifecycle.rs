@@ -297,3 +297,56 @@ fn the_systemd_unit_starts_crated_as_containerd_starts_containerd() {
         assert_eq!(value(key), expected, "{key}");
     }
 }
+
+/// Under a notify-type unit the daemon has `NOTIFY_SOCKET`; its shims and
+/// runc must not take it for the container's (runc would wait at start
+/// for a READY from the container).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_run_under_a_notify_type_unit() {
+    use std::os::unix::net::UnixDatagram;
+    let registry = tokio::task::spawn_blocking(|| crated_testimages::Registry::start(None))
+        .await
+        .unwrap()
+        .unwrap();
+    let busybox = format!("{}/test/busybox:latest", registry.host);
+    crated_testimages::push(&busybox, &crated_testimages::busybox().unwrap())
+        .await
+        .unwrap();
+    let mut daemon = Daemon::prepare("", "");
+    let notify_path = daemon.dir.path().join("notify");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    daemon.spawn_env(&[], &[("NOTIFY_SOCKET", notify_path.as_os_str())]);
+    let ns = format!("notify-{}", std::process::id());
+    let ctr = workspace_bin("ctr");
+    ok(daemon.ctr(
+        &ctr,
+        &["-n", &ns, "images", "pull", "--plain-http", &busybox],
+    ));
+    // A container that runs on and never sends READY: a hang would be
+    // runc waiting for it, which the timeout turns into a failure.
+    let started = daemon.ctr(
+        &ctr,
+        &[
+            "-n",
+            &ns,
+            "--timeout",
+            "15s",
+            "run",
+            "-d",
+            &busybox,
+            "notified",
+            "sleep",
+            "60",
+        ],
+    );
+    let _ = daemon.ctr(
+        &ctr,
+        &["-n", &ns, "tasks", "kill", "-s", "SIGKILL", "notified"],
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let _ = daemon.ctr(&ctr, &["-n", &ns, "tasks", "rm", "-f", "notified"]);
+    let _ = daemon.ctr(&ctr, &["-n", &ns, "containers", "rm", "notified"]);
+    let _ = std::fs::remove_dir(format!("/run/containerd/runc/{ns}"));
+    ok(started);
+    drop(notify);
+}

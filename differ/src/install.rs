@@ -120,6 +120,10 @@ fn select(raw: &[u8], libs: bool) -> Selected {
         Some(&b"lib") if libs => Dir::Lib,
         _ => return Selected::Other,
     };
+    // A PAX name may hold NUL, which no file name can.
+    if parts.iter().any(|p| p.contains(&0)) {
+        return Selected::Other;
+    }
     match parts.len() {
         1 => Selected::Dir(dir),
         2 => Selected::Child(dir, parts[1].to_vec()),
@@ -203,12 +207,48 @@ fn plan<'a>(
             Ok(())
         })?;
     }
-    // A hard link to a name that is not installed has nothing to link to.
-    let names: Vec<Key> = plan.keys().cloned().collect();
-    plan.retain(|(dir, _), p| match &p.kind {
-        Kind::Link(target) => names.contains(&(*dir, target.clone())),
-        _ => true,
-    });
+    // A hard link names the file at the end of its chain; one to a name
+    // that is not installed (or a loop) has nothing to link to.
+    let resolved: Vec<(Key, Option<Vec<u8>>)> = plan
+        .iter()
+        .filter_map(|((dir, name), p)| match &p.kind {
+            Kind::Link(target) => {
+                let mut at = target.clone();
+                let mut hops = 0;
+                let end = loop {
+                    match plan.get(&(*dir, at.clone())).map(|p| &p.kind) {
+                        Some(Kind::Link(next)) if hops < plan.len() => {
+                            at = next.clone();
+                            hops += 1;
+                        }
+                        Some(Kind::Link(_)) | None => break None,
+                        Some(_) => break Some(at),
+                    }
+                };
+                Some(((*dir, name.clone()), end))
+            }
+            _ => None,
+        })
+        .collect();
+    for (key, end) in resolved {
+        match end {
+            Some(target) => {
+                if let Some(p) = plan.get_mut(&key) {
+                    p.kind = Kind::Link(target);
+                }
+            }
+            None => {
+                plan.remove(&key);
+            }
+        }
+    }
+    // Room for the temporary name beside it (NAME_MAX is 255).
+    if let Some((dir, name)) = plan.keys().find(|(_, name)| name.len() > 200) {
+        return Err(Error::invalid_argument(format!(
+            "layer entry {}: name too long to install",
+            display(*dir, name)
+        )));
+    }
     Ok(plan)
 }
 

@@ -169,3 +169,42 @@ fn a_broken_layer_fails_and_leaves_no_partial_file() {
     assert_eq!(err.kind(), crated_core::Kind::InvalidArgument, "{err}");
     assert!(!dest.path().join("bin").exists() || tree(dest.path()).is_empty());
 }
+
+#[test]
+fn hard_link_chains_resolve_and_unusable_names_are_refused_before_writing() {
+    let dest = tempfile::tempdir().unwrap();
+    let layer = LayerBuilder::new()
+        .file_mode(b"bin/real", b"r", 0o755)
+        .unwrap()
+        .link(tar::EntryType::Link, "bin/b", b"bin/real")
+        .unwrap()
+        // `a` links to `b`, itself a link: both end at `real`.
+        .link(tar::EntryType::Link, "bin/a", b"bin/b")
+        .unwrap()
+        .link(tar::EntryType::Link, "bin/nowhere", b"bin/missing")
+        .unwrap()
+        .finish()
+        .unwrap();
+    run(dest.path(), &[layer], false, false).unwrap();
+    assert_eq!(
+        tree(dest.path()),
+        ["bin/a 755 r", "bin/b 755 r", "bin/real 755 r"]
+    );
+
+    let dest = tempfile::tempdir().unwrap();
+    let long = format!("bin/{}", "x".repeat(230));
+    let mut builder = tar::Builder::new(Vec::new());
+    for (name, data) in [("bin/fine", b"f"), (long.as_str(), b"l")] {
+        let mut header = tar::Header::new_gnu();
+        header.set_mode(0o755);
+        header.set_size(1);
+        builder.append_data(&mut header, name, &data[..]).unwrap();
+    }
+    let layer = builder.into_inner().unwrap();
+    let err = run(dest.path(), &[layer], false, false).unwrap_err();
+    assert!(err.message().contains("name too long"), "{err}");
+    assert!(
+        !dest.path().join("bin/fine").exists(),
+        "wrote before refusing"
+    );
+}

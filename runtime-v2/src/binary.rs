@@ -91,7 +91,9 @@ pub struct ShimCommand {
 /// `first` ahead of the directories already in the variable `name`.
 fn prepend_path(name: &str, first: PathBuf) -> std::ffi::OsString {
     let rest = std::env::var_os(name).unwrap_or_default();
-    let dirs = std::iter::once(first).chain(std::env::split_paths(&rest));
+    // An empty entry would mean the working directory (the bundle).
+    let dirs = std::iter::once(first)
+        .chain(std::env::split_paths(&rest).filter(|d| !d.as_os_str().is_empty()));
     // A directory holding ':' cannot be on a PATH: keep the variable as was.
     std::env::join_paths(dirs).unwrap_or(rest)
 }
@@ -109,6 +111,9 @@ impl ShimCommand {
             .current_dir(&bundle.path)
             .env("TTRPC_ADDRESS", &self.ttrpc_address)
             .env("GOMAXPROCS", "2")
+            // systemd's socket is crated's own: runc would take it as the
+            // container's and wait at start for a READY that never comes.
+            .env_remove("NOTIFY_SOCKET")
             // Its own process group: a signal to the daemon's group must
             // not take the shims (and their containers) with it.
             .process_group(0)

@@ -22,12 +22,23 @@ pub use crated_core::checkpoint::*;
 pub struct ScratchDir(PathBuf);
 
 impl ScratchDir {
-    /// A fresh directory under `parent` (created if missing).
+    /// A fresh directory under `parent` (created if missing). Both are
+    /// root's alone: a dump holds the task's memory.
     pub fn new(parent: &Path) -> Result<Self> {
+        use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
         use std::sync::atomic::{AtomicU64, Ordering};
         static NEXT: AtomicU64 = AtomicU64::new(0);
-        std::fs::create_dir_all(parent)
-            .map_err(|e| Error::unknown(format!("create {}: {e}", parent.display())))?;
+        let private = |path: &Path| {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(path)
+                .and_then(|()| {
+                    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+                })
+                .map_err(|e| Error::unknown(format!("create {}: {e}", path.display())))
+        };
+        private(parent)?;
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()
@@ -37,8 +48,7 @@ impl ScratchDir {
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         ));
-        std::fs::create_dir(&path)
-            .map_err(|e| Error::unknown(format!("create {}: {e}", path.display())))?;
+        private(&path)?;
         Ok(Self(path))
     }
 
@@ -54,51 +64,57 @@ impl Drop for ScratchDir {
     }
 }
 
+/// A file removed when dropped.
+struct Spool(PathBuf);
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// Writes the checkpoint image directory `dir` into `store` as a tar blob.
 /// The tar is spooled to a file beside `dir` (criu's images are as large
-/// as the task's memory).
+/// as the task's memory), on a blocking thread that removes it when done,
+/// even if the caller has gone.
 pub async fn write_image(
-    store: &dyn ContentStore,
+    store: Arc<dyn ContentStore>,
     ns: &Namespace,
     lease: Option<&str>,
     dir: &Path,
 ) -> Result<Descriptor> {
-    let spool = dir.with_extension("tar");
-    let (source, target) = (dir.to_owned(), spool.clone());
-    let file = tokio::task::spawn_blocking(move || -> Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let spool = Spool(dir.with_extension("tar"));
+    let source = dir.to_owned();
+    let r#ref = format!(
+        "checkpoint-{}",
+        dir.file_name().unwrap_or_default().to_string_lossy()
+    );
+    let (ns, lease) = (ns.clone(), lease.map(str::to_owned));
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || -> Result<Descriptor> {
+        let target = &spool.0;
         let mut file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
-            .open(&target)
+            .mode(0o600)
+            .open(target)
             .map_err(|e| Error::unknown(format!("create {}: {e}", target.display())))?;
         crated_differ::compare::write_tree(&source, &mut file)?;
         file.rewind()
             .map_err(|e| Error::unknown(format!("rewind {}: {e}", target.display())))?;
-        Ok(file)
+        runtime.block_on(crated_core::content::write_blob(
+            &*store,
+            &ns,
+            lease.as_deref(),
+            MEDIA_TYPE_CRIU,
+            &r#ref,
+            std::io::BufReader::new(file),
+        ))
     })
     .await
-    .map_err(|e| Error::unknown(format!("tar checkpoint: {e}")));
-    let result = match file {
-        Ok(Ok(file)) => {
-            let r#ref = format!(
-                "checkpoint-{}",
-                dir.file_name().unwrap_or_default().to_string_lossy()
-            );
-            crated_core::content::write_blob(
-                store,
-                ns,
-                lease,
-                MEDIA_TYPE_CRIU,
-                &r#ref,
-                std::io::BufReader::new(file),
-            )
-            .await
-        }
-        Ok(Err(e)) | Err(e) => Err(e),
-    };
-    let _ = std::fs::remove_file(&spool);
-    result
+    .map_err(|e| Error::unknown(format!("tar checkpoint: {e}")))?
 }
 
 /// Extracts the checkpoint tar `desc` from `store` into `dir`.

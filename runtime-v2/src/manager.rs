@@ -37,6 +37,15 @@ pub struct ManagerConfig {
     pub opt: Option<PathBuf>,
 }
 
+/// Where a task's checkpoint images are.
+#[derive(Debug)]
+pub enum RestoreFrom {
+    /// Extracted for this task: moved into the bundle, which then owns it.
+    Scratch(crate::checkpoint::ScratchDir),
+    /// A directory the caller keeps (the runc options' `criu_image_path`).
+    Path(PathBuf),
+}
+
 /// What a task is created with.
 #[derive(Debug, Default)]
 pub struct CreateOptions {
@@ -57,8 +66,8 @@ pub struct CreateOptions {
     /// Options for the shim: the task's, else the container's runtime options.
     pub options: Option<prost_types::Any>,
     /// A checkpoint image directory to restore the task from (at its
-    /// Start); moved into the bundle, which then owns it.
-    pub checkpoint: Option<crate::checkpoint::ScratchDir>,
+    /// Start).
+    pub checkpoint: Option<RestoreFrom>,
 }
 
 type Key = (String, String);
@@ -168,7 +177,8 @@ impl TaskManager {
         let binary = binary::resolve(&opts.runtime, opt_bin.as_deref())?;
         let bundle = Bundle::create(&self.config.root, &self.config.state, ns, id, &opts.spec)?;
         let checkpoint = match opts.checkpoint {
-            Some(dir) => {
+            Some(RestoreFrom::Path(path)) => path.display().to_string(),
+            Some(RestoreFrom::Scratch(dir)) => {
                 let inside = bundle.path.join("checkpoint");
                 if let Err(e) = std::fs::rename(dir.path(), &inside) {
                     let _ = bundle.delete();

@@ -19,7 +19,7 @@ use prost::Message as _;
 use tonic::{Request, Response, Status};
 
 use crate::checkpoint;
-use crate::manager::{CreateOptions, TaskManager};
+use crate::manager::{CreateOptions, RestoreFrom, TaskManager};
 use crate::shim::Shim;
 
 /// The tasks service of a daemon.
@@ -124,14 +124,15 @@ impl Service {
         // From a checkpoint: its images, extracted for the shim to restore
         // at Start (the runc options' `criu_image_path` names a directory
         // that is already there instead).
-        let checkpoint = match &r.checkpoint {
-            Some(desc) if restore_path(r.options.as_ref()).is_none() => {
+        let checkpoint = match (restore_path(r.options.as_ref()), &r.checkpoint) {
+            (Some(path), _) => Some(RestoreFrom::Path(path)),
+            (None, Some(desc)) => {
                 let desc = descriptor_from_pb(desc.clone())?;
                 let dir = self.manager.checkpoint_scratch()?;
                 checkpoint::extract(self.content.clone(), &ns, &desc, dir.path()).await?;
-                Some(dir)
+                Some(RestoreFrom::Scratch(dir))
             }
-            _ => None,
+            (None, None) => None,
         };
         let spec = container.spec.map(|s| s.value).ok_or_else(|| {
             Error::failed_precondition(format!("container {:?} has no spec", r.container_id))
@@ -189,7 +190,8 @@ impl Service {
         let dir = self.manager.checkpoint_scratch()?;
         shim.checkpoint(dir.path(), r.options).await?;
         let image =
-            checkpoint::write_image(&*self.content, &ns, lease.as_deref(), dir.path()).await?;
+            checkpoint::write_image(self.content.clone(), &ns, lease.as_deref(), dir.path())
+                .await?;
         let spec = container
             .spec
             .map(any_to_pb)

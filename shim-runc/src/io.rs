@@ -141,9 +141,16 @@ fn relay_output(uri: &str) -> Result<Option<OwnedFd>> {
     relay_thread("stdout", move || {
         let (mut from, mut to) = (File::from(r), File::from(target));
         let mut buf = [0u8; 32 << 10];
-        while let Ok(n) = from.read(&mut buf) {
-            if n == 0 || to.write_all(&buf[..n]).is_err() {
-                return;
+        loop {
+            match from.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    if to.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return,
             }
         }
     })?;

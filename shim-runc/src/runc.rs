@@ -103,6 +103,9 @@ fn stdio(fd: Option<OwnedFd>) -> Stdio {
 impl Runc {
     fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(&self.binary);
+        // Not the container's (a shim started under a notify-type unit
+        // inherits it): runc would wait for the container's READY.
+        cmd.env_remove("NOTIFY_SOCKET");
         cmd.arg("--root")
             .arg(&self.root)
             .arg("--log")

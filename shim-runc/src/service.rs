@@ -366,11 +366,16 @@ impl Service {
         };
         let console_path = console.as_ref().map(|c| c.path.clone());
         let receiving = console.map(|c| tokio::task::spawn_blocking(move || c.receive()));
-        let pid = match launch(console_path, io).await {
+        let pid = match launch(console_path.clone(), io).await {
             Ok(pid) => pid,
             Err(e) => {
+                // The receiving thread waits in accept: a connection of our
+                // own (with no pty in it) ends it, and the socket goes.
+                if let Some(path) = &console_path {
+                    let _ = std::os::unix::net::UnixStream::connect(path);
+                }
                 if let Some(r) = receiving {
-                    r.abort();
+                    let _ = r.await;
                 }
                 return Err(e);
             }

@@ -104,6 +104,7 @@ pub async fn task(client: &Client, args: TaskCheckpointArgs) -> anyhow::Result<(
         image_path: args.image_path,
         work_path: args.work_path,
         labels: [("containerd.io/checkpoint".to_owned(), "true".to_owned())].into(),
+        when_present: true,
     };
     let written = checkpoint::checkpoint(&client.channel, &client.namespace, &id, &name, &options)
         .await
