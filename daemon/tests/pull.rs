@@ -210,7 +210,7 @@ async fn the_whiteout_image_unpacks_to_exactly_the_expected_tree() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_hostile_layer_is_refused_and_nothing_escapes() {
+async fn no_hostile_layer_writes_outside() {
     let f = fixture().await;
     let outside = tempfile::tempdir().unwrap();
     let marker = outside.path().join("escaped");
@@ -219,9 +219,12 @@ async fn every_hostile_layer_is_refused_and_nothing_escapes() {
     for (i, (name, image)) in images.iter().enumerate() {
         let reference = format!("{}/test/hostile{i}:1", f.registry.host);
         push(&reference, image).await.unwrap();
+        // `..` in names is refused; symlinks pointing out are resolved
+        // inside the root, as containerd does (the pull may then succeed).
+        let refused = name.contains("dot-dot") || name.contains("hard link");
         for snapshotter in SNAPSHOTTERS {
             for (who, ctr) in ctrs() {
-                let err = fails(f.daemon.ctr(
+                let out = f.daemon.ctr(
                     &ctr,
                     &[
                         "images",
@@ -231,11 +234,14 @@ async fn every_hostile_layer_is_refused_and_nothing_escapes() {
                         snapshotter,
                         &reference,
                     ],
-                ));
-                assert!(
-                    err.contains("outside the layer's root") || err.contains("\"..\""),
-                    "{name} via {who} on {snapshotter}: refused for another reason: {err}"
                 );
+                if refused {
+                    let err = fails(out);
+                    assert!(
+                        err.contains("\"..\""),
+                        "{name} via {who} on {snapshotter}: refused for another reason: {err}"
+                    );
+                }
                 assert!(
                     !marker.exists(),
                     "{name} via {who} on {snapshotter} wrote {}",

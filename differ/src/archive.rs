@@ -1,11 +1,14 @@
 //! Applying a layer's tar stream onto a directory, safely.
 //!
-//! Every path is resolved with `openat2(RESOLVE_BENEATH)` from a descriptor
-//! of the root, so the kernel refuses any resolution that leaves it — `..`,
-//! absolute symlinks, symlinks climbing out, whatever earlier entries of the
-//! same layer planted. The final component is then created or changed with
-//! `*at` calls that do not follow it. An entry that would reach outside
-//! fails the whole apply with InvalidArgument.
+//! Every path is resolved with `openat2(RESOLVE_IN_ROOT)` from a descriptor
+//! of the root: the kernel resolves it as if the root were `/`, so an
+//! absolute symlink planted by a layer points into the root and `..` stops
+//! at it — containerd's `fs.RootPath`, done by the kernel, race-free. Real
+//! images rely on it (`/var/run -> /run`, then files under `var/run/`);
+//! nothing ever resolves outside. The final component is then created or
+//! changed with `*at` calls that do not follow it. Names and hard-link
+//! targets holding `..` are refused outright (InvalidArgument): a layer
+//! that needs them is broken or hostile.
 
 use std::collections::HashSet;
 use std::ffi::{CString, OsStr};
@@ -48,8 +51,8 @@ fn invalid(entry: &Path, why: impl std::fmt::Display) -> Error {
 
 fn os_error(entry: &Path, what: &str, err: Errno) -> Error {
     match err {
-        // openat2 with RESOLVE_BENEATH: the path would leave the root.
-        Errno::EXDEV | Errno::ELOOP => invalid(entry, "resolves outside the layer's root"),
+        // openat2 in the root: a symlink loop or a /proc magic link.
+        Errno::ELOOP => invalid(entry, "symlink loop or magic link"),
         err => Error::unknown(format!(
             "layer entry {:?}: {what}: {err}",
             entry.display().to_string()
@@ -84,7 +87,7 @@ struct Target {
     dir_times: Vec<(PathBuf, i64)>,
 }
 
-fn open_beneath(dirfd: RawFd, path: &Path, flags: OFlag) -> std::result::Result<OwnedFd, Errno> {
+fn open_in_root(dirfd: RawFd, path: &Path, flags: OFlag) -> std::result::Result<OwnedFd, Errno> {
     let path = if path.as_os_str().is_empty() {
         Path::new(".")
     } else {
@@ -92,7 +95,7 @@ fn open_beneath(dirfd: RawFd, path: &Path, flags: OFlag) -> std::result::Result<
     };
     let mut how = OpenHow::new()
         .flags(flags | OFlag::O_CLOEXEC)
-        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
     if flags.contains(OFlag::O_CREAT) {
         // Owner-only until the entry's own mode is set.
         how = how.mode(Mode::from_bits_truncate(0o600));
@@ -111,27 +114,74 @@ impl Target {
     /// with mode 0755 where missing, as containerd creates parents.
     fn dir(&self, dir: &Path, entry: &Path) -> Result<OwnedFd> {
         let flags = OFlag::O_PATH | OFlag::O_DIRECTORY;
-        match open_beneath(self.root.as_raw_fd(), dir, flags) {
+        match open_in_root(self.root.as_raw_fd(), dir, flags) {
             Ok(fd) => return Ok(fd),
             Err(Errno::ENOENT) => {}
             Err(e) => return Err(os_error(entry, "open parent directory", e)),
         }
-        // Made one component at a time, each opened from the root again so
-        // that a symlink met on the way is judged against the root.
-        let mut so_far = PathBuf::new();
-        let mut fd = open_beneath(self.root.as_raw_fd(), &so_far, flags)
-            .map_err(|e| os_error(entry, "open root", e))?;
-        for component in dir.components() {
-            let name = component.as_os_str();
-            match mkdirat(Some(fd.as_raw_fd()), name, Mode::from_bits_truncate(0o755)) {
-                Ok(()) | Err(Errno::EEXIST) => {}
-                Err(e) => return Err(os_error(entry, "create parent directory", e)),
+        // containerd's MkdirAll of the root-resolved path: walked one
+        // component at a time, never following anything by itself. A
+        // symlink met on the way (dangling, or its target is what is
+        // missing) restarts the walk on its target read as root-relative,
+        // `..` stopping at the root; what is missing is made, 0755.
+        let mut pending = dir.to_owned();
+        let mut hops = 0;
+        'walk: loop {
+            let mut so_far = PathBuf::new();
+            let mut fd = open_in_root(self.root.as_raw_fd(), Path::new(""), flags)
+                .map_err(|e| os_error(entry, "open root", e))?;
+            let components: Vec<Component<'_>> = pending.components().collect();
+            for (i, component) in components.iter().enumerate() {
+                let name = match component {
+                    Component::Normal(name) => *name,
+                    Component::ParentDir => {
+                        so_far.pop();
+                        fd = open_in_root(self.root.as_raw_fd(), &so_far, flags)
+                            .map_err(|e| os_error(entry, "open parent directory", e))?;
+                        continue;
+                    }
+                    _ => continue,
+                };
+                let stat = fstatat(
+                    Some(fd.as_raw_fd()),
+                    name,
+                    nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+                );
+                match stat.map(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT) {
+                    Ok(SFlag::S_IFLNK) => {
+                        hops += 1;
+                        if hops > 40 {
+                            return Err(os_error(entry, "open parent directory", Errno::ELOOP));
+                        }
+                        let target = nix::fcntl::readlinkat(Some(fd.as_raw_fd()), name)
+                            .map_err(|e| os_error(entry, "read symlink", e))?;
+                        let target = Path::new(&target);
+                        let mut next = match target.strip_prefix("/") {
+                            Ok(from_root) => from_root.to_owned(),
+                            Err(_) => so_far.join(target),
+                        };
+                        next.extend(components[i + 1..].iter());
+                        pending = next;
+                        continue 'walk;
+                    }
+                    Ok(SFlag::S_IFDIR) => {}
+                    Ok(_) => return Err(os_error(entry, "open parent directory", Errno::ENOTDIR)),
+                    Err(Errno::ENOENT) => {
+                        match mkdirat(Some(fd.as_raw_fd()), name, Mode::from_bits_truncate(0o755)) {
+                            Ok(()) | Err(Errno::EEXIST) => {}
+                            Err(e) => return Err(os_error(entry, "create parent directory", e)),
+                        }
+                    }
+                    Err(e) => return Err(os_error(entry, "open parent directory", e)),
+                }
+                so_far.push(name);
+                // O_NOFOLLOW on the last component: what was checked to be
+                // a directory is what is opened.
+                fd = open_in_root(fd.as_raw_fd(), Path::new(name), flags | OFlag::O_NOFOLLOW)
+                    .map_err(|e| os_error(entry, "open parent directory", e))?;
             }
-            so_far.push(name);
-            fd = open_beneath(self.root.as_raw_fd(), &so_far, flags)
-                .map_err(|e| os_error(entry, "open parent directory", e))?;
+            return Ok(fd);
         }
-        Ok(fd)
     }
 
     fn apply<R: Read>(&mut self, mut entry: tar::Entry<'_, R>) -> Result<()> {
@@ -195,7 +245,7 @@ impl Target {
             }
             EntryType::Regular | EntryType::Continuous => {
                 let how = OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW;
-                let fd = open_beneath(pfd, Path::new(&name), how)
+                let fd = open_in_root(pfd, Path::new(&name), how)
                     .map_err(|e| os_error(&path, "create file", e))?;
                 copy_data(&mut entry, File::from(fd), &path)?;
             }
@@ -215,7 +265,7 @@ impl Target {
                 let (Some(tparent), Some(tname)) = (target.parent(), target.file_name()) else {
                     return Err(invalid(&path, "hard link to the root"));
                 };
-                let tparent_fd = open_beneath(
+                let tparent_fd = open_in_root(
                     self.root.as_raw_fd(),
                     tparent,
                     OFlag::O_PATH | OFlag::O_DIRECTORY,
@@ -307,7 +357,7 @@ impl Target {
         }
         // Through /proc/self/fd of an O_PATH descriptor of the node itself:
         // no device is opened and no symlink followed.
-        let node = open_beneath(pfd, Path::new(name), OFlag::O_PATH | OFlag::O_NOFOLLOW)
+        let node = open_in_root(pfd, Path::new(name), OFlag::O_PATH | OFlag::O_NOFOLLOW)
             .map_err(|e| os_error(path, "open for xattrs", e))?;
         let proc_path = CString::new(format!("/proc/self/fd/{}", node.as_raw_fd()))
             .map_err(|_| invalid(path, "descriptor path"))?;
@@ -399,7 +449,7 @@ impl Target {
             }
             Whiteouts::Delete => {
                 // What lower layers put here goes; what this layer wrote stays.
-                let listing = open_beneath(
+                let listing = open_in_root(
                     self.root.as_raw_fd(),
                     dir,
                     OFlag::O_RDONLY | OFlag::O_DIRECTORY,
@@ -429,7 +479,7 @@ impl Target {
             let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
                 continue;
             };
-            let fd = open_beneath(
+            let fd = open_in_root(
                 self.root.as_raw_fd(),
                 parent,
                 OFlag::O_PATH | OFlag::O_DIRECTORY,

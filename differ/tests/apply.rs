@@ -297,77 +297,146 @@ impl Sandbox {
     }
 }
 
+/// Hostile layers: what names `..` is refused; what plants symlinks
+/// pointing out is resolved inside the root (as containerd's `RootPath`),
+/// landing where the root-relative path says or failing there — and in
+/// every case nothing outside the root is written, linked or removed.
 #[test]
-fn hostile_layers_are_refused_and_write_nothing_outside() {
+fn hostile_layers_write_nothing_outside() {
     let outside_abs = |s: &Sandbox| s.outside.display().to_string();
     type Build = fn(&Sandbox, String) -> Vec<u8>;
-    let cases: Vec<(&str, Build)> = vec![
-        ("dot-dot name", |_, _| {
-            Layer::new().raw_file(b"../outside/x", b"x").bytes()
-        }),
-        ("dot-dot inside a name", |_, _| {
-            Layer::new().raw_file(b"a/../../outside/x", b"x").bytes()
-        }),
-        ("absolute symlink written through", |_, abs| {
-            Layer::new()
-                .symlink("evil", &abs)
-                .file("evil/x", b"x")
-                .bytes()
-        }),
-        ("symlink climbing out", |_, _| {
-            Layer::new()
-                .symlink("up", "../outside")
-                .file("up/x", b"x")
-                .bytes()
-        }),
-        ("symlink to / then a deep path", |_, _| {
-            Layer::new()
-                .symlink("r", "/")
-                .raw_file(b"r/var/tmp/crated-escape", b"x")
-                .bytes()
-        }),
-        ("hard link to outside", |_, _| {
-            Layer::new()
-                .link(tar::EntryType::Link, "hl", b"../outside/secret")
-                .bytes()
-        }),
-        ("hard link through a symlinked dir", |_, _| {
-            Layer::new()
-                .symlink("s", "../outside")
-                .link(tar::EntryType::Link, "hl", b"s/secret")
-                .bytes()
-        }),
-        ("whiteout through a symlink", |_, _| {
-            Layer::new()
-                .symlink("l", "../outside")
-                .raw_file(b"l/.wh.secret", b"")
-                .bytes()
-        }),
-        ("opaque marker through a symlink", |_, _| {
-            Layer::new()
-                .symlink("l", "../outside")
-                .raw_file(b"l/.wh..wh..opq", b"")
-                .bytes()
-        }),
-        ("directory entry through a symlink", |_, _| {
-            Layer::new()
-                .symlink("l", "../outside")
-                .dir("l/newdir")
-                .bytes()
-        }),
+    // (name, layer, refused, where it lands inside the root if applied)
+    let cases: Vec<(&str, Build, bool, Option<&str>)> = vec![
+        (
+            "dot-dot name",
+            |_, _| Layer::new().raw_file(b"../outside/x", b"x").bytes(),
+            true,
+            None,
+        ),
+        (
+            "dot-dot inside a name",
+            |_, _| Layer::new().raw_file(b"a/../../outside/x", b"x").bytes(),
+            true,
+            None,
+        ),
+        (
+            "hard link to outside",
+            |_, _| {
+                Layer::new()
+                    .link(tar::EntryType::Link, "hl", b"../outside/secret")
+                    .bytes()
+            },
+            true,
+            None,
+        ),
+        (
+            "absolute symlink written through",
+            |_, abs| {
+                Layer::new()
+                    .dir("landing")
+                    .symlink("evil", "/landing")
+                    .file("evil/x", b"x")
+                    .symlink("out", &abs)
+                    .file("out/y", b"y")
+                    .bytes()
+            },
+            false,
+            Some("landing/x"),
+        ),
+        (
+            "symlink climbing out",
+            |_, _| {
+                Layer::new()
+                    .dir("outside")
+                    .symlink("up", "../../../outside")
+                    .file("up/x", b"x")
+                    .bytes()
+            },
+            false,
+            Some("outside/x"),
+        ),
+        (
+            "symlink to / then a deep path",
+            |_, _| {
+                Layer::new()
+                    .dir("var")
+                    .dir("var/tmp")
+                    .symlink("r", "/")
+                    .raw_file(b"r/var/tmp/crated-escape", b"x")
+                    .bytes()
+            },
+            false,
+            Some("var/tmp/crated-escape"),
+        ),
+        (
+            "hard link through a symlinked dir",
+            |_, _| {
+                Layer::new()
+                    .symlink("s", "../outside")
+                    .link(tar::EntryType::Link, "hl", b"s/secret")
+                    .bytes()
+            },
+            false,
+            None,
+        ),
+        (
+            "whiteout through a symlink",
+            |_, _| {
+                Layer::new()
+                    .symlink("l", "../outside")
+                    .raw_file(b"l/.wh.secret", b"")
+                    .bytes()
+            },
+            false,
+            None,
+        ),
+        (
+            "opaque marker through a symlink",
+            |_, _| {
+                Layer::new()
+                    .symlink("l", "../outside")
+                    .raw_file(b"l/.wh..wh..opq", b"")
+                    .bytes()
+            },
+            false,
+            None,
+        ),
+        (
+            "directory entry through a symlink",
+            |_, _| {
+                Layer::new()
+                    .symlink("l", "../outside")
+                    .dir("l/newdir")
+                    .bytes()
+            },
+            false,
+            None,
+        ),
     ];
-    for (name, build) in cases {
+    for (name, build, refused, lands) in cases {
         for whiteouts in [Whiteouts::Delete, Whiteouts::Overlay] {
             let sandbox = Sandbox::new();
             let layer = build(&sandbox, outside_abs(&sandbox));
-            let err = apply(&sandbox.root, &layer, whiteouts)
-                .expect_err(&format!("{name} ({whiteouts:?}) should be refused"));
-            assert_eq!(err.kind(), Kind::InvalidArgument, "{name}: {err}");
-            assert!(
-                err.message().contains("outside the layer's root")
-                    || err.message().contains("\"..\""),
-                "{name}: refused for another reason: {err}"
-            );
+            let result = apply(&sandbox.root, &layer, whiteouts);
+            if refused {
+                let Err(err) = &result else {
+                    panic!("{name} ({whiteouts:?}) should be refused");
+                };
+                assert_eq!(err.kind(), Kind::InvalidArgument, "{name}: {err}");
+                assert!(
+                    err.message().contains("\"..\""),
+                    "{name}: refused for another reason: {err}"
+                );
+            }
+            if let Some(path) = lands {
+                result
+                    .as_ref()
+                    .unwrap_or_else(|e| panic!("{name} ({whiteouts:?}): {e}"));
+                assert!(
+                    sandbox.root.join(path).is_file(),
+                    "{name}: not at {path} in the root"
+                );
+            }
             assert!(
                 sandbox.outside_untouched(),
                 "{name} ({whiteouts:?}) wrote outside"
@@ -375,6 +444,46 @@ fn hostile_layers_are_refused_and_write_nothing_outside() {
             assert!(!Path::new("/var/tmp/crated-escape").exists(), "{name}");
         }
     }
+}
+
+/// A symlink to an absolute path the root does not have: writing through
+/// it makes that path inside the root (containerd's `MkdirAll` of the
+/// root-resolved path), never outside.
+#[test]
+fn writing_through_a_dangling_absolute_symlink_makes_the_path_inside_the_root() {
+    let sandbox = Sandbox::new();
+    let target = sandbox.outside.join("made");
+    let layer = Layer::new()
+        .symlink("out", &target.display().to_string())
+        .file("out/deeper/y", b"y")
+        .bytes();
+    apply(&sandbox.root, &layer, Whiteouts::Delete).unwrap();
+    let inside = sandbox
+        .root
+        .join(target.strip_prefix("/").unwrap())
+        .join("deeper/y");
+    assert_eq!(fs::read(&inside).unwrap(), b"y");
+    assert!(sandbox.outside_untouched());
+}
+
+/// `/var/run -> /run` (absolute, as Debian has it), and a later layer
+/// writing under `var/run/`: the file is in `run/`, as containerd puts it.
+#[test]
+fn an_absolute_symlink_to_a_directory_of_the_root_is_written_through() {
+    let dir = scratch();
+    let base = Layer::new()
+        .dir("run")
+        .dir("var")
+        .symlink("var/run", "/run")
+        .bytes();
+    let top = Layer::new().file("var/run/app.pid", b"42").bytes();
+    apply(dir.path(), &base, Whiteouts::Delete).unwrap();
+    apply(dir.path(), &top, Whiteouts::Delete).unwrap();
+    assert_eq!(fs::read(dir.path().join("run/app.pid")).unwrap(), b"42");
+    assert!(fs::symlink_metadata(dir.path().join("var/run"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
 }
 
 #[test]
