@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 
 use crated_api::proxy::content::ContentProxy;
-use crated_core::content::{write_blob, ContentStore as _, Info};
+use crated_core::content::{write_blob, ContentStore as _, Info, WriterOptions};
 use crated_core::descriptor::Descriptor;
 use crated_core::digest::Digest;
 use crated_core::images::walk::{self, media_types, Node};
@@ -48,6 +48,10 @@ pub struct ImportOptions {
     pub all_platforms: bool,
     /// The platforms kept otherwise.
     pub matcher: Matcher,
+    /// Gzip the uncompressed layers of a `docker save` archive
+    /// (`--compress-blobs`); each compressed blob is labelled with its
+    /// uncompressed digest.
+    pub compress_blobs: bool,
 }
 
 impl Default for ImportOptions {
@@ -59,6 +63,7 @@ impl Default for ImportOptions {
             index_name: None,
             all_platforms: false,
             matcher: crated_core::platforms::default_matcher(),
+            compress_blobs: false,
         }
     }
 }
@@ -202,12 +207,72 @@ async fn put_json(
 
 /// The index of a `docker save` archive: a Docker manifest per entry of
 /// its `manifest.json`, named by its repo tags.
+/// The layer `digest` gzipped into a new blob labelled with its
+/// uncompressed digest (containerd's `compressBlob`). Read, compressed and
+/// written chunk by chunk on a blocking thread.
+async fn compress_layer(
+    store: &ContentProxy,
+    ns: &Namespace,
+    lease: &str,
+    digest: &Digest,
+) -> Result<(Digest, u64)> {
+    use std::io::Write as _;
+    let reader = store.reader_at(ns, digest).await?;
+    let runtime = tokio::runtime::Handle::current();
+    let (store, ns, lease, digest) = (store.clone(), ns.clone(), lease.to_owned(), digest.clone());
+    tokio::task::spawn_blocking(move || -> Result<(Digest, u64)> {
+        let io = |e: std::io::Error| Error::unknown(format!("compress layer {digest}: {e}"));
+        let mut writer = runtime.block_on(store.writer(
+            &ns,
+            WriterOptions {
+                r#ref: format!("compress-blob-{}-{}", digest.algorithm(), digest.hex()),
+                total: 0,
+                expected: None,
+                lease: Some(lease),
+            },
+        ))?;
+        runtime.block_on(writer.truncate(0))?;
+        let mut plain = crated_differ::BlobReader::new(runtime.clone(), &*reader);
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        let mut buf = vec![0u8; 1 << 20];
+        let mut size = 0u64;
+        loop {
+            let n = plain.read(&mut buf).map_err(io)?;
+            let done = n == 0;
+            if done {
+                gzip.try_finish().map_err(io)?;
+            } else {
+                gzip.write_all(&buf[..n]).map_err(io)?;
+            }
+            let out = std::mem::take(gzip.get_mut());
+            if !out.is_empty() {
+                runtime.block_on(writer.write(&out))?;
+                size += out.len() as u64;
+            }
+            if done {
+                break;
+            }
+        }
+        let compressed = runtime.block_on(writer.digest())?;
+        let labels = [(crate::UNCOMPRESSED_LABEL.to_owned(), digest.to_string())].into();
+        match runtime.block_on(writer.commit(size, Some(compressed.clone()), labels)) {
+            Ok(()) => {}
+            Err(e) if e.is_already_exists() => {}
+            Err(e) => return Err(e),
+        }
+        Ok((compressed, size))
+    })
+    .await
+    .map_err(|e| Error::unknown(format!("compress layer: {e}")))?
+}
+
 async fn docker_index(
     archive: &Archive,
     manifests: &[DockerSaveEntry],
     store: &ContentProxy,
     ns: &Namespace,
     lease: &str,
+    compress: bool,
 ) -> Result<Descriptor> {
     let mut blobs = archive.blobs.clone();
     for (name, target) in &archive.symlinks {
@@ -243,6 +308,12 @@ async fn docker_index(
                     )))
                 }
                 _ => DOCKER_LAYER,
+            };
+            let (media_type, digest, size) = if media_type == DOCKER_LAYER && compress {
+                let (gz, gz_size) = compress_layer(store, ns, lease, &digest).await?;
+                (DOCKER_LAYER_GZIP, gz, gz_size)
+            } else {
+                (media_type, digest, size)
             };
             layers.push(OciDescriptor {
                 media_type: media_type.to_owned(),
@@ -363,7 +434,9 @@ async fn import_leased(
                 annotations: Default::default(),
             }
         }
-        (None, Some(manifests)) => docker_index(&archive, manifests, &store, ns, lease).await?,
+        (None, Some(manifests)) => {
+            docker_index(&archive, manifests, &store, ns, lease, options.compress_blobs).await?
+        }
         (None, None) => {
             return Err(Error::invalid_argument(
                 "unrecognized image format: neither an OCI layout (oci-layout) nor a docker save archive (manifest.json)",

@@ -213,6 +213,31 @@ async fn a_docker_save_archive_imports_and_runs() {
     ));
     assert_eq!(out, "hi\n");
     let _ = std::fs::remove_dir(format!("/run/containerd/runc/{ns0}"));
+
+    // --compress-blobs: the plain layers become gzip blobs labelled with
+    // their diff id, and the image still unpacks to the same diff ids.
+    let ns_gz = format!("{ns}-gz");
+    ok(daemon.ctr(
+        &ctr,
+        &[
+            "-n",
+            &ns_gz,
+            "images",
+            "import",
+            "--compress-blobs",
+            &path_s,
+        ],
+    ));
+    let content = ok(daemon.ctr(&ctr, &["-n", &ns_gz, "content", "ls"]));
+    let diff_id = image.diff_ids[0].to_string();
+    assert!(
+        content.contains(&format!("containerd.io/uncompressed={diff_id}")),
+        "{content}"
+    );
+    let listed = images(&daemon, &ns_gz);
+    assert_ne!(listed["docker.io/library/busybox:latest"].1, digests[0]);
+    let check = ok(daemon.ctr(&ctr, &["-n", &ns_gz, "images", "check"]));
+    assert!(check.contains("complete"), "{check}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

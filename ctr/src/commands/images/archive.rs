@@ -55,7 +55,8 @@ pub struct ImportArgs {
     /// Skip unpacking the images.
     #[arg(long)]
     no_unpack: bool,
-    /// Compress uncompressed blobs when creating the manifest (not built yet).
+    /// Compress uncompressed blobs when creating the manifest (Docker
+    /// format only).
     #[arg(long)]
     compress_blobs: bool,
     /// The snapshotter to unpack into.
@@ -127,9 +128,6 @@ pub async fn run_import(client: &Client, args: ImportArgs) -> anyhow::Result<()>
         .input
         .filter(|i| !i.is_empty())
         .ok_or_else(|| anyhow::anyhow!("please provide the archive to import"))?;
-    if args.compress_blobs {
-        anyhow::bail!("--compress-blobs is not built yet: import the archive as it is");
-    }
     if args.skip_digest_for_named && !args.digests {
         anyhow::bail!("--skip-digest-for-named must be specified with --digests option");
     }
@@ -146,6 +144,7 @@ pub async fn run_import(client: &Client, args: ImportArgs) -> anyhow::Result<()>
         index_name: args.index_name.filter(|n| !n.is_empty()),
         all_platforms: args.all_platforms,
         matcher: matcher.clone(),
+        compress_blobs: args.compress_blobs,
     };
     let reader: Box<dyn std::io::Read + Send> = if input == "-" {
         Box::new(std::io::stdin())
