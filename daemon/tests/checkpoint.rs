@@ -163,6 +163,20 @@ async fn journey(ctr: PathBuf, name: &str) {
             std::fs::read_to_string(&log).unwrap_or_default()
         );
     }
+    // The scratch copy of the dump (memory of the task) does not stay.
+    let scratch = first
+        .dir
+        .path()
+        .join("state/io.containerd.runtime.v2.task/.checkpoints");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_dir(&scratch).map(|d| d.count()).unwrap_or(0) > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{} kept the dump",
+            scratch.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     // ctr paused it for the dump and resumed it: it goes on here too.
     let tasks = ok(on(&first, &ns_a, &["tasks", "ls"]));
     assert!(tasks.contains("RUNNING"), "{tasks}");
