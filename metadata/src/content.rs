@@ -146,16 +146,18 @@ impl NamespacedContent {
         lease: Option<&str>,
     ) -> Result<()> {
         labels::validate_all(&labels)?;
-        self.db.write(|tx| {
+        let existed = self.db.write(|tx| {
             let key = record_key(ns, digest);
-            if tx.get(&key)?.is_some() {
-                return Err(Error::already_exists(format!(
-                    "content {digest} already exists"
-                )));
-            }
+            let exists = tx.get(&key)?.is_some();
             tx.ensure_namespace(ns)?;
+            // An existing blob is held by this lease too (containerd's
+            // `addContentLease` on AlreadyExists): the lease it was first
+            // written under may end first.
             if let Some(lease) = lease {
                 crate::leases::hold(tx, ns, lease, "content", digest.as_str())?;
+            }
+            if exists {
+                return Ok(true);
             }
             let now = SystemTime::now();
             let record = Record {
@@ -165,8 +167,14 @@ impl NamespacedContent {
                 labels,
             };
             tx.put(key, encode(&format!("content {digest}"), &record)?);
-            Ok(())
-        })
+            Ok(false)
+        })?;
+        if existed {
+            return Err(Error::already_exists(format!(
+                "content {digest} already exists"
+            )));
+        }
+        Ok(())
     }
 
     /// Whether any namespace still records `digest`.
@@ -343,6 +351,12 @@ impl ContentStore for NamespacedContent {
         validate_ref(&options.r#ref)?;
         if let Some(expected) = &options.expected {
             if self.record(ns, expected)?.is_some() {
+                // The caller's lease holds it from now on, as containerd's.
+                if let Some(lease) = &options.lease {
+                    self.db.write(|tx| {
+                        crate::leases::hold(tx, ns, lease, "content", expected.as_str())
+                    })?;
+                }
                 return Err(Error::already_exists(format!(
                     "content {expected} already exists"
                 )));

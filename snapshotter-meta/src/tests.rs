@@ -1,7 +1,19 @@
 use super::*;
 
+/// Opens the store; a reopen waits for the previous handle's background
+/// flusher, which holds sled's file lock a moment after the drop.
 fn open(dir: &Path) -> MetaStore {
-    MetaStore::open(&dir.join("meta.sled")).unwrap()
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match MetaStore::open(&dir.join("meta.sled")) {
+            Ok(store) => return store,
+            Err(e) if e.message().contains("could not acquire lock") => {
+                assert!(std::time::Instant::now() < deadline, "{e}");
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
 }
 
 #[test]

@@ -398,3 +398,65 @@ async fn deletes_are_reported_dirty_to_mutation_callbacks() {
     f.gc.collect().await.unwrap();
     assert_eq!(before, seen.len());
 }
+
+/// Content that exists already, written again under a second lease, is
+/// held by that lease too: when the first lease ends, the second keeps it
+/// (two `ctr snapshots diff` making the same layer, two pulls of a blob).
+#[tokio::test]
+async fn a_second_lease_holds_content_that_already_existed() {
+    let f = fixture();
+    let n = ns("gc");
+    for lease in ["first", "second"] {
+        f.leases().create(&n, lease, BTreeMap::new()).await.unwrap();
+    }
+    let data = b"shared layer";
+    let digest = sha256(data);
+    // Committed under the first lease, then again (no expected digest, as
+    // the diff service writes) under the second.
+    for lease in ["first", "second"] {
+        let mut w = f
+            .content
+            .writer(
+                &n,
+                WriterOptions {
+                    r#ref: format!("diff-{lease}"),
+                    total: 0,
+                    expected: None,
+                    lease: Some(lease.into()),
+                },
+            )
+            .await
+            .unwrap();
+        w.write(data).await.unwrap();
+        match w.commit(0, Some(digest.clone()), BTreeMap::new()).await {
+            Ok(()) => assert_eq!(lease, "first"),
+            Err(e) => assert!(e.is_already_exists() && lease == "second", "{e}"),
+        }
+    }
+    // And opened with the expected digest under a third.
+    f.leases()
+        .create(&n, "third", BTreeMap::new())
+        .await
+        .unwrap();
+    let err = f
+        .content
+        .writer(
+            &n,
+            WriterOptions {
+                r#ref: "fetch".into(),
+                total: data.len() as u64,
+                expected: Some(digest.clone()),
+                lease: Some("third".into()),
+            },
+        )
+        .await
+        .err()
+        .unwrap();
+    assert!(err.is_already_exists(), "{err}");
+
+    for (gone, stays) in [("first", true), ("second", true), ("third", false)] {
+        LeaseStore::delete(&f.db, &n, gone).await.unwrap();
+        f.gc.collect().await.unwrap();
+        assert_eq!(f.recorded(&n, &digest).await, stays, "after {gone} ended");
+    }
+}
