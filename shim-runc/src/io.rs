@@ -1,6 +1,7 @@
 //! A process's stdio: the fifos (or `file://` logs) the client named,
-//! opened for the container to use directly; with a terminal, the pty
-//! master runc hands over on a console socket, copied to and from them.
+//! relayed through pipes for a task's init (which criu can checkpoint) or
+//! opened for an exec to use directly; with a terminal, the pty master
+//! runc hands over on a console socket, copied to and from them.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -62,57 +63,60 @@ fn open_input(path: &str) -> Result<Option<OwnedFd>> {
     Ok(Some(file.into()))
 }
 
-/// The stdio of a process without a terminal. A `binary://` stdout starts
-/// that logging binary for both outputs.
-pub fn direct(
+/// The stdio of a process without a terminal. With `relay` (a task's
+/// init): pipes, relayed by the shim to the fifos (or `file://` logs) the
+/// client named, as containerd's shim does — criu can checkpoint a process
+/// whose stdio is a pipe (runc records it and re-attaches the restored
+/// process to new pipes), not one holding a fifo or a file of the host,
+/// outside the container's mounts. Without (an exec): the fifos opened
+/// for the process to use directly, no copy through the shim. A
+/// `binary://` stdout starts that logging binary for both outputs (pipes
+/// to the logger either way).
+pub fn stdio(
     stdin: &str,
     stdout: &str,
     stderr: &str,
     id: &str,
     namespace: &str,
+    relay: bool,
 ) -> Result<ProcessIo> {
+    type Open = fn(&str) -> Result<Option<OwnedFd>>;
+    let (input, output): (Open, Open) = if relay {
+        (relay_input, relay_output)
+    } else {
+        (open_input, open_output)
+    };
     if stdout.starts_with("binary://") {
         let (out, err) = binary_log(stdout, id, namespace)?;
         return Ok(ProcessIo {
-            stdin: open_input(stdin)?,
+            stdin: input(stdin)?,
             stdout: Some(out),
             stderr: Some(err),
         });
     }
     Ok(ProcessIo {
-        stdin: open_input(stdin)?,
-        stdout: open_output(stdout)?,
-        stderr: open_output(stderr)?,
+        stdin: input(stdin)?,
+        stdout: output(stdout)?,
+        stderr: output(stderr)?,
     })
 }
 
-/// The stdio of a task's init process without a terminal: pipes, relayed
-/// by the shim to the fifos (or `file://` logs) the client named, as
-/// containerd's shim does. criu can checkpoint a process whose stdio is a
-/// pipe (runc records it and re-attaches the restored process to new
-/// pipes), not one holding a fifo or a file of the host, outside the
-/// container's mounts. A `binary://` stdout is already a pipe to the
-/// logger.
-pub fn relayed(
-    stdin: &str,
-    stdout: &str,
-    stderr: &str,
-    id: &str,
-    namespace: &str,
-) -> Result<ProcessIo> {
-    if stdout.starts_with("binary://") {
-        let (out, err) = binary_log(stdout, id, namespace)?;
-        return Ok(ProcessIo {
-            stdin: relay_input(stdin)?,
-            stdout: Some(out),
-            stderr: Some(err),
-        });
+/// Copies `from` into `to` until `from` ends or fails (a pty master reads
+/// EIO once the process and its children close it) or `to` fails.
+fn copy(mut from: File, mut to: File) {
+    let mut buf = [0u8; 32 << 10];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => {
+                if to.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
     }
-    Ok(ProcessIo {
-        stdin: relay_input(stdin)?,
-        stdout: relay_output(stdout)?,
-        stderr: relay_output(stderr)?,
-    })
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {
@@ -138,22 +142,7 @@ fn relay_output(uri: &str) -> Result<Option<OwnedFd>> {
         return Ok(None);
     };
     let (r, w) = pipe()?;
-    relay_thread("stdout", move || {
-        let (mut from, mut to) = (File::from(r), File::from(target));
-        let mut buf = [0u8; 32 << 10];
-        loop {
-            match from.read(&mut buf) {
-                Ok(0) => return,
-                Ok(n) => {
-                    if to.write_all(&buf[..n]).is_err() {
-                        return;
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => return,
-            }
-        }
-    })?;
+    relay_thread("stdout", move || copy(File::from(r), File::from(target)))?;
     Ok(Some(w))
 }
 
@@ -248,8 +237,6 @@ fn binary_log(uri: &str, id: &str, namespace: &str) -> Result<(OwnedFd, OwnedFd)
     }
     // Close-on-exec: the logger must hold only its read ends (as 3 and 4),
     // or it would never see the end of its input.
-    let pipe =
-        || nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::unknown(format!("pipe: {e}")));
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
     let (ready_r, ready_w) = pipe()?;
@@ -351,37 +338,22 @@ impl Drop for ConsoleSocket {
 pub fn copy_console(master: &OwnedFd, stdin: &str, stdout: &str) -> Result<()> {
     let out = open_output(stdout)?;
     if let Some(out) = out {
-        let mut from = File::from(
+        let from = File::from(
             master
                 .try_clone()
                 .map_err(|e| Error::unknown(format!("dup pty: {e}")))?,
         );
-        let mut to = File::from(out);
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 32 << 10];
-            // EIO once the process and its children close the pty.
-            while let Ok(n) = from.read(&mut buf) {
-                if n == 0 || to.write_all(&buf[..n]).is_err() {
-                    return;
-                }
-            }
-        });
+        let to = File::from(out);
+        std::thread::spawn(move || copy(from, to));
     }
     if let Some(input) = open_input(stdin)? {
-        let mut from = File::from(input);
-        let mut to = File::from(
+        let from = File::from(input);
+        let to = File::from(
             master
                 .try_clone()
                 .map_err(|e| Error::unknown(format!("dup pty: {e}")))?,
         );
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 32 << 10];
-            while let Ok(n) = from.read(&mut buf) {
-                if n == 0 || to.write_all(&buf[..n]).is_err() {
-                    return;
-                }
-            }
-        });
+        std::thread::spawn(move || copy(from, to));
     }
     Ok(())
 }

@@ -359,10 +359,8 @@ impl Service {
         let ns = self.namespace.as_str();
         let (console, io) = if terminal {
             (Some(ConsoleSocket::new()?), ProcessIo::default())
-        } else if init {
-            (None, io::relayed(stdin, stdout, stderr, &self.id, ns)?)
         } else {
-            (None, io::direct(stdin, stdout, stderr, &self.id, ns)?)
+            (None, io::stdio(stdin, stdout, stderr, &self.id, ns, init)?)
         };
         let console_path = console.as_ref().map(|c| c.path.clone());
         let receiving = console.map(|c| tokio::task::spawn_blocking(move || c.receive()));
