@@ -22,13 +22,12 @@ use crated_api::containerd::runc::v1::CheckpointOptions as CriuOptions;
 use crated_api::containerd::services::containers::v1 as containers;
 use crated_api::containerd::services::tasks::v1 as tasks;
 use crated_api::from_grpc;
-use crated_api::metadata::{set_grpc_lease, set_grpc_namespace};
 use crated_api::proxy::content::ContentProxy;
 use crated_api::proxy::snapshots::SnapshotsProxy;
 use crated_api::services::images::descriptor_to_pb;
 use crated_api::services::snapshots::mount_to_pb;
 use crated_core::checkpoint::{annotations, *};
-use crated_core::content::{write_blob, ContentStore as _};
+use crated_core::content::write_blob;
 use crated_core::descriptor::Descriptor;
 use crated_core::digest::Digest;
 use crated_core::images::walk::{self, media_types, Node};
@@ -86,17 +85,8 @@ pub struct RestoreOptions {
     pub stderr: String,
 }
 
-fn with_meta<T>(ns: &Namespace, lease: Option<&str>, message: T) -> Result<tonic::Request<T>> {
-    let mut request = tonic::Request::new(message);
-    set_grpc_namespace(&mut request, ns);
-    if let Some(lease) = lease {
-        set_grpc_lease(&mut request, lease)?;
-    }
-    Ok(request)
-}
-
 async fn container(channel: &Channel, ns: &Namespace, id: &str) -> Result<containers::Container> {
-    let request = with_meta(
+    let request = crate::request(
         ns,
         None,
         containers::GetContainerRequest { id: id.to_owned() },
@@ -112,7 +102,7 @@ async fn container(channel: &Channel, ns: &Namespace, id: &str) -> Result<contai
 
 /// The status of `id`'s task, or None when it has none.
 async fn task_status(channel: &Channel, ns: &Namespace, id: &str) -> Result<Option<i32>> {
-    let request = with_meta(
+    let request = crate::request(
         ns,
         None,
         tasks::GetRequest {
@@ -134,10 +124,10 @@ async fn set_paused(channel: &Channel, ns: &Namespace, id: &str, paused: bool) -
     let mut client = tasks::tasks_client::TasksClient::new(channel.clone());
     let container_id = id.to_owned();
     if paused {
-        let request = with_meta(ns, None, tasks::PauseTaskRequest { container_id })?;
+        let request = crate::request(ns, None, tasks::PauseTaskRequest { container_id })?;
         client.pause(request).await.map_err(from_grpc)?;
     } else {
-        let request = with_meta(ns, None, tasks::ResumeTaskRequest { container_id })?;
+        let request = crate::request(ns, None, tasks::ResumeTaskRequest { container_id })?;
         client.resume(request).await.map_err(from_grpc)?;
     }
     Ok(())
@@ -222,7 +212,7 @@ async fn checkpoint_leased(
             type_url: CRIU_OPTIONS_URL.to_owned(),
             value: criu.encode_to_vec(),
         };
-        let request = with_meta(
+        let request = crate::request(
             ns,
             Some(lease),
             tasks::CheckpointTaskRequest {
@@ -321,15 +311,7 @@ async fn checkpoint_leased(
         data.as_slice(),
     )
     .await?;
-    let info = crated_core::content::Info {
-        digest: desc.digest.clone(),
-        size: 0,
-        created_at: std::time::UNIX_EPOCH,
-        updated_at: std::time::UNIX_EPOCH,
-        labels: gc.clone(),
-    };
-    let paths: Vec<String> = gc.keys().map(|k| format!("labels.{k}")).collect();
-    store.update(ns, info, &paths).await?;
+    crate::add_labels(&store, ns, &desc.digest, gc).await?;
     // As containerd's: a checkpoint never replaces an image of that name.
     crate::images::create(channel, ns, name, &desc, &options.labels).await?;
     Ok(Some(desc))
@@ -483,7 +465,7 @@ async fn restore_leased(
             snapshot_key: id.to_owned(),
             ..Default::default()
         };
-        let request = with_meta(
+        let request = crate::request(
             ns,
             Some(lease),
             containers::CreateContainerRequest {
@@ -506,7 +488,7 @@ async fn restore_leased(
     if started.is_err() {
         // Nothing of a failed restore stays: task, container, snapshot.
         let mut tasks = tasks::tasks_client::TasksClient::new(channel.clone());
-        if let Ok(request) = with_meta(
+        if let Ok(request) = crate::request(
             ns,
             None,
             tasks::DeleteTaskRequest {
@@ -515,7 +497,7 @@ async fn restore_leased(
         ) {
             let _ = tasks.delete(request).await;
         }
-        if let Ok(request) = with_meta(
+        if let Ok(request) = crate::request(
             ns,
             None,
             containers::DeleteContainerRequest { id: id.to_owned() },
@@ -540,7 +522,7 @@ async fn start_restored(
     criu: Option<Descriptor>,
 ) -> Result<u32> {
     let mut client = tasks::tasks_client::TasksClient::new(channel.clone());
-    let request = with_meta(
+    let request = crate::request(
         ns,
         None,
         tasks::CreateTaskRequest {
@@ -556,7 +538,7 @@ async fn start_restored(
         },
     )?;
     client.create(request).await.map_err(from_grpc)?;
-    let request = with_meta(
+    let request = crate::request(
         ns,
         None,
         tasks::StartRequest {

@@ -3,7 +3,6 @@
 
 use crated_api::containerd::services::diff::v1 as pb;
 use crated_api::from_grpc;
-use crated_api::metadata::{set_grpc_lease, set_grpc_namespace};
 use crated_api::proxy::snapshots::SnapshotsProxy;
 use crated_api::services::images::{descriptor_from_pb, descriptor_to_pb};
 use crated_api::services::snapshots::mount_to_pb;
@@ -12,13 +11,6 @@ use crated_core::mount::Mount;
 use crated_core::snapshots::{Labels, Snapshotter as _};
 use crated_core::{Namespace, Result};
 use tonic::transport::Channel;
-
-fn request<T>(ns: &Namespace, lease: &str, message: T) -> Result<tonic::Request<T>> {
-    let mut request = tonic::Request::new(message);
-    set_grpc_namespace(&mut request, ns);
-    set_grpc_lease(&mut request, lease)?;
-    Ok(request)
-}
 
 /// Applies the layer `layer` onto `mounts`; returns the descriptor of
 /// what was applied (its diff id, uncompressed).
@@ -29,9 +21,9 @@ pub async fn apply(
     layer: &Descriptor,
     mounts: Vec<Mount>,
 ) -> Result<Descriptor> {
-    let request = request(
+    let request = crate::request(
         ns,
-        lease,
+        Some(lease),
         pb::ApplyRequest {
             diff: Some(descriptor_to_pb(layer.clone())),
             mounts: mounts.into_iter().map(mount_to_pb).collect(),
@@ -66,9 +58,9 @@ pub async fn compare(
     upper: Vec<Mount>,
     options: CompareOptions,
 ) -> Result<Descriptor> {
-    let request = request(
+    let request = crate::request(
         ns,
-        lease,
+        Some(lease),
         pb::DiffRequest {
             left: lower.into_iter().map(mount_to_pb).collect(),
             right: upper.into_iter().map(mount_to_pb).collect(),

@@ -80,16 +80,6 @@ fn non_distributable(media_type: &str) -> bool {
     media_type.contains(".nondistributable.") || media_type.contains(".foreign.")
 }
 
-fn node_desc(node: &Node) -> Result<Descriptor> {
-    Ok(Descriptor {
-        media_type: node.media_type.clone(),
-        digest: node.digest.clone(),
-        size: u64::try_from(node.size)
-            .map_err(|_| Error::invalid_argument(format!("{}: negative size", node.digest)))?,
-        annotations: Default::default(),
-    })
-}
-
 /// Every blob under `root` (itself included), depth first.
 async fn tree(store: &ContentProxy, ns: &Namespace, root: &Node) -> Result<Vec<Node>> {
     let mut out = Vec::new();
@@ -126,7 +116,10 @@ pub async fn export(
         if options.skip_non_distributable && non_distributable(&node.media_type) {
             return Ok(());
         }
-        records.insert(blob_path(&node.digest), Source::Blob(node_desc(node)?));
+        records.insert(
+            blob_path(&node.digest),
+            Source::Blob(crate::node_descriptor(node)?),
+        );
         Ok(())
     };
     for name in images {
@@ -173,7 +166,7 @@ pub async fn export(
                         "{name}: no manifest found for platform"
                     )));
                 };
-                let best_desc = node_desc(best)?;
+                let best_desc = crate::node_descriptor(best)?;
                 docker
                     .entry(best.digest.clone())
                     .or_insert_with(|| (best_desc, Vec::new()))

@@ -39,28 +39,30 @@ pub async fn put(
     target: &Descriptor,
     labels: &BTreeMap<String, String>,
 ) -> Result<()> {
-    let image = images::Image {
+    match create(channel, ns, name, target, labels).await {
+        Err(e) if e.is_already_exists() => {
+            let mut request = tonic::Request::new(images::UpdateImageRequest {
+                image: Some(record(name, target, labels)),
+                update_mask: None,
+            });
+            set_grpc_namespace(&mut request, ns);
+            images::images_client::ImagesClient::new(channel.clone())
+                .update(request)
+                .await
+                .map(|_| ())
+                .map_err(from_grpc)
+        }
+        created => created,
+    }
+}
+
+/// The image record `name` → `target`.
+fn record(name: &str, target: &Descriptor, labels: &BTreeMap<String, String>) -> images::Image {
+    images::Image {
         name: name.to_owned(),
         labels: labels.clone().into_iter().collect(),
         target: Some(descriptor_to_pb(target.clone())),
         ..Default::default()
-    };
-    let mut client = images::images_client::ImagesClient::new(channel.clone());
-    let mut request = tonic::Request::new(images::CreateImageRequest {
-        image: Some(image.clone()),
-    });
-    set_grpc_namespace(&mut request, ns);
-    match client.create(request).await {
-        Ok(_) => Ok(()),
-        Err(status) if status.code() == tonic::Code::AlreadyExists => {
-            let mut request = tonic::Request::new(images::UpdateImageRequest {
-                image: Some(image),
-                update_mask: None,
-            });
-            set_grpc_namespace(&mut request, ns);
-            client.update(request).await.map(|_| ()).map_err(from_grpc)
-        }
-        Err(status) => Err(from_grpc(status)),
     }
 }
 
@@ -73,14 +75,10 @@ pub async fn create(
     target: &Descriptor,
     labels: &BTreeMap<String, String>,
 ) -> Result<()> {
-    let image = images::Image {
-        name: name.to_owned(),
-        labels: labels.clone().into_iter().collect(),
-        target: Some(descriptor_to_pb(target.clone())),
-        ..Default::default()
-    };
     let mut client = images::images_client::ImagesClient::new(channel.clone());
-    let mut request = tonic::Request::new(images::CreateImageRequest { image: Some(image) });
+    let mut request = tonic::Request::new(images::CreateImageRequest {
+        image: Some(record(name, target, labels)),
+    });
     set_grpc_namespace(&mut request, ns);
     client
         .create(request)

@@ -10,13 +10,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 
 use crated_api::proxy::content::ContentProxy;
-use crated_core::content::{write_blob, ContentStore as _, Info, WriterOptions};
+use crated_core::content::{write_blob, ContentStore as _, WriterOptions};
 use crated_core::descriptor::Descriptor;
 use crated_core::digest::Digest;
 use crated_core::images::walk::{self, media_types, Node};
 use crated_core::platforms::Matcher;
 use crated_core::reference::parse_docker_ref;
-use crated_core::snapshots::Labels;
 use crated_core::{Error, Namespace, Result};
 use serde_json::Value;
 use tonic::transport::Channel;
@@ -501,44 +500,19 @@ async fn import_leased(
             continue;
         }
         let mut children = walk::children(&store, ns, &node).await?;
-        let mut labels = Labels::new();
-        if is_index {
-            if !options.all_platforms {
-                children.retain(|c| {
-                    c.platform
-                        .as_ref()
-                        .is_none_or(|p| options.matcher.matches(p))
-                });
-            }
-            for (i, child) in children.iter().enumerate() {
-                labels.insert(
-                    format!("containerd.io/gc.ref.content.m.{i}"),
-                    child.digest.to_string(),
-                );
-            }
-        } else {
-            for (i, child) in children.iter().enumerate() {
-                let key = if i == 0 {
-                    "containerd.io/gc.ref.content.config".to_owned()
-                } else {
-                    format!("containerd.io/gc.ref.content.l.{}", i - 1)
-                };
-                labels.insert(key, child.digest.to_string());
-            }
+        if is_index && !options.all_platforms {
+            children.retain(|c| {
+                c.platform
+                    .as_ref()
+                    .is_none_or(|p| options.matcher.matches(p))
+            });
         }
+        let labels = crate::child_gc_labels(is_index, &children);
         if node.digest == index.digest {
             kept_any = !children.is_empty();
         }
-        let paths: Vec<String> = labels.keys().map(|k| format!("labels.{k}")).collect();
         if !labels.is_empty() {
-            let info = Info {
-                digest: node.digest.clone(),
-                size: 0,
-                created_at: std::time::UNIX_EPOCH,
-                updated_at: std::time::UNIX_EPOCH,
-                labels,
-            };
-            store.update(ns, info, &paths).await?;
+            crate::add_labels(&store, ns, &node.digest, labels).await?;
         }
         stack.extend(children.into_iter().rev());
     }

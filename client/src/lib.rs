@@ -31,6 +31,20 @@ use tonic::transport::Channel;
 /// The label the unpacker puts on a layer blob: its diff id, once verified.
 pub const UNCOMPRESSED_LABEL: &str = "containerd.io/uncompressed";
 
+/// `message` as a request in namespace `ns`, under `lease` if given.
+pub(crate) fn request<T>(
+    ns: &Namespace,
+    lease: Option<&str>,
+    message: T,
+) -> Result<tonic::Request<T>> {
+    let mut request = tonic::Request::new(message);
+    crated_api::metadata::set_grpc_namespace(&mut request, ns);
+    if let Some(lease) = lease {
+        crated_api::metadata::set_grpc_lease(&mut request, lease)?;
+    }
+    Ok(request)
+}
+
 /// A unique part for extraction keys, as containerd's `uniquePart`.
 fn unique() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -45,13 +59,49 @@ fn unique() -> String {
     )
 }
 
+/// The garbage collector's references from a parent to its children, as
+/// containerd's `images.ChildGCLabels`: an index's entries `m.<i>`, a
+/// manifest's config `config` and layers `l.<i>`.
+fn child_gc_labels<'a>(is_index: bool, children: impl IntoIterator<Item = &'a Node>) -> Labels {
+    children
+        .into_iter()
+        .enumerate()
+        .map(|(i, child)| {
+            let key = match (is_index, i) {
+                (true, i) => format!("containerd.io/gc.ref.content.m.{i}"),
+                (false, 0) => "containerd.io/gc.ref.content.config".to_owned(),
+                (false, i) => format!("containerd.io/gc.ref.content.l.{}", i - 1),
+            };
+            (key, child.digest.to_string())
+        })
+        .collect()
+}
+
+/// Sets `labels` on the stored blob `digest` (other labels stay).
+async fn add_labels(
+    store: &ContentProxy,
+    ns: &Namespace,
+    digest: &Digest,
+    labels: Labels,
+) -> Result<()> {
+    let paths: Vec<String> = labels.keys().map(|k| format!("labels.{k}")).collect();
+    let info = Info {
+        digest: digest.clone(),
+        size: 0,
+        created_at: UNIX_EPOCH,
+        updated_at: UNIX_EPOCH,
+        labels,
+    };
+    store.update(ns, info, &paths).await.map(|_| ())
+}
+
+/// A walked node as a descriptor; InvalidArgument for a negative size.
 fn node_descriptor(node: &Node) -> Result<Descriptor> {
     Ok(Descriptor {
         media_type: node.media_type.clone(),
         digest: node.digest.clone(),
-        size: u64::try_from(node.size).map_err(|_| {
-            Error::invalid_argument(format!("layer {} has a negative size", node.digest))
-        })?,
+        size: u64::try_from(node.size)
+            .map_err(|_| Error::invalid_argument(format!("{} has a negative size", node.digest)))?,
         annotations: Default::default(),
     })
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crated_api::proxy::content::ContentProxy;
-use crated_core::content::{ContentStore, Info, Labels, WriterOptions};
+use crated_core::content::{ContentStore, Labels, WriterOptions};
 use crated_core::descriptor::Descriptor;
 use crated_core::digest::Digest;
 use crated_core::images::walk::{self, media_types, Node};
@@ -17,7 +17,6 @@ use crated_core::reference::parse_normalized_named;
 use crated_core::{Error, Namespace, Result};
 use crated_distribution::{Fetcher, Resolver};
 use futures::StreamExt;
-use std::time::UNIX_EPOCH;
 use tonic::transport::Channel;
 
 use crate::gate::LayerGate;
@@ -184,7 +183,7 @@ async fn pull_leased(
         }
         let data = job.small(&node).await?;
         let children = walk::parse_children(&node, &data)?;
-        let mut labels = Labels::new();
+        let labels;
         if is_index {
             // An index may hold blobs that are not manifests (a
             // checkpoint's criu dump, spec and options): fetched as they
@@ -212,12 +211,7 @@ async fn pull_leased(
                     node.digest
                 )));
             }
-            for (i, child) in manifests.iter().chain(&leaves).enumerate() {
-                labels.insert(
-                    format!("containerd.io/gc.ref.content.m.{i}"),
-                    child.digest.to_string(),
-                );
-            }
+            labels = crate::child_gc_labels(true, manifests.iter().chain(&leaves));
             stack.extend(manifests.into_iter().rev());
             for leaf in leaves {
                 if seen.insert(leaf.digest.clone()) {
@@ -231,14 +225,7 @@ async fn pull_leased(
                 }
             }
         } else {
-            for (i, child) in children.iter().enumerate() {
-                let key = if i == 0 {
-                    "containerd.io/gc.ref.content.config".to_owned()
-                } else {
-                    format!("containerd.io/gc.ref.content.l.{}", i - 1)
-                };
-                labels.insert(key, child.digest.to_string());
-            }
+            labels = crate::child_gc_labels(false, &children);
             for child in children {
                 if seen.insert(child.digest.clone()) {
                     progress.blob(
@@ -330,18 +317,7 @@ impl Job<'_> {
     /// Adds `labels` (and the distribution source) to a stored blob.
     async fn label(&self, node: &Node, mut labels: Labels) -> Result<()> {
         labels.insert(self.source_label.0.clone(), self.source_label.1.clone());
-        let paths = labels
-            .keys()
-            .map(|k| format!("labels.{k}"))
-            .collect::<Vec<_>>();
-        let info = Info {
-            digest: node.digest.clone(),
-            size: 0,
-            created_at: UNIX_EPOCH,
-            updated_at: UNIX_EPOCH,
-            labels,
-        };
-        self.store.update(self.ns, info, &paths).await.map(|_| ())
+        crate::add_labels(self.store, self.ns, &node.digest, labels).await
     }
 
     /// Fetches a blob into the store unless it is there, resuming a
