@@ -57,3 +57,9 @@ pub fn status_error(status: tonic::Status) -> anyhow::Error {
     let err = crated_api::from_grpc(status);
     anyhow::anyhow!("{}", err.message())
 }
+
+/// An error of the client library as the user sees it: its message, which
+/// names what was wrong (the kind is for programs).
+pub fn user_error(e: crated_core::Error) -> anyhow::Error {
+    anyhow::anyhow!("{}", e.message())
+}

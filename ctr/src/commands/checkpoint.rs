@@ -5,7 +5,7 @@ use clap::Args;
 use crated_client::checkpoint::{self, CheckpointOptions, RestoreOptions};
 use crated_client::pull::{pull, NoProgress, PullOptions};
 
-use crate::client::Client;
+use crate::client::{user_error, Client};
 use crate::registry::RegistryArgs;
 
 /// `ctr containers checkpoint` arguments.
@@ -64,10 +64,6 @@ fn required(value: Option<String>, what: &str) -> anyhow::Result<String> {
     value
         .filter(|v| !v.is_empty())
         .ok_or_else(|| anyhow::anyhow!("{what} must be provided"))
-}
-
-fn user_error(e: crated_core::Error) -> anyhow::Error {
-    anyhow::anyhow!("{}", e.message())
 }
 
 /// `ctr containers checkpoint CONTAINER REF`.

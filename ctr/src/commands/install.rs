@@ -37,6 +37,6 @@ pub async fn run(client: Client, args: InstallArgs) -> anyhow::Result<()> {
         &options,
     )
     .await
-    .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+    .map_err(crate::client::user_error)?;
     Ok(())
 }

@@ -145,7 +145,7 @@ pub async fn run(client: Client, args: RunArgs) -> anyhow::Result<()> {
         Some(name) => Some(
             crated_client::checkpoint::task_dump(&client.channel, &client.namespace, name)
                 .await
-                .map_err(|e| anyhow::anyhow!("{}", e.message()))?,
+                .map_err(crate::client::user_error)?,
         ),
         None => None,
     };

@@ -123,7 +123,7 @@ async fn diff(
         options,
     )
     .await
-    .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+    .map_err(crate::client::user_error)?;
     let store = ContentProxy::new(client.channel.clone());
     let reader = store.reader_at(&client.namespace, &desc.digest).await?;
     let mut stdout = std::io::stdout().lock();

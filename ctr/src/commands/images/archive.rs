@@ -7,7 +7,7 @@ use crated_client::import::{import, ImportOptions};
 use crated_core::images::walk::Node;
 use crated_core::platforms::{self, Matcher};
 
-use crate::client::Client;
+use crate::client::{user_error, Client};
 
 /// `ctr images export` arguments.
 #[derive(clap::Args)]
@@ -64,10 +64,6 @@ pub struct ImportArgs {
     snapshotter: String,
     /// The archive (`-` for stdin).
     input: Option<String>,
-}
-
-fn user_error(e: crated_core::Error) -> anyhow::Error {
-    anyhow::anyhow!("{}", e.message())
 }
 
 /// Runs `ctr images export`.
