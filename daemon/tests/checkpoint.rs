@@ -15,8 +15,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{ok, workspace_bin, Daemon};
-use crated_testimages::{push, Registry};
+use common::{ok, registry_with_busybox, workspace_bin, Daemon, NamespaceCleanup};
 
 /// A daemon whose shims find `criu` first on their PATH.
 fn daemon_with(criu: &Path) -> Daemon {
@@ -28,28 +27,12 @@ fn daemon_with(criu: &Path) -> Daemon {
     daemon
 }
 
-/// Kills and removes what a namespace of a daemon holds.
-struct Cleanup<'a>(&'a Daemon, String);
-
-impl Drop for Cleanup<'_> {
-    fn drop(&mut self) {
-        let ctr = workspace_bin("ctr");
-        let ns = self.1.as_str();
-        if self.0.is_running() {
-            let tasks = self.0.ctr(&ctr, &["-n", ns, "tasks", "ls", "-q"]);
-            for id in String::from_utf8_lossy(&tasks.stdout).split_whitespace() {
-                let _ = self
-                    .0
-                    .ctr(&ctr, &["-n", ns, "tasks", "kill", "-s", "SIGKILL", id]);
-                let _ = self.0.ctr(&ctr, &["-n", ns, "tasks", "rm", "-f", id]);
-            }
-            let containers = self.0.ctr(&ctr, &["-n", ns, "containers", "ls", "-q"]);
-            for id in String::from_utf8_lossy(&containers.stdout).split_whitespace() {
-                let _ = self.0.ctr(&ctr, &["-n", ns, "containers", "rm", id]);
-            }
-        }
-        let _ = std::fs::remove_dir(format!("/run/containerd/runc/{ns}"));
-    }
+/// A criu that runs here; else None, with the reason printed (the test
+/// then skips, saying so).
+fn criu_or_skip() -> Option<PathBuf> {
+    crated_testimages::criu()
+        .map_err(|why| eprintln!("SKIPPED: criu cannot run here: {why}"))
+        .ok()
 }
 
 /// The container's rootfs as its shim mounted it (the bundle's `rootfs`).
@@ -94,21 +77,8 @@ const COUNTER: &str = "i=0; while true; do i=$((i+1)); echo $i > /count; sleep 0
 /// pull the image, fetch the checkpoint and restore it; the count goes on
 /// from where it was.
 async fn journey(ctr: PathBuf, name: &str) {
-    let criu = match crated_testimages::criu() {
-        Ok(criu) => criu,
-        Err(why) => {
-            eprintln!("SKIPPED: criu cannot run here: {why}");
-            return;
-        }
-    };
-    let registry = tokio::task::spawn_blocking(|| Registry::start(None))
-        .await
-        .unwrap()
-        .unwrap();
-    let busybox = format!("{}/test/busybox:latest", registry.host);
-    push(&busybox, &crated_testimages::busybox().unwrap())
-        .await
-        .unwrap();
+    let Some(criu) = criu_or_skip() else { return };
+    let (registry, busybox) = registry_with_busybox().await;
     let checkpoint = format!("{}/test/{name}:1", registry.host);
     let (criu_a, criu_b) = (criu.clone(), criu.clone());
     let first = tokio::task::spawn_blocking(move || daemon_with(&criu_a))
@@ -122,8 +92,8 @@ async fn journey(ctr: PathBuf, name: &str) {
         format!("{name}-a-{}", std::process::id()),
         format!("{name}-b-{}", std::process::id()),
     );
-    let _clean_a = Cleanup(&first, ns_a.clone());
-    let _clean_b = Cleanup(&second, ns_b.clone());
+    let _clean_a = NamespaceCleanup(&first, ns_a.clone());
+    let _clean_b = NamespaceCleanup(&second, ns_b.clone());
     let on = |daemon: &Daemon, ns: &str, args: &[&str]| {
         let mut full = vec!["-n", ns];
         full.extend_from_slice(args);
@@ -240,26 +210,13 @@ async fn containerds_ctr_checkpoints_pushes_pulls_and_restores_elsewhere() {
 /// checkpoint image it names starts a new container where it left off
 /// (our `ctr run --checkpoint`: containerd 1.6's ctr has no such flag).
 async fn exit_and_run_from(ctr: PathBuf, name: &str) {
-    let criu = match crated_testimages::criu() {
-        Ok(criu) => criu,
-        Err(why) => {
-            eprintln!("SKIPPED: criu cannot run here: {why}");
-            return;
-        }
-    };
-    let registry = tokio::task::spawn_blocking(|| Registry::start(None))
-        .await
-        .unwrap()
-        .unwrap();
-    let busybox = format!("{}/test/busybox:latest", registry.host);
-    push(&busybox, &crated_testimages::busybox().unwrap())
-        .await
-        .unwrap();
+    let Some(criu) = criu_or_skip() else { return };
+    let (_registry, busybox) = registry_with_busybox().await;
     let daemon = tokio::task::spawn_blocking(move || daemon_with(&criu))
         .await
         .unwrap();
     let ns = format!("{name}-{}", std::process::id());
-    let _clean = Cleanup(&daemon, ns.clone());
+    let _clean = NamespaceCleanup(&daemon, ns.clone());
     let on = |args: &[&str]| {
         let mut full = vec!["-n", ns.as_str()];
         full.extend_from_slice(args);
@@ -330,17 +287,10 @@ async fn containerds_ctr_checkpoints_with_exit_and_runs_from_the_checkpoint() {
 /// failed restore leaves nothing behind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checkpoints_without_a_task_and_their_errors() {
-    let registry = tokio::task::spawn_blocking(|| Registry::start(None))
-        .await
-        .unwrap()
-        .unwrap();
-    let busybox = format!("{}/test/busybox:latest", registry.host);
-    push(&busybox, &crated_testimages::busybox().unwrap())
-        .await
-        .unwrap();
+    let (_registry, busybox) = registry_with_busybox().await;
     let daemon = tokio::task::spawn_blocking(Daemon::start).await.unwrap();
     let ns = format!("ckpt-errors-{}", std::process::id());
-    let _clean = Cleanup(&daemon, ns.clone());
+    let _clean = NamespaceCleanup(&daemon, ns.clone());
     let ctr = workspace_bin("ctr");
     let on = |args: &[&str]| {
         let mut full = vec!["-n", ns.as_str()];

@@ -9,41 +9,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{debian_ctr, fails, ok, workspace_bin, Daemon};
-use crated_testimages::{push, Registry};
-
-/// Tasks left by a failed test are killed and removed.
-struct Cleanup<'a> {
-    daemon: &'a Daemon,
-    ns: String,
-}
-
-impl Drop for Cleanup<'_> {
-    fn drop(&mut self) {
-        let ctr = workspace_bin("ctr");
-        let tasks = self
-            .daemon
-            .ctr(&ctr, &["-n", &self.ns, "tasks", "ls", "-q"]);
-        for id in String::from_utf8_lossy(&tasks.stdout).split_whitespace() {
-            let _ = self.daemon.ctr(
-                &ctr,
-                &["-n", &self.ns, "tasks", "kill", "-s", "SIGKILL", id],
-            );
-            let _ = self
-                .daemon
-                .ctr(&ctr, &["-n", &self.ns, "tasks", "rm", "-f", id]);
-        }
-        let containers = self
-            .daemon
-            .ctr(&ctr, &["-n", &self.ns, "containers", "ls", "-q"]);
-        for id in String::from_utf8_lossy(&containers.stdout).split_whitespace() {
-            let _ = self
-                .daemon
-                .ctr(&ctr, &["-n", &self.ns, "containers", "rm", id]);
-        }
-        let _ = std::fs::remove_dir(format!("/run/containerd/runc/{}", self.ns));
-    }
-}
+use common::{debian_ctr, fails, ok, registry_with, workspace_bin, Daemon, NamespaceCleanup};
 
 /// A daemon whose opt directory is `<dir>/opt` and whose PATH (so its
 /// shims') holds no runc.
@@ -66,22 +32,6 @@ fn daemon_without_runc() -> (Daemon, PathBuf) {
     (daemon, opt)
 }
 
-async fn registry_with(
-    images: Vec<(&'static str, crated_testimages::Image)>,
-) -> (Registry, String) {
-    let registry = tokio::task::spawn_blocking(|| Registry::start(None))
-        .await
-        .unwrap()
-        .unwrap();
-    for (name, image) in images {
-        push(&format!("{}/{name}", registry.host), &image)
-            .await
-            .unwrap();
-    }
-    let host = registry.host.clone();
-    (registry, host)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_installed_runc_runs_containers_when_none_is_on_path() {
     let (_registry, host) = registry_with(vec![
@@ -93,10 +43,7 @@ async fn an_installed_runc_runs_containers_when_none_is_on_path() {
         .await
         .unwrap();
     let ns = format!("install-{}", std::process::id());
-    let _cleanup = Cleanup {
-        daemon: &daemon,
-        ns: ns.clone(),
-    };
+    let _cleanup = NamespaceCleanup(&daemon, ns.clone());
     let ctr = workspace_bin("ctr");
     let busybox = format!("{host}/test/busybox:latest");
     let runc = format!("{host}/tools/runc:1");

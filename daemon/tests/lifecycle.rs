@@ -304,14 +304,7 @@ fn the_systemd_unit_starts_crated_as_containerd_starts_containerd() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn containers_run_under_a_notify_type_unit() {
     use std::os::unix::net::UnixDatagram;
-    let registry = tokio::task::spawn_blocking(|| crated_testimages::Registry::start(None))
-        .await
-        .unwrap()
-        .unwrap();
-    let busybox = format!("{}/test/busybox:latest", registry.host);
-    crated_testimages::push(&busybox, &crated_testimages::busybox().unwrap())
-        .await
-        .unwrap();
+    let (_registry, busybox) = common::registry_with_busybox().await;
     let mut daemon = Daemon::prepare("", "");
     let notify_path = daemon.dir.path().join("notify");
     let notify = UnixDatagram::bind(&notify_path).unwrap();

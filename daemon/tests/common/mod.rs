@@ -337,3 +337,55 @@ impl Drop for Containerd {
         let _ = self.child.wait();
     }
 }
+
+/// Kills and removes what namespace `.1` of daemon `.0` holds when dropped
+/// (a test that fails halfway leaves no container running), then runc's
+/// state dir of the namespace, which is machine-wide.
+pub struct NamespaceCleanup<'a>(pub &'a Daemon, pub String);
+
+impl Drop for NamespaceCleanup<'_> {
+    fn drop(&mut self) {
+        let ctr = workspace_bin("ctr");
+        let ns = self.1.as_str();
+        if self.0.is_running() {
+            let tasks = self.0.ctr(&ctr, &["-n", ns, "tasks", "ls", "-q"]);
+            for id in String::from_utf8_lossy(&tasks.stdout).split_whitespace() {
+                let _ = self
+                    .0
+                    .ctr(&ctr, &["-n", ns, "tasks", "kill", "-s", "SIGKILL", id]);
+                let _ = self.0.ctr(&ctr, &["-n", ns, "tasks", "rm", "-f", id]);
+            }
+            let containers = self.0.ctr(&ctr, &["-n", ns, "containers", "ls", "-q"]);
+            for id in String::from_utf8_lossy(&containers.stdout).split_whitespace() {
+                let _ = self.0.ctr(&ctr, &["-n", ns, "containers", "rm", id]);
+            }
+        }
+        let _ = std::fs::remove_dir(format!("/run/containerd/runc/{ns}"));
+    }
+}
+
+/// Debian's docker-registry on loopback with `images` pushed, each under
+/// its `repository:tag`; returns it (stopped on drop) and its host.
+pub async fn registry_with(
+    images: Vec<(&'static str, crated_testimages::Image)>,
+) -> (crated_testimages::Registry, String) {
+    let registry = tokio::task::spawn_blocking(|| crated_testimages::Registry::start(None))
+        .await
+        .expect("join")
+        .expect("start docker-registry");
+    for (name, image) in images {
+        crated_testimages::push(&format!("{}/{name}", registry.host), &image)
+            .await
+            .expect("push test image");
+    }
+    let host = registry.host.clone();
+    (registry, host)
+}
+
+/// [`registry_with`] busybox as `test/busybox:latest`; returns the
+/// registry and that reference.
+pub async fn registry_with_busybox() -> (crated_testimages::Registry, String) {
+    let busybox = crated_testimages::busybox().expect("busybox image");
+    let (registry, host) = registry_with(vec![("test/busybox:latest", busybox)]).await;
+    (registry, format!("{host}/test/busybox:latest"))
+}
