@@ -89,7 +89,11 @@ pub async fn snapshot_layer(
     let sn = SnapshotsProxy::new(channel.clone(), snapshotter, ns.clone()).with_lease(lease);
     let info = sn.stat(key).await?;
     let upper = sn.mounts(key).await?;
-    let view = format!("{}-parent-view-{}", info.parent, crate::unique());
+    let view = format!(
+        "{}-parent-view-{}",
+        info.parent,
+        crated_core::identifiers::unique_part()
+    );
     let lower = if info.parent.is_empty() {
         Vec::new()
     } else {

@@ -14,8 +14,7 @@ pub mod pull;
 pub mod push;
 pub mod spec;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use crated_api::proxy::content::ContentProxy;
 use crated_api::proxy::snapshots::SnapshotsProxy;
@@ -43,20 +42,6 @@ pub(crate) fn request<T>(
         crated_api::metadata::set_grpc_lease(&mut request, lease)?;
     }
     Ok(request)
-}
-
-/// A unique part for extraction keys, as containerd's `uniquePart`.
-fn unique() -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .subsec_nanos();
-    format!(
-        "{nanos}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
 }
 
 /// The garbage collector's references from a parent to its children, as
@@ -213,7 +198,10 @@ async fn apply_layer(
     let mut attempts = 0;
     let (key, mounts) = loop {
         attempts += 1;
-        let key = format!("extract-{} {chain_id}", unique());
+        let key = format!(
+            "extract-{} {chain_id}",
+            crated_core::identifiers::unique_part()
+        );
         match sn.prepare(&key, parent, labels.clone()).await {
             Ok(mounts) => break (key, mounts),
             Err(err) if err.is_already_exists() => {

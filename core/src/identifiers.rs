@@ -54,6 +54,28 @@ fn matches_grammar(s: &str) -> bool {
     prev_alnum
 }
 
+/// A part for names that must not meet another's — ingest refs, scratch
+/// directories, temporary files: nanoseconds, this process's id and a
+/// counter (containerd's `uniquePart` has nanoseconds and randomness).
+///
+/// ```
+/// let (a, b) = (crated_core::identifiers::unique_part(), crated_core::identifiers::unique_part());
+/// assert_ne!(a, b);
+/// ```
+pub fn unique_part() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .subsec_nanos();
+    format!(
+        "{nanos}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

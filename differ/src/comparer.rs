@@ -83,20 +83,6 @@ fn read_only(mounts: &[Mount]) -> Vec<Mount> {
         .collect()
 }
 
-fn unique() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos();
-    format!(
-        "{nanos}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
 /// Mounts both sides and writes their difference into `out`; returns the
 /// uncompressed digest when compressing.
 fn write_layer(
@@ -165,7 +151,7 @@ impl Comparer for WalkingDiffer {
         }
         let new_ref = options.reference.is_empty();
         let reference = if new_ref {
-            format!("diff-{}", unique())
+            format!("diff-{}", crated_core::identifiers::unique_part())
         } else {
             options.reference.clone()
         };

@@ -305,17 +305,10 @@ impl Target {
 
     /// A temporary name beside `name`, for the atomic rename.
     fn temp_name(name: &[u8]) -> Vec<u8> {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static NEXT: AtomicU64 = AtomicU64::new(0);
         let mut temp = b".".to_vec();
         temp.extend_from_slice(name);
         temp.extend_from_slice(
-            format!(
-                ".install-{}-{}",
-                std::process::id(),
-                NEXT.fetch_add(1, Ordering::Relaxed)
-            )
-            .as_bytes(),
+            format!(".install-{}", crated_core::identifiers::unique_part()).as_bytes(),
         );
         temp
     }

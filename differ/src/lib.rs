@@ -223,13 +223,7 @@ impl Applier for WalkingDiffer {
 struct TempDir(PathBuf);
 
 fn tempdir_in(parent: &Path) -> Result<TempDir> {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let path = parent.join(format!(
-        "apply-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
+    let path = parent.join(format!("apply-{}", crated_core::identifiers::unique_part()));
     std::fs::create_dir(&path)
         .map_err(|e| Error::unknown(format!("create {}: {e}", path.display())))?;
     Ok(TempDir(path))

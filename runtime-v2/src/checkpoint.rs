@@ -26,8 +26,6 @@ impl ScratchDir {
     /// root's alone: a dump holds the task's memory.
     pub fn new(parent: &Path) -> Result<Self> {
         use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static NEXT: AtomicU64 = AtomicU64::new(0);
         let private = |path: &Path| {
             std::fs::DirBuilder::new()
                 .recursive(true)
@@ -39,15 +37,7 @@ impl ScratchDir {
                 .map_err(|e| Error::unknown(format!("create {}: {e}", path.display())))
         };
         private(parent)?;
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .subsec_nanos();
-        let path = parent.join(format!(
-            "{}-{nanos}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
+        let path = parent.join(crated_core::identifiers::unique_part());
         private(&path)?;
         Ok(Self(path))
     }

@@ -36,14 +36,6 @@ pub struct DiffArgs {
     id_b: Option<String>,
 }
 
-fn unique() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos();
-    format!("{nanos}-{}", std::process::id())
-}
-
 /// Runs `ctr snapshots diff` on `snapshotter`.
 pub async fn run(client: &Client, snapshotter: &str, args: DiffArgs) -> anyhow::Result<()> {
     let id_a = args
@@ -78,7 +70,7 @@ async fn mounts_of(
     if info.kind == Kind::Active {
         return Ok(sn.mounts(key).await?);
     }
-    let view = format!("{key}-view-{}", unique());
+    let view = format!("{key}-view-{}", crated_core::identifiers::unique_part());
     let mounts = sn.view(&view, key, Labels::new()).await?;
     views.push(view);
     Ok(mounts)
@@ -95,7 +87,11 @@ async fn diff(
     let (lower, upper) = match args.id_b.as_deref().filter(|b| !b.is_empty()) {
         None => {
             let info = sn.stat(id_a).await?;
-            let key = format!("{}-parent-view-{}", info.parent, unique());
+            let key = format!(
+                "{}-parent-view-{}",
+                info.parent,
+                crated_core::identifiers::unique_part()
+            );
             let lower = sn.view(&key, &info.parent, Labels::new()).await?;
             views.push(key);
             (lower, mounts_of(sn, id_a, views).await?)
