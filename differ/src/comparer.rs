@@ -19,8 +19,9 @@ use crate::{hex_digest, tempdir_in, WalkingDiffer};
 /// The label a compressed layer gets: its uncompressed digest.
 pub const UNCOMPRESSED_LABEL: &str = "containerd.io/uncompressed";
 
-/// Sends what is written, in 1 MiB chunks, to the async side.
-struct ChannelWriter {
+/// Sends what is written, in 1 MiB chunks, to the async side of
+/// [`stream_into`].
+pub struct ChannelWriter {
     tx: mpsc::Sender<Vec<u8>>,
     buf: Vec<u8>,
 }
@@ -49,6 +50,38 @@ impl Write for ChannelWriter {
     fn flush(&mut self) -> io::Result<()> {
         self.send()
     }
+}
+
+/// Runs `produce` on a blocking thread, writing into `writer` (a content
+/// ingest) what it writes, in 1 MiB chunks, with no copy on disk; returns
+/// what it returns. A failed write stops the producer (its writes fail).
+pub async fn stream_into<T: Send + 'static>(
+    writer: &mut dyn crated_core::content::Writer,
+    produce: impl FnOnce(ChannelWriter) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let (tx, mut rx) = mpsc::channel(4);
+    let producer = tokio::task::spawn_blocking(move || {
+        produce(ChannelWriter {
+            tx,
+            buf: Vec::with_capacity(1 << 20),
+        })
+    });
+    let mut write_error = None;
+    while let Some(chunk) = rx.recv().await {
+        if let Err(e) = writer.write(&chunk).await {
+            write_error = Some(e);
+            break;
+        }
+    }
+    // Dropping the receiver stops a producer still writing.
+    drop(rx);
+    let produced = producer
+        .await
+        .map_err(|e| Error::unknown(format!("producer task: {e}")))?;
+    if let Some(e) = write_error {
+        return Err(e);
+    }
+    produced
 }
 
 /// Hashes what passes through (the uncompressed tar: the diff id).
@@ -172,32 +205,12 @@ impl Comparer for WalkingDiffer {
             if !new_ref {
                 writer.truncate(0).await?;
             }
-            let (tx, mut rx) = mpsc::channel(4);
             let (scratch, lower, upper) = (self.scratch.clone(), lower.to_vec(), upper.to_vec());
-            let producer = tokio::task::spawn_blocking(move || {
-                let out = ChannelWriter {
-                    tx,
-                    buf: Vec::with_capacity(1 << 20),
-                };
+            let diff_id = stream_into(&mut *writer, move |out| {
                 write_layer(&scratch, &lower, &upper, compressed, out)
-            });
-            let mut write_error = None;
-            while let Some(chunk) = rx.recv().await {
-                if let Err(e) = writer.write(&chunk).await {
-                    write_error = Some(e);
-                    break;
-                }
-            }
-            // Dropping the receiver stops a producer still writing.
-            drop(rx);
-            let diff_id = producer
-                .await
-                .map_err(|e| Error::unknown(format!("diff task: {e}")))?;
-            if let Some(e) = write_error {
-                return Err(e);
-            }
-            let diff_id = diff_id?;
-            Ok((writer, diff_id))
+            })
+            .await?;
+            Ok::<_, Error>((writer, diff_id))
         }
         .await;
         let (writer, diff_id) = match result {

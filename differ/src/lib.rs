@@ -19,7 +19,7 @@ use crated_core::{Error, Namespace, Result};
 use sha2::{Digest as _, Sha256};
 
 pub use archive::Whiteouts;
-pub use comparer::UNCOMPRESSED_LABEL;
+pub use comparer::{stream_into, ChannelWriter, UNCOMPRESSED_LABEL};
 
 /// containerd's walking differ over a content store: applies layers
 /// (decompress, hash and apply in one pass, with no copy of the

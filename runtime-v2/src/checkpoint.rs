@@ -5,11 +5,11 @@
 //! extracted with the same root-bound extraction as image layers (a
 //! checkpoint may come from a registry).
 
-use std::io::Seek as _;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crated_core::content::ContentStore;
+use crated_core::content::{ContentStore, WriterOptions};
 use crated_core::descriptor::Descriptor;
 use crated_core::{Error, Namespace, Result};
 use crated_differ::{archive, BlobReader, Whiteouts};
@@ -62,57 +62,52 @@ impl Drop for ScratchDir {
     }
 }
 
-/// A file removed when dropped.
-struct Spool(PathBuf);
-
-impl Drop for Spool {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-/// Writes the checkpoint image directory `dir` into `store` as a tar blob.
-/// The tar is spooled to a file beside `dir` (criu's images are as large
-/// as the task's memory), on a blocking thread that removes it when done,
-/// even if the caller has gone.
+/// Writes the checkpoint image directory `dir` into `store` as a tar blob,
+/// streamed into the ingest as it is made (criu's images are as large as
+/// the task's memory: no copy on disk).
 pub async fn write_image(
-    store: Arc<dyn ContentStore>,
+    store: &dyn ContentStore,
     ns: &Namespace,
     lease: Option<&str>,
     dir: &Path,
 ) -> Result<Descriptor> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let spool = Spool(dir.with_extension("tar"));
+    let mut writer = store
+        .writer(
+            ns,
+            WriterOptions {
+                r#ref: format!(
+                    "checkpoint-{}",
+                    dir.file_name().unwrap_or_default().to_string_lossy()
+                ),
+                total: 0,
+                expected: None,
+                lease: lease.map(str::to_owned),
+            },
+        )
+        .await?;
     let source = dir.to_owned();
-    let r#ref = format!(
-        "checkpoint-{}",
-        dir.file_name().unwrap_or_default().to_string_lossy()
-    );
-    let (ns, lease) = (ns.clone(), lease.map(str::to_owned));
-    let runtime = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || -> Result<Descriptor> {
-        let target = &spool.0;
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(target)
-            .map_err(|e| Error::unknown(format!("create {}: {e}", target.display())))?;
-        crated_differ::compare::write_tree(&source, &mut file)?;
-        file.rewind()
-            .map_err(|e| Error::unknown(format!("rewind {}: {e}", target.display())))?;
-        runtime.block_on(crated_core::content::write_blob(
-            &*store,
-            &ns,
-            lease.as_deref(),
-            MEDIA_TYPE_CRIU,
-            &r#ref,
-            std::io::BufReader::new(file),
-        ))
+    crated_differ::stream_into(&mut *writer, move |mut out| {
+        crated_differ::compare::write_tree(&source, &mut out)?;
+        out.flush()
+            .map_err(|e| Error::unknown(format!("write checkpoint tar: {e}")))
     })
-    .await
-    .map_err(|e| Error::unknown(format!("tar checkpoint: {e}")))?
+    .await?;
+    let digest = writer.digest().await?;
+    let size = writer.status().await?.offset;
+    match writer
+        .commit(size, Some(digest.clone()), Default::default())
+        .await
+    {
+        Ok(()) => {}
+        Err(e) if e.is_already_exists() => {}
+        Err(e) => return Err(e),
+    }
+    Ok(Descriptor {
+        media_type: MEDIA_TYPE_CRIU.to_owned(),
+        digest,
+        size,
+        annotations: Default::default(),
+    })
 }
 
 /// Extracts the checkpoint tar `desc` from `store` into `dir`.

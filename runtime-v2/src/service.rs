@@ -190,8 +190,7 @@ impl Service {
         let dir = self.manager.checkpoint_scratch()?;
         shim.checkpoint(dir.path(), r.options).await?;
         let image =
-            checkpoint::write_image(self.content.clone(), &ns, lease.as_deref(), dir.path())
-                .await?;
+            checkpoint::write_image(&*self.content, &ns, lease.as_deref(), dir.path()).await?;
         let spec = container
             .spec
             .map(any_to_pb)
