@@ -215,54 +215,39 @@ async fn compress_layer(
     lease: &str,
     digest: &Digest,
 ) -> Result<(Digest, u64)> {
-    use std::io::Write as _;
     let reader = store.reader_at(ns, digest).await?;
-    let runtime = tokio::runtime::Handle::current();
-    let (store, ns, lease, digest) = (store.clone(), ns.clone(), lease.to_owned(), digest.clone());
-    tokio::task::spawn_blocking(move || -> Result<(Digest, u64)> {
-        let io = |e: std::io::Error| Error::unknown(format!("compress layer {digest}: {e}"));
-        let mut writer = runtime.block_on(store.writer(
-            &ns,
+    let mut writer = store
+        .writer(
+            ns,
             WriterOptions {
                 r#ref: format!("compress-blob-{}-{}", digest.algorithm(), digest.hex()),
                 total: 0,
                 expected: None,
-                lease: Some(lease),
+                lease: Some(lease.to_owned()),
             },
-        ))?;
-        runtime.block_on(writer.truncate(0))?;
-        let mut plain = crated_differ::BlobReader::new(runtime.clone(), &*reader);
-        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        let mut buf = vec![0u8; 1 << 20];
-        let mut size = 0u64;
-        loop {
-            let n = plain.read(&mut buf).map_err(io)?;
-            let done = n == 0;
-            if done {
-                gzip.try_finish().map_err(io)?;
-            } else {
-                gzip.write_all(&buf[..n]).map_err(io)?;
-            }
-            let out = std::mem::take(gzip.get_mut());
-            if !out.is_empty() {
-                runtime.block_on(writer.write(&out))?;
-                size += out.len() as u64;
-            }
-            if done {
-                break;
-            }
-        }
-        let compressed = runtime.block_on(writer.digest())?;
-        let labels = [(crate::UNCOMPRESSED_LABEL.to_owned(), digest.to_string())].into();
-        match runtime.block_on(writer.commit(size, Some(compressed.clone()), labels)) {
-            Ok(()) => {}
-            Err(e) if e.is_already_exists() => {}
-            Err(e) => return Err(e),
-        }
-        Ok((compressed, size))
+        )
+        .await?;
+    writer.truncate(0).await?;
+    let runtime = tokio::runtime::Handle::current();
+    let what = format!("compress layer {digest}");
+    crated_differ::stream_into(&mut *writer, move |out| {
+        let mut plain = crated_differ::BlobReader::new(runtime, &*reader);
+        let mut gzip = flate2::write::GzEncoder::new(out, flate2::Compression::default());
+        std::io::copy(&mut plain, &mut gzip)
+            .and_then(|_| gzip.finish())
+            .and_then(|mut out| std::io::Write::flush(&mut out))
+            .map_err(|e| Error::unknown(format!("{what}: {e}")))
     })
-    .await
-    .map_err(|e| Error::unknown(format!("compress layer: {e}")))?
+    .await?;
+    let compressed = writer.digest().await?;
+    let size = writer.status().await?.offset;
+    let labels = [(crate::UNCOMPRESSED_LABEL.to_owned(), digest.to_string())].into();
+    match writer.commit(size, Some(compressed.clone()), labels).await {
+        Ok(()) => {}
+        Err(e) if e.is_already_exists() => {}
+        Err(e) => return Err(e),
+    }
+    Ok((compressed, size))
 }
 
 async fn docker_index(
