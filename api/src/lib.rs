@@ -90,6 +90,7 @@ pub use generated::{containerd, google};
 pub mod convert;
 pub mod dial;
 pub mod metadata;
+pub mod plugins;
 pub mod proxy;
 pub mod services;
 pub mod status;

@@ -6,39 +6,37 @@
 //! pushed, pulled on another host and restored there.
 //!
 //! ```no_run
-//! # async fn f(channel: tonic::transport::Channel, ns: crated_core::Namespace) -> crated_core::Result<()> {
+//! # async fn f(client: crated_client::Client) -> crated_core::Result<()> {
 //! use crated_client::checkpoint::{checkpoint, restore, CheckpointOptions, RestoreOptions};
 //! let options = CheckpointOptions { task: true, image: true, rw: true, ..Default::default() };
-//! checkpoint(&channel, &ns, "web", "registry.local/ckpt/web:1", &options).await?;
+//! checkpoint(&client, "web", "registry.local/ckpt/web:1", &options).await?;
 //! // … push it, pull it elsewhere, then:
 //! let options = RestoreOptions { live: true, rw: true, ..Default::default() };
-//! restore(&channel, &ns, "web", "registry.local/ckpt/web:1", &options).await?;
+//! restore(&client, "web", "registry.local/ckpt/web:1", &options).await?;
 //! # Ok(()) }
 //! ```
 
 use std::collections::BTreeMap;
 
+use std::time::SystemTime;
+
 use crated_api::containerd::runc::v1::CheckpointOptions as CriuOptions;
-use crated_api::containerd::services::containers::v1 as containers;
-use crated_api::containerd::services::tasks::v1 as tasks;
-use crated_api::from_grpc;
-use crated_api::proxy::content::ContentProxy;
-use crated_api::proxy::snapshots::SnapshotsProxy;
-use crated_api::services::images::descriptor_to_pb;
-use crated_api::services::snapshots::mount_to_pb;
+use crated_api::convert::{any_from_pb, any_to_pb};
 use crated_core::checkpoint::{annotations, *};
+use crated_core::containers::{Container, Runtime};
 use crated_core::content::write_blob;
-use crated_core::descriptor::Descriptor;
+use crated_core::descriptor::{Any, Descriptor};
 use crated_core::digest::Digest;
 use crated_core::images::walk::{self, media_types, Node};
 use crated_core::platforms::default_matcher;
-use crated_core::snapshots::{Labels, Snapshotter as _};
-use crated_core::{Error, Namespace, Result};
+use crated_core::snapshots::Labels;
+use crated_core::tasks::{CheckpointTask, CreateTask, Status, Stdio};
+use crated_core::{Error, Result};
 use prost::Message as _;
-use tonic::transport::Channel;
 
 use crate::leases::Temporary;
 use crate::oci::{OciDescriptor, OciIndex};
+use crate::Client;
 
 /// The type URL of runc's checkpoint options in an `Any`.
 const CRIU_OPTIONS_URL: &str = "containerd.runc.v1.CheckpointOptions";
@@ -85,52 +83,27 @@ pub struct RestoreOptions {
     pub stderr: String,
 }
 
-async fn container(channel: &Channel, ns: &Namespace, id: &str) -> Result<containers::Container> {
-    let request = crate::request(
-        ns,
-        None,
-        containers::GetContainerRequest { id: id.to_owned() },
-    )?;
-    containers::containers_client::ContainersClient::new(channel.clone())
-        .get(request)
-        .await
-        .map_err(|s| from_grpc(s).context(format!("container {id:?}")))?
-        .into_inner()
-        .container
-        .ok_or_else(|| Error::not_found(format!("container {id:?}: not found")))
-}
-
 /// The status of `id`'s task, or None when it has none.
-async fn task_status(channel: &Channel, ns: &Namespace, id: &str) -> Result<Option<i32>> {
-    let request = crate::request(
-        ns,
-        None,
-        tasks::GetRequest {
-            container_id: id.to_owned(),
-            exec_id: String::new(),
-        },
-    )?;
-    match tasks::tasks_client::TasksClient::new(channel.clone())
-        .get(request)
+async fn task_status(client: &Client, id: &str) -> Result<Option<Status>> {
+    match client
+        .services()
+        .tasks
+        .get(client.namespace(), id, "")
         .await
     {
-        Ok(r) => Ok(r.into_inner().process.map(|p| p.status)),
-        Err(s) if s.code() == tonic::Code::NotFound => Ok(None),
-        Err(s) => Err(from_grpc(s)),
+        Ok(process) => Ok(Some(process.status)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
-async fn set_paused(channel: &Channel, ns: &Namespace, id: &str, paused: bool) -> Result<()> {
-    let mut client = tasks::tasks_client::TasksClient::new(channel.clone());
-    let container_id = id.to_owned();
+async fn set_paused(client: &Client, id: &str, paused: bool) -> Result<()> {
+    let tasks = &client.services().tasks;
     if paused {
-        let request = crate::request(ns, None, tasks::PauseTaskRequest { container_id })?;
-        client.pause(request).await.map_err(from_grpc)?;
+        tasks.pause(client.namespace(), id).await
     } else {
-        let request = crate::request(ns, None, tasks::ResumeTaskRequest { container_id })?;
-        client.resume(request).await.map_err(from_grpc)?;
+        tasks.resume(client.namespace(), id).await
     }
-    Ok(())
 }
 
 /// A descriptor as an index entry, for this host's platform.
@@ -143,30 +116,29 @@ fn entry(desc: &Descriptor, with_platform: bool) -> OciDescriptor {
 /// Returns the index written, or None when criu's images were left in
 /// `options.image_path`.
 pub async fn checkpoint(
-    channel: &Channel,
-    ns: &Namespace,
+    client: &Client,
     id: &str,
     name: &str,
     options: &CheckpointOptions,
 ) -> Result<Option<Descriptor>> {
-    let status = task_status(channel, ns, id).await?;
+    let status = task_status(client, id).await?;
     if options.task && status.is_none() {
         return Err(Error::failed_precondition(format!(
             "container {id:?} has no task to checkpoint"
         )));
     }
-    let lease = Temporary::create(channel, ns).await?;
-    let paused_by_us = status == Some(crated_api::containerd::v1::types::Status::Running as i32);
+    let lease = Temporary::create(client).await?;
+    let paused_by_us = status == Some(Status::Running);
     if paused_by_us {
-        if let Err(e) = set_paused(channel, ns, id, true).await {
+        if let Err(e) = set_paused(client, id, true).await {
             lease.release().await;
             return Err(e);
         }
     }
-    let result = checkpoint_leased(channel, ns, id, name, options, lease.id()).await;
+    let result = checkpoint_leased(client, id, name, options, lease.id()).await;
     lease.release().await;
     if paused_by_us {
-        let resumed = set_paused(channel, ns, id, false).await;
+        let resumed = set_paused(client, id, false).await;
         // A task that exited with its dump cannot be resumed; any other
         // that stays paused is the caller's to know.
         if let (Err(e), false, Ok(_)) = (resumed, options.exit, &result) {
@@ -179,16 +151,21 @@ pub async fn checkpoint(
 }
 
 async fn checkpoint_leased(
-    channel: &Channel,
-    ns: &Namespace,
+    client: &Client,
     id: &str,
     name: &str,
     options: &CheckpointOptions,
     lease: &str,
 ) -> Result<Option<Descriptor>> {
-    let record = container(channel, ns, id).await?;
-    let store = ContentProxy::new(channel.clone()).with_lease(lease);
-    let runtime = record.runtime.clone().unwrap_or_default();
+    let ns = client.namespace();
+    let record = client
+        .services()
+        .containers
+        .get(ns, id)
+        .await
+        .map_err(|e| e.context(format!("container {id:?}")))?;
+    let store = &*client.services().content;
+    let runtime = record.runtime.clone();
     let mut manifests: Vec<OciDescriptor> = Vec::new();
     let mut index_annotations = BTreeMap::new();
     index_annotations.insert(annotations::RUNTIME_NAME.to_owned(), runtime.name.clone());
@@ -208,50 +185,40 @@ async fn checkpoint_leased(
             work_path: options.work_path.clone().unwrap_or_default(),
             ..Default::default()
         };
-        let any = prost_types::Any {
+        let any = Any {
             type_url: CRIU_OPTIONS_URL.to_owned(),
             value: criu.encode_to_vec(),
         };
-        let request = crate::request(
-            ns,
-            Some(lease),
-            tasks::CheckpointTaskRequest {
-                container_id: id.to_owned(),
-                parent_checkpoint: String::new(),
-                options: Some(any.clone()),
-            },
-        )?;
-        let response = tasks::tasks_client::TasksClient::new(channel.clone())
-            .checkpoint(request)
-            .await
-            .map_err(from_grpc)?
-            .into_inner();
+        let request = CheckpointTask {
+            options: Some(any.clone()),
+            lease: Some(lease.to_owned()),
+        };
+        let descriptors = client.services().tasks.checkpoint(ns, id, request).await?;
         if options.image_path.is_some() {
             return Ok(None);
         }
-        for d in response.descriptors {
-            let d = crated_api::services::images::descriptor_from_pb(d)?;
+        for d in descriptors {
             manifests.push(entry(&d, true));
         }
         let desc = write_blob(
-            &store,
+            store,
             ns,
             Some(lease),
             MEDIA_TYPE_OPTIONS,
             &format!("{id}-checkpoint-options"),
-            any.encode_to_vec().as_slice(),
+            any_to_pb(any).encode_to_vec().as_slice(),
         )
         .await?;
         manifests.push(entry(&desc, true));
     }
     if let Some(options) = &runtime.options {
         let desc = write_blob(
-            &store,
+            store,
             ns,
             Some(lease),
             MEDIA_TYPE_RUNTIME_OPTIONS,
             &format!("{id}-runtime-options"),
-            options.encode_to_vec().as_slice(),
+            any_to_pb(options.clone()).encode_to_vec().as_slice(),
         )
         .await?;
         manifests.push(entry(&desc, true));
@@ -264,7 +231,7 @@ async fn checkpoint_leased(
                 "container {id:?} has no image to include"
             )));
         }
-        let target = crate::images::target(channel, ns, &record.image).await?;
+        let target = crate::images::target(client, &record.image).await?;
         manifests.push(entry(&target, false));
     }
     if rw {
@@ -274,8 +241,7 @@ async fn checkpoint_leased(
             )));
         }
         let rw = crate::diff::snapshot_layer(
-            channel,
-            ns,
+            client,
             lease,
             &record.snapshotter,
             &record.snapshot_key,
@@ -303,7 +269,7 @@ async fn checkpoint_leased(
     index.annotations = index_annotations;
     let data = index.to_vec();
     let desc = write_blob(
-        &store,
+        store,
         ns,
         Some(lease),
         media_types::OCI_INDEX,
@@ -311,9 +277,9 @@ async fn checkpoint_leased(
         data.as_slice(),
     )
     .await?;
-    crate::add_labels(&store, ns, &desc.digest, gc).await?;
+    crate::add_labels(store, ns, &desc.digest, gc).await?;
     // As containerd's: a checkpoint never replaces an image of that name.
-    crate::images::create(channel, ns, name, &desc, &options.labels).await?;
+    crate::images::create(client, name, &desc, &options.labels).await?;
     Ok(Some(desc))
 }
 
@@ -323,13 +289,12 @@ fn find<'a>(entries: &'a [Descriptor], media_type: &str) -> Option<&'a Descripto
 
 /// The entries and annotations of the checkpoint image `name`.
 async fn read_index(
-    channel: &Channel,
-    ns: &Namespace,
+    client: &Client,
     name: &str,
 ) -> Result<(Vec<Descriptor>, BTreeMap<String, String>)> {
-    let target = crate::images::target(channel, ns, name).await?;
-    let store = ContentProxy::new(channel.clone());
-    let data = walk::read_blob(&store, ns, &target.digest)
+    let target = crate::images::target(client, name).await?;
+    let store = &*client.services().content;
+    let data = walk::read_blob(store, client.namespace(), &target.digest)
         .await
         .map_err(|e| e.context(format!("checkpoint {name:?}")))?;
     let index: OciIndex = serde_json::from_slice(&data).map_err(|e| {
@@ -345,8 +310,8 @@ async fn read_index(
 
 /// containerd's `WithTaskCheckpoint`: the criu dump of the checkpoint
 /// image `name`, for a task's Create.
-pub async fn task_dump(channel: &Channel, ns: &Namespace, name: &str) -> Result<Descriptor> {
-    let (entries, _) = read_index(channel, ns, name).await?;
+pub async fn task_dump(client: &Client, name: &str) -> Result<Descriptor> {
+    let (entries, _) = read_index(client, name).await?;
     find(&entries, MEDIA_TYPE_CRIU).cloned().ok_or_else(|| {
         Error::invalid_argument(format!(
             "checkpoint not found in index of {name:?} (checkpointed without its task?)"
@@ -361,28 +326,27 @@ pub async fn task_dump(channel: &Channel, ns: &Namespace, name: &str) -> Result<
 /// with `rw`, then its task, created from criu's dump with `live`, and
 /// started. Returns the task's pid.
 pub async fn restore(
-    channel: &Channel,
-    ns: &Namespace,
+    client: &Client,
     id: &str,
     name: &str,
     options: &RestoreOptions,
 ) -> Result<u32> {
-    let lease = Temporary::create(channel, ns).await?;
-    let result = restore_leased(channel, ns, id, name, options, lease.id()).await;
+    let lease = Temporary::create(client).await?;
+    let result = restore_leased(client, id, name, options, lease.id()).await;
     lease.release().await;
     result
 }
 
 async fn restore_leased(
-    channel: &Channel,
-    ns: &Namespace,
+    client: &Client,
     id: &str,
     name: &str,
     options: &RestoreOptions,
     lease: &str,
 ) -> Result<u32> {
-    let store = ContentProxy::new(channel.clone());
-    let (entries, annotations) = read_index(channel, ns, name).await?;
+    let ns = client.namespace();
+    let store = &*client.services().content;
+    let (entries, annotations) = read_index(client, name).await?;
     let note = |key: &str| annotations.get(key).cloned().unwrap_or_default();
     let (image, snapshotter, runtime) = (
         note(annotations::IMAGE_NAME),
@@ -399,23 +363,23 @@ async fn restore_leased(
             "checkpoint {name:?}: runtime not found in index"
         )));
     }
-    let read = |desc: &Descriptor| {
-        let store = store.clone();
+    let read_any = |desc: &Descriptor, what: &'static str| {
         let digest = desc.digest.clone();
-        async move { walk::read_blob(&store, ns, &digest).await }
+        async move {
+            let data = walk::read_blob(store, ns, &digest).await?;
+            prost_types::Any::decode(data.as_slice())
+                .map(any_from_pb)
+                .map_err(|e| Error::invalid_argument(format!("checkpoint {what}: {e}")))
+        }
     };
     let spec_desc = find(&entries, MEDIA_TYPE_CONFIG).ok_or_else(|| {
         Error::invalid_argument(format!(
             "checkpoint {name:?} has no container spec (checkpointed without --task)"
         ))
     })?;
-    let spec = prost_types::Any::decode(read(spec_desc).await?.as_slice())
-        .map_err(|e| Error::invalid_argument(format!("checkpoint spec: {e}")))?;
+    let spec = read_any(spec_desc, "spec").await?;
     let runtime_options = match find(&entries, MEDIA_TYPE_RUNTIME_OPTIONS) {
-        Some(d) => Some(
-            prost_types::Any::decode(read(d).await?.as_slice())
-                .map_err(|e| Error::invalid_argument(format!("checkpoint runtime options: {e}")))?,
-        ),
+        Some(d) => Some(read_any(d, "runtime options").await?),
         None => None,
     };
     let criu = if options.live {
@@ -429,17 +393,16 @@ async fn restore_leased(
     };
 
     // The snapshot on the image's layers (WithRestoreImage).
-    let image_target = crate::images::target(channel, ns, &image)
+    let image_target = crate::images::target(client, &image)
         .await
         .map_err(|e| e.context("the checkpoint's image must be pulled (and unpacked) first"))?;
     let manifest =
-        walk::manifest(&store, ns, &Node::from(&image_target), &default_matcher()).await?;
-    let diff_ids = walk::rootfs(&store, ns, &manifest.config).await?;
+        walk::manifest(store, ns, &Node::from(&image_target), &default_matcher()).await?;
+    let diff_ids = walk::rootfs(store, ns, &manifest.config).await?;
     let parent = Digest::chain_id(&diff_ids)
         .map(|d| d.to_string())
         .unwrap_or_default();
-    let sn =
-        SnapshotsProxy::new(channel.clone(), snapshotter.clone(), ns.clone()).with_lease(lease);
+    let sn = client.snapshotter(&snapshotter, Some(lease))?;
     let mounts = sn
         .prepare(id, &parent, Labels::new())
         .await
@@ -451,31 +414,26 @@ async fn restore_leased(
                     "checkpoint {name:?} holds no read-write layer (checkpointed without --rw)"
                 ))
             })?;
-            crate::diff::apply(channel, ns, lease, rw, mounts.clone()).await?;
+            client.services().diff.apply(ns, rw, &mounts).await?;
         }
-        let record = containers::Container {
+        let now = SystemTime::now();
+        let record = Container {
             id: id.to_owned(),
+            labels: BTreeMap::new(),
             image: image.clone(),
-            runtime: Some(containers::container::Runtime {
+            runtime: Runtime {
                 name: runtime.clone(),
                 options: runtime_options.clone(),
-            }),
+            },
             spec: Some(spec.clone()),
             snapshotter: snapshotter.clone(),
             snapshot_key: id.to_owned(),
-            ..Default::default()
+            created_at: now,
+            updated_at: now,
+            extensions: BTreeMap::new(),
+            sandbox: String::new(),
         };
-        let request = crate::request(
-            ns,
-            Some(lease),
-            containers::CreateContainerRequest {
-                container: Some(record),
-            },
-        )?;
-        containers::containers_client::ContainersClient::new(channel.clone())
-            .create(request)
-            .await
-            .map_err(from_grpc)?;
+        client.services().containers.create(ns, record).await?;
         Ok(())
     }
     .await;
@@ -484,28 +442,11 @@ async fn restore_leased(
         return Err(e);
     }
 
-    let started = start_restored(channel, ns, id, mounts, options, criu).await;
+    let started = start_restored(client, id, mounts, options, criu).await;
     if started.is_err() {
         // Nothing of a failed restore stays: task, container, snapshot.
-        let mut tasks = tasks::tasks_client::TasksClient::new(channel.clone());
-        if let Ok(request) = crate::request(
-            ns,
-            None,
-            tasks::DeleteTaskRequest {
-                container_id: id.to_owned(),
-            },
-        ) {
-            let _ = tasks.delete(request).await;
-        }
-        if let Ok(request) = crate::request(
-            ns,
-            None,
-            containers::DeleteContainerRequest { id: id.to_owned() },
-        ) {
-            let _ = containers::containers_client::ContainersClient::new(channel.clone())
-                .delete(request)
-                .await;
-        }
+        let _ = client.services().tasks.delete(ns, id).await;
+        let _ = client.services().containers.delete(ns, id).await;
         let _ = sn.remove(id).await;
     }
     started
@@ -514,38 +455,26 @@ async fn restore_leased(
 /// The restored container's task, created (from `criu` if given) and
 /// started; its pid.
 async fn start_restored(
-    channel: &Channel,
-    ns: &Namespace,
+    client: &Client,
     id: &str,
     mounts: Vec<crated_core::mount::Mount>,
     options: &RestoreOptions,
     criu: Option<Descriptor>,
 ) -> Result<u32> {
-    let mut client = tasks::tasks_client::TasksClient::new(channel.clone());
-    let request = crate::request(
-        ns,
-        None,
-        tasks::CreateTaskRequest {
-            container_id: id.to_owned(),
-            rootfs: mounts.into_iter().map(mount_to_pb).collect(),
+    let tasks = &client.services().tasks;
+    let task = CreateTask {
+        container_id: id.to_owned(),
+        rootfs: mounts,
+        stdio: Stdio {
             stdin: options.stdin.clone(),
             stdout: options.stdout.clone(),
             stderr: options.stderr.clone(),
-            terminal: false,
-            checkpoint: criu.map(descriptor_to_pb),
-            options: None,
-            runtime_path: String::new(),
         },
-    )?;
-    client.create(request).await.map_err(from_grpc)?;
-    let request = crate::request(
-        ns,
-        None,
-        tasks::StartRequest {
-            container_id: id.to_owned(),
-            exec_id: String::new(),
-        },
-    )?;
-    let started = client.start(request).await.map_err(from_grpc)?;
-    Ok(started.into_inner().pid)
+        terminal: false,
+        checkpoint: criu,
+        options: None,
+        runtime_path: String::new(),
+    };
+    tasks.create(client.namespace(), task).await?;
+    tasks.start(client.namespace(), id, "").await
 }

@@ -1,76 +1,122 @@
-//! Task stdio as containerd's `cio`: fifos in a fresh directory under
-//! `/run/containerd/fifo` (where containerd's shims expect to be allowed
-//! to open them), and copies between them and this process's stdio.
+//! Task stdio owned by the caller, as containerd's `cio`: fifos made in a
+//! fresh owner-only directory (the shim opens their other ends), and
+//! copies between them and the caller's async streams.
+//!
+//! A fifo's open blocks until its other end is opened; those opens run on
+//! blocking threads, and the copies on non-blocking descriptors, so
+//! nothing here blocks an async worker.
+//!
+//! ```no_run
+//! # async fn f() -> crated_core::Result<()> {
+//! use crated_client::cio::Fifos;
+//!
+//! let fifos = Fifos::new(std::path::Path::new("/run/crated/fifo"), "web", true, false)?;
+//! // … create the task with `fifos.stdio()`, then:
+//! let attached = fifos.attach(
+//!     Some(Box::new(tokio::io::empty())),
+//!     Some(Box::new(tokio::io::sink())),
+//!     Some(Box::new(tokio::io::sink())),
+//! );
+//! // … start the task, wait for it, then let the output drain:
+//! attached.wait(std::time::Duration::from_secs(5)).await;
+//! # Ok(()) }
+//! ```
 
 use std::fs::File;
-use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt as _;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crated_core::tasks::Stdio;
 use crated_core::{Error, Result};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
+use tokio::net::unix::pipe;
+use tokio::task::JoinHandle;
 
-/// containerd's default fifo directory.
+/// containerd's default fifo directory, where its shims may open fifos.
 pub const FIFO_DIR: &str = "/run/containerd/fifo";
 
-/// The fifos of one process, removed on drop (unless kept for a later
-/// attach).
-pub struct FifoSet {
+/// A stream the process reads its stdin from.
+pub type Input = Box<dyn AsyncRead + Send + Unpin>;
+/// A stream the process's output is copied to.
+pub type Output = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// The fifos of one process, removed with their directory on drop unless
+/// kept (for a later attach to a detached task).
+#[derive(Debug)]
+pub struct Fifos {
     /// Removed on drop; `None` for fifos this set does not own.
     dir: Option<PathBuf>,
-    /// Where the process reads its stdin from (none: `/dev/null`).
+    /// Where the process reads stdin (none: `/dev/null`).
     pub stdin: Option<PathBuf>,
     /// Where it writes stdout (with a terminal, everything).
-    pub stdout: PathBuf,
+    pub stdout: Option<PathBuf>,
     /// Where it writes stderr (none with a terminal).
     pub stderr: Option<PathBuf>,
 }
 
 fn mkfifo(path: &Path) -> Result<()> {
-    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o700))
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600))
         .map_err(|e| Error::unknown(format!("mkfifo {}: {e}", path.display())))
 }
 
-impl FifoSet {
-    /// Makes `<id>-stdin` (if `stdin`), `<id>-stdout` and (without a
-    /// terminal) `<id>-stderr` in a new directory under `root`.
+impl Fifos {
+    /// Makes `<id>-stdin` (with `stdin`), `<id>-stdout` and, without a
+    /// `terminal`, `<id>-stderr` in a new 0700 directory under `root`.
     pub fn new(root: &Path, id: &str, stdin: bool, terminal: bool) -> Result<Self> {
-        std::fs::create_dir_all(root)
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(root)
             .map_err(|e| Error::unknown(format!("create {}: {e}", root.display())))?;
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos();
-        let dir = root.join(format!("{nanos:x}-{}", std::process::id()));
-        std::fs::create_dir(&dir)
+        let dir = root.join(crated_core::identifiers::unique_part());
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
             .map_err(|e| Error::unknown(format!("create {}: {e}", dir.display())))?;
-        let set = Self {
+        let mut set = Self {
             stdin: stdin.then(|| dir.join(format!("{id}-stdin"))),
-            stdout: dir.join(format!("{id}-stdout")),
+            stdout: Some(dir.join(format!("{id}-stdout"))),
             stderr: (!terminal).then(|| dir.join(format!("{id}-stderr"))),
             dir: Some(dir),
         };
-        for fifo in set
+        let made = set
             .stdin
             .iter()
-            .chain([&set.stdout])
+            .chain(set.stdout.iter())
             .chain(set.stderr.iter())
-        {
-            mkfifo(fifo)?;
+            .try_for_each(|p| mkfifo(p));
+        if let Err(e) = made {
+            // The directory goes with `set`.
+            set.stdin = None;
+            return Err(e);
         }
         Ok(set)
     }
 
-    /// The fifos a running process was created with (`ctr tasks attach`);
-    /// they are not removed on drop.
-    pub fn existing(stdin: &str, stdout: &str, stderr: &str) -> Self {
+    /// The fifos a process was created with (to attach to a running
+    /// task); not removed on drop.
+    pub fn existing(stdio: &Stdio) -> Self {
         let path = |p: &str| (!p.is_empty()).then(|| PathBuf::from(p));
         Self {
             dir: None,
-            stdin: path(stdin),
-            stdout: PathBuf::from(stdout),
-            stderr: path(stderr),
+            stdin: path(&stdio.stdin),
+            stdout: path(&stdio.stdout),
+            stderr: path(&stdio.stderr),
+        }
+    }
+
+    /// The paths as a task is created with them.
+    pub fn stdio(&self) -> Stdio {
+        let path = |p: &Option<PathBuf>| {
+            p.as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        };
+        Stdio {
+            stdin: path(&self.stdin),
+            stdout: path(&self.stdout),
+            stderr: path(&self.stderr),
         }
     }
 
@@ -78,7 +124,8 @@ impl FifoSet {
     /// detached task is created: a shim that opens its write ends blocking
     /// (containerd's) needs a reader to be there once.
     pub fn hold_outputs(&self) -> Vec<File> {
-        std::iter::once(&self.stdout)
+        self.stdout
+            .iter()
             .chain(self.stderr.iter())
             .filter_map(|p| {
                 std::fs::OpenOptions::new()
@@ -90,116 +137,131 @@ impl FifoSet {
             .collect()
     }
 
-    /// Leaves the fifos in place for a later attach (a detached task).
+    /// Leaves the fifos in place (a detached task's, for a later attach).
     pub fn keep(mut self) {
         self.dir = None;
     }
 
-    /// A path as the task API wants it (empty for none).
-    pub fn path(p: &Option<PathBuf>) -> String {
-        p.as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default()
-    }
-
-    /// Starts copying: the process's stdout and stderr to ours, our stdin
-    /// to the process's.
-    pub fn attach(&self) -> Attached {
-        let mut readers = Vec::new();
-        let copy_out = |fifo: PathBuf, to_stderr: bool| {
-            std::thread::spawn(move || {
-                // Blocks until the shim opens its end.
-                let Ok(mut file) = File::open(&fifo) else {
-                    return;
-                };
-                let mut buf = [0u8; 32 << 10];
-                loop {
-                    match file.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => {
-                            let written = if to_stderr {
-                                let mut e = std::io::stderr().lock();
-                                e.write_all(&buf[..n]).and_then(|()| e.flush())
-                            } else {
-                                let mut o = std::io::stdout().lock();
-                                o.write_all(&buf[..n]).and_then(|()| o.flush())
-                            };
-                            if written.is_err() {
-                                return;
-                            }
-                        }
-                    }
-                }
-            })
+    /// Starts copying: the process's stdout and stderr into `stdout` and
+    /// `stderr`, `stdin` into the process's stdin (closed at its end, so
+    /// the process reads end-of-file). Streams not given are not copied.
+    pub fn attach(
+        &self,
+        stdin: Option<Input>,
+        stdout: Option<Output>,
+        stderr: Option<Output>,
+    ) -> Attached {
+        let mut outputs = Vec::new();
+        for (fifo, sink) in [(&self.stdout, stdout), (&self.stderr, stderr)] {
+            if let (Some(fifo), Some(sink)) = (fifo.clone(), sink) {
+                outputs.push((fifo.clone(), tokio::spawn(copy_out(fifo, sink))));
+            }
+        }
+        let input = match (self.stdin.clone(), stdin) {
+            (Some(fifo), Some(source)) => Some((fifo.clone(), tokio::spawn(copy_in(fifo, source)))),
+            _ => None,
         };
-        readers.push((self.stdout.clone(), copy_out(self.stdout.clone(), false)));
-        if let Some(stderr) = &self.stderr {
-            readers.push((stderr.clone(), copy_out(stderr.clone(), true)));
-        }
-        if let Some(stdin) = self.stdin.clone() {
-            // Detached: it ends with our stdin, or with the process.
-            std::thread::spawn(move || {
-                let Ok(mut fifo) = std::fs::OpenOptions::new().write(true).open(&stdin) else {
-                    return;
-                };
-                let mut input = std::io::stdin();
-                let mut buf = [0u8; 32 << 10];
-                loop {
-                    match input.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => {
-                            if fifo.write_all(&buf[..n]).is_err() {
-                                return;
-                            }
-                        }
-                    }
-                }
-            });
-        }
-        Attached { readers }
+        Attached { outputs, input }
     }
 }
 
-impl Drop for FifoSet {
+impl Drop for Fifos {
     fn drop(&mut self) {
-        if let Some(dir) = &self.dir {
+        if let Some(dir) = self.dir.take() {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
 }
 
-/// Output copies in progress.
+/// Opens `fifo` for reading once a writer has it open, on a blocking
+/// thread; the result is non-blocking.
+async fn open_reader(fifo: PathBuf) -> std::io::Result<pipe::Receiver> {
+    let file = tokio::task::spawn_blocking(move || File::open(&fifo))
+        .await
+        .map_err(std::io::Error::other)??;
+    pipe::Receiver::from_file(file)
+}
+
+/// Opens `fifo` for writing once a reader has it open, on a blocking
+/// thread; the result is non-blocking.
+async fn open_writer(fifo: PathBuf) -> std::io::Result<pipe::Sender> {
+    let file =
+        tokio::task::spawn_blocking(move || std::fs::OpenOptions::new().write(true).open(&fifo))
+            .await
+            .map_err(std::io::Error::other)??;
+    pipe::Sender::from_file(file)
+}
+
+async fn copy_out(fifo: PathBuf, mut sink: Output) {
+    let Ok(mut reader) = open_reader(fifo).await else {
+        return;
+    };
+    let _ = tokio::io::copy(&mut reader, &mut sink).await;
+    let _ = sink.flush().await;
+}
+
+async fn copy_in(fifo: PathBuf, mut source: Input) {
+    let Ok(mut writer) = open_writer(fifo).await else {
+        return;
+    };
+    let _ = tokio::io::copy(&mut source, &mut writer).await;
+    // Dropping the writer closes the fifo: the process reads end-of-file.
+}
+
+/// Copies in progress.
 pub struct Attached {
-    readers: Vec<(PathBuf, JoinHandle<()>)>,
+    outputs: Vec<(PathBuf, JoinHandle<()>)>,
+    input: Option<(PathBuf, JoinHandle<()>)>,
+}
+
+/// Ends a copy into `fifo`, waking its open if no reader ever came: a
+/// reader of our own lets the blocked open return.
+fn stop_input(fifo: &Path, copy: JoinHandle<()>) {
+    copy.abort();
+    let _ = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(fifo);
 }
 
 impl Attached {
-    /// Waits (up to `limit`) for the output to be copied to the end: the
-    /// shim closes its ends once the process is gone and its output drained.
-    /// A fifo the shim never opened is released so no thread stays blocked.
-    pub fn wait(self, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        for (fifo, thread) in self.readers {
-            while !thread.is_finished() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(5));
+    /// Waits (up to `limit`) for the output to be copied to its end: the
+    /// shim closes its ends once the process is gone and its output is
+    /// drained. A fifo the shim never opened is released, so no thread
+    /// stays blocked in its open. The stdin copy stops.
+    pub async fn wait(self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        for (fifo, mut copy) in self.outputs {
+            if tokio::time::timeout_at(deadline, &mut copy).await.is_ok() {
+                continue;
             }
-            if !thread.is_finished() {
-                // An opener of the write end wakes a reader still in open();
-                // closing it at once gives that reader its end of file.
-                let _ = std::fs::OpenOptions::new()
-                    .write(true)
-                    .custom_flags(libc::O_NONBLOCK)
-                    .open(&fifo);
-                let grace = Instant::now() + Duration::from_millis(100);
-                while !thread.is_finished() && Instant::now() < grace {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
+            // A writer of our own wakes a reader still blocked in open()
+            // and closing it gives that reader its end of file.
+            let _ = std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&fifo);
+            if tokio::time::timeout(Duration::from_millis(100), &mut copy)
+                .await
+                .is_err()
+            {
+                // A writer that never closes: left behind rather than
+                // blocking the caller.
+                copy.abort();
             }
-            // One still reading from a writer that never closes is left
-            // behind rather than blocking the caller.
-            if thread.is_finished() {
-                let _ = thread.join();
-            }
+        }
+        if let Some((fifo, copy)) = self.input {
+            stop_input(&fifo, copy);
+        }
+    }
+
+    /// Stops copying at once.
+    pub fn abort(self) {
+        for (_, copy) in self.outputs {
+            copy.abort();
+        }
+        if let Some((fifo, copy)) = self.input {
+            stop_input(&fifo, copy);
         }
     }
 }

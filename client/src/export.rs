@@ -12,8 +12,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::io::{Read, Write};
 
-use crated_api::proxy::content::ContentProxy;
-use crated_core::content::ContentStore as _;
+use crated_core::content::ContentStore;
 use crated_core::descriptor::Descriptor;
 use crated_core::digest::Digest;
 use crated_core::images::walk::{self, media_types, Node};
@@ -21,9 +20,9 @@ use crated_core::platforms::Matcher;
 use crated_core::reference::parse_normalized_named;
 use crated_core::{Error, Namespace, Result};
 use crated_differ::BlobReader;
-use tonic::transport::Channel;
 
 use crate::oci::{DockerSaveEntry, OciDescriptor, OciIndex};
+use crate::Client;
 
 /// The image name annotation containerd puts on index entries.
 pub const ANNOTATION_IMAGE_NAME: &str = "io.containerd.image.name";
@@ -81,7 +80,7 @@ fn non_distributable(media_type: &str) -> bool {
 }
 
 /// Every blob under `root` (itself included), depth first.
-async fn tree(store: &ContentProxy, ns: &Namespace, root: &Node) -> Result<Vec<Node>> {
+async fn tree(store: &dyn ContentStore, ns: &Namespace, root: &Node) -> Result<Vec<Node>> {
     let mut out = Vec::new();
     let mut stack = vec![root.clone()];
     let mut seen = HashSet::new();
@@ -101,13 +100,13 @@ async fn tree(store: &ContentProxy, ns: &Namespace, root: &Node) -> Result<Vec<N
 /// Writes `images` (names in the image store) to `out` as an OCI layout
 /// archive.
 pub async fn export(
-    channel: &Channel,
-    ns: &Namespace,
+    client: &Client,
     images: &[String],
     out: Box<dyn Write + Send>,
     options: &ExportOptions,
 ) -> Result<()> {
-    let store = ContentProxy::new(channel.clone());
+    let ns = client.namespace();
+    let store = &*client.services().content;
     let mut records: BTreeMap<String, Source> = BTreeMap::new();
     let mut index_entries = Vec::new();
     // Docker's manifest.json: manifest digest → (descriptor, names).
@@ -123,7 +122,7 @@ pub async fn export(
         Ok(())
     };
     for name in images {
-        let mut target = crate::images::target(channel, ns, name).await?;
+        let mut target = crate::images::target(client, name).await?;
         target
             .annotations
             .insert(ANNOTATION_IMAGE_NAME.to_owned(), name.clone());
@@ -133,7 +132,7 @@ pub async fn export(
         index_entries.push(OciDescriptor::new(&target, None));
         let root = Node::from(&target);
         if media_types::is_manifest(&target.media_type) {
-            for node in tree(&store, ns, &root).await? {
+            for node in tree(store, ns, &root).await? {
                 add_blob(&mut records, &node)?;
             }
             docker
@@ -144,7 +143,7 @@ pub async fn export(
         } else if media_types::is_index(&target.media_type) {
             add_blob(&mut records, &root)?;
             let mut wanted = Vec::new();
-            for child in walk::children(&store, ns, &root).await? {
+            for child in walk::children(store, ns, &root).await? {
                 let fits = child
                     .platform
                     .as_ref()
@@ -152,7 +151,7 @@ pub async fn export(
                 if !fits && !options.all_platforms {
                     continue;
                 }
-                for node in tree(&store, ns, &child).await? {
+                for node in tree(store, ns, &child).await? {
                     add_blob(&mut records, &node)?;
                 }
                 if fits && media_types::is_manifest(&child.media_type) {
@@ -191,7 +190,7 @@ pub async fn export(
     if !options.skip_docker_manifest && !docker.is_empty() {
         let mut entries = Vec::new();
         for (manifest, names) in docker.values() {
-            let data = walk::read_blob(&store, ns, &manifest.digest).await?;
+            let data = walk::read_blob(store, ns, &manifest.digest).await?;
             let parsed = walk::parse_children(&Node::from(manifest), &data)?;
             let (config, layers) = parsed.split_first().ok_or_else(|| {
                 Error::invalid_argument(format!("manifest {} has no config", manifest.digest))

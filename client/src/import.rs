@@ -9,8 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 
-use crated_api::proxy::content::ContentProxy;
-use crated_core::content::{write_blob, ContentStore as _, WriterOptions};
+use crated_core::content::{write_blob, ContentStore, WriterOptions};
 use crated_core::descriptor::Descriptor;
 use crated_core::digest::Digest;
 use crated_core::images::walk::{self, media_types, Node};
@@ -18,11 +17,11 @@ use crated_core::platforms::Matcher;
 use crated_core::reference::parse_docker_ref;
 use crated_core::{Error, Namespace, Result};
 use serde_json::Value;
-use tonic::transport::Channel;
 
 use crate::export::{oci_reference_name, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME};
 use crate::leases::Temporary;
 use crate::oci::{DockerManifest, DockerSaveEntry, OciDescriptor, OciIndex, OciPlatform};
+use crate::Client;
 
 const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
 const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
@@ -110,7 +109,7 @@ fn read_json<T: serde::de::DeserializeOwned>(entry: impl Read, what: &str) -> Re
 /// Reads the archive, storing every regular file as a blob.
 fn read_archive(
     input: Box<dyn Read + Send>,
-    store: &ContentProxy,
+    store: &dyn ContentStore,
     ns: &Namespace,
     lease: &str,
     runtime: &tokio::runtime::Handle,
@@ -186,7 +185,7 @@ fn read_archive(
 }
 
 async fn put_json(
-    store: &ContentProxy,
+    store: &dyn ContentStore,
     ns: &Namespace,
     lease: &str,
     media_type: &str,
@@ -210,7 +209,7 @@ async fn put_json(
 /// uncompressed digest (containerd's `compressBlob`). Read, compressed and
 /// written chunk by chunk on a blocking thread.
 async fn compress_layer(
-    store: &ContentProxy,
+    store: &dyn ContentStore,
     ns: &Namespace,
     lease: &str,
     digest: &Digest,
@@ -253,7 +252,7 @@ async fn compress_layer(
 async fn docker_index(
     archive: &Archive,
     manifests: &[DockerSaveEntry],
-    store: &ContentProxy,
+    store: &dyn ContentStore,
     ns: &Namespace,
     lease: &str,
     compress: bool,
@@ -376,29 +375,32 @@ fn translate(reference: &str, base: &str, filter: bool) -> String {
 
 /// Imports the archive read from `input`; returns the images named.
 pub async fn import(
-    channel: &Channel,
-    ns: &Namespace,
+    client: &Client,
     input: Box<dyn Read + Send>,
     options: &ImportOptions,
 ) -> Result<Vec<Imported>> {
-    let lease = Temporary::create(channel, ns).await?;
-    let result = import_leased(channel, ns, input, options, lease.id()).await;
+    let lease = Temporary::create(client).await?;
+    let result = import_leased(client, input, options, lease.id()).await;
     lease.release().await;
     result
 }
 
 async fn import_leased(
-    channel: &Channel,
-    ns: &Namespace,
+    client: &Client,
     input: Box<dyn Read + Send>,
     options: &ImportOptions,
     lease: &str,
 ) -> Result<Vec<Imported>> {
-    let store = ContentProxy::new(channel.clone()).with_lease(lease);
-    let (reader_store, reader_ns, reader_lease) = (store.clone(), ns.clone(), lease.to_owned());
+    let ns = client.namespace();
+    let store = &*client.services().content;
+    let (reader_store, reader_ns, reader_lease) = (
+        client.services().content.clone(),
+        ns.clone(),
+        lease.to_owned(),
+    );
     let runtime = tokio::runtime::Handle::current();
     let archive = tokio::task::spawn_blocking(move || {
-        read_archive(input, &reader_store, &reader_ns, &reader_lease, &runtime)
+        read_archive(input, &*reader_store, &reader_ns, &reader_lease, &runtime)
     })
     .await
     .map_err(|e| Error::unknown(format!("import: {e}")))??;
@@ -419,7 +421,7 @@ async fn import_leased(
             }
         }
         (None, Some(manifests)) => {
-            docker_index(&archive, manifests, &store, ns, lease, options.compress_blobs).await?
+            docker_index(&archive, manifests, store, ns, lease, options.compress_blobs).await?
         }
         (None, None) => {
             return Err(Error::invalid_argument(
@@ -442,7 +444,7 @@ async fn import_leased(
             target: index.clone(),
         });
     }
-    let data = walk::read_blob(&store, ns, &index.digest).await?;
+    let data = walk::read_blob(store, ns, &index.digest).await?;
     let doc: OciIndex = serde_json::from_slice(&data)
         .map_err(|e| Error::invalid_argument(format!("archive index: {e}")))?;
     for m in &doc.manifests {
@@ -484,7 +486,7 @@ async fn import_leased(
         if !is_index && !media_types::is_manifest(&node.media_type) {
             continue;
         }
-        let mut children = walk::children(&store, ns, &node).await?;
+        let mut children = walk::children(store, ns, &node).await?;
         if is_index && !options.all_platforms {
             children.retain(|c| {
                 c.platform
@@ -497,7 +499,7 @@ async fn import_leased(
             kept_any = !children.is_empty();
         }
         if !labels.is_empty() {
-            crate::add_labels(&store, ns, &node.digest, labels).await?;
+            crate::add_labels(store, ns, &node.digest, labels).await?;
         }
         stack.extend(children.into_iter().rev());
     }
@@ -507,7 +509,7 @@ async fn import_leased(
         ));
     }
     for image in &images {
-        crate::images::put(channel, ns, &image.name, &image.target, &BTreeMap::new()).await?;
+        crate::images::put(client, &image.name, &image.target, &BTreeMap::new()).await?;
     }
     Ok(images)
 }

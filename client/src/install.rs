@@ -6,9 +6,9 @@
 //! versions are pulled, tagged and removed as any other.
 //!
 //! ```no_run
-//! # async fn f(channel: tonic::transport::Channel, ns: crated_core::Namespace) -> crated_core::Result<()> {
+//! # async fn f(client: crated_client::Client) -> crated_core::Result<()> {
 //! use crated_client::install::{install, InstallOptions};
-//! let written = install(&channel, &ns, "127.0.0.1:5000/tools/runc:1.1", &InstallOptions::default()).await?;
+//! let written = install(&client, "127.0.0.1:5000/tools/runc:1.1", &InstallOptions::default()).await?;
 //! println!("{written:?}");
 //! # Ok(()) }
 //! ```
@@ -16,17 +16,15 @@
 use std::io::Read;
 use std::path::PathBuf;
 
-use crated_api::containerd::services::introspection::v1 as introspection;
-use crated_api::from_grpc;
-use crated_api::metadata::set_grpc_namespace;
-use crated_api::proxy::content::ContentProxy;
-use crated_core::content::{ContentStore, ReaderAt};
+use crated_core::content::ReaderAt;
 use crated_core::images::walk::{self, Node};
+use crated_core::introspection::PluginStatus;
 use crated_core::platforms::default_matcher;
-use crated_core::{Error, Namespace, Result};
+use crated_core::{Error, Result};
 use crated_differ::install as files;
 use crated_differ::BlobReader;
-use tonic::transport::Channel;
+
+use crate::Client;
 
 /// What [`install`] takes: `ctr install`'s flags.
 #[derive(Debug, Clone, Default)]
@@ -42,29 +40,25 @@ pub struct InstallOptions {
 }
 
 /// The daemon's opt directory, as its opt plugin exports it.
-pub async fn opt_path(channel: &Channel, ns: &Namespace) -> Result<PathBuf> {
-    let mut client = introspection::introspection_client::IntrospectionClient::new(channel.clone());
-    let mut request = tonic::Request::new(introspection::PluginsRequest {
-        filters: vec!["id==opt".to_owned()],
-    });
-    set_grpc_namespace(&mut request, ns);
+pub async fn opt_path(client: &Client) -> Result<PathBuf> {
     let plugins = client
-        .plugins(request)
-        .await
-        .map_err(from_grpc)?
-        .into_inner()
-        .plugins;
+        .services()
+        .introspection
+        .plugins(&["id==opt".to_owned()])
+        .await?;
     let [plugin] = plugins.as_slice() else {
         return Err(Error::not_found(
             "opt service not enabled: the daemon has no io.containerd.internal.v1.opt plugin"
                 .to_owned(),
         ));
     };
-    if let Some(err) = &plugin.init_err {
-        return Err(Error::failed_precondition(format!(
-            "opt service failed to start: {}",
-            err.message
-        )));
+    match &plugin.status {
+        PluginStatus::Ok => {}
+        PluginStatus::Skipped(why) | PluginStatus::Failed(_, why) => {
+            return Err(Error::failed_precondition(format!(
+                "opt service failed to start: {why}"
+            )))
+        }
     }
     plugin
         .exports
@@ -78,14 +72,14 @@ pub async fn opt_path(channel: &Channel, ns: &Namespace) -> Result<PathBuf> {
 /// returns the paths written. Every layer must be in the content store
 /// (`ctr content fetch` or a pull first).
 pub async fn install(
-    channel: &Channel,
-    ns: &Namespace,
+    client: &Client,
     name: &str,
     options: &InstallOptions,
 ) -> Result<Vec<PathBuf>> {
-    let target = crate::images::target(channel, ns, name).await?;
-    let store = ContentProxy::new(channel.clone());
-    let manifest = walk::manifest(&store, ns, &Node::from(&target), &default_matcher())
+    let ns = client.namespace();
+    let target = crate::images::target(client, name).await?;
+    let store = &*client.services().content;
+    let manifest = walk::manifest(store, ns, &Node::from(&target), &default_matcher())
         .await
         .map_err(|e| e.context(format!("image {name:?}")))?;
     let mut layers: Vec<Box<dyn ReaderAt>> = Vec::with_capacity(manifest.layers.len());
@@ -100,7 +94,7 @@ pub async fn install(
     }
     let dest = match &options.path {
         Some(path) => path.clone(),
-        None => opt_path(channel, ns).await?,
+        None => opt_path(client).await?,
     };
     if !dest.is_absolute() {
         return Err(Error::invalid_argument(format!(

@@ -4,47 +4,39 @@
 
 use std::time::{Duration, SystemTime};
 
-use crated_api::containerd::services::leases::v1 as pb;
-use crated_api::from_grpc;
-use crated_api::metadata::set_grpc_namespace;
 use crated_core::leases::EXPIRE_LABEL;
 use crated_core::{Namespace, Result};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
-use tonic::transport::Channel;
+
+use crate::Client;
 
 /// How long a temporary lease outlives a client that never releases it.
 pub const EXPIRY: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// A lease held for one operation.
 pub struct Temporary {
-    client: pb::leases_client::LeasesClient<Channel>,
+    client: Client,
     ns: Namespace,
     id: String,
 }
 
 impl Temporary {
-    /// Creates a lease with a generated id that expires after [`EXPIRY`].
-    pub async fn create(channel: &Channel, ns: &Namespace) -> Result<Self> {
+    /// Creates a lease with a generated id that expires after [`EXPIRY`],
+    /// in the client's namespace.
+    pub async fn create(client: &Client) -> Result<Self> {
         let expires = OffsetDateTime::from(SystemTime::now() + EXPIRY)
             .format(&Rfc3339)
             .unwrap_or_default();
-        let mut request = tonic::Request::new(pb::CreateRequest {
-            id: String::new(),
-            labels: [(EXPIRE_LABEL.to_owned(), expires)].into(),
-        });
-        set_grpc_namespace(&mut request, ns);
-        let mut client = pb::leases_client::LeasesClient::new(channel.clone());
+        let ns = client.namespace().clone();
         let lease = client
-            .create(request)
-            .await
-            .map_err(from_grpc)?
-            .into_inner()
-            .lease
-            .unwrap_or_default();
+            .services()
+            .leases
+            .create(&ns, "", [(EXPIRE_LABEL.to_owned(), expires)].into())
+            .await?;
         Ok(Self {
-            client,
-            ns: ns.clone(),
+            client: client.clone(),
+            ns,
             id: lease.id,
         })
     }
@@ -56,14 +48,10 @@ impl Temporary {
 
     /// Deletes the lease; what it held is left to the collector. A failure
     /// is logged: the lease expires anyway.
-    pub async fn release(mut self) {
-        let mut request = tonic::Request::new(pb::DeleteRequest {
-            id: self.id.clone(),
-            sync: false,
-        });
-        set_grpc_namespace(&mut request, &self.ns);
-        if let Err(status) = self.client.delete(request).await {
-            tracing::warn!(lease = self.id, error = %status.message(), "release lease");
+    pub async fn release(self) {
+        let leases = &self.client.services().leases;
+        if let Err(err) = leases.delete(&self.ns, &self.id, false).await {
+            tracing::warn!(lease = self.id, error = %err, "release lease");
         }
     }
 }

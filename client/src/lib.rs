@@ -2,6 +2,8 @@
 
 pub mod checkpoint;
 pub mod cio;
+mod client;
+pub mod containers;
 pub mod diff;
 pub mod export;
 mod gate;
@@ -13,36 +15,25 @@ pub mod oci;
 pub mod pull;
 pub mod push;
 pub mod spec;
+pub mod task;
+mod unpack;
 
 use std::time::UNIX_EPOCH;
 
-use crated_api::proxy::content::ContentProxy;
-use crated_api::proxy::snapshots::SnapshotsProxy;
 use crated_core::content::{ContentStore, Info};
 use crated_core::descriptor::Descriptor;
 use crated_core::digest::Digest;
-use crated_core::images::walk::{self, Node};
-use crated_core::platforms::Matcher;
-use crated_core::snapshots::{Labels, Snapshotter, TARGET_LABEL};
+use crated_core::images::walk::Node;
+use crated_core::snapshots::Labels;
 use crated_core::{Error, Namespace, Result};
-use tonic::transport::Channel;
+
+pub use client::{Client, Services};
+pub use containers::{Container, ImageRootfs, NewContainer, NewTask, Rootfs};
+pub use task::{Process, Task};
+pub use unpack::unpack;
 
 /// The label the unpacker puts on a layer blob: its diff id, once verified.
 pub const UNCOMPRESSED_LABEL: &str = "containerd.io/uncompressed";
-
-/// `message` as a request in namespace `ns`, under `lease` if given.
-pub(crate) fn request<T>(
-    ns: &Namespace,
-    lease: Option<&str>,
-    message: T,
-) -> Result<tonic::Request<T>> {
-    let mut request = tonic::Request::new(message);
-    crated_api::metadata::set_grpc_namespace(&mut request, ns);
-    if let Some(lease) = lease {
-        crated_api::metadata::set_grpc_lease(&mut request, lease)?;
-    }
-    Ok(request)
-}
 
 /// The garbage collector's references from a parent to its children, as
 /// containerd's `images.ChildGCLabels`: an index's entries `m.<i>`, a
@@ -64,7 +55,7 @@ fn child_gc_labels<'a>(is_index: bool, children: impl IntoIterator<Item = &'a No
 
 /// Sets `labels` on the stored blob `digest` (other labels stay).
 async fn add_labels(
-    store: &ContentProxy,
+    store: &dyn ContentStore,
     ns: &Namespace,
     digest: &Digest,
     labels: Labels,
@@ -91,155 +82,59 @@ fn node_descriptor(node: &Node) -> Result<Descriptor> {
     })
 }
 
-/// Unpacks the image whose target is `target` into `snapshotter`, as
-/// containerd's `image.Unpack`: under a temporary lease, each layer for
-/// `matcher` not yet there is prepared on its parent chain, applied by the
-/// daemon's diff service (which must reproduce the config's diff id) and
-/// committed as its chain id; verified layers get
-/// `containerd.io/uncompressed`, and the config
-/// `containerd.io/gc.ref.snapshot.<snapshotter>` = the top chain id, so the
-/// image keeps its snapshots. Returns that chain id.
-pub async fn unpack(
-    channel: &Channel,
-    ns: &Namespace,
-    target: &Node,
-    snapshotter: &str,
-    matcher: &Matcher,
-) -> Result<Digest> {
-    let lease = leases::Temporary::create(channel, ns).await?;
-    let gate = gate::LayerGate::open();
-    let result = unpack_leased(channel, ns, target, snapshotter, matcher, lease.id(), &gate).await;
-    lease.release().await;
-    result
-}
+/// What an in-process caller (the CRI plugin, a tonic handler) spawns must
+/// be `Send`: checked at compile time for the client's long operations.
+#[cfg(test)]
+#[allow(dead_code, clippy::unwrap_used)]
+mod send {
+    use std::sync::Arc;
 
-/// [`unpack`] under `lease`, applying each layer once `gate` says it is
-/// in the content store (a pull unpacks while it still fetches).
-pub(crate) async fn unpack_leased(
-    channel: &Channel,
-    ns: &Namespace,
-    target: &Node,
-    snapshotter: &str,
-    matcher: &Matcher,
-    lease: &str,
-    gate: &gate::LayerGate,
-) -> Result<Digest> {
-    let store = ContentProxy::new(channel.clone()).with_lease(lease);
-    let sn = SnapshotsProxy::new(channel.clone(), snapshotter, ns.clone()).with_lease(lease);
-    let manifest = walk::manifest(&store, ns, target, matcher).await?;
-    let diff_ids = walk::rootfs(&store, ns, &manifest.config).await?;
-    if diff_ids.len() != manifest.layers.len() {
-        return Err(Error::invalid_argument(format!(
-            "mismatched image rootfs and manifest layers: {} diff ids, {} layers",
-            diff_ids.len(),
-            manifest.layers.len()
-        )));
-    }
-    let mut chain: Vec<Digest> = Vec::new();
-    for (layer, diff_id) in manifest.layers.iter().zip(&diff_ids) {
-        let parent = Digest::chain_id(&chain);
-        chain.push(diff_id.clone());
-        let chain_id = Digest::chain_id(&chain).unwrap_or_else(|| diff_id.clone());
-        match sn.stat(chain_id.as_str()).await {
-            Ok(_) => continue,
-            Err(err) if err.is_not_found() => {}
-            Err(err) => return Err(err.context(format!("failed to stat snapshot {chain_id}"))),
-        }
-        let parent = parent.map(|p| p.to_string()).unwrap_or_default();
-        gate.wait(&layer.digest).await?;
-        match apply_layer(channel, ns, &sn, layer, diff_id, &chain_id, &parent, lease).await {
-            Ok(()) => {
-                let info = Info {
-                    digest: layer.digest.clone(),
-                    size: 0,
-                    created_at: UNIX_EPOCH,
-                    updated_at: UNIX_EPOCH,
-                    labels: [(UNCOMPRESSED_LABEL.to_owned(), diff_id.to_string())].into(),
-                };
-                let path = format!("labels.{UNCOMPRESSED_LABEL}");
-                store.update(ns, info, &[path]).await?;
-            }
-            // Another unpack committed it meanwhile.
-            Err(err) if err.is_already_exists() => {}
-            Err(err) => return Err(err),
-        }
-    }
-    let top = Digest::chain_id(&chain)
-        .ok_or_else(|| Error::invalid_argument(format!("image {} has no layers", target.digest)))?;
-    let label = format!("containerd.io/gc.ref.snapshot.{snapshotter}");
-    let info = Info {
-        digest: manifest.config.digest.clone(),
-        size: 0,
-        created_at: UNIX_EPOCH,
-        updated_at: UNIX_EPOCH,
-        labels: [(label.clone(), top.to_string())].into(),
-    };
-    store.update(ns, info, &[format!("labels.{label}")]).await?;
-    Ok(top)
-}
+    use super::*;
 
-/// Prepares `extract-<unique> <chain id>` on `parent`, applies the layer
-/// onto it and commits it as `chain_id`; removes the extraction snapshot
-/// if anything fails.
-#[allow(clippy::too_many_arguments)]
-async fn apply_layer(
-    channel: &Channel,
-    ns: &Namespace,
-    sn: &SnapshotsProxy,
-    layer: &Node,
-    diff_id: &Digest,
-    chain_id: &Digest,
-    parent: &str,
-    lease: &str,
-) -> Result<()> {
-    // Labelled with the snapshot it becomes: if another unpack committed
-    // that meanwhile, the prepare says so and this layer is done.
-    let labels: Labels = [(TARGET_LABEL.to_owned(), chain_id.to_string())].into();
-    let mut attempts = 0;
-    let (key, mounts) = loop {
-        attempts += 1;
-        let key = format!(
-            "extract-{} {chain_id}",
-            crated_core::identifiers::unique_part()
-        );
-        match sn.prepare(&key, parent, labels.clone()).await {
-            Ok(mounts) => break (key, mounts),
-            Err(err) if err.is_already_exists() => {
-                if attempts >= 5 || sn.stat(chain_id.as_str()).await.is_ok() {
-                    return Err(err);
-                }
-                // Only the random key was taken: try another.
-                continue;
-            }
-            Err(err) => {
-                return Err(err.context(format!("failed to prepare extraction snapshot {key:?}")))
-            }
-        }
-    };
-    let applied = async {
-        let applied = diff::apply(channel, ns, lease, &node_descriptor(layer)?, mounts)
+    fn is_send<T: Send>(_: T) {}
+
+    fn client_futures_are_send(
+        client: Client,
+        resolver: crated_distribution::Resolver,
+        container: Container,
+        task: Task,
+        node: Node,
+    ) {
+        let c = client.clone();
+        is_send(async move {
+            let options = pull::PullOptions::default();
+            pull::pull(&c, &resolver, "x", &options, Arc::new(pull::NoProgress)).await
+        });
+        let c = client.clone();
+        is_send(async move {
+            unpack(
+                &c,
+                &node,
+                "overlayfs",
+                &crated_core::platforms::default_matcher(),
+            )
             .await
-            .map_err(|e| e.context(format!("failed to extract layer {diff_id}")))?;
-        if applied.digest != *diff_id {
-            return Err(Error::failed_precondition(format!(
-                "wrong diff id calculated on extraction {:?}",
-                applied.digest.to_string()
-            )));
-        }
-        sn.commit(chain_id.as_str(), &key, Labels::new())
-            .await
-            .map_err(|e| e.context(format!("failed to commit snapshot {key}")))
+        });
+        let c = client.clone();
+        is_send(async move { c.image_rootfs("x", "overlayfs").await });
+        let c = client.clone();
+        is_send(async move {
+            let spec = spec::default_unix(c.namespace(), "x").unwrap();
+            c.create_container("x", NewContainer::new(spec)).await
+        });
+        is_send(async move {
+            let task = container
+                .new_task(Default::default(), false, NewTask::default())
+                .await?;
+            task.start().await?;
+            task.wait().await?;
+            task.delete().await
+        });
+        is_send(async move {
+            let process = Default::default();
+            let exec = task.exec("e", &process, Default::default()).await?;
+            exec.start().await?;
+            exec.wait().await
+        });
     }
-    .await;
-    if let Err(err) = &applied {
-        if !err.is_already_exists() {
-            tracing::warn!(key, error = %err, "unpack of a layer failed");
-        }
-        if let Err(rerr) = sn.remove(&key).await {
-            if !rerr.is_not_found() {
-                tracing::warn!(key, error = %rerr, "remove extraction snapshot");
-            }
-        }
-    }
-    applied
 }

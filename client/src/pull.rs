@@ -7,7 +7,6 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crated_api::proxy::content::ContentProxy;
 use crated_core::content::{ContentStore, Labels, WriterOptions};
 use crated_core::descriptor::Descriptor;
 use crated_core::digest::Digest;
@@ -17,10 +16,9 @@ use crated_core::reference::parse_normalized_named;
 use crated_core::{Error, Namespace, Result};
 use crated_distribution::{Fetcher, Resolver};
 use futures::StreamExt;
-use tonic::transport::Channel;
 
 use crate::gate::LayerGate;
-use crate::{leases, node_descriptor};
+use crate::{leases, node_descriptor, Client};
 
 /// What happens to one blob of a pull, for progress displays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,33 +105,22 @@ pub fn ingest_ref(node: &Node) -> String {
     format!("{kind}-{}", node.digest)
 }
 
-/// Pulls `reference` into the daemon at `channel` in namespace `ns`.
+/// Pulls `reference` into the client's namespace.
 pub async fn pull(
-    channel: &Channel,
-    ns: &Namespace,
+    client: &Client,
     resolver: &Resolver,
     reference: &str,
     options: &PullOptions,
     progress: Arc<dyn Progress>,
 ) -> Result<Pulled> {
-    let lease = leases::Temporary::create(channel, ns).await?;
-    let result = pull_leased(
-        channel,
-        ns,
-        resolver,
-        reference,
-        options,
-        progress,
-        lease.id(),
-    )
-    .await;
+    let lease = leases::Temporary::create(client).await?;
+    let result = pull_leased(client, resolver, reference, options, progress, lease.id()).await;
     lease.release().await;
     result
 }
 
 async fn pull_leased(
-    channel: &Channel,
-    ns: &Namespace,
+    client: &Client,
     resolver: &Resolver,
     reference: &str,
     options: &PullOptions,
@@ -148,9 +135,9 @@ async fn pull_leased(
         parsed.path().to_owned(),
     );
     let fetcher = resolver.fetcher(&name)?;
-    let store = ContentProxy::new(channel.clone()).with_lease(lease);
+    let ns = client.namespace();
     let job = Job {
-        store: &store,
+        store: &*client.services().content,
         ns,
         fetcher: &fetcher,
         lease,
@@ -253,12 +240,18 @@ async fn pull_leased(
     let gate = LayerGate::closed();
     let job = &job;
     let fetch_layers = async {
-        let mut fetches =
-            futures::stream::iter(layers)
+        // Made up front rather than by a stream's closure: a closure over
+        // borrowed items makes the future not `Send` for every lifetime,
+        // and an in-process caller spawns it.
+        let layer_fetches: Vec<_> =
+            layers
+                .into_iter()
                 .map(|(node, labels)| async move {
                     job.fetch(node, labels.clone()).await.map(|()| node)
                 })
-                .buffer_unordered(options.max_concurrent_downloads.max(1));
+                .collect();
+        let mut fetches = futures::stream::iter(layer_fetches)
+            .buffer_unordered(options.max_concurrent_downloads.max(1));
         while let Some(fetched) = fetches.next().await {
             match fetched {
                 Ok(node) => gate.ready(&node.digest),
@@ -271,13 +264,12 @@ async fn pull_leased(
         drop(fetches);
         // Recorded once its content is all there, before the unpack ends
         // (as containerd's pull).
-        crate::images::put(channel, ns, &name, &target, &options.labels).await
+        crate::images::put(client, &name, &target, &options.labels).await
     };
     let unpack = async {
         match &options.snapshotter {
-            Some(snapshotter) => crate::unpack_leased(
-                channel,
-                ns,
+            Some(snapshotter) => crate::unpack::unpack_leased(
+                client,
                 &root,
                 snapshotter,
                 &options.matcher,
@@ -298,7 +290,7 @@ async fn pull_leased(
 }
 
 struct Job<'a> {
-    store: &'a ContentProxy,
+    store: &'a dyn ContentStore,
     ns: &'a Namespace,
     fetcher: &'a Fetcher,
     lease: &'a str,

@@ -8,7 +8,6 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use crated_api::proxy::content::ContentProxy;
 use crated_core::content::ContentStore;
 use crated_core::descriptor::Descriptor;
 use crated_core::images::walk::{self, media_types, Node};
@@ -16,10 +15,9 @@ use crated_core::platforms::Matcher;
 use crated_core::{Error, Namespace, Result};
 use crated_distribution::{Pushed, Pusher, Resolver};
 use futures::StreamExt;
-use tonic::transport::Channel;
 
-use crate::node_descriptor;
 use crate::pull::{ingest_ref, BlobState, Progress};
+use crate::{node_descriptor, Client};
 
 /// How to push.
 #[derive(Clone)]
@@ -42,15 +40,15 @@ impl Default for PushOptions {
 
 /// Pushes the image whose root is `target` to `reference`.
 pub async fn push(
-    channel: &Channel,
-    ns: &Namespace,
+    client: &Client,
     resolver: &Resolver,
     reference: &str,
     target: &Descriptor,
     options: &PushOptions,
     progress: Arc<dyn Progress>,
 ) -> Result<()> {
-    let store = ContentProxy::new(channel.clone());
+    let ns = client.namespace();
+    let store = &*client.services().content;
     let pusher = resolver.pusher(reference)?;
     let root = Node {
         media_type: target.media_type.clone(),
@@ -80,7 +78,7 @@ pub async fn push(
         if !seen.insert(node.digest.clone()) {
             continue;
         }
-        let mut children = walk::children(&store, ns, &node)
+        let mut children = walk::children(store, ns, &node)
             .await
             .map_err(|e| e.context(format!("failed to push {reference}")))?;
         if media_types::is_index(&node.media_type) {
@@ -102,14 +100,14 @@ pub async fn push(
         );
     }
     let mut uploads = futures::stream::iter(blobs.iter())
-        .map(|node| push_blob(&store, ns, &pusher, node, progress.as_ref()))
+        .map(|node| push_blob(store, ns, &pusher, node, progress.as_ref()))
         .buffer_unordered(options.max_concurrent_uploads.max(1));
     while let Some(result) = uploads.next().await {
         result?;
     }
     drop(uploads);
     for node in &manifests {
-        let data = walk::read_blob(&store, ns, &node.digest).await?;
+        let data = walk::read_blob(store, ns, &node.digest).await?;
         let desc = node_descriptor(node)?;
         let key = ingest_ref(node);
         progress.blob(&key, BlobState::Downloading, 0, desc.size);
@@ -122,7 +120,7 @@ pub async fn push(
 }
 
 async fn push_blob(
-    store: &ContentProxy,
+    store: &dyn ContentStore,
     ns: &Namespace,
     pusher: &Pusher,
     node: &Node,

@@ -1,367 +1,934 @@
-//! OCI runtime specs as containerd's client makes them (`oci` package):
-//! the default Unix spec, the default devices, an image's config (args,
-//! env, working dir, user), a tty, extra mounts, the host's network.
+//! OCI runtime specs, typed (`oci-spec`), built as containerd's client
+//! builds them: containerd's default Unix spec, then composable options
+//! applied in order ([`SpecOpt`]) — the image's config, a user resolved
+//! in the image's own `/etc/passwd` and `/etc/group`, environment, mounts,
+//! namespaces, capabilities, the host's network, seccomp, rlimits,
+//! resources. The CRI plugin builds its specs from the same options.
 //!
 //! ```
-//! use crated_client::spec::Spec;
+//! use crated_client::spec::{self, SpecContext};
 //!
-//! let mut spec = Spec::default_unix("default", "t1");
-//! spec.with_image_config(br#"{"config":{"Cmd":["/bin/sh"]}}"#, &[]).unwrap();
-//! assert_eq!(spec.json()["process"]["args"][0], "/bin/sh");
+//! let ns = crated_core::Namespace::new("default").unwrap();
+//! let ctx = SpecContext::new(&ns, "web");
+//! let config = br#"{"config":{"Cmd":["/bin/sh"],"Env":["A=1"]}}"#;
+//! let spec = spec::generate(
+//!     &ctx,
+//!     &[
+//!         spec::with_image_config(config).unwrap(),
+//!         spec::with_env(vec!["B=2".into()]),
+//!         spec::with_tty(),
+//!     ],
+//! )
+//! .unwrap();
+//! let process = spec.process().as_ref().unwrap();
+//! assert_eq!(process.args().as_deref(), Some(&["/bin/sh".to_owned()][..]));
+//! assert!(process.env().as_ref().unwrap().contains(&"B=2".to_owned()));
 //! ```
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::io::Read as _;
+use std::os::fd::{FromRawFd as _, OwnedFd};
+use std::path::{Path, PathBuf};
 
-use crated_core::{Error, Result};
-use serde_json::{json, Value};
+use crated_core::descriptor::Any;
+use crated_core::{Error, Namespace, Result};
+use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+use oci_spec::runtime::{
+    Capabilities, Capability, LinuxBuilder, LinuxCapabilities, LinuxDeviceCgroup, LinuxDeviceType,
+    LinuxNamespace, LinuxNamespaceType, LinuxResources, LinuxSeccomp, Mount, PosixRlimit,
+    PosixRlimitBuilder, PosixRlimitType, Process, Root, Spec, User,
+};
+
+pub use oci_spec::runtime;
 
 /// The type URL containerd stores specs under.
 pub const SPEC_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
+/// The type URL of an exec process's spec.
+pub const PROCESS_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Process";
 
-const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// The `PATH` a process gets when its image names none.
+pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-fn default_caps() -> Value {
-    json!([
-        "CAP_CHOWN",
-        "CAP_DAC_OVERRIDE",
-        "CAP_FSETID",
-        "CAP_FOWNER",
-        "CAP_MKNOD",
-        "CAP_NET_RAW",
-        "CAP_SETGID",
-        "CAP_SETUID",
-        "CAP_SETFCAP",
-        "CAP_SETPCAP",
-        "CAP_NET_BIND_SERVICE",
-        "CAP_SYS_CHROOT",
-        "CAP_KILL",
-        "CAP_AUDIT_WRITE"
-    ])
+/// The most of `/etc/passwd` or `/etc/group` read from an image: more is a
+/// hostile or broken image, not a user database.
+const MAX_ACCOUNT_FILE: u64 = 4 << 20;
+
+/// What options see while they build a spec.
+pub struct SpecContext<'a> {
+    /// The namespace of the container.
+    pub namespace: &'a Namespace,
+    /// The container's id.
+    pub id: &'a str,
+    /// The container's root filesystem, mounted, when an option must read
+    /// it (a user name looked up in its `/etc/passwd`).
+    pub rootfs: Option<&'a Path>,
 }
 
-/// A spec being built.
-#[derive(Debug, Clone)]
-pub struct Spec(Value);
-
-impl Spec {
-    /// containerd's `populateDefaultUnixSpec` plus `WithDefaultUnixDevices`:
-    /// cgroup `/<ns>/<id>`, the five namespaces, the default mounts,
-    /// capabilities, masked and read-only paths, RLIMIT_NOFILE 1024.
-    pub fn default_unix(namespace: &str, id: &str) -> Self {
-        let dev = |major: i64, minor: Option<i64>| json!({"allow": true, "type": "c", "major": major, "minor": minor, "access": "rwm"});
-        let mut devices = vec![json!({"allow": false, "access": "rwm"})];
-        for (major, minor) in [
-            (1, Some(3)),
-            (1, Some(8)),
-            (1, Some(7)),
-            (5, Some(0)),
-            (1, Some(5)),
-            (1, Some(9)),
-            (5, Some(1)),
-            (136, None),
-            (5, Some(2)),
-        ] {
-            devices.push(dev(major, minor));
+impl<'a> SpecContext<'a> {
+    /// The context of container `id` in `namespace`, with no root
+    /// filesystem to read.
+    pub fn new(namespace: &'a Namespace, id: &'a str) -> Self {
+        Self {
+            namespace,
+            id,
+            rootfs: None,
         }
-        let mount = |dest: &str, kind: &str, source: &str, options: &[&str]| json!({"destination": dest, "type": kind, "source": source, "options": options});
-        Self(json!({
-            "ociVersion": "1.0.2-dev",
-            "process": {
-                "user": {"uid": 0, "gid": 0},
-                "cwd": "/",
-                "capabilities": {
-                    "bounding": default_caps(),
-                    "effective": default_caps(),
-                    "permitted": default_caps(),
-                },
-                "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
-                "noNewPrivileges": true,
-            },
-            "root": {"path": "rootfs"},
-            "mounts": [
-                mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
-                mount("/dev", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"]),
-                mount("/dev/pts", "devpts", "devpts", &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]),
-                mount("/dev/shm", "tmpfs", "shm", &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]),
-                mount("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"]),
-                mount("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", "ro"]),
-                mount("/run", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"]),
+    }
+
+    /// The same, able to read `rootfs`.
+    #[must_use]
+    pub fn with_rootfs(mut self, rootfs: &'a Path) -> Self {
+        self.rootfs = Some(rootfs);
+        self
+    }
+}
+
+/// One change to a spec, as containerd's `oci.SpecOpts`.
+pub trait SpecOpt: Send + Sync {
+    /// Applies the change.
+    fn apply(&self, spec: &mut Spec, ctx: &SpecContext<'_>) -> Result<()>;
+}
+
+impl<F> SpecOpt for F
+where
+    F: Fn(&mut Spec, &SpecContext<'_>) -> Result<()> + Send + Sync,
+{
+    fn apply(&self, spec: &mut Spec, ctx: &SpecContext<'_>) -> Result<()> {
+        self(spec, ctx)
+    }
+}
+
+/// A boxed option.
+pub type Opt = Box<dyn SpecOpt>;
+
+fn opt(f: impl Fn(&mut Spec, &SpecContext<'_>) -> Result<()> + Send + Sync + 'static) -> Opt {
+    Box::new(f)
+}
+
+fn build_error(what: &str) -> impl Fn(oci_spec::OciSpecError) -> Error + '_ {
+    move |e| Error::invalid_argument(format!("build {what} of spec: {e}"))
+}
+
+/// containerd's default Unix spec for `ctx`, then each of `opts` in order.
+pub fn generate(ctx: &SpecContext<'_>, opts: &[Opt]) -> Result<Spec> {
+    let mut spec = default_unix(ctx.namespace, ctx.id)?;
+    apply(&mut spec, ctx, opts)?;
+    Ok(spec)
+}
+
+/// Applies `opts` to `spec` in order.
+pub fn apply(spec: &mut Spec, ctx: &SpecContext<'_>, opts: &[Opt]) -> Result<()> {
+    for o in opts {
+        o.apply(spec, ctx)?;
+    }
+    Ok(())
+}
+
+/// The capabilities containerd grants by default.
+pub fn default_capabilities() -> Capabilities {
+    [
+        Capability::Chown,
+        Capability::DacOverride,
+        Capability::Fsetid,
+        Capability::Fowner,
+        Capability::Mknod,
+        Capability::NetRaw,
+        Capability::Setgid,
+        Capability::Setuid,
+        Capability::Setfcap,
+        Capability::Setpcap,
+        Capability::NetBindService,
+        Capability::SysChroot,
+        Capability::Kill,
+        Capability::AuditWrite,
+    ]
+    .into_iter()
+    .collect()
+}
+
+fn mount(destination: &str, kind: &str, source: &str, options: &[&str]) -> Mount {
+    let mut m = Mount::default();
+    m.set_destination(PathBuf::from(destination));
+    m.set_typ(Some(kind.to_owned()));
+    m.set_source(Some(PathBuf::from(source)));
+    m.set_options(Some(options.iter().map(|o| (*o).to_owned()).collect()));
+    m
+}
+
+fn device_rule(allow: bool, major: Option<i64>, minor: Option<i64>) -> LinuxDeviceCgroup {
+    let mut rule = LinuxDeviceCgroup::default();
+    rule.set_allow(allow);
+    if allow {
+        rule.set_typ(Some(LinuxDeviceType::C));
+    }
+    rule.set_major(major);
+    rule.set_minor(minor);
+    rule.set_access(Some("rwm".to_owned()));
+    rule
+}
+
+fn rlimit(typ: PosixRlimitType, hard: u64, soft: u64) -> Result<PosixRlimit> {
+    PosixRlimitBuilder::default()
+        .typ(typ)
+        .hard(hard)
+        .soft(soft)
+        .build()
+        .map_err(build_error("rlimit"))
+}
+
+fn namespace(typ: LinuxNamespaceType) -> LinuxNamespace {
+    let mut ns = LinuxNamespace::default();
+    ns.set_typ(typ);
+    ns
+}
+
+/// containerd's `populateDefaultUnixSpec` with `WithDefaultUnixDevices`:
+/// cgroup `/<ns>/<id>`, the pid, ipc, uts, mount and network namespaces,
+/// the default mounts, capabilities, masked and read-only paths,
+/// RLIMIT_NOFILE 1024, the device cgroup rules.
+pub fn default_unix(ns: &Namespace, id: &str) -> Result<Spec> {
+    let caps = default_capabilities();
+    let mut capabilities = LinuxCapabilities::default();
+    capabilities.set_bounding(Some(caps.clone()));
+    capabilities.set_effective(Some(caps.clone()));
+    capabilities.set_permitted(Some(caps));
+    capabilities.set_inheritable(None);
+    capabilities.set_ambient(None);
+    let rlimit = rlimit(PosixRlimitType::RlimitNofile, 1024, 1024)?;
+    let mut process = Process::default();
+    process.set_terminal(None);
+    process.set_user(User::default());
+    process.set_args(None);
+    process.set_env(None);
+    process.set_cwd(PathBuf::from("/"));
+    process.set_capabilities(Some(capabilities));
+    process.set_rlimits(Some(vec![rlimit]));
+    process.set_no_new_privileges(Some(true));
+    let mut devices = vec![device_rule(false, None, None)];
+    for (major, minor) in [
+        (1, Some(3)),
+        (1, Some(8)),
+        (1, Some(7)),
+        (5, Some(0)),
+        (1, Some(5)),
+        (1, Some(9)),
+        (5, Some(1)),
+        (136, None),
+        (5, Some(2)),
+    ] {
+        devices.push(device_rule(true, Some(major), minor));
+    }
+    let mut resources = LinuxResources::default();
+    resources.set_devices(Some(devices));
+    let linux = LinuxBuilder::default()
+        .resources(resources)
+        .cgroups_path(PathBuf::from(format!("/{ns}/{id}")))
+        .namespaces(vec![
+            namespace(LinuxNamespaceType::Pid),
+            namespace(LinuxNamespaceType::Ipc),
+            namespace(LinuxNamespaceType::Uts),
+            namespace(LinuxNamespaceType::Mount),
+            namespace(LinuxNamespaceType::Network),
+        ])
+        .masked_paths(
+            [
+                "/proc/acpi",
+                "/proc/asound",
+                "/proc/kcore",
+                "/proc/keys",
+                "/proc/latency_stats",
+                "/proc/timer_list",
+                "/proc/timer_stats",
+                "/proc/sched_debug",
+                "/sys/firmware",
+                "/proc/scsi",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+        )
+        .readonly_paths(
+            [
+                "/proc/bus",
+                "/proc/fs",
+                "/proc/irq",
+                "/proc/sys",
+                "/proc/sysrq-trigger",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+        )
+        .build()
+        .map_err(build_error("linux section"))?;
+    let mut root = Root::default();
+    root.set_path(PathBuf::from("rootfs"));
+    root.set_readonly(None);
+    let mut spec = Spec::default();
+    spec.set_version("1.0.2-dev".to_owned());
+    spec.set_root(Some(root));
+    spec.set_mounts(Some(vec![
+        mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
+        mount(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        ),
+        mount(
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+                "gid=5",
             ],
-            "linux": {
-                "resources": {"devices": devices},
-                "cgroupsPath": format!("/{namespace}/{id}"),
-                "namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "network"}],
-                "maskedPaths": [
-                    "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-                    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"
-                ],
-                "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
-            },
-        }))
-    }
+        ),
+        mount(
+            "/dev/shm",
+            "tmpfs",
+            "shm",
+            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+        ),
+        mount(
+            "/dev/mqueue",
+            "mqueue",
+            "mqueue",
+            &["nosuid", "noexec", "nodev"],
+        ),
+        mount(
+            "/sys",
+            "sysfs",
+            "sysfs",
+            &["nosuid", "noexec", "nodev", "ro"],
+        ),
+        mount(
+            "/run",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        ),
+    ]));
+    spec.set_process(Some(process));
+    spec.set_hostname(None);
+    spec.set_hooks(None);
+    spec.set_annotations(None);
+    spec.set_linux(Some(linux));
+    Ok(spec)
+}
 
-    /// The spec as JSON.
-    pub fn json(&self) -> &Value {
-        &self.0
-    }
+/// The spec as containerd stores it in a container record.
+pub fn to_any(spec: &Spec) -> Result<Any> {
+    Ok(Any {
+        type_url: SPEC_TYPE_URL.to_owned(),
+        value: serde_json::to_vec(spec)
+            .map_err(|e| Error::invalid_argument(format!("encode spec: {e}")))?,
+    })
+}
 
-    /// The spec's bytes, as stored in the container record.
-    pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        serde_json::to_vec(&self.0).map_err(|e| Error::unknown(format!("encode spec: {e}")))
+/// A container record's spec; InvalidArgument for another type or bad
+/// JSON.
+pub fn from_any(any: &Any) -> Result<Spec> {
+    if any.type_url != SPEC_TYPE_URL {
+        return Err(Error::invalid_argument(format!(
+            "spec has type {:?}, not {SPEC_TYPE_URL}",
+            any.type_url
+        )));
     }
+    serde_json::from_slice(&any.value)
+        .map_err(|e| Error::invalid_argument(format!("decode spec: {e}")))
+}
 
-    fn process(&mut self) -> &mut serde_json::Map<String, Value> {
-        if !self.0["process"].is_object() {
-            self.0["process"] = json!({});
-        }
-        self.0["process"]
-            .as_object_mut()
-            .expect("process was just made an object")
-    }
+/// An exec process's spec as the tasks service takes it.
+pub fn process_to_any(process: &Process) -> Result<Any> {
+    Ok(Any {
+        type_url: PROCESS_TYPE_URL.to_owned(),
+        value: serde_json::to_vec(process)
+            .map_err(|e| Error::invalid_argument(format!("encode process spec: {e}")))?,
+    })
+}
 
-    /// containerd's `WithImageConfigArgs`: env (the image's, or the
-    /// default PATH), args (entrypoint + `args`, or + the image's cmd),
-    /// working dir. The user is applied separately ([`Spec::with_user`])
-    /// since it may need the image's `/etc/passwd`. Returns the image's
-    /// `User`.
-    pub fn with_image_config(&mut self, config: &[u8], args: &[String]) -> Result<String> {
-        let doc: Value = serde_json::from_slice(config)
-            .map_err(|e| Error::invalid_argument(format!("image config is not JSON: {e}")))?;
-        let c = &doc["config"];
-        let strings = |v: &Value| -> Vec<String> {
-            v.as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|s| s.as_str().map(str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        let mut env = strings(&c["Env"]);
-        if env.is_empty() {
-            env.push(DEFAULT_PATH.to_owned());
-        }
-        let existing: Vec<String> = self
-            .process()
-            .get("env")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|s| s.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let env = replace_or_append(env, &existing);
-        let mut argv = strings(&c["Entrypoint"]);
-        if args.is_empty() {
-            argv.extend(strings(&c["Cmd"]));
-        } else {
-            argv.extend(args.iter().cloned());
-        }
-        let cwd = c["WorkingDir"]
-            .as_str()
-            .filter(|w| !w.is_empty())
-            .unwrap_or("/")
-            .to_owned();
-        let process = self.process();
-        process.insert("env".into(), json!(env));
-        process.insert("args".into(), json!(argv));
-        process.insert("cwd".into(), json!(cwd));
-        Ok(c["User"].as_str().unwrap_or_default().to_owned())
-    }
+fn process_mut(spec: &mut Spec) -> &mut Process {
+    spec.process_mut().get_or_insert_with(Process::default)
+}
 
-    /// Sets `KEY=value` variables, replacing those of the same key.
-    pub fn with_env(&mut self, vars: &[String]) {
-        let existing: Vec<String> = self
-            .process()
-            .get("env")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|s| s.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
-        self.process()
-            .insert("env".into(), json!(replace_or_append(existing, vars)));
-    }
-
-    /// `WithTTY`: a terminal and `TERM=xterm`.
-    pub fn with_tty(&mut self) {
-        self.process().insert("terminal".into(), json!(true));
-        self.with_env(&["TERM=xterm".to_owned()]);
-    }
-
-    /// The working directory.
-    pub fn with_cwd(&mut self, cwd: &str) {
-        self.process().insert("cwd".into(), json!(cwd));
-    }
-
-    /// `WithUser` on the image's root filesystem at `rootfs` (or none):
-    /// `uid[:gid]`, or `name[:group]` looked up in its `/etc/passwd` and
-    /// `/etc/group`; then the additional groups of the user from
-    /// `/etc/group` (`WithAdditionalGIDs`).
-    pub fn with_user(&mut self, user: &str, rootfs: Option<&Path>) -> Result<()> {
-        let (name, group) = match user.split_once(':') {
-            Some((u, g)) => (u, Some(g)),
-            None => (if user.is_empty() { "root" } else { user }, None),
-        };
-        let read = |file: &str| -> String {
-            rootfs
-                .and_then(|r| std::fs::read_to_string(r.join(file)).ok())
-                .unwrap_or_default()
-        };
-        let passwd = read("etc/passwd");
-        let groups = read("etc/group");
-        let entry = |text: &str, key: &str| -> Option<Vec<String>> {
-            text.lines()
-                .map(|l| l.split(':').map(str::to_owned).collect::<Vec<_>>())
-                .find(|f| f.len() >= 4 && (f[0] == key || f[2] == key))
-        };
-        let (uid, mut gid, username) = match name.parse::<u32>() {
-            Ok(uid) => {
-                let found = entry(&passwd, name);
-                let gid = found.as_ref().and_then(|f| f[3].parse().ok()).unwrap_or(0);
-                (uid, gid, found.map(|f| f[0].clone()).unwrap_or_default())
-            }
-            // No user (or root) in an image without /etc/passwd: 0:0.
-            Err(_) if name == "root" && entry(&passwd, name).is_none() => (0, 0, "root".to_owned()),
-            Err(_) => {
-                let f = entry(&passwd, name).ok_or_else(|| {
-                    Error::not_found(format!(
-                        "no users found for {name:?} in the image's /etc/passwd"
-                    ))
-                })?;
-                let uid = f[2].parse().map_err(|_| {
-                    Error::invalid_argument(format!("bad uid for {name:?} in /etc/passwd"))
-                })?;
-                (uid, f[3].parse().unwrap_or(0), f[0].clone())
-            }
-        };
-        if let Some(group) = group {
-            gid = match group.parse::<u32>() {
-                Ok(g) => g,
-                Err(_) => entry(&groups, group)
-                    .and_then(|f| f[2].parse().ok())
-                    .ok_or_else(|| {
-                        Error::not_found(format!(
-                            "no groups found for {group:?} in the image's /etc/group"
-                        ))
-                    })?,
-            };
-        }
-        let additional: Vec<u32> = groups
-            .lines()
-            .map(|l| l.split(':').collect::<Vec<_>>())
-            .filter(|f| {
-                f.len() >= 4 && !username.is_empty() && f[3].split(',').any(|m| m == username)
-            })
-            .filter_map(|f| f[2].parse().ok())
-            .filter(|g| *g != gid)
-            .collect();
-        let mut user = json!({"uid": uid, "gid": gid});
-        if !additional.is_empty() {
-            user["additionalGids"] = json!(additional);
-        }
-        self.process().insert("user".into(), user);
-        Ok(())
-    }
-
-    /// Adds a mount (`type`, `source`, `destination`, options).
-    pub fn with_mount(&mut self, kind: &str, source: &str, destination: &str, options: &[String]) {
-        if let Some(mounts) = self.0["mounts"].as_array_mut() {
-            mounts.push(json!({"destination": destination, "type": kind, "source": source, "options": options}));
-        }
-    }
-
-    /// `--net-host`: the host's network namespace, `/etc/hosts` and
-    /// `/etc/resolv.conf`.
-    pub fn with_host_network(&mut self) {
-        if let Some(ns) = self.0["linux"]["namespaces"].as_array_mut() {
-            ns.retain(|n| n["type"] != "network");
-        }
-        for file in ["/etc/hosts", "/etc/resolv.conf"] {
-            self.with_mount("bind", file, file, &["rbind".to_owned(), "ro".to_owned()]);
-        }
-    }
+fn linux_mut(spec: &mut Spec) -> &mut oci_spec::runtime::Linux {
+    spec.linux_mut()
+        .get_or_insert_with(oci_spec::runtime::Linux::default)
 }
 
 /// containerd's `replaceOrAppendEnvValues`: `overrides` replace the
-/// defaults of the same key, or are appended.
-fn replace_or_append(defaults: Vec<String>, overrides: &[String]) -> Vec<String> {
+/// variables of `defaults` with the same key, or are appended; `KEY`
+/// alone (no `=`) removes it.
+pub fn replace_or_append_env(defaults: Vec<String>, overrides: &[String]) -> Vec<String> {
     let key = |kv: &str| kv.split('=').next().unwrap_or(kv).to_owned();
     let mut out = defaults;
     for o in overrides {
-        match out.iter().position(|d| key(d) == key(o)) {
-            Some(i) => out[i] = o.clone(),
-            None => out.push(o.clone()),
+        let k = key(o);
+        let existing = out.iter().position(|d| key(d) == k);
+        match (existing, o.contains('=')) {
+            (Some(i), true) => out[i] = o.clone(),
+            (Some(i), false) => {
+                out.remove(i);
+            }
+            (None, true) => out.push(o.clone()),
+            (None, false) => {}
         }
     }
     out
 }
 
+/// The parts of an image's config a spec takes.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct ImageConfig {
+    /// `config.User`.
+    #[serde(rename = "User")]
+    pub user: String,
+    /// `config.Env`.
+    #[serde(rename = "Env")]
+    pub env: Option<Vec<String>>,
+    /// `config.Entrypoint`.
+    #[serde(rename = "Entrypoint")]
+    pub entrypoint: Option<Vec<String>>,
+    /// `config.Cmd`.
+    #[serde(rename = "Cmd")]
+    pub cmd: Option<Vec<String>>,
+    /// `config.WorkingDir`.
+    #[serde(rename = "WorkingDir")]
+    pub working_dir: String,
+    /// `config.StopSignal`.
+    #[serde(rename = "StopSignal")]
+    pub stop_signal: String,
+}
+
+impl ImageConfig {
+    /// The `config` object of an image config document (OCI or Docker).
+    pub fn parse(document: &[u8]) -> Result<Self> {
+        #[derive(serde::Deserialize)]
+        struct Doc {
+            #[serde(default)]
+            config: Option<ImageConfig>,
+        }
+        let doc: Doc = serde_json::from_slice(document)
+            .map_err(|e| Error::invalid_argument(format!("image config is not valid: {e}")))?;
+        Ok(doc.config.unwrap_or_default())
+    }
+}
+
+/// containerd's `WithImageConfigArgs` without the user (apply
+/// [`with_user`] with [`ImageConfig::user`], which needs the root
+/// filesystem): the image's env (or the default `PATH`) under the spec's,
+/// entrypoint + cmd as args, and its working directory.
+pub fn with_image_config(document: &[u8]) -> Result<Opt> {
+    let config = ImageConfig::parse(document)?;
+    Ok(with_image_config_args(config, Vec::new()))
+}
+
+/// [`with_image_config`] with `args` in place of the image's cmd (kept
+/// after its entrypoint), as `ctr run IMAGE ID ARGS…`.
+pub fn with_image_config_args(config: ImageConfig, args: Vec<String>) -> Opt {
+    opt(move |spec, _| {
+        let mut env = config.env.clone().unwrap_or_default();
+        if env.is_empty() {
+            env.push(DEFAULT_PATH.to_owned());
+        }
+        let process = process_mut(spec);
+        let existing = process.env().clone().unwrap_or_default();
+        process.set_env(Some(replace_or_append_env(env, &existing)));
+        let mut argv = config.entrypoint.clone().unwrap_or_default();
+        if args.is_empty() {
+            argv.extend(config.cmd.clone().unwrap_or_default());
+        } else {
+            argv.extend(args.iter().cloned());
+        }
+        process.set_args(Some(argv));
+        let cwd = if config.working_dir.is_empty() {
+            "/"
+        } else {
+            &config.working_dir
+        };
+        process.set_cwd(PathBuf::from(cwd));
+        Ok(())
+    })
+}
+
+/// The process's arguments.
+pub fn with_process_args(args: Vec<String>) -> Opt {
+    opt(move |spec, _| {
+        process_mut(spec).set_args(Some(args.clone()));
+        Ok(())
+    })
+}
+
+/// Sets `KEY=value` variables, replacing those of the same key.
+pub fn with_env(vars: Vec<String>) -> Opt {
+    opt(move |spec, _| {
+        let process = process_mut(spec);
+        let existing = process.env().clone().unwrap_or_default();
+        process.set_env(Some(replace_or_append_env(existing, &vars)));
+        Ok(())
+    })
+}
+
+/// The working directory.
+pub fn with_process_cwd(cwd: impl Into<PathBuf>) -> Opt {
+    let cwd = cwd.into();
+    opt(move |spec, _| {
+        process_mut(spec).set_cwd(cwd.clone());
+        Ok(())
+    })
+}
+
+/// `WithTTY`: a terminal and `TERM=xterm`.
+pub fn with_tty() -> Opt {
+    opt(|spec, ctx| {
+        process_mut(spec).set_terminal(Some(true));
+        with_env(vec!["TERM=xterm".to_owned()]).apply(spec, ctx)
+    })
+}
+
+/// The hostname.
+pub fn with_hostname(hostname: impl Into<String>) -> Opt {
+    let hostname = hostname.into();
+    opt(move |spec, _| {
+        spec.set_hostname(Some(hostname.clone()));
+        Ok(())
+    })
+}
+
+/// Annotations, added to those there.
+pub fn with_annotations(annotations: HashMap<String, String>) -> Opt {
+    opt(move |spec, _| {
+        spec.annotations_mut()
+            .get_or_insert_with(HashMap::new)
+            .extend(annotations.clone());
+        Ok(())
+    })
+}
+
+/// Extra mounts, after the default ones; a mount on a destination the
+/// spec already mounts replaces it.
+pub fn with_mounts(mounts: Vec<Mount>) -> Opt {
+    opt(move |spec, _| {
+        let list = spec.mounts_mut().get_or_insert_with(Vec::new);
+        for m in &mounts {
+            list.retain(|existing| existing.destination() != m.destination());
+            list.push(m.clone());
+        }
+        Ok(())
+    })
+}
+
+/// A mount of `kind` from `source` on `destination` with `options`.
+pub fn mount_of(kind: &str, source: &str, destination: &str, options: &[String]) -> Mount {
+    let mut m = Mount::default();
+    m.set_destination(PathBuf::from(destination));
+    m.set_typ(Some(kind.to_owned()));
+    m.set_source(Some(PathBuf::from(source)));
+    m.set_options(Some(options.to_vec()));
+    m
+}
+
+/// `WithHostNamespace(network)` with the host's `/etc/hosts` and
+/// `/etc/resolv.conf`, as `ctr run --net-host`.
+pub fn with_host_network() -> Opt {
+    opt(|spec, ctx| {
+        without_namespace(LinuxNamespaceType::Network).apply(spec, ctx)?;
+        let files = ["/etc/hosts", "/etc/resolv.conf"]
+            .map(|f| mount_of("bind", f, f, &["rbind".to_owned(), "ro".to_owned()]));
+        with_mounts(files.to_vec()).apply(spec, ctx)
+    })
+}
+
+/// Shares the host's namespace of `typ` (removes it from the spec).
+pub fn without_namespace(typ: LinuxNamespaceType) -> Opt {
+    opt(move |spec, _| {
+        if let Some(list) = linux_mut(spec).namespaces_mut() {
+            list.retain(|ns| ns.typ() != typ);
+        }
+        Ok(())
+    })
+}
+
+/// Joins the namespace of `typ` at `path` (a pod's network namespace, a
+/// sandbox's ipc), adding it if the spec has none of that type.
+pub fn with_namespace_path(typ: LinuxNamespaceType, path: impl Into<PathBuf>) -> Opt {
+    let path = path.into();
+    opt(move |spec, _| {
+        let list = linux_mut(spec)
+            .namespaces_mut()
+            .get_or_insert_with(Vec::new);
+        list.retain(|ns| ns.typ() != typ);
+        let mut ns = namespace(typ);
+        ns.set_path(Some(path.clone()));
+        list.push(ns);
+        Ok(())
+    })
+}
+
+/// The capabilities of the process (bounding, effective, permitted), in
+/// place of the defaults.
+pub fn with_capabilities(caps: Capabilities) -> Opt {
+    opt(move |spec, _| {
+        let mut capabilities = LinuxCapabilities::default();
+        capabilities.set_bounding(Some(caps.clone()));
+        capabilities.set_effective(Some(caps.clone()));
+        capabilities.set_permitted(Some(caps.clone()));
+        capabilities.set_inheritable(None);
+        capabilities.set_ambient(None);
+        process_mut(spec).set_capabilities(Some(capabilities));
+        Ok(())
+    })
+}
+
+/// Adds `add` to and removes `drop` from the process's capabilities.
+pub fn with_capability_changes(add: Capabilities, drop: Capabilities) -> Opt {
+    opt(move |spec, ctx| {
+        let mut caps = process_mut(spec)
+            .capabilities()
+            .as_ref()
+            .and_then(|c| c.bounding().clone())
+            .unwrap_or_default();
+        caps.extend(add.iter().copied());
+        caps.retain(|c| !drop.contains(c));
+        with_capabilities(caps).apply(spec, ctx)
+    })
+}
+
+/// A seccomp profile.
+pub fn with_seccomp(profile: LinuxSeccomp) -> Opt {
+    opt(move |spec, _| {
+        linux_mut(spec).set_seccomp(Some(profile.clone()));
+        Ok(())
+    })
+}
+
+/// Sets rlimit `typ`, replacing one of that type.
+pub fn with_rlimit(typ: PosixRlimitType, hard: u64, soft: u64) -> Opt {
+    opt(move |spec, _| {
+        let process = process_mut(spec);
+        let mut rlimits = process.rlimits().clone().unwrap_or_default();
+        rlimits.retain(|r| r.typ() != typ);
+        rlimits.push(rlimit(typ, hard, soft)?);
+        process.set_rlimits(Some(rlimits));
+        Ok(())
+    })
+}
+
+/// Resources (memory, cpu, pids, …), keeping the spec's device rules when
+/// `resources` has none.
+pub fn with_resources(resources: LinuxResources) -> Opt {
+    opt(move |spec, _| {
+        let linux = linux_mut(spec);
+        let devices = linux.resources().as_ref().and_then(|r| r.devices().clone());
+        let mut resources = resources.clone();
+        if resources.devices().is_none() {
+            resources.set_devices(devices);
+        }
+        linux.set_resources(Some(resources));
+        Ok(())
+    })
+}
+
+/// The cgroup the container runs in.
+pub fn with_cgroup_path(path: impl Into<PathBuf>) -> Opt {
+    let path = path.into();
+    opt(move |spec, _| {
+        linux_mut(spec).set_cgroups_path(Some(path.clone()));
+        Ok(())
+    })
+}
+
+/// Kernel parameters of the container's namespaces.
+pub fn with_sysctls(sysctls: HashMap<String, String>) -> Opt {
+    opt(move |spec, _| {
+        linux_mut(spec)
+            .sysctl_mut()
+            .get_or_insert_with(HashMap::new)
+            .extend(sysctls.clone());
+        Ok(())
+    })
+}
+
+/// A read-only root filesystem.
+pub fn with_readonly_rootfs(readonly: bool) -> Opt {
+    opt(move |spec, _| {
+        let root = spec.root_mut().get_or_insert_with(Root::default);
+        root.set_readonly(readonly.then_some(true));
+        Ok(())
+    })
+}
+
+/// The process's OOM score adjustment.
+pub fn with_oom_score_adj(score: i32) -> Opt {
+    opt(move |spec, _| {
+        process_mut(spec).set_oom_score_adj(Some(score));
+        Ok(())
+    })
+}
+
+/// Whether the process may gain privileges (setuid binaries).
+pub fn with_no_new_privileges(no_new_privileges: bool) -> Opt {
+    opt(move |spec, _| {
+        process_mut(spec).set_no_new_privileges(Some(no_new_privileges));
+        Ok(())
+    })
+}
+
+/// Reads `path` (absolute, as the image sees it) inside `root`: every
+/// component, symbolic links included, resolves within the root, and at
+/// most [`MAX_ACCOUNT_FILE`] bytes are read. `None` if it does not exist.
+pub fn read_in_root(root: &Path, path: &str) -> Result<Option<String>> {
+    let dir = std::fs::File::open(root)
+        .map_err(|e| Error::unknown(format!("open root {}: {e}", root.display())))?;
+    let how = OpenHow::new()
+        .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOCTTY | OFlag::O_NONBLOCK)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    use std::os::fd::AsRawFd as _;
+    let fd = match openat2(dir.as_raw_fd(), path.trim_start_matches('/'), how) {
+        Ok(fd) => fd,
+        Err(nix::errno::Errno::ENOENT) | Err(nix::errno::Errno::ENOTDIR) => return Ok(None),
+        Err(e) => return Err(Error::unknown(format!("open {path} in the image: {e}"))),
+    };
+    // SAFETY: openat2 returned a fresh descriptor that nothing else owns.
+    let file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    let meta = file
+        .metadata()
+        .map_err(|e| Error::unknown(format!("stat {path} in the image: {e}")))?;
+    if !meta.is_file() {
+        return Err(Error::invalid_argument(format!(
+            "{path} in the image is not a regular file"
+        )));
+    }
+    let mut text = String::new();
+    file.take(MAX_ACCOUNT_FILE + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| Error::invalid_argument(format!("read {path} in the image: {e}")))?;
+    if text.len() as u64 > MAX_ACCOUNT_FILE {
+        return Err(Error::invalid_argument(format!(
+            "{path} in the image is larger than {MAX_ACCOUNT_FILE} bytes"
+        )));
+    }
+    Ok(Some(text))
+}
+
+/// One `name:x:id:…` line of `/etc/passwd` or `/etc/group` whose name or
+/// id is `key`.
+fn entry<'a>(text: &'a str, key: &str) -> Option<Vec<&'a str>> {
+    text.lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 4 && (f[0] == key || f[2] == key))
+}
+
+/// `WithUser` and `WithAdditionalGIDs`: `uid[:gid]`, or `name[:group]`
+/// looked up in the root filesystem's `/etc/passwd` and `/etc/group`
+/// (read inside the root, bounded), with the user's supplementary groups
+/// from `/etc/group`. An empty user is root.
+pub fn with_user(user: impl Into<String>) -> Opt {
+    let user = user.into();
+    opt(move |spec, ctx| {
+        let resolved = resolve_user(&user, ctx.rootfs)?;
+        process_mut(spec).set_user(resolved);
+        Ok(())
+    })
+}
+
+/// The process user `user` means in `rootfs`.
+pub fn resolve_user(user: &str, rootfs: Option<&Path>) -> Result<User> {
+    let (name, group) = match user.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (if user.is_empty() { "root" } else { user }, None),
+    };
+    let read = |file: &str| -> Result<String> {
+        match rootfs {
+            Some(root) => Ok(read_in_root(root, file)?.unwrap_or_default()),
+            None => Ok(String::new()),
+        }
+    };
+    let numeric = name.parse::<u32>().is_ok() && group.is_none_or(|g| g.parse::<u32>().is_ok());
+    if rootfs.is_none() && !numeric && name != "root" {
+        return Err(Error::invalid_argument(format!(
+            "user {user:?} names a user or group: the root filesystem is needed to look it up"
+        )));
+    }
+    let passwd = read("/etc/passwd")?;
+    let groups = read("/etc/group")?;
+    let (uid, mut gid, username) = match name.parse::<u32>() {
+        Ok(uid) => {
+            let found = entry(&passwd, name);
+            let gid = found.as_ref().and_then(|f| f[3].parse().ok()).unwrap_or(0);
+            (uid, gid, found.map(|f| f[0].to_owned()).unwrap_or_default())
+        }
+        // No user (or root) in an image without /etc/passwd: 0:0.
+        Err(_) if name == "root" && entry(&passwd, name).is_none() => (0, 0, "root".to_owned()),
+        Err(_) => {
+            let f = entry(&passwd, name).ok_or_else(|| {
+                Error::not_found(format!(
+                    "no users found for {name:?} in the image's /etc/passwd"
+                ))
+            })?;
+            let uid = f[2].parse().map_err(|_| {
+                Error::invalid_argument(format!("bad uid for {name:?} in /etc/passwd"))
+            })?;
+            (uid, f[3].parse().unwrap_or(0), f[0].to_owned())
+        }
+    };
+    if let Some(group) = group {
+        gid = match group.parse::<u32>() {
+            Ok(g) => g,
+            Err(_) => entry(&groups, group)
+                .and_then(|f| f[2].parse().ok())
+                .ok_or_else(|| {
+                    Error::not_found(format!(
+                        "no groups found for {group:?} in the image's /etc/group"
+                    ))
+                })?,
+        };
+    }
+    let additional: Vec<u32> = groups
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .filter(|f| f.len() >= 4 && !username.is_empty() && f[3].split(',').any(|m| m == username))
+        .filter_map(|f| f[2].parse().ok())
+        .filter(|g| *g != gid)
+        .collect();
+    let mut resolved = User::default();
+    resolved.set_uid(uid);
+    resolved.set_gid(gid);
+    resolved.set_additional_gids((!additional.is_empty()).then_some(additional));
+    Ok(resolved)
+}
+
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
-    #[test]
-    fn image_config_args_env_cwd_and_user() {
-        let mut spec = Spec::default_unix("ns1", "c1");
-        assert_eq!(spec.json()["linux"]["cgroupsPath"], "/ns1/c1");
-        let user = spec
-            .with_image_config(
-                br#"{"config":{"Entrypoint":["/bin/app"],"Cmd":["--serve"],"Env":["PATH=/bin","A=1"],"WorkingDir":"/srv","User":"app"}}"#,
-                &["--other".to_owned()],
-            )
-            .unwrap();
-        assert_eq!(
-            spec.json()["process"]["args"],
-            json!(["/bin/app", "--other"])
-        );
-        assert_eq!(spec.json()["process"]["cwd"], "/srv");
-        spec.with_env(&["A=2".to_owned(), "B=3".to_owned()]);
-        assert_eq!(
-            spec.json()["process"]["env"],
-            json!(["PATH=/bin", "A=2", "B=3"])
-        );
-        assert_eq!(user, "app");
+    fn ctx_spec(opts: &[Opt], rootfs: Option<&Path>) -> Result<Spec> {
+        let ns = Namespace::new("default").unwrap();
+        let mut ctx = SpecContext::new(&ns, "t1");
+        ctx.rootfs = rootfs;
+        generate(&ctx, opts)
+    }
 
+    #[test]
+    fn default_spec_is_containerds() {
+        let spec = ctx_spec(&[], None).unwrap();
+        let json = serde_json::to_value(&spec).unwrap();
+        assert_eq!(json["ociVersion"], "1.0.2-dev");
+        assert_eq!(json["linux"]["cgroupsPath"], "/default/t1");
+        assert_eq!(json["process"]["rlimits"][0]["type"], "RLIMIT_NOFILE");
+        assert_eq!(json["mounts"].as_array().unwrap().len(), 7);
+        assert_eq!(json["linux"]["namespaces"].as_array().unwrap().len(), 5);
+        assert_eq!(
+            json["process"]["capabilities"]["bounding"]
+                .as_array()
+                .unwrap()
+                .len(),
+            14
+        );
+        let back = from_any(&to_any(&spec).unwrap()).unwrap();
+        assert_eq!(back, spec);
+    }
+
+    #[test]
+    fn env_is_replaced_or_appended_and_removed() {
+        let out = replace_or_append_env(
+            vec!["PATH=/bin".into(), "A=1".into(), "B=2".into()],
+            &["A=3".into(), "C=4".into(), "B".into()],
+        );
+        assert_eq!(out, ["PATH=/bin", "A=3", "C=4"]);
+    }
+
+    #[test]
+    fn image_config_sets_args_env_and_cwd() {
+        let config = br#"{"config":{"Entrypoint":["/bin/sh","-c"],"Cmd":["echo hi"],"Env":["A=1"],"WorkingDir":"/srv","User":"daemon"}}"#;
+        let parsed = ImageConfig::parse(config).unwrap();
+        assert_eq!(parsed.user, "daemon");
+        let spec = ctx_spec(&[with_image_config_args(parsed, vec!["true".into()])], None).unwrap();
+        let process = spec.process().as_ref().unwrap();
+        assert_eq!(
+            process.args().as_deref().unwrap(),
+            ["/bin/sh", "-c", "true"]
+        );
+        assert_eq!(process.env().as_deref().unwrap(), ["A=1"]);
+        assert_eq!(process.cwd(), Path::new("/srv"));
+        let spec = ctx_spec(&[with_image_config(b"{}").unwrap()], None).unwrap();
+        let process = spec.process().as_ref().unwrap();
+        assert_eq!(process.env().as_deref().unwrap(), [DEFAULT_PATH]);
+    }
+
+    #[test]
+    fn users_resolve_inside_the_root() {
         let root = tempfile::tempdir().unwrap();
         std::fs::create_dir(root.path().join("etc")).unwrap();
         std::fs::write(
             root.path().join("etc/passwd"),
-            "root:x:0:0::/:/bin/sh\napp:x:1000:1000::/:/bin/sh\n",
+            "root:x:0:0::/root:/bin/sh\nweb:x:1000:1000::/home/web:/bin/sh\n",
         )
         .unwrap();
         std::fs::write(
             root.path().join("etc/group"),
-            "app:x:1000:\nvideo:x:44:app,other\n",
+            "root:x:0:\nweb:x:1000:\nvideo:x:44:web,other\naudio:x:29:other\n",
         )
         .unwrap();
-        spec.with_user(&user, Some(root.path())).unwrap();
-        assert_eq!(
-            spec.json()["process"]["user"],
-            json!({"uid": 1000, "gid": 1000, "additionalGids": [44]})
-        );
-        spec.with_user("5:6", Some(root.path())).unwrap();
-        assert_eq!(spec.json()["process"]["user"], json!({"uid": 5, "gid": 6}));
-        let err = spec.with_user("nobody", Some(root.path())).unwrap_err();
-        assert!(err.to_string().contains("nobody"), "{err}");
+        let user = resolve_user("web", Some(root.path())).unwrap();
+        assert_eq!((user.uid(), user.gid()), (1000, 1000));
+        assert_eq!(user.additional_gids().as_deref(), Some(&[44][..]));
+        let user = resolve_user("web:audio", Some(root.path())).unwrap();
+        assert_eq!((user.uid(), user.gid()), (1000, 29));
+        let user = resolve_user("7:8", None).unwrap();
+        assert_eq!((user.uid(), user.gid()), (7, 8));
+        let err = resolve_user("nobody", Some(root.path())).unwrap_err();
+        assert_eq!(err.kind(), crated_core::Kind::NotFound);
+        assert!(resolve_user("web", None).is_err());
     }
 
     #[test]
-    fn host_network_and_tty() {
-        let mut spec = Spec::default_unix("default", "x");
-        spec.with_host_network();
-        spec.with_tty();
-        assert!(!spec.json()["linux"]["namespaces"]
-            .as_array()
-            .unwrap()
+    fn account_files_cannot_escape_or_be_huge() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("passwd"), "evil:x:0:0::/:/bin/sh\n").unwrap();
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("etc")).unwrap();
+        // An absolute link resolves inside the root, not to the host.
+        std::os::unix::fs::symlink(
+            outside.path().join("passwd"),
+            root.path().join("etc/passwd"),
+        )
+        .unwrap();
+        assert_eq!(read_in_root(root.path(), "/etc/passwd").unwrap(), None);
+        std::fs::remove_file(root.path().join("etc/passwd")).unwrap();
+        std::os::unix::fs::symlink("../../../../dev/zero", root.path().join("etc/passwd")).unwrap();
+        assert!(read_in_root(root.path(), "/etc/passwd").unwrap().is_none());
+        std::fs::remove_file(root.path().join("etc/passwd")).unwrap();
+        std::fs::write(
+            root.path().join("etc/passwd"),
+            vec![b'a'; (MAX_ACCOUNT_FILE + 1) as usize],
+        )
+        .unwrap();
+        let err = read_in_root(root.path(), "/etc/passwd").unwrap_err();
+        assert!(err.to_string().contains("larger than"), "{err}");
+    }
+
+    #[test]
+    fn host_network_and_namespace_paths() {
+        let spec = ctx_spec(
+            &[
+                with_host_network(),
+                with_namespace_path(LinuxNamespaceType::Ipc, "/proc/1/ns/ipc"),
+            ],
+            None,
+        )
+        .unwrap();
+        let json = serde_json::to_value(&spec).unwrap();
+        let namespaces = json["linux"]["namespaces"].as_array().unwrap();
+        assert!(!namespaces.iter().any(|n| n["type"] == "network"));
+        assert!(namespaces
             .iter()
-            .any(|n| n["type"] == "network"));
-        assert_eq!(spec.json()["process"]["terminal"], true);
-        assert!(spec.json()["mounts"]
+            .any(|n| n["type"] == "ipc" && n["path"] == "/proc/1/ns/ipc"));
+        assert!(json["mounts"]
             .as_array()
             .unwrap()
             .iter()

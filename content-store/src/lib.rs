@@ -3,6 +3,7 @@
 mod ingest;
 mod layout;
 mod locks;
+pub mod plugin;
 mod reader;
 mod writer;
 

@@ -174,6 +174,49 @@ impl Subscription {
     }
 }
 
+/// A stream of envelopes from a subscription.
+#[async_trait::async_trait]
+pub trait EventStream: Send {
+    /// The next envelope; `None` once the publisher is gone. A subscriber
+    /// that fell too far behind gets Unavailable naming how many it
+    /// missed, then continues.
+    async fn next(&mut self) -> Option<Result<Envelope>>;
+}
+
+#[async_trait::async_trait]
+impl EventStream for Subscription {
+    async fn next(&mut self) -> Option<Result<Envelope>> {
+        Subscription::next(self).await
+    }
+}
+
+/// The events service: containerd's `Events`, over plain types.
+#[async_trait::async_trait]
+pub trait Events: Send + Sync {
+    /// Publishes `event` on `topic` in `ns`, stamped now.
+    async fn publish(&self, ns: &Namespace, topic: &str, event: Payload) -> Result<()>;
+    /// Forwards an envelope published elsewhere, keeping its time.
+    async fn forward(&self, envelope: Envelope) -> Result<()>;
+    /// Envelopes matching any of `filters` (fields `namespace`, `topic`);
+    /// none = all.
+    async fn subscribe(&self, filters: &[String]) -> Result<Box<dyn EventStream>>;
+}
+
+#[async_trait::async_trait]
+impl Events for Exchange {
+    async fn publish(&self, ns: &Namespace, topic: &str, event: Payload) -> Result<()> {
+        Exchange::publish(self, ns, topic, event)
+    }
+
+    async fn forward(&self, envelope: Envelope) -> Result<()> {
+        Exchange::forward(self, envelope)
+    }
+
+    async fn subscribe(&self, filters: &[String]) -> Result<Box<dyn EventStream>> {
+        Ok(Box::new(Exchange::subscribe(self, filters)?))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -62,6 +62,16 @@ pub trait Trigger: Send + Sync {
     async fn schedule_and_wait(&self) -> Result<Stats>;
 }
 
+/// Called after each write to the metadata database; `true` when the
+/// write removed something (a collection may now reclaim space).
+pub type MutationCallback = std::sync::Arc<dyn Fn(bool) + Send + Sync>;
+
+/// Whatever reports its writes to the collection scheduler.
+pub trait MutationSource: Send + Sync {
+    /// Calls `callback` after every write from now on.
+    fn on_mutation(&self, callback: MutationCallback);
+}
+
 /// The content a label references, if it is a content reference label
 /// (`containerd.io/gc.ref.content`, `….content.<name>`, `….content/<name>`).
 pub fn content_ref<'a>(key: &str, value: &'a str) -> Option<&'a str> {

@@ -37,7 +37,8 @@ pub trait ImageStore: Send + Sync {
     /// `annotations.<k>`; none = replace labels and target).
     async fn update(&self, ns: &Namespace, image: Image, fieldpaths: &[String]) -> Result<Image>;
     /// Deletes an image; NotFound if absent. What only it referenced is
-    /// left to the garbage collector (a `sync` delete of the service waits
-    /// for a collection).
-    async fn delete(&self, ns: &Namespace, name: &str) -> Result<()>;
+    /// left to the garbage collector; with `sync` the call returns once a
+    /// collection has run (the service layer does that wait: a plain store
+    /// ignores the flag).
+    async fn delete(&self, ns: &Namespace, name: &str, sync: bool) -> Result<()>;
 }

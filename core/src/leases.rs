@@ -103,9 +103,10 @@ pub trait LeaseStore: Send + Sync {
     ) -> Result<Lease>;
 
     /// Deletes a lease and its holds; NotFound if absent. What it held is
-    /// left to the garbage collector (a `sync` delete of the service waits
-    /// for a collection).
-    async fn delete(&self, ns: &Namespace, id: &str) -> Result<()>;
+    /// left to the garbage collector; with `sync` the call returns once a
+    /// collection has run (the service layer does that wait: a plain store
+    /// ignores the flag).
+    async fn delete(&self, ns: &Namespace, id: &str, sync: bool) -> Result<()>;
 
     /// Leases matching any of `filters` (fields `id`, `labels.<key>`).
     async fn list(&self, ns: &Namespace, filters: &[String]) -> Result<Vec<Lease>>;

@@ -13,6 +13,7 @@ pub mod filters;
 pub mod gc;
 pub mod identifiers;
 pub mod images;
+pub mod introspection;
 pub mod labels;
 pub mod leases;
 pub mod mount;
@@ -20,6 +21,7 @@ pub mod namespaces;
 pub mod platforms;
 pub mod reference;
 pub mod snapshots;
+pub mod tasks;
 
 pub use error::{Error, Kind, Result};
 pub use namespaces::Namespace;

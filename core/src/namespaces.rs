@@ -71,6 +71,20 @@ pub struct NamespaceInfo {
     pub labels: std::collections::BTreeMap<String, String>,
 }
 
+/// Filter fields of a namespace: `name`, `labels.<key>` (a dotted key may
+/// be left unquoted: the parser splits it into path components).
+pub struct InfoFields<'a>(pub &'a NamespaceInfo);
+
+impl crate::filters::Adaptor for InfoFields<'_> {
+    fn field(&self, path: &[&str]) -> Option<String> {
+        match path {
+            ["name"] => Some(self.0.name.to_string()),
+            ["labels", key @ ..] if !key.is_empty() => self.0.labels.get(&key.join(".")).cloned(),
+            _ => None,
+        }
+    }
+}
+
 /// The store of namespaces, implemented by the metadata database and served
 /// by the namespaces gRPC service.
 ///
@@ -88,8 +102,9 @@ pub trait NamespaceStore: Send + Sync {
     /// The namespace `name`; NotFound if it does not exist.
     async fn get(&self, name: &Namespace) -> Result<NamespaceInfo>;
 
-    /// Every namespace, sorted by name.
-    async fn list(&self) -> Result<Vec<NamespaceInfo>>;
+    /// The namespaces matching any of `filters` (fields `name`,
+    /// `labels.<key>`; none = all), sorted by name.
+    async fn list(&self, filters: &[String]) -> Result<Vec<NamespaceInfo>>;
 
     /// Updates labels of `info.name` as the field paths say: `labels.<key>`
     /// sets or (with an empty or missing value) removes one label; an empty
@@ -101,4 +116,35 @@ pub trait NamespaceStore: Send + Sync {
     /// Deletes `name`: NotFound if it does not exist, FailedPrecondition
     /// (naming what it still holds) unless it is empty.
     async fn delete(&self, name: &Namespace) -> Result<()>;
+}
+
+/// The namespaces service: the store's calls as containerd's namespaces
+/// service makes them. Mutations name the caller's own namespace, which is
+/// where containerd publishes the `/namespaces/*` event (ctr sends
+/// `default` while creating `foo`); `None` publishes in the namespace
+/// acted on. `get` of a namespace that does not exist yet answers it with
+/// no labels, as containerd's does: clients read a namespace's labels
+/// (its default snapshotter) before their first call creates it.
+#[async_trait::async_trait]
+pub trait NamespaceService: Send + Sync {
+    /// Creates `name` with `labels`; AlreadyExists if it exists.
+    async fn create(
+        &self,
+        caller: Option<&Namespace>,
+        name: &Namespace,
+        labels: std::collections::BTreeMap<String, String>,
+    ) -> Result<NamespaceInfo>;
+    /// The namespace `name`, with no labels if it does not exist yet.
+    async fn get(&self, name: &Namespace) -> Result<NamespaceInfo>;
+    /// The namespaces matching `filters` (fields `name`, `labels.<key>`).
+    async fn list(&self, filters: &[String]) -> Result<Vec<NamespaceInfo>>;
+    /// Updates labels, as [`NamespaceStore::update`].
+    async fn update(
+        &self,
+        caller: Option<&Namespace>,
+        info: NamespaceInfo,
+        fieldpaths: &[String],
+    ) -> Result<NamespaceInfo>;
+    /// Deletes an empty namespace, as [`NamespaceStore::delete`].
+    async fn delete(&self, caller: Option<&Namespace>, name: &Namespace) -> Result<()>;
 }

@@ -34,7 +34,7 @@ fn html_escape(text: &str) -> String {
 }
 
 /// A gogo `types.Any`: both fields `omitempty`.
-pub fn any(any: &prost_types::Any) -> Value {
+pub fn any(any: &crated_core::descriptor::Any) -> Value {
     let mut out = Map::new();
     if !any.type_url.is_empty() {
         out.insert("type_url".into(), json!(any.type_url));
@@ -45,13 +45,13 @@ pub fn any(any: &prost_types::Any) -> Value {
     Value::Object(out)
 }
 
-/// A protobuf timestamp as Go's `time.Time` in UTC marshals:
-/// `2006-01-02T15:04:05.999999999Z`, trailing zeros of the fraction dropped;
-/// an absent one is Go's zero time.
-pub fn time(ts: Option<&prost_types::Timestamp>) -> String {
-    let Some(ts) = ts else {
-        return "0001-01-01T00:00:00Z".to_owned();
-    };
+/// A time as Go's `time.Time` in UTC marshals:
+/// `2006-01-02T15:04:05.999999999Z`, trailing zeros of the fraction dropped.
+pub fn system_time(t: std::time::SystemTime) -> String {
+    timestamp(&prost_types::Timestamp::from(t))
+}
+
+fn timestamp(ts: &prost_types::Timestamp) -> String {
     let Ok(t) = OffsetDateTime::from_unix_timestamp(ts.seconds) else {
         return "0001-01-01T00:00:00Z".to_owned();
     };
@@ -111,17 +111,16 @@ mod tests {
 
     #[test]
     fn times_match_go() {
-        let ts = |seconds, nanos| prost_types::Timestamp { seconds, nanos };
-        assert_eq!(time(Some(&ts(0, 0))), "1970-01-01T00:00:00Z");
+        let ts = |seconds, nanos| std::time::UNIX_EPOCH + std::time::Duration::new(seconds, nanos);
+        assert_eq!(system_time(ts(0, 0)), "1970-01-01T00:00:00Z");
         assert_eq!(
-            time(Some(&ts(1_700_000_000, 120_000_000))),
+            system_time(ts(1_700_000_000, 120_000_000)),
             "2023-11-14T22:13:20.12Z"
         );
         assert_eq!(
-            time(Some(&ts(1_700_000_000, 1))),
+            system_time(ts(1_700_000_000, 1)),
             "2023-11-14T22:13:20.000000001Z"
         );
-        assert_eq!(time(None), "0001-01-01T00:00:00Z");
     }
 
     #[test]

@@ -16,8 +16,6 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use crated_core::Namespace;
 
-use client::Client;
-
 /// The daemon socket when neither `--address` nor `CONTAINERD_ADDRESS` says.
 const DEFAULT_ADDRESS: &str = "/run/crated/crated.sock";
 
@@ -99,13 +97,18 @@ fn nonzero(d: Duration) -> Option<Duration> {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    // containerd's ctr bounds the whole command by --timeout.
+    match nonzero(cli.timeout) {
+        Some(limit) => tokio::time::timeout(limit, command(cli))
+            .await
+            .map_err(|_| anyhow::anyhow!("context deadline exceeded (--timeout {limit:?})"))?,
+        None => command(cli).await,
+    }
+}
+
+async fn command(cli: Cli) -> anyhow::Result<()> {
     let namespace = Namespace::new(cli.namespace.clone())?;
-    let connect = Client::connect(
-        &cli.address,
-        namespace,
-        nonzero(cli.timeout),
-        nonzero(cli.connect_timeout),
-    );
+    let connect = client::connect(&cli.address, namespace, nonzero(cli.connect_timeout));
     match cli.command {
         Command::Version => commands::version::run(connect.await).await,
         Command::Plugins(cmd) => commands::plugins::run(connect.await?, cmd).await,
@@ -141,7 +144,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let result = runtime.block_on(run(cli));
+    // A copy of our stdin may still be blocked reading it: not waited for.
+    runtime.shutdown_background();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("ctr: {err:#}");

@@ -105,7 +105,8 @@ fn pull(ctr: &Path, daemon: &Daemon, reference: &str) -> anyhow::Result<Duration
 async fn snapshot_ops(daemon: &Daemon, rounds: usize) -> anyhow::Result<Duration> {
     let channel = daemon.channel().await?;
     let ns = Namespace::new("bench")?;
-    let lease = crated_client::leases::Temporary::create(&channel, &ns).await?;
+    let client = crated_client::Client::from_channel(channel.clone()).with_namespace(ns.clone());
+    let lease = crated_client::leases::Temporary::create(&client).await?;
     let sn = SnapshotsProxy::new(channel, "overlayfs", ns).with_lease(lease.id());
     let started = Instant::now();
     for i in 0..rounds {

@@ -59,9 +59,11 @@ pub struct Config {
     pub proxy_plugins: BTreeMap<String, ProxyPlugin>,
     /// Named timeouts (Go duration strings), as containerd's `[timeouts]`.
     pub timeouts: BTreeMap<String, String>,
-    /// Keys this version does not know; reported as warnings at start.
-    #[serde(flatten, skip_serializing)]
-    pub unknown: BTreeMap<String, toml::Value>,
+    /// Keys (outside plugin sections, which their plugins check) this
+    /// version does not know, as dotted paths; reported as warnings at
+    /// start.
+    #[serde(skip)]
+    pub unknown: Vec<String>,
 }
 
 /// `[grpc]`.
@@ -171,7 +173,7 @@ impl Default for Config {
             plugins: BTreeMap::new(),
             proxy_plugins: BTreeMap::new(),
             timeouts: BTreeMap::new(),
-            unknown: BTreeMap::new(),
+            unknown: Vec::new(),
         }
     }
 }
@@ -179,8 +181,12 @@ impl Default for Config {
 impl Config {
     /// Parses a config file's text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &Path) -> anyhow::Result<Self> {
-        let config: Config = toml::from_str(text)
-            .with_context(|| format!("failed to load config {}", origin.display()))?;
+        let mut unknown = Vec::new();
+        let deserializer = toml::Deserializer::new(text);
+        let mut config: Config =
+            serde_ignored::deserialize(deserializer, |path| unknown.push(path.to_string()))
+                .with_context(|| format!("failed to load config {}", origin.display()))?;
+        config.unknown = unknown;
         if config.version != 2 {
             bail!(
                 "config {}: version {} is not supported: crated reads version = 2 (containerd 1.5+ format)",
@@ -231,6 +237,18 @@ impl Config {
         }
     }
 
+    /// `[timeouts]`, parsed: each value a Go duration (`"5s"`).
+    pub fn timeouts(&self) -> anyhow::Result<BTreeMap<String, std::time::Duration>> {
+        self.timeouts
+            .iter()
+            .map(|(key, value)| {
+                crated_core::duration::parse(value)
+                    .map(|d| (key.clone(), d))
+                    .map_err(|e| anyhow::anyhow!("timeout {key:?} = {value:?}: {e}"))
+            })
+            .collect()
+    }
+
     /// The ttrpc socket: `[ttrpc] address`, else `<grpc.address>.ttrpc`.
     pub fn ttrpc_address(&self) -> PathBuf {
         if self.ttrpc.address.as_os_str().is_empty() {
@@ -279,8 +297,29 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_collected() {
-        let config = Config::parse("version = 2\nfrobnicate = true\n", Path::new("x")).unwrap();
-        assert!(config.unknown.contains_key("frobnicate"));
+        let text =
+            "version = 2\nfrobnicate = true\n[grpc]\nadress = \"/x\"\n[plugins.\"a.b\"]\nc = 1\n";
+        let config = Config::parse(text, Path::new("x")).unwrap();
+        assert_eq!(config.unknown, ["frobnicate", "grpc.adress"]);
+    }
+
+    #[test]
+    fn timeouts_are_go_durations() {
+        let text = "version = 2\n[timeouts]\n\"io.containerd.timeout.shim.load\" = \"1m5s\"\n";
+        let config = Config::parse(text, Path::new("x")).unwrap();
+        assert_eq!(
+            config.timeouts().unwrap()["io.containerd.timeout.shim.load"],
+            std::time::Duration::from_secs(65)
+        );
+        let text = "version = 2\n[timeouts]\n\"io.containerd.timeout.shim.load\" = \"soon\"\n";
+        let err = Config::parse(text, Path::new("x"))
+            .unwrap()
+            .timeouts()
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("io.containerd.timeout.shim.load"),
+            "{err}"
+        );
     }
 
     #[test]

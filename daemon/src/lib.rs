@@ -3,7 +3,5 @@
 pub mod builtins;
 pub mod config;
 pub mod logging;
-pub mod plugin;
 pub mod server;
-pub mod services;
 pub mod socket;

@@ -57,9 +57,14 @@ enum ConfigCommand {
 fn default_config() -> Config {
     let mut config = Config::default();
     for reg in builtins::builtins() {
-        if let Some(section) = reg.config {
-            config.plugins.insert(reg.uri(), section());
+        if let Some(section) = reg.default_config() {
+            config.plugins.insert(reg.uri(), section);
         }
+    }
+    for (key, value) in crated_runtime_v2::Timeouts::defaults() {
+        config
+            .timeouts
+            .insert(key.to_owned(), crated_core::duration::format(value));
     }
     config
 }

@@ -1,14 +1,17 @@
 //! Starting, serving and stopping the daemon.
 
+use std::collections::HashMap;
 use std::os::unix::fs::DirBuilderExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context as _;
 use tokio::signal::unix::{signal, SignalKind};
 
+use crated_api::plugins::{GrpcLimits, GRPC};
+use crated_services::introspection::{REVISION, VERSION};
+
 use crate::config::Config;
-use crate::plugin::{self, GrpcLimits};
 use crate::{builtins, socket};
 
 fn create_dir(path: &Path, what: &str) -> anyhow::Result<()> {
@@ -49,7 +52,7 @@ fn close_inherited_on_exec() {
 }
 
 fn warn_unsupported(config: &Config) {
-    for key in config.unknown.keys() {
+    for key in &config.unknown {
         tracing::warn!(key = %key, "unknown key in config; ignored");
     }
     if !config.grpc.tcp_address.is_empty() {
@@ -91,67 +94,129 @@ fn notify_systemd(state: &str) {
     }
 }
 
-/// Runs the daemon until SIGTERM or SIGINT.
-pub async fn run(config: Config) -> anyhow::Result<()> {
-    let started = Instant::now();
-    tracing::info!(
-        version = crate::services::version::VERSION,
-        revision = crate::services::version::REVISION,
-        "starting crated"
-    );
-    warn_unsupported(&config);
+/// Loads every plugin the config enables, in dependency order; returns
+/// once all inits are done (running tasks of a previous daemon included).
+pub async fn load_plugins(config: &Config) -> anyhow::Result<crated_plugin::Registry> {
+    let mut registrations = builtins::builtins();
+    registrations.extend(builtins::proxies(config));
+    let options = crated_plugin::LoadOptions {
+        root: config.root.clone(),
+        state: config.state.clone(),
+        grpc_address: config.grpc.address.clone(),
+        ttrpc_address: config.ttrpc_address(),
+        sections: config.plugins.clone(),
+        disabled: config.disabled_plugins.clone(),
+        required: config.required_plugins.clone(),
+        timeouts: config.timeouts()?,
+    };
+    crated_plugin::load(registrations, options)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// A daemon with every plugin loaded and the ttrpc socket shims publish
+/// their events to served; without a gRPC socket it is a daemon embedded
+/// in a program, driven in process through [`Loaded::client`].
+pub struct Loaded {
+    /// Every plugin's outcome and value.
+    pub registry: crated_plugin::Registry,
+    ttrpc: ttrpc::r#async::Server,
+    ttrpc_path: PathBuf,
+}
+
+/// Prepares the daemon's directories and process, loads its plugins (every
+/// running task of a previous daemon reconnected) and serves its ttrpc
+/// socket.
+pub async fn load(config: &Config) -> anyhow::Result<Loaded> {
+    warn_unsupported(config);
     close_inherited_on_exec();
     create_dir(&config.root, "root")?;
     create_dir(&config.state, "state")?;
     set_oom_score(config.oom_score)?;
     // Not a child subreaper (as containerd): shims daemonise and are
     // reaped by init; the daemon only waits for the processes it spawns.
+    let registry = load_plugins(config).await?;
+    let mut ttrpc_services = HashMap::new();
+    for (_, server) in registry.get_all(GRPC) {
+        ttrpc_services.extend(server.ttrpc_services());
+    }
+    let ttrpc_path = config.ttrpc_address();
+    let started = async {
+        let listener = socket::bind(&ttrpc_path, config.ttrpc.uid, config.ttrpc.gid)?;
+        let listener =
+            tokio::net::UnixListener::from_std(listener).context("register ttrpc socket")?;
+        let mut server = ttrpc::r#async::Server::new()
+            .add_listener(listener.into())
+            .register_service(ttrpc_services);
+        server
+            .start()
+            .await
+            .map_err(|e| anyhow::anyhow!("start ttrpc server on {}: {e}", ttrpc_path.display()))?;
+        Ok::<_, anyhow::Error>(server)
+    }
+    .await;
+    match started {
+        Ok(ttrpc) => Ok(Loaded {
+            registry,
+            ttrpc,
+            ttrpc_path,
+        }),
+        Err(e) => {
+            let _ = std::fs::remove_file(&ttrpc_path);
+            registry.close().await;
+            Err(e)
+        }
+    }
+}
 
-    let mut registrations = builtins::builtins();
-    registrations.extend(builtins::proxies(&config));
-    let mut sections = config.plugins.clone();
-    sections.extend(builtins::proxy_sections(&config));
-    let handles = plugin::load(
-        &registrations,
-        plugin::LoadOptions {
-            root: config.root.clone(),
-            state: config.state.clone(),
-            grpc_address: config.grpc.address.clone(),
-            ttrpc_address: config.ttrpc_address(),
-            sections: &sections,
-            disabled: &config.disabled_plugins,
-            required: &config.required_plugins,
-        },
-    )
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
+impl Loaded {
+    /// A client of this daemon's service layer, in process.
+    pub fn client(&self) -> anyhow::Result<crated_client::Client> {
+        let services = crated_client::Services::from_plugins(&self.registry)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(crated_client::Client::new(services))
+    }
 
+    /// Stops serving ttrpc and closes every plugin.
+    pub async fn shutdown(mut self) {
+        if let Err(e) = self.ttrpc.shutdown().await {
+            tracing::warn!(error = %e, "ttrpc server shutdown");
+        }
+        if let Err(e) = std::fs::remove_file(&self.ttrpc_path) {
+            tracing::warn!(path = %self.ttrpc_path.display(), error = %e, "remove socket");
+        }
+        self.registry.close().await;
+    }
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let started = Instant::now();
+    tracing::info!(version = VERSION, revision = REVISION, "starting crated");
+    // Every plugin is ready (and every running task reconnected) before
+    // the gRPC socket exists: a client that finds it finds the tasks.
+    let loaded = load(&config).await?;
     let limits = GrpcLimits {
         max_recv: config.grpc.max_recv_message_size,
         max_send: config.grpc.max_send_message_size,
     };
     let mut routes = tonic::service::Routes::default();
-    for service in handles.grpc {
-        routes = service(routes, limits);
+    for (_, server) in loaded.registry.get_all(GRPC) {
+        routes = server.add_routes(routes, limits);
     }
-
     let grpc_path = config.grpc.address.clone();
-    let ttrpc_path = config.ttrpc_address();
-    let grpc_listener = socket::bind(&grpc_path, config.grpc.uid, config.grpc.gid)?;
-    let ttrpc_listener = match socket::bind(&ttrpc_path, config.ttrpc.uid, config.ttrpc.gid) {
+    let grpc_listener = match socket::bind(&grpc_path, config.grpc.uid, config.grpc.gid)
+        .and_then(|l| tokio::net::UnixListener::from_std(l).context("register grpc socket"))
+    {
         Ok(l) => l,
         Err(e) => {
-            let _ = std::fs::remove_file(&grpc_path);
+            loaded.shutdown().await;
             return Err(e);
         }
     };
-    let grpc_listener =
-        tokio::net::UnixListener::from_std(grpc_listener).context("register grpc socket")?;
-    let ttrpc_listener =
-        tokio::net::UnixListener::from_std(ttrpc_listener).context("register ttrpc socket")?;
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut grpc_stop = stop_rx.clone();
-    let grpc = tokio::spawn(
+    let (stop_tx, mut grpc_stop) = tokio::sync::watch::channel(false);
+    let mut grpc = tokio::spawn(
         tonic::transport::Server::builder()
             .add_routes(routes)
             .serve_with_incoming_shutdown(
@@ -161,16 +226,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 },
             ),
     );
-    let mut ttrpc_server = ttrpc::r#async::Server::new()
-        .add_listener(ttrpc_listener.into())
-        .register_service(handles.ttrpc);
-    ttrpc_server
-        .start()
-        .await
-        .map_err(|e| anyhow::anyhow!("start ttrpc server on {}: {e}", ttrpc_path.display()))?;
-
     tracing::info!(address = %grpc_path.display(), "serving...");
-    tracing::info!(address = %ttrpc_path.display(), "serving...");
+    tracing::info!(address = %loaded.ttrpc_path.display(), "serving...");
     tracing::info!(
         "crated successfully booted in {:.3}s",
         started.elapsed().as_secs_f64()
@@ -179,7 +236,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut int = signal(SignalKind::interrupt()).context("install SIGINT handler")?;
     // Ready once a stop would be graceful.
     notify_systemd("READY=1");
-    let mut grpc = grpc;
     let served = tokio::select! {
         _ = term.recv() => { tracing::info!(signal = "terminated", "stopping crated"); Ok(()) }
         _ = int.recv() => { tracing::info!(signal = "interrupt", "stopping crated"); Ok(()) }
@@ -200,18 +256,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             _ => {}
         }
     }
-    if let Err(e) = ttrpc_server.shutdown().await {
-        tracing::warn!(error = %e, "ttrpc server shutdown");
+    if let Err(e) = std::fs::remove_file(&grpc_path) {
+        tracing::warn!(path = %grpc_path.display(), error = %e, "remove socket");
     }
-    for path in [&grpc_path, &ttrpc_path] {
-        if let Err(e) = std::fs::remove_file(path) {
-            tracing::warn!(path = %path.display(), error = %e, "remove socket");
-        }
-    }
-    if let Some(db) = &handles.metadata {
-        db.flush()
-            .map_err(|e| anyhow::anyhow!("flush metadata database: {e}"))?;
-    }
+    loaded.shutdown().await;
     tracing::info!("crated stopped");
     served
 }

@@ -305,10 +305,7 @@ async fn a_proxy_plugin_reaches_a_standalone_snapshotter() {
     let socket = dir.path().join("snapshotter.sock");
     let native_root = dir.path().join("native");
     let native = crated_snapshotter_native::open(&native_root).unwrap();
-    let service = Service::new(
-        Arc::new(Standalone(Arc::new(native))),
-        crated_core::events::Exchange::new(),
-    );
+    let service = Service::new(Arc::new(Standalone(Arc::new(native))));
     let listener = tokio::net::UnixListener::bind(&socket).unwrap();
     let server = tokio::spawn(
         tonic::transport::Server::builder()

@@ -4,6 +4,7 @@ pub mod archive;
 pub mod compare;
 mod comparer;
 pub mod install;
+pub mod plugin;
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Read};

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod graph;
+pub mod plugin;
 mod scheduler;
 
 pub use graph::{label_refs, tricolor, Node, ResourceKind};

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 /// The scheduler's settings, with containerd's names and defaults.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct Settings {
     /// Largest share of real time that collection pauses may take; the
     /// interval between collections is derived from their average length.

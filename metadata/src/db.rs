@@ -55,7 +55,7 @@ pub(crate) fn encode<T: serde::Serialize>(what: &str, value: &T) -> Result<Vec<u
 /// let db = crated_metadata::Db::open(root.path()).unwrap();
 /// let ns = Namespace::new("example").unwrap();
 /// db.create(&ns, Default::default()).await.unwrap();
-/// assert_eq!(db.list().await.unwrap().len(), 1);
+/// assert_eq!(db.list(&[]).await.unwrap().len(), 1);
 /// # }
 /// ```
 #[derive(Clone)]
@@ -73,9 +73,7 @@ struct Inner {
     on_mutation: Mutex<Vec<MutationCallback>>,
 }
 
-/// Called after every committed write with whether it removed references
-/// (a delete), so the garbage collector's scheduler can count them.
-pub type MutationCallback = Arc<dyn Fn(bool) + Send + Sync>;
+pub use crated_core::gc::MutationCallback;
 
 impl Db {
     /// Opens (creating if needed) the database under `root`, migrating an
@@ -285,6 +283,12 @@ impl WriteTx<'_> {
     /// have appeared.
     pub fn mark_dirty(&mut self) {
         self.dirty = true;
+    }
+}
+
+impl crated_core::gc::MutationSource for Db {
+    fn on_mutation(&self, callback: MutationCallback) {
+        Db::on_mutation(self, callback);
     }
 }
 

@@ -195,7 +195,7 @@ impl ImageStore for Db {
         })
     }
 
-    async fn delete(&self, ns: &Namespace, name: &str) -> Result<()> {
+    async fn delete(&self, ns: &Namespace, name: &str, _sync: bool) -> Result<()> {
         self.write(|tx| {
             let k = key(ns, name);
             if tx.get(&k)?.is_none() {

@@ -144,7 +144,7 @@ impl LeaseStore for Db {
         })
     }
 
-    async fn delete(&self, ns: &Namespace, id: &str) -> Result<()> {
+    async fn delete(&self, ns: &Namespace, id: &str, _sync: bool) -> Result<()> {
         self.write(|tx| {
             load(tx, ns, id)?;
             tx.delete(key(ns, id));
@@ -267,9 +267,9 @@ mod tests {
             .map(|l| l.id)
             .collect();
         assert_eq!(ids, ["l1"]);
-        db.delete(&ns, "l1").await.unwrap();
+        db.delete(&ns, "l1", false).await.unwrap();
         assert_eq!(
-            db.delete(&ns, "l1").await.unwrap_err().kind(),
+            db.delete(&ns, "l1", false).await.unwrap_err().kind(),
             Kind::NotFound
         );
     }

@@ -8,6 +8,7 @@ mod images;
 pub mod keys;
 mod leases;
 mod namespaces;
+pub mod plugin;
 mod records;
 mod schema;
 mod snapshots;

@@ -186,8 +186,11 @@ impl NamespaceStore for Db {
         self.get_namespace(name)
     }
 
-    async fn list(&self) -> Result<Vec<NamespaceInfo>> {
-        self.list_namespaces()
+    async fn list(&self, filters: &[String]) -> Result<Vec<NamespaceInfo>> {
+        let filter = crated_core::filters::parse_all(filters)?;
+        let mut namespaces = self.list_namespaces()?;
+        namespaces.retain(|info| filter.matches(&crated_core::namespaces::InfoFields(info)));
+        Ok(namespaces)
     }
 
     async fn update(&self, info: NamespaceInfo, fieldpaths: &[String]) -> Result<NamespaceInfo> {
@@ -233,7 +236,7 @@ mod tests {
             labels(&[("mylabel", "bar")])
         );
         let names: Vec<_> = db
-            .list()
+            .list(&[])
             .await
             .unwrap()
             .into_iter()
@@ -296,7 +299,7 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.kind(), Kind::InvalidArgument);
-        assert!(db.list().await.unwrap().is_empty());
+        assert!(db.list(&[]).await.unwrap().is_empty());
         db.create(&ns("foo"), labels(&[("k", "v")])).await.unwrap();
         let update = NamespaceInfo {
             name: ns("foo"),

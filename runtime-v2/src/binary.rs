@@ -4,17 +4,15 @@
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::Duration;
 
 use crated_api::containerd::task::v2 as shim;
+use crated_core::tasks::Exit;
 use crated_core::{Error, Result};
 use prost::Message as _;
 use tokio::io::AsyncWriteExt as _;
 
 use crate::bundle::Bundle;
-
-/// How long `start` and `delete` may take.
-pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+use crate::timeouts::Timeouts;
 
 /// `containerd-shim-<name>-<version>` for `io.containerd.<name>.<version>`
 /// (the last two dot-separated parts), as containerd's `BinaryName`.
@@ -86,6 +84,8 @@ pub struct ShimCommand {
     /// The opt directory: `bin/` goes first on the shim's PATH, `lib/` on
     /// its LD_LIBRARY_PATH (containerd's opt plugin sets both on itself).
     pub opt: Option<PathBuf>,
+    /// How long `start` and `delete` may take.
+    pub timeouts: Timeouts,
 }
 
 /// `first` ahead of the directories already in the variable `name`.
@@ -147,13 +147,15 @@ impl ShimCommand {
                 let _ = stdin.write_all(&options).await;
             }
         }
-        let out = tokio::time::timeout(COMMAND_TIMEOUT, child.wait_with_output())
+        let limit = self.timeouts.shim_start;
+        let out = tokio::time::timeout(limit, child.wait_with_output())
             .await
             .map_err(|_| {
                 Error::deadline_exceeded(format!(
-                    "shim {} start for task {:?} did not finish within {COMMAND_TIMEOUT:?}",
+                    "shim {} start for task {:?} did not finish within {limit:?} ({})",
                     self.binary.display(),
-                    bundle.id
+                    bundle.id,
+                    crate::timeouts::SHIM_START
                 ))
             })?
             .map_err(|e| Error::unknown(format!("shim {} start: {e}", self.binary.display())))?;
@@ -185,7 +187,7 @@ impl ShimCommand {
 
     /// `delete`: cleans up after a shim that is gone (kills and deletes the
     /// container, unmounts its rootfs); returns what it reports of the exit.
-    pub async fn delete(&self, bundle: &Bundle) -> Result<shim::DeleteResponse> {
+    pub async fn delete(&self, bundle: &Bundle) -> Result<Exit> {
         let bundle_path = bundle.path.display().to_string();
         let mut cmd = self.command(
             bundle,
@@ -194,13 +196,15 @@ impl ShimCommand {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let out = tokio::time::timeout(COMMAND_TIMEOUT, cmd.output())
+        let limit = self.timeouts.shim_cleanup;
+        let out = tokio::time::timeout(limit, cmd.output())
             .await
             .map_err(|_| {
                 Error::deadline_exceeded(format!(
-                    "shim {} delete for task {:?} did not finish within {COMMAND_TIMEOUT:?}",
+                    "shim {} delete for task {:?} did not finish within {limit:?} ({})",
                     self.binary.display(),
-                    bundle.id
+                    bundle.id,
+                    crate::timeouts::SHIM_CLEANUP
                 ))
             })?
             .map_err(|e| Error::unknown(format!("shim {} delete: {e}", self.binary.display())))?;
@@ -213,12 +217,17 @@ impl ShimCommand {
                 out.status
             )));
         }
-        shim::DeleteResponse::decode(out.stdout.as_slice()).map_err(|e| {
+        let deleted = shim::DeleteResponse::decode(out.stdout.as_slice()).map_err(|e| {
             Error::unknown(format!(
                 "shim {} delete printed no DeleteResponse: {e}",
                 self.binary.display()
             ))
-        })
+        })?;
+        Ok(crated_api::convert::exit_from_pb(
+            deleted.pid,
+            deleted.exit_status,
+            deleted.exited_at,
+        ))
     }
 }
 

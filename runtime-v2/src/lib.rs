@@ -1,11 +1,12 @@
 #![doc = include_str!("../README.md")]
-#![allow(clippy::result_large_err)]
 
 pub mod binary;
 pub mod bundle;
 pub mod checkpoint;
 pub mod manager;
-pub mod service;
+pub mod plugin;
 pub mod shim;
+pub mod timeouts;
 
-pub use manager::{CreateOptions, ManagerConfig, TaskManager};
+pub use manager::{CreateOptions, ManagerConfig, RestoreFrom, TaskManager};
+pub use timeouts::Timeouts;

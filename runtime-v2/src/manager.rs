@@ -9,14 +9,22 @@ use std::time::{Duration, SystemTime};
 
 use crated_api::containerd::events as ev;
 use crated_api::containerd::task::v2 as pb;
-use crated_api::containerd::types::Mount as PbMount;
+use crated_api::convert::{any_to_pb, mount_to_pb, optional_timestamp};
+use crated_core::descriptor::Any;
 use crated_core::events::{Exchange, Payload};
+use crated_core::mount::Mount;
+use crated_core::tasks::{Exit, Stdio};
 use crated_core::{Error, Namespace, Result};
+use futures::StreamExt as _;
 use prost::Message as _;
 
 use crate::binary::{self, ShimCommand};
 use crate::bundle::Bundle;
 use crate::shim::{open_log, Shim};
+use crate::timeouts::Timeouts;
+
+/// How many shims a restarted daemon reconnects to at once.
+const RECOVER_PARALLEL: usize = 16;
 
 /// Where the manager keeps bundles and how it starts shims.
 #[derive(Debug, Clone)]
@@ -35,6 +43,8 @@ pub struct ManagerConfig {
     /// binaries and leads the PATH shims get (so they find an installed
     /// runc), its `lib/` their LD_LIBRARY_PATH.
     pub opt: Option<PathBuf>,
+    /// How long to wait for shims.
+    pub timeouts: Timeouts,
 }
 
 /// Where a task's checkpoint images are.
@@ -52,19 +62,15 @@ pub struct CreateOptions {
     /// The OCI spec (`config.json`), as the container record holds it.
     pub spec: Vec<u8>,
     /// Root filesystem mounts, which the shim mounts on `rootfs/`.
-    pub rootfs: Vec<PbMount>,
+    pub rootfs: Vec<Mount>,
     /// Stdio paths (fifos, files, `binary://`/`file://` URIs).
-    pub stdin: String,
-    /// See `stdin`.
-    pub stdout: String,
-    /// See `stdin`.
-    pub stderr: String,
+    pub stdio: Stdio,
     /// A tty for the process.
     pub terminal: bool,
     /// The runtime name (`io.containerd.runc.v2`) or a shim's absolute path.
     pub runtime: String,
     /// Options for the shim: the task's, else the container's runtime options.
-    pub options: Option<prost_types::Any>,
+    pub options: Option<Any>,
     /// A checkpoint image directory to restore the task from (at its
     /// Start).
     pub checkpoint: Option<RestoreFrom>,
@@ -94,10 +100,6 @@ impl Drop for Busy<'_> {
 
 fn key(ns: &Namespace, id: &str) -> Key {
     (ns.as_str().to_owned(), id.to_owned())
-}
-
-fn timestamp(t: SystemTime) -> prost_types::Timestamp {
-    prost_types::Timestamp::from(t)
 }
 
 impl TaskManager {
@@ -133,6 +135,7 @@ impl TaskManager {
             ttrpc_address: self.config.ttrpc_address.clone(),
             publish_binary: self.config.publish_binary.clone(),
             opt: self.config.opt.clone(),
+            timeouts: self.config.timeouts,
         }
     }
 
@@ -194,7 +197,7 @@ impl TaskManager {
         let command = self.command(binary.clone());
         let started = async {
             let log = open_log(&bundle)?;
-            let options = opts.options.as_ref().map(|o| o.encode_to_vec());
+            let options = opts.options.clone().map(|o| any_to_pb(o).encode_to_vec());
             let address = match command.start(&bundle, options).await {
                 Ok(address) => address,
                 Err(err) => {
@@ -225,22 +228,22 @@ impl TaskManager {
         let request = pb::CreateTaskRequest {
             id: id.to_owned(),
             bundle: bundle.path.display().to_string(),
-            rootfs: opts.rootfs,
+            rootfs: opts.rootfs.into_iter().map(mount_to_pb).collect(),
             terminal: opts.terminal,
-            stdin: opts.stdin,
-            stdout: opts.stdout,
-            stderr: opts.stderr,
+            stdin: opts.stdio.stdin,
+            stdout: opts.stdio.stdout,
+            stderr: opts.stdio.stderr,
             checkpoint,
             parent_checkpoint: String::new(),
-            options: opts.options,
+            options: opts.options.map(any_to_pb),
         };
         match shim.create(&request).await {
-            Ok(created) => {
+            Ok(pid) => {
                 if let Ok(mut tasks) = self.tasks.lock() {
                     tasks.insert(key(ns, id), shim.clone());
                 }
                 self.monitor(shim.clone());
-                Ok((shim, created.pid))
+                Ok((shim, pid))
             }
             Err(err) => {
                 let _ = shim.delete("").await;
@@ -271,7 +274,7 @@ impl TaskManager {
 
     /// Deletes task `id` (which must have exited): the shim's `Delete`,
     /// its shutdown, the bundle. Returns the exit.
-    pub async fn delete(&self, ns: &Namespace, id: &str) -> Result<pb::DeleteResponse> {
+    pub async fn delete(&self, ns: &Namespace, id: &str) -> Result<Exit> {
         let _busy = self.reserve(ns, id)?;
         let shim = self.get(ns, id)?;
         let deleted = shim.delete("").await?;
@@ -309,7 +312,7 @@ impl TaskManager {
                         if !manager.is_current(&shim) {
                             return;
                         }
-                        if shim.connect_info(Duration::from_secs(5)).await.is_err() {
+                        if shim.probe().await.is_err() {
                             manager.cleanup_if_current(&shim).await;
                             return;
                         }
@@ -331,9 +334,7 @@ impl TaskManager {
                         let Some(manager) = manager.upgrade() else {
                             return;
                         };
-                        if manager.is_current(&shim)
-                            && shim.connect_info(Duration::from_secs(5)).await.is_err()
-                        {
+                        if manager.is_current(&shim) && shim.probe().await.is_err() {
                             manager.cleanup_if_current(&shim).await;
                         }
                         return;
@@ -375,17 +376,15 @@ impl TaskManager {
             Ok(deleted) => deleted,
             Err(e) => {
                 tracing::warn!(id, error = %e, "shim delete");
-                pb::DeleteResponse {
+                Exit {
                     pid: 0,
                     // containerd reports 255 when nothing better is known.
                     exit_status: 255,
-                    exited_at: Some(timestamp(SystemTime::now())),
+                    exited_at: Some(SystemTime::now()),
                 }
             }
         };
-        let exited_at = exit
-            .exited_at
-            .or_else(|| Some(timestamp(SystemTime::now())));
+        let exited_at = optional_timestamp(exit.exited_at.or_else(|| Some(SystemTime::now())));
         self.publish(
             ns,
             "/tasks/exit",
@@ -418,52 +417,57 @@ impl TaskManager {
         }
     }
 
-    /// After a daemon restart: reconnects to every bundle's shim; those
-    /// that are gone are cleaned up after (their exits published).
+    /// After a daemon restart: reconnects to every bundle's shim, several
+    /// at once, each within the shim load timeout; those that are gone are
+    /// cleaned up after (their exits published). Returns once every bundle
+    /// is either served again or cleaned up.
     pub async fn recover(self: &Arc<Self>) -> Result<()> {
         // Scratch checkpoints of calls the last daemon did not finish.
-        let _ = std::fs::remove_dir_all(self.checkpoint_scratch_root());
-        for (ns, id) in Bundle::list(&self.config.state)? {
-            let bundle = Bundle::locate(&self.config.root, &self.config.state, &ns, &id);
-            let binary = match bundle.shim_binary() {
-                Some(b) => b,
-                None => {
-                    // Never got as far as a shim: nothing runs.
-                    tracing::info!(namespace = %ns, id, "removing a bundle without a shim");
-                    let _ = bundle.delete();
-                    continue;
-                }
-            };
-            let command = self.command(binary);
-            let connected = match bundle.address() {
-                Some(address) => {
-                    let log = open_log(&bundle).ok();
-                    match Shim::connect(bundle.clone(), address, command.clone(), log).await {
-                        Ok(shim) => {
-                            let shim = Arc::new(shim);
-                            shim.connect_info(Duration::from_secs(5))
-                                .await
-                                .map(|_| shim)
-                        }
-                        Err(e) => Err(e),
+        let scratch = self.checkpoint_scratch_root();
+        let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(scratch)).await;
+        let bundles = Bundle::list(&self.config.state)?;
+        futures::stream::iter(bundles)
+            .for_each_concurrent(RECOVER_PARALLEL, |(ns, id)| async move {
+                self.recover_one(ns, id).await;
+            })
+            .await;
+        Ok(())
+    }
+
+    async fn recover_one(self: &Arc<Self>, ns: Namespace, id: String) {
+        let bundle = Bundle::locate(&self.config.root, &self.config.state, &ns, &id);
+        let Some(binary) = bundle.shim_binary() else {
+            // Never got as far as a shim: nothing runs.
+            tracing::info!(namespace = %ns, id, "removing a bundle without a shim");
+            let _ = bundle.delete();
+            return;
+        };
+        let command = self.command(binary);
+        let connected = match bundle.address() {
+            Some(address) => {
+                let log = open_log(&bundle).ok();
+                match Shim::connect(bundle.clone(), address, command.clone(), log).await {
+                    Ok(shim) => {
+                        let shim = Arc::new(shim);
+                        shim.probe().await.map(|_| shim)
                     }
-                }
-                None => Err(Error::not_found("no address")),
-            };
-            match connected {
-                Ok(shim) => {
-                    tracing::info!(namespace = %ns, id, "reconnected to shim");
-                    if let Ok(mut tasks) = self.tasks.lock() {
-                        tasks.insert(key(&ns, &id), shim.clone());
-                    }
-                    self.monitor(shim);
-                }
-                Err(e) => {
-                    tracing::info!(namespace = %ns, id, error = %e, "shim is gone");
-                    self.cleanup_dead(&bundle, &command).await;
+                    Err(e) => Err(e),
                 }
             }
+            None => Err(Error::not_found("no address")),
+        };
+        match connected {
+            Ok(shim) => {
+                tracing::info!(namespace = %ns, id, "reconnected to shim");
+                if let Ok(mut tasks) = self.tasks.lock() {
+                    tasks.insert(key(&ns, &id), shim.clone());
+                }
+                self.monitor(shim);
+            }
+            Err(e) => {
+                tracing::info!(namespace = %ns, id, error = %e, "shim is gone");
+                self.cleanup_dead(&bundle, &command).await;
+            }
         }
-        Ok(())
     }
 }

@@ -413,7 +413,7 @@ impl Service {
             .rootfs
             .iter()
             .cloned()
-            .map(crated_api::services::snapshots::mount_from_pb)
+            .map(crated_api::convert::mount_from_pb)
             .collect();
         let rootfs = if mounts.is_empty() {
             None

@@ -129,6 +129,11 @@ impl Layout for BtrfsLayout {
     }
 }
 
+/// `io.containerd.snapshotter.v1 btrfs`.
+pub fn registration() -> crated_plugin::Registration {
+    crated_snapshotter_meta::plugin::registration("btrfs", open)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod engine;
+pub mod plugin;
 pub mod usage;
 
 pub use engine::{DirSnapshotter, Dirs, Layout};

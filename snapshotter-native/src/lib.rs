@@ -76,3 +76,8 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+/// `io.containerd.snapshotter.v1 native`.
+pub fn registration() -> crated_plugin::Registration {
+    crated_snapshotter_meta::plugin::registration("native", open)
+}

@@ -103,3 +103,8 @@ impl Layout for OverlayLayout {
         usage::measure(&dir.join("fs"))
     }
 }
+
+/// `io.containerd.snapshotter.v1 overlayfs`.
+pub fn registration() -> crated_plugin::Registration {
+    crated_snapshotter_meta::plugin::registration("overlayfs", open)
+}

@@ -14,14 +14,17 @@
 //! ```
 
 use crated_core::mount::Mount;
-use crated_core::snapshots::{Info, Labels, Snapshotter, Usage};
+use std::sync::Arc;
+
+use crated_core::snapshots::{Info, Labels, Snapshotter, Snapshotters, Usage};
 use crated_core::{Namespace, Result};
 use tonic::transport::Channel;
 
 use crate::containerd::services::snapshots::v1 as pb;
+use crate::convert::mount_from_pb;
 use crate::from_grpc;
 use crate::metadata::{set_grpc_lease, set_grpc_namespace};
-use crate::services::snapshots::{info_from_pb, info_to_pb, mount_from_pb};
+use crate::services::snapshots::{info_from_pb, info_to_pb};
 
 /// The snapshotter `snapshotter` of the daemon on a channel, in a namespace.
 #[derive(Clone)]
@@ -211,5 +214,34 @@ impl Snapshotter for SnapshotsProxy {
             .await
             .map_err(from_grpc)?;
         Ok(())
+    }
+}
+
+/// Every snapshotter of a remote daemon, by name, as [`Snapshotters`].
+#[derive(Clone)]
+pub struct SnapshottersProxy {
+    channel: Channel,
+}
+
+impl SnapshottersProxy {
+    /// Calls the snapshots service on `channel`.
+    pub fn new(channel: Channel) -> Self {
+        Self { channel }
+    }
+}
+
+impl Snapshotters for SnapshottersProxy {
+    /// Unknown here: the names are the daemon's (its introspection lists
+    /// its snapshotter plugins).
+    fn names(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn get(&self, ns: &Namespace, name: &str, lease: Option<&str>) -> Result<Arc<dyn Snapshotter>> {
+        let proxy = SnapshotsProxy::new(self.channel.clone(), name, ns.clone());
+        Ok(Arc::new(match lease {
+            Some(lease) => proxy.with_lease(lease),
+            None => proxy,
+        }))
     }
 }

@@ -1,32 +1,29 @@
-//! `containerd.services.containers.v1.Containers` over a [`ContainerStore`].
+//! `containerd.services.containers.v1.Containers` over a
+//! [`ContainerStore`]: a translation only (the service layer publishes
+//! the `/containers/*` events).
 
 use std::pin::Pin;
 use std::sync::Arc;
 
 use crated_core::containers::{Container, ContainerStore, Runtime};
-use crated_core::descriptor::Any;
-use crated_core::events::Exchange;
 use crated_core::{Error, Result};
 use futures::Stream;
 use tonic::{Request, Response, Status};
 
-use crate::containerd::events as ev;
 use crate::containerd::services::containers::v1 as pb;
-use crate::convert::{to_system_time, to_timestamp};
+use crate::convert::{any_from_pb, any_to_pb, to_system_time, to_timestamp};
 use crate::metadata::grpc_namespace;
-use crate::services::events::{payload, publish};
 use crate::to_grpc;
 
 /// The containers service of a daemon.
 pub struct Service {
     store: Arc<dyn ContainerStore>,
-    exchange: Exchange,
 }
 
 impl Service {
-    /// Serves `store`, publishing `/containers/*` events to `exchange`.
-    pub fn new(store: Arc<dyn ContainerStore>, exchange: Exchange) -> Self {
-        Self { store, exchange }
+    /// Serves `store`.
+    pub fn new(store: Arc<dyn ContainerStore>) -> Self {
+        Self { store }
     }
 
     /// The tonic server wrapping this service.
@@ -35,21 +32,8 @@ impl Service {
     }
 }
 
-fn any_to_pb(any: Any) -> prost_types::Any {
-    prost_types::Any {
-        type_url: any.type_url,
-        value: any.value,
-    }
-}
-
-fn any_from_pb(any: prost_types::Any) -> Any {
-    Any {
-        type_url: any.type_url,
-        value: any.value,
-    }
-}
-
-fn to_pb(c: Container) -> pb::Container {
+/// A container as its wire message.
+pub fn to_pb(c: Container) -> pb::Container {
     pb::Container {
         id: c.id,
         labels: c.labels.into_iter().collect(),
@@ -72,7 +56,8 @@ fn to_pb(c: Container) -> pb::Container {
     }
 }
 
-fn from_pb(c: Option<pb::Container>) -> Result<Container> {
+/// A wire container as the core type.
+pub fn from_pb(c: Option<pb::Container>) -> Result<Container> {
     let c = c.ok_or_else(|| Error::invalid_argument("container must be set"))?;
     let now = std::time::SystemTime::now();
     let runtime = c.runtime.unwrap_or_default();
@@ -161,20 +146,6 @@ impl pb::containers_server::Containers for Service {
         let ns = grpc_namespace(&request).map_err(to_grpc)?;
         let container = from_pb(request.into_inner().container).map_err(to_grpc)?;
         let created = self.store.create(&ns, container).await.map_err(to_grpc)?;
-        let event = ev::ContainerCreate {
-            id: created.id.clone(),
-            image: created.image.clone(),
-            runtime: Some(ev::container_create::Runtime {
-                name: created.runtime.name.clone(),
-                options: created.runtime.options.clone().map(any_to_pb),
-            }),
-        };
-        publish(
-            &self.exchange,
-            &ns,
-            "/containers/create",
-            payload("containerd.events.ContainerCreate", &event),
-        );
         Ok(Response::new(pb::CreateContainerResponse {
             container: Some(to_pb(created)),
         }))
@@ -193,18 +164,6 @@ impl pb::containers_server::Containers for Service {
             .update(&ns, container, &paths)
             .await
             .map_err(to_grpc)?;
-        let event = ev::ContainerUpdate {
-            id: updated.id.clone(),
-            image: updated.image.clone(),
-            labels: updated.labels.clone().into_iter().collect(),
-            snapshot_key: updated.snapshot_key.clone(),
-        };
-        publish(
-            &self.exchange,
-            &ns,
-            "/containers/update",
-            payload("containerd.events.ContainerUpdate", &event),
-        );
         Ok(Response::new(pb::UpdateContainerResponse {
             container: Some(to_pb(updated)),
         }))
@@ -217,15 +176,6 @@ impl pb::containers_server::Containers for Service {
         let ns = grpc_namespace(&request).map_err(to_grpc)?;
         let id = request.into_inner().id;
         self.store.delete(&ns, &id).await.map_err(to_grpc)?;
-        publish(
-            &self.exchange,
-            &ns,
-            "/containers/delete",
-            payload(
-                "containerd.events.ContainerDelete",
-                &ev::ContainerDelete { id },
-            ),
-        );
         Ok(Response::new(()))
     }
 }

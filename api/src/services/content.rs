@@ -1,4 +1,5 @@
-//! `containerd.services.content.v1.Content` over a [`ContentStore`].
+//! `containerd.services.content.v1.Content` over a [`ContentStore`]: a
+//! translation only (the service layer publishes `/content/delete`).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -14,9 +15,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::containerd::services::content::v1 as pb;
 use crate::convert::{to_system_time, to_timestamp};
 use crate::metadata::{grpc_lease, grpc_namespace};
-use crate::services::events::{payload, publish};
 use crate::to_grpc;
-use crated_core::events::Exchange;
 
 /// Infos per `List` response message, as containerd batches them.
 const LIST_BATCH: usize = 100;
@@ -28,13 +27,12 @@ type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 /// The content service of a daemon.
 pub struct Service {
     store: Arc<dyn ContentStore>,
-    exchange: Exchange,
 }
 
 impl Service {
-    /// Serves `store`, publishing `/content/delete` events to `exchange`.
-    pub fn new(store: Arc<dyn ContentStore>, exchange: Exchange) -> Self {
-        Self { store, exchange }
+    /// Serves `store`.
+    pub fn new(store: Arc<dyn ContentStore>) -> Self {
+        Self { store }
     }
 
     /// The tonic server wrapping this service.
@@ -181,15 +179,6 @@ impl pb::content_server::Content for Service {
         let ns = grpc_namespace(&request).map_err(to_grpc)?;
         let digest = parse_digest(&request.get_ref().digest).map_err(to_grpc)?;
         self.store.delete(&ns, &digest).await.map_err(to_grpc)?;
-        let event = crate::containerd::events::ContentDelete {
-            digest: digest.to_string(),
-        };
-        publish(
-            &self.exchange,
-            &ns,
-            "/content/delete",
-            payload("containerd.events.ContentDelete", &event),
-        );
         Ok(Response::new(()))
     }
 

@@ -1,6 +1,5 @@
-//! `containerd.services.diff.v1.Diff` over [`Differ`]s: `Apply` and `Diff`
-//! try each differ in order until one does not answer NotImplemented, as
-//! containerd's diff service does.
+//! `containerd.services.diff.v1.Diff` over a [`Differ`]: a translation
+//! only (the service layer picks among the loaded differs).
 
 use std::sync::Arc;
 
@@ -9,20 +8,19 @@ use crated_core::{Error, Result};
 use tonic::{Request, Response, Status};
 
 use crate::containerd::services::diff::v1 as pb;
+use crate::convert::{descriptor_from_pb, descriptor_to_pb, mount_from_pb};
 use crate::metadata::{grpc_lease, grpc_namespace};
-use crate::services::images::{descriptor_from_pb, descriptor_to_pb};
-use crate::services::snapshots::mount_from_pb;
 use crate::to_grpc;
 
 /// The diff service of a daemon.
 pub struct Service {
-    differs: Vec<Arc<dyn Differ>>,
+    differ: Arc<dyn Differ>,
 }
 
 impl Service {
-    /// Serves `differs`, tried in this order.
-    pub fn new(differs: Vec<Arc<dyn Differ>>) -> Self {
-        Self { differs }
+    /// Serves `differ`.
+    pub fn new(differ: Arc<dyn Differ>) -> Self {
+        Self { differ }
     }
 
     /// The tonic server wrapping this service.
@@ -39,19 +37,10 @@ impl Service {
                 .ok_or_else(|| Error::invalid_argument("diff descriptor must be set"))?,
         )?;
         let mounts: Vec<_> = request.mounts.into_iter().map(mount_from_pb).collect();
-        let mut last = Error::not_implemented("no differ is loaded");
-        for differ in &self.differs {
-            match differ.apply(&ns, &layer, &mounts).await {
-                Ok(applied) => {
-                    return Ok(pb::ApplyResponse {
-                        applied: Some(descriptor_to_pb(applied)),
-                    })
-                }
-                Err(err) if err.kind() == crated_core::Kind::NotImplemented => last = err,
-                Err(err) => return Err(err),
-            }
-        }
-        Err(last)
+        let applied = self.differ.apply(&ns, &layer, &mounts).await?;
+        Ok(pb::ApplyResponse {
+            applied: Some(descriptor_to_pb(applied)),
+        })
     }
 
     async fn diff(&self, request: Request<pb::DiffRequest>) -> Result<pb::DiffResponse> {
@@ -66,19 +55,10 @@ impl Service {
             labels: request.labels.into_iter().collect(),
             lease,
         };
-        let mut last = Error::not_implemented("no differ is loaded");
-        for differ in &self.differs {
-            match differ.compare(&ns, &lower, &upper, options.clone()).await {
-                Ok(diff) => {
-                    return Ok(pb::DiffResponse {
-                        diff: Some(descriptor_to_pb(diff)),
-                    })
-                }
-                Err(err) if err.kind() == crated_core::Kind::NotImplemented => last = err,
-                Err(err) => return Err(err),
-            }
-        }
-        Err(last)
+        let diff = self.differ.compare(&ns, &lower, &upper, options).await?;
+        Ok(pb::DiffResponse {
+            diff: Some(descriptor_to_pb(diff)),
+        })
     }
 }
 

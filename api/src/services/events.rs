@@ -1,11 +1,12 @@
 //! `containerd.services.events.v1.Events` (gRPC) and
-//! `containerd.services.events.ttrpc.v1.Events` (ttrpc, for shims) over the
-//! [`Exchange`], and the helpers services use to publish.
+//! `containerd.services.events.ttrpc.v1.Events` (ttrpc, for shims) over
+//! [`Events`], and the helper that encodes an event payload.
 
 use std::pin::Pin;
+use std::sync::Arc;
 
-use crated_core::events::{Envelope, Exchange, Payload};
-use crated_core::{Error, Namespace};
+use crated_core::events::{Envelope, Events, Payload};
+use crated_core::Error;
 use futures::Stream;
 use tonic::{Request, Response, Status};
 
@@ -24,14 +25,6 @@ pub fn payload<M: prost::Message>(type_url: &str, message: &M) -> Payload {
     }
 }
 
-/// Publishes, logging instead of failing: the mutation it reports has
-/// already been made durable, and a bad topic is a bug caught by tests.
-pub fn publish(exchange: &Exchange, ns: &Namespace, topic: &str, event: Payload) {
-    if let Err(err) = exchange.publish(ns, topic, event) {
-        tracing::warn!(topic, error = %err, "publish event");
-    }
-}
-
 fn any_to_payload(any: Option<prost_types::Any>) -> Payload {
     let any = any.unwrap_or_default();
     Payload {
@@ -40,7 +33,8 @@ fn any_to_payload(any: Option<prost_types::Any>) -> Payload {
     }
 }
 
-fn envelope_to_pb(envelope: Envelope) -> pb::Envelope {
+/// An envelope as its wire message.
+pub fn envelope_to_pb(envelope: Envelope) -> pb::Envelope {
     pb::Envelope {
         timestamp: Some(to_timestamp(envelope.timestamp)),
         namespace: envelope.namespace,
@@ -52,7 +46,8 @@ fn envelope_to_pb(envelope: Envelope) -> pb::Envelope {
     }
 }
 
-fn envelope_from_parts(
+/// An envelope from its wire parts; no timestamp means now.
+pub fn envelope_from_parts(
     timestamp: Option<prost_types::Timestamp>,
     namespace: String,
     topic: String,
@@ -72,13 +67,13 @@ fn envelope_from_parts(
 /// The events service of a daemon.
 #[derive(Clone)]
 pub struct Service {
-    exchange: Exchange,
+    events: Arc<dyn Events>,
 }
 
 impl Service {
-    /// Serves `exchange`.
-    pub fn new(exchange: Exchange) -> Self {
-        Self { exchange }
+    /// Serves `events`.
+    pub fn new(events: Arc<dyn Events>) -> Self {
+        Self { events }
     }
 
     /// The tonic server wrapping this service.
@@ -95,8 +90,9 @@ impl pb::events_server::Events for Service {
         if request.event.is_none() {
             return Err(to_grpc(Error::invalid_argument("event must be set")));
         }
-        self.exchange
+        self.events
             .publish(&ns, &request.topic, any_to_payload(request.event))
+            .await
             .map_err(to_grpc)?;
         Ok(Response::new(()))
     }
@@ -106,13 +102,14 @@ impl pb::events_server::Events for Service {
             .into_inner()
             .envelope
             .ok_or_else(|| to_grpc(Error::invalid_argument("envelope must be set")))?;
-        self.exchange
+        self.events
             .forward(envelope_from_parts(
                 envelope.timestamp,
                 envelope.namespace,
                 envelope.topic,
                 envelope.event,
             ))
+            .await
             .map_err(to_grpc)?;
         Ok(Response::new(()))
     }
@@ -124,8 +121,9 @@ impl pb::events_server::Events for Service {
         request: Request<pb::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let mut subscription = self
-            .exchange
+            .events
             .subscribe(&request.get_ref().filters)
+            .await
             .map_err(to_grpc)?;
         let stream = async_stream(move |tx| async move {
             while let Some(next) = subscription.next().await {
@@ -173,13 +171,14 @@ impl ttrpc_pb::events_ttrpc::Events for Service {
                 ))));
             }
         }
-        self.exchange
+        self.events
             .forward(envelope_from_parts(
                 envelope.timestamp,
                 envelope.namespace,
                 envelope.topic,
                 envelope.event,
             ))
+            .await
             .map_err(to_ttrpc)
     }
 }

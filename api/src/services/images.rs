@@ -1,44 +1,27 @@
-//! `containerd.services.images.v1.Images` over an [`ImageStore`].
+//! `containerd.services.images.v1.Images` over an [`ImageStore`]: a
+//! translation only (events and `sync` deletes are the service layer's).
 
 use std::sync::Arc;
 
-use crated_core::descriptor::Descriptor;
 use crated_core::digest::Digest;
-use crated_core::events::Exchange;
-use crated_core::gc::Trigger;
 use crated_core::images::{Image, ImageStore};
 use crated_core::{Error, Result};
 use tonic::{Request, Response, Status};
 
 use crate::containerd::services::images::v1 as pb;
-use crate::containerd::types;
-use crate::convert::{to_system_time, to_timestamp};
+use crate::convert::{descriptor_from_pb, descriptor_to_pb, to_system_time, to_timestamp};
 use crate::metadata::grpc_namespace;
-use crate::services::events::{payload, publish};
 use crate::to_grpc;
 
 /// The images service of a daemon.
 pub struct Service {
     store: Arc<dyn ImageStore>,
-    exchange: Exchange,
-    gc: Option<Arc<dyn Trigger>>,
 }
 
 impl Service {
-    /// Serves `store`, publishing `/images/*` events to `exchange`.
-    pub fn new(store: Arc<dyn ImageStore>, exchange: Exchange) -> Self {
-        Self {
-            store,
-            exchange,
-            gc: None,
-        }
-    }
-
-    /// Lets a `sync` delete wait for a garbage collection, as containerd's
-    /// does; without it `sync` only deletes.
-    pub fn with_gc(mut self, gc: Arc<dyn Trigger>) -> Self {
-        self.gc = Some(gc);
-        self
+    /// Serves `store`.
+    pub fn new(store: Arc<dyn ImageStore>) -> Self {
+        Self { store }
     }
 
     /// The tonic server wrapping this service.
@@ -47,30 +30,8 @@ impl Service {
     }
 }
 
-/// A descriptor as its wire message.
-pub fn descriptor_to_pb(d: Descriptor) -> types::Descriptor {
-    types::Descriptor {
-        media_type: d.media_type,
-        digest: d.digest.to_string(),
-        size: i64::try_from(d.size).unwrap_or(i64::MAX),
-        annotations: d.annotations.into_iter().collect(),
-    }
-}
-
-/// A wire descriptor as the core type; the digest must parse and the size
-/// must not be negative.
-pub fn descriptor_from_pb(d: types::Descriptor) -> Result<Descriptor> {
-    Ok(Descriptor {
-        digest: Digest::parse(&d.digest).map_err(|e| e.context("Target.Digest"))?,
-        size: u64::try_from(d.size).map_err(|_| {
-            Error::invalid_argument(format!("Target.Size {} must not be negative", d.size))
-        })?,
-        media_type: d.media_type,
-        annotations: d.annotations.into_iter().collect(),
-    })
-}
-
-fn to_pb(image: Image) -> pb::Image {
+/// An image as its wire message.
+pub fn to_pb(image: Image) -> pb::Image {
     pb::Image {
         name: image.name,
         labels: image.labels.into_iter().collect(),
@@ -80,7 +41,8 @@ fn to_pb(image: Image) -> pb::Image {
     }
 }
 
-fn from_pb(image: Option<pb::Image>) -> Result<Image> {
+/// A wire image as the core type; its target must be valid.
+pub fn from_pb(image: Option<pb::Image>) -> Result<Image> {
     from_pb_with(image, true)
 }
 
@@ -166,16 +128,6 @@ impl pb::images_server::Images for Service {
         let ns = grpc_namespace(&request).map_err(to_grpc)?;
         let image = from_pb(request.into_inner().image).map_err(to_grpc)?;
         let created = self.store.create(&ns, image).await.map_err(to_grpc)?;
-        let event = pb::ImageCreate {
-            name: created.name.clone(),
-            labels: created.labels.clone().into_iter().collect(),
-        };
-        publish(
-            &self.exchange,
-            &ns,
-            "/images/create",
-            payload("containerd.services.images.v1.ImageCreate", &event),
-        );
         Ok(Response::new(pb::CreateImageResponse {
             image: Some(to_pb(created)),
         }))
@@ -194,16 +146,6 @@ impl pb::images_server::Images for Service {
             .update(&ns, image, &paths)
             .await
             .map_err(to_grpc)?;
-        let event = pb::ImageUpdate {
-            name: updated.name.clone(),
-            labels: updated.labels.clone().into_iter().collect(),
-        };
-        publish(
-            &self.exchange,
-            &ns,
-            "/images/update",
-            payload("containerd.services.images.v1.ImageUpdate", &event),
-        );
         Ok(Response::new(pb::UpdateImageResponse {
             image: Some(to_pb(updated)),
         }))
@@ -216,19 +158,9 @@ impl pb::images_server::Images for Service {
         let ns = grpc_namespace(&request).map_err(to_grpc)?;
         let request = request.into_inner();
         self.store
-            .delete(&ns, &request.name)
+            .delete(&ns, &request.name, request.sync)
             .await
             .map_err(to_grpc)?;
-        let event = pb::ImageDelete { name: request.name };
-        publish(
-            &self.exchange,
-            &ns,
-            "/images/delete",
-            payload("containerd.services.images.v1.ImageDelete", &event),
-        );
-        if let Some(gc) = self.gc.as_ref().filter(|_| request.sync) {
-            gc.schedule_and_wait().await.map_err(to_grpc)?;
-        }
         Ok(Response::new(()))
     }
 }

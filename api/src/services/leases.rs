@@ -1,8 +1,8 @@
-//! `containerd.services.leases.v1.Leases` over a [`LeaseStore`].
+//! `containerd.services.leases.v1.Leases` over a [`LeaseStore`]: a
+//! translation only (the service layer makes `sync` deletes wait).
 
 use std::sync::Arc;
 
-use crated_core::gc::Trigger;
 use crated_core::leases::{Lease, LeaseStore, Resource};
 use crated_core::Error;
 use tonic::{Request, Response, Status};
@@ -15,20 +15,12 @@ use crate::to_grpc;
 /// The leases service of a daemon.
 pub struct Service {
     store: Arc<dyn LeaseStore>,
-    gc: Option<Arc<dyn Trigger>>,
 }
 
 impl Service {
     /// Serves `store`.
     pub fn new(store: Arc<dyn LeaseStore>) -> Self {
-        Self { store, gc: None }
-    }
-
-    /// Lets a `sync` delete wait for a garbage collection, as containerd's
-    /// does; without it `sync` only deletes.
-    pub fn with_gc(mut self, gc: Arc<dyn Trigger>) -> Self {
-        self.gc = Some(gc);
-        self
+        Self { store }
     }
 
     /// The tonic server wrapping this service.
@@ -37,7 +29,8 @@ impl Service {
     }
 }
 
-fn to_pb(lease: Lease) -> pb::Lease {
+/// A lease as its wire message.
+pub fn to_pb(lease: Lease) -> pb::Lease {
     pb::Lease {
         id: lease.id,
         created_at: Some(to_timestamp(lease.created_at)),
@@ -75,10 +68,10 @@ impl pb::leases_server::Leases for Service {
     async fn delete(&self, request: Request<pb::DeleteRequest>) -> Result<Response<()>, Status> {
         let ns = grpc_namespace(&request).map_err(to_grpc)?;
         let request = request.into_inner();
-        self.store.delete(&ns, &request.id).await.map_err(to_grpc)?;
-        if let Some(gc) = self.gc.as_ref().filter(|_| request.sync) {
-            gc.schedule_and_wait().await.map_err(to_grpc)?;
-        }
+        self.store
+            .delete(&ns, &request.id, request.sync)
+            .await
+            .map_err(to_grpc)?;
         Ok(Response::new(()))
     }
 

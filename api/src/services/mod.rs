@@ -1,13 +1,18 @@
-//! gRPC service adapters: a `crated-core` trait object in, a tonic service out.
+//! gRPC service adapters: a `crated-core` trait object in, a tonic service
+//! out.
 //!
-//! Each adapter validates its request, calls the store, and maps errors with
-//! [`crate::to_grpc`]; it holds no state of its own.
+//! Each adapter turns a request into core types, calls the service, and
+//! maps the result back with [`crate::to_grpc`] for errors. What the API
+//! does — events, synchronous deletes, leases, checkpoints — belongs to the
+//! service layer behind the trait, so in-process callers get it too.
 
 pub mod containers;
 pub mod content;
 pub mod diff;
 pub mod events;
 pub mod images;
+pub mod introspection;
 pub mod leases;
 pub mod namespaces;
 pub mod snapshots;
+pub mod tasks;

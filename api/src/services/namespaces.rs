@@ -1,44 +1,25 @@
-//! `containerd.services.namespaces.v1.Namespaces` over a [`NamespaceStore`].
+//! `containerd.services.namespaces.v1.Namespaces` over a
+//! [`NamespaceService`]: a translation only.
 
 use std::sync::Arc;
 
-use crated_core::filters::{self, Adaptor};
-use crated_core::namespaces::{NamespaceInfo, NamespaceStore};
+use crated_core::namespaces::{NamespaceInfo, NamespaceService};
 use crated_core::{Error, Namespace, Result};
 use tonic::{Request, Response, Status};
 
-use crated_core::events::Exchange;
-
-use crate::containerd::events as ev;
 use crate::containerd::services::namespaces::v1 as pb;
 use crate::metadata::grpc_namespace;
-use crate::services::events::{payload, publish};
 use crate::to_grpc;
 
 /// The namespaces service of a daemon.
 pub struct Service {
-    store: Arc<dyn NamespaceStore>,
-    exchange: Exchange,
+    service: Arc<dyn NamespaceService>,
 }
 
 impl Service {
-    /// Serves `store`, publishing `/namespaces/*` events to `exchange`.
-    pub fn new(store: Arc<dyn NamespaceStore>, exchange: Exchange) -> Self {
-        Self { store, exchange }
-    }
-
-    /// Publishes in the caller's namespace (as containerd does), or in the
-    /// namespace acted on when the caller named none.
-    fn publish<T, M: prost::Message>(
-        &self,
-        request: &Request<T>,
-        target: &Namespace,
-        topic: &str,
-        type_url: &str,
-        event: &M,
-    ) {
-        let ns = grpc_namespace(request).unwrap_or_else(|_| target.clone());
-        publish(&self.exchange, &ns, topic, payload(type_url, event));
+    /// Serves `service`.
+    pub fn new(service: Arc<dyn NamespaceService>) -> Self {
+        Self { service }
     }
 
     /// The tonic server wrapping this service.
@@ -47,27 +28,26 @@ impl Service {
     }
 }
 
-fn to_pb(info: NamespaceInfo) -> pb::Namespace {
+/// A namespace as its wire message.
+pub fn to_pb(info: NamespaceInfo) -> pb::Namespace {
     pb::Namespace {
         name: info.name.to_string(),
         labels: info.labels.into_iter().collect(),
     }
 }
 
-fn name(raw: &str) -> Result<Namespace> {
-    Namespace::new(raw)
+/// A wire namespace as the core type; the name must be valid.
+pub fn from_pb(ns: Option<pb::Namespace>) -> Result<NamespaceInfo> {
+    let ns = ns.ok_or_else(|| Error::invalid_argument("namespace must be set"))?;
+    Ok(NamespaceInfo {
+        name: Namespace::new(ns.name)?,
+        labels: ns.labels.into_iter().collect(),
+    })
 }
 
-struct Fields<'a>(&'a NamespaceInfo);
-
-impl Adaptor for Fields<'_> {
-    fn field(&self, path: &[&str]) -> Option<String> {
-        match path {
-            ["name"] => Some(self.0.name.to_string()),
-            ["labels", key] => self.0.labels.get(*key).cloned(),
-            _ => None,
-        }
-    }
+/// The caller's own namespace, if its request names one.
+fn caller<T>(request: &Request<T>) -> Option<Namespace> {
+    grpc_namespace(request).ok()
 }
 
 #[tonic::async_trait]
@@ -76,20 +56,8 @@ impl pb::namespaces_server::Namespaces for Service {
         &self,
         request: Request<pb::GetNamespaceRequest>,
     ) -> Result<Response<pb::GetNamespaceResponse>, Status> {
-        let name = name(&request.into_inner().name).map_err(to_grpc)?;
-        // containerd answers Get for a namespace that does not exist yet with
-        // empty labels, and its Go client relies on it: `ctr run` and
-        // `ctr images pull` read the default-snapshotter label of a namespace
-        // they are about to create on first use. So NotFound is not an error
-        // on the wire here.
-        let info = match self.store.get(&name).await {
-            Ok(info) => info,
-            Err(err) if err.is_not_found() => NamespaceInfo {
-                name,
-                labels: Default::default(),
-            },
-            Err(err) => return Err(to_grpc(err)),
-        };
+        let name = Namespace::new(request.into_inner().name).map_err(to_grpc)?;
+        let info = self.service.get(&name).await.map_err(to_grpc)?;
         Ok(Response::new(pb::GetNamespaceResponse {
             namespace: Some(to_pb(info)),
         }))
@@ -102,18 +70,17 @@ impl pb::namespaces_server::Namespaces for Service {
         // containerd ignores the filter; applying it is what a caller who
         // sends one expects.
         let filter = request.into_inner().filter;
-        let filter = if filter.is_empty() {
-            filters::Filter::always()
+        let filters: Vec<String> = if filter.is_empty() {
+            Vec::new()
         } else {
-            filters::parse(&filter).map_err(to_grpc)?
+            vec![filter]
         };
         let namespaces = self
-            .store
-            .list()
+            .service
+            .list(&filters)
             .await
             .map_err(to_grpc)?
             .into_iter()
-            .filter(|info| filter.matches(&Fields(info)))
             .map(to_pb)
             .collect();
         Ok(Response::new(pb::ListNamespacesResponse { namespaces }))
@@ -123,28 +90,13 @@ impl pb::namespaces_server::Namespaces for Service {
         &self,
         request: Request<pb::CreateNamespaceRequest>,
     ) -> Result<Response<pb::CreateNamespaceResponse>, Status> {
-        let ns = request
-            .get_ref()
-            .namespace
-            .clone()
-            .ok_or_else(|| to_grpc(Error::invalid_argument("namespace must be set")))?;
-        let name = name(&ns.name).map_err(to_grpc)?;
+        let caller = caller(&request);
+        let ns = from_pb(request.into_inner().namespace).map_err(to_grpc)?;
         let info = self
-            .store
-            .create(&name, ns.labels.into_iter().collect())
+            .service
+            .create(caller.as_ref(), &ns.name, ns.labels)
             .await
             .map_err(to_grpc)?;
-        let event = ev::NamespaceCreate {
-            name: info.name.to_string(),
-            labels: info.labels.clone().into_iter().collect(),
-        };
-        self.publish(
-            &request,
-            &name,
-            "/namespaces/create",
-            "containerd.events.NamespaceCreate",
-            &event,
-        );
         Ok(Response::new(pb::CreateNamespaceResponse {
             namespace: Some(to_pb(info)),
         }))
@@ -154,27 +106,15 @@ impl pb::namespaces_server::Namespaces for Service {
         &self,
         request: Request<pb::UpdateNamespaceRequest>,
     ) -> Result<Response<pb::UpdateNamespaceResponse>, Status> {
-        let body = request.get_ref().clone();
-        let ns = body
-            .namespace
-            .ok_or_else(|| to_grpc(Error::invalid_argument("namespace must be set")))?;
-        let update = NamespaceInfo {
-            name: name(&ns.name).map_err(to_grpc)?,
-            labels: ns.labels.into_iter().collect(),
-        };
+        let caller = caller(&request);
+        let body = request.into_inner();
+        let update = from_pb(body.namespace).map_err(to_grpc)?;
         let paths = body.update_mask.map(|m| m.paths).unwrap_or_default();
-        let info = self.store.update(update, &paths).await.map_err(to_grpc)?;
-        let event = ev::NamespaceUpdate {
-            name: info.name.to_string(),
-            labels: info.labels.clone().into_iter().collect(),
-        };
-        self.publish(
-            &request,
-            &info.name,
-            "/namespaces/update",
-            "containerd.events.NamespaceUpdate",
-            &event,
-        );
+        let info = self
+            .service
+            .update(caller.as_ref(), update, &paths)
+            .await
+            .map_err(to_grpc)?;
         Ok(Response::new(pb::UpdateNamespaceResponse {
             namespace: Some(to_pb(info)),
         }))
@@ -184,18 +124,12 @@ impl pb::namespaces_server::Namespaces for Service {
         &self,
         request: Request<pb::DeleteNamespaceRequest>,
     ) -> Result<Response<()>, Status> {
-        let name = name(&request.get_ref().name).map_err(to_grpc)?;
-        self.store.delete(&name).await.map_err(to_grpc)?;
-        let event = ev::NamespaceDelete {
-            name: name.to_string(),
-        };
-        self.publish(
-            &request,
-            &name,
-            "/namespaces/delete",
-            "containerd.events.NamespaceDelete",
-            &event,
-        );
+        let caller = caller(&request);
+        let name = Namespace::new(request.into_inner().name).map_err(to_grpc)?;
+        self.service
+            .delete(caller.as_ref(), &name)
+            .await
+            .map_err(to_grpc)?;
         Ok(Response::new(()))
     }
 }

@@ -1,23 +1,21 @@
 //! `containerd.services.snapshots.v1.Snapshots` over namespaced
-//! [`Snapshotters`], with containerd's `/snapshot/*` events.
+//! [`Snapshotters`]: a translation only (the service layer publishes the
+//! `/snapshot/*` events).
 
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use crated_core::events::Exchange;
 use crated_core::mount::Mount;
 use crated_core::snapshots::{Info, Kind, Snapshotter, Snapshotters};
 use crated_core::{Error, Result};
 use futures::Stream;
 use tonic::{Request, Response, Status};
 
-use crate::containerd::events as ev;
 use crate::containerd::services::snapshots::v1 as pb;
 use crate::containerd::types;
-use crate::convert::{to_system_time, to_timestamp};
+use crate::convert::{mount_to_pb, to_system_time, to_timestamp};
 use crate::metadata::{grpc_lease, grpc_namespace};
-use crate::services::events::{payload, publish};
 use crate::to_grpc;
 
 /// Infos per List message, as containerd batches them.
@@ -26,16 +24,12 @@ const LIST_BATCH: usize = 100;
 /// The snapshots service of a daemon.
 pub struct Service {
     snapshotters: Arc<dyn Snapshotters>,
-    exchange: Exchange,
 }
 
 impl Service {
-    /// Serves `snapshotters`, publishing `/snapshot/*` events to `exchange`.
-    pub fn new(snapshotters: Arc<dyn Snapshotters>, exchange: Exchange) -> Self {
-        Self {
-            snapshotters,
-            exchange,
-        }
+    /// Serves `snapshotters`.
+    pub fn new(snapshotters: Arc<dyn Snapshotters>) -> Self {
+        Self { snapshotters }
     }
 
     /// The tonic server wrapping this service.
@@ -76,26 +70,6 @@ impl Snapshotters for Standalone {
         _lease: Option<&str>,
     ) -> Result<Arc<dyn Snapshotter>> {
         Ok(Arc::clone(&self.0))
-    }
-}
-
-/// A mount as its wire message.
-pub fn mount_to_pb(m: Mount) -> types::Mount {
-    types::Mount {
-        r#type: m.r#type,
-        source: m.source,
-        target: m.target,
-        options: m.options,
-    }
-}
-
-/// A wire mount as the core type.
-pub fn mount_from_pb(m: types::Mount) -> Mount {
-    Mount {
-        r#type: m.r#type,
-        source: m.source,
-        target: m.target,
-        options: m.options,
     }
 }
 
@@ -160,7 +134,7 @@ impl pb::snapshots_server::Snapshots for Service {
         &self,
         request: Request<pb::PrepareSnapshotRequest>,
     ) -> Result<Response<pb::PrepareSnapshotResponse>, Status> {
-        let (ns, sn) = self
+        let (_, sn) = self
             .get(&request, &request.get_ref().snapshotter)
             .map_err(to_grpc)?;
         let r = request.into_inner();
@@ -168,16 +142,6 @@ impl pb::snapshots_server::Snapshots for Service {
             .prepare(&r.key, &r.parent, labels(r.labels))
             .await
             .map_err(to_grpc)?;
-        let event = ev::SnapshotPrepare {
-            key: r.key,
-            parent: r.parent,
-        };
-        publish(
-            &self.exchange,
-            &ns,
-            "/snapshot/prepare",
-            payload("containerd.events.SnapshotPrepare", &event),
-        );
         Ok(Response::new(pb::PrepareSnapshotResponse {
             mounts: mounts(m),
         }))
@@ -215,23 +179,13 @@ impl pb::snapshots_server::Snapshots for Service {
         &self,
         request: Request<pb::CommitSnapshotRequest>,
     ) -> Result<Response<()>, Status> {
-        let (ns, sn) = self
+        let (_, sn) = self
             .get(&request, &request.get_ref().snapshotter)
             .map_err(to_grpc)?;
         let r = request.into_inner();
         sn.commit(&r.name, &r.key, labels(r.labels))
             .await
             .map_err(to_grpc)?;
-        let event = ev::SnapshotCommit {
-            key: r.key,
-            name: r.name,
-        };
-        publish(
-            &self.exchange,
-            &ns,
-            "/snapshot/commit",
-            payload("containerd.events.SnapshotCommit", &event),
-        );
         Ok(Response::new(()))
     }
 
@@ -239,18 +193,10 @@ impl pb::snapshots_server::Snapshots for Service {
         &self,
         request: Request<pb::RemoveSnapshotRequest>,
     ) -> Result<Response<()>, Status> {
-        let (ns, sn) = self
+        let (_, sn) = self
             .get(&request, &request.get_ref().snapshotter)
             .map_err(to_grpc)?;
-        let r = request.into_inner();
-        sn.remove(&r.key).await.map_err(to_grpc)?;
-        let event = ev::SnapshotRemove { key: r.key };
-        publish(
-            &self.exchange,
-            &ns,
-            "/snapshot/remove",
-            payload("containerd.events.SnapshotRemove", &event),
-        );
+        sn.remove(&request.get_ref().key).await.map_err(to_grpc)?;
         Ok(Response::new(()))
     }
 

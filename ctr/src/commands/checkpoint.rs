@@ -76,7 +76,7 @@ pub async fn container(client: &Client, args: ContainerCheckpointArgs) -> anyhow
         rw: args.rw,
         ..Default::default()
     };
-    checkpoint::checkpoint(&client.channel, &client.namespace, &id, &name, &options)
+    checkpoint::checkpoint(client, &id, &name, &options)
         .await
         .map_err(user_error)?;
     Ok(())
@@ -102,7 +102,7 @@ pub async fn task(client: &Client, args: TaskCheckpointArgs) -> anyhow::Result<(
         labels: [("containerd.io/checkpoint".to_owned(), "true".to_owned())].into(),
         when_present: true,
     };
-    let written = checkpoint::checkpoint(&client.channel, &client.namespace, &id, &name, &options)
+    let written = checkpoint::checkpoint(client, &id, &name, &options)
         .await
         .map_err(user_error)?;
     if written.is_some() {
@@ -116,15 +116,13 @@ pub async fn task(client: &Client, args: TaskCheckpointArgs) -> anyhow::Result<(
 pub async fn restore(client: &Client, args: RestoreArgs) -> anyhow::Result<()> {
     let id = required(args.container, "container id")?;
     let name = required(args.r#ref, "ref")?;
-    let (channel, ns) = (&client.channel, &client.namespace);
-    if let Err(e) = crated_client::images::target(channel, ns, &name).await {
+    if let Err(e) = crated_client::images::target(client, &name).await {
         if !e.is_not_found() {
             return Err(user_error(e));
         }
         let resolver = args.registry.resolver()?;
         pull(
-            channel,
-            ns,
+            client,
             &resolver,
             &name,
             &PullOptions::default(),
@@ -138,7 +136,7 @@ pub async fn restore(client: &Client, args: RestoreArgs) -> anyhow::Result<()> {
         rw: args.rw,
         ..Default::default()
     };
-    checkpoint::restore(channel, ns, &id, &name, &options)
+    checkpoint::restore(client, &id, &name, &options)
         .await
         .map_err(user_error)?;
     Ok(())

@@ -1,21 +1,18 @@
 //! `ctr containers ls|info|rm|label`.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use clap::Subcommand;
-use crated_api::containerd::services::containers::v1 as pb;
-use crated_api::containerd::services::snapshots::v1 as snapshots;
-use crated_api::containerd::services::tasks::v1 as tasks;
-use crated_api::containerd::v1::types::Status;
+use crated_client::spec::SPEC_TYPE_URL;
+use crated_core::containers::Container as Record;
+use crated_core::descriptor::Any;
+use crated_core::tasks::Status;
 use serde_json::{json, Map, Value};
 
-use crate::client::{status_error, Client};
-use crate::commands::{field_mask, label_args, labels_line};
+use crate::client::{user_error, Client};
+use crate::commands::{label_args, labels_line};
 use crate::gojson;
 use crate::tabwriter::TabWriter;
-
-/// The type URL of an OCI runtime spec stored as JSON in an `Any`.
-const SPEC_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
 
 /// `ctr containers …`
 #[derive(Subcommand)]
@@ -64,7 +61,6 @@ pub enum Command {
 
 /// Runs `ctr containers …`.
 pub async fn run(client: Client, command: Command) -> anyhow::Result<()> {
-    let mut service = pb::containers_client::ContainersClient::new(client.channel.clone());
     match command {
         Command::Create(args) => return crate::commands::run::create(client, args).await,
         Command::Checkpoint(args) => {
@@ -72,38 +68,34 @@ pub async fn run(client: Client, command: Command) -> anyhow::Result<()> {
         }
         Command::Restore(args) => return crate::commands::checkpoint::restore(&client, args).await,
         Command::Ls { quiet, filters } => {
-            let containers = service
-                .list(client.request(pb::ListContainersRequest { filters }))
-                .await
-                .map_err(status_error)?
-                .into_inner()
-                .containers;
+            let containers = client.containers(&filters).await.map_err(user_error)?;
             if quiet {
                 for c in &containers {
-                    println!("{}", c.id);
+                    println!("{}", c.id());
                 }
                 return Ok(());
             }
             let mut w = TabWriter::new(4, 4);
             w.line("CONTAINER\tIMAGE\tRUNTIME\t");
             for c in &containers {
+                let c = c.record();
                 let image = if c.image.is_empty() { "-" } else { &c.image };
-                let runtime = c.runtime.as_ref().map_or("", |r| r.name.as_str());
-                w.line(format!("{}\t{image}\t{runtime}\t", c.id));
+                w.line(format!("{}\t{image}\t{}\t", c.id, c.runtime.name));
             }
             print!("{}", w.render());
         }
         Command::Info { spec, id } => {
             let id = required_id(id)?;
-            let container = get(&client, &mut service, &id).await?;
-            let decoded = match &container.spec {
+            let container = client.load_container(&id).await.map_err(user_error)?;
+            let record = container.record();
+            let decoded = match &record.spec {
                 Some(any) if spec || !any.value.is_empty() => Some(decode_spec(any)?),
                 None if spec => anyhow::bail!("container {id:?} has no spec"),
                 _ => None,
             };
             let value = match decoded {
                 Some(spec_json) if spec => spec_json,
-                decoded => info_json(&container, decoded),
+                decoded => info_json(record, decoded),
             };
             println!("{}", gojson::to_string_indent(&value));
         }
@@ -113,7 +105,7 @@ pub async fn run(client: Client, command: Command) -> anyhow::Result<()> {
             }
             let mut first_error = None;
             for id in ids {
-                if let Err(err) = delete(&client, &mut service, &id, keep_snapshot).await {
+                if let Err(err) = delete(&client, &id, keep_snapshot).await {
                     eprintln!("ctr: error: failed to delete container {id:?}: {err:#}");
                     first_error.get_or_insert(err);
                 }
@@ -124,113 +116,41 @@ pub async fn run(client: Client, command: Command) -> anyhow::Result<()> {
         }
         Command::Label { id, labels } => {
             let id = required_id(id)?;
-            get(&client, &mut service, &id).await?;
-            let labels = label_args(&labels);
-            let paths = labels.keys().map(|k| format!("labels.{k}")).collect();
-            let updated = service
-                .update(client.request(pb::UpdateContainerRequest {
-                    container: Some(pb::Container {
-                        id,
-                        labels: labels.into_iter().collect(),
-                        ..Default::default()
-                    }),
-                    update_mask: field_mask(paths),
-                }))
+            let mut container = client.load_container(&id).await.map_err(user_error)?;
+            let updated = container
+                .set_labels(label_args(&labels))
                 .await
-                .map_err(status_error)?
-                .into_inner()
-                .container
-                .unwrap_or_default();
-            println!("{}", labels_line(&updated.labels));
+                .map_err(user_error)?;
+            println!("{}", labels_line(&updated));
         }
     }
     Ok(())
 }
-
-type Service = pb::containers_client::ContainersClient<tonic::transport::Channel>;
 
 fn required_id(id: Option<String>) -> anyhow::Result<String> {
     id.filter(|id| !id.is_empty())
         .ok_or_else(|| anyhow::anyhow!("container id must be provided: invalid argument"))
 }
 
-async fn get(client: &Client, service: &mut Service, id: &str) -> anyhow::Result<pb::Container> {
-    Ok(service
-        .get(client.request(pb::GetContainerRequest { id: id.to_owned() }))
-        .await
-        .map_err(status_error)?
-        .into_inner()
-        .container
-        .unwrap_or_default())
-}
-
 /// containerd's ctr delete: a container whose task has stopped (or never
 /// started) goes with its task; a live task refuses. Unless kept, the
 /// container's snapshot is removed first.
-async fn delete(
-    client: &Client,
-    service: &mut Service,
-    id: &str,
-    keep_snapshot: bool,
-) -> anyhow::Result<()> {
-    let container = get(client, service, id).await?;
-    let mut task_service = tasks::tasks_client::TasksClient::new(client.channel.clone());
+async fn delete(client: &Client, id: &str, keep_snapshot: bool) -> anyhow::Result<()> {
+    let container = client.load_container(id).await.map_err(user_error)?;
     // Like containerd's client, any failure to load the task means there is
     // none (a daemon without a tasks service has no tasks).
-    if let Ok(response) = task_service
-        .get(client.request(tasks::GetRequest {
-            container_id: id.to_owned(),
-            exec_id: String::new(),
-        }))
-        .await
-    {
-        let status = response
-            .into_inner()
-            .process
-            .map_or(Status::Unknown, |p| p.status());
+    if let Ok(task) = container.task().await {
+        let status = task.status().await.map_or(Status::Unknown, |p| p.status);
         if !matches!(status, Status::Stopped | Status::Created) {
-            anyhow::bail!(
-                "cannot delete a non stopped container: {}",
-                status.as_str_name().to_lowercase()
-            );
+            anyhow::bail!("cannot delete a non stopped container: {}", status.as_str());
         }
-        task_service
-            .delete(client.request(tasks::DeleteTaskRequest {
-                container_id: id.to_owned(),
-            }))
-            .await
-            .map_err(status_error)?;
+        task.delete().await.map_err(user_error)?;
     }
-    if !keep_snapshot && !container.snapshot_key.is_empty() {
-        if container.snapshotter.is_empty() {
-            anyhow::bail!(
-                "container.Snapshotter must be set to cleanup rootfs snapshot: invalid argument"
-            );
-        }
-        let mut snapshotter =
-            snapshots::snapshots_client::SnapshotsClient::new(client.channel.clone());
-        let removed = snapshotter
-            .remove(client.request(snapshots::RemoveSnapshotRequest {
-                snapshotter: container.snapshotter.clone(),
-                key: container.snapshot_key.clone(),
-            }))
-            .await;
-        match removed {
-            Err(status) if status.code() != tonic::Code::NotFound => {
-                return Err(status_error(status));
-            }
-            _ => {}
-        }
-    }
-    service
-        .delete(client.request(pb::DeleteContainerRequest { id: id.to_owned() }))
-        .await
-        .map_err(status_error)?;
-    Ok(())
+    container.delete(!keep_snapshot).await.map_err(user_error)
 }
 
 /// The spec of a container: JSON in an `Any` of the runtime-spec type.
-fn decode_spec(any: &prost_types::Any) -> anyhow::Result<Value> {
+fn decode_spec(any: &Any) -> anyhow::Result<Value> {
     if any.type_url != SPEC_TYPE_URL {
         anyhow::bail!("type with url {}: not found", any.type_url);
     }
@@ -241,12 +161,12 @@ fn decode_spec(any: &prost_types::Any) -> anyhow::Result<Value> {
 /// The container as containerd's ctr prints it: Go's JSON of its
 /// `containers.Container`, with the decoded spec, when there is one, after
 /// the other fields in place of the raw `Any`.
-fn info_json(c: &pb::Container, spec: Option<Value>) -> Value {
+fn info_json(c: &Record, spec: Option<Value>) -> Value {
     let mut out = Map::new();
     out.insert("ID".into(), json!(c.id));
     out.insert("Labels".into(), string_map(&c.labels));
     out.insert("Image".into(), json!(c.image));
-    let runtime = c.runtime.clone().unwrap_or_default();
+    let runtime = c.runtime.clone();
     out.insert(
         "Runtime".into(),
         json!({"Name": runtime.name, "Options": runtime.options.as_ref().map(gojson::any)}),
@@ -259,14 +179,8 @@ fn info_json(c: &pb::Container, spec: Option<Value>) -> Value {
     }
     out.insert("SnapshotKey".into(), json!(c.snapshot_key));
     out.insert("Snapshotter".into(), json!(c.snapshotter));
-    out.insert(
-        "CreatedAt".into(),
-        json!(gojson::time(c.created_at.as_ref())),
-    );
-    out.insert(
-        "UpdatedAt".into(),
-        json!(gojson::time(c.updated_at.as_ref())),
-    );
+    out.insert("CreatedAt".into(), json!(gojson::system_time(c.created_at)));
+    out.insert("UpdatedAt".into(), json!(gojson::system_time(c.updated_at)));
     let extensions = if c.extensions.is_empty() {
         Value::Null
     } else {
@@ -287,7 +201,7 @@ fn info_json(c: &pb::Container, spec: Option<Value>) -> Value {
 }
 
 /// A Go `map[string]string`: keys sorted, `null` when nil.
-fn string_map(map: &HashMap<String, String>) -> Value {
+fn string_map(map: &BTreeMap<String, String>) -> Value {
     if map.is_empty() {
         return Value::Null;
     }

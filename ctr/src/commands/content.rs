@@ -5,8 +5,7 @@ use std::time::SystemTime;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use crated_api::proxy::content::ContentProxy;
-use crated_core::content::{ContentStore, Info, WriterOptions};
+use crated_core::content::{Info, WriterOptions};
 use crated_core::digest::Digest;
 
 use crate::client::Client;
@@ -82,8 +81,8 @@ fn age(since: SystemTime) -> String {
 
 /// Runs `ctr content …`.
 pub async fn run(client: Client, command: Command) -> anyhow::Result<()> {
-    let store = ContentProxy::new(client.channel.clone());
-    let ns = client.namespace.clone();
+    let store = client.services().content.clone();
+    let ns = client.namespace().clone();
     match command {
         Command::Fetch(args) => {
             crate::commands::images::pull::fetch(&client, &args, None).await?;
@@ -125,7 +124,7 @@ pub async fn run(client: Client, command: Command) -> anyhow::Result<()> {
             }
             stdout.flush().context("write to stdout")?;
         }
-        Command::Ingest(args) => ingest(&store, &ns, args).await?,
+        Command::Ingest(args) => ingest(&*store, &ns, args).await?,
         Command::Rm { digests } => {
             let mut failed = 0;
             for arg in digests {
@@ -189,7 +188,7 @@ pub async fn run(client: Client, command: Command) -> anyhow::Result<()> {
 /// ref by skipping what the store already has, then commits with the
 /// expected size and digest. A blob the store already holds is success.
 async fn ingest(
-    store: &ContentProxy,
+    store: &dyn crated_core::content::ContentStore,
     ns: &crated_core::Namespace,
     args: IngestArgs,
 ) -> anyhow::Result<()> {

@@ -1,21 +1,20 @@
 //! `ctr events`: print events as they happen, one line each, as
 //! containerd's ctr does: `<time> <namespace> <topic> <event as JSON>`.
 
+use std::time::SystemTime;
+
 use crated_api::containerd::events as ev;
-use crated_api::containerd::services::events::v1 as pb;
+use crated_core::events::Payload;
 use prost::Message as _;
 use serde_json::{json, Map, Value};
 use time::macros::format_description;
 use time::OffsetDateTime;
 
-use crate::client::{status_error, Client};
+use crate::client::{user_error, Client};
 
 /// Go's default `time.Time` format in UTC, trailing fraction zeros trimmed:
 /// `2026-11-23 00:16:00.123456789 +0000 UTC`.
-fn go_time(ts: Option<&prost_types::Timestamp>) -> String {
-    let t = ts
-        .map(crated_api::convert::to_system_time)
-        .unwrap_or(std::time::UNIX_EPOCH);
+fn go_time(t: SystemTime) -> String {
     let t = OffsetDateTime::from(t);
     let base = t
         .format(format_description!(
@@ -51,8 +50,7 @@ fn put_str(obj: &mut Map<String, Value>, key: &str, value: &str) {
 
 /// The event as the JSON containerd's ctr prints (the Go struct with
 /// `omitempty` fields); unknown types print their type URL.
-fn event_json(any: Option<&prost_types::Any>) -> String {
-    let Some(any) = any else { return String::new() };
+fn event_json(any: &Payload) -> String {
     let mut obj = Map::new();
     let decoded = match any.type_url.as_str() {
         "containerd.events.NamespaceCreate" => {
@@ -85,19 +83,20 @@ fn event_json(any: Option<&prost_types::Any>) -> String {
 
 /// Runs `ctr events [filters…]` until interrupted or the daemon goes away.
 pub async fn run(client: Client, filters: Vec<String>) -> anyhow::Result<()> {
-    let mut service = pb::events_client::EventsClient::new(client.channel.clone());
-    let mut stream = service
-        .subscribe(client.request(pb::SubscribeRequest { filters }))
+    let mut stream = client
+        .services()
+        .events
+        .subscribe(&filters)
         .await
-        .map_err(status_error)?
-        .into_inner();
-    while let Some(envelope) = stream.message().await.map_err(status_error)? {
+        .map_err(user_error)?;
+    while let Some(envelope) = stream.next().await {
+        let envelope = envelope.map_err(user_error)?;
         println!(
             "{} {} {} {}",
-            go_time(envelope.timestamp.as_ref()),
+            go_time(envelope.timestamp),
             envelope.namespace,
             envelope.topic,
-            event_json(envelope.event.as_ref())
+            event_json(&envelope.event)
         );
     }
     Ok(())
@@ -109,16 +108,10 @@ mod tests {
 
     #[test]
     fn times_like_go() {
-        let ts = prost_types::Timestamp {
-            seconds: 1_700_000_000,
-            nanos: 120_000_000,
-        };
-        assert_eq!(go_time(Some(&ts)), "2023-11-14 22:13:20.12 +0000 UTC");
-        let ts = prost_types::Timestamp {
-            seconds: 1_700_000_000,
-            nanos: 0,
-        };
-        assert_eq!(go_time(Some(&ts)), "2023-11-14 22:13:20 +0000 UTC");
+        let ts = std::time::UNIX_EPOCH + std::time::Duration::new(1_700_000_000, 120_000_000);
+        assert_eq!(go_time(ts), "2023-11-14 22:13:20.12 +0000 UTC");
+        let ts = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        assert_eq!(go_time(ts), "2023-11-14 22:13:20 +0000 UTC");
     }
 
     #[test]
@@ -127,19 +120,16 @@ mod tests {
             name: "foo".into(),
             labels: [("a".to_string(), "b".to_string())].into(),
         };
-        let any = prost_types::Any {
+        let any = Payload {
             type_url: "containerd.events.NamespaceCreate".into(),
             value: e.encode_to_vec(),
         };
-        assert_eq!(
-            event_json(Some(&any)),
-            r#"{"name":"foo","labels":{"a":"b"}}"#
-        );
+        assert_eq!(event_json(&any), r#"{"name":"foo","labels":{"a":"b"}}"#);
         let e = ev::NamespaceDelete { name: "foo".into() };
-        let any = prost_types::Any {
+        let any = Payload {
             type_url: "containerd.events.NamespaceDelete".into(),
             value: e.encode_to_vec(),
         };
-        assert_eq!(event_json(Some(&any)), r#"{"name":"foo"}"#);
+        assert_eq!(event_json(&any), r#"{"name":"foo"}"#);
     }
 }

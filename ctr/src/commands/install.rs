@@ -30,13 +30,8 @@ pub async fn run(client: Client, args: InstallArgs) -> anyhow::Result<()> {
         replace: args.replace,
         path: args.path,
     };
-    install(
-        &client.channel,
-        &client.namespace,
-        &args.reference,
-        &options,
-    )
-    .await
-    .map_err(crate::client::user_error)?;
+    install(&client, &args.reference, &options)
+        .await
+        .map_err(crate::client::user_error)?;
     Ok(())
 }

@@ -4,12 +4,11 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use clap::Subcommand;
-use crated_api::containerd::services::leases::v1 as pb;
 use crated_core::leases::EXPIRE_LABEL;
 use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 
-use crate::client::{status_error, Client};
+use crate::client::{user_error, Client};
 use crate::commands::labels_column;
 use crate::duration;
 use crate::tabwriter::TabWriter;
@@ -62,15 +61,11 @@ fn rfc3339_local(t: SystemTime) -> String {
 
 /// Runs `ctr leases …`.
 pub async fn run(client: Client, command: Command) -> anyhow::Result<()> {
-    let mut service = pb::leases_client::LeasesClient::new(client.channel.clone());
+    let service = &client.services().leases;
+    let ns = client.namespace();
     match command {
         Command::Ls { quiet, filters } => {
-            let leases = service
-                .list(client.request(pb::ListRequest { filters }))
-                .await
-                .map_err(status_error)?
-                .into_inner()
-                .leases;
+            let leases = service.list(ns, &filters).await.map_err(user_error)?;
             if quiet {
                 for lease in &leases {
                     println!("{}", lease.id);
@@ -81,11 +76,7 @@ pub async fn run(client: Client, command: Command) -> anyhow::Result<()> {
             w.line("ID\tCREATED AT\tLABELS\t");
             for lease in &leases {
                 let labels = labels_column(&lease.labels);
-                let created = lease
-                    .created_at
-                    .as_ref()
-                    .map(|ts| rfc3339_local(crated_api::convert::to_system_time(ts)))
-                    .unwrap_or_default();
+                let created = rfc3339_local(lease.created_at);
                 w.line(format!("{}\t{created}\t{labels}\t", lease.id));
             }
             print!("{}", w.render());
@@ -109,27 +100,18 @@ pub async fn run(client: Client, command: Command) -> anyhow::Result<()> {
                 );
             }
             let lease = service
-                .create(client.request(pb::CreateRequest {
-                    id: id.unwrap_or_default(),
-                    labels: labels.into_iter().collect(),
-                }))
+                .create(ns, &id.unwrap_or_default(), labels)
                 .await
-                .map_err(status_error)?
-                .into_inner()
-                .lease
-                .unwrap_or_default();
+                .map_err(user_error)?;
             println!("{}", lease.id);
         }
         Command::Rm { sync, ids } => {
             let last = ids.len().saturating_sub(1);
             for (i, id) in ids.into_iter().enumerate() {
                 service
-                    .delete(client.request(pb::DeleteRequest {
-                        id: id.clone(),
-                        sync: sync && i == last,
-                    }))
+                    .delete(ns, &id, sync && i == last)
                     .await
-                    .map_err(status_error)?;
+                    .map_err(user_error)?;
                 println!("{id}");
             }
         }

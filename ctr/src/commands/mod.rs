@@ -49,9 +49,3 @@ pub fn labels_column<'a>(labels: impl IntoIterator<Item = (&'a String, &'a Strin
         line
     }
 }
-
-/// An update mask as containerd's client sends it: none at all when there
-/// are no paths (the server then updates every updatable field).
-pub fn field_mask(paths: Vec<String>) -> Option<prost_types::FieldMask> {
-    (!paths.is_empty()).then_some(prost_types::FieldMask { paths })
-}

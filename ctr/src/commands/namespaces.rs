@@ -1,9 +1,10 @@
 //! `ctr namespaces create|ls|rm|label`.
 
 use clap::{Args, Subcommand};
-use crated_api::containerd::services::namespaces::v1 as pb;
+use crated_core::namespaces::NamespaceInfo;
+use crated_core::Namespace;
 
-use crate::client::{status_error, Client};
+use crate::client::{user_error, Client};
 use crate::commands::{label_args, labels_line};
 use crate::tabwriter::TabWriter;
 
@@ -45,35 +46,29 @@ pub struct NameAndLabels {
 
 /// Runs `ctr namespaces …`.
 pub async fn run(client: Client, command: Command) -> anyhow::Result<()> {
-    let mut service = pb::namespaces_client::NamespacesClient::new(client.channel.clone());
+    let service = &client.services().namespaces;
+    // containerd's ctr sends its own namespace with every call; the
+    // namespace events are published there.
+    let caller = Some(client.namespace());
     match command {
         Command::Create(args) => {
-            let namespace = pb::Namespace {
-                name: args.name,
-                labels: label_args(&args.labels).into_iter().collect(),
-            };
+            let name = Namespace::new(args.name).map_err(user_error)?;
             service
-                .create(client.request(pb::CreateNamespaceRequest {
-                    namespace: Some(namespace),
-                }))
+                .create(caller, &name, label_args(&args.labels))
                 .await
-                .map_err(status_error)?;
+                .map_err(user_error)?;
         }
         Command::Ls { quiet } => {
-            let list = service
-                .list(client.request(pb::ListNamespacesRequest::default()))
-                .await
-                .map_err(status_error)?
-                .into_inner();
+            let namespaces = service.list(&[]).await.map_err(user_error)?;
             if quiet {
-                for ns in &list.namespaces {
+                for ns in &namespaces {
                     println!("{}", ns.name);
                 }
                 return Ok(());
             }
             let mut w = TabWriter::new(1, 1);
             w.line("NAME\tLABELS\t");
-            for ns in &list.namespaces {
+            for ns in &namespaces {
                 w.line(format!("{}\t{}\t", ns.name, labels_line(&ns.labels)));
             }
             print!("{}", w.render());
@@ -88,14 +83,15 @@ pub async fn run(client: Client, command: Command) -> anyhow::Result<()> {
             // an error: the user asked for something that cannot be done.
             let mut failed = 0;
             for name in names {
-                match service
-                    .delete(client.request(pb::DeleteNamespaceRequest { name: name.clone() }))
-                    .await
-                {
-                    Ok(_) => println!("{name}"),
-                    Err(status) => {
+                let deleted = match Namespace::new(name.clone()) {
+                    Ok(ns) => service.delete(caller, &ns).await,
+                    Err(e) => Err(e),
+                };
+                match deleted {
+                    Ok(()) => println!("{name}"),
+                    Err(err) => {
                         failed += 1;
-                        eprintln!("ctr: unable to delete {name}: {}", status_error(status));
+                        eprintln!("ctr: unable to delete {name}: {}", user_error(err));
                     }
                 }
             }
@@ -105,18 +101,15 @@ pub async fn run(client: Client, command: Command) -> anyhow::Result<()> {
         }
         Command::Label(args) => {
             let labels = label_args(&args.labels);
-            let paths = labels.keys().map(|k| format!("labels.{k}")).collect();
-            let namespace = pb::Namespace {
-                name: args.name,
-                labels: labels.into_iter().collect(),
+            let paths: Vec<String> = labels.keys().map(|k| format!("labels.{k}")).collect();
+            let info = NamespaceInfo {
+                name: Namespace::new(args.name).map_err(user_error)?,
+                labels,
             };
             service
-                .update(client.request(pb::UpdateNamespaceRequest {
-                    namespace: Some(namespace),
-                    update_mask: Some(prost_types::FieldMask { paths }),
-                }))
+                .update(caller, info, &paths)
                 .await
-                .map_err(status_error)?;
+                .map_err(user_error)?;
         }
     }
     Ok(())

@@ -1,11 +1,9 @@
 //! `ctr plugins ls`.
 
-use std::collections::BTreeSet;
-
 use clap::{Args, Subcommand};
-use crated_api::containerd::services::introspection::v1 as pb;
+use crated_core::introspection::{PluginInfo, PluginStatus};
 
-use crate::client::{status_error, Client};
+use crate::client::{user_error, Client};
 use crate::tabwriter::TabWriter;
 
 /// `ctr plugins …`
@@ -28,9 +26,6 @@ pub struct LsArgs {
     /// Filters, e.g. `type==io.containerd.grpc.v1` or `id~=^n`.
     filters: Vec<String>,
 }
-
-/// The suffix containerd puts on the init error of a skipped plugin.
-const SKIP_PLUGIN: &str = "skip plugin";
 
 /// Go's `codes.Code.String()`.
 fn code_name(code: i32) -> String {
@@ -57,42 +52,42 @@ fn code_name(code: i32) -> String {
     name.to_owned()
 }
 
-fn platforms(plugin: &pb::Plugin) -> String {
-    let set: BTreeSet<String> = plugin
-        .platforms
-        .iter()
-        .map(|p| {
-            let mut s = format!("{}/{}", p.os, p.architecture);
-            if !p.variant.is_empty() {
-                s.push('/');
-                s.push_str(&p.variant);
-            }
-            s
-        })
-        .collect();
-    set.into_iter().collect::<Vec<_>>().join(",")
+/// A plugin's init error as containerd's ctr shows it: the gRPC code and
+/// message (a skipped plugin's ends in "skip plugin").
+fn init_error(plugin: &PluginInfo) -> Option<(i32, String)> {
+    match &plugin.status {
+        PluginStatus::Ok => None,
+        PluginStatus::Skipped(reason) => Some((
+            tonic::Code::Unknown as i32,
+            format!(
+                "{reason}: {}",
+                crated_api::services::introspection::SKIP_PLUGIN
+            ),
+        )),
+        PluginStatus::Failed(kind, message) => {
+            Some((crated_api::status::grpc_code(*kind) as i32, message.clone()))
+        }
+    }
 }
 
 /// Runs `ctr plugins …`.
 pub async fn run(client: Client, command: Command) -> anyhow::Result<()> {
     let Command::Ls(args) = command;
-    let mut service = pb::introspection_client::IntrospectionClient::new(client.channel.clone());
-    let response = service
-        .plugins(client.request(pb::PluginsRequest {
-            filters: args.filters,
-        }))
+    let plugins: Vec<PluginInfo> = client
+        .services()
+        .introspection
+        .plugins(&args.filters)
         .await
-        .map_err(status_error)?
-        .into_inner();
+        .map_err(user_error)?;
     if args.quiet {
-        for plugin in &response.plugins {
+        for plugin in &plugins {
             println!("{}", plugin.id);
         }
         return Ok(());
     }
     let mut w = TabWriter::new(4, 4);
     if args.detailed {
-        for (i, plugin) in response.plugins.iter().enumerate() {
+        for (i, plugin) in plugins.iter().enumerate() {
             if i > 0 {
                 w.line("\t\t\t");
             }
@@ -103,9 +98,6 @@ pub async fn run(client: Client, command: Command) -> anyhow::Result<()> {
                 for r in &plugin.requires {
                     w.line(format!("\t {r}"));
                 }
-            }
-            if !plugin.platforms.is_empty() {
-                w.line(format!("Platforms:\t {}", platforms(plugin)));
             }
             if !plugin.exports.is_empty() {
                 w.line("Exports:\t");
@@ -118,27 +110,22 @@ pub async fn run(client: Client, command: Command) -> anyhow::Result<()> {
             if !plugin.capabilities.is_empty() {
                 w.line(format!("Capabilities:\t {}", plugin.capabilities.join(",")));
             }
-            if let Some(err) = &plugin.init_err {
+            if let Some((code, message)) = init_error(plugin) {
                 w.line("Error:\t");
-                w.line(format!("\t Code:\t {}", code_name(err.code)));
-                w.line(format!("\t Message:\t {}", err.message));
+                w.line(format!("\t Code:\t {}", code_name(code)));
+                w.line(format!("\t Message:\t {message}"));
             }
         }
     } else {
         w.line("TYPE\tID\tPLATFORMS\tSTATUS\t");
-        for plugin in &response.plugins {
-            let status = match &plugin.init_err {
-                None => "ok",
-                Some(err) if err.message.contains(SKIP_PLUGIN) => "skip",
-                Some(_) => "error",
+        for plugin in &plugins {
+            let status = match &plugin.status {
+                PluginStatus::Ok => "ok",
+                PluginStatus::Skipped(_) => "skip",
+                PluginStatus::Failed(..) => "error",
             };
-            let platforms = Some(platforms(plugin))
-                .filter(|p| !p.is_empty())
-                .unwrap_or_else(|| "-".into());
-            w.line(format!(
-                "{}\t{}\t{}\t{}\t",
-                plugin.r#type, plugin.id, platforms, status
-            ));
+            // crated's plugins run on the host's platform: none list one.
+            w.line(format!("{}\t{}\t-\t{}\t", plugin.r#type, plugin.id, status));
         }
     }
     print!("{}", w.render());

@@ -2,28 +2,18 @@
 //! a spec from its config), its task started with stdio attached; waits
 //! and exits with the task's exit status, as containerd's ctr.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
 use clap::Args;
-use crated_api::containerd::services::containers::v1 as containers;
-use crated_api::containerd::services::images::v1 as images;
-use crated_api::containerd::services::tasks::v1 as tasks;
-use crated_api::proxy::content::ContentProxy;
-use crated_api::proxy::snapshots::SnapshotsProxy;
-use crated_api::services::snapshots::mount_to_pb;
-use crated_client::cio::{FifoSet, FIFO_DIR};
-use crated_client::spec::{Spec, SPEC_TYPE_URL};
-use crated_core::digest::Digest;
-use crated_core::images::walk::{self, Node};
-use crated_core::mount::mount_all;
-use crated_core::platforms::default_matcher;
-use crated_core::snapshots::{Labels, Snapshotter as _};
+use crated_client::cio::{Fifos, FIFO_DIR};
+use crated_client::spec::{self, ImageConfig, Opt, SpecContext};
+use crated_client::{Container, NewContainer, NewTask, Rootfs};
+use crated_core::containers::Runtime;
+use crated_core::descriptor::Descriptor;
 
-use crate::client::{status_error, Client};
+use crate::client::{user_error, Client};
 use crate::commands::label_args;
-use crate::commands::tasks::wait;
 
 /// What a container is made of: `ctr run`'s and `ctr containers create`'s
 /// flags.
@@ -100,11 +90,8 @@ impl ContainerArgs {
 /// `ctr containers create`: the container record and its snapshot.
 pub async fn create(client: Client, args: ContainerArgs) -> anyhow::Result<()> {
     let (image_ref, id) = args.image_and_id()?;
-    let lease =
-        crated_client::leases::Temporary::create(&client.channel, &client.namespace).await?;
-    let created = create_container(&client, &args, &image_ref, &id, lease.id()).await;
-    lease.release().await;
-    created
+    create_container(&client, &args, &image_ref, &id).await?;
+    Ok(())
 }
 
 /// Parses ctr's `--mount` (`type=…,src=…,dst=…,options=a:b`).
@@ -136,33 +123,21 @@ fn parse_mount(spec: &str) -> anyhow::Result<(String, String, String, Vec<String
 /// Runs `ctr run`.
 pub async fn run(client: Client, args: RunArgs) -> anyhow::Result<()> {
     let (image_ref, id) = args.container.image_and_id()?;
-    let lease =
-        crated_client::leases::Temporary::create(&client.channel, &client.namespace).await?;
-    let created = create_container(&client, &args.container, &image_ref, &id, lease.id()).await;
-    lease.release().await;
-    created?;
+    let container = create_container(&client, &args.container, &image_ref, &id).await?;
     let checkpoint = match &args.checkpoint {
         Some(name) => Some(
-            crated_client::checkpoint::task_dump(&client.channel, &client.namespace, name)
+            crated_client::checkpoint::task_dump(&client, name)
                 .await
-                .map_err(crate::client::user_error)?,
+                .map_err(user_error)?,
         ),
         None => None,
     };
-    let code = start_task(
-        &client,
-        &id,
-        &args.container.snapshotter,
-        args.container.tty,
-        args.detach,
-        checkpoint,
-    )
-    .await;
+    let code = start_task(&container, args.container.tty, args.detach, checkpoint).await;
     let code = match code {
         Ok(code) => code,
         Err(e) => {
             if args.rm {
-                remove_container(&client, &id, &args.container.snapshotter).await;
+                remove_container(&container).await;
             }
             return Err(e);
         }
@@ -171,13 +146,14 @@ pub async fn run(client: Client, args: RunArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     if args.rm {
-        let _ = tasks::tasks_client::TasksClient::new(client.channel.clone())
-            .delete(client.request(tasks::DeleteTaskRequest {
-                container_id: id.clone(),
-            }))
+        container
+            .task()
             .await
-            .map_err(status_error)?;
-        remove_container(&client, &id, &args.container.snapshotter).await;
+            .map_err(user_error)?
+            .delete()
+            .await
+            .map_err(user_error)?;
+        remove_container(&container).await;
     }
     if code != 0 {
         std::process::exit(code as i32);
@@ -185,234 +161,158 @@ pub async fn run(client: Client, args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn remove_container(client: &Client, id: &str, snapshotter: &str) {
-    let _ = containers::containers_client::ContainersClient::new(client.channel.clone())
-        .delete(client.request(containers::DeleteContainerRequest { id: id.to_owned() }))
-        .await;
-    let sn = SnapshotsProxy::new(
-        client.channel.clone(),
-        snapshotter,
-        client.namespace.clone(),
-    );
-    let _ = sn.remove(id).await;
-}
-
-/// The image's unpacked chain and config; unpacks it if needed.
-async fn image_rootfs(
-    client: &Client,
-    image_ref: &str,
-    snapshotter: &str,
-) -> anyhow::Result<(Digest, Vec<u8>)> {
-    let image = images::images_client::ImagesClient::new(client.channel.clone())
-        .get(client.request(images::GetImageRequest {
-            name: image_ref.to_owned(),
-        }))
-        .await
-        .map_err(status_error)?
-        .into_inner()
-        .image
-        .unwrap_or_default();
-    let target = image.target.unwrap_or_default();
-    let node = Node {
-        media_type: target.media_type,
-        digest: Digest::parse(&target.digest)?,
-        size: target.size,
-        platform: None,
-    };
-    let store = ContentProxy::new(client.channel.clone());
-    let manifest = walk::manifest(&store, &client.namespace, &node, &default_matcher()).await?;
-    let config = walk::read_blob(&store, &client.namespace, &manifest.config.digest).await?;
-    let diff_ids = walk::rootfs(&store, &client.namespace, &manifest.config).await?;
-    let chain = Digest::chain_id(&diff_ids)
-        .ok_or_else(|| anyhow::anyhow!("image {image_ref} has no layers"))?;
-    let sn = SnapshotsProxy::new(
-        client.channel.clone(),
-        snapshotter,
-        client.namespace.clone(),
-    );
-    if sn.stat(chain.as_str()).await.is_err() {
-        crated_client::unpack(
-            &client.channel,
-            &client.namespace,
-            &node,
-            snapshotter,
-            &default_matcher(),
-        )
-        .await?;
+/// Deletes a container that failed to run (its task first, if any).
+async fn remove_container(container: &Container) {
+    if let Ok(task) = container.task().await {
+        let _ = task.delete().await;
     }
-    Ok((chain, config))
+    let _ = container.clone().delete(true).await;
 }
 
+/// The spec options `ctr run`'s flags ask for, after the image's config.
+fn spec_options(args: &ContainerArgs, config: ImageConfig) -> anyhow::Result<Vec<Opt>> {
+    let user = args.user.clone().unwrap_or_else(|| config.user.clone());
+    let mut opts = vec![
+        spec::with_image_config_args(config, args.args.clone()),
+        spec::with_user(user),
+    ];
+    if !args.env.is_empty() {
+        opts.push(spec::with_env(args.env.clone()));
+    }
+    if args.tty {
+        opts.push(spec::with_tty());
+    }
+    if let Some(cwd) = &args.cwd {
+        opts.push(spec::with_process_cwd(cwd));
+    }
+    let mut mounts = Vec::new();
+    for m in &args.mount {
+        let (kind, src, dst, options) = parse_mount(m)?;
+        mounts.push(spec::mount_of(&kind, &src, &dst, &options));
+    }
+    if !mounts.is_empty() {
+        opts.push(spec::with_mounts(mounts));
+    }
+    if args.net_host {
+        opts.push(spec::with_host_network());
+    }
+    Ok(opts)
+}
+
+/// Creates container `id` from `image_ref` (unpacked if needed) with the
+/// spec `args` ask for; a user named by name is looked up in the image's
+/// own `/etc/passwd` and `/etc/group`.
 async fn create_container(
     client: &Client,
     args: &ContainerArgs,
     image_ref: &str,
     id: &str,
-    lease: &str,
-) -> anyhow::Result<()> {
-    let (chain, config) = image_rootfs(client, image_ref, &args.snapshotter).await?;
-    let mut spec = Spec::default_unix(client.namespace.as_str(), id);
-    let image_user = spec.with_image_config(&config, &args.args)?;
-    let user = args.user.clone().unwrap_or(image_user);
-    let sn = SnapshotsProxy::new(
-        client.channel.clone(),
-        &args.snapshotter,
-        client.namespace.clone(),
-    )
-    .with_lease(lease);
-    // A named user is looked up in the image's /etc/passwd and /etc/group.
+) -> anyhow::Result<Container> {
+    let rootfs = client
+        .image_rootfs(image_ref, &args.snapshotter)
+        .await
+        .map_err(user_error)?;
+    let config = ImageConfig::parse(&rootfs.config).map_err(user_error)?;
+    let user = args.user.clone().unwrap_or_else(|| config.user.clone());
+    let opts = spec_options(args, config)?;
+    let ns = client.namespace().clone();
     let numeric = user.is_empty() || user.split(':').all(|p| p.parse::<u32>().is_ok());
-    if numeric {
-        spec.with_user(&user, None)?;
+    let spec = if numeric {
+        spec::generate(&SpecContext::new(&ns, id), &opts).map_err(user_error)?
     } else {
-        let key = format!("{id}-user-view");
-        let mounts = sn.view(&key, chain.as_str(), Labels::new()).await?;
-        let dir = std::env::temp_dir().join(format!("ctr-run-{}", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
-        let looked_up = (|| -> anyhow::Result<()> {
-            let guard = mount_all(&mounts, &dir)?;
-            let result = spec.with_user(&user, Some(&dir));
-            guard.unmount()?;
-            Ok(result?)
-        })();
-        let _ = std::fs::remove_dir(&dir);
-        let _ = sn.remove(&key).await;
-        looked_up?;
-    }
-    if !args.env.is_empty() {
-        spec.with_env(&args.env);
-    }
-    if args.tty {
-        spec.with_tty();
-    }
-    if let Some(cwd) = &args.cwd {
-        spec.with_cwd(cwd);
-    }
-    for m in &args.mount {
-        let (kind, src, dst, options) = parse_mount(m)?;
-        spec.with_mount(&kind, &src, &dst, &options);
-    }
-    if args.net_host {
-        spec.with_host_network();
-    }
-    sn.prepare(id, chain.as_str(), Labels::new()).await?;
-    let labels: HashMap<String, String> = label_args(&args.label).into_iter().collect();
-    let created = containers::containers_client::ContainersClient::new(client.channel.clone())
-        .create(client.request(containers::CreateContainerRequest {
-            container: Some(containers::Container {
-                id: id.to_owned(),
-                labels,
-                image: image_ref.to_owned(),
-                runtime: Some(containers::container::Runtime {
-                    name: args.runtime.clone(),
-                    options: None,
-                }),
-                spec: Some(prost_types::Any {
-                    type_url: SPEC_TYPE_URL.to_owned(),
-                    value: spec.to_bytes()?,
-                }),
-                snapshotter: args.snapshotter.clone(),
-                snapshot_key: id.to_owned(),
-                ..Default::default()
-            }),
-        }))
-        .await;
-    if let Err(status) = created {
-        let _ = sn.remove(id).await;
-        return Err(status_error(status));
-    }
-    Ok(())
+        let owned_id = id.to_owned();
+        client
+            .with_view(
+                &args.snapshotter,
+                rootfs.chain_id.as_str(),
+                &std::env::temp_dir(),
+                move |root| {
+                    spec::generate(&SpecContext::new(&ns, &owned_id).with_rootfs(root), &opts)
+                },
+            )
+            .await
+            .map_err(user_error)?
+    };
+    let new = NewContainer {
+        image: image_ref.to_owned(),
+        snapshotter: args.snapshotter.clone(),
+        rootfs: Rootfs::NewSnapshot {
+            key: id.to_owned(),
+            parent: rootfs.chain_id.to_string(),
+            labels: Default::default(),
+        },
+        runtime: Runtime {
+            name: args.runtime.clone(),
+            options: None,
+        },
+        labels: label_args(&args.label),
+        ..NewContainer::new(spec)
+    };
+    client.create_container(id, new).await.map_err(user_error)
 }
 
-/// Creates and starts container `id`'s task; with stdio attached, waits
-/// for it and returns its exit status (0 when detached).
+/// Creates and starts `container`'s task; with stdio attached, waits for
+/// it and returns its exit status (0 when detached).
 pub async fn start_task(
-    client: &Client,
-    id: &str,
-    snapshotter: &str,
+    container: &Container,
     tty: bool,
     detach: bool,
-    checkpoint: Option<crated_core::descriptor::Descriptor>,
+    checkpoint: Option<Descriptor>,
 ) -> anyhow::Result<u32> {
-    let sn = SnapshotsProxy::new(
-        client.channel.clone(),
-        snapshotter,
-        client.namespace.clone(),
-    );
-    let rootfs = sn.mounts(id).await?;
+    let id = container.id();
     // Detached tasks get fifos too (kept after we exit), so `ctr tasks
     // attach` can take their stdio later, as containerd's ctr does.
-    let fifos = Some(FifoSet::new(Path::new(FIFO_DIR), id, true, tty)?);
-    let attached = if detach {
-        None
-    } else {
-        fifos.as_ref().map(FifoSet::attach)
-    };
+    let fifos = Fifos::new(Path::new(FIFO_DIR), id, true, tty).map_err(user_error)?;
+    let attached = (!detach).then(|| attach_terminal(&fifos, tty));
     // Until the task has started (dropped on return).
-    let _held = if detach {
-        fifos.as_ref().map(FifoSet::hold_outputs)
-    } else {
-        None
+    let _held = detach.then(|| fifos.hold_outputs());
+    let options = NewTask {
+        checkpoint,
+        ..NewTask::default()
     };
-    let mut svc = tasks::tasks_client::TasksClient::new(client.channel.clone());
-    svc.create(
-        client.request(tasks::CreateTaskRequest {
-            container_id: id.to_owned(),
-            rootfs: rootfs.into_iter().map(mount_to_pb).collect(),
-            stdin: fifos
-                .as_ref()
-                .map(|f| FifoSet::path(&f.stdin))
-                .unwrap_or_default(),
-            stdout: fifos
-                .as_ref()
-                .map(|f| f.stdout.display().to_string())
-                .unwrap_or_default(),
-            stderr: fifos
-                .as_ref()
-                .map(|f| FifoSet::path(&f.stderr))
-                .unwrap_or_default(),
-            terminal: tty,
-            checkpoint: checkpoint.map(crated_api::services::images::descriptor_to_pb),
-            ..Default::default()
-        }),
-    )
-    .await
-    .map_err(status_error)?;
-    let waiting = wait(client, id, "");
-    svc.start(client.request(tasks::StartRequest {
-        container_id: id.to_owned(),
-        exec_id: String::new(),
-    }))
-    .await
-    .map_err(status_error)?;
+    let task = container
+        .new_task(fifos.stdio(), tty, options)
+        .await
+        .map_err(user_error)?;
+    task.start().await.map_err(user_error)?;
     if detach {
-        if let Some(fifos) = fifos {
-            fifos.keep();
-        }
+        fifos.keep();
         return Ok(0);
     }
-    // With a tty: our terminal raw (the container's echoes), its size the
-    // container's.
+    let code = interact(&task, tty).await;
+    if let Some(attached) = attached {
+        attached.wait(Duration::from_secs(5)).await;
+    }
+    drop(fifos);
+    code
+}
+
+/// Copies between our stdio and `fifos` (stderr joins stdout with a tty).
+pub fn attach_terminal(fifos: &Fifos, tty: bool) -> crated_client::cio::Attached {
+    let stderr: Option<crated_client::cio::Output> = if tty {
+        None
+    } else {
+        Some(Box::new(tokio::io::stderr()))
+    };
+    fifos.attach(
+        Some(Box::new(tokio::io::stdin())),
+        Some(Box::new(tokio::io::stdout())),
+        stderr,
+    )
+}
+
+/// Waits for `process` to exit while our terminal is its (raw, resized)
+/// and the signals we get are forwarded to it, as containerd's ctr does;
+/// its exit status.
+pub async fn interact(process: &crated_client::Process, tty: bool) -> anyhow::Result<u32> {
     let _raw = if tty { RawTerminal::enter() } else { None };
     if tty {
         if let Some((width, height)) = terminal_size() {
-            let _ = svc
-                .resize_pty(client.request(tasks::ResizePtyRequest {
-                    container_id: id.to_owned(),
-                    exec_id: String::new(),
-                    width,
-                    height,
-                }))
-                .await;
+            let _ = process.resize(width, height).await;
         }
     }
-    // Signals to ctr go to the task, as containerd's ctr forwards them.
     let forward = {
-        let (channel, namespace, id) = (
-            client.channel.clone(),
-            client.namespace.clone(),
-            id.to_owned(),
-        );
+        let process = process.clone();
         tokio::spawn(async move {
             use tokio::signal::unix::{signal, SignalKind};
             let (Ok(mut int), Ok(mut term)) = (
@@ -426,26 +326,13 @@ pub async fn start_task(
                     _ = int.recv() => libc::SIGINT,
                     _ = term.recv() => libc::SIGTERM,
                 };
-                let mut request = tonic::Request::new(tasks::KillRequest {
-                    container_id: id.clone(),
-                    exec_id: String::new(),
-                    signal: sig as u32,
-                    all: false,
-                });
-                crated_api::metadata::set_grpc_namespace(&mut request, &namespace);
-                let _ = tasks::tasks_client::TasksClient::new(channel.clone())
-                    .kill(request)
-                    .await;
+                let _ = process.kill(sig as u32, false).await;
             }
         })
     };
-    let code = waiting.await;
+    let exit = process.wait().await;
     forward.abort();
-    if let Some(attached) = attached {
-        tokio::task::spawn_blocking(move || attached.wait(Duration::from_secs(5))).await?;
-    }
-    drop(fifos);
-    code
+    Ok(exit.map_err(user_error)?.exit_status)
 }
 
 /// Our stdin's terminal in raw mode, restored on drop.

@@ -5,14 +5,12 @@
 use std::io::Write as _;
 
 use clap::Args;
-use crated_api::proxy::content::ContentProxy;
-use crated_api::proxy::snapshots::SnapshotsProxy;
 use crated_client::leases::Temporary;
-use crated_core::content::ContentStore as _;
+use crated_core::diff::CompareOptions;
 use crated_core::mount::Mount;
-use crated_core::snapshots::{Kind, Labels, Snapshotter as _};
+use crated_core::snapshots::{Kind, Labels, Snapshotter};
 
-use crate::client::Client;
+use crate::client::{user_error, Client};
 use crate::commands::label_args;
 
 /// `ctr snapshots diff` arguments.
@@ -43,15 +41,12 @@ pub async fn run(client: &Client, snapshotter: &str, args: DiffArgs) -> anyhow::
         .clone()
         .filter(|id| !id.is_empty())
         .ok_or_else(|| anyhow::anyhow!("snapshot id must be provided"))?;
-    let lease = Temporary::create(&client.channel, &client.namespace).await?;
-    let sn = SnapshotsProxy::new(
-        client.channel.clone(),
-        snapshotter,
-        client.namespace.clone(),
-    )
-    .with_lease(lease.id());
+    let lease = Temporary::create(client).await.map_err(user_error)?;
+    let sn = client
+        .snapshotter(snapshotter, Some(lease.id()))
+        .map_err(user_error)?;
     let mut views = Vec::new();
-    let result = diff(client, &sn, &id_a, &args, lease.id(), &mut views).await;
+    let result = diff(client, &*sn, &id_a, &args, lease.id(), &mut views).await;
     for key in views {
         let _ = sn.remove(&key).await;
     }
@@ -62,7 +57,7 @@ pub async fn run(client: &Client, snapshotter: &str, args: DiffArgs) -> anyhow::
 /// The mounts of `key`: its own if active, else a view's (remembered in
 /// `views` for removal).
 async fn mounts_of(
-    sn: &SnapshotsProxy,
+    sn: &dyn Snapshotter,
     key: &str,
     views: &mut Vec<String>,
 ) -> anyhow::Result<Vec<Mount>> {
@@ -78,7 +73,7 @@ async fn mounts_of(
 
 async fn diff(
     client: &Client,
-    sn: &SnapshotsProxy,
+    sn: &dyn Snapshotter,
     id_a: &str,
     args: &DiffArgs,
     lease: &str,
@@ -105,23 +100,24 @@ async fn diff(
     if args.keep {
         labels.extend(crate::commands::snapshots::gc_root());
     }
-    let options = crated_client::diff::CompareOptions {
+    let options = CompareOptions {
         media_type: args.media_type.clone(),
-        r#ref: args.reference.clone().unwrap_or_default(),
+        reference: args.reference.clone().unwrap_or_default(),
         labels,
+        lease: Some(lease.to_owned()),
     };
-    let desc = crated_client::diff::compare(
-        &client.channel,
-        &client.namespace,
-        lease,
-        lower,
-        upper,
-        options,
-    )
-    .await
-    .map_err(crate::client::user_error)?;
-    let store = ContentProxy::new(client.channel.clone());
-    let reader = store.reader_at(&client.namespace, &desc.digest).await?;
+    let ns = client.namespace();
+    let desc = client
+        .services()
+        .diff
+        .compare(ns, &lower, &upper, options)
+        .await
+        .map_err(user_error)?;
+    let reader = client
+        .services()
+        .content
+        .reader_at(ns, &desc.digest)
+        .await?;
     let mut stdout = std::io::stdout().lock();
     let mut offset = 0;
     let mut buf = vec![0; 1 << 20];

@@ -5,9 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::SystemTime;
 
 use clap::{Args, Subcommand};
-use crated_api::proxy::snapshots::SnapshotsProxy;
 use crated_core::mount::Mount;
-use crated_core::snapshots::{Info, Labels, Snapshotter};
+use crated_core::snapshots::{Info, Labels};
 use serde_json::{json, Map, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -144,7 +143,7 @@ fn info_json(info: &Info) -> Value {
     if !info.labels.is_empty() {
         out.insert("Labels".into(), json!(info.labels));
     }
-    let ts = |t: SystemTime| gojson::time(Some(&crated_api::convert::to_timestamp(t)));
+    let ts = gojson::system_time;
     out.insert("Created".into(), json!(ts(info.created_at)));
     out.insert("Updated".into(), json!(ts(info.updated_at)));
     Value::Object(out)
@@ -191,11 +190,9 @@ fn print_tree(infos: &[Info]) {
 
 /// Runs `ctr snapshots …`.
 pub async fn run(client: Client, args: Snapshots) -> anyhow::Result<()> {
-    let sn = SnapshotsProxy::new(
-        client.channel.clone(),
-        args.snapshotter.clone(),
-        client.namespace.clone(),
-    );
+    let sn = client
+        .snapshotter(&args.snapshotter, None)
+        .map_err(crate::client::user_error)?;
     match args.command {
         Command::Ls => {
             let mut w = TabWriter::new(1, 1);

@@ -4,12 +4,10 @@
 use std::time::Duration;
 
 use clap::Subcommand;
-use crated_api::containerd::services::tasks::v1 as pb;
-use crated_api::containerd::v1::types::Status;
-use crated_client::cio::{FifoSet, FIFO_DIR};
-use tonic::transport::Channel;
+use crated_client::cio::{Fifos, FIFO_DIR};
+use crated_core::tasks::Status;
 
-use crate::client::{status_error, Client};
+use crate::client::{user_error, Client};
 use crate::tabwriter::TabWriter;
 
 /// `ctr tasks …`
@@ -105,10 +103,6 @@ pub enum Command {
     },
 }
 
-fn tasks(client: &Client) -> pb::tasks_client::TasksClient<Channel> {
-    pb::tasks_client::TasksClient::new(client.channel.clone())
-}
-
 /// A signal by name (`SIGTERM`, `TERM`) or number.
 pub fn parse_signal(s: &str) -> anyhow::Result<u32> {
     if let Ok(n) = s.parse::<u32>() {
@@ -126,28 +120,17 @@ pub fn parse_signal(s: &str) -> anyhow::Result<u32> {
 }
 
 /// The name ctr prints for a status.
-fn status_name(status: i32) -> &'static str {
-    match Status::try_from(status).unwrap_or(Status::Unknown) {
-        Status::Unknown => "UNKNOWN",
-        Status::Created => "CREATED",
-        Status::Running => "RUNNING",
-        Status::Stopped => "STOPPED",
-        Status::Paused => "PAUSED",
-        Status::Pausing => "PAUSING",
-    }
+fn status_name(status: Status) -> String {
+    status.as_str().to_ascii_uppercase()
 }
 
 /// Runs `ctr tasks …`.
 pub async fn run(client: Client, command: Command) -> anyhow::Result<()> {
-    let mut svc = tasks(&client);
+    let svc = &*client.services().tasks;
+    let ns = client.namespace();
     match command {
         Command::Ls { quiet } => {
-            let listed = svc
-                .list(client.request(pb::ListTasksRequest::default()))
-                .await
-                .map_err(status_error)?
-                .into_inner()
-                .tasks;
+            let listed = svc.list(ns, &[]).await.map_err(user_error)?;
             if quiet {
                 for t in &listed {
                     println!("{}", t.id);
@@ -164,19 +147,13 @@ pub async fn run(client: Client, command: Command) -> anyhow::Result<()> {
         Command::Start { detach, id } => {
             // As containerd's ctr: the container's task is created here,
             // with a tty if its spec asks for one.
-            let (container, spec) = container_spec(&client, &id).await?;
-            let tty = spec
-                .and_then(|s| s["process"]["terminal"].as_bool())
+            let container = client.load_container(&id).await.map_err(user_error)?;
+            let tty = container
+                .spec()
+                .ok()
+                .and_then(|s| s.process().as_ref().and_then(|p| p.terminal()))
                 .unwrap_or(false);
-            let code = crate::commands::run::start_task(
-                &client,
-                &id,
-                &container.snapshotter,
-                tty,
-                detach,
-                None,
-            )
-            .await?;
+            let code = crate::commands::run::start_task(&container, tty, detach, None).await?;
             if code != 0 {
                 std::process::exit(code as i32);
             }
@@ -193,14 +170,15 @@ pub async fn run(client: Client, command: Command) -> anyhow::Result<()> {
             all,
             id,
         } => {
-            svc.kill(client.request(pb::KillRequest {
-                container_id: id,
-                exec_id: exec_id.unwrap_or_default(),
-                signal: parse_signal(&signal)?,
+            svc.kill(
+                ns,
+                &id,
+                &exec_id.unwrap_or_default(),
+                parse_signal(&signal)?,
                 all,
-            }))
+            )
             .await
-            .map_err(status_error)?;
+            .map_err(user_error)?;
         }
         Command::Rm {
             force,
@@ -220,12 +198,7 @@ pub async fn run(client: Client, command: Command) -> anyhow::Result<()> {
             }
         }
         Command::Ps { id } => {
-            let processes = svc
-                .list_pids(client.request(pb::ListPidsRequest { container_id: id }))
-                .await
-                .map_err(status_error)?
-                .into_inner()
-                .processes;
+            let processes = svc.pids(ns, &id).await.map_err(user_error)?;
             let mut w = TabWriter::new(1, 1);
             w.line("PID\tINFO");
             for p in processes {
@@ -239,16 +212,8 @@ pub async fn run(client: Client, command: Command) -> anyhow::Result<()> {
             print!("{}", w.render());
         }
         Command::Checkpoint(args) => crate::commands::checkpoint::task(&client, args).await?,
-        Command::Pause { id } => {
-            svc.pause(client.request(pb::PauseTaskRequest { container_id: id }))
-                .await
-                .map_err(status_error)?;
-        }
-        Command::Resume { id } => {
-            svc.resume(client.request(pb::ResumeTaskRequest { container_id: id }))
-                .await
-                .map_err(status_error)?;
-        }
+        Command::Pause { id } => svc.pause(ns, &id).await.map_err(user_error)?,
+        Command::Resume { id } => svc.resume(ns, &id).await.map_err(user_error)?,
         Command::Exec {
             exec_id,
             tty,
@@ -267,7 +232,8 @@ pub async fn run(client: Client, command: Command) -> anyhow::Result<()> {
 }
 
 /// Go's `time.Time` `String()`: `2006-01-02 15:04:05.999999999 +0000 UTC`.
-fn go_time(ts: &prost_types::Timestamp) -> String {
+fn go_time(t: std::time::SystemTime) -> String {
+    let ts = prost_types::Timestamp::from(t);
     let Ok(t) = time::OffsetDateTime::from_unix_timestamp(ts.seconds) else {
         return String::new();
     };
@@ -297,25 +263,19 @@ async fn metrics(client: &Client, id: &str) -> anyhow::Result<()> {
     use crated_api::cgroups::{v1, v2};
     use prost::Message as _;
 
-    let metric = tasks(client)
-        .metrics(client.request(pb::MetricsRequest {
-            filters: vec![format!("id=={id}")],
-        }))
+    let metric = client
+        .services()
+        .tasks
+        .metrics(client.namespace(), &[format!("id=={id}")])
         .await
-        .map_err(status_error)?
-        .into_inner()
-        .metrics
+        .map_err(user_error)?
         .into_iter()
         .next()
         .ok_or_else(|| anyhow::anyhow!("no metrics for task {id:?}"))?;
     let data = metric.data.unwrap_or_default();
     let mut w = TabWriter::new(1, 4);
     w.line("ID\tTIMESTAMP\t");
-    w.line(format!(
-        "{}\t{}\t",
-        metric.id,
-        metric.timestamp.as_ref().map(go_time).unwrap_or_default()
-    ));
+    w.line(format!("{}\t{}\t", metric.id, go_time(metric.timestamp)));
     w.line("");
     w.line("METRIC\tVALUE\t");
     let list = |v: &[u64]| {
@@ -373,62 +333,17 @@ async fn metrics(client: &Client, id: &str) -> anyhow::Result<()> {
 /// `tasks attach`: our stdio on the task's fifos until it exits; its exit
 /// status.
 async fn attach(client: &Client, id: &str) -> anyhow::Result<u32> {
-    let process = tasks(client)
-        .get(client.request(pb::GetRequest {
-            container_id: id.to_owned(),
-            exec_id: String::new(),
-        }))
-        .await
-        .map_err(status_error)?
-        .into_inner()
-        .process
-        .unwrap_or_default();
-    if process.stdout.is_empty() {
+    let container = client.load_container(id).await.map_err(user_error)?;
+    let task = container.task().await.map_err(user_error)?;
+    let process = task.status().await.map_err(user_error)?;
+    if process.stdio.stdout.is_empty() {
         anyhow::bail!("task {id:?} has no stdio to attach to (it was created without fifos)");
     }
-    let fifos = FifoSet::existing(&process.stdin, &process.stdout, &process.stderr);
-    let attached = fifos.attach();
-    let code = wait(client, id, "").await?;
-    tokio::task::spawn_blocking(move || attached.wait(Duration::from_secs(5))).await?;
-    Ok(code)
-}
-
-/// Container `id`'s record and its spec (`None` if it holds no valid one).
-async fn container_spec(
-    client: &Client,
-    id: &str,
-) -> anyhow::Result<(
-    crated_api::containerd::services::containers::v1::Container,
-    Option<serde_json::Value>,
-)> {
-    use crated_api::containerd::services::containers::v1 as containers;
-    let container = containers::containers_client::ContainersClient::new(client.channel.clone())
-        .get(client.request(containers::GetContainerRequest { id: id.to_owned() }))
-        .await
-        .map_err(status_error)?
-        .into_inner()
-        .container
-        .unwrap_or_default();
-    let spec = container
-        .spec
-        .as_ref()
-        .and_then(|s| serde_json::from_slice(&s.value).ok());
-    Ok((container, spec))
-}
-
-/// Waits for a process to exit; its exit status.
-pub async fn wait(client: &Client, id: &str, exec_id: &str) -> anyhow::Result<u32> {
-    let mut request = tonic::Request::new(pb::WaitRequest {
-        container_id: id.to_owned(),
-        exec_id: exec_id.to_owned(),
-    });
-    crated_api::metadata::set_grpc_namespace(&mut request, &client.namespace);
-    Ok(tasks(client)
-        .wait(request)
-        .await
-        .map_err(status_error)?
-        .into_inner()
-        .exit_status)
+    let fifos = Fifos::existing(&process.stdio);
+    let attached = crate::commands::run::attach_terminal(&fifos, process.terminal);
+    let code = crate::commands::run::interact(&task, process.terminal).await;
+    attached.wait(Duration::from_secs(5)).await;
+    code
 }
 
 async fn remove(
@@ -437,55 +352,29 @@ async fn remove(
     force: bool,
     exec_id: Option<&str>,
 ) -> anyhow::Result<()> {
-    let mut svc = tasks(client);
+    let container = client.load_container(id).await.map_err(user_error)?;
+    let task = container.task().await.map_err(user_error)?;
     if let Some(exec_id) = exec_id {
-        svc.delete_process(client.request(pb::DeleteProcessRequest {
-            container_id: id.to_owned(),
-            exec_id: exec_id.to_owned(),
-        }))
-        .await
-        .map_err(status_error)?;
+        task.process(exec_id).delete().await.map_err(user_error)?;
         return Ok(());
     }
-    let process = svc
-        .get(client.request(pb::GetRequest {
-            container_id: id.to_owned(),
-            exec_id: String::new(),
-        }))
-        .await
-        .map_err(status_error)?
-        .into_inner()
-        .process
-        .unwrap_or_default();
-    let stopped = matches!(
-        Status::try_from(process.status),
-        Ok(Status::Stopped) | Ok(Status::Created)
-    );
+    let process = task.status().await.map_err(user_error)?;
+    let stopped = matches!(process.status, Status::Stopped | Status::Created);
     if !stopped {
         if !force {
             anyhow::bail!(
                 "task must be stopped before deletion: {}",
-                status_name(process.status).to_lowercase()
+                process.status.as_str()
             );
         }
-        let waiting = wait(client, id, "");
-        svc.kill(client.request(pb::KillRequest {
-            container_id: id.to_owned(),
-            exec_id: String::new(),
-            signal: libc::SIGKILL as u32,
-            all: true,
-        }))
-        .await
-        .map_err(status_error)?;
-        let _ = tokio::time::timeout(Duration::from_secs(10), waiting).await;
+        task.kill(libc::SIGKILL as u32, true)
+            .await
+            .map_err(user_error)?;
+        let _ = tokio::time::timeout(Duration::from_secs(10), task.wait()).await;
     }
-    svc.delete(client.request(pb::DeleteTaskRequest {
-        container_id: id.to_owned(),
-    }))
-    .await
-    .map_err(status_error)?;
+    task.delete().await.map_err(user_error)?;
     // The fifos a detached run left for attach go with the task.
-    let stdout = std::path::Path::new(&process.stdout);
+    let stdout = std::path::Path::new(&process.stdio.stdout);
     if let Some(dir) = stdout
         .parent()
         .filter(|d| d.starts_with(FIFO_DIR) && *d != std::path::Path::new(FIFO_DIR))
@@ -508,47 +397,27 @@ async fn exec(
     if exec_id.is_empty() {
         anyhow::bail!("exec-id must be provided");
     }
-    let spec = container_spec(client, id)
-        .await?
-        .1
-        .ok_or_else(|| anyhow::anyhow!("container {id:?} has no valid spec"))?;
-    let mut process = spec["process"].clone();
-    process["args"] = serde_json::json!(args);
-    process["terminal"] = serde_json::json!(tty);
+    let container = client.load_container(id).await.map_err(user_error)?;
+    let spec = container
+        .spec()
+        .map_err(|e| anyhow::anyhow!("container {id:?} has no valid spec: {e}"))?;
+    let mut process = spec.process().clone().unwrap_or_default();
+    process.set_args(Some(args));
+    process.set_terminal(Some(tty));
     if let Some(cwd) = cwd {
-        process["cwd"] = serde_json::json!(cwd);
+        process.set_cwd(cwd.into());
     }
-    let fifos = FifoSet::new(std::path::Path::new(FIFO_DIR), exec_id, true, tty)?;
-    let attached = fifos.attach();
-    let mut svc = tasks(client);
-    svc.exec(client.request(pb::ExecProcessRequest {
-        container_id: id.to_owned(),
-        stdin: FifoSet::path(&fifos.stdin),
-        stdout: fifos.stdout.display().to_string(),
-        stderr: FifoSet::path(&fifos.stderr),
-        terminal: tty,
-        spec: Some(prost_types::Any {
-            type_url: "types.containerd.io/opencontainers/runtime-spec/1/Process".to_owned(),
-            value: serde_json::to_vec(&process)?,
-        }),
-        exec_id: exec_id.to_owned(),
-    }))
-    .await
-    .map_err(status_error)?;
-    let waiting = wait(client, id, exec_id);
-    svc.start(client.request(pb::StartRequest {
-        container_id: id.to_owned(),
-        exec_id: exec_id.to_owned(),
-    }))
-    .await
-    .map_err(status_error)?;
-    let code = waiting.await?;
-    tokio::task::spawn_blocking(move || attached.wait(Duration::from_secs(5))).await?;
-    let _ = svc
-        .delete_process(client.request(pb::DeleteProcessRequest {
-            container_id: id.to_owned(),
-            exec_id: exec_id.to_owned(),
-        }))
-        .await;
-    Ok(code)
+    let task = container.task().await.map_err(user_error)?;
+    let fifos =
+        Fifos::new(std::path::Path::new(FIFO_DIR), exec_id, true, tty).map_err(user_error)?;
+    let attached = crate::commands::run::attach_terminal(&fifos, tty);
+    let exec = task
+        .exec(exec_id, &process, fifos.stdio())
+        .await
+        .map_err(user_error)?;
+    exec.start().await.map_err(user_error)?;
+    let code = crate::commands::run::interact(&exec, tty).await;
+    attached.wait(Duration::from_secs(5)).await;
+    let _ = exec.delete().await;
+    code
 }

@@ -1,8 +1,6 @@
 //! `ctr version`.
 
-use crated_api::containerd::services::{introspection::v1 as intro, version::v1 as pb};
-
-use crate::client::{status_error, Client};
+use crate::client::{user_error, Client};
 
 /// This client's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -17,22 +15,12 @@ pub async fn run(client: anyhow::Result<Client>) -> anyhow::Result<()> {
     );
     println!();
     let client = client?;
-    let mut version = pb::version_client::VersionClient::new(client.channel.clone());
-    let v = version
-        .version(client.request(()))
-        .await
-        .map_err(status_error)?
-        .into_inner();
+    let introspection = &client.services().introspection;
+    let v = introspection.version().await.map_err(user_error)?;
     println!("Server:");
     println!("  Version:  {}", v.version);
     println!("  Revision: {}", v.revision);
-    let mut introspection =
-        intro::introspection_client::IntrospectionClient::new(client.channel.clone());
-    let server = introspection
-        .server(client.request(()))
-        .await
-        .map_err(status_error)?
-        .into_inner();
+    let server = introspection.server().await.map_err(user_error)?;
     println!("  UUID: {}", server.uuid);
     if v.version != VERSION {
         eprintln!("WARNING: version mismatch");

@@ -166,7 +166,7 @@ async fn unreferenced_content_goes_and_an_image_chain_stays() {
 
     // Without the image, the whole chain goes.
     f.images()
-        .delete(&n, "docker.io/library/x:1")
+        .delete(&n, "docker.io/library/x:1", false)
         .await
         .unwrap();
     let stats = f.gc.collect().await.unwrap();
@@ -234,7 +234,7 @@ async fn leases_hold_until_deleted_or_expired() {
     assert_eq!(leases, ["future", "l1"], "the expired lease is removed");
     assert_eq!(stats.records_removed, 2, "one blob record, one lease");
 
-    LeaseStore::delete(&f.db, &n, "l1").await.unwrap();
+    LeaseStore::delete(&f.db, &n, "l1", false).await.unwrap();
     f.gc.collect().await.unwrap();
     assert!(!f.recorded(&n, &held).await);
     assert!(!f.stored(&held).await);
@@ -455,7 +455,7 @@ async fn a_second_lease_holds_content_that_already_existed() {
     assert!(err.is_already_exists(), "{err}");
 
     for (gone, stays) in [("first", true), ("second", true), ("third", false)] {
-        LeaseStore::delete(&f.db, &n, gone).await.unwrap();
+        LeaseStore::delete(&f.db, &n, gone, false).await.unwrap();
         f.gc.collect().await.unwrap();
         assert_eq!(f.recorded(&n, &digest).await, stays, "after {gone} ended");
     }

@@ -93,14 +93,7 @@ pub async fn run_export(client: &Client, args: ExportArgs) -> anyhow::Result<()>
             .map_err(|e| anyhow::anyhow!("create {partial}: {e}"))?;
         (Box::new(std::io::BufWriter::new(file)), Some(partial))
     };
-    let written = export(
-        &client.channel,
-        &client.namespace,
-        &args.images,
-        writer,
-        &options,
-    )
-    .await;
+    let written = export(client, &args.images, writer, &options).await;
     match (written, path) {
         (Ok(()), Some(partial)) => {
             std::fs::File::open(&partial).and_then(|f| f.sync_all())?;
@@ -149,9 +142,7 @@ pub async fn run_import(client: &Client, args: ImportArgs) -> anyhow::Result<()>
             std::fs::File::open(&input).map_err(|e| anyhow::anyhow!("open {input}: {e}"))?,
         ))
     };
-    let images = import(&client.channel, &client.namespace, reader, &options)
-        .await
-        .map_err(user_error)?;
+    let images = import(client, reader, &options).await.map_err(user_error)?;
     if args.no_unpack {
         return Ok(());
     }
@@ -159,8 +150,7 @@ pub async fn run_import(client: &Client, args: ImportArgs) -> anyhow::Result<()>
         print!("unpacking {} ({})...", image.name, image.target.digest);
         std::io::stdout().flush()?;
         crated_client::unpack(
-            &client.channel,
-            &client.namespace,
+            client,
             &Node::from(&image.target),
             &args.snapshotter,
             &matcher,

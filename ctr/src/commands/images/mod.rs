@@ -5,16 +5,15 @@ mod mount;
 pub mod pull;
 
 use clap::Subcommand;
-use crated_api::containerd::services::images::v1 as pb;
-use crated_api::proxy::content::ContentProxy;
-use crated_api::proxy::snapshots::SnapshotsProxy;
+use crated_core::content::ContentStore;
 use crated_core::digest::Digest;
 use crated_core::images::walk::{self, Node};
+use crated_core::images::Image;
 use crated_core::platforms::default_matcher;
 use crated_core::snapshots::Snapshotter;
 
-use crate::client::{status_error, Client};
-use crate::commands::{field_mask, label_args, labels_column, labels_line};
+use crate::client::{user_error, Client};
+use crate::commands::{label_args, labels_column, labels_line};
 use crate::tabwriter::TabWriter;
 use crate::units::bytes_size;
 
@@ -110,38 +109,36 @@ pub enum Command {
 
 /// Runs `ctr images …`.
 pub async fn run(client: Client, command: Command) -> anyhow::Result<()> {
-    let mut service = pb::images_client::ImagesClient::new(client.channel.clone());
+    let service = &*client.services().images;
+    let ns = client.namespace();
     match command {
         Command::Ls { quiet, filters } => {
             let images = service
-                .list(client.request(pb::ListImagesRequest { filters }))
+                .list(ns, &filters)
                 .await
-                .map_err(|s| status_error(s).context("failed to list images"))?
-                .into_inner()
-                .images;
+                .map_err(|e| user_error(e).context("failed to list images"))?;
             if quiet {
                 for image in &images {
                     println!("{}", image.name);
                 }
                 return Ok(());
             }
-            let store = ContentProxy::new(client.channel.clone());
+            let store = &*client.services().content;
             let mut w = TabWriter::new(1, 1);
             w.line("REF\tTYPE\tDIGEST\tSIZE\tPLATFORMS\tLABELS\t");
             for image in &images {
-                let target = image.target.clone().unwrap_or_default();
+                let target = &image.target;
                 let (size, platforms) = match node_of(image) {
                     Ok(node) => {
-                        let ns = &client.namespace;
                         let (size, complete) =
-                            walk::size(&store, ns, &node, &default_matcher()).await;
+                            walk::size(store, ns, &node, &default_matcher()).await;
                         if let Err(err) = complete {
                             log_error(
                                 &format!("failed calculating size for image {}", image.name),
                                 &err,
                             );
                         }
-                        let platforms = match walk::platforms(&store, ns, &node).await {
+                        let platforms = match walk::platforms(store, ns, &node).await {
                             Ok(found) => walk::platforms_column(&found),
                             Err(err) => {
                                 log_error(
@@ -176,17 +173,13 @@ pub async fn run(client: Client, command: Command) -> anyhow::Result<()> {
             let last = refs.len().saturating_sub(1);
             let mut first_error = None;
             for (i, name) in refs.into_iter().enumerate() {
-                let request = pb::DeleteImageRequest {
-                    name: name.clone(),
-                    sync: sync && i == last,
-                };
-                match service.delete(client.request(request)).await {
-                    Ok(_) => println!("{name}"),
-                    Err(status) if status.code() == tonic::Code::NotFound => {
+                match service.delete(ns, &name, sync && i == last).await {
+                    Ok(()) => println!("{name}"),
+                    Err(e) if e.is_not_found() => {
                         eprintln!("ctr: warning: {name}: image not found");
                     }
-                    Err(status) => {
-                        let err = status_error(status).context(format!("unable to delete {name}"));
+                    Err(e) => {
+                        let err = user_error(e).context(format!("unable to delete {name}"));
                         eprintln!("ctr: {err:#}");
                         first_error.get_or_insert(err);
                     }
@@ -220,16 +213,7 @@ pub async fn run(client: Client, command: Command) -> anyhow::Result<()> {
                 ),
                 None => default_matcher(),
             };
-            mount::mount(
-                &client,
-                &mut service,
-                &snapshotter,
-                &matcher,
-                &r#ref,
-                &target,
-                rw,
-            )
-            .await?;
+            mount::mount(&client, &snapshotter, &matcher, &r#ref, &target, rw).await?;
         }
         Command::Unmount {
             rm,
@@ -245,7 +229,7 @@ pub async fn run(client: Client, command: Command) -> anyhow::Result<()> {
             quiet,
             snapshotter,
             filters,
-        } => return check(&client, &mut service, quiet, snapshotter, filters).await,
+        } => return check(&client, quiet, snapshotter, filters).await,
         Command::Tag {
             force,
             source,
@@ -257,36 +241,25 @@ pub async fn run(client: Client, command: Command) -> anyhow::Result<()> {
             if targets.is_empty() {
                 anyhow::bail!("please provide an image reference to tag to");
             }
-            let image = service
-                .get(client.request(pb::GetImageRequest { name: source }))
-                .await
-                .map_err(status_error)?
-                .into_inner()
-                .image
-                .unwrap_or_default();
+            let image = service.get(ns, &source).await.map_err(user_error)?;
             for target in targets {
-                let create = |name: &str| pb::CreateImageRequest {
-                    image: Some(pb::Image {
-                        name: name.to_owned(),
-                        ..image.clone()
-                    }),
+                let create = |name: &str| Image {
+                    name: name.to_owned(),
+                    ..image.clone()
                 };
-                match service.create(client.request(create(&target))).await {
+                match service.create(ns, create(&target)).await {
                     Ok(_) => {}
-                    Err(status) if status.code() == tonic::Code::AlreadyExists && force => {
+                    Err(e) if e.is_already_exists() && force => {
                         service
-                            .delete(client.request(pb::DeleteImageRequest {
-                                name: target.clone(),
-                                sync: false,
-                            }))
+                            .delete(ns, &target, false)
                             .await
-                            .map_err(status_error)?;
+                            .map_err(user_error)?;
                         service
-                            .create(client.request(create(&target)))
+                            .create(ns, create(&target))
                             .await
-                            .map_err(status_error)?;
+                            .map_err(user_error)?;
                     }
-                    Err(status) => return Err(status_error(status)),
+                    Err(e) => return Err(user_error(e)),
                 }
                 println!("{target}");
             }
@@ -300,7 +273,7 @@ pub async fn run(client: Client, command: Command) -> anyhow::Result<()> {
                 .filter(|n| !n.is_empty())
                 .ok_or_else(|| anyhow::anyhow!("please specify an image"))?;
             let labels = label_args(&labels);
-            let update_mask = labels
+            let update_mask: Vec<String> = labels
                 .keys()
                 .map(|k| {
                     if replace_all {
@@ -310,20 +283,14 @@ pub async fn run(client: Client, command: Command) -> anyhow::Result<()> {
                     }
                 })
                 .collect();
+            let image = Image {
+                labels,
+                ..service.get(ns, &name).await.map_err(user_error)?
+            };
             let updated = service
-                .update(client.request(pb::UpdateImageRequest {
-                    image: Some(pb::Image {
-                        name,
-                        labels: labels.into_iter().collect(),
-                        ..Default::default()
-                    }),
-                    update_mask: field_mask(update_mask),
-                }))
+                .update(ns, image, &update_mask)
                 .await
-                .map_err(status_error)?
-                .into_inner()
-                .image
-                .unwrap_or_default();
+                .map_err(user_error)?;
             println!("{}", labels_line(&updated.labels));
         }
     }
@@ -331,23 +298,17 @@ pub async fn run(client: Client, command: Command) -> anyhow::Result<()> {
 }
 
 /// The image's target as a walk node.
-fn node_of(image: &pb::Image) -> Result<Node, crated_core::Error> {
-    let target = image.target.clone().unwrap_or_default();
-    Ok(Node {
-        digest: Digest::parse(&target.digest)?,
-        media_type: target.media_type,
-        size: target.size,
-        platform: None,
-    })
+fn node_of(image: &Image) -> Result<Node, crated_core::Error> {
+    Ok(Node::from(&image.target))
 }
 
 /// Whether the image's layers are unpacked in `snapshots`: its chain id is
 /// a snapshot there (containerd's `image.IsUnpacked`).
 async fn is_unpacked(
-    store: &ContentProxy,
-    snapshots: &SnapshotsProxy,
+    store: &dyn ContentStore,
+    snapshots: &dyn Snapshotter,
     ns: &crated_core::Namespace,
-    image: &pb::Image,
+    image: &Image,
 ) -> Result<bool, crated_core::Error> {
     let manifest = walk::manifest(store, ns, &node_of(image)?, &default_matcher()).await?;
     let diff_ids = walk::rootfs(store, ns, &manifest.config).await?;
@@ -365,27 +326,26 @@ async fn is_unpacked(
 /// the table) for the first image that could not be checked.
 async fn check(
     client: &Client,
-    service: &mut pb::images_client::ImagesClient<tonic::transport::Channel>,
     quiet: bool,
     snapshotter: String,
     filters: Vec<String>,
 ) -> anyhow::Result<()> {
-    let images = service
-        .list(client.request(pb::ListImagesRequest { filters }))
+    let ns = client.namespace();
+    let images = client
+        .services()
+        .images
+        .list(ns, &filters)
         .await
-        .map_err(|s| status_error(s).context("failed listing images"))?
-        .into_inner()
-        .images;
-    let ns = &client.namespace;
-    let store = ContentProxy::new(client.channel.clone());
-    let snapshots = SnapshotsProxy::new(client.channel.clone(), snapshotter, ns.clone());
+        .map_err(|e| user_error(e).context("failed listing images"))?;
+    let store = &*client.services().content;
+    let snapshots = client.snapshotter(&snapshotter, None).map_err(user_error)?;
     let mut first_error: Option<anyhow::Error> = None;
     let mut w = TabWriter::new(1, 1);
     w.line("REF\tTYPE\tDIGEST\tSTATUS\tSIZE\tUNPACKED\t");
     for image in &images {
-        let target = image.target.clone().unwrap_or_default();
+        let target = &image.target;
         let checked = match node_of(image) {
-            Ok(node) => walk::check(&store, ns, &node, &default_matcher()).await,
+            Ok(node) => walk::check(store, ns, &node, &default_matcher()).await,
             Err(err) => Err(err),
         };
         let (status, size, complete) = match checked {
@@ -422,7 +382,7 @@ async fn check(
                 ("error".to_owned(), "-".to_owned(), false)
             }
         };
-        let unpacked = match is_unpacked(&store, &snapshots, ns, image).await {
+        let unpacked = match is_unpacked(store, &*snapshots, ns, image).await {
             Ok(unpacked) => unpacked,
             Err(err) => {
                 log_error(&format!("unable to check unpack for {}", image.name), &err);

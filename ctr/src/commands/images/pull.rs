@@ -3,15 +3,12 @@
 use std::time::Instant;
 
 use anyhow::Context as _;
-use crated_api::containerd::services::images::v1 as pb;
-use crated_api::proxy::content::ContentProxy;
-use crated_api::services::images::descriptor_from_pb;
 use crated_client::pull::{pull, PullOptions};
 use crated_client::push::{push, PushOptions};
 use crated_core::images::walk;
 use crated_core::platforms::{self, Matcher, Platform};
 
-use crate::client::{status_error, Client};
+use crate::client::{user_error, Client};
 use crate::commands::label_args;
 use crate::progress::Tracker;
 use crate::registry::RegistryArgs;
@@ -120,29 +117,21 @@ pub async fn fetch(
     let resolver = args.registry.resolver()?;
     let tracker = Tracker::new();
     let redraw = tracker.spawn_redraw();
-    let pulled = pull(
-        &client.channel,
-        &client.namespace,
-        &resolver,
-        &reference,
-        &options,
-        tracker.clone(),
-    )
-    .await;
+    let pulled = pull(client, &resolver, &reference, &options, tracker.clone()).await;
     if let Some(handle) = redraw {
         handle.abort();
     }
     tracker.draw(true);
     let pulled = pulled.map_err(|e| anyhow::anyhow!("{e}"))?;
     let platforms = if args.all_platforms {
-        let store = ContentProxy::new(client.channel.clone());
+        let store = &*client.services().content;
         let node = walk::Node {
             media_type: pulled.target.media_type.clone(),
             digest: pulled.target.digest.clone(),
             size: pulled.target.size as i64,
             platform: None,
         };
-        let mut found = walk::platforms(&store, &client.namespace, &node).await?;
+        let mut found = walk::platforms(store, client.namespace(), &node).await?;
         found.dedup_by(|a, b| platforms::format(a) == platforms::format(b));
         found
     } else {
@@ -182,15 +171,10 @@ pub async fn run_pull(client: &Client, args: PullArgs) -> anyhow::Result<()> {
             platforms::format(&platform),
             pulled.target.digest
         );
-        let chain_id = crated_client::unpack(
-            &client.channel,
-            &client.namespace,
-            &node,
-            &args.snapshotter,
-            &Matcher::only(&platform),
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let chain_id =
+            crated_client::unpack(client, &node, &args.snapshotter, &Matcher::only(&platform))
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
         if args.print_chainid {
             println!("image chain ID: {chain_id}");
         }
@@ -207,18 +191,14 @@ pub async fn run_push(client: &Client, args: PushArgs) -> anyhow::Result<()> {
         .filter(|r| !r.is_empty())
         .ok_or_else(|| anyhow::anyhow!("please provide a remote image reference to push"))?;
     let local = args.local.clone().unwrap_or_else(|| remote.clone());
-    let mut images = pb::images_client::ImagesClient::new(client.channel.clone());
-    let image = images
-        .get(client.request(pb::GetImageRequest {
-            name: local.clone(),
-        }))
+    let image = client
+        .services()
+        .images
+        .get(client.namespace(), &local)
         .await
-        .map_err(status_error)
-        .with_context(|| format!("unable to resolve image to manifest: {local}"))?
-        .into_inner()
-        .image
-        .unwrap_or_default();
-    let target = descriptor_from_pb(image.target.unwrap_or_default())?;
+        .map_err(user_error)
+        .with_context(|| format!("unable to resolve image to manifest: {local}"))?;
+    let target = image.target;
     let matcher = match &args.platform {
         Some(p) => {
             Some(Matcher::only(&platforms::parse(p).map_err(|e| {
@@ -235,8 +215,7 @@ pub async fn run_push(client: &Client, args: PushArgs) -> anyhow::Result<()> {
         max_concurrent_uploads: args.max_concurrent_uploaded_layers,
     };
     let pushed = push(
-        &client.channel,
-        &client.namespace,
+        client,
         &resolver,
         &remote,
         &target,
