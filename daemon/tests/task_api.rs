@@ -91,6 +91,36 @@ impl Api {
         mounts
     }
 
+    /// Creates and starts the task of `container` on its own snapshot.
+    async fn start_task(&self, container: &containers::Container) {
+        let rootfs = self
+            .snapshots()
+            .mounts(self.request(snapshots::MountsRequest {
+                snapshotter: container.snapshotter.clone(),
+                key: container.snapshot_key.clone(),
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+            .mounts;
+        let mut tasks = self.tasks();
+        tasks
+            .create(self.request(tasks::CreateTaskRequest {
+                container_id: container.id.clone(),
+                rootfs,
+                ..Default::default()
+            }))
+            .await
+            .unwrap();
+        tasks
+            .start(self.request(tasks::StartRequest {
+                container_id: container.id.clone(),
+                exec_id: String::new(),
+            }))
+            .await
+            .unwrap();
+    }
+
     /// Removes container `id` and its snapshot (its task is gone).
     async fn remove_container(&self, snapshotter: &str, id: &str) {
         self.containers()
@@ -359,32 +389,7 @@ async fn fast_exits_are_published_after_their_start() {
 
     // Exec processes of one running task.
     let (serving, _) = s.template(&api, "serving", &["sh", "-c", SERVE]).await;
-    let mounts = api
-        .snapshots()
-        .mounts(api.request(snapshots::MountsRequest {
-            snapshotter: serving.snapshotter.clone(),
-            key: serving.snapshot_key.clone(),
-        }))
-        .await
-        .unwrap()
-        .into_inner()
-        .mounts;
-    let mut tasks = api.tasks();
-    tasks
-        .create(api.request(tasks::CreateTaskRequest {
-            container_id: "serving".into(),
-            rootfs: mounts,
-            ..Default::default()
-        }))
-        .await
-        .unwrap();
-    tasks
-        .start(api.request(tasks::StartRequest {
-            container_id: "serving".into(),
-            exec_id: String::new(),
-        }))
-        .await
-        .unwrap();
+    api.start_task(&serving).await;
     let spec: serde_json::Value =
         serde_json::from_slice(&serving.spec.as_ref().unwrap().value).unwrap();
     let mut process = spec["process"].clone();
@@ -457,4 +462,75 @@ async fn fast_exits_are_published_after_their_start() {
             .collect::<Vec<_>>()
             .join("\n")
     );
+}
+
+/// `docker stats` reads every sub-message containerd's shim fills without
+/// checking for absent ones (a Docker engine crashed on the missing CPU
+/// throttling): all of them must be there, with figures that make sense.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_carry_every_sub_message_docker_reads() {
+    let s = setup("metrics").await;
+    let _cleanup = NamespaceCleanup(&s.daemon, s.ns.clone());
+    let api = s.api().await;
+    let (serving, _) = s.template(&api, "stats", &["sh", "-c", SERVE]).await;
+    api.start_task(&serving).await;
+    let metrics = api
+        .tasks()
+        .metrics(api.request(tasks::MetricsRequest {
+            filters: vec!["id==stats".into()],
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .metrics;
+    assert_eq!(metrics.len(), 1, "{metrics:?}");
+    assert_eq!(metrics[0].id, "stats");
+    let data = metrics[0].data.as_ref().expect("metrics carry data");
+    if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        assert_eq!(data.type_url, "io.containerd.cgroups.v2.Metrics");
+        let m = crated_api::cgroups::v2::Metrics::decode(data.value.as_slice()).unwrap();
+        let pids = m.pids.as_ref().expect("pids");
+        assert!(pids.current >= 1, "{m:?}");
+        assert!(m.cpu.is_some(), "cpu: {m:?}");
+        assert!(m.memory.as_ref().expect("memory").usage > 0, "{m:?}");
+        assert!(m.io.is_some(), "io: {m:?}");
+        return;
+    }
+    assert_eq!(data.type_url, "io.containerd.cgroups.v1.Metrics");
+    let m = crated_api::cgroups::v1::Metrics::decode(data.value.as_slice()).unwrap();
+    let cpu = m.cpu.as_ref().expect("cpu");
+    assert!(cpu.usage.as_ref().expect("cpu usage").total > 0, "{m:?}");
+    assert!(cpu.throttling.is_some(), "cpu throttling: {m:?}");
+    let memory = m.memory.as_ref().expect("memory");
+    let usage = memory.usage.as_ref().expect("memory usage");
+    assert!(usage.usage > 0 && usage.limit > 0, "{m:?}");
+    for (name, entry) in [
+        ("swap", &memory.swap),
+        ("kernel", &memory.kernel),
+        ("kernel_tcp", &memory.kernel_tcp),
+    ] {
+        assert!(entry.is_some(), "memory {name}: {m:?}");
+    }
+    assert!(m.blkio.is_some(), "blkio: {m:?}");
+    assert!(m.pids.as_ref().expect("pids").current >= 1, "{m:?}");
+    // One entry per huge page size of the host, named as containerd does.
+    let mut sizes: Vec<String> = std::fs::read_dir("/sys/kernel/mm/hugepages")
+        .map(|dir| {
+            dir.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    sizes.sort();
+    let mut pagesizes: Vec<&str> = m.hugetlb.iter().map(|h| h.pagesize.as_str()).collect();
+    pagesizes.sort();
+    pagesizes.dedup();
+    assert_eq!(
+        pagesizes.len(),
+        sizes.len(),
+        "hugetlb {pagesizes:?} for {sizes:?}"
+    );
+    if sizes.iter().any(|s| s == "hugepages-2048kB") {
+        assert!(pagesizes.contains(&"2MB"), "{pagesizes:?}");
+    }
 }
