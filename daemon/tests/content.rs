@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use common::blobs::{blob, blob_files, ctr_with_stdin, sha256sum};
 use common::{debian_ctr, fails, ok, workspace_bin, Daemon};
 use crated_api::containerd::services::content::v1 as content;
-use crated_api::metadata::set_grpc_namespace;
+use crated_api::containerd::services::leases::v1 as leases;
+use crated_api::metadata::{set_grpc_lease, set_grpc_namespace};
 use crated_core::Namespace;
 
 #[test]
@@ -368,6 +369,17 @@ impl WriteStream {
         total: usize,
         expected: &str,
     ) -> Result<(Self, content::WriteContentResponse), tonic::Status> {
+        Self::open_leased(daemon, (ns, None), r#ref, total, expected).await
+    }
+
+    /// [`WriteStream::open`] under `lease` if given.
+    async fn open_leased(
+        daemon: &Daemon,
+        (ns, lease): (&str, Option<&str>),
+        r#ref: &str,
+        total: usize,
+        expected: &str,
+    ) -> Result<(Self, content::WriteContentResponse), tonic::Status> {
         let (requests, rx) = tokio::sync::mpsc::channel(1);
         requests
             .send(content::WriteContentRequest {
@@ -381,6 +393,9 @@ impl WriteStream {
             .unwrap();
         let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
         set_grpc_namespace(&mut request, &Namespace::new(ns).unwrap());
+        if let Some(lease) = lease {
+            set_grpc_lease(&mut request, lease).unwrap();
+        }
         let mut responses = content::content_client::ContentClient::new(daemon.channel().await)
             .write(request)
             .await?
@@ -555,4 +570,66 @@ async fn isolated_content_is_written_again() {
         digest
     );
     assert_eq!(blob_files(&daemon).len(), 1);
+}
+
+/// What lease `id` of `ns` holds, as `type id` lines.
+async fn lease_resources(daemon: &Daemon, ns: &str, id: &str) -> Vec<String> {
+    let mut request = tonic::Request::new(leases::ListResourcesRequest { id: id.into() });
+    set_grpc_namespace(&mut request, &Namespace::new(ns).unwrap());
+    leases::leases_client::LeasesClient::new(daemon.channel().await)
+        .list_resources(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .resources
+        .into_iter()
+        .map(|r| format!("{} {}", r.r#type, r.id))
+        .collect()
+}
+
+/// An ingest under a lease is held by it while it runs; once committed,
+/// the lease holds the blob only, as containerd's (which drops the ingest
+/// from the lease in the commit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_committed_ingest_leaves_only_its_content_in_the_lease() {
+    let daemon = tokio::task::spawn_blocking(Daemon::start).await.unwrap();
+    let data = b"held by a lease".to_vec();
+    let digest = digest_of(&data);
+    for ns in ["one", "two"] {
+        ok(daemon.ctr(
+            &debian_ctr(),
+            &["-n", ns, "leases", "create", "--id", "hold"],
+        ));
+        let (mut write, stat) =
+            WriteStream::open_leased(&daemon, (ns, Some("hold")), "leased", data.len(), &digest)
+                .await
+                .unwrap();
+        assert_eq!(
+            lease_resources(&daemon, ns, "hold").await,
+            ["ingests leased"],
+            "{ns}"
+        );
+        // In two the blob of one is shared: no bytes to send.
+        let bytes = if stat.offset == 0 {
+            data.clone()
+        } else {
+            Vec::new()
+        };
+        write
+            .call(content::WriteContentRequest {
+                action: content::WriteAction::Commit as i32,
+                total: data.len() as i64,
+                offset: stat.offset,
+                expected: digest.clone(),
+                data: bytes,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            lease_resources(&daemon, ns, "hold").await,
+            [format!("content {digest}")],
+            "{ns}: the lease holds the blob, not the ingest"
+        );
+    }
 }

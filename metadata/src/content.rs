@@ -138,11 +138,12 @@ impl NamespacedContent {
             .transpose()
     }
 
-    /// Adds `digest` to `ns`, held by `lease` if given; AlreadyExists if it
-    /// is there.
+    /// Adds `digest` to `ns` as the commit of ingest `ref`; AlreadyExists
+    /// if it is there. A `lease` of the ingest holds the blob instead of
+    /// the ingest from then on, as containerd's commit leaves it.
     fn create_record(
         &self,
-        ns: &Namespace,
+        (ns, r#ref): (&Namespace, &str),
         digest: &Digest,
         size: u64,
         labels: Labels,
@@ -158,6 +159,7 @@ impl NamespacedContent {
             // written under may end first.
             if let Some(lease) = lease {
                 crate::leases::hold(tx, ns, lease, "content", digest.as_str())?;
+                crate::leases::release(tx, ns, lease, "ingests", r#ref)?;
             }
             if exists {
                 return Ok(true);
@@ -558,8 +560,13 @@ impl NamespacedWriter {
                 e
             });
         }
-        self.view
-            .create_record(&self.ns, digest, shared_size, labels, self.lease.as_deref())
+        self.view.create_record(
+            (&self.ns, &self.r#ref),
+            digest,
+            shared_size,
+            labels,
+            self.lease.as_deref(),
+        )
     }
 }
 
@@ -639,8 +646,13 @@ impl Writer for NamespacedWriter {
             Err(e) if e.is_already_exists() => {}
             Err(e) => return Err(e),
         }
-        this.view
-            .create_record(&this.ns, &digest, written, labels, this.lease.as_deref())
+        this.view.create_record(
+            (&this.ns, &this.r#ref),
+            &digest,
+            written,
+            labels,
+            this.lease.as_deref(),
+        )
     }
 
     async fn close(self: Box<Self>) -> Result<()> {
@@ -667,6 +679,7 @@ mod tests {
 
     struct Shared {
         _dir: tempfile::TempDir,
+        db: Db,
         backend: crated_content_store::LocalStore,
         content: NamespacedContent,
     }
@@ -675,9 +688,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let backend = crated_content_store::LocalStore::open(&dir.path().join("content")).unwrap();
         let db = Db::open(dir.path()).unwrap();
-        let content = NamespacedContent::new(db, Arc::new(backend.clone()), policy);
+        let content = NamespacedContent::new(db.clone(), Arc::new(backend.clone()), policy);
         Shared {
             _dir: dir,
+            db,
             backend,
             content,
         }
@@ -867,5 +881,63 @@ mod tests {
             .unwrap();
         assert_eq!(read_all(&s.content, &ns("b"), &digest).await, data);
         assert_eq!(s.backend.walk(&ns("b"), &[]).await.unwrap().len(), 1);
+    }
+
+    /// What lease `id` of `ns` holds, as `type id` lines.
+    async fn held(db: &Db, ns: &Namespace, id: &str) -> Vec<String> {
+        crated_core::leases::LeaseStore::list_resources(db, ns, id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| format!("{} {}", r.r#type, r.id))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_committed_ingest_leaves_only_its_content_in_the_lease() {
+        use crated_core::leases::LeaseStore as _;
+        let s = with_policy(SharingPolicy::Shared);
+        let (a, b) = (ns("a"), ns("b"));
+        let data = b"leased bytes";
+        let digest = Digest::sha256(data);
+        for n in [&a, &b] {
+            s.db.create(n, "l", Default::default()).await.unwrap();
+        }
+        let leased = |total: u64| WriterOptions {
+            r#ref: "ingest-1".into(),
+            total,
+            expected: Some(digest.clone()),
+            lease: Some("l".into()),
+        };
+
+        let mut w = s.content.writer(&a, leased(0)).await.unwrap();
+        w.write(data).await.unwrap();
+        assert_eq!(held(&s.db, &a, "l").await, ["ingests ingest-1"]);
+        // A failed commit keeps the ingest, and so its lease.
+        let err = w
+            .commit(1, Some(digest.clone()), Labels::new())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), crated_core::Kind::FailedPrecondition, "{err}");
+        assert_eq!(held(&s.db, &a, "l").await, ["ingests ingest-1"]);
+        let mut w = s.content.writer(&a, leased(0)).await.unwrap();
+        w.truncate(0).await.unwrap();
+        w.write(data).await.unwrap();
+        w.commit(0, Some(digest.clone()), Labels::new())
+            .await
+            .unwrap();
+        assert_eq!(
+            held(&s.db, &a, "l").await,
+            [format!("content {digest}")],
+            "the ingest is gone from the lease"
+        );
+
+        // The same in b, where the blob is shared without a transfer.
+        let w = s.content.writer(&b, leased(0)).await.unwrap();
+        assert_eq!(held(&s.db, &b, "l").await, ["ingests ingest-1"]);
+        w.commit(0, Some(digest.clone()), Labels::new())
+            .await
+            .unwrap();
+        assert_eq!(held(&s.db, &b, "l").await, [format!("content {digest}")]);
     }
 }
