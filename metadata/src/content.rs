@@ -91,7 +91,7 @@ impl Adaptor for InfoFields<'_> {
         match path {
             ["digest"] => Some(self.0.digest.to_string()),
             ["size"] => Some(self.0.size.to_string()),
-            ["labels", key] => self.0.labels.get(*key).cloned(),
+            ["labels", key @ ..] => filters::map_value(&self.0.labels, key),
             _ => None,
         }
     }

@@ -64,7 +64,7 @@ impl Adaptor for Fields<'_> {
     fn field(&self, path: &[&str]) -> Option<String> {
         match path {
             ["name"] => Some(self.0.name.to_string()),
-            ["labels", key] => self.0.labels.get(*key).cloned(),
+            ["labels", key @ ..] => filters::map_value(&self.0.labels, key),
             _ => None,
         }
     }

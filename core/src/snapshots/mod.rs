@@ -102,7 +102,7 @@ impl Adaptor for InfoFields<'_> {
             ),
             ["name"] => Some(self.0.name.clone()),
             ["parent"] => Some(self.0.parent.clone()),
-            ["labels", key @ ..] if !key.is_empty() => self.0.labels.get(&key.join(".")).cloned(),
+            ["labels", key @ ..] => crate::filters::map_value(&self.0.labels, key),
             _ => None,
         }
     }
