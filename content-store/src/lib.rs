@@ -174,8 +174,7 @@ impl Adaptor for InfoFields<'_> {
         match path {
             ["digest"] => Some(self.0.digest.to_string()),
             ["size"] => Some(self.0.size.to_string()),
-            // containerd joins the rest of the path: `labels.a.b` is key `a.b`.
-            ["labels", key @ ..] if !key.is_empty() => self.0.labels.get(&key.join(".")).cloned(),
+            ["labels", key @ ..] => filters::map_value(&self.0.labels, key),
             _ => None,
         }
     }

@@ -79,7 +79,7 @@ impl crate::filters::Adaptor for InfoFields<'_> {
     fn field(&self, path: &[&str]) -> Option<String> {
         match path {
             ["name"] => Some(self.0.name.to_string()),
-            ["labels", key @ ..] if !key.is_empty() => self.0.labels.get(&key.join(".")).cloned(),
+            ["labels", key @ ..] => crate::filters::map_value(&self.0.labels, key),
             _ => None,
         }
     }

@@ -11,6 +11,10 @@ use std::time::{Duration, Instant};
 
 use common::blobs::{blob, blob_files, ctr_with_stdin, sha256sum};
 use common::{debian_ctr, fails, ok, workspace_bin, Daemon};
+use crated_api::containerd::services::content::v1 as content;
+use crated_api::containerd::services::leases::v1 as leases;
+use crated_api::metadata::{set_grpc_lease, set_grpc_namespace};
+use crated_core::Namespace;
 
 #[test]
 fn debian_ctr_ingests_gets_labels_and_removes_100mib() {
@@ -346,5 +350,286 @@ fn bad_content_input_is_refused_clearly() {
     ] {
         let stderr = fails(daemon.ctr(&ours, args));
         assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
+}
+
+/// One `Content.Write` stream in namespace `ns`, as containerd's Go client
+/// drives it: each request is answered before the next is sent.
+struct WriteStream {
+    requests: tokio::sync::mpsc::Sender<content::WriteContentRequest>,
+    responses: tonic::Streaming<content::WriteContentResponse>,
+}
+
+impl WriteStream {
+    /// Opens the stream with a STAT of `ref` with `total` and `expected`.
+    async fn open(
+        daemon: &Daemon,
+        ns: &str,
+        r#ref: &str,
+        total: usize,
+        expected: &str,
+    ) -> Result<(Self, content::WriteContentResponse), tonic::Status> {
+        Self::open_leased(daemon, (ns, None), r#ref, total, expected).await
+    }
+
+    /// [`WriteStream::open`] under `lease` if given.
+    async fn open_leased(
+        daemon: &Daemon,
+        (ns, lease): (&str, Option<&str>),
+        r#ref: &str,
+        total: usize,
+        expected: &str,
+    ) -> Result<(Self, content::WriteContentResponse), tonic::Status> {
+        let (requests, rx) = tokio::sync::mpsc::channel(1);
+        requests
+            .send(content::WriteContentRequest {
+                action: content::WriteAction::Stat as i32,
+                r#ref: r#ref.into(),
+                total: total as i64,
+                expected: expected.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+        set_grpc_namespace(&mut request, &Namespace::new(ns).unwrap());
+        if let Some(lease) = lease {
+            set_grpc_lease(&mut request, lease).unwrap();
+        }
+        let mut responses = content::content_client::ContentClient::new(daemon.channel().await)
+            .write(request)
+            .await?
+            .into_inner();
+        let stat = responses.message().await?.expect("a reply to the stat");
+        Ok((
+            Self {
+                requests,
+                responses,
+            },
+            stat,
+        ))
+    }
+
+    async fn call(
+        &mut self,
+        request: content::WriteContentRequest,
+    ) -> Result<content::WriteContentResponse, tonic::Status> {
+        self.requests.send(request).await.unwrap();
+        Ok(self.responses.message().await?.expect("a reply"))
+    }
+}
+
+fn digest_of(data: &[u8]) -> String {
+    crated_core::digest::Digest::sha256(data).to_string()
+}
+
+/// With containerd's default `shared` policy, a blob committed in one
+/// namespace is complete for a writer of another that expects it: offset
+/// and total are its size, and a commit without bytes records it there.
+/// Bytes appended under such a ref commit a new blob instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_content_is_claimed_without_bytes_and_grows_into_a_new_blob() {
+    let daemon = tokio::task::spawn_blocking(Daemon::start).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (file, digest) = blob(dir.path(), "shared", 256 << 10, 23);
+    let data = std::fs::read(&file).unwrap();
+    let size = data.len();
+    ok(ctr_with_stdin(
+        &daemon,
+        &debian_ctr(),
+        &[
+            "-n",
+            "one",
+            "content",
+            "ingest",
+            "--expected-digest",
+            &digest,
+            "a",
+        ],
+        &file,
+    ));
+
+    let (mut claim, stat) = WriteStream::open(&daemon, "two", "claim", size, &digest)
+        .await
+        .unwrap();
+    assert_eq!(
+        (stat.offset, stat.total, stat.digest.as_str()),
+        (size as i64, size as i64, digest.as_str()),
+        "{stat:?}"
+    );
+    let committed = claim
+        .call(content::WriteContentRequest {
+            action: content::WriteAction::Commit as i32,
+            total: size as i64,
+            offset: size as i64,
+            expected: digest.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(committed.digest, digest);
+    let ctr = debian_ctr();
+    assert_eq!(
+        ok(daemon.ctr(&ctr, &["-n", "two", "content", "ls", "-q"])).trim(),
+        digest
+    );
+    assert_eq!(
+        ok(daemon.ctr(&ctr, &["-n", "two", "content", "active"]))
+            .lines()
+            .count(),
+        1,
+        "only the header: the ingest is gone"
+    );
+
+    let (mut grow, stat) = WriteStream::open(&daemon, "three", "grow", size, &digest)
+        .await
+        .unwrap();
+    assert_eq!(stat.offset, size as i64);
+    let more = b"and four more bytes";
+    let grown: Vec<u8> = data.iter().chain(more.iter()).copied().collect();
+    let written = grow
+        .call(content::WriteContentRequest {
+            action: content::WriteAction::Write as i32,
+            total: grown.len() as i64,
+            offset: size as i64,
+            data: more.to_vec(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(written.offset, grown.len() as i64);
+    let committed = grow
+        .call(content::WriteContentRequest {
+            action: content::WriteAction::Commit as i32,
+            total: grown.len() as i64,
+            offset: grown.len() as i64,
+            expected: digest_of(&grown),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(committed.digest, digest_of(&grown));
+    assert_eq!(
+        ok(daemon.ctr(&ctr, &["-n", "three", "content", "ls", "-q"])).trim(),
+        digest_of(&grown),
+        "the new blob only"
+    );
+    let out = daemon.ctr(&ctr, &["-n", "three", "content", "get", &digest_of(&grown)]);
+    assert!(out.status.success());
+    assert!(out.stdout == grown, "the shared bytes, then the new ones");
+    assert_eq!(blob_files(&daemon).len(), 2);
+}
+
+/// With `isolated`, another namespace does not see the blob: its writer
+/// starts empty and the bytes are written again (and stored once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolated_content_is_written_again() {
+    let daemon = tokio::task::spawn_blocking(|| {
+        Daemon::start_with(
+            "",
+            "[plugins.\"io.containerd.metadata.v1.sled\"]\ncontent_sharing_policy = \"isolated\"\n",
+        )
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (file, digest) = blob(dir.path(), "isolated", 256 << 10, 29);
+    let data = std::fs::read(&file).unwrap();
+    let size = data.len();
+    ok(ctr_with_stdin(
+        &daemon,
+        &debian_ctr(),
+        &[
+            "-n",
+            "one",
+            "content",
+            "ingest",
+            "--expected-digest",
+            &digest,
+            "a",
+        ],
+        &file,
+    ));
+    let (mut own, stat) = WriteStream::open(&daemon, "two", "own", size, &digest)
+        .await
+        .unwrap();
+    assert_eq!(stat.offset, 0, "{stat:?}");
+    let committed = own
+        .call(content::WriteContentRequest {
+            action: content::WriteAction::Commit as i32,
+            total: size as i64,
+            expected: digest.clone(),
+            data,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(committed.digest, digest);
+    assert_eq!(
+        ok(daemon.ctr(&debian_ctr(), &["-n", "two", "content", "ls", "-q"])).trim(),
+        digest
+    );
+    assert_eq!(blob_files(&daemon).len(), 1);
+}
+
+/// What lease `id` of `ns` holds, as `type id` lines.
+async fn lease_resources(daemon: &Daemon, ns: &str, id: &str) -> Vec<String> {
+    let mut request = tonic::Request::new(leases::ListResourcesRequest { id: id.into() });
+    set_grpc_namespace(&mut request, &Namespace::new(ns).unwrap());
+    leases::leases_client::LeasesClient::new(daemon.channel().await)
+        .list_resources(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .resources
+        .into_iter()
+        .map(|r| format!("{} {}", r.r#type, r.id))
+        .collect()
+}
+
+/// An ingest under a lease is held by it while it runs; once committed,
+/// the lease holds the blob only, as containerd's (which drops the ingest
+/// from the lease in the commit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_committed_ingest_leaves_only_its_content_in_the_lease() {
+    let daemon = tokio::task::spawn_blocking(Daemon::start).await.unwrap();
+    let data = b"held by a lease".to_vec();
+    let digest = digest_of(&data);
+    for ns in ["one", "two"] {
+        ok(daemon.ctr(
+            &debian_ctr(),
+            &["-n", ns, "leases", "create", "--id", "hold"],
+        ));
+        let (mut write, stat) =
+            WriteStream::open_leased(&daemon, (ns, Some("hold")), "leased", data.len(), &digest)
+                .await
+                .unwrap();
+        assert_eq!(
+            lease_resources(&daemon, ns, "hold").await,
+            ["ingests leased"],
+            "{ns}"
+        );
+        // In two the blob of one is shared: no bytes to send.
+        let bytes = if stat.offset == 0 {
+            data.clone()
+        } else {
+            Vec::new()
+        };
+        write
+            .call(content::WriteContentRequest {
+                action: content::WriteAction::Commit as i32,
+                total: data.len() as i64,
+                offset: stat.offset,
+                expected: digest.clone(),
+                data: bytes,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            lease_resources(&daemon, ns, "hold").await,
+            [format!("content {digest}")],
+            "{ns}: the lease holds the blob, not the ingest"
+        );
     }
 }

@@ -125,7 +125,7 @@ impl Adaptor for Fields<'_> {
             ["id"] => Some(c.id.clone()),
             ["runtime", "name"] => Some(c.runtime.name.clone()).filter(|s| !s.is_empty()),
             ["image"] => Some(c.image.clone()).filter(|s| !s.is_empty()),
-            ["labels", key] => c.labels.get(*key).cloned(),
+            ["labels", key @ ..] => filters::map_value(&c.labels, key),
             _ => None,
         }
     }
@@ -347,5 +347,27 @@ mod tests {
             db.get(&ns, "web-1").await.unwrap_err().kind(),
             Kind::NotFound
         );
+    }
+
+    #[tokio::test]
+    async fn a_dotted_label_key_filters_unquoted() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        let ns = Namespace::new("default").unwrap();
+        for (id, key) in [("dotted", "a.b"), ("plain", "a")] {
+            let mut c = container(id);
+            c.labels = [(key.to_owned(), "x".to_owned())].into();
+            db.create(&ns, c).await.unwrap();
+        }
+        for filter in ["labels.a.b==x", r#"labels."a.b"==x"#] {
+            let ids: Vec<_> = db
+                .list(&ns, &[filter.into()])
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|c| c.id)
+                .collect();
+            assert_eq!(ids, ["dotted"], "{filter}");
+        }
     }
 }

@@ -5,8 +5,11 @@
 //! carrying the labels and times of that namespace. A blob is visible in a
 //! namespace only once written or committed there. With the `shared`
 //! policy, a writer that names an expected digest the backend already holds
-//! gets the record straight away and AlreadyExists, so the client skips the
-//! transfer; a blob committed again from another namespace is stored once.
+//! (for another namespace) starts complete, at offset = total = its size:
+//! the client sends no bytes and its commit records the blob in its own
+//! namespace. Bytes written to such a writer start a real ingest from a
+//! copy of the blob, which then commits as a new blob. With `isolated`, the
+//! bytes must be written again. A blob is stored once either way.
 //!
 //! Ingest refs are prefixed with the namespace in the backend, so two
 //! namespaces never resume each other's writes.
@@ -88,7 +91,7 @@ impl Adaptor for InfoFields<'_> {
         match path {
             ["digest"] => Some(self.0.digest.to_string()),
             ["size"] => Some(self.0.size.to_string()),
-            ["labels", key] => self.0.labels.get(*key).cloned(),
+            ["labels", key @ ..] => filters::map_value(&self.0.labels, key),
             _ => None,
         }
     }
@@ -135,11 +138,12 @@ impl NamespacedContent {
             .transpose()
     }
 
-    /// Adds `digest` to `ns`, held by `lease` if given; AlreadyExists if it
-    /// is there.
+    /// Adds `digest` to `ns` as the commit of ingest `ref`; AlreadyExists
+    /// if it is there. A `lease` of the ingest holds the blob instead of
+    /// the ingest from then on, as containerd's commit leaves it.
     fn create_record(
         &self,
-        ns: &Namespace,
+        (ns, r#ref): (&Namespace, &str),
         digest: &Digest,
         size: u64,
         labels: Labels,
@@ -155,6 +159,7 @@ impl NamespacedContent {
             // written under may end first.
             if let Some(lease) = lease {
                 crate::leases::hold(tx, ns, lease, "content", digest.as_str())?;
+                crate::leases::release(tx, ns, lease, "ingests", r#ref)?;
             }
             if exists {
                 return Ok(true);
@@ -361,28 +366,24 @@ impl ContentStore for NamespacedContent {
                     "content {expected} already exists"
                 )));
             }
-            if self.policy == SharingPolicy::Shared {
-                if let Ok(info) = self.backend.info(ns, expected).await {
-                    if options.total == 0 || options.total == info.size {
-                        let _guard = self.lifecycle.lock().await;
-                        // The blob may have been deleted meanwhile; only
-                        // claim it if it is still there.
-                        if self.backend.info(ns, expected).await.is_ok() {
-                            self.create_record(
-                                ns,
-                                expected,
-                                info.size,
-                                Labels::new(),
-                                options.lease.as_deref(),
-                            )?;
-                            return Err(Error::already_exists(format!(
-                                "content {expected} already exists"
-                            )));
-                        }
+        }
+        let shared = match &options.expected {
+            Some(expected) if self.policy == SharingPolicy::Shared => {
+                match self.backend.info(ns, expected).await {
+                    // A size that differs is the caller's to sort out at
+                    // commit: it writes as if nothing were shared.
+                    Ok(info) if options.total == 0 || options.total == info.size => {
+                        Some(Ingest::Shared {
+                            digest: expected.clone(),
+                            size: info.size,
+                            started: SystemTime::now(),
+                        })
                     }
+                    _ => None,
                 }
             }
-        }
+            _ => None,
+        };
         let own_ref = options.r#ref.clone();
         let lease = options.lease.clone();
         if let Some(lease) = &lease {
@@ -393,15 +394,42 @@ impl ContentStore for NamespacedContent {
                 crate::leases::hold(tx, ns, lease, "ingests", &own_ref)
             })?;
         }
-        let inner = self
-            .backend
+        let expected = options.expected.clone();
+        let ingest = match shared {
+            Some(shared) => shared,
+            None => Ingest::Backend(self.backend_writer(ns, &own_ref, options).await?),
+        };
+        Ok(Box::new(NamespacedWriter {
+            ingest,
+            expected,
+            ns: ns.clone(),
+            r#ref: own_ref,
+            lease,
+            view: self.clone(),
+        }))
+    }
+}
+
+impl NamespacedContent {
+    /// The backend's writer for `ref` of `ns`, under the namespaced ref.
+    async fn backend_writer(
+        &self,
+        ns: &Namespace,
+        own_ref: &str,
+        options: WriterOptions,
+    ) -> Result<Box<dyn Writer>> {
+        self.backend
             .writer(
                 ns,
                 WriterOptions {
-                    r#ref: backend_ref(ns, &options.r#ref),
+                    r#ref: backend_ref(ns, own_ref),
+                    total: options.total,
+                    // Whether this namespace has the blob was checked above;
+                    // the backend would refuse one stored for another
+                    // namespace, which this one must write (or copy) itself.
+                    expected: None,
                     // The backend keeps no leases; this layer holds them.
                     lease: None,
-                    ..options
                 },
             )
             .await
@@ -411,48 +439,181 @@ impl ContentStore for NamespacedContent {
                     "ref {own_ref:?} is locked: another writer is active"
                 )),
                 _ => e,
-            })?;
-        Ok(Box::new(NamespacedWriter {
-            inner,
-            ns: ns.clone(),
-            r#ref: own_ref,
-            lease,
-            view: NamespacedContent {
-                db: self.db.clone(),
-                backend: Arc::clone(&self.backend),
-                policy: self.policy,
-                lifecycle: Arc::clone(&self.lifecycle),
-            },
-        }))
+            })
     }
 }
 
+/// Where a namespaced writer's bytes are.
+enum Ingest {
+    /// In an ingest of the backend.
+    Backend(Box<dyn Writer>),
+    /// Nowhere yet: the writer stands for a blob the backend holds for
+    /// another namespace, complete until the caller writes or truncates.
+    Shared {
+        digest: Digest,
+        size: u64,
+        started: SystemTime,
+    },
+}
+
 struct NamespacedWriter {
-    inner: Box<dyn Writer>,
+    ingest: Ingest,
+    /// The digest the caller expects, which the backend is not told.
+    expected: Option<Digest>,
     ns: Namespace,
     r#ref: String,
     lease: Option<String>,
     view: NamespacedContent,
 }
 
+/// Bytes copied per read when a shared blob becomes an ingest.
+const COPY_CHUNK: usize = 1 << 20;
+
+impl NamespacedWriter {
+    /// The backend ingest, made first if the writer stands for a shared
+    /// blob: it starts with the blob's first `keep` bytes (all of them
+    /// when `keep` is None), so what is written next follows them.
+    async fn unshared(&mut self, keep: Option<u64>) -> Result<&mut Box<dyn Writer>> {
+        if let Ingest::Shared { digest, size, .. } = &self.ingest {
+            let (digest, size) = (digest.clone(), *size);
+            let keep = keep.unwrap_or(size);
+            if keep > size {
+                return Err(Error::invalid_argument(format!(
+                    "cannot truncate ingest {:?} to {keep} bytes: its shared content {digest} has {size}",
+                    self.r#ref
+                )));
+            }
+            let options = WriterOptions {
+                r#ref: self.r#ref.clone(),
+                total: keep,
+                expected: None,
+                lease: None,
+            };
+            let mut writer = self
+                .view
+                .backend_writer(&self.ns, &self.r#ref, options)
+                .await?;
+            // A ref resumed from an earlier, unshared write starts over.
+            writer.truncate(0).await?;
+            if keep > 0 {
+                let reader = self.view.backend.reader_at(&self.ns, &digest).await?;
+                let mut buf = vec![0u8; COPY_CHUNK];
+                let mut at = 0u64;
+                while at < keep {
+                    let want = usize::try_from(keep - at)
+                        .unwrap_or(COPY_CHUNK)
+                        .min(COPY_CHUNK);
+                    let n = reader.read_at(at, &mut buf[..want]).await?;
+                    if n == 0 {
+                        return Err(Error::failed_precondition(format!(
+                            "content {digest} ended at {at} of its {size} bytes while ingest {:?} copied it",
+                            self.r#ref
+                        )));
+                    }
+                    writer.write(&buf[..n]).await?;
+                    at += n as u64;
+                }
+            }
+            self.ingest = Ingest::Backend(writer);
+        }
+        match &mut self.ingest {
+            Ingest::Backend(writer) => Ok(writer),
+            Ingest::Shared { .. } => Err(Error::unknown(format!(
+                "ingest {:?} is still shared after its copy",
+                self.r#ref
+            ))),
+        }
+    }
+
+    /// Records the shared blob in this namespace: nothing was written, so
+    /// `size` and `expected` must be the blob's own.
+    async fn commit_shared(
+        &self,
+        (digest, shared_size): (&Digest, u64),
+        size: u64,
+        expected: Option<Digest>,
+        labels: Labels,
+    ) -> Result<()> {
+        if size != 0 && size != shared_size {
+            return Err(Error::failed_precondition(format!(
+                "unexpected commit size {shared_size} of ingest ref {:?}, expected {size}",
+                self.r#ref
+            )));
+        }
+        if let Some(expected) = expected.filter(|e| e != digest) {
+            return Err(Error::failed_precondition(format!(
+                "unexpected commit digest {digest} of ingest ref {:?}, expected {expected}",
+                self.r#ref
+            )));
+        }
+        let _guard = self.view.lifecycle.lock().await;
+        // Deleted from every namespace (and collected) since the writer
+        // opened: there is nothing left to share.
+        if let Err(e) = self.view.backend.info(&self.ns, digest).await {
+            return Err(if e.is_not_found() {
+                Error::not_found(format!(
+                    "content {digest} was removed before ingest {:?} committed it in namespace {:?}",
+                    self.r#ref,
+                    self.ns.as_str()
+                ))
+            } else {
+                e
+            });
+        }
+        self.view.create_record(
+            (&self.ns, &self.r#ref),
+            digest,
+            shared_size,
+            labels,
+            self.lease.as_deref(),
+        )
+    }
+}
+
 #[async_trait::async_trait]
 impl Writer for NamespacedWriter {
     async fn write(&mut self, data: &[u8]) -> Result<()> {
-        self.inner.write(data).await
+        if data.is_empty() {
+            return Ok(());
+        }
+        self.unshared(None).await?.write(data).await
     }
 
     async fn digest(&self) -> Result<Digest> {
-        self.inner.digest().await
+        match &self.ingest {
+            Ingest::Backend(writer) => writer.digest().await,
+            Ingest::Shared { digest, .. } => Ok(digest.clone()),
+        }
     }
 
     async fn status(&self) -> Result<Status> {
-        let mut status = self.inner.status().await?;
-        status.r#ref = self.r#ref.clone();
-        Ok(status)
+        match &self.ingest {
+            Ingest::Backend(writer) => {
+                let mut status = writer.status().await?;
+                status.r#ref = self.r#ref.clone();
+                status.expected = status.expected.or_else(|| self.expected.clone());
+                Ok(status)
+            }
+            Ingest::Shared {
+                digest,
+                size,
+                started,
+            } => Ok(Status {
+                r#ref: self.r#ref.clone(),
+                offset: *size,
+                total: *size,
+                expected: Some(digest.clone()),
+                started_at: *started,
+                updated_at: *started,
+            }),
+        }
     }
 
     async fn truncate(&mut self, size: u64) -> Result<()> {
-        self.inner.truncate(size).await
+        match &mut self.ingest {
+            Ingest::Backend(writer) => writer.truncate(size).await,
+            Ingest::Shared { .. } => self.unshared(Some(size)).await.map(|_| ()),
+        }
     }
 
     async fn commit(
@@ -462,23 +623,43 @@ impl Writer for NamespacedWriter {
         labels: Labels,
     ) -> Result<()> {
         labels::validate_all(&labels)?;
-        let digest = self.inner.digest().await?;
-        let written = self.inner.status().await?.offset;
         let this = *self;
+        let inner = match this.ingest {
+            Ingest::Backend(inner) => inner,
+            Ingest::Shared {
+                ref digest,
+                size: shared_size,
+                ..
+            } => {
+                return this
+                    .commit_shared((digest, shared_size), size, expected, labels)
+                    .await
+            }
+        };
+        let digest = inner.digest().await?;
+        let written = inner.status().await?.offset;
         let _guard = this.view.lifecycle.lock().await;
-        match this.inner.commit(size, expected, labels.clone()).await {
+        match inner.commit(size, expected, labels.clone()).await {
             Ok(()) => {}
             // The bytes are already stored (by this or another namespace):
             // they are shared, and this namespace gets its record.
             Err(e) if e.is_already_exists() => {}
             Err(e) => return Err(e),
         }
-        this.view
-            .create_record(&this.ns, &digest, written, labels, this.lease.as_deref())
+        this.view.create_record(
+            (&this.ns, &this.r#ref),
+            &digest,
+            written,
+            labels,
+            this.lease.as_deref(),
+        )
     }
 
     async fn close(self: Box<Self>) -> Result<()> {
-        self.inner.close().await
+        match self.ingest {
+            Ingest::Backend(inner) => inner.close().await,
+            Ingest::Shared { .. } => Ok(()),
+        }
     }
 }
 
@@ -495,4 +676,268 @@ mod tests {
     }
 
     crated_core::content_store_testsuite!(store);
+
+    struct Shared {
+        _dir: tempfile::TempDir,
+        db: Db,
+        backend: crated_content_store::LocalStore,
+        content: NamespacedContent,
+    }
+
+    fn with_policy(policy: SharingPolicy) -> Shared {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = crated_content_store::LocalStore::open(&dir.path().join("content")).unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        let content = NamespacedContent::new(db.clone(), Arc::new(backend.clone()), policy);
+        Shared {
+            _dir: dir,
+            db,
+            backend,
+            content,
+        }
+    }
+
+    fn ns(name: &str) -> Namespace {
+        Namespace::new(name).unwrap()
+    }
+
+    fn options(r#ref: &str, total: u64, expected: &Digest) -> WriterOptions {
+        WriterOptions {
+            r#ref: r#ref.into(),
+            total,
+            expected: Some(expected.clone()),
+            lease: None,
+        }
+    }
+
+    /// `data` written and committed in `ns`; its digest.
+    async fn put(content: &NamespacedContent, ns: &Namespace, data: &[u8]) -> Digest {
+        let digest = Digest::sha256(data);
+        let mut w = content
+            .writer(ns, options("put", data.len() as u64, &digest))
+            .await
+            .unwrap();
+        w.write(data).await.unwrap();
+        w.commit(data.len() as u64, Some(digest.clone()), Labels::new())
+            .await
+            .unwrap();
+        digest
+    }
+
+    async fn read_all(content: &NamespacedContent, ns: &Namespace, digest: &Digest) -> Vec<u8> {
+        let reader = content.reader_at(ns, digest).await.unwrap();
+        let mut buf = vec![0u8; reader.size() as usize];
+        let n = reader.read_at(0, &mut buf).await.unwrap();
+        buf.truncate(n);
+        buf
+    }
+
+    #[tokio::test]
+    async fn shared_content_is_complete_at_open_and_commits_without_bytes() {
+        let s = with_policy(SharingPolicy::Shared);
+        let data = b"committed in a".to_vec();
+        let size = data.len() as u64;
+        let digest = put(&s.content, &ns("a"), &data).await;
+
+        let w = s
+            .content
+            .writer(&ns("b"), options("claim", size, &digest))
+            .await
+            .unwrap();
+        let status = w.status().await.unwrap();
+        assert_eq!((status.offset, status.total), (size, size));
+        assert_eq!(status.expected.as_ref(), Some(&digest));
+        assert_eq!(status.r#ref, "claim");
+        assert_eq!(w.digest().await.unwrap(), digest);
+        // Visible in b only once committed there.
+        assert!(s
+            .content
+            .info(&ns("b"), &digest)
+            .await
+            .unwrap_err()
+            .is_not_found());
+        let labels: Labels = [("k".to_owned(), "v".to_owned())].into();
+        w.commit(size, Some(digest.clone()), labels.clone())
+            .await
+            .unwrap();
+        let info = s.content.info(&ns("b"), &digest).await.unwrap();
+        assert_eq!((info.size, &info.labels), (size, &labels));
+        assert_eq!(read_all(&s.content, &ns("b"), &digest).await, data);
+        assert_eq!(s.backend.walk(&ns("b"), &[]).await.unwrap().len(), 1);
+        assert!(s
+            .content
+            .list_statuses(&ns("b"), &[])
+            .await
+            .unwrap()
+            .is_empty());
+
+        // Unknown total: the blob's own size.
+        let w = s
+            .content
+            .writer(&ns("c"), options("claim", 0, &digest))
+            .await
+            .unwrap();
+        assert_eq!(w.status().await.unwrap().offset, size);
+        let err = w.commit(size + 1, None, Labels::new()).await.unwrap_err();
+        assert_eq!(err.kind(), crated_core::Kind::FailedPrecondition, "{err}");
+        let w = s
+            .content
+            .writer(&ns("c"), options("claim", 0, &digest))
+            .await
+            .unwrap();
+        let other = Digest::sha256(b"other");
+        let err = w.commit(0, Some(other), Labels::new()).await.unwrap_err();
+        assert_eq!(err.kind(), crated_core::Kind::FailedPrecondition, "{err}");
+        assert!(s
+            .content
+            .info(&ns("c"), &digest)
+            .await
+            .unwrap_err()
+            .is_not_found());
+
+        // Committed in b now: a writer there is refused, as before.
+        let err = s
+            .content
+            .writer(&ns("b"), options("again", size, &digest))
+            .await
+            .err()
+            .unwrap();
+        assert!(err.is_already_exists(), "{err}");
+    }
+
+    #[tokio::test]
+    async fn bytes_written_to_shared_content_commit_a_new_blob() {
+        let s = with_policy(SharingPolicy::Shared);
+        let data = b"first part".to_vec();
+        let size = data.len() as u64;
+        let digest = put(&s.content, &ns("a"), &data).await;
+
+        let mut w = s
+            .content
+            .writer(&ns("b"), options("grow", size, &digest))
+            .await
+            .unwrap();
+        w.write(b", then more").await.unwrap();
+        let whole = b"first part, then more".to_vec();
+        assert_eq!(w.status().await.unwrap().offset, whole.len() as u64);
+        let grown = Digest::sha256(&whole);
+        assert_eq!(w.digest().await.unwrap(), grown);
+        w.commit(0, None, Labels::new()).await.unwrap();
+        assert_eq!(read_all(&s.content, &ns("b"), &grown).await, whole);
+        // The shared blob itself was only copied, not claimed.
+        assert!(s
+            .content
+            .info(&ns("b"), &digest)
+            .await
+            .unwrap_err()
+            .is_not_found());
+
+        // Truncated, it is an ordinary ingest from that point.
+        let mut w = s
+            .content
+            .writer(&ns("c"), options("cut", size, &digest))
+            .await
+            .unwrap();
+        w.truncate(5).await.unwrap();
+        assert_eq!(w.status().await.unwrap().offset, 5);
+        w.write(b"!").await.unwrap();
+        w.commit(6, Some(Digest::sha256(b"first!")), Labels::new())
+            .await
+            .unwrap();
+        assert_eq!(
+            read_all(&s.content, &ns("c"), &Digest::sha256(b"first!")).await,
+            b"first!"
+        );
+        assert!(s
+            .content
+            .list_statuses(&ns("c"), &[])
+            .await
+            .unwrap()
+            .is_empty());
+    }
+
+    #[tokio::test]
+    async fn isolated_content_is_written_again_and_stored_once() {
+        let s = with_policy(SharingPolicy::Isolated);
+        let data = b"isolated bytes".to_vec();
+        let size = data.len() as u64;
+        let digest = put(&s.content, &ns("a"), &data).await;
+
+        let mut w = s
+            .content
+            .writer(&ns("b"), options("own", size, &digest))
+            .await
+            .unwrap();
+        assert_eq!(w.status().await.unwrap().offset, 0);
+        assert!(s
+            .content
+            .info(&ns("b"), &digest)
+            .await
+            .unwrap_err()
+            .is_not_found());
+        w.write(&data).await.unwrap();
+        w.commit(size, Some(digest.clone()), Labels::new())
+            .await
+            .unwrap();
+        assert_eq!(read_all(&s.content, &ns("b"), &digest).await, data);
+        assert_eq!(s.backend.walk(&ns("b"), &[]).await.unwrap().len(), 1);
+    }
+
+    /// What lease `id` of `ns` holds, as `type id` lines.
+    async fn held(db: &Db, ns: &Namespace, id: &str) -> Vec<String> {
+        crated_core::leases::LeaseStore::list_resources(db, ns, id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| format!("{} {}", r.r#type, r.id))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_committed_ingest_leaves_only_its_content_in_the_lease() {
+        use crated_core::leases::LeaseStore as _;
+        let s = with_policy(SharingPolicy::Shared);
+        let (a, b) = (ns("a"), ns("b"));
+        let data = b"leased bytes";
+        let digest = Digest::sha256(data);
+        for n in [&a, &b] {
+            s.db.create(n, "l", Default::default()).await.unwrap();
+        }
+        let leased = |total: u64| WriterOptions {
+            r#ref: "ingest-1".into(),
+            total,
+            expected: Some(digest.clone()),
+            lease: Some("l".into()),
+        };
+
+        let mut w = s.content.writer(&a, leased(0)).await.unwrap();
+        w.write(data).await.unwrap();
+        assert_eq!(held(&s.db, &a, "l").await, ["ingests ingest-1"]);
+        // A failed commit keeps the ingest, and so its lease.
+        let err = w
+            .commit(1, Some(digest.clone()), Labels::new())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), crated_core::Kind::FailedPrecondition, "{err}");
+        assert_eq!(held(&s.db, &a, "l").await, ["ingests ingest-1"]);
+        let mut w = s.content.writer(&a, leased(0)).await.unwrap();
+        w.truncate(0).await.unwrap();
+        w.write(data).await.unwrap();
+        w.commit(0, Some(digest.clone()), Labels::new())
+            .await
+            .unwrap();
+        assert_eq!(
+            held(&s.db, &a, "l").await,
+            [format!("content {digest}")],
+            "the ingest is gone from the lease"
+        );
+
+        // The same in b, where the blob is shared without a transfer.
+        let w = s.content.writer(&b, leased(0)).await.unwrap();
+        assert_eq!(held(&s.db, &b, "l").await, ["ingests ingest-1"]);
+        w.commit(0, Some(digest.clone()), Labels::new())
+            .await
+            .unwrap();
+        assert_eq!(held(&s.db, &b, "l").await, [format!("content {digest}")]);
+    }
 }

@@ -92,8 +92,8 @@ impl Adaptor for Fields<'_> {
             ["target", "mediatype"] => {
                 Some(image.target.media_type.clone()).filter(|s| !s.is_empty())
             }
-            ["labels", key] => image.labels.get(*key).cloned(),
-            ["annotations", key] => image.target.annotations.get(*key).cloned(),
+            ["labels", key @ ..] => filters::map_value(&image.labels, key),
+            ["annotations", key @ ..] => filters::map_value(&image.target.annotations, key),
             _ => None,
         }
     }

@@ -92,7 +92,7 @@ impl Adaptor for Fields<'_> {
     fn field(&self, path: &[&str]) -> Option<String> {
         match path {
             ["id"] => Some(self.0.id.clone()),
-            ["labels", key] => self.0.labels.get(*key).cloned(),
+            ["labels", key @ ..] => filters::map_value(&self.0.labels, key),
             _ => None,
         }
     }
@@ -272,6 +272,24 @@ mod tests {
             db.delete(&ns, "l1", false).await.unwrap_err().kind(),
             Kind::NotFound
         );
+    }
+
+    #[tokio::test]
+    async fn a_dotted_label_key_filters_unquoted() {
+        let (_d, db, ns) = setup();
+        for (id, key) in [("dotted", "a.b"), ("plain", "a")] {
+            let labels = [(key.to_owned(), "x".to_owned())].into();
+            LeaseStore::create(&db, &ns, id, labels).await.unwrap();
+        }
+        for filter in ["labels.a.b==x", r#"labels."a.b"==x"#] {
+            let ids: Vec<_> = LeaseStore::list(&db, &ns, &[filter.into()])
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|l| l.id)
+                .collect();
+            assert_eq!(ids, ["dotted"], "{filter}");
+        }
     }
 
     #[tokio::test]

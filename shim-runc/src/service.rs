@@ -43,6 +43,11 @@ struct Process {
     console: Option<Arc<OwnedFd>>,
     /// An exec's process spec, until it starts.
     spec: Option<Vec<u8>>,
+    /// Held by a Start until its start event is out, and taken before the
+    /// exit is published: a client waits for the exit that follows the
+    /// start, so an exit published first (a process that ends at once)
+    /// would never be seen.
+    start_gate: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Process {
@@ -276,13 +281,14 @@ impl Service {
     }
 
     /// Records the exit of a process when the reaper sees it (`reaped`)
-    /// into the process's own watch (`to`), then publishes it.
+    /// into the process's own watch (`to`), then publishes it once no
+    /// start of it is under way (`start_gate`).
     fn watch_exit(
         self: &Arc<Self>,
         exec_id: String,
         pid: i32,
         mut reaped: watch::Receiver<Option<Exit>>,
-        to: watch::Sender<Option<Exit>>,
+        (to, start_gate): (watch::Sender<Option<Exit>>, Arc<tokio::sync::Mutex<()>>),
     ) {
         let me = self.clone();
         tokio::spawn(async move {
@@ -295,6 +301,7 @@ impl Service {
                 }
             };
             to.send_replace(Some(exit));
+            let started = start_gate.lock().await;
             let id = if exec_id.is_empty() {
                 me.id.clone()
             } else {
@@ -313,6 +320,7 @@ impl Service {
                     },
                 )
                 .await;
+            drop(started);
             // The init gone, its execs go too (as containerd's shim).
             if exec_id.is_empty() {
                 let pids: Vec<i32> = me
@@ -451,8 +459,10 @@ impl Service {
             }
         };
         let (exit, _) = watch::channel(None);
+        let start_gate = Arc::new(tokio::sync::Mutex::new(()));
         if restore.is_none() {
-            self.watch_exit(String::new(), pid, self.reaper.watch(pid), exit.clone());
+            let watched = (exit.clone(), Arc::clone(&start_gate));
+            self.watch_exit(String::new(), pid, self.reaper.watch(pid), watched);
         }
         let init = Process {
             pid,
@@ -465,6 +475,7 @@ impl Service {
             terminal: req.terminal,
             console: master,
             spec: None,
+            start_gate,
         };
         self.ever_created
             .store(true, std::sync::atomic::Ordering::SeqCst);
@@ -558,13 +569,13 @@ impl Service {
                 return Err(e.context(format!("criu restore failed ({log})")));
             }
         };
-        let exit = self.with(|c| {
+        let watched = self.with(|c| {
             c.init.pid = pid;
             c.init.started = true;
             c.init.console = master;
-            Ok(c.init.exit.clone())
+            Ok((c.init.exit.clone(), Arc::clone(&c.init.start_gate)))
         })?;
-        self.watch_exit(String::new(), pid, self.reaper.watch(pid), exit);
+        self.watch_exit(String::new(), pid, self.reaper.watch(pid), watched);
         Ok(pid)
     }
 
@@ -630,6 +641,9 @@ impl Service {
 
     async fn start_process(self: &Arc<Self>, exec_id: &str) -> Result<pb::StartResponse> {
         let runc = self.runc()?;
+        let gate = self.with(|c| Ok(Arc::clone(&Self::process(c, exec_id)?.start_gate)))?;
+        // Until the start event is out, the exit waits (see `start_gate`).
+        let _starting = gate.lock_owned().await;
         if exec_id.is_empty() {
             let pid = match self.with(|c| Ok(c.restore.take()))? {
                 Some(restore) => self.restore(&runc, restore).await?,
@@ -687,15 +701,15 @@ impl Service {
             .await;
         let _ = std::fs::remove_file(&process_file);
         let (pid, master) = execd?;
-        let exit = self.with(|c| {
+        let watched = self.with(|c| {
             let p = Self::process(c, exec_id)?;
             p.pid = pid;
             p.started = true;
             p.spec = None;
             p.console = master;
-            Ok(p.exit.clone())
+            Ok((p.exit.clone(), Arc::clone(&p.start_gate)))
         })?;
-        self.watch_exit(exec_id.to_owned(), pid, self.reaper.watch(pid), exit);
+        self.watch_exit(exec_id.to_owned(), pid, self.reaper.watch(pid), watched);
         self.publisher
             .publish(
                 "/tasks/exec-started",
@@ -967,6 +981,7 @@ impl Task for ServiceHandle {
                         terminal: req.terminal,
                         console: None,
                         spec: Some(spec),
+                        start_gate: Arc::default(),
                     },
                 );
                 Ok(())

@@ -63,7 +63,10 @@ pub struct WriterOptions {
     /// Expected total size, 0 when unknown.
     pub total: u64,
     /// Expected digest; if that blob is already committed the writer is
-    /// refused with AlreadyExists, so the client skips the transfer.
+    /// refused with AlreadyExists, so the client skips the transfer. A
+    /// namespaced store may instead open the writer complete (offset =
+    /// total = the blob's size) for a blob it shares from another
+    /// namespace: committing it without writing records it.
     pub expected: Option<Digest>,
     /// The lease that holds the ingest and then the committed blob against
     /// garbage collection (containerd's `containerd-lease` header). Stores

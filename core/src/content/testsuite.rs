@@ -1092,6 +1092,25 @@ pub async fn walk_with_filters(store: &dyn ContentStore) {
         vec![c.clone()]
     );
     assert!(walk(vec![format!("digest=={c},size==34")]).await.is_empty());
+    // A dotted key is reached unquoted too: containerd joins the path.
+    store
+        .update(
+            &ns,
+            info_with(&c, &[("org.example.tag", &tag)]),
+            &["labels.org.example.tag".into()],
+        )
+        .await
+        .unwrap();
+    for filter in [
+        format!("labels.org.example.tag=={tag}"),
+        format!(r#"labels."org.example.tag"=={tag}"#),
+    ] {
+        assert_eq!(
+            walk(vec![filter.clone()]).await,
+            vec![c.clone()],
+            "{filter}"
+        );
+    }
 
     let info = store
         .walk(&ns, &[format!("digest=={a}")])

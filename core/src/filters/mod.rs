@@ -39,6 +39,7 @@ mod parser;
 mod quote;
 mod scanner;
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use regex::Regex;
@@ -74,6 +75,25 @@ impl<F: Fn(&[&str]) -> Option<String>> Adaptor for AdaptorFn<F> {
 /// Wraps a closure as an [`Adaptor`].
 pub fn adapt_fn<F: Fn(&[&str]) -> Option<String>>(f: F) -> AdaptorFn<F> {
     AdaptorFn(f)
+}
+
+/// The value of map field `map` (labels, annotations) for the rest of a
+/// field path: containerd joins it with dots, so `labels.a.b` reaches key
+/// `a.b` as `labels."a.b"` does.
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use crated_core::filters::map_value;
+///
+/// let labels: BTreeMap<String, String> = [("a.b".to_owned(), "x".to_owned())].into();
+/// assert_eq!(map_value(&labels, &["a", "b"]).as_deref(), Some("x"));
+/// assert_eq!(map_value(&labels, &["a"]), None);
+/// ```
+pub fn map_value(map: &BTreeMap<String, String>, key: &[&str]) -> Option<String> {
+    if key.is_empty() {
+        return None;
+    }
+    map.get(&key.join(".")).cloned()
 }
 
 /// A parsed filter: matches when any of its alternatives matches, and an

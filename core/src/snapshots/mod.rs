@@ -49,7 +49,8 @@ pub enum Kind {
 }
 
 impl Kind {
-    /// containerd's spelling, as `ctr snapshots ls` prints and filters use.
+    /// containerd's spelling, as `ctr snapshots ls` prints it (filters
+    /// spell kinds in lower case, see [`InfoFields`]).
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::View => "View",
@@ -82,17 +83,26 @@ pub struct Info {
     pub updated_at: SystemTime,
 }
 
-/// Filter fields of a snapshot, as containerd's: `kind`, `name`, `parent`,
-/// `labels.<key>`.
+/// Filter fields of a snapshot, as containerd's: `kind` (`active`, `view`
+/// or `committed`), `name`, `parent`, `labels.<key>`.
 pub struct InfoFields<'a>(pub &'a Info);
 
 impl Adaptor for InfoFields<'_> {
     fn field(&self, path: &[&str]) -> Option<String> {
         match path {
-            ["kind"] => Some(self.0.kind.as_str().to_owned()),
+            // containerd's adaptor spells kinds in lower case, unlike the
+            // `Active` its `ctr snapshots ls` prints: filters are written so.
+            ["kind"] => Some(
+                match self.0.kind {
+                    Kind::Active => "active",
+                    Kind::View => "view",
+                    Kind::Committed => "committed",
+                }
+                .to_owned(),
+            ),
             ["name"] => Some(self.0.name.clone()),
             ["parent"] => Some(self.0.parent.clone()),
-            ["labels", key @ ..] if !key.is_empty() => self.0.labels.get(&key.join(".")).cloned(),
+            ["labels", key @ ..] => crate::filters::map_value(&self.0.labels, key),
             _ => None,
         }
     }

@@ -367,7 +367,8 @@ pub async fn update_labels(sn: &dyn Snapshotter) {
     assert_eq!(kind_of(sn.update(info, &[]).await), ErrorKind::NotFound);
 }
 
-/// Walk filters on kind, name, parent and labels; a bad filter is refused.
+/// Walk filters on kind (spelt lower-case, as containerd's filter adaptor
+/// spells it), name, parent and labels; a bad filter is refused.
 pub async fn walk_with_filters(sn: &dyn Snapshotter) {
     layer(sn, "base", "", |_| {}).await;
     sn.prepare("a", "base", labels(&[("tier", "web")]))
@@ -377,13 +378,20 @@ pub async fn walk_with_filters(sn: &dyn Snapshotter) {
         .await
         .unwrap();
     let walk = |f: &'static str| async move { names(&sn.walk(&[f.to_owned()]).await.unwrap()) };
-    assert_eq!(walk("kind==Committed").await, ["base"]);
-    assert_eq!(walk("kind==Active").await, ["a"]);
+    assert_eq!(walk("kind==committed").await, ["base"]);
+    assert_eq!(walk("kind==active").await, ["a"]);
+    assert_eq!(walk("kind==view").await, ["v"]);
+    assert_eq!(walk("kind!=committed").await, ["a", "v"]);
+    assert_eq!(walk("kind==active,labels.tier==web").await, ["a"]);
+    assert_eq!(walk(r#"kind==view,labels."tier"==db"#).await, ["v"]);
+    assert!(walk("kind==view,labels.tier==web").await.is_empty());
+    // The spelling `ctr snapshots ls` prints is not the filter's.
+    assert!(walk("kind==Active").await.is_empty());
     assert_eq!(walk("parent==base").await, ["a", "v"]);
     assert_eq!(walk(r#"labels."tier"==db"#).await, ["v"]);
     assert_eq!(walk("name~=^(a|v)$,labels.tier").await, ["a", "v"]);
     let both = sn
-        .walk(&["kind==View".into(), "name==base".into()])
+        .walk(&["kind==view".into(), "name==base".into()])
         .await
         .unwrap();
     assert_eq!(names(&both), ["base", "v"], "several filters are OR-ed");
@@ -471,7 +479,7 @@ pub async fn concurrent_prepares(sn: &dyn Snapshotter) {
         !m.path().join("c01").exists(),
         "each prepare has its own tree"
     );
-    assert_eq!(sn.walk(&["kind==Active".into()]).await.unwrap().len(), 16);
+    assert_eq!(sn.walk(&["kind==active".into()]).await.unwrap().len(), 16);
 }
 
 /// Awaits futures concurrently on the current task (no spawn: the futures

@@ -1,0 +1,536 @@
+//! Tasks driven through the gRPC API the way containerd's Go client (and
+//! so a Docker engine) drives them, with our shim: what such a client
+//! relies on in events and metrics.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{debian_ctr, ok, workspace_bin, Daemon, NamespaceCleanup};
+use crated_api::containerd::events as ev;
+use crated_api::containerd::services::containers::v1 as containers;
+use crated_api::containerd::services::events::v1 as events;
+use crated_api::containerd::services::leases::v1 as leases;
+use crated_api::containerd::services::snapshots::v1 as snapshots;
+use crated_api::containerd::services::tasks::v1 as tasks;
+use crated_api::metadata::{set_grpc_lease, set_grpc_namespace};
+use crated_core::Namespace;
+use prost::Message as _;
+use tokio_stream::StreamExt as _;
+use tonic::transport::Channel;
+
+/// A loop that exits 0 on SIGTERM (`sleep` as pid 1 would ignore it).
+const SERVE: &str = "trap 'exit 0' TERM; while true; do sleep 0.1; done";
+
+/// The API in one namespace, under a lease (as the Go client works), so
+/// no collection takes a snapshot between its prepare and its container.
+struct Api {
+    channel: Channel,
+    ns: Namespace,
+    lease: String,
+}
+
+impl Api {
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        set_grpc_namespace(&mut request, &self.ns);
+        set_grpc_lease(&mut request, &self.lease).unwrap();
+        request
+    }
+
+    fn tasks(&self) -> tasks::tasks_client::TasksClient<Channel> {
+        tasks::tasks_client::TasksClient::new(self.channel.clone())
+    }
+
+    fn containers(&self) -> containers::containers_client::ContainersClient<Channel> {
+        containers::containers_client::ContainersClient::new(self.channel.clone())
+    }
+
+    fn snapshots(&self) -> snapshots::snapshots_client::SnapshotsClient<Channel> {
+        snapshots::snapshots_client::SnapshotsClient::new(self.channel.clone())
+    }
+
+    /// A copy of `template` as container `id`, on a new snapshot of the
+    /// same image (each in its own cgroup); returns its rootfs mounts, as
+    /// the Go client's `NewTask` passes them.
+    async fn clone_container(
+        &self,
+        template: &containers::Container,
+        parent: &str,
+        id: &str,
+    ) -> Vec<crated_api::containerd::types::Mount> {
+        let mounts = self
+            .snapshots()
+            .prepare(self.request(snapshots::PrepareSnapshotRequest {
+                snapshotter: template.snapshotter.clone(),
+                key: id.to_owned(),
+                parent: parent.to_owned(),
+                labels: HashMap::new(),
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+            .mounts;
+        let mut container = template.clone();
+        container.id = id.to_owned();
+        container.snapshot_key = id.to_owned();
+        let spec = container.spec.as_mut().unwrap();
+        let mut json: serde_json::Value = serde_json::from_slice(&spec.value).unwrap();
+        json["linux"]["cgroupsPath"] = format!("/{}/{id}", self.ns.as_str()).into();
+        spec.value = serde_json::to_vec(&json).unwrap();
+        self.containers()
+            .create(self.request(containers::CreateContainerRequest {
+                container: Some(container),
+            }))
+            .await
+            .unwrap();
+        mounts
+    }
+
+    /// Creates and starts the task of `container` on its own snapshot.
+    async fn start_task(&self, container: &containers::Container) {
+        let rootfs = self
+            .snapshots()
+            .mounts(self.request(snapshots::MountsRequest {
+                snapshotter: container.snapshotter.clone(),
+                key: container.snapshot_key.clone(),
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+            .mounts;
+        let mut tasks = self.tasks();
+        tasks
+            .create(self.request(tasks::CreateTaskRequest {
+                container_id: container.id.clone(),
+                rootfs,
+                ..Default::default()
+            }))
+            .await
+            .unwrap();
+        tasks
+            .start(self.request(tasks::StartRequest {
+                container_id: container.id.clone(),
+                exec_id: String::new(),
+            }))
+            .await
+            .unwrap();
+    }
+
+    /// Removes container `id` and its snapshot (its task is gone).
+    async fn remove_container(&self, snapshotter: &str, id: &str) {
+        self.containers()
+            .delete(self.request(containers::DeleteContainerRequest { id: id.to_owned() }))
+            .await
+            .unwrap();
+        self.snapshots()
+            .remove(self.request(snapshots::RemoveSnapshotRequest {
+                snapshotter: snapshotter.to_owned(),
+                key: id.to_owned(),
+            }))
+            .await
+            .unwrap();
+    }
+}
+
+/// A daemon with busybox pulled into a namespace of this test, and our
+/// shim's path.
+struct Setup {
+    _registry: crated_testimages::Registry,
+    daemon: Daemon,
+    ns: String,
+    shim: String,
+    image: String,
+}
+
+async fn setup(name: &str) -> Setup {
+    let (registry, image) = common::registry_with_busybox().await;
+    let daemon = tokio::task::spawn_blocking(Daemon::start).await.unwrap();
+    // runc's state dir is per namespace and machine-wide: unique per run.
+    let ns = format!("{name}-{}", std::process::id());
+    ok(daemon.ctr(
+        &debian_ctr(),
+        &["-n", &ns, "images", "pull", "--plain-http", &image],
+    ));
+    let shim = workspace_bin("containerd-shim-runc-v2")
+        .display()
+        .to_string();
+    Setup {
+        _registry: registry,
+        daemon,
+        ns,
+        shim,
+        image,
+    }
+}
+
+impl Setup {
+    async fn api(&self) -> Api {
+        let channel = self.daemon.channel().await;
+        let ns = Namespace::new(self.ns.clone()).unwrap();
+        let mut create = tonic::Request::new(leases::CreateRequest {
+            id: "task-api".into(),
+            labels: HashMap::new(),
+        });
+        set_grpc_namespace(&mut create, &ns);
+        leases::leases_client::LeasesClient::new(channel.clone())
+            .create(create)
+            .await
+            .unwrap();
+        Api {
+            channel,
+            ns,
+            lease: "task-api".into(),
+        }
+    }
+
+    /// Container `id` made by containerd's ctr with our shim, and the
+    /// parent of its snapshot.
+    async fn template(
+        &self,
+        api: &Api,
+        id: &str,
+        args: &[&str],
+    ) -> (containers::Container, String) {
+        let mut command = vec![
+            "-n",
+            self.ns.as_str(),
+            "containers",
+            "create",
+            "--runtime",
+            self.shim.as_str(),
+            self.image.as_str(),
+            id,
+            // Else the `-c` of `sh -c` is taken for ctr's `--config`.
+            "--",
+        ];
+        command.extend_from_slice(args);
+        ok(self.daemon.ctr(&debian_ctr(), &command));
+        let container = api
+            .containers()
+            .get(api.request(containers::GetContainerRequest { id: id.to_owned() }))
+            .await
+            .unwrap()
+            .into_inner()
+            .container
+            .unwrap();
+        let parent = api
+            .snapshots()
+            .stat(api.request(snapshots::StatSnapshotRequest {
+                snapshotter: container.snapshotter.clone(),
+                key: container.snapshot_key.clone(),
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+            .info
+            .unwrap()
+            .parent;
+        (container, parent)
+    }
+}
+
+/// What the subscription saw, in order: (topic, process id, exit status).
+/// A process is named by its container id (init) or exec id.
+type Seen = Arc<Mutex<Vec<(String, String, u32)>>>;
+
+/// Subscribes to `/tasks/start`, `/tasks/exec-started` and `/tasks/exit`
+/// of `ns`; the subscription is registered when this returns.
+async fn subscribe(api: &Api) -> Seen {
+    let filters = ["/tasks/start", "/tasks/exec-started", "/tasks/exit"]
+        .iter()
+        .map(|topic| format!("namespace=={},topic==\"{topic}\"", api.ns.as_str()))
+        .collect();
+    let mut stream = events::events_client::EventsClient::new(api.channel.clone())
+        .subscribe(events::SubscribeRequest { filters })
+        .await
+        .unwrap()
+        .into_inner();
+    let seen: Seen = Arc::default();
+    let into = Arc::clone(&seen);
+    tokio::spawn(async move {
+        while let Some(Ok(envelope)) = stream.next().await {
+            let Some(event) = envelope.event else {
+                continue;
+            };
+            let entry = match envelope.topic.as_str() {
+                "/tasks/start" => {
+                    let start = ev::TaskStart::decode(event.value.as_slice()).unwrap();
+                    (envelope.topic, start.container_id, 0)
+                }
+                "/tasks/exec-started" => {
+                    let started = ev::TaskExecStarted::decode(event.value.as_slice()).unwrap();
+                    (envelope.topic, started.exec_id, 0)
+                }
+                _ => {
+                    let exit = ev::TaskExit::decode(event.value.as_slice()).unwrap();
+                    (envelope.topic, exit.id, exit.exit_status)
+                }
+            };
+            into.lock().unwrap().push(entry);
+        }
+    });
+    seen
+}
+
+/// Waits until `seen` holds `count` exits; a copy of it.
+async fn exits_seen(seen: &Seen, count: usize) -> Vec<(String, String, u32)> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = seen.lock().unwrap().clone();
+        let exits = now.iter().filter(|e| e.0 == "/tasks/exit").count();
+        if exits >= count || tokio::time::Instant::now() > deadline {
+            return now;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Every id of `ids` whose `start` topic did not come before its exit
+/// with status 7, and why.
+fn out_of_order(seen: &[(String, String, u32)], ids: &[String], start: &str) -> Vec<String> {
+    let mut wrong = Vec::new();
+    for id in ids {
+        let started = seen.iter().position(|e| e.0 == start && &e.1 == id);
+        let exited = seen.iter().position(|e| e.0 == "/tasks/exit" && &e.1 == id);
+        match (started, exited) {
+            (Some(s), Some(x)) if s < x && seen[x].2 == 7 => {}
+            (Some(s), Some(x)) if s < x => wrong.push(format!("{id}: exit status {}", seen[x].2)),
+            (s, x) => wrong.push(format!("{id}: {start} at {s:?}, /tasks/exit at {x:?}")),
+        }
+    }
+    wrong
+}
+
+/// Waits for every worker before failing on the first that failed, so no
+/// task is left half made when the test ends.
+async fn join_all(workers: Vec<tokio::task::JoinHandle<()>>) {
+    let mut failed = None;
+    for worker in workers {
+        if let Err(e) = worker.await {
+            failed.get_or_insert(e);
+        }
+    }
+    if let Some(e) = failed {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+/// A Docker engine waits for the `/tasks/exit` that follows a task's
+/// `/tasks/start` and never sees one published before it; so must every
+/// process that exits at once, init or exec, come after its start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fast_exits_are_published_after_their_start() {
+    const TASKS: usize = 200;
+    const EXECS: usize = 50;
+    const PARALLEL: usize = 6;
+    let s = setup("order").await;
+    let _cleanup = NamespaceCleanup(&s.daemon, s.ns.clone());
+    let api = Arc::new(s.api().await);
+    let (template, parent) = s.template(&api, "template", &["sh", "-c", "exit 7"]).await;
+    let seen = subscribe(&api).await;
+
+    let ids: Vec<String> = (0..TASKS).map(|i| format!("fast-{i}")).collect();
+    let queue = Arc::new(Mutex::new(ids.clone()));
+    let mut workers = Vec::new();
+    for _ in 0..PARALLEL {
+        let (api, queue, template, parent) = (
+            Arc::clone(&api),
+            Arc::clone(&queue),
+            template.clone(),
+            parent.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            loop {
+                let Some(id) = queue.lock().unwrap().pop() else {
+                    return;
+                };
+                let rootfs = api.clone_container(&template, &parent, &id).await;
+                let mut tasks = api.tasks();
+                tasks
+                    .create(api.request(tasks::CreateTaskRequest {
+                        container_id: id.clone(),
+                        rootfs,
+                        ..Default::default()
+                    }))
+                    .await
+                    .unwrap();
+                tasks
+                    .start(api.request(tasks::StartRequest {
+                        container_id: id.clone(),
+                        exec_id: String::new(),
+                    }))
+                    .await
+                    .unwrap();
+                let exit = tasks
+                    .wait(api.request(tasks::WaitRequest {
+                        container_id: id.clone(),
+                        exec_id: String::new(),
+                    }))
+                    .await
+                    .unwrap()
+                    .into_inner();
+                assert_eq!(exit.exit_status, 7, "{id}");
+                tasks
+                    .delete(api.request(tasks::DeleteTaskRequest {
+                        container_id: id.clone(),
+                    }))
+                    .await
+                    .unwrap();
+                api.remove_container(&template.snapshotter, &id).await;
+            }
+        }));
+    }
+    join_all(workers).await;
+
+    // Exec processes of one running task.
+    let (serving, _) = s.template(&api, "serving", &["sh", "-c", SERVE]).await;
+    api.start_task(&serving).await;
+    let spec: serde_json::Value =
+        serde_json::from_slice(&serving.spec.as_ref().unwrap().value).unwrap();
+    let mut process = spec["process"].clone();
+    process["args"] = serde_json::json!(["sh", "-c", "exit 7"]);
+    let process = prost_types::Any {
+        type_url: "types.containerd.io/opencontainers/runtime-spec/1/Process".into(),
+        value: serde_json::to_vec(&process).unwrap(),
+    };
+    let exec_ids: Vec<String> = (0..EXECS).map(|i| format!("exec-{i}")).collect();
+    let queue = Arc::new(Mutex::new(exec_ids.clone()));
+    let mut workers = Vec::new();
+    for _ in 0..PARALLEL {
+        let (api, queue, process) = (Arc::clone(&api), Arc::clone(&queue), process.clone());
+        workers.push(tokio::spawn(async move {
+            let mut tasks = api.tasks();
+            loop {
+                let Some(exec_id) = queue.lock().unwrap().pop() else {
+                    return;
+                };
+                tasks
+                    .exec(api.request(tasks::ExecProcessRequest {
+                        container_id: "serving".into(),
+                        exec_id: exec_id.clone(),
+                        spec: Some(process.clone()),
+                        ..Default::default()
+                    }))
+                    .await
+                    .unwrap();
+                tasks
+                    .start(api.request(tasks::StartRequest {
+                        container_id: "serving".into(),
+                        exec_id: exec_id.clone(),
+                    }))
+                    .await
+                    .unwrap();
+                let exit = tasks
+                    .wait(api.request(tasks::WaitRequest {
+                        container_id: "serving".into(),
+                        exec_id: exec_id.clone(),
+                    }))
+                    .await
+                    .unwrap()
+                    .into_inner();
+                assert_eq!(exit.exit_status, 7, "{exec_id}");
+                tasks
+                    .delete_process(api.request(tasks::DeleteProcessRequest {
+                        container_id: "serving".into(),
+                        exec_id,
+                    }))
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    join_all(workers).await;
+
+    let seen = exits_seen(&seen, TASKS + EXECS).await;
+    let inits = out_of_order(&seen, &ids, "/tasks/start");
+    let execs = out_of_order(&seen, &exec_ids, "/tasks/exec-started");
+    assert!(
+        inits.is_empty() && execs.is_empty(),
+        "{} of {TASKS} tasks and {} of {EXECS} execs were published out of order or wrongly:\n{}",
+        inits.len(),
+        execs.len(),
+        inits
+            .iter()
+            .take(10)
+            .chain(execs.iter().take(10))
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+/// `docker stats` reads every sub-message containerd's shim fills without
+/// checking for absent ones (a Docker engine crashed on the missing CPU
+/// throttling): all of them must be there, with figures that make sense.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_carry_every_sub_message_docker_reads() {
+    let s = setup("metrics").await;
+    let _cleanup = NamespaceCleanup(&s.daemon, s.ns.clone());
+    let api = s.api().await;
+    let (serving, _) = s.template(&api, "stats", &["sh", "-c", SERVE]).await;
+    api.start_task(&serving).await;
+    let metrics = api
+        .tasks()
+        .metrics(api.request(tasks::MetricsRequest {
+            filters: vec!["id==stats".into()],
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .metrics;
+    assert_eq!(metrics.len(), 1, "{metrics:?}");
+    assert_eq!(metrics[0].id, "stats");
+    let data = metrics[0].data.as_ref().expect("metrics carry data");
+    if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        assert_eq!(data.type_url, "io.containerd.cgroups.v2.Metrics");
+        let m = crated_api::cgroups::v2::Metrics::decode(data.value.as_slice()).unwrap();
+        let pids = m.pids.as_ref().expect("pids");
+        assert!(pids.current >= 1, "{m:?}");
+        assert!(m.cpu.is_some(), "cpu: {m:?}");
+        assert!(m.memory.as_ref().expect("memory").usage > 0, "{m:?}");
+        assert!(m.io.is_some(), "io: {m:?}");
+        return;
+    }
+    assert_eq!(data.type_url, "io.containerd.cgroups.v1.Metrics");
+    let m = crated_api::cgroups::v1::Metrics::decode(data.value.as_slice()).unwrap();
+    let cpu = m.cpu.as_ref().expect("cpu");
+    assert!(cpu.usage.as_ref().expect("cpu usage").total > 0, "{m:?}");
+    assert!(cpu.throttling.is_some(), "cpu throttling: {m:?}");
+    let memory = m.memory.as_ref().expect("memory");
+    let usage = memory.usage.as_ref().expect("memory usage");
+    assert!(usage.usage > 0 && usage.limit > 0, "{m:?}");
+    for (name, entry) in [
+        ("swap", &memory.swap),
+        ("kernel", &memory.kernel),
+        ("kernel_tcp", &memory.kernel_tcp),
+    ] {
+        assert!(entry.is_some(), "memory {name}: {m:?}");
+    }
+    assert!(m.blkio.is_some(), "blkio: {m:?}");
+    assert!(m.pids.as_ref().expect("pids").current >= 1, "{m:?}");
+    // One entry per huge page size of the host, named as containerd does.
+    let mut sizes: Vec<String> = std::fs::read_dir("/sys/kernel/mm/hugepages")
+        .map(|dir| {
+            dir.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    sizes.sort();
+    let mut pagesizes: Vec<&str> = m.hugetlb.iter().map(|h| h.pagesize.as_str()).collect();
+    pagesizes.sort();
+    pagesizes.dedup();
+    assert_eq!(
+        pagesizes.len(),
+        sizes.len(),
+        "hugetlb {pagesizes:?} for {sizes:?}"
+    );
+    if sizes.iter().any(|s| s == "hugepages-2048kB") {
+        assert!(pagesizes.contains(&"2MB"), "{pagesizes:?}");
+    }
+}
