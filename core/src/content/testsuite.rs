@@ -118,6 +118,7 @@ macro_rules! content_store_testsuite {
             write_commit_read_back,
             empty_blob,
             commit_wrong_size_fails_and_keeps_ingest,
+            writes_past_the_declared_total_are_checked_at_commit,
             commit_wrong_digest_fails_and_keeps_ingest,
             commit_existing_is_already_exists,
             writer_for_existing_expected_is_already_exists,
@@ -495,6 +496,43 @@ pub async fn commit_wrong_size_fails_and_keeps_ingest(store: &dyn ContentStore) 
     w.commit(1000, Some(digest.clone()), Labels::new())
         .await
         .unwrap();
+    assert_eq!(read_all(store, &digest, 4096).await, data);
+    remove(store, &[&digest]).await;
+}
+
+/// The total given when a writer opens is what the client expects, not a
+/// bound on what it may write: as containerd's, writes past it are taken
+/// and only the commit checks the size. A client appending to content it
+/// opened complete (a blob shared from another namespace) relies on this.
+pub async fn writes_past_the_declared_total_are_checked_at_commit(store: &dyn ContentStore) {
+    let ns = namespace();
+    let data = unique_bytes(1014);
+    let digest = sha256(&data);
+    let r#ref = unique_ref("pasttotal");
+    let declared = WriterOptions {
+        total: 1000,
+        ..options(&r#ref)
+    };
+    let mut w = open(store, declared.clone()).await;
+    write_chunks(&mut *w, &data, 1000).await;
+    assert_eq!(w.status().await.unwrap().offset, 1014);
+    assert_kind(
+        w.commit(1000, None, Labels::new()).await,
+        Kind::FailedPrecondition,
+        "commit at the declared total after writing past it",
+    );
+    assert_kind(
+        store.info(&ns, &digest).await,
+        Kind::NotFound,
+        "info after the failed commit",
+    );
+
+    let w = open(store, declared).await;
+    assert_eq!(w.status().await.unwrap().offset, 1014, "the ingest is kept");
+    w.commit(1014, Some(digest.clone()), Labels::new())
+        .await
+        .unwrap();
+    assert_eq!(store.info(&ns, &digest).await.unwrap().size, 1014);
     assert_eq!(read_all(store, &digest, 4096).await, data);
     remove(store, &[&digest]).await;
 }

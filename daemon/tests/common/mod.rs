@@ -278,6 +278,12 @@ pub struct Containerd {
 impl Containerd {
     /// Starts `/usr/bin/containerd` and waits until its socket answers.
     pub fn start() -> Self {
+        Self::start_with("")
+    }
+
+    /// [`Containerd::start`] with `sections` (TOML tables, such as a
+    /// plugin's) added to its config.
+    pub fn start_with(sections: &str) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("containerd-test")
             .tempdir()
@@ -287,7 +293,7 @@ impl Containerd {
         std::fs::write(
             &config,
             format!(
-                "version = 2\nroot = {:?}\nstate = {:?}\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\n[grpc]\naddress = {address:?}\n\n[ttrpc]\naddress = {:?}\n",
+                "version = 2\nroot = {:?}\nstate = {:?}\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\n[grpc]\naddress = {address:?}\n\n[ttrpc]\naddress = {:?}\n\n{sections}\n",
                 dir.path().join("root"),
                 dir.path().join("state"),
                 dir.path().join("run/containerd.sock.ttrpc"),
@@ -302,20 +308,24 @@ impl Containerd {
             .stderr(log)
             .spawn()
             .expect("start /usr/bin/containerd (apt-get install containerd)");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::os::unix::net::UnixStream::connect(&address).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "containerd did not start: {}",
-                std::fs::read_to_string(dir.path().join("containerd.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self {
+        // Owned from here on, so that a containerd that never answers is
+        // killed by the drop when the wait below panics.
+        let containerd = Self {
             dir,
             address,
             child,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::os::unix::net::UnixStream::connect(&containerd.address).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "containerd did not start: {}",
+                std::fs::read_to_string(containerd.dir.path().join("containerd.log"))
+                    .unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
+        containerd
     }
 
     /// Runs Debian's ctr against it.
