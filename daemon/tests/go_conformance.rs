@@ -39,34 +39,6 @@ const SLED_ISOLATED: &str =
 const BOLT_ISOLATED: &str =
     "[plugins.\"io.containerd.metadata.v1.bolt\"]\ncontent_sharing_policy = \"isolated\"\n";
 
-/// Cases that fail against crated for defects whose fixes are on another
-/// branch (`defects`), with the reason. They still fail this test; the list
-/// only lets the report tell those failures from new ones.
-const KNOWN_DEFECTS: &[(&str, &str)] = &[
-    (
-        "shared: TestContentCrossNSShared/CrossNamespaceShare",
-        CROSS_NS_WRITER,
-    ),
-    (
-        "shared: TestContentCrossNSShared/CrossNamespaceAppend",
-        CROSS_NS_WRITER,
-    ),
-    (
-        "isolated: TestContentCrossNSIsolated/CrossNamespaceIsolate",
-        CROSS_NS_WRITER,
-    ),
-    (
-        "shared: TestSnapshotter/Walk",
-        "Walk filters give a snapshot's kind as Active/View/Committed, containerd's \
-         adaptor as active/view/committed, so kind==active matches nothing",
-    ),
-];
-
-const CROSS_NS_WRITER: &str = "a writer opened in namespace B for a digest committed in \
-     namespace A must open complete (offset = total = size) and commit into B under the \
-     shared policy, and start empty under the isolated one; crated refuses it with \
-     AlreadyExists";
-
 /// A cold build (module download and compile of containerd's packages)
 /// takes about 1.5 minutes on the 2-core machine; warm, under a second.
 const BUILD_TIMEOUT: Duration = Duration::from_secs(15 * 60);
@@ -431,8 +403,7 @@ fn containerd_suites_pass_against_crated() {
         "the suites did not finish against containerd 1.6 within {RUN_TIMEOUT:?} (run timeout)"
     );
 
-    let mut known = Vec::new();
-    let mut new = Vec::new();
+    let mut failing = Vec::new();
     for case in &containerd_pass {
         if crated_pass.contains(case) {
             continue;
@@ -447,32 +418,14 @@ fn containerd_suites_pass_against_crated() {
             .get(case)
             .map_or("no result".to_owned(), |o| format!("{o:?}"));
         let log = case_log(&run.output, name);
-        match KNOWN_DEFECTS.iter().find(|(known, _)| known == case) {
-            Some((_, why)) => known.push(format!("{case} ({outcome}; known: {why}):\n{log}")),
-            None => new.push(format!("{case} ({outcome}):\n{log}")),
-        }
-    }
-    let fixed: Vec<&str> = KNOWN_DEFECTS
-        .iter()
-        .map(|(case, _)| *case)
-        .filter(|case| crated_pass.iter().any(|c| c == case))
-        .collect();
-    if !fixed.is_empty() {
-        eprintln!(
-            "go_conformance: known-defect cases now pass against crated; drop them from KNOWN_DEFECTS: {fixed:?}"
-        );
+        failing.push(format!("{case} ({outcome}):\n{log}"));
     }
     assert!(
-        known.is_empty() && new.is_empty(),
+        failing.is_empty(),
         "cases that pass against containerd 1.6 but not against crated \
-         (crated runs finished: shared {}, isolated {}):\n\
-         new failures ({}):\n{}\n\
-         known defects, fixed on another branch ({}):\n{}",
+         (crated runs finished: shared {}, isolated {}):\n{}",
         shared_crated.finished,
         isolated_crated.finished,
-        new.len(),
-        new.join("\n"),
-        known.len(),
-        known.join("\n")
+        failing.join("\n")
     );
 }

@@ -37,9 +37,11 @@ pub fn registration() -> Registration {
         let policy = match config.content_sharing_policy.as_str() {
             "shared" => SharingPolicy::Shared,
             "isolated" => SharingPolicy::Isolated,
-            other => return Err(InitError::Failed(Error::invalid_argument(format!(
+            other => {
+                return Err(InitError::Failed(Error::invalid_argument(format!(
                 "content_sharing_policy {other:?} is not supported: use \"shared\" or \"isolated\""
-            )))),
+            ))))
+            }
         };
         let backend = ctx.get(types::CONTENT)?;
         let root = ctx.daemon_root().to_owned();
