@@ -331,6 +331,43 @@ async fn tasks_survive_a_daemon_killed_and_restarted() {
     assert!(ok(f.ctr(&["tasks", "ls", "-q"])).trim().is_empty());
 }
 
+/// A restarted daemon reconnects to every running task before its socket
+/// appears: the very first `Tasks.List` a client makes lists them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_listing_after_a_restart_has_every_running_task() {
+    const COUNT: usize = 50;
+    let mut f = fixture("relist").await;
+    let ids: Vec<String> = (0..COUNT).map(|i| format!("idle{i:02}")).collect();
+    for id in &ids {
+        ok(f.ctr(&["run", "-d", &f.image, id, "sh", "-c", SERVE]));
+    }
+    let before = ok(f.ctr(&["tasks", "ls", "-q"]));
+    assert_eq!(before.split_whitespace().count(), COUNT, "{before}");
+
+    f.daemon.stop_with(nix::sys::signal::Signal::SIGKILL);
+    // Returns as soon as the socket accepts a connection.
+    f.daemon.spawn(&[]);
+    let first = ok(f.ctr(&["tasks", "ls"]));
+    let listed = rows(&first);
+    assert_eq!(listed.len(), COUNT, "first listing after the restart:\n{first}");
+    for id in &ids {
+        let row = listed
+            .iter()
+            .find(|r| r[0] == *id)
+            .unwrap_or_else(|| panic!("{id} missing from:\n{first}"));
+        assert_eq!(row[2], "RUNNING", "{first}");
+    }
+
+    for id in &ids {
+        ok(f.ctr(&["tasks", "kill", "-s", "SIGKILL", id]));
+    }
+    for id in &ids {
+        wait_status(&f, id, "STOPPED");
+        ok(f.ctr(&["tasks", "rm", id]));
+        ok(f.ctr(&["containers", "rm", id]));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_shim_reports_its_task_exited_and_is_cleaned_up() {
     let f = fixture("deadshim").await;
