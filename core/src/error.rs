@@ -158,6 +158,62 @@ impl Error {
     }
 }
 
+/// The containerd kind of an I/O error: the one mapping every crate uses.
+///
+/// ```
+/// use crated_core::error::io_kind;
+/// use crated_core::Kind;
+///
+/// let missing = std::io::Error::from(std::io::ErrorKind::NotFound);
+/// assert_eq!(io_kind(&missing), Kind::NotFound);
+/// ```
+pub fn io_kind(err: &std::io::Error) -> Kind {
+    use std::io::ErrorKind as Io;
+    match err.kind() {
+        Io::NotFound => Kind::NotFound,
+        Io::AlreadyExists => Kind::AlreadyExists,
+        Io::InvalidInput | Io::InvalidData | Io::InvalidFilename => Kind::InvalidArgument,
+        Io::PermissionDenied
+        | Io::ReadOnlyFilesystem
+        | Io::DirectoryNotEmpty
+        | Io::NotADirectory
+        | Io::IsADirectory
+        | Io::CrossesDevices
+        | Io::NotSeekable => Kind::FailedPrecondition,
+        Io::WouldBlock | Io::ResourceBusy | Io::ConnectionRefused | Io::ConnectionReset
+        | Io::ConnectionAborted | Io::NotConnected | Io::BrokenPipe | Io::StorageFull
+        | Io::QuotaExceeded | Io::OutOfMemory => Kind::Unavailable,
+        Io::TimedOut => Kind::DeadlineExceeded,
+        Io::Interrupted => Kind::Aborted,
+        Io::Unsupported => Kind::NotImplemented,
+        _ => Kind::Unknown,
+    }
+}
+
+impl Error {
+    /// An I/O error while doing `what` (`"write /var/lib/…/ingest/x"`):
+    /// its kind from [`io_kind`], the message `what: err`, the I/O error
+    /// kept as the source.
+    pub fn io(what: impl fmt::Display, err: std::io::Error) -> Self {
+        Self::new(io_kind(&err), format!("{what}: {err}")).with_source(err)
+    }
+}
+
+/// An error of a crate's own (a `thiserror` enum) that knows which of
+/// containerd's kinds each of its variants is. `?` turns it into an
+/// [`Error`] with that kind, its message, and itself as the source, so a
+/// caller may still downcast to the crate's type.
+pub trait KindError: std::error::Error + Send + Sync + 'static {
+    /// The variant's containerd kind.
+    fn kind(&self) -> Kind;
+}
+
+impl<E: KindError> From<E> for Error {
+    fn from(err: E) -> Self {
+        Self::new(err.kind(), err.to_string()).with_source(err)
+    }
+}
+
 /// `Result` with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -170,6 +226,35 @@ mod tests {
         let err = Error::invalid_argument("bad key").context("label \"a\"");
         assert_eq!(err.kind(), Kind::InvalidArgument);
         assert_eq!(err.to_string(), "label \"a\": bad key");
+    }
+
+    #[test]
+    fn io_errors_keep_their_kind_and_source() {
+        use std::error::Error as _;
+        let err = Error::io(
+            "open /x",
+            std::io::Error::from(std::io::ErrorKind::AlreadyExists),
+        );
+        assert_eq!(err.kind(), Kind::AlreadyExists);
+        assert!(err.message().starts_with("open /x: "), "{err}");
+        assert!(err.source().is_some());
+    }
+
+    #[test]
+    fn crate_errors_convert_with_kind_and_source() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("blob {0} not found")]
+        struct Missing(String);
+        impl KindError for Missing {
+            fn kind(&self) -> Kind {
+                Kind::NotFound
+            }
+        }
+        let err: Error = Missing("sha256:x".into()).into();
+        assert_eq!(err.kind(), Kind::NotFound);
+        assert_eq!(err.to_string(), "blob sha256:x not found");
+        let source = std::error::Error::source(&err).and_then(|s| s.downcast_ref::<Missing>());
+        assert_eq!(source.map(|m| m.0.as_str()), Some("sha256:x"));
     }
 
     #[test]
