@@ -12,15 +12,19 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use crated_core::content::Status;
-use crated_core::{Error, Result};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::layout::{io_error, write_replace};
+use crate::layout::write_replace;
+use crate::Error;
+
+type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// NotFound for the ingest of `ref`.
 pub(crate) fn not_found(r#ref: &str) -> Error {
-    Error::not_found(format!("ingest ref {ref:?} not found"))
+    Error::IngestNotFound {
+        r#ref: r#ref.to_owned(),
+    }
 }
 
 /// The status of the ingest in `dir`, or `None` if there is none (or it is
@@ -30,13 +34,13 @@ pub(crate) fn read_status(dir: &Path) -> Result<Option<Status>> {
     let r#ref = match std::fs::read_to_string(&ref_path) {
         Ok(r) => r,
         Err(e) if is_absent(&e) => return Ok(None),
-        Err(e) => return Err(io_error("read", &ref_path, e)),
+        Err(e) => return Err(Error::io("read", &ref_path, e)),
     };
     let data = dir.join("data");
     let meta = match std::fs::metadata(&data) {
         Ok(m) => m,
         Err(e) if is_absent(&e) => return Ok(None),
-        Err(e) => return Err(io_error("stat", &data, e)),
+        Err(e) => return Err(Error::io("stat", &data, e)),
     };
     let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
     let started_at = read_time(&dir.join("startedat")).unwrap_or(modified);
@@ -82,14 +86,14 @@ pub(crate) fn create(
     now: SystemTime,
 ) -> Result<File> {
     remove_dir(dir)?;
-    std::fs::create_dir(dir).map_err(|e| io_error("create ingest", dir, e))?;
+    std::fs::create_dir(dir).map_err(|e| Error::io("create ingest", dir, e))?;
     let data = dir.join("data");
     let file = File::options()
         .read(true)
         .write(true)
         .create_new(true)
         .open(&data)
-        .map_err(|e| io_error("create", &data, e))?;
+        .map_err(|e| Error::io("create", &data, e))?;
     let now = format_time(now)?;
     write_replace(&dir.join("startedat"), now.as_bytes())?;
     write_replace(&dir.join("updatedat"), now.as_bytes())?;
@@ -118,7 +122,7 @@ pub(crate) fn write_updated_at(dir: &Path, at: SystemTime) -> Result<()> {
 /// Removes the ingest directory `dir`; absent is fine.
 pub(crate) fn remove_dir(dir: &Path) -> Result<()> {
     match std::fs::remove_dir_all(dir) {
-        Err(e) if !is_absent(&e) => Err(io_error("remove ingest", dir, e)),
+        Err(e) if !is_absent(&e) => Err(Error::io("remove ingest", dir, e)),
         _ => Ok(()),
     }
 }
@@ -133,7 +137,7 @@ fn is_absent(e: &std::io::Error) -> bool {
 pub(crate) fn format_time(t: SystemTime) -> Result<String> {
     OffsetDateTime::from(t)
         .format(&Rfc3339)
-        .map_err(|e| Error::unknown(format!("format time {t:?}: {e}")))
+        .map_err(|source| Error::FormatTime { time: t, source })
 }
 
 fn read_time(path: &Path) -> Option<SystemTime> {
@@ -183,7 +187,10 @@ mod tests {
             .unwrap();
         assert_eq!((st.offset, st.total), (3, 0));
         assert_eq!((st.started_at, st.updated_at), (mtime, mtime));
-        assert!(status(&ingest, "other").unwrap_err().is_not_found());
+        assert!(matches!(
+            status(&ingest, "other"),
+            Err(Error::IngestNotFound { r#ref }) if r#ref == "other"
+        ));
         std::fs::remove_file(ingest.join("data")).unwrap();
         assert_eq!(read_status(&ingest).unwrap(), None, "no data");
     }

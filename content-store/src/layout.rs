@@ -24,8 +24,11 @@ use std::time::SystemTime;
 
 use crated_core::content::Labels;
 use crated_core::digest::Digest;
-use crated_core::{Error, Result};
 use sha2::{Digest as _, Sha256};
+
+use crate::Error;
+
+type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The algorithm the store hashes with; blobs of other algorithms can be
 /// read, listed and deleted, but not written.
@@ -51,7 +54,7 @@ impl Layout {
             layout.ingests(),
             layout.root.join("labels").join(ALGORITHM),
         ] {
-            std::fs::create_dir_all(&dir).map_err(|e| io_error("create directory", &dir, e))?;
+            std::fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
         }
         Ok(layout)
     }
@@ -92,10 +95,10 @@ impl Layout {
             let entries = match std::fs::read_dir(&dir) {
                 Ok(entries) => entries,
                 Err(e) if e.kind() == ErrorKind::NotFound => continue,
-                Err(e) => return Err(io_error("list", &dir, e)),
+                Err(e) => return Err(Error::io("list", &dir, e)),
             };
             for entry in entries {
-                let entry = entry.map_err(|e| io_error("list", &dir, e))?;
+                let entry = entry.map_err(|e| Error::io("list", &dir, e))?;
                 let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
                     continue;
                 };
@@ -115,17 +118,18 @@ impl Layout {
         let file = match File::open(&path) {
             Ok(file) => file,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_error("open labels", &path, e)),
+            Err(e) => return Err(Error::io("open labels", &path, e)),
         };
         let updated_at = file
             .metadata()
             .and_then(|m| m.modified())
-            .map_err(|e| io_error("stat labels", &path, e))?;
-        let labels = serde_json::from_reader(std::io::BufReader::new(file)).map_err(|e| {
-            Error::unknown(format!(
-                "labels of {digest} in {} are unreadable: {e}",
-                path.display()
-            ))
+            .map_err(|e| Error::io("stat labels", &path, e))?;
+        let labels = serde_json::from_reader(std::io::BufReader::new(file)).map_err(|source| {
+            Error::LabelsUnreadable {
+                digest: digest.clone(),
+                path: path.clone(),
+                source,
+            }
         })?;
         Ok(Some((labels, updated_at)))
     }
@@ -138,8 +142,10 @@ impl Layout {
         labels: &Labels,
         now: SystemTime,
     ) -> Result<()> {
-        let raw = serde_json::to_vec(labels)
-            .map_err(|e| Error::unknown(format!("encode labels of {digest}: {e}")))?;
+        let raw = serde_json::to_vec(labels).map_err(|source| Error::LabelsUnencodable {
+            digest: digest.clone(),
+            source,
+        })?;
         write_durably(&self.labels(digest), &raw, Some(now))
     }
 
@@ -147,7 +153,7 @@ impl Layout {
     pub(crate) fn remove_labels(&self, digest: &Digest) -> Result<()> {
         let path = self.labels(digest);
         match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != ErrorKind::NotFound => Err(io_error("remove labels", &path, e)),
+            Err(e) if e.kind() != ErrorKind::NotFound => Err(Error::io("remove labels", &path, e)),
             _ => Ok(()),
         }
     }
@@ -165,23 +171,12 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
         })
 }
 
-/// An I/O error as a store error naming what was done to which path: absent
-/// files are NotFound, the rest Unknown.
-pub(crate) fn io_error(what: &str, path: &Path, err: std::io::Error) -> Error {
-    let message = format!("{what} {}: {err}", path.display());
-    let error = match err.kind() {
-        ErrorKind::NotFound => Error::not_found(message),
-        _ => Error::unknown(message),
-    };
-    error.with_source(err)
-}
-
 /// Syncs a directory, making the creations, renames and removals in it
 /// durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(|e| io_error("sync directory", dir, e))
+        .map_err(|e| Error::io("sync directory", dir, e))
 }
 
 /// Replaces `path` with `data` so that a reader sees the old or the new
@@ -189,8 +184,8 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
 /// Nothing is synced: for files whose loss in a crash is harmless.
 pub(crate) fn write_replace(path: &Path, data: &[u8]) -> Result<()> {
     let tmp = tmp_path(path);
-    std::fs::write(&tmp, data).map_err(|e| io_error("write", &tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| io_error("rename into", path, e))
+    std::fs::write(&tmp, data).map_err(|e| Error::io("write", &tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io("rename into", path, e))
 }
 
 /// Like [`write_replace`], but durable when it returns: the file is synced
@@ -206,8 +201,8 @@ pub(crate) fn write_durably(path: &Path, data: &[u8], mtime: Option<SystemTime>)
         }
         file.sync_all()
     })();
-    result.map_err(|e| io_error("write", &tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| io_error("rename into", path, e))?;
+    result.map_err(|e| Error::io("write", &tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io("rename into", path, e))?;
     match path.parent() {
         Some(dir) => sync_dir(dir),
         None => Ok(()),

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod error;
 mod ingest;
 mod layout;
 mod locks;
@@ -13,11 +14,13 @@ use std::time::{Duration, SystemTime};
 
 use crated_core::content::{ContentStore, Info, Labels, ReaderAt, Status, Writer, WriterOptions};
 use crated_core::digest::Digest;
+use crated_core::error::KindError as _;
 use crated_core::filters::{self, Adaptor};
 use crated_core::labels::LabelUpdate;
-use crated_core::{Error, Namespace, Result};
+use crated_core::{Kind, Namespace, Result};
 
-use layout::{io_error, Layout};
+pub use error::Error;
+use layout::Layout;
 use locks::RefLocks;
 use writer::LocalWriter;
 
@@ -64,7 +67,7 @@ impl LocalStore {
     /// Opens the store rooted at `root` (the daemon passes
     /// `<root>/io.containerd.content.v1.content`), creating its directories
     /// if needed. Ingests left by an earlier run stay, ready to resume.
-    pub fn open(root: &Path) -> Result<Self> {
+    pub fn open(root: &Path) -> Result<Self, Error> {
         Ok(Self {
             inner: Arc::new(Inner {
                 layout: Arc::new(Layout::create(root)?),
@@ -127,33 +130,35 @@ pub(crate) async fn blocking<T: Send + 'static>(
 ) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| Error::unknown(format!("content store file operation failed: {e}")))?
+        .map_err(|source| Error::Task { source })?
 }
 
 fn not_found(digest: &Digest) -> Error {
-    Error::not_found(format!("content {digest} not found"))
+    Error::NotFound {
+        digest: digest.clone(),
+    }
 }
 
-fn validate_ref(r#ref: &str) -> Result<()> {
+fn validate_ref(r#ref: &str) -> Result<(), Error> {
     if r#ref.is_empty() {
-        return Err(Error::invalid_argument("ingest ref must not be empty"));
+        return Err(Error::EmptyRef);
     }
     Ok(())
 }
 
 /// Info of the blob of `digest`; NotFound if absent. Blocking.
-fn info(layout: &Layout, digest: &Digest) -> Result<Info> {
+fn info(layout: &Layout, digest: &Digest) -> Result<Info, Error> {
     let path = layout.blob(digest);
     let meta = std::fs::metadata(&path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => not_found(digest),
-        _ => io_error("stat blob", &path, e),
+        _ => Error::io("stat blob", &path, e),
     })?;
     if !meta.is_file() {
         return Err(not_found(digest));
     }
     let created_at = meta
         .modified()
-        .map_err(|e| io_error("stat blob", &path, e))?;
+        .map_err(|e| Error::io("stat blob", &path, e))?;
     let (labels, updated_at) = layout
         .read_labels(digest)?
         .unwrap_or_else(|| (Labels::new(), created_at));
@@ -196,7 +201,7 @@ impl Adaptor for StatusFields<'_> {
 impl ContentStore for LocalStore {
     async fn info(&self, _ns: &Namespace, digest: &Digest) -> Result<Info> {
         let (layout, digest) = (self.layout(), digest.clone());
-        blocking(move || info(&layout, &digest)).await
+        blocking(move || Ok(info(&layout, &digest)?)).await
     }
 
     async fn update(&self, _ns: &Namespace, new: Info, fieldpaths: &[String]) -> Result<Info> {
@@ -225,8 +230,8 @@ impl ContentStore for LocalStore {
                     Ok(info) if filter.matches(&InfoFields(&info)) => out.push(info),
                     Ok(_) => {}
                     // Deleted while walking, or not a blob file.
-                    Err(e) if e.is_not_found() => {}
-                    Err(e) => return Err(e),
+                    Err(e) if e.kind() == Kind::NotFound => {}
+                    Err(e) => return Err(e.into()),
                 }
             }
             Ok(out)
@@ -239,7 +244,7 @@ impl ContentStore for LocalStore {
         self.with_labels_lock(move |layout| {
             let path = layout.blob(&digest);
             if !path.is_file() {
-                return Err(not_found(&digest));
+                return Err(not_found(&digest).into());
             }
             // Labels first: a crash in between leaves a blob without labels,
             // never labels that a later commit of the digest would inherit.
@@ -247,8 +252,8 @@ impl ContentStore for LocalStore {
             // No directory sync: a delete undone by a crash is harmless, the
             // blob is whole and garbage collection removes it again.
             std::fs::remove_file(&path).map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => not_found(&digest),
-                _ => io_error("remove blob", &path, e),
+                std::io::ErrorKind::NotFound => not_found(&digest).into(),
+                _ => Error::io("remove blob", &path, e).into(),
             })
         })
         .await
@@ -257,14 +262,14 @@ impl ContentStore for LocalStore {
     async fn reader_at(&self, _ns: &Namespace, digest: &Digest) -> Result<Box<dyn ReaderAt>> {
         let path = self.inner.layout.blob(digest);
         let digest = digest.clone();
-        let reader = blocking(move || reader::FileReader::open(&path, &digest)).await?;
+        let reader = blocking(move || Ok(reader::FileReader::open(&path, &digest)?)).await?;
         Ok(Box::new(reader))
     }
 
     async fn status(&self, _ns: &Namespace, r#ref: &str) -> Result<Status> {
         validate_ref(r#ref)?;
         let (dir, r#ref) = (self.inner.layout.ingest(r#ref), r#ref.to_owned());
-        blocking(move || ingest::status(&dir, &r#ref)).await
+        blocking(move || Ok(ingest::status(&dir, &r#ref)?)).await
     }
 
     async fn list_statuses(
@@ -276,15 +281,15 @@ impl ContentStore for LocalStore {
         let root = self.inner.layout.ingests();
         blocking(move || {
             let mut out = Vec::new();
-            let entries = std::fs::read_dir(&root).map_err(|e| io_error("list", &root, e))?;
+            let entries = std::fs::read_dir(&root).map_err(|e| Error::io("list", &root, e))?;
             for entry in entries {
-                let entry = entry.map_err(|e| io_error("list", &root, e))?;
+                let entry = entry.map_err(|e| Error::io("list", &root, e))?;
                 // An ingest committed or aborted while listing is skipped.
                 match ingest::read_status(&entry.path()) {
                     Ok(Some(status)) if filter.matches(&StatusFields(&status)) => out.push(status),
                     Ok(_) => {}
-                    Err(e) if e.is_not_found() => {}
-                    Err(e) => return Err(e),
+                    Err(e) if e.kind() == Kind::NotFound => {}
+                    Err(e) => return Err(e.into()),
                 }
             }
             out.sort_by(|a, b| a.r#ref.cmp(&b.r#ref));
@@ -300,7 +305,7 @@ impl ContentStore for LocalStore {
         let (dir, r#ref) = (self.inner.layout.ingest(r#ref), r#ref.to_owned());
         blocking(move || {
             ingest::status(&dir, &r#ref)?;
-            ingest::remove_dir(&dir)
+            Ok(ingest::remove_dir(&dir)?)
         })
         .await
     }
@@ -313,9 +318,10 @@ impl ContentStore for LocalStore {
             // is told at once even if the ref is busy.
             let path = self.inner.layout.blob(expected);
             if blocking(move || Ok(path.is_file())).await? {
-                return Err(Error::already_exists(format!(
-                    "content {expected} already exists"
-                )));
+                return Err(Error::AlreadyExists {
+                    digest: expected.clone(),
+                }
+                .into());
             }
         }
         let lock = self
@@ -324,7 +330,7 @@ impl ContentStore for LocalStore {
             .acquire(&options.r#ref, self.lock_wait)
             .await?;
         let layout = self.layout();
-        let writer = blocking(move || LocalWriter::open(layout, options, lock)).await?;
+        let writer = blocking(move || Ok(LocalWriter::open(layout, options, lock)?)).await?;
         Ok(Box::new(writer))
     }
 }

@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-use crated_core::{Error, Result};
 use tokio::sync::Notify;
+
+use crate::Error;
 
 /// The refs with an active writer.
 #[derive(Debug, Default)]
@@ -55,7 +56,11 @@ impl RefLocks {
     /// The wait, like containerd's retries, absorbs a client that closes a
     /// writer and reopens the ref at once, while the server is still
     /// finishing the first. Past it the error is Unavailable.
-    pub(crate) async fn acquire(self: &Arc<Self>, r#ref: &str, wait: Duration) -> Result<RefLock> {
+    pub(crate) async fn acquire(
+        self: &Arc<Self>,
+        r#ref: &str,
+        wait: Duration,
+    ) -> Result<RefLock, Error> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             // Registered before trying, so a release between the try and the
@@ -77,10 +82,10 @@ impl RefLocks {
                 }
             };
             if tokio::time::timeout_at(deadline, released).await.is_err() {
-                return Err(Error::unavailable(format!(
-                    "ref {ref:?} is locked: a writer has held it for {:.3}s",
-                    since.elapsed().as_secs_f64()
-                )));
+                return Err(Error::RefLocked {
+                    r#ref: r#ref.to_owned(),
+                    held_for: since.elapsed(),
+                });
             }
         }
     }
@@ -112,6 +117,8 @@ mod tests {
             .acquire("r", Duration::from_millis(20))
             .await
             .unwrap_err();
+        assert!(matches!(&err, Error::RefLocked { r#ref, .. } if r#ref == "r"));
+        let err = crated_core::Error::from(err);
         assert_eq!(err.kind(), crated_core::Kind::Unavailable);
         assert!(err.message().starts_with("ref \"r\" is locked"), "{err}");
         // Another ref is independent.

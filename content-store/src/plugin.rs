@@ -11,7 +11,8 @@ use crate::LocalStore;
 /// The plugin's registration.
 pub fn registration() -> Registration {
     Registration::new(types::CONTENT, "content", |ctx| async move {
-        let store: Arc<dyn ContentStore> = Arc::new(LocalStore::open(&ctx.root)?);
+        let store: Arc<dyn ContentStore> =
+            Arc::new(LocalStore::open(&ctx.root).map_err(crated_core::Error::from)?);
         Ok(Plugin::new(store).export("root", ctx.root.display()))
     })
 }

@@ -8,10 +8,9 @@ use std::sync::Arc;
 
 use crated_core::content::ReaderAt;
 use crated_core::digest::Digest;
-use crated_core::{Error, Result};
+use crated_core::Result;
 
-use crate::blocking;
-use crate::layout::io_error;
+use crate::{blocking, Error};
 
 /// A committed blob, open for reading. The file stays readable while open
 /// even if the blob is deleted meanwhile.
@@ -23,15 +22,15 @@ pub(crate) struct FileReader {
 
 impl FileReader {
     /// Opens the blob of `digest` at `path`; NotFound if absent. Blocking.
-    pub(crate) fn open(path: &Path, digest: &Digest) -> Result<Self> {
-        let not_found = || Error::not_found(format!("content {digest} not found"));
+    pub(crate) fn open(path: &Path, digest: &Digest) -> Result<Self, Error> {
+        let not_found = || crate::not_found(digest);
         let file = File::open(path).map_err(|e| match e.kind() {
             ErrorKind::NotFound => not_found(),
-            _ => io_error("open blob", path, e),
+            _ => Error::io("open blob", path, e),
         })?;
         let meta = file
             .metadata()
-            .map_err(|e| io_error("stat blob", path, e))?;
+            .map_err(|e| Error::io("stat blob", path, e))?;
         if !meta.is_file() {
             return Err(not_found());
         }
@@ -65,12 +64,13 @@ impl ReaderAt for FileReader {
                     Ok(0) => break,
                     Ok(n) => filled += n,
                     Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        return Err(Error::unknown(format!(
-                            "read content {digest} at {}: {e}",
-                            offset + filled as u64
-                        ))
-                        .with_source(e))
+                    Err(source) => {
+                        return Err(Error::Read {
+                            digest,
+                            offset: offset + filled as u64,
+                            source,
+                        }
+                        .into())
                     }
                 }
             }

@@ -16,12 +16,14 @@ use std::time::SystemTime;
 
 use crated_core::content::{Labels, Status, Writer, WriterOptions};
 use crated_core::digest::Digest;
-use crated_core::{labels, Error, Result};
+use crated_core::error::KindError as _;
+use crated_core::{labels, Kind, Result};
 use sha2::{Digest as _, Sha256};
 
 use crate::ingest;
-use crate::layout::{hex, io_error, sync_dir, Layout, ALGORITHM};
+use crate::layout::{hex, sync_dir, Layout, ALGORITHM};
 use crate::locks::RefLock;
+use crate::Error;
 
 /// Size of the reads that re-hash an ingest being resumed.
 const REHASH_BUFFER: usize = 1 << 20;
@@ -46,13 +48,13 @@ struct Ingest {
 
 impl Ingest {
     /// Appends `buf` at `offset`, then hashes it.
-    fn append(&mut self) -> Result<Digest> {
+    fn append(&mut self) -> Result<Digest, Error> {
         if let Err(e) = self.file.write_all_at(&self.buf, self.offset) {
             // Drop a partial write so the file keeps matching the hash; if
             // that fails too, the next write overwrites it anyway and commit
             // checks the file's length.
             let _ = self.file.set_len(self.offset);
-            return Err(io_error("write", &self.dir.join("data"), e));
+            return Err(Error::io("write", self.dir.join("data"), e));
         }
         self.hasher.update(&self.buf);
         self.offset += self.buf.len() as u64;
@@ -63,17 +65,18 @@ impl Ingest {
     }
 
     /// Discards everything past `size`, re-hashing what stays.
-    fn truncate(&mut self, size: u64) -> Result<Digest> {
+    fn truncate(&mut self, size: u64) -> Result<Digest, Error> {
         let data = self.dir.join("data");
         self.file
             .set_len(size)
-            .map_err(|e| io_error("truncate", &data, e))?;
+            .map_err(|e| Error::io("truncate", &data, e))?;
         let (hasher, hashed) = hash_prefix(&self.file, size, &data)?;
         if hashed != size {
-            return Err(Error::unknown(format!(
-                "truncate {}: {hashed} bytes left, expected {size}",
-                data.display()
-            )));
+            return Err(Error::TruncatedShort {
+                path: data,
+                left: hashed,
+                size,
+            });
         }
         (self.hasher, self.offset) = (hasher, size);
         Ok(digest_of(&self.hasher))
@@ -99,7 +102,11 @@ impl LocalWriter {
     /// Opens the ingest of `options.ref`, resuming it if it exists (its data
     /// is re-hashed, so the digest covers every byte), else creating it.
     /// Blocking.
-    pub(crate) fn open(layout: Arc<Layout>, options: WriterOptions, lock: RefLock) -> Result<Self> {
+    pub(crate) fn open(
+        layout: Arc<Layout>,
+        options: WriterOptions,
+        lock: RefLock,
+    ) -> Result<Self, Error> {
         let WriterOptions {
             r#ref,
             total,
@@ -135,7 +142,7 @@ impl LocalWriter {
                     .read(true)
                     .write(true)
                     .open(&path)
-                    .map_err(|e| io_error("open", &path, e))?;
+                    .map_err(|e| Error::io("open", &path, e))?;
                 let (hasher, offset) = hash_prefix(&file, u64::MAX, &path)?;
                 match &expected {
                     Some(named) if status.expected.as_ref() != Some(named) => {
@@ -189,30 +196,26 @@ impl LocalWriter {
     /// Runs `op` on the ingest on a blocking thread.
     async fn run<T: Send + 'static>(
         &mut self,
-        op: impl FnOnce(&mut Ingest) -> Result<T> + Send + 'static,
-    ) -> Result<T> {
+        op: impl FnOnce(&mut Ingest) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
         let mut ingest = self.take()?;
         let (ingest, result) = tokio::task::spawn_blocking(move || {
             let result = op(&mut ingest);
             (ingest, result)
         })
         .await
-        .map_err(|e| {
-            Error::unknown(format!(
-                "file operation on ingest ref {:?} failed: {e}",
-                self.r#ref
-            ))
+        .map_err(|source| Error::IngestTask {
+            op: "file operation on",
+            r#ref: self.r#ref.clone(),
+            source,
         })?;
         self.ingest = Some(ingest);
         result
     }
 
-    fn take(&mut self) -> Result<Ingest> {
-        self.ingest.take().ok_or_else(|| {
-            Error::failed_precondition(format!(
-                "writer of ingest ref {:?} is unusable after an interrupted operation; open a new one to resume",
-                self.r#ref
-            ))
+    fn take(&mut self) -> Result<Ingest, Error> {
+        self.ingest.take().ok_or_else(|| Error::WriterUnusable {
+            r#ref: self.r#ref.clone(),
         })
     }
 }
@@ -229,7 +232,7 @@ impl Writer for LocalWriter {
                 ingest.buf.clear();
                 ingest.buf.extend_from_slice(data);
             }
-            None => return self.take().map(drop),
+            None => return Ok(self.take().map(drop)?),
         }
         self.digest = self.run(Ingest::append).await?;
         self.offset += data.len() as u64;
@@ -254,10 +257,12 @@ impl Writer for LocalWriter {
 
     async fn truncate(&mut self, size: u64) -> Result<()> {
         if size > self.offset {
-            return Err(Error::invalid_argument(format!(
-                "cannot truncate ingest ref {:?} to {size} bytes: it holds {}",
-                self.r#ref, self.offset
-            )));
+            return Err(Error::TruncateBeyondEnd {
+                r#ref: self.r#ref.clone(),
+                size,
+                offset: self.offset,
+            }
+            .into());
         }
         self.digest = self.run(move |ingest| ingest.truncate(size)).await?;
         self.offset = size;
@@ -282,7 +287,12 @@ impl Writer for LocalWriter {
             commit(&layout, ingest, &r#ref, size, expected.as_ref(), &labels)
         })
         .await
-        .map_err(|e| Error::unknown(format!("commit of ingest ref {:?} failed: {e}", self.r#ref)))?
+        .map_err(|source| Error::IngestTask {
+            op: "commit of",
+            r#ref: self.r#ref.clone(),
+            source,
+        })??;
+        Ok(())
     }
 
     async fn close(mut self: Box<Self>) -> Result<()> {
@@ -296,27 +306,32 @@ impl Writer for LocalWriter {
             ingest
                 .file
                 .sync_data()
-                .map_err(|e| io_error("sync", &data, e))?;
+                .map_err(|e| Error::io("sync", &data, e))?;
             match ingest::write_updated_at(&ingest.dir, updated_at) {
                 // Aborted while open: nothing left to record.
-                Err(e) if e.is_not_found() => Ok(()),
+                Err(e) if e.kind() == Kind::NotFound => Ok(()),
                 other => other,
             }
         })
         .await
-        .map_err(|e| Error::unknown(format!("close of ingest ref {ref:?} failed: {e}")))?
+        .map_err(|source| Error::IngestTask {
+            op: "close of",
+            r#ref,
+            source,
+        })??;
+        Ok(())
     }
 }
 
 /// Refuses digests the store cannot produce: it hashes with sha256 only.
-pub(crate) fn check_algorithm(digest: &Digest) -> Result<()> {
+pub(crate) fn check_algorithm(digest: &Digest) -> Result<(), Error> {
     if digest.algorithm() == ALGORITHM {
         return Ok(());
     }
-    Err(Error::invalid_argument(format!(
-        "unsupported digest algorithm {:?} in {digest}: the local content store writes {ALGORITHM} only",
-        digest.algorithm()
-    )))
+    Err(Error::UnsupportedAlgorithm {
+        digest: digest.clone(),
+        supported: ALGORITHM,
+    })
 }
 
 /// Verifies the ingest and moves its data into `blobs/`. Blocking.
@@ -333,31 +348,35 @@ fn commit(
     size: u64,
     expected: Option<&Digest>,
     labels: &Labels,
-) -> Result<()> {
+) -> Result<(), Error> {
     let data = ingest.dir.join("data");
     let on_disk = ingest
         .file
         .metadata()
-        .map_err(|e| io_error("stat", &data, e))?
+        .map_err(|e| Error::io("stat", &data, e))?
         .len();
     if on_disk != ingest.offset {
-        return Err(Error::failed_precondition(format!(
-            "ingest ref {ref:?} changed on disk: {on_disk} bytes, {} written by this writer",
-            ingest.offset
-        )));
+        return Err(Error::IngestChanged {
+            r#ref: r#ref.to_owned(),
+            on_disk,
+            written: ingest.offset,
+        });
     }
     if size > 0 && size != ingest.offset {
-        return Err(Error::failed_precondition(format!(
-            "unexpected commit size {} of ingest ref {ref:?}, expected {size}",
-            ingest.offset
-        )));
+        return Err(Error::UnexpectedSize {
+            r#ref: r#ref.to_owned(),
+            written: ingest.offset,
+            expected: size,
+        });
     }
     let digest = digest_of(&ingest.hasher);
     if let Some(expected) = expected {
         if *expected != digest {
-            return Err(Error::failed_precondition(format!(
-                "unexpected commit digest {digest} of ingest ref {ref:?}, expected {expected}"
-            )));
+            return Err(Error::UnexpectedDigest {
+                r#ref: r#ref.to_owned(),
+                digest,
+                expected: expected.clone(),
+            });
         }
     }
     let target = layout.blob(&digest);
@@ -374,7 +393,7 @@ fn commit(
     };
     if let Err(e) = finish(&ingest.file) {
         restore_mode(&ingest.file);
-        return Err(io_error("sync", &data, e));
+        return Err(Error::io("sync", &data, e));
     }
     match rename_noreplace(&data, &target) {
         Ok(()) => {}
@@ -382,13 +401,14 @@ fn commit(
             return Err(already_exists(ingest, &digest));
         }
         Err(e) if e.kind() == ErrorKind::NotFound => {
-            return Err(Error::not_found(format!(
-                "ingest ref {ref:?} was aborted while being committed"
-            )));
+            return Err(Error::AbortedDuringCommit {
+                r#ref: r#ref.to_owned(),
+                source: e,
+            });
         }
         Err(e) => {
             restore_mode(&ingest.file);
-            return Err(io_error("commit blob to", &target, e));
+            return Err(Error::io("commit blob to", &target, e));
         }
     }
     let blob_dir = target.parent().unwrap_or(&layout.root);
@@ -407,10 +427,9 @@ fn commit(
     } else {
         layout.write_labels(&digest, labels, now)
     };
-    labelled.map_err(|e| {
-        e.context(format!(
-            "content {digest} committed, but its labels were not set"
-        ))
+    labelled.map_err(|e| Error::LabelsNotSet {
+        digest,
+        source: Box::new(e),
     })
 }
 
@@ -421,7 +440,9 @@ fn already_exists(ingest: Ingest, digest: &Digest) -> Error {
         tracing::warn!(%digest, error = %e, "remove the ingest of an existing blob");
     }
     drop(ingest);
-    Error::already_exists(format!("content {digest} already exists"))
+    Error::AlreadyExists {
+        digest: digest.clone(),
+    }
 }
 
 /// Puts back the mode a failed commit took away, so the ingest stays
@@ -453,7 +474,7 @@ fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
 
 /// Hashes `file` from the start, up to `limit` bytes or its end; returns
 /// the hash state and the number of bytes hashed.
-fn hash_prefix(file: &File, limit: u64, path: &Path) -> Result<(Sha256, u64)> {
+fn hash_prefix(file: &File, limit: u64, path: &Path) -> Result<(Sha256, u64), Error> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; REHASH_BUFFER];
     let mut offset = 0u64;
@@ -463,7 +484,7 @@ fn hash_prefix(file: &File, limit: u64, path: &Path) -> Result<(Sha256, u64)> {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) => return Err(io_error("re-hash", path, e)),
+            Err(e) => return Err(Error::io("re-hash", path, e)),
         };
         hasher.update(&buf[..n]);
         offset += n as u64;
