@@ -8,7 +8,9 @@ use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;
 
-use crated_core::{Error, Result};
+use crate::Error;
+
+type Result<T, E = Error> = std::result::Result<T, E>;
 
 const BTRFS_IOCTL_MAGIC: u8 = 0x94;
 const BTRFS_PATH_NAME_MAX: usize = 4087;
@@ -47,22 +49,30 @@ nix::ioctl_write_ptr!(btrfs_snap_create_v2, BTRFS_IOCTL_MAGIC, 23, VolArgsV2);
 nix::ioctl_read!(btrfs_subvol_getflags, BTRFS_IOCTL_MAGIC, 25, u64);
 nix::ioctl_write_ptr!(btrfs_subvol_setflags, BTRFS_IOCTL_MAGIC, 26, u64);
 
-fn failed(what: &str, path: &Path, err: impl std::fmt::Display) -> Error {
-    Error::unknown(format!("btrfs {what} {}: {err}", path.display()))
+/// The error of ioctl `op` on `path`.
+fn failed<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(nix::errno::Errno) -> Error + 'a {
+    move |source| Error::Ioctl {
+        op,
+        path: path.to_owned(),
+        source,
+    }
 }
 
 fn open_dir(path: &Path) -> Result<File> {
-    File::open(path).map_err(|e| failed("open", path, e))
+    File::open(path).map_err(|source| Error::Io {
+        op: "btrfs open",
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// Splits `path` into its parent directory (opened) and final name, checked
 /// to fit `N` bytes with a terminating NUL.
 fn parent_and_name<const N: usize>(path: &Path) -> Result<(File, [u8; N])> {
     let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
-        return Err(Error::invalid_argument(format!(
-            "btrfs subvolume path {} has no parent directory",
-            path.display()
-        )));
+        return Err(Error::NoParent {
+            path: path.to_owned(),
+        });
     };
     Ok((open_dir(parent)?, name_buf(name, path)?))
 }
@@ -70,11 +80,10 @@ fn parent_and_name<const N: usize>(path: &Path) -> Result<(File, [u8; N])> {
 fn name_buf<const N: usize>(name: &OsStr, path: &Path) -> Result<[u8; N]> {
     let bytes = name.as_bytes();
     if bytes.len() >= N {
-        return Err(Error::invalid_argument(format!(
-            "btrfs subvolume name of {} is longer than {} bytes",
-            path.display(),
-            N - 1
-        )));
+        return Err(Error::NameTooLong {
+            path: path.to_owned(),
+            max: N - 1,
+        });
     }
     let mut buf = [0u8; N];
     buf[..bytes.len()].copy_from_slice(bytes);
@@ -88,7 +97,7 @@ pub fn subvol_create(path: &Path) -> Result<()> {
     // SAFETY: `parent` is an open directory for the call's duration and
     // `args` is a valid, NUL-terminated btrfs_ioctl_vol_args.
     unsafe { btrfs_subvol_create(parent.as_raw_fd(), &args) }
-        .map_err(|e| failed("create subvolume", path, e))?;
+        .map_err(failed("create subvolume", path))?;
     Ok(())
 }
 
@@ -105,8 +114,13 @@ pub fn subvol_snapshot(source: &Path, path: &Path, read_only: bool) -> Result<()
     };
     // SAFETY: both files stay open for the call and `args` is a valid,
     // NUL-terminated btrfs_ioctl_vol_args_v2.
-    unsafe { btrfs_snap_create_v2(parent.as_raw_fd(), &args) }
-        .map_err(|e| failed(&format!("snapshot {} as", source.display()), path, e))?;
+    unsafe { btrfs_snap_create_v2(parent.as_raw_fd(), &args) }.map_err(|errno| {
+        Error::Snapshot {
+            from: source.to_owned(),
+            path: path.to_owned(),
+            source: errno,
+        }
+    })?;
     Ok(())
 }
 
@@ -117,7 +131,7 @@ pub fn subvol_delete(path: &Path) -> Result<()> {
     // SAFETY: `parent` is an open directory for the call's duration and
     // `args` is a valid, NUL-terminated btrfs_ioctl_vol_args.
     unsafe { btrfs_snap_destroy(parent.as_raw_fd(), &args) }
-        .map_err(|e| failed("delete subvolume", path, e))?;
+        .map_err(failed("delete subvolume", path))?;
     Ok(())
 }
 
@@ -132,7 +146,7 @@ pub fn subvol_id(path: &Path) -> Result<u64> {
     // SAFETY: `dir` is open for the call and `args` is a valid
     // btrfs_ioctl_ino_lookup_args the kernel fills in.
     unsafe { btrfs_ino_lookup(dir.as_raw_fd(), &mut args) }
-        .map_err(|e| failed("look up the subvolume id of", path, e))?;
+        .map_err(failed("look up the subvolume id of", path))?;
     Ok(args.treeid)
 }
 
@@ -142,7 +156,7 @@ pub fn set_read_only(path: &Path, read_only: bool) -> Result<()> {
     let mut flags = 0u64;
     // SAFETY: `dir` is open for the call and `flags` a valid u64 to fill.
     unsafe { btrfs_subvol_getflags(dir.as_raw_fd(), &mut flags) }
-        .map_err(|e| failed("read the flags of", path, e))?;
+        .map_err(failed("read the flags of", path))?;
     flags = if read_only {
         flags | BTRFS_SUBVOL_RDONLY
     } else {
@@ -150,7 +164,7 @@ pub fn set_read_only(path: &Path, read_only: bool) -> Result<()> {
     };
     // SAFETY: as above; the kernel only reads `flags`.
     unsafe { btrfs_subvol_setflags(dir.as_raw_fd(), &flags) }
-        .map_err(|e| failed("set the flags of", path, e))?;
+        .map_err(failed("set the flags of", path))?;
     Ok(())
 }
 

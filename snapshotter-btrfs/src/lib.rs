@@ -1,43 +1,58 @@
 #![doc = include_str!("../README.md")]
 
+mod error;
 mod ioctl;
 
 use std::path::Path;
 
 use crated_core::mount::Mount;
 use crated_core::snapshots::{Kind, Usage};
-use crated_core::{Error, Result};
+use crated_core::Result;
 use crated_snapshotter_meta::{usage, DirSnapshotter, Dirs, Layout, Snapshot};
 use nix::sys::statfs::{statfs, BTRFS_SUPER_MAGIC};
+
+pub use error::Error;
 
 /// The btrfs snapshotter.
 pub type Btrfs = DirSnapshotter<BtrfsLayout>;
 
 /// Opens the btrfs snapshotter at `root`, which must be on a btrfs
-/// filesystem (FailedPrecondition otherwise, with containerd's message).
-pub fn open(root: &Path) -> Result<Btrfs> {
-    std::fs::create_dir_all(root)
-        .map_err(|e| Error::unknown(format!("create {}: {e}", root.display())))?;
-    let fs = statfs(root).map_err(|e| Error::unknown(format!("statfs {}: {e}", root.display())))?;
+/// filesystem ([`Error::NotBtrfs`] otherwise, a FailedPrecondition with
+/// containerd's message, which skips the plugin).
+pub fn open(root: &Path) -> Result<Btrfs, Error> {
+    std::fs::create_dir_all(root).map_err(|source| Error::Io {
+        op: "create",
+        path: root.to_owned(),
+        source,
+    })?;
+    let fs = statfs(root).map_err(|source| Error::Statfs {
+        path: root.to_owned(),
+        source,
+    })?;
     if fs.filesystem_type() != BTRFS_SUPER_MAGIC {
-        return Err(Error::failed_precondition(format!(
-            "path {} must be a btrfs filesystem to be used with the btrfs snapshotter",
-            root.display()
-        )));
+        return Err(Error::NotBtrfs {
+            path: root.to_owned(),
+        });
     }
     let device = device_of(root)?;
-    DirSnapshotter::open(root, BtrfsLayout { device })
+    Ok(DirSnapshotter::open(root, BtrfsLayout { device })?)
 }
 
 /// The source device of the btrfs filesystem `path` is on, from
 /// `/proc/self/mountinfo`: the mount with the longest mount point that
 /// contains `path`.
-fn device_of(path: &Path) -> Result<String> {
-    let path = path
-        .canonicalize()
-        .map_err(|e| Error::unknown(format!("resolve {}: {e}", path.display())))?;
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
-        .map_err(|e| Error::unknown(format!("read /proc/self/mountinfo: {e}")))?;
+fn device_of(path: &Path) -> Result<String, Error> {
+    let path = path.canonicalize().map_err(|source| Error::Io {
+        op: "resolve",
+        path: path.to_owned(),
+        source,
+    })?;
+    const MOUNTINFO: &str = "/proc/self/mountinfo";
+    let mountinfo = std::fs::read_to_string(MOUNTINFO).map_err(|source| Error::Io {
+        op: "read",
+        path: MOUNTINFO.into(),
+        source,
+    })?;
     let mut best: Option<(usize, String)> = None;
     for line in mountinfo.lines() {
         // id parent major:minor root mount-point options… - type source super-options
@@ -58,9 +73,8 @@ fn device_of(path: &Path) -> Result<String> {
             best = Some((point.len(), unescape(source)));
         }
     }
-    best.map(|(_, device)| device).ok_or_else(|| {
-        Error::failed_precondition(format!("no btrfs mount holds {}", path.display()))
-    })
+    best.map(|(_, device)| device)
+        .ok_or(Error::NoBtrfsMount { path })
 }
 
 /// Undoes mountinfo's octal escapes of space, tab, newline and backslash.
@@ -82,9 +96,10 @@ pub struct BtrfsLayout {
 impl Layout for BtrfsLayout {
     fn create(&self, dir: &Path, kind: Kind, parent: Option<&Path>) -> Result<()> {
         match parent {
-            None => ioctl::subvol_create(dir),
-            Some(parent) => ioctl::subvol_snapshot(parent, dir, kind == Kind::View),
+            None => ioctl::subvol_create(dir)?,
+            Some(parent) => ioctl::subvol_snapshot(parent, dir, kind == Kind::View)?,
         }
+        Ok(())
     }
 
     fn view_needs_files(&self, _parent_ids: &[String]) -> bool {
@@ -112,20 +127,24 @@ impl Layout for BtrfsLayout {
     }
 
     fn usage(&self, dir: &Path) -> Result<Usage> {
-        usage::measure(dir)
+        Ok(usage::measure(dir)?)
     }
 
     fn freeze(&self, dir: &Path, frozen: bool) -> Result<()> {
-        ioctl::set_read_only(dir, frozen)
+        Ok(ioctl::set_read_only(dir, frozen)?)
     }
 
     fn remove(&self, dir: &Path) -> Result<()> {
         if ioctl::is_subvolume(dir) {
-            ioctl::subvol_delete(dir)
+            ioctl::subvol_delete(dir)?;
         } else {
-            std::fs::remove_dir_all(dir)
-                .map_err(|e| Error::unknown(format!("remove {}: {e}", dir.display())))
+            std::fs::remove_dir_all(dir).map_err(|source| Error::Io {
+                op: "remove",
+                path: dir.to_owned(),
+                source,
+            })?;
         }
+        Ok(())
     }
 }
 
@@ -151,6 +170,12 @@ mod tests {
             // The temporary directory happens to be on btrfs.
             return;
         };
+        assert!(matches!(err, Error::NotBtrfs { .. }), "{err}");
+        assert!(
+            crated_snapshotter_meta::plugin::OpenError::not_applicable(&err),
+            "skips the plugin"
+        );
+        let err = crated_core::Error::from(err);
         assert_eq!(err.kind(), crated_core::Kind::FailedPrecondition);
         assert!(
             err.message()

@@ -12,13 +12,9 @@ use std::sync::Arc;
 
 use crated_core::mount::Mount;
 use crated_core::snapshots::{Info, Kind, Labels, Snapshotter, Usage};
-use crated_core::{Error, Result};
+use crated_core::Result;
 
-use crate::{MetaStore, Snapshot};
-
-pub(crate) fn io_error(what: &str, path: &Path, err: std::io::Error) -> Error {
-    Error::unknown(format!("{what} {}: {err}", path.display())).with_source(err)
-}
+use crate::{Error, MetaStore, Snapshot};
 
 /// Where a snapshotter's snapshots live.
 #[derive(Debug, Clone)]
@@ -59,7 +55,7 @@ pub trait Layout: Send + Sync + 'static {
 
     /// Removes the files of a snapshot at `dir` (renamed out of the way).
     fn remove(&self, dir: &Path) -> Result<()> {
-        fs::remove_dir_all(dir).map_err(|e| io_error("remove", dir, e))
+        fs::remove_dir_all(dir).map_err(|e| Error::io("remove", dir, e).into())
     }
 }
 
@@ -77,12 +73,12 @@ struct Inner<L> {
 impl<L: Layout> DirSnapshotter<L> {
     /// Opens the snapshotter at `root` (created with mode 0700 if needed;
     /// records in `root/metadata.sled`, files in `root/snapshots`).
-    pub fn open(root: &Path, layout: L) -> Result<Self> {
+    pub fn open(root: &Path, layout: L) -> Result<Self, Error> {
         let snapshots = root.join("snapshots");
-        fs::create_dir_all(&snapshots).map_err(|e| io_error("create", &snapshots, e))?;
+        fs::create_dir_all(&snapshots).map_err(|e| Error::io("create", &snapshots, e))?;
         for dir in [root, snapshots.as_path()] {
             fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-                .map_err(|e| io_error("chmod", dir, e))?;
+                .map_err(|e| Error::io("chmod", dir, e))?;
         }
         let meta = MetaStore::open(&root.join("metadata.sled"))?;
         Ok(Self {
@@ -101,7 +97,7 @@ impl<L: Layout> DirSnapshotter<L> {
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || op(&inner))
             .await
-            .map_err(|e| Error::unknown(format!("snapshotter operation failed: {e}")))?
+            .map_err(|source| Error::Task { source })?
     }
 }
 
@@ -129,8 +125,10 @@ impl<L: Layout> Inner<L> {
         let built = self
             .layout
             .create(&staging, kind, parent_dir.as_deref())
-            .and_then(|()| fs::rename(&staging, &dir).map_err(|e| io_error("rename", &staging, e)))
-            .and_then(|()| change.apply());
+            .and_then(|()| {
+                fs::rename(&staging, &dir).map_err(|e| Error::io("rename", &staging, e).into())
+            })
+            .and_then(|()| Ok(change.apply()?));
         if let Err(err) = built {
             for path in [&staging, &dir] {
                 if path.exists() {
@@ -155,8 +153,9 @@ impl<L: Layout> Inner<L> {
         let committed = change.commit(name, key, labels, usage)?;
         let dir = self.dirs.snapshot(&committed.id);
         self.layout.freeze(&dir, true)?;
-        change.apply().inspect_err(|_| {
+        change.apply().map_err(|err| {
             let _ = self.layout.freeze(&dir, false);
+            err.into()
         })
     }
 
@@ -170,13 +169,13 @@ impl<L: Layout> Inner<L> {
         let moved = match fs::rename(&dir, &doomed) {
             Ok(()) => true,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
-            Err(e) => return Err(io_error("rename", &dir, e)),
+            Err(e) => return Err(Error::io("rename", &dir, e).into()),
         };
         if let Err(err) = change.apply() {
             if moved {
                 let _ = fs::rename(&doomed, &dir);
             }
-            return Err(err);
+            return Err(err.into());
         }
         if moved {
             if let Err(err) = self.layout.remove(&doomed) {
@@ -192,9 +191,9 @@ impl<L: Layout> Inner<L> {
         let _change = self.meta.change();
         let ids = self.meta.ids()?;
         let snapshots = &self.dirs.snapshots;
-        let entries = fs::read_dir(snapshots).map_err(|e| io_error("read", snapshots, e))?;
+        let entries = fs::read_dir(snapshots).map_err(|e| Error::io("read", snapshots, e))?;
         for entry in entries {
-            let entry = entry.map_err(|e| io_error("read", snapshots, e))?;
+            let entry = entry.map_err(|e| Error::io("read", snapshots, e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if !ids.contains(&name) {
                 self.layout.remove(&entry.path())?;

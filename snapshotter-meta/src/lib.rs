@@ -1,10 +1,12 @@
 #![doc = include_str!("../README.md")]
 
 mod engine;
+mod error;
 pub mod plugin;
 pub mod usage;
 
 pub use engine::{DirSnapshotter, Dirs, Layout};
+pub use error::Error;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -14,7 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crated_core::filters::{self};
 use crated_core::labels::{self, LabelUpdate};
 use crated_core::snapshots::{Info, InfoFields, Kind, Labels, Usage};
-use crated_core::{Error, Result};
+use crated_core::Result;
 use serde::{Deserialize, Serialize};
 
 /// Key prefix of snapshot records, by name.
@@ -60,8 +62,31 @@ fn time(nanos: u128) -> SystemTime {
         .unwrap_or(UNIX_EPOCH)
 }
 
-fn storage_error(what: &str, err: impl std::fmt::Display) -> Error {
-    Error::unknown(format!("snapshot metadata: {what}: {err}"))
+fn storage(op: &'static str) -> impl FnOnce(sled::Error) -> Error {
+    move |source| Error::Storage { op, source }
+}
+
+fn decode(name: &str, raw: &[u8]) -> Result<Record, Error> {
+    serde_json::from_slice(raw).map_err(|source| Error::Decode {
+        name: name.to_owned(),
+        source,
+    })
+}
+
+/// Whether sled's own lock on the database at `path` is held by another
+/// open file of this process: `flock` locks belong to open files, so a
+/// handle being dropped still holds it while ours is refused. Probed after
+/// sled refuses to open, as sled reports its lock only as message text.
+fn sled_lock_held(path: &Path) -> bool {
+    use nix::fcntl::{Flock, FlockArg};
+    let Ok(file) = std::fs::File::open(path.join("db")) else {
+        return false;
+    };
+    // Taken, the probe's lock goes with it at once.
+    matches!(
+        Flock::lock(file, FlockArg::LockExclusiveNonblock),
+        Err((_, nix::errno::Errno::EWOULDBLOCK))
+    )
 }
 
 fn snapshot_key(name: &str) -> Vec<u8> {
@@ -91,10 +116,11 @@ pub struct Change<'a> {
 }
 
 impl MetaStore {
-    /// Opens (or creates) the store at `path`.
-    pub fn open(path: &Path) -> Result<Self> {
-        std::fs::create_dir_all(path)
-            .map_err(|e| storage_error(&format!("create {}", path.display()), e))?;
+    /// Opens (or creates) the store at `path`. Unavailable while another
+    /// process has it ([`Error::InUse`]) or, briefly after its drop, an
+    /// earlier handle of this process ([`Error::StillOpen`]).
+    pub fn open(path: &Path) -> Result<Self, Error> {
+        std::fs::create_dir_all(path).map_err(|e| Error::io("create", path, e))?;
         // sled locks its files too but reports a busy lock as an opaque i/o
         // error; this lock, taken first, names the problem.
         let lock_path = path.join("crated.lock");
@@ -103,19 +129,25 @@ impl MetaStore {
             .truncate(false)
             .write(true)
             .open(&lock_path)
-            .map_err(|e| storage_error(&format!("open {}", lock_path.display()), e))?;
+            .map_err(|e| Error::io("open", &lock_path, e))?;
         let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
             .map_err(|(_, errno)| match errno {
-                nix::errno::Errno::EWOULDBLOCK => Error::unavailable(format!(
-                    "snapshot metadata {} is in use by another process",
-                    path.display()
-                )),
-                errno => storage_error(&format!("lock {}", lock_path.display()), errno),
+                nix::errno::Errno::EWOULDBLOCK => Error::InUse {
+                    path: path.to_owned(),
+                },
+                source => Error::Lock {
+                    path: lock_path.clone(),
+                    source,
+                },
             })?;
-        let db = sled::Config::new()
-            .path(path)
-            .open()
-            .map_err(|e| storage_error(&format!("open {}", path.display()), e))?;
+        let db = sled::Config::new().path(path).open().map_err(|source| {
+            let path = path.to_owned();
+            if sled_lock_held(&path) {
+                Error::StillOpen { path, source }
+            } else {
+                Error::Open { path, source }
+            }
+        })?;
         Ok(Self {
             db,
             writer: Mutex::new(()),
@@ -123,22 +155,17 @@ impl MetaStore {
         })
     }
 
-    fn record(&self, name: &str) -> Result<Option<Record>> {
-        match self
-            .db
-            .get(snapshot_key(name))
-            .map_err(|e| storage_error("read", e))?
-        {
-            Some(raw) => serde_json::from_slice(&raw)
-                .map(Some)
-                .map_err(|e| storage_error(&format!("decode snapshot {name:?}"), e)),
+    fn record(&self, name: &str) -> Result<Option<Record>, Error> {
+        match self.db.get(snapshot_key(name)).map_err(storage("read"))? {
+            Some(raw) => decode(name, &raw).map(Some),
             None => Ok(None),
         }
     }
 
-    fn existing(&self, name: &str) -> Result<Record> {
-        self.record(name)?
-            .ok_or_else(|| Error::not_found(format!("snapshot {name:?} does not exist")))
+    fn existing(&self, name: &str) -> Result<Record, Error> {
+        self.record(name)?.ok_or_else(|| Error::NotFound {
+            key: name.to_owned(),
+        })
     }
 
     fn info(name: &str, record: &Record) -> Info {
@@ -152,11 +179,11 @@ impl MetaStore {
         }
     }
 
-    fn parent_ids(&self, mut parent: String) -> Result<Vec<String>> {
+    fn parent_ids(&self, mut parent: String) -> Result<Vec<String>, Error> {
         let mut ids = Vec::new();
         while !parent.is_empty() {
-            let record = self.record(&parent)?.ok_or_else(|| {
-                storage_error("parent chain", format!("missing parent {parent:?}"))
+            let record = self.record(&parent)?.ok_or_else(|| Error::MissingParent {
+                parent: parent.clone(),
             })?;
             ids.push(record.id.to_string());
             parent = record.parent;
@@ -164,7 +191,7 @@ impl MetaStore {
         Ok(ids)
     }
 
-    fn snapshot(&self, name: &str, record: &Record) -> Result<Snapshot> {
+    fn snapshot(&self, name: &str, record: &Record) -> Result<Snapshot, Error> {
         Ok(Snapshot {
             id: record.id.to_string(),
             info: Self::info(name, record),
@@ -173,7 +200,7 @@ impl MetaStore {
     }
 
     /// The record of `name` with its id and usage; NotFound if absent.
-    pub fn get(&self, name: &str) -> Result<(Snapshot, Usage)> {
+    pub fn get(&self, name: &str) -> Result<(Snapshot, Usage), Error> {
         let record = self.existing(name)?;
         let usage = Usage {
             size: record.size,
@@ -184,12 +211,12 @@ impl MetaStore {
 
     /// The active snapshot or view `name`, to mount; FailedPrecondition for
     /// a committed one.
-    pub fn get_mountable(&self, name: &str) -> Result<Snapshot> {
+    pub fn get_mountable(&self, name: &str) -> Result<Snapshot, Error> {
         let record = self.existing(name)?;
         if record.kind == Kind::Committed {
-            return Err(Error::failed_precondition(format!(
-                "snapshot {name:?} is committed: only active snapshots and views have mounts"
-            )));
+            return Err(Error::NotMountable {
+                key: name.to_owned(),
+            });
         }
         self.snapshot(name, &record)
     }
@@ -199,10 +226,9 @@ impl MetaStore {
         let filter = filters::parse_all(filters)?;
         let mut out = Vec::new();
         for item in self.db.scan_prefix(SNAPSHOT) {
-            let (key, raw) = item.map_err(|e| storage_error("scan", e))?;
+            let (key, raw) = item.map_err(storage("scan"))?;
             let name = String::from_utf8_lossy(&key[SNAPSHOT.len()..]).into_owned();
-            let record: Record = serde_json::from_slice(&raw)
-                .map_err(|e| storage_error(&format!("decode snapshot {name:?}"), e))?;
+            let record = decode(&name, &raw)?;
             let info = Self::info(&name, &record);
             if filter.matches(&InfoFields(&info)) {
                 out.push(info);
@@ -212,12 +238,11 @@ impl MetaStore {
     }
 
     /// Every storage id in use.
-    pub fn ids(&self) -> Result<Vec<String>> {
+    pub fn ids(&self) -> Result<Vec<String>, Error> {
         let mut ids = Vec::new();
         for item in self.db.scan_prefix(SNAPSHOT) {
-            let (_, raw) = item.map_err(|e| storage_error("scan", e))?;
-            let record: Record =
-                serde_json::from_slice(&raw).map_err(|e| storage_error("decode", e))?;
+            let (key, raw) = item.map_err(storage("scan"))?;
+            let record = decode(&String::from_utf8_lossy(&key[SNAPSHOT.len()..]), &raw)?;
             ids.push(record.id.to_string());
         }
         Ok(ids)
@@ -234,8 +259,11 @@ impl MetaStore {
         }
     }
 
-    fn put(batch: &mut sled::Batch, name: &str, record: &Record) -> Result<()> {
-        let raw = serde_json::to_vec(record).map_err(|e| storage_error("encode", e))?;
+    fn put(batch: &mut sled::Batch, name: &str, record: &Record) -> Result<(), Error> {
+        let raw = serde_json::to_vec(record).map_err(|source| Error::Encode {
+            name: name.to_owned(),
+            source,
+        })?;
         batch.insert(snapshot_key(name), raw);
         Ok(())
     }
@@ -252,28 +280,32 @@ impl Change<'_> {
         labels: Labels,
     ) -> Result<Snapshot> {
         if kind == Kind::Committed {
-            return Err(Error::invalid_argument(format!(
-                "snapshot {key:?}: only active snapshots and views can be created"
-            )));
+            return Err(Error::CreateCommitted {
+                key: key.to_owned(),
+            }
+            .into());
         }
         if key.is_empty() {
-            return Err(Error::invalid_argument("snapshot key must not be empty"));
+            return Err(Error::EmptyKey.into());
         }
         labels::validate_all(&labels)?;
         let store = self.store;
         if store.record(key)?.is_some() {
-            return Err(Error::already_exists(format!(
-                "snapshot {key:?} already exists"
-            )));
+            return Err(Error::AlreadyExists {
+                key: key.to_owned(),
+            }
+            .into());
         }
         if !parent.is_empty() {
-            let parent_record = store.record(parent)?.ok_or_else(|| {
-                Error::not_found(format!("parent snapshot {parent:?} does not exist"))
+            let parent_record = store.record(parent)?.ok_or_else(|| Error::ParentNotFound {
+                parent: parent.to_owned(),
             })?;
             if parent_record.kind != Kind::Committed {
-                return Err(Error::invalid_argument(format!(
-                    "parent {parent:?} of snapshot {key:?} is not a committed snapshot"
-                )));
+                return Err(Error::ParentNotCommitted {
+                    parent: parent.to_owned(),
+                    key: key.to_owned(),
+                }
+                .into());
             }
             self.batch.insert(child_key(parent, key), &[][..]);
         }
@@ -290,21 +322,16 @@ impl Change<'_> {
             inodes: 0,
         };
         MetaStore::put(&mut self.batch, key, &record)?;
-        store.snapshot(key, &record)
+        Ok(store.snapshot(key, &record)?)
     }
 
-    fn next_id(&mut self) -> Result<u64> {
-        let current = match self
-            .store
-            .db
-            .get(NEXT_ID)
-            .map_err(|e| storage_error("read", e))?
-        {
+    fn next_id(&mut self) -> Result<u64, Error> {
+        let current = match self.store.db.get(NEXT_ID).map_err(storage("read"))? {
             Some(raw) => {
                 let bytes: [u8; 8] = raw
                     .as_ref()
                     .try_into()
-                    .map_err(|_| storage_error("next id", "not 8 bytes"))?;
+                    .map_err(|_| Error::BadNextId { len: raw.len() })?;
                 u64::from_be_bytes(bytes)
             }
             None => 1,
@@ -325,20 +352,22 @@ impl Change<'_> {
         labels::validate_all(&labels)?;
         let store = self.store;
         if name.is_empty() {
-            return Err(Error::invalid_argument("snapshot name must not be empty"));
+            return Err(Error::EmptyName.into());
         }
-        let mut record = store
-            .record(key)?
-            .ok_or_else(|| Error::not_found(format!("active snapshot {key:?} does not exist")))?;
+        let mut record = store.record(key)?.ok_or_else(|| Error::ActiveNotFound {
+            key: key.to_owned(),
+        })?;
         if record.kind != Kind::Active {
-            return Err(Error::failed_precondition(format!(
-                "snapshot {key:?} is not active: only active snapshots can be committed"
-            )));
+            return Err(Error::NotActive {
+                key: key.to_owned(),
+            }
+            .into());
         }
         if store.record(name)?.is_some() {
-            return Err(Error::already_exists(format!(
-                "committed snapshot {name:?} already exists"
-            )));
+            return Err(Error::CommittedExists {
+                name: name.to_owned(),
+            }
+            .into());
         }
         // Active snapshots have no children: only committed ones are parents.
         let before = store.snapshot(key, &record)?;
@@ -355,22 +384,22 @@ impl Change<'_> {
         Ok(before)
     }
 
-    fn has_children(&self, name: &str) -> Result<bool> {
+    fn has_children(&self, name: &str) -> Result<bool, Error> {
         let prefix = [CHILD, name.as_bytes(), b"\0"].concat();
         match self.store.db.scan_prefix(prefix).next() {
-            Some(item) => item.map(|_| true).map_err(|e| storage_error("scan", e)),
+            Some(item) => item.map(|_| true).map_err(storage("scan")),
             None => Ok(false),
         }
     }
 
     /// Stages the removal of `key`; FailedPrecondition while it has
     /// children. Returns what it was.
-    pub fn remove(&mut self, key: &str) -> Result<Snapshot> {
+    pub fn remove(&mut self, key: &str) -> Result<Snapshot, Error> {
         let record = self.store.existing(key)?;
         if self.has_children(key)? {
-            return Err(Error::failed_precondition(format!(
-                "cannot remove snapshot {key:?}: it has children"
-            )));
+            return Err(Error::HasChildren {
+                key: key.to_owned(),
+            });
         }
         let snapshot = self.store.snapshot(key, &record)?;
         if !record.parent.is_empty() {
@@ -391,15 +420,12 @@ impl Change<'_> {
     }
 
     /// Applies the staged change atomically and durably.
-    pub fn apply(self) -> Result<()> {
+    pub fn apply(self) -> Result<(), Error> {
         self.store
             .db
             .apply_batch(self.batch)
-            .map_err(|e| storage_error("write", e))?;
-        self.store
-            .db
-            .flush()
-            .map_err(|e| storage_error("flush", e))?;
+            .map_err(storage("write"))?;
+        self.store.db.flush().map_err(storage("flush"))?;
         Ok(())
     }
 }

@@ -4,10 +4,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crated_core::error::KindError;
 use crated_core::snapshots::Snapshotter;
-use crated_core::Result;
 use crated_plugin::{types, InitError, Plugin, Registration};
 use serde::{Deserialize, Serialize};
+
+use crate::Error;
 
 /// A snapshotter's section, as containerd's: where its snapshots live.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -17,14 +19,28 @@ pub struct Config {
     pub root_path: String,
 }
 
+/// An error of a snapshotter's `open`, which says whether the snapshotter
+/// does not apply here at all (a filesystem it cannot use): the plugin is
+/// then skipped rather than failed, as containerd lists a btrfs
+/// snapshotter on ext4.
+pub trait OpenError: KindError {
+    /// Whether the plugin is skipped rather than failed.
+    fn not_applicable(&self) -> bool {
+        false
+    }
+}
+
+/// The engine's own errors never mean the snapshotter does not apply.
+impl OpenError for Error {}
+
 /// Registers snapshotter `id`, opened by `open` on its root (the config's
 /// `root_path`, else the plugin's root). `open` runs off the async
-/// workers: it may walk the snapshot directories. A FailedPrecondition
-/// from `open` (a filesystem the snapshotter cannot use) skips the plugin,
-/// as containerd lists a btrfs snapshotter on ext4.
-pub fn registration<S>(id: &'static str, open: fn(&Path) -> Result<S>) -> Registration
+/// workers: it may walk the snapshot directories. An error that is
+/// [`OpenError::not_applicable`] skips the plugin; any other fails it.
+pub fn registration<S, E>(id: &'static str, open: fn(&Path) -> Result<S, E>) -> Registration
 where
     S: Snapshotter + 'static,
+    E: OpenError,
 {
     Registration::new(types::SNAPSHOTTER, id, move |ctx| async move {
         let config: Config = ctx.config()?;
@@ -36,13 +52,11 @@ where
         let at = root.clone();
         let opened = tokio::task::spawn_blocking(move || open(&at))
             .await
-            .map_err(|e| crated_core::Error::unknown(format!("open snapshotter {id}: {e}")))?;
+            .map_err(|source| crated_core::Error::from(Error::OpenTask { id, source }))?;
         let snapshotter: Arc<dyn Snapshotter> = match opened {
             Ok(sn) => Arc::new(sn),
-            Err(err) if err.kind() == crated_core::Kind::FailedPrecondition => {
-                return Err(InitError::Skip(err.message().to_owned()))
-            }
-            Err(err) => return Err(err.into()),
+            Err(err) if err.not_applicable() => return Err(InitError::Skip(err.to_string())),
+            Err(err) => return Err(crated_core::Error::from(err).into()),
         };
         Ok(Plugin::new(snapshotter).export("root", root.display()))
     })

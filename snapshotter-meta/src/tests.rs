@@ -7,7 +7,7 @@ fn open(dir: &Path) -> MetaStore {
     loop {
         match MetaStore::open(&dir.join("meta.sled")) {
             Ok(store) => return store,
-            Err(e) if e.message().contains("could not acquire lock") => {
+            Err(e @ Error::StillOpen { .. }) => {
                 assert!(std::time::Instant::now() < deadline, "{e}");
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
@@ -58,7 +58,7 @@ fn records_survive_reopen_and_keep_ids_through_commit() {
     );
     assert_ne!(child_id, base_id, "ids are never reused");
     assert_eq!(store.get("child").unwrap().0.parent_ids, [base_id]);
-    assert!(store.get("a").unwrap_err().is_not_found());
+    assert!(matches!(store.get("a"), Err(Error::NotFound { key }) if key == "a"));
 }
 
 #[test]
@@ -94,7 +94,11 @@ fn parents_with_children_stay() {
         .unwrap();
     change.apply().unwrap();
     let err = store.change().remove("base").unwrap_err();
-    assert_eq!(err.kind(), crated_core::Kind::FailedPrecondition);
+    assert!(matches!(&err, Error::HasChildren { key } if key == "base"));
+    assert_eq!(
+        crated_core::Error::from(err).kind(),
+        crated_core::Kind::FailedPrecondition
+    );
     let mut change = store.change();
     change.remove("v").unwrap();
     change.apply().unwrap();
@@ -102,4 +106,23 @@ fn parents_with_children_stay() {
     change.remove("base").unwrap();
     change.apply().unwrap();
     assert!(store.walk(&[]).unwrap().is_empty());
+}
+
+#[test]
+fn a_busy_store_is_unavailable_and_says_who_holds_it() {
+    use crated_core::error::KindError as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.sled");
+    // sled's own lock, held by another handle of this process (as a
+    // dropped store's flusher holds it for a moment).
+    let sled_handle = sled::open(&path).unwrap();
+    let err = MetaStore::open(&path).err().expect("sled's lock is held");
+    assert!(matches!(err, Error::StillOpen { .. }), "{err}");
+    assert_eq!(err.kind(), crated_core::Kind::Unavailable);
+    drop(sled_handle);
+
+    let _store = open(dir.path());
+    let err = MetaStore::open(&path).err().expect("the store is open");
+    assert!(matches!(err, Error::InUse { .. }), "{err}");
+    assert_eq!(err.kind(), crated_core::Kind::Unavailable);
 }

@@ -7,25 +7,24 @@ use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;
 
 use crated_core::snapshots::Usage;
-use crated_core::Result;
 
-use crate::engine::io_error;
+use crate::Error;
 
 /// Measures the tree at `root` without following symlinks.
-pub fn measure(root: &Path) -> Result<Usage> {
+pub fn measure(root: &Path) -> Result<Usage, Error> {
     let mut seen = HashSet::new();
     let mut usage = Usage::default();
     let mut pending = vec![root.to_owned()];
     while let Some(path) = pending.pop() {
-        let meta = fs::symlink_metadata(&path).map_err(|e| io_error("stat", &path, e))?;
+        let meta = fs::symlink_metadata(&path).map_err(|e| Error::io("stat", &path, e))?;
         if seen.insert((meta.dev(), meta.ino())) {
             usage.inodes += 1;
             usage.size += i64::try_from(meta.blocks() * 512).unwrap_or(i64::MAX);
         }
         if meta.is_dir() {
-            let entries = fs::read_dir(&path).map_err(|e| io_error("read", &path, e))?;
+            let entries = fs::read_dir(&path).map_err(|e| Error::io("read", &path, e))?;
             for entry in entries {
-                pending.push(entry.map_err(|e| io_error("read", &path, e))?.path());
+                pending.push(entry.map_err(|e| Error::io("read", &path, e))?.path());
             }
         }
     }

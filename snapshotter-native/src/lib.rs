@@ -1,5 +1,7 @@
 #![doc = include_str!("../README.md")]
 
+mod error;
+
 use std::fs;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
@@ -7,14 +9,16 @@ use std::process::Command;
 
 use crated_core::mount::Mount;
 use crated_core::snapshots::{Kind, Usage};
-use crated_core::{Error, Result};
+use crated_core::Result;
 use crated_snapshotter_meta::{usage, DirSnapshotter, Dirs, Layout, Snapshot};
+
+pub use error::Error;
 
 /// The native snapshotter.
 pub type Native = DirSnapshotter<NativeLayout>;
 
 /// Opens the native snapshotter at `root`.
-pub fn open(root: &Path) -> Result<Native> {
+pub fn open(root: &Path) -> Result<Native, crated_snapshotter_meta::Error> {
     DirSnapshotter::open(root, NativeLayout)
 }
 
@@ -27,10 +31,10 @@ impl Layout for NativeLayout {
         fs::create_dir(dir).map_err(|e| io_error("create", dir, e))?;
         fs::set_permissions(dir, fs::Permissions::from_mode(0o755))
             .map_err(|e| io_error("chmod", dir, e))?;
-        match parent {
-            Some(parent) => copy_tree(parent, dir),
-            None => Ok(()),
+        if let Some(parent) = parent {
+            copy_tree(parent, dir)?;
         }
+        Ok(())
     }
 
     fn view_needs_files(&self, _parent_ids: &[String]) -> bool {
@@ -47,32 +51,39 @@ impl Layout for NativeLayout {
     }
 
     fn usage(&self, dir: &Path) -> Result<Usage> {
-        usage::measure(dir)
+        Ok(usage::measure(dir)?)
     }
 }
 
-fn io_error(what: &str, path: &Path, err: std::io::Error) -> Error {
-    Error::unknown(format!("{what} {}: {err}", path.display())).with_source(err)
+fn io_error(op: &'static str, path: &Path, source: std::io::Error) -> Error {
+    Error::Io {
+        op,
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// Copies the tree at `from` into the existing directory `to`, keeping
 /// every file type, hard links, owners, modes, times and extended
 /// attributes: GNU cp's `-a` does all of that, and shares extents where the
 /// filesystem can (`--reflink=auto`).
-fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+fn copy_tree(from: &Path, to: &Path) -> Result<(), Error> {
     let out = Command::new("cp")
         .args(["-a", "--reflink=auto", "--"])
         .arg(from.join("."))
         .arg(to)
         .output()
-        .map_err(|e| io_error("run cp to copy", from, e))?;
+        .map_err(|source| Error::SpawnCopy {
+            from: from.to_owned(),
+            source,
+        })?;
     if !out.status.success() {
-        return Err(Error::unknown(format!(
-            "copy {} to {}: {}",
-            from.display(),
-            to.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
+        return Err(Error::Copy {
+            from: from.to_owned(),
+            to: to.to_owned(),
+            status: out.status,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
     }
     Ok(())
 }

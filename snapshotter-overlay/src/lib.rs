@@ -1,19 +1,23 @@
 #![doc = include_str!("../README.md")]
 
+mod error;
+
 use std::fs;
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use crated_core::mount::Mount;
 use crated_core::snapshots::{Kind, Usage};
-use crated_core::{Error, Result};
+use crated_core::Result;
 use crated_snapshotter_meta::{usage, DirSnapshotter, Dirs, Layout, Snapshot};
+
+pub use error::Error;
 
 /// The overlayfs snapshotter.
 pub type Overlay = DirSnapshotter<OverlayLayout>;
 
 /// Opens the overlayfs snapshotter at `root`.
-pub fn open(root: &Path) -> Result<Overlay> {
+pub fn open(root: &Path) -> Result<Overlay, crated_snapshotter_meta::Error> {
     DirSnapshotter::open(root, OverlayLayout::for_this_kernel())
 }
 
@@ -35,8 +39,12 @@ impl OverlayLayout {
     }
 }
 
-fn io_error(what: &str, path: &Path, err: std::io::Error) -> Error {
-    Error::unknown(format!("{what} {}: {err}", path.display())).with_source(err)
+fn io_error(op: &'static str, path: &Path, source: std::io::Error) -> Error {
+    Error::Io {
+        op,
+        path: path.to_owned(),
+        source,
+    }
 }
 
 fn upper(dirs: &Dirs, id: &str) -> PathBuf {
@@ -100,7 +108,7 @@ impl Layout for OverlayLayout {
     }
 
     fn usage(&self, dir: &Path) -> Result<Usage> {
-        usage::measure(&dir.join("fs"))
+        Ok(usage::measure(&dir.join("fs"))?)
     }
 }
 
