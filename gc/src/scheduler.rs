@@ -10,10 +10,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crated_core::gc::{Collector, Stats, Trigger};
-use crated_core::{duration, Error, Result};
+use crated_core::{duration, Result};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
+
+use crate::Error;
 
 /// The scheduler's settings, with containerd's names and defaults.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -67,7 +69,7 @@ enum Event {
     /// A database write finished at `at`; `dirty` if it removed references.
     Mutation { at: Instant, dirty: bool },
     /// Collect soon and report to `reply`.
-    Trigger(oneshot::Sender<Result<Stats>>),
+    Trigger(oneshot::Sender<Result<Stats, Error>>),
 }
 
 /// A running scheduler. Cloning gives another handle to the same one; it
@@ -106,10 +108,8 @@ impl Trigger for Scheduler {
         let (reply, stats) = oneshot::channel();
         self.events
             .send(Event::Trigger(reply))
-            .map_err(|_| Error::unavailable("garbage collection scheduler has stopped"))?;
-        stats
-            .await
-            .map_err(|_| Error::unavailable("garbage collection scheduler has stopped"))?
+            .map_err(|_| Error::Stopped)?;
+        Ok(stats.await.map_err(|_| Error::Stopped)??)
     }
 }
 
@@ -156,7 +156,7 @@ async fn run(
     let mut gc_time = Duration::ZERO;
     let mut collections = 0u32;
     let (mut triggered, mut deletions, mut mutations) = (false, 0u32, 0u32);
-    let mut waiters: Vec<oneshot::Sender<Result<Stats>>> = Vec::new();
+    let mut waiters: Vec<oneshot::Sender<Result<Stats, Error>>> = Vec::new();
 
     loop {
         let event = match next {
@@ -245,11 +245,10 @@ async fn run(
                 next = Some(Instant::now() + interval + Duration::from_secs(1));
             }
         }
+        // Shared, so every waiter gets the error with its source chain.
+        let result = result.map_err(|e| Error::CollectionFailed(Arc::new(e)));
         for waiter in waiters.drain(..) {
-            let _ = waiter.send(match &result {
-                Ok(stats) => Ok(stats.clone()),
-                Err(e) => Err(Error::new(e.kind(), e.message().to_owned())),
-            });
+            let _ = waiter.send(result.clone());
         }
     }
 }
@@ -270,7 +269,7 @@ mod tests {
         async fn collect(&self) -> Result<Stats> {
             self.runs.fetch_add(1, Ordering::SeqCst);
             if self.fail {
-                return Err(Error::unknown("disk on fire"));
+                return Err(crated_core::Error::unknown("disk on fire"));
             }
             Ok(Stats {
                 metadata: Duration::from_millis(1),
@@ -368,6 +367,11 @@ mod tests {
         let e = s.schedule_and_wait().await.unwrap_err();
         assert_eq!(e.kind(), crated_core::Kind::Unknown);
         assert!(e.message().contains("disk on fire"));
+        let source = std::error::Error::source(&e).and_then(|s| s.downcast_ref::<Error>());
+        assert!(
+            matches!(source, Some(Error::CollectionFailed(inner)) if inner.message() == "disk on fire"),
+            "{e}"
+        );
     }
 
     #[test]
