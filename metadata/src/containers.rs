@@ -5,12 +5,12 @@ use std::time::SystemTime;
 
 use crated_core::containers::{Container, ContainerStore, Runtime};
 use crated_core::filters::{self, Adaptor};
-use crated_core::{identifiers, labels, Error, Namespace, Result};
+use crated_core::{identifiers, labels, Namespace, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::db::{decode, encode};
 use crate::records::{non_empty, set_entry, StoredAny};
-use crate::{keys, Db};
+use crate::{keys, Db, Error};
 
 pub(crate) const KIND: &str = "containers";
 
@@ -69,7 +69,7 @@ impl Record {
                 .extensions
                 .into_iter()
                 .map(|(k, v)| v.to_any().map(|a| (k, a)))
-                .collect::<Result<_>>()?,
+                .collect::<Result<_, Error>>()?,
             sandbox: self.sandbox,
         })
     }
@@ -80,38 +80,28 @@ fn key(ns: &Namespace, id: &str) -> Vec<u8> {
 }
 
 fn not_found(ns: &Namespace, id: &str) -> Error {
-    Error::not_found(format!(
-        "container {id:?} not found in namespace {:?}",
-        ns.as_str()
-    ))
+    Error::ContainerNotFound {
+        namespace: ns.to_string(),
+        id: id.to_owned(),
+    }
 }
 
 /// containerd's checks, with its messages.
 fn validate(c: &Container) -> Result<()> {
     identifiers::validate(&c.id).map_err(|e| e.context("container.ID"))?;
+    let id = || c.id.clone();
     if c.extensions.keys().any(String::is_empty) {
-        return Err(Error::invalid_argument(
-            "container.Extension keys must not be zero-length",
-        ));
+        return Err(Error::ExtensionKeyEmpty { id: id() }.into());
     }
     labels::validate_all(&c.labels).map_err(|e| e.context("containers.Labels"))?;
     if c.runtime.name.is_empty() {
-        return Err(Error::invalid_argument(format!(
-            "container.Runtime.Name must be set for container {:?}",
-            c.id
-        )));
+        return Err(Error::RuntimeNameMissing { id: id() }.into());
     }
     if c.spec.is_none() {
-        return Err(Error::invalid_argument(format!(
-            "container.Spec must be set for container {:?}",
-            c.id
-        )));
+        return Err(Error::SpecMissing { id: id() }.into());
     }
     if !c.snapshot_key.is_empty() && c.snapshotter.is_empty() {
-        return Err(Error::invalid_argument(format!(
-            "container.Snapshotter must be set if container.SnapshotKey is set (container {:?})",
-            c.id
-        )));
+        return Err(Error::SnapshotterMissing { id: id() }.into());
     }
     Ok(())
 }
@@ -165,10 +155,10 @@ impl ContainerStore for Db {
         self.write(|tx| {
             let k = key(ns, &container.id);
             if tx.get(&k)?.is_some() {
-                return Err(Error::already_exists(format!(
-                    "container {:?} already exists",
-                    container.id
-                )));
+                return Err(Error::ContainerExists {
+                    id: container.id.clone(),
+                }
+                .into());
             }
             tx.ensure_namespace(ns)?;
             tx.put(
@@ -199,16 +189,18 @@ impl ContainerStore for Db {
             let paths: &[String] = if fieldpaths.is_empty() {
                 // A full replace may not change what is immutable.
                 if container.runtime.name != updated.runtime.name {
-                    return Err(Error::invalid_argument(format!(
-                        "container.Runtime.Name field is immutable (container {:?})",
-                        container.id
-                    )));
+                    return Err(Error::Immutable {
+                        field: "container.Runtime.Name",
+                        id: container.id.clone(),
+                    }
+                    .into());
                 }
                 if container.snapshotter != updated.snapshotter {
-                    return Err(Error::invalid_argument(format!(
-                        "container.Snapshotter field is immutable (container {:?})",
-                        container.id
-                    )));
+                    return Err(Error::Immutable {
+                        field: "container.Snapshotter",
+                        id: container.id.clone(),
+                    }
+                    .into());
                 }
                 &default_paths
             } else {
@@ -230,10 +222,11 @@ impl ContainerStore for Db {
                         "image" => updated.image = container.image.clone(),
                         "snapshotkey" => updated.snapshot_key = container.snapshot_key.clone(),
                         _ => {
-                            return Err(Error::invalid_argument(format!(
-                                "cannot update {path:?} field on {:?}",
-                                container.id
-                            )))
+                            return Err(Error::ContainerField {
+                                id: container.id.clone(),
+                                path: path.clone(),
+                            }
+                            .into())
                         }
                     }
                 }
@@ -256,7 +249,7 @@ impl ContainerStore for Db {
         self.write(|tx| {
             let k = key(ns, id);
             if tx.get(&k)?.is_none() {
-                return Err(not_found(ns, id));
+                return Err(not_found(ns, id).into());
             }
             tx.delete(k);
             tx.mark_dirty();

@@ -23,11 +23,11 @@ use std::time::SystemTime;
 use crated_core::content::{ContentStore, Info, Labels, ReaderAt, Status, Writer, WriterOptions};
 use crated_core::digest::Digest;
 use crated_core::filters::{self, Adaptor};
-use crated_core::{labels, Error, Namespace, Result};
+use crated_core::{labels, Namespace, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::db::{decode, encode};
-use crate::{keys, Db};
+use crate::{keys, Db, Error};
 
 /// Object kind of content records.
 pub(crate) const KIND: &str = "blobs";
@@ -67,19 +67,40 @@ fn to_info(digest: Digest, record: Record) -> Info {
 }
 
 fn not_found(ns: &Namespace, digest: &Digest) -> Error {
-    Error::not_found(format!(
-        "content {digest} not found in namespace {ns:?}",
-        ns = ns.as_str()
-    ))
+    Error::ContentNotFound {
+        namespace: ns.to_string(),
+        digest: digest.clone(),
+    }
+}
+
+/// The backend's NotFound for the ingest of `ref` as this namespace names
+/// it; its other errors as they are.
+fn ingest_error(
+    ns: &Namespace,
+    r#ref: &str,
+) -> impl FnOnce(crated_core::Error) -> crated_core::Error {
+    let (namespace, r#ref) = (ns.to_string(), r#ref.to_owned());
+    move |source| {
+        if source.is_not_found() {
+            Error::IngestNotFound {
+                namespace,
+                r#ref,
+                source: Box::new(source),
+            }
+            .into()
+        } else {
+            source
+        }
+    }
 }
 
 fn backend_ref(ns: &Namespace, r#ref: &str) -> String {
     format!("{}/{}", ns.as_str(), r#ref)
 }
 
-fn validate_ref(r#ref: &str) -> Result<()> {
+fn validate_ref(r#ref: &str) -> Result<(), Error> {
     if r#ref.is_empty() {
-        return Err(Error::invalid_argument("ingest ref must not be empty"));
+        return Err(Error::EmptyRef);
     }
     Ok(())
 }
@@ -132,10 +153,11 @@ impl NamespacedContent {
     }
 
     fn record(&self, ns: &Namespace, digest: &Digest) -> Result<Option<Record>> {
-        self.db
+        Ok(self
+            .db
             .read(|tx| tx.get(&record_key(ns, digest)))?
             .map(|raw| decode(&format!("content {digest}"), &raw))
-            .transpose()
+            .transpose()?)
     }
 
     /// Adds `digest` to `ns` as the commit of ingest `ref`; AlreadyExists
@@ -175,9 +197,10 @@ impl NamespacedContent {
             Ok(false)
         })?;
         if existed {
-            return Err(Error::already_exists(format!(
-                "content {digest} already exists"
-            )));
+            return Err(Error::ContentExists {
+                digest: digest.clone(),
+            }
+            .into());
         }
         Ok(())
     }
@@ -220,9 +243,11 @@ impl ContentStore for NamespacedContent {
                 }
                 changes.push((key, value));
             } else {
-                return Err(Error::invalid_argument(format!(
-                    "cannot update {path:?} field on content info {digest}"
-                )));
+                return Err(Error::ContentField {
+                    digest,
+                    path: path.clone(),
+                }
+                .into());
             }
         }
         if replace_all {
@@ -272,7 +297,7 @@ impl ContentStore for NamespacedContent {
         self.db.write(|tx| {
             let key = record_key(ns, digest);
             if tx.get(&key)?.is_none() {
-                return Err(not_found(ns, digest));
+                return Err(not_found(ns, digest).into());
             }
             tx.delete(key);
             tx.mark_dirty();
@@ -290,7 +315,7 @@ impl ContentStore for NamespacedContent {
 
     async fn reader_at(&self, ns: &Namespace, digest: &Digest) -> Result<Box<dyn ReaderAt>> {
         if self.record(ns, digest)?.is_none() {
-            return Err(not_found(ns, digest));
+            return Err(not_found(ns, digest).into());
         }
         self.backend.reader_at(ns, digest).await
     }
@@ -301,16 +326,7 @@ impl ContentStore for NamespacedContent {
             .backend
             .status(ns, &backend_ref(ns, r#ref))
             .await
-            .map_err(|e| {
-                if e.is_not_found() {
-                    Error::not_found(format!(
-                        "ingest {ref:?} not found in namespace {:?}",
-                        ns.as_str()
-                    ))
-                } else {
-                    e
-                }
-            })?;
+            .map_err(ingest_error(ns, r#ref))?;
         status.r#ref = r#ref.to_owned();
         Ok(status)
     }
@@ -340,16 +356,7 @@ impl ContentStore for NamespacedContent {
         self.backend
             .abort(ns, &backend_ref(ns, r#ref))
             .await
-            .map_err(|e| {
-                if e.is_not_found() {
-                    Error::not_found(format!(
-                        "ingest {ref:?} not found in namespace {:?}",
-                        ns.as_str()
-                    ))
-                } else {
-                    e
-                }
-            })
+            .map_err(ingest_error(ns, r#ref))
     }
 
     async fn writer(&self, ns: &Namespace, options: WriterOptions) -> Result<Box<dyn Writer>> {
@@ -362,9 +369,10 @@ impl ContentStore for NamespacedContent {
                         crate::leases::hold(tx, ns, lease, "content", expected.as_str())
                     })?;
                 }
-                return Err(Error::already_exists(format!(
-                    "content {expected} already exists"
-                )));
+                return Err(Error::ContentExists {
+                    digest: expected.clone(),
+                }
+                .into());
             }
         }
         let shared = match &options.expected {
@@ -433,12 +441,14 @@ impl NamespacedContent {
                 },
             )
             .await
-            .map_err(|e| match e.kind() {
+            .map_err(|source| match source.kind() {
                 // The backend names its namespaced ref; the client knows its own.
-                crated_core::Kind::Unavailable => Error::unavailable(format!(
-                    "ref {own_ref:?} is locked: another writer is active"
-                )),
-                _ => e,
+                crated_core::Kind::Unavailable => Error::RefLocked {
+                    r#ref: own_ref.to_owned(),
+                    source: Box::new(source),
+                }
+                .into(),
+                _ => source,
             })
     }
 }
@@ -478,10 +488,13 @@ impl NamespacedWriter {
             let (digest, size) = (digest.clone(), *size);
             let keep = keep.unwrap_or(size);
             if keep > size {
-                return Err(Error::invalid_argument(format!(
-                    "cannot truncate ingest {:?} to {keep} bytes: its shared content {digest} has {size}",
-                    self.r#ref
-                )));
+                return Err(Error::TruncateShared {
+                    r#ref: self.r#ref.clone(),
+                    size: keep,
+                    digest,
+                    shared_size: size,
+                }
+                .into());
             }
             let options = WriterOptions {
                 r#ref: self.r#ref.clone(),
@@ -505,10 +518,13 @@ impl NamespacedWriter {
                         .min(COPY_CHUNK);
                     let n = reader.read_at(at, &mut buf[..want]).await?;
                     if n == 0 {
-                        return Err(Error::failed_precondition(format!(
-                            "content {digest} ended at {at} of its {size} bytes while ingest {:?} copied it",
-                            self.r#ref
-                        )));
+                        return Err(Error::SharedContentShort {
+                            digest,
+                            at,
+                            size,
+                            r#ref: self.r#ref.clone(),
+                        }
+                        .into());
                     }
                     writer.write(&buf[..n]).await?;
                     at += n as u64;
@@ -518,10 +534,10 @@ impl NamespacedWriter {
         }
         match &mut self.ingest {
             Ingest::Backend(writer) => Ok(writer),
-            Ingest::Shared { .. } => Err(Error::unknown(format!(
-                "ingest {:?} is still shared after its copy",
-                self.r#ref
-            ))),
+            Ingest::Shared { .. } => Err(Error::StillShared {
+                r#ref: self.r#ref.clone(),
+            }
+            .into()),
         }
     }
 
@@ -535,29 +551,35 @@ impl NamespacedWriter {
         labels: Labels,
     ) -> Result<()> {
         if size != 0 && size != shared_size {
-            return Err(Error::failed_precondition(format!(
-                "unexpected commit size {shared_size} of ingest ref {:?}, expected {size}",
-                self.r#ref
-            )));
+            return Err(Error::UnexpectedSize {
+                r#ref: self.r#ref.clone(),
+                written: shared_size,
+                expected: size,
+            }
+            .into());
         }
         if let Some(expected) = expected.filter(|e| e != digest) {
-            return Err(Error::failed_precondition(format!(
-                "unexpected commit digest {digest} of ingest ref {:?}, expected {expected}",
-                self.r#ref
-            )));
+            return Err(Error::UnexpectedDigest {
+                r#ref: self.r#ref.clone(),
+                digest: digest.clone(),
+                expected,
+            }
+            .into());
         }
         let _guard = self.view.lifecycle.lock().await;
         // Deleted from every namespace (and collected) since the writer
         // opened: there is nothing left to share.
-        if let Err(e) = self.view.backend.info(&self.ns, digest).await {
-            return Err(if e.is_not_found() {
-                Error::not_found(format!(
-                    "content {digest} was removed before ingest {:?} committed it in namespace {:?}",
-                    self.r#ref,
-                    self.ns.as_str()
-                ))
+        if let Err(source) = self.view.backend.info(&self.ns, digest).await {
+            return Err(if source.is_not_found() {
+                Error::SharedContentRemoved {
+                    namespace: self.ns.to_string(),
+                    r#ref: self.r#ref.clone(),
+                    digest: digest.clone(),
+                    source: Box::new(source),
+                }
+                .into()
             } else {
-                e
+                source
             });
         }
         self.view.create_record(

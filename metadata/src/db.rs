@@ -11,9 +11,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use crated_core::{Error, Result};
+use crated_core::Result;
 
-use crate::schema;
+use crate::{schema, Error};
 
 /// Directory of the database under the daemon root, named after containerd's
 /// `io.containerd.metadata.v1.bolt`.
@@ -21,25 +21,34 @@ pub const DIR_NAME: &str = "io.containerd.metadata.v1.sled";
 
 const TREE: &str = "v1";
 
-pub(crate) fn storage_error(err: sled::Error) -> Error {
-    match err {
-        sled::Error::Io(io) => Error::unknown(format!("metadata database i/o: {io}")),
-        sled::Error::Corruption { at, .. } => Error::unknown(format!(
-            "metadata database is corrupt{}",
-            at.map(|p| format!(" at {p:?}")).unwrap_or_default()
-        )),
-        other => Error::unknown(format!("metadata database: {other}")),
-    }
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(what: &str, raw: &[u8]) -> Result<T, Error> {
+    serde_json::from_slice(raw).map_err(|source| Error::Decode {
+        what: what.to_owned(),
+        source,
+    })
 }
 
-pub(crate) fn decode<T: serde::de::DeserializeOwned>(what: &str, raw: &[u8]) -> Result<T> {
-    serde_json::from_slice(raw)
-        .map_err(|e| Error::unknown(format!("metadata record of {what} is unreadable: {e}")))
+pub(crate) fn encode<T: serde::Serialize>(what: &str, value: &T) -> Result<Vec<u8>, Error> {
+    serde_json::to_vec(value).map_err(|source| Error::Encode {
+        what: what.to_owned(),
+        source,
+    })
 }
 
-pub(crate) fn encode<T: serde::Serialize>(what: &str, value: &T) -> Result<Vec<u8>> {
-    serde_json::to_vec(value)
-        .map_err(|e| Error::unknown(format!("encode metadata record of {what}: {e}")))
+/// Whether sled's own lock on the database at `path` is held by another
+/// open file of this process: `flock` locks belong to open files, so a
+/// handle being dropped still holds it while ours is refused. Probed after
+/// sled refuses to open, as sled reports its lock only as message text.
+fn sled_lock_held(path: &Path) -> bool {
+    use nix::fcntl::{Flock, FlockArg};
+    let Ok(file) = std::fs::File::open(path.join("db")) else {
+        return false;
+    };
+    // Taken, the probe's lock goes with it at once.
+    matches!(
+        Flock::lock(file, FlockArg::LockExclusiveNonblock),
+        Err((_, nix::errno::Errno::EWOULDBLOCK))
+    )
 }
 
 /// The metadata database: namespaces now; images, containers, leases,
@@ -77,11 +86,15 @@ pub use crated_core::gc::MutationCallback;
 
 impl Db {
     /// Opens (creating if needed) the database under `root`, migrating an
-    /// older schema. Fails with Unavailable if another process holds it.
-    pub fn open(root: &Path) -> Result<Self> {
+    /// older schema. Fails with Unavailable if another process holds it
+    /// ([`Error::InUse`]) or, briefly after its drop, an earlier handle of
+    /// this process ([`Error::StillOpen`]).
+    pub fn open(root: &Path) -> Result<Self, Error> {
         let path = root.join(DIR_NAME);
-        std::fs::create_dir_all(&path).map_err(|e| {
-            Error::unknown(format!("create metadata directory {}: {e}", path.display()))
+        std::fs::create_dir_all(&path).map_err(|source| Error::Io {
+            op: "create metadata directory",
+            path: path.clone(),
+            source,
         })?;
         // sled locks its files too, but reports a busy lock as an opaque
         // i/o error; our own lock, taken first, gives a clear one.
@@ -91,19 +104,28 @@ impl Db {
             .truncate(false)
             .write(true)
             .open(&lock_path)
-            .map_err(|e| Error::unknown(format!("open {}: {e}", lock_path.display())))?;
+            .map_err(|source| Error::Io {
+                op: "open",
+                path: lock_path.clone(),
+                source,
+            })?;
         let lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock)
             .map_err(|(_, errno)| match errno {
-                nix::errno::Errno::EWOULDBLOCK => Error::unavailable(format!(
-                    "metadata database {} is in use by another process",
-                    path.display()
-                )),
-                other => Error::unknown(format!("lock {}: {other}", lock_path.display())),
+                nix::errno::Errno::EWOULDBLOCK => Error::InUse { path: path.clone() },
+                source => Error::Lock {
+                    path: lock_path.clone(),
+                    source,
+                },
             })?;
-        let db = sled::Config::new().path(&path).open().map_err(|e| {
-            storage_error(e).context(format!("open metadata database {}", path.display()))
+        let db = sled::Config::new().path(&path).open().map_err(|source| {
+            let path = path.clone();
+            if sled_lock_held(&path) {
+                Error::StillOpen { path, source }
+            } else {
+                Error::Open { path, source }
+            }
         })?;
-        let tree = db.open_tree(TREE).map_err(storage_error)?;
+        let tree = db.open_tree(TREE).map_err(Error::Storage)?;
         schema::upgrade(&tree)?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -180,8 +202,8 @@ impl Db {
                     None => batch.remove(key),
                 }
             }
-            self.inner.tree.apply_batch(batch).map_err(storage_error)?;
-            self.inner.db.flush().map_err(storage_error)?;
+            self.inner.tree.apply_batch(batch).map_err(Error::Storage)?;
+            self.inner.db.flush().map_err(Error::Storage)?;
         }
         Ok((out, changed, tx.dirty))
     }
@@ -196,8 +218,8 @@ impl Db {
     }
 
     /// Flushes everything to disk (used at shutdown).
-    pub fn flush(&self) -> Result<()> {
-        self.inner.db.flush().map(|_| ()).map_err(storage_error)
+    pub fn flush(&self) -> Result<(), Error> {
+        self.inner.db.flush().map(|_| ()).map_err(Error::Storage)
     }
 }
 
@@ -212,7 +234,7 @@ impl ReadTx<'_> {
         Ok(self
             .tree
             .get(key)
-            .map_err(storage_error)?
+            .map_err(Error::Storage)?
             .map(|v| v.to_vec()))
     }
 
@@ -222,7 +244,7 @@ impl ReadTx<'_> {
             .scan_prefix(prefix)
             .map(|kv| {
                 kv.map(|(k, v)| (k.to_vec(), v.to_vec()))
-                    .map_err(storage_error)
+                    .map_err(|e| Error::Storage(e).into())
             })
             .collect()
     }
@@ -230,7 +252,7 @@ impl ReadTx<'_> {
     /// The first key under `prefix`, if any.
     pub fn first_key(&self, prefix: &[u8]) -> Result<Option<Vec<u8>>> {
         match self.tree.scan_prefix(prefix).next() {
-            Some(kv) => Ok(Some(kv.map_err(storage_error)?.0.to_vec())),
+            Some(kv) => Ok(Some(kv.map_err(Error::Storage)?.0.to_vec())),
             None => Ok(None),
         }
     }
@@ -302,7 +324,7 @@ mod tests {
         let db = Db::open(dir.path()).unwrap();
         let res: Result<()> = db.write(|tx| {
             tx.put(b"a".to_vec(), b"1".to_vec());
-            Err(Error::invalid_argument("no"))
+            Err(crated_core::Error::invalid_argument("no"))
         });
         assert!(res.is_err());
         assert_eq!(db.read(|tx| tx.get(b"a")).unwrap(), None);
@@ -336,6 +358,8 @@ mod tests {
         // process is refused the same way another process would be.
         match Db::open(dir.path()) {
             Err(err) => {
+                assert!(matches!(err, Error::InUse { .. }), "{err}");
+                let err = crated_core::Error::from(err);
                 assert_eq!(err.kind(), crated_core::Kind::Unavailable);
                 assert!(
                     err.to_string().contains("in use by another process"),

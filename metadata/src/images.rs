@@ -7,12 +7,12 @@ use crated_core::descriptor::Descriptor;
 use crated_core::digest::Digest;
 use crated_core::filters::{self, Adaptor};
 use crated_core::images::{Image, ImageStore};
-use crated_core::{labels, Error, Namespace, Result};
+use crated_core::{labels, Namespace, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::db::{decode, encode};
 use crate::records::{non_empty, set_entry};
-use crate::{keys, Db};
+use crate::{keys, Db, Error};
 
 pub(crate) const KIND: &str = "images";
 
@@ -61,21 +61,21 @@ fn key(ns: &Namespace, name: &str) -> Vec<u8> {
 }
 
 fn not_found(ns: &Namespace, name: &str) -> Error {
-    Error::not_found(format!(
-        "image {name:?} not found in namespace {:?}",
-        ns.as_str()
-    ))
+    Error::ImageNotFound {
+        namespace: ns.to_string(),
+        name: name.to_owned(),
+    }
 }
 
 fn validate(image: &Image) -> Result<()> {
     if image.name.is_empty() {
-        return Err(Error::invalid_argument("image name must not be empty"));
+        return Err(Error::ImageNameEmpty.into());
     }
     if image.name.contains('\0') {
-        return Err(Error::invalid_argument(format!(
-            "image name {:?} must not contain NUL",
-            image.name
-        )));
+        return Err(Error::ImageNameNul {
+            name: image.name.clone(),
+        }
+        .into());
     }
     labels::validate_all(&image.labels).map_err(|e| e.context("image.Labels"))?;
     image.target.validate_target()
@@ -131,10 +131,10 @@ impl ImageStore for Db {
         self.write(|tx| {
             let k = key(ns, &image.name);
             if tx.get(&k)?.is_some() {
-                return Err(Error::already_exists(format!(
-                    "image {:?} already exists",
-                    image.name
-                )));
+                return Err(Error::ImageExists {
+                    name: image.name.clone(),
+                }
+                .into());
             }
             tx.ensure_namespace(ns)?;
             tx.put(
@@ -147,7 +147,7 @@ impl ImageStore for Db {
 
     async fn update(&self, ns: &Namespace, image: Image, fieldpaths: &[String]) -> Result<Image> {
         if image.name.is_empty() {
-            return Err(Error::invalid_argument("image name must not be empty"));
+            return Err(Error::ImageNameEmpty.into());
         }
         self.write(|tx| {
             let k = key(ns, &image.name);
@@ -175,10 +175,11 @@ impl ImageStore for Db {
                             updated.target.annotations = image.target.annotations.clone()
                         }
                         _ => {
-                            return Err(Error::invalid_argument(format!(
-                                "cannot update {path:?} field on image {:?}",
-                                image.name
-                            )))
+                            return Err(Error::ImageField {
+                                name: image.name.clone(),
+                                path: path.clone(),
+                            }
+                            .into())
                         }
                     }
                 }
@@ -199,7 +200,7 @@ impl ImageStore for Db {
         self.write(|tx| {
             let k = key(ns, name);
             if tx.get(&k)?.is_none() {
-                return Err(not_found(ns, name));
+                return Err(not_found(ns, name).into());
             }
             tx.delete(k);
             tx.mark_dirty();

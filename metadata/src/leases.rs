@@ -5,11 +5,11 @@ use std::time::SystemTime;
 
 use crated_core::filters::{self, Adaptor};
 use crated_core::leases::{self, Lease, LeaseStore, Resource};
-use crated_core::{labels, Error, Namespace, Result};
+use crated_core::{labels, Namespace, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::db::{decode, encode, WriteTx};
-use crate::{keys, Db};
+use crate::{keys, Db, Error};
 
 pub(crate) const KIND: &str = "leases";
 
@@ -28,15 +28,15 @@ fn key(ns: &Namespace, id: &str) -> Vec<u8> {
 }
 
 fn not_found(ns: &Namespace, id: &str) -> Error {
-    Error::not_found(format!(
-        "lease {id:?} not found in namespace {:?}",
-        ns.as_str()
-    ))
+    Error::LeaseNotFound {
+        namespace: ns.to_string(),
+        id: id.to_owned(),
+    }
 }
 
 fn load(tx: &WriteTx<'_>, ns: &Namespace, id: &str) -> Result<Record> {
     let raw = tx.get(&key(ns, id))?.ok_or_else(|| not_found(ns, id))?;
-    decode(&format!("lease {id:?}"), &raw)
+    Ok(decode(&format!("lease {id:?}"), &raw)?)
 }
 
 /// Adds `(type, id)` to lease `lease` of `ns` within `tx`: what a write
@@ -129,9 +129,7 @@ impl LeaseStore for Db {
         self.write(|tx| {
             let key = key(ns, &id);
             if tx.get(&key)?.is_some() {
-                return Err(Error::already_exists(format!(
-                    "lease {id:?} already exists"
-                )));
+                return Err(Error::LeaseExists { id: id.clone() }.into());
             }
             tx.ensure_namespace(ns)?;
             let record = Record {

@@ -3,6 +3,7 @@
 mod containers;
 mod content;
 mod db;
+mod error;
 mod gc;
 mod images;
 pub mod keys;
@@ -15,6 +16,7 @@ mod snapshots;
 
 pub use content::{NamespacedContent, SharingPolicy};
 pub use db::{Db, MutationCallback, ReadTx, WriteTx, DIR_NAME};
+pub use error::{Error, SnapshotId};
 pub use gc::{GarbageCollector, INGEST_EXPIRY};
 pub use schema::SCHEMA_VERSION;
 pub use snapshots::NamespacedSnapshots;

@@ -3,10 +3,10 @@
 use std::collections::BTreeMap;
 
 use crated_core::namespaces::{NamespaceInfo, NamespaceStore};
-use crated_core::{labels, Error, Namespace, Result};
+use crated_core::{labels, Namespace, Result};
 
 use crate::db::{decode, encode, WriteTx};
-use crate::{keys, Db};
+use crate::{keys, Db, Error};
 
 #[derive(serde::Serialize, serde::Deserialize, Default)]
 struct NamespaceRecord {
@@ -19,9 +19,10 @@ fn validate_labels(labels: &BTreeMap<String, String>) -> Result<()> {
 }
 
 fn load(tx: &WriteTx<'_>, name: &Namespace) -> Result<Option<NamespaceRecord>> {
-    tx.get(&keys::namespace(name.as_str()))?
+    Ok(tx
+        .get(&keys::namespace(name.as_str()))?
         .map(|raw| decode(&format!("namespace {name:?}"), &raw))
-        .transpose()
+        .transpose()?)
 }
 
 fn store(tx: &mut WriteTx<'_>, name: &Namespace, record: &NamespaceRecord) -> Result<()> {
@@ -57,10 +58,10 @@ impl Db {
         validate_labels(&labels)?;
         self.write(|tx| {
             if load(tx, name)?.is_some() {
-                return Err(Error::already_exists(format!(
-                    "namespace {:?} already exists",
-                    name.as_str()
-                )));
+                return Err(Error::NamespaceExists {
+                    namespace: name.to_string(),
+                }
+                .into());
             }
             let record = NamespaceRecord { labels };
             store(tx, name, &record)?;
@@ -71,7 +72,9 @@ impl Db {
     fn get_namespace(&self, name: &Namespace) -> Result<NamespaceInfo> {
         let raw = self
             .read(|tx| tx.get(&keys::namespace(name.as_str())))?
-            .ok_or_else(|| Error::not_found(format!("namespace {:?} not found", name.as_str())))?;
+            .ok_or_else(|| Error::NamespaceNotFound {
+                namespace: name.to_string(),
+            })?;
         Ok(info(
             name.clone(),
             decode(&format!("namespace {name:?}"), &raw)?,
@@ -101,11 +104,9 @@ impl Db {
             let key = path
                 .strip_prefix("labels.")
                 .filter(|k| !k.is_empty())
-                .ok_or_else(|| {
-                    Error::invalid_argument(format!(
-                        "cannot update {path:?} field on namespace {:?}",
-                        update.name.as_str()
-                    ))
+                .ok_or_else(|| Error::NamespaceField {
+                    namespace: update.name.to_string(),
+                    path: path.clone(),
                 })?;
             let value = update.labels.get(key).filter(|v| !v.is_empty());
             if let Some(v) = value {
@@ -143,13 +144,13 @@ impl Db {
         self.write(|tx| {
             let key = keys::namespace(name.as_str());
             if tx.get(&key)?.is_none() {
-                return Err(Error::not_found(format!(
-                    "namespace {:?} not found",
-                    name.as_str()
-                )));
+                return Err(Error::NamespaceNotFound {
+                    namespace: name.to_string(),
+                }
+                .into());
             }
             let prefix = keys::objects(name.as_str());
-            let mut held: Vec<&str> = Vec::new();
+            let mut held: Vec<&'static str> = Vec::new();
             for kind in keys::OBJECT_KINDS {
                 if !tx.scan(&keys::objects_of(name.as_str(), kind))?.is_empty() {
                     held.push(kind);
@@ -160,11 +161,11 @@ impl Db {
                 held.push("objects");
             }
             if !held.is_empty() {
-                return Err(Error::failed_precondition(format!(
-                    "namespace {:?} must be empty, but it still has {}",
-                    name.as_str(),
-                    held.join(", ")
-                )));
+                return Err(Error::NamespaceNotEmpty {
+                    namespace: name.to_string(),
+                    held,
+                }
+                .into());
             }
             tx.delete(key);
             Ok(())

@@ -4,12 +4,11 @@
 
 use std::sync::Arc;
 
-use crated_core::Error;
 use crated_plugin::types::{self, Metadata};
 use crated_plugin::{InitError, Plugin, Registration};
 use serde::{Deserialize, Serialize};
 
-use crate::{Db, GarbageCollector, NamespacedContent, NamespacedSnapshots, SharingPolicy};
+use crate::{Db, Error, GarbageCollector, NamespacedContent, NamespacedSnapshots, SharingPolicy};
 
 /// `[plugins."io.containerd.metadata.v1.sled"]`, with the keys of
 /// containerd's bolt plugin.
@@ -38,16 +37,21 @@ pub fn registration() -> Registration {
             "shared" => SharingPolicy::Shared,
             "isolated" => SharingPolicy::Isolated,
             other => {
-                return Err(InitError::Failed(Error::invalid_argument(format!(
-                "content_sharing_policy {other:?} is not supported: use \"shared\" or \"isolated\""
-            ))))
+                return Err(InitError::Failed(
+                    Error::SharingPolicy {
+                        value: other.to_owned(),
+                    }
+                    .into(),
+                ))
             }
         };
         let backend = ctx.get(types::CONTENT)?;
         let root = ctx.daemon_root().to_owned();
         let db = tokio::task::spawn_blocking(move || Db::open(&root))
             .await
-            .map_err(|e| Error::unknown(format!("open metadata database: {e}")))??;
+            .map_err(|source| Error::OpenTask { source })
+            .and_then(|opened| opened)
+            .map_err(crated_core::Error::from)?;
         let content = NamespacedContent::new(db.clone(), backend, policy);
         let snapshots = NamespacedSnapshots::new(db.clone(), ctx.get_all(types::SNAPSHOTTER));
         let collector =

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::Error;
 use crated_core::descriptor::Any;
-use crated_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 
 /// Applies one `<map>.<key>` field path: the entry takes `source`'s value,
@@ -50,13 +50,13 @@ impl From<&Any> for StoredAny {
 }
 
 impl StoredAny {
-    pub(crate) fn to_any(&self) -> Result<Any> {
+    pub(crate) fn to_any(&self) -> Result<Any, Error> {
+        let not_hex = || Error::NotHex {
+            type_url: self.type_url.clone(),
+        };
         let digits = self.value.as_bytes();
         if digits.len() % 2 != 0 {
-            return Err(Error::unknown(format!(
-                "stored value of {} is not hex",
-                self.type_url
-            )));
+            return Err(not_hex());
         }
         let mut value = Vec::with_capacity(digits.len() / 2);
         for pair in digits.chunks(2) {
@@ -64,12 +64,7 @@ impl StoredAny {
             let lo = (pair[1] as char).to_digit(16);
             match (hi, lo) {
                 (Some(h), Some(l)) => value.push(u8::try_from(h * 16 + l).unwrap_or(0)),
-                _ => {
-                    return Err(Error::unknown(format!(
-                        "stored value of {} is not hex",
-                        self.type_url
-                    )))
-                }
+                _ => return Err(not_hex()),
             }
         }
         Ok(Any {

@@ -5,8 +5,9 @@
 //! one atomic batch; a newer one is refused, so that an old binary never
 //! rewrites records it does not understand.
 
-use crate::keys;
-use crated_core::{Error, Result};
+use crate::{keys, Error};
+
+type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The schema this build reads and writes.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -26,17 +27,16 @@ const MIGRATIONS: &[Migration] = &[Migration {
 }];
 
 fn read_version(tree: &sled::Tree) -> Result<Option<u32>> {
-    let Some(raw) = tree
-        .get(keys::SCHEMA_VERSION)
-        .map_err(crate::db::storage_error)?
-    else {
+    let Some(raw) = tree.get(keys::SCHEMA_VERSION).map_err(Error::Storage)? else {
         return Ok(None);
     };
-    let text = std::str::from_utf8(&raw)
+    let version = std::str::from_utf8(&raw)
         .ok()
         .and_then(|s| s.parse::<u32>().ok())
-        .ok_or_else(|| Error::failed_precondition("metadata schema version is not a number"))?;
-    Ok(Some(text))
+        .ok_or_else(|| Error::SchemaUnreadable {
+            raw: String::from_utf8_lossy(&raw).into_owned(),
+        })?;
+    Ok(Some(version))
 }
 
 /// Brings `tree` to [`SCHEMA_VERSION`], or refuses a newer one.
@@ -53,30 +53,27 @@ fn upgrade_with(tree: &sled::Tree, target: u32, migrations: &[Migration]) -> Res
         None => 0,
     };
     if version > target {
-        return Err(Error::failed_precondition(format!(
-            "metadata schema version {version} is newer than {target}, the newest this crated understands"
-        )));
+        return Err(Error::SchemaTooNew {
+            version,
+            newest: target,
+        });
     }
     while version < target {
         let step = migrations
             .iter()
             .find(|m| m.from == version)
-            .ok_or_else(|| {
-                Error::failed_precondition(format!(
-                    "no migration from metadata schema version {version}"
-                ))
-            })?;
+            .ok_or(Error::NoMigration { from: version })?;
         let mut batch = sled::Batch::default();
         (step.apply)(tree, &mut batch)?;
         version += 1;
         batch.insert(keys::SCHEMA_VERSION, version.to_string().as_bytes());
-        tree.apply_batch(batch).map_err(crate::db::storage_error)?;
+        tree.apply_batch(batch).map_err(Error::Storage)?;
     }
     if read_version(tree)?.is_none() {
         tree.insert(keys::SCHEMA_VERSION, version.to_string().as_bytes())
-            .map_err(crate::db::storage_error)?;
+            .map_err(Error::Storage)?;
     }
-    tree.flush().map_err(crate::db::storage_error)?;
+    tree.flush().map_err(Error::Storage)?;
     Ok(())
 }
 
@@ -145,6 +142,11 @@ mod tests {
         let (_d, t) = tree();
         t.insert(keys::SCHEMA_VERSION, b"99").unwrap();
         let err = upgrade(&t).unwrap_err();
+        assert!(
+            matches!(err, Error::SchemaTooNew { version: 99, .. }),
+            "{err}"
+        );
+        let err = crated_core::Error::from(err);
         assert_eq!(err.kind(), crated_core::Kind::FailedPrecondition);
         assert!(err.to_string().contains("version 99 is newer"), "{err}");
     }

@@ -18,11 +18,11 @@ use crated_core::filters;
 use crated_core::labels::{self, LabelUpdate};
 use crated_core::mount::Mount;
 use crated_core::snapshots::{Info, InfoFields, Kind, Labels, Snapshotter, Snapshotters, Usage};
-use crated_core::{Error, Namespace, Result};
+use crated_core::{Namespace, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::db::{decode, encode, Db};
-use crate::keys;
+use crate::{keys, Error, SnapshotId};
 
 /// The object kind of snapshot records.
 pub(crate) const KIND: &str = "snapshots";
@@ -190,7 +190,9 @@ impl Snapshotters for NamespacedSnapshots {
         let backend = self
             .backends
             .get(name)
-            .ok_or_else(|| Error::invalid_argument(format!("snapshotter not loaded: {name}")))?;
+            .ok_or_else(|| Error::SnapshotterNotLoaded {
+                name: name.to_owned(),
+            })?;
         Ok(Arc::new(View {
             db: self.db.clone(),
             ns: ns.clone(),
@@ -214,24 +216,30 @@ impl View {
         keys::object(self.ns.as_str(), KIND, &[&self.backend.name, key])
     }
 
+    /// The snapshot `key` of this view, as errors name it.
+    fn id(&self, key: &str) -> SnapshotId {
+        SnapshotId {
+            namespace: self.ns.to_string(),
+            snapshotter: self.backend.name.clone(),
+            key: key.to_owned(),
+        }
+    }
+
     fn what(&self, key: &str) -> String {
-        format!(
-            "snapshot {key:?} of snapshotter {:?} in namespace {:?}",
-            self.backend.name,
-            self.ns.as_str()
-        )
+        self.id(key).to_string()
     }
 
     fn load(&self, key: &str) -> Result<Option<Record>> {
         match self.db.read(|tx| tx.get(&self.key(key)))? {
-            Some(raw) => decode(&self.what(key), &raw).map(Some),
+            Some(raw) => Ok(Some(decode(&self.what(key), &raw)?)),
             None => Ok(None),
         }
     }
 
     fn existing(&self, key: &str) -> Result<Record> {
-        self.load(key)?
-            .ok_or_else(|| Error::not_found(format!("{} does not exist", self.what(key))))
+        Ok(self.load(key)?.ok_or_else(|| Error::SnapshotNotFound {
+            snapshot: self.id(key),
+        })?)
     }
 
     fn records(&self) -> Result<Vec<(String, Record)>> {
@@ -266,10 +274,10 @@ impl View {
         let raw = encode(&self.what(key), record)?;
         self.db.write(|tx| {
             if !record.parent.is_empty() && tx.get(&self.key(&record.parent))?.is_none() {
-                return Err(Error::not_found(format!(
-                    "parent {} does not exist",
-                    self.what(&record.parent)
-                )));
+                return Err(Error::ParentNotFound {
+                    parent: self.id(&record.parent),
+                }
+                .into());
             }
             tx.ensure_namespace(&self.ns)?;
             let r#type = format!("{KIND}/{}", self.backend.name);
@@ -295,35 +303,35 @@ impl View {
         labels: Labels,
     ) -> Result<Vec<Mount>> {
         if key.is_empty() {
-            return Err(Error::invalid_argument("snapshot key must not be empty"));
+            return Err(Error::SnapshotKeyEmpty.into());
         }
         labels::validate_all(&labels)?;
         let _lock = self.backend.lock.lock().await;
         if let Some(target) = labels.get(crated_core::snapshots::TARGET_LABEL) {
             if self.load(target)?.is_some() {
-                return Err(Error::already_exists(format!(
-                    "target {} already exists",
-                    self.what(target)
-                )));
+                return Err(Error::TargetExists {
+                    target: self.id(target),
+                }
+                .into());
             }
         }
         if self.load(key)?.is_some() {
-            return Err(Error::already_exists(format!(
-                "{} already exists",
-                self.what(key)
-            )));
+            return Err(Error::SnapshotExists {
+                snapshot: self.id(key),
+            }
+            .into());
         }
         let backend_parent = if parent.is_empty() {
             String::new()
         } else {
-            let record = self.load(parent)?.ok_or_else(|| {
-                Error::not_found(format!("parent {} does not exist", self.what(parent)))
+            let record = self.load(parent)?.ok_or_else(|| Error::ParentNotFound {
+                parent: self.id(parent),
             })?;
             if record.kind != Kind::Committed {
-                return Err(Error::invalid_argument(format!(
-                    "parent {} is not committed",
-                    self.what(parent)
-                )));
+                return Err(Error::ParentNotCommitted {
+                    parent: self.id(parent),
+                }
+                .into());
             }
             record.backend_key
         };
@@ -384,10 +392,10 @@ impl Snapshotter for View {
     async fn mounts(&self, key: &str) -> Result<Vec<Mount>> {
         let record = self.existing(key)?;
         if record.kind == Kind::Committed {
-            return Err(Error::failed_precondition(format!(
-                "{} is committed: only active snapshots and views have mounts",
-                self.what(key)
-            )));
+            return Err(Error::SnapshotNotMountable {
+                snapshot: self.id(key),
+            }
+            .into());
         }
         self.backend.snapshotter.mounts(&record.backend_key).await
     }
@@ -402,22 +410,22 @@ impl Snapshotter for View {
 
     async fn commit(&self, name: &str, key: &str, labels: Labels) -> Result<()> {
         if name.is_empty() {
-            return Err(Error::invalid_argument("snapshot name must not be empty"));
+            return Err(Error::SnapshotNameEmpty.into());
         }
         labels::validate_all(&labels)?;
         let _lock = self.backend.lock.lock().await;
         let mut record = self.existing(key)?;
         if record.kind != Kind::Active {
-            return Err(Error::failed_precondition(format!(
-                "{} is not active: only active snapshots can be committed",
-                self.what(key)
-            )));
+            return Err(Error::SnapshotNotActive {
+                snapshot: self.id(key),
+            }
+            .into());
         }
         if self.load(name)?.is_some() {
-            return Err(Error::already_exists(format!(
-                "{} already exists",
-                self.what(name)
-            )));
+            return Err(Error::SnapshotExists {
+                snapshot: self.id(name),
+            }
+            .into());
         }
         let backend_name = self.backend_key(name)?;
         self.backend
@@ -438,10 +446,10 @@ impl Snapshotter for View {
         let _lock = self.backend.lock.lock().await;
         let record = self.existing(key)?;
         if self.records()?.iter().any(|(_, r)| r.parent == key) {
-            return Err(Error::failed_precondition(format!(
-                "cannot remove {}: it has children",
-                self.what(key)
-            )));
+            return Err(Error::SnapshotHasChildren {
+                snapshot: self.id(key),
+            }
+            .into());
         }
         match self.backend.snapshotter.remove(&record.backend_key).await {
             Ok(()) => {}
