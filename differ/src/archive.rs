@@ -18,7 +18,6 @@ use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Component, Path, PathBuf};
 
-use crated_core::{Error, Result};
 use nix::errno::Errno;
 use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::{
@@ -27,6 +26,9 @@ use nix::sys::stat::{
 use nix::sys::time::TimeSpec;
 use nix::unistd::{fchownat, linkat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
 use tar::EntryType;
+
+use crate::error::{Error, Result};
+use crate::CopyError;
 
 /// How OCI whiteouts (`.wh.<name>`, `.wh..wh..opq`) are applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,22 +44,33 @@ pub enum Whiteouts {
 pub(crate) const WHITEOUT_PREFIX: &str = ".wh.";
 pub(crate) const OPAQUE: &str = ".wh..wh..opq";
 
-fn invalid(entry: &Path, why: impl std::fmt::Display) -> Error {
-    Error::invalid_argument(format!(
-        "layer entry {:?}: {why}",
-        entry.display().to_string()
-    ))
-}
-
-fn os_error(entry: &Path, what: &str, err: Errno) -> Error {
+fn os_error(entry: &Path, op: &'static str, err: Errno) -> Error {
     match err {
         // openat2 in the root: a symlink loop or a /proc magic link.
-        Errno::ELOOP => invalid(entry, "symlink loop or magic link"),
-        err => Error::unknown(format!(
-            "layer entry {:?}: {what}: {err}",
-            entry.display().to_string()
-        )),
+        Errno::ELOOP => Error::SymlinkLoop {
+            entry: entry.to_owned(),
+        },
+        source => Error::Entry {
+            entry: entry.to_owned(),
+            op,
+            source,
+        },
     }
+}
+
+fn header_error<'a>(entry: &'a Path, field: &'static str) -> impl FnOnce(io::Error) -> Error + 'a {
+    move |source| Error::Header {
+        entry: entry.to_owned(),
+        field,
+        source,
+    }
+}
+
+/// `/proc/self/fd/<fd>`: the node behind an `O_PATH` descriptor, for the
+/// calls that have no `*at` form (setxattr).
+fn proc_fd_path(fd: RawFd) -> CString {
+    CString::new(format!("/proc/self/fd/{fd}"))
+        .expect("a /proc/self/fd path is digits and slashes, never a NUL byte")
 }
 
 /// The relative path of an entry, without `.` components; `..` is refused
@@ -70,8 +83,16 @@ fn clean(raw: &[u8]) -> Result<PathBuf> {
         match component {
             Component::Normal(c) => out.push(c),
             Component::CurDir | Component::RootDir => {}
-            Component::ParentDir => return Err(invalid(path, "contains \"..\"")),
-            Component::Prefix(_) => return Err(invalid(path, "has a path prefix")),
+            Component::ParentDir => {
+                return Err(Error::EscapesRoot {
+                    entry: path.to_owned(),
+                })
+            }
+            Component::Prefix(_) => {
+                return Err(Error::PathPrefix {
+                    entry: path.to_owned(),
+                })
+            }
         }
     }
     Ok(out)
@@ -106,7 +127,9 @@ fn open_in_root(dirfd: RawFd, path: &Path, flags: OFlag) -> std::result::Result<
 }
 
 fn cstring(name: &OsStr, entry: &Path) -> Result<CString> {
-    CString::new(name.as_bytes()).map_err(|_| invalid(entry, "contains a NUL byte"))
+    CString::new(name.as_bytes()).map_err(|_| Error::NulByte {
+        entry: entry.to_owned(),
+    })
 }
 
 impl Target {
@@ -216,11 +239,11 @@ impl Target {
             // Metadata for what follows, read by tar itself.
             EntryType::XGlobalHeader | EntryType::XHeader => return Ok(()),
             // Checked before anything at the path is touched.
-            other => {
-                return Err(invalid(
-                    &path,
-                    format!("unhandled tar header type {other:?}"),
-                ))
+            entry_type => {
+                return Err(Error::UnsupportedEntryType {
+                    entry: path,
+                    entry_type,
+                })
             }
         }
         let existing = fstatat(
@@ -235,7 +258,7 @@ impl Target {
         if existing.is_some() && !(kind == EntryType::Directory && existing_is_dir) {
             remove(pfd, &name, existing_is_dir, &path)?;
         }
-        let mode = Mode::from_bits_truncate(header.mode().map_err(|e| invalid(&path, e))?);
+        let mode = Mode::from_bits_truncate(header.mode().map_err(header_error(&path, "mode"))?);
         match kind {
             EntryType::Directory => {
                 if !existing_is_dir {
@@ -252,7 +275,10 @@ impl Target {
             EntryType::Symlink => {
                 let target = entry
                     .link_name_bytes()
-                    .ok_or_else(|| invalid(&path, "symlink without a target"))?;
+                    .ok_or_else(|| Error::MissingLinkTarget {
+                        entry: path.clone(),
+                        link: "symlink",
+                    })?;
                 let target = cstring(OsStr::from_bytes(&target), &path)?;
                 symlinkat(target.as_c_str(), Some(pfd), name.as_os_str())
                     .map_err(|e| os_error(&path, "create symlink", e))?;
@@ -260,10 +286,13 @@ impl Target {
             EntryType::Link => {
                 let target = entry
                     .link_name_bytes()
-                    .ok_or_else(|| invalid(&path, "hard link without a target"))?;
+                    .ok_or_else(|| Error::MissingLinkTarget {
+                        entry: path.clone(),
+                        link: "hard link",
+                    })?;
                 let target = clean(&target)?;
                 let (Some(tparent), Some(tname)) = (target.parent(), target.file_name()) else {
-                    return Err(invalid(&path, "hard link to the root"));
+                    return Err(Error::HardLinkToRoot { entry: path });
                 };
                 let tparent_fd = open_in_root(
                     self.root.as_raw_fd(),
@@ -299,11 +328,16 @@ impl Target {
             _ => return Ok(()),
         }
 
-        let uid = header.uid().map_err(|e| invalid(&path, e))?;
-        let gid = header.gid().map_err(|e| invalid(&path, e))?;
+        let uid = header.uid().map_err(header_error(&path, "uid"))?;
+        let gid = header.gid().map_err(header_error(&path, "gid"))?;
+        let out_of_range = |id, value| Error::IdOutOfRange {
+            entry: path.clone(),
+            id,
+            value,
+        };
         let (uid, gid) = (
-            u32::try_from(uid).map_err(|_| invalid(&path, "uid out of range"))?,
-            u32::try_from(gid).map_err(|_| invalid(&path, "gid out of range"))?,
+            u32::try_from(uid).map_err(|_| out_of_range("uid", uid))?,
+            u32::try_from(gid).map_err(|_| out_of_range("gid", gid))?,
         );
         fchownat(
             Some(pfd),
@@ -325,7 +359,8 @@ impl Target {
             .map_err(|e| os_error(&path, "chmod", e))?;
             self.xattrs(&mut entry, pfd, &name, &path)?;
         }
-        let mtime = i64::try_from(header.mtime().map_err(|e| invalid(&path, e))?).unwrap_or(0);
+        let mtime =
+            i64::try_from(header.mtime().map_err(header_error(&path, "mtime"))?).unwrap_or(0);
         if kind == EntryType::Directory {
             self.dir_times.push((path.clone(), mtime));
         } else {
@@ -342,12 +377,16 @@ impl Target {
         name: &OsStr,
         path: &Path,
     ) -> Result<()> {
-        let Some(extensions) = entry.pax_extensions().map_err(|e| invalid(path, e))? else {
+        let read_error = |source| Error::ReadEntry {
+            entry: path.to_owned(),
+            source,
+        };
+        let Some(extensions) = entry.pax_extensions().map_err(read_error)? else {
             return Ok(());
         };
         let mut xattrs = Vec::new();
         for ext in extensions {
-            let ext = ext.map_err(|e| invalid(path, e))?;
+            let ext = ext.map_err(read_error)?;
             if let Some(key) = ext.key_bytes().strip_prefix(b"SCHILY.xattr.") {
                 xattrs.push((key.to_vec(), ext.value_bytes().to_vec()));
             }
@@ -359,10 +398,11 @@ impl Target {
         // no device is opened and no symlink followed.
         let node = open_in_root(pfd, Path::new(name), OFlag::O_PATH | OFlag::O_NOFOLLOW)
             .map_err(|e| os_error(path, "open for xattrs", e))?;
-        let proc_path = CString::new(format!("/proc/self/fd/{}", node.as_raw_fd()))
-            .map_err(|_| invalid(path, "descriptor path"))?;
+        let proc_path = proc_fd_path(node.as_raw_fd());
         for (key, value) in xattrs {
-            let key = CString::new(key).map_err(|_| invalid(path, "xattr name with a NUL byte"))?;
+            let key = CString::new(key).map_err(|_| Error::XattrNameNul {
+                entry: path.to_owned(),
+            })?;
             // SAFETY: both strings are NUL-terminated and live across the
             // call; `value` is a valid buffer of the given length.
             let rc = unsafe {
@@ -382,7 +422,13 @@ impl Target {
                 match errno {
                     Errno::ENOTSUP => continue,
                     Errno::EPERM if user => continue,
-                    errno => return Err(os_error(path, &format!("set xattr {key:?}"), errno)),
+                    source => {
+                        return Err(Error::SetXattr {
+                            entry: path.to_owned(),
+                            name: key.to_string_lossy().into_owned(),
+                            source,
+                        })
+                    }
                 }
             }
         }
@@ -391,7 +437,9 @@ impl Target {
 
     fn whiteout(&mut self, pfd: RawFd, target: &OsStr, entry: &Path) -> Result<()> {
         if target.is_empty() || target == "." || target == ".." {
-            return Err(invalid(entry, "whiteout of nothing"));
+            return Err(Error::WhiteoutOfNothing {
+                entry: entry.to_owned(),
+            });
         }
         let existing = fstatat(Some(pfd), target, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW).ok();
         match self.whiteouts {
@@ -430,8 +478,7 @@ impl Target {
     fn opaque(&mut self, dir_fd: &OwnedFd, dir: &Path, entry: &Path) -> Result<()> {
         match self.whiteouts {
             Whiteouts::Overlay => {
-                let proc_path = CString::new(format!("/proc/self/fd/{}", dir_fd.as_raw_fd()))
-                    .map_err(|_| invalid(entry, "descriptor path"))?;
+                let proc_path = proc_fd_path(dir_fd.as_raw_fd());
                 // SAFETY: NUL-terminated strings and a 1-byte value that
                 // outlive the call.
                 let rc = unsafe {
@@ -455,11 +502,15 @@ impl Target {
                     OFlag::O_RDONLY | OFlag::O_DIRECTORY,
                 )
                 .map_err(|e| os_error(entry, "open opaque directory", e))?;
+                let list_error = |source| Error::Io {
+                    op: "list",
+                    path: dir.to_owned(),
+                    source,
+                };
                 let children = std::fs::read_dir(format!("/proc/self/fd/{}", listing.as_raw_fd()))
-                    .map_err(|e| Error::unknown(format!("list {}: {e}", dir.display())))?;
+                    .map_err(list_error)?;
                 for child in children {
-                    let child = child
-                        .map_err(|e| Error::unknown(format!("list {}: {e}", dir.display())))?;
+                    let child = child.map_err(list_error)?;
                     if self.unpacked.contains(&dir.join(child.file_name())) {
                         continue;
                     }
@@ -491,25 +542,19 @@ impl Target {
     }
 }
 
-/// Copies an entry's data: a failed read is a broken layer
-/// (InvalidArgument), a failed write the disk's problem.
+/// Copies an entry's data: a failed read is the layer's problem, a failed
+/// write the disk's.
 fn copy_data(entry: &mut impl Read, mut file: File, path: &Path) -> Result<()> {
-    use std::io::Write as _;
-    let mut buf = vec![0u8; 256 << 10];
-    loop {
-        let n = match entry.read(&mut buf) {
-            Ok(0) => return Ok(()),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(invalid(path, format!("read layer: {e}"))),
-        };
-        file.write_all(&buf[..n]).map_err(|e| {
-            Error::unknown(format!(
-                "layer entry {:?}: write: {e}",
-                path.display().to_string()
-            ))
-        })?;
-    }
+    crate::copy(entry, &mut file).map_err(|e| match e {
+        CopyError::Read(source) => Error::ReadEntry {
+            entry: path.to_owned(),
+            source,
+        },
+        CopyError::Write(source) => Error::WriteEntry {
+            entry: path.to_owned(),
+            source,
+        },
+    })
 }
 
 fn set_times(pfd: RawFd, name: &OsStr, mtime: i64, entry: &Path) -> Result<()> {
@@ -523,12 +568,10 @@ fn set_times(pfd: RawFd, name: &OsStr, mtime: i64, entry: &Path) -> Result<()> {
 fn remove(pfd: RawFd, name: &OsStr, is_dir: bool, entry: &Path) -> Result<()> {
     if is_dir {
         let path = Path::new(&format!("/proc/self/fd/{pfd}")).join(name);
-        std::fs::remove_dir_all(&path).map_err(|e| {
-            Error::unknown(format!(
-                "layer entry {:?}: remove {}: {e}",
-                entry.display().to_string(),
-                name.to_string_lossy()
-            ))
+        std::fs::remove_dir_all(&path).map_err(|source| Error::RemoveEntry {
+            entry: entry.to_owned(),
+            name: PathBuf::from(name),
+            source,
         })
     } else {
         unlinkat(Some(pfd), name, UnlinkatFlags::NoRemoveDir)
@@ -545,7 +588,11 @@ pub fn apply<R: Read>(input: R, root: &Path, whiteouts: Whiteouts) -> Result<R> 
         OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
-    .map_err(|e| Error::unknown(format!("open {}: {e}", root.display())))?;
+    .map_err(|source| Error::Sys {
+        op: "open",
+        path: root.to_owned(),
+        source,
+    })?;
     let mut target = Target {
         // SAFETY: open returned a fresh descriptor that nothing else owns.
         root: unsafe { OwnedFd::from_raw_fd(root_fd) },
@@ -557,9 +604,9 @@ pub fn apply<R: Read>(input: R, root: &Path, whiteouts: Whiteouts) -> Result<R> 
     {
         let entries = archive
             .entries()
-            .map_err(|e| Error::invalid_argument(format!("read layer: {e}")))?;
+            .map_err(|source| Error::ReadLayer { source })?;
         for entry in entries {
-            let entry = entry.map_err(|e| Error::invalid_argument(format!("read layer: {e}")))?;
+            let entry = entry.map_err(|source| Error::ReadLayer { source })?;
             target.apply(entry)?;
         }
     }

@@ -13,11 +13,16 @@ use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
 use std::path::{Path, PathBuf};
 
-use crated_core::{Error, Result};
 use tar::{EntryType, Header};
 
-fn io_error(path: &Path, what: &str, err: io::Error) -> Error {
-    Error::unknown(format!("{what} {}: {err}", path.display()))
+use crate::error::{Error, Result};
+
+fn io_error(path: &Path, op: &'static str, source: io::Error) -> Error {
+    Error::Io {
+        op,
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// Writes the tar of what changed from `lower` to `upper` into `out`.
@@ -43,7 +48,7 @@ fn write(lower: Option<&Path>, upper: &Path, out: impl Write) -> Result<()> {
     writer
         .tar
         .finish()
-        .map_err(|e| Error::unknown(format!("finish diff tar: {e}")))
+        .map_err(|source| Error::FinishDiff { source })
 }
 
 struct DiffWriter<W: Write> {
@@ -192,8 +197,11 @@ fn xattrs(path: &Path) -> Vec<(String, Vec<u8>)> {
 }
 
 impl<W: Write> DiffWriter<W> {
-    fn tar_error(&self, rel: &Path, e: io::Error) -> Error {
-        Error::unknown(format!("write diff entry {}: {e}", rel.display()))
+    fn tar_error(&self, rel: &Path, source: io::Error) -> Error {
+        Error::WriteDiffEntry {
+            entry: rel.to_owned(),
+            source,
+        }
     }
 
     /// Writes the parent directories of `rel` not yet in the tar.
@@ -224,7 +232,9 @@ impl<W: Write> DiffWriter<W> {
                 w.push(n);
                 w
             })
-            .ok_or_else(|| Error::unknown(format!("whiteout of {}", rel.display())))?;
+            .ok_or_else(|| Error::WhiteoutName {
+                entry: rel.to_owned(),
+            })?;
         let path = rel.with_file_name(name);
         let mut header = Header::new_gnu();
         header.set_entry_type(EntryType::Regular);

@@ -8,13 +8,12 @@ use std::io::{self, Write};
 use crated_core::content::{Info, WriterOptions};
 use crated_core::descriptor::Descriptor;
 use crated_core::diff::{CompareOptions, Comparer, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_TAR};
-use crated_core::digest::Digest;
+use crated_core::digest::{Digest, Sha256};
 use crated_core::mount::{mount_all, Mount};
-use crated_core::{Error, Namespace, Result};
-use sha2::{Digest as _, Sha256};
+use crated_core::{Namespace, Result};
 use tokio::sync::mpsc;
 
-use crate::{hex_digest, tempdir_in, WalkingDiffer};
+use crate::{tempdir_in, Error, WalkingDiffer};
 
 /// The label a compressed layer gets: its uncompressed digest.
 pub const UNCOMPRESSED_LABEL: &str = "containerd.io/uncompressed";
@@ -77,7 +76,7 @@ pub async fn stream_into<T: Send + 'static>(
     drop(rx);
     let produced = producer
         .await
-        .map_err(|e| Error::unknown(format!("producer task: {e}")))?;
+        .map_err(|source| Error::ProducerTask { source })?;
     if let Some(e) = write_error {
         return Err(e);
     }
@@ -133,7 +132,7 @@ fn write_layer(
         mounts => Some(mount_all(&read_only(mounts), &lower_dir.0)?),
     };
     let upper_guard = mount_all(&read_only(upper), &upper_dir.0)?;
-    let io_error = |e: io::Error| Error::unknown(format!("write diff: {e}"));
+    let io_error = |source: io::Error| Error::WriteDiff { source };
     let written = if compressed {
         let mut hashing = Hashing {
             inner: flate2::write::GzEncoder::new(out, flate2::Compression::default()),
@@ -142,7 +141,7 @@ fn write_layer(
         crate::compare::write_diff(&lower_dir.0, &upper_dir.0, &mut hashing).and_then(|()| {
             let mut sink = hashing.inner.finish().map_err(io_error)?;
             sink.flush().map_err(io_error)?;
-            Ok(Some(hex_digest(hashing.hasher)?))
+            Ok(Some(hashing.hasher.finish()))
         })
     } else {
         let mut out = out;
@@ -153,7 +152,7 @@ fn write_layer(
     if let Some(guard) = lower_guard {
         guard.unmount()?;
     }
-    written
+    Ok(written?)
 }
 
 #[async_trait::async_trait]
@@ -174,13 +173,14 @@ impl Comparer for WalkingDiffer {
             MEDIA_TYPE_LAYER_GZIP => true,
             MEDIA_TYPE_LAYER_TAR => false,
             other => {
-                return Err(Error::not_implemented(format!(
-                    "unsupported diff media type: {other}: not implemented"
-                )))
+                return Err(Error::UnsupportedDiffType {
+                    media_type: other.to_owned(),
+                }
+                .into())
             }
         };
         if upper.is_empty() {
-            return Err(Error::invalid_argument("diff: no upper mounts to compare"));
+            return Err(Error::NoUpperMounts.into());
         }
         let new_ref = options.reference.is_empty();
         let reference = if new_ref {
@@ -210,7 +210,7 @@ impl Comparer for WalkingDiffer {
                 write_layer(&scratch, &lower, &upper, compressed, out)
             })
             .await?;
-            Ok::<_, Error>((writer, diff_id))
+            Ok::<_, crated_core::Error>((writer, diff_id))
         }
         .await;
         let (writer, diff_id) = match result {

@@ -18,7 +18,7 @@
 //!     std::path::Path::new("/opt/crated"),
 //!     layers.len(),
 //!     |i| {
-//!         let layer = layers[i].try_clone().map_err(|e| crated_core::Error::unknown(e.to_string()))?;
+//!         let layer = layers[i].try_clone().map_err(|e| crated_core::Error::io("clone layer", e))?;
 //!         Ok(Box::new(layer) as Box<dyn std::io::Read>)
 //!     },
 //!     &InstallOptions { libs: false, replace: false },
@@ -30,18 +30,20 @@
 use std::collections::BTreeMap;
 use std::ffi::{CString, OsStr};
 use std::fs::File;
-use std::io::{self, Read, Write as _};
+use std::io::{Read, Write as _};
 use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 
-use crated_core::{Error, Result};
+use crated_core::Result;
 use nix::errno::Errno;
 use nix::fcntl::{openat, renameat2, OFlag, RenameFlags};
 use nix::sys::stat::{fchmod, Mode};
 use nix::unistd::{linkat, symlinkat, unlinkat, UnlinkatFlags};
 
 use crate::archive::{OPAQUE, WHITEOUT_PREFIX};
+use crate::error::Error;
+use crate::CopyError;
 
 /// What [`install`] takes.
 #[derive(Debug, Clone, Default)]
@@ -131,8 +133,13 @@ fn select(raw: &[u8], libs: bool) -> Selected {
     }
 }
 
-fn read_error(layer: usize, e: impl std::fmt::Display) -> Error {
-    Error::invalid_argument(format!("read layer {layer}: {e}"))
+fn read_error(layer: usize) -> impl Fn(std::io::Error) -> Error {
+    move |source| Error::ReadInstallLayer { layer, source }
+}
+
+/// A tar path as a path, for errors.
+fn entry_path(raw: &[u8]) -> PathBuf {
+    PathBuf::from(OsStr::from_bytes(raw))
 }
 
 /// Walks every entry of `layer` (decompressed) with `each`.
@@ -142,8 +149,8 @@ fn for_each_entry(
     mut each: impl FnMut(&mut tar::Entry<'_, Box<dyn Read + '_>>) -> Result<()>,
 ) -> Result<()> {
     let mut archive = tar::Archive::new(crate::decompress(blob)?);
-    for entry in archive.entries().map_err(|e| read_error(layer, e))? {
-        let mut entry = entry.map_err(|e| read_error(layer, e))?;
+    for entry in archive.entries().map_err(read_error(layer))? {
+        let mut entry = entry.map_err(read_error(layer))?;
         each(&mut entry)?;
     }
     Ok(())
@@ -244,10 +251,10 @@ fn plan<'a>(
     }
     // Room for the temporary name beside it (NAME_MAX is 255).
     if let Some((dir, name)) = plan.keys().find(|(_, name)| name.len() > 200) {
-        return Err(Error::invalid_argument(format!(
-            "layer entry {}: name too long to install",
-            display(*dir, name)
-        )));
+        return Err(Error::NameTooLong {
+            entry: display(*dir, name),
+        }
+        .into());
     }
     Ok(plan)
 }
@@ -256,41 +263,59 @@ fn display(dir: Dir, name: &[u8]) -> String {
     format!("{}/{}", dir.name(), String::from_utf8_lossy(name))
 }
 
-fn cstring(name: &[u8]) -> Result<CString> {
-    CString::new(name)
-        .map_err(|_| Error::invalid_argument("layer entry name holds a NUL byte".to_owned()))
+fn cstring(name: &[u8]) -> Result<CString, Error> {
+    CString::new(name).map_err(|_| Error::NulByte {
+        entry: entry_path(name),
+    })
 }
 
 /// One of the destination directories, opened once.
 struct Target {
     fd: OwnedFd,
     path: PathBuf,
+    dir: Dir,
 }
 
 impl Target {
-    fn open(dest: &Path, dir: Dir) -> Result<Self> {
+    fn open(dest: &Path, dir: Dir) -> Result<Self, Error> {
         let path = dest.join(dir.name());
-        std::fs::create_dir_all(&path)
-            .map_err(|e| Error::unknown(format!("create {}: {e}", path.display())))?;
+        std::fs::create_dir_all(&path).map_err(|source| Error::Io {
+            op: "create",
+            path: path.clone(),
+            source,
+        })?;
         let fd = nix::fcntl::open(
             &path,
             OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
             Mode::empty(),
         )
-        .map_err(|e| Error::unknown(format!("open {}: {e}", path.display())))?;
+        .map_err(|source| Error::Sys {
+            op: "open",
+            path: path.clone(),
+            source,
+        })?;
         // SAFETY: open returned a fresh descriptor that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        Ok(Self { fd, path })
+        Ok(Self { fd, path, dir })
     }
 
-    fn error(&self, name: &[u8], what: &str, e: impl std::fmt::Display) -> Error {
-        Error::unknown(format!(
-            "{what} {}: {e}",
-            self.path.join(OsStr::from_bytes(name)).display()
-        ))
+    fn error(&self, name: &[u8], op: &'static str, source: Errno) -> Error {
+        Error::Sys {
+            op,
+            path: self.path.join(OsStr::from_bytes(name)),
+            source,
+        }
     }
 
-    fn exists(&self, name: &[u8]) -> Result<bool> {
+    fn io_error(&self, name: &[u8], op: &'static str, source: std::io::Error) -> Error {
+        Error::Io {
+            op,
+            path: self.path.join(OsStr::from_bytes(name)),
+            source,
+        }
+    }
+
+    fn exists(&self, name: &[u8]) -> Result<bool, Error> {
         let c = cstring(name)?;
         match nix::sys::stat::fstatat(
             Some(self.fd.as_raw_fd()),
@@ -315,7 +340,7 @@ impl Target {
 
     /// Moves `temp` to `name`: over an existing file only if `replace`
     /// (RENAME_NOREPLACE closes the window after the up-front check).
-    fn commit(&self, temp: &[u8], name: &[u8], replace: bool) -> Result<()> {
+    fn commit(&self, temp: &[u8], name: &[u8], replace: bool) -> Result<(), Error> {
         let (t, n) = (cstring(temp)?, cstring(name)?);
         let flags = if replace {
             RenameFlags::empty()
@@ -326,10 +351,9 @@ impl Target {
         renameat2(Some(fd), t.as_c_str(), Some(fd), n.as_c_str(), flags).map_err(|e| {
             let _ = unlinkat(Some(fd), t.as_c_str(), UnlinkatFlags::NoRemoveDir);
             if e == Errno::EEXIST {
-                Error::already_exists(format!(
-                    "cannot replace {} (it appeared during the install)",
-                    self.path.join(OsStr::from_bytes(name)).display()
-                ))
+                Error::AppearedDuringInstall {
+                    path: self.path.join(OsStr::from_bytes(name)),
+                }
             } else {
                 self.error(name, "rename into", e)
             }
@@ -343,7 +367,7 @@ impl Target {
         data: &mut impl Read,
         mode: u32,
         replace: bool,
-    ) -> Result<()> {
+    ) -> Result<(), Error> {
         let temp = Self::temp_name(name);
         let c = cstring(&temp)?;
         let fd = openat(
@@ -355,18 +379,19 @@ impl Target {
         .map_err(|e| self.error(&temp, "create", e))?;
         // SAFETY: openat returned a fresh descriptor that nothing else owns.
         let mut file = unsafe { File::from_raw_fd(fd) };
-        let written = (|| -> Result<()> {
-            io::copy(data, &mut file).map_err(|e| match e.kind() {
-                io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof => {
-                    Error::invalid_argument(format!("read layer entry {}: {e}", display_name(name)))
-                }
-                _ => self.error(name, "write", e),
+        let written = (|| -> Result<(), Error> {
+            crate::copy(data, &mut file).map_err(|e| match e {
+                CopyError::Read(source) => Error::ReadEntry {
+                    entry: Path::new(self.dir.name()).join(OsStr::from_bytes(name)),
+                    source,
+                },
+                CopyError::Write(source) => self.io_error(name, "write", source),
             })?;
             // Setuid and setgid bits are not carried over from an image.
             fchmod(file.as_raw_fd(), Mode::from_bits_truncate(mode & 0o777))
                 .map_err(|e| self.error(name, "chmod", e))?;
-            file.flush().map_err(|e| self.error(name, "write", e))?;
-            file.sync_all().map_err(|e| self.error(name, "sync", e))
+            file.flush().map_err(|e| self.io_error(name, "write", e))?;
+            file.sync_all().map_err(|e| self.io_error(name, "sync", e))
         })();
         drop(file);
         if let Err(e) = written {
@@ -380,7 +405,7 @@ impl Target {
         self.commit(&temp, name, replace)
     }
 
-    fn write_symlink(&self, name: &[u8], target: &[u8], replace: bool) -> Result<()> {
+    fn write_symlink(&self, name: &[u8], target: &[u8], replace: bool) -> Result<(), Error> {
         let temp = Self::temp_name(name);
         let (t, link) = (cstring(&temp)?, cstring(target)?);
         symlinkat(link.as_c_str(), Some(self.fd.as_raw_fd()), t.as_c_str())
@@ -388,7 +413,7 @@ impl Target {
         self.commit(&temp, name, replace)
     }
 
-    fn write_link(&self, name: &[u8], target: &[u8], replace: bool) -> Result<()> {
+    fn write_link(&self, name: &[u8], target: &[u8], replace: bool) -> Result<(), Error> {
         let temp = Self::temp_name(name);
         let (t, existing) = (cstring(&temp)?, cstring(target)?);
         let fd = self.fd.as_raw_fd();
@@ -403,14 +428,13 @@ impl Target {
         self.commit(&temp, name, replace)
     }
 
-    fn sync(&self) -> Result<()> {
-        nix::unistd::fsync(self.fd.as_raw_fd())
-            .map_err(|e| Error::unknown(format!("sync {}: {e}", self.path.display())))
+    fn sync(&self) -> Result<(), Error> {
+        nix::unistd::fsync(self.fd.as_raw_fd()).map_err(|source| Error::Sys {
+            op: "sync",
+            path: self.path.clone(),
+            source,
+        })
     }
-}
-
-fn display_name(name: &[u8]) -> String {
-    String::from_utf8_lossy(name).into_owned()
 }
 
 /// Installs the `bin/` (and with `libs`, `lib/`) files of `count` layers,
@@ -426,10 +450,7 @@ pub fn install<'a>(
 ) -> Result<Vec<PathBuf>> {
     let plan = plan(count, &mut open, options.libs)?;
     if plan.is_empty() {
-        return Err(Error::not_found(format!(
-            "the image has no files in /bin{} to install",
-            if options.libs { " or /lib" } else { "" }
-        )));
+        return Err(Error::NothingToInstall { libs: options.libs }.into());
     }
     let mut targets: BTreeMap<Dir, Target> = BTreeMap::new();
     for (dir, _) in plan.keys() {
@@ -440,16 +461,16 @@ pub fn install<'a>(
     let target = |dir: &Dir| {
         targets
             .get(dir)
-            .ok_or_else(|| Error::unknown(format!("{} was not opened", dir.name())))
+            .ok_or_else(|| Error::NotOpened { dir: dir.name() })
     };
     if !options.replace {
         for (dir, name) in plan.keys() {
             if target(dir)?.exists(name)? {
-                return Err(Error::already_exists(format!(
-                    "cannot replace {} in {}: it exists (use --replace)",
-                    display(*dir, name),
-                    dest.display()
-                )));
+                return Err(Error::InstallExists {
+                    entry: display(*dir, name),
+                    dest: dest.to_owned(),
+                }
+                .into());
             }
         }
     }
@@ -472,7 +493,11 @@ pub fn install<'a>(
             let key = (dir, name);
             match plan.get(&key) {
                 Some(p) if p.layer == layer && p.kind == Kind::File => {
-                    let mode = entry.header().mode().map_err(|e| read_error(layer, e))?;
+                    let mode = entry.header().mode().map_err(|source| Error::Header {
+                        entry: entry_path(&path),
+                        field: "mode",
+                        source,
+                    })?;
                     let replace = options.replace || written.contains(&key);
                     target(&dir)?.write_file(&key.1, entry, mode, replace)?;
                     if written.insert(key.clone()) {

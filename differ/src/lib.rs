@@ -3,24 +3,25 @@
 pub mod archive;
 pub mod compare;
 mod comparer;
+pub mod error;
 pub mod install;
 pub mod plugin;
 
 use std::collections::BTreeMap;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crated_core::content::{ContentStore, ReaderAt};
 use crated_core::descriptor::Descriptor;
 use crated_core::diff::{Applier, MEDIA_TYPE_LAYER_TAR};
-use crated_core::digest::Digest;
+use crated_core::digest::{Digest, Sha256};
 use crated_core::mount::{mount_all, Mount};
-use crated_core::{Error, Namespace, Result};
-use sha2::{Digest as _, Sha256};
+use crated_core::{Namespace, Result};
 
 pub use archive::Whiteouts;
 pub use comparer::{stream_into, ChannelWriter, UNCOMPRESSED_LABEL};
+pub use error::Error;
 
 /// containerd's walking differ over a content store: applies layers
 /// (decompress, hash and apply in one pass, with no copy of the
@@ -35,8 +36,11 @@ impl WalkingDiffer {
     /// An applier reading layers from `store`, mounting under `scratch`
     /// (created if missing).
     pub fn new(store: Arc<dyn ContentStore>, scratch: &Path) -> Result<Self> {
-        std::fs::create_dir_all(scratch)
-            .map_err(|e| Error::unknown(format!("create {}: {e}", scratch.display())))?;
+        std::fs::create_dir_all(scratch).map_err(|source| Error::Io {
+            op: "create",
+            path: scratch.to_owned(),
+            source,
+        })?;
         Ok(Self {
             store,
             scratch: scratch.to_owned(),
@@ -116,14 +120,40 @@ impl Read for BlobReader<'_> {
     }
 }
 
-fn read_error(e: io::Error) -> Error {
-    Error::invalid_argument(format!("read layer: {e}"))
+fn read_error(source: io::Error) -> Error {
+    Error::ReadLayer { source }
+}
+
+/// Which side of a [`copy`] failed.
+pub(crate) enum CopyError {
+    /// Reading: the layer's problem.
+    Read(io::Error),
+    /// Writing: the disk's problem.
+    Write(io::Error),
+}
+
+/// Copies `from` into `to`, telling a failed read from a failed write
+/// (`io::copy` does not say which side failed).
+pub(crate) fn copy(
+    from: &mut impl Read,
+    to: &mut impl Write,
+) -> std::result::Result<(), CopyError> {
+    let mut buf = vec![0u8; 256 << 10];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(CopyError::Read(e)),
+        };
+        to.write_all(&buf[..n]).map_err(CopyError::Write)?;
+    }
 }
 
 /// The tar stream of a layer blob: gzip and zstd are recognised by their
 /// first bytes (whatever the media type says, as containerd), anything else
 /// is read as a plain tar.
-pub fn decompress<'a>(blob: impl Read + 'a) -> Result<Box<dyn Read + 'a>> {
+pub fn decompress<'a>(blob: impl Read + 'a) -> error::Result<Box<dyn Read + 'a>> {
     let mut blob = BufReader::with_capacity(1 << 20, blob);
     let compression = sniff(blob.fill_buf().map_err(read_error)?);
     Ok(match compression {
@@ -137,7 +167,11 @@ pub fn decompress<'a>(blob: impl Read + 'a) -> Result<Box<dyn Read + 'a>> {
 
 /// Decompresses, hashes and applies `blob` onto `root`; returns the
 /// digest and size of the uncompressed stream.
-pub fn apply_stream(blob: impl Read, root: &Path, whiteouts: Whiteouts) -> Result<(Digest, u64)> {
+pub fn apply_stream(
+    blob: impl Read,
+    root: &Path,
+    whiteouts: Whiteouts,
+) -> error::Result<(Digest, u64)> {
     let plain = decompress(blob)?;
     let hashing = Hashing {
         inner: plain,
@@ -147,17 +181,7 @@ pub fn apply_stream(blob: impl Read, root: &Path, whiteouts: Whiteouts) -> Resul
     let mut rest = archive::apply(hashing, root, whiteouts)?;
     // The diff id covers the whole stream: the archive's end padding too.
     io::copy(&mut rest, &mut io::sink()).map_err(read_error)?;
-    Ok((hex_digest(rest.hasher)?, rest.size))
-}
-
-/// The digest a finished sha256 hasher stands for.
-fn hex_digest(hasher: Sha256) -> Result<Digest> {
-    let hex: String = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    Digest::parse(&format!("sha256:{hex}"))
+    Ok((rest.hasher.finish(), rest.size))
 }
 
 /// The upper dir of a single overlay mount, which a layer is applied into
@@ -182,16 +206,17 @@ impl Applier for WalkingDiffer {
         mounts: &[Mount],
     ) -> Result<Descriptor> {
         if !is_layer_media_type(&layer.media_type) {
-            return Err(Error::not_implemented(format!(
-                "unsupported diff media type {:?} of {}",
-                layer.media_type, layer.digest
-            )));
+            return Err(Error::UnsupportedLayer {
+                media_type: layer.media_type.clone(),
+                digest: layer.digest.clone(),
+            }
+            .into());
         }
         if mounts.iter().any(Mount::is_read_only) {
-            return Err(Error::invalid_argument(format!(
-                "cannot apply {} onto read-only mounts",
-                layer.digest
-            )));
+            return Err(Error::ReadOnlyMounts {
+                digest: layer.digest.clone(),
+            }
+            .into());
         }
         let reader = self.store.reader_at(ns, &layer.digest).await?;
         let runtime = tokio::runtime::Handle::current();
@@ -201,16 +226,16 @@ impl Applier for WalkingDiffer {
         let (diff_id, size) = tokio::task::spawn_blocking(move || {
             let blob = BlobReader::new(runtime, &*reader);
             if let Some(upper) = overlay_upper(&mounts) {
-                return apply_stream(blob, &upper, Whiteouts::Overlay);
+                return Ok(apply_stream(blob, &upper, Whiteouts::Overlay)?);
             }
             let target = tempdir_in(&scratch)?;
             let guard = mount_all(&mounts, &target.0)?;
             let applied = apply_stream(blob, &target.0, Whiteouts::Delete);
             guard.unmount()?;
-            applied
+            Ok::<_, crated_core::Error>(applied?)
         })
         .await
-        .map_err(|e| Error::unknown(format!("apply {digest}: {e}")))??;
+        .map_err(|source| Error::ApplyTask { digest, source })??;
         Ok(Descriptor {
             media_type: MEDIA_TYPE_LAYER_TAR.to_owned(),
             digest: diff_id,
@@ -223,11 +248,16 @@ impl Applier for WalkingDiffer {
 /// A fresh directory under `parent`, removed on drop.
 struct TempDir(PathBuf);
 
-fn tempdir_in(parent: &Path) -> Result<TempDir> {
+fn tempdir_in(parent: &Path) -> error::Result<TempDir> {
     let path = parent.join(format!("apply-{}", crated_core::identifiers::unique_part()));
-    std::fs::create_dir(&path)
-        .map_err(|e| Error::unknown(format!("create {}: {e}", path.display())))?;
-    Ok(TempDir(path))
+    match std::fs::create_dir(&path) {
+        Ok(()) => Ok(TempDir(path)),
+        Err(source) => Err(Error::Io {
+            op: "create",
+            path,
+            source,
+        }),
+    }
 }
 
 impl Drop for TempDir {

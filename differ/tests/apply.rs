@@ -92,7 +92,7 @@ impl Layer {
 }
 
 fn apply(root: &Path, layer: &[u8], whiteouts: Whiteouts) -> crated_core::Result<(Digest, u64)> {
-    apply_stream(layer, root, whiteouts)
+    Ok(apply_stream(layer, root, whiteouts)?)
 }
 
 #[test]
@@ -426,6 +426,12 @@ fn hostile_layers_write_nothing_outside() {
                 assert!(
                     err.message().contains("\"..\""),
                     "{name}: refused for another reason: {err}"
+                );
+                let refusal = std::error::Error::source(err)
+                    .and_then(|s| s.downcast_ref::<crated_differ::Error>());
+                assert!(
+                    matches!(refusal, Some(crated_differ::Error::EscapesRoot { .. })),
+                    "{name}: {refusal:?}"
                 );
             }
             if let Some(path) = lands {
