@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use crated_core::{Error, Result};
+
+use crate::error::{Error, Result};
 
 /// A user name and secret for a registry host.
 #[derive(Clone, PartialEq, Eq)]
@@ -64,11 +65,15 @@ pub type CredentialsFn = Arc<dyn Fn(&str) -> Option<Credentials> + Send + Sync>;
 /// does not list. `docker.io` is also looked up as docker's legacy
 /// `https://index.docker.io/v1/` key.
 pub fn docker_config(path: &Path) -> Result<CredentialsFn> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::invalid_argument(format!("failed to read {}: {e}", path.display())))?;
-    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-        Error::invalid_argument(format!("invalid docker config {}: {e}", path.display()))
+    let text = std::fs::read_to_string(path).map_err(|source| Error::ReadDockerConfig {
+        path: path.to_owned(),
+        source,
     })?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|source| Error::DockerConfig {
+            path: path.to_owned(),
+            source,
+        })?;
     let mut found = HashMap::new();
     if let Some(auths) = value.get("auths").and_then(|a| a.as_object()) {
         for (key, entry) in auths {
@@ -87,11 +92,10 @@ pub fn docker_config(path: &Path) -> Result<CredentialsFn> {
             let creds = if let Some(auth) = entry.get("auth").and_then(|a| a.as_str()) {
                 let raw = base64::engine::general_purpose::STANDARD
                     .decode(auth)
-                    .map_err(|e| {
-                        Error::invalid_argument(format!(
-                            "invalid auth for {key:?} in {}: {e}",
-                            path.display()
-                        ))
+                    .map_err(|source| Error::DockerConfigAuth {
+                        path: path.to_owned(),
+                        key: key.clone(),
+                        source,
                     })?;
                 Credentials::parse_user(&String::from_utf8_lossy(&raw))
             } else {

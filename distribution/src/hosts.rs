@@ -17,9 +17,9 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use crated_core::{Error, Result};
 use toml::Value;
 
+use crate::error::{Error, HostsFileError, Result};
 use crate::tls::TlsOptions;
 
 /// What a host may be used for.
@@ -185,12 +185,7 @@ fn host_dir(root: &Path, domain: &str) -> Result<Option<PathBuf>> {
         match std::fs::metadata(&dir) {
             Ok(_) => return Ok(Some(dir)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(Error::unknown(format!(
-                    "failed to look up hosts directory {}: {e}",
-                    dir.display()
-                )))
-            }
+            Err(source) => return Err(Error::HostsDir { dir, source }),
         }
     }
     Ok(None)
@@ -221,49 +216,54 @@ fn load_dir(dir: &Path) -> Result<Vec<Partial>> {
         // containerd falls back to docker's certs layout (`*.crt`), which
         // only matters for TLS: the default host, then.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![Partial::default()]),
-        Err(e) => {
-            return Err(Error::unknown(format!(
-                "failed to read {}: {e}",
-                file.display()
-            )))
-        }
+        Err(source) => return Err(Error::ReadHostsFile { file, source }),
     };
-    parse_hosts_file(dir, &text)
-        .map_err(|e| e.context(format!("invalid hosts file {}", file.display())))
+    parse_hosts_file(dir, &text).map_err(|source| Error::HostsFile { file, source })
 }
 
-fn parse_hosts_file(dir: &Path, text: &str) -> Result<Vec<Partial>> {
+/// `field` must be `expected`.
+fn field_type(field: &'static str, expected: &'static str) -> HostsFileError {
+    HostsFileError::FieldType { field, expected }
+}
+
+fn parse_hosts_file(dir: &Path, text: &str) -> Result<Vec<Partial>, HostsFileError> {
     let table: toml::Table = text
         .parse()
-        .map_err(|e| Error::invalid_argument(format!("failed to parse TOML: {e}")))?;
+        .map_err(|source| HostsFileError::Toml { source })?;
     let mut hosts = Vec::new();
     if let Some(entries) = table.get("host") {
         let entries = entries
             .as_table()
-            .ok_or_else(|| Error::invalid_argument("\"host\" must be a table of hosts"))?;
+            .ok_or_else(|| field_type("host", "a table of hosts"))?;
         for (server, config) in entries {
-            let config = config.as_table().ok_or_else(|| {
-                Error::invalid_argument(format!("host {server:?} must be a table"))
-            })?;
+            let config = config
+                .as_table()
+                .ok_or_else(|| HostsFileError::HostNotTable {
+                    server: server.clone(),
+                })?;
             hosts.push(parse_host(server, dir, config)?);
         }
     }
     let server = match table.get("server") {
         Some(Value::String(s)) => s.as_str(),
-        Some(_) => return Err(Error::invalid_argument("\"server\" must be a string")),
+        Some(_) => return Err(field_type("server", "a string")),
         None => "",
     };
     hosts.push(parse_host(server, dir, &table)?);
     Ok(hosts)
 }
 
-fn parse_host(server: &str, dir: &Path, config: &toml::Table) -> Result<Partial> {
+fn parse_host(server: &str, dir: &Path, config: &toml::Table) -> Result<Partial, HostsFileError> {
     let mut host = Partial::default();
     let override_path = match config.get("override_path") {
         Some(v) => v
             .as_bool()
-            .ok_or_else(|| Error::invalid_argument("\"override_path\" must be a boolean"))?,
+            .ok_or_else(|| field_type("override_path", "a boolean"))?,
         None => false,
+    };
+    let bad_server = |problem| HostsFileError::BadServer {
+        server: server.to_owned(),
+        problem,
     };
     if !server.is_empty() {
         let full = if server.starts_with("http") {
@@ -273,20 +273,16 @@ fn parse_host(server: &str, dir: &Path, config: &toml::Table) -> Result<Partial>
         };
         let (scheme, rest) = full
             .split_once("://")
-            .ok_or_else(|| Error::invalid_argument(format!("unable to parse server {server:?}")))?;
+            .ok_or_else(|| bad_server("no scheme"))?;
         if scheme != "http" && scheme != "https" {
-            return Err(Error::invalid_argument(format!(
-                "unable to parse server {server:?}: scheme must be http or https"
-            )));
+            return Err(bad_server("scheme must be http or https"));
         }
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, ""),
         };
         if authority.is_empty() {
-            return Err(Error::invalid_argument(format!(
-                "unable to parse server {server:?}: no host"
-            )));
+            return Err(bad_server("no host"));
         }
         let mut path = path.trim_end_matches('/').to_owned();
         if !override_path && !path.ends_with("/v2") {
@@ -299,7 +295,7 @@ fn parse_host(server: &str, dir: &Path, config: &toml::Table) -> Result<Partial>
     if let Some(caps) = config.get("capabilities") {
         let caps = caps
             .as_array()
-            .ok_or_else(|| Error::invalid_argument("\"capabilities\" must be an array"))?;
+            .ok_or_else(|| field_type("capabilities", "an array"))?;
         host.capabilities = Capabilities {
             pull: false,
             resolve: false,
@@ -311,7 +307,9 @@ fn parse_host(server: &str, dir: &Path, config: &toml::Table) -> Result<Partial>
                 Some("resolve") => host.capabilities.resolve = true,
                 Some("push") => host.capabilities.push = true,
                 _ => {
-                    return Err(Error::invalid_argument(format!("unknown capability {cap}")));
+                    return Err(HostsFileError::UnknownCapability {
+                        capability: cap.to_string(),
+                    });
                 }
             }
         }
@@ -319,7 +317,7 @@ fn parse_host(server: &str, dir: &Path, config: &toml::Table) -> Result<Partial>
     if let Some(v) = config.get("skip_verify") {
         host.skip_verify = Some(
             v.as_bool()
-                .ok_or_else(|| Error::invalid_argument("\"skip_verify\" must be a boolean"))?,
+                .ok_or_else(|| field_type("skip_verify", "a boolean"))?,
         );
     }
     match config.get("ca") {
@@ -327,17 +325,18 @@ fn parse_host(server: &str, dir: &Path, config: &toml::Table) -> Result<Partial>
         Some(Value::String(p)) => host.ca.push(dir.join(p)),
         Some(Value::Array(list)) => {
             for p in list {
-                let p = p.as_str().ok_or_else(|| {
-                    Error::invalid_argument(format!("invalid type {p} for \"ca\""))
+                let p = p.as_str().ok_or_else(|| HostsFileError::InvalidType {
+                    field: "ca",
+                    found: p.type_str(),
                 })?;
                 host.ca.push(dir.join(p));
             }
         }
         Some(other) => {
-            return Err(Error::invalid_argument(format!(
-                "invalid type {} for \"ca\"",
-                other.type_str()
-            )))
+            return Err(HostsFileError::InvalidType {
+                field: "ca",
+                found: other.type_str(),
+            })
         }
     }
     match config.get("client") {
@@ -354,45 +353,42 @@ fn parse_host(server: &str, dir: &Path, config: &toml::Table) -> Result<Partial>
                     host.client = Some((dir.join(cert), key));
                 }
                 _ => {
-                    return Err(Error::invalid_argument(format!(
-                        "invalid pair {} for \"client\"",
-                        Value::Array(pair.clone())
-                    )))
+                    return Err(HostsFileError::ClientPair {
+                        pair: Value::Array(pair.clone()).to_string(),
+                    })
                 }
             },
             Some(other) => {
-                return Err(Error::invalid_argument(format!(
-                    "invalid type {} for \"client\"",
-                    other.type_str()
-                )))
+                return Err(HostsFileError::InvalidType {
+                    field: "client",
+                    found: other.type_str(),
+                })
             }
         },
         Some(other) => {
-            return Err(Error::invalid_argument(format!(
-                "invalid type {} for \"client\"",
-                other.type_str()
-            )))
+            return Err(HostsFileError::InvalidType {
+                field: "client",
+                found: other.type_str(),
+            })
         }
     }
     if let Some(headers) = config.get("header") {
         let headers = headers
             .as_table()
-            .ok_or_else(|| Error::invalid_argument("\"header\" must be a table"))?;
+            .ok_or_else(|| field_type("header", "a table"))?;
         for (name, value) in headers {
             match value {
                 Value::String(v) => host.headers.push((name.clone(), v.clone())),
                 Value::Array(vs) => {
                     for v in vs {
-                        let v = v.as_str().ok_or_else(|| {
-                            Error::invalid_argument(format!("invalid value for header {name:?}"))
-                        })?;
+                        let v = v
+                            .as_str()
+                            .ok_or_else(|| HostsFileError::HeaderValue { name: name.clone() })?;
                         host.headers.push((name.clone(), v.to_owned()));
                     }
                 }
                 _ => {
-                    return Err(Error::invalid_argument(format!(
-                        "invalid value for header {name:?}"
-                    )))
+                    return Err(HostsFileError::HeaderValue { name: name.clone() });
                 }
             }
         }
@@ -474,7 +470,22 @@ ca = "ca.pem"
             hosts_dir: Some(root.path().to_owned()),
             ..Default::default()
         };
-        let err = configure("r.example", &o).unwrap_err().to_string();
+        let err = configure("r.example", &o).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                Error::HostsFile {
+                    source: HostsFileError::UnknownCapability { .. },
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(
+            crated_core::error::KindError::kind(&err),
+            crated_core::Kind::InvalidArgument
+        );
+        let err = err.to_string();
         assert!(
             err.contains("hosts.toml") && err.contains("unknown capability"),
             "{err}"

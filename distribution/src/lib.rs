@@ -1,12 +1,14 @@
 #![doc = include_str!("../README.md")]
 
 pub mod auth;
+pub mod error;
 pub mod hosts;
 mod registry;
 pub mod tls;
 mod transport;
 
 pub use auth::{Credentials, CredentialsFn};
+pub use error::Error;
 pub use hosts::{HostOptions, RegistryHost};
 pub use registry::{
     is_manifest_type, Fetched, Fetcher, Pushed, Pusher, Resolver, Verifier, ACCEPT_MANIFESTS,

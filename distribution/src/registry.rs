@@ -8,7 +8,6 @@ use crated_core::descriptor::Descriptor;
 use crated_core::digest::Digest;
 use crated_core::images::walk::media_types as mt;
 use crated_core::reference::{parse_normalized_named, Reference};
-use crated_core::{Error, Result};
 use futures::StreamExt;
 use http::header::{self, HeaderName};
 use http::{Method, StatusCode};
@@ -16,6 +15,7 @@ use http_body_util::{BodyExt, StreamBody};
 use sha2::{Digest as _, Sha256};
 
 use crate::auth::CredentialsFn;
+use crate::error::{Error, Result};
 use crate::hosts::{self, HostOptions, RegistryHost};
 use crate::transport::{
     full, header_str, join_location, query_escape, read_limited, status_error, BodyFactory,
@@ -98,11 +98,15 @@ impl Resolver {
     }
 
     fn target(&self, reference: &str) -> Result<Target> {
-        let parsed = parse_normalized_named(reference)?;
+        let parsed =
+            parse_normalized_named(reference).map_err(|source| Error::InvalidReference {
+                reference: reference.to_owned(),
+                source,
+            })?;
         if parsed.domain().is_empty() {
-            return Err(Error::invalid_argument(format!(
-                "invalid reference {reference:?}: hostname required"
-            )));
+            return Err(Error::HostnameRequired {
+                reference: reference.to_owned(),
+            });
         }
         let hosts = hosts::configure(parsed.domain(), &self.hosts)?;
         Ok(Target {
@@ -122,9 +126,9 @@ impl Resolver {
             (Some(d), _) => vec![format!("{repo}/manifests/{d}"), format!("{repo}/blobs/{d}")],
             (None, Some(tag)) => vec![format!("{repo}/manifests/{tag}")],
             (None, None) => {
-                return Err(Error::invalid_argument(format!(
-                    "invalid reference {reference:?}: object required (a tag or digest)"
-                )))
+                return Err(Error::ObjectRequired {
+                    reference: reference.to_owned(),
+                })
             }
         };
         let scope = target.pull_scope();
@@ -142,7 +146,9 @@ impl Resolver {
                 }
             }
         }
-        Err(first_error.unwrap_or_else(|| Error::not_found(format!("{reference}: not found"))))
+        Err(first_error.unwrap_or_else(|| Error::NotFound {
+            reference: reference.to_owned(),
+        }))
     }
 
     async fn resolve_at(
@@ -172,10 +178,16 @@ impl Resolver {
         let mut media_type = header_str(headers, &header::CONTENT_TYPE)
             .map(|t| t.split(';').next().unwrap_or(t).trim().to_owned())
             .unwrap_or_default();
-        let mut digest = header_str(headers, &DOCKER_CONTENT_DIGEST)
-            .map(Digest::parse)
-            .transpose()
-            .map_err(|e| e.context(format!("{what}: bad Docker-Content-Digest")))?;
+        let mut digest = match header_str(headers, &DOCKER_CONTENT_DIGEST) {
+            Some(value) => Some(
+                Digest::parse(value).map_err(|source| Error::BadDigestHeader {
+                    what: what.clone(),
+                    value: value.to_owned(),
+                    source,
+                })?,
+            ),
+            None => None,
+        };
         let mut size =
             header_str(headers, &header::CONTENT_LENGTH).and_then(|l| l.parse::<u64>().ok());
         if digest.is_none() || size.is_none_or(|s| s == 0) {
@@ -201,9 +213,9 @@ impl Resolver {
                 response.into_body(),
                 MAX_MANIFEST_SIZE,
                 self.transport.options.read_timeout,
+                &format!("the manifest of {}", target.written),
             )
-            .await
-            .map_err(|e| e.context(what.clone()))?;
+            .await?;
             digest = Some(Digest::sha256(&body));
             size = Some(body.len() as u64);
         }
@@ -212,18 +224,20 @@ impl Resolver {
         };
         if let Some(expected) = target.reference.digest() {
             if *expected != digest {
-                return Err(Error::failed_precondition(format!(
-                    "{what}: registry returned digest {digest}, asked for {expected}"
-                )));
+                return Err(Error::DigestMismatch {
+                    what,
+                    digest,
+                    expected: expected.clone(),
+                });
             }
         }
         if media_type.contains("manifest.v1+prettyjws")
             || media_type == "application/vnd.docker.distribution.manifest.v1+json"
         {
-            return Err(Error::not_implemented(format!(
-                "{}: docker schema 1 manifests are not supported",
-                target.written
-            )));
+            return Err(Error::SchemaOne {
+                reference: target.written.clone(),
+                media_type,
+            });
         }
         Ok(Some(Descriptor {
             media_type,
@@ -245,9 +259,9 @@ impl Resolver {
     pub fn pusher(&self, reference: &str) -> Result<Pusher> {
         let target = self.target(reference)?;
         if !target.hosts.iter().any(|h| h.capabilities.push) {
-            return Err(Error::failed_precondition(format!(
-                "{reference}: no host configured with the push capability"
-            )));
+            return Err(Error::NoPushHost {
+                reference: reference.to_owned(),
+            });
         }
         Ok(Pusher {
             transport: self.transport.clone(),
@@ -344,35 +358,39 @@ impl Fetcher {
                 });
             }
         }
-        Err(first_error.unwrap_or_else(|| Error::not_found(format!("{what}: not found"))))
+        Err(first_error.unwrap_or_else(|| Error::BlobNotFound {
+            digest: d.clone(),
+            reference: self.target.written.clone(),
+        }))
     }
 
     /// Reads a whole manifest, index or config (at most
     /// [`MAX_MANIFEST_SIZE`]) and checks its digest.
     pub async fn fetch_all(&self, desc: &Descriptor) -> Result<Vec<u8>> {
         if desc.size > MAX_MANIFEST_SIZE as u64 {
-            return Err(Error::invalid_argument(format!(
-                "{} is {} bytes, more than the {MAX_MANIFEST_SIZE} allowed for a manifest",
-                desc.digest, desc.size
-            )));
+            return Err(Error::ManifestTooLarge {
+                digest: desc.digest.clone(),
+                size: desc.size,
+                limit: MAX_MANIFEST_SIZE,
+            });
         }
         let mut body = self.fetch(desc, 0).await?;
         let mut out = Vec::with_capacity(desc.size as usize);
         while let Some(chunk) = body.chunk().await? {
             if out.len() + chunk.len() > desc.size as usize {
-                return Err(Error::failed_precondition(format!(
-                    "{} is longer than its descriptor's {} bytes",
-                    desc.digest, desc.size
-                )));
+                return Err(Error::LongerThanDescriptor {
+                    digest: desc.digest.clone(),
+                    size: desc.size,
+                });
             }
             out.extend_from_slice(&chunk);
         }
         let got = Digest::sha256(&out);
         if got != desc.digest {
-            return Err(Error::failed_precondition(format!(
-                "{} fetched with digest {got}",
-                desc.digest
-            )));
+            return Err(Error::FetchedDigest {
+                expected: desc.digest.clone(),
+                digest: got,
+            });
         }
         Ok(out)
     }
@@ -401,7 +419,9 @@ impl Pusher {
             .hosts
             .iter()
             .find(|h| h.capabilities.push)
-            .ok_or_else(|| Error::failed_precondition("no host with the push capability"))
+            .ok_or_else(|| Error::NoPushHost {
+                reference: self.target.written.clone(),
+            })
     }
 
     /// The repository path pushed to (`test/busybox`).
@@ -468,9 +488,7 @@ impl Pusher {
             StatusCode::CREATED => return Ok(Pushed::Mounted),
             StatusCode::ACCEPTED => header_str(response.headers(), &header::LOCATION)
                 .map(|l| join_location(&host.url(&path), l))
-                .ok_or_else(|| {
-                    Error::unknown(format!("{what}: upload started without a Location"))
-                })?,
+                .ok_or_else(|| Error::NoLocation { what: what.clone() })?,
             _ => {
                 return Err(
                     status_error(response, &what, self.transport.options.read_timeout).await,
@@ -520,9 +538,10 @@ impl Pusher {
         }
         if let Some(d) = header_str(response.headers(), &DOCKER_CONTENT_DIGEST) {
             if d != desc.digest.as_str() {
-                return Err(Error::failed_precondition(format!(
-                    "{what}: registry stored it as {d}"
-                )));
+                return Err(Error::StoredAs {
+                    what,
+                    stored: d.to_owned(),
+                });
             }
         }
         Ok(())
@@ -557,7 +576,9 @@ fn reader_body(source: Arc<dyn ReaderAt>, size: u64) -> BodyFactory {
                             offset + n as u64,
                         ))
                     }
-                    Err(e) => Some((Err(std::io::Error::other(e.to_string())), size)),
+                    // The store's error, kept as the source of the
+                    // failed request.
+                    Err(e) => Some((Err(std::io::Error::other(e)), size)),
                 }
             }
         });

@@ -5,11 +5,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use crated_core::{Error, Result};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+use crate::error::{Error, Result};
 
 /// What a TLS configuration depends on; hosts that agree share a client.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
@@ -43,11 +44,9 @@ fn system_roots() -> &'static RootCertStore {
 }
 
 fn read_pem(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| {
-        Error::invalid_argument(format!(
-            "failed to read certificate file {}: {e}",
-            path.display()
-        ))
+    std::fs::read(path).map_err(|source| Error::ReadCertificate {
+        path: path.to_owned(),
+        source,
     })
 }
 
@@ -55,12 +54,14 @@ fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
     let pem = read_pem(path)?;
     let certs = rustls_pemfile::certs(&mut pem.as_slice())
         .collect::<std::io::Result<Vec<_>>>()
-        .map_err(|e| Error::invalid_argument(format!("invalid PEM in {}: {e}", path.display())))?;
+        .map_err(|source| Error::Pem {
+            path: path.to_owned(),
+            source,
+        })?;
     if certs.is_empty() {
-        return Err(Error::invalid_argument(format!(
-            "no certificate in {}",
-            path.display()
-        )));
+        return Err(Error::NoCertificate {
+            path: path.to_owned(),
+        });
     }
     Ok(certs)
 }
@@ -68,8 +69,13 @@ fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
 fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
     let pem = read_pem(path)?;
     rustls_pemfile::private_key(&mut pem.as_slice())
-        .map_err(|e| Error::invalid_argument(format!("invalid PEM in {}: {e}", path.display())))?
-        .ok_or_else(|| Error::invalid_argument(format!("no private key in {}", path.display())))
+        .map_err(|source| Error::Pem {
+            path: path.to_owned(),
+            source,
+        })?
+        .ok_or_else(|| Error::NoPrivateKey {
+            path: path.to_owned(),
+        })
 }
 
 /// The rustls configuration `options` describe.
@@ -77,7 +83,7 @@ pub(crate) fn client_config(options: &TlsOptions) -> Result<rustls::ClientConfig
     let provider = provider();
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| Error::unknown(format!("TLS setup: {e}")))?;
+        .map_err(|source| Error::TlsSetup { source })?;
     let builder = if options.skip_verify {
         builder
             .dangerous()
@@ -86,11 +92,9 @@ pub(crate) fn client_config(options: &TlsOptions) -> Result<rustls::ClientConfig
         let mut roots = system_roots().clone();
         for ca in &options.ca {
             for cert in certs(ca)? {
-                roots.add(cert).map_err(|e| {
-                    Error::invalid_argument(format!(
-                        "invalid CA certificate in {}: {e}",
-                        ca.display()
-                    ))
+                roots.add(cert).map_err(|source| Error::CaCertificate {
+                    path: ca.clone(),
+                    source,
                 })?;
             }
         }
@@ -101,12 +105,12 @@ pub(crate) fn client_config(options: &TlsOptions) -> Result<rustls::ClientConfig
         Some((cert, key)) => {
             let chain = certs(cert)?;
             let key = private_key(key.as_deref().unwrap_or(cert))?;
-            builder.with_client_auth_cert(chain, key).map_err(|e| {
-                Error::invalid_argument(format!(
-                    "invalid client certificate {}: {e}",
-                    cert.display()
-                ))
-            })?
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|source| Error::ClientCertificate {
+                    path: cert.clone(),
+                    source,
+                })?
         }
     };
     Ok(config)

@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use crated_core::{Error, Result};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
@@ -17,6 +16,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use crate::auth::{self, AuthCache, Challenge, CredentialsFn};
+use crate::error::{Error, Result};
 use crate::hosts::RegistryHost;
 use crate::tls::{client_config, TlsOptions};
 
@@ -251,41 +251,57 @@ impl Transport {
             url.push_str(&format!("{sep}scope={}", query_escape(s)));
             sep = '&';
         }
-        let uri: http::Uri = url
-            .parse()
-            .map_err(|e| Error::invalid_argument(format!("invalid token realm {realm:?}: {e}")))?;
+        let uri: http::Uri = url.parse().map_err(|source| Error::TokenRealm {
+            realm: realm.to_owned(),
+            source,
+        })?;
         let mut builder = http::Request::get(uri);
         if let Some(creds) = self.credentials(host) {
             builder = builder.header(header::AUTHORIZATION, auth::basic_header(&creds));
         }
         let request = builder
             .body(Empty::new().map_err(|e| match e {}).boxed_unsync())
-            .map_err(|e| Error::invalid_argument(format!("invalid token request: {e}")))?;
+            .map_err(|source| Error::InvalidTokenRequest {
+                realm: realm.to_owned(),
+                source,
+            })?;
         // The host's TLS settings: a private registry's token server is
         // usually behind the same CA.
         let http = self.client(tls)?;
         let response = tokio::time::timeout(self.options.response_timeout, http.request(request))
             .await
-            .map_err(|_| {
-                Error::deadline_exceeded(format!(
-                    "token request to {realm} timed out after {:?}",
-                    self.options.response_timeout
-                ))
+            .map_err(|_| Error::TokenTimeout {
+                realm: realm.to_owned(),
+                timeout: self.options.response_timeout,
             })?
-            .map_err(|e| Error::unavailable(format!("failed to fetch token from {realm}: {e}")))?;
+            .map_err(|source| Error::TokenRequest {
+                realm: realm.to_owned(),
+                source: Box::new(source),
+            })?;
         let status = response.status();
-        let body = read_limited(response.into_body(), 1 << 20, self.options.read_timeout).await?;
+        let body = read_limited(
+            response.into_body(),
+            1 << 20,
+            self.options.read_timeout,
+            &format!("the token response from {realm}"),
+        )
+        .await?;
         if !status.is_success() {
-            return Err(Error::unknown(format!(
-                "failed to fetch anonymous token from {realm} for scope {scope:?}: {status}: {}",
-                String::from_utf8_lossy(&body).trim()
-            )));
+            return Err(Error::TokenStatus {
+                realm: realm.to_owned(),
+                scope: scope.to_owned(),
+                status,
+                body: String::from_utf8_lossy(&body).trim().to_owned(),
+            });
         }
-        let parsed: auth::TokenResponse = serde_json::from_slice(&body)
-            .map_err(|e| Error::unknown(format!("invalid token response from {realm}: {e}")))?;
-        let (token, ttl) = parsed
-            .into_token()
-            .ok_or_else(|| Error::unknown(format!("token response from {realm} holds no token")))?;
+        let parsed: auth::TokenResponse =
+            serde_json::from_slice(&body).map_err(|source| Error::TokenResponse {
+                realm: realm.to_owned(),
+                source,
+            })?;
+        let (token, ttl) = parsed.into_token().ok_or_else(|| Error::NoToken {
+            realm: realm.to_owned(),
+        })?;
         self.auth.set_token(host, scope, token.clone(), ttl);
         Ok(token)
     }
@@ -301,9 +317,10 @@ impl Transport {
         let mut reauthenticated = false;
         loop {
             let host = authority(&url).to_owned();
-            let uri: http::Uri = url
-                .parse()
-                .map_err(|e| Error::invalid_argument(format!("invalid URL {url:?}: {e}")))?;
+            let uri: http::Uri = url.parse().map_err(|source| Error::InvalidUrl {
+                url: url.clone(),
+                source,
+            })?;
             let mut builder = http::Request::builder()
                 .method(request.method.clone())
                 .uri(uri);
@@ -324,9 +341,10 @@ impl Transport {
                 Some(factory) => factory(),
                 None => Empty::new().map_err(|e| match e {}).boxed_unsync(),
             };
-            let built = builder
-                .body(body)
-                .map_err(|e| Error::invalid_argument(format!("invalid request to {url}: {e}")))?;
+            let built = builder.body(body).map_err(|source| Error::InvalidRequest {
+                url: url.clone(),
+                source,
+            })?;
             // A redirect elsewhere (blob storage) is verified against the
             // system's roots only.
             let tls = if host == origin {
@@ -344,10 +362,12 @@ impl Transport {
                         self.backoff(attempt, None).await;
                         continue;
                     }
-                    return Err(Error::deadline_exceeded(format!(
-                        "{} {url} for {}: no response within {:?}",
-                        request.method, request.what, self.options.response_timeout
-                    )));
+                    return Err(Error::ResponseTimeout {
+                        method: request.method.clone(),
+                        url,
+                        what: request.what.clone(),
+                        timeout: self.options.response_timeout,
+                    });
                 }
                 Ok(Err(e)) => {
                     if attempt < self.options.retries {
@@ -356,12 +376,12 @@ impl Transport {
                         self.backoff(attempt, None).await;
                         continue;
                     }
-                    return Err(Error::unavailable(format!(
-                        "failed to {} {url} for {}: {}",
-                        request.method,
-                        request.what,
-                        error_chain(&e)
-                    )));
+                    return Err(Error::Request {
+                        method: request.method.clone(),
+                        url,
+                        what: request.what.clone(),
+                        source: Box::new(e),
+                    });
                 }
                 Ok(Ok(response)) => response,
             };
@@ -408,10 +428,10 @@ impl Transport {
                 {
                     redirects += 1;
                     if redirects > 10 {
-                        return Err(Error::unknown(format!(
-                            "too many redirects fetching {url} for {}",
-                            request.what
-                        )));
+                        return Err(Error::TooManyRedirects {
+                            url,
+                            what: request.what.clone(),
+                        });
                     }
                     url = join_location(&url, location);
                     continue;
@@ -428,30 +448,22 @@ impl Transport {
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}
-
-/// Reads a whole body, refusing more than `limit` bytes.
+/// Reads a whole body (`what`, for errors), refusing more than `limit`
+/// bytes.
 pub(crate) async fn read_limited(
     body: Incoming,
     limit: usize,
     read_timeout: Duration,
+    what: &str,
 ) -> Result<Vec<u8>> {
-    let mut reader = BodyReader::new(body, read_timeout, String::from("response"));
+    let mut reader = BodyReader::new(body, read_timeout, what.to_owned());
     let mut out = Vec::new();
     while let Some(chunk) = reader.chunk().await? {
         if out.len() + chunk.len() > limit {
-            return Err(Error::invalid_argument(format!(
-                "response larger than {limit} bytes"
-            )));
+            return Err(Error::ResponseTooLarge {
+                what: what.to_owned(),
+                limit,
+            });
         }
         out.extend_from_slice(&chunk);
     }
@@ -479,20 +491,17 @@ impl BodyReader {
         loop {
             let frame = tokio::time::timeout(self.read_timeout, self.body.frame())
                 .await
-                .map_err(|_| {
-                    Error::deadline_exceeded(format!(
-                        "reading {}: no data for {:?}",
-                        self.what, self.read_timeout
-                    ))
+                .map_err(|_| Error::ReadTimeout {
+                    what: self.what.clone(),
+                    timeout: self.read_timeout,
                 })?;
             match frame {
                 None => return Ok(None),
-                Some(Err(e)) => {
-                    return Err(Error::unavailable(format!(
-                        "reading {}: {}",
-                        self.what,
-                        error_chain(&e)
-                    )))
+                Some(Err(source)) => {
+                    return Err(Error::Body {
+                        what: self.what.clone(),
+                        source,
+                    })
                 }
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {
@@ -523,28 +532,20 @@ pub(crate) async fn status_error(
     read_timeout: Duration,
 ) -> Error {
     let status = response.status();
-    let body = read_limited(response.into_body(), 64 << 10, read_timeout)
-        .await
-        .unwrap_or_default();
-    let detail = registry_errors(&body);
-    let detail = if detail.is_empty() {
-        String::new()
-    } else {
-        format!(": {detail}")
-    };
-    match status {
-        StatusCode::NOT_FOUND => Error::not_found(format!("{what}: not found{detail}")),
-        StatusCode::UNAUTHORIZED => Error::unknown(format!(
-            "{what}: unauthorized: authentication required (pass --user, or credentials in a docker config){detail}"
-        )),
-        StatusCode::FORBIDDEN => Error::unknown(format!("{what}: access denied{detail}")),
-        StatusCode::TOO_MANY_REQUESTS => {
-            Error::unavailable(format!("{what}: registry still rate-limiting after retries{detail}"))
-        }
-        s if s.is_server_error() => {
-            Error::unavailable(format!("{what}: registry answered {s} after retries{detail}"))
-        }
-        s => Error::unknown(format!("{what}: unexpected status {s}{detail}")),
+    // The status is the error; a body that cannot be read only loses the
+    // registry's explanation of it.
+    let body = read_limited(
+        response.into_body(),
+        64 << 10,
+        read_timeout,
+        &format!("the answer to {what}"),
+    )
+    .await
+    .unwrap_or_default();
+    Error::Status {
+        what: what.to_owned(),
+        status,
+        detail: registry_errors(&body),
     }
 }
 

@@ -9,8 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crated_core::descriptor::Descriptor;
-use crated_core::error::Kind;
-use crated_distribution::{Credentials, HostOptions, Pushed, Resolver, TransportOptions, Verifier};
+use crated_core::error::{Kind, KindError as _};
+use crated_distribution::{
+    Credentials, Error, HostOptions, Pushed, Resolver, TransportOptions, Verifier,
+};
 use crated_testimages::{busybox, push, Registry};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
@@ -83,13 +85,16 @@ async fn missing_things_are_not_found_naming_the_reference() {
     let err = resolver().resolve(&reference).await.unwrap_err();
     assert_eq!(err.kind(), Kind::NotFound, "{err}");
     assert!(err.to_string().contains(&reference), "{err}");
+    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
 
     let err = resolver().resolve("127.0.0.1:1/x/y:z").await.unwrap_err();
     assert_eq!(err.kind(), Kind::Unavailable, "{err}");
     assert!(err.to_string().contains("127.0.0.1:1"), "{err}");
+    assert!(matches!(err, Error::Request { .. }), "{err:?}");
 
     let err = resolver().resolve("Not A Reference").await.unwrap_err();
     assert_eq!(err.kind(), Kind::InvalidArgument, "{err}");
+    assert!(matches!(err, Error::InvalidReference { .. }), "{err:?}");
 }
 
 #[tokio::test]
@@ -353,6 +358,10 @@ async fn busy_registries_are_retried_then_reported() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), Kind::Unavailable, "{err}");
+    assert!(
+        matches!(err, Error::Status { status, .. } if status == 503),
+        "{err:?}"
+    );
     // A HEAD answer has no body to quote: the status and reference must do.
     assert!(
         err.to_string().contains("503") && err.to_string().contains("always503/img:1"),
