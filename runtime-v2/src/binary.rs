@@ -7,22 +7,21 @@ use std::process::Stdio;
 
 use crated_api::containerd::task::v2 as shim;
 use crated_core::tasks::Exit;
-use crated_core::{Error, Result};
 use prost::Message as _;
 use tokio::io::AsyncWriteExt as _;
 
 use crate::bundle::Bundle;
-use crate::timeouts::Timeouts;
+use crate::error::{Error, Result};
+use crate::timeouts::{self, Timeouts};
 
 /// `containerd-shim-<name>-<version>` for `io.containerd.<name>.<version>`
 /// (the last two dot-separated parts), as containerd's `BinaryName`.
 pub fn binary_name(runtime: &str) -> Result<String> {
     let parts: Vec<&str> = runtime.split('.').collect();
     if parts.len() < 2 || parts.iter().any(|p| p.is_empty() || p.contains('/')) {
-        return Err(Error::invalid_argument(format!(
-            "invalid runtime name {runtime}, correct runtime name should be either format like \
-             `io.containerd.runc.v1` or a full path to the binary"
-        )));
+        return Err(Error::InvalidRuntimeName {
+            runtime: runtime.to_owned(),
+        });
     }
     Ok(format!(
         "containerd-shim-{}-{}",
@@ -44,9 +43,7 @@ pub fn resolve(runtime: &str, opt_bin: Option<&Path>) -> Result<PathBuf> {
     if runtime.starts_with('/') {
         let path = PathBuf::from(runtime);
         if !executable(&path) {
-            return Err(Error::not_found(format!(
-                "runtime binary {runtime:?} does not exist or is not executable"
-            )));
+            return Err(Error::ShimNotExecutable { path });
         }
         return Ok(path);
     }
@@ -65,8 +62,9 @@ pub fn resolve(runtime: &str, opt_bin: Option<&Path>) -> Result<PathBuf> {
     dirs.into_iter()
         .map(|d| d.join(&name))
         .find(|p| executable(p))
-        .ok_or_else(|| {
-            Error::not_found(format!("runtime {runtime:?} binary not installed {name:?}"))
+        .ok_or_else(|| Error::ShimNotInstalled {
+            runtime: runtime.to_owned(),
+            binary: name,
         })
 }
 
@@ -99,6 +97,31 @@ fn prepend_path(name: &str, first: PathBuf) -> std::ffi::OsString {
 }
 
 impl ShimCommand {
+    fn io_error(&self, action: &'static str, bundle: &Bundle, source: std::io::Error) -> Error {
+        Error::ShimIo {
+            binary: self.binary.clone(),
+            action,
+            id: bundle.id.clone(),
+            source,
+        }
+    }
+
+    fn timeout(
+        &self,
+        action: &'static str,
+        bundle: &Bundle,
+        key: &'static str,
+        limit: std::time::Duration,
+    ) -> Error {
+        Error::ShimTimeout {
+            binary: self.binary.clone(),
+            action,
+            id: bundle.id.clone(),
+            key,
+            limit,
+        }
+    }
+
     fn command(&self, bundle: &Bundle, args: &[&str]) -> tokio::process::Command {
         let mut cmd = tokio::process::Command::new(&self.binary);
         cmd.arg("-namespace")
@@ -135,12 +158,7 @@ impl ShimCommand {
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = cmd.spawn().map_err(|e| {
-            Error::unknown(format!(
-                "failed to start shim {}: {e}",
-                self.binary.display()
-            ))
-        })?;
+        let mut child = cmd.spawn().map_err(|e| self.io_error("start", bundle, e))?;
         if let Some(mut stdin) = child.stdin.take() {
             if let Some(options) = options {
                 // A shim that does not read its options closes the pipe.
@@ -150,15 +168,8 @@ impl ShimCommand {
         let limit = self.timeouts.shim_start;
         let out = tokio::time::timeout(limit, child.wait_with_output())
             .await
-            .map_err(|_| {
-                Error::deadline_exceeded(format!(
-                    "shim {} start for task {:?} did not finish within {limit:?} ({})",
-                    self.binary.display(),
-                    bundle.id,
-                    crate::timeouts::SHIM_START
-                ))
-            })?
-            .map_err(|e| Error::unknown(format!("shim {} start: {e}", self.binary.display())))?;
+            .map_err(|_| self.timeout("start", bundle, timeouts::SHIM_START, limit))?
+            .map_err(|e| self.io_error("start", bundle, e))?;
         if !out.status.success() {
             let mut message = String::from_utf8_lossy(&out.stdout).trim().to_owned();
             let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
@@ -168,19 +179,20 @@ impl ShimCommand {
                 }
                 message.push_str(&stderr);
             }
-            return Err(Error::unknown(format!(
-                "failed to start shim {} for task {:?}: {message}: {}",
-                self.binary.display(),
-                bundle.id,
-                out.status
-            )));
+            return Err(Error::StartFailed {
+                binary: self.binary.clone(),
+                id: bundle.id.clone(),
+                output: message,
+                status: out.status,
+            });
         }
         let address = String::from_utf8_lossy(&out.stdout).trim().to_owned();
         if !address.starts_with("unix://") {
-            return Err(Error::unknown(format!(
-                "shim {} printed {address:?}, not a unix:// address",
-                self.binary.display()
-            )));
+            return Err(Error::ShimAddress {
+                binary: self.binary.clone(),
+                id: bundle.id.clone(),
+                printed: address,
+            });
         }
         Ok(address)
     }
@@ -199,29 +211,22 @@ impl ShimCommand {
         let limit = self.timeouts.shim_cleanup;
         let out = tokio::time::timeout(limit, cmd.output())
             .await
-            .map_err(|_| {
-                Error::deadline_exceeded(format!(
-                    "shim {} delete for task {:?} did not finish within {limit:?} ({})",
-                    self.binary.display(),
-                    bundle.id,
-                    crate::timeouts::SHIM_CLEANUP
-                ))
-            })?
-            .map_err(|e| Error::unknown(format!("shim {} delete: {e}", self.binary.display())))?;
+            .map_err(|_| self.timeout("delete", bundle, timeouts::SHIM_CLEANUP, limit))?
+            .map_err(|e| self.io_error("delete", bundle, e))?;
         if !out.status.success() {
-            return Err(Error::unknown(format!(
-                "shim {} delete for task {:?}: {}: {}",
-                self.binary.display(),
-                bundle.id,
-                String::from_utf8_lossy(&out.stderr).trim(),
-                out.status
-            )));
+            return Err(Error::DeleteFailed {
+                binary: self.binary.clone(),
+                id: bundle.id.clone(),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+                status: out.status,
+            });
         }
-        let deleted = shim::DeleteResponse::decode(out.stdout.as_slice()).map_err(|e| {
-            Error::unknown(format!(
-                "shim {} delete printed no DeleteResponse: {e}",
-                self.binary.display()
-            ))
+        let deleted = shim::DeleteResponse::decode(out.stdout.as_slice()).map_err(|source| {
+            Error::DeleteResponse {
+                binary: self.binary.clone(),
+                id: bundle.id.clone(),
+                source,
+            }
         })?;
         Ok(crated_api::convert::exit_from_pb(
             deleted.pid,

@@ -8,7 +8,9 @@
 use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
-use crated_core::{identifiers, Error, Namespace, Result};
+use crated_core::{identifiers, Namespace};
+
+use crate::error::{Error, Result};
 
 /// The plugin directory name under root and state.
 pub const PLUGIN_DIR: &str = "io.containerd.runtime.v2.task";
@@ -26,16 +28,12 @@ pub struct Bundle {
     pub work: PathBuf,
 }
 
-fn io_error(path: &Path, what: &str, e: std::io::Error) -> Error {
-    Error::unknown(format!("{what} {}: {e}", path.display()))
-}
-
 fn mkdir(path: &Path, mode: u32) -> Result<()> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(mode)
         .create(path)
-        .map_err(|e| io_error(path, "create", e))
+        .map_err(|e| Error::io("create", path, e))
 }
 
 impl Bundle {
@@ -58,7 +56,10 @@ impl Bundle {
         id: &str,
         spec: &[u8],
     ) -> Result<Self> {
-        identifiers::validate(id).map_err(|e| e.context("task id"))?;
+        identifiers::validate(id).map_err(|e| Error::InvalidTaskId {
+            id: id.to_owned(),
+            source: Box::new(e),
+        })?;
         let bundle = Self::locate(root, state, ns, id);
         if let Some(parent) = bundle.path.parent() {
             mkdir(parent, 0o711)?;
@@ -69,28 +70,29 @@ impl Bundle {
         match std::fs::DirBuilder::new().mode(0o700).create(&bundle.path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                return Err(Error::already_exists(format!(
-                    "bundle {} for task {id:?} in namespace {ns:?}: already exists",
-                    bundle.path.display()
-                )))
+                return Err(Error::BundleExists {
+                    path: bundle.path,
+                    id: id.to_owned(),
+                    namespace: ns.to_string(),
+                })
             }
-            Err(e) => return Err(io_error(&bundle.path, "create", e)),
+            Err(e) => return Err(Error::io("create", bundle.path, e)),
         }
         let made = (|| {
             // Container processes need to traverse into rootfs.
             std::fs::set_permissions(&bundle.path, std::fs::Permissions::from_mode(0o711))
-                .map_err(|e| io_error(&bundle.path, "chmod", e))?;
+                .map_err(|e| Error::io("chmod", &bundle.path, e))?;
             // A stale work dir of a task that was not cleaned up goes.
             if bundle.work.exists() {
                 std::fs::remove_dir_all(&bundle.work)
-                    .map_err(|e| io_error(&bundle.work, "remove", e))?;
+                    .map_err(|e| Error::io("remove", &bundle.work, e))?;
             }
             mkdir(&bundle.work, 0o711)?;
             std::os::unix::fs::symlink(&bundle.work, bundle.path.join("work"))
-                .map_err(|e| io_error(&bundle.path, "link work in", e))?;
+                .map_err(|e| Error::io("link work in", &bundle.path, e))?;
             mkdir(&bundle.path.join("rootfs"), 0o711)?;
             let config = bundle.path.join("config.json");
-            std::fs::write(&config, spec).map_err(|e| io_error(&config, "write", e))
+            std::fs::write(&config, spec).map_err(|e| Error::io("write", config, e))
         })();
         if let Err(err) = made {
             let _ = bundle.delete();
@@ -106,7 +108,7 @@ impl Bundle {
         let namespaces = match std::fs::read_dir(&base) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-            Err(e) => return Err(io_error(&base, "read", e)),
+            Err(e) => return Err(Error::io("read", base, e)),
         };
         for ns in namespaces.flatten() {
             let Ok(namespace) = Namespace::new(ns.file_name().to_string_lossy().into_owned())
@@ -147,13 +149,16 @@ impl Bundle {
     pub fn delete(&self) -> Result<()> {
         let rootfs = self.path.join("rootfs");
         if crated_core::mount::is_mountpoint(&rootfs).unwrap_or(false) {
-            crated_core::mount::unmount_all(&rootfs)?;
+            crated_core::mount::unmount_all(&rootfs).map_err(|e| Error::Unmount {
+                path: rootfs.clone(),
+                source: Box::new(e),
+            })?;
         }
         for dir in [&self.work, &self.path] {
             match std::fs::remove_dir_all(dir) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_error(dir, "remove", e)),
+                Err(e) => return Err(Error::io("remove", dir, e)),
             }
         }
         Ok(())
@@ -179,7 +184,11 @@ mod tests {
         assert!(b.path.join("rootfs").is_dir());
         assert_eq!(std::fs::read_link(b.path.join("work")).unwrap(), b.work);
         let err = Bundle::create(&root, &state, &ns, "t1", b"{}").unwrap_err();
-        assert!(err.is_already_exists(), "{err}");
+        assert!(matches!(err, crate::Error::BundleExists { .. }), "{err}");
+        assert_eq!(
+            crated_core::error::KindError::kind(&err),
+            crated_core::Kind::AlreadyExists
+        );
         assert_eq!(
             Bundle::list(&state).unwrap(),
             vec![(ns.clone(), "t1".to_owned())]

@@ -11,8 +11,10 @@ use std::sync::Arc;
 
 use crated_core::content::{ContentStore, WriterOptions};
 use crated_core::descriptor::Descriptor;
-use crated_core::{Error, Namespace, Result};
+use crated_core::{Namespace, Result};
 use crated_differ::{archive, BlobReader, Whiteouts};
+
+use crate::error::Error;
 
 pub use crated_core::checkpoint::*;
 
@@ -24,7 +26,7 @@ pub struct ScratchDir(PathBuf);
 impl ScratchDir {
     /// A fresh directory under `parent` (created if missing). Both are
     /// root's alone: a dump holds the task's memory.
-    pub fn new(parent: &Path) -> Result<Self> {
+    pub fn new(parent: &Path) -> crate::error::Result<Self> {
         use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
         let private = |path: &Path| {
             std::fs::DirBuilder::new()
@@ -34,7 +36,7 @@ impl ScratchDir {
                 .and_then(|()| {
                     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
                 })
-                .map_err(|e| Error::unknown(format!("create {}: {e}", path.display())))
+                .map_err(|e| Error::io("create", path, e))
         };
         private(parent)?;
         let path = parent.join(crated_core::identifiers::unique_part());
@@ -85,11 +87,14 @@ pub async fn write_image(
             },
         )
         .await?;
-    let source = dir.to_owned();
+    let source_dir = dir.to_owned();
     crated_differ::stream_into(&mut *writer, move |mut out| {
-        crated_differ::compare::write_tree(&source, &mut out)?;
-        out.flush()
-            .map_err(|e| Error::unknown(format!("write checkpoint tar: {e}")))
+        crated_differ::compare::write_tree(&source_dir, &mut out)?;
+        out.flush().map_err(|source| Error::WriteCheckpoint {
+            dir: source_dir,
+            source,
+        })?;
+        Ok(())
     })
     .await?;
     let digest = writer.digest().await?;
@@ -118,25 +123,38 @@ pub async fn extract(
     dir: &Path,
 ) -> Result<()> {
     if desc.media_type != MEDIA_TYPE_CRIU {
-        return Err(Error::invalid_argument(format!(
-            "unsupported checkpoint type {:?}: expected {MEDIA_TYPE_CRIU}",
-            desc.media_type
-        )));
+        return Err(Error::UnsupportedCheckpoint {
+            media_type: desc.media_type.clone(),
+            digest: desc.digest.clone(),
+        }
+        .into());
     }
     let reader = store
         .reader_at(ns, &desc.digest)
         .await
-        .map_err(|e| e.context(format!("checkpoint {}", desc.digest)))?;
+        .map_err(|e| Error::CheckpointContent {
+            digest: desc.digest.clone(),
+            source: Box::new(e),
+        })?;
     let runtime = tokio::runtime::Handle::current();
     let dir = dir.to_owned();
     let digest = desc.digest.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut rest = archive::apply(BlobReader::new(runtime, &*reader), &dir, Whiteouts::Delete)?;
+    let extracted = tokio::task::spawn_blocking(move || {
+        let mut rest = archive::apply(BlobReader::new(runtime, &*reader), &dir, Whiteouts::Delete)
+            .map_err(|source| Error::ExtractCheckpoint {
+                digest: digest.clone(),
+                dir,
+                source,
+            })?;
         // The archive's end padding: read so a short blob is noticed.
         std::io::copy(&mut rest, &mut std::io::sink())
-            .map_err(|e| Error::invalid_argument(format!("read checkpoint {digest}: {e}")))?;
-        Ok(())
+            .map_err(|source| Error::ReadCheckpoint { digest, source })?;
+        Ok::<_, Error>(())
     })
     .await
-    .map_err(|e| Error::unknown(format!("extract checkpoint: {e}")))?
+    .map_err(|source| Error::ExtractTask {
+        digest: desc.digest.clone(),
+        source,
+    })?;
+    Ok(extracted?)
 }

@@ -14,12 +14,13 @@ use crated_core::descriptor::Any;
 use crated_core::events::{Exchange, Payload};
 use crated_core::mount::Mount;
 use crated_core::tasks::{Exit, Stdio};
-use crated_core::{Error, Namespace, Result};
+use crated_core::{Namespace, Result};
 use futures::StreamExt as _;
 use prost::Message as _;
 
 use crate::binary::{self, ShimCommand};
 use crate::bundle::Bundle;
+use crate::error::Error;
 use crate::shim::{open_log, Shim};
 use crate::timeouts::Timeouts;
 
@@ -114,16 +115,14 @@ impl TaskManager {
         })
     }
 
-    fn reserve(&self, ns: &Namespace, id: &str) -> Result<Busy<'_>> {
+    fn reserve(&self, ns: &Namespace, id: &str) -> crate::error::Result<Busy<'_>> {
         let k = key(ns, id);
-        let mut busy = self
-            .busy
-            .lock()
-            .map_err(|_| Error::unknown("task manager lock poisoned"))?;
+        let mut busy = self.busy.lock().map_err(|_| Error::Poisoned)?;
         if !busy.insert(k.clone()) {
-            return Err(Error::failed_precondition(format!(
-                "task {id:?} in namespace {ns:?} is being created or deleted"
-            )));
+            return Err(Error::TaskBusy {
+                id: id.to_owned(),
+                namespace: ns.to_string(),
+            });
         }
         Ok(Busy(self, k))
     }
@@ -145,7 +144,13 @@ impl TaskManager {
             .lock()
             .ok()
             .and_then(|t| t.get(&key(ns, id)).cloned())
-            .ok_or_else(|| Error::not_found(format!("task {id:?} in namespace {ns:?}: not found")))
+            .ok_or_else(|| {
+                Error::TaskNotFound {
+                    id: id.to_owned(),
+                    namespace: ns.to_string(),
+                }
+                .into()
+            })
     }
 
     /// The tasks of `ns`.
@@ -174,7 +179,11 @@ impl TaskManager {
     ) -> Result<(Arc<Shim>, u32)> {
         let _busy = self.reserve(ns, id)?;
         if self.get(ns, id).is_ok() {
-            return Err(Error::already_exists(format!("task {id}: already exists")));
+            return Err(Error::TaskExists {
+                id: id.to_owned(),
+                namespace: ns.to_string(),
+            }
+            .into());
         }
         let opt_bin = self.config.opt.as_ref().map(|opt| opt.join("bin"));
         let binary = binary::resolve(&opts.runtime, opt_bin.as_deref())?;
@@ -185,10 +194,7 @@ impl TaskManager {
                 let inside = bundle.path.join("checkpoint");
                 if let Err(e) = std::fs::rename(dir.path(), &inside) {
                     let _ = bundle.delete();
-                    return Err(Error::unknown(format!(
-                        "move checkpoint into {}: {e}",
-                        bundle.path.display()
-                    )));
+                    return Err(Error::io("move checkpoint into", inside, e).into());
                 }
                 inside.display().to_string()
             }
@@ -205,11 +211,9 @@ impl TaskManager {
                     return Err(err);
                 }
             };
-            std::fs::write(
-                bundle.path.join("shim-binary-path"),
-                binary.as_os_str().as_encoded_bytes(),
-            )
-            .map_err(|e| Error::unknown(format!("write shim-binary-path: {e}")))?;
+            let binary_path = bundle.path.join("shim-binary-path");
+            std::fs::write(&binary_path, binary.as_os_str().as_encoded_bytes())
+                .map_err(|e| Error::io("write", binary_path, e))?;
             Shim::connect(bundle.clone(), address, command.clone(), Some(log)).await
         }
         .await;
@@ -222,7 +226,7 @@ impl TaskManager {
                     let _ = command.delete(&bundle).await;
                 }
                 let _ = bundle.delete();
-                return Err(err);
+                return Err(err.into());
             }
         };
         let request = pb::CreateTaskRequest {
@@ -252,14 +256,18 @@ impl TaskManager {
                     tracing::debug!(id, error = %e, "shim delete after a failed create");
                 }
                 let _ = bundle.delete();
-                Err(err.context("failed to create shim task"))
+                Err(Error::CreateTask {
+                    id: id.to_owned(),
+                    source: Box::new(err),
+                }
+                .into())
             }
         }
     }
 
     /// A scratch directory for a checkpoint image, in the daemon's state
     /// (so it can be moved into a bundle).
-    pub fn checkpoint_scratch(&self) -> Result<crate::checkpoint::ScratchDir> {
+    pub fn checkpoint_scratch(&self) -> crate::error::Result<crate::checkpoint::ScratchDir> {
         crate::checkpoint::ScratchDir::new(&self.checkpoint_scratch_root())
     }
 
@@ -451,10 +459,14 @@ impl TaskManager {
                         let shim = Arc::new(shim);
                         shim.probe().await.map(|_| shim)
                     }
-                    Err(e) => Err(e),
+                    Err(e) => Err(e.into()),
                 }
             }
-            None => Err(Error::not_found("no address")),
+            None => Err(Error::NoAddress {
+                id: id.clone(),
+                bundle: bundle.path.clone(),
+            }
+            .into()),
         };
         match connected {
             Ok(shim) => {

@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
-use crated_core::Error;
 use crated_plugin::{types, Plugin, Registration, Type};
 
+use crate::error::Error;
 use crate::timeouts::Timeouts;
 use crate::{bundle, ManagerConfig, TaskManager};
 
@@ -18,7 +18,7 @@ pub fn registration() -> Registration {
     Registration::new(RUNTIME, "task", |ctx| async move {
         let exchange = ctx.get(types::EVENT)?;
         let publish_binary = std::env::current_exe()
-            .map_err(|e| Error::unknown(format!("the daemon's executable: {e}")))?;
+            .map_err(|source| crated_core::Error::from(Error::DaemonExecutable { source }))?;
         let config = ManagerConfig {
             root: ctx.daemon_root().to_owned(),
             state: ctx.daemon_state().to_owned(),

@@ -3,23 +3,24 @@
 //! `Wait`, which lasts as long as the process). Its methods speak `core`
 //! types; the protobuf messages stay inside.
 
+use std::future::Future;
 use std::path::Path;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crated_api::containerd::task::v2 as pb;
 use crated_api::containerd::task::v2::task_ttrpc::TaskClient;
 use crated_api::convert::{
     any_from_pb, any_to_pb, exit_from_pb, process_info_from_pb, status_from_pb, to_system_time,
 };
-use crated_api::from_ttrpc;
 use crated_api::metadata::ttrpc_context;
 use crated_core::descriptor::Any;
 use crated_core::tasks::{ExecProcess, Exit, Process, ProcessInfo, Stdio, UpdateTask};
-use crated_core::{Error, Result};
+use crated_core::Result;
 use tokio::io::AsyncBufReadExt as _;
 
 use crate::binary::ShimCommand;
 use crate::bundle::Bundle;
+use crate::error::Error;
 use crate::timeouts::{self, Timeouts};
 
 /// A shim serving one task.
@@ -45,22 +46,23 @@ impl Drop for Shim {
 /// Creates the bundle's `log` fifo and copies what the shim writes there
 /// into the daemon's log; the shim blocks opening it until a reader is
 /// there, so this runs before `start`.
-pub fn open_log(bundle: &Bundle) -> Result<tokio::task::JoinHandle<()>> {
+pub fn open_log(bundle: &Bundle) -> crate::error::Result<tokio::task::JoinHandle<()>> {
     let path = bundle.path.join("log");
     match nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o700)) {
         Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
-        Err(e) => {
-            return Err(Error::unknown(format!(
-                "create shim log fifo {}: {e}",
-                path.display()
-            )))
+        Err(source) => {
+            return Err(Error::Sys {
+                op: "create shim log fifo",
+                path,
+                source,
+            })
         }
     }
     // Read-write: the fifo never reports end-of-file between shim writers.
     let receiver = tokio::net::unix::pipe::OpenOptions::new()
         .read_write(true)
         .open_receiver(&path)
-        .map_err(|e| Error::unknown(format!("open shim log fifo {}: {e}", path.display())))?;
+        .map_err(|e| Error::io("open shim log fifo", &path, e))?;
     let (ns, id) = (bundle.namespace.to_string(), bundle.id.clone());
     Ok(tokio::spawn(async move {
         let mut lines = tokio::io::BufReader::new(receiver).lines();
@@ -70,16 +72,41 @@ pub fn open_log(bundle: &Bundle) -> Result<tokio::task::JoinHandle<()>> {
     }))
 }
 
-/// A shim call's failure, naming the call, the task, and — when the
-/// deadline fired — which timeout it was.
-fn call_error<'a>(what: &'a str, id: &'a str, key: &'a str) -> impl Fn(ttrpc::Error) -> Error + 'a {
-    move |e| {
-        let err = from_ttrpc(e);
-        if err.kind() == crated_core::Kind::DeadlineExceeded {
-            err.context(format!("{what} of task {id:?} (timeout {key})"))
-        } else {
-            err.context(format!("{what} of task {id:?}"))
+/// The bound of one call: how long, and the config key that says so.
+#[derive(Clone, Copy)]
+struct Bound {
+    limit: Duration,
+    key: &'static str,
+}
+
+/// The error of `call` to the shim of task `id` that failed with `source`
+/// after `elapsed`: its timeout when `bound` has passed and the shim gave
+/// no answer of its own (ttrpc's client reports its deadline as a plain
+/// transport error, the shim's server as a DEADLINE_EXCEEDED status),
+/// else the call's failure with the shim's kind.
+fn call_failure(
+    call: &'static str,
+    id: &str,
+    bound: Option<Bound>,
+    elapsed: Duration,
+    source: ttrpc::Error,
+) -> Error {
+    let answered = match &source {
+        ttrpc::Error::RpcStatus(status) => {
+            status.code.value() != ttrpc::Code::DEADLINE_EXCEEDED as i32
         }
+        _ => false,
+    };
+    let (id, source) = (id.to_owned(), Box::new(source));
+    match bound {
+        Some(Bound { limit, key }) if !answered && elapsed >= limit => Error::CallTimeout {
+            call,
+            id,
+            key,
+            limit,
+            source,
+        },
+        _ => Error::Call { call, id, source },
     }
 }
 
@@ -90,17 +117,27 @@ impl Shim {
         address: String,
         command: ShimCommand,
         log: Option<tokio::task::JoinHandle<()>>,
-    ) -> Result<Self> {
+    ) -> crate::error::Result<Self> {
         let limit = command.timeouts.shim_load;
-        let client = tokio::time::timeout(limit, ttrpc::r#async::Client::connect(&address))
-            .await
-            .map_err(|_| {
-                Error::deadline_exceeded(format!(
-                    "connecting to shim {address}: no answer within {limit:?} ({})",
-                    timeouts::SHIM_LOAD
-                ))
-            })?
-            .map_err(|e| Error::unavailable(format!("connecting to shim {address}: {e}")))?;
+        let client =
+            match tokio::time::timeout(limit, ttrpc::r#async::Client::connect(&address)).await {
+                Ok(Ok(client)) => client,
+                Ok(Err(source)) => {
+                    return Err(Error::Connect {
+                        address,
+                        id: bundle.id,
+                        source: Box::new(source),
+                    })
+                }
+                Err(_) => {
+                    return Err(Error::ConnectTimeout {
+                        address,
+                        id: bundle.id,
+                        key: timeouts::SHIM_LOAD,
+                        limit,
+                    })
+                }
+            };
         Ok(Self {
             bundle,
             address,
@@ -119,12 +156,55 @@ impl Shim {
         &self.command.timeouts
     }
 
-    fn ctx(&self, timeout: Duration) -> ttrpc::context::Context {
-        ttrpc_context(&self.bundle.namespace, timeout)
+    fn ctx(&self, bound: Option<Bound>) -> ttrpc::context::Context {
+        ttrpc_context(
+            &self.bundle.namespace,
+            bound.map_or(Duration::ZERO, |b| b.limit),
+        )
     }
 
-    fn call_ctx(&self) -> ttrpc::context::Context {
-        self.ctx(self.timeouts().shim_call)
+    /// The shim call timeout, for every call but those below.
+    fn call_bound(&self) -> Bound {
+        Bound {
+            limit: self.timeouts().shim_call,
+            key: timeouts::SHIM_CALL,
+        }
+    }
+
+    /// The checkpoint timeout: criu takes as long as the memory it dumps
+    /// or restores.
+    fn checkpoint_bound(&self) -> Bound {
+        Bound {
+            limit: self.timeouts().task_checkpoint,
+            key: timeouts::TASK_CHECKPOINT,
+        }
+    }
+
+    /// The task state timeout: listings and liveness probes.
+    fn state_bound(&self) -> Bound {
+        Bound {
+            limit: self.timeouts().task_state,
+            key: timeouts::TASK_STATE,
+        }
+    }
+
+    /// Runs the ttrpc `request` built with a context bounded by `bound`
+    /// (unbounded with `None`), naming `call` and the task if it fails
+    /// (see [`call_failure`]): whether the timeout fired is told by the
+    /// clock, not by ttrpc's wording.
+    async fn call<T, F>(
+        &self,
+        call: &'static str,
+        bound: Option<Bound>,
+        request: impl FnOnce(ttrpc::context::Context) -> F,
+    ) -> crate::error::Result<T>
+    where
+        F: Future<Output = ttrpc::Result<T>>,
+    {
+        let started = Instant::now();
+        request(self.ctx(bound))
+            .await
+            .map_err(|source| call_failure(call, self.id(), bound, started.elapsed(), source))
     }
 
     /// The bundle directory.
@@ -133,18 +213,16 @@ impl Shim {
     }
 
     /// `Create`; returns the init's pid.
-    pub(crate) async fn create(&self, req: &pb::CreateTaskRequest) -> Result<u32> {
+    pub(crate) async fn create(&self, req: &pb::CreateTaskRequest) -> crate::error::Result<u32> {
         // A task restored from a checkpoint may be created by criu here.
-        let (timeout, key) = if req.checkpoint.is_empty() {
-            (self.timeouts().shim_call, timeouts::SHIM_CALL)
+        let bound = if req.checkpoint.is_empty() {
+            self.call_bound()
         } else {
-            (self.timeouts().task_checkpoint, timeouts::TASK_CHECKPOINT)
+            self.checkpoint_bound()
         };
-        self.client
-            .create(self.ctx(timeout), req)
+        self.call("create", Some(bound), |ctx| self.client.create(ctx, req))
             .await
             .map(|r| r.pid)
-            .map_err(call_error("create", self.id(), key))
     }
 
     /// `Start`; returns the process's pid.
@@ -154,25 +232,24 @@ impl Shim {
             exec_id: exec_id.to_owned(),
         };
         // A task created from a checkpoint is restored by its Start.
-        self.client
-            .start(self.ctx(self.timeouts().task_checkpoint), &req)
-            .await
-            .map(|r| r.pid)
-            .map_err(call_error("start", self.id(), timeouts::TASK_CHECKPOINT))
+        self.call("start", Some(self.checkpoint_bound()), |ctx| {
+            self.client.start(ctx, &req)
+        })
+        .await
+        .map(|r| r.pid)
+        .map_err(Into::into)
     }
 
-    /// `State` of a process, with `timeout` (the task state timeout when
+    /// `State` of a process, within `bound` (the task state timeout when
     /// listing, the call timeout otherwise).
-    async fn state_within(&self, exec_id: &str, timeout: Duration, key: &str) -> Result<Process> {
+    async fn state_within(&self, exec_id: &str, bound: Bound) -> Result<Process> {
         let req = pb::StateRequest {
             id: self.id().to_owned(),
             exec_id: exec_id.to_owned(),
         };
         let state = self
-            .client
-            .state(self.ctx(timeout), &req)
-            .await
-            .map_err(call_error("state", self.id(), key))?;
+            .call("state", Some(bound), |ctx| self.client.state(ctx, &req))
+            .await?;
         // containerd's tasks service names the init process by the task's
         // id and an exec by its exec id.
         let id = if state.exec_id.is_empty() {
@@ -198,15 +275,13 @@ impl Shim {
 
     /// `State` of a process.
     pub async fn state(&self, exec_id: &str) -> Result<Process> {
-        self.state_within(exec_id, self.timeouts().shim_call, timeouts::SHIM_CALL)
-            .await
+        self.state_within(exec_id, self.call_bound()).await
     }
 
     /// `State` of the init process within the task state timeout, as a
     /// listing asks it.
     pub async fn list_state(&self) -> Result<Process> {
-        self.state_within("", self.timeouts().task_state, timeouts::TASK_STATE)
-            .await
+        self.state_within("", self.state_bound()).await
     }
 
     /// `Delete` (of the task, or of an exec process).
@@ -215,11 +290,12 @@ impl Shim {
             id: self.id().to_owned(),
             exec_id: exec_id.to_owned(),
         };
-        self.client
-            .delete(self.call_ctx(), &req)
-            .await
-            .map(|r| exit_from_pb(r.pid, r.exit_status, r.exited_at))
-            .map_err(call_error("delete", self.id(), timeouts::SHIM_CALL))
+        self.call("delete", Some(self.call_bound()), |ctx| {
+            self.client.delete(ctx, &req)
+        })
+        .await
+        .map(|r| exit_from_pb(r.pid, r.exit_status, r.exited_at))
+        .map_err(Into::into)
     }
 
     /// `Kill`.
@@ -230,11 +306,12 @@ impl Shim {
             signal,
             all,
         };
-        self.client
-            .kill(self.call_ctx(), &req)
-            .await
-            .map(|_| ())
-            .map_err(call_error("kill", self.id(), timeouts::SHIM_CALL))
+        self.call("kill", Some(self.call_bound()), |ctx| {
+            self.client.kill(ctx, &req)
+        })
+        .await
+        .map(|_| ())
+        .map_err(Into::into)
     }
 
     /// `Wait`: until the process exits; no timeout.
@@ -243,11 +320,10 @@ impl Shim {
             id: self.id().to_owned(),
             exec_id: exec_id.to_owned(),
         };
-        self.client
-            .wait(self.ctx(Duration::ZERO), &req)
+        self.call("wait", None, |ctx| self.client.wait(ctx, &req))
             .await
             .map(|r| exit_from_pb(0, r.exit_status, r.exited_at))
-            .map_err(call_error("wait", self.id(), ""))
+            .map_err(Into::into)
     }
 
     /// `Wait` for the monitor: a transport failure (the shim is gone) is
@@ -257,7 +333,7 @@ impl Shim {
             id: self.id().to_owned(),
             exec_id: String::new(),
         };
-        self.client.wait(self.ctx(Duration::ZERO), &req).await
+        self.client.wait(self.ctx(None), &req).await
     }
 
     /// `Pids`.
@@ -265,11 +341,12 @@ impl Shim {
         let req = pb::PidsRequest {
             id: self.id().to_owned(),
         };
-        self.client
-            .pids(self.call_ctx(), &req)
-            .await
-            .map(|r| r.processes.into_iter().map(process_info_from_pb).collect())
-            .map_err(call_error("pids", self.id(), timeouts::SHIM_CALL))
+        self.call("pids", Some(self.call_bound()), |ctx| {
+            self.client.pids(ctx, &req)
+        })
+        .await
+        .map(|r| r.processes.into_iter().map(process_info_from_pb).collect())
+        .map_err(Into::into)
     }
 
     /// `Pause`.
@@ -277,11 +354,12 @@ impl Shim {
         let req = pb::PauseRequest {
             id: self.id().to_owned(),
         };
-        self.client
-            .pause(self.call_ctx(), &req)
-            .await
-            .map(|_| ())
-            .map_err(call_error("pause", self.id(), timeouts::SHIM_CALL))
+        self.call("pause", Some(self.call_bound()), |ctx| {
+            self.client.pause(ctx, &req)
+        })
+        .await
+        .map(|_| ())
+        .map_err(Into::into)
     }
 
     /// `Resume`.
@@ -289,11 +367,12 @@ impl Shim {
         let req = pb::ResumeRequest {
             id: self.id().to_owned(),
         };
-        self.client
-            .resume(self.call_ctx(), &req)
-            .await
-            .map(|_| ())
-            .map_err(call_error("resume", self.id(), timeouts::SHIM_CALL))
+        self.call("resume", Some(self.call_bound()), |ctx| {
+            self.client.resume(ctx, &req)
+        })
+        .await
+        .map(|_| ())
+        .map_err(Into::into)
     }
 
     /// `Checkpoint`: the shim has criu dump the task into `path`.
@@ -303,15 +382,12 @@ impl Shim {
             path: path.display().to_string(),
             options: options.map(any_to_pb),
         };
-        self.client
-            .checkpoint(self.ctx(self.timeouts().task_checkpoint), &req)
-            .await
-            .map(|_| ())
-            .map_err(call_error(
-                "checkpoint",
-                self.id(),
-                timeouts::TASK_CHECKPOINT,
-            ))
+        self.call("checkpoint", Some(self.checkpoint_bound()), |ctx| {
+            self.client.checkpoint(ctx, &req)
+        })
+        .await
+        .map(|_| ())
+        .map_err(Into::into)
     }
 
     /// `Exec`.
@@ -325,11 +401,12 @@ impl Shim {
             stderr: process.stdio.stderr,
             spec: process.spec.map(any_to_pb),
         };
-        self.client
-            .exec(self.call_ctx(), &req)
-            .await
-            .map(|_| ())
-            .map_err(call_error("exec", self.id(), timeouts::SHIM_CALL))
+        self.call("exec", Some(self.call_bound()), |ctx| {
+            self.client.exec(ctx, &req)
+        })
+        .await
+        .map(|_| ())
+        .map_err(Into::into)
     }
 
     /// `ResizePty`.
@@ -340,11 +417,12 @@ impl Shim {
             width,
             height,
         };
-        self.client
-            .resize_pty(self.call_ctx(), &req)
-            .await
-            .map(|_| ())
-            .map_err(call_error("resize pty", self.id(), timeouts::SHIM_CALL))
+        self.call("resize pty", Some(self.call_bound()), |ctx| {
+            self.client.resize_pty(ctx, &req)
+        })
+        .await
+        .map(|_| ())
+        .map_err(Into::into)
     }
 
     /// `CloseIO` of stdin.
@@ -354,11 +432,12 @@ impl Shim {
             exec_id: exec_id.to_owned(),
             stdin: true,
         };
-        self.client
-            .close_io(self.call_ctx(), &req)
-            .await
-            .map(|_| ())
-            .map_err(call_error("close io", self.id(), timeouts::SHIM_CALL))
+        self.call("close io", Some(self.call_bound()), |ctx| {
+            self.client.close_io(ctx, &req)
+        })
+        .await
+        .map(|_| ())
+        .map_err(Into::into)
     }
 
     /// `Update`.
@@ -368,11 +447,12 @@ impl Shim {
             resources: update.resources.map(any_to_pb),
             annotations: update.annotations.into_iter().collect(),
         };
-        self.client
-            .update(self.call_ctx(), &req)
-            .await
-            .map(|_| ())
-            .map_err(call_error("update", self.id(), timeouts::SHIM_CALL))
+        self.call("update", Some(self.call_bound()), |ctx| {
+            self.client.update(ctx, &req)
+        })
+        .await
+        .map(|_| ())
+        .map_err(Into::into)
     }
 
     /// `Stats`: the runtime's metrics message, read now.
@@ -380,11 +460,12 @@ impl Shim {
         let req = pb::StatsRequest {
             id: self.id().to_owned(),
         };
-        self.client
-            .stats(self.call_ctx(), &req)
-            .await
-            .map(|r| (SystemTime::now(), r.stats.map(any_from_pb)))
-            .map_err(call_error("stats", self.id(), timeouts::SHIM_CALL))
+        self.call("stats", Some(self.call_bound()), |ctx| {
+            self.client.stats(ctx, &req)
+        })
+        .await
+        .map(|r| (SystemTime::now(), r.stats.map(any_from_pb)))
+        .map_err(Into::into)
     }
 
     /// `Connect`: answers only a live shim, within the task state timeout.
@@ -392,11 +473,12 @@ impl Shim {
         let req = pb::ConnectRequest {
             id: self.id().to_owned(),
         };
-        self.client
-            .connect(self.ctx(self.timeouts().task_state), &req)
-            .await
-            .map(|_| ())
-            .map_err(call_error("connect", self.id(), timeouts::TASK_STATE))
+        self.call("connect", Some(self.state_bound()), |ctx| {
+            self.client.connect(ctx, &req)
+        })
+        .await
+        .map(|_| ())
+        .map_err(Into::into)
     }
 
     /// `Shutdown`: the shim exits once it serves no task. Its connection
@@ -406,12 +488,70 @@ impl Shim {
             id: self.id().to_owned(),
             now: false,
         };
+        let bound = Bound {
+            limit: self.timeouts().shim_shutdown,
+            key: timeouts::SHIM_SHUTDOWN,
+        };
         if let Err(e) = self
-            .client
-            .shutdown(self.ctx(self.timeouts().shim_shutdown), &req)
+            .call("shutdown", Some(bound), |ctx| {
+                self.client.shutdown(ctx, &req)
+            })
             .await
         {
             tracing::debug!(id = self.id(), error = %e, "shim shutdown");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crated_core::error::KindError as _;
+    use crated_core::Kind;
+
+    const BOUND: Bound = Bound {
+        limit: Duration::from_secs(2),
+        key: timeouts::TASK_STATE,
+    };
+
+    #[test]
+    fn a_call_failing_past_its_bound_names_the_timeout() {
+        let err = call_failure(
+            "state",
+            "t1",
+            Some(BOUND),
+            Duration::from_secs(3),
+            ttrpc::Error::Others("deadline".into()),
+        );
+        assert_eq!(err.kind(), Kind::DeadlineExceeded);
+        assert_eq!(
+            err.to_string(),
+            "state of task \"t1\": no answer within 2s (timeout io.containerd.timeout.task.state)"
+        );
+    }
+
+    #[test]
+    fn a_shims_own_answer_keeps_its_kind_even_late() {
+        let answer = crated_api::to_ttrpc(crated_core::Error::not_found("gone"));
+        let err = call_failure("state", "t1", Some(BOUND), Duration::from_secs(3), answer);
+        assert_eq!(err.kind(), Kind::NotFound);
+        // A broken connection before the bound is no timeout.
+        let err = call_failure(
+            "state",
+            "t1",
+            Some(BOUND),
+            Duration::from_millis(5),
+            ttrpc::Error::Eof,
+        );
+        assert_eq!(err.kind(), Kind::Unavailable);
+        // Nor is anything on an unbounded call (Wait).
+        let err = call_failure(
+            "wait",
+            "t1",
+            None,
+            Duration::from_secs(3600),
+            ttrpc::Error::Eof,
+        );
+        assert_eq!(err.kind(), Kind::Unavailable);
     }
 }
