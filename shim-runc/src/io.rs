@@ -10,13 +10,13 @@ use std::os::unix::fs::OpenOptionsExt as _;
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 
-use crated_core::{Error, Result};
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 
+use crate::error::{Error, Result};
 use crate::runc::ProcessIo;
 
 fn io_error(path: &str, e: std::io::Error) -> Error {
-    Error::unknown(format!("open stdio {path}: {e}"))
+    Error::io("open stdio", path, e)
 }
 
 /// An output: a fifo opened read-write (so opening never waits for the
@@ -55,11 +55,14 @@ fn open_input(path: &str) -> Result<Option<OwnedFd>> {
         .open(path)
         .map_err(|e| io_error(path, e))?;
     let fd = file.as_raw_fd();
-    let flags =
-        fcntl(fd, FcntlArg::F_GETFL).map_err(|e| Error::unknown(format!("fcntl {path}: {e}")))?;
+    let fcntl_error = |source| Error::Sys {
+        op: "fcntl",
+        path: path.into(),
+        source,
+    };
+    let flags = fcntl(fd, FcntlArg::F_GETFL).map_err(fcntl_error)?;
     let flags = OFlag::from_bits_truncate(flags) & !OFlag::O_NONBLOCK;
-    fcntl(fd, FcntlArg::F_SETFL(flags))
-        .map_err(|e| Error::unknown(format!("fcntl {path}: {e}")))?;
+    fcntl(fd, FcntlArg::F_SETFL(flags)).map_err(fcntl_error)?;
     Ok(Some(file.into()))
 }
 
@@ -120,17 +123,17 @@ fn copy(mut from: File, mut to: File) {
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {
-    nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::unknown(format!("pipe: {e}")))
+    nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|source| Error::Pipe { source })
 }
 
 /// A relay thread: small, as it only copies.
-fn relay_thread(name: &str, run: impl FnOnce() + Send + 'static) -> Result<()> {
+fn relay_thread(stream: &'static str, run: impl FnOnce() + Send + 'static) -> Result<()> {
     std::thread::Builder::new()
-        .name(name.to_owned())
+        .name(stream.to_owned())
         .stack_size(64 << 10)
         .spawn(run)
         .map(|_| ())
-        .map_err(|e| Error::unknown(format!("start {name} relay: {e}")))
+        .map_err(|source| Error::RelayThread { stream, source })
 }
 
 /// An output relayed: the write end of a pipe for the process; a thread
@@ -206,10 +209,13 @@ fn copy_input(mut fifo: File, pipe: OwnedFd) {
 }
 
 /// A descriptor duplicated to 100 or above (close-on-exec), out of the way
-/// of the 3, 4, 5 a logging binary expects.
-fn high(fd: &OwnedFd) -> Result<OwnedFd> {
-    let raw = fcntl(fd.as_raw_fd(), FcntlArg::F_DUPFD_CLOEXEC(100))
-        .map_err(|e| Error::unknown(format!("dup for the logging binary: {e}")))?;
+/// of the 3, 4, 5 the logging binary at `path` expects.
+fn high(fd: &OwnedFd, path: &str) -> Result<OwnedFd> {
+    let raw =
+        fcntl(fd.as_raw_fd(), FcntlArg::F_DUPFD_CLOEXEC(100)).map_err(|source| Error::LogFd {
+            path: path.into(),
+            source,
+        })?;
     // SAFETY: fcntl just made `raw`, a descriptor we own.
     Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
@@ -224,9 +230,9 @@ fn binary_log(uri: &str, id: &str, namespace: &str) -> Result<(OwnedFd, OwnedFd)
     let rest = uri.trim_start_matches("binary://");
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
     if path.is_empty() {
-        return Err(Error::invalid_argument(format!(
-            "log uri {uri:?}: no binary path"
-        )));
+        return Err(Error::LogUri {
+            uri: uri.to_owned(),
+        });
     }
     let mut args = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
@@ -240,7 +246,11 @@ fn binary_log(uri: &str, id: &str, namespace: &str) -> Result<(OwnedFd, OwnedFd)
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
     let (ready_r, ready_w) = pipe()?;
-    let child_fds = [high(&out_r)?, high(&err_r)?, high(&ready_w)?];
+    let child_fds = [
+        high(&out_r, path)?,
+        high(&err_r, path)?,
+        high(&ready_w, path)?,
+    ];
     let raw: Vec<RawFd> = child_fds.iter().map(|f| f.as_raw_fd()).collect();
     let mut cmd = std::process::Command::new(path);
     cmd.args(&args)
@@ -262,14 +272,25 @@ fn binary_log(uri: &str, id: &str, namespace: &str) -> Result<(OwnedFd, OwnedFd)
         });
     }
     // Not waited for: the shim's reaper reaps it when it exits.
-    cmd.spawn()
-        .map_err(|e| Error::unknown(format!("start logging binary {path}: {e}")))?;
+    cmd.spawn().map_err(|source| Error::LogBinary {
+        path: path.into(),
+        source,
+    })?;
     drop((child_fds, out_r, err_r, ready_w));
     // Ready when it writes its byte (or closes fd 5 without one).
     let mut ready = File::from(ready_r);
     let mut byte = [0u8; 1];
     let _ = ready.read(&mut byte);
     Ok((out_w, err_w))
+}
+
+/// A failed `op` on the console socket at `path`.
+fn console_error(op: &'static str, path: &std::path::Path, source: std::io::Error) -> Error {
+    Error::Console {
+        op,
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// A console socket runc sends the pty master to.
@@ -287,8 +308,7 @@ impl ConsoleSocket {
             .unwrap_or_default()
             .as_nanos();
         let path = std::env::temp_dir().join(format!("pty-{}-{nanos:x}.sock", std::process::id()));
-        let listener = UnixListener::bind(&path)
-            .map_err(|e| Error::unknown(format!("console socket {}: {e}", path.display())))?;
+        let listener = UnixListener::bind(&path).map_err(|e| console_error("bind", &path, e))?;
         Ok(Self { path, listener })
     }
 
@@ -298,7 +318,7 @@ impl ConsoleSocket {
         let (stream, _) = self
             .listener
             .accept()
-            .map_err(|e| Error::unknown(format!("console socket accept: {e}")))?;
+            .map_err(|e| console_error("accept", &self.path, e))?;
         let mut buf = [0u8; 4096];
         let mut iov = [std::io::IoSliceMut::new(&mut buf)];
         let mut space = nix::cmsg_space!([RawFd; 1]);
@@ -308,10 +328,10 @@ impl ConsoleSocket {
             Some(&mut space),
             MsgFlags::empty(),
         )
-        .map_err(|e| Error::unknown(format!("console socket receive: {e}")))?;
+        .map_err(|e| console_error("receive", &self.path, e.into()))?;
         for cmsg in msg
             .cmsgs()
-            .map_err(|e| Error::unknown(format!("console socket message: {e}")))?
+            .map_err(|e| console_error("read message", &self.path, e.into()))?
         {
             if let ControlMessageOwned::ScmRights(fds) = cmsg {
                 if let Some(fd) = fds.first() {
@@ -321,9 +341,9 @@ impl ConsoleSocket {
                 }
             }
         }
-        Err(Error::unknown(
-            "runc sent no pty master on the console socket",
-        ))
+        Err(Error::NoPtyMaster {
+            path: self.path.clone(),
+        })
     }
 }
 
@@ -341,7 +361,7 @@ pub fn copy_console(master: &OwnedFd, stdin: &str, stdout: &str) -> Result<()> {
         let from = File::from(
             master
                 .try_clone()
-                .map_err(|e| Error::unknown(format!("dup pty: {e}")))?,
+                .map_err(|source| Error::DupPty { source })?,
         );
         let to = File::from(out);
         std::thread::spawn(move || copy(from, to));
@@ -351,7 +371,7 @@ pub fn copy_console(master: &OwnedFd, stdin: &str, stdout: &str) -> Result<()> {
         let to = File::from(
             master
                 .try_clone()
-                .map_err(|e| Error::unknown(format!("dup pty: {e}")))?,
+                .map_err(|source| Error::DupPty { source })?,
         );
         std::thread::spawn(move || copy(from, to));
     }
@@ -359,7 +379,7 @@ pub fn copy_console(master: &OwnedFd, stdin: &str, stdout: &str) -> Result<()> {
 }
 
 /// Sets the pty's window size.
-pub fn resize(master: &OwnedFd, width: u32, height: u32) -> Result<()> {
+pub fn resize(master: &OwnedFd, width: u32, height: u32) -> std::io::Result<()> {
     let size = libc::winsize {
         ws_row: height.min(u32::from(u16::MAX)) as u16,
         ws_col: width.min(u32::from(u16::MAX)) as u16,
@@ -370,10 +390,7 @@ pub fn resize(master: &OwnedFd, width: u32, height: u32) -> Result<()> {
     // to a live value; the descriptor is a pty master we own.
     let rc = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size) };
     if rc != 0 {
-        return Err(Error::unknown(format!(
-            "resize pty: {}",
-            std::io::Error::last_os_error()
-        )));
+        return Err(std::io::Error::last_os_error());
     }
     Ok(())
 }

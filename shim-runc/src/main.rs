@@ -12,6 +12,7 @@
 //!   child subreaper of the container, publishing events to
 //!   `TTRPC_ADDRESS`.
 
+mod error;
 mod events;
 mod io;
 mod oom;
@@ -32,6 +33,8 @@ use crated_core::Namespace;
 use prost::Message as _;
 use sha2::{Digest as _, Sha256};
 
+use crate::error::{Error, Result};
+
 struct Args {
     namespace: String,
     address: String,
@@ -41,7 +44,7 @@ struct Args {
     action: Option<String>,
 }
 
-fn parse_args() -> Result<Args, String> {
+fn parse_args() -> Result<Args> {
     let mut args = Args {
         namespace: String::new(),
         address: String::new(),
@@ -68,7 +71,7 @@ fn parse_args() -> Result<Args, String> {
             Some(v) => v,
             None => it
                 .next()
-                .ok_or_else(|| format!("flag -{name} needs a value"))?,
+                .ok_or_else(|| Error::MissingFlagValue { flag: name.clone() })?,
         };
         match name.as_str() {
             "namespace" => args.namespace = value,
@@ -78,11 +81,15 @@ fn parse_args() -> Result<Args, String> {
             "bundle" => args.bundle = Some(value.into()),
             // Accepted for compatibility with containerd's shim flags.
             "socket" | "criu" | "systemd-cgroup" => {}
-            other => return Err(format!("unknown flag -{other}")),
+            other => {
+                return Err(Error::UnknownFlag {
+                    flag: other.to_owned(),
+                })
+            }
         }
     }
     if args.namespace.is_empty() {
-        return Err("shim namespace cannot be empty".to_owned());
+        return Err(Error::NoNamespace);
     }
     Ok(args)
 }
@@ -99,7 +106,10 @@ fn socket_path(args: &Args) -> PathBuf {
     base.join("s").join(hex)
 }
 
-fn start(args: &Args) -> Result<(), String> {
+/// How long `start` waits for the shim it launched to listen.
+const LISTEN_LIMIT: Duration = Duration::from_secs(10);
+
+fn start(args: &Args) -> Result<()> {
     // Runtime options come on stdin; the shim takes them from Create.
     let mut options = Vec::new();
     let _ = std::io::stdin().read_to_end(&mut options);
@@ -107,7 +117,7 @@ fn start(args: &Args) -> Result<(), String> {
     let address = format!("unix://{}", socket.display());
     if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
         // A shim for this task already serves: reuse it.
-        std::fs::write("address", &address).map_err(|e| format!("write address: {e}"))?;
+        std::fs::write("address", &address).map_err(|e| Error::io("write", "address", e))?;
         println!("{address}");
         return Ok(());
     }
@@ -116,11 +126,14 @@ fn start(args: &Args) -> Result<(), String> {
             .recursive(true)
             .mode(0o700)
             .create(dir)
-            .map_err(|e| format!("create {}: {e}", dir.display()))?;
+            .map_err(|e| Error::io("create", dir, e))?;
     }
     let _ = std::fs::remove_file(&socket);
-    let exe = std::env::current_exe().map_err(|e| format!("own executable: {e}"))?;
-    let mut child = std::process::Command::new(exe)
+    let exe = std::env::current_exe().map_err(|source| Error::Setup {
+        what: "own executable",
+        source,
+    })?;
+    let mut child = std::process::Command::new(&exe)
         .args([
             "-namespace",
             &args.namespace,
@@ -136,27 +149,27 @@ fn start(args: &Args) -> Result<(), String> {
         .stderr(std::process::Stdio::null())
         .process_group(0)
         .spawn()
-        .map_err(|e| format!("start shim: {e}"))?;
-    let deadline = Instant::now() + Duration::from_secs(10);
+        .map_err(|e| Error::io("start shim", &exe, e))?;
+    let deadline = Instant::now() + LISTEN_LIMIT;
     while std::os::unix::net::UnixStream::connect(&socket).is_err() {
         if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!("shim exited before serving: {status}"));
+            return Err(Error::ShimExited { status });
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            return Err(format!(
-                "shim did not listen on {} within 10s",
-                socket.display()
-            ));
+            return Err(Error::NotListening {
+                socket,
+                limit: LISTEN_LIMIT,
+            });
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    std::fs::write("address", &address).map_err(|e| format!("write address: {e}"))?;
+    std::fs::write("address", &address).map_err(|e| Error::io("write", "address", e))?;
     println!("{address}");
     Ok(())
 }
 
-fn delete(args: &Args) -> Result<(), String> {
+fn delete(args: &Args) -> Result<()> {
     let bundle = args.bundle.clone().unwrap_or_else(|| PathBuf::from("."));
     let root = PathBuf::from("/run/containerd/runc").join(&args.namespace);
     let out = std::process::Command::new("runc")
@@ -164,7 +177,11 @@ fn delete(args: &Args) -> Result<(), String> {
         .arg(&root)
         .args(["delete", "--force", &args.id])
         .output()
-        .map_err(|e| format!("runc delete: {e}"))?;
+        .map_err(|source| Error::RuntimeIo {
+            binary: "runc".into(),
+            command: "delete",
+            source,
+        })?;
     if !out.status.success() {
         eprintln!(
             "runc delete {}: {}",
@@ -174,7 +191,11 @@ fn delete(args: &Args) -> Result<(), String> {
     }
     let rootfs = bundle.join("rootfs");
     if crated_core::mount::is_mountpoint(&rootfs).unwrap_or(false) {
-        crated_core::mount::unmount_all(&rootfs).map_err(|e| e.to_string())?;
+        crated_core::mount::unmount_all(&rootfs).map_err(|e| Error::Rootfs {
+            op: "unmount",
+            path: rootfs.clone(),
+            source: Box::new(e),
+        })?;
     }
     let response = crated_api::containerd::task::v2::DeleteResponse {
         pid: 0,
@@ -184,7 +205,10 @@ fn delete(args: &Args) -> Result<(), String> {
     use std::io::Write as _;
     std::io::stdout()
         .write_all(&response.encode_to_vec())
-        .map_err(|e| format!("write response: {e}"))
+        .map_err(|source| Error::Setup {
+            what: "write response",
+            source,
+        })
 }
 
 /// Sends our stderr to the bundle's `log` fifo, which the daemon reads.
@@ -233,20 +257,30 @@ fn close_inherited_fds() {
 /// How long a started shim waits for its task's `Create` before giving up.
 const IDLE_LIMIT: Duration = Duration::from_secs(60);
 
-fn serve(args: Args) -> Result<(), String> {
+fn serve(args: Args) -> Result<()> {
     close_inherited_fds();
     log_to_fifo();
-    nix::sys::prctl::set_child_subreaper(true).map_err(|e| format!("become subreaper: {e}"))?;
-    let namespace = Namespace::new(args.namespace.clone()).map_err(|e| e.to_string())?;
+    nix::sys::prctl::set_child_subreaper(true).map_err(|source| Error::Subreaper { source })?;
+    let namespace =
+        Namespace::new(args.namespace.clone()).map_err(|e| Error::InvalidNamespace {
+            namespace: args.namespace.clone(),
+            source: Box::new(e),
+        })?;
     let socket = socket_path(&args);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("runtime: {e}"))?;
+        .map_err(|source| Error::Setup {
+            what: "runtime",
+            source,
+        })?;
     runtime.block_on(async move {
         let reaper = reaper::Reaper::default();
         let mut sigchld = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child())
-            .map_err(|e| format!("SIGCHLD: {e}"))?;
+            .map_err(|source| Error::Setup {
+                what: "SIGCHLD",
+                source,
+            })?;
         let reaping = reaper.clone();
         tokio::spawn(async move {
             loop {
@@ -259,7 +293,7 @@ fn serve(args: Args) -> Result<(), String> {
         let ttrpc_address = std::env::var("TTRPC_ADDRESS").unwrap_or_default();
         let publisher = Arc::new(events::Publisher::new(&ttrpc_address, namespace.clone()));
         let listener = tokio::net::UnixListener::bind(&socket)
-            .map_err(|e| format!("listen on {}: {e}", socket.display()))?;
+            .map_err(|e| Error::io("listen on", &socket, e))?;
         let service = service::Service::new(
             args.id.clone(),
             namespace,
@@ -281,10 +315,9 @@ fn serve(args: Args) -> Result<(), String> {
         let mut server = ttrpc::r#async::Server::new()
             .add_listener(listener.into())
             .register_service(services);
-        server
-            .start()
-            .await
-            .map_err(|e| format!("serve ttrpc: {e}"))?;
+        server.start().await.map_err(|e| Error::Serve {
+            source: Box::new(e),
+        })?;
         shutdown.notified().await;
         // Let the Shutdown reply go out first. The socket file is already
         // gone (the handler removed it): a new shim for the same id may
@@ -305,7 +338,9 @@ fn main() {
     let result = match args.action.as_deref() {
         Some("start") => start(&args),
         Some("delete") => delete(&args),
-        Some(other) => Err(format!("unknown action {other:?}")),
+        Some(other) => Err(Error::UnknownAction {
+            action: other.to_owned(),
+        }),
         None => serve(args),
     };
     if let Err(e) = result {

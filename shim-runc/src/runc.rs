@@ -5,8 +5,7 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crated_core::{Error, Result};
-
+use crate::error::{Error, Result};
 use crate::reaper::Reaper;
 
 /// A runc binary for one namespace.
@@ -121,8 +120,10 @@ impl Runc {
         cmd
     }
 
-    /// The last error runc logged, else its stderr.
-    fn failure(&self, what: &str, stderr: &[u8]) -> Error {
+    /// runc's `command` for container `id` exited with `status`: the
+    /// last error runc logged, else its stderr, classified by
+    /// [`Error::runc`].
+    fn failure(&self, command: &'static str, id: &str, status: i32, stderr: &[u8]) -> Error {
         let logged = std::fs::read_to_string(&self.log)
             .ok()
             .and_then(|log| {
@@ -133,33 +134,44 @@ impl Runc {
                     .find_map(|v| v["msg"].as_str().map(str::to_owned))
             })
             .unwrap_or_else(|| String::from_utf8_lossy(stderr).trim().to_owned());
-        Error::unknown(format!("OCI runtime {what} failed: {logged}"))
+        Error::runc(command, id, status, logged)
     }
 
     /// Why runc could not be started: a missing binary says so by name.
-    fn spawn_error(&self, what: &str, e: std::io::Error) -> Error {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            Error::not_found(format!(
-                "{} not found: no runtime binary {:?} on the shim's PATH {:?}; install it, \
-                 or `ctr install` an image that holds it",
-                self.binary.display(),
-                self.binary,
-                std::env::var("PATH").unwrap_or_default()
-            ))
+    fn spawn_error(&self, command: &'static str, source: std::io::Error) -> Error {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            Error::RuntimeNotFound {
+                binary: self.binary.clone(),
+                path: std::env::var("PATH").unwrap_or_default(),
+                source,
+            }
         } else {
-            Error::unknown(format!("run {} {what}: {e}", self.binary.display()))
+            Error::RuntimeIo {
+                binary: self.binary.clone(),
+                command,
+                source,
+            }
         }
     }
 
-    async fn run(&self, what: &str, cmd: Command, stdin: Option<Vec<u8>>) -> Result<Vec<u8>> {
+    async fn run(
+        &self,
+        command: &'static str,
+        id: &str,
+        cmd: Command,
+        stdin: Option<Vec<u8>>,
+    ) -> Result<Vec<u8>> {
         let _ = std::fs::remove_file(&self.log);
         let out = self
             .reaper
             .output(cmd, stdin)
             .await
-            .map_err(|e| self.spawn_error(what, e))?;
+            .map_err(|e| self.spawn_error(command, e))?;
         if !out.status.success() {
-            return Err(self.failure(what, &out.stderr));
+            // The reaper reports a signal as 128 + its number, as an exit
+            // code: `code()` holds either.
+            let status = out.status.code().unwrap_or(-1);
+            return Err(self.failure(command, id, status, &out.stderr));
         }
         Ok(out.stdout)
     }
@@ -189,27 +201,27 @@ impl Runc {
             .stderr(stdio(io.stderr));
         // Reaper::output pipes stdout/stderr; the container's stdio must
         // stay what we gave: run it with plain spawn-and-reap.
-        self.spawn_with_stdio("create", cmd).await?;
+        self.spawn_with_stdio("create", id, cmd).await?;
         read_pid(&pid_file)
     }
 
     /// Runs a command whose stdio was set by the caller (the container's).
-    async fn spawn_with_stdio(&self, what: &str, cmd: Command) -> Result<()> {
+    async fn spawn_with_stdio(&self, command: &'static str, id: &str, cmd: Command) -> Result<()> {
         let _ = std::fs::remove_file(&self.log);
         let status = self
             .reaper
             .status(cmd)
             .await
-            .map_err(|e| self.spawn_error(what, e))?;
+            .map_err(|e| self.spawn_error(command, e))?;
         if status != 0 {
-            return Err(self.failure(what, b""));
+            return Err(self.failure(command, id, status, b""));
         }
         Ok(())
     }
 
     /// `runc start`.
     pub async fn start(&self, id: &str) -> Result<()> {
-        self.run("start", self.command(&["start", id]), None)
+        self.run("start", id, self.command(&["start", id]), None)
             .await
             .map(|_| ())
     }
@@ -242,7 +254,7 @@ impl Runc {
         cmd.stdin(stdio(io.stdin))
             .stdout(stdio(io.stdout))
             .stderr(stdio(io.stderr));
-        self.spawn_with_stdio("exec", cmd).await?;
+        self.spawn_with_stdio("exec", id, cmd).await?;
         read_pid(pid_file)
     }
 
@@ -262,7 +274,7 @@ impl Runc {
         }
         args.push(id.to_owned());
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.run("checkpoint", self.command(&args), None)
+        self.run("checkpoint", id, self.command(&args), None)
             .await
             .map(|_| ())
     }
@@ -306,7 +318,7 @@ impl Runc {
             .stdin(stdio(io.stdin))
             .stdout(stdio(io.stdout))
             .stderr(stdio(io.stderr));
-        self.spawn_with_stdio("restore", cmd).await?;
+        self.spawn_with_stdio("restore", id, cmd).await?;
         read_pid(&pid_file)
     }
 
@@ -318,7 +330,7 @@ impl Runc {
             args.push("--all");
         }
         args.extend([id, &sig]);
-        self.run("kill", self.command(&args), None)
+        self.run("kill", id, self.command(&args), None)
             .await
             .map(|_| ())
     }
@@ -332,9 +344,8 @@ impl Runc {
             args.push("--force");
         }
         args.push(id);
-        match self.run("delete", self.command(&args), None).await {
-            Ok(_) => Ok(()),
-            Err(e) if e.message().contains("does not exist") => Ok(()),
+        match self.run("delete", id, self.command(&args), None).await {
+            Ok(_) | Err(Error::RuncNotExist { .. }) => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -342,7 +353,7 @@ impl Runc {
     /// `runc pause` / `runc resume`.
     pub async fn pause(&self, id: &str, pause: bool) -> Result<()> {
         let verb = if pause { "pause" } else { "resume" };
-        self.run(verb, self.command(&[verb, id]), None)
+        self.run(verb, id, self.command(&[verb, id]), None)
             .await
             .map(|_| ())
     }
@@ -350,15 +361,25 @@ impl Runc {
     /// `runc ps --format json`: the container's pids.
     pub async fn ps(&self, id: &str) -> Result<Vec<u32>> {
         let out = self
-            .run("ps", self.command(&["ps", "--format", "json", id]), None)
+            .run(
+                "ps",
+                id,
+                self.command(&["ps", "--format", "json", id]),
+                None,
+            )
             .await?;
-        serde_json::from_slice(&out).map_err(|e| Error::unknown(format!("runc ps output: {e}")))
+        serde_json::from_slice(&out).map_err(|source| Error::RuncOutput {
+            command: "ps",
+            id: id.to_owned(),
+            source,
+        })
     }
 
     /// `runc update --resources -` with a LinuxResources JSON.
     pub async fn update(&self, id: &str, resources: Vec<u8>) -> Result<()> {
         self.run(
             "update",
+            id,
             self.command(&["update", "--resources", "-", id]),
             Some(resources),
         )
@@ -368,8 +389,12 @@ impl Runc {
 }
 
 fn read_pid(path: &Path) -> Result<i32> {
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .ok_or_else(|| Error::unknown(format!("no pid in {}", path.display())))
+    let text = std::fs::read_to_string(path).map_err(|source| Error::PidFile {
+        path: path.to_owned(),
+        source,
+    })?;
+    text.trim().parse().map_err(|source| Error::BadPid {
+        path: path.to_owned(),
+        source,
+    })
 }

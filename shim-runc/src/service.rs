@@ -13,13 +13,13 @@ use crated_api::containerd::runc::v1::{CheckpointOptions, Options as RuncOptions
 use crated_api::containerd::task::v2 as pb;
 use crated_api::containerd::task::v2::task_ttrpc::Task;
 use crated_api::containerd::v1::types::{ProcessInfo, Status};
-use crated_api::to_ttrpc;
 use crated_core::mount::{mount_all, MountGuard};
-use crated_core::{Error, Namespace, Result};
+use crated_core::Namespace;
 use prost::Message as _;
 use tokio::sync::watch;
 use ttrpc::r#async::TtrpcContext;
 
+use crate::error::{Error, Result};
 use crate::events::Publisher;
 use crate::io::{self, ConsoleSocket};
 use crate::reaper::{Exit, Reaper};
@@ -139,8 +139,9 @@ fn keep_criu_log(work: &std::path::Path, log: &str, bundle: &std::path::Path) ->
     }
 }
 
+/// The ttrpc status of an error: its kind's code and its message.
 fn err(e: Error) -> ttrpc::Error {
-    to_ttrpc(e)
+    e.into()
 }
 
 /// The runc runtime options of a Create (defaults when absent).
@@ -260,23 +261,24 @@ impl Service {
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Container) -> Result<T>) -> Result<T> {
-        let mut guard = self
-            .container
-            .lock()
-            .map_err(|_| Error::unknown("shim state lock poisoned"))?;
-        let c = guard
-            .as_mut()
-            .ok_or_else(|| Error::not_found(format!("container {:?}: not created", self.id)))?;
+        let mut guard = self.container.lock().map_err(|_| Error::Poisoned)?;
+        let c = guard.as_mut().ok_or_else(|| Error::NotCreated {
+            id: self.id.clone(),
+        })?;
         f(c)
     }
 
-    fn process<'a>(c: &'a mut Container, exec_id: &str) -> Result<&'a mut Process> {
+    /// Process `exec_id` (the init when empty) of task `id`.
+    fn process<'a>(c: &'a mut Container, id: &str, exec_id: &str) -> Result<&'a mut Process> {
         if exec_id.is_empty() {
             Ok(&mut c.init)
         } else {
             c.execs
                 .get_mut(exec_id)
-                .ok_or_else(|| Error::not_found(format!("process {exec_id:?}: not found")))
+                .ok_or_else(|| Error::ProcessNotFound {
+                    id: id.to_owned(),
+                    exec_id: exec_id.to_owned(),
+                })
         }
     }
 
@@ -388,9 +390,7 @@ impl Service {
         };
         let master = match receiving {
             Some(r) => {
-                let master = r
-                    .await
-                    .map_err(|e| Error::unknown(format!("console: {e}")))??;
+                let master = r.await.map_err(|source| Error::ConsoleTask { source })??;
                 io::copy_console(&master, stdin, stdout)?;
                 Some(Arc::new(master))
             }
@@ -404,10 +404,7 @@ impl Service {
         req: pb::CreateTaskRequest,
     ) -> Result<pb::CreateTaskResponse> {
         if self.container.lock().map(|c| c.is_some()).unwrap_or(true) {
-            return Err(Error::already_exists(format!(
-                "container {:?}: already created",
-                req.id
-            )));
+            return Err(Error::AlreadyCreated { id: req.id });
         }
         let bundle = PathBuf::from(&req.bundle);
         let options = runc_options(req.options.as_ref());
@@ -426,7 +423,13 @@ impl Service {
         let rootfs = if mounts.is_empty() {
             None
         } else {
-            Some(mount_all(&mounts, &bundle.join("rootfs"))?)
+            let target = bundle.join("rootfs");
+            let mounted = mount_all(&mounts, &target).map_err(|e| Error::Rootfs {
+                op: "mount",
+                path: target,
+                source: Box::new(e),
+            })?;
+            Some(mounted)
         };
         // From a checkpoint, nothing runs until Start restores it (as
         // containerd's createdCheckpointState): the stdio is opened then.
@@ -566,7 +569,11 @@ impl Service {
                     c.restore = Some(restore);
                     Ok(())
                 });
-                return Err(e.context(format!("criu restore failed ({log})")));
+                return Err(Error::Criu {
+                    action: "restore",
+                    log,
+                    source: Box::new(e),
+                });
             }
         };
         let watched = self.with(|c| {
@@ -589,25 +596,25 @@ impl Service {
                     .ends_with("containerd.runc.v1.CheckpointOptions") =>
             {
                 CheckpointOptions::decode(any.value.as_slice())
-                    .map_err(|e| Error::invalid_argument(format!("checkpoint options: {e}")))?
+                    .map_err(|source| Error::CheckpointOptions { source })?
             }
             Some(any) if !any.type_url.is_empty() => {
-                return Err(Error::invalid_argument(format!(
-                "checkpoint options of type {:?}: expected containerd.runc.v1.CheckpointOptions",
-                any.type_url
-            )))
+                return Err(Error::CheckpointOptionsType {
+                    type_url: any.type_url.clone(),
+                })
             }
             _ => CheckpointOptions::default(),
         };
         if req.path.is_empty() {
-            return Err(Error::invalid_argument("checkpoint has no image path"));
+            return Err(Error::NoImagePath {
+                id: self.id.clone(),
+            });
         }
         let (runc, bundle, work) = self.with(|c| {
             if !c.init.started || c.init.exited().is_some() {
-                return Err(Error::failed_precondition(format!(
-                    "task {:?} is not running: only a running task can be checkpointed",
-                    self.id
-                )));
+                return Err(Error::NotRunning {
+                    id: self.id.clone(),
+                });
             }
             let work = if opts.work_path.is_empty() {
                 c.bundle.join("criu-work")
@@ -628,9 +635,10 @@ impl Service {
             cgroups_mode: opts.cgroups_mode.clone(),
         };
         let done = runc.checkpoint(&self.id, &criu, !opts.exit).await;
-        let result = done.map_err(|e| {
-            let log = keep_criu_log(&work, "dump.log", &bundle);
-            e.context(format!("criu dump failed ({log})"))
+        let result = done.map_err(|e| Error::Criu {
+            action: "dump",
+            log: keep_criu_log(&work, "dump.log", &bundle),
+            source: Box::new(e),
         });
         // A work path of our own is scratch; one the caller chose is kept.
         if opts.work_path.is_empty() {
@@ -641,7 +649,8 @@ impl Service {
 
     async fn start_process(self: &Arc<Self>, exec_id: &str) -> Result<pb::StartResponse> {
         let runc = self.runc()?;
-        let gate = self.with(|c| Ok(Arc::clone(&Self::process(c, exec_id)?.start_gate)))?;
+        let gate =
+            self.with(|c| Ok(Arc::clone(&Self::process(c, &self.id, exec_id)?.start_gate)))?;
         // Until the start event is out, the exit waits (see `start_gate`).
         let _starting = gate.lock_owned().await;
         if exec_id.is_empty() {
@@ -669,9 +678,10 @@ impl Service {
         }
         let (bundle, spec, stdin, stdout, stderr, terminal) = self.with(|c| {
             let bundle = c.bundle.clone();
-            let p = Self::process(c, exec_id)?;
-            let spec = p.spec.clone().ok_or_else(|| {
-                Error::failed_precondition(format!("process {exec_id:?} already started"))
+            let p = Self::process(c, &self.id, exec_id)?;
+            let spec = p.spec.clone().ok_or_else(|| Error::AlreadyStarted {
+                id: self.id.clone(),
+                exec_id: exec_id.to_owned(),
             })?;
             Ok((
                 bundle,
@@ -684,8 +694,7 @@ impl Service {
         })?;
         let process_file = bundle.join(format!("{exec_id}.process.json"));
         let pid_file = bundle.join(format!("{exec_id}.pid"));
-        std::fs::write(&process_file, &spec)
-            .map_err(|e| Error::unknown(format!("write {}: {e}", process_file.display())))?;
+        std::fs::write(&process_file, &spec).map_err(|e| Error::io("write", &process_file, e))?;
         let (runc_ref, id, process, pid_path) = (&runc, &self.id, &process_file, &pid_file);
         let execd = self
             .launch(
@@ -702,7 +711,7 @@ impl Service {
         let _ = std::fs::remove_file(&process_file);
         let (pid, master) = execd?;
         let watched = self.with(|c| {
-            let p = Self::process(c, exec_id)?;
+            let p = Self::process(c, &self.id, exec_id)?;
             p.pid = pid;
             p.started = true;
             p.spec = None;
@@ -727,14 +736,12 @@ impl Service {
     async fn delete_process(self: &Arc<Self>, exec_id: &str) -> Result<pb::DeleteResponse> {
         if !exec_id.is_empty() {
             let p = self.with(|c| {
-                let p = c
-                    .execs
-                    .get(exec_id)
-                    .ok_or_else(|| Error::not_found(format!("process {exec_id:?}: not found")))?;
+                let p = Self::process(c, &self.id, exec_id)?;
                 if p.started && p.exited().is_none() {
-                    return Err(Error::failed_precondition(format!(
-                        "process {exec_id:?} must be stopped before deletion"
-                    )));
+                    return Err(Error::ProcessRunning {
+                        id: self.id.clone(),
+                        exec_id: exec_id.to_owned(),
+                    });
                 }
                 let exit = p.exited();
                 let pid = p.pid;
@@ -776,10 +783,9 @@ impl Service {
             ))
         })?;
         if running {
-            return Err(Error::failed_precondition(format!(
-                "task {:?} must be stopped before deletion: running",
-                self.id
-            )));
+            return Err(Error::TaskRunning {
+                id: self.id.clone(),
+            });
         }
         // A created task that never started: runc kills its init. One
         // from a checkpoint that was never restored has nothing in runc.
@@ -796,7 +802,12 @@ impl Service {
             .ok()
             .and_then(|mut c| c.as_mut().and_then(|c| c.rootfs.take()));
         if let Some(guard) = rootfs {
-            guard.unmount()?;
+            let path = guard.path().to_owned();
+            guard.unmount().map_err(|e| Error::Rootfs {
+                op: "unmount",
+                path,
+                source: Box::new(e),
+            })?;
         }
         if let Ok(mut c) = self.container.lock() {
             *c = None;
@@ -822,7 +833,7 @@ impl Service {
     }
 
     async fn wait_process(&self, exec_id: &str) -> Result<pb::WaitResponse> {
-        let mut rx = self.with(|c| Ok(Self::process(c, exec_id)?.exit.subscribe()))?;
+        let mut rx = self.with(|c| Ok(Self::process(c, &self.id, exec_id)?.exit.subscribe()))?;
         loop {
             if let Some(exit) = *rx.borrow_and_update() {
                 return Ok(pb::WaitResponse {
@@ -830,9 +841,10 @@ impl Service {
                     exited_at: Some(ts(exit.at)),
                 });
             }
-            rx.changed()
-                .await
-                .map_err(|_| Error::unknown("exit watch closed"))?;
+            rx.changed().await.map_err(|_| Error::ExitWatchClosed {
+                id: self.id.clone(),
+                exec_id: exec_id.to_owned(),
+            })?;
         }
     }
 }
@@ -847,7 +859,7 @@ impl Task for ServiceHandle {
         let s = &self.0;
         s.with(|c| {
             let bundle = c.bundle.display().to_string();
-            let p = Service::process(c, &req.exec_id)?;
+            let p = Service::process(c, &s.id, &req.exec_id)?;
             let exit = p.exited();
             Ok(pb::StateResponse {
                 id: s.id.clone(),
@@ -924,10 +936,9 @@ impl Task for ServiceHandle {
     async fn kill(&self, _: &TtrpcContext, req: pb::KillRequest) -> ttrpc::Result<()> {
         if req.exec_id.is_empty() {
             if self.0.with(|c| Ok(c.restore.is_some())).map_err(err)? {
-                return Err(err(Error::failed_precondition(format!(
-                    "task {:?} is created from a checkpoint and not restored yet: no process to signal",
-                    self.0.id
-                ))));
+                return Err(err(Error::NotRestored {
+                    id: self.0.id.clone(),
+                }));
             }
             let runc = self.0.runc().map_err(err)?;
             return runc
@@ -937,36 +948,49 @@ impl Task for ServiceHandle {
         }
         let pid = self
             .0
-            .with(|c| Ok(Service::process(c, &req.exec_id)?.pid))
+            .with(|c| Ok(Service::process(c, &self.0.id, &req.exec_id)?.pid))
             .map_err(err)?;
         if pid <= 0 {
-            return Err(err(Error::failed_precondition(format!(
-                "process {:?} not started",
-                req.exec_id
-            ))));
+            return Err(err(Error::NotStarted {
+                id: self.0.id.clone(),
+                exec_id: req.exec_id,
+            }));
         }
-        let signal = nix::sys::signal::Signal::try_from(req.signal as i32).map_err(|_| {
-            err(Error::invalid_argument(format!(
-                "invalid signal {}",
-                req.signal
-            )))
+        let signal = nix::sys::signal::Signal::try_from(req.signal as i32).map_err(|source| {
+            err(Error::InvalidSignal {
+                signal: req.signal,
+                source,
+            })
         })?;
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal)
-            .map_err(|e| err(Error::not_found(format!("process {:?}: {e}", req.exec_id))))
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).map_err(|source| {
+            err(Error::Signal {
+                id: self.0.id.clone(),
+                exec_id: req.exec_id,
+                pid,
+                source,
+            })
+        })
     }
 
     async fn exec(&self, _: &TtrpcContext, req: pb::ExecProcessRequest) -> ttrpc::Result<()> {
-        let spec = req
-            .spec
-            .map(|s| s.value)
-            .ok_or_else(|| err(Error::invalid_argument("exec: process spec must be set")))?;
+        let spec = req.spec.map(|s| s.value).ok_or_else(|| {
+            err(Error::NoProcessSpec {
+                id: self.0.id.clone(),
+                exec_id: req.exec_id.clone(),
+            })
+        })?;
         self.0
             .with(|c| {
-                if c.execs.contains_key(&req.exec_id) || req.exec_id.is_empty() {
-                    return Err(Error::already_exists(format!(
-                        "process {:?}: already exists",
-                        req.exec_id
-                    )));
+                if req.exec_id.is_empty() {
+                    return Err(Error::EmptyExecId {
+                        id: self.0.id.clone(),
+                    });
+                }
+                if c.execs.contains_key(&req.exec_id) {
+                    return Err(Error::ExecExists {
+                        id: self.0.id.clone(),
+                        exec_id: req.exec_id.clone(),
+                    });
                 }
                 c.execs.insert(
                     req.exec_id.clone(),
@@ -1004,11 +1028,24 @@ impl Task for ServiceHandle {
     async fn resize_pty(&self, _: &TtrpcContext, req: pb::ResizePtyRequest) -> ttrpc::Result<()> {
         let console = self
             .0
-            .with(|c| Ok(Service::process(c, &req.exec_id)?.console.clone()))
+            .with(|c| {
+                Ok(Service::process(c, &self.0.id, &req.exec_id)?
+                    .console
+                    .clone())
+            })
             .map_err(err)?;
         match console {
-            Some(master) => io::resize(&master, req.width, req.height).map_err(err),
-            None => Err(err(Error::failed_precondition("process has no terminal"))),
+            Some(master) => io::resize(&master, req.width, req.height).map_err(|source| {
+                err(Error::Resize {
+                    id: self.0.id.clone(),
+                    exec_id: req.exec_id.clone(),
+                    source,
+                })
+            }),
+            None => Err(err(Error::NoTerminal {
+                id: self.0.id.clone(),
+                exec_id: req.exec_id,
+            })),
         }
     }
 

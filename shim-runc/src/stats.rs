@@ -10,8 +10,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crated_api::cgroups::{v1, v2};
-use crated_core::{Error, Result};
 use prost::Message as _;
+
+use crate::error::{Error, Result};
 
 const ROOT: &str = "/sys/fs/cgroup";
 
@@ -51,17 +52,17 @@ fn keyed_all(path: &Path) -> HashMap<String, u64> {
 /// we cannot place (the systemd driver's `slice:prefix:name`).
 pub fn collect(cgroups_path: &str) -> Result<prost_types::Any> {
     if cgroups_path.is_empty() || cgroups_path.contains(':') {
-        return Err(Error::not_implemented(format!(
-            "stats for cgroup path {cgroups_path:?} are not built yet in this shim"
-        )));
+        return Err(Error::StatsUnsupported {
+            cgroups_path: cgroups_path.to_owned(),
+        });
     }
     let rel = cgroups_path.trim_start_matches('/');
     if Path::new(ROOT).join("cgroup.controllers").exists() {
         let dir = PathBuf::from(ROOT).join(rel);
         if !dir.exists() {
-            return Err(Error::not_found(format!(
-                "cgroup {cgroups_path:?} not found"
-            )));
+            return Err(Error::CgroupNotFound {
+                cgroups_path: cgroups_path.to_owned(),
+            });
         }
         return Ok(prost_types::Any {
             type_url: "io.containerd.cgroups.v2.Metrics".to_owned(),
@@ -69,9 +70,9 @@ pub fn collect(cgroups_path: &str) -> Result<prost_types::Any> {
         });
     }
     if !PathBuf::from(ROOT).join("memory").join(rel).exists() {
-        return Err(Error::not_found(format!(
-            "cgroup {cgroups_path:?} not found"
-        )));
+        return Err(Error::CgroupNotFound {
+            cgroups_path: cgroups_path.to_owned(),
+        });
     }
     let at =
         |controller: &str, file: &str| PathBuf::from(ROOT).join(controller).join(rel).join(file);
