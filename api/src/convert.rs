@@ -11,7 +11,7 @@ use crated_core::digest::Digest;
 use crated_core::mount::Mount;
 use crated_core::platforms::Platform;
 use crated_core::tasks::{Exit, Process, ProcessInfo, Status, Stdio};
-use crated_core::{Error, Result};
+use crated_core::Result;
 
 use crate::containerd::types;
 use crate::containerd::v1::types as task_types;
@@ -74,8 +74,9 @@ pub fn descriptor_to_pb(d: Descriptor) -> types::Descriptor {
 pub fn descriptor_from_pb(d: types::Descriptor) -> Result<Descriptor> {
     Ok(Descriptor {
         digest: Digest::parse(&d.digest).map_err(|e| e.context("Target.Digest"))?,
-        size: u64::try_from(d.size).map_err(|_| {
-            Error::invalid_argument(format!("Target.Size {} must not be negative", d.size))
+        size: u64::try_from(d.size).map_err(|_| crate::error::Error::Negative {
+            field: "Target.Size".into(),
+            value: d.size,
         })?,
         media_type: d.media_type,
         annotations: d.annotations.into_iter().collect(),

@@ -89,6 +89,7 @@ pub use generated::{containerd, google};
 
 pub mod convert;
 pub mod dial;
+pub mod error;
 pub mod metadata;
 pub mod plugins;
 pub mod proxy;

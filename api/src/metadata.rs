@@ -7,7 +7,9 @@
 //! as in containerd.
 
 use crated_core::namespaces::{GRPC_HEADER, TTRPC_HEADER};
-use crated_core::{Error, Namespace, Result};
+use crated_core::{Namespace, Result};
+
+use crate::error::Error as WireError;
 
 /// The namespace of a gRPC request.
 ///
@@ -17,10 +19,10 @@ pub fn grpc_namespace<T>(request: &tonic::Request<T>) -> Result<Namespace> {
     let value = request
         .metadata()
         .get(GRPC_HEADER)
-        .ok_or_else(|| Error::failed_precondition("namespace is required"))?;
+        .ok_or(WireError::NamespaceRequired)?;
     let name = value
         .to_str()
-        .map_err(|_| Error::invalid_argument("namespace header is not valid ascii"))?;
+        .map_err(|_| WireError::HeaderNotAscii("namespace"))?;
     Namespace::new(name)
 }
 
@@ -31,15 +33,15 @@ pub fn grpc_lease<T>(request: &tonic::Request<T>) -> Result<Option<String>> {
         Some(value) => value
             .to_str()
             .map(|v| Some(v.to_owned()))
-            .map_err(|_| Error::invalid_argument("lease header is not valid ascii")),
+            .map_err(|_| WireError::HeaderNotAscii("lease").into()),
     }
 }
 
 /// Puts `lease` in the gRPC metadata of an outgoing request.
 pub fn set_grpc_lease<T>(request: &mut tonic::Request<T>, lease: &str) -> Result<()> {
-    let value = lease.parse().map_err(|_| {
-        Error::invalid_argument(format!("lease id {lease:?} is not a valid header value"))
-    })?;
+    let value = lease
+        .parse()
+        .map_err(|_| WireError::LeaseHeader(lease.to_owned()))?;
     request
         .metadata_mut()
         .insert(crated_core::leases::GRPC_HEADER, value);
@@ -61,7 +63,7 @@ pub fn ttrpc_namespace(ctx: &ttrpc::r#async::TtrpcContext) -> Result<Namespace> 
         .metadata
         .get(TTRPC_HEADER)
         .and_then(|values| values.first())
-        .ok_or_else(|| Error::failed_precondition("namespace is required"))?;
+        .ok_or(WireError::NamespaceRequired)?;
     Namespace::new(name.clone())
 }
 

@@ -76,7 +76,7 @@ pub fn from_ttrpc(err: ttrpc::Error) -> Error {
             let code = tonic::Code::from_i32(status.code.value());
             Error::new(kind_of_grpc(code), status.message.clone())
         }
-        other => Error::unavailable(format!("ttrpc: {other}")),
+        other => crate::error::Error::Ttrpc(other).into(),
     }
 }
 

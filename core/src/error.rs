@@ -180,9 +180,16 @@ pub fn io_kind(err: &std::io::Error) -> Kind {
         | Io::IsADirectory
         | Io::CrossesDevices
         | Io::NotSeekable => Kind::FailedPrecondition,
-        Io::WouldBlock | Io::ResourceBusy | Io::ConnectionRefused | Io::ConnectionReset
-        | Io::ConnectionAborted | Io::NotConnected | Io::BrokenPipe | Io::StorageFull
-        | Io::QuotaExceeded | Io::OutOfMemory => Kind::Unavailable,
+        Io::WouldBlock
+        | Io::ResourceBusy
+        | Io::ConnectionRefused
+        | Io::ConnectionReset
+        | Io::ConnectionAborted
+        | Io::NotConnected
+        | Io::BrokenPipe
+        | Io::StorageFull
+        | Io::QuotaExceeded
+        | Io::OutOfMemory => Kind::Unavailable,
         Io::TimedOut => Kind::DeadlineExceeded,
         Io::Interrupted => Kind::Aborted,
         Io::Unsupported => Kind::NotImplemented,

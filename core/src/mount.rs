@@ -147,18 +147,42 @@ impl Drop for MountGuard {
     }
 }
 
+/// mount(8) or umount(8) failing.
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    /// The command exited unsuccessfully; `stderr` is what it said.
+    #[error("{what}: {stderr}")]
+    Failed {
+        /// What was being mounted or unmounted where.
+        what: String,
+        /// How the command exited.
+        status: std::process::ExitStatus,
+        /// What it printed.
+        stderr: String,
+    },
+}
+
+impl crate::error::KindError for MountError {
+    fn kind(&self) -> crate::Kind {
+        // mount(8) reports every failure by exit status 32 with a message
+        // for people: nothing finer to tell apart.
+        crate::Kind::Unknown
+    }
+}
+
 fn run(cmd: &mut Command, what: impl Fn() -> String) -> Result<()> {
     let out = cmd
         .output()
-        .map_err(|e| Error::unknown(format!("{}: run {:?}: {e}", what(), cmd.get_program())))?;
+        .map_err(|e| Error::io(format!("{}: run {:?}", what(), cmd.get_program()), e))?;
     if out.status.success() {
         return Ok(());
     }
-    Err(Error::unknown(format!(
-        "{}: {}",
-        what(),
-        String::from_utf8_lossy(&out.stderr).trim()
-    )))
+    Err(MountError::Failed {
+        what: what(),
+        status: out.status,
+        stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+    }
+    .into())
 }
 
 /// Performs `mounts` in order on `target` with mount(8), as containerd's
@@ -167,7 +191,7 @@ pub fn mount_all(mounts: &[Mount], target: &Path) -> Result<MountGuard> {
     // Absolute: a compacted overlay mounts from another working directory.
     let target = target
         .canonicalize()
-        .map_err(|e| Error::invalid_argument(format!("mount target {}: {e}", target.display())))?;
+        .map_err(|e| Error::io(format!("mount target {}", target.display()), e))?;
     let mut guard = MountGuard {
         target: target.clone(),
         depth: 0,
@@ -227,16 +251,23 @@ pub fn unmount(target: &Path) -> Result<()> {
     if run(Command::new("umount").arg("--lazy").arg(target), what).is_ok() {
         return Ok(());
     }
-    Err(last.unwrap_or_else(|| Error::unknown(what())))
+    Err(last.unwrap_or_else(|| {
+        MountError::Failed {
+            what: what(),
+            status: std::process::ExitStatus::default(),
+            stderr: String::new(),
+        }
+        .into()
+    }))
 }
 
 /// Whether something is mounted at `target`.
 pub fn is_mountpoint(target: &Path) -> Result<bool> {
     let target = target
         .canonicalize()
-        .map_err(|e| Error::not_found(format!("{}: {e}", target.display())))?;
+        .map_err(|e| Error::io(target.display(), e))?;
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
-        .map_err(|e| Error::unknown(format!("read /proc/self/mountinfo: {e}")))?;
+        .map_err(|e| Error::io("read /proc/self/mountinfo", e))?;
     // Field 5 is the mount point, with spaces and the like octal-escaped.
     let wanted = target.to_string_lossy().replace(' ', "\\040");
     Ok(mountinfo

@@ -72,12 +72,10 @@ impl InitContext {
         let decoded = serde_ignored::deserialize(table.clone(), |path| {
             unknown.push(path.to_string());
         });
-        let config = decoded.map_err(|e: toml::de::Error| {
-            Error::invalid_argument(format!(
-                "invalid config for plugin {}: {}",
-                self.uri(),
-                e.message().trim()
-            ))
+        let config = decoded.map_err(|source: toml::de::Error| crate::error::Error::Config {
+            plugin: self.uri(),
+            message: source.message().trim().to_owned(),
+            source,
         })?;
         for key in unknown {
             tracing::warn!(plugin = %self.uri(), key, "unknown key in plugin config; ignored");

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod context;
+pub mod error;
 mod registry;
 pub mod types;
 

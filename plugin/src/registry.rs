@@ -9,6 +9,7 @@ use std::time::Duration;
 use crated_core::{Error, Kind};
 
 use crate::context::InitContext;
+use crate::error::Error as PluginError;
 use crate::{CloseFn, Id, InitError, PluginInfo, PluginStatus, Registration, Type, Value};
 
 /// The daemon's settings every init may read.
@@ -81,9 +82,7 @@ impl Instances {
         self.of_type::<T>(r#type.name())
             .next_back()
             .map(|(_, v)| v.clone())
-            .ok_or_else(|| {
-                Error::failed_precondition(format!("no plugin of type {} is loaded", r#type.name()))
-            })
+            .ok_or_else(|| PluginError::TypeNotLoaded(r#type.name().to_owned()).into())
     }
 
     pub(crate) fn get_by_id<T: Clone + 'static>(&self, id: Id<T>) -> Result<T, Error> {
@@ -102,7 +101,11 @@ impl Instances {
                         PluginStatus::Ok => None,
                     })
                     .unwrap_or_default();
-                Error::failed_precondition(format!("plugin {type_name}.{id} is not loaded{why}"))
+                PluginError::NotLoaded {
+                    plugin: format!("{type_name}.{id}"),
+                    why,
+                }
+                .into()
             })
     }
 
@@ -166,10 +169,7 @@ pub fn order(registrations: &[Registration]) -> Result<Vec<usize>, Error> {
             return Ok(());
         }
         if !active.insert(i) {
-            return Err(Error::failed_precondition(format!(
-                "plugin {} is part of a requires cycle",
-                regs[i].uri()
-            )));
+            return Err(PluginError::Cycle(regs[i].uri()).into());
         }
         let reg = &regs[i];
         let wildcard = reg.requires.contains(&"*");
@@ -210,10 +210,7 @@ pub async fn load(registrations: Vec<Registration>, opts: LoadOptions) -> Result
     let mut seen = HashSet::new();
     for reg in &enabled {
         if !seen.insert(reg.uri()) {
-            return Err(Error::failed_precondition(format!(
-                "plugin {} is registered twice",
-                reg.uri()
-            )));
+            return Err(PluginError::Duplicate(reg.uri()).into());
         }
     }
     for uri in opts.sections.keys() {
@@ -305,21 +302,21 @@ fn check_required(required: &[String], infos: &[PluginInfo]) -> Result<(), Error
             .iter()
             .find(|p| format!("{}.{}", p.r#type, p.id) == *uri);
         match found.map(|p| &p.status) {
-            None => {
-                return Err(Error::failed_precondition(format!(
-                    "required plugin {uri} is not registered or is disabled"
-                )))
-            }
+            None => return Err(PluginError::RequiredMissing(uri.clone()).into()),
             Some(PluginStatus::Ok) => {}
             Some(PluginStatus::Skipped(reason)) => {
-                return Err(Error::failed_precondition(format!(
-                    "required plugin {uri} was skipped: {reason}"
-                )))
+                return Err(PluginError::RequiredSkipped {
+                    plugin: uri.clone(),
+                    reason: reason.clone(),
+                }
+                .into())
             }
             Some(PluginStatus::Failed(_, msg)) => {
-                return Err(Error::failed_precondition(format!(
-                    "required plugin {uri} failed to load: {msg}"
-                )))
+                return Err(PluginError::RequiredFailed {
+                    plugin: uri.clone(),
+                    message: msg.clone(),
+                }
+                .into())
             }
         }
     }

@@ -8,7 +8,9 @@ use std::sync::{Arc, OnceLock};
 
 use crated_core::filters::{self, Adaptor};
 use crated_core::introspection::{Introspection, PluginInfo, ServerInfo, Version};
-use crated_core::{Error, Result};
+use crated_core::Result;
+
+use crate::error::Error as ServiceError;
 
 /// The daemon version reported to clients.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -99,19 +101,20 @@ fn server_uuid(dir: &Path) -> Result<String> {
             tracing::warn!(path = %path.display(), "server uuid file is malformed; writing a new one")
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::unknown(format!("read {}: {e}", path.display()))),
+        Err(e) => return Err(ServiceError::io("read", &path)(e).into()),
     }
     let id = uuid::Uuid::new_v4().to_string();
-    let io = |e: std::io::Error| Error::unknown(format!("write {}: {e}", path.display()));
-    std::fs::create_dir_all(dir).map_err(io)?;
     let tmp = dir.join("uuid.tmp");
-    let mut file = std::fs::File::create(&tmp).map_err(io)?;
-    file.write_all(id.as_bytes()).map_err(io)?;
-    file.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, &path).map_err(io)?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io)?;
+    let write = ServiceError::io("write", &path);
+    (|| {
+        std::fs::create_dir_all(dir)?;
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(id.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        std::fs::File::open(dir).and_then(|d| d.sync_all())
+    })()
+    .map_err(write)?;
     Ok(id)
 }
 

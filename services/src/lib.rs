@@ -3,6 +3,7 @@
 pub mod containers;
 pub mod content;
 pub mod diff;
+pub mod error;
 pub mod events;
 pub mod images;
 pub mod introspection;

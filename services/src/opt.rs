@@ -6,6 +6,8 @@
 use std::path::PathBuf;
 
 use crated_core::Error;
+
+use crate::error::Error as ServiceError;
 use crated_plugin::types::{self, Opt};
 use crated_plugin::{Plugin, Registration};
 use serde::{Deserialize, Serialize};
@@ -31,16 +33,11 @@ pub fn registration() -> Registration {
     Registration::new(types::OPT.r#type(), types::OPT.id(), |ctx| async move {
         let config: Config = ctx.config()?;
         if !config.path.is_absolute() {
-            return Err(Error::invalid_argument(format!(
-                "opt path {:?} must be absolute",
-                config.path
-            ))
-            .into());
+            return Err(Error::from(ServiceError::RelativeOpt(config.path)).into());
         }
         for dir in [config.path.join("bin"), config.path.join("lib")] {
-            std::fs::create_dir_all(&dir).map_err(|e| {
-                Error::unknown(format!("create opt directory {}: {e}", dir.display()))
-            })?;
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| Error::from(ServiceError::io("create opt directory", &dir)(e)))?;
         }
         Ok(Plugin::new(Opt(config.path.clone())).export("path", config.path.display()))
     })

@@ -34,9 +34,7 @@ impl Snapshotters for SnapshotService {
 
     fn get(&self, ns: &Namespace, name: &str, lease: Option<&str>) -> Result<Arc<dyn Snapshotter>> {
         if name.is_empty() {
-            return Err(crated_core::Error::invalid_argument(
-                "snapshotter argument missing",
-            ));
+            return Err(crate::error::Error::Missing("snapshotter").into());
         }
         Ok(Arc::new(Publishing {
             inner: self.snapshotters.get(ns, name, lease)?,

@@ -14,7 +14,9 @@ use crated_core::tasks::{
     CheckpointTask, CreateTask, ExecProcess, Exit, Metric, Process, ProcessFields, ProcessInfo,
     Tasks, UpdateTask,
 };
-use crated_core::{identifiers, Error, Namespace, Result};
+use crated_core::{identifiers, Namespace, Result};
+
+use crate::error::Error as ServiceError;
 use crated_runtime_v2::checkpoint;
 use crated_runtime_v2::shim::Shim;
 use crated_runtime_v2::{CreateOptions, RestoreFrom, TaskManager};
@@ -52,9 +54,9 @@ impl TaskService {
     }
 }
 
-fn required(value: &str, what: &str) -> Result<()> {
+fn required(value: &str, what: &'static str) -> Result<()> {
     if value.is_empty() {
-        return Err(Error::invalid_argument(format!("{what} must be set")));
+        return Err(ServiceError::Missing(what).into());
     }
     Ok(())
 }
@@ -96,9 +98,10 @@ impl Tasks for TaskService {
     async fn create(&self, ns: &Namespace, task: CreateTask) -> Result<u32> {
         required(&task.container_id, "container id")?;
         let container = self.containers.get(ns, &task.container_id).await?;
-        let spec = container.spec.map(|s| s.value).ok_or_else(|| {
-            Error::failed_precondition(format!("container {:?} has no spec", task.container_id))
-        })?;
+        let spec = container
+            .spec
+            .map(|s| s.value)
+            .ok_or_else(|| ServiceError::NoSpec(task.container_id.clone()))?;
         // From a checkpoint: its images, extracted for the shim to restore
         // at Start (the runc options' `criu_image_path` names a directory
         // that is already there instead).

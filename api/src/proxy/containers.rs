@@ -1,11 +1,12 @@
 //! [`ContainerStore`] over containerd's gRPC containers service.
 
 use crated_core::containers::{Container, ContainerStore};
-use crated_core::{Error, Namespace, Result};
+use crated_core::{Namespace, Result};
 use tonic::transport::Channel;
 
 use super::{request, unlimited};
 use crate::containerd::services::containers::v1 as pb;
+use crate::error::Error as WireError;
 use crate::from_grpc;
 use crate::services::containers::{from_pb, to_pb};
 
@@ -25,7 +26,13 @@ impl ContainersProxy {
 }
 
 fn container(c: Option<pb::Container>) -> Result<Container> {
-    from_pb(c).map_err(|e| Error::unknown(format!("the daemon sent a bad container: {e}")))
+    from_pb(c).map_err(|source| {
+        WireError::BadReply {
+            what: "container",
+            source,
+        }
+        .into()
+    })
 }
 
 #[async_trait::async_trait]

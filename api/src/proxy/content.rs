@@ -4,12 +4,13 @@ use std::sync::Arc;
 
 use crated_core::content::{ContentStore, Info, Labels, ReaderAt, Status, Writer, WriterOptions};
 use crated_core::digest::Digest;
-use crated_core::{Error, Namespace, Result};
+use crated_core::{Namespace, Result};
 use tokio::sync::{mpsc, Mutex};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
 use crate::containerd::services::content::v1 as pb;
+use crate::error::Error as WireError;
 use crate::from_grpc;
 use crate::metadata::{set_grpc_lease, set_grpc_namespace};
 use crate::services::content::{info_from_pb, info_to_pb, status_from_pb};
@@ -38,9 +39,8 @@ fn request<T>(ns: &Namespace, message: T) -> tonic::Request<T> {
     request
 }
 
-fn to_i64(what: &str, value: u64) -> Result<i64> {
-    i64::try_from(value)
-        .map_err(|_| Error::invalid_argument(format!("{what} {value} is too large")))
+fn to_i64(what: &'static str, value: u64) -> Result<i64> {
+    i64::try_from(value).map_err(|_| WireError::TooLarge { field: what, value }.into())
 }
 
 impl ContentProxy {
@@ -207,7 +207,7 @@ impl ContentStore for ContentProxy {
         };
         tx.send(first)
             .await
-            .map_err(|_| Error::unavailable("content write stream closed before it started"))?;
+            .map_err(|_| WireError::WriteStream("closed before it started"))?;
         let mut responses = self
             .client
             .clone()
@@ -274,10 +274,7 @@ impl ReaderAt for ProxyReader {
         while let Some(chunk) = stream.message().await.map_err(from_grpc)? {
             let end = filled + chunk.data.len();
             if end > buf.len() {
-                return Err(Error::unknown(format!(
-                    "read of {} returned more than asked",
-                    self.digest
-                )));
+                return Err(WireError::OverlongRead(self.digest.to_string()).into());
             }
             buf[filled..end].copy_from_slice(&chunk.data);
             filled = end;
@@ -313,10 +310,7 @@ impl Stream {
 
     /// Sends without waiting for the reply.
     async fn send(&mut self, message: pb::WriteContentRequest) -> Result<()> {
-        let tx = self
-            .tx
-            .as_ref()
-            .ok_or_else(|| Error::failed_precondition("content writer is closed"))?;
+        let tx = self.tx.as_ref().ok_or(WireError::WriterClosed)?;
         if tx.send(message).await.is_ok() {
             return Ok(());
         }
@@ -326,11 +320,7 @@ impl Stream {
             match self.responses.message().await {
                 Ok(Some(_)) => continue,
                 Err(status) => return Err(from_grpc(status)),
-                Ok(None) => {
-                    return Err(Error::unavailable(
-                        "content write stream closed by the server",
-                    ))
-                }
+                Ok(None) => return Err(WireError::WriteStream("closed by the server").into()),
             }
         }
     }
@@ -357,9 +347,7 @@ async fn next_reply(
 ) -> Result<pb::WriteContentResponse> {
     match responses.message().await {
         Ok(Some(response)) => Ok(response),
-        Ok(None) => Err(Error::unavailable(
-            "content write stream ended without a reply",
-        )),
+        Ok(None) => Err(WireError::WriteStream("ended without a reply").into()),
         Err(status) => Err(from_grpc(status)),
     }
 }
@@ -451,10 +439,11 @@ impl Writer for ProxyWriter {
         // A write at offset 0 makes the server truncate (containerd's
         // protocol); other sizes cannot be expressed on the wire.
         if size != 0 {
-            return Err(Error::not_implemented(format!(
-                "truncate of ingest {:?} to {size} bytes: only 0 is supported over grpc",
-                self.r#ref
-            )));
+            return Err(WireError::Truncate {
+                reference: self.r#ref.clone(),
+                size,
+            }
+            .into());
         }
         // Done now rather than on the next write so that `status` and
         // `digest` agree with the server straight away.
@@ -494,10 +483,11 @@ impl Writer for ProxyWriter {
             .await?;
         if let Some(expected) = expected {
             if response.digest != expected.as_str() {
-                return Err(Error::failed_precondition(format!(
-                    "unexpected commit digest {}, expected {expected}",
-                    response.digest
-                )));
+                return Err(WireError::CommitDigest {
+                    got: response.digest,
+                    expected: expected.to_string(),
+                }
+                .into());
             }
         }
         Ok(())

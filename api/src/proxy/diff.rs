@@ -4,12 +4,13 @@
 use crated_core::descriptor::Descriptor;
 use crated_core::diff::{Applier, CompareOptions, Comparer};
 use crated_core::mount::Mount;
-use crated_core::{Error, Namespace, Result};
+use crated_core::{Namespace, Result};
 use tonic::transport::Channel;
 
 use super::{request, unlimited};
 use crate::containerd::services::diff::v1 as pb;
 use crate::convert::{descriptor_from_pb, descriptor_to_pb, mount_to_pb};
+use crate::error::Error as WireError;
 use crate::from_grpc;
 
 /// The diff service of a remote daemon.
@@ -28,7 +29,7 @@ impl DiffProxy {
 }
 
 fn descriptor(d: Option<crate::containerd::types::Descriptor>, what: &str) -> Result<Descriptor> {
-    let d = d.ok_or_else(|| Error::unknown(format!("the daemon's {what} names no descriptor")))?;
+    let d = d.ok_or_else(|| WireError::MissingReply(format!("descriptor in its {what} reply")))?;
     descriptor_from_pb(d)
 }
 

@@ -1,11 +1,12 @@
 //! [`ImageStore`] over containerd's gRPC images service.
 
 use crated_core::images::{Image, ImageStore};
-use crated_core::{Error, Namespace, Result};
+use crated_core::{Namespace, Result};
 use tonic::transport::Channel;
 
 use super::{request, unlimited};
 use crate::containerd::services::images::v1 as pb;
+use crate::error::Error as WireError;
 use crate::from_grpc;
 use crate::services::images::{from_pb, to_pb};
 
@@ -25,7 +26,13 @@ impl ImagesProxy {
 }
 
 fn image(image: Option<pb::Image>) -> Result<Image> {
-    from_pb(image).map_err(|e| Error::unknown(format!("the daemon sent a bad image: {e}")))
+    from_pb(image).map_err(|source| {
+        WireError::BadReply {
+            what: "image",
+            source,
+        }
+        .into()
+    })
 }
 
 #[async_trait::async_trait]

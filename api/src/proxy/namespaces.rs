@@ -3,11 +3,12 @@
 use std::collections::BTreeMap;
 
 use crated_core::namespaces::{NamespaceInfo, NamespaceService};
-use crated_core::{Error, Namespace, Result};
+use crated_core::{Namespace, Result};
 use tonic::transport::Channel;
 
 use super::{request, unlimited};
 use crate::containerd::services::namespaces::v1 as pb;
+use crate::error::Error as WireError;
 use crate::from_grpc;
 use crate::services::namespaces::{from_pb, to_pb};
 
@@ -27,7 +28,13 @@ impl NamespacesProxy {
 }
 
 fn namespace(ns: Option<pb::Namespace>) -> Result<NamespaceInfo> {
-    from_pb(ns).map_err(|e| Error::unknown(format!("the daemon sent a bad namespace: {e}")))
+    from_pb(ns).map_err(|source| {
+        WireError::BadReply {
+            what: "namespace",
+            source,
+        }
+        .into()
+    })
 }
 
 #[async_trait::async_trait]

@@ -6,7 +6,7 @@ use crated_core::descriptor::Descriptor;
 use crated_core::tasks::{
     CheckpointTask, CreateTask, ExecProcess, Exit, Metric, Process, ProcessInfo, Tasks, UpdateTask,
 };
-use crated_core::{Error, Namespace, Result};
+use crated_core::{Namespace, Result};
 use tonic::transport::Channel;
 
 use super::{request, unlimited};
@@ -15,6 +15,7 @@ use crate::convert::{
     any_from_pb, any_to_pb, descriptor_from_pb, descriptor_to_pb, exit_from_pb, mount_to_pb,
     process_from_pb, process_info_from_pb, to_system_time,
 };
+use crate::error::Error as WireError;
 use crate::from_grpc;
 
 /// The tasks of a remote daemon.
@@ -99,7 +100,7 @@ impl Tasks for TasksProxy {
         let process = reply.map_err(from_grpc)?.into_inner().process;
         process
             .map(process_from_pb)
-            .ok_or_else(|| Error::unknown(format!("the daemon sent no process for task {id:?}")))
+            .ok_or_else(|| WireError::MissingReply(format!("process for task {id:?}")).into())
     }
 
     async fn list(&self, ns: &Namespace, filters: &[String]) -> Result<Vec<Process>> {

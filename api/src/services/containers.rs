@@ -58,7 +58,7 @@ pub fn to_pb(c: Container) -> pb::Container {
 
 /// A wire container as the core type.
 pub fn from_pb(c: Option<pb::Container>) -> Result<Container> {
-    let c = c.ok_or_else(|| Error::invalid_argument("container must be set"))?;
+    let c = c.ok_or_else(|| Error::from(crate::error::Error::Missing("container")))?;
     let now = std::time::SystemTime::now();
     let runtime = c.runtime.unwrap_or_default();
     Ok(Container {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crated_core::content::{ContentStore, Info, Status as IngestStatus, Writer, WriterOptions};
 use crated_core::digest::Digest;
-use crated_core::{Error, Namespace, Result};
+use crated_core::{Namespace, Result};
 use futures::Stream;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -110,8 +110,13 @@ fn optional_digest(s: &str) -> Result<Option<Digest>> {
 }
 
 fn non_negative(what: &str, value: i64) -> Result<u64> {
-    u64::try_from(value)
-        .map_err(|_| Error::invalid_argument(format!("{what} {value} must not be negative")))
+    u64::try_from(value).map_err(|_| {
+        crate::error::Error::Negative {
+            field: what.to_owned(),
+            value,
+        }
+        .into()
+    })
 }
 
 #[tonic::async_trait]
@@ -136,7 +141,7 @@ impl pb::content_server::Content for Service {
         let request = request.into_inner();
         let info = request
             .info
-            .ok_or_else(|| to_grpc(Error::invalid_argument("info must be set")))
+            .ok_or_else(|| to_grpc(crate::error::Error::Missing("info").into()))
             .and_then(|i| info_from_pb(i).map_err(to_grpc))?;
         let paths = request.update_mask.map(|m| m.paths).unwrap_or_default();
         let info = self

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crated_core::diff::{CompareOptions, Differ};
-use crated_core::{Error, Result};
+use crated_core::Result;
 use tonic::{Request, Response, Status};
 
 use crate::containerd::services::diff::v1 as pb;
@@ -34,7 +34,7 @@ impl Service {
         let layer = descriptor_from_pb(
             request
                 .diff
-                .ok_or_else(|| Error::invalid_argument("diff descriptor must be set"))?,
+                .ok_or(crate::error::Error::Missing("diff descriptor"))?,
         )?;
         let mounts: Vec<_> = request.mounts.into_iter().map(mount_from_pb).collect();
         let applied = self.differ.apply(&ns, &layer, &mounts).await?;

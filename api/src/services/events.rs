@@ -6,13 +6,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use crated_core::events::{Envelope, Events, Payload};
-use crated_core::Error;
 use futures::Stream;
 use tonic::{Request, Response, Status};
 
 use crate::containerd::services::events::ttrpc::v1 as ttrpc_pb;
 use crate::containerd::services::events::v1 as pb;
 use crate::convert::{to_system_time, to_timestamp};
+use crate::error::Error as WireError;
 use crate::metadata::{grpc_namespace, ttrpc_namespace};
 use crate::{to_grpc, to_ttrpc};
 
@@ -88,7 +88,7 @@ impl pb::events_server::Events for Service {
         let ns = grpc_namespace(&request).map_err(to_grpc)?;
         let request = request.into_inner();
         if request.event.is_none() {
-            return Err(to_grpc(Error::invalid_argument("event must be set")));
+            return Err(to_grpc(WireError::Missing("event").into()));
         }
         self.events
             .publish(&ns, &request.topic, any_to_payload(request.event))
@@ -101,7 +101,7 @@ impl pb::events_server::Events for Service {
         let envelope = request
             .into_inner()
             .envelope
-            .ok_or_else(|| to_grpc(Error::invalid_argument("envelope must be set")))?;
+            .ok_or_else(|| to_grpc(WireError::Missing("envelope").into()))?;
         self.events
             .forward(envelope_from_parts(
                 envelope.timestamp,
@@ -161,14 +161,16 @@ impl ttrpc_pb::events_ttrpc::Events for Service {
         // must agree with it.
         let envelope = request
             .envelope
-            .ok_or_else(|| to_ttrpc(Error::invalid_argument("envelope must be set")))?;
+            .ok_or_else(|| to_ttrpc(WireError::Missing("envelope").into()))?;
         if let Ok(header) = ttrpc_namespace(ctx) {
             if header.as_str() != envelope.namespace {
-                return Err(to_ttrpc(Error::invalid_argument(format!(
-                    "envelope namespace {:?} differs from the request's {:?}",
-                    envelope.namespace,
-                    header.as_str()
-                ))));
+                return Err(to_ttrpc(
+                    WireError::NamespaceMismatch {
+                        envelope: envelope.namespace,
+                        header: header.to_string(),
+                    }
+                    .into(),
+                ));
             }
         }
         self.events

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crated_core::digest::Digest;
 use crated_core::images::{Image, ImageStore};
-use crated_core::{Error, Result};
+use crated_core::Result;
 use tonic::{Request, Response, Status};
 
 use crate::containerd::services::images::v1 as pb;
@@ -61,15 +61,15 @@ const UNUSED_DIGEST: &str =
     "sha256:0000000000000000000000000000000000000000000000000000000000000000";
 
 fn from_pb_with(image: Option<pb::Image>, needs_target: bool) -> Result<Image> {
-    let image = image.ok_or_else(|| Error::invalid_argument("image must be set"))?;
+    let image = image.ok_or(crate::error::Error::Missing("image"))?;
     let now = std::time::SystemTime::now();
     let target = match image.target {
         Some(target) if needs_target => descriptor_from_pb(target)?,
         None if needs_target => {
-            return Err(Error::invalid_argument(format!(
-                "Target of image {:?} must be set",
-                image.name
-            )))
+            return Err(
+                crated_core::Error::from(crate::error::Error::Missing("image Target"))
+                    .context(format!("image {:?}", image.name)),
+            )
         }
         target => {
             let mut target = target.unwrap_or_default();

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use crated_core::leases::{Lease, LeaseStore, Resource};
-use crated_core::Error;
 use tonic::{Request, Response, Status};
 
 use crate::containerd::services::leases::v1 as pb;
@@ -39,7 +38,7 @@ pub fn to_pb(lease: Lease) -> pb::Lease {
 }
 
 fn resource(r: Option<pb::Resource>) -> Result<Resource, Status> {
-    let r = r.ok_or_else(|| to_grpc(Error::invalid_argument("resource must be set")))?;
+    let r = r.ok_or_else(|| to_grpc(crate::error::Error::Missing("resource").into()))?;
     Ok(Resource {
         id: r.id,
         r#type: r.r#type,

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crated_core::namespaces::{NamespaceInfo, NamespaceService};
-use crated_core::{Error, Namespace, Result};
+use crated_core::{Namespace, Result};
 use tonic::{Request, Response, Status};
 
 use crate::containerd::services::namespaces::v1 as pb;
@@ -38,7 +38,7 @@ pub fn to_pb(info: NamespaceInfo) -> pb::Namespace {
 
 /// A wire namespace as the core type; the name must be valid.
 pub fn from_pb(ns: Option<pb::Namespace>) -> Result<NamespaceInfo> {
-    let ns = ns.ok_or_else(|| Error::invalid_argument("namespace must be set"))?;
+    let ns = ns.ok_or(crate::error::Error::Missing("namespace"))?;
     Ok(NamespaceInfo {
         name: Namespace::new(ns.name)?,
         labels: ns.labels.into_iter().collect(),

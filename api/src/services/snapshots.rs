@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crated_core::mount::Mount;
 use crated_core::snapshots::{Info, Kind, Snapshotter, Snapshotters};
-use crated_core::{Error, Result};
+use crated_core::Result;
 use futures::Stream;
 use tonic::{Request, Response, Status};
 
@@ -43,9 +43,6 @@ impl Service {
         name: &str,
     ) -> Result<(crated_core::Namespace, Arc<dyn Snapshotter>)> {
         let ns = grpc_namespace(request)?;
-        if name.is_empty() {
-            return Err(Error::invalid_argument("snapshotter argument missing"));
-        }
         let lease = grpc_lease(request)?;
         let snapshotter = self.snapshotters.get(&ns, name, lease.as_deref())?;
         Ok((ns, snapshotter))
@@ -88,9 +85,7 @@ pub fn kind_from_pb(kind: i32) -> Result<Kind> {
         Ok(pb::Kind::View) => Ok(Kind::View),
         Ok(pb::Kind::Active) => Ok(Kind::Active),
         Ok(pb::Kind::Committed) => Ok(Kind::Committed),
-        _ => Err(Error::invalid_argument(format!(
-            "unknown snapshot kind {kind}"
-        ))),
+        _ => Err(crate::error::Error::UnknownSnapshotKind(kind).into()),
     }
 }
 
@@ -223,7 +218,7 @@ impl pb::snapshots_server::Snapshots for Service {
         let r = request.into_inner();
         let info = r
             .info
-            .ok_or_else(|| to_grpc(Error::invalid_argument("snapshot info must be set")))?;
+            .ok_or_else(|| to_grpc(crate::error::Error::Missing("snapshot info").into()))?;
         let paths = r.update_mask.map(|m| m.paths).unwrap_or_default();
         let updated = sn
             .update(info_from_pb(info), &paths)

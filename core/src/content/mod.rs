@@ -178,7 +178,7 @@ pub async fn write_blob(
     loop {
         let n = data
             .read(&mut buf)
-            .map_err(|e| crate::Error::unknown(format!("read {ref}: {e}", ref = r#ref)))?;
+            .map_err(|e| crate::Error::io(format_args!("read {ref}", ref = r#ref), e))?;
         if n == 0 {
             break;
         }
