@@ -31,12 +31,12 @@ use crated_core::images::walk::{self, media_types, Node};
 use crated_core::platforms::default_matcher;
 use crated_core::snapshots::Labels;
 use crated_core::tasks::{CheckpointTask, CreateTask, Status, Stdio};
-use crated_core::{Error, Result};
+use crated_core::Result;
 use prost::Message as _;
 
 use crate::leases::Temporary;
 use crate::oci::{OciDescriptor, OciIndex};
-use crate::Client;
+use crate::{Client, Error};
 
 /// The type URL of runc's checkpoint options in an `Any`.
 const CRIU_OPTIONS_URL: &str = "containerd.runc.v1.CheckpointOptions";
@@ -123,9 +123,7 @@ pub async fn checkpoint(
 ) -> Result<Option<Descriptor>> {
     let status = task_status(client, id).await?;
     if options.task && status.is_none() {
-        return Err(Error::failed_precondition(format!(
-            "container {id:?} has no task to checkpoint"
-        )));
+        return Err(Error::NoTaskToCheckpoint { id: id.to_owned() }.into());
     }
     let lease = Temporary::create(client).await?;
     let paused_by_us = status == Some(Status::Running);
@@ -142,9 +140,12 @@ pub async fn checkpoint(
         // A task that exited with its dump cannot be resumed; any other
         // that stays paused is the caller's to know.
         if let (Err(e), false, Ok(_)) = (resumed, options.exit, &result) {
-            return Err(e.context(format!(
-                "checkpoint {name:?} written, but task {id:?} could not be resumed"
-            )));
+            return Err(Error::NotResumed {
+                name: name.to_owned(),
+                id: id.to_owned(),
+                source: Box::new(e),
+            }
+            .into());
         }
     }
     result
@@ -163,7 +164,10 @@ async fn checkpoint_leased(
         .containers
         .get(ns, id)
         .await
-        .map_err(|e| e.context(format!("container {id:?}")))?;
+        .map_err(|e| Error::Container {
+            id: id.to_owned(),
+            source: Box::new(e),
+        })?;
     let store = &*client.services().content;
     let runtime = record.runtime.clone();
     let mut manifests: Vec<OciDescriptor> = Vec::new();
@@ -227,18 +231,14 @@ async fn checkpoint_leased(
     let rw = options.rw && !(options.when_present && record.snapshot_key.is_empty());
     if image {
         if record.image.is_empty() {
-            return Err(Error::failed_precondition(format!(
-                "container {id:?} has no image to include"
-            )));
+            return Err(Error::NoImageToInclude { id: id.to_owned() }.into());
         }
         let target = crate::images::target(client, &record.image).await?;
         manifests.push(entry(&target, false));
     }
     if rw {
         if record.snapshot_key.is_empty() {
-            return Err(Error::failed_precondition(format!(
-                "container {id:?} has no snapshot: no read-write layer to include"
-            )));
+            return Err(Error::NoSnapshotToInclude { id: id.to_owned() }.into());
         }
         let rw = crate::diff::snapshot_layer(
             client,
@@ -296,9 +296,13 @@ async fn read_index(
     let store = &*client.services().content;
     let data = walk::read_blob(store, client.namespace(), &target.digest)
         .await
-        .map_err(|e| e.context(format!("checkpoint {name:?}")))?;
-    let index: OciIndex = serde_json::from_slice(&data).map_err(|e| {
-        Error::invalid_argument(format!("checkpoint {name:?} is not an index: {e}"))
+        .map_err(|e| Error::Checkpoint {
+            name: name.to_owned(),
+            source: Box::new(e),
+        })?;
+    let index: OciIndex = serde_json::from_slice(&data).map_err(|source| Error::NotAnIndex {
+        name: name.to_owned(),
+        source,
     })?;
     let entries = index
         .manifests
@@ -312,11 +316,12 @@ async fn read_index(
 /// image `name`, for a task's Create.
 pub async fn task_dump(client: &Client, name: &str) -> Result<Descriptor> {
     let (entries, _) = read_index(client, name).await?;
-    find(&entries, MEDIA_TYPE_CRIU).cloned().ok_or_else(|| {
-        Error::invalid_argument(format!(
-            "checkpoint not found in index of {name:?} (checkpointed without its task?)"
-        ))
-    })
+    let dump = find(&entries, MEDIA_TYPE_CRIU)
+        .cloned()
+        .ok_or_else(|| Error::NoTaskDump {
+            name: name.to_owned(),
+        })?;
+    Ok(dump)
 }
 
 /// Restores container `id` from the checkpoint image `name` (which must be
@@ -353,29 +358,32 @@ async fn restore_leased(
         note(annotations::SNAPSHOTTER_NAME),
         note(annotations::RUNTIME_NAME),
     );
-    if image.is_empty() {
-        return Err(Error::invalid_argument(format!(
-            "checkpoint {name:?}: image name not found in index"
-        )));
+    for (value, what) in [(&image, "image name"), (&runtime, "runtime")] {
+        if value.is_empty() {
+            return Err(Error::CheckpointAnnotation {
+                name: name.to_owned(),
+                what,
+            }
+            .into());
+        }
     }
-    if runtime.is_empty() {
-        return Err(Error::invalid_argument(format!(
-            "checkpoint {name:?}: runtime not found in index"
-        )));
-    }
-    let read_any = |desc: &Descriptor, what: &'static str| {
+    let read_any = |desc: &Descriptor, part: &'static str| {
         let digest = desc.digest.clone();
         async move {
             let data = walk::read_blob(store, ns, &digest).await?;
-            prost_types::Any::decode(data.as_slice())
-                .map(any_from_pb)
-                .map_err(|e| Error::invalid_argument(format!("checkpoint {what}: {e}")))
+            let any = prost_types::Any::decode(data.as_slice()).map_err(|source| {
+                Error::CheckpointPart {
+                    name: name.to_owned(),
+                    part,
+                    digest,
+                    source,
+                }
+            })?;
+            Ok::<_, crated_core::Error>(any_from_pb(any))
         }
     };
-    let spec_desc = find(&entries, MEDIA_TYPE_CONFIG).ok_or_else(|| {
-        Error::invalid_argument(format!(
-            "checkpoint {name:?} has no container spec (checkpointed without --task)"
-        ))
+    let spec_desc = find(&entries, MEDIA_TYPE_CONFIG).ok_or_else(|| Error::NoContainerSpec {
+        name: name.to_owned(),
     })?;
     let spec = read_any(spec_desc, "spec").await?;
     let runtime_options = match find(&entries, MEDIA_TYPE_RUNTIME_OPTIONS) {
@@ -383,19 +391,25 @@ async fn restore_leased(
         None => None,
     };
     let criu = if options.live {
-        Some(find(&entries, MEDIA_TYPE_CRIU).cloned().ok_or_else(|| {
-            Error::invalid_argument(format!(
-                "checkpoint {name:?} holds no task dump (checkpointed without --task)"
-            ))
-        })?)
+        Some(
+            find(&entries, MEDIA_TYPE_CRIU)
+                .cloned()
+                .ok_or_else(|| Error::NoTaskDump {
+                    name: name.to_owned(),
+                })?,
+        )
     } else {
         None
     };
 
     // The snapshot on the image's layers (WithRestoreImage).
-    let image_target = crate::images::target(client, &image)
-        .await
-        .map_err(|e| e.context("the checkpoint's image must be pulled (and unpacked) first"))?;
+    let image_target =
+        crate::images::target(client, &image)
+            .await
+            .map_err(|e| Error::CheckpointImage {
+                image: image.clone(),
+                source: Box::new(e),
+            })?;
     let manifest =
         walk::manifest(store, ns, &Node::from(&image_target), &default_matcher()).await?;
     let diff_ids = walk::rootfs(store, ns, &manifest.config).await?;
@@ -403,16 +417,18 @@ async fn restore_leased(
         .map(|d| d.to_string())
         .unwrap_or_default();
     let sn = client.snapshotter(&snapshotter, Some(lease))?;
-    let mounts = sn
-        .prepare(id, &parent, Labels::new())
-        .await
-        .map_err(|e| e.context(format!("snapshot {id:?} on {image} (is it unpacked?)")))?;
+    let mounts =
+        sn.prepare(id, &parent, Labels::new())
+            .await
+            .map_err(|e| Error::RestoreSnapshot {
+                key: id.to_owned(),
+                image: image.clone(),
+                source: Box::new(e),
+            })?;
     let created = async {
         if options.rw {
-            let rw = find(&entries, LAYER_GZIP).ok_or_else(|| {
-                Error::invalid_argument(format!(
-                    "checkpoint {name:?} holds no read-write layer (checkpointed without --rw)"
-                ))
+            let rw = find(&entries, LAYER_GZIP).ok_or_else(|| Error::NoRwLayer {
+                name: name.to_owned(),
             })?;
             client.services().diff.apply(ns, rw, &mounts).await?;
         }

@@ -28,10 +28,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crated_core::tasks::Stdio;
-use crated_core::{Error, Result};
+use crated_core::Result;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::unix::pipe;
 use tokio::task::JoinHandle;
+
+use crate::Error;
 
 /// containerd's default fifo directory, where its shims may open fifos.
 pub const FIFO_DIR: &str = "/run/containerd/fifo";
@@ -56,8 +58,13 @@ pub struct Fifos {
 }
 
 fn mkfifo(path: &Path) -> Result<()> {
-    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600))
-        .map_err(|e| Error::unknown(format!("mkfifo {}: {e}", path.display())))
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)).map_err(|source| {
+        Error::Mkfifo {
+            path: path.to_owned(),
+            source,
+        }
+        .into()
+    })
 }
 
 impl Fifos {
@@ -68,12 +75,12 @@ impl Fifos {
             .recursive(true)
             .mode(0o700)
             .create(root)
-            .map_err(|e| Error::unknown(format!("create {}: {e}", root.display())))?;
+            .map_err(|e| Error::io("create", root, e))?;
         let dir = root.join(crated_core::identifiers::unique_part());
         std::fs::DirBuilder::new()
             .mode(0o700)
             .create(&dir)
-            .map_err(|e| Error::unknown(format!("create {}: {e}", dir.display())))?;
+            .map_err(|e| Error::io("create", &dir, e))?;
         let mut set = Self {
             stdin: stdin.then(|| dir.join(format!("{id}-stdin"))),
             stdout: Some(dir.join(format!("{id}-stdout"))),

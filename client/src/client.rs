@@ -14,7 +14,9 @@ use crated_core::leases::LeaseStore;
 use crated_core::namespaces::NamespaceService;
 use crated_core::snapshots::{Snapshotter, Snapshotters};
 use crated_core::tasks::Tasks;
-use crated_core::{Error, Namespace, Result};
+use crated_core::{Namespace, Result};
+
+use crate::Error;
 
 /// The services a client drives: the daemon's, through gRPC proxies, or
 /// the service layer itself when the client runs inside the daemon
@@ -110,14 +112,20 @@ impl Client {
         let path = crated_api::dial::socket_path(address).to_owned();
         let dial = crated_api::dial::connect(address);
         let channel = match timeout {
-            Some(limit) => tokio::time::timeout(limit, dial).await.map_err(|_| {
-                Error::deadline_exceeded(format!(
-                    "failed to dial {path:?}: connect timeout of {limit:?} expired"
-                ))
-            })?,
+            Some(timeout) => {
+                tokio::time::timeout(timeout, dial)
+                    .await
+                    .map_err(|_| Error::DialTimeout {
+                        address: path.clone(),
+                        timeout,
+                    })?
+            }
             None => dial.await,
         }
-        .map_err(|e| Error::unavailable(format!("failed to dial {path:?}: {e}")))?;
+        .map_err(|source| Error::Dial {
+            address: path,
+            source,
+        })?;
         Ok(Self::from_channel(channel))
     }
 

@@ -14,11 +14,11 @@ use crated_core::mount::mount_all;
 use crated_core::platforms::default_matcher;
 use crated_core::snapshots::Labels;
 use crated_core::tasks::{CreateTask, Stdio};
-use crated_core::{Error, Result};
+use crated_core::Result;
 use oci_spec::runtime::Spec;
 
 use crate::task::Task;
-use crate::{spec, Client};
+use crate::{spec, Client, Error};
 
 /// The runtime containers get unless told otherwise.
 pub const DEFAULT_RUNTIME: &str = "io.containerd.runc.v2";
@@ -118,14 +118,18 @@ impl Client {
             .images
             .get(ns, name)
             .await
-            .map_err(|e| e.context(format!("image {name:?}")))?;
+            .map_err(|e| Error::Image {
+                name: name.to_owned(),
+                source: Box::new(e),
+            })?;
         let node = Node::from(&image.target);
         let store = &*self.services().content;
         let manifest = walk::manifest(store, ns, &node, &default_matcher()).await?;
         let config = walk::read_blob(store, ns, &manifest.config.digest).await?;
         let diff_ids = walk::rootfs(store, ns, &manifest.config).await?;
-        let chain_id = Digest::chain_id(&diff_ids)
-            .ok_or_else(|| Error::invalid_argument(format!("image {name:?} has no layers")))?;
+        let chain_id = Digest::chain_id(&diff_ids).ok_or_else(|| Error::ImageHasNoLayers {
+            name: name.to_owned(),
+        })?;
         let sn = self.snapshotter(snapshotter, None)?;
         match sn.stat(chain_id.as_str()).await {
             Ok(_) => {}
@@ -165,7 +169,7 @@ impl Client {
                     .recursive(true)
                     .mode(0o700)
                     .create(&dir)
-                    .map_err(|e| Error::unknown(format!("create {}: {e}", dir.display())))?;
+                    .map_err(|e| Error::io("create", &dir, e))?;
                 let outcome = (|| {
                     let guard = mount_all(&mounts, &dir)?;
                     let result = read(&dir);
@@ -176,7 +180,10 @@ impl Client {
                 outcome
             })
             .await
-            .map_err(|e| Error::unknown(format!("read snapshot view: {e}")))?
+            .map_err(|source| Error::Blocking {
+                what: "read snapshot view".to_owned(),
+                source,
+            })?
         }
         .await;
         if let Err(e) = sn.remove(&key).await {
@@ -266,7 +273,10 @@ impl Client {
             .containers
             .get(self.namespace(), id)
             .await
-            .map_err(|e| e.context(format!("container {id:?}")))?;
+            .map_err(|e| Error::Container {
+                id: id.to_owned(),
+                source: Box::new(e),
+            })?;
         Ok(Container {
             client: self.clone(),
             record,
@@ -310,9 +320,13 @@ impl Container {
 
     /// Its OCI spec.
     pub fn spec(&self) -> Result<Spec> {
-        let any = self.record.spec.as_ref().ok_or_else(|| {
-            Error::failed_precondition(format!("container {:?} has no spec", self.record.id))
-        })?;
+        let any = self
+            .record
+            .spec
+            .as_ref()
+            .ok_or_else(|| Error::ContainerHasNoSpec {
+                id: self.record.id.clone(),
+            })?;
         spec::from_any(any)
     }
 
@@ -380,19 +394,20 @@ impl Container {
         let ns = self.client.namespace();
         match self.client.services().tasks.get(ns, self.id(), "").await {
             Ok(_) => {
-                return Err(Error::failed_precondition(format!(
-                    "cannot delete container {:?}: it has a task",
-                    self.id()
-                )))
+                return Err(Error::ContainerHasTask {
+                    id: self.id().to_owned(),
+                }
+                .into())
             }
             Err(e) if e.is_not_found() => {}
             Err(e) => return Err(e),
         }
         if cleanup_snapshot && !self.record.snapshot_key.is_empty() {
             if self.record.snapshotter.is_empty() {
-                return Err(Error::invalid_argument(
-                    "container.Snapshotter must be set to cleanup rootfs snapshot",
-                ));
+                return Err(Error::NoSnapshotter {
+                    id: self.id().to_owned(),
+                }
+                .into());
             }
             let sn = self.client.snapshotter(&self.record.snapshotter, None)?;
             match sn.remove(&self.record.snapshot_key).await {

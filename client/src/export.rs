@@ -18,11 +18,11 @@ use crated_core::digest::Digest;
 use crated_core::images::walk::{self, media_types, Node};
 use crated_core::platforms::Matcher;
 use crated_core::reference::parse_normalized_named;
-use crated_core::{Error, Namespace, Result};
+use crated_core::{Namespace, Result};
 use crated_differ::BlobReader;
 
 use crate::oci::{DockerSaveEntry, OciDescriptor, OciIndex};
-use crate::Client;
+use crate::{Client, Error};
 
 /// The image name annotation containerd puts on index entries.
 pub const ANNOTATION_IMAGE_NAME: &str = "io.containerd.image.name";
@@ -161,9 +161,10 @@ pub async fn export(
             if !options.skip_docker_manifest {
                 walk::best_first(&mut wanted, &options.matcher);
                 let Some(best) = wanted.first() else {
-                    return Err(Error::not_found(format!(
-                        "{name}: no manifest found for platform"
-                    )));
+                    return Err(Error::NoManifestForPlatform {
+                        image: name.clone(),
+                    }
+                    .into());
                 };
                 let best_desc = crate::node_descriptor(best)?;
                 docker
@@ -173,10 +174,11 @@ pub async fn export(
                     .push(name.clone());
             }
         } else {
-            return Err(Error::invalid_argument(format!(
-                "{name}: only manifests may be exported, not {}",
-                target.media_type
-            )));
+            return Err(Error::NotExportable {
+                image: name.clone(),
+                media_type: target.media_type,
+            }
+            .into());
         }
     }
     records.insert(
@@ -192,9 +194,12 @@ pub async fn export(
         for (manifest, names) in docker.values() {
             let data = walk::read_blob(store, ns, &manifest.digest).await?;
             let parsed = walk::parse_children(&Node::from(manifest), &data)?;
-            let (config, layers) = parsed.split_first().ok_or_else(|| {
-                Error::invalid_argument(format!("manifest {} has no config", manifest.digest))
-            })?;
+            let (config, layers) =
+                parsed
+                    .split_first()
+                    .ok_or_else(|| Error::ManifestWithoutConfig {
+                        digest: manifest.digest.clone(),
+                    })?;
             let mut tags = Vec::new();
             for name in names {
                 let reference = parse_normalized_named(name)?;
@@ -211,10 +216,11 @@ pub async fn export(
                 layers: layers.iter().map(|l| blob_path(&l.digest)).collect(),
             });
         }
-        records.insert(
-            "manifest.json".to_owned(),
-            Source::Bytes(serde_json::to_vec(&entries).map_err(|e| Error::unknown(e.to_string()))?),
-        );
+        let data = serde_json::to_vec(&entries).map_err(|source| Error::Encode {
+            what: "manifest.json",
+            source,
+        })?;
+        records.insert("manifest.json".to_owned(), Source::Bytes(data));
     }
     let algorithms: HashSet<String> = records
         .keys()
@@ -235,11 +241,12 @@ pub async fn export(
     let mut opened = Vec::new();
     for (path, source) in records {
         let reader = match &source {
-            Source::Blob(desc) => {
-                Some(store.reader_at(ns, &desc.digest).await.map_err(|e| {
-                    e.context(format!("{} is not in the content store", desc.digest))
-                })?)
-            }
+            Source::Blob(desc) => Some(store.reader_at(ns, &desc.digest).await.map_err(|e| {
+                Error::BlobNotInStore {
+                    digest: desc.digest.clone(),
+                    source: Box::new(e),
+                }
+            })?),
             _ => None,
         };
         opened.push((path, source, reader));
@@ -247,7 +254,10 @@ pub async fn export(
     let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || write_tar(out, opened, runtime))
         .await
-        .map_err(|e| Error::unknown(format!("export: {e}")))?
+        .map_err(|source| Error::Blocking {
+            what: "export".to_owned(),
+            source,
+        })?
 }
 
 type Opened = Vec<(
@@ -261,9 +271,12 @@ fn write_tar(
     records: Opened,
     runtime: tokio::runtime::Handle,
 ) -> Result<()> {
-    let write_error = |e: std::io::Error| Error::unknown(format!("write archive: {e}"));
     let mut tar = tar::Builder::new(out);
     for (path, source, reader) in records {
+        let write_error = |source| Error::WriteEntry {
+            entry: path.clone(),
+            source,
+        };
         let mut header = tar::Header::new_ustar();
         header.set_mtime(0);
         header.set_uid(0);
@@ -296,17 +309,18 @@ fn write_tar(
                 tar.append_data(&mut header, &path, &mut verified)
                     .map_err(write_error)?;
                 if verified.read != desc.size || verified.hasher.finish() != desc.digest {
-                    return Err(Error::failed_precondition(format!(
-                        "blob {} in the content store does not match its digest",
-                        desc.digest
-                    )));
+                    return Err(Error::BlobDigestMismatch {
+                        digest: desc.digest,
+                    }
+                    .into());
                 }
             }
         }
     }
     tar.into_inner()
         .and_then(|mut out| out.flush())
-        .map_err(write_error)
+        .map_err(|source| Error::FinishArchive { source })?;
+    Ok(())
 }
 
 /// Hashes what it reads.

@@ -5,15 +5,19 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use crated_core::digest::Digest;
-use crated_core::{Error, Result};
+use crated_core::{Kind, Result};
 use tokio::sync::watch;
+
+use crate::Error;
 
 #[derive(Default)]
 struct State {
     /// Everything is available (an unpack of content already there).
     open: bool,
     ready: HashSet<Digest>,
-    failed: Option<String>,
+    /// Why fetching failed: the error's kind and message (the error itself
+    /// goes to the pull's caller).
+    failed: Option<(Kind, String)>,
 }
 
 /// Tells an unpack which layers it may apply yet.
@@ -42,8 +46,9 @@ impl LayerGate {
     }
 
     /// Fetching failed: waiters give up with `err`.
-    pub(crate) fn fail(&self, err: &Error) {
-        self.0.send_modify(|s| s.failed = Some(err.to_string()));
+    pub(crate) fn fail(&self, err: &crated_core::Error) {
+        self.0
+            .send_modify(|s| s.failed = Some((err.kind(), err.message().to_owned())));
     }
 
     /// Waits until `digest` is available.
@@ -55,10 +60,12 @@ impl LayerGate {
                 if state.open || state.ready.contains(digest) {
                     return Ok(());
                 }
-                if let Some(err) = &state.failed {
-                    return Err(Error::aborted(format!(
-                        "layer {digest} was not fetched: {err}"
-                    )));
+                if let Some((kind, message)) = &state.failed {
+                    return Err(Error::LayerNotFetched {
+                        digest: digest.clone(),
+                        source: Box::new(crated_core::Error::new(*kind, message.clone())),
+                    }
+                    .into());
                 }
             }
             // The sender lives in `self`: it cannot be dropped while we wait.

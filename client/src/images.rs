@@ -7,7 +7,7 @@ use crated_core::descriptor::Descriptor;
 use crated_core::images::Image;
 use crated_core::Result;
 
-use crate::Client;
+use crate::{Client, Error};
 
 /// The target of the image `name`; NotFound names the image.
 pub async fn target(client: &Client, name: &str) -> Result<Descriptor> {
@@ -16,7 +16,10 @@ pub async fn target(client: &Client, name: &str) -> Result<Descriptor> {
         .images
         .get(client.namespace(), name)
         .await
-        .map_err(|e| e.context(format!("image {name:?}")))?;
+        .map_err(|e| Error::Image {
+            name: name.to_owned(),
+            source: Box::new(e),
+        })?;
     Ok(image.target)
 }
 
@@ -64,6 +67,9 @@ pub async fn create(
         .images
         .create(client.namespace(), record(name, target, labels))
         .await
-        .map(|_| ())
-        .map_err(|e| e.context(format!("image {name:?}")))
+        .map_err(|e| Error::Image {
+            name: name.to_owned(),
+            source: Box::new(e),
+        })?;
+    Ok(())
 }

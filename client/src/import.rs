@@ -15,13 +15,13 @@ use crated_core::digest::Digest;
 use crated_core::images::walk::{self, media_types, Node};
 use crated_core::platforms::Matcher;
 use crated_core::reference::parse_docker_ref;
-use crated_core::{Error, Namespace, Result};
+use crated_core::{Namespace, Result};
 use serde_json::Value;
 
 use crate::export::{oci_reference_name, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME};
 use crate::leases::Temporary;
 use crate::oci::{DockerManifest, DockerSaveEntry, OciDescriptor, OciIndex, OciPlatform};
-use crate::Client;
+use crate::{Client, Error};
 
 const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
 const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
@@ -101,9 +101,14 @@ fn clean(path: &str) -> String {
     parts.join("/")
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(entry: impl Read, what: &str) -> Result<T> {
-    serde_json::from_reader(entry.take(JSON_LIMIT))
-        .map_err(|e| Error::invalid_argument(format!("archive's {what}: {e}")))
+fn read_json<T: serde::de::DeserializeOwned>(
+    entry: impl Read,
+    name: &'static str,
+) -> Result<T, Error> {
+    serde_json::from_reader(entry.take(JSON_LIMIT)).map_err(|source| Error::ArchiveJson {
+        entry: name,
+        source,
+    })
 }
 
 /// Reads the archive, storing every regular file as a blob.
@@ -114,7 +119,7 @@ fn read_archive(
     lease: &str,
     runtime: &tokio::runtime::Handle,
 ) -> Result<Archive> {
-    let bad = |e: std::io::Error| Error::invalid_argument(format!("read archive: {e}"));
+    let bad = |source| Error::ReadArchive { source };
     let mut archive = Archive::default();
     let mut tar = tar::Archive::new(input);
     for entry in tar.entries().map_err(bad)? {
@@ -159,21 +164,27 @@ fn read_archive(
                         &format!("tar-{name}"),
                         entry,
                     ))
-                    .map_err(|e| e.context(format!("failed to ingest {raw:?}")))?;
+                    .map_err(|e| Error::Ingest {
+                        entry: raw.clone(),
+                        source: Box::new(e),
+                    })?;
                 if desc.size != size {
-                    return Err(Error::invalid_argument(format!(
-                        "archive entry {raw:?} ended after {} of {size} bytes",
-                        desc.size
-                    )));
+                    return Err(Error::EntryTruncated {
+                        entry: raw,
+                        read: desc.size,
+                        size,
+                    }
+                    .into());
                 }
                 // A blob named by its digest must be that blob.
                 if let Some(rest) = name.strip_prefix("blobs/") {
                     if let Some((alg, hex)) = rest.split_once('/') {
                         if format!("{alg}:{hex}") != desc.digest.to_string() {
-                            return Err(Error::invalid_argument(format!(
-                                "archive blob {raw:?} does not match its name: its digest is {}",
-                                desc.digest
-                            )));
+                            return Err(Error::BlobNameMismatch {
+                                entry: raw,
+                                digest: desc.digest,
+                            }
+                            .into());
                         }
                     }
                 }
@@ -228,14 +239,20 @@ async fn compress_layer(
         .await?;
     writer.truncate(0).await?;
     let runtime = tokio::runtime::Handle::current();
-    let what = format!("compress layer {digest}");
+    let layer = digest.clone();
     crated_differ::stream_into(&mut *writer, move |out| {
         let mut plain = crated_differ::BlobReader::new(runtime, &*reader);
         let mut gzip = flate2::write::GzEncoder::new(out, flate2::Compression::default());
         std::io::copy(&mut plain, &mut gzip)
             .and_then(|_| gzip.finish())
             .and_then(|mut out| std::io::Write::flush(&mut out))
-            .map_err(|e| Error::unknown(format!("{what}: {e}")))
+            .map_err(|source| {
+                Error::CompressLayer {
+                    digest: layer,
+                    source,
+                }
+                .into()
+            })
     })
     .await?;
     let compressed = writer.digest().await?;
@@ -259,17 +276,23 @@ async fn docker_index(
 ) -> Result<Descriptor> {
     let mut blobs = archive.blobs.clone();
     for (name, target) in &archive.symlinks {
-        let blob = blobs.get(target).cloned().ok_or_else(|| {
-            Error::invalid_argument(format!(
-                "no target for symlink layer from {name:?} to {target:?}"
-            ))
-        })?;
+        let blob = blobs
+            .get(target)
+            .cloned()
+            .ok_or_else(|| Error::SymlinkWithoutTarget {
+                link: name.clone(),
+                target: target.clone(),
+            })?;
         blobs.insert(name.clone(), blob);
     }
-    let find = |path: &str, what: &str| {
-        blobs.get(&clean(path)).cloned().ok_or_else(|| {
-            Error::invalid_argument(format!("{what} {path:?} not found in the archive"))
-        })
+    let find = |path: &str, what: &'static str| {
+        blobs
+            .get(&clean(path))
+            .cloned()
+            .ok_or_else(|| Error::NotInArchive {
+                what,
+                path: path.to_owned(),
+            })
     };
     let mut entries = Vec::new();
     for m in manifests {
@@ -286,9 +309,7 @@ async fn docker_index(
                 // Docker's layer media types have no zstd (containerd
                 // refuses these too).
                 [0x28, 0xb5, 0x2f, 0xfd] => {
-                    return Err(Error::invalid_argument(format!(
-                        "layer {path:?}: zstd is not a compression of docker save layers"
-                    )))
+                    return Err(Error::ZstdDockerLayer { path: path.clone() }.into())
                 }
                 _ => DOCKER_LAYER,
             };
@@ -318,12 +339,18 @@ async fn docker_index(
             },
             layers,
         };
-        let data = serde_json::to_vec(&manifest).map_err(|e| Error::unknown(e.to_string()))?;
+        let data = serde_json::to_vec(&manifest).map_err(|source| Error::Encode {
+            what: "docker manifest",
+            source,
+        })?;
         let desc = put_json(store, ns, lease, media_types::DOCKER_MANIFEST, data).await?;
         let config: Value = serde_json::from_slice(
             &walk::read_blob(store, ns, &config_digest).await?,
         )
-        .map_err(|e| Error::invalid_argument(format!("image config {:?}: {e}", m.config)))?;
+        .map_err(|source| Error::ArchiveImageConfig {
+            path: m.config.clone(),
+            source,
+        })?;
         let text = |key: &str| config[key].as_str().unwrap_or_default().to_owned();
         let platform = OciPlatform {
             architecture: text("architecture"),
@@ -337,7 +364,10 @@ async fn docker_index(
             Some(tags) if !tags.is_empty() => {
                 for tag in tags {
                     let normalized = parse_docker_ref(tag)
-                        .map_err(|e| e.context(format!("normalize image ref {tag:?}")))?
+                        .map_err(|e| Error::RepoTag {
+                            tag: tag.clone(),
+                            source: Box::new(e),
+                        })?
                         .to_string();
                     let mut entry = base.clone();
                     entry.annotations = [
@@ -403,16 +433,24 @@ async fn import_leased(
         read_archive(input, &*reader_store, &reader_ns, &reader_lease, &runtime)
     })
     .await
-    .map_err(|e| Error::unknown(format!("import: {e}")))??;
+    .map_err(|source| Error::Blocking {
+        what: "import".to_owned(),
+        source,
+    })??;
 
     let index = match (&archive.layout_version, &archive.docker_manifests) {
         (Some(version), _) => {
             if version != "1.0.0" {
-                return Err(Error::invalid_argument(format!("unsupported OCI version {version:?}")));
+                return Err(Error::UnsupportedOciVersion {
+                    version: version.clone(),
+                }
+                .into());
             }
-            let (digest, size) = archive.blobs.get("index.json").cloned().ok_or_else(|| {
-                Error::invalid_argument("missing index.json in OCI layout 1.0.0")
-            })?;
+            let (digest, size) = archive
+                .blobs
+                .get("index.json")
+                .cloned()
+                .ok_or(Error::MissingIndex)?;
             Descriptor {
                 media_type: media_types::OCI_INDEX.to_owned(),
                 digest,
@@ -421,13 +459,17 @@ async fn import_leased(
             }
         }
         (None, Some(manifests)) => {
-            docker_index(&archive, manifests, store, ns, lease, options.compress_blobs).await?
+            docker_index(
+                &archive,
+                manifests,
+                store,
+                ns,
+                lease,
+                options.compress_blobs,
+            )
+            .await?
         }
-        (None, None) => {
-            return Err(Error::invalid_argument(
-                "unrecognized image format: neither an OCI layout (oci-layout) nor a docker save archive (manifest.json)",
-            ))
-        }
+        (None, None) => return Err(Error::UnrecognizedArchive.into()),
     };
 
     let date = time::OffsetDateTime::now_utc()
@@ -445,8 +487,10 @@ async fn import_leased(
         });
     }
     let data = walk::read_blob(store, ns, &index.digest).await?;
-    let doc: OciIndex = serde_json::from_slice(&data)
-        .map_err(|e| Error::invalid_argument(format!("archive index: {e}")))?;
+    let doc: OciIndex = serde_json::from_slice(&data).map_err(|source| Error::ArchiveIndex {
+        digest: index.digest.clone(),
+        source,
+    })?;
     for m in &doc.manifests {
         let desc = m.descriptor()?;
         let annotation = |key: &str| m.annotations.get(key).cloned().unwrap_or_default();
@@ -504,9 +548,7 @@ async fn import_leased(
         stack.extend(children.into_iter().rev());
     }
     if !kept_any {
-        return Err(Error::not_found(
-            "the archive holds no image for this platform (use --all-platforms or --platform)",
-        ));
+        return Err(Error::NoImageForPlatform.into());
     }
     for image in &images {
         crate::images::put(client, &image.name, &image.target, &BTreeMap::new()).await?;

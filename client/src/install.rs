@@ -20,11 +20,11 @@ use crated_core::content::ReaderAt;
 use crated_core::images::walk::{self, Node};
 use crated_core::introspection::PluginStatus;
 use crated_core::platforms::default_matcher;
-use crated_core::{Error, Result};
+use crated_core::Result;
 use crated_differ::install as files;
 use crated_differ::BlobReader;
 
-use crate::Client;
+use crate::{Client, Error};
 
 /// What [`install`] takes: `ctr install`'s flags.
 #[derive(Debug, Clone, Default)]
@@ -47,25 +47,24 @@ pub async fn opt_path(client: &Client) -> Result<PathBuf> {
         .plugins(&["id==opt".to_owned()])
         .await?;
     let [plugin] = plugins.as_slice() else {
-        return Err(Error::not_found(
-            "opt service not enabled: the daemon has no io.containerd.internal.v1.opt plugin"
-                .to_owned(),
-        ));
+        return Err(Error::OptNotEnabled.into());
     };
     match &plugin.status {
         PluginStatus::Ok => {}
         PluginStatus::Skipped(why) | PluginStatus::Failed(_, why) => {
-            return Err(Error::failed_precondition(format!(
-                "opt service failed to start: {why}"
-            )))
+            return Err(Error::OptFailed {
+                reason: why.clone(),
+            }
+            .into())
         }
     }
-    plugin
+    let path = plugin
         .exports
         .get("path")
         .filter(|p| !p.is_empty())
         .map(PathBuf::from)
-        .ok_or_else(|| Error::not_found("opt path not exported by the opt plugin".to_owned()))
+        .ok_or(Error::OptPathNotExported)?;
+    Ok(path)
 }
 
 /// Installs the image `name`'s binaries (its manifest for this platform);
@@ -81,15 +80,21 @@ pub async fn install(
     let store = &*client.services().content;
     let manifest = walk::manifest(store, ns, &Node::from(&target), &default_matcher())
         .await
-        .map_err(|e| e.context(format!("image {name:?}")))?;
+        .map_err(|e| Error::Image {
+            name: name.to_owned(),
+            source: Box::new(e),
+        })?;
     let mut layers: Vec<Box<dyn ReaderAt>> = Vec::with_capacity(manifest.layers.len());
     for layer in &manifest.layers {
-        let reader = store.reader_at(ns, &layer.digest).await.map_err(|e| {
-            e.context(format!(
-                "layer {} of image {name:?} (fetch the image's content first)",
-                layer.digest
-            ))
-        })?;
+        let reader =
+            store
+                .reader_at(ns, &layer.digest)
+                .await
+                .map_err(|e| Error::LayerNotInStore {
+                    name: name.to_owned(),
+                    digest: layer.digest.clone(),
+                    source: Box::new(e),
+                })?;
         layers.push(reader);
     }
     let dest = match &options.path {
@@ -97,30 +102,38 @@ pub async fn install(
         None => opt_path(client).await?,
     };
     if !dest.is_absolute() {
-        return Err(Error::invalid_argument(format!(
-            "install path {} must be absolute",
-            dest.display()
-        )));
+        return Err(Error::InstallPathNotAbsolute { path: dest }.into());
     }
     let runtime = tokio::runtime::Handle::current();
     let file_options = files::InstallOptions {
         libs: options.libs,
         replace: options.replace,
     };
-    tokio::task::spawn_blocking(move || {
+    let image = name.to_owned();
+    let installed = tokio::task::spawn_blocking(move || {
+        let count = layers.len();
         files::install(
             &dest,
-            layers.len(),
-            |i| {
-                let layer = layers
-                    .get(i)
-                    .ok_or_else(|| Error::unknown(format!("no layer {i}")))?;
+            count,
+            |index| {
+                let layer = layers.get(index).ok_or_else(|| Error::InstallLayerIndex {
+                    name: image.clone(),
+                    index,
+                    count,
+                })?;
                 Ok(Box::new(BlobReader::new(runtime.clone(), &**layer)) as Box<dyn Read + '_>)
             },
             &file_options,
         )
     })
     .await
-    .map_err(|e| Error::unknown(format!("install {name}: {e}")))?
-    .map_err(|e| e.context(format!("install {name}")))
+    .map_err(|source| Error::Blocking {
+        what: format!("install {name}"),
+        source,
+    })?
+    .map_err(|e| Error::Install {
+        name: name.to_owned(),
+        source: Box::new(e),
+    })?;
+    Ok(installed)
 }

@@ -5,6 +5,7 @@ pub mod cio;
 mod client;
 pub mod containers;
 pub mod diff;
+pub mod error;
 pub mod export;
 mod gate;
 pub mod images;
@@ -25,10 +26,11 @@ use crated_core::descriptor::Descriptor;
 use crated_core::digest::Digest;
 use crated_core::images::walk::Node;
 use crated_core::snapshots::Labels;
-use crated_core::{Error, Namespace, Result};
+use crated_core::{Namespace, Result};
 
 pub use client::{Client, Services};
 pub use containers::{Container, ImageRootfs, NewContainer, NewTask, Rootfs};
+pub use error::Error;
 pub use task::{Process, Task};
 pub use unpack::unpack;
 
@@ -76,9 +78,26 @@ fn node_descriptor(node: &Node) -> Result<Descriptor> {
     Ok(Descriptor {
         media_type: node.media_type.clone(),
         digest: node.digest.clone(),
-        size: u64::try_from(node.size)
-            .map_err(|_| Error::invalid_argument(format!("{} has a negative size", node.digest)))?,
+        size: u64::try_from(node.size).map_err(|_| Error::NegativeSize {
+            digest: node.digest.clone(),
+            size: node.size,
+        })?,
         annotations: Default::default(),
+    })
+}
+
+/// A descriptor as a walked node; InvalidArgument (naming `reference`)
+/// for a size a node cannot hold.
+fn descriptor_node(reference: &str, desc: &Descriptor) -> Result<Node> {
+    Ok(Node {
+        media_type: desc.media_type.clone(),
+        digest: desc.digest.clone(),
+        size: i64::try_from(desc.size).map_err(|_| Error::SizeOutOfRange {
+            reference: reference.to_owned(),
+            digest: desc.digest.clone(),
+            size: desc.size,
+        })?,
+        platform: None,
     })
 }
 

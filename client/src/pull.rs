@@ -13,12 +13,12 @@ use crated_core::digest::Digest;
 use crated_core::images::walk::{self, media_types, Node};
 use crated_core::platforms::Matcher;
 use crated_core::reference::parse_normalized_named;
-use crated_core::{Error, Namespace, Result};
+use crated_core::{Namespace, Result};
 use crated_distribution::{Fetcher, Resolver};
 use futures::StreamExt;
 
 use crate::gate::LayerGate;
-use crate::{leases, node_descriptor, Client};
+use crate::{descriptor_node, leases, node_descriptor, Client, Error};
 
 /// What happens to one blob of a pull, for progress displays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,13 +147,7 @@ async fn pull_leased(
 
     // Manifests and indexes first, one by one (they are small and say
     // what else to fetch), then every config and layer in parallel.
-    let root = Node {
-        media_type: target.media_type.clone(),
-        digest: target.digest.clone(),
-        size: i64::try_from(target.size)
-            .map_err(|_| Error::invalid_argument(format!("{name}: size out of range")))?,
-        platform: None,
-    };
+    let root = descriptor_node(&name, &target)?;
     let mut stack = vec![root.clone()];
     let mut blobs: Vec<(Node, Labels)> = Vec::new();
     let mut seen = HashSet::new();
@@ -163,10 +157,12 @@ async fn pull_leased(
         }
         let is_index = media_types::is_index(&node.media_type);
         if !is_index && !media_types::is_manifest(&node.media_type) {
-            return Err(Error::not_implemented(format!(
-                "{name}: cannot pull {} of media type {:?}",
-                node.digest, node.media_type
-            )));
+            return Err(Error::UnpullableMediaType {
+                reference: name,
+                digest: node.digest,
+                media_type: node.media_type,
+            }
+            .into());
         }
         let data = job.small(&node).await?;
         let children = walk::parse_children(&node, &data)?;
@@ -193,10 +189,11 @@ async fn pull_leased(
                 }
             }
             if manifests.is_empty() && leaves.is_empty() {
-                return Err(Error::not_found(format!(
-                    "{name}: no match for platform in manifest {}: not found",
-                    node.digest
-                )));
+                return Err(Error::NoPlatformMatch {
+                    reference: name,
+                    digest: node.digest,
+                }
+                .into());
             }
             labels = crate::child_gc_labels(true, manifests.iter().chain(&leaves));
             stack.extend(manifests.into_iter().rev());
@@ -352,7 +349,13 @@ impl Job<'_> {
                     attempts += 1;
                     tokio::time::sleep(Duration::from_millis(100 * attempts)).await;
                 }
-                Err(e) => return Err(e.context(format!("failed to open writer for {key}"))),
+                Err(e) => {
+                    return Err(Error::OpenWriter {
+                        key,
+                        source: Box::new(e),
+                    }
+                    .into())
+                }
             }
         };
         let mut offset = writer.status().await?.offset;
@@ -369,10 +372,11 @@ impl Job<'_> {
                     // Keep the bad bytes out: the ingest is dropped.
                     drop(writer);
                     let _ = self.store.abort(self.ns, &key).await;
-                    return Err(Error::failed_precondition(format!(
-                        "{}: registry sent more than the {total} bytes of its descriptor",
-                        desc.digest
-                    )));
+                    return Err(Error::LongerThanDescriptor {
+                        digest: desc.digest.clone(),
+                        size: total,
+                    }
+                    .into());
                 }
                 writer.write(&chunk).await?;
                 offset += chunk.len() as u64;
@@ -394,7 +398,11 @@ impl Job<'_> {
                 if e.kind() == crated_core::Kind::FailedPrecondition {
                     let _ = self.store.abort(self.ns, &key).await;
                 }
-                return Err(e.context(format!("failed to commit {key}")));
+                return Err(Error::CommitBlob {
+                    key,
+                    source: Box::new(e),
+                }
+                .into());
             }
         }
         self.progress.blob(&key, BlobState::Done, total, total);

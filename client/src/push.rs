@@ -12,12 +12,12 @@ use crated_core::content::ContentStore;
 use crated_core::descriptor::Descriptor;
 use crated_core::images::walk::{self, media_types, Node};
 use crated_core::platforms::Matcher;
-use crated_core::{Error, Namespace, Result};
+use crated_core::{Namespace, Result};
 use crated_distribution::{Pushed, Pusher, Resolver};
 use futures::StreamExt;
 
 use crate::pull::{ingest_ref, BlobState, Progress};
-use crate::{node_descriptor, Client};
+use crate::{descriptor_node, node_descriptor, Client, Error};
 
 /// How to push.
 #[derive(Clone)]
@@ -50,13 +50,7 @@ pub async fn push(
     let ns = client.namespace();
     let store = &*client.services().content;
     let pusher = resolver.pusher(reference)?;
-    let root = Node {
-        media_type: target.media_type.clone(),
-        digest: target.digest.clone(),
-        size: i64::try_from(target.size)
-            .map_err(|_| Error::invalid_argument("target size out of range"))?,
-        platform: None,
-    };
+    let root = descriptor_node(reference, target)?;
     // Depth first: every manifest after its children, blobs collected.
     let mut manifests: Vec<Node> = Vec::new();
     let mut blobs: Vec<Node> = Vec::new();
@@ -80,7 +74,10 @@ pub async fn push(
         }
         let mut children = walk::children(store, ns, &node)
             .await
-            .map_err(|e| e.context(format!("failed to push {reference}")))?;
+            .map_err(|e| Error::Push {
+                reference: reference.to_owned(),
+                source: Box::new(e),
+            })?;
         if media_types::is_index(&node.media_type) {
             if let Some(matcher) = &options.matcher {
                 walk::best_first(&mut children, matcher);
@@ -131,7 +128,10 @@ async fn push_blob(
     let info = store
         .info(ns, &desc.digest)
         .await
-        .map_err(|e| e.context(format!("cannot push {key}")))?;
+        .map_err(|e| Error::PushBlob {
+            key: key.clone(),
+            source: Box::new(e),
+        })?;
     // A blob pulled from another repository of this registry is mounted.
     let label = format!("containerd.io/distribution.source.{}", pusher.domain());
     let mount_from = info

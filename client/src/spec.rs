@@ -31,7 +31,7 @@ use std::os::fd::{FromRawFd as _, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use crated_core::descriptor::Any;
-use crated_core::{Error, Namespace, Result};
+use crated_core::{Namespace, Result};
 use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
 use oci_spec::runtime::{
     Capabilities, Capability, LinuxBuilder, LinuxCapabilities, LinuxDeviceCgroup, LinuxDeviceType,
@@ -40,6 +40,8 @@ use oci_spec::runtime::{
 };
 
 pub use oci_spec::runtime;
+
+use crate::Error;
 
 /// The type URL containerd stores specs under.
 pub const SPEC_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
@@ -105,10 +107,6 @@ fn opt(f: impl Fn(&mut Spec, &SpecContext<'_>) -> Result<()> + Send + Sync + 'st
     Box::new(f)
 }
 
-fn build_error(what: &str) -> impl Fn(oci_spec::OciSpecError) -> Error + '_ {
-    move |e| Error::invalid_argument(format!("build {what} of spec: {e}"))
-}
-
 /// containerd's default Unix spec for `ctx`, then each of `opts` in order.
 pub fn generate(ctx: &SpecContext<'_>, opts: &[Opt]) -> Result<Spec> {
     let mut spec = default_unix(ctx.namespace, ctx.id)?;
@@ -168,12 +166,16 @@ fn device_rule(allow: bool, major: Option<i64>, minor: Option<i64>) -> LinuxDevi
 }
 
 fn rlimit(typ: PosixRlimitType, hard: u64, soft: u64) -> Result<PosixRlimit> {
-    PosixRlimitBuilder::default()
+    let rlimit = PosixRlimitBuilder::default()
         .typ(typ)
         .hard(hard)
         .soft(soft)
         .build()
-        .map_err(build_error("rlimit"))
+        .map_err(|source| Error::BuildSpec {
+            part: "rlimit",
+            source,
+        })?;
+    Ok(rlimit)
 }
 
 fn namespace(typ: LinuxNamespaceType) -> LinuxNamespace {
@@ -258,7 +260,10 @@ pub fn default_unix(ns: &Namespace, id: &str) -> Result<Spec> {
             .to_vec(),
         )
         .build()
-        .map_err(build_error("linux section"))?;
+        .map_err(|source| Error::BuildSpec {
+            part: "linux section",
+            source,
+        })?;
     let mut root = Root::default();
     root.set_path(PathBuf::from("rootfs"));
     root.set_readonly(None);
@@ -323,8 +328,10 @@ pub fn default_unix(ns: &Namespace, id: &str) -> Result<Spec> {
 pub fn to_any(spec: &Spec) -> Result<Any> {
     Ok(Any {
         type_url: SPEC_TYPE_URL.to_owned(),
-        value: serde_json::to_vec(spec)
-            .map_err(|e| Error::invalid_argument(format!("encode spec: {e}")))?,
+        value: serde_json::to_vec(spec).map_err(|source| Error::EncodeSpec {
+            what: "spec",
+            source,
+        })?,
     })
 }
 
@@ -332,21 +339,23 @@ pub fn to_any(spec: &Spec) -> Result<Any> {
 /// JSON.
 pub fn from_any(any: &Any) -> Result<Spec> {
     if any.type_url != SPEC_TYPE_URL {
-        return Err(Error::invalid_argument(format!(
-            "spec has type {:?}, not {SPEC_TYPE_URL}",
-            any.type_url
-        )));
+        return Err(Error::SpecType {
+            type_url: any.type_url.clone(),
+        }
+        .into());
     }
-    serde_json::from_slice(&any.value)
-        .map_err(|e| Error::invalid_argument(format!("decode spec: {e}")))
+    let spec = serde_json::from_slice(&any.value).map_err(|source| Error::DecodeSpec { source })?;
+    Ok(spec)
 }
 
 /// An exec process's spec as the tasks service takes it.
 pub fn process_to_any(process: &Process) -> Result<Any> {
     Ok(Any {
         type_url: PROCESS_TYPE_URL.to_owned(),
-        value: serde_json::to_vec(process)
-            .map_err(|e| Error::invalid_argument(format!("encode process spec: {e}")))?,
+        value: serde_json::to_vec(process).map_err(|source| Error::EncodeSpec {
+            what: "process spec",
+            source,
+        })?,
     })
 }
 
@@ -412,8 +421,8 @@ impl ImageConfig {
             #[serde(default)]
             config: Option<ImageConfig>,
         }
-        let doc: Doc = serde_json::from_slice(document)
-            .map_err(|e| Error::invalid_argument(format!("image config is not valid: {e}")))?;
+        let doc: Doc =
+            serde_json::from_slice(document).map_err(|source| Error::ImageConfig { source })?;
         Ok(doc.config.unwrap_or_default())
     }
 }
@@ -682,8 +691,7 @@ pub fn with_no_new_privileges(no_new_privileges: bool) -> Opt {
 /// component, symbolic links included, resolves within the root, and at
 /// most [`MAX_ACCOUNT_FILE`] bytes are read. `None` if it does not exist.
 pub fn read_in_root(root: &Path, path: &str) -> Result<Option<String>> {
-    let dir = std::fs::File::open(root)
-        .map_err(|e| Error::unknown(format!("open root {}: {e}", root.display())))?;
+    let dir = std::fs::File::open(root).map_err(|e| Error::io("open root", root, e))?;
     let how = OpenHow::new()
         .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOCTTY | OFlag::O_NONBLOCK)
         .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
@@ -691,26 +699,38 @@ pub fn read_in_root(root: &Path, path: &str) -> Result<Option<String>> {
     let fd = match openat2(dir.as_raw_fd(), path.trim_start_matches('/'), how) {
         Ok(fd) => fd,
         Err(nix::errno::Errno::ENOENT) | Err(nix::errno::Errno::ENOTDIR) => return Ok(None),
-        Err(e) => return Err(Error::unknown(format!("open {path} in the image: {e}"))),
+        Err(source) => {
+            return Err(Error::OpenImageFile {
+                path: path.to_owned(),
+                source,
+            }
+            .into())
+        }
     };
     // SAFETY: openat2 returned a fresh descriptor that nothing else owns.
     let file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-    let meta = file
-        .metadata()
-        .map_err(|e| Error::unknown(format!("stat {path} in the image: {e}")))?;
+    let image_file = |op, source| Error::ImageFile {
+        op,
+        path: path.to_owned(),
+        source,
+    };
+    let meta = file.metadata().map_err(|e| image_file("stat", e))?;
     if !meta.is_file() {
-        return Err(Error::invalid_argument(format!(
-            "{path} in the image is not a regular file"
-        )));
+        return Err(Error::NotRegularFile {
+            path: path.to_owned(),
+        }
+        .into());
     }
     let mut text = String::new();
     file.take(MAX_ACCOUNT_FILE + 1)
         .read_to_string(&mut text)
-        .map_err(|e| Error::invalid_argument(format!("read {path} in the image: {e}")))?;
+        .map_err(|e| image_file("read", e))?;
     if text.len() as u64 > MAX_ACCOUNT_FILE {
-        return Err(Error::invalid_argument(format!(
-            "{path} in the image is larger than {MAX_ACCOUNT_FILE} bytes"
-        )));
+        return Err(Error::ImageFileTooLarge {
+            path: path.to_owned(),
+            limit: MAX_ACCOUNT_FILE,
+        }
+        .into());
     }
     Ok(Some(text))
 }
@@ -750,9 +770,10 @@ pub fn resolve_user(user: &str, rootfs: Option<&Path>) -> Result<User> {
     };
     let numeric = name.parse::<u32>().is_ok() && group.is_none_or(|g| g.parse::<u32>().is_ok());
     if rootfs.is_none() && !numeric && name != "root" {
-        return Err(Error::invalid_argument(format!(
-            "user {user:?} names a user or group: the root filesystem is needed to look it up"
-        )));
+        return Err(Error::UserNeedsRootfs {
+            user: user.to_owned(),
+        }
+        .into());
     }
     let passwd = read("/etc/passwd")?;
     let groups = read("/etc/group")?;
@@ -765,13 +786,12 @@ pub fn resolve_user(user: &str, rootfs: Option<&Path>) -> Result<User> {
         // No user (or root) in an image without /etc/passwd: 0:0.
         Err(_) if name == "root" && entry(&passwd, name).is_none() => (0, 0, "root".to_owned()),
         Err(_) => {
-            let f = entry(&passwd, name).ok_or_else(|| {
-                Error::not_found(format!(
-                    "no users found for {name:?} in the image's /etc/passwd"
-                ))
+            let f = entry(&passwd, name).ok_or_else(|| Error::UserNotFound {
+                name: name.to_owned(),
             })?;
-            let uid = f[2].parse().map_err(|_| {
-                Error::invalid_argument(format!("bad uid for {name:?} in /etc/passwd"))
+            let uid = f[2].parse().map_err(|source| Error::BadUid {
+                name: name.to_owned(),
+                source,
             })?;
             (uid, f[3].parse().unwrap_or(0), f[0].to_owned())
         }
@@ -781,10 +801,8 @@ pub fn resolve_user(user: &str, rootfs: Option<&Path>) -> Result<User> {
             Ok(g) => g,
             Err(_) => entry(&groups, group)
                 .and_then(|f| f[2].parse().ok())
-                .ok_or_else(|| {
-                    Error::not_found(format!(
-                        "no groups found for {group:?} in the image's /etc/group"
-                    ))
+                .ok_or_else(|| Error::GroupNotFound {
+                    group: group.to_owned(),
                 })?,
         };
     }

@@ -5,10 +5,10 @@ use crated_core::descriptor::Descriptor;
 use crated_core::tasks::{
     CheckpointTask, ExecProcess, Exit, Metric, Process as State, ProcessInfo, Stdio, UpdateTask,
 };
-use crated_core::{Error, Result};
+use crated_core::Result;
 use oci_spec::runtime::Process as ProcessSpec;
 
-use crate::{spec, Client};
+use crate::{spec, Client, Error};
 
 /// A process of a task: its init (empty exec id) or an exec.
 #[derive(Clone)]
@@ -179,7 +179,12 @@ impl Task {
             .await?
             .into_iter()
             .find(|m| m.id == self.id())
-            .ok_or_else(|| Error::not_found(format!("no metrics for task {:?}", self.id())))
+            .ok_or_else(|| {
+                Error::NoMetrics {
+                    id: self.id().to_owned(),
+                }
+                .into()
+            })
     }
 
     /// Changes its resources.

@@ -8,9 +8,9 @@ use crated_core::digest::Digest;
 use crated_core::images::walk::{self, Node};
 use crated_core::platforms::Matcher;
 use crated_core::snapshots::{Labels, Snapshotter, TARGET_LABEL};
-use crated_core::{Error, Result};
+use crated_core::Result;
 
-use crate::{gate, leases, node_descriptor, Client, UNCOMPRESSED_LABEL};
+use crate::{gate, leases, node_descriptor, Client, Error, UNCOMPRESSED_LABEL};
 
 /// Unpacks the image whose target is `target` into `snapshotter`, as
 /// containerd's `image.Unpack`: under a temporary lease, each layer for
@@ -49,11 +49,12 @@ pub(crate) async fn unpack_leased(
     let manifest = walk::manifest(store, ns, target, matcher).await?;
     let diff_ids = walk::rootfs(store, ns, &manifest.config).await?;
     if diff_ids.len() != manifest.layers.len() {
-        return Err(Error::invalid_argument(format!(
-            "mismatched image rootfs and manifest layers: {} diff ids, {} layers",
-            diff_ids.len(),
-            manifest.layers.len()
-        )));
+        return Err(Error::LayerCountMismatch {
+            digest: target.digest.clone(),
+            diff_ids: diff_ids.len(),
+            layers: manifest.layers.len(),
+        }
+        .into());
     }
     let mut chain: Vec<Digest> = Vec::new();
     for (layer, diff_id) in manifest.layers.iter().zip(&diff_ids) {
@@ -63,7 +64,14 @@ pub(crate) async fn unpack_leased(
         match sn.stat(chain_id.as_str()).await {
             Ok(_) => continue,
             Err(err) if err.is_not_found() => {}
-            Err(err) => return Err(err.context(format!("failed to stat snapshot {chain_id}"))),
+            Err(err) => {
+                return Err(Error::Snapshot {
+                    op: "stat",
+                    key: chain_id.to_string(),
+                    source: Box::new(err),
+                }
+                .into())
+            }
         }
         let parent = parent.map(|p| p.to_string()).unwrap_or_default();
         gate.wait(&layer.digest).await?;
@@ -84,8 +92,9 @@ pub(crate) async fn unpack_leased(
             Err(err) => return Err(err),
         }
     }
-    let top = Digest::chain_id(&chain)
-        .ok_or_else(|| Error::invalid_argument(format!("image {} has no layers", target.digest)))?;
+    let top = Digest::chain_id(&chain).ok_or_else(|| Error::TargetHasNoLayers {
+        digest: target.digest.clone(),
+    })?;
     let label = format!("containerd.io/gc.ref.snapshot.{snapshotter}");
     let info = Info {
         digest: manifest.config.digest.clone(),
@@ -129,26 +138,42 @@ async fn apply_layer(
                 continue;
             }
             Err(err) => {
-                return Err(err.context(format!("failed to prepare extraction snapshot {key:?}")))
+                return Err(Error::Snapshot {
+                    op: "prepare extraction",
+                    key,
+                    source: Box::new(err),
+                }
+                .into())
             }
         }
     };
-    let applied = async {
+    let applied: Result<()> = async {
         let applied = client
             .services()
             .diff
             .apply(client.namespace(), &node_descriptor(layer)?, &mounts)
             .await
-            .map_err(|e| e.context(format!("failed to extract layer {diff_id}")))?;
+            .map_err(|e| Error::ExtractLayer {
+                layer: layer.digest.clone(),
+                diff_id: diff_id.clone(),
+                source: Box::new(e),
+            })?;
         if applied.digest != *diff_id {
-            return Err(Error::failed_precondition(format!(
-                "wrong diff id calculated on extraction {:?}",
-                applied.digest.to_string()
-            )));
+            return Err(Error::DiffIdMismatch {
+                layer: layer.digest.clone(),
+                expected: diff_id.clone(),
+                digest: applied.digest,
+            }
+            .into());
         }
         sn.commit(chain_id.as_str(), &key, Labels::new())
             .await
-            .map_err(|e| e.context(format!("failed to commit snapshot {key}")))
+            .map_err(|e| Error::Snapshot {
+                op: "commit",
+                key: key.clone(),
+                source: Box::new(e),
+            })?;
+        Ok(())
     }
     .await;
     if let Err(err) = &applied {
