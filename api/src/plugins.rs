@@ -38,6 +38,18 @@ pub struct Server {
 }
 
 impl Server {
+    /// A gRPC plugin's services, added to the server's routes by
+    /// `add_routes` (with the server's message limits).
+    pub fn new<F>(add_routes: F) -> Self
+    where
+        F: Fn(tonic::service::Routes, GrpcLimits) -> tonic::service::Routes + Send + Sync + 'static,
+    {
+        Self {
+            grpc: Arc::new(add_routes),
+            ttrpc: None,
+        }
+    }
+
     /// Adds this plugin's gRPC services to `routes`.
     pub fn add_routes(
         &self,

@@ -689,7 +689,7 @@ pub fn with_no_new_privileges(no_new_privileges: bool) -> Opt {
 
 /// Reads `path` (absolute, as the image sees it) inside `root`: every
 /// component, symbolic links included, resolves within the root, and at
-/// most [`MAX_ACCOUNT_FILE`] bytes are read. `None` if it does not exist.
+/// most 4 MiB are read. `None` if it does not exist.
 pub fn read_in_root(root: &Path, path: &str) -> Result<Option<String>> {
     let dir = std::fs::File::open(root).map_err(|e| Error::io("open root", root, e))?;
     let how = OpenHow::new()

@@ -26,6 +26,14 @@ pub fn builtins() -> Vec<Registration> {
     ]);
     plugins.extend(crated_services::registrations());
     plugins.extend(crated_api::plugins::registrations());
+    #[cfg(feature = "cri")]
+    plugins.push(crated_cri::registration());
+    #[cfg(not(feature = "cri"))]
+    plugins.push(Registration::compiled_out(
+        crated_api::plugins::GRPC.name(),
+        "cri",
+        "cri",
+    ));
     plugins
 }
 

@@ -42,6 +42,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("io.containerd.grpc.v1", "containers"),
     ("io.containerd.grpc.v1", "tasks"),
     ("io.containerd.grpc.v1", "healthcheck"),
+    ("io.containerd.grpc.v1", "cri"),
     ("io.containerd.grpc.v1", "introspection"),
 ];
 
@@ -170,7 +171,7 @@ fn both_ctrs_print_the_same_tables() {
     // Filters reach the server the same way from both.
     let filter = ["plugins", "ls", "type==io.containerd.grpc.v1"];
     let filtered = ok(daemon.ctr(&theirs, &filter));
-    assert_eq!(rows(&filtered).len(), 12, "{filtered}");
+    assert_eq!(rows(&filtered).len(), 13, "{filtered}");
     assert_eq!(ok(daemon.ctr(&ours, &filter)), filtered);
 }
 

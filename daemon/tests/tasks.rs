@@ -349,7 +349,11 @@ async fn the_first_listing_after_a_restart_has_every_running_task() {
     f.daemon.spawn(&[]);
     let first = ok(f.ctr(&["tasks", "ls"]));
     let listed = rows(&first);
-    assert_eq!(listed.len(), COUNT, "first listing after the restart:\n{first}");
+    assert_eq!(
+        listed.len(),
+        COUNT,
+        "first listing after the restart:\n{first}"
+    );
     for id in &ids {
         let row = listed
             .iter()

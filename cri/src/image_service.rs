@@ -1,0 +1,151 @@
+//! `runtime.v1.ImageService` over [`Images`](crate::images::Images).
+
+use std::pin::Pin;
+
+use crated_api::to_grpc;
+use crated_core::Error;
+use futures::Stream;
+use tonic::{Request, Response, Status};
+
+use crate::images::{Auth, CriImage};
+use crate::runtime::v1 as pb;
+use crate::runtime::v1::image_service_server::ImageService;
+use crate::Cri;
+
+/// An image as the CRI reports it.
+fn to_pb(image: CriImage) -> pb::Image {
+    let (uid, username) = image.uid_or_username();
+    pb::Image {
+        spec: Some(pb::ImageSpec {
+            image: image.id.clone(),
+            ..pb::ImageSpec::default()
+        }),
+        id: image.id,
+        repo_tags: image.repo_tags,
+        repo_digests: image.repo_digests,
+        size: image.size,
+        uid: uid.map(|value| pb::Int64Value { value }),
+        username,
+        pinned: image.pinned,
+    }
+}
+
+fn image_name(spec: Option<pb::ImageSpec>) -> Result<String, Status> {
+    spec.map(|s| s.image)
+        .filter(|i| !i.is_empty())
+        .ok_or_else(|| to_grpc(Error::invalid_argument("image must be set")))
+}
+
+#[tonic::async_trait]
+impl ImageService for Cri {
+    async fn list_images(
+        &self,
+        request: Request<pb::ListImagesRequest>,
+    ) -> Result<Response<pb::ListImagesResponse>, Status> {
+        let images = self.list_images(request.into_inner().filter).await?;
+        Ok(Response::new(pb::ListImagesResponse { images }))
+    }
+
+    type StreamImagesStream =
+        Pin<Box<dyn Stream<Item = Result<pb::StreamImagesResponse, Status>> + Send>>;
+
+    async fn stream_images(
+        &self,
+        request: Request<pb::StreamImagesRequest>,
+    ) -> Result<Response<Self::StreamImagesStream>, Status> {
+        let images = self.list_images(request.into_inner().filter).await?;
+        let reply = pb::StreamImagesResponse { images };
+        Ok(Response::new(Box::pin(tokio_stream::once(Ok(reply)))))
+    }
+
+    async fn image_status(
+        &self,
+        request: Request<pb::ImageStatusRequest>,
+    ) -> Result<Response<pb::ImageStatusResponse>, Status> {
+        let request = request.into_inner();
+        let name = image_name(request.image)?;
+        // An image that is not there is an empty answer, not an error.
+        let Some(image) = self.images.get(&name).await.map_err(to_grpc)? else {
+            return Ok(Response::new(pb::ImageStatusResponse::default()));
+        };
+        let mut info = std::collections::HashMap::new();
+        if request.verbose {
+            let config: serde_json::Value =
+                serde_json::from_slice(&image.config).unwrap_or(serde_json::Value::Null);
+            let verbose = serde_json::json!({
+                "chainID": image.chain_id,
+                "imageSpec": config,
+            });
+            info.insert("info".to_owned(), verbose.to_string());
+        }
+        Ok(Response::new(pb::ImageStatusResponse {
+            image: Some(to_pb(image)),
+            info,
+        }))
+    }
+
+    async fn pull_image(
+        &self,
+        request: Request<pb::PullImageRequest>,
+    ) -> Result<Response<pb::PullImageResponse>, Status> {
+        let request = request.into_inner();
+        let name = image_name(request.image)?;
+        let auth = request.auth.map(|a| Auth {
+            username: a.username,
+            password: a.password,
+            auth: a.auth,
+            server_address: a.server_address,
+            identity_token: a.identity_token,
+            registry_token: a.registry_token,
+        });
+        let pinned = self.is_sandbox_image(&name);
+        let image = self
+            .images
+            .pull(&name, auth, pinned)
+            .await
+            .map_err(to_grpc)?;
+        Ok(Response::new(pb::PullImageResponse {
+            image_ref: image.id,
+        }))
+    }
+
+    async fn remove_image(
+        &self,
+        request: Request<pb::RemoveImageRequest>,
+    ) -> Result<Response<pb::RemoveImageResponse>, Status> {
+        let name = image_name(request.into_inner().image)?;
+        self.images.remove(&name).await.map_err(to_grpc)?;
+        Ok(Response::new(pb::RemoveImageResponse {}))
+    }
+
+    async fn image_fs_info(
+        &self,
+        _: Request<pb::ImageFsInfoRequest>,
+    ) -> Result<Response<pb::ImageFsInfoResponse>, Status> {
+        let usage = self.image_fs_usage().await.map_err(to_grpc)?;
+        Ok(Response::new(pb::ImageFsInfoResponse {
+            image_filesystems: vec![usage.clone()],
+            container_filesystems: vec![usage],
+        }))
+    }
+}
+
+impl Cri {
+    async fn list_images(&self, filter: Option<pb::ImageFilter>) -> Result<Vec<pb::Image>, Status> {
+        let wanted = filter
+            .and_then(|f| f.image)
+            .map(|s| s.image)
+            .filter(|i| !i.is_empty());
+        let images = match wanted {
+            Some(name) => self
+                .images
+                .get(&name)
+                .await
+                .map_err(to_grpc)?
+                .into_iter()
+                .collect(),
+            None => self.images.list().await.map_err(to_grpc)?,
+        };
+        Ok(images.into_iter().map(to_pb).collect())
+    }
+}

@@ -1,0 +1,491 @@
+//! Images as the CRI sees them, kept as containerd's CRI keeps them in
+//! namespace `k8s.io`: one image has up to three records — its tag
+//! (`docker.io/library/busybox:latest`), its digest reference
+//! (`docker.io/library/busybox@sha256:…`) and its id (the config's
+//! digest, `sha256:…`) — all with the target of the pull and the label
+//! `io.cri-containerd.image=managed`, so `ctr -n k8s.io images ls` shows
+//! what kubelet pulled.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use crated_client::pull::{pull, NoProgress, PullOptions};
+use crated_client::spec::ImageConfig;
+use crated_client::Client;
+use crated_core::descriptor::Descriptor;
+use crated_core::digest::Digest;
+use crated_core::images::walk::{self, Node};
+use crated_core::images::Image as Record;
+use crated_core::platforms::default_matcher;
+use crated_core::reference::parse_docker_ref;
+use crated_core::{Error, Result};
+use crated_distribution::{Credentials, HostOptions, Resolver, TransportOptions};
+
+use crate::config::Config;
+
+/// The label containerd's CRI puts on the records it makes.
+pub const IMAGE_LABEL: &str = "io.cri-containerd.image";
+/// Its value.
+pub const IMAGE_LABEL_MANAGED: &str = "managed";
+/// The label of an image kubelet must not garbage collect (the sandbox
+/// image).
+pub const PINNED_LABEL: &str = "io.cri-containerd.pinned";
+/// Its value.
+pub const PINNED: &str = "pinned";
+
+/// One image, however many records name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CriImage {
+    /// The config's digest, `sha256:…`.
+    pub id: String,
+    /// Its tag references.
+    pub repo_tags: Vec<String>,
+    /// Its digest references.
+    pub repo_digests: Vec<String>,
+    /// Content size for this platform (manifest, config, layers).
+    pub size: u64,
+    /// The config's user.
+    pub user: String,
+    /// The chain id of its layers: its unpacked snapshot.
+    pub chain_id: String,
+    /// The image config document.
+    pub config: Vec<u8>,
+    /// Whether kubelet must keep it.
+    pub pinned: bool,
+    /// The target the records point to.
+    pub target: Descriptor,
+}
+
+impl CriImage {
+    /// The config's user as a uid if numeric, else as a name (the user
+    /// part of `user[:group]`); containerd's `getUserFromImage`.
+    pub fn uid_or_username(&self) -> (Option<i64>, String) {
+        let user = self.user.split(':').next().unwrap_or_default();
+        if user.is_empty() {
+            return (None, String::new());
+        }
+        match user.parse::<i64>() {
+            Ok(uid) => (Some(uid), String::new()),
+            Err(_) => (None, user.to_owned()),
+        }
+    }
+
+    /// The parsed `config` of the image config.
+    pub fn image_config(&self) -> Result<ImageConfig> {
+        ImageConfig::parse(&self.config)
+    }
+}
+
+/// Whether `name` is an image id (`sha256:` and 64 hex digits).
+fn is_id(name: &str) -> bool {
+    Digest::parse(name).is_ok()
+}
+
+/// Registry credentials from a CRI `AuthConfig`, for `host`.
+#[derive(Debug, Clone, Default)]
+pub struct Auth {
+    /// User name.
+    pub username: String,
+    /// Password.
+    pub password: String,
+    /// Base64 `user:password`, when the parts are not given.
+    pub auth: String,
+    /// The registry these are for; empty: any.
+    pub server_address: String,
+    /// A token in place of a password.
+    pub identity_token: String,
+    /// A bearer token for the registry.
+    pub registry_token: String,
+}
+
+impl Auth {
+    /// The credentials to present to `host`, as containerd's `ParseAuth`.
+    fn credentials(&self, host: &str) -> Result<Option<Credentials>> {
+        if !self.server_address.is_empty() {
+            let address = self
+                .server_address
+                .trim_start_matches("https://")
+                .trim_start_matches("http://")
+                .trim_end_matches('/');
+            if address != host && !(address == "index.docker.io" && host == "docker.io") {
+                return Ok(None);
+            }
+        }
+        if !self.username.is_empty() {
+            return Ok(Some(Credentials {
+                username: self.username.clone(),
+                secret: self.password.clone(),
+            }));
+        }
+        if !self.identity_token.is_empty() {
+            return Ok(Some(Credentials {
+                username: String::new(),
+                secret: self.identity_token.clone(),
+            }));
+        }
+        if !self.auth.is_empty() {
+            let decoded = decode_base64(&self.auth).ok_or_else(|| {
+                Error::invalid_argument("auth of the pull is not valid base64 user:password")
+            })?;
+            let decoded = String::from_utf8(decoded)
+                .map_err(|_| Error::invalid_argument("auth of the pull is not utf-8"))?;
+            let (username, secret) = decoded
+                .split_once(':')
+                .ok_or_else(|| Error::invalid_argument("auth of the pull is not user:password"))?;
+            return Ok(Some(Credentials {
+                username: username.to_owned(),
+                secret: secret.to_owned(),
+            }));
+        }
+        if !self.registry_token.is_empty() {
+            return Err(Error::not_implemented(
+                "registry_token credentials are not supported yet: use username/password or identity_token",
+            ));
+        }
+        Ok(None)
+    }
+}
+
+/// Standard base64 with padding, as kubelet sends `auth`.
+fn decode_base64(text: &str) -> Option<Vec<u8>> {
+    let value = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => u32::from(c - b'A'),
+            b'a'..=b'z' => u32::from(c - b'a') + 26,
+            b'0'..=b'9' => u32::from(c - b'0') + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        })
+    };
+    let bytes: Vec<u8> = text.bytes().filter(|b| *b != b'=').collect();
+    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
+    for chunk in bytes.chunks(4) {
+        let mut acc = 0u32;
+        for (i, c) in chunk.iter().enumerate() {
+            acc |= value(*c)? << (18 - 6 * i);
+        }
+        let n = match chunk.len() {
+            4 => 3,
+            3 => 2,
+            2 => 1,
+            _ => return None,
+        };
+        for i in 0..n {
+            out.push((acc >> (16 - 8 * i)) as u8);
+        }
+    }
+    Some(out)
+}
+
+/// The CRI's view of the image store.
+#[derive(Clone)]
+pub struct Images {
+    client: Client,
+    config: Arc<Config>,
+}
+
+impl Images {
+    /// Images of `client`'s namespace.
+    pub fn new(client: Client, config: Arc<Config>) -> Self {
+        Self { client, config }
+    }
+
+    /// Pulls `reference` with `auth`, unpacked for the CRI's snapshotter,
+    /// and records it under its tag, digest and id; returns the image.
+    pub async fn pull(
+        &self,
+        reference: &str,
+        auth: Option<Auth>,
+        pinned: bool,
+    ) -> Result<CriImage> {
+        let parsed = parse_docker_ref(reference)
+            .map_err(|e| e.context(format!("failed to parse image reference {reference:?}")))?;
+        let name = parsed.to_string();
+        let credentials = match auth {
+            Some(auth) => {
+                // Checked once up front: a bad auth is the caller's error.
+                auth.credentials(parsed.domain())?;
+                Some(
+                    Arc::new(move |host: &str| auth.credentials(host).ok().flatten())
+                        as crated_distribution::CredentialsFn,
+                )
+            }
+            None => None,
+        };
+        let hosts = HostOptions {
+            hosts_dir: Some(self.config.registry.config_path.clone())
+                .filter(|p| !p.is_empty())
+                .map(Into::into),
+            ..HostOptions::default()
+        };
+        let mut transport = TransportOptions::default();
+        if let Some(timeout) = self.config.pull_progress_timeout()? {
+            transport.read_timeout = timeout;
+        }
+        let resolver = Resolver::new(hosts, credentials, transport);
+        let mut labels = BTreeMap::from([(IMAGE_LABEL.to_owned(), IMAGE_LABEL_MANAGED.to_owned())]);
+        if pinned {
+            labels.insert(PINNED_LABEL.to_owned(), PINNED.to_owned());
+        }
+        let options = PullOptions {
+            max_concurrent_downloads: self.config.max_concurrent_downloads.max(1) as usize,
+            snapshotter: Some(self.config.containerd.snapshotter.clone()),
+            labels: labels.clone(),
+            ..PullOptions::default()
+        };
+        let pulled = pull(
+            &self.client,
+            &resolver,
+            &name,
+            &options,
+            Arc::new(NoProgress),
+        )
+        .await
+        .map_err(|e| e.context(format!("failed to pull and unpack image {name:?}")))?;
+        let store = &*self.client.services().content;
+        let ns = self.client.namespace();
+        let manifest =
+            walk::manifest(store, ns, &Node::from(&pulled.target), &default_matcher()).await?;
+        let id = manifest.config.digest.to_string();
+        let digest_ref = parsed
+            .trim()
+            .with_digest(pulled.target.digest.clone())
+            .to_string();
+        for record in [digest_ref.as_str(), id.as_str()] {
+            if record != name {
+                crated_client::images::put(&self.client, record, &pulled.target, &labels).await?;
+            }
+        }
+        self.get(&id)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("image {id} vanished after its pull")))
+    }
+
+    /// Every record of the store made or adopted by the CRI, grouped by
+    /// image id.
+    async fn all(&self) -> Result<BTreeMap<String, (Descriptor, Vec<Record>)>> {
+        let records = self
+            .client
+            .services()
+            .images
+            .list(self.client.namespace(), &[])
+            .await?;
+        let store = &*self.client.services().content;
+        let ns = self.client.namespace();
+        let mut by_id: BTreeMap<String, (Descriptor, Vec<Record>)> = BTreeMap::new();
+        let mut ids: BTreeMap<Digest, String> = BTreeMap::new();
+        for record in records {
+            let id = match ids.get(&record.target.digest) {
+                Some(id) => id.clone(),
+                None => {
+                    let node = Node::from(&record.target);
+                    let Ok(manifest) = walk::manifest(store, ns, &node, &default_matcher()).await
+                    else {
+                        // Not for this platform, or its content is gone:
+                        // not an image the CRI can run.
+                        continue;
+                    };
+                    let id = manifest.config.digest.to_string();
+                    ids.insert(record.target.digest.clone(), id.clone());
+                    id
+                }
+            };
+            by_id
+                .entry(id)
+                .or_insert_with(|| (record.target.clone(), Vec::new()))
+                .1
+                .push(record);
+        }
+        Ok(by_id)
+    }
+
+    async fn describe(
+        &self,
+        id: &str,
+        target: &Descriptor,
+        records: &[Record],
+    ) -> Result<CriImage> {
+        let store = &*self.client.services().content;
+        let ns = self.client.namespace();
+        let node = Node::from(target);
+        let manifest = walk::manifest(store, ns, &node, &default_matcher()).await?;
+        let config = walk::read_blob(store, ns, &manifest.config.digest).await?;
+        let diff_ids = walk::rootfs(store, ns, &manifest.config).await?;
+        let (size, _) = walk::size(store, ns, &node, &default_matcher()).await;
+        let user = ImageConfig::parse(&config)
+            .map(|c| c.user)
+            .unwrap_or_default();
+        let mut repo_tags = BTreeSet::new();
+        let mut repo_digests = BTreeSet::new();
+        for record in records {
+            if is_id(&record.name) {
+                continue;
+            }
+            match parse_docker_ref(&record.name) {
+                Ok(r) if r.digest().is_some() => {
+                    repo_digests.insert(record.name.clone());
+                }
+                Ok(_) => {
+                    repo_tags.insert(record.name.clone());
+                    // A tag's digest reference, as containerd reports it
+                    // even when only the tag record exists.
+                    if let Ok(r) = parse_docker_ref(&record.name) {
+                        repo_digests
+                            .insert(r.trim().with_digest(target.digest.clone()).to_string());
+                    }
+                }
+                Err(_) => {}
+            }
+        }
+        Ok(CriImage {
+            id: id.to_owned(),
+            repo_tags: repo_tags.into_iter().collect(),
+            repo_digests: repo_digests.into_iter().collect(),
+            size,
+            user,
+            chain_id: Digest::chain_id(&diff_ids)
+                .map(|d| d.to_string())
+                .unwrap_or_default(),
+            config,
+            pinned: records
+                .iter()
+                .any(|r| r.labels.get(PINNED_LABEL).is_some_and(|v| v == PINNED)),
+            target: target.clone(),
+        })
+    }
+
+    /// Every image.
+    pub async fn list(&self) -> Result<Vec<CriImage>> {
+        let mut out = Vec::new();
+        for (id, (target, records)) in self.all().await? {
+            match self.describe(&id, &target, &records).await {
+                Ok(image) => out.push(image),
+                Err(e) => tracing::debug!(id, error = %e, "image left out of the listing"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The image `name` means — a reference (normalized as docker does), a
+    /// full id, or an unambiguous id prefix; `None` if there is none.
+    pub async fn get(&self, name: &str) -> Result<Option<CriImage>> {
+        let all = self.all().await?;
+        let wanted_id = if is_id(name) {
+            Some(name.to_owned())
+        } else if !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        {
+            let full = format!("sha256:{name}");
+            let mut matching = all.keys().filter(|id| id.starts_with(&full));
+            match (matching.next(), matching.next()) {
+                (Some(id), None) => Some(id.clone()),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        let found = match wanted_id {
+            Some(id) => all.get(&id).map(|entry| (id, entry)),
+            None => {
+                let normalized = match parse_docker_ref(name) {
+                    Ok(r) => r.to_string(),
+                    Err(_) => return Ok(None),
+                };
+                all.iter()
+                    .find(|(_, (_, records))| records.iter().any(|r| r.name == normalized))
+                    .map(|(id, entry)| (id.clone(), entry))
+            }
+        };
+        match found {
+            Some((id, (target, records))) => Ok(Some(self.describe(&id, target, records).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Removes every record of the image `name` means; an image that is
+    /// not there is not an error (kubelet retries removals).
+    pub async fn remove(&self, name: &str) -> Result<()> {
+        let Some(image) = self.get(name).await? else {
+            return Ok(());
+        };
+        let all = self.all().await?;
+        let Some((_, records)) = all.get(&image.id) else {
+            return Ok(());
+        };
+        let service = &self.client.services().images;
+        let last = records.len().saturating_sub(1);
+        for (i, record) in records.iter().enumerate() {
+            // The last removal waits for a collection, as containerd's.
+            match service
+                .delete(self.client.namespace(), &record.name, i == last)
+                .await
+            {
+                Ok(()) => {}
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_decodes_like_kubelet_sends_it() {
+        let auth = Auth {
+            auth: "dXNlcjpwYXNz".into(),
+            ..Auth::default()
+        };
+        let creds = auth.credentials("registry.example").unwrap().unwrap();
+        assert_eq!(
+            (creds.username.as_str(), creds.secret.as_str()),
+            ("user", "pass")
+        );
+        let scoped = Auth {
+            username: "u".into(),
+            password: "p".into(),
+            server_address: "https://other.example/".into(),
+            ..Auth::default()
+        };
+        assert!(scoped.credentials("registry.example").unwrap().is_none());
+        assert!(scoped.credentials("other.example").unwrap().is_some());
+        let bad = Auth {
+            auth: "!!!".into(),
+            ..Auth::default()
+        };
+        assert!(bad.credentials("x").is_err());
+    }
+
+    #[test]
+    fn users_are_uids_or_names() {
+        let image = |user: &str| CriImage {
+            id: String::new(),
+            repo_tags: vec![],
+            repo_digests: vec![],
+            size: 0,
+            user: user.into(),
+            chain_id: String::new(),
+            config: vec![],
+            pinned: false,
+            target: Descriptor {
+                media_type: String::new(),
+                digest: Digest::parse(&format!("sha256:{}", "0".repeat(64))).unwrap(),
+                size: 0,
+                annotations: Default::default(),
+            },
+        };
+        assert_eq!(image("1002").uid_or_username(), (Some(1002), String::new()));
+        assert_eq!(
+            image("www-data:1004").uid_or_username(),
+            (None, "www-data".into())
+        );
+        assert_eq!(image("").uid_or_username(), (None, String::new()));
+    }
+}

@@ -1,0 +1,203 @@
+#![doc = include_str!("../README.md")]
+// tonic handlers return `Result<_, tonic::Status>`.
+#![allow(clippy::result_large_err)]
+
+pub mod config;
+mod image_service;
+pub mod images;
+mod plugin;
+mod runtime_service;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use crated_client::Client;
+use crated_core::{Error, Result};
+
+pub use plugin::registration;
+
+/// The CRI wire types and tonic stubs (`runtime.v1`, cri-api v0.36).
+#[allow(missing_docs, clippy::all, clippy::unwrap_used)]
+pub mod runtime {
+    /// `runtime.v1`.
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/runtime.v1.rs"));
+    }
+}
+
+use runtime::v1 as pb;
+
+/// The namespace the CRI keeps everything in, as containerd's.
+pub const NAMESPACE: &str = "k8s.io";
+
+/// The CRI API version crated speaks.
+pub const API_VERSION: &str = "v1";
+
+/// The CRI plugin: its client (namespace `k8s.io`, in process), its
+/// configuration, and what it keeps of pods and containers.
+pub struct Cri {
+    client: Client,
+    config: Arc<config::Config>,
+    images: images::Images,
+    /// `<root>/io.containerd.grpc.v1.cri`.
+    #[allow(dead_code)]
+    root: PathBuf,
+    /// `<state>/io.containerd.grpc.v1.cri`.
+    #[allow(dead_code)]
+    state: PathBuf,
+    /// The pod CIDR kubelet gave (UpdateRuntimeConfig).
+    pod_cidr: Mutex<String>,
+}
+
+impl Cri {
+    /// The plugin over `client` (whose namespace it replaces with
+    /// `k8s.io`).
+    pub fn new(
+        client: Client,
+        config: config::Config,
+        root: PathBuf,
+        state: PathBuf,
+    ) -> Result<Self> {
+        let client = client.with_namespace(crated_core::Namespace::new(NAMESPACE)?);
+        config.pull_progress_timeout()?;
+        let config = Arc::new(config);
+        Ok(Self {
+            images: images::Images::new(client.clone(), Arc::clone(&config)),
+            client,
+            config,
+            root,
+            state,
+            pod_cidr: Mutex::new(String::new()),
+        })
+    }
+
+    fn version(&self, _: pb::VersionRequest) -> pb::VersionResponse {
+        pb::VersionResponse {
+            version: "0.1.0".into(),
+            runtime_name: "crated".into(),
+            runtime_version: env!("CARGO_PKG_VERSION").into(),
+            runtime_api_version: API_VERSION.into(),
+        }
+    }
+
+    async fn status(&self, request: pb::StatusRequest) -> pb::StatusResponse {
+        let runtime_ready = pb::RuntimeCondition {
+            r#type: "RuntimeReady".into(),
+            status: true,
+            reason: String::new(),
+            message: String::new(),
+        };
+        let network_ready = pb::RuntimeCondition {
+            r#type: "NetworkReady".into(),
+            status: false,
+            reason: "NetworkPluginNotReady".into(),
+            message: "Network plugin returns error: cni plugin not initialized".into(),
+        };
+        let mut info = std::collections::HashMap::new();
+        if request.verbose {
+            if let Ok(config) = serde_json::to_string(&*self.config) {
+                info.insert("config".to_owned(), config);
+            }
+        }
+        let handler = |name: &str| pb::RuntimeHandler {
+            name: name.to_owned(),
+            features: Some(pb::RuntimeHandlerFeatures {
+                recursive_read_only_mounts: false,
+                user_namespaces: false,
+            }),
+        };
+        let mut runtime_handlers = vec![handler("")];
+        runtime_handlers.extend(self.config.containerd.runtimes.keys().map(|n| handler(n)));
+        pb::StatusResponse {
+            status: Some(pb::RuntimeStatus {
+                conditions: vec![runtime_ready, network_ready],
+            }),
+            info,
+            runtime_handlers,
+            features: Some(pb::RuntimeFeatures {
+                supplemental_groups_policy: false,
+                user_namespaces_host_network: false,
+            }),
+        }
+    }
+
+    fn runtime_config(&self) -> pb::RuntimeConfigResponse {
+        let default = self
+            .config
+            .containerd
+            .runtimes
+            .get(&self.config.containerd.default_runtime_name);
+        let systemd =
+            self.config.systemd_cgroup || default.is_some_and(|r| r.options.systemd_cgroup);
+        let driver = if systemd {
+            pb::CgroupDriver::Systemd
+        } else {
+            pb::CgroupDriver::Cgroupfs
+        };
+        pb::RuntimeConfigResponse {
+            linux: Some(pb::LinuxRuntimeConfiguration {
+                cgroup_driver: driver as i32,
+            }),
+        }
+    }
+
+    fn update_runtime_config(&self, request: pb::UpdateRuntimeConfigRequest) {
+        let cidr = request
+            .runtime_config
+            .and_then(|c| c.network_config)
+            .map(|n| n.pod_cidr)
+            .unwrap_or_default();
+        if let Ok(mut pod_cidr) = self.pod_cidr.lock() {
+            *pod_cidr = cidr;
+        }
+    }
+
+    /// Whether `name` is the configured sandbox image (kept pinned).
+    fn is_sandbox_image(&self, name: &str) -> bool {
+        let normalize = |n: &str| {
+            crated_core::reference::parse_docker_ref(n)
+                .map(|r| r.to_string())
+                .unwrap_or_else(|_| n.to_owned())
+        };
+        !self.config.sandbox_image.is_empty()
+            && normalize(name) == normalize(&self.config.sandbox_image)
+    }
+
+    /// Disk used by the snapshots of `k8s.io` in the CRI's snapshotter,
+    /// and where that snapshotter keeps them.
+    async fn image_fs_usage(&self) -> Result<pb::FilesystemUsage> {
+        let snapshotter = &self.config.containerd.snapshotter;
+        let filter = format!("type==io.containerd.snapshotter.v1,id=={snapshotter}");
+        let plugins = self
+            .client
+            .services()
+            .introspection
+            .plugins(&[filter])
+            .await?;
+        let mountpoint = plugins
+            .first()
+            .and_then(|p| p.exports.get("root").cloned())
+            .ok_or_else(|| {
+                Error::failed_precondition(format!("snapshotter {snapshotter:?} is not loaded"))
+            })?;
+        let sn = self.client.snapshotter(snapshotter, None)?;
+        let (mut bytes, mut inodes) = (0u64, 0u64);
+        for info in sn.walk(&[]).await? {
+            if let Ok(usage) = sn.usage(&info.name).await {
+                bytes += u64::try_from(usage.size).unwrap_or(0);
+                inodes += u64::try_from(usage.inodes).unwrap_or(0);
+            }
+        }
+        let timestamp = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        Ok(pb::FilesystemUsage {
+            timestamp,
+            fs_id: Some(pb::FilesystemIdentifier { mountpoint }),
+            used_bytes: Some(pb::UInt64Value { value: bytes }),
+            inodes_used: Some(pb::UInt64Value { value: inodes }),
+        })
+    }
+}

@@ -1,0 +1,44 @@
+//! `io.containerd.grpc.v1 cri`: the CRI served on the daemon's socket, as
+//! containerd serves it, over the service layer in process.
+
+use std::sync::Arc;
+
+use crated_api::plugins::{Server, GRPC};
+use crated_client::{Client, Services};
+use crated_plugin::types;
+use crated_plugin::{Plugin, Registration};
+
+use crate::config::Config;
+use crate::runtime::v1::image_service_server::ImageServiceServer;
+use crate::runtime::v1::runtime_service_server::RuntimeServiceServer;
+use crate::Cri;
+
+/// The plugin's registration.
+pub fn registration() -> Registration {
+    Registration::new(GRPC, "cri", |ctx| async move {
+        let config: Config = ctx.config()?;
+        let client = Client::new(Services::from_plugins(&ctx)?);
+        let cri = Arc::new(Cri::new(
+            client,
+            config,
+            ctx.root.clone(),
+            ctx.state.clone(),
+        )?);
+        let server = Server::new(move |routes, limits| {
+            routes
+                .add_service(
+                    RuntimeServiceServer::from_arc(Arc::clone(&cri))
+                        .max_decoding_message_size(limits.max_recv)
+                        .max_encoding_message_size(limits.max_send),
+                )
+                .add_service(
+                    ImageServiceServer::from_arc(Arc::clone(&cri))
+                        .max_decoding_message_size(limits.max_recv)
+                        .max_encoding_message_size(limits.max_send),
+                )
+        });
+        Ok(Plugin::new(server))
+    })
+    .requires(&[types::SERVICE, types::EVENT.name()])
+    .with_config::<Config>()
+}

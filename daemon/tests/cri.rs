@@ -1,0 +1,187 @@
+//! The CRI plugin on the daemon's socket, driven as kubelet drives it
+//! (`runtime.v1` over gRPC): version, status, runtime config, and images
+//! pulled from a loopback registry, listed, looked up by tag, digest and
+//! id, and removed — recorded as containerd's CRI records them, so
+//! `ctr -n k8s.io images ls` shows them.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{debian_ctr, ok, registry_with_busybox, Daemon};
+use crated_cri::runtime::v1 as cri;
+use cri::image_service_client::ImageServiceClient;
+use cri::runtime_service_client::RuntimeServiceClient;
+use tonic::transport::Channel;
+
+fn image_spec(image: &str) -> Option<cri::ImageSpec> {
+    Some(cri::ImageSpec {
+        image: image.to_owned(),
+        ..cri::ImageSpec::default()
+    })
+}
+
+async fn images(channel: &Channel) -> ImageServiceClient<Channel> {
+    ImageServiceClient::new(channel.clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_status_and_runtime_config() {
+    let daemon = tokio::task::spawn_blocking(Daemon::start).await.unwrap();
+    let channel = daemon.channel().await;
+    let mut runtime = RuntimeServiceClient::new(channel.clone());
+    let version = runtime
+        .version(cri::VersionRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(version.runtime_name, "crated");
+    assert_eq!(version.runtime_api_version, "v1");
+    let status = runtime
+        .status(cri::StatusRequest { verbose: true })
+        .await
+        .unwrap()
+        .into_inner();
+    let conditions = status.status.unwrap().conditions;
+    let ready = |kind: &str| conditions.iter().find(|c| c.r#type == kind).unwrap().status;
+    assert!(ready("RuntimeReady"));
+    assert!(status.info.contains_key("config"));
+    assert!(status.runtime_handlers.iter().any(|h| h.name == "runc"));
+    let config = runtime
+        .runtime_config(cri::RuntimeConfigRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        config.linux.unwrap().cgroup_driver,
+        cri::CgroupDriver::Cgroupfs as i32
+    );
+    // What is not built yet says so, naming it.
+    let err = runtime
+        .run_pod_sandbox(cri::RunPodSandboxRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unimplemented);
+    assert!(err.message().contains("pod sandboxes"), "{}", err.message());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn images_pull_list_status_and_remove_as_containerds_cri() {
+    let (_registry, reference) = registry_with_busybox().await;
+    let daemon = tokio::task::spawn_blocking(Daemon::start).await.unwrap();
+    let channel = daemon.channel().await;
+    let mut service = images(&channel).await;
+
+    let pulled = service
+        .pull_image(cri::PullImageRequest {
+            image: image_spec(&reference),
+            ..cri::PullImageRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let id = pulled.image_ref;
+    assert!(id.starts_with("sha256:") && id.len() == 71, "{id}");
+
+    // Three records, as containerd's CRI makes them, all labelled.
+    let listed = ok(daemon.ctr(&debian_ctr(), &["-n", "k8s.io", "images", "ls"]));
+    let rows = common::rows(&listed);
+    let names: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
+    assert!(names.contains(&reference.as_str()), "{listed}");
+    assert!(names.contains(&id.as_str()), "{listed}");
+    let digest_ref = names
+        .iter()
+        .find(|n| n.contains("@sha256:"))
+        .unwrap_or_else(|| panic!("no digest record in:\n{listed}"))
+        .to_string();
+    assert!(
+        rows.iter().all(|r| r
+            .last()
+            .unwrap()
+            .contains("io.cri-containerd.image=managed")),
+        "{listed}"
+    );
+
+    let all = service
+        .list_images(cri::ListImagesRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .images;
+    assert_eq!(all.len(), 1, "{all:?}");
+    let image = &all[0];
+    assert_eq!(image.id, id);
+    assert_eq!(image.repo_tags, std::slice::from_ref(&reference));
+    assert_eq!(image.repo_digests, std::slice::from_ref(&digest_ref));
+    assert!(image.size > 0);
+
+    // Found by tag, digest reference, full id and id prefix; verbose
+    // status carries the image config.
+    for name in [reference.as_str(), &digest_ref, &id, &id[7..19]] {
+        let status = service
+            .image_status(cri::ImageStatusRequest {
+                image: image_spec(name),
+                verbose: true,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            status.image.as_ref().map(|i| i.id.as_str()),
+            Some(id.as_str()),
+            "{name}"
+        );
+        assert!(status.info["info"].contains("imageSpec"), "{name}");
+    }
+    let missing = service
+        .image_status(cri::ImageStatusRequest {
+            image: image_spec("127.0.0.1:1/not/there:latest"),
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        missing.image.is_none(),
+        "a missing image is an empty answer"
+    );
+
+    let fs = service
+        .image_fs_info(cri::ImageFsInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let usage = &fs.image_filesystems[0];
+    assert!(usage
+        .fs_id
+        .as_ref()
+        .unwrap()
+        .mountpoint
+        .ends_with("io.containerd.snapshotter.v1.overlayfs"));
+    assert!(usage.used_bytes.as_ref().unwrap().value > 0);
+
+    service
+        .remove_image(cri::RemoveImageRequest {
+            image: image_spec(&reference),
+        })
+        .await
+        .unwrap();
+    let left = ok(daemon.ctr(&debian_ctr(), &["-n", "k8s.io", "images", "ls", "-q"]));
+    assert!(left.trim().is_empty(), "every record went: {left}");
+    // Removing what is gone is not an error (kubelet retries).
+    service
+        .remove_image(cri::RemoveImageRequest {
+            image: image_spec(&reference),
+        })
+        .await
+        .unwrap();
+
+    let err = service
+        .pull_image(cri::PullImageRequest {
+            image: image_spec("127.0.0.1:1/nothing/here:latest"),
+            ..cri::PullImageRequest::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(err.message().contains("nothing/here"), "{}", err.message());
+}
