@@ -3,8 +3,10 @@
 #![allow(clippy::result_large_err)]
 
 pub mod config;
+pub mod error;
 mod image_service;
 pub mod images;
+pub mod logs;
 mod plugin;
 mod runtime_service;
 
