@@ -8,6 +8,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
     let mut config = prost_build::Config::new();
     config.protoc_executable(protoc);
+    // `prost::Name`: the configs kept in container extensions carry
+    // their type.
+    config.enable_type_names();
     tonic_build::configure()
         .build_client(true)
         .build_server(true)

@@ -182,7 +182,7 @@ impl Drop for Fifos {
 
 /// Opens `fifo` for reading once a writer has it open, on a blocking
 /// thread; the result is non-blocking.
-async fn open_reader(fifo: PathBuf) -> std::io::Result<pipe::Receiver> {
+pub async fn open_reader(fifo: PathBuf) -> std::io::Result<pipe::Receiver> {
     let file = tokio::task::spawn_blocking(move || File::open(&fifo))
         .await
         .map_err(std::io::Error::other)??;
@@ -191,7 +191,7 @@ async fn open_reader(fifo: PathBuf) -> std::io::Result<pipe::Receiver> {
 
 /// Opens `fifo` for writing once a reader has it open, on a blocking
 /// thread; the result is non-blocking.
-async fn open_writer(fifo: PathBuf) -> std::io::Result<pipe::Sender> {
+pub async fn open_writer(fifo: PathBuf) -> std::io::Result<pipe::Sender> {
     let file =
         tokio::task::spawn_blocking(move || std::fs::OpenOptions::new().write(true).open(&fifo))
             .await

@@ -103,7 +103,8 @@ where
 /// A boxed option.
 pub type Opt = Box<dyn SpecOpt>;
 
-fn opt(f: impl Fn(&mut Spec, &SpecContext<'_>) -> Result<()> + Send + Sync + 'static) -> Opt {
+/// Boxes a closure as an option.
+pub fn opt(f: impl Fn(&mut Spec, &SpecContext<'_>) -> Result<()> + Send + Sync + 'static) -> Opt {
     Box::new(f)
 }
 
@@ -359,11 +360,13 @@ pub fn process_to_any(process: &Process) -> Result<Any> {
     })
 }
 
-fn process_mut(spec: &mut Spec) -> &mut Process {
+/// The spec's process, made if it has none.
+pub fn process_mut(spec: &mut Spec) -> &mut Process {
     spec.process_mut().get_or_insert_with(Process::default)
 }
 
-fn linux_mut(spec: &mut Spec) -> &mut oci_spec::runtime::Linux {
+/// The spec's Linux section, made if it has none.
+pub fn linux_mut(spec: &mut Spec) -> &mut oci_spec::runtime::Linux {
     spec.linux_mut()
         .get_or_insert_with(oci_spec::runtime::Linux::default)
 }
@@ -411,6 +414,12 @@ pub struct ImageConfig {
     /// `config.StopSignal`.
     #[serde(rename = "StopSignal")]
     pub stop_signal: String,
+    /// `config.Volumes`: paths the image wants kept out of its layers.
+    #[serde(rename = "Volumes")]
+    pub volumes: Option<std::collections::BTreeMap<String, serde_json::Value>>,
+    /// `config.Labels`.
+    #[serde(rename = "Labels")]
+    pub labels: Option<std::collections::BTreeMap<String, String>>,
 }
 
 impl ImageConfig {

@@ -38,6 +38,12 @@ pub struct Config {
     pub image_pull_progress_timeout: String,
     /// Use the systemd cgroup driver (reported by RuntimeConfig).
     pub systemd_cgroup: bool,
+    /// Image-defined volumes are not made (the container writes into its
+    /// own layer there).
+    pub ignore_image_defined_volumes: bool,
+    /// Devices a container asks for are owned by its run_as_user and
+    /// run_as_group instead of keeping the host's owner.
+    pub device_ownership_from_security_context: bool,
     /// Runtimes and snapshotter.
     pub containerd: ContainerdConfig,
     /// Pod networking.
@@ -61,6 +67,8 @@ impl Default for Config {
             max_concurrent_downloads: 3,
             image_pull_progress_timeout: "5m0s".into(),
             systemd_cgroup: false,
+            ignore_image_defined_volumes: false,
+            device_ownership_from_security_context: false,
             containerd: ContainerdConfig::default(),
             cni: CniConfig::default(),
             registry: RegistryConfig::default(),

@@ -3,19 +3,35 @@
 #![allow(clippy::result_large_err)]
 
 pub mod config;
+pub mod container;
+mod container_run;
 pub mod error;
+mod events;
+mod exec;
 mod image_service;
 pub mod images;
 pub mod logs;
+mod network;
 mod plugin;
+mod recover;
 mod runtime_service;
+pub mod sandbox;
+pub mod seccomp;
+pub mod spec_opts;
+mod stats;
+pub mod store;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use crated_client::Client;
+use crated_core::descriptor::Any;
 use crated_core::{Error, Result};
+
+use crate::container::CriContainer;
+use crate::sandbox::Sandbox;
+use crate::store::{Names, Records};
 
 pub use plugin::registration;
 
@@ -36,6 +52,47 @@ pub const NAMESPACE: &str = "k8s.io";
 /// The CRI API version crated speaks.
 pub const API_VERSION: &str = "v1";
 
+/// The container extension holding the CRI config a sandbox or container
+/// was made with (protobuf), for a restarted daemon.
+pub const CONFIG_EXTENSION: &str = "io.crated.cri.config";
+
+/// A CRI config message as a container extension.
+pub(crate) fn encode_config<M: prost::Message + prost::Name>(config: &M) -> Any {
+    Any {
+        type_url: M::type_url(),
+        value: config.encode_to_vec(),
+    }
+}
+
+/// A CRI config message back from its extension.
+pub(crate) fn decode_config<M: prost::Message + prost::Name + Default>(any: &Any) -> Result<M> {
+    if any.type_url != M::type_url() {
+        return Err(Error::invalid_argument(format!(
+            "config extension holds {:?}, not {:?}",
+            any.type_url,
+            M::type_url()
+        )));
+    }
+    M::decode(any.value.as_slice())
+        .map_err(|e| Error::invalid_argument(format!("decode {}: {e}", any.type_url)))
+}
+
+/// A runtime's runc options as the shim takes them
+/// (`containerd.runc.v1.Options`); none when all are defaults.
+pub(crate) fn runc_options(options: &config::RuncOptions) -> Option<Any> {
+    use crated_api::containerd::runc::v1::Options;
+    let message = Options {
+        binary_name: options.binary_name.clone(),
+        root: options.root.clone(),
+        systemd_cgroup: options.systemd_cgroup,
+        ..Default::default()
+    };
+    (message != Options::default()).then(|| Any {
+        type_url: "containerd.runc.v1.Options".to_owned(),
+        value: prost::Message::encode_to_vec(&message),
+    })
+}
+
 /// The CRI plugin: its client (namespace `k8s.io`, in process), its
 /// configuration, and what it keeps of pods and containers.
 pub struct Cri {
@@ -43,13 +100,19 @@ pub struct Cri {
     config: Arc<config::Config>,
     images: images::Images,
     /// `<root>/io.containerd.grpc.v1.cri`.
-    #[allow(dead_code)]
     root: PathBuf,
     /// `<state>/io.containerd.grpc.v1.cri`.
-    #[allow(dead_code)]
     state: PathBuf,
     /// The pod CIDR kubelet gave (UpdateRuntimeConfig).
     pod_cidr: Mutex<String>,
+    /// Names of sandboxes and containers in use.
+    names: Names,
+    /// Pod sandboxes by id.
+    sandboxes: Arc<Records<Sandbox>>,
+    /// Containers by id.
+    containers: Arc<Records<CriContainer>>,
+    /// Pod networking.
+    network: network::Network,
 }
 
 impl Cri {
@@ -66,12 +129,27 @@ impl Cri {
         let config = Arc::new(config);
         Ok(Self {
             images: images::Images::new(client.clone(), Arc::clone(&config)),
+            network: network::Network::new(&config.cni, state.join("netns")),
             client,
             config,
             root,
             state,
             pod_cidr: Mutex::new(String::new()),
+            names: Names::default(),
+            sandboxes: Arc::new(Records::new("sandbox")),
+            containers: Arc::new(Records::new("container")),
         })
+    }
+
+    /// Reads back the sandboxes and containers of a previous run and
+    /// starts following task events; before the plugin serves.
+    pub async fn start(&self) -> Result<()> {
+        self.recover().await?;
+        events::spawn_oom_monitor(
+            std::sync::Arc::clone(&self.client.services().events),
+            Arc::clone(&self.containers),
+        );
+        Ok(())
     }
 
     fn version(&self, _: pb::VersionRequest) -> pb::VersionResponse {
@@ -90,11 +168,19 @@ impl Cri {
             reason: String::new(),
             message: String::new(),
         };
-        let network_ready = pb::RuntimeCondition {
-            r#type: "NetworkReady".into(),
-            status: false,
-            reason: "NetworkPluginNotReady".into(),
-            message: "Network plugin returns error: cni plugin not initialized".into(),
+        let network_ready = match self.network.status().await {
+            Ok(()) => pb::RuntimeCondition {
+                r#type: "NetworkReady".into(),
+                status: true,
+                reason: String::new(),
+                message: String::new(),
+            },
+            Err(e) => pb::RuntimeCondition {
+                r#type: "NetworkReady".into(),
+                status: false,
+                reason: "NetworkPluginNotReady".into(),
+                message: format!("Network plugin returns error: {e}"),
+            },
         };
         let mut info = std::collections::HashMap::new();
         if request.verbose {
@@ -166,9 +252,8 @@ impl Cri {
             && normalize(name) == normalize(&self.config.sandbox_image)
     }
 
-    /// Disk used by the snapshots of `k8s.io` in the CRI's snapshotter,
-    /// and where that snapshotter keeps them.
-    async fn image_fs_usage(&self) -> Result<pb::FilesystemUsage> {
+    /// Where the CRI's snapshotter keeps its snapshots.
+    async fn snapshotter_root(&self) -> Result<String> {
         let snapshotter = &self.config.containerd.snapshotter;
         let filter = format!("type==io.containerd.snapshotter.v1,id=={snapshotter}");
         let plugins = self
@@ -177,13 +262,21 @@ impl Cri {
             .introspection
             .plugins(&[filter])
             .await?;
-        let mountpoint = plugins
+        plugins
             .first()
             .and_then(|p| p.exports.get("root").cloned())
             .ok_or_else(|| {
                 Error::failed_precondition(format!("snapshotter {snapshotter:?} is not loaded"))
-            })?;
-        let sn = self.client.snapshotter(snapshotter, None)?;
+            })
+    }
+
+    /// Disk used by the snapshots of `k8s.io` in the CRI's snapshotter,
+    /// and where that snapshotter keeps them.
+    async fn image_fs_usage(&self) -> Result<pb::FilesystemUsage> {
+        let mountpoint = self.snapshotter_root().await?;
+        let sn = self
+            .client
+            .snapshotter(&self.config.containerd.snapshotter, None)?;
         let (mut bytes, mut inodes) = (0u64, 0u64);
         for info in sn.walk(&[]).await? {
             if let Ok(usage) = sn.usage(&info.name).await {

@@ -227,6 +227,29 @@ impl LogWriter {
             .into()),
         }
     }
+
+    /// Waits up to `limit` for the streams to end, then stops the writer
+    /// and waits for what it read to be written: a container's process
+    /// left a child holding its output open, and the log must not wait
+    /// for that child forever. The errors of [`LogWriter::wait`].
+    pub async fn drain(mut self, limit: std::time::Duration) -> Result<()> {
+        let ended = tokio::time::timeout(limit, &mut self.task).await;
+        let joined = match ended {
+            Ok(joined) => joined,
+            Err(_) => {
+                self.stop();
+                (&mut self.task).await
+            }
+        };
+        match joined {
+            Ok(result) => result,
+            Err(source) => Err(Error::LogTask {
+                path: self.path.to_path_buf(),
+                source,
+            }
+            .into()),
+        }
+    }
 }
 
 impl Reopener {

@@ -24,6 +24,7 @@ pub fn registration() -> Registration {
             ctx.root.clone(),
             ctx.state.clone(),
         )?);
+        cri.start().await?;
         let server = Server::new(move |routes, limits| {
             routes
                 .add_service(

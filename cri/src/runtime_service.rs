@@ -55,100 +55,149 @@ impl RuntimeService for Cri {
 
     async fn run_pod_sandbox(
         &self,
-        _: Request<pb::RunPodSandboxRequest>,
+        request: Request<pb::RunPodSandboxRequest>,
     ) -> Result<Response<pb::RunPodSandboxResponse>, Status> {
-        Err(not_built("running pod sandboxes"))
+        let id = self
+            .run_pod_sandbox(request.into_inner())
+            .await
+            .map_err(to_grpc)?;
+        Ok(Response::new(pb::RunPodSandboxResponse {
+            pod_sandbox_id: id,
+        }))
     }
 
     async fn stop_pod_sandbox(
         &self,
-        _: Request<pb::StopPodSandboxRequest>,
+        request: Request<pb::StopPodSandboxRequest>,
     ) -> Result<Response<pb::StopPodSandboxResponse>, Status> {
-        Err(not_built("stopping pod sandboxes"))
+        self.stop_pod_sandbox(&request.into_inner().pod_sandbox_id)
+            .await
+            .map_err(to_grpc)?;
+        Ok(Response::new(pb::StopPodSandboxResponse {}))
     }
 
     async fn remove_pod_sandbox(
         &self,
-        _: Request<pb::RemovePodSandboxRequest>,
+        request: Request<pb::RemovePodSandboxRequest>,
     ) -> Result<Response<pb::RemovePodSandboxResponse>, Status> {
-        Err(not_built("removing pod sandboxes"))
+        self.remove_pod_sandbox(&request.into_inner().pod_sandbox_id)
+            .await
+            .map_err(to_grpc)?;
+        Ok(Response::new(pb::RemovePodSandboxResponse {}))
     }
 
     async fn pod_sandbox_status(
         &self,
-        _: Request<pb::PodSandboxStatusRequest>,
+        request: Request<pb::PodSandboxStatusRequest>,
     ) -> Result<Response<pb::PodSandboxStatusResponse>, Status> {
-        Err(not_built("pod sandbox status"))
+        let request = request.into_inner();
+        let status = self
+            .pod_sandbox_status(&request.pod_sandbox_id, request.verbose)
+            .map_err(to_grpc)?;
+        Ok(Response::new(status))
     }
 
     async fn list_pod_sandbox(
         &self,
-        _: Request<pb::ListPodSandboxRequest>,
+        request: Request<pb::ListPodSandboxRequest>,
     ) -> Result<Response<pb::ListPodSandboxResponse>, Status> {
-        Err(not_built("listing pod sandboxes"))
+        let items = self.list_pod_sandbox(request.into_inner().filter);
+        Ok(Response::new(pb::ListPodSandboxResponse { items }))
     }
 
     async fn create_container(
         &self,
-        _: Request<pb::CreateContainerRequest>,
+        request: Request<pb::CreateContainerRequest>,
     ) -> Result<Response<pb::CreateContainerResponse>, Status> {
-        Err(not_built("creating containers"))
+        let id = self
+            .create_container(request.into_inner())
+            .await
+            .map_err(to_grpc)?;
+        Ok(Response::new(pb::CreateContainerResponse {
+            container_id: id,
+        }))
     }
 
     async fn start_container(
         &self,
-        _: Request<pb::StartContainerRequest>,
+        request: Request<pb::StartContainerRequest>,
     ) -> Result<Response<pb::StartContainerResponse>, Status> {
-        Err(not_built("starting containers"))
+        self.start_container(&request.into_inner().container_id)
+            .await
+            .map_err(to_grpc)?;
+        Ok(Response::new(pb::StartContainerResponse {}))
     }
 
     async fn stop_container(
         &self,
-        _: Request<pb::StopContainerRequest>,
+        request: Request<pb::StopContainerRequest>,
     ) -> Result<Response<pb::StopContainerResponse>, Status> {
-        Err(not_built("stopping containers"))
+        let request = request.into_inner();
+        self.stop_container(&request.container_id, request.timeout)
+            .await
+            .map_err(to_grpc)?;
+        Ok(Response::new(pb::StopContainerResponse {}))
     }
 
     async fn remove_container(
         &self,
-        _: Request<pb::RemoveContainerRequest>,
+        request: Request<pb::RemoveContainerRequest>,
     ) -> Result<Response<pb::RemoveContainerResponse>, Status> {
-        Err(not_built("removing containers"))
+        self.remove_container(&request.into_inner().container_id)
+            .await
+            .map_err(to_grpc)?;
+        Ok(Response::new(pb::RemoveContainerResponse {}))
     }
 
     async fn list_containers(
         &self,
-        _: Request<pb::ListContainersRequest>,
+        request: Request<pb::ListContainersRequest>,
     ) -> Result<Response<pb::ListContainersResponse>, Status> {
-        Err(not_built("listing containers"))
+        let containers = self.list_containers(request.into_inner().filter).await;
+        Ok(Response::new(pb::ListContainersResponse { containers }))
     }
 
     async fn container_status(
         &self,
-        _: Request<pb::ContainerStatusRequest>,
+        request: Request<pb::ContainerStatusRequest>,
     ) -> Result<Response<pb::ContainerStatusResponse>, Status> {
-        Err(not_built("container status"))
+        let request = request.into_inner();
+        let status = self
+            .container_status(&request.container_id, request.verbose)
+            .await
+            .map_err(to_grpc)?;
+        Ok(Response::new(status))
     }
 
     async fn update_container_resources(
         &self,
-        _: Request<pb::UpdateContainerResourcesRequest>,
+        request: Request<pb::UpdateContainerResourcesRequest>,
     ) -> Result<Response<pb::UpdateContainerResourcesResponse>, Status> {
-        Err(not_built("updating container resources"))
+        self.update_container_resources(request.into_inner())
+            .await
+            .map_err(to_grpc)?;
+        Ok(Response::new(pb::UpdateContainerResourcesResponse {}))
     }
 
     async fn reopen_container_log(
         &self,
-        _: Request<pb::ReopenContainerLogRequest>,
+        request: Request<pb::ReopenContainerLogRequest>,
     ) -> Result<Response<pb::ReopenContainerLogResponse>, Status> {
-        Err(not_built("reopening container logs"))
+        self.reopen_container_log(&request.into_inner().container_id)
+            .await
+            .map_err(to_grpc)?;
+        Ok(Response::new(pb::ReopenContainerLogResponse {}))
     }
 
     async fn exec_sync(
         &self,
-        _: Request<pb::ExecSyncRequest>,
+        request: Request<pb::ExecSyncRequest>,
     ) -> Result<Response<pb::ExecSyncResponse>, Status> {
-        Err(not_built("ExecSync"))
+        let response = self
+            .exec_sync(request.into_inner())
+            .await
+            .map_err(to_grpc)?;
+        Ok(Response::new(response))
     }
 
     async fn exec(
@@ -174,16 +223,26 @@ impl RuntimeService for Cri {
 
     async fn container_stats(
         &self,
-        _: Request<pb::ContainerStatsRequest>,
+        request: Request<pb::ContainerStatsRequest>,
     ) -> Result<Response<pb::ContainerStatsResponse>, Status> {
-        Err(not_built("container stats"))
+        let stats = self
+            .container_stats(&request.into_inner().container_id)
+            .await
+            .map_err(to_grpc)?;
+        Ok(Response::new(pb::ContainerStatsResponse {
+            stats: Some(stats),
+        }))
     }
 
     async fn list_container_stats(
         &self,
-        _: Request<pb::ListContainerStatsRequest>,
+        request: Request<pb::ListContainerStatsRequest>,
     ) -> Result<Response<pb::ListContainerStatsResponse>, Status> {
-        Err(not_built("container stats"))
+        let stats = self
+            .list_container_stats(request.into_inner().filter)
+            .await
+            .map_err(to_grpc)?;
+        Ok(Response::new(pb::ListContainerStatsResponse { stats }))
     }
 
     async fn pod_sandbox_stats(

@@ -56,13 +56,28 @@ async fn version_status_and_runtime_config() {
         config.linux.unwrap().cgroup_driver,
         cri::CgroupDriver::Cgroupfs as i32
     );
-    // What is not built yet says so, naming it.
+    // A request without its config is refused, naming what is missing.
     let err = runtime
         .run_pod_sandbox(cri::RunPodSandboxRequest::default())
         .await
         .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(
+        err.message().contains("sandbox config"),
+        "{}",
+        err.message()
+    );
+    // What is not built yet says so, naming it.
+    let err = runtime
+        .checkpoint_container(cri::CheckpointContainerRequest::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unimplemented);
-    assert!(err.message().contains("pod sandboxes"), "{}", err.message());
+    assert!(
+        err.message().contains("CheckpointContainer"),
+        "{}",
+        err.message()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -147,6 +147,17 @@ fn gzip(data: &[u8]) -> Result<Vec<u8>> {
 
 /// A single-platform image of `layers` (uncompressed tars, gzipped here).
 pub fn image(os: &str, arch: &str, layers: Vec<Vec<u8>>) -> Result<Image> {
+    let config = json!({"Cmd": ["/bin/sh"], "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]});
+    image_with_config(os, arch, layers, config)
+}
+
+/// [`image`] with `config` as the image config's `config` object.
+pub fn image_with_config(
+    os: &str,
+    arch: &str,
+    layers: Vec<Vec<u8>>,
+    config: serde_json::Value,
+) -> Result<Image> {
     let mut blobs = Vec::new();
     let mut diff_ids = Vec::new();
     for tar in &layers {
@@ -158,7 +169,7 @@ pub fn image(os: &str, arch: &str, layers: Vec<Vec<u8>>) -> Result<Image> {
         serde_json::to_vec(&json!({
             "architecture": arch,
             "os": os,
-            "config": {"Cmd": ["/bin/sh"], "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]},
+            "config": config,
             "rootfs": {"type": "layers", "diff_ids": diff_ids.iter().map(|d| d.to_string()).collect::<Vec<_>>()},
         }))?,
     );
@@ -183,6 +194,18 @@ pub fn image(os: &str, arch: &str, layers: Vec<Vec<u8>>) -> Result<Image> {
 /// it for every applet (`busybox --list-full`), for the host platform.
 pub fn busybox() -> Result<Image> {
     image("linux", crate::host_arch(), vec![busybox_layer()?])
+}
+
+/// A pod sandbox ("pause") image made of busybox: its entrypoint sleeps
+/// until killed, as the pause container holds a pod's namespaces; user
+/// 65535 as the real pause image.
+pub fn pause() -> Result<Image> {
+    let config = json!({
+        "Entrypoint": ["/bin/sleep", "2147483647"],
+        "User": "65535:65535",
+        "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+    });
+    image_with_config("linux", crate::host_arch(), vec![busybox_layer()?], config)
 }
 
 fn busybox_layer() -> Result<Vec<u8>> {

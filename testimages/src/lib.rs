@@ -10,8 +10,8 @@ mod tls;
 pub use btrfs::LoopBtrfs;
 pub use criu::{criu, TRIXIE_CRIU};
 pub use image::{
-    busybox, docker_save, hostile, hostile_install, multi_platform, runc, synthetic, whiteouts,
-    Blob, Image, LayerBuilder, EXPECTED_WHITEOUT_TREE,
+    busybox, docker_save, hostile, hostile_install, image_with_config, multi_platform, pause, runc,
+    synthetic, whiteouts, Blob, Image, LayerBuilder, EXPECTED_WHITEOUT_TREE,
 };
 pub use registry::{push, push_with, Registry};
 pub use tls::TestCerts;

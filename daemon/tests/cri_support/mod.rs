@@ -1,0 +1,259 @@
+//! A node for CRI tests: a daemon whose CRI plugin runs pods with a pause
+//! image and a busybox image from a loopback registry, its CNI config in
+//! the test's own directory, and a guard that removes every pod (and so
+//! every container, shim and mount) when the test ends, passed or not.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crated_cri::runtime::v1 as cri;
+use cri::image_service_client::ImageServiceClient;
+use cri::runtime_service_client::RuntimeServiceClient;
+use tonic::transport::Channel;
+
+use crate::common::{registry_with, workspace_bin, Daemon};
+
+/// A CRI node: daemon, registry and the references of its images.
+pub struct Node {
+    pub daemon: Daemon,
+    pub registry: crated_testimages::Registry,
+    /// `…/test/pause:latest`, the sandbox image.
+    pub pause: String,
+    /// `…/test/busybox:latest`.
+    pub busybox: String,
+    /// Where pod logs go.
+    pub logs: tempfile::TempDir,
+}
+
+/// The CRI section of a test daemon's config; `cni_conf_dir` is where
+/// pods' network config is read.
+pub fn cri_section(pause: &str, cni_conf_dir: &Path) -> String {
+    format!(
+        "[plugins.\"io.containerd.grpc.v1.cri\"]\n\
+         sandbox_image = {pause:?}\n\
+         restrict_oom_score_adj = true\n\
+         [plugins.\"io.containerd.grpc.v1.cri\".cni]\n\
+         conf_dir = {conf:?}\n\
+         bin_dir = \"/usr/lib/cni\"\n",
+        conf = cni_conf_dir.display().to_string(),
+    )
+}
+
+impl Node {
+    /// A node whose CNI config directory holds `cni` (file name, text).
+    pub async fn start(cni: &[(&str, String)]) -> Node {
+        let pause = crated_testimages::pause().expect("pause image");
+        let busybox = crated_testimages::busybox().expect("busybox image");
+        let (registry, host) = registry_with(vec![
+            ("test/pause:latest", pause),
+            ("test/busybox:latest", busybox),
+        ])
+        .await;
+        let pause = format!("{host}/test/pause:latest");
+        let busybox = format!("{host}/test/busybox:latest");
+        let logs = tempfile::tempdir().expect("log dir");
+        let cni: Vec<(String, String)> = cni
+            .iter()
+            .map(|(n, t)| (n.to_string(), t.clone()))
+            .collect();
+        let pause_ref = pause.clone();
+        let daemon = tokio::task::spawn_blocking(move || {
+            let mut daemon = Daemon::prepare("", "");
+            let conf_dir = daemon.dir.path().join("cni/net.d");
+            std::fs::create_dir_all(&conf_dir).expect("cni conf dir");
+            for (name, text) in &cni {
+                std::fs::write(conf_dir.join(name), text).expect("write cni config");
+            }
+            let config = crate::common::write_config(
+                daemon.dir.path(),
+                "",
+                &cri_section(&pause_ref, &conf_dir),
+            );
+            daemon.config = config;
+            daemon.spawn(&[]);
+            daemon
+        })
+        .await
+        .expect("join");
+        Node {
+            daemon,
+            registry,
+            pause,
+            busybox,
+            logs,
+        }
+    }
+
+    /// The RuntimeService.
+    pub async fn runtime(&self) -> RuntimeServiceClient<Channel> {
+        RuntimeServiceClient::new(self.daemon.channel().await)
+    }
+
+    /// The ImageService.
+    pub async fn images(&self) -> ImageServiceClient<Channel> {
+        ImageServiceClient::new(self.daemon.channel().await)
+    }
+
+    /// Pulls busybox for containers.
+    pub async fn pull_busybox(&self) -> String {
+        self.images()
+            .await
+            .pull_image(cri::PullImageRequest {
+                image: Some(cri::ImageSpec {
+                    image: self.busybox.clone(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .expect("pull busybox")
+            .into_inner()
+            .image_ref
+    }
+}
+
+/// A pod config named `name` (uid from the name), logging under `logs`,
+/// on the node's network when `host_network`.
+pub fn pod_config(name: &str, logs: &Path, host_network: bool) -> cri::PodSandboxConfig {
+    let log_directory = logs.join(name);
+    std::fs::create_dir_all(&log_directory).expect("pod log dir");
+    let mode = if host_network {
+        cri::NamespaceMode::Node
+    } else {
+        cri::NamespaceMode::Pod
+    };
+    cri::PodSandboxConfig {
+        metadata: Some(cri::PodSandboxMetadata {
+            name: name.into(),
+            uid: format!("uid-{name}"),
+            namespace: "default".into(),
+            attempt: 0,
+        }),
+        hostname: if host_network {
+            String::new()
+        } else {
+            name.into()
+        },
+        log_directory: log_directory.display().to_string(),
+        labels: [("app".to_owned(), name.to_owned())].into(),
+        linux: Some(cri::LinuxPodSandboxConfig {
+            security_context: Some(cri::LinuxSandboxSecurityContext {
+                namespace_options: Some(cri::NamespaceOption {
+                    network: mode as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// A container config running `command` in busybox, logging to
+/// `<name>.log`.
+pub fn container_config(name: &str, image: &str, command: &[&str]) -> cri::ContainerConfig {
+    cri::ContainerConfig {
+        metadata: Some(cri::ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        }),
+        image: Some(cri::ImageSpec {
+            image: image.into(),
+            ..Default::default()
+        }),
+        command: command.iter().map(|s| s.to_string()).collect(),
+        log_path: format!("{name}.log"),
+        ..Default::default()
+    }
+}
+
+/// Polls `check` every 50 ms for up to 20 s; panics with `what` and the
+/// last value if it never holds.
+pub async fn eventually<T: std::fmt::Debug, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match check().await {
+            Ok(v) => return v,
+            Err(last) => {
+                assert!(Instant::now() < deadline, "{what} never held: {last}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+impl Drop for Node {
+    /// Pods outlive the daemon (shims): stop and remove every pod through
+    /// the CRI, then whatever the namespace still holds.
+    fn drop(&mut self) {
+        if !self.daemon.is_running() {
+            return;
+        }
+        let address = self.daemon.address.display().to_string();
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                let Ok(channel) = crated_api::dial::connect(&address).await else {
+                    return;
+                };
+                let mut runtime = RuntimeServiceClient::new(channel);
+                let Ok(pods) = runtime
+                    .list_pod_sandbox(cri::ListPodSandboxRequest::default())
+                    .await
+                else {
+                    return;
+                };
+                for pod in pods.into_inner().items {
+                    let _ = runtime
+                        .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                            pod_sandbox_id: pod.id,
+                        })
+                        .await;
+                }
+            });
+        })
+        .join();
+        let ctr = workspace_bin("ctr");
+        let tasks = self
+            .daemon
+            .ctr(&ctr, &["-n", "k8s.io", "tasks", "ls", "-q"]);
+        for id in String::from_utf8_lossy(&tasks.stdout).split_whitespace() {
+            let _ = self.daemon.ctr(
+                &ctr,
+                &["-n", "k8s.io", "tasks", "kill", "-s", "SIGKILL", id],
+            );
+            let _ = self
+                .daemon
+                .ctr(&ctr, &["-n", "k8s.io", "tasks", "rm", "-f", id]);
+        }
+    }
+}
+
+/// Lines of a CRI log file, split into (stream, tag, content).
+pub fn log_records(path: &PathBuf) -> Vec<(String, String, String)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let mut parts = l.splitn(4, ' ');
+            let _time = parts.next()?;
+            Some((
+                parts.next()?.to_owned(),
+                parts.next()?.to_owned(),
+                parts.next().unwrap_or("").to_owned(),
+            ))
+        })
+        .collect()
+}
