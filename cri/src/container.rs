@@ -55,6 +55,20 @@ pub struct ContainerMetadata {
     pub log_path: String,
     /// The signal that stops it (the config's, else the image's).
     pub stop_signal: String,
+    /// The identity its process runs with.
+    #[serde(default)]
+    pub user: Option<ProcessUser>,
+}
+
+/// A process's uid, gid and supplementary groups, as its spec has them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ProcessUser {
+    /// Its uid.
+    pub uid: u32,
+    /// Its gid.
+    pub gid: u32,
+    /// Its supplementary groups.
+    pub groups: Vec<u32>,
 }
 
 /// Where a container is in its life, persisted in its status file.
@@ -544,6 +558,11 @@ impl Cri {
             },
             stop_signal: config_stop_signal(&plan.config)
                 .unwrap_or_else(|| plan.image_config.stop_signal.clone()),
+            user: spec.process().as_ref().map(|p| ProcessUser {
+                uid: p.user().uid(),
+                gid: p.user().gid(),
+                groups: p.user().additional_gids().clone().unwrap_or_default(),
+            }),
         };
         let mut labels: BTreeMap<String, String> =
             plan.image_config.labels.clone().unwrap_or_default();
@@ -667,6 +686,7 @@ impl Cri {
         opts.push(spec_opts::with_cri_mounts(
             &config.mounts,
             &self.container_extra_mounts(plan, security),
+            self.supports_rro(&plan.sandbox.metadata.runtime_handler),
         )?);
         opts.push(spec_opts::with_proc_paths(
             &security.masked_paths,
@@ -787,6 +807,7 @@ impl Cri {
         opts.push(spec::with_user(user));
         opts.push(spec_opts::with_supplemental_groups(
             &security.supplemental_groups,
+            security.supplemental_groups_policy == pb::SupplementalGroupsPolicy::Strict as i32,
         )?);
         // The deprecated profile names still come from older kubelets.
         #[allow(deprecated)]
@@ -1000,7 +1021,13 @@ impl Cri {
                 windows: None,
             }),
             image_id: container.metadata.image_ref.clone(),
-            user: None,
+            user: container.metadata.user.as_ref().map(|u| pb::ContainerUser {
+                linux: Some(pb::LinuxContainerUser {
+                    uid: i64::from(u.uid),
+                    gid: i64::from(u.gid),
+                    supplemental_groups: u.groups.iter().map(|g| i64::from(*g)).collect(),
+                }),
+            }),
             stop_signal: stop_signal as i32,
         };
         let mut info = HashMap::new();

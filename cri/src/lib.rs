@@ -113,6 +113,8 @@ pub struct Cri {
     containers: Arc<Records<CriContainer>>,
     /// Pod networking.
     network: network::Network,
+    /// Runtime handlers whose runtime makes recursive read-only mounts.
+    rro_handlers: std::collections::BTreeSet<String>,
 }
 
 impl Cri {
@@ -126,6 +128,7 @@ impl Cri {
     ) -> Result<Self> {
         let client = client.with_namespace(crated_core::Namespace::new(NAMESPACE)?);
         config.pull_progress_timeout()?;
+        let rro_handlers = rro_handlers(&config);
         let config = Arc::new(config);
         Ok(Self {
             images: images::Images::new(client.clone(), Arc::clone(&config)),
@@ -138,6 +141,7 @@ impl Cri {
             names: Names::default(),
             sandboxes: Arc::new(Records::new("sandbox")),
             containers: Arc::new(Records::new("container")),
+            rro_handlers,
         })
     }
 
@@ -191,7 +195,7 @@ impl Cri {
         let handler = |name: &str| pb::RuntimeHandler {
             name: name.to_owned(),
             features: Some(pb::RuntimeHandlerFeatures {
-                recursive_read_only_mounts: false,
+                recursive_read_only_mounts: self.supports_rro(name),
                 user_namespaces: false,
             }),
         };
@@ -204,7 +208,7 @@ impl Cri {
             info,
             runtime_handlers,
             features: Some(pb::RuntimeFeatures {
-                supplemental_groups_policy: false,
+                supplemental_groups_policy: true,
                 user_namespaces_host_network: false,
             }),
         }
@@ -252,6 +256,17 @@ impl Cri {
             && normalize(name) == normalize(&self.config.sandbox_image)
     }
 
+    /// Whether the runtime of `handler` (the default for "") makes
+    /// recursive read-only mounts.
+    fn supports_rro(&self, handler: &str) -> bool {
+        let name = if handler.is_empty() {
+            &self.config.containerd.default_runtime_name
+        } else {
+            handler
+        };
+        self.rro_handlers.contains(name)
+    }
+
     /// Where the CRI's snapshotter keeps its snapshots.
     async fn snapshotter_root(&self) -> Result<String> {
         let snapshotter = &self.config.containerd.snapshotter;
@@ -295,4 +310,48 @@ impl Cri {
             inodes_used: Some(pb::UInt64Value { value: inodes }),
         })
     }
+}
+
+/// The runtime handlers whose runc lists the `rro` mount option in `runc
+/// features`, on a kernel with `mount_setattr` (5.12).
+fn rro_handlers(config: &config::Config) -> std::collections::BTreeSet<String> {
+    let kernel_ok = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .ok()
+        .and_then(|r| {
+            let mut parts = r.trim().split(['.', '-']);
+            let major: u32 = parts.next()?.parse().ok()?;
+            let minor: u32 = parts.next()?.parse().ok()?;
+            Some((major, minor) >= (5, 12))
+        })
+        .unwrap_or(false);
+    if !kernel_ok {
+        return Default::default();
+    }
+    config
+        .containerd
+        .runtimes
+        .iter()
+        .filter(|(_, runtime)| runtime.runtime_type.starts_with("io.containerd.runc."))
+        .filter(|(_, runtime)| {
+            let binary = if runtime.options.binary_name.is_empty() {
+                "runc"
+            } else {
+                &runtime.options.binary_name
+            };
+            std::process::Command::new(binary)
+                .arg("features")
+                .stderr(std::process::Stdio::null())
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
+                .and_then(|v| {
+                    v.get("mountOptions")?
+                        .as_array()
+                        .map(|opts| opts.iter().any(|o| o == "rro"))
+                })
+                .unwrap_or(false)
+        })
+        .map(|(name, _)| name.clone())
+        .collect()
 }

@@ -536,6 +536,7 @@ impl Cri {
         }
         opts.push(spec_opts::with_supplemental_groups(
             &security.supplemental_groups,
+            false,
         )?);
         // The deprecated profile path still comes from older kubelets.
         #[allow(deprecated)]

@@ -40,8 +40,11 @@ pub fn without_mount(destination: &'static str) -> Opt {
     })
 }
 
-/// Adds `groups` to the process's additional gids (sorted, each once).
-pub fn with_supplemental_groups(groups: &[i64]) -> Result<Opt> {
+/// Adds `groups`, and the user's own gid, to the process's additional
+/// gids (sorted, each once); with `strict`, the groups the image's
+/// `/etc/group` gave the user are dropped first (SupplementalGroupsPolicy
+/// Strict).
+pub fn with_supplemental_groups(groups: &[i64], strict: bool) -> Result<Opt> {
     let groups = groups
         .iter()
         .map(|g| {
@@ -52,12 +55,16 @@ pub fn with_supplemental_groups(groups: &[i64]) -> Result<Opt> {
         .collect::<Result<Vec<u32>>>()?;
     Ok(opt(move |spec, _| {
         let user = process_mut(spec).user_mut();
-        let mut all: BTreeSet<u32> = user
-            .additional_gids()
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
+        let mut all: BTreeSet<u32> = if strict {
+            BTreeSet::new()
+        } else {
+            user.additional_gids()
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect()
+        };
+        all.insert(user.gid());
         all.extend(groups.iter().copied());
         user.set_additional_gids((!all.is_empty()).then(|| all.into_iter().collect()));
         Ok(())
@@ -542,7 +549,37 @@ fn mount_propagation(path: &Path) -> Result<String> {
 
 /// A CRI mount as a bind mount, its host path made if missing and its
 /// symbolic links resolved; propagation checked against the host mount.
-fn bind_mount(m: &pb::Mount, root_propagation: &mut Option<String>) -> Result<Mount> {
+fn bind_mount(
+    m: &pb::Mount,
+    root_propagation: &mut Option<String>,
+    rro_supported: bool,
+) -> Result<Mount> {
+    if m.image.is_some() {
+        return Err(Error::not_implemented(format!(
+            "image volume mounts (on {:?}) are not built yet in crated",
+            m.container_path
+        )));
+    }
+    if m.recursive_read_only {
+        if !m.readonly {
+            return Err(Error::invalid_argument(format!(
+                "recursive read-only mount on {:?} must be read-only",
+                m.container_path
+            )));
+        }
+        if m.propagation != pb::MountPropagation::PropagationPrivate as i32 {
+            return Err(Error::invalid_argument(format!(
+                "recursive read-only mount on {:?} must have private propagation",
+                m.container_path
+            )));
+        }
+        if !rro_supported {
+            return Err(Error::failed_precondition(format!(
+                "recursive read-only mount on {:?}: the runtime does not support them",
+                m.container_path
+            )));
+        }
+    }
     let source = PathBuf::from(&m.host_path);
     if let Err(e) = std::fs::symlink_metadata(&source) {
         if e.kind() != std::io::ErrorKind::NotFound {
@@ -581,6 +618,10 @@ fn bind_mount(m: &pb::Mount, root_propagation: &mut Option<String>) -> Result<Mo
         _ => options.push("rprivate".to_owned()),
     }
     options.push(if m.readonly { "ro" } else { "rw" }.to_owned());
+    if m.recursive_read_only {
+        // runc makes every submount read-only too (mount_setattr).
+        options.push("rro".to_owned());
+    }
     let mut mount = Mount::default();
     mount.set_source(Some(source));
     mount.set_destination(PathBuf::from(&m.container_path));
@@ -597,7 +638,11 @@ fn clean(path: &str) -> PathBuf {
 /// ones it does not override, sorted so that outer mounts come first; a
 /// read-only cgroup mount; the default mounts the container overrides
 /// (all of `/dev/…` when it mounts `/dev`) dropped.
-pub fn with_cri_mounts(config: &[pb::Mount], extra: &[pb::Mount]) -> Result<Opt> {
+pub fn with_cri_mounts(
+    config: &[pb::Mount],
+    extra: &[pb::Mount],
+    rro_supported: bool,
+) -> Result<Opt> {
     let mut mounts: Vec<pb::Mount> = config.to_vec();
     for e in extra {
         if !config
@@ -625,7 +670,7 @@ pub fn with_cri_mounts(config: &[pb::Mount], extra: &[pb::Mount]) -> Result<Opt>
     let mut root_propagation = None;
     let binds = mounts
         .iter()
-        .map(|m| bind_mount(m, &mut root_propagation))
+        .map(|m| bind_mount(m, &mut root_propagation, rro_supported))
         .collect::<Result<Vec<Mount>>>()?;
     let targets: HashMap<PathBuf, ()> = mounts
         .iter()
@@ -891,7 +936,8 @@ mod tests {
             m(dir.path(), "/data", true),
             m(dir.path(), "/dev/shm", false),
         ];
-        let spec = spec::generate(&ctx, &[with_cri_mounts(&config, &extra).unwrap()]).unwrap();
+        let spec =
+            spec::generate(&ctx, &[with_cri_mounts(&config, &extra, false).unwrap()]).unwrap();
         assert!(a.is_dir(), "a missing host path is made");
         let mounts = spec.mounts().clone().unwrap();
         let dsts: Vec<_> = mounts
@@ -918,7 +964,7 @@ mod tests {
             host_path: "/tmp".into(),
             ..Default::default()
         }];
-        assert!(with_cri_mounts(&bad, &[]).is_err());
+        assert!(with_cri_mounts(&bad, &[], false).is_err());
     }
 
     #[test]
@@ -979,5 +1025,72 @@ mod tests {
         assert!(with_cri_seccomp(None, "runtime/default", true)
             .unwrap()
             .is_none());
+    }
+
+    #[test]
+    fn recursive_read_only_mounts_must_be_read_only_private_and_supported() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = |readonly: bool, propagation: pb::MountPropagation| pb::Mount {
+            container_path: "/mnt".into(),
+            host_path: dir.path().display().to_string(),
+            readonly,
+            recursive_read_only: true,
+            propagation: propagation as i32,
+            ..Default::default()
+        };
+        let private = pb::MountPropagation::PropagationPrivate;
+        let msg = |r: Result<Opt>| match r {
+            Ok(_) => String::new(),
+            Err(e) => e.to_string(),
+        };
+        assert!(msg(with_cri_mounts(&[m(false, private)], &[], true)).contains("must be read-only"));
+        let host = pb::MountPropagation::PropagationHostToContainer;
+        assert!(msg(with_cri_mounts(&[m(true, host)], &[], true)).contains("private propagation"));
+        assert!(msg(with_cri_mounts(&[m(true, private)], &[], false)).contains("does not support"));
+        let ns = crated_core::Namespace::new("k8s.io").unwrap();
+        let ctx = spec::SpecContext::new(&ns, "c");
+        let opt = with_cri_mounts(&[m(true, private)], &[], true).unwrap();
+        let spec = spec::generate(&ctx, &[opt]).unwrap();
+        let mounts = spec.mounts().clone().unwrap();
+        let mnt = mounts
+            .iter()
+            .find(|x| x.destination() == Path::new("/mnt"))
+            .unwrap();
+        let options = mnt.options().clone().unwrap();
+        assert!(
+            options.contains(&"ro".to_owned()) && options.contains(&"rro".to_owned()),
+            "{options:?}"
+        );
+    }
+
+    #[test]
+    fn strict_supplemental_groups_drop_the_image_groups() {
+        let ns = crated_core::Namespace::new("k8s.io").unwrap();
+        let ctx = spec::SpecContext::new(&ns, "c");
+        let image_groups = || {
+            opt(|spec, _| {
+                let user = process_mut(spec).user_mut();
+                user.set_gid(1000);
+                user.set_additional_gids(Some(vec![50000]));
+                Ok(())
+            })
+        };
+        let groups = |strict| {
+            let opts = [
+                image_groups(),
+                with_supplemental_groups(&[1234], strict).unwrap(),
+            ];
+            let spec = spec::generate(&ctx, &opts).unwrap();
+            spec.process()
+                .as_ref()
+                .unwrap()
+                .user()
+                .additional_gids()
+                .clone()
+                .unwrap()
+        };
+        assert_eq!(groups(false), [1000, 1234, 50000]);
+        assert_eq!(groups(true), [1000, 1234]);
+        assert!(with_supplemental_groups(&[-1], false).is_err());
     }
 }
