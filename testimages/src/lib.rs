@@ -3,12 +3,14 @@
 
 mod btrfs;
 mod criu;
+mod gotools;
 mod image;
 mod registry;
 mod tls;
 
 pub use btrfs::LoopBtrfs;
 pub use criu::{criu, TRIXIE_CRIU};
+pub use gotools::{cri_tool, go_bin_dir, go_cache_dir, CRI_TOOLS_VERSION};
 pub use image::{
     busybox, docker_save, hostile, hostile_install, image_with_config, multi_platform, pause, runc,
     synthetic, whiteouts, Blob, Image, LayerBuilder, EXPECTED_WHITEOUT_TREE,

@@ -2,7 +2,8 @@
 //!
 //! - `cargo xtask ci`: install missing system packages, then fmt check,
 //!   clippy with warnings denied, build every binary, and run every test.
-//! - `cargo xtask deps`: only install the system packages tests use.
+//! - `cargo xtask deps`: only install the system packages tests use, and
+//!   build cri-tools' crictl and critest (Go) into the CI cache.
 //! - `cargo xtask bench storage [-- OPTIONS]`: build `crated` in release and
 //!   run the storage benchmark against it and containerd 1.6 (see
 //!   `daemon/benches/storage.rs` for the options).
@@ -17,6 +18,7 @@
 //!   1.6 (see `daemon/benches/pull.rs`).
 
 mod criu;
+mod gotools;
 mod registry;
 
 use std::path::Path;
@@ -42,9 +44,16 @@ const SYSTEM_PACKAGES: &[(&str, &str)] = &[
     // with iptables).
     ("/usr/sbin/criu", "criu"),
     ("/usr/sbin/iptables-restore", "iptables"),
+    // The CRI plugin's pod networks: bridge, host-local, loopback, portmap.
+    ("/usr/lib/cni/bridge", "containernetworking-plugins"),
+    // `ip netns` for the private node network namespaces of the CRI tests.
+    ("/usr/sbin/ip", "iproute2"),
+    // The static helper programs of critest's images are compiled from C.
+    ("/usr/bin/gcc", "gcc"),
+    ("/usr/lib/x86_64-linux-gnu/libc.a", "libc6-dev"),
 ];
 
-fn run(cmd: &mut Command) -> anyhow::Result<()> {
+pub(crate) fn run(cmd: &mut Command) -> anyhow::Result<()> {
     eprintln!("xtask: running {cmd:?}");
     let status = cmd.status().with_context(|| format!("start {cmd:?}"))?;
     if !status.success() {
@@ -89,6 +98,7 @@ fn install_deps() -> anyhow::Result<()> {
             eprintln!("xtask: warning: no working criu ({e:#}); checkpoint tests will be skipped");
         }
     }
+    gotools::install().context("build cri-tools (crictl, critest)")?;
     Ok(())
 }
 

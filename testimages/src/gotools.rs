@@ -1,0 +1,29 @@
+//! Where `cargo xtask deps` puts the Go test tools of cri-tools (crictl and
+//! critest), and how tests find them. They are built from the Go module
+//! proxy into the CI cache; no cri-tools code is in this repository.
+
+use std::path::PathBuf;
+
+/// The cri-tools release critest and crictl are built from.
+pub const CRI_TOOLS_VERSION: &str = "v1.36.0";
+
+/// The cache directory of the Go tools: `$CRATED_CI_CACHE/go`, by default
+/// `/var/cache/crated-ci/go`.
+pub fn go_cache_dir() -> PathBuf {
+    std::env::var_os("CRATED_CI_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/crated-ci"))
+        .join("go")
+}
+
+/// The directory holding `crictl` and `critest`.
+pub fn go_bin_dir() -> PathBuf {
+    go_cache_dir().join("bin")
+}
+
+/// The path of a cri-tools binary (`"crictl"` or `"critest"`) when it has
+/// been built; `None` otherwise (run `cargo xtask deps`).
+pub fn cri_tool(name: &str) -> Option<PathBuf> {
+    let path = go_bin_dir().join(name);
+    path.is_file().then_some(path)
+}
