@@ -5,6 +5,7 @@ mod btrfs;
 mod criu;
 mod gotools;
 mod image;
+mod netns;
 mod registry;
 mod tls;
 
@@ -15,6 +16,7 @@ pub use image::{
     busybox, docker_save, hostile, hostile_install, image_with_config, multi_platform, pause, runc,
     synthetic, whiteouts, Blob, Image, LayerBuilder, EXPECTED_WHITEOUT_TREE,
 };
+pub use netns::{enter_private_netns, in_private_netns};
 pub use registry::{push, push_with, Registry};
 pub use tls::TestCerts;
 
