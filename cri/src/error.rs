@@ -63,6 +63,78 @@ pub enum Error {
         #[source]
         source: tokio::task::JoinError,
     },
+    /// A pod network namespace could not be made, inspected or removed.
+    #[error("{action} {}: {source}", path.display())]
+    Netns {
+        /// The namespace's mount point.
+        path: PathBuf,
+        /// What was being done.
+        action: &'static str,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A CNI network configuration could not be read or is not valid.
+    #[error("CNI config {}: {message}", path.display())]
+    CniConfig {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A CNI plugin a network names is in none of the plugin directories.
+    #[error("CNI plugin {plugin:?} not found in {dirs:?}")]
+    CniPluginNotFound {
+        /// The plugin type.
+        plugin: String,
+        /// Where it was looked for.
+        dirs: Vec<PathBuf>,
+    },
+    /// A CNI plugin could not be run.
+    #[error("run CNI plugin {plugin} {command}: {source}")]
+    CniExec {
+        /// The plugin type.
+        plugin: String,
+        /// ADD, DEL or CHECK.
+        command: &'static str,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A CNI plugin did not finish in time.
+    #[error("CNI plugin {plugin} {command} did not finish in {seconds}s")]
+    CniTimeout {
+        /// The plugin type.
+        plugin: String,
+        /// ADD, DEL or CHECK.
+        command: &'static str,
+        /// The time it had.
+        seconds: u64,
+    },
+    /// A CNI plugin failed, with the error it reported.
+    #[error("CNI plugin {plugin} {command} failed (code {code}): {msg}{}", if details.is_empty() { String::new() } else { format!(" ({details})") })]
+    CniPlugin {
+        /// The plugin type.
+        plugin: String,
+        /// ADD, DEL or CHECK.
+        command: &'static str,
+        /// The CNI error code.
+        code: u64,
+        /// Its message.
+        msg: String,
+        /// Its details.
+        details: String,
+    },
+    /// A CNI plugin answered with something that is not a CNI result.
+    #[error("CNI plugin {plugin} {command} gave a result that cannot be read: {message}")]
+    CniResult {
+        /// The plugin type.
+        plugin: String,
+        /// ADD, DEL or CHECK.
+        command: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
 }
 
 impl KindError for Error {
@@ -75,6 +147,11 @@ impl KindError for Error {
             Error::LogDirMissing { .. } | Error::LogNotRunning { .. } => Kind::FailedPrecondition,
             Error::OpenLog { source, .. } | Error::WriteLog { source, .. } => io_kind(source),
             Error::LogTask { .. } => Kind::Unknown,
+            Error::Netns { source, .. } | Error::CniExec { source, .. } => io_kind(source),
+            // The node's network set-up is wrong, not the request.
+            Error::CniConfig { .. } | Error::CniPluginNotFound { .. } => Kind::FailedPrecondition,
+            Error::CniTimeout { .. } => Kind::DeadlineExceeded,
+            Error::CniPlugin { .. } | Error::CniResult { .. } => Kind::Unknown,
         }
     }
 }

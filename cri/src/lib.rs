@@ -2,6 +2,7 @@
 // tonic handlers return `Result<_, tonic::Status>`.
 #![allow(clippy::result_large_err)]
 
+pub mod cni;
 pub mod config;
 pub mod container;
 mod container_run;
@@ -11,11 +12,14 @@ mod exec;
 mod image_service;
 pub mod images;
 pub mod logs;
+pub mod netns;
 mod network;
+mod pause;
 mod plugin;
 mod recover;
 mod runtime_service;
 pub mod sandbox;
+mod sandbox_stats;
 pub mod seccomp;
 pub mod spec_opts;
 mod stats;
@@ -132,7 +136,11 @@ impl Cri {
         let config = Arc::new(config);
         Ok(Self {
             images: images::Images::new(client.clone(), Arc::clone(&config)),
-            network: network::Network::new(&config.cni, state.join("netns")),
+            network: network::Network::new(
+                &config.cni,
+                root.join("cni").join("cache"),
+                state.join("netns"),
+            ),
             client,
             config,
             root,

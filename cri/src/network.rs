@@ -2,20 +2,27 @@
 //! the node's CNI configuration (the first in `conf_dir`), as containerd's
 //! CRI does. The configuration is read when a pod needs it, so a CNI
 //! config written after the daemon started (as a network add-on does) is
-//! picked up.
+//! picked up without a restart.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use crated_core::{Error, Result};
 
+use crate::cni::{
+    pod_ips, BandwidthLimits, Cni, DnsCapability, PodNetwork, PortMapping, Protocol, DEFAULT_IFNAME,
+};
 use crate::config::CniConfig;
+use crate::netns::NetNs;
 use crate::runtime::v1 as pb;
+
 /// What a pod's network came to.
 #[derive(Debug, Clone, Default)]
 pub struct PodNetworkState {
     /// Its network namespace (`None`: the node's).
     pub netns: Option<PathBuf>,
-    /// Its IPs, the primary first.
+    /// Its IPs, the primary (IPv4 where there is one) first.
     pub ips: Vec<String>,
 }
 
@@ -29,44 +36,319 @@ impl PodNetworkState {
 /// The CRI's pod networking.
 pub struct Network {
     conf_dir: PathBuf,
+    bin_dirs: Vec<PathBuf>,
+    max_conf_num: usize,
+    /// libcni's result cache, kept across daemon restarts so DEL gets the
+    /// result ADD gave.
+    cache_dir: PathBuf,
+    /// Where pods' network namespaces are bind-mounted.
+    netns_dir: PathBuf,
 }
 
 impl Network {
-    /// Networking with `config`, namespaces under `netns_dir`.
-    pub fn new(config: &CniConfig, _netns_dir: PathBuf) -> Self {
+    /// Networking with `config`; results cached under `cache_dir`,
+    /// namespaces under `netns_dir`.
+    pub fn new(config: &CniConfig, cache_dir: PathBuf, netns_dir: PathBuf) -> Self {
         Self {
             conf_dir: PathBuf::from(&config.conf_dir),
+            // containerd 1.7 takes a list here; a colon-separated value
+            // reads the same in both.
+            bin_dirs: config
+                .bin_dir
+                .split(':')
+                .filter(|d| !d.is_empty())
+                .map(PathBuf::from)
+                .collect(),
+            max_conf_num: usize::try_from(config.max_conf_num).unwrap_or(1).max(1),
+            cache_dir,
+            netns_dir,
         }
     }
 
-    fn not_built(&self) -> Error {
-        Error::not_implemented(format!(
-            "pod networks (CNI with {}) are not built yet in crated: run pods with the node's network",
-            self.conf_dir.display()
-        ))
+    /// The node's CNI configuration, with the loopback network first.
+    fn load(&self) -> Result<Cni> {
+        let cni = Cni::load(
+            &self.conf_dir,
+            &self.bin_dirs,
+            &self.cache_dir,
+            self.max_conf_num,
+        )?
+        .ok_or_else(|| {
+            Error::failed_precondition(format!(
+                "cni config not initialized: no network config found in {}",
+                self.conf_dir.display()
+            ))
+        })?;
+        Ok(cni.with_loopback())
     }
 
     /// Ok when pods can be networked (RuntimeStatus' NetworkReady).
     pub async fn status(&self) -> Result<()> {
-        Err(self.not_built())
+        self.load().map(|_| ())
     }
 
-    /// A new network namespace for pod `id`, networked by CNI.
+    /// A new network namespace for pod `id`, networked by CNI; nothing is
+    /// left behind when it fails.
     pub async fn setup(
         &self,
-        _id: &str,
-        _config: &pb::PodSandboxConfig,
+        id: &str,
+        config: &pb::PodSandboxConfig,
+        pod_cidr: &str,
     ) -> Result<PodNetworkState> {
-        Err(self.not_built())
+        let cni = self.load()?;
+        let netns = NetNs::create_async(self.netns_dir.clone()).await?;
+        let pod = pod_network(id, config, Some(netns.path().to_owned()), pod_cidr)?;
+        let results = match cni.setup(&pod).await {
+            Ok(results) => results,
+            Err(e) => {
+                // setup has undone its own ADDs; the namespace is ours.
+                if let Err(remove) = netns.remove_async().await {
+                    tracing::warn!(id, error = %remove, "remove network namespace of failed pod");
+                }
+                return Err(e.context(format!("set up network of pod sandbox {id:?}")));
+            }
+        };
+        // IPv4 first: the primary IP is IPv4 where the pod has one.
+        let ips = pod_ips(&results, DEFAULT_IFNAME);
+        Ok(PodNetworkState {
+            netns: Some(netns.path().to_owned()),
+            ips: ips.iter().map(IpAddr::to_string).collect(),
+        })
     }
 
-    /// Tears down pod `id`'s network and removes its namespace.
+    /// Tears down pod `id`'s network and removes its namespace. Idempotent:
+    /// a pod already torn down (or whose namespace is gone, as after a
+    /// node reboot) tears down cleanly.
     pub async fn teardown(
         &self,
-        _id: &str,
-        _config: &pb::PodSandboxConfig,
-        _netns: &Path,
+        id: &str,
+        config: &pb::PodSandboxConfig,
+        netns: &Path,
     ) -> Result<()> {
-        Err(self.not_built())
+        let ns = NetNs::from_path(netns.to_owned());
+        // Plugins get no namespace once it is gone; DEL must still free
+        // what ADD allocated (IPs, port mappings).
+        let netns_path = match ns.is_closed() {
+            Ok(false) => Some(netns.to_owned()),
+            Ok(true) => None,
+            Err(e) => {
+                tracing::warn!(id, netns = %netns.display(), error = %e, "inspect pod network namespace");
+                None
+            }
+        };
+        match self.load() {
+            Ok(cni) => {
+                let pod = pod_network(id, config, netns_path, "")?;
+                cni.teardown(&pod)
+                    .await
+                    .map_err(|e| e.context(format!("tear down network of pod sandbox {id:?}")))?;
+            }
+            // Without a config there is nothing to run DEL with; the
+            // namespace still goes, as containerd's.
+            Err(e) => {
+                tracing::warn!(id, error = %e, "no CNI config to tear down pod network with")
+            }
+        }
+        ns.remove_async()
+            .await
+            .map_err(|e| e.context(format!("remove network namespace of pod sandbox {id:?}")))
+    }
+}
+
+/// What CNI is told about pod `id`.
+fn pod_network(
+    id: &str,
+    config: &pb::PodSandboxConfig,
+    netns_path: Option<PathBuf>,
+    pod_cidr: &str,
+) -> Result<PodNetwork> {
+    let metadata = config.metadata.clone().unwrap_or_default();
+    let port_mappings = config
+        .port_mappings
+        .iter()
+        .filter_map(|m| port_mapping(id, m).transpose())
+        .collect::<Result<Vec<_>>>()?;
+    let dns = config.dns_config.as_ref().map(|dns| DnsCapability {
+        servers: dns.servers.clone(),
+        searches: dns.searches.clone(),
+        options: dns.options.clone(),
+    });
+    Ok(PodNetwork {
+        id: id.to_owned(),
+        name: metadata.name,
+        namespace: metadata.namespace,
+        uid: metadata.uid,
+        netns_path,
+        port_mappings,
+        bandwidth: bandwidth(&config.annotations)?,
+        dns,
+        ip_ranges: pod_cidr
+            .split(',')
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        annotations: config.annotations.clone(),
+    })
+}
+
+/// One CRI port mapping for CNI's portmap; `None` for mappings without a
+/// host port, which containerd skips too (the kubelet sends them for
+/// containerPort-only declarations).
+fn port_mapping(id: &str, m: &pb::PortMapping) -> Result<Option<PortMapping>> {
+    if m.host_port <= 0 {
+        return Ok(None);
+    }
+    let port = |what: &str, value: i32| {
+        u16::try_from(value).map_err(|_| {
+            Error::invalid_argument(format!(
+                "pod sandbox {id:?}: {what} {value} is not a port number"
+            ))
+        })
+    };
+    let protocol = match pb::Protocol::try_from(m.protocol) {
+        Ok(pb::Protocol::Tcp) => Protocol::Tcp,
+        Ok(pb::Protocol::Udp) => Protocol::Udp,
+        Ok(pb::Protocol::Sctp) => Protocol::Sctp,
+        Err(_) => {
+            return Err(Error::invalid_argument(format!(
+                "pod sandbox {id:?}: unknown port mapping protocol {}",
+                m.protocol
+            )))
+        }
+    };
+    let host_ip = if m.host_ip.is_empty() {
+        None
+    } else {
+        Some(m.host_ip.parse::<IpAddr>().map_err(|e| {
+            Error::invalid_argument(format!(
+                "pod sandbox {id:?}: port mapping host IP {:?}: {e}",
+                m.host_ip
+            ))
+        })?)
+    };
+    Ok(Some(PortMapping {
+        host_port: port("host port", m.host_port)?,
+        container_port: port("container port", m.container_port)?,
+        protocol,
+        host_ip,
+    }))
+}
+
+/// The pod's traffic shaping from the kubelet's bandwidth annotations
+/// (`kubernetes.io/ingress-bandwidth`, `…/egress-bandwidth`: quantities
+/// in bits per second such as `10M`), for CNI's bandwidth capability.
+fn bandwidth(annotations: &HashMap<String, String>) -> Result<Option<BandwidthLimits>> {
+    let rate = |key: &str| -> Result<Option<u64>> {
+        annotations
+            .get(key)
+            .map(|q| {
+                parse_quantity(q).ok_or_else(|| {
+                    Error::invalid_argument(format!("annotation {key}: {q:?} is not a quantity"))
+                })
+            })
+            .transpose()
+    };
+    let ingress = rate("kubernetes.io/ingress-bandwidth")?;
+    let egress = rate("kubernetes.io/egress-bandwidth")?;
+    if ingress.is_none() && egress.is_none() {
+        return Ok(None);
+    }
+    // The burst the kubelet's own shaper used: unlimited in practice.
+    const BURST: u64 = u32::MAX as u64;
+    Ok(Some(BandwidthLimits {
+        ingress_rate: ingress.unwrap_or(0),
+        ingress_burst: if ingress.is_some() { BURST } else { 0 },
+        egress_rate: egress.unwrap_or(0),
+        egress_burst: if egress.is_some() { BURST } else { 0 },
+    }))
+}
+
+/// A Kubernetes quantity (`100`, `10k`, `10M`, `1G`, `1Ki`, `5Mi`, …) as
+/// an integer.
+fn parse_quantity(q: &str) -> Option<u64> {
+    let q = q.trim();
+    let digits = q
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(q.len());
+    let (number, suffix) = q.split_at(digits);
+    let multiplier: f64 = match suffix {
+        "" => 1.0,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "Ki" => 1024.0,
+        "Mi" => 1024.0 * 1024.0,
+        "Gi" => 1024.0 * 1024.0 * 1024.0,
+        "Ti" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    let value: f64 = number.parse().ok()?;
+    let bits = value * multiplier;
+    (bits.is_finite() && bits >= 0.0 && bits < u64::MAX as f64).then_some(bits as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantities() {
+        assert_eq!(parse_quantity("100"), Some(100));
+        assert_eq!(parse_quantity("10M"), Some(10_000_000));
+        assert_eq!(parse_quantity("1.5k"), Some(1500));
+        assert_eq!(parse_quantity("2Mi"), Some(2 * 1024 * 1024));
+        assert_eq!(parse_quantity("10X"), None);
+        assert_eq!(parse_quantity("M"), None);
+    }
+
+    #[test]
+    fn port_mappings_without_host_port_are_skipped() {
+        let m = pb::PortMapping {
+            container_port: 80,
+            ..Default::default()
+        };
+        assert_eq!(port_mapping("p", &m).expect("mapping"), None);
+        let m = pb::PortMapping {
+            protocol: pb::Protocol::Udp as i32,
+            container_port: 53,
+            host_port: 5353,
+            host_ip: "127.0.0.1".into(),
+        };
+        assert_eq!(
+            port_mapping("p", &m).expect("mapping"),
+            Some(PortMapping {
+                host_port: 5353,
+                container_port: 53,
+                protocol: Protocol::Udp,
+                host_ip: Some(IpAddr::from([127, 0, 0, 1])),
+            })
+        );
+        let bad = pb::PortMapping {
+            host_port: 70000,
+            container_port: 80,
+            ..Default::default()
+        };
+        let e = port_mapping("p", &bad).expect_err("out of range");
+        assert!(e.to_string().contains("70000"), "{e}");
+    }
+
+    #[test]
+    fn bandwidth_annotations() {
+        let mut a = HashMap::new();
+        assert!(bandwidth(&a).expect("none").is_none());
+        a.insert(
+            "kubernetes.io/ingress-bandwidth".to_owned(),
+            "1M".to_owned(),
+        );
+        let b = bandwidth(&a).expect("limits").expect("some");
+        assert_eq!(b.ingress_rate, 1_000_000);
+        assert_eq!(b.egress_rate, 0);
+        a.insert(
+            "kubernetes.io/egress-bandwidth".to_owned(),
+            "fast".to_owned(),
+        );
+        assert!(bandwidth(&a).is_err());
     }
 }

@@ -247,16 +247,26 @@ impl RuntimeService for Cri {
 
     async fn pod_sandbox_stats(
         &self,
-        _: Request<pb::PodSandboxStatsRequest>,
+        request: Request<pb::PodSandboxStatsRequest>,
     ) -> Result<Response<pb::PodSandboxStatsResponse>, Status> {
-        Err(not_built("pod sandbox stats"))
+        let stats = self
+            .pod_sandbox_stats(&request.into_inner().pod_sandbox_id)
+            .await
+            .map_err(to_grpc)?;
+        Ok(Response::new(pb::PodSandboxStatsResponse {
+            stats: Some(stats),
+        }))
     }
 
     async fn list_pod_sandbox_stats(
         &self,
-        _: Request<pb::ListPodSandboxStatsRequest>,
+        request: Request<pb::ListPodSandboxStatsRequest>,
     ) -> Result<Response<pb::ListPodSandboxStatsResponse>, Status> {
-        Err(not_built("pod sandbox stats"))
+        let stats = self
+            .list_pod_sandbox_stats(request.into_inner().filter)
+            .await
+            .map_err(to_grpc)?;
+        Ok(Response::new(pb::ListPodSandboxStatsResponse { stats }))
     }
 
     async fn checkpoint_container(

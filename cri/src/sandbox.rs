@@ -299,7 +299,8 @@ impl Cri {
             let network = if host_network {
                 PodNetworkState::host()
             } else {
-                let network = self.network.setup(id, &config).await?;
+                let pod_cidr = self.pod_cidr.lock().map(|c| c.clone()).unwrap_or_default();
+                let network = self.network.setup(id, &config, &pod_cidr).await?;
                 undo.network(id.to_owned(), config.clone(), network.clone());
                 network
             };
@@ -369,13 +370,35 @@ impl Cri {
         }
     }
 
+    /// crated's own pause image (`sandbox_image = ""`), made on first use.
+    async fn builtin_pause_image(&self) -> Result<crate::images::CriImage> {
+        if let Some(image) = self.images.get(crate::pause::BUILTIN_PAUSE).await? {
+            return Ok(image);
+        }
+        let labels = std::collections::BTreeMap::from([
+            (
+                crate::images::IMAGE_LABEL.to_owned(),
+                crate::images::IMAGE_LABEL_MANAGED.to_owned(),
+            ),
+            (
+                crate::images::PINNED_LABEL.to_owned(),
+                crate::images::PINNED.to_owned(),
+            ),
+        ]);
+        crate::pause::create(&self.client, &self.config.containerd.snapshotter, &labels)
+            .await
+            .map_err(|e| e.context("make crated's built-in pause image"))?;
+        self.images
+            .get(crate::pause::BUILTIN_PAUSE)
+            .await?
+            .ok_or_else(|| Error::not_found("the built-in pause image vanished after its creation"))
+    }
+
     /// The sandbox image, pulled if it is not there yet.
     async fn sandbox_image(&self) -> Result<crate::images::CriImage> {
         let name = &self.config.sandbox_image;
         if name.is_empty() {
-            return Err(Error::not_implemented(
-                "sandbox_image = \"\" (crated's own pause binary) is not built yet: set a sandbox image",
-            ));
+            return self.builtin_pause_image().await;
         }
         match self.images.get(name).await? {
             Some(image) => Ok(image),

@@ -86,7 +86,10 @@ fn figures(data: &crated_core::descriptor::Any) -> Result<Figures> {
 impl Cri {
     /// The stats of one container: attributes always; CPU and memory
     /// while its task runs; its writable layer's usage.
-    async fn stats_of(&self, container: &Arc<CriContainer>) -> Result<pb::ContainerStats> {
+    pub(crate) async fn stats_of(
+        &self,
+        container: &Arc<CriContainer>,
+    ) -> Result<pb::ContainerStats> {
         let mut stats = pb::ContainerStats {
             attributes: Some(container.attributes()),
             ..Default::default()

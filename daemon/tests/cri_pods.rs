@@ -11,7 +11,9 @@ mod cri_support;
 
 use common::{ok, workspace_bin};
 use crated_cri::runtime::v1 as cri;
-use cri_support::{container_config, eventually, log_records, pod_config, Node};
+use cri_support::{
+    allocated_ips, bridge_conflist, container_config, eventually, log_records, pod_config, Node,
+};
 
 async fn status_of(
     runtime: &mut cri::runtime_service_client::RuntimeServiceClient<tonic::transport::Channel>,
@@ -287,4 +289,327 @@ async fn a_host_network_pod_runs_logs_execs_stops_and_is_removed() {
     );
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(&pod), "the pod's shm is unmounted");
+}
+
+/// Sends `GET /` to `addr` and returns the whole answer.
+async fn http_get(addr: std::net::SocketAddr) -> Result<String, String> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        tokio::net::TcpStream::connect(addr),
+    )
+    .await
+    .map_err(|_| format!("connect {addr}: timed out"))?
+    .map_err(|e| format!("connect {addr}: {e}"))?;
+    stream
+        .write_all(b"GET / HTTP/1.0\r\n\r\n")
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut answer = String::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        stream.read_to_string(&mut answer),
+    )
+    .await
+    .map_err(|_| format!("read {addr}: timed out"))?
+    .map_err(|e| e.to_string())?;
+    Ok(answer)
+}
+
+/// A pod on a CNI bridge, all inside a private node network namespace the
+/// test makes: the pod gets its own namespace and a 10.x address the node
+/// reaches, a host port maps to it, a restarted daemon tears the network
+/// down with the cached result, and stopping frees the address and the
+/// namespace.
+#[test]
+fn a_pod_network_pod_gets_an_address_and_port_mapping_and_is_torn_down() {
+    crated_testimages::in_private_netns(|| async {
+        let ipam = tempfile::tempdir().unwrap();
+        let mut node = Node::start(&[(
+            "10-bridge.conflist",
+            bridge_conflist("crated-test", "10.88.7.0/24", ipam.path()),
+        )])
+        .await;
+        node.pull_busybox().await;
+        let mut runtime = node.runtime().await;
+
+        let status = runtime
+            .status(cri::StatusRequest { verbose: false })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap();
+        let network_ready = status
+            .conditions
+            .iter()
+            .find(|c| c.r#type == "NetworkReady")
+            .unwrap();
+        assert!(network_ready.status, "{network_ready:?}");
+
+        let mut config = pod_config("net", node.logs.path(), false);
+        config.port_mappings = vec![cri::PortMapping {
+            protocol: cri::Protocol::Tcp as i32,
+            container_port: 80,
+            host_port: 18080,
+            host_ip: String::new(),
+        }];
+        let pod = runtime
+            .run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(config.clone()),
+                runtime_handler: String::new(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", node.daemon.logs()))
+            .into_inner()
+            .pod_sandbox_id;
+        let status = runtime
+            .pod_sandbox_status(cri::PodSandboxStatusRequest {
+                pod_sandbox_id: pod.clone(),
+                verbose: true,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let ip: std::net::IpAddr = status
+            .status
+            .as_ref()
+            .unwrap()
+            .network
+            .as_ref()
+            .unwrap()
+            .ip
+            .parse()
+            .unwrap();
+        assert!(ip.to_string().starts_with("10.88.7."), "{ip}");
+        assert_eq!(
+            allocated_ips(ipam.path(), "crated-test"),
+            vec![ip.to_string()]
+        );
+        let info: serde_json::Value = serde_json::from_str(&status.info["info"]).unwrap();
+        let netns = std::path::PathBuf::from(info["netNamespace"].as_str().unwrap());
+        assert!(netns.exists(), "{}", netns.display());
+
+        // A web server in the pod, on the pod's own port 80.
+        let create = runtime
+            .create_container(cri::CreateContainerRequest {
+                pod_sandbox_id: pod.clone(),
+                config: Some(container_config(
+                    "web",
+                    &node.busybox,
+                    &[
+                        "sh",
+                        "-c",
+                        "mkdir -p /www && echo hello-from-the-pod > /www/index.html \
+                         && exec httpd -f -p 80 -h /www",
+                    ],
+                )),
+                sandbox_config: Some(config.clone()),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", node.daemon.logs()))
+            .into_inner()
+            .container_id;
+        runtime
+            .start_container(cri::StartContainerRequest {
+                container_id: create.clone(),
+            })
+            .await
+            .unwrap();
+        // The pod's interface and hostname are its own.
+        let inside = exec(
+            &mut runtime,
+            &create,
+            &["sh", "-c", "hostname; ip -o -4 addr show eth0"],
+        )
+        .await;
+        let out = String::from_utf8_lossy(&inside.stdout).into_owned();
+        assert!(out.starts_with("net\n"), "{out}");
+        assert!(out.contains(&format!("{ip}/24")), "{out}");
+
+        // The node reaches the pod directly, and through the host port on
+        // the bridge's gateway address (a local address of the node).
+        let direct = eventually("the pod's web server answers", || async move {
+            http_get((ip, 80).into()).await
+        })
+        .await;
+        assert!(direct.contains("hello-from-the-pod"), "{direct}");
+        let gateway: std::net::IpAddr = "10.88.7.1".parse().unwrap();
+        let mapped = eventually("the host port answers", || async move {
+            http_get((gateway, 18080).into()).await
+        })
+        .await;
+        assert!(mapped.contains("hello-from-the-pod"), "{mapped}");
+        // As critest checks it: the host port on the node's loopback.
+        let localhost: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+        let local = eventually("the host port answers on loopback", || async move {
+            http_get((localhost, 18080).into()).await
+        })
+        .await;
+        assert!(local.contains("hello-from-the-pod"), "{local}");
+
+        // A daemon killed and restarted tears the network down from the
+        // cached CNI result: the address and the host port are freed.
+        node.daemon.stop_with(nix::sys::signal::Signal::SIGKILL);
+        node.daemon.spawn(&[]);
+        let mut runtime = node.runtime().await;
+        runtime
+            .stop_pod_sandbox(cri::StopPodSandboxRequest {
+                pod_sandbox_id: pod.clone(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", node.daemon.logs()));
+        assert_eq!(
+            allocated_ips(ipam.path(), "crated-test"),
+            Vec::<String>::new()
+        );
+        assert!(!netns.exists(), "{} is removed", netns.display());
+        assert!(http_get((gateway, 18080).into()).await.is_err());
+        assert!(http_get((localhost, 18080).into()).await.is_err());
+        let stopped = runtime
+            .pod_sandbox_status(cri::PodSandboxStatusRequest {
+                pod_sandbox_id: pod.clone(),
+                verbose: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap();
+        assert_eq!(stopped.state, cri::PodSandboxState::SandboxNotready as i32);
+        // Stopping again, then removing twice, is no error (kubelet retries).
+        runtime
+            .stop_pod_sandbox(cri::StopPodSandboxRequest {
+                pod_sandbox_id: pod.clone(),
+            })
+            .await
+            .unwrap();
+        for _ in 0..2 {
+            runtime
+                .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                    pod_sandbox_id: pod.clone(),
+                })
+                .await
+                .unwrap();
+        }
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(!mounts.contains(&pod), "nothing of the pod stays mounted");
+    });
+}
+
+/// With no network config the node says NetworkReady=false with the
+/// reason, and a pod that needs a network is refused naming the directory;
+/// host-network pods still run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_cni_config_the_network_is_not_ready_and_pod_networks_are_refused() {
+    let node = Node::start(&[]).await;
+    let mut runtime = node.runtime().await;
+    let status = runtime
+        .status(cri::StatusRequest { verbose: false })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap();
+    let network_ready = status
+        .conditions
+        .iter()
+        .find(|c| c.r#type == "NetworkReady")
+        .unwrap();
+    assert!(!network_ready.status);
+    assert_eq!(network_ready.reason, "NetworkPluginNotReady");
+    assert!(network_ready.message.contains("cni"), "{network_ready:?}");
+    let refused = runtime
+        .run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(pod_config("nonet", node.logs.path(), false)),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert!(refused.message().contains("net.d"), "{refused:?}");
+    // Nothing of the refused pod is left: its name is free again.
+    let pods = runtime
+        .list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
+        .await
+        .unwrap()
+        .into_inner()
+        .items;
+    assert!(pods.is_empty(), "{pods:?}");
+}
+
+/// `sandbox_image = ""`: pods start on crated's own pause image, made in
+/// the content store on first use (no registry involved), pinned so the
+/// kubelet never collects it, and listed like any image.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_sandbox_image_pods_run_on_crateds_own_pause() {
+    let node = cri_support::Node::start_with(cri_support::NodeOptions {
+        builtin_pause: true,
+        ..Default::default()
+    })
+    .await;
+    let mut runtime = node.runtime().await;
+    let mut pods = Vec::new();
+    for name in ["own-pause-1", "own-pause-2"] {
+        let pod = runtime
+            .run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(pod_config(name, node.logs.path(), true)),
+                runtime_handler: String::new(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", node.daemon.logs()))
+            .into_inner()
+            .pod_sandbox_id;
+        pods.push(pod);
+    }
+    let ctr = workspace_bin("ctr");
+    let tasks = ok(node.daemon.ctr(&ctr, &["-n", "k8s.io", "tasks", "ls"]));
+    for pod in &pods {
+        assert!(
+            tasks
+                .lines()
+                .any(|l| l.starts_with(pod.as_str()) && l.contains("RUNNING")),
+            "{tasks}"
+        );
+    }
+    let images = node
+        .images()
+        .await
+        .list_images(cri::ListImagesRequest { filter: None })
+        .await
+        .unwrap()
+        .into_inner()
+        .images;
+    let pause = images
+        .iter()
+        .find(|i| i.repo_tags == ["crated.local/pause:builtin"])
+        .unwrap_or_else(|| panic!("{images:?}"));
+    assert!(pause.pinned);
+    // The pause process exits 0 on SIGTERM, as Kubernetes' does.
+    ok(node
+        .daemon
+        .ctr(&ctr, &["-n", "k8s.io", "tasks", "kill", &pods[0]]));
+    eventually("the pause process exits on SIGTERM", || {
+        let out = node.daemon.ctr(&ctr, &["-n", "k8s.io", "tasks", "ls"]);
+        let pod = pods[0].clone();
+        async move {
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            if text
+                .lines()
+                .any(|l| l.starts_with(pod.as_str()) && l.contains("RUNNING"))
+            {
+                Err(text)
+            } else {
+                Ok(())
+            }
+        }
+    })
+    .await;
+    for pod in pods {
+        runtime
+            .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                pod_sandbox_id: pod,
+            })
+            .await
+            .unwrap();
+    }
 }

@@ -28,9 +28,10 @@ pub struct Node {
 }
 
 /// The CRI section of a test daemon's config; `cni_conf_dir` is where
-/// pods' network config is read.
-pub fn cri_section(pause: &str, cni_conf_dir: &Path) -> String {
-    format!(
+/// pods' network config is read, `registry_hosts` (if any) the
+/// `registry.config_path` of hosts.toml files.
+pub fn cri_section(pause: &str, cni_conf_dir: &Path, registry_hosts: Option<&Path>) -> String {
+    let mut section = format!(
         "[plugins.\"io.containerd.grpc.v1.cri\"]\n\
          sandbox_image = {pause:?}\n\
          restrict_oom_score_adj = true\n\
@@ -38,12 +39,41 @@ pub fn cri_section(pause: &str, cni_conf_dir: &Path) -> String {
          conf_dir = {conf:?}\n\
          bin_dir = \"/usr/lib/cni\"\n",
         conf = cni_conf_dir.display().to_string(),
-    )
+    );
+    if let Some(hosts) = registry_hosts {
+        section.push_str(&format!(
+            "[plugins.\"io.containerd.grpc.v1.cri\".registry]\nconfig_path = {:?}\n",
+            hosts.display().to_string()
+        ));
+    }
+    section
+}
+
+/// How a [`Node`] is set up.
+#[derive(Default)]
+pub struct NodeOptions {
+    /// Files of its CNI config directory (file name, text).
+    pub cni: Vec<(String, String)>,
+    /// Make the loopback registry the mirror of the registries critest's
+    /// images come from (hosts.toml under the daemon's directory).
+    pub mirror: bool,
 }
 
 impl Node {
     /// A node whose CNI config directory holds `cni` (file name, text).
     pub async fn start(cni: &[(&str, String)]) -> Node {
+        Node::start_with(NodeOptions {
+            cni: cni
+                .iter()
+                .map(|(n, t)| (n.to_string(), t.clone()))
+                .collect(),
+            ..NodeOptions::default()
+        })
+        .await
+    }
+
+    /// A node set up as `options` say.
+    pub async fn start_with(options: NodeOptions) -> Node {
         let pause = crated_testimages::pause().expect("pause image");
         let busybox = crated_testimages::busybox().expect("busybox image");
         let (registry, host) = registry_with(vec![
@@ -54,22 +84,27 @@ impl Node {
         let pause = format!("{host}/test/pause:latest");
         let busybox = format!("{host}/test/busybox:latest");
         let logs = tempfile::tempdir().expect("log dir");
-        let cni: Vec<(String, String)> = cni
-            .iter()
-            .map(|(n, t)| (n.to_string(), t.clone()))
-            .collect();
-        let pause_ref = pause.clone();
+        let pause_ref = if options.builtin_pause {
+            String::new()
+        } else {
+            pause.clone()
+        };
         let daemon = tokio::task::spawn_blocking(move || {
             let mut daemon = Daemon::prepare("", "");
             let conf_dir = daemon.dir.path().join("cni/net.d");
             std::fs::create_dir_all(&conf_dir).expect("cni conf dir");
-            for (name, text) in &cni {
+            for (name, text) in &options.cni {
                 std::fs::write(conf_dir.join(name), text).expect("write cni config");
             }
+            let hosts = options.mirror.then(|| {
+                let hosts = daemon.dir.path().join("certs.d");
+                crated_testimages::write_mirror_hosts(&hosts, &host).expect("mirror hosts.toml");
+                hosts
+            });
             let config = crate::common::write_config(
                 daemon.dir.path(),
                 "",
-                &cri_section(&pause_ref, &conf_dir),
+                &cri_section(&pause_ref, &conf_dir, hosts.as_deref()),
             );
             daemon.config = config;
             daemon.spawn(&[]);
@@ -84,6 +119,11 @@ impl Node {
             busybox,
             logs,
         }
+    }
+
+    /// The endpoint CRI tools take (`unix://…`).
+    pub fn endpoint(&self) -> String {
+        format!("unix://{}", self.daemon.address.display())
     }
 
     /// The RuntimeService.
@@ -112,6 +152,46 @@ impl Node {
             .into_inner()
             .image_ref
     }
+}
+
+/// A CNI 1.0.0 bridge network `name` with host-local addresses from
+/// `subnet` (kept in `ipam_dir`, not the machine's /var/lib/cni) and port
+/// mappings; its gateway is the subnet's first address.
+pub fn bridge_conflist(name: &str, subnet: &str, ipam_dir: &Path) -> String {
+    serde_json::json!({
+        "cniVersion": "1.0.0",
+        "name": name,
+        "plugins": [
+            {
+                "type": "bridge",
+                "bridge": format!("{name}0"),
+                "isGateway": true,
+                "ipMasq": false,
+                "hairpinMode": true,
+                "ipam": {
+                    "type": "host-local",
+                    "ranges": [[{"subnet": subnet}]],
+                    "routes": [{"dst": "0.0.0.0/0"}],
+                    "dataDir": ipam_dir,
+                }
+            },
+            {"type": "portmap", "capabilities": {"portMappings": true}}
+        ]
+    })
+    .to_string()
+}
+
+/// Addresses host-local still holds for network `name` in `ipam_dir`.
+pub fn allocated_ips(ipam_dir: &Path, name: &str) -> Vec<String> {
+    std::fs::read_dir(ipam_dir.join(name))
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.parse::<std::net::IpAddr>().is_ok())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// A pod config named `name` (uid from the name), logging under `logs`,

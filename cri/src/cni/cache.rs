@@ -1,0 +1,154 @@
+//! The result cache, in libcni's layout and format
+//! (`<cache>/results/<network>-<container id>-<ifname>`, kind
+//! `cniCacheV1`), so DEL gets the result ADD gave after a daemon restart
+//! and tools that read libcni's cache read ours.
+
+use std::path::{Path, PathBuf};
+
+use crated_core::Result;
+use serde_json::{json, Value};
+
+/// What is cached of one ADD.
+pub struct Entry {
+    pub container_id: String,
+    pub network_name: String,
+    pub ifname: String,
+    /// The network list as JSON.
+    pub config: Vec<u8>,
+    pub cni_args: Vec<(String, String)>,
+    pub capability_args: Value,
+    pub result: Value,
+}
+
+/// A cached entry read back: what DEL and CHECK need of it.
+pub struct Cached {
+    pub result: Value,
+}
+
+fn path(dir: &Path, network: &str, id: &str, ifname: &str) -> PathBuf {
+    dir.join("results").join(format!("{network}-{id}-{ifname}"))
+}
+
+fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Writes `entry` durably (temp file, fsync, rename), 0600.
+pub fn write(dir: &Path, entry: &Entry) -> Result<()> {
+    let target = path(dir, &entry.network_name, &entry.container_id, &entry.ifname);
+    let results = dir.join("results");
+    std::fs::create_dir_all(&results)
+        .map_err(|e| crated_core::Error::io(format!("create {}", results.display()), e))?;
+    let doc = json!({
+        "kind": "cniCacheV1",
+        "containerId": entry.container_id,
+        "config": base64(&entry.config),
+        "ifName": entry.ifname,
+        "networkName": entry.network_name,
+        "cniArgs": entry.cni_args.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
+        "capabilityArgs": entry.capability_args,
+        "result": entry.result,
+    });
+    let tmp = target.with_extension("tmp");
+    let io = |what: &str, p: &Path, e| crated_core::Error::io(format!("{what} {}", p.display()), e);
+    {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| io("create", &tmp, e))?;
+        file.write_all(doc.to_string().as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(|e| io("write", &tmp, e))?;
+    }
+    std::fs::rename(&tmp, &target).map_err(|e| io("rename to", &target, e))
+}
+
+/// The cached result of ADD, if there is one.
+pub fn read(dir: &Path, network: &str, id: &str, ifname: &str) -> Result<Option<Cached>> {
+    let p = path(dir, network, id, ifname);
+    let data = match std::fs::read(&p) {
+        Ok(data) => data,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(crated_core::Error::io(format!("read {}", p.display()), e)),
+    };
+    // A damaged entry is treated as none: DEL then runs without the
+    // previous result, which plugins accept.
+    let Ok(doc) = serde_json::from_slice::<Value>(&data) else {
+        tracing::warn!(path = %p.display(), "unreadable CNI cache entry ignored");
+        return Ok(None);
+    };
+    Ok(doc.get("result").cloned().map(|result| Cached { result }))
+}
+
+/// Forgets the cached result; what is not there is fine.
+pub fn remove(dir: &Path, network: &str, id: &str, ifname: &str) -> Result<()> {
+    let p = path(dir, network, id, ifname);
+    match std::fs::remove_file(&p) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(crated_core::Error::io(format!("remove {}", p.display()), e))
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_pads_as_the_standard_says() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+    }
+
+    #[test]
+    fn entries_round_trip_and_go() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        assert!(read(dir.path(), "n", "id", "eth0").expect("read").is_none());
+        write(
+            dir.path(),
+            &Entry {
+                container_id: "id".into(),
+                network_name: "n".into(),
+                ifname: "eth0".into(),
+                config: b"{}".to_vec(),
+                cni_args: vec![("K8S_POD_NAME".into(), "p".into())],
+                capability_args: json!({}),
+                result: json!({"cniVersion": "1.0.0", "ips": []}),
+            },
+        )
+        .expect("write");
+        let cached = read(dir.path(), "n", "id", "eth0")
+            .expect("read")
+            .expect("cached");
+        assert_eq!(cached.result["cniVersion"], "1.0.0");
+        remove(dir.path(), "n", "id", "eth0").expect("remove");
+        remove(dir.path(), "n", "id", "eth0").expect("twice");
+        assert!(read(dir.path(), "n", "id", "eth0").expect("read").is_none());
+    }
+}

@@ -1,0 +1,196 @@
+//! What a CNI ADD answers: interfaces and the addresses on them, read
+//! from any result version a plugin may give (0.1/0.2's `ip4`/`ip6`,
+//! 0.3.x, 0.4.0 and 1.0.0's `interfaces` + `ips`).
+
+use std::net::IpAddr;
+
+use serde_json::Value;
+
+/// One interface a plugin made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interface {
+    /// Its name.
+    pub name: String,
+    /// The namespace it is in; empty for the node's.
+    pub sandbox: String,
+}
+
+/// One address a plugin assigned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpConfig {
+    /// The address.
+    pub address: IpAddr,
+    /// Its prefix length.
+    pub prefix: u8,
+    /// The gateway, if any.
+    pub gateway: Option<IpAddr>,
+    /// Index into [`NetResult::interfaces`], if the plugin said.
+    pub interface: Option<usize>,
+}
+
+/// The result of ADD on one network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetResult {
+    /// The interface name the network was attached as (`eth0`, `lo`).
+    pub ifname: String,
+    /// The network's name.
+    pub network: String,
+    /// The interfaces made.
+    pub interfaces: Vec<Interface>,
+    /// The addresses assigned.
+    pub ips: Vec<IpConfig>,
+    /// The result as the plugin gave it (for the cache and CHECK/DEL).
+    pub raw: Value,
+}
+
+/// `10.0.0.2/24` into its parts.
+fn cidr(text: &str) -> Option<(IpAddr, u8)> {
+    let (address, prefix) = text.split_once('/')?;
+    Some((address.parse().ok()?, prefix.parse().ok()?))
+}
+
+impl NetResult {
+    /// Reads `raw`; `None` where it holds no address at all is not an
+    /// error (loopback gives none).
+    pub fn parse(network: &str, ifname: &str, raw: Value) -> Result<NetResult, String> {
+        let mut interfaces = Vec::new();
+        let mut ips = Vec::new();
+        if let Some(list) = raw.get("interfaces").and_then(Value::as_array) {
+            for i in list {
+                interfaces.push(Interface {
+                    name: i
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
+                    sandbox: i
+                        .get("sandbox")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
+                });
+            }
+        }
+        if let Some(list) = raw.get("ips").and_then(Value::as_array) {
+            for ip in list {
+                let text = ip
+                    .get("address")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| format!("an entry of \"ips\" has no address: {ip}"))?;
+                let (address, prefix) =
+                    cidr(text).ok_or_else(|| format!("address {text:?} is not a CIDR"))?;
+                let interface = ip
+                    .get("interface")
+                    .and_then(Value::as_u64)
+                    .map(|i| i as usize);
+                if interface.is_some_and(|i| i >= interfaces.len()) {
+                    return Err(format!(
+                        "address {text} names interface {interface:?}, which is not in the result"
+                    ));
+                }
+                ips.push(IpConfig {
+                    address,
+                    prefix,
+                    gateway: ip
+                        .get("gateway")
+                        .and_then(Value::as_str)
+                        .and_then(|g| g.parse().ok()),
+                    interface,
+                });
+            }
+        }
+        // The 0.1/0.2 form: one address per family.
+        for family in ["ip4", "ip6"] {
+            if let Some(text) = raw
+                .get(family)
+                .and_then(|f| f.get("ip"))
+                .and_then(Value::as_str)
+            {
+                let (address, prefix) =
+                    cidr(text).ok_or_else(|| format!("address {text:?} is not a CIDR"))?;
+                ips.push(IpConfig {
+                    address,
+                    prefix,
+                    gateway: raw
+                        .get(family)
+                        .and_then(|f| f.get("gateway"))
+                        .and_then(Value::as_str)
+                        .and_then(|g| g.parse().ok()),
+                    interface: None,
+                });
+            }
+        }
+        Ok(NetResult {
+            ifname: ifname.to_owned(),
+            network: network.to_owned(),
+            interfaces,
+            ips,
+            raw,
+        })
+    }
+}
+
+/// The pod's addresses out of `results`: those on the interface named
+/// `ifname` inside the pod (or, where a plugin did not say which
+/// interface, every address of the network attached as `ifname`), IPv4
+/// first, so the primary IP is IPv4 where there is one, as containerd's.
+pub fn pod_ips(results: &[NetResult], ifname: &str) -> Vec<IpAddr> {
+    let mut ips: Vec<IpAddr> = results
+        .iter()
+        .flat_map(|r| {
+            r.ips.iter().filter(move |ip| match ip.interface {
+                Some(i) => r
+                    .interfaces
+                    .get(i)
+                    .is_some_and(|iface| iface.name == ifname && !iface.sandbox.is_empty()),
+                None => r.ifname == ifname,
+            })
+        })
+        .map(|ip| ip.address)
+        .collect();
+    ips.sort_by_key(|ip| !ip.is_ipv4());
+    ips.dedup();
+    ips
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_of_each_version_give_the_pod_ips() {
+        let v1 = serde_json::json!({
+            "cniVersion": "1.0.0",
+            "interfaces": [
+                {"name": "cni0", "mac": "aa"},
+                {"name": "veth1", "mac": "bb"},
+                {"name": "eth0", "mac": "cc", "sandbox": "/run/netns/x"}
+            ],
+            "ips": [
+                {"address": "fd00::5/64", "interface": 2},
+                {"address": "10.88.0.5/16", "gateway": "10.88.0.1", "interface": 2},
+                {"address": "10.99.0.1/16", "interface": 0}
+            ]
+        });
+        let r = NetResult::parse("net", "eth0", v1).expect("parse");
+        assert_eq!(r.ips[1].gateway, Some("10.88.0.1".parse().expect("ip")));
+        assert_eq!(
+            pod_ips(&[r], "eth0"),
+            vec![
+                "10.88.0.5".parse::<IpAddr>().expect("ip"),
+                "fd00::5".parse().expect("ip")
+            ]
+        );
+        let v02 = serde_json::json!({"cniVersion": "0.2.0", "ip4": {"ip": "10.1.0.7/24"}});
+        let r = NetResult::parse("old", "eth0", v02).expect("parse");
+        assert_eq!(
+            pod_ips(&[r.clone()], "eth0"),
+            vec!["10.1.0.7".parse::<IpAddr>().expect("ip")]
+        );
+        assert!(pod_ips(&[r], "lo").is_empty());
+        let bad = serde_json::json!({"ips": [{"address": "nonsense"}]});
+        assert!(NetResult::parse("bad", "eth0", bad).is_err());
+        let dangling = serde_json::json!({"ips": [{"address": "10.0.0.1/8", "interface": 3}]});
+        assert!(NetResult::parse("bad", "eth0", dangling).is_err());
+    }
+}
