@@ -57,6 +57,22 @@ fn addresses_in(netns: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Removes the namespace when the test ends, passed or not.
+struct Mounted(NetNs);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = self.0.remove();
+    }
+}
+
+impl std::ops::Deref for Mounted {
+    type Target = NetNs;
+    fn deref(&self) -> &NetNs {
+        &self.0
+    }
+}
+
 struct Dirs {
     _tmp: tempfile::TempDir,
     conf: PathBuf,
@@ -116,7 +132,7 @@ fn a_pod_is_networked_checked_and_torn_down_idempotently() {
                 .expect("a network")
                 .with_loopback();
             assert_eq!(cni.name(), "cnitest");
-            let ns = NetNs::create_async(d.netns.clone()).await.unwrap();
+            let ns = Mounted(NetNs::create_async(d.netns.clone()).await.unwrap());
             let pod = pod("pod-1", &ns);
             let results = cni.setup(&pod).await.unwrap();
             let ips = pod_ips(&results, DEFAULT_IFNAME);
@@ -165,7 +181,7 @@ fn a_failing_plugin_is_named_and_leaves_nothing_allocated() {
         let cni = Cni::load(&d.conf, &[PathBuf::from(BIN_DIR)], &d.cache, 1)
             .unwrap()
             .unwrap();
-        let ns = NetNs::create_async(d.netns.clone()).await.unwrap();
+        let ns = Mounted(NetNs::create_async(d.netns.clone()).await.unwrap());
         let e = cni.setup(&pod("pod-2", &ns)).await.unwrap_err();
         assert!(e.to_string().contains("no-such-plugin"), "{e}");
         assert!(e.to_string().contains(BIN_DIR), "{e}");

@@ -75,6 +75,7 @@ fn crictl_drives_a_pod_as_a_person_would() {
         let work = tempfile::tempdir().unwrap();
         let crictl = Crictl::new(&node, work.path());
         let busybox = node.busybox.clone();
+        let dir = work.path().to_owned();
         let result = tokio::task::spawn_blocking(move || {
             // pull, then images lists it by repository and tag.
             let pulled = crictl.ok(&["pull", &busybox]);
@@ -88,9 +89,9 @@ fn crictl_drives_a_pod_as_a_person_would() {
             assert!(row.split_whitespace().nth(1) == Some(tag), "{row}");
 
             // runp / create / start from the JSON files a person writes.
-            let logs = work.path().join("logs");
+            let logs = dir.join("logs");
             std::fs::create_dir_all(&logs).unwrap();
-            let pod_json = work.path().join("pod.json");
+            let pod_json = dir.join("pod.json");
             std::fs::write(
                 &pod_json,
                 serde_json::json!({
@@ -102,7 +103,7 @@ fn crictl_drives_a_pod_as_a_person_would() {
                 .to_string(),
             )
             .unwrap();
-            let container_json = work.path().join("container.json");
+            let container_json = dir.join("container.json");
             std::fs::write(
                 &container_json,
                 serde_json::json!({

@@ -209,6 +209,12 @@ pub fn pause() -> Result<Image> {
 }
 
 fn busybox_layer() -> Result<Vec<u8>> {
+    busybox_layer_with("root:x:0:0:root:/root:/bin/sh\n", "")
+}
+
+/// The busybox layer with `passwd` as `/etc/passwd` and, unless empty,
+/// `group` as `/etc/group`.
+pub(crate) fn busybox_layer_with(passwd: &str, group: &str) -> Result<Vec<u8>> {
     let path = Path::new("/bin/busybox");
     let binary =
         std::fs::read(path).context("reading /bin/busybox (apt-get install busybox-static)")?;
@@ -229,7 +235,10 @@ fn busybox_layer() -> Result<Vec<u8>> {
         let target = format!("{}bin/busybox", "../".repeat(depth));
         layer = layer.symlink(applet, &target)?;
     }
-    layer = layer.file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n")?;
+    layer = layer.file("etc/passwd", passwd.as_bytes())?;
+    if !group.is_empty() {
+        layer = layer.file("etc/group", group.as_bytes())?;
+    }
     layer.finish()
 }
 

@@ -2,6 +2,7 @@
 // Test fixtures: failures here are test failures, reported with context.
 
 mod btrfs;
+mod critest;
 mod criu;
 mod gotools;
 mod image;
@@ -10,6 +11,10 @@ mod registry;
 mod tls;
 
 pub use btrfs::LoopBtrfs;
+pub use critest::{
+    critest_images, push_critest_images, write_mirror_hosts, CritestImage, MIRRORED_REGISTRIES,
+    NOT_BUILT,
+};
 pub use criu::{criu, TRIXIE_CRIU};
 pub use gotools::{cri_tool, go_bin_dir, go_cache_dir, CRI_TOOLS_VERSION};
 pub use image::{

@@ -57,6 +57,8 @@ pub struct NodeOptions {
     /// Make the loopback registry the mirror of the registries critest's
     /// images come from (hosts.toml under the daemon's directory).
     pub mirror: bool,
+    /// `sandbox_image = ""`: pods run on crated's built-in pause image.
+    pub builtin_pause: bool,
 }
 
 impl Node {

@@ -1,0 +1,296 @@
+//! The images cri-tools' critest (v1.36.0) pulls, rebuilt offline from
+//! busybox-static, for a loopback registry that hosts.toml files make the
+//! mirror of registry.k8s.io, k8s.gcr.io, gcr.io and docker.io.
+//!
+//! What each holds follows cri-tools' `images/` directory and what the
+//! specs check: the busybox test image (users `nobody`, `www-data`, …);
+//! an "nginx" whose process is named `nginx`, writes `/var/run/nginx.pid`
+//! and answers HTTP 200 on port 80 (the host-network variant on 12003);
+//! an "httpd" answering on 80; the pause image under both registries;
+//! distinct test images, one image under three tags, and images whose
+//! config user is a uid, a name, with groups, or in a group of the image.
+
+use std::path::Path;
+
+use anyhow::{Context as _, Result};
+use serde_json::json;
+
+use crate::image::{busybox_layer_with, image_with_config, pause, Image, LayerBuilder};
+use crate::registry::{push, Registry};
+
+/// The registries whose images the loopback registry stands in for.
+pub const MIRRORED_REGISTRIES: &[&str] = &["registry.k8s.io", "k8s.gcr.io", "gcr.io", "docker.io"];
+
+/// critest images not built here, with why.
+pub const NOT_BUILT: &[(&str, &str)] = &[(
+    "gcr.io/k8s-staging-cri-tools/test-image-digest@sha256:9700f9a2…",
+    "pulled by its upstream digest, which an image rebuilt offline cannot have",
+)];
+
+/// One image as critest names it.
+pub struct CritestImage {
+    /// The upstream reference, e.g. `registry.k8s.io/pause:3.9`.
+    pub name: &'static str,
+    /// The image.
+    pub image: Image,
+}
+
+const PATH_ENV: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// busybox's own `/etc/passwd` and `/etc/group` (the users the specs run
+/// as by name: `nobody`, `www-data`).
+const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\n\
+daemon:x:1:1:daemon:/usr/sbin:/bin/false\n\
+bin:x:2:2:bin:/bin:/bin/false\n\
+sys:x:3:3:sys:/dev:/bin/false\n\
+sync:x:4:100:sync:/bin:/bin/sync\n\
+mail:x:8:8:mail:/var/spool/mail:/bin/false\n\
+www-data:x:33:33:www-data:/var/www:/bin/false\n\
+operator:x:37:37:Operator:/var:/bin/false\n\
+nobody:x:65534:65534:nobody:/home:/bin/false\n";
+const GROUP: &str = "root:x:0:\n\
+daemon:x:1:\n\
+bin:x:2:\n\
+sys:x:3:\n\
+adm:x:4:\n\
+tty:x:5:\n\
+disk:x:6:\n\
+wheel:x:10:root\n\
+mail:x:12:\n\
+www-data:x:33:\n\
+operator:x:37:\n\
+users:x:100:\n\
+nogroup:x:65533:\n\
+nobody:x:65534:\n";
+
+/// The process critest looks for by name: a script called `nginx` (the
+/// kernel names a script's process after the script), which records its
+/// pid where nginx does and serves `/usr/share/nginx/html` with busybox
+/// httpd on `$NGINX_PORT` (80) until stopped.
+const NGINX: &str = "#!/bin/sh\n\
+mkdir -p /var/run\n\
+echo $$ > /var/run/nginx.pid\n\
+httpd -f -p \"${NGINX_PORT:-80}\" -h /usr/share/nginx/html &\n\
+child=$!\n\
+trap 'kill $child; exit 0' TERM INT QUIT\n\
+wait $child\n";
+
+const NGINX_INDEX: &str = "<!DOCTYPE html>\n<html><head><title>Welcome to nginx!</title></head>\n\
+<body><h1>Welcome to nginx!</h1></body></html>\n";
+
+/// The busybox layer with `passwd` and `group` as given.
+fn base(passwd: &str, group: &str) -> Result<Vec<u8>> {
+    busybox_layer_with(passwd, group)
+}
+
+fn image(layers: Vec<Vec<u8>>, config: serde_json::Value) -> Result<Image> {
+    image_with_config("linux", crate::host_arch(), layers, config)
+}
+
+/// busybox with `Cmd` `sh` and `user` (empty: root).
+fn busybox_as(user: &str, extra: Option<Vec<u8>>) -> Result<Image> {
+    let mut layers = vec![base(PASSWD, GROUP)?];
+    layers.extend(extra);
+    let mut config = json!({"Cmd": ["sh"], "Env": [PATH_ENV]});
+    if !user.is_empty() {
+        config["User"] = json!(user);
+    }
+    image(layers, config)
+}
+
+/// A test image told apart from the others by a file named `tag`, as
+/// cri-tools' `image-test` adds one.
+fn test_image(tag: &str) -> Result<Image> {
+    let layer = LayerBuilder::new().file(tag, tag.as_bytes())?.finish()?;
+    busybox_as("", Some(layer))
+}
+
+fn nginx(port: u16) -> Result<Image> {
+    let layer = LayerBuilder::new()
+        .dir("usr/share")?
+        .dir("usr/share/nginx")?
+        .dir("usr/share/nginx/html")?
+        .file("usr/share/nginx/html/index.html", NGINX_INDEX.as_bytes())?
+        .file_mode(b"usr/sbin/nginx", NGINX.as_bytes(), 0o755)?
+        .dir("var")?
+        .dir("var/run")?
+        .finish()?;
+    image(
+        vec![base(PASSWD, GROUP)?, layer],
+        json!({
+            "Cmd": ["nginx", "-g", "daemon off;"],
+            "Env": [PATH_ENV, format!("NGINX_PORT={port}")],
+            "ExposedPorts": {format!("{port}/tcp"): {}},
+            "StopSignal": "SIGQUIT",
+        }),
+    )
+}
+
+fn httpd() -> Result<Image> {
+    let layer = LayerBuilder::new()
+        .dir("usr/local")?
+        .dir("usr/local/apache2")?
+        .dir("usr/local/apache2/htdocs")?
+        .file(
+            "usr/local/apache2/htdocs/index.html",
+            b"<html><body><h1>It works!</h1></body></html>\n",
+        )?
+        .finish()?;
+    image(
+        vec![base(PASSWD, GROUP)?, layer],
+        json!({
+            "Cmd": ["httpd", "-f", "-p", "80", "-h", "/usr/local/apache2/htdocs"],
+            "Env": [PATH_ENV],
+            "ExposedPorts": {"80/tcp": {}},
+        }),
+    )
+}
+
+/// Every image critest pulls, by upstream reference (one entry per
+/// reference; images shared by several references are built once).
+pub fn critest_images() -> Result<Vec<CritestImage>> {
+    let pause = pause()?;
+    let tags = test_image("test-image-tags")?;
+    let arch_nginx: &'static str = match crate::host_arch() {
+        "arm64" => "gcr.io/k8s-staging-cri-tools/hostnet-nginx-arm64",
+        _ => "gcr.io/k8s-staging-cri-tools/hostnet-nginx-amd64",
+    };
+    let predefined_passwd =
+        format!("{PASSWD}default-user:x:1000:1000:Linux User,,,:/home/default-user:/bin/sh\n");
+    let predefined_group =
+        format!("{GROUP}default-user:x:1000:\ngroup-defined-in-image:x:50000:default-user\n");
+    let predefined = image(
+        vec![base(&predefined_passwd, &predefined_group)?],
+        json!({"Cmd": ["sh"], "Env": [PATH_ENV], "User": "1000"}),
+    )?;
+    Ok(vec![
+        CritestImage {
+            name: "registry.k8s.io/e2e-test-images/busybox:1.29-2",
+            image: busybox_as("", None)?,
+        },
+        CritestImage {
+            name: "registry.k8s.io/e2e-test-images/nginx:1.14-2",
+            image: nginx(80)?,
+        },
+        CritestImage {
+            name: arch_nginx,
+            image: nginx(12003)?,
+        },
+        CritestImage {
+            name: "registry.k8s.io/e2e-test-images/httpd:2.4.39-4",
+            image: httpd()?,
+        },
+        CritestImage {
+            name: "registry.k8s.io/pause:3.9",
+            image: pause.clone(),
+        },
+        CritestImage {
+            name: "k8s.gcr.io/pause:3.9",
+            image: pause,
+        },
+        CritestImage {
+            name: "gcr.io/k8s-staging-cri-tools/test-image-latest:latest",
+            image: test_image("test-image-latest")?,
+        },
+        CritestImage {
+            name: "gcr.io/k8s-staging-cri-tools/test-image-tag:test",
+            image: test_image("test-image-tag-test")?,
+        },
+        CritestImage {
+            name: "gcr.io/k8s-staging-cri-tools/test-image-tag:all",
+            image: test_image("test-image-tag-all")?,
+        },
+        CritestImage {
+            name: "gcr.io/k8s-staging-cri-tools/test-image-1:latest",
+            image: test_image("test-image-1")?,
+        },
+        CritestImage {
+            name: "gcr.io/k8s-staging-cri-tools/test-image-2:latest",
+            image: test_image("test-image-2")?,
+        },
+        CritestImage {
+            name: "gcr.io/k8s-staging-cri-tools/test-image-3:latest",
+            image: test_image("test-image-3")?,
+        },
+        CritestImage {
+            name: "gcr.io/k8s-staging-cri-tools/test-image-tags:1",
+            image: tags.clone(),
+        },
+        CritestImage {
+            name: "gcr.io/k8s-staging-cri-tools/test-image-tags:2",
+            image: tags.clone(),
+        },
+        CritestImage {
+            name: "gcr.io/k8s-staging-cri-tools/test-image-tags:3",
+            image: tags,
+        },
+        CritestImage {
+            name: "gcr.io/k8s-staging-cri-tools/test-image-user-uid:latest",
+            image: busybox_as("1002", None)?,
+        },
+        CritestImage {
+            name: "gcr.io/k8s-staging-cri-tools/test-image-user-username:latest",
+            image: busybox_as("www-data", None)?,
+        },
+        CritestImage {
+            name: "gcr.io/k8s-staging-cri-tools/test-image-user-uid-group:latest",
+            image: busybox_as("1003:1004", None)?,
+        },
+        CritestImage {
+            name: "gcr.io/k8s-staging-cri-tools/test-image-user-username-group:latest",
+            image: busybox_as("www-data:1004", None)?,
+        },
+        CritestImage {
+            name: "gcr.io/k8s-staging-cri-tools/test-image-predefined-group:latest",
+            image: predefined,
+        },
+    ])
+}
+
+/// `registry.k8s.io/e2e-test-images/busybox:1.29-2` → the path and tag it
+/// has on the mirror, `e2e-test-images/busybox:1.29-2`.
+fn mirror_path(name: &str) -> Result<&str> {
+    MIRRORED_REGISTRIES
+        .iter()
+        .find_map(|r| name.strip_prefix(r).and_then(|rest| rest.strip_prefix('/')))
+        .with_context(|| format!("{name} is not on a mirrored registry"))
+}
+
+/// Pushes every critest image to `registry` under its upstream path and
+/// tag. The registries share one mirror, so two references may only meet
+/// on one path if they are the same image.
+pub async fn push_critest_images(registry: &Registry) -> Result<()> {
+    let images = critest_images()?;
+    let mut seen: std::collections::BTreeMap<&str, &Image> = std::collections::BTreeMap::new();
+    for entry in &images {
+        let path = mirror_path(entry.name)?;
+        if let Some(other) = seen.insert(path, &entry.image) {
+            anyhow::ensure!(
+                other.root.digest == entry.image.root.digest,
+                "{path} would hold two different images on the mirror"
+            );
+            continue;
+        }
+        push(&format!("{}/{path}", registry.host), &entry.image)
+            .await
+            .with_context(|| format!("push {}", entry.name))?;
+    }
+    Ok(())
+}
+
+/// Writes `<dir>/<registry>/hosts.toml` for each mirrored registry,
+/// sending pulls (and resolves) to the plain-HTTP registry at `loopback`
+/// (`127.0.0.1:<port>`) and nowhere else.
+pub fn write_mirror_hosts(dir: &Path, loopback: &str) -> Result<()> {
+    for registry in MIRRORED_REGISTRIES {
+        let host_dir = dir.join(registry);
+        std::fs::create_dir_all(&host_dir)
+            .with_context(|| format!("create {}", host_dir.display()))?;
+        let text = format!(
+            "server = \"http://{loopback}\"\n\n[host.\"http://{loopback}\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
+        );
+        let file = host_dir.join("hosts.toml");
+        std::fs::write(&file, text).with_context(|| format!("write {}", file.display()))?;
+    }
+    Ok(())
+}
