@@ -190,7 +190,12 @@ impl Cri {
     /// `StopContainer`: the stop signal, then SIGKILL after `timeout`
     /// (at once for zero). Stopping what is not running is not an error.
     pub(crate) async fn stop_container(&self, id: &str, timeout: i64) -> Result<()> {
-        let container = self.containers.get(id)?;
+        // Stopping what is gone is done (the kubelet retries stops).
+        let container = match self.containers.get(id) {
+            Ok(container) => container,
+            Err(e) if e.is_not_found() => return Ok(()),
+            Err(e) => return Err(e),
+        };
         let timeout = Duration::from_secs(u64::try_from(timeout).unwrap_or(0));
         self.stop_container_now(&container, timeout).await
     }

@@ -165,9 +165,28 @@ const CAPABILITIES: [Capability; 41] = [
     Capability::CheckpointRestore,
 ];
 
-/// The capabilities this kernel knows (`cap_last_cap`): "ALL" and
-/// privileged containers get these.
+/// The capabilities the daemon itself holds (its effective set in
+/// `/proc/self/status`), as containerd's: "ALL" and privileged containers
+/// get these, since runc cannot grant a capability its caller lacks (a
+/// daemon in a container without CAP_SYS_RESOURCE, say). Falls back to
+/// what the kernel knows (`cap_last_cap`).
 pub fn all_capabilities() -> Capabilities {
+    let effective = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        });
+    if let Some(mask) = effective {
+        return CAPABILITIES
+            .iter()
+            .enumerate()
+            .filter(|(bit, _)| *bit < 64 && mask & (1u64 << bit) != 0)
+            .map(|(_, c)| *c)
+            .collect();
+    }
     let last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
         .and_then(|s| s.trim().parse::<usize>().ok())

@@ -61,6 +61,19 @@ pub enum Error {
         /// The last error runc logged, else its stderr.
         message: String,
     },
+    /// `runc kill` of a container whose process has already exited
+    /// (containerd's shim answers NotFound for these too).
+    #[error("OCI runtime {command} failed: {message}")]
+    RuncNotRunning {
+        /// The runc command.
+        command: &'static str,
+        /// The container.
+        id: String,
+        /// runc's exit status.
+        status: i32,
+        /// The last error runc logged, else its stderr.
+        message: String,
+    },
     /// runc ran and failed for any other reason.
     #[error("OCI runtime {command} failed: {message}")]
     RuncFailed {
@@ -482,7 +495,21 @@ impl Error {
         let not_exist = message.contains("container does not exist")
             || message.contains(&format!("container {id:?} does not exist"))
             || message.contains(&format!("container {id} does not exist"));
+        // A signal for a process that has just exited: the race every
+        // stop has with the container's own exit.
+        let not_running = command == "kill"
+            && (message.contains("container not running")
+                || message.contains("process already finished")
+                || message.contains("no such process"));
         let id = id.to_owned();
+        if not_running {
+            return Self::RuncNotRunning {
+                command,
+                id,
+                status,
+                message,
+            };
+        }
         if not_exist {
             Self::RuncNotExist {
                 command,
@@ -510,6 +537,7 @@ impl KindError for Error {
         match self {
             Error::RuntimeNotFound { .. }
             | Error::RuncNotExist { .. }
+            | Error::RuncNotRunning { .. }
             | Error::NotCreated { .. }
             | Error::ProcessNotFound { .. }
             | Error::CgroupNotFound { .. } => Kind::NotFound,
@@ -591,6 +619,11 @@ mod tests {
         assert!(matches!(named, Error::RuncNotExist { .. }));
         let other = Error::runc("create", "t1", 1, "rootfs (\"/x\") does not exist".into());
         assert!(matches!(other, Error::RuncFailed { .. }));
+        let exited = Error::runc("kill", "t1", 1, "container not running".into());
+        assert!(matches!(exited, Error::RuncNotRunning { .. }));
+        assert_eq!(exited.kind(), Kind::NotFound);
+        let start = Error::runc("start", "t1", 1, "container not running".into());
+        assert!(matches!(start, Error::RuncFailed { .. }));
         assert_eq!(other.kind(), Kind::Unknown);
     }
 

@@ -4,9 +4,12 @@
 //!
 //! What each holds follows cri-tools' `images/` directory and what the
 //! specs check: the busybox test image (users `nobody`, `www-data`, …);
-//! an "nginx" whose process is named `nginx`, writes `/var/run/nginx.pid`
-//! and answers HTTP 200 on port 80 (the host-network variant on 12003);
-//! an "httpd" answering on 80; the pause image under both registries;
+//! an "nginx" (a small static C program, `critest/nginx.c`) whose process
+//! is named `nginx`, titled as nginx's master process, writes
+//! `/var/run/nginx.pid` and answers HTTP 200 on port 80 (the host-network
+//! variant on 12003); an "httpd" answering on 80; a setuid-root program
+//! printing its effective uid (`critest/nonewprivs.c`); `pgrep` and `ipcs`
+//! as shell scripts, which Debian's busybox-static lacks; the pause image under both registries;
 //! distinct test images, one image under three tags, and images whose
 //! config user is a uid, a name, with groups, or in a group of the image.
 
@@ -63,24 +66,75 @@ users:x:100:\n\
 nogroup:x:65533:\n\
 nobody:x:65534:\n";
 
-/// The process critest looks for by name: a script called `nginx` (the
-/// kernel names a script's process after the script), which records its
-/// pid where nginx does and serves `/usr/share/nginx/html` with busybox
-/// httpd on `$NGINX_PORT` (80) until stopped.
-const NGINX: &str = "#!/bin/sh\n\
-mkdir -p /var/run\n\
-echo $$ > /var/run/nginx.pid\n\
-httpd -f -p \"${NGINX_PORT:-80}\" -h /usr/share/nginx/html &\n\
-child=$!\n\
-trap 'kill $child; exit 0' TERM INT QUIT\n\
-wait $child\n";
+/// Shell stand-ins for tools Debian's busybox-static lacks.
+const PGREP: &str = include_str!("critest/pgrep.sh");
+const IPCS: &str = include_str!("critest/ipcs.sh");
 
-const NGINX_INDEX: &str = "<!DOCTYPE html>\n<html><head><title>Welcome to nginx!</title></head>\n\
-<body><h1>Welcome to nginx!</h1></body></html>\n";
+/// The httpd image's command: a line naming httpd on stderr (the log the
+/// multi-container spec looks for, as Apache's start-up notice), then
+/// busybox httpd in the foreground.
+const HTTPD_FOREGROUND: &str = "#!/bin/sh\n\
+echo \"httpd: serving /usr/local/apache2/htdocs on port 80\" >&2\n\
+exec httpd -f -p 80 -h /usr/local/apache2/htdocs\n";
+
+/// C programs compiled static for the images, by file name.
+const PROGRAMS: &[(&str, &str)] = &[
+    ("nginx", include_str!("critest/nginx.c")),
+    ("nonewprivs", include_str!("critest/nonewprivs.c")),
+];
+
+/// Compiles program `name` of [`PROGRAMS`] with `gcc -static`, once per
+/// process.
+fn program(name: &str) -> Result<Vec<u8>> {
+    static BUILT: std::sync::OnceLock<
+        std::result::Result<std::collections::BTreeMap<String, Vec<u8>>, String>,
+    > = std::sync::OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        let dir = crate::registry::TempDir::new("critest-programs").map_err(|e| e.to_string())?;
+        let mut out = std::collections::BTreeMap::new();
+        for (file, source) in PROGRAMS {
+            let src = dir.path().join(format!("{file}.c"));
+            let bin = dir.path().join(file);
+            std::fs::write(&src, source).map_err(|e| e.to_string())?;
+            let result = std::process::Command::new("gcc")
+                .args(["-static", "-O2", "-o"])
+                .arg(&bin)
+                .arg(&src)
+                .output()
+                .map_err(|e| format!("run gcc ({e}): apt-get install gcc libc6-dev"))?;
+            if !result.status.success() {
+                return Err(format!(
+                    "gcc -static {file}.c failed (apt-get install gcc libc6-dev): {}",
+                    String::from_utf8_lossy(&result.stderr)
+                ));
+            }
+            out.insert(
+                (*file).to_owned(),
+                std::fs::read(&bin).map_err(|e| e.to_string())?,
+            );
+        }
+        Ok(out)
+    });
+    match built {
+        Ok(programs) => programs
+            .get(name)
+            .cloned()
+            .with_context(|| format!("no program {name}")),
+        Err(e) => Err(anyhow::anyhow!("{e}")),
+    }
+}
 
 /// The busybox layer with `passwd` and `group` as given.
 fn base(passwd: &str, group: &str) -> Result<Vec<u8>> {
     busybox_layer_with(passwd, group)
+}
+
+/// `pgrep` and `ipcs`, which the specs run in the busybox image.
+fn tools() -> Result<Vec<u8>> {
+    LayerBuilder::new()
+        .file_mode(b"usr/bin/pgrep", PGREP.as_bytes(), 0o755)?
+        .file_mode(b"usr/bin/ipcs", IPCS.as_bytes(), 0o755)?
+        .finish()
 }
 
 fn image(layers: Vec<Vec<u8>>, config: serde_json::Value) -> Result<Image> {
@@ -89,7 +143,7 @@ fn image(layers: Vec<Vec<u8>>, config: serde_json::Value) -> Result<Image> {
 
 /// busybox with `Cmd` `sh` and `user` (empty: root).
 fn busybox_as(user: &str, extra: Option<Vec<u8>>) -> Result<Image> {
-    let mut layers = vec![base(PASSWD, GROUP)?];
+    let mut layers = vec![base(PASSWD, GROUP)?, tools()?];
     layers.extend(extra);
     let mut config = json!({"Cmd": ["sh"], "Env": [PATH_ENV]});
     if !user.is_empty() {
@@ -107,16 +161,12 @@ fn test_image(tag: &str) -> Result<Image> {
 
 fn nginx(port: u16) -> Result<Image> {
     let layer = LayerBuilder::new()
-        .dir("usr/share")?
-        .dir("usr/share/nginx")?
-        .dir("usr/share/nginx/html")?
-        .file("usr/share/nginx/html/index.html", NGINX_INDEX.as_bytes())?
-        .file_mode(b"usr/sbin/nginx", NGINX.as_bytes(), 0o755)?
+        .file_mode(b"usr/sbin/nginx", &program("nginx")?, 0o755)?
         .dir("var")?
         .dir("var/run")?
         .finish()?;
     image(
-        vec![base(PASSWD, GROUP)?, layer],
+        vec![base(PASSWD, GROUP)?, tools()?, layer],
         json!({
             "Cmd": ["nginx", "-g", "daemon off;"],
             "Env": [PATH_ENV, format!("NGINX_PORT={port}")],
@@ -129,6 +179,12 @@ fn nginx(port: u16) -> Result<Image> {
 fn httpd() -> Result<Image> {
     let layer = LayerBuilder::new()
         .dir("usr/local")?
+        .dir("usr/local/bin")?
+        .file_mode(
+            b"usr/local/bin/httpd-foreground",
+            HTTPD_FOREGROUND.as_bytes(),
+            0o755,
+        )?
         .dir("usr/local/apache2")?
         .dir("usr/local/apache2/htdocs")?
         .file(
@@ -137,12 +193,25 @@ fn httpd() -> Result<Image> {
         )?
         .finish()?;
     image(
-        vec![base(PASSWD, GROUP)?, layer],
+        vec![base(PASSWD, GROUP)?, tools()?, layer],
         json!({
-            "Cmd": ["httpd", "-f", "-p", "80", "-h", "/usr/local/apache2/htdocs"],
+            "Cmd": ["httpd-foreground"],
             "Env": [PATH_ENV],
             "ExposedPorts": {"80/tcp": {}},
         }),
+    )
+}
+
+/// A setuid-root program printing its effective uid.
+fn nonewprivs() -> Result<Image> {
+    let layer = LayerBuilder::new()
+        .dir("usr/local")?
+        .dir("usr/local/bin")?
+        .file_mode(b"usr/local/bin/nnp", &program("nonewprivs")?, 0o4755)?
+        .finish()?;
+    image(
+        vec![base(PASSWD, GROUP)?, layer],
+        json!({"Entrypoint": ["/usr/local/bin/nnp"], "Env": [PATH_ENV]}),
     )
 }
 
@@ -179,6 +248,10 @@ pub fn critest_images() -> Result<Vec<CritestImage>> {
         CritestImage {
             name: "registry.k8s.io/e2e-test-images/httpd:2.4.39-4",
             image: httpd()?,
+        },
+        CritestImage {
+            name: "registry.k8s.io/e2e-test-images/nonewprivs:1.3",
+            image: nonewprivs()?,
         },
         CritestImage {
             name: "registry.k8s.io/pause:3.9",
