@@ -10,9 +10,6 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
 use crate::error::Error;
 
-/// The `f_type` statfs reports for a namespace file.
-const NSFS_MAGIC: i64 = 0x6e73_6673;
-
 /// A network namespace mounted at a path.
 #[derive(Debug, Clone)]
 pub struct NetNs {
@@ -120,7 +117,7 @@ impl NetNs {
     /// gone, or is a plain file, as after a reboot).
     pub fn is_closed(&self) -> Result<bool> {
         match nix::sys::statfs::statfs(&self.path) {
-            Ok(fs) => Ok(fs.filesystem_type().0 as i64 != NSFS_MAGIC),
+            Ok(fs) => Ok(fs.filesystem_type() != nix::sys::statfs::NSFS_MAGIC),
             Err(nix::errno::Errno::ENOENT) => Ok(true),
             Err(e) => Err(netns_error(&self.path, "inspect", e.into())),
         }

@@ -184,7 +184,7 @@ mod tests {
         let v02 = serde_json::json!({"cniVersion": "0.2.0", "ip4": {"ip": "10.1.0.7/24"}});
         let r = NetResult::parse("old", "eth0", v02).expect("parse");
         assert_eq!(
-            pod_ips(&[r.clone()], "eth0"),
+            pod_ips(std::slice::from_ref(&r), "eth0"),
             vec!["10.1.0.7".parse::<IpAddr>().expect("ip")]
         );
         assert!(pod_ips(&[r], "lo").is_empty());
