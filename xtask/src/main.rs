@@ -10,6 +10,9 @@
 //! - `cargo xtask bench run [-- OPTIONS]`: `ctr run --rm` latency, 50
 //!   containers started, PSS per shim, against containerd 1.6
 //!   (`daemon/benches/run.rs`).
+//! - `cargo xtask bench cri [-- OPTIONS]`: pod start, RSS with pods,
+//!   ListContainerStats and removal through crictl, against containerd
+//!   1.6's CRI (`daemon/benches/cri.rs`).
 //! - `cargo xtask registry`: Debian's docker-registry on 127.0.0.1 with the
 //!   test images (busybox, whiteouts, multi-platform, hostile) pushed, until
 //!   Ctrl-C; the tests start their own through `crated-testimages`.
@@ -137,6 +140,7 @@ const BENCHES: &[(&str, &str, &str)] = &[
     ("storage", "crated-daemon", "storage"),
     ("pull", "crated-daemon", "pull"),
     ("run", "crated-daemon", "run"),
+    ("cri", "crated-daemon", "cri"),
 ];
 
 fn bench(args: &[String]) -> anyhow::Result<()> {

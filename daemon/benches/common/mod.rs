@@ -20,6 +20,17 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(name: &'static str, binary: &Path, parent: &Path) -> anyhow::Result<Self> {
+        Self::start_with(name, binary, parent, "")
+    }
+
+    /// [`Daemon::start`] with `sections` added to the config; containerd
+    /// keeps its CRI plugin when they configure it.
+    pub fn start_with(
+        name: &'static str,
+        binary: &Path,
+        parent: &Path,
+        sections: &str,
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix(&format!("bench-{name}-"))
             .tempdir_in(parent)?;
@@ -27,13 +38,13 @@ impl Daemon {
         let state = dir.path().join("state");
         let address = state.join(format!("{name}.sock"));
         // CRI is containerd's alone and adds its own start-up work.
-        let disabled = if name == "containerd" {
+        let disabled = if name == "containerd" && !sections.contains("grpc.v1.cri") {
             "disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n"
         } else {
             ""
         };
         let config = format!(
-            "version = 2\nroot = {root:?}\nstate = {state:?}\n{disabled}\n[grpc]\naddress = {address:?}\n\n[ttrpc]\naddress = {:?}\n",
+            "version = 2\nroot = {root:?}\nstate = {state:?}\n{disabled}\n[grpc]\naddress = {address:?}\n\n[ttrpc]\naddress = {:?}\n\n{sections}",
             state.join(format!("{name}.sock.ttrpc"))
         );
         let config_path = dir.path().join("config.toml");
@@ -62,6 +73,11 @@ impl Daemon {
             address,
             _dir: dir,
         })
+    }
+
+    /// The daemon's own directory (config, log, root, state).
+    pub fn dir(&self) -> &Path {
+        self._dir.path()
     }
 
     pub async fn channel(&self) -> anyhow::Result<Channel> {
