@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod base64;
 pub mod checkpoint;
 pub mod containers;
 pub mod content;

@@ -289,13 +289,7 @@ impl Cni {
             if !network.list.supports_check() {
                 continue;
             }
-            let cached = cache::read(
-                &self.cache_dir,
-                &network.list.name,
-                &pod.id,
-                &network.ifname,
-            )?;
-            let prev = cached.map(|c| c.result);
+            let prev = self.cached_result(network, pod)?;
             for plugin in &network.list.plugins {
                 self.exec(Command::Check, network, plugin, pod, prev.as_ref())
                     .await?;
@@ -352,13 +346,7 @@ impl Cni {
     }
 
     async fn del(&self, network: &Attachment, pod: &PodNetwork) -> Result<()> {
-        let cached = cache::read(
-            &self.cache_dir,
-            &network.list.name,
-            &pod.id,
-            &network.ifname,
-        )?;
-        let prev = cached.map(|c| c.result);
+        let prev = self.cached_result(network, pod)?;
         // Every plugin gets its DEL even when one before it failed, so one
         // broken plugin does not strand what the others hold (addresses,
         // host ports); the first failure is the answer, and the cache entry
@@ -381,6 +369,17 @@ impl Cni {
                 &network.ifname,
             ),
         }
+    }
+
+    /// What ADD gave for `pod` on `network`, from the cache.
+    fn cached_result(&self, network: &Attachment, pod: &PodNetwork) -> Result<Option<Value>> {
+        let cached = cache::read(
+            &self.cache_dir,
+            &network.list.name,
+            &pod.id,
+            &network.ifname,
+        )?;
+        Ok(cached.map(|c| c.result))
     }
 
     fn find_plugin(&self, kind: &str) -> Result<PathBuf> {

@@ -124,7 +124,7 @@ impl Auth {
             }));
         }
         if !self.auth.is_empty() {
-            let decoded = decode_base64(&self.auth).ok_or_else(|| {
+            let decoded = crated_core::base64::decode(&self.auth).ok_or_else(|| {
                 Error::invalid_argument("auth of the pull is not valid base64 user:password")
             })?;
             let decoded = String::from_utf8(decoded)
@@ -144,38 +144,6 @@ impl Auth {
         }
         Ok(None)
     }
-}
-
-/// Standard base64 with padding, as kubelet sends `auth`.
-fn decode_base64(text: &str) -> Option<Vec<u8>> {
-    let value = |c: u8| -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => u32::from(c - b'A'),
-            b'a'..=b'z' => u32::from(c - b'a') + 26,
-            b'0'..=b'9' => u32::from(c - b'0') + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        })
-    };
-    let bytes: Vec<u8> = text.bytes().filter(|b| *b != b'=').collect();
-    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
-    for chunk in bytes.chunks(4) {
-        let mut acc = 0u32;
-        for (i, c) in chunk.iter().enumerate() {
-            acc |= value(*c)? << (18 - 6 * i);
-        }
-        let n = match chunk.len() {
-            4 => 3,
-            3 => 2,
-            2 => 1,
-            _ => return None,
-        };
-        for i in 0..n {
-            out.push((acc >> (16 - 8 * i)) as u8);
-        }
-    }
-    Some(out)
 }
 
 /// The CRI's view of the image store.

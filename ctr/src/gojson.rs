@@ -40,7 +40,10 @@ pub fn any(any: &crated_core::descriptor::Any) -> Value {
         out.insert("type_url".into(), json!(any.type_url));
     }
     if !any.value.is_empty() {
-        out.insert("value".into(), json!(base64(&any.value)));
+        out.insert(
+            "value".into(),
+            json!(crated_core::base64::encode(&any.value)),
+        );
     }
     Value::Object(out)
 }
@@ -73,41 +76,9 @@ fn timestamp(ts: &prost_types::Timestamp) -> String {
     out
 }
 
-/// Standard base64 with padding, as Go encodes `[]byte`.
-fn base64(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base64_matches_go() {
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foo"), "Zm9v");
-        assert_eq!(base64(b"foob"), "Zm9vYg==");
-        assert_eq!(base64(&[0xff, 0xfe]), "//4=");
-    }
 
     #[test]
     fn times_match_go() {

@@ -291,6 +291,24 @@ async fn a_host_network_pod_runs_logs_execs_stops_and_is_removed() {
     assert!(!mounts.contains(&pod), "the pod's shm is unmounted");
 }
 
+/// The NetworkReady condition of the runtime's status.
+async fn network_ready(
+    runtime: &mut cri::runtime_service_client::RuntimeServiceClient<tonic::transport::Channel>,
+) -> cri::RuntimeCondition {
+    let status = runtime
+        .status(cri::StatusRequest { verbose: false })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap();
+    status
+        .conditions
+        .into_iter()
+        .find(|c| c.r#type == "NetworkReady")
+        .unwrap()
+}
+
 /// Sends `GET /` to `addr` and returns the whole answer.
 async fn http_get(addr: std::net::SocketAddr) -> Result<String, String> {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -333,19 +351,8 @@ fn a_pod_network_pod_gets_an_address_and_port_mapping_and_is_torn_down() {
         node.pull_busybox().await;
         let mut runtime = node.runtime().await;
 
-        let status = runtime
-            .status(cri::StatusRequest { verbose: false })
-            .await
-            .unwrap()
-            .into_inner()
-            .status
-            .unwrap();
-        let network_ready = status
-            .conditions
-            .iter()
-            .find(|c| c.r#type == "NetworkReady")
-            .unwrap();
-        assert!(network_ready.status, "{network_ready:?}");
+        let ready = network_ready(&mut runtime).await;
+        assert!(ready.status, "{ready:?}");
 
         let mut config = pod_config("net", node.logs.path(), false);
         config.port_mappings = vec![cri::PortMapping {
@@ -504,18 +511,7 @@ fn a_pod_network_pod_gets_an_address_and_port_mapping_and_is_torn_down() {
 async fn without_a_cni_config_the_network_is_not_ready_and_pod_networks_are_refused() {
     let node = Node::start(&[]).await;
     let mut runtime = node.runtime().await;
-    let status = runtime
-        .status(cri::StatusRequest { verbose: false })
-        .await
-        .unwrap()
-        .into_inner()
-        .status
-        .unwrap();
-    let network_ready = status
-        .conditions
-        .iter()
-        .find(|c| c.r#type == "NetworkReady")
-        .unwrap();
+    let network_ready = network_ready(&mut runtime).await;
     assert!(!network_ready.status);
     assert_eq!(network_ready.reason, "NetworkPluginNotReady");
     assert!(network_ready.message.contains("cni"), "{network_ready:?}");

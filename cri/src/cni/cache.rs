@@ -29,27 +29,6 @@ fn path(dir: &Path, network: &str, id: &str, ifname: &str) -> PathBuf {
     dir.join("results").join(format!("{network}-{id}-{ifname}"))
 }
 
-fn base64(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 /// Writes `entry` durably (temp file, fsync, rename), 0600.
 pub fn write(dir: &Path, entry: &Entry) -> Result<()> {
     let target = path(dir, &entry.network_name, &entry.container_id, &entry.ifname);
@@ -59,7 +38,7 @@ pub fn write(dir: &Path, entry: &Entry) -> Result<()> {
     let doc = json!({
         "kind": "cniCacheV1",
         "containerId": entry.container_id,
-        "config": base64(&entry.config),
+        "config": crated_core::base64::encode(&entry.config),
         "ifName": entry.ifname,
         "networkName": entry.network_name,
         "cniArgs": entry.cni_args.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
@@ -116,15 +95,6 @@ pub fn remove(dir: &Path, network: &str, id: &str, ifname: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base64_pads_as_the_standard_says() {
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foo"), "Zm9v");
-        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
-    }
 
     #[test]
     fn entries_round_trip_and_go() {
