@@ -5,6 +5,7 @@
 pub mod cni;
 pub mod config;
 pub mod container;
+mod container_events;
 mod container_run;
 pub mod error;
 mod events;
@@ -119,6 +120,8 @@ pub struct Cri {
     network: network::Network,
     /// Runtime handlers whose runtime makes recursive read-only mounts.
     rro_handlers: std::collections::BTreeSet<String>,
+    /// `GetContainerEvents` subscribers' feed.
+    container_events: tokio::sync::broadcast::Sender<pb::ContainerEventResponse>,
 }
 
 impl Cri {
@@ -150,6 +153,7 @@ impl Cri {
             sandboxes: Arc::new(Records::new("sandbox")),
             containers: Arc::new(Records::new("container")),
             rro_handlers,
+            container_events: tokio::sync::broadcast::channel(container_events::BACKLOG).0,
         })
     }
 

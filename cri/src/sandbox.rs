@@ -127,7 +127,7 @@ impl Sandbox {
     }
 
     /// Waits until its pause task's exit is handled.
-    async fn wait_stopped(&self) {
+    pub(crate) async fn wait_stopped(&self) {
         let mut rx = self.stopped.subscribe();
         let _ = rx.wait_for(|stopped| *stopped).await;
     }

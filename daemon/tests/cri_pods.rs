@@ -609,3 +609,98 @@ async fn without_a_sandbox_image_pods_run_on_crateds_own_pause() {
             .unwrap();
     }
 }
+
+/// GetContainerEvents: a subscriber sees the pod and its container
+/// created, started, stopped and deleted, each event carrying the pod's
+/// status and the containers' statuses as they are after the change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn container_events_follow_a_pod_through_its_life() {
+    use tokio_stream::StreamExt as _;
+    let node = Node::start(&[]).await;
+    node.pull_busybox().await;
+    let mut runtime = node.runtime().await;
+    let mut events = runtime
+        .get_container_events(cri::GetEventsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let config = pod_config("evented", node.logs.path(), true);
+    let pod = runtime
+        .run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .pod_sandbox_id;
+    let created = runtime
+        .create_container(cri::CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(container_config("c", &node.busybox, &["sleep", "1000"])),
+            sandbox_config: Some(config.clone()),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .container_id;
+    runtime
+        .start_container(cri::StartContainerRequest {
+            container_id: created.clone(),
+        })
+        .await
+        .unwrap();
+    runtime
+        .stop_container(cri::StopContainerRequest {
+            container_id: created.clone(),
+            timeout: 0,
+        })
+        .await
+        .unwrap();
+    runtime
+        .remove_container(cri::RemoveContainerRequest {
+            container_id: created.clone(),
+        })
+        .await
+        .unwrap();
+
+    use cri::ContainerEventType as Kind;
+    let mut seen = Vec::new();
+    let want = [
+        (pod.clone(), Kind::ContainerCreatedEvent),
+        (pod.clone(), Kind::ContainerStartedEvent),
+        (created.clone(), Kind::ContainerCreatedEvent),
+        (created.clone(), Kind::ContainerStartedEvent),
+        (created.clone(), Kind::ContainerStoppedEvent),
+        (created.clone(), Kind::ContainerDeletedEvent),
+    ];
+    while seen.len() < want.len() {
+        let event = tokio::time::timeout(std::time::Duration::from_secs(20), events.next())
+            .await
+            .unwrap_or_else(|_| panic!("events so far: {seen:?}"))
+            .unwrap()
+            .unwrap();
+        let kind = Kind::try_from(event.container_event_type).unwrap();
+        if event.container_id == created && kind == Kind::ContainerStoppedEvent {
+            // The stop event already says the container exited.
+            let status = event
+                .containers_statuses
+                .iter()
+                .find(|s| s.id == created)
+                .unwrap();
+            assert_eq!(status.state, cri::ContainerState::ContainerExited as i32);
+            assert_eq!(event.pod_sandbox_status.as_ref().unwrap().id, pod);
+        }
+        if event.container_id == created && kind == Kind::ContainerStartedEvent {
+            assert_eq!(event.pod_sandbox_status.as_ref().unwrap().id, pod);
+        }
+        seen.push((event.container_id, kind));
+    }
+    assert_eq!(seen, want);
+    runtime
+        .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: pod,
+        })
+        .await
+        .unwrap();
+}

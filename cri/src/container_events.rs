@@ -1,0 +1,148 @@
+//! `GetContainerEvents`, the stream the kubelet's evented PLEG follows:
+//! a CRI event when a container or pod sandbox is created, started,
+//! stopped or deleted, carrying the pod's status and its containers'
+//! statuses as they are after the change.
+//!
+//! The events come from the daemon's own exchange (`/containers/create`,
+//! `/tasks/start`, `/tasks/exit`, `/containers/delete` in `k8s.io`), so a
+//! container changed by any client is reported, as containerd's CRI does.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crated_api::containerd::events::{ContainerCreate, ContainerDelete, TaskExit, TaskStart};
+use futures::Stream;
+use prost::Message as _;
+use tokio::sync::broadcast;
+
+use crate::container::now_nanos;
+use crate::runtime::v1 as pb;
+use crate::{Cri, NAMESPACE};
+
+/// How many events a slow subscriber may fall behind before it misses
+/// some (it is told in the log; the kubelet relists then).
+pub(crate) const BACKLOG: usize = 1024;
+
+/// How long a stop event waits for the exit to be recorded in the CRI's
+/// status, so the statuses it carries say "exited".
+const EXIT_RECORDED: Duration = Duration::from_secs(5);
+
+impl Cri {
+    /// A subscriber's stream of container events, from now on.
+    pub(crate) fn container_events(&self) -> impl Stream<Item = pb::ContainerEventResponse> {
+        futures::stream::unfold(self.container_events.subscribe(), |mut rx| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(event) => return Some((event, rx)),
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "a container event subscriber fell behind");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        })
+    }
+
+    /// The event for `id` (a container or a sandbox) of `kind`.
+    async fn container_event(
+        &self,
+        id: &str,
+        kind: pb::ContainerEventType,
+    ) -> pb::ContainerEventResponse {
+        let sandbox_id = match self.sandboxes.get(id) {
+            Ok(sandbox) if sandbox.id == id => Some(sandbox.id.clone()),
+            _ => self
+                .containers
+                .get(id)
+                .ok()
+                .filter(|c| c.id == id)
+                .map(|c| c.metadata.sandbox_id.clone()),
+        };
+        let mut event = pb::ContainerEventResponse {
+            container_id: id.to_owned(),
+            container_event_type: kind as i32,
+            created_at: now_nanos(),
+            pod_sandbox_status: None,
+            containers_statuses: Vec::new(),
+        };
+        if let Some(sandbox_id) = sandbox_id {
+            event.pod_sandbox_status = self
+                .pod_sandbox_status(&sandbox_id, false)
+                .ok()
+                .and_then(|r| r.status);
+            for container in self.containers_of(&sandbox_id) {
+                if let Ok(status) = self.container_status(&container.id, false).await {
+                    event.containers_statuses.extend(status.status);
+                }
+            }
+        }
+        event
+    }
+
+    /// Turns `envelope` into a CRI event, if it is one.
+    async fn translate(&self, topic: &str, value: &[u8]) -> Option<pb::ContainerEventResponse> {
+        use pb::ContainerEventType as Kind;
+        let (id, kind) = match topic {
+            "/containers/create" => (
+                ContainerCreate::decode(value).ok()?.id,
+                Kind::ContainerCreatedEvent,
+            ),
+            "/tasks/start" => (
+                TaskStart::decode(value).ok()?.container_id,
+                Kind::ContainerStartedEvent,
+            ),
+            "/tasks/exit" => {
+                let exit = TaskExit::decode(value).ok()?;
+                // An exec's exit is not the container's.
+                if exit.id != exit.container_id {
+                    return None;
+                }
+                if let Ok(container) = self.containers.get(&exit.container_id) {
+                    let _ = tokio::time::timeout(EXIT_RECORDED, container.wait_stopped()).await;
+                } else if let Ok(sandbox) = self.sandboxes.get(&exit.container_id) {
+                    let _ = tokio::time::timeout(EXIT_RECORDED, sandbox.wait_stopped()).await;
+                }
+                (exit.container_id, Kind::ContainerStoppedEvent)
+            }
+            "/containers/delete" => (
+                ContainerDelete::decode(value).ok()?.id,
+                Kind::ContainerDeletedEvent,
+            ),
+            _ => return None,
+        };
+        Some(self.container_event(&id, kind).await)
+    }
+}
+
+/// Follows the exchange and publishes CRI events until it closes.
+pub(crate) fn spawn(cri: Arc<Cri>) {
+    tokio::spawn(async move {
+        let filters: Vec<String> = [
+            "/containers/create",
+            "/tasks/start",
+            "/tasks/exit",
+            "/containers/delete",
+        ]
+        .iter()
+        .map(|topic| format!("namespace=={NAMESPACE},topic==\"{topic}\""))
+        .collect();
+        let events = Arc::clone(&cri.client.services().events);
+        let mut stream = match events.subscribe(&filters).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "subscribe to task events: GetContainerEvents will stay silent");
+                return;
+            }
+        };
+        while let Some(next) = stream.next().await {
+            let Ok(envelope) = next else { continue };
+            // No subscriber: nothing to build.
+            if cri.container_events.receiver_count() == 0 {
+                continue;
+            }
+            if let Some(event) = cri.translate(&envelope.topic, &envelope.event.value).await {
+                let _ = cri.container_events.send(event);
+            }
+        }
+    });
+}
