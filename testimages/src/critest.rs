@@ -124,6 +124,63 @@ fn program(name: &str) -> Result<Vec<u8>> {
     }
 }
 
+/// Where `cargo xtask deps` unpacks Debian's dynamically linked busybox
+/// (package `busybox`, which conflicts with busybox-static and so is never
+/// installed): `<cache>/busybox-dynamic/bin/busybox`.
+pub const DYNAMIC_BUSYBOX: &str = "/var/cache/crated-ci/busybox-dynamic/bin/busybox";
+
+/// The libraries the dynamic busybox needs, from this (Debian) host.
+const DYNAMIC_LIBS: &[&str] = &[
+    "lib64/ld-linux-x86-64.so.2",
+    "lib/x86_64-linux-gnu/libc.so.6",
+    "lib/x86_64-linux-gnu/libresolv.so.2",
+];
+
+/// critest's busybox: Debian's dynamic busybox, whose shell execs every
+/// command (busybox-static runs applets in-process, so a masked
+/// `/bin/ls` would never be exec'd and MaskedPaths could not fail as the
+/// spec expects); its applets as hard links, so masking one leaves the
+/// others; the libraries it links.
+fn dynamic_busybox_layer(passwd: &str, group: &str) -> Result<Vec<u8>> {
+    let binary = std::fs::read(DYNAMIC_BUSYBOX)
+        .with_context(|| format!("read {DYNAMIC_BUSYBOX} (run `cargo xtask deps`)"))?;
+    let list = std::process::Command::new(DYNAMIC_BUSYBOX)
+        .arg("--list-full")
+        .output()
+        .context("run busybox --list-full")?;
+    let mut layer = LayerBuilder::new();
+    for dir in [
+        "bin",
+        "sbin",
+        "usr",
+        "usr/bin",
+        "usr/sbin",
+        "etc",
+        "tmp",
+        "lib",
+        "lib64",
+        "lib/x86_64-linux-gnu",
+    ] {
+        layer = layer.dir(dir)?;
+    }
+    for lib in DYNAMIC_LIBS {
+        let data = std::fs::read(Path::new("/").join(lib))
+            .with_context(|| format!("read /{lib} for the dynamic busybox"))?;
+        layer = layer.file_mode(lib.as_bytes(), &data, 0o755)?;
+    }
+    layer = layer.file_mode(b"bin/busybox", &binary, 0o755)?;
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        if applet.is_empty() || applet == "bin/busybox" {
+            continue;
+        }
+        layer = layer.link(tar::EntryType::Link, applet, b"bin/busybox")?;
+    }
+    layer
+        .file("etc/passwd", passwd.as_bytes())?
+        .file("etc/group", group.as_bytes())?
+        .finish()
+}
+
 /// The busybox layer with `passwd` and `group` as given.
 fn base(passwd: &str, group: &str) -> Result<Vec<u8>> {
     busybox_layer_with(passwd, group)
@@ -235,7 +292,10 @@ pub fn critest_images() -> Result<Vec<CritestImage>> {
     Ok(vec![
         CritestImage {
             name: "registry.k8s.io/e2e-test-images/busybox:1.29-2",
-            image: busybox_as("", None)?,
+            image: image(
+                vec![dynamic_busybox_layer(PASSWD, GROUP)?, tools()?],
+                json!({"Cmd": ["sh"], "Env": [PATH_ENV]}),
+            )?,
         },
         CritestImage {
             name: "registry.k8s.io/e2e-test-images/nginx:1.14-2",

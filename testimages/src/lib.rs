@@ -12,8 +12,8 @@ mod tls;
 
 pub use btrfs::LoopBtrfs;
 pub use critest::{
-    critest_images, push_critest_images, write_mirror_hosts, CritestImage, MIRRORED_REGISTRIES,
-    NOT_BUILT,
+    critest_images, push_critest_images, write_mirror_hosts, CritestImage, DYNAMIC_BUSYBOX,
+    MIRRORED_REGISTRIES, NOT_BUILT,
 };
 pub use criu::{criu, TRIXIE_CRIU};
 pub use gotools::{cri_tool, go_bin_dir, go_cache_dir, CRI_TOOLS_VERSION};

@@ -20,6 +20,7 @@
 //!   from a loopback registry, and snapshot op latency, against containerd
 //!   1.6 (see `daemon/benches/pull.rs`).
 
+mod busybox;
 mod criu;
 mod gotools;
 mod registry;
@@ -102,6 +103,7 @@ fn install_deps() -> anyhow::Result<()> {
         }
     }
     gotools::install().context("build cri-tools (crictl, critest)")?;
+    busybox::install().context("fetch Debian's dynamic busybox for critest's images")?;
     Ok(())
 }
 
