@@ -164,6 +164,14 @@ pub struct RegistryConfig {
 }
 
 impl Config {
+    /// `stream_idle_timeout`: how long a streaming connection may carry
+    /// nothing before it is closed; `None` when zero (never).
+    pub fn stream_idle_timeout(&self) -> crated_core::Result<Option<Duration>> {
+        let d = crated_core::duration::parse(&self.stream_idle_timeout)
+            .map_err(|e| e.context("stream_idle_timeout"))?;
+        Ok(Some(d).filter(|d| !d.is_zero()))
+    }
+
     /// `image_pull_progress_timeout`, parsed; `None` for never.
     pub fn pull_progress_timeout(&self) -> crated_core::Result<Option<Duration>> {
         let d = crated_core::duration::parse(&self.image_pull_progress_timeout)

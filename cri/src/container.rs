@@ -136,6 +136,8 @@ pub struct ContainerIo {
     /// The write end of its stdin, held so it does not read end-of-file
     /// until an attach closes it.
     pub stdin: Option<tokio::net::unix::pipe::Sender>,
+    /// Copies of its output for attached clients.
+    pub output: crate::attach::OutputHub,
 }
 
 /// A CRI container.

@@ -43,24 +43,29 @@ fn receiver(file: std::fs::File, path: &str) -> Result<LogReader> {
 }
 
 /// Starts copying a container's output into its log (or discarding it
-/// when it has no log path).
-async fn start_log(
+/// when it has no log path), through the tee that attached clients read;
+/// the log writer and its reopener go into `io`.
+pub(crate) async fn start_output(
+    io: &mut ContainerIo,
     log_path: &str,
     stdout: LogReader,
     stderr: Option<LogReader>,
     max_len: i64,
-) -> Result<Option<LogWriter>> {
+) -> Result<()> {
+    let stdout = io.output.tee(stdout, false);
+    let stderr = stderr.map(|stderr| io.output.tee(stderr, true));
     if log_path.is_empty() {
         for mut stream in std::iter::once(stdout).chain(stderr) {
             tokio::spawn(async move {
                 let _ = tokio::io::copy(&mut stream, &mut tokio::io::sink()).await;
             });
         }
-        return Ok(None);
+        return Ok(());
     }
-    Ok(Some(
-        LogWriter::start(log_path, stdout, stderr, max_len).await?,
-    ))
+    let log = LogWriter::start(log_path, stdout, stderr, max_len).await?;
+    io.reopener = Some(log.reopener());
+    io.log = Some(log);
+    Ok(())
 }
 
 impl Cri {
@@ -155,15 +160,14 @@ impl Cri {
                 Some(f) => Some(receiver(f, &stdio.stderr)?),
                 None => None,
             };
-            let log = start_log(
+            start_output(
+                &mut io,
                 &container.metadata.log_path,
                 stdout,
                 stderr,
                 self.config.max_container_log_line_size,
             )
             .await?;
-            io.reopener = log.as_ref().map(|l| l.reopener());
-            io.log = log;
             task.start().await?;
             Ok::<_, Error>(())
         }
@@ -412,6 +416,7 @@ pub(crate) async fn record_exit(client: &Client, container: &CriContainer, exit:
             log: io.log.take(),
             reopener: io.reopener.take(),
             stdin: io.stdin.take(),
+            ..Default::default()
         }
     };
     drop(io.stdin);

@@ -1,14 +1,16 @@
-//! `ExecSync`: a command run in a running container, its output returned
-//! whole (each stream capped at 16 MiB, as containerd's).
+//! Exec in a running container: `ExecSync`, its output returned whole
+//! (each stream capped at 16 MiB, as containerd's), and the streamed exec
+//! behind the streaming server's `/exec`.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use crated_client::cio::Fifos;
+use crated_client::cio::{Fifos, Input, Output};
 use crated_core::{Error, Result};
 use tokio::io::AsyncWrite;
+use tokio::sync::mpsc;
 
 use crate::runtime::v1 as pb;
 use crate::Cri;
@@ -50,18 +52,42 @@ impl AsyncWrite for Capped {
     }
 }
 
+/// The stdio of a streamed exec or attach; streams not given are not
+/// connected.
+#[derive(Default)]
+pub(crate) struct StreamIo {
+    /// What the client types.
+    pub stdin: Option<Input>,
+    /// Where the process's stdout (with a terminal, all its output) goes.
+    pub stdout: Option<Output>,
+    /// Where its stderr goes (never with a terminal).
+    pub stderr: Option<Output>,
+    /// Terminal sizes (width, height) the client sends.
+    pub resize: Option<mpsc::Receiver<(u16, u16)>>,
+}
+
+/// An exec process made and not yet started, with its fifos.
+struct Prepared {
+    exec: crated_client::Process,
+    fifos: Fifos,
+    id: String,
+}
+
 impl Cri {
-    /// `ExecSync`: runs `cmd` in the container with its process settings
-    /// (user, env, cwd, capabilities) and no terminal; a positive timeout
-    /// kills it after that many seconds and answers DeadlineExceeded.
-    pub(crate) async fn exec_sync(
+    /// Makes an exec process running `cmd` in the running container `id`
+    /// with the container's process settings (user, env, cwd,
+    /// capabilities).
+    async fn prepare_exec(
         &self,
-        request: pb::ExecSyncRequest,
-    ) -> Result<pb::ExecSyncResponse> {
-        if request.cmd.is_empty() {
+        container_id: &str,
+        cmd: &[String],
+        tty: bool,
+        stdin: bool,
+    ) -> Result<Prepared> {
+        if cmd.is_empty() {
             return Err(Error::invalid_argument("exec command must not be empty"));
         }
-        let container = self.containers.get(&request.container_id)?;
+        let container = self.containers.get(container_id)?;
         let state = container.status().state();
         if state != pb::ContainerState::ContainerRunning {
             return Err(Error::failed_precondition(format!(
@@ -77,17 +103,34 @@ impl Cri {
             .process()
             .clone()
             .ok_or_else(|| Error::failed_precondition("the container's spec has no process"))?;
-        process.set_terminal(Some(false));
-        process.set_args(Some(request.cmd.clone()));
-        let exec_id = crate::store::new_id()?;
+        process.set_terminal(Some(tty));
+        process.set_args(Some(cmd.to_vec()));
+        let id = crate::store::new_id()?;
         let fifos = Fifos::new(
             &self.container_state(&container.id).join("io"),
-            &exec_id,
-            false,
-            false,
+            &id,
+            stdin,
+            tty,
         )?;
+        let exec = task.exec(&id, &process, fifos.stdio()).await?;
+        Ok(Prepared { exec, fifos, id })
+    }
+
+    /// `ExecSync`: runs `cmd` in the container with no terminal; a
+    /// positive timeout kills it after that many seconds and answers
+    /// DeadlineExceeded.
+    pub(crate) async fn exec_sync(
+        &self,
+        request: pb::ExecSyncRequest,
+    ) -> Result<pb::ExecSyncResponse> {
+        let Prepared {
+            exec,
+            fifos,
+            id: exec_id,
+        } = self
+            .prepare_exec(&request.container_id, &request.cmd, false, false)
+            .await?;
         let held = fifos.hold_outputs();
-        let exec = task.exec(&exec_id, &process, fifos.stdio()).await?;
         let (stdout, stderr) = (Capped::default(), Capped::default());
         let attached = fifos.attach(
             None,
@@ -130,5 +173,63 @@ impl Cri {
             stderr: stderr.take(),
             exit_code: i32::try_from(exit.exit_status).unwrap_or(i32::MAX),
         })
+    }
+
+    /// A streamed exec (the streaming server's `/exec`): `cmd` in the
+    /// running container with the client's stdio, terminal and resizes;
+    /// returns its exit status. When `gone` completes (the client went
+    /// away) the process is killed rather than left running.
+    pub(crate) async fn exec_stream(
+        &self,
+        container_id: &str,
+        cmd: &[String],
+        tty: bool,
+        io: StreamIo,
+        gone: impl std::future::Future<Output = ()>,
+    ) -> Result<u32> {
+        let Prepared { exec, fifos, id } = self
+            .prepare_exec(container_id, cmd, tty, io.stdin.is_some())
+            .await?;
+        let held = fifos.hold_outputs();
+        let attached = fifos.attach(io.stdin, io.stdout, io.stderr);
+        let resizes = io.resize.map(|mut sizes| {
+            let exec = exec.clone();
+            tokio::spawn(async move {
+                while let Some((width, height)) = sizes.recv().await {
+                    if let Err(e) = exec.resize(width.into(), height.into()).await {
+                        tracing::debug!(error = %e, "resize exec terminal");
+                    }
+                }
+            })
+        });
+        let outcome = async {
+            let waiting = exec.wait();
+            exec.start().await?;
+            drop(held);
+            tokio::pin!(waiting, gone);
+            tokio::select! {
+                exit = &mut waiting => exit,
+                () = &mut gone => {
+                    tracing::info!(container_id, exec_id = id, "exec client went away; killing the process");
+                    if let Err(e) = exec.kill(libc::SIGKILL as u32, false).await {
+                        if !e.is_not_found() {
+                            tracing::warn!(exec_id = id, error = %e, "kill abandoned exec");
+                        }
+                    }
+                    waiting.await
+                }
+            }
+        }
+        .await;
+        attached.wait(DRAIN).await;
+        if let Some(resizes) = resizes {
+            resizes.abort();
+        }
+        if let Err(e) = exec.delete().await {
+            if !e.is_not_found() {
+                tracing::warn!(exec_id = id, error = %e, "delete exec process");
+            }
+        }
+        Ok(outcome?.exit_status)
     }
 }

@@ -2,6 +2,7 @@
 // tonic handlers return `Result<_, tonic::Status>`.
 #![allow(clippy::result_large_err)]
 
+pub mod attach;
 pub mod cni;
 pub mod config;
 pub mod container;
@@ -25,6 +26,7 @@ pub mod seccomp;
 pub mod spec_opts;
 mod stats;
 pub mod store;
+pub mod streaming;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -122,6 +124,8 @@ pub struct Cri {
     rro_handlers: std::collections::BTreeSet<String>,
     /// `GetContainerEvents` subscribers' feed.
     container_events: tokio::sync::broadcast::Sender<pb::ContainerEventResponse>,
+    /// The streaming server's tokens and URL.
+    streaming: streaming::Streaming,
 }
 
 impl Cri {
@@ -135,6 +139,7 @@ impl Cri {
     ) -> Result<Self> {
         let client = client.with_namespace(crated_core::Namespace::new(NAMESPACE)?);
         config.pull_progress_timeout()?;
+        config.stream_idle_timeout()?;
         let rro_handlers = rro_handlers(&config);
         let config = Arc::new(config);
         Ok(Self {
@@ -154,6 +159,7 @@ impl Cri {
             containers: Arc::new(Records::new("container")),
             rro_handlers,
             container_events: tokio::sync::broadcast::channel(container_events::BACKLOG).0,
+            streaming: streaming::Streaming::default(),
         })
     }
 

@@ -138,12 +138,40 @@ impl NetNs {
         }
     }
 
+    /// A TCP connection to `port` on the namespace's loopback (127.0.0.1,
+    /// then ::1), as port-forward makes: the socket is made on a thread of
+    /// its own that joins the namespace and ends right after; a socket
+    /// stays in the namespace it was made in.
+    pub fn connect_tcp(&self, port: u16) -> io::Result<std::net::TcpStream> {
+        let path = self.path.clone();
+        std::thread::Builder::new()
+            .name("netns-connect".into())
+            .spawn(move || -> io::Result<std::net::TcpStream> {
+                let ns = std::fs::File::open(&path)?;
+                nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                    .map_err(io::Error::from)?;
+                connect_loopback(port)
+            })?
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the connecting thread panicked")))
+    }
+
     /// [`NetNs::remove`] on a blocking thread.
     pub async fn remove_async(self) -> Result<()> {
         tokio::task::spawn_blocking(move || self.remove())
             .await
             .map_err(|e| crated_core::Error::unknown(format!("remove network namespace: {e}")))?
     }
+}
+
+/// A TCP connection to `port` on this namespace's loopback, IPv4 first.
+pub fn connect_loopback(port: u16) -> io::Result<std::net::TcpStream> {
+    let timeout = std::time::Duration::from_secs(10);
+    let v4 = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    std::net::TcpStream::connect_timeout(&v4, timeout).or_else(|first| {
+        let v6 = std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port));
+        std::net::TcpStream::connect_timeout(&v6, timeout).map_err(|_| first)
+    })
 }
 
 #[cfg(test)]

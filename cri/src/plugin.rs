@@ -25,6 +25,7 @@ pub fn registration() -> Registration {
             ctx.state.clone(),
         )?);
         cri.start().await?;
+        crate::streaming::serve(&cri).await?;
         crate::container_events::spawn(Arc::clone(&cri));
         let server = Server::new(move |routes, limits| {
             routes

@@ -15,7 +15,7 @@ use crate::container::{
     CriContainer, KIND_CONTAINER, METADATA_EXTENSION as CONTAINER_METADATA,
 };
 use crate::container_run::{record_exit, spawn_exit_monitor};
-use crate::logs::{LogReader, LogWriter};
+use crate::logs::LogReader;
 use crate::runtime::v1 as pb;
 use crate::sandbox::{
     watch_sandbox, Sandbox, SandboxMetadata, SandboxState, KIND_LABEL, KIND_SANDBOX,
@@ -264,23 +264,13 @@ impl Cri {
         if !io.stdio.stdin.is_empty() {
             io.stdin = pipe::OpenOptions::new().open_sender(&io.stdio.stdin).ok();
         }
-        if metadata.log_path.is_empty() {
-            for mut stream in std::iter::once(stdout).chain(stderr) {
-                tokio::spawn(async move {
-                    let _ = tokio::io::copy(&mut stream, &mut tokio::io::sink()).await;
-                });
-            }
-            return Ok(());
-        }
-        let log = LogWriter::start(
+        crate::container_run::start_output(
+            io,
             &metadata.log_path,
             stdout,
             stderr,
             self.config.max_container_log_line_size,
         )
-        .await?;
-        io.reopener = Some(log.reopener());
-        io.log = Some(log);
-        Ok(())
+        .await
     }
 }

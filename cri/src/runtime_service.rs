@@ -202,23 +202,29 @@ impl RuntimeService for Cri {
 
     async fn exec(
         &self,
-        _: Request<pb::ExecRequest>,
+        request: Request<pb::ExecRequest>,
     ) -> Result<Response<pb::ExecResponse>, Status> {
-        Err(not_built("Exec (the streaming server)"))
+        self.exec_url(request.into_inner())
+            .map(Response::new)
+            .map_err(to_grpc)
     }
 
     async fn attach(
         &self,
-        _: Request<pb::AttachRequest>,
+        request: Request<pb::AttachRequest>,
     ) -> Result<Response<pb::AttachResponse>, Status> {
-        Err(not_built("Attach (the streaming server)"))
+        self.attach_url(request.into_inner())
+            .map(Response::new)
+            .map_err(to_grpc)
     }
 
     async fn port_forward(
         &self,
-        _: Request<pb::PortForwardRequest>,
+        request: Request<pb::PortForwardRequest>,
     ) -> Result<Response<pb::PortForwardResponse>, Status> {
-        Err(not_built("PortForward (the streaming server)"))
+        self.port_forward_url(request.into_inner())
+            .map(Response::new)
+            .map_err(to_grpc)
     }
 
     async fn container_stats(

@@ -278,8 +278,8 @@ pub fn critest_images() -> Result<Vec<CritestImage>> {
     let pause = pause()?;
     let tags = test_image("test-image-tags")?;
     let arch_nginx: &'static str = match crate::host_arch() {
-        "arm64" => "gcr.io/k8s-staging-cri-tools/hostnet-nginx-arm64",
-        _ => "gcr.io/k8s-staging-cri-tools/hostnet-nginx-amd64",
+        "arm64" => "gcr.io/k8s-staging-cri-tools/hostnet-nginx-arm64:latest",
+        _ => "gcr.io/k8s-staging-cri-tools/hostnet-nginx-amd64:latest",
     };
     let predefined_passwd =
         format!("{PASSWD}default-user:x:1000:1000:Linux User,,,:/home/default-user:/bin/sh\n");
