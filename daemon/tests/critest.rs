@@ -29,6 +29,10 @@ const SKIPPED: &[(&str, &str)] = &[(
 /// fails the test.
 const MIN_PASSED: u32 = 101;
 
+/// critest's streaming specs: exec with and without a terminal, attach,
+/// port-forward, port-forward in host network.
+const STREAMING_SPECS: u32 = 5;
+
 /// The `N Passed | N Failed | N Pending | N Skipped` counts of a ginkgo
 /// run's summary.
 fn summary_counts(output: &str) -> Option<(u32, u32, u32)> {
@@ -47,8 +51,19 @@ fn summary_counts(output: &str) -> Option<(u32, u32, u32)> {
     Some((count("Passed")?, count("Failed")?, count("Skipped")?))
 }
 
-#[test]
-fn critest_passes_against_crated() {
+/// What one critest run covers.
+struct Run {
+    /// `--ginkgo.focus`, if the run is about some specs only.
+    focus: Option<String>,
+    /// More critest flags.
+    args: &'static [&'static str],
+    /// At least this many specs must pass.
+    min_passed: u32,
+}
+
+/// Runs critest against a fresh node as `run` says; every spec run must
+/// pass.
+fn run_critest(run: Run) {
     let critest = crated_testimages::cri_tool("critest").unwrap_or_else(|| {
         panic!(
             "critest is not built in {}: run `cargo xtask deps`",
@@ -78,8 +93,11 @@ fn critest_passes_against_crated() {
             .map(|(pattern, _)| *pattern)
             .collect::<Vec<_>>()
             .join("|");
-        // For working on a few specs: CRATED_CRITEST_FOCUS=<regex>.
-        let focus = std::env::var("CRATED_CRITEST_FOCUS").ok();
+        let Run {
+            focus,
+            args,
+            min_passed,
+        } = run;
         let report = node.daemon.dir.path().join("critest.log");
         let log = std::fs::File::create(&report).unwrap();
         let endpoint = node.endpoint();
@@ -89,6 +107,7 @@ fn critest_passes_against_crated() {
             .arg(format!("--image-endpoint={endpoint}"))
             .arg(format!("--ginkgo.skip={skip}"))
             .args(focus.iter().map(|f| format!("--ginkgo.focus={f}")))
+            .args(args)
             .arg("--ginkgo.no-color")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -125,9 +144,36 @@ fn critest_passes_against_crated() {
         let (passed, failed, _) = counts.expect("critest printed its summary");
         assert_eq!(failed, 0, "{output}");
         assert!(
-            focus.is_some() || passed >= MIN_PASSED,
-            "only {passed} specs passed (want at least {MIN_PASSED}):\n{output}"
+            passed >= min_passed,
+            "only {passed} specs passed (want at least {min_passed}):\n{output}"
         );
+    });
+}
+
+#[test]
+fn critest_passes_against_crated() {
+    // For working on a few specs: CRATED_CRITEST_FOCUS=<regex>.
+    let focus = std::env::var("CRATED_CRITEST_FOCUS").ok();
+    run_critest(Run {
+        min_passed: if focus.is_some() { 1 } else { MIN_PASSED },
+        focus,
+        args: &[],
+    });
+}
+
+/// The streaming specs again, with exec, attach and port-forward over
+/// WebSocket (port-forward as SPDY tunnelled in WebSocket) instead of
+/// SPDY.
+#[test]
+fn critest_streaming_over_websocket() {
+    run_critest(Run {
+        focus: Some("Streaming".into()),
+        args: &[
+            "--websocket-exec",
+            "--websocket-attach",
+            "--websocket-portforward",
+        ],
+        min_passed: STREAMING_SPECS,
     });
 }
 

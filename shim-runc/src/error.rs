@@ -496,11 +496,14 @@ impl Error {
             || message.contains(&format!("container {id:?} does not exist"))
             || message.contains(&format!("container {id} does not exist"));
         // A signal for a process that has just exited: the race every
-        // stop has with the container's own exit.
+        // stop has with the container's own exit. `kill --all` freezes
+        // the cgroup first, which runc refuses for a container that has
+        // just stopped ("invalid state transition from stopped to paused").
         let not_running = command == "kill"
             && (message.contains("container not running")
                 || message.contains("process already finished")
-                || message.contains("no such process"));
+                || message.contains("no such process")
+                || message.contains("from stopped to paused"));
         let id = id.to_owned();
         if not_running {
             return Self::RuncNotRunning {
@@ -622,6 +625,13 @@ mod tests {
         let exited = Error::runc("kill", "t1", 1, "container not running".into());
         assert!(matches!(exited, Error::RuncNotRunning { .. }));
         assert_eq!(exited.kind(), Kind::NotFound);
+        let frozen = Error::runc(
+            "kill",
+            "t1",
+            1,
+            "invalid state transition from stopped to paused".into(),
+        );
+        assert_eq!(frozen.kind(), Kind::NotFound);
         let start = Error::runc("start", "t1", 1, "container not running".into());
         assert!(matches!(start, Error::RuncFailed { .. }));
         assert_eq!(other.kind(), Kind::Unknown);

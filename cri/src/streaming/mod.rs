@@ -1,18 +1,20 @@
 //! The streaming server: the URLs `Exec`, `Attach` and `PortForward`
 //! answer with, and the HTTP server behind them that upgrades to SPDY/3.1
-//! and carries a process's stdio or a pod's ports, as kubelet and its
-//! clients (kubectl, crictl, critest) expect of a CRI runtime.
+//! or WebSocket and carries a process's stdio or a pod's ports, as kubelet
+//! and its clients (kubectl, crictl, critest) expect of a CRI runtime.
 //!
 //! Each RPC checks its request and stores it under a one-time token; the
 //! client (or kubelet on its behalf) then connects to
 //! `http://<stream_server_address>:<port>/{exec,attach,portforward}/<token>`.
 
+mod chunks;
 mod portforward;
 pub mod remotecommand;
 mod server;
 mod sessions;
 pub mod spdy;
 pub mod tokens;
+mod websocket;
 
 use std::sync::OnceLock;
 

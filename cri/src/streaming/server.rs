@@ -1,6 +1,7 @@
 //! The HTTP side of the streaming server: `/exec/<token>`,
 //! `/attach/<token>` and `/portforward/<token>`, each upgraded to SPDY/3.1
-//! after the stream protocol is negotiated (`X-Stream-Protocol-Version`).
+//! after the stream protocol is negotiated (`X-Stream-Protocol-Version`),
+//! or to WebSocket with the protocol as its subprotocol.
 
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -17,7 +18,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use super::spdy::Connection;
-use super::{portforward, remotecommand, sessions, Pending};
+use super::{portforward, remotecommand, sessions, websocket, Pending};
 use crate::Cri;
 
 const PROTOCOL_HEADER: &str = "x-stream-protocol-version";
@@ -171,11 +172,32 @@ fn route(
             )
         }
     };
-    if header_has(&request, UPGRADE, "websocket") {
-        return text(
-            StatusCode::NOT_IMPLEMENTED,
-            "streaming over WebSocket is not built yet in crated; use SPDY/3.1",
-        );
+    if websocket::is_websocket(&request) {
+        let supported: &[&'static str] = match pending {
+            Pending::PortForward(_) => &[websocket::TUNNELED_PORTFORWARD],
+            _ => remotecommand::PROTOCOLS,
+        };
+        let (accept, protocol) = match websocket::handshake(&request, supported) {
+            Ok(agreed) => agreed,
+            Err(why) => return text(StatusCode::BAD_REQUEST, why),
+        };
+        let upgrade = hyper::upgrade::on(request);
+        tokio::spawn(async move {
+            match upgrade.await {
+                Ok(upgraded) => {
+                    websocket::serve(cri, pending, TokioIo::new(upgraded), protocol, idle).await;
+                }
+                Err(e) => tracing::debug!(error = %e, "streaming upgrade failed"),
+            }
+        });
+        let mut response = Response::new(Full::new(Bytes::new()));
+        *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        let headers = response.headers_mut();
+        headers.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+        headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
+        headers.insert("sec-websocket-accept", accept);
+        headers.insert("sec-websocket-protocol", HeaderValue::from_static(protocol));
+        return response;
     }
     if !header_has(&request, CONNECTION, "upgrade") || !header_has(&request, UPGRADE, SPDY) {
         return text(

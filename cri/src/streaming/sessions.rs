@@ -1,7 +1,9 @@
-//! Exec and attach sessions over SPDY: the client opens one stream per
+//! Exec and attach sessions, and how they run over SPDY: the client opens one stream per
 //! role (`streamtype` error, stdin, stdout, stderr, resize), the process
 //! runs with them, and the error stream carries how it ended.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use tokio::io::AsyncWriteExt;
@@ -11,34 +13,48 @@ use super::remotecommand::{decode_resizes, Options, Outcome, STREAM_CREATION_TIM
 use super::spdy::{Connection, StreamReader, StreamWriter};
 use super::Pending;
 use crate::exec::StreamIo;
+use crate::runtime::v1 as pb;
 use crate::Cri;
 
-/// Serves what `pending` asked for on an upgraded connection.
+/// An exec or attach waiting for its streams.
+pub(super) enum Command {
+    Exec(pb::ExecRequest),
+    Attach(pb::AttachRequest),
+}
+
+/// A future that completes when the client has gone away.
+pub(super) type Gone = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+impl Command {
+    /// The streams it has.
+    pub(super) fn options(&self) -> Options {
+        match self {
+            Command::Exec(r) => Options::new(r.stdin, r.stdout, r.stderr, r.tty),
+            Command::Attach(r) => Options::new(r.stdin, r.stdout, r.stderr, r.tty),
+        }
+    }
+
+    /// Runs it with the client's stdio; how it ended.
+    pub(super) async fn run(self, cri: &Cri, io: StreamIo, gone: Gone) -> Outcome {
+        let ran = match self {
+            Command::Exec(r) => cri
+                .exec_stream(&r.container_id, &r.cmd, r.tty, io, gone)
+                .await
+                .map(Outcome::Exited),
+            Command::Attach(r) => cri
+                .attach_stream(&r.container_id, io, gone)
+                .await
+                .map(|()| Outcome::Exited(0)),
+        };
+        ran.unwrap_or_else(|e| Outcome::Failed(e.to_string()))
+    }
+}
+
+/// Serves what `pending` asked for on an upgraded SPDY connection.
 pub(super) async fn run(cri: Arc<Cri>, pending: Pending, conn: Connection) {
     match pending {
-        Pending::Exec(request) => {
-            let options = Options::new(request.stdin, request.stdout, request.stderr, request.tty);
-            remote_command(conn, options, |io, gone| async move {
-                match cri
-                    .exec_stream(&request.container_id, &request.cmd, request.tty, io, gone)
-                    .await
-                {
-                    Ok(exit) => Outcome::Exited(exit),
-                    Err(e) => Outcome::Failed(e.to_string()),
-                }
-            })
-            .await;
-        }
-        Pending::Attach(request) => {
-            let options = Options::new(request.stdin, request.stdout, request.stderr, request.tty);
-            remote_command(conn, options, |io, gone| async move {
-                match cri.attach_stream(&request.container_id, io, gone).await {
-                    Ok(()) => Outcome::Exited(0),
-                    Err(e) => Outcome::Failed(e.to_string()),
-                }
-            })
-            .await;
-        }
+        Pending::Exec(request) => remote_command(&cri, Command::Exec(request), conn).await,
+        Pending::Attach(request) => remote_command(&cri, Command::Attach(request), conn).await,
         Pending::PortForward(request) => super::portforward::serve(cri, request, conn).await,
     }
 }
@@ -99,15 +115,11 @@ async fn collect(conn: &mut Connection, options: Options) -> Result<Streams, &'s
     Ok(streams)
 }
 
-/// Runs an exec or attach session: `body` gets the client's stdio and a
-/// future that completes if the client goes away, and says how the
-/// process ended; that goes on the error stream and the connection ends.
-async fn remote_command<F, Fut>(mut conn: Connection, options: Options, body: F)
-where
-    F: FnOnce(StreamIo, std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>) -> Fut,
-    Fut: std::future::Future<Output = Outcome>,
-{
-    let streams = match collect(&mut conn, options).await {
+/// Runs an exec or attach over SPDY: the client's streams become the
+/// process's stdio, and how it ended goes on the error stream before the
+/// connection ends.
+async fn remote_command(cri: &Cri, command: Command, mut conn: Connection) {
+    let streams = match collect(&mut conn, command.options()).await {
         Ok(streams) => streams,
         Err(why) => {
             tracing::info!("streaming session not started: {why}");
@@ -129,7 +141,7 @@ where
         stderr: stderr.map(|s| Box::new(s) as _),
         resize: resize.map(decode_resizes),
     };
-    let outcome = body(io, Box::pin(conn.closed())).await;
+    let outcome = command.run(cri, io, Box::pin(conn.closed())).await;
     if let Outcome::Failed(why) = &outcome {
         tracing::info!("streaming session failed: {why}");
     }

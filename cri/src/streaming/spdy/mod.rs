@@ -18,11 +18,12 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::PollSender;
 
+use super::chunks::ChunkReader;
 use frame::{rst, Frame, HeaderDecoder, HeaderEncoder, Headers, FLAG_FIN};
 
 /// The largest DATA frame we send; clients read whole frames into memory.
@@ -204,7 +205,13 @@ async fn write_loop<W: AsyncWrite>(
                 Err(_) => break,
             }
         }
-        if let Err(e) = write_half.write_all(&bytes).await {
+        // Flushed at once: a tunnel (SPDY over WebSocket) buffers until
+        // told to send.
+        let written = match write_half.write_all(&bytes).await {
+            Ok(()) => write_half.flush().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
             tracing::debug!(error = %e, "SPDY connection write failed");
             return;
         }
@@ -275,11 +282,7 @@ async fn read_loop<R: AsyncRead>(
                 let stream = Stream {
                     id: stream_id,
                     headers,
-                    reader: StreamReader {
-                        rx,
-                        pending: Vec::new(),
-                        offset: 0,
-                    },
+                    reader: ChunkReader::new(rx),
                     writer: StreamWriter {
                         id: stream_id,
                         out: PollSender::new(out.clone()),
@@ -338,34 +341,7 @@ async fn read_loop<R: AsyncRead>(
 
 /// What the client sends on a stream; end-of-file once it half-closes
 /// (FIN), resets the stream, or the connection ends.
-pub struct StreamReader {
-    rx: mpsc::Receiver<Vec<u8>>,
-    pending: Vec<u8>,
-    offset: usize,
-}
-
-impl AsyncRead for StreamReader {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        while self.offset >= self.pending.len() {
-            match ready!(self.rx.poll_recv(cx)) {
-                Some(data) => {
-                    self.pending = data;
-                    self.offset = 0;
-                }
-                None => return Poll::Ready(Ok(())),
-            }
-        }
-        let this = &mut *self;
-        let n = buf.remaining().min(this.pending.len() - this.offset);
-        buf.put_slice(&this.pending[this.offset..this.offset + n]);
-        this.offset += n;
-        Poll::Ready(Ok(()))
-    }
-}
+pub type StreamReader = ChunkReader;
 
 /// Our half of a stream: DATA frames; shutdown sends FIN.
 pub struct StreamWriter {
