@@ -36,6 +36,16 @@ fn hold_reader(path: &str) -> Result<std::fs::File> {
         .map_err(|e| Error::io(format!("open fifo {path}"), e))
 }
 
+/// Opens a container's stdin fifo for writing, to hold while it runs.
+/// Read-write, so the open succeeds whether or not the shim has opened
+/// its read end yet (a terminal's copy may open it later); we never read.
+pub(crate) fn hold_stdin(path: &str) -> Result<pipe::Sender> {
+    pipe::OpenOptions::new()
+        .read_write(true)
+        .open_sender(path)
+        .map_err(|e| Error::io(format!("open fifo {path}"), e))
+}
+
 fn receiver(file: std::fs::File, path: &str) -> Result<LogReader> {
     let rx =
         pipe::Receiver::from_file(file).map_err(|e| Error::io(format!("watch fifo {path}"), e))?;
@@ -150,9 +160,7 @@ impl Cri {
             if !stdio.stdin.is_empty() {
                 // The task holds the read end now; hold the write end so
                 // the process waits for input instead of reading its end.
-                let sender = pipe::OpenOptions::new()
-                    .open_sender(&stdio.stdin)
-                    .map_err(|e| Error::io(format!("open fifo {}", stdio.stdin), e))?;
+                let sender = hold_stdin(&stdio.stdin)?;
                 io.stdin = Some(sender);
             }
             let stdout = receiver(held_out, &stdio.stdout)?;

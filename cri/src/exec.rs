@@ -192,20 +192,24 @@ impl Cri {
             .await?;
         let held = fifos.hold_outputs();
         let attached = fifos.attach(io.stdin, io.stdout, io.stderr);
-        let resizes = io.resize.map(|mut sizes| {
-            let exec = exec.clone();
-            tokio::spawn(async move {
-                while let Some((width, height)) = sizes.recv().await {
-                    if let Err(e) = exec.resize(width.into(), height.into()).await {
-                        tracing::debug!(error = %e, "resize exec terminal");
-                    }
-                }
-            })
-        });
+        let mut resizes = None;
         let outcome = async {
             let waiting = exec.wait();
             exec.start().await?;
             drop(held);
+            // The terminal exists once the process is started: sizes go
+            // to it from then on (the client sends the first at once, and
+            // it waits in the channel).
+            resizes = io.resize.map(|mut sizes| {
+                let exec = exec.clone();
+                tokio::spawn(async move {
+                    while let Some((width, height)) = sizes.recv().await {
+                        if let Err(e) = exec.resize(width.into(), height.into()).await {
+                            tracing::debug!(error = %e, "resize exec terminal");
+                        }
+                    }
+                })
+            });
             tokio::pin!(waiting, gone);
             tokio::select! {
                 exit = &mut waiting => exit,

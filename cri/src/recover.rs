@@ -8,7 +8,6 @@ use std::sync::Arc;
 use crated_client::Container;
 use crated_core::tasks::Status;
 use crated_core::{Error, Result};
-use tokio::net::unix::pipe;
 
 use crate::container::{
     now_nanos, read_status, write_status, ContainerIo, ContainerMetadata, ContainerStatus,
@@ -262,7 +261,7 @@ impl Cri {
             Some(open(io.stdio.stderr.clone()).await?)
         };
         if !io.stdio.stdin.is_empty() {
-            io.stdin = pipe::OpenOptions::new().open_sender(&io.stdio.stdin).ok();
+            io.stdin = crate::container_run::hold_stdin(&io.stdio.stdin).ok();
         }
         crate::container_run::start_output(
             io,

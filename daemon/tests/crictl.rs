@@ -8,60 +8,7 @@
 mod common;
 mod cri_support;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-use cri_support::{allocated_ips, bridge_conflist, eventually, Node};
-
-/// crictl on `node`, with a config file of its own so the machine's
-/// /etc/crictl.yaml plays no part.
-struct Crictl {
-    bin: PathBuf,
-    config: PathBuf,
-}
-
-impl Crictl {
-    fn new(node: &Node, dir: &Path) -> Crictl {
-        let bin = crated_testimages::cri_tool("crictl").unwrap_or_else(|| {
-            panic!(
-                "crictl is not built in {}: run `cargo xtask deps`",
-                crated_testimages::go_bin_dir().display()
-            )
-        });
-        let config = dir.join("crictl.yaml");
-        std::fs::write(
-            &config,
-            format!(
-                "runtime-endpoint: {e}\nimage-endpoint: {e}\ntimeout: 30\n",
-                e = node.endpoint()
-            ),
-        )
-        .unwrap();
-        Crictl { bin, config }
-    }
-
-    /// Runs `crictl args`; its stdout, or a panic with everything it said.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "crictl {args:?} failed ({}):\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn run(&self, args: &[&str]) -> std::process::Output {
-        Command::new(&self.bin)
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .output()
-            .expect("run crictl")
-    }
-}
+use cri_support::{allocated_ips, bridge_conflist, eventually, Crictl, Node};
 
 #[test]
 fn crictl_drives_a_pod_as_a_person_would() {

@@ -168,7 +168,8 @@ fn relay_input(path: &str) -> Result<Option<OwnedFd>> {
 }
 
 /// The stdin relay: waits on both the fifo (data, or its writer gone) and
-/// the pipe (the process gone), so the thread never outlives either.
+/// the pipe or pty master it feeds (the process gone), so the thread
+/// never outlives either.
 fn copy_input(mut fifo: File, pipe: OwnedFd) {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use std::os::fd::AsFd as _;
@@ -368,12 +369,13 @@ pub fn copy_console(master: &OwnedFd, stdin: &str, stdout: &str) -> Result<()> {
     }
     if let Some(input) = open_input(stdin)? {
         let from = File::from(input);
-        let to = File::from(
-            master
-                .try_clone()
-                .map_err(|source| Error::DupPty { source })?,
-        );
-        std::thread::spawn(move || copy(from, to));
+        let to = master
+            .try_clone()
+            .map_err(|source| Error::DupPty { source })?;
+        // As for a pipe: a client that opens its end of the fifo after
+        // the process started (the CRI holds it open for attaches) is
+        // waited for, not read as end-of-file.
+        std::thread::spawn(move || copy_input(from, to));
     }
     Ok(())
 }

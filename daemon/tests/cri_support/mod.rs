@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crated_cri::runtime::v1 as cri;
@@ -338,4 +339,58 @@ pub fn log_records(path: &PathBuf) -> Vec<(String, String, String)> {
             ))
         })
         .collect()
+}
+
+/// crictl on `node`, with a config file of its own so the machine's
+/// /etc/crictl.yaml plays no part.
+pub struct Crictl {
+    pub bin: PathBuf,
+    pub config: PathBuf,
+}
+
+impl Crictl {
+    /// crictl for `node`, its config file in `dir`.
+    pub fn new(node: &Node, dir: &Path) -> Crictl {
+        let bin = crated_testimages::cri_tool("crictl").unwrap_or_else(|| {
+            panic!(
+                "crictl is not built in {}: run `cargo xtask deps`",
+                crated_testimages::go_bin_dir().display()
+            )
+        });
+        let config = dir.join("crictl.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "runtime-endpoint: {e}\nimage-endpoint: {e}\ntimeout: 30\n",
+                e = node.endpoint()
+            ),
+        )
+        .expect("write crictl.yaml");
+        Crictl { bin, config }
+    }
+
+    /// Runs `crictl args`; its stdout, or a panic with everything it said.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "crictl {args:?} failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs `crictl args` to its end.
+    pub fn run(&self, args: &[&str]) -> std::process::Output {
+        self.command(args).output().expect("run crictl")
+    }
+
+    /// `crictl args`, to be spawned as the caller likes.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(&self.bin);
+        command.arg("--config").arg(&self.config).args(args);
+        command
+    }
 }
