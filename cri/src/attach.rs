@@ -20,7 +20,7 @@ use crate::Cri;
 
 /// Chunks of output buffered per attached client; a client that falls
 /// further behind loses output rather than stalling the container.
-const BACKLOG: usize = 1024;
+const BACKLOG: usize = 128;
 /// How long an ended attach waits for its client to take the rest.
 const DRAIN: Duration = Duration::from_secs(5);
 

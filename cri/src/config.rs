@@ -31,6 +31,9 @@ pub struct Config {
     pub stream_server_port: String,
     /// How long a streaming connection may be idle (Go duration).
     pub stream_idle_timeout: String,
+    /// Serve streaming over TLS (not built: refused at start-up rather
+    /// than served in plain text).
+    pub enable_tls_streaming: bool,
     /// Parallel layer downloads of an image pull.
     pub max_concurrent_downloads: u32,
     /// A pull that makes no progress for this long is cancelled (Go
@@ -64,6 +67,7 @@ impl Default for Config {
             stream_server_address: "127.0.0.1".into(),
             stream_server_port: "0".into(),
             stream_idle_timeout: "4h0m0s".into(),
+            enable_tls_streaming: false,
             max_concurrent_downloads: 3,
             image_pull_progress_timeout: "5m0s".into(),
             systemd_cgroup: false,

@@ -373,30 +373,38 @@ fn crictl_streams_like_a_terminal_session() {
                 std::thread::sleep(Duration::from_millis(100));
             }
 
-            // attach: the container's terminal; leaving does not stop it,
-            // and a second attach finds it.
-            for (typed, shown) in [
-                ("echo attached-$((6*7))\n", "attached-42"),
-                ("echo again-$((2+2))\n", "again-4"),
-            ] {
-                let (mut child, tty) =
-                    Pty::spawn(crictl.command(&["attach", "-it", &shell]), 30, 90);
-                // The attach may connect after the first keystrokes; they
-                // wait in the terminal.
-                tty.type_in(typed.as_bytes());
-                if !tty.shows(shown, Duration::from_secs(20)) {
-                    panic!(
-                        "{shown:?} never showed on the attached terminal:\n{}\n--- container log ---\n{}",
-                        tty.text(),
-                        std::fs::read_to_string(&shell_log).unwrap_or_default()
-                    );
-                }
+            // attach: two clients at once on the container's terminal;
+            // what one types, both see.
+            let attach = || Pty::spawn(crictl.command(&["attach", "-it", &shell]), 30, 90);
+            let (mut first, one) = attach();
+            let (mut second, two) = attach();
+            // Keystrokes wait in the terminal until its attach connects;
+            // the other may connect later and miss earlier output.
+            let both = (0..40).find(|i| {
+                one.type_in(format!("echo both-{i}-$((6*7))\n").as_bytes());
+                two.shows(&format!("both-{i}-42"), Duration::from_millis(500))
+            });
+            assert!(
+                both.is_some_and(|i| one.shows(&format!("both-{i}-42"), Duration::from_secs(5))),
+                "the attaches never both saw the output:\n--- first ---\n{}\n--- second ---\n{}\n--- container log ---\n{}",
+                one.text(),
+                two.text(),
+                std::fs::read_to_string(&shell_log).unwrap_or_default()
+            );
+            // Leaving (the client killed) does not stop the container, and
+            // a later attach finds it.
+            for child in [&mut first, &mut second] {
                 child.kill().unwrap();
                 child.wait().unwrap();
-                let state: serde_json::Value =
-                    serde_json::from_str(&crictl.ok(&["inspect", &shell])).unwrap();
-                assert_eq!(state["status"]["state"], "CONTAINER_RUNNING", "{state}");
             }
+            let state: serde_json::Value =
+                serde_json::from_str(&crictl.ok(&["inspect", &shell])).unwrap();
+            assert_eq!(state["status"]["state"], "CONTAINER_RUNNING", "{state}");
+            let (mut third, three) = attach();
+            three.type_in(b"echo again-$((2+2))\n");
+            three.expect("again-4");
+            third.kill().unwrap();
+            third.wait().unwrap();
 
             // port-forward: HTTP through it, several connections at once.
             let local = free_port();

@@ -8,6 +8,7 @@
 //! `http://<stream_server_address>:<port>/{exec,attach,portforward}/<token>`.
 
 mod chunks;
+mod idle;
 mod portforward;
 pub mod remotecommand;
 mod server;

@@ -32,6 +32,12 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// background; the RPCs hand out URLs from then on.
 pub(crate) async fn serve(cri: &Arc<Cri>) -> Result<SocketAddr> {
     let config = &cri.config;
+    if config.enable_tls_streaming {
+        return Err(Error::not_implemented(
+            "enable_tls_streaming is not built yet in crated: the streaming server serves plain \
+             HTTP, on stream_server_address (127.0.0.1 unless configured); turn the option off",
+        ));
+    }
     let port: u16 = config.stream_server_port.parse().map_err(|_| {
         Error::invalid_argument(format!(
             "stream_server_port {:?} is not a port number",

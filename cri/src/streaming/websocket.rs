@@ -26,6 +26,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::PollSender;
 
 use super::chunks::ChunkReader;
+use super::idle::{watchdog, Activity, OnDrop};
 use super::remotecommand::{decode_resizes, Outcome};
 use super::sessions::Command;
 use super::spdy::Connection;
@@ -115,10 +116,10 @@ pub(super) async fn serve<S>(
             super::portforward::serve(cri, request, conn).await;
         }
         Pending::Exec(request) => {
-            remote_command(&cri, Command::Exec(request), ws, protocol).await;
+            remote_command(&cri, Command::Exec(request), ws, protocol, idle).await;
         }
         Pending::Attach(request) => {
-            remote_command(&cri, Command::Attach(request), ws, protocol).await;
+            remote_command(&cri, Command::Attach(request), ws, protocol, idle).await;
         }
     }
 }
@@ -129,6 +130,7 @@ async fn remote_command<S>(
     command: Command,
     ws: WebSocketStream<S>,
     protocol: &'static str,
+    idle: Option<Duration>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -136,56 +138,71 @@ async fn remote_command<S>(
     let v5 = protocol.starts_with("v5.");
     let (mut sink, mut source) = ws.split();
     let (out, mut queued) = mpsc::channel::<Message>(64);
-    let writer = tokio::spawn(async move {
-        while let Some(message) = queued.recv().await {
-            let last = matches!(message, Message::Close(_));
-            if sink.send(message).await.is_err() || last {
-                break;
+    let activity = Activity::default();
+    let writer = tokio::spawn({
+        let activity = activity.clone();
+        async move {
+            while let Some(message) = queued.recv().await {
+                let last = matches!(message, Message::Close(_));
+                if sink.send(message).await.is_err() || last {
+                    break;
+                }
+                activity.touch();
             }
+            let _ = sink.close().await;
         }
-        let _ = sink.close().await;
     });
     let (stdin_tx, stdin) = mpsc::channel(16);
     let (resize_tx, resize) = mpsc::channel(4);
     let (gone_tx, gone) = watch::channel(false);
-    let reader = tokio::spawn(async move {
-        let mut stdin_tx = options.stdin.then_some(stdin_tx);
-        let mut resize_tx = options.tty.then_some(resize_tx);
-        while let Some(message) = source.next().await {
-            let data = match message {
-                Ok(Message::Binary(data)) => data,
-                Ok(Message::Close(_)) | Err(_) => break,
-                // Pings are answered by the library; text is not ours.
-                Ok(_) => continue,
-            };
-            let (channel, payload) = match data.split_first() {
-                Some((channel, payload)) => (*channel, payload),
-                None => continue,
-            };
-            let target = match channel {
-                STDIN => &mut stdin_tx,
-                RESIZE => &mut resize_tx,
-                CLOSE if v5 => {
-                    match payload.first() {
-                        Some(&STDIN) => stdin_tx = None,
-                        Some(&RESIZE) => resize_tx = None,
-                        _ => {}
+    let reader = tokio::spawn({
+        let activity = activity.clone();
+        async move {
+            // Set however the reader ends, aborted by the watchdog too.
+            let _gone = OnDrop(Some(gone_tx));
+            let mut stdin_tx = options.stdin.then_some(stdin_tx);
+            let mut resize_tx = options.tty.then_some(resize_tx);
+            while let Some(message) = source.next().await {
+                activity.touch();
+                let data = match message {
+                    Ok(Message::Binary(data)) => data,
+                    Ok(Message::Close(_)) | Err(_) => break,
+                    // Pings are answered by the library; text is not ours.
+                    Ok(_) => continue,
+                };
+                let (channel, payload) = match data.split_first() {
+                    Some((channel, payload)) => (*channel, payload),
+                    None => continue,
+                };
+                let target = match channel {
+                    STDIN => &mut stdin_tx,
+                    RESIZE => &mut resize_tx,
+                    CLOSE if v5 => {
+                        match payload.first() {
+                            Some(&STDIN) => stdin_tx = None,
+                            Some(&RESIZE) => resize_tx = None,
+                            _ => {}
+                        }
+                        continue;
                     }
-                    continue;
-                }
-                _ => continue,
-            };
-            if let Some(tx) = target {
-                if payload.is_empty() {
-                    continue;
-                }
-                if tx.send(payload.to_vec()).await.is_err() {
-                    *target = None;
+                    _ => continue,
+                };
+                if let Some(tx) = target {
+                    if payload.is_empty() {
+                        continue;
+                    }
+                    if tx.send(payload.to_vec()).await.is_err() {
+                        *target = None;
+                    }
                 }
             }
         }
-        gone_tx.send_replace(true);
     });
+    let watchdog = watchdog(
+        activity,
+        idle,
+        vec![reader.abort_handle(), writer.abort_handle()],
+    );
     let channel = |id: u8, wanted: bool| {
         wanted.then(|| {
             Box::new(ChannelWriter {
@@ -227,6 +244,9 @@ async fn remote_command<S>(
     }
     // The client answers the close; nothing it says after matters.
     let _ = tokio::time::timeout(FINISH, reader).await;
+    if let Some(watchdog) = watchdog {
+        watchdog.abort();
+    }
 }
 
 /// One output channel: each write is one binary message, prefixed with

@@ -13,10 +13,8 @@ pub mod frame;
 
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::task::{ready, Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
@@ -24,6 +22,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::PollSender;
 
 use super::chunks::ChunkReader;
+use super::idle::{watchdog, Activity, OnDrop};
 use frame::{rst, Frame, HeaderDecoder, HeaderEncoder, Headers, FLAG_FIN};
 
 /// The largest DATA frame we send; clients read whole frames into memory.
@@ -73,32 +72,6 @@ impl Stream {
     }
 }
 
-/// When a frame last went either way.
-#[derive(Clone)]
-struct Activity {
-    epoch: Instant,
-    last: Arc<AtomicU64>,
-}
-
-impl Activity {
-    fn new() -> Self {
-        Self {
-            epoch: Instant::now(),
-            last: Arc::new(AtomicU64::new(0)),
-        }
-    }
-
-    fn touch(&self) {
-        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last.store(now, Ordering::Relaxed);
-    }
-
-    fn idle(&self) -> Duration {
-        let last = Duration::from_millis(self.last.load(Ordering::Relaxed));
-        self.epoch.elapsed().saturating_sub(last)
-    }
-}
-
 impl Connection {
     /// Serves SPDY on `io` (the upgraded HTTP connection). With
     /// `idle_timeout`, a connection that carries no frame either way for
@@ -111,32 +84,22 @@ impl Connection {
         let (out, out_rx) = mpsc::channel(OUT_QUEUE);
         let (accept_tx, accepted) = mpsc::channel(16);
         let (closed_tx, closed) = watch::channel(false);
-        let activity = Activity::new();
+        let activity = Activity::default();
         let writer = tokio::spawn(write_loop(write_half, out_rx, activity.clone()));
         let reader = tokio::spawn({
             let out = out.clone();
             let activity = activity.clone();
             async move {
+                // Set however the reader ends, aborted by the watchdog too.
+                let _closed = OnDrop(Some(closed_tx));
                 read_loop(read_half, out, accept_tx, activity).await;
-                closed_tx.send_replace(true);
             }
         });
-        let watchdog = idle_timeout.map(|limit| {
-            let out = out.clone();
-            let reader = reader.abort_handle();
-            tokio::spawn(async move {
-                loop {
-                    let idle = activity.idle();
-                    if idle >= limit {
-                        tracing::info!(?limit, "closing an idle streaming connection");
-                        reader.abort();
-                        let _ = out.send(Out::Shutdown).await;
-                        return;
-                    }
-                    tokio::time::sleep(limit - idle).await;
-                }
-            })
-        });
+        let watchdog = watchdog(
+            activity,
+            idle_timeout,
+            vec![reader.abort_handle(), writer.abort_handle()],
+        );
         Self {
             accepted,
             out,

@@ -128,3 +128,26 @@ async fn pings_are_answered_and_bad_stream_ids_reset() {
     drop(client);
     assert!(conn.accept().await.is_none());
 }
+
+#[tokio::test]
+async fn an_idle_connection_is_closed() {
+    let (server, mut client) = tokio::io::duplex(1 << 16);
+    let conn = Connection::serve(server, Some(std::time::Duration::from_millis(200)));
+    // A client that opens a stream and then goes quiet.
+    let mut encoder = HeaderEncoder::new();
+    let mut bytes = Vec::new();
+    syn(1, "error", 0).encode(&mut encoder, &mut bytes);
+    client.write_all(&bytes).await.unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(5), conn.closed())
+        .await
+        .expect("the idle connection is closed");
+    // Its side of the socket ends too (after the reply it was sent).
+    let mut rest = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        client.read_to_end(&mut rest),
+    )
+    .await
+    .expect("the client sees the end")
+    .unwrap();
+}
