@@ -9,13 +9,12 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use crated_core::{Error, Result};
+use crated_core::Result;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::sync::{broadcast, watch};
 
 use crate::exec::StreamIo;
 use crate::logs::LogReader;
-use crate::runtime::v1 as pb;
 use crate::Cri;
 
 /// Chunks of output buffered per attached client; a client that falls
@@ -119,15 +118,7 @@ impl Cri {
         io: StreamIo,
         gone: impl Future<Output = ()>,
     ) -> Result<()> {
-        let container = self.containers.get(id)?;
-        let state = container.status().state();
-        if state != pb::ContainerState::ContainerRunning {
-            return Err(Error::failed_precondition(format!(
-                "container {:?} is {}, not running",
-                container.id,
-                crate::container_run::state_name(state)
-            )));
-        }
+        let container = self.running_container(id)?;
         let (stdout, stderr) = {
             let held = container.io.lock().await;
             (

@@ -79,6 +79,21 @@ pub(crate) async fn start_output(
 }
 
 impl Cri {
+    /// The container `id` (or unique prefix), which must be running: what
+    /// exec, attach and their URLs need.
+    pub(crate) fn running_container(&self, id: &str) -> Result<Arc<CriContainer>> {
+        let container = self.containers.get(id)?;
+        let state = container.status().state();
+        if state != pb::ContainerState::ContainerRunning {
+            return Err(Error::failed_precondition(format!(
+                "container {:?} is {}, not running",
+                container.id,
+                state_name(state)
+            )));
+        }
+        Ok(container)
+    }
+
     /// `StartContainer`.
     pub(crate) async fn start_container(&self, id: &str) -> Result<()> {
         let container = self.containers.get(id)?;

@@ -87,15 +87,7 @@ impl Cri {
         if cmd.is_empty() {
             return Err(Error::invalid_argument("exec command must not be empty"));
         }
-        let container = self.containers.get(container_id)?;
-        let state = container.status().state();
-        if state != pb::ContainerState::ContainerRunning {
-            return Err(Error::failed_precondition(format!(
-                "container {:?} is {}, not running",
-                container.id,
-                crate::container_run::state_name(state)
-            )));
-        }
+        let container = self.running_container(container_id)?;
         let record = self.client.load_container(&container.id).await?;
         let task = record.task().await?;
         let spec = record.spec()?;

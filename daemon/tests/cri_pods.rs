@@ -12,7 +12,8 @@ mod cri_support;
 use common::{ok, workspace_bin};
 use crated_cri::runtime::v1 as cri;
 use cri_support::{
-    allocated_ips, bridge_conflist, container_config, eventually, log_records, pod_config, Node,
+    allocated_ips, bridge_conflist, container_config, eventually, log_records, pod_config,
+    start_container, Node,
 };
 
 async fn status_of(
@@ -634,22 +635,13 @@ async fn container_events_follow_a_pod_through_its_life() {
         .unwrap()
         .into_inner()
         .pod_sandbox_id;
-    let created = runtime
-        .create_container(cri::CreateContainerRequest {
-            pod_sandbox_id: pod.clone(),
-            config: Some(container_config("c", &node.busybox, &["sleep", "1000"])),
-            sandbox_config: Some(config.clone()),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .container_id;
-    runtime
-        .start_container(cri::StartContainerRequest {
-            container_id: created.clone(),
-        })
-        .await
-        .unwrap();
+    let created = start_container(
+        &mut runtime,
+        &pod,
+        &config,
+        container_config("c", &node.busybox, &["sleep", "1000"]),
+    )
+    .await;
     runtime
         .stop_container(cri::StopContainerRequest {
             container_id: created.clone(),

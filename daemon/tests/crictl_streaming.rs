@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crated_cri::runtime::v1 as cri;
-use cri_support::{bridge_conflist, container_config, pod_config, Crictl, Node};
+use cri_support::{bridge_conflist, container_config, pod_config, start_container, Crictl, Node};
 
 /// A terminal a command runs in, and what it has printed.
 struct Pty {
@@ -180,31 +180,6 @@ fn raw_request(url: &str, headers: &str) -> (u16, String) {
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
     (status, body)
-}
-
-async fn start_container(
-    runtime: &mut cri::runtime_service_client::RuntimeServiceClient<tonic::transport::Channel>,
-    pod: &str,
-    pod_config: &cri::PodSandboxConfig,
-    config: cri::ContainerConfig,
-) -> String {
-    let id = runtime
-        .create_container(cri::CreateContainerRequest {
-            pod_sandbox_id: pod.into(),
-            config: Some(config),
-            sandbox_config: Some(pod_config.clone()),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .container_id;
-    runtime
-        .start_container(cri::StartContainerRequest {
-            container_id: id.clone(),
-        })
-        .await
-        .unwrap();
-    id
 }
 
 #[test]

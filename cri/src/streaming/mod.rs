@@ -67,29 +67,15 @@ fn check_stdio(stdin: bool, stdout: bool, stderr: bool, tty: bool) -> Result<()>
 }
 
 impl Cri {
-    fn running_container(&self, id: &str) -> Result<()> {
-        let container = self.containers.get(id)?;
-        let state = container.status().state();
-        if state != pb::ContainerState::ContainerRunning {
-            return Err(Error::failed_precondition(format!(
-                "container {:?} is {}, not running",
-                container.id,
-                crate::container_run::state_name(state)
-            )));
-        }
-        Ok(())
-    }
-
     /// `Exec`: the URL of a streamed exec in a running container.
     pub(crate) fn exec_url(&self, mut request: pb::ExecRequest) -> Result<pb::ExecResponse> {
         if request.cmd.is_empty() {
             return Err(Error::invalid_argument("exec command must not be empty"));
         }
         check_stdio(request.stdin, request.stdout, request.stderr, request.tty)?;
-        self.running_container(&request.container_id)?;
         // Any unique prefix names the container in the RPC; the session
         // uses its full id.
-        request.container_id = self.containers.get(&request.container_id)?.id.clone();
+        request.container_id = self.running_container(&request.container_id)?.id.clone();
         let url = self.streaming.url("exec", Pending::Exec(request))?;
         Ok(pb::ExecResponse { url })
     }
@@ -97,8 +83,7 @@ impl Cri {
     /// `Attach`: the URL of an attach to a running container.
     pub(crate) fn attach_url(&self, mut request: pb::AttachRequest) -> Result<pb::AttachResponse> {
         check_stdio(request.stdin, request.stdout, request.stderr, request.tty)?;
-        self.running_container(&request.container_id)?;
-        request.container_id = self.containers.get(&request.container_id)?.id.clone();
+        request.container_id = self.running_container(&request.container_id)?.id.clone();
         let url = self.streaming.url("attach", Pending::Attach(request))?;
         Ok(pb::AttachResponse { url })
     }

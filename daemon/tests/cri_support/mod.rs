@@ -253,6 +253,32 @@ pub fn container_config(name: &str, image: &str, command: &[&str]) -> cri::Conta
     }
 }
 
+/// Creates and starts a container of `config` in `pod`; its id.
+pub async fn start_container(
+    runtime: &mut RuntimeServiceClient<Channel>,
+    pod: &str,
+    pod_config: &cri::PodSandboxConfig,
+    config: cri::ContainerConfig,
+) -> String {
+    let id = runtime
+        .create_container(cri::CreateContainerRequest {
+            pod_sandbox_id: pod.into(),
+            config: Some(config),
+            sandbox_config: Some(pod_config.clone()),
+        })
+        .await
+        .expect("create container")
+        .into_inner()
+        .container_id;
+    runtime
+        .start_container(cri::StartContainerRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .expect("start container");
+    id
+}
+
 /// Polls `check` every 50 ms for up to 20 s; panics with `what` and the
 /// last value if it never holds.
 pub async fn eventually<T: std::fmt::Debug, F, Fut>(what: &str, mut check: F) -> T

@@ -296,19 +296,19 @@ impl Frame {
                 stream_id,
                 flags,
                 headers,
-            } => {
-                let mut body = (stream_id & 0x7fff_ffff).to_be_bytes().to_vec();
-                body.extend_from_slice(&encoder.encode(headers));
-                (TYPE_SYN_REPLY, *flags, body)
             }
-            Frame::Headers {
+            | Frame::Headers {
                 stream_id,
                 flags,
                 headers,
             } => {
+                let kind = match self {
+                    Frame::SynReply { .. } => TYPE_SYN_REPLY,
+                    _ => TYPE_HEADERS,
+                };
                 let mut body = (stream_id & 0x7fff_ffff).to_be_bytes().to_vec();
                 body.extend_from_slice(&encoder.encode(headers));
-                (TYPE_HEADERS, *flags, body)
+                (kind, *flags, body)
             }
             Frame::RstStream { stream_id, status } => {
                 let mut body = (stream_id & 0x7fff_ffff).to_be_bytes().to_vec();
