@@ -347,6 +347,23 @@ impl Container {
         Ok(self.record.labels.clone())
     }
 
+    /// Sets extension `key` to `value`, keeping the others.
+    pub async fn set_extension(&mut self, key: &str, value: Any) -> Result<()> {
+        let mut update = self.record.clone();
+        update.extensions.insert(key.to_owned(), value);
+        self.record = self
+            .client
+            .services()
+            .containers
+            .update(
+                self.client.namespace(),
+                update,
+                &[format!("extensions.{key}")],
+            )
+            .await?;
+        Ok(())
+    }
+
     /// Its task; NotFound if it has none.
     pub async fn task(&self) -> Result<Task> {
         let process = self

@@ -22,8 +22,6 @@ use crate::runtime::v1 as pb;
 pub struct PodNetworkState {
     /// Its network namespace (`None`: the node's).
     pub netns: Option<PathBuf>,
-    /// Its IPs, the primary (IPv4 where there is one) first.
-    pub ips: Vec<String>,
 }
 
 impl PodNetworkState {
@@ -87,33 +85,33 @@ impl Network {
         self.load().map(|_| ())
     }
 
-    /// A new network namespace for pod `id`, networked by CNI; nothing is
-    /// left behind when it fails.
-    pub async fn setup(
+    /// A new network namespace for a pod, once the CNI config is known to
+    /// be there (so a node without one fails before making anything).
+    pub async fn create_netns(&self) -> Result<NetNs> {
+        self.load()?;
+        NetNs::create_async(self.netns_dir.clone()).await
+    }
+
+    /// Runs the CNI ADDs of pod `id` in `netns`; its IPs, the primary
+    /// (IPv4 where it has one) first. On failure the ADDs are undone; the
+    /// namespace is the caller's.
+    pub async fn add(
         &self,
         id: &str,
         config: &pb::PodSandboxConfig,
+        netns: &Path,
         pod_cidr: &str,
-    ) -> Result<PodNetworkState> {
+    ) -> Result<Vec<String>> {
         let cni = self.load()?;
-        let netns = NetNs::create_async(self.netns_dir.clone()).await?;
-        let pod = pod_network(id, config, Some(netns.path().to_owned()), pod_cidr)?;
-        let results = match cni.setup(&pod).await {
-            Ok(results) => results,
-            Err(e) => {
-                // setup has undone its own ADDs; the namespace is ours.
-                if let Err(remove) = netns.remove_async().await {
-                    tracing::warn!(id, error = %remove, "remove network namespace of failed pod");
-                }
-                return Err(e.context(format!("set up network of pod sandbox {id:?}")));
-            }
-        };
-        // IPv4 first: the primary IP is IPv4 where the pod has one.
-        let ips = pod_ips(&results, DEFAULT_IFNAME);
-        Ok(PodNetworkState {
-            netns: Some(netns.path().to_owned()),
-            ips: ips.iter().map(IpAddr::to_string).collect(),
-        })
+        let pod = pod_network(id, config, Some(netns.to_owned()), pod_cidr)?;
+        let results = cni
+            .setup(&pod)
+            .await
+            .map_err(|e| e.context(format!("set up network of pod sandbox {id:?}")))?;
+        Ok(pod_ips(&results, DEFAULT_IFNAME)
+            .iter()
+            .map(IpAddr::to_string)
+            .collect())
     }
 
     /// Tears down pod `id`'s network and removes its namespace. Idempotent:

@@ -295,20 +295,23 @@ impl Cri {
                 mount_shm(&shm).await?;
                 undo.unmount(shm);
             }
-            // Its network namespace and network.
+            // Its network namespace; the network in it is set up below,
+            // while the pause container starts.
             let network = if host_network {
                 PodNetworkState::host()
             } else {
-                let pod_cidr = self.pod_cidr.lock().map(|c| c.clone()).unwrap_or_default();
-                let network = self.network.setup(id, &config, &pod_cidr).await?;
+                let netns = self.network.create_netns().await?;
+                let network = PodNetworkState {
+                    netns: Some(netns.path().to_owned()),
+                };
                 undo.network(id.to_owned(), config.clone(), network.clone());
                 network
             };
-            let metadata = SandboxMetadata {
+            let mut metadata = SandboxMetadata {
                 name: name.to_owned(),
                 runtime_handler: handler.clone(),
                 netns: network.netns.clone(),
-                ips: network.ips.clone(),
+                ips: Vec::new(),
                 created_at: now_nanos(),
             };
             // The pause container.
@@ -322,11 +325,7 @@ impl Cri {
             let mut extensions = std::collections::BTreeMap::new();
             extensions.insert(
                 METADATA_EXTENSION.to_owned(),
-                Any {
-                    type_url: METADATA_TYPE.to_owned(),
-                    value: serde_json::to_vec(&metadata)
-                        .map_err(|e| Error::unknown(format!("encode sandbox metadata: {e}")))?,
-                },
+                metadata_extension(&metadata)?,
             );
             extensions.insert(
                 crate::CONFIG_EXTENSION.to_owned(),
@@ -345,12 +344,34 @@ impl Cri {
                 extensions,
                 ..NewContainer::new(spec)
             };
-            let container = self.client.create_container(id, new).await?;
+            // Whatever of the container and its task came to be.
             undo.container(id.to_owned());
-            let task = container
-                .new_task(Stdio::default(), false, NewTask::default())
-                .await?;
-            task.start().await?;
+            let pause = async {
+                let container = self.client.create_container(id, new).await?;
+                let task = container
+                    .new_task(Stdio::default(), false, NewTask::default())
+                    .await?;
+                task.start().await?;
+                Ok::<_, Error>((container, task))
+            };
+            // The CNI ADDs need only the namespace, not a process in it:
+            // they run while the pause container starts, the two longest
+            // steps of a pod start side by side.
+            let pod_cidr = self.pod_cidr.lock().map(|c| c.clone()).unwrap_or_default();
+            let add = async {
+                match &network.netns {
+                    Some(netns) => self.network.add(id, &config, netns, &pod_cidr).await,
+                    None => Ok(Vec::new()),
+                }
+            };
+            let (started, ips) = tokio::join!(pause, add);
+            let (mut container, task) = started?;
+            metadata.ips = ips?;
+            if !metadata.ips.is_empty() {
+                container
+                    .set_extension(METADATA_EXTENSION, metadata_extension(&metadata)?)
+                    .await?;
+            }
             let sandbox = Arc::new(Sandbox::new(
                 id.to_owned(),
                 config,
@@ -818,6 +839,15 @@ async fn mount_shm(path: &Path) -> Result<()> {
     .map_err(|e| Error::unknown(format!("mount shm: {e}")))?
 }
 
+/// The sandbox metadata as the pause container's extension.
+fn metadata_extension(metadata: &SandboxMetadata) -> Result<Any> {
+    Ok(Any {
+        type_url: METADATA_TYPE.to_owned(),
+        value: serde_json::to_vec(metadata)
+            .map_err(|e| Error::unknown(format!("encode sandbox metadata: {e}")))?,
+    })
+}
+
 /// Unmounts a pod's /dev/shm; one that is not mounted is fine.
 async fn unmount_shm(path: &Path) -> Result<()> {
     let path = path.to_owned();
@@ -871,7 +901,12 @@ impl Undo {
                 UndoStep::Container(id) => {
                     async {
                         cri.kill_sandbox_task(&id).await?;
-                        cri.client.load_container(&id).await?.delete(true).await
+                        match cri.client.load_container(&id).await {
+                            Ok(container) => container.delete(true).await,
+                            // Never made: the failure came first.
+                            Err(e) if e.is_not_found() => Ok(()),
+                            Err(e) => Err(e),
+                        }
                     }
                     .await
                 }
