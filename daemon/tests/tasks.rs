@@ -91,6 +91,32 @@ fn events(f: &Fixture) -> std::process::Child {
         .unwrap()
 }
 
+/// Reads `ctr events` until `topic` shows (or 20 s pass), then stops it;
+/// everything it printed. Polling rather than a fixed wait: a loaded
+/// machine can take its time to deliver an event.
+fn events_until(mut events: std::process::Child, topic: &str) -> String {
+    use std::io::BufRead as _;
+    let stdout = events.stdout.take().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = std::sync::Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let mut seen = sink.lock().unwrap();
+            seen.push_str(&line);
+            seen.push('\n');
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !seen.lock().unwrap().contains(topic) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = events.kill();
+    let _ = events.wait();
+    let seen = seen.lock().unwrap().clone();
+    seen
+}
+
 /// A shell loop that exits 0 on SIGTERM (a plain `sleep` as pid 1 would
 /// ignore it).
 const SERVE: &str = "trap 'exit 0' TERM; while true; do sleep 0.1; done";
@@ -377,7 +403,7 @@ async fn a_killed_shim_reports_its_task_exited_and_is_cleaned_up() {
     let f = fixture("deadshim").await;
     ok(f.ctr(&["run", "-d", &f.image, "doomed", "sh", "-c", SERVE]));
     let pid = wait_status(&f, "doomed", "RUNNING")[1].clone();
-    let mut events = events(&f);
+    let events = events(&f);
     std::thread::sleep(Duration::from_millis(300));
     // The shim is the container's parent.
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
@@ -404,9 +430,7 @@ async fn a_killed_shim_reports_its_task_exited_and_is_cleaned_up() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    std::thread::sleep(Duration::from_millis(300));
-    let _ = events.kill();
-    let seen = String::from_utf8_lossy(&events.wait_with_output().unwrap().stdout).into_owned();
+    let seen = events_until(events, "/tasks/exit");
     assert!(seen.contains("/tasks/exit"), "no /tasks/exit:\n{seen}");
     // Gone, or a zombie waiting for init (its parent, the shim, is dead).
     let state = std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -794,7 +818,7 @@ async fn containerd_runs_busybox_with_our_shim() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oom_kill_is_published() {
     let f = fixture("oom").await;
-    let mut events = events(&f);
+    let events = events(&f);
     std::thread::sleep(Duration::from_millis(200));
     // `tail` of an endless line keeps it all in memory: 32 MiB are soon gone.
     let out = f.ctr(&[
@@ -813,9 +837,7 @@ async fn an_oom_kill_is_published() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    std::thread::sleep(Duration::from_millis(500));
-    let _ = events.kill();
-    let seen = String::from_utf8_lossy(&events.wait_with_output().unwrap().stdout).into_owned();
+    let seen = events_until(events, "/tasks/oom");
     assert!(seen.contains("/tasks/oom"), "no /tasks/oom event:\n{seen}");
 }
 
@@ -861,4 +883,51 @@ async fn a_binary_log_uri_gets_the_output() {
         assert!(Instant::now() < deadline, "logged {got:?} and {err:?}");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// CVE-2021-41103's class: another local user cannot read a running
+/// container's config or walk into its rootfs through the bundle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_tasks_bundle_is_closed_to_other_users() {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let f = fixture("perm").await;
+    // The test's directory is private; open it as /run is, so that only
+    // the bundle's own modes stand between another user and it.
+    std::fs::set_permissions(f.daemon.dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    ok(f.ctr(&["run", "-d", &f.image, "p1", "sh", "-c", SERVE]));
+    wait_status(&f, "p1", "RUNNING");
+    let bundle = f
+        .daemon
+        .dir
+        .path()
+        .join("state/io.containerd.runtime.v2.task")
+        .join(&f.ns)
+        .join("p1");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().mode() & 0o777;
+    assert_eq!(mode(&bundle), 0o700);
+    assert_eq!(mode(&bundle.join("config.json")), 0o600);
+    let as_nobody = |args: &[&std::ffi::OsStr]| {
+        std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    // The way there is open: the bundle itself is what refuses.
+    let parent = as_nobody(&["stat".as_ref(), bundle.as_os_str()]);
+    assert!(
+        parent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&parent.stderr)
+    );
+    for target in [bundle.join("config.json"), bundle.join("rootfs/bin")] {
+        let out = as_nobody(&["ls".as_ref(), target.as_os_str()]);
+        assert!(!out.status.success(), "nobody reached {}", target.display());
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(said.contains("Permission denied"), "{said}");
+    }
+    ok(f.ctr(&["tasks", "kill", "p1"]));
+    wait_status(&f, "p1", "STOPPED");
+    ok(f.ctr(&["tasks", "rm", "p1"]));
+    ok(f.ctr(&["containers", "rm", "p1"]));
 }

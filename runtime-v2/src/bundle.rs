@@ -5,7 +5,7 @@
 //! `<root>/io.containerd.runtime.v2.task/<ns>/<id>/`, the shim's
 //! persistent working directory.
 
-use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use crated_core::{identifiers, Namespace};
@@ -26,6 +26,28 @@ pub struct Bundle {
     pub path: PathBuf,
     /// The work directory (under root).
     pub work: PathBuf,
+}
+
+/// Whether the OCI spec (JSON) puts the container in a user namespace.
+fn spec_has_user_namespace(spec: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Spec {
+        linux: Option<Linux>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Linux {
+        #[serde(default)]
+        namespaces: Vec<Namespace>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Namespace {
+        #[serde(rename = "type")]
+        kind: String,
+    }
+    serde_json::from_slice::<Spec>(spec)
+        .ok()
+        .and_then(|s| s.linux)
+        .is_some_and(|l| l.namespaces.iter().any(|n| n.kind == "user"))
 }
 
 fn mkdir(path: &Path, mode: u32) -> Result<()> {
@@ -79,9 +101,14 @@ impl Bundle {
             Err(e) => return Err(Error::io("create", bundle.path, e)),
         }
         let made = (|| {
-            // Container processes need to traverse into rootfs.
-            std::fs::set_permissions(&bundle.path, std::fs::Permissions::from_mode(0o711))
-                .map_err(|e| Error::io("chmod", &bundle.path, e))?;
+            // Only root reaches a container's rootfs and config through
+            // its bundle (CVE-2021-41103). A container in a user namespace
+            // is the exception, as in containerd: its root is not the
+            // host's, and runc's init must traverse into rootfs as it.
+            if spec_has_user_namespace(spec) {
+                std::fs::set_permissions(&bundle.path, std::fs::Permissions::from_mode(0o711))
+                    .map_err(|e| Error::io("chmod", &bundle.path, e))?;
+            }
             // A stale work dir of a task that was not cleaned up goes.
             if bundle.work.exists() {
                 std::fs::remove_dir_all(&bundle.work)
@@ -92,7 +119,13 @@ impl Bundle {
                 .map_err(|e| Error::io("link work in", &bundle.path, e))?;
             mkdir(&bundle.path.join("rootfs"), 0o711)?;
             let config = bundle.path.join("config.json");
-            std::fs::write(&config, spec).map_err(|e| Error::io("write", config, e))
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&config)
+                .and_then(|mut file| std::io::Write::write_all(&mut file, spec))
+                .map_err(|e| Error::io("write", config, e))
         })();
         if let Err(err) = made {
             let _ = bundle.delete();
@@ -196,5 +229,22 @@ mod tests {
         b.delete().unwrap();
         assert!(!b.path.exists() && !b.work.exists());
         assert!(Bundle::create(&root, &state, &ns, "../x", b"{}").is_err());
+    }
+
+    #[test]
+    fn only_root_reaches_into_a_bundle() {
+        use std::os::unix::fs::MetadataExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let (root, state) = (dir.path().join("root"), dir.path().join("state"));
+        let ns = Namespace::new("default").unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().mode() & 0o777;
+        let b = Bundle::create(&root, &state, &ns, "closed", b"{}").unwrap();
+        assert_eq!(mode(&b.path), 0o700);
+        assert_eq!(mode(&b.path.join("config.json")), 0o600);
+        // In a user namespace, the container's root must get through.
+        let userns = br#"{"linux":{"namespaces":[{"type":"mount"},{"type":"user"}]}}"#;
+        let u = Bundle::create(&root, &state, &ns, "userns", userns).unwrap();
+        assert_eq!(mode(&u.path), 0o711);
+        assert_eq!(mode(&u.path.join("config.json")), 0o600);
     }
 }
