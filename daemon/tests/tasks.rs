@@ -213,6 +213,15 @@ async fn exec_ps_pause_resume_metrics_kill_and_events() {
     ]);
     expect_output(&exec, "from exec\n", 3);
 
+    // A detached exec that has exited keeps its record until deleted; a
+    // kill of it signals nothing (its pid may be another process's now).
+    ok(f.ctr(&["tasks", "exec", "--detach", "--exec-id", "e2", "t2", "true"]));
+    std::thread::sleep(Duration::from_millis(500));
+    let late = f.ctr(&["tasks", "kill", "--exec-id", "e2", "t2"]);
+    assert!(!late.status.success());
+    let said = String::from_utf8_lossy(&late.stderr);
+    assert!(said.contains("already finished"), "{said}");
+
     let ps = ok(f.ctr(&["tasks", "ps", "t2"]));
     assert!(rows(&ps).iter().any(|r| r[0] == pid.to_string()), "{ps}");
 

@@ -177,6 +177,25 @@ pub enum Error {
         /// The exec id.
         exec_id: String,
     },
+    /// A Kill of an exec process that has exited: its pid may belong to
+    /// another process by now, so nothing is signalled.
+    #[error("process {exec_id:?} of task {id:?} already finished")]
+    ProcessFinished {
+        /// The task.
+        id: String,
+        /// The exec id.
+        exec_id: String,
+    },
+    /// An exec id that is not an identifier (it names files in the bundle).
+    #[error("exec id {exec_id:?} of task {id:?}: {reason}")]
+    InvalidExecId {
+        /// The task.
+        id: String,
+        /// The exec id.
+        exec_id: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A Kill of an exec process that did not start.
     #[error("process {exec_id:?} of task {id:?} not started")]
     NotStarted {
@@ -543,6 +562,7 @@ impl KindError for Error {
             | Error::RuncNotRunning { .. }
             | Error::NotCreated { .. }
             | Error::ProcessNotFound { .. }
+            | Error::ProcessFinished { .. }
             | Error::CgroupNotFound { .. } => Kind::NotFound,
             Error::RuntimeIo { source, .. }
             | Error::PidFile { source, .. }
@@ -573,6 +593,7 @@ impl KindError for Error {
             Error::Rootfs { source, .. } | Error::InvalidNamespace { source, .. } => source.kind(),
             Error::AlreadyCreated { .. } | Error::ExecExists { .. } => Kind::AlreadyExists,
             Error::EmptyExecId { .. }
+            | Error::InvalidExecId { .. }
             | Error::NoProcessSpec { .. }
             | Error::InvalidSignal { .. }
             | Error::CheckpointOptions { .. }

@@ -946,10 +946,20 @@ impl Task for ServiceHandle {
                 .await
                 .map_err(err);
         }
-        let pid = self
+        let (pid, exited) = self
             .0
-            .with(|c| Ok(Service::process(c, &self.0.id, &req.exec_id)?.pid))
+            .with(|c| {
+                let p = Service::process(c, &self.0.id, &req.exec_id)?;
+                Ok((p.pid, p.exit.borrow().is_some()))
+            })
             .map_err(err)?;
+        // Its pid was reaped and may be another process's now.
+        if exited {
+            return Err(err(Error::ProcessFinished {
+                id: self.0.id.clone(),
+                exec_id: req.exec_id,
+            }));
+        }
         if pid <= 0 {
             return Err(err(Error::NotStarted {
                 id: self.0.id.clone(),
@@ -984,6 +994,15 @@ impl Task for ServiceHandle {
                 if req.exec_id.is_empty() {
                     return Err(Error::EmptyExecId {
                         id: self.0.id.clone(),
+                    });
+                }
+                // The id names files in the bundle (`<id>.pid`): it must
+                // not be a path.
+                if let Err(e) = crated_core::identifiers::validate(&req.exec_id) {
+                    return Err(Error::InvalidExecId {
+                        id: self.0.id.clone(),
+                        exec_id: req.exec_id.clone(),
+                        reason: e.to_string(),
                     });
                 }
                 if c.execs.contains_key(&req.exec_id) {
