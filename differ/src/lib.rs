@@ -34,13 +34,20 @@ pub struct WalkingDiffer {
 
 impl WalkingDiffer {
     /// An applier reading layers from `store`, mounting under `scratch`
-    /// (created if missing).
+    /// (created if missing, and made 0700 either way: layers being
+    /// applied are mounted there, readable by nobody else).
     pub fn new(store: Arc<dyn ContentStore>, scratch: &Path) -> Result<Self> {
-        std::fs::create_dir_all(scratch).map_err(|source| Error::Io {
-            op: "create",
-            path: scratch.to_owned(),
-            source,
-        })?;
+        use std::os::unix::fs::PermissionsExt as _;
+        let io = |op: &'static str| {
+            move |source| Error::Io {
+                op,
+                path: scratch.to_owned(),
+                source,
+            }
+        };
+        std::fs::create_dir_all(scratch).map_err(io("create"))?;
+        std::fs::set_permissions(scratch, std::fs::Permissions::from_mode(0o700))
+            .map_err(io("chmod"))?;
         Ok(Self {
             store,
             scratch: scratch.to_owned(),

@@ -535,6 +535,10 @@ async fn applier_reads_content_and_applies_onto_mounts() {
     let gz = gz.finish().unwrap();
     let (dir, store, ns, digest) = store_with(&gz).await;
     let applier = WalkingDiffer::new(store, &dir.path().join("mounts")).unwrap();
+    // Layers mid-apply are mounted there: nobody else looks in.
+    use std::os::unix::fs::PermissionsExt as _;
+    let scratch = fs::metadata(dir.path().join("mounts")).unwrap();
+    assert_eq!(scratch.permissions().mode() & 0o777, 0o700);
     let rootfs = dir.path().join("rootfs");
     fs::create_dir(&rootfs).unwrap();
     let desc = Descriptor {

@@ -294,23 +294,66 @@ fn console_error(op: &'static str, path: &std::path::Path, source: std::io::Erro
     }
 }
 
+/// A new directory `<temp>/<prefix>-<random>`, mode 0700. mkdir is
+/// atomic and never follows a link, so a name someone else took first
+/// only means another try.
+fn private_temp_dir(prefix: &str) -> Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    let base = std::env::temp_dir();
+    let mut last = None;
+    for _ in 0..16 {
+        let mut random = [0u8; 8];
+        // SAFETY: the kernel writes at most 8 bytes into the buffer.
+        let n = unsafe { libc::getrandom(random.as_mut_ptr().cast(), random.len(), 0) };
+        if n != 8 {
+            return Err(console_error(
+                "name a directory in",
+                &base,
+                std::io::Error::last_os_error(),
+            ));
+        }
+        let name: String = random.iter().map(|b| format!("{b:02x}")).collect();
+        let dir = base.join(format!("{prefix}-{name}"));
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(console_error("create", &dir, e)),
+        }
+    }
+    Err(console_error(
+        "create a directory in",
+        &base,
+        last.unwrap_or_else(|| std::io::Error::from(std::io::ErrorKind::AlreadyExists)),
+    ))
+}
+
 /// A console socket runc sends the pty master to.
 pub struct ConsoleSocket {
     /// Its path, for `--console-socket`.
     pub path: PathBuf,
+    /// The private directory it lives in.
+    dir: PathBuf,
     listener: UnixListener,
 }
 
 impl ConsoleSocket {
-    /// A socket in a fresh temp directory (paths on sockets are short).
+    /// A socket in a new private (0700, randomly named) directory under
+    /// the temp dir (paths on sockets are short): no other user can
+    /// guess, take or connect to it and hand over a terminal of theirs.
     pub fn new() -> Result<Self> {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos();
-        let path = std::env::temp_dir().join(format!("pty-{}-{nanos:x}.sock", std::process::id()));
-        let listener = UnixListener::bind(&path).map_err(|e| console_error("bind", &path, e))?;
-        Ok(Self { path, listener })
+        let dir = private_temp_dir("crated-pty")?;
+        let path = dir.join("pty.sock");
+        match UnixListener::bind(&path) {
+            Ok(listener) => Ok(Self {
+                path,
+                dir,
+                listener,
+            }),
+            Err(e) => {
+                let _ = std::fs::remove_dir(&dir);
+                Err(console_error("bind", &path, e))
+            }
+        }
     }
 
     /// Waits for runc to send the master.
@@ -351,6 +394,7 @@ impl ConsoleSocket {
 impl Drop for ConsoleSocket {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+        let _ = std::fs::remove_dir(&self.dir);
     }
 }
 
@@ -395,4 +439,26 @@ pub fn resize(master: &OwnedFd, width: u32, height: u32) -> std::io::Result<()> 
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::os::unix::fs::MetadataExt as _;
+
+    #[test]
+    fn console_sockets_live_in_private_directories() {
+        let a = ConsoleSocket::new().unwrap();
+        let b = ConsoleSocket::new().unwrap();
+        let dir = a.path.parent().unwrap().to_owned();
+        assert_ne!(dir, std::env::temp_dir(), "not straight in the temp dir");
+        assert_ne!(dir, b.path.parent().unwrap(), "one directory each");
+        let meta = std::fs::metadata(&dir).unwrap();
+        assert_eq!(meta.mode() & 0o777, 0o700);
+        // SAFETY: getuid cannot fail.
+        assert_eq!(meta.uid(), unsafe { libc::getuid() });
+        drop(a);
+        assert!(!dir.exists(), "removed with the socket");
+    }
 }
