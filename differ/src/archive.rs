@@ -68,6 +68,13 @@ fn header_error<'a>(entry: &'a Path, field: &'static str) -> impl FnOnce(io::Err
 
 /// `/proc/self/fd/<fd>`: the node behind an `O_PATH` descriptor, for the
 /// calls that have no `*at` form (setxattr).
+/// Whether `name` is one of overlayfs's own xattrs: they describe how the
+/// layers stack (opaque directories, whiteouts, redirects, origins), never
+/// a file's content.
+pub(crate) fn is_overlay_xattr(name: &[u8]) -> bool {
+    name.starts_with(b"trusted.overlay.") || name.starts_with(b"user.overlay.")
+}
+
 fn proc_fd_path(fd: RawFd) -> CString {
     CString::new(format!("/proc/self/fd/{fd}"))
         .expect("a /proc/self/fd path is digits and slashes, never a NUL byte")
@@ -388,6 +395,12 @@ impl Target {
         for ext in extensions {
             let ext = ext.map_err(read_error)?;
             if let Some(key) = ext.key_bytes().strip_prefix(b"SCHILY.xattr.") {
+                if is_overlay_xattr(key) {
+                    return Err(Error::OverlayXattr {
+                        entry: path.to_owned(),
+                        name: String::from_utf8_lossy(key).into_owned(),
+                    });
+                }
                 xattrs.push((key.to_vec(), ext.value_bytes().to_vec()));
             }
         }

@@ -171,7 +171,7 @@ fn xattrs(path: &Path) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     for name in names.split(|b| *b == 0).filter(|n| !n.is_empty()) {
         // Overlay's own attributes are not part of the tree's content.
-        if name.starts_with(b"trusted.overlay.") || name.starts_with(b"user.overlay.") {
+        if crate::archive::is_overlay_xattr(name) {
             continue;
         }
         let Ok(cname) = CString::new(name) else {

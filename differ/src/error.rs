@@ -107,6 +107,21 @@ pub enum Error {
         /// The entry's path in the layer.
         entry: PathBuf,
     },
+    /// An entry carries one of overlayfs's own xattrs (`trusted.overlay.*`,
+    /// or `user.overlay.*` for unprivileged mounts): applied to an upper
+    /// directory it would forge an opaque directory, a whiteout or a
+    /// redirect to another layer's files. Whiteouts travel in a layer as
+    /// `.wh.` entries, never as these.
+    #[error(
+        "layer entry {}: refused xattr {name}: overlayfs's own attributes may not come from a layer",
+        quoted(entry)
+    )]
+    OverlayXattr {
+        /// The entry's path in the layer.
+        entry: PathBuf,
+        /// The xattr's name.
+        name: String,
+    },
     /// An entry of a type that is not applied (a GNU sparse file, say).
     #[error(
         "layer entry {}: unhandled tar header type {entry_type:?}",
@@ -367,6 +382,7 @@ impl KindError for Error {
             | Error::PathPrefix { .. }
             | Error::NulByte { .. }
             | Error::XattrNameNul { .. }
+            | Error::OverlayXattr { .. }
             | Error::UnsupportedEntryType { .. }
             | Error::MissingLinkTarget { .. }
             | Error::HardLinkToRoot { .. }

@@ -266,6 +266,37 @@ fn whiteouts_become_overlays_in_an_upper_dir() {
     assert!(dir.path().join("d/new").exists());
 }
 
+/// overlayfs reads its own xattrs from upper directories: a layer that set
+/// `trusted.overlay.opaque` would hide lower layers' files without a
+/// whiteout entry, and `trusted.overlay.redirect` would show another
+/// directory's content in its place. Such layers are refused by name.
+#[test]
+fn layers_may_not_set_overlayfs_xattrs() {
+    for name in [
+        "trusted.overlay.opaque",
+        "trusted.overlay.redirect",
+        "trusted.overlay.metacopy",
+        "user.overlay.opaque",
+    ] {
+        let dir = scratch();
+        let mut layer = Layer::new();
+        layer
+            .0
+            .append_pax_extensions([(format!("SCHILY.xattr.{name}").as_str(), &b"y"[..])])
+            .unwrap();
+        let layer = layer
+            .append(Layer::header(tar::EntryType::Directory, b"d", 0o755), b"")
+            .bytes();
+        let err = apply(dir.path(), &layer, Whiteouts::Overlay).unwrap_err();
+        assert_eq!(err.kind(), Kind::InvalidArgument, "{name}");
+        let message = err.to_string();
+        assert!(message.contains(name) && message.contains("\"d\""), "{message}");
+        if dir.path().join("d").exists() {
+            assert_eq!(xattr_of(&dir.path().join("d"), name), None, "{name} was set");
+        }
+    }
+}
+
 /// A sandbox: `root` to apply into, `outside` beside it holding a secret.
 struct Sandbox {
     _dir: tempfile::TempDir,

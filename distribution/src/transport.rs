@@ -122,12 +122,23 @@ fn authority(url: &str) -> &str {
     rest.split('/').next().unwrap_or(rest)
 }
 
+/// `scheme://host[:port]` of a URL, lower-cased. A registry's credentials
+/// and tokens go only to the origin they were given for: a redirect to
+/// another host, or from https down to http on the same one, gets none.
+fn origin(url: &str) -> String {
+    let scheme = url.split_once("://").map_or("http", |(s, _)| s);
+    format!("{}://{}", scheme, authority(url)).to_ascii_lowercase()
+}
+
 /// Resolves a `Location` header against the URL it answered.
 pub(crate) fn join_location(base: &str, location: &str) -> String {
     if location.starts_with("http://") || location.starts_with("https://") {
         return location.to_owned();
     }
     let (scheme, rest) = base.split_once("://").unwrap_or(("http", base));
+    if let Some(elsewhere) = location.strip_prefix("//") {
+        return format!("{scheme}://{elsewhere}");
+    }
     let host = rest.split('/').next().unwrap_or(rest);
     if location.starts_with('/') {
         format!("{scheme}://{host}{location}")
@@ -311,12 +322,13 @@ impl Transport {
     /// with backoff. Any other status is returned for the caller to judge.
     pub(crate) async fn send(&self, request: &Request) -> Result<http::Response<Incoming>> {
         let mut url = request.url.clone();
-        let origin = authority(&request.url).to_owned();
+        let home = origin(&request.url);
         let mut attempt = 0;
         let mut redirects = 0;
         let mut reauthenticated = false;
         loop {
             let host = authority(&url).to_owned();
+            let at_origin = origin(&url) == home;
             let uri: http::Uri = url.parse().map_err(|source| Error::InvalidUrl {
                 url: url.clone(),
                 source,
@@ -329,7 +341,7 @@ impl Transport {
             }
             // Credentials go only to the host they were given for, not to
             // the storage a blob redirects to.
-            if host == origin {
+            if at_origin {
                 if let Some(value) = self
                     .authorization(&host, &request.scope, &request.tls)
                     .await?
@@ -347,7 +359,7 @@ impl Transport {
             })?;
             // A redirect elsewhere (blob storage) is verified against the
             // system's roots only.
-            let tls = if host == origin {
+            let tls = if at_origin {
                 request.tls.clone()
             } else {
                 TlsOptions::default()
@@ -386,7 +398,7 @@ impl Transport {
                 Ok(Ok(response)) => response,
             };
             let status = response.status();
-            if status == StatusCode::UNAUTHORIZED && !reauthenticated && host == origin {
+            if status == StatusCode::UNAUTHORIZED && !reauthenticated && at_origin {
                 let challenge = response
                     .headers()
                     .get_all(header::WWW_AUTHENTICATE)
@@ -588,6 +600,27 @@ pub(crate) fn header_str<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_stay_with_their_origin() {
+        let registry = origin("https://Registry.example/v2/a/manifests/1");
+        assert_eq!(registry, "https://registry.example");
+        for (url, same) in [
+            ("https://registry.example/v2/a/blobs/sha256:1", true),
+            ("https://REGISTRY.example/v2/x", true),
+            // Downgraded to plain http on the same host: no credentials.
+            ("http://registry.example/v2/a/blobs/sha256:1", false),
+            ("https://registry.example:8443/v2/x", false),
+            ("https://storage.example/blob?sig=1", false),
+            ("https://registry.example.evil/v2/x", false),
+        ] {
+            assert_eq!(origin(url) == registry, same, "{url}");
+        }
+        assert_eq!(
+            join_location("https://registry.example/v2/a", "//cdn.example/b"),
+            "https://cdn.example/b"
+        );
+    }
 
     #[test]
     fn locations_join() {

@@ -3,6 +3,13 @@
 //! reaped by one loop, so no exit is lost or taken by the wrong waiter: a
 //! command is spawned under the same lock the loop reaps under, and its
 //! pid registered before the loop can see it exit.
+//!
+//! Pids are recycled by the kernel, so the reaper remembers none longer
+//! than it must: a watched process is forgotten once its exit is handed
+//! over, and an exit nobody watches (an orphan reparented to the shim) is
+//! kept only while a launch is under way, the one moment a container
+//! process can exit before its pid is known. Otherwise a new exec given an
+//! old pid would look exited the moment it started.
 
 use std::collections::HashMap;
 use std::process::{Command, Output, Stdio};
@@ -27,11 +34,14 @@ pub struct Exit {
 struct Inner {
     /// Commands waiting for their exit.
     commands: HashMap<i32, oneshot::Sender<i32>>,
-    /// Container processes and where their exits go.
+    /// Running container processes and where their exits go.
     processes: HashMap<i32, watch::Sender<Option<Exit>>>,
     /// Exits of processes nobody registered yet (a container process that
-    /// exits before its pid is read from runc's pid file).
+    /// exits before its pid is read from runc's pid file), kept while a
+    /// launch window is open.
     unclaimed: HashMap<i32, Exit>,
+    /// Launches under way (open [`ExitWindow`]s).
+    windows: usize,
 }
 
 /// The reaper.
@@ -65,13 +75,15 @@ impl Reaper {
                         status: code as u32,
                         at: SystemTime::now(),
                     };
-                    match inner.processes.get(&pid) {
+                    // The receiver keeps the value after the sender goes.
+                    match inner.processes.remove(&pid) {
                         Some(tx) => {
                             tx.send_replace(Some(exit));
                         }
-                        None => {
+                        None if inner.windows > 0 => {
                             inner.unclaimed.insert(pid, exit);
                         }
+                        None => {}
                     }
                 }
             }
@@ -135,7 +147,7 @@ impl Reaper {
     }
 
     /// Watches the exit of container process `pid` (which may already have
-    /// exited).
+    /// exited, if it did so inside an open [`ExitWindow`]).
     pub fn watch(&self, pid: i32) -> watch::Receiver<Option<Exit>> {
         let Ok(mut inner) = self.0.lock() else {
             return watch::channel(None).1;
@@ -143,10 +155,36 @@ impl Reaper {
         if let Some(tx) = inner.processes.get(&pid) {
             return tx.subscribe();
         }
-        let early = inner.unclaimed.remove(&pid);
-        let (tx, rx) = watch::channel(early);
+        if let Some(early) = inner.unclaimed.remove(&pid) {
+            return watch::channel(Some(early)).1;
+        }
+        let (tx, rx) = watch::channel(None);
         inner.processes.insert(pid, tx);
         rx
+    }
+
+    /// Opens a launch window: until the returned guard is dropped, exits
+    /// of processes nobody watches yet are kept for [`Reaper::watch`].
+    /// Hold it from before runc starts a process until its pid is watched.
+    pub fn window(&self) -> ExitWindow {
+        if let Ok(mut inner) = self.0.lock() {
+            inner.windows += 1;
+        }
+        ExitWindow(self.clone())
+    }
+}
+
+/// An open launch window of a [`Reaper`]; see [`Reaper::window`].
+pub struct ExitWindow(Reaper);
+
+impl Drop for ExitWindow {
+    fn drop(&mut self) {
+        if let Ok(mut inner) = (self.0).0.lock() {
+            inner.windows = inner.windows.saturating_sub(1);
+            if inner.windows == 0 {
+                inner.unclaimed.clear();
+            }
+        }
     }
 }
 
@@ -164,5 +202,85 @@ impl Reaper {
         }
         rx.await
             .map_err(|_| std::io::Error::other("command exit lost"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// `reap` takes any child of the test binary, so tests that spawn
+    /// children take turns.
+    static CHILDREN: Mutex<()> = Mutex::new(());
+
+    /// Reaps until `rx` sees an exit.
+    fn reap_until(reaper: &Reaper, rx: &watch::Receiver<Option<Exit>>) -> Exit {
+        for _ in 0..500 {
+            reaper.reap();
+            if let Some(exit) = *rx.borrow() {
+                return exit;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("no exit reaped");
+    }
+
+    fn spawn(code: i32) -> i32 {
+        let child = Command::new("sh")
+            .args(["-c", &format!("exit {code}")])
+            .spawn()
+            .expect("spawn sh");
+        child.id() as i32
+    }
+
+    #[test]
+    fn a_watched_pid_is_forgotten_once_its_exit_is_handed_over() {
+        let _turn = CHILDREN.lock();
+        let reaper = Reaper::default();
+        let pid = spawn(3);
+        let first = reaper.watch(pid);
+        assert_eq!(reap_until(&reaper, &first).status, 3);
+        // The kernel may hand the same pid to a new process: watching it
+        // again must not report the old exit.
+        let again = reaper.watch(pid);
+        assert_eq!(*again.borrow(), None, "a recycled pid looked exited");
+    }
+
+    #[test]
+    fn early_exits_are_kept_only_inside_a_launch_window() {
+        let _turn = CHILDREN.lock();
+        let reaper = Reaper::default();
+        // Inside a window: an exit before the watch is not lost.
+        let window = reaper.window();
+        let pid = spawn(4);
+        let mut early = None;
+        for _ in 0..500 {
+            reaper.reap();
+            if reaper.0.lock().map(|i| i.unclaimed.contains_key(&pid)).unwrap_or(false) {
+                early = Some(reaper.watch(pid));
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let early = early.expect("exit inside the window was not kept");
+        assert_eq!(early.borrow().map(|e| e.status), Some(4));
+        // An orphan reaped inside the window but never claimed is
+        // forgotten when the window closes.
+        let orphan = spawn(5);
+        for _ in 0..500 {
+            reaper.reap();
+            if reaper.0.lock().map(|i| i.unclaimed.contains_key(&orphan)).unwrap_or(false) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        drop(window);
+        assert_eq!(*reaper.watch(orphan).borrow(), None);
+        // Outside any window an unwatched exit is not kept at all.
+        let stray = spawn(6);
+        std::thread::sleep(Duration::from_millis(200));
+        reaper.reap();
+        assert_eq!(*reaper.watch(stray).borrow(), None);
     }
 }

@@ -299,7 +299,11 @@ impl Service {
                     break exit;
                 }
                 if reaped.changed().await.is_err() {
-                    return;
+                    // The reaper drops its sender once it has sent.
+                    match *reaped.borrow() {
+                        Some(exit) => break exit,
+                        None => return,
+                    }
                 }
             };
             to.send_replace(Some(exit));
@@ -441,6 +445,8 @@ impl Service {
                 ..Default::default()
             },
         });
+        // Held until the init's pid is watched: it may exit before that.
+        let _window = self.reaper.window();
         let created = if restore.is_some() {
             Ok((0, None))
         } else {
@@ -550,6 +556,7 @@ impl Service {
         let mut criu = restore.criu.clone();
         criu.terminal = terminal;
         let (id, bundle_ref, criu_ref) = (&self.id, &bundle, &criu);
+        let _window = self.reaper.window();
         let restored = self
             .launch(
                 true,
@@ -696,6 +703,7 @@ impl Service {
         let pid_file = bundle.join(format!("{exec_id}.pid"));
         std::fs::write(&process_file, &spec).map_err(|e| Error::io("write", &process_file, e))?;
         let (runc_ref, id, process, pid_path) = (&runc, &self.id, &process_file, &pid_file);
+        let _window = self.reaper.window();
         let execd = self
             .launch(
                 false,
