@@ -407,6 +407,66 @@ async fn the_first_listing_after_a_restart_has_every_running_task() {
     }
 }
 
+/// While the daemon is down its shims carry on alone: a container whose
+/// init exits then loses its execs too, the shim reaps both (its log fifo
+/// has no reader meanwhile, so every line it writes fails with EPIPE,
+/// which must cost the line, not the shim's exit handling), and both exits
+/// reach the subscribers of the restarted daemon.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exits_while_the_daemon_is_down_reach_subscribers_after_it_restarts() {
+    let mut f = fixture("downexit").await;
+    ok(f.ctr(&["run", "-d", &f.image, "brief", "sh", "-c", "sleep 3; exit 5"]));
+    let init = wait_status(&f, "brief", "RUNNING")[1].clone();
+    ok(f.ctr(&[
+        "tasks", "exec", "--detach", "--exec-id", "hang", "brief", "sleep", "1000",
+    ]));
+    let ps = ok(f.ctr(&["tasks", "ps", "brief"]));
+    let exec_pid = rows(&ps)
+        .into_iter()
+        .map(|r| r[0].clone())
+        .find(|p| *p != init && p.parse::<i32>().is_ok())
+        .unwrap_or_else(|| panic!("no exec in:\n{ps}"));
+
+    f.daemon.stop_with(nix::sys::signal::Signal::SIGKILL);
+    let gone = |pid: &str, within: Duration| {
+        let deadline = Instant::now() + within;
+        loop {
+            let state = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| s.rsplit(')').next().map(|r| r.trim_start().to_owned()));
+            if state.is_none_or(|s| s.starts_with('Z')) {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    assert!(gone(&init, Duration::from_secs(20)), "the init never exited");
+    assert!(
+        gone(&exec_pid, Duration::from_secs(10)),
+        "the exec outlived its init while the daemon was down"
+    );
+
+    f.daemon.spawn(&[]);
+    let seen = events_until(events(&f), "\"id\":\"hang\"");
+    let exits: Vec<&str> = seen.lines().filter(|l| l.contains("/tasks/exit")).collect();
+    assert!(
+        exits
+            .iter()
+            .any(|l| l.contains("\"id\":\"brief\"") && l.contains("\"exit_status\":5")),
+        "no exit of the init after the restart:\n{seen}"
+    );
+    assert!(
+        exits.iter().any(|l| l.contains("\"id\":\"hang\"")),
+        "no exit of the exec after the restart:\n{seen}"
+    );
+    wait_status(&f, "brief", "STOPPED");
+    ok(f.ctr(&["tasks", "rm", "brief"]));
+    ok(f.ctr(&["containers", "rm", "brief"]));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_shim_reports_its_task_exited_and_is_cleaned_up() {
     let f = fixture("deadshim").await;

@@ -12,6 +12,22 @@
 //!   child subreaper of the container, publishing events to
 //!   `TTRPC_ADDRESS`.
 
+/// Writes a line to the shim's log: its stderr, the bundle's `log` fifo
+/// the daemon reads. While the daemon is down that fifo has no reader and a
+/// write fails with EPIPE; that must cost the line, never the shim, so no
+/// `eprintln!` (which panics on a failed write) anywhere in it.
+macro_rules! log {
+    ($($arg:tt)*) => {
+        $crate::log_line(format_args!($($arg)*))
+    };
+}
+
+/// See [`log!`].
+pub(crate) fn log_line(line: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 mod error;
 mod events;
 mod io;
@@ -183,7 +199,7 @@ fn delete(args: &Args) -> Result<()> {
             source,
         })?;
     if !out.status.success() {
-        eprintln!(
+        log!(
             "runc delete {}: {}",
             args.id,
             String::from_utf8_lossy(&out.stderr).trim()
@@ -291,7 +307,7 @@ fn serve(args: Args) -> Result<()> {
             }
         });
         let ttrpc_address = std::env::var("TTRPC_ADDRESS").unwrap_or_default();
-        let publisher = Arc::new(events::Publisher::new(&ttrpc_address, namespace.clone()));
+        let publisher = events::Publisher::new(&ttrpc_address, &args.address, namespace.clone());
         let listener = tokio::net::UnixListener::bind(&socket)
             .map_err(|e| Error::io("listen on", &socket, e))?;
         let service = service::Service::new(
@@ -331,7 +347,7 @@ fn main() {
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("containerd-shim-runc-v2: {e}");
+            log!("containerd-shim-runc-v2: {e}");
             std::process::exit(1);
         }
     };
@@ -344,7 +360,7 @@ fn main() {
         None => serve(args),
     };
     if let Err(e) = result {
-        eprintln!("containerd-shim-runc-v2: {e}");
+        log!("containerd-shim-runc-v2: {e}");
         std::process::exit(1);
     }
 }

@@ -210,7 +210,7 @@ impl Service {
     pub fn exit_if_unused(&self) {
         let created = self.container.lock().map(|c| c.is_some()).unwrap_or(true);
         if !created && !self.ever_created.load(std::sync::atomic::Ordering::SeqCst) {
-            eprintln!("shim: no task created within the idle limit; exiting");
+            log!("shim: no task created within the idle limit; exiting");
             self.remove_socket();
             self.shutdown.notify_one();
         }
