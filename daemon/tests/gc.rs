@@ -238,3 +238,58 @@ async fn a_blob_being_ingested_under_a_lease_survives_collections() {
     assert!(err.is_not_found(), "{err}");
     assert!(err.message().contains("nosuch"), "{err}");
 }
+
+/// A crash leaves snapshot files behind: a `new-*` tree mid-prepare, an
+/// `rm-*` tree mid-remove, a directory whose record never landed. The
+/// collection after start-up, and every collection, removes them and
+/// nothing a snapshot owns.
+#[tokio::test]
+async fn snapshot_files_a_crash_left_go_at_start_up_and_with_each_collection() {
+    let mut daemon = tokio::task::spawn_blocking(Daemon::start).await.unwrap();
+    let ctr = debian_ctr();
+    ok(daemon.ctr(&ctr, &["-n", NS, "snapshots", "prepare", "kept", ""]));
+    let snapshots = daemon
+        .dir
+        .path()
+        .join("root/io.containerd.snapshotter.v1.overlayfs/snapshots");
+    let owned: Vec<_> = std::fs::read_dir(&snapshots)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(owned.len(), 1, "{owned:?}");
+    let plant = || {
+        for name in ["new-9001", "rm-9002", "9003"] {
+            let fs = snapshots.join(name).join("fs/usr/bin");
+            std::fs::create_dir_all(&fs).unwrap();
+            std::fs::write(fs.join("leftover"), b"x").unwrap();
+        }
+    };
+    let left = || -> Vec<_> {
+        let mut names: Vec<_> = std::fs::read_dir(&snapshots)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        names
+    };
+
+    plant();
+    collect(&daemon);
+    assert_eq!(left(), owned, "a collection left crash leftovers");
+
+    daemon.stop_with(nix::sys::signal::Signal::SIGKILL);
+    plant();
+    daemon.spawn(&[]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while left() != owned {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "start-up left crash leftovers: {:?}",
+            left()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let listed = ok(daemon.ctr(&ctr, &["-n", NS, "snapshots", "ls"]));
+    assert!(listed.contains("kept"), "{listed}");
+    ok(daemon.ctr(&ctr, &["-n", NS, "snapshots", "rm", "kept"]));
+}

@@ -134,7 +134,8 @@ impl NamespacedSnapshots {
 
     /// Removes the backend snapshots no record names — what a collection
     /// left after removing records, and what a crash between a backend call
-    /// and its record left — children before their parents. Each backend's
+    /// and its record left — children before their parents, then asks each
+    /// backend to clean up files no snapshot owns. Each backend's
     /// lock is held meanwhile, so no snapshot being created is taken.
     /// Returns how many went.
     pub async fn sweep(&self) -> Result<usize> {
@@ -175,6 +176,19 @@ impl NamespacedSnapshots {
                     break;
                 }
                 pending = parents;
+            }
+            // Then the files no snapshot owns: a crash mid-prepare leaves a
+            // `new-*` tree, one mid-remove an `rm-*` tree, a SIGKILL a
+            // snapshot directory whose record never landed. The first
+            // collection runs just after start-up, so they go then too.
+            match backend.snapshotter.cleanup().await {
+                Ok(()) => {}
+                Err(err) if err.kind() == crated_core::Kind::NotImplemented => {}
+                Err(err) => tracing::warn!(
+                    snapshotter = backend.name,
+                    error = %err,
+                    "clean up snapshot directories"
+                ),
             }
         }
         Ok(removed)

@@ -29,6 +29,13 @@ impl Dirs {
     }
 }
 
+/// Makes the entries of directory `dir` (a rename into it) durable.
+fn sync_dir(dir: &Path) -> Result<()> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io("sync", dir, e).into())
+}
+
 /// How one kind of snapshotter makes, mounts and measures a snapshot's
 /// files. Called on blocking threads.
 pub trait Layout: Send + Sync + 'static {
@@ -81,12 +88,19 @@ impl<L: Layout> DirSnapshotter<L> {
                 .map_err(|e| Error::io("chmod", dir, e))?;
         }
         let meta = MetaStore::open(&root.join("metadata.sled"))?;
+        let inner = Inner {
+            layout,
+            dirs: Dirs { snapshots },
+            meta,
+        };
+        // What a crash left (`new-*`, `rm-*`, a tree whose record never
+        // landed) goes before anything is served; one that cannot be
+        // removed is reported and retried by the next cleanup, not fatal.
+        if let Err(err) = inner.cleanup() {
+            tracing::warn!(root = %root.display(), error = %err, "cleaning up snapshot directories");
+        }
         Ok(Self {
-            inner: Arc::new(Inner {
-                layout,
-                dirs: Dirs { snapshots },
-                meta,
-            }),
+            inner: Arc::new(inner),
         })
     }
 
@@ -128,6 +142,8 @@ impl<L: Layout> Inner<L> {
             .and_then(|()| {
                 fs::rename(&staging, &dir).map_err(|e| Error::io("rename", &staging, e).into())
             })
+            // The rename durable before the record that names its result.
+            .and_then(|()| sync_dir(&self.dirs.snapshots))
             .and_then(|()| Ok(change.apply()?));
         if let Err(err) = built {
             for path in [&staging, &dir] {
