@@ -48,6 +48,7 @@ impl WalkingDiffer {
         std::fs::create_dir_all(scratch).map_err(io("create"))?;
         std::fs::set_permissions(scratch, std::fs::Permissions::from_mode(0o700))
             .map_err(io("chmod"))?;
+        reclaim_scratch(scratch);
         Ok(Self {
             store,
             scratch: scratch.to_owned(),
@@ -249,6 +250,25 @@ impl Applier for WalkingDiffer {
             size,
             annotations: BTreeMap::new(),
         })
+    }
+}
+
+/// Unmounts and removes the mount points a daemon killed mid-apply or
+/// mid-diff left in `scratch`. Only empty directories are removed, so a
+/// tree that would not unmount is never deleted through its mount.
+fn reclaim_scratch(scratch: &Path) {
+    let Ok(entries) = std::fs::read_dir(scratch) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if let Err(err) = crated_core::mount::unmount_all(&path) {
+            tracing::warn!(path = %path.display(), error = %err, "unmount a leftover scratch mount");
+            continue;
+        }
+        if let Err(err) = std::fs::remove_dir(&path) {
+            tracing::warn!(path = %path.display(), error = %err, "remove a leftover scratch mount point");
+        }
     }
 }
 

@@ -612,3 +612,34 @@ fn missing_parents_are_made_through_symlinks_that_stay_inside() {
     apply(dir.path(), &layer, Whiteouts::Delete).unwrap();
     assert_eq!(fs::read(dir.path().join("c/made/f")).unwrap(), b"inside");
 }
+
+/// A daemon killed mid-apply leaves a layer's mounts under the scratch
+/// directory; the next differ unmounts them and removes the mount points
+/// (and leaves the mounted tree's files alone).
+#[tokio::test]
+async fn scratch_mounts_a_killed_daemon_left_are_unmounted_at_start() {
+    let (dir, store, _ns, _digest) = store_with(b"").await;
+    let scratch = dir.path().join("mounts");
+    let rootfs = dir.path().join("rootfs");
+    fs::create_dir_all(&rootfs).unwrap();
+    fs::write(rootfs.join("kept"), b"k").unwrap();
+    let stuck = scratch.join("apply-left");
+    let empty = scratch.join("diff-left");
+    fs::create_dir_all(&stuck).unwrap();
+    fs::create_dir_all(&empty).unwrap();
+    // Stacked twice, as a retried apply could leave it; kept as if the
+    // daemon died before unmounting.
+    let bind = [Mount::bind(rootfs.display().to_string(), false)];
+    crated_core::mount::mount_all(&bind, &stuck).unwrap().keep();
+    crated_core::mount::mount_all(&bind, &stuck).unwrap().keep();
+    assert!(crated_core::mount::is_mountpoint(&stuck).unwrap());
+
+    let _differ = WalkingDiffer::new(store, &scratch).unwrap();
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mountinfo.contains(&stuck.display().to_string()),
+        "still mounted:\n{mountinfo}"
+    );
+    assert_eq!(fs::read_dir(&scratch).unwrap().count(), 0, "mount points left");
+    assert_eq!(fs::read(rootfs.join("kept")).unwrap(), b"k");
+}
