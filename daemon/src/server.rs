@@ -14,12 +14,19 @@ use crated_services::introspection::{REVISION, VERSION};
 use crate::config::Config;
 use crate::{builtins, socket};
 
-fn create_dir(path: &Path, what: &str) -> anyhow::Result<()> {
+/// Creates the top-level directory `path` with `mode`, and narrows an
+/// existing one to it: the root holds every image's content and every
+/// snapshot, and (as Debian's containerd 1.6) nobody else walks into it;
+/// the state dir stays searchable (0711) for the paths containers need.
+fn create_dir(path: &Path, what: &str, mode: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
     std::fs::DirBuilder::new()
         .recursive(true)
-        .mode(0o711)
+        .mode(mode)
         .create(path)
-        .with_context(|| format!("create {what} directory {}", path.display()))
+        .with_context(|| format!("create {what} directory {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("chmod {what} directory {}", path.display()))
 }
 
 /// Sets the daemon's own OOM score adjustment, as containerd does.
@@ -130,8 +137,8 @@ pub struct Loaded {
 pub async fn load(config: &Config) -> anyhow::Result<Loaded> {
     warn_unsupported(config);
     close_inherited_on_exec();
-    create_dir(&config.root, "root")?;
-    create_dir(&config.state, "state")?;
+    create_dir(&config.root, "root", 0o700)?;
+    create_dir(&config.state, "state", 0o711)?;
     set_oom_score(config.oom_score)?;
     // Not a child subreaper (as containerd): shims daemonise and are
     // reaped by init; the daemon only waits for the processes it spawns.

@@ -415,10 +415,25 @@ async fn the_first_listing_after_a_restart_has_every_running_task() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exits_while_the_daemon_is_down_reach_subscribers_after_it_restarts() {
     let mut f = fixture("downexit").await;
-    ok(f.ctr(&["run", "-d", &f.image, "brief", "sh", "-c", "sleep 3; exit 5"]));
+    ok(f.ctr(&[
+        "run",
+        "-d",
+        &f.image,
+        "brief",
+        "sh",
+        "-c",
+        "sleep 3; exit 5",
+    ]));
     let init = wait_status(&f, "brief", "RUNNING")[1].clone();
     ok(f.ctr(&[
-        "tasks", "exec", "--detach", "--exec-id", "hang", "brief", "sleep", "1000",
+        "tasks",
+        "exec",
+        "--detach",
+        "--exec-id",
+        "hang",
+        "brief",
+        "sleep",
+        "1000",
     ]));
     let ps = ok(f.ctr(&["tasks", "ps", "brief"]));
     let exec_pid = rows(&ps)
@@ -443,7 +458,10 @@ async fn exits_while_the_daemon_is_down_reach_subscribers_after_it_restarts() {
             std::thread::sleep(Duration::from_millis(100));
         }
     };
-    assert!(gone(&init, Duration::from_secs(20)), "the init never exited");
+    assert!(
+        gone(&init, Duration::from_secs(20)),
+        "the init never exited"
+    );
     assert!(
         gone(&exec_pid, Duration::from_secs(10)),
         "the exec outlived its init while the daemon was down"

@@ -45,7 +45,10 @@ impl WalkingDiffer {
                 source,
             }
         };
-        std::fs::create_dir_all(scratch).map_err(io("create"))?;
+        // Parents made here too are 0700 (the plugin's state directory).
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(scratch)
+            .map_err(io("create"))?;
         std::fs::set_permissions(scratch, std::fs::Permissions::from_mode(0o700))
             .map_err(io("chmod"))?;
         reclaim_scratch(scratch);

@@ -290,9 +290,16 @@ fn layers_may_not_set_overlayfs_xattrs() {
         let err = apply(dir.path(), &layer, Whiteouts::Overlay).unwrap_err();
         assert_eq!(err.kind(), Kind::InvalidArgument, "{name}");
         let message = err.to_string();
-        assert!(message.contains(name) && message.contains("\"d\""), "{message}");
+        assert!(
+            message.contains(name) && message.contains("\"d\""),
+            "{message}"
+        );
         if dir.path().join("d").exists() {
-            assert_eq!(xattr_of(&dir.path().join("d"), name), None, "{name} was set");
+            assert_eq!(
+                xattr_of(&dir.path().join("d"), name),
+                None,
+                "{name} was set"
+            );
         }
     }
 }
@@ -640,6 +647,10 @@ async fn scratch_mounts_a_killed_daemon_left_are_unmounted_at_start() {
         !mountinfo.contains(&stuck.display().to_string()),
         "still mounted:\n{mountinfo}"
     );
-    assert_eq!(fs::read_dir(&scratch).unwrap().count(), 0, "mount points left");
+    assert_eq!(
+        fs::read_dir(&scratch).unwrap().count(),
+        0,
+        "mount points left"
+    );
     assert_eq!(fs::read(rootfs.join("kept")).unwrap(), b"k");
 }

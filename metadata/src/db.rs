@@ -8,6 +8,7 @@
 //! nothing into the tree: a failed call leaves no partial records.
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -91,11 +92,16 @@ impl Db {
     /// this process ([`Error::StillOpen`]).
     pub fn open(root: &Path) -> Result<Self, Error> {
         let path = root.join(DIR_NAME);
-        std::fs::create_dir_all(&path).map_err(|source| Error::Io {
-            op: "create metadata directory",
-            path: path.clone(),
-            source,
-        })?;
+        // As containerd's bolt directory: searchable, not listable.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o711)
+            .create(&path)
+            .map_err(|source| Error::Io {
+                op: "create metadata directory",
+                path: path.clone(),
+                source,
+            })?;
         // sled locks its files too, but reports a busy lock as an opaque
         // i/o error; our own lock, taken first, gives a clear one.
         let lock_path = path.join("crated.lock");

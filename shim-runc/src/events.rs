@@ -19,7 +19,6 @@ use crated_core::Namespace;
 use prost::Message;
 use tokio::sync::Mutex;
 
-
 /// Events kept for a daemon that is away; beyond this the oldest go (a
 /// daemon that comes back rebuilds task state from the shim anyway).
 const BACKLOG_LIMIT: usize = 1024;

@@ -259,7 +259,12 @@ mod tests {
         let mut early = None;
         for _ in 0..500 {
             reaper.reap();
-            if reaper.0.lock().map(|i| i.unclaimed.contains_key(&pid)).unwrap_or(false) {
+            if reaper
+                .0
+                .lock()
+                .map(|i| i.unclaimed.contains_key(&pid))
+                .unwrap_or(false)
+            {
                 early = Some(reaper.watch(pid));
                 break;
             }
@@ -272,7 +277,12 @@ mod tests {
         let orphan = spawn(5);
         for _ in 0..500 {
             reaper.reap();
-            if reaper.0.lock().map(|i| i.unclaimed.contains_key(&orphan)).unwrap_or(false) {
+            if reaper
+                .0
+                .lock()
+                .map(|i| i.unclaimed.contains_key(&orphan))
+                .unwrap_or(false)
+            {
                 break;
             }
             std::thread::sleep(Duration::from_millis(10));

@@ -20,11 +20,17 @@ pub type Btrfs = DirSnapshotter<BtrfsLayout>;
 /// filesystem ([`Error::NotBtrfs`] otherwise, a FailedPrecondition with
 /// containerd's message, which skips the plugin).
 pub fn open(root: &Path) -> Result<Btrfs, Error> {
-    std::fs::create_dir_all(root).map_err(|source| Error::Io {
-        op: "create",
-        path: root.to_owned(),
-        source,
-    })?;
+    use std::os::unix::fs::DirBuilderExt as _;
+    // 0700 as every snapshotter's root, even when btrfs is not there.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(root)
+        .map_err(|source| Error::Io {
+            op: "create",
+            path: root.to_owned(),
+            source,
+        })?;
     let fs = statfs(root).map_err(|source| Error::Statfs {
         path: root.to_owned(),
         source,
