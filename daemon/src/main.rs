@@ -44,6 +44,15 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Check a stopped daemon's root and state against each other: records
+    /// whose blobs or snapshots are gone, files and snapshots nothing
+    /// records, bundles and mounts of no container. Exit status as
+    /// fsck(8): 0 clean, 1 all repaired, 4 problems left, 8 failed.
+    Fsck {
+        /// Repair what is safe to repair, and say what was done.
+        #[arg(long)]
+        repair: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -113,6 +122,24 @@ fn main() -> ExitCode {
             Some(Command::Config {
                 command: ConfigCommand::Dump,
             }) => print_toml(&effective(&cli)?),
+            Some(Command::Fsck { repair }) => {
+                let config = effective(&cli)?;
+                let options = crated_fsck::Options {
+                    root: config.root.clone(),
+                    state: config.state.clone(),
+                    repair: *repair,
+                };
+                match crated_fsck::check(&options) {
+                    Ok(report) => {
+                        print!("{report}");
+                        std::process::exit(report.exit_code());
+                    }
+                    Err(err) => {
+                        eprintln!("crated fsck: {err}");
+                        std::process::exit(8);
+                    }
+                }
+            }
             None => {
                 let config = effective(&cli)?;
                 let level = logging::parse_level(&config.debug.level)?;

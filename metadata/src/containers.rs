@@ -14,6 +14,13 @@ use crate::{keys, Db, Error};
 
 pub(crate) const KIND: &str = "containers";
 
+/// The snapshotter and snapshot key a stored container record (`what`,
+/// for errors) names.
+pub(crate) fn snapshot_of(what: &str, raw: &[u8]) -> Result<(String, String), Error> {
+    let record: Record = decode(what, raw)?;
+    Ok((record.snapshotter, record.snapshot_key))
+}
+
 #[derive(Serialize, Deserialize)]
 struct Record {
     labels: BTreeMap<String, String>,

@@ -38,6 +38,11 @@ struct Record {
     updated_ns: u64,
 }
 
+/// The backend key a stored snapshot record (`what`, for errors) names.
+pub(crate) fn backend_key_of(what: &str, raw: &[u8]) -> Result<String, crate::Error> {
+    Ok(decode::<Record>(what, raw)?.backend_key)
+}
+
 /// The labels a backend sees, as containerd's `FilterInheritedLabels`: the
 /// target reference and `containerd.io/snapshot/…` (remote snapshotters
 /// read them); the rest live in the records here.
