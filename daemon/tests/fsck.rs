@@ -11,63 +11,14 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{debian_ctr, ok, workspace_bin, Daemon};
-
-/// A daemon whose namespace is emptied when the test ends, pass or fail.
-struct Guard {
-    daemon: Daemon,
-    ns: String,
-}
-
-impl Guard {
-    fn ctr(&self, args: &[&str]) -> std::process::Output {
-        let mut full = vec!["-n", self.ns.as_str()];
-        full.extend_from_slice(args);
-        self.daemon.ctr(&debian_ctr(), &full)
-    }
-
-    /// `crated fsck` on the daemon's config: exit code and output.
-    fn fsck(&self, repair: bool) -> (i32, String) {
-        let mut cmd = Command::new(workspace_bin("crated"));
-        cmd.arg("--config").arg(&self.daemon.config).arg("fsck");
-        if repair {
-            cmd.arg("--repair");
-        }
-        let out = cmd.output().unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        )
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if !self.daemon.is_running() {
-            self.daemon.spawn(&[]);
-        }
-        let tasks = self.ctr(&["tasks", "ls", "-q"]);
-        for id in String::from_utf8_lossy(&tasks.stdout).split_whitespace() {
-            let _ = self.ctr(&["tasks", "kill", "-s", "SIGKILL", id]);
-            let _ = self.ctr(&["tasks", "rm", "-f", id]);
-        }
-        let containers = self.ctr(&["containers", "ls", "-q"]);
-        for id in String::from_utf8_lossy(&containers.stdout).split_whitespace() {
-            let _ = self.ctr(&["containers", "rm", id]);
-        }
-        let _ = std::fs::remove_dir(format!("/run/containerd/runc/{}", self.ns));
-    }
-}
+use common::owned::OwnedDaemon;
+use common::{ok, Daemon};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fsck_finds_and_repairs_what_a_crash_leaves() {
     let (_registry, image) = common::registry_with_busybox().await;
     let daemon = tokio::task::spawn_blocking(Daemon::start).await.unwrap();
-    let mut g = Guard {
+    let mut g = OwnedDaemon {
         daemon,
         ns: format!("fsck-{}", std::process::id()),
     };

@@ -129,4 +129,6 @@ async fn another_user_reaches_no_more_than_of_containerd() {
         let _ = ctr(&["-n", &ns, "tasks", "rm", "-f", "exposed"]);
         let _ = ctr(&["-n", &ns, "containers", "rm", "exposed"]);
     }
+    // runc's state dir of containerd's namespace (ours goes with the guard).
+    let _ = std::fs::remove_dir(format!("/run/containerd/runc/{cns}"));
 }

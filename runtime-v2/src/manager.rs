@@ -204,6 +204,12 @@ impl TaskManager {
         let started = async {
             let log = open_log(&bundle)?;
             let options = opts.options.clone().map(|o| any_to_pb(o).encode_to_vec());
+            // Before the shim starts: a daemon killed while it starts
+            // leaves a bundle that the next one recognises as a shim's (and
+            // shuts that shim down) rather than as an empty one.
+            let binary_path = bundle.path.join("shim-binary-path");
+            std::fs::write(&binary_path, binary.as_os_str().as_encoded_bytes())
+                .map_err(|e| Error::io("write", binary_path, e))?;
             let address = match command.start(&bundle, options).await {
                 Ok(address) => address,
                 Err(err) => {
@@ -211,9 +217,6 @@ impl TaskManager {
                     return Err(err);
                 }
             };
-            let binary_path = bundle.path.join("shim-binary-path");
-            std::fs::write(&binary_path, binary.as_os_str().as_encoded_bytes())
-                .map_err(|e| Error::io("write", binary_path, e))?;
             Shim::connect(bundle.clone(), address, command.clone(), Some(log)).await
         }
         .await;
@@ -470,6 +473,26 @@ impl TaskManager {
         };
         match connected {
             Ok(shim) => {
+                // A shim without a task: the last daemon died after the
+                // task's Delete and before the shim's Shutdown, or between
+                // starting the shim and its Create. Finish what it began,
+                // or the shim would wait forever for a daemon that does
+                // not know it.
+                if let Err(e) = shim.list_state().await {
+                    // A shim that stays (its socket kept) is still creating
+                    // the task the last daemon asked for: it is served
+                    // like any other, and lists the task once created.
+                    if e.is_not_found() {
+                        shim.shutdown().await;
+                        if !shim.socket_exists() {
+                            tracing::info!(namespace = %ns, id, "shim served no task: shut down");
+                            if let Err(e) = bundle.delete() {
+                                tracing::warn!(id, error = %e, "remove bundle");
+                            }
+                            return;
+                        }
+                    }
+                }
                 tracing::info!(namespace = %ns, id, "reconnected to shim");
                 if let Ok(mut tasks) = self.tasks.lock() {
                     tasks.insert(key(&ns, &id), shim.clone());

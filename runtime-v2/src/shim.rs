@@ -481,6 +481,12 @@ impl Shim {
         .map_err(Into::into)
     }
 
+    /// Whether the shim's socket file is still there: a shim that decides
+    /// to exit removes it first.
+    pub fn socket_exists(&self) -> bool {
+        std::path::Path::new(self.address.trim_start_matches("unix://")).exists()
+    }
+
     /// `Shutdown`: the shim exits once it serves no task. Its connection
     /// closing is the expected answer.
     pub async fn shutdown(&self) {

@@ -103,6 +103,19 @@ pub struct Service {
     socket_ino: Option<u64>,
     /// Whether a task was ever created here.
     ever_created: std::sync::atomic::AtomicBool,
+    /// A `Create` is under way: the task is not there yet, but a
+    /// `Shutdown` (from a daemon recovering after a crash mid-create) must
+    /// not leave runc's container without its shim.
+    creating: std::sync::atomic::AtomicBool,
+}
+
+/// Clears [`Service::creating`] when the `Create` ends, however it ends.
+struct Creating<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for Creating<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// criu's work dir: the `CriuWorkPath` option, else `criu-work` in the
@@ -142,6 +155,20 @@ fn keep_criu_log(work: &std::path::Path, log: &str, bundle: &std::path::Path) ->
 /// The ttrpc status of an error: its kind's code and its message.
 fn err(e: Error) -> ttrpc::Error {
     e.into()
+}
+
+/// Runs `work` as a task of its own and waits for it. ttrpc drops a
+/// handler's future when its connection goes (a daemon killed mid-call):
+/// a change half made (runc's container created but not yet recorded
+/// here, so no later Shutdown knows of it) would lose its owner.
+/// Detached, the change completes either way; only the answer is lost.
+async fn to_completion<T: Send + 'static>(
+    work: impl std::future::Future<Output = Result<T>> + Send + 'static,
+) -> ttrpc::Result<T> {
+    match tokio::spawn(work).await {
+        Ok(done) => done.map_err(err),
+        Err(e) => Err(ttrpc::Error::Others(format!("shim call failed: {e}"))),
+    }
 }
 
 /// The runc runtime options of a Create (defaults when absent).
@@ -203,12 +230,14 @@ impl Service {
                 .ok(),
             socket,
             ever_created: std::sync::atomic::AtomicBool::new(false),
+            creating: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
     /// Shuts down if no task was ever created (see `IDLE_LIMIT`).
     pub fn exit_if_unused(&self) {
-        let created = self.container.lock().map(|c| c.is_some()).unwrap_or(true);
+        let created = self.container.lock().map(|c| c.is_some()).unwrap_or(true)
+            || self.creating.load(std::sync::atomic::Ordering::SeqCst);
         if !created && !self.ever_created.load(std::sync::atomic::Ordering::SeqCst) {
             log!("shim: no task created within the idle limit; exiting");
             self.remove_socket();
@@ -407,9 +436,14 @@ impl Service {
         self: &Arc<Self>,
         req: pb::CreateTaskRequest,
     ) -> Result<pb::CreateTaskResponse> {
-        if self.container.lock().map(|c| c.is_some()).unwrap_or(true) {
+        if self.container.lock().map(|c| c.is_some()).unwrap_or(true)
+            || self
+                .creating
+                .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
             return Err(Error::AlreadyCreated { id: req.id });
         }
+        let _creating = Creating(&self.creating);
         let bundle = PathBuf::from(&req.bundle);
         let options = runc_options(req.options.as_ref());
         let runc = runc_for(
@@ -891,7 +925,8 @@ impl Task for ServiceHandle {
         _: &TtrpcContext,
         req: pb::CreateTaskRequest,
     ) -> ttrpc::Result<pb::CreateTaskResponse> {
-        self.0.create_task(req).await.map_err(err)
+        let s = Arc::clone(&self.0);
+        to_completion(async move { s.create_task(req).await }).await
     }
 
     async fn start(
@@ -899,7 +934,8 @@ impl Task for ServiceHandle {
         _: &TtrpcContext,
         req: pb::StartRequest,
     ) -> ttrpc::Result<pb::StartResponse> {
-        self.0.start_process(&req.exec_id).await.map_err(err)
+        let s = Arc::clone(&self.0);
+        to_completion(async move { s.start_process(&req.exec_id).await }).await
     }
 
     async fn delete(
@@ -907,7 +943,8 @@ impl Task for ServiceHandle {
         _: &TtrpcContext,
         req: pb::DeleteRequest,
     ) -> ttrpc::Result<pb::DeleteResponse> {
-        self.0.delete_process(&req.exec_id).await.map_err(err)
+        let s = Arc::clone(&self.0);
+        to_completion(async move { s.delete_process(&req.exec_id).await }).await
     }
 
     async fn pids(
@@ -926,11 +963,13 @@ impl Task for ServiceHandle {
     }
 
     async fn pause(&self, _: &TtrpcContext, _req: pb::PauseRequest) -> ttrpc::Result<()> {
-        self.0.set_paused(true).await.map_err(err)
+        let s = Arc::clone(&self.0);
+        to_completion(async move { s.set_paused(true).await }).await
     }
 
     async fn resume(&self, _: &TtrpcContext, _req: pb::ResumeRequest) -> ttrpc::Result<()> {
-        self.0.set_paused(false).await.map_err(err)
+        let s = Arc::clone(&self.0);
+        to_completion(async move { s.set_paused(false).await }).await
     }
 
     async fn checkpoint(
@@ -938,7 +977,8 @@ impl Task for ServiceHandle {
         _: &TtrpcContext,
         req: pb::CheckpointTaskRequest,
     ) -> ttrpc::Result<()> {
-        self.0.checkpoint_task(req).await.map_err(err)
+        let s = Arc::clone(&self.0);
+        to_completion(async move { s.checkpoint_task(req).await }).await
     }
 
     async fn kill(&self, _: &TtrpcContext, req: pb::KillRequest) -> ttrpc::Result<()> {
@@ -1125,7 +1165,8 @@ impl Task for ServiceHandle {
             .container
             .lock()
             .map(|c| c.is_some())
-            .unwrap_or(false);
+            .unwrap_or(false)
+            || self.0.creating.load(std::sync::atomic::Ordering::SeqCst);
         if !alive {
             self.0.remove_socket();
             self.0.shutdown.notify_one();

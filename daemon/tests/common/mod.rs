@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod blobs;
+pub mod owned;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
