@@ -281,6 +281,18 @@ pub enum Error {
         /// Its media type.
         media_type: String,
     },
+    /// Indexes nested deeper than a pull follows.
+    #[error(
+        "{reference}: index {digest} is nested more than {limit} indexes deep; refusing to follow"
+    )]
+    IndexTooDeep {
+        /// The reference pulled.
+        reference: String,
+        /// The index past the limit.
+        digest: Digest,
+        /// The limit.
+        limit: usize,
+    },
     /// An index with no manifest for the platforms pulled.
     #[error("{reference}: no match for platform in manifest {digest}: not found")]
     NoPlatformMatch {
@@ -861,6 +873,7 @@ impl KindError for Error {
             | Error::NoSnapshotToInclude { .. } => Kind::FailedPrecondition,
 
             Error::UnpullableMediaType { .. } => Kind::NotImplemented,
+            Error::IndexTooDeep { .. } => Kind::InvalidArgument,
 
             Error::Blocking { .. } | Error::Encode { .. } | Error::InstallLayerIndex { .. } => {
                 Kind::Unknown

@@ -88,6 +88,11 @@ pub struct Pulled {
     pub chain_id: Option<Digest>,
 }
 
+/// How many indexes deep a pull follows. Real images nest one or two (an
+/// index of platforms, sometimes inside an index of variants); a registry
+/// serving a chain of thousands is hostile, each level a fetch.
+pub const MAX_INDEX_DEPTH: usize = 8;
+
 /// containerd's ingest ref for a blob: `<kind>-<digest>`, so a pull by
 /// containerd's client and ours resume each other's downloads.
 pub fn ingest_ref(node: &Node) -> String {
@@ -148,14 +153,23 @@ async fn pull_leased(
     // Manifests and indexes first, one by one (they are small and say
     // what else to fetch), then every config and layer in parallel.
     let root = descriptor_node(&name, &target)?;
-    let mut stack = vec![root.clone()];
+    // Each entry with how many indexes lead to it.
+    let mut stack = vec![(root.clone(), 0usize)];
     let mut blobs: Vec<(Node, Labels)> = Vec::new();
     let mut seen = HashSet::new();
-    while let Some(node) = stack.pop() {
+    while let Some((node, depth)) = stack.pop() {
         if !seen.insert(node.digest.clone()) {
             continue;
         }
         let is_index = media_types::is_index(&node.media_type);
+        if is_index && depth >= MAX_INDEX_DEPTH {
+            return Err(Error::IndexTooDeep {
+                reference: name,
+                digest: node.digest,
+                limit: MAX_INDEX_DEPTH,
+            }
+            .into());
+        }
         if !is_index && !media_types::is_manifest(&node.media_type) {
             return Err(Error::UnpullableMediaType {
                 reference: name,
@@ -196,7 +210,7 @@ async fn pull_leased(
                 .into());
             }
             labels = crate::child_gc_labels(true, manifests.iter().chain(&leaves));
-            stack.extend(manifests.into_iter().rev());
+            stack.extend(manifests.into_iter().rev().map(|m| (m, depth + 1)));
             for leaf in leaves {
                 if seen.insert(leaf.digest.clone()) {
                     progress.blob(

@@ -56,12 +56,15 @@ struct Acked {
     leases: BTreeMap<String, bool>,
 }
 
+/// What a command's success acknowledges.
+type Ack = Box<dyn Fn(&mut Acked) + Send>;
+
 /// One ctr command, the object it concerns, and what its success
 /// acknowledges.
 struct Op {
     args: Vec<String>,
     object: Option<String>,
-    then: Option<Box<dyn Fn(&mut Acked) + Send>>,
+    then: Option<Ack>,
 }
 
 fn op(args: &[&str]) -> Op {

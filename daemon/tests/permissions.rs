@@ -124,10 +124,10 @@ async fn another_user_reaches_no_more_than_of_containerd() {
         ),
         (&|args: &[&str]| containerd.ctr(args), &cns),
     ] {
-        let _ = ctr(&["-n", &ns, "tasks", "kill", "-s", "SIGKILL", "exposed"]);
+        let _ = ctr(&["-n", ns, "tasks", "kill", "-s", "SIGKILL", "exposed"]);
         std::thread::sleep(Duration::from_millis(500));
-        let _ = ctr(&["-n", &ns, "tasks", "rm", "-f", "exposed"]);
-        let _ = ctr(&["-n", &ns, "containers", "rm", "exposed"]);
+        let _ = ctr(&["-n", ns, "tasks", "rm", "-f", "exposed"]);
+        let _ = ctr(&["-n", ns, "containers", "rm", "exposed"]);
     }
     // runc's state dir of containerd's namespace (ours goes with the guard).
     let _ = std::fs::remove_dir(format!("/run/containerd/runc/{cns}"));

@@ -303,6 +303,34 @@ async fn push_to_a_second_repository_delete_and_pull_back() {
     }
 }
 
+/// A chain of indexes deeper than a pull follows is refused by name; one of
+/// a sensible depth pulls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn indexes_nested_too_deep_are_refused() {
+    let f = fixture().await;
+    let ctr = common::workspace_bin("ctr");
+    let busybox = crated_testimages::busybox().unwrap();
+    let shallow = format!("{}/test/nested:3", f.registry.host);
+    push(
+        &shallow,
+        &crated_testimages::nested_index(busybox.clone(), 3).unwrap(),
+    )
+    .await
+    .unwrap();
+    ok(f.daemon
+        .ctr(&ctr, &["images", "pull", "--plain-http", &shallow]));
+    let deep = format!("{}/test/nested:9", f.registry.host);
+    let nine = crated_testimages::nested_index(busybox, 9).unwrap();
+    push(&deep, &nine).await.unwrap();
+    let said = fails(
+        f.daemon
+            .ctr(&ctr, &["images", "pull", "--plain-http", &deep]),
+    );
+    assert!(said.contains("nested more than 8 indexes deep"), "{said}");
+    let images = ok(f.daemon.ctr(&ctr, &["images", "ls", "-q"]));
+    assert!(!images.contains("nested:9"), "{images}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_multi_platform_index_pulls_the_host_platform() {
     let f = fixture().await;

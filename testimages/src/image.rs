@@ -327,6 +327,33 @@ pub fn multi_platform() -> Result<Image> {
     })
 }
 
+/// `image` wrapped in `depth` levels of indexes, each naming the one
+/// inside it (blobs ordered innermost first, as a registry wants them
+/// pushed).
+pub fn nested_index(image: Image, depth: usize) -> Result<Image> {
+    let mut blobs = image.blobs;
+    let mut inner = image.root;
+    for _ in 0..depth {
+        let mut entry = inner.descriptor();
+        entry["platform"] = json!({"os": "linux", "architecture": crate::host_arch()});
+        let index = Blob::new(
+            OCI_INDEX,
+            serde_json::to_vec(&json!({
+                "schemaVersion": 2,
+                "mediaType": OCI_INDEX,
+                "manifests": [entry],
+            }))?,
+        );
+        blobs.push(inner);
+        inner = index;
+    }
+    Ok(Image {
+        root: inner,
+        blobs,
+        diff_ids: image.diff_ids,
+    })
+}
+
 /// Layers that try to escape the root they are applied to, each as a
 /// one-layer image, named; `marker` is a path outside (an absolute path
 /// that must not appear) used by the absolute-symlink cases.

@@ -18,8 +18,9 @@ pub use critest::{
 pub use criu::{criu, TRIXIE_CRIU};
 pub use gotools::{cri_tool, go_bin_dir, go_cache_dir, CRI_TOOLS_VERSION};
 pub use image::{
-    busybox, docker_save, hostile, hostile_install, image_with_config, multi_platform, pause, runc,
-    synthetic, whiteouts, Blob, Image, LayerBuilder, EXPECTED_WHITEOUT_TREE,
+    busybox, docker_save, hostile, hostile_install, image_with_config, multi_platform,
+    nested_index, pause, runc, synthetic, whiteouts, Blob, Image, LayerBuilder,
+    EXPECTED_WHITEOUT_TREE,
 };
 pub use netns::{enter_private_netns, in_private_netns};
 pub use registry::{push, push_with, Registry};
