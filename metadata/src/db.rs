@@ -184,6 +184,13 @@ impl Db {
         &self,
         f: impl FnOnce(&mut WriteTx<'_>) -> Result<T>,
     ) -> Result<(T, bool, bool)> {
+        off_worker(|| self.write_here(f))
+    }
+
+    fn write_here<T>(
+        &self,
+        f: impl FnOnce(&mut WriteTx<'_>) -> Result<T>,
+    ) -> Result<(T, bool, bool)> {
         // A poisoned lock only means another writer panicked mid-closure; its
         // staged changes were dropped, so the tree is intact.
         let _guard = self
@@ -226,6 +233,21 @@ impl Db {
     /// Flushes everything to disk (used at shutdown).
     pub fn flush(&self) -> Result<(), Error> {
         self.inner.db.flush().map(|_| ()).map_err(Error::Storage)
+    }
+}
+
+/// Runs `f`, which waits on the disk (a write's flush, the writer lock
+/// another flush holds) or computes for long (a collection's mark, which
+/// runs inside a write), without stalling an async worker: on a
+/// multi-thread runtime the worker first hands its other tasks to another
+/// thread, so one slow disk does not stop every RPC. Anywhere else (a
+/// current-thread runtime, a plain thread) `f` just runs.
+fn off_worker<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
     }
 }
 
@@ -323,6 +345,39 @@ impl crated_core::gc::MutationSource for Db {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A write that waits on the disk (here: a closure that takes 300 ms)
+    /// leaves the runtime's only worker free for other tasks meanwhile.
+    #[test]
+    fn a_slow_write_does_not_hold_the_async_worker() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_time()
+            .build()
+            .unwrap();
+        let ticks = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let counted = std::sync::Arc::clone(&ticks);
+        runtime.spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+        let during = runtime
+            .block_on(runtime.spawn(async move {
+                db.write(|tx| {
+                    let before = ticks.load(std::sync::atomic::Ordering::SeqCst);
+                    std::thread::sleep(std::time::Duration::from_millis(300));
+                    tx.put(b"k".to_vec(), b"v".to_vec());
+                    Ok(ticks.load(std::sync::atomic::Ordering::SeqCst) - before)
+                })
+            }))
+            .unwrap()
+            .unwrap();
+        assert!(during >= 5, "other tasks ran {during} times during the write");
+    }
 
     #[test]
     fn failed_update_stages_nothing() {
