@@ -407,17 +407,24 @@ async fn the_first_listing_after_a_restart_has_every_running_task() {
     }
 }
 
-/// While the daemon is down its shims carry on alone: a container whose
-/// init exits then loses its execs too, the shim reaps both (its log fifo
-/// has no reader meanwhile, so every line it writes fails with EPIPE,
-/// which must cost the line, not the shim's exit handling), and both exits
+/// While the daemon is down its shims carry on alone: when a container's
+/// init exits the shim kills its execs (the container shares another
+/// container's pid namespace, as a pod's containers may, so nothing else
+/// ends them) and reaps both — its log fifo has
+/// no reader meanwhile, so every line it writes fails with EPIPE, which must
+/// cost the line, not the exit handling that follows it — and both exits
 /// reach the subscribers of the restarted daemon.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exits_while_the_daemon_is_down_reach_subscribers_after_it_restarts() {
     let mut f = fixture("downexit").await;
+    ok(f.ctr(&["run", "-d", &f.image, "holder", "sh", "-c", SERVE]));
+    let holder = wait_status(&f, "holder", "RUNNING")[1].clone();
+    let shared = format!("pid:/proc/{holder}/ns/pid");
     ok(f.ctr(&[
         "run",
         "-d",
+        "--with-ns",
+        &shared,
         &f.image,
         "brief",
         "sh",
@@ -483,6 +490,10 @@ async fn exits_while_the_daemon_is_down_reach_subscribers_after_it_restarts() {
     wait_status(&f, "brief", "STOPPED");
     ok(f.ctr(&["tasks", "rm", "brief"]));
     ok(f.ctr(&["containers", "rm", "brief"]));
+    ok(f.ctr(&["tasks", "kill", "holder"]));
+    wait_status(&f, "holder", "STOPPED");
+    ok(f.ctr(&["tasks", "rm", "holder"]));
+    ok(f.ctr(&["containers", "rm", "holder"]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
