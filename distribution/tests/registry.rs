@@ -503,3 +503,57 @@ async fn a_mirror_in_hosts_toml_serves_another_domain() {
     let err = pusher.exists(&root).await.unwrap_err();
     assert!(err.to_string().contains("mirror.invalid"), "{err}");
 }
+
+/// A registry that sends a blob's headers and its first bytes, then
+/// nothing while keeping the connection open, cannot hold a pull: the read
+/// timeout ends it with an error naming the blob and the timeout.
+#[tokio::test]
+async fn a_registry_that_stalls_mid_body_is_cut_off() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            let mut reader = BufReader::new(stream);
+            let mut line = String::new();
+            while reader.read_line(&mut line).await.unwrap_or(0) > 0 && !line.ends_with("\r\n\r\n")
+            {
+            }
+            let stream = reader.get_mut();
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\nfirst bytes")
+                .await;
+            // Never more, never closed.
+            held.push(reader);
+        }
+    });
+    let data = vec![7u8; 1000];
+    let desc = Descriptor {
+        media_type: "application/vnd.oci.image.layer.v1.tar".into(),
+        digest: crated_core::digest::Digest::sha256(&data),
+        size: 1000,
+        annotations: Default::default(),
+    };
+    let options = TransportOptions {
+        read_timeout: Duration::from_millis(300),
+        retries: 0,
+        ..Default::default()
+    };
+    let resolver = Resolver::new(HostOptions::default(), None, options);
+    let fetcher = resolver.fetcher(&format!("{addr}/slow/img:1")).unwrap();
+    let started = std::time::Instant::now();
+    let err = tokio::time::timeout(Duration::from_secs(30), fetcher.fetch_all(&desc))
+        .await
+        .expect("the stalled fetch was never cut off")
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::ReadTimeout { .. }),
+        "{err:?} after {:?}",
+        started.elapsed()
+    );
+    let said = err.to_string();
+    assert!(
+        said.contains(desc.digest.as_str()) && said.contains("300ms"),
+        "{said}"
+    );
+}

@@ -376,7 +376,10 @@ mod tests {
             }))
             .unwrap()
             .unwrap();
-        assert!(during >= 5, "other tasks ran {during} times during the write");
+        assert!(
+            during >= 5,
+            "other tasks ran {during} times during the write"
+        );
     }
 
     #[test]
