@@ -557,3 +557,145 @@ async fn a_registry_that_stalls_mid_body_is_cut_off() {
         "{said}"
     );
 }
+
+/// A TLS registry that asks for basic credentials, then redirects the blob
+/// to plain http on the same host and port (one listener speaking both, by
+/// the first byte): the credentials must not follow the downgrade.
+#[tokio::test]
+async fn credentials_do_not_follow_a_redirect_from_https_to_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = crated_testimages::TestCerts::new(dir.path()).unwrap();
+    let chain: Vec<_> = rustls_pemfile::certs(&mut std::io::BufReader::new(
+        std::fs::File::open(&certs.cert).unwrap(),
+    ))
+    .collect::<Result<_, _>>()
+    .unwrap();
+    let key = rustls_pemfile::private_key(&mut std::io::BufReader::new(
+        std::fs::File::open(&certs.key).unwrap(),
+    ))
+    .unwrap()
+    .unwrap();
+    let config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap(),
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let blob = b"the blob's bytes".to_vec();
+    let plain_heads = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+
+    /// Answers requests on one connection until it closes.
+    fn serve<S: std::io::Read + std::io::Write>(stream: S, answer: &dyn Fn(&str) -> Vec<u8>) {
+        use std::io::BufRead as _;
+        let mut reader = std::io::BufReader::new(stream);
+        loop {
+            let mut head = String::new();
+            loop {
+                let mut line = String::new();
+                match reader.read_line(&mut line) {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+                if line == "\r\n" {
+                    break;
+                }
+                head.push_str(&line);
+            }
+            let response = answer(&head.to_ascii_lowercase());
+            if reader.get_mut().write_all(&response).is_err() {
+                return;
+            }
+            let _ = reader.get_mut().flush();
+        }
+    }
+    {
+        let (addr, blob, plain_heads) = (addr.clone(), blob.clone(), Arc::clone(&plain_heads));
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let (config, addr, blob, plain_heads) = (
+                    Arc::clone(&config),
+                    addr.clone(),
+                    blob.clone(),
+                    Arc::clone(&plain_heads),
+                );
+                std::thread::spawn(move || {
+                    let mut first = [0u8; 1];
+                    if stream.peek(&mut first).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if first[0] == 0x16 {
+                        let conn = rustls::ServerConnection::new(config).unwrap();
+                        let tls = rustls::StreamOwned::new(conn, stream);
+                        serve(tls, &|head| {
+                            if head.contains("authorization: basic") {
+                                format!(
+                                    "HTTP/1.1 307 Temporary Redirect\r\nlocation: http://{addr}/storage/blob\r\ncontent-length: 0\r\n\r\n"
+                                )
+                                .into_bytes()
+                            } else {
+                                b"HTTP/1.1 401 Unauthorized\r\nwww-authenticate: Basic realm=\"test\"\r\ncontent-length: 0\r\n\r\n".to_vec()
+                            }
+                        });
+                    } else {
+                        serve(stream, &|head| {
+                            plain_heads.lock().unwrap().push(head.to_owned());
+                            let mut out = format!(
+                                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n",
+                                blob.len()
+                            )
+                            .into_bytes();
+                            out.extend_from_slice(&blob);
+                            out
+                        });
+                    }
+                });
+            }
+        });
+    }
+
+    let hosts_dir = dir.path().join("certs.d");
+    let host_dir = hosts_dir.join(addr.replace(':', "_") + "_");
+    std::fs::create_dir_all(&host_dir).unwrap();
+    std::fs::copy(&certs.ca, host_dir.join("ca.pem")).unwrap();
+    std::fs::write(
+        host_dir.join("hosts.toml"),
+        format!("server = \"https://{addr}\"\nca = \"ca.pem\"\n"),
+    )
+    .unwrap();
+    let creds: crated_distribution::CredentialsFn =
+        Arc::new(|_: &str| Some(Credentials::parse_user("tester:s3cret")));
+    let resolver = Resolver::new(
+        HostOptions {
+            hosts_dir: Some(hosts_dir),
+            ..Default::default()
+        },
+        Some(creds),
+        TransportOptions {
+            retries: 0,
+            ..Default::default()
+        },
+    );
+    let desc = Descriptor {
+        media_type: "application/vnd.oci.image.layer.v1.tar".into(),
+        digest: crated_core::digest::Digest::sha256(&blob),
+        size: blob.len() as u64,
+        annotations: Default::default(),
+    };
+    let fetcher = resolver.fetcher(&format!("{addr}/private/img:1")).unwrap();
+    let got = fetcher.fetch_all(&desc).await.unwrap();
+    assert_eq!(got, blob);
+    let heads = plain_heads.lock().unwrap().clone();
+    assert_eq!(heads.len(), 1, "{heads:?}");
+    assert!(
+        !heads[0].contains("authorization"),
+        "credentials sent over plain http after the redirect:\n{}",
+        heads[0]
+    );
+}
