@@ -2,6 +2,8 @@
 //!
 //! - `cargo xtask ci`: install missing system packages, then fmt check,
 //!   clippy with warnings denied, build every binary, and run every test.
+//! - `cargo xtask fuzz [SECONDS]`: run every fuzz target of `fuzz/` for
+//!   SECONDS each (default 60); `ci` runs each for 20.
 //! - `cargo xtask deps`: only install the system packages tests use, and
 //!   build cri-tools' crictl and critest (Go) into the CI cache.
 //! - `cargo xtask bench storage [-- OPTIONS]`: build `crated` in release and
@@ -22,6 +24,7 @@
 
 mod busybox;
 mod criu;
+mod fuzz;
 mod gotools;
 mod registry;
 
@@ -133,7 +136,8 @@ fn ci() -> anyhow::Result<()> {
     // The end-to-end tests drive binaries of other packages (ctr from the
     // daemon's tests), so every binary is built before any test runs.
     run(cargo().args(["build", "--workspace", "--bins"]))?;
-    run(cargo().args(["test", "--workspace", "--no-fail-fast"]))
+    run(cargo().args(["test", "--workspace", "--no-fail-fast"]))?;
+    fuzz::run_all(20)
 }
 
 /// Benchmarks, each a `harness = false` bench target of a crate that starts
@@ -166,17 +170,27 @@ fn main() -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("ci") => ci(),
         Some("deps") => install_deps(),
+        Some("fuzz") => {
+            let seconds = match args.get(1) {
+                Some(s) => s
+                    .parse()
+                    .with_context(|| format!("fuzz: {s:?} is not a number of seconds"))?,
+                None => 60,
+            };
+            fuzz::run_all(seconds)
+        }
         Some("bench") => bench(&args[1..]),
         Some("registry") => {
             install_system_packages()?;
             registry::run()
         }
         _ => {
-            eprintln!("usage: cargo xtask <ci|deps|bench|registry>");
+            eprintln!("usage: cargo xtask <ci|deps|fuzz|bench|registry>");
             eprintln!(
-                "  ci    install system packages, fmt check, clippy -D warnings, build, test"
+                "  ci    install system packages, fmt check, clippy -D warnings, build, test, fuzz 20 s per target"
             );
             eprintln!("  deps  install the system packages tests use (apt-get)");
+            eprintln!("  fuzz [SECONDS]  every fuzz target of fuzz/ for SECONDS each (60)");
             eprintln!("  registry  a loopback docker-registry with the test images, until Ctrl-C");
             eprintln!(
                 "  bench storage [-- OPTIONS]  ingest and list benchmarks against containerd 1.6"
