@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod base64;
+pub mod blocking;
 pub mod checkpoint;
 pub mod containers;
 pub mod content;

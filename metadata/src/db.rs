@@ -184,7 +184,9 @@ impl Db {
         &self,
         f: impl FnOnce(&mut WriteTx<'_>) -> Result<T>,
     ) -> Result<(T, bool, bool)> {
-        off_worker(|| self.write_here(f))
+        // The flush waits on the disk, the lock on another's flush, and a
+        // collection's mark (inside a write) computes for long.
+        crated_core::blocking::off_worker(|| self.write_here(f))
     }
 
     fn write_here<T>(
@@ -233,21 +235,6 @@ impl Db {
     /// Flushes everything to disk (used at shutdown).
     pub fn flush(&self) -> Result<(), Error> {
         self.inner.db.flush().map(|_| ()).map_err(Error::Storage)
-    }
-}
-
-/// Runs `f`, which waits on the disk (a write's flush, the writer lock
-/// another flush holds) or computes for long (a collection's mark, which
-/// runs inside a write), without stalling an async worker: on a
-/// multi-thread runtime the worker first hands its other tasks to another
-/// thread, so one slow disk does not stop every RPC. Anywhere else (a
-/// current-thread runtime, a plain thread) `f` just runs.
-fn off_worker<T>(f: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current() {
-        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(f)
-        }
-        _ => f(),
     }
 }
 

@@ -178,8 +178,13 @@ impl Bundle {
     }
 
     /// Removes the bundle: whatever is still mounted on its rootfs (a shim
-    /// that died without unmounting), the work dir, the bundle dir.
+    /// that died without unmounting), the work dir, the bundle dir. umount
+    /// may be retried for a second on a busy mount: off the async worker.
     pub fn delete(&self) -> Result<()> {
+        crated_core::blocking::off_worker(|| self.delete_here())
+    }
+
+    fn delete_here(&self) -> Result<()> {
         let rootfs = self.path.join("rootfs");
         if crated_core::mount::is_mountpoint(&rootfs).unwrap_or(false) {
             crated_core::mount::unmount_all(&rootfs).map_err(|e| Error::Unmount {

@@ -22,6 +22,7 @@ const TARGETS: &[&str] = &[
     "manifests",
     "hosts_toml",
     "tar_apply",
+    "spdy_frames",
 ];
 
 /// The cargo-fuzz release used.
@@ -70,6 +71,8 @@ pub fn run_all(seconds: u64) -> anyhow::Result<()> {
                 "--",
             ])
             .arg(format!("-max_total_time={seconds}"))
+            // One input running this long is a hang: a crash, not a wait.
+            .arg("-timeout=10")
             .arg("-rss_limit_mb=2048")
             .env("RUSTC_BOOTSTRAP", "1")
             .env("CARGO_TARGET_DIR", cache().join("fuzz-target")))
