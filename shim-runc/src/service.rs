@@ -234,10 +234,20 @@ impl Service {
         })
     }
 
+    /// Whether a task is here or being created (`if_poisoned` when the
+    /// lock is poisoned).
+    fn holds_task(&self, if_poisoned: bool) -> bool {
+        self.container
+            .lock()
+            .map(|c| c.is_some())
+            .unwrap_or(if_poisoned)
+            || self.creating.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Shuts down if no task was ever created (see `IDLE_LIMIT`).
     pub fn exit_if_unused(&self) {
-        let created = self.container.lock().map(|c| c.is_some()).unwrap_or(true)
-            || self.creating.load(std::sync::atomic::Ordering::SeqCst);
+        // A poisoned lock: keep the shim, it may hold a task.
+        let created = self.holds_task(true);
         if !created && !self.ever_created.load(std::sync::atomic::Ordering::SeqCst) {
             log!("shim: no task created within the idle limit; exiting");
             self.remove_socket();
@@ -1160,14 +1170,7 @@ impl Task for ServiceHandle {
     }
 
     async fn shutdown(&self, _: &TtrpcContext, _req: pb::ShutdownRequest) -> ttrpc::Result<()> {
-        let alive = self
-            .0
-            .container
-            .lock()
-            .map(|c| c.is_some())
-            .unwrap_or(false)
-            || self.0.creating.load(std::sync::atomic::Ordering::SeqCst);
-        if !alive {
+        if !self.0.holds_task(false) {
             self.0.remove_socket();
             self.0.shutdown.notify_one();
         }

@@ -356,22 +356,25 @@ pub struct NamespaceCleanup<'a>(pub &'a Daemon, pub String);
 
 impl Drop for NamespaceCleanup<'_> {
     fn drop(&mut self) {
-        let ctr = workspace_bin("ctr");
-        let ns = self.1.as_str();
         if self.0.is_running() {
-            let tasks = self.0.ctr(&ctr, &["-n", ns, "tasks", "ls", "-q"]);
-            for id in String::from_utf8_lossy(&tasks.stdout).split_whitespace() {
-                let _ = self
-                    .0
-                    .ctr(&ctr, &["-n", ns, "tasks", "kill", "-s", "SIGKILL", id]);
-                let _ = self.0.ctr(&ctr, &["-n", ns, "tasks", "rm", "-f", id]);
-            }
-            let containers = self.0.ctr(&ctr, &["-n", ns, "containers", "ls", "-q"]);
-            for id in String::from_utf8_lossy(&containers.stdout).split_whitespace() {
-                let _ = self.0.ctr(&ctr, &["-n", ns, "containers", "rm", id]);
-            }
+            empty_namespace(self.0, &workspace_bin("ctr"), &self.1);
         }
-        let _ = std::fs::remove_dir(format!("/run/containerd/runc/{ns}"));
+        let _ = std::fs::remove_dir(format!("/run/containerd/runc/{}", self.1));
+    }
+}
+
+/// Kills and removes every task of namespace `ns` of a running `daemon`,
+/// then removes its containers, through `ctr`; failures are ignored (this
+/// runs while a test unwinds).
+pub fn empty_namespace(daemon: &Daemon, ctr: &Path, ns: &str) {
+    let tasks = daemon.ctr(ctr, &["-n", ns, "tasks", "ls", "-q"]);
+    for id in String::from_utf8_lossy(&tasks.stdout).split_whitespace() {
+        let _ = daemon.ctr(ctr, &["-n", ns, "tasks", "kill", "-s", "SIGKILL", id]);
+        let _ = daemon.ctr(ctr, &["-n", ns, "tasks", "rm", "-f", id]);
+    }
+    let containers = daemon.ctr(ctr, &["-n", ns, "containers", "ls", "-q"]);
+    for id in String::from_utf8_lossy(&containers.stdout).split_whitespace() {
+        let _ = daemon.ctr(ctr, &["-n", ns, "containers", "rm", id]);
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::process::{Command, Output};
 
-use super::{debian_ctr, workspace_bin, Daemon};
+use super::{debian_ctr, empty_namespace, workspace_bin, Daemon};
 
 /// A daemon whose namespace `ns` is emptied on drop: tasks killed and
 /// removed, containers removed, runc's machine-wide state dir of the
@@ -46,15 +46,7 @@ impl Drop for OwnedDaemon {
         if !self.daemon.is_running() {
             self.daemon.spawn(&[]);
         }
-        let tasks = self.ctr(&["tasks", "ls", "-q"]);
-        for id in String::from_utf8_lossy(&tasks.stdout).split_whitespace() {
-            let _ = self.ctr(&["tasks", "kill", "-s", "SIGKILL", id]);
-            let _ = self.ctr(&["tasks", "rm", "-f", id]);
-        }
-        let containers = self.ctr(&["containers", "ls", "-q"]);
-        for id in String::from_utf8_lossy(&containers.stdout).split_whitespace() {
-            let _ = self.ctr(&["containers", "rm", id]);
-        }
+        empty_namespace(&self.daemon, &debian_ctr(), &self.ns);
         let _ = std::fs::remove_dir(format!("/run/containerd/runc/{}", self.ns));
     }
 }
