@@ -1,8 +1,16 @@
 //! Run benchmark: `ctr run --rm IMAGE id true` latency (median and p95),
 //! the time for 50 containers to be running (`ctr run -d`, one after the
-//! other), and the PSS of each idle shim with 50 running — crated with our
-//! ctr beside containerd 1.6 with Debian's ctr, both running Debian's runc
-//! shim (`containerd-shim-runc-v2`), on the same machine in the same run.
+//! other), and the PSS of each idle shim with 50 running, on the same
+//! machine in the same run, for four combinations: crated with our ctr and
+//! our shim; crated driven by Debian's ctr (the same client containerd gets,
+//! so the daemons alone are compared); crated with our ctr and Debian's
+//! shim; containerd 1.6 with Debian's ctr and shim.
+//!
+//! Then the daemons' memory: resident at idle right after start, and
+//! anonymous memory at idle after the whole workload (the pull, the runs,
+//! the 50 tasks, then 1,000 blobs and 1,000 containers through Debian's ctr
+//! for both daemons, everything removed), `--settle` seconds after the last
+//! removal.
 //!
 //! Run it with `cargo xtask bench run`; options after `--`:
 //!
@@ -10,6 +18,9 @@
 //! --runs N        sequential run --rm (default 30)
 //! --containers N  containers kept running (default 50)
 //! --dir PATH      where the daemons' roots go (default /var/tmp)
+//! --objects N     blobs and containers of the memory workload (default 1000)
+//! --settle S      idle seconds before memory is read (default 15)
+//! --only TAG      only this combination: ours, debctr, mixed or theirs
 //! ```
 
 #![allow(clippy::unwrap_used)]
@@ -28,6 +39,9 @@ struct Options {
     runs: usize,
     containers: usize,
     dir: PathBuf,
+    objects: usize,
+    settle: u64,
+    only: Option<String>,
 }
 
 fn options() -> anyhow::Result<Options> {
@@ -35,6 +49,9 @@ fn options() -> anyhow::Result<Options> {
         runs: 30,
         containers: 50,
         dir: "/var/tmp".into(),
+        objects: 1000,
+        settle: 15,
+        only: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -43,6 +60,9 @@ fn options() -> anyhow::Result<Options> {
             "--runs" => o.runs = value()?.parse()?,
             "--containers" => o.containers = value()?.parse()?,
             "--dir" => o.dir = value()?.into(),
+            "--objects" => o.objects = value()?.parse()?,
+            "--settle" => o.settle = value()?.parse()?,
+            "--only" => o.only = Some(value()?),
             "--bench" => {}
             other => bail!("unknown option {other:?}"),
         }
@@ -103,6 +123,11 @@ struct Row {
     p95: Duration,
     start_many: Duration,
     pss_per_shim: u64,
+    /// KiB: resident at idle right after start; anonymous at idle after
+    /// the workload (None where the candidate skips the memory workload).
+    rss_at_start: u64,
+    anon_at_start: u64,
+    anon_after: Option<u64>,
 }
 
 /// One daemon + ctr + shim combination.
@@ -116,9 +141,14 @@ struct Candidate {
     ctr: PathBuf,
     /// A shim binary (`--runtime`), else the default runtime's.
     shim: Option<PathBuf>,
+    /// Whether to run the memory workload (once per daemon is enough).
+    memory: bool,
 }
 
 fn measure(c: &Candidate, daemon: &Daemon, image: &str, o: &Options) -> anyhow::Result<Row> {
+    std::thread::sleep(Duration::from_secs(2));
+    let rss_at_start = daemon.status_kib("VmRSS");
+    let anon_at_start = daemon.status_kib("RssAnon");
     let runtime = c.shim.as_ref().map(|s| s.display().to_string());
     let run = |extra: &[&str]| -> anyhow::Result<()> {
         let mut args = vec!["run"];
@@ -169,13 +199,94 @@ fn measure(c: &Candidate, daemon: &Daemon, image: &str, o: &Options) -> anyhow::
         }
         let _ = ctr(&c.ctr, daemon, &["containers", "rm", &id]);
     }
+    let anon_after = if c.memory {
+        Some(memory_workload(c, daemon, image, o)?)
+    } else {
+        None
+    };
     Ok(Row {
         name: c.name,
         median,
         p95,
         start_many,
         pss_per_shim,
+        rss_at_start,
+        anon_at_start,
+        anon_after,
     })
+}
+
+/// `objects` blobs ingested and `objects` containers created (each with its
+/// snapshot), all through Debian's ctr, four clients at a time; then all
+/// removed, 100 per call as a user would; then the daemon's anonymous
+/// memory once it has been idle for `settle` seconds.
+fn memory_workload(
+    c: &Candidate,
+    daemon: &Daemon,
+    image: &str,
+    o: &Options,
+) -> anyhow::Result<u64> {
+    let debian_ctr = Path::new("/usr/bin/ctr");
+    let tag = c.tag;
+    let workers = 4;
+    let started = Instant::now();
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let handles: Vec<_> = (0..workers)
+            .map(|w| {
+                scope.spawn(move || -> anyhow::Result<()> {
+                    for i in (w..o.objects).step_by(workers) {
+                        let mut child = Command::new(debian_ctr)
+                            .arg("--address")
+                            .arg(&daemon.address)
+                            .args(["-n", "bench", "content", "ingest"])
+                            .arg(format!("{tag}-blob-{i}"))
+                            .stdin(std::process::Stdio::piped())
+                            .stdout(std::process::Stdio::null())
+                            .spawn()?;
+                        if let Some(mut stdin) = child.stdin.take() {
+                            use std::io::Write as _;
+                            writeln!(stdin, "{tag} memory benchmark blob {i}")?;
+                        }
+                        if !child.wait()?.success() {
+                            bail!("{}: content ingest {i} failed", daemon.name);
+                        }
+                        let id = format!("{tag}-m{i}");
+                        ctr(debian_ctr, daemon, &["containers", "create", image, &id])?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().map_err(|_| anyhow::anyhow!("worker panicked"))??;
+        }
+        Ok(())
+    })?;
+    eprintln!(
+        "{}: {} blobs and containers in {:.1?}",
+        c.name,
+        o.objects,
+        started.elapsed()
+    );
+    let ids: Vec<String> = (0..o.objects).map(|i| format!("{tag}-m{i}")).collect();
+    for chunk in ids.chunks(100) {
+        let mut args = vec!["containers", "rm"];
+        args.extend(chunk.iter().map(String::as_str));
+        ctr(debian_ctr, daemon, &args)?;
+    }
+    let digests: Vec<String> = (0..o.objects)
+        .map(|i| {
+            let data = format!("{tag} memory benchmark blob {i}\n");
+            crated_core::digest::Digest::sha256(data.as_bytes()).to_string()
+        })
+        .collect();
+    for chunk in digests.chunks(100) {
+        let mut args = vec!["content", "rm"];
+        args.extend(chunk.iter().map(String::as_str));
+        ctr(debian_ctr, daemon, &args)?;
+    }
+    std::thread::sleep(Duration::from_secs(o.settle));
+    Ok(daemon.status_kib("RssAnon"))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -196,6 +307,17 @@ fn main() -> anyhow::Result<()> {
             binary: crated_binary()?,
             ctr: workspace_binary("ctr")?,
             shim: Some(workspace_binary("containerd-shim-runc-v2")?),
+            memory: true,
+        },
+        Candidate {
+            // The daemon alone against containerd: the same client for both.
+            name: "crated + Debian's ctr + our shim",
+            tag: "debctr",
+            daemon_name: "crated",
+            binary: crated_binary()?,
+            ctr: "/usr/bin/ctr".into(),
+            shim: None,
+            memory: false,
         },
         Candidate {
             name: "crated + our ctr + Debian's shim",
@@ -205,6 +327,7 @@ fn main() -> anyhow::Result<()> {
             ctr: workspace_binary("ctr")?,
             // By path: by name crated finds our shim beside itself first.
             shim: Some("/usr/bin/containerd-shim-runc-v2".into()),
+            memory: false,
         },
         Candidate {
             name: "containerd 1.6 + its ctr + its shim",
@@ -213,10 +336,14 @@ fn main() -> anyhow::Result<()> {
             binary: "/usr/bin/containerd".into(),
             ctr: "/usr/bin/ctr".into(),
             shim: None,
+            memory: true,
         },
     ];
     let mut rows = Vec::new();
     for c in &candidates {
+        if o.only.as_ref().is_some_and(|only| only != c.tag) {
+            continue;
+        }
         let daemon = Daemon::start(c.daemon_name, &c.binary, &o.dir)?;
         let row = measure(c, &daemon, &image, &o)?;
         eprintln!(
@@ -236,6 +363,41 @@ fn main() -> anyhow::Result<()> {
         println!(
             "| {} | {:.1?} | {:.1?} | {:.2?} | {} KiB |",
             r.name, r.median, r.p95, r.start_many, r.pss_per_shim
+        );
+    }
+    println!();
+    println!(
+        "| daemon | RSS idle at start | of it anonymous | anonymous memory idle after the workload ({} blobs, {} containers, {} tasks, all removed, {} s idle) |",
+        o.objects, o.objects, o.containers, o.settle
+    );
+    println!("| --- | --- | --- | --- |");
+    for r in &rows {
+        if let Some(anon) = r.anon_after {
+            println!(
+                "| {} | {} KiB | {} KiB | {} KiB |",
+                r.name, r.rss_at_start, r.anon_at_start, anon
+            );
+        }
+    }
+    let row = |tag: &str| {
+        let name = candidates.iter().find(|c| c.tag == tag)?.name;
+        rows.iter().find(|r| r.name == name)
+    };
+    if let (Some(a), Some(d), Some(b)) = (row("ours"), row("debctr"), row("theirs")) {
+        let ratio = |x: f64, y: f64| if y > 0.0 { x / y } else { f64::NAN };
+        println!(
+            "\ncrated / containerd: run --rm median {:.2}× (both with Debian's ctr: {:.2}×), {} containers {:.2}× ({:.2}×), shim PSS {:.2}×, RSS at start {:.2}×, anonymous memory after {:.2}×",
+            ratio(a.median.as_secs_f64(), b.median.as_secs_f64()),
+            ratio(d.median.as_secs_f64(), b.median.as_secs_f64()),
+            o.containers,
+            ratio(a.start_many.as_secs_f64(), b.start_many.as_secs_f64()),
+            ratio(d.start_many.as_secs_f64(), b.start_many.as_secs_f64()),
+            ratio(a.pss_per_shim as f64, b.pss_per_shim as f64),
+            ratio(a.rss_at_start as f64, b.rss_at_start as f64),
+            ratio(
+                a.anon_after.unwrap_or(0) as f64,
+                b.anon_after.unwrap_or(0) as f64
+            ),
         );
     }
     println!(

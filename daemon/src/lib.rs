@@ -3,5 +3,6 @@
 pub mod builtins;
 pub mod config;
 pub mod logging;
+pub mod memory;
 pub mod server;
 pub mod socket;

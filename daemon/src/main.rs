@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use crated_daemon::config::Config;
-use crated_daemon::{builtins, logging, server};
+use crated_daemon::{builtins, logging, memory, server};
 
 #[derive(Parser)]
 #[command(
@@ -112,6 +112,14 @@ fn print_toml(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How often the daemon looks whether freed memory is worth returning, and
+/// how far its anonymous memory or the allocator's free bytes must grow
+/// past the last trim for the next (see `crated_daemon::memory`).
+const TRIM_INTERVAL_SECS: u64 = 5;
+const TRIM_THRESHOLD: u64 = 2 << 20;
+/// The allocator's arenas (see `crated_daemon::memory::limit_arenas`).
+const MALLOC_ARENAS: i32 = 2;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = (|| -> anyhow::Result<()> {
@@ -141,10 +149,16 @@ fn main() -> ExitCode {
                 }
             }
             None => {
+                // Before any thread of the daemon allocates.
+                memory::limit_arenas(MALLOC_ARENAS);
                 let config = effective(&cli)?;
                 let level = logging::parse_level(&config.debug.level)?;
                 let format = logging::Format::parse(&config.debug.format)?;
                 logging::init(level, format);
+                memory::spawn_trimmer(
+                    std::time::Duration::from_secs(TRIM_INTERVAL_SECS),
+                    TRIM_THRESHOLD,
+                );
                 let runtime = tokio::runtime::Builder::new_multi_thread()
                     .enable_all()
                     .thread_name("crated")

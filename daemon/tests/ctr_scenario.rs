@@ -250,6 +250,36 @@ fn failed_metadata_fails_its_dependents_only() {
 }
 
 #[test]
+fn metadata_cache_capacity_is_configured_and_checked() {
+    let ctr = debian_ctr();
+    let daemon = Daemon::start_with(
+        "",
+        "[plugins.\"io.containerd.metadata.v1.sled\"]\ncache_capacity = 1000\n",
+    );
+    let detailed = ok(daemon.ctr(&ctr, &["plugins", "ls", "-d", "id==sled"]));
+    assert!(
+        detailed.contains("cache_capacity 1000 is below the minimum of 1048576 bytes"),
+        "{detailed}"
+    );
+    drop(daemon);
+    // The smallest cache still serves: records beyond it come from disk.
+    let daemon = Daemon::start_with(
+        "",
+        "[plugins.\"io.containerd.metadata.v1.sled\"]\ncache_capacity = 1048576\n",
+    );
+    for i in 0..500 {
+        let label = format!("note={}", "x".repeat(3500 + i % 500));
+        ok(daemon.ctr(&ctr, &["namespaces", "create", &format!("ns{i}"), &label]));
+    }
+    let listed = ok(daemon.ctr(&ctr, &["namespaces", "ls", "-q"]));
+    assert_eq!(
+        listed.lines().filter(|l| l.starts_with("ns")).count(),
+        500,
+        "{listed}"
+    );
+}
+
+#[test]
 fn required_plugin_failure_stops_the_daemon() {
     let dir = tempfile::tempdir().unwrap();
     let config = common::write_config(

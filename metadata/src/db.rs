@@ -85,12 +85,24 @@ struct Inner {
 
 pub use crated_core::gc::MutationCallback;
 
+/// The page cache bound [`Db::open`] gives the database: 32 MiB holds the
+/// records of some tens of thousands of containers and images (sled's own
+/// default, 1 GiB, would let a large node's daemon grow that far).
+pub const DEFAULT_CACHE_CAPACITY: u64 = 32 << 20;
+
 impl Db {
     /// Opens (creating if needed) the database under `root`, migrating an
     /// older schema. Fails with Unavailable if another process holds it
     /// ([`Error::InUse`]) or, briefly after its drop, an earlier handle of
     /// this process ([`Error::StillOpen`]).
     pub fn open(root: &Path) -> Result<Self, Error> {
+        Self::open_with(root, DEFAULT_CACHE_CAPACITY)
+    }
+
+    /// [`Db::open`] with the database's page cache bounded at
+    /// `cache_capacity` bytes: records beyond it are read back from the
+    /// file (and the kernel's page cache) when next needed.
+    pub fn open_with(root: &Path, cache_capacity: u64) -> Result<Self, Error> {
         let path = root.join(DIR_NAME);
         // As containerd's bolt directory: searchable, not listable.
         std::fs::DirBuilder::new()
@@ -123,14 +135,18 @@ impl Db {
                     source,
                 },
             })?;
-        let db = sled::Config::new().path(&path).open().map_err(|source| {
-            let path = path.clone();
-            if sled_lock_held(&path) {
-                Error::StillOpen { path, source }
-            } else {
-                Error::Open { path, source }
-            }
-        })?;
+        let db = sled::Config::new()
+            .path(&path)
+            .cache_capacity(cache_capacity)
+            .open()
+            .map_err(|source| {
+                let path = path.clone();
+                if sled_lock_held(&path) {
+                    Error::StillOpen { path, source }
+                } else {
+                    Error::Open { path, source }
+                }
+            })?;
         let tree = db.open_tree(TREE).map_err(Error::Storage)?;
         schema::upgrade(&tree)?;
         Ok(Self {

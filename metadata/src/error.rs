@@ -143,6 +143,18 @@ pub enum Error {
         /// The configured value.
         value: String,
     },
+    /// The plugin's `cache_capacity` is too small to be a cache.
+    #[error(
+        "cache_capacity {value} is below the minimum of {minimum} bytes (the default is {default})"
+    )]
+    CacheCapacity {
+        /// The configured value.
+        value: u64,
+        /// The least accepted.
+        minimum: u64,
+        /// What the daemon uses when the key is absent.
+        default: u64,
+    },
 
     // Namespaces.
     /// The namespace exists.
@@ -505,6 +517,7 @@ impl KindError for Error {
             | E::SnapshotExists { .. }
             | E::TargetExists { .. } => Kind::AlreadyExists,
             E::SharingPolicy { .. }
+            | E::CacheCapacity { .. }
             | E::NamespaceField { .. }
             | E::ImageNameEmpty
             | E::ImageNameNul { .. }

@@ -16,7 +16,7 @@ mod schema;
 mod snapshots;
 
 pub use content::{NamespacedContent, SharingPolicy};
-pub use db::{Db, MutationCallback, ReadTx, WriteTx, DIR_NAME};
+pub use db::{Db, MutationCallback, ReadTx, WriteTx, DEFAULT_CACHE_CAPACITY, DIR_NAME};
 pub use error::{Error, SnapshotId};
 pub use gc::{GarbageCollector, INGEST_EXPIRY};
 pub use inventory::{ContainerEntry, Inventory, SnapshotEntry};

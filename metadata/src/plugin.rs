@@ -19,15 +19,23 @@ pub struct Config {
     /// another without a second transfer; `isolated`: it must be written
     /// again.
     pub content_sharing_policy: String,
+    /// crated's own key: the bound, in bytes, of the database's page cache
+    /// (containerd's bolt maps its file instead). At least 1 MiB.
+    pub cache_capacity: u64,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Self {
             content_sharing_policy: "shared".into(),
+            cache_capacity: crate::DEFAULT_CACHE_CAPACITY,
         }
     }
 }
+
+/// The least `cache_capacity` taken: below it sled would read most
+/// records back from its file on every request.
+pub const MIN_CACHE_CAPACITY: u64 = 1 << 20;
 
 /// The plugin's registration.
 pub fn registration() -> Registration {
@@ -45,9 +53,20 @@ pub fn registration() -> Registration {
                 ))
             }
         };
+        if config.cache_capacity < MIN_CACHE_CAPACITY {
+            return Err(InitError::Failed(
+                Error::CacheCapacity {
+                    value: config.cache_capacity,
+                    minimum: MIN_CACHE_CAPACITY,
+                    default: crate::DEFAULT_CACHE_CAPACITY,
+                }
+                .into(),
+            ));
+        }
         let backend = ctx.get(types::CONTENT)?;
         let root = ctx.daemon_root().to_owned();
-        let db = tokio::task::spawn_blocking(move || Db::open(&root))
+        let capacity = config.cache_capacity;
+        let db = tokio::task::spawn_blocking(move || Db::open_with(&root, capacity))
             .await
             .map_err(|source| Error::OpenTask { source })
             .and_then(|opened| opened)

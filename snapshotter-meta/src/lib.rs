@@ -115,6 +115,12 @@ pub struct Change<'a> {
     _guard: MutexGuard<'a, ()>,
 }
 
+/// The page cache bound of a snapshotter's record store. A record is a
+/// few hundred bytes, so 8 MiB holds tens of thousands of snapshots; sled's
+/// default (1 GiB for each of the daemon's stores) would let them grow far
+/// past what a node needs.
+pub const CACHE_CAPACITY: u64 = 8 << 20;
+
 impl MetaStore {
     /// Opens (or creates) the store at `path`. Unavailable while another
     /// process has it ([`Error::InUse`]) or, briefly after its drop, an
@@ -140,14 +146,18 @@ impl MetaStore {
                     source,
                 },
             })?;
-        let db = sled::Config::new().path(path).open().map_err(|source| {
-            let path = path.to_owned();
-            if sled_lock_held(&path) {
-                Error::StillOpen { path, source }
-            } else {
-                Error::Open { path, source }
-            }
-        })?;
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(CACHE_CAPACITY)
+            .open()
+            .map_err(|source| {
+                let path = path.to_owned();
+                if sled_lock_held(&path) {
+                    Error::StillOpen { path, source }
+                } else {
+                    Error::Open { path, source }
+                }
+            })?;
         Ok(Self {
             db,
             writer: Mutex::new(()),

@@ -84,13 +84,23 @@ impl Daemon {
         Ok(crated_api::dial::connect(&self.address.display().to_string()).await?)
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Resident memory of the daemon process, in KiB.
     pub fn rss_kib(&self) -> u64 {
+        self.status_kib("VmRSS")
+    }
+
+    /// A KiB figure of the daemon's `/proc/PID/status` (`VmRSS`,
+    /// `RssAnon`, …); 0 when it cannot be read.
+    pub fn status_kib(&self, field: &str) -> u64 {
         std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .ok()
             .and_then(|s| {
                 s.lines()
-                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
                     .and_then(|v| v.split_whitespace().next()?.parse().ok())
             })
             .unwrap_or(0)
