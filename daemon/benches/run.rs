@@ -119,6 +119,7 @@ fn shims_of(daemon: &Daemon) -> Vec<u32> {
 
 struct Row {
     name: &'static str,
+    tag: &'static str,
     median: Duration,
     p95: Duration,
     start_many: Duration,
@@ -206,6 +207,7 @@ fn measure(c: &Candidate, daemon: &Daemon, image: &str, o: &Options) -> anyhow::
     };
     Ok(Row {
         name: c.name,
+        tag: c.tag,
         median,
         p95,
         start_many,
@@ -228,6 +230,8 @@ fn memory_workload(
 ) -> anyhow::Result<u64> {
     let debian_ctr = Path::new("/usr/bin/ctr");
     let tag = c.tag;
+    // Distinct per blob, so each is stored; its digest names it for removal.
+    let blob = |i: usize| format!("{tag} memory benchmark blob {i}\n");
     let workers = 4;
     let started = Instant::now();
     std::thread::scope(|scope| -> anyhow::Result<()> {
@@ -245,7 +249,7 @@ fn memory_workload(
                             .spawn()?;
                         if let Some(mut stdin) = child.stdin.take() {
                             use std::io::Write as _;
-                            writeln!(stdin, "{tag} memory benchmark blob {i}")?;
+                            stdin.write_all(blob(i).as_bytes())?;
                         }
                         if !child.wait()?.success() {
                             bail!("{}: content ingest {i} failed", daemon.name);
@@ -275,10 +279,7 @@ fn memory_workload(
         ctr(debian_ctr, daemon, &args)?;
     }
     let digests: Vec<String> = (0..o.objects)
-        .map(|i| {
-            let data = format!("{tag} memory benchmark blob {i}\n");
-            crated_core::digest::Digest::sha256(data.as_bytes()).to_string()
-        })
+        .map(|i| crated_core::digest::Digest::sha256(blob(i).as_bytes()).to_string())
         .collect();
     for chunk in digests.chunks(100) {
         let mut args = vec!["content", "rm"];
@@ -379,10 +380,7 @@ fn main() -> anyhow::Result<()> {
             );
         }
     }
-    let row = |tag: &str| {
-        let name = candidates.iter().find(|c| c.tag == tag)?.name;
-        rows.iter().find(|r| r.name == name)
-    };
+    let row = |tag: &str| rows.iter().find(|r| r.tag == tag);
     if let (Some(a), Some(d), Some(b)) = (row("ours"), row("debctr"), row("theirs")) {
         let ratio = |x: f64, y: f64| if y > 0.0 { x / y } else { f64::NAN };
         println!(

@@ -84,10 +84,6 @@ impl Daemon {
         Ok(crated_api::dial::connect(&self.address.display().to_string()).await?)
     }
 
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     /// Resident memory of the daemon process, in KiB.
     pub fn rss_kib(&self) -> u64 {
         self.status_kib("VmRSS")
