@@ -1,7 +1,11 @@
 //! Storage benchmark: content ingest throughput over gRPC and `containers
 //! ls` latency, for `crated` and containerd 1.6 (Debian's `/usr/bin/containerd`)
 //! side by side, driven by the same client, with the disk's sequential write
-//! speed as the yardstick.
+//! speed as the yardstick; then the metadata operations as a user runs them,
+//! each through Debian's `ctr`, the daemons taking turns: snapshot prepare /
+//! commit / remove (one ctr per op), `containers ls` and `containers rm`
+//! (100 per call) of `--objects` containers with their snapshots, and
+//! `content rm` (100 per call) of `--objects` blobs.
 //!
 //! Run it with `cargo xtask bench storage` (which builds `crated` in release
 //! first); options after `--`:
@@ -10,9 +14,15 @@
 //! --size-mib N      ingest size (default 1024)
 //! --containers N    containers to list (default 10000)
 //! --runs N          repetitions; the median is reported (default 5)
+//! --objects N       containers and blobs removed through ctr (default 1000)
+//! --snapshot-ops N  ctr snapshot prepare/commit/remove rounds (default 50)
+//! --rounds N        rounds of the ctr figures, daemons alternating (default 3)
 //! --dir PATH        where the daemons' roots go (default /var/tmp)
 //! --only NAME       crated or containerd
 //! ```
+//!
+//! `--size-mib 0` skips the ingest and `--containers 0` the large listing,
+//! leaving the ctr figures.
 
 #![allow(clippy::unwrap_used)]
 
@@ -28,7 +38,9 @@ use crated_api::containerd::services::containers::v1 as containers;
 use crated_api::containerd::services::leases::v1 as leases;
 use crated_api::metadata::set_grpc_namespace;
 use crated_api::proxy::content::ContentProxy;
+use crated_api::proxy::snapshots::SnapshotsProxy;
 use crated_core::content::{ContentStore as _, WriterOptions};
+use crated_core::snapshots::Snapshotter as _;
 use crated_core::Namespace;
 use tonic::transport::Channel;
 
@@ -40,6 +52,9 @@ struct Options {
     size_mib: usize,
     containers: usize,
     runs: usize,
+    objects: usize,
+    snapshot_ops: usize,
+    rounds: usize,
     dir: PathBuf,
     only: Option<String>,
 }
@@ -49,6 +64,9 @@ fn options() -> anyhow::Result<Options> {
         size_mib: 1024,
         containers: 10_000,
         runs: 5,
+        objects: 1000,
+        snapshot_ops: 50,
+        rounds: 3,
         dir: "/var/tmp".into(),
         only: None,
     };
@@ -59,6 +77,9 @@ fn options() -> anyhow::Result<Options> {
             "--size-mib" => o.size_mib = value()?.parse()?,
             "--containers" => o.containers = value()?.parse()?,
             "--runs" => o.runs = value()?.parse()?,
+            "--objects" => o.objects = value()?.parse()?,
+            "--snapshot-ops" => o.snapshot_ops = value()?.parse()?,
+            "--rounds" => o.rounds = value()?.parse()?,
             "--dir" => o.dir = value()?.into(),
             "--only" => o.only = Some(value()?),
             // cargo bench passes --bench.
@@ -73,9 +94,18 @@ fn namespace() -> Namespace {
     Namespace::new("bench").unwrap()
 }
 
+/// Where the ctr figures' objects live, apart from the large listing's.
+fn ops_namespace() -> Namespace {
+    Namespace::new("ops").unwrap()
+}
+
 fn request<T>(message: T) -> tonic::Request<T> {
+    request_in(&namespace(), message)
+}
+
+fn request_in<T>(ns: &Namespace, message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
-    set_grpc_namespace(&mut request, &namespace());
+    set_grpc_namespace(&mut request, ns);
     request
 }
 
@@ -158,8 +188,7 @@ async fn ingest(channel: Channel, size: usize, run: usize) -> anyhow::Result<Dur
     Ok(took)
 }
 
-fn container(i: usize) -> containers::Container {
-    let id = format!("bench-{i:06}");
+fn container(id: String, i: usize) -> containers::Container {
     containers::Container {
         labels: [("app".to_string(), format!("svc-{}", i % 50))]
             .into_iter()
@@ -181,18 +210,47 @@ fn container(i: usize) -> containers::Container {
     }
 }
 
-async fn create_containers(channel: Channel, count: usize) -> anyhow::Result<()> {
+/// A label that keeps what the benchmark makes from the collector, as
+/// ctr's own snapshot commands label theirs.
+fn gc_root() -> std::collections::BTreeMap<String, String> {
+    [("containerd.io/gc.root".to_string(), "bench".to_string())].into()
+}
+
+/// Creates containers `ids` in `ns` over eight streams; with `snapshots`,
+/// each gets the active snapshot its `snapshot_key` names, as `ctr run`
+/// leaves them.
+async fn create_containers(
+    channel: Channel,
+    ns: &Namespace,
+    ids: &[String],
+    snapshots: bool,
+) -> anyhow::Result<()> {
     const STREAMS: usize = 8;
     let mut tasks = Vec::new();
     for k in 0..STREAMS {
         let channel = channel.clone();
+        let ns = ns.clone();
+        let ids: Vec<(usize, String)> = ids
+            .iter()
+            .cloned()
+            .enumerate()
+            .skip(k)
+            .step_by(STREAMS)
+            .collect();
         tasks.push(tokio::spawn(async move {
+            let sn = SnapshotsProxy::new(channel.clone(), "overlayfs", ns.clone());
             let mut client = containers::containers_client::ContainersClient::new(channel);
-            for i in (k..count).step_by(STREAMS) {
+            for (i, id) in ids {
+                if snapshots {
+                    sn.prepare(&id, "", gc_root()).await?;
+                }
                 client
-                    .create(request(containers::CreateContainerRequest {
-                        container: Some(container(i)),
-                    }))
+                    .create(request_in(
+                        &ns,
+                        containers::CreateContainerRequest {
+                            container: Some(container(id, i)),
+                        },
+                    ))
                     .await?;
             }
             anyhow::Ok(())
@@ -202,6 +260,50 @@ async fn create_containers(channel: Channel, count: usize) -> anyhow::Result<()>
         t.await??;
     }
     Ok(())
+}
+
+/// Commits `count` distinct 4 KiB blobs to `ns` over eight streams and
+/// returns their digests.
+async fn ingest_blobs(
+    channel: Channel,
+    ns: &Namespace,
+    count: usize,
+    round: usize,
+) -> anyhow::Result<Vec<String>> {
+    const STREAMS: usize = 8;
+    let mut tasks = Vec::new();
+    for k in 0..STREAMS {
+        let proxy = ContentProxy::new(channel.clone());
+        let ns = ns.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut digests = Vec::new();
+            for i in (k..count).step_by(STREAMS) {
+                let mut data = vec![0u8; 4096];
+                data[..8].copy_from_slice(&(i as u64).to_le_bytes());
+                data[8..16].copy_from_slice(&(round as u64).to_le_bytes());
+                let mut w = proxy
+                    .writer(
+                        &ns,
+                        WriterOptions {
+                            r#ref: format!("ops-blob-{round}-{i}"),
+                            total: data.len() as u64,
+                            ..Default::default()
+                        },
+                    )
+                    .await?;
+                w.write(&data).await?;
+                let digest = w.digest().await?;
+                w.commit(data.len() as u64, None, gc_root()).await?;
+                digests.push(digest.to_string());
+            }
+            anyhow::Ok(digests)
+        }));
+    }
+    let mut digests = Vec::new();
+    for t in tasks {
+        digests.extend(t.await??);
+    }
+    Ok(digests)
 }
 
 async fn list_containers(channel: Channel, expected: usize) -> anyhow::Result<Duration> {
@@ -223,26 +325,37 @@ async fn list_containers(channel: Channel, expected: usize) -> anyhow::Result<Du
     Ok(took)
 }
 
-/// Wall time of Debian's `ctr containers ls`, output discarded.
-fn ctr_ls(address: &Path) -> anyhow::Result<Duration> {
-    let started = Instant::now();
-    let status = Command::new("/usr/bin/ctr")
-        .args(["--address"])
+/// Wall time of one Debian `ctr` in namespace `ns`, output discarded.
+fn ctr<I, S>(address: &Path, ns: &Namespace, args: I) -> anyhow::Result<Duration>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let mut command = Command::new("/usr/bin/ctr");
+    command
+        .arg("--address")
         .arg(address)
-        .args(["-n", "bench", "containers", "ls"])
+        .args(["-n", ns.as_str()])
+        .args(args)
         .stdout(Stdio::null())
-        .status()?;
-    if !status.success() {
-        bail!("ctr containers ls failed: {status}");
+        .stderr(Stdio::piped());
+    let started = Instant::now();
+    let out = command.output()?;
+    let took = started.elapsed();
+    if !out.status.success() {
+        bail!(
+            "{command:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
-    Ok(started.elapsed())
+    Ok(took)
 }
 
 struct Row {
     name: &'static str,
-    ingest: Duration,
-    list: Duration,
-    ctr_list: Duration,
+    ingest: Option<Duration>,
+    list: Option<Duration>,
+    ctr_list: Option<Duration>,
     rss_kib: u64,
 }
 
@@ -250,7 +363,9 @@ async fn measure(daemon: &Daemon, o: &Options) -> anyhow::Result<Row> {
     let channel = daemon.channel().await?;
     let size = o.size_mib * CHUNK;
     let mut ingests = Vec::new();
-    for run in 0..o.runs {
+    // --size-mib 0: no ingest.
+    let ingest_runs = if size == 0 { 0 } else { o.runs };
+    for run in 0..ingest_runs {
         let took = ingest(channel.clone(), size, run).await?;
         eprintln!(
             "{}: ingest {} MiB in {took:.2?} ({:.0} MiB/s)",
@@ -260,27 +375,100 @@ async fn measure(daemon: &Daemon, o: &Options) -> anyhow::Result<Row> {
         );
         ingests.push(took);
     }
-    let started = Instant::now();
-    create_containers(channel.clone(), o.containers).await?;
-    eprintln!(
-        "{}: created {} containers in {:.2?}",
-        daemon.name,
-        o.containers,
-        started.elapsed()
-    );
     let mut lists = Vec::new();
     let mut ctr_lists = Vec::new();
-    for _ in 0..o.runs {
-        lists.push(list_containers(channel.clone(), o.containers).await?);
-        ctr_lists.push(ctr_ls(&daemon.address)?);
+    if o.containers > 0 {
+        let started = Instant::now();
+        let ids: Vec<String> = (0..o.containers).map(|i| format!("bench-{i:06}")).collect();
+        create_containers(channel.clone(), &namespace(), &ids, false).await?;
+        eprintln!(
+            "{}: created {} containers in {:.2?}",
+            daemon.name,
+            o.containers,
+            started.elapsed()
+        );
+        for _ in 0..o.runs {
+            lists.push(list_containers(channel.clone(), o.containers).await?);
+            ctr_lists.push(ctr(&daemon.address, &namespace(), ["containers", "ls"])?);
+        }
     }
     Ok(Row {
         name: daemon.name,
-        ingest: median(ingests),
-        list: median(lists),
-        ctr_list: median(ctr_lists),
+        ingest: (!ingests.is_empty()).then(|| median(ingests)),
+        list: (!lists.is_empty()).then(|| median(lists)),
+        ctr_list: (!ctr_lists.is_empty()).then(|| median(ctr_lists)),
         rss_kib: daemon.rss_kib(),
     })
+}
+
+/// The metadata figures of one round, each through Debian's ctr.
+struct CtrOps {
+    snapshot_op: Duration,
+    containers_ls: Duration,
+    containers_rm: Duration,
+    content_rm: Duration,
+}
+
+/// Runs `ctr` once per chunk of 100 of `args`, after `verb`; the total.
+fn ctr_chunks(
+    address: &Path,
+    ns: &Namespace,
+    verb: &[&str],
+    args: &[String],
+) -> anyhow::Result<Duration> {
+    let mut total = Duration::ZERO;
+    for chunk in args.chunks(100) {
+        total += ctr(
+            address,
+            ns,
+            verb.iter().copied().chain(chunk.iter().map(String::as_str)),
+        )?;
+    }
+    Ok(total)
+}
+
+async fn ctr_ops(daemon: &Daemon, o: &Options, round: usize) -> anyhow::Result<CtrOps> {
+    let (address, ns) = (&daemon.address, ops_namespace());
+    let started = Instant::now();
+    for i in 0..o.snapshot_ops {
+        let (key, name) = (format!("active-{round}-{i}"), format!("committed-{round}-{i}"));
+        ctr(address, &ns, ["snapshots", "prepare", &key])?;
+        ctr(address, &ns, ["snapshots", "commit", &name, &key])?;
+        ctr(address, &ns, ["snapshots", "rm", &name])?;
+    }
+    let snapshot_op = started.elapsed() / (3 * o.snapshot_ops.max(1)) as u32;
+
+    let channel = daemon.channel().await?;
+    let ids: Vec<String> = (0..o.objects).map(|i| format!("c-{round}-{i:05}")).collect();
+    create_containers(channel.clone(), &ns, &ids, true).await?;
+    let containers_ls = median(
+        (0..o.runs.max(1))
+            .map(|_| ctr(address, &ns, ["containers", "ls"]))
+            .collect::<anyhow::Result<_>>()?,
+    );
+    let containers_rm = ctr_chunks(address, &ns, &["containers", "rm"], &ids)?;
+    let left = containers::containers_client::ContainersClient::new(channel.clone())
+        .list(request_in(&ns, containers::ListContainersRequest { filters: vec![] }))
+        .await?
+        .into_inner()
+        .containers
+        .len();
+    if left != 0 {
+        bail!("{}: {left} containers left after ctr containers rm", daemon.name);
+    }
+
+    let digests = ingest_blobs(channel, &ns, o.objects, round).await?;
+    let content_rm = ctr_chunks(address, &ns, &["content", "rm"], &digests)?;
+    Ok(CtrOps {
+        snapshot_op,
+        containers_ls,
+        containers_rm,
+        content_rm,
+    })
+}
+
+fn show(d: Option<Duration>) -> String {
+    d.map_or_else(|| "-".into(), |d| format!("{d:.1?}"))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -289,49 +477,110 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     let size = o.size_mib * CHUNK;
     let disk = median(
-        (0..o.runs)
-            .map(|_| disk_write(&o.dir, size))
+        (0..o.runs.max(1))
+            .map(|_| disk_write(&o.dir, size.max(CHUNK)))
             .collect::<anyhow::Result<_>>()?,
     );
     eprintln!(
         "disk: {:.0} MiB/s sequential write + fsync",
-        mib_per_s(size, disk)
+        mib_per_s(size.max(CHUNK), disk)
     );
-    let mut rows = Vec::new();
     let candidates: [(&'static str, PathBuf); 2] = [
         ("crated", crated_binary()?),
         ("containerd", "/usr/bin/containerd".into()),
     ];
+    let mut daemons = Vec::new();
     for (name, binary) in candidates {
         if o.only.as_deref().is_some_and(|only| only != name) {
             continue;
         }
-        let daemon = Daemon::start(name, &binary, &o.dir)?;
-        rows.push(runtime.block_on(measure(&daemon, &o))?);
+        daemons.push(Daemon::start(name, &binary, &o.dir)?);
     }
+    let mut rows = Vec::new();
+    for daemon in &daemons {
+        rows.push(runtime.block_on(measure(daemon, &o))?);
+    }
+    // The ctr figures, the daemons taking turns each round.
+    let mut ops: Vec<Vec<CtrOps>> = daemons.iter().map(|_| Vec::new()).collect();
+    for round in 0..o.rounds {
+        for (daemon, ops) in daemons.iter().zip(&mut ops) {
+            let r = runtime.block_on(ctr_ops(daemon, &o, round))?;
+            eprintln!(
+                "{} round {round}: snapshot op {:.2?}, containers ls {:.1?}, containers rm {:.1?}, content rm {:.1?}",
+                daemon.name, r.snapshot_op, r.containers_ls, r.containers_rm, r.content_rm
+            );
+            ops.push(r);
+        }
+    }
+
     println!();
     println!(
         "| daemon | ingest {} MiB over gRPC | of disk speed ({:.0} MiB/s) | `containers ls` of {} (gRPC List) | Debian `ctr containers ls` | daemon RSS after |",
         o.size_mib,
-        mib_per_s(size, disk),
+        mib_per_s(size.max(CHUNK), disk),
         o.containers
     );
     println!("| --- | --- | --- | --- | --- | --- |");
     for r in &rows {
+        let ingest = r.ingest.map_or_else(
+            || "- | -".to_string(),
+            |d| {
+                format!(
+                    "{:.0} MiB/s ({d:.2?}) | {:.0} %",
+                    mib_per_s(size, d),
+                    100.0 * disk.as_secs_f64() / d.as_secs_f64()
+                )
+            },
+        );
         println!(
-            "| {} | {:.0} MiB/s ({:.2?}) | {:.0} % | {:.1?} | {:.1?} | {} MiB |",
+            "| {} | {ingest} | {} | {} | {} MiB |",
             r.name,
-            mib_per_s(size, r.ingest),
-            r.ingest,
-            100.0 * disk.as_secs_f64() / r.ingest.as_secs_f64(),
-            r.list,
-            r.ctr_list,
+            show(r.list),
+            show(r.ctr_list),
             r.rss_kib / 1024
         );
     }
+    if o.rounds > 0 {
+        type Figure = fn(&CtrOps) -> Duration;
+        let figures: [(String, Figure); 4] = [
+            (
+                "snapshot prepare / commit / remove via `ctr`, per op".into(),
+                |r| r.snapshot_op,
+            ),
+            (
+                format!("`ctr containers ls` with {}", o.objects),
+                |r| r.containers_ls,
+            ),
+            (
+                format!("`ctr containers rm` of {} (100 per call)", o.objects),
+                |r| r.containers_rm,
+            ),
+            (
+                format!("`ctr content rm` of {} blobs (100 per call)", o.objects),
+                |r| r.content_rm,
+            ),
+        ];
+        println!();
+        let names: Vec<&str> = daemons.iter().map(|d| d.name).collect();
+        println!("| figure (Debian's ctr) | {} | ratio |", names.join(" | "));
+        println!("| --- |{} --- |", " --- |".repeat(names.len()));
+        for (label, figure) in figures {
+            let medians: Vec<Duration> = ops
+                .iter()
+                .map(|rounds| median(rounds.iter().map(figure).collect()))
+                .collect();
+            let ratio = match medians.as_slice() {
+                [ours, theirs] => format!("{:.2}×", ours.as_secs_f64() / theirs.as_secs_f64()),
+                _ => "-".into(),
+            };
+            let cells: Vec<String> = medians.iter().map(|d| format!("{d:.2?}")).collect();
+            println!("| {label} | {} | {ratio} |", cells.join(" | "));
+        }
+    }
     println!(
-        "\nmedian of {} runs; {} cores; roots under {}",
+        "\nmedian of {} runs, {} ctr rounds; {} cores; roots under {}",
         o.runs,
+        o.rounds,
         std::thread::available_parallelism().map_or(0, usize::from),
         o.dir.display()
     );

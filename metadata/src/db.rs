@@ -166,6 +166,12 @@ impl Db {
         &self.inner.path
     }
 
+    /// The tree itself, for tests that write what an older build wrote.
+    #[cfg(test)]
+    pub(crate) fn tree(&self) -> &sled::Tree {
+        &self.inner.tree
+    }
+
     /// Runs `f` over a consistent-enough read view (each key read is current;
     /// writes are applied as atomic batches).
     pub fn read<T>(&self, f: impl FnOnce(&ReadTx<'_>) -> Result<T>) -> Result<T> {

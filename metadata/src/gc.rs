@@ -136,6 +136,9 @@ struct Graph {
     snapshots: HashMap<Node, (Option<Node>, BTreeMap<String, String>)>,
     /// What the sweep may remove, with the record's key.
     removable: Vec<(Node, Vec<u8>)>,
+    /// Index entries that go with a removed record (a snapshot's entry
+    /// under its parent).
+    index_entries: HashMap<Node, Vec<u8>>,
     /// Ingests and the digest each expects.
     expected: HashMap<Node, String>,
     /// Ingests held by a live lease.
@@ -282,6 +285,12 @@ impl Graph {
             }
             let parent = (!record.parent.is_empty())
                 .then(|| Node::snapshot(ns, snapshotter, &record.parent));
+            if !record.parent.is_empty() {
+                self.index_entries.insert(
+                    node.clone(),
+                    keys::snapshot_child(ns, snapshotter, &record.parent, name),
+                );
+            }
             self.removable.push((node.clone(), key));
             self.snapshots.insert(node, (parent, record.labels));
         }
@@ -355,6 +364,9 @@ impl Collector for GarbageCollector {
                 if !marked.contains(node) {
                     tracing::debug!(kind = ?node.kind, namespace = node.namespace, key = node.key, "remove");
                     tx.delete(key.clone());
+                    if let Some(entry) = graph.index_entries.get(node) {
+                        tx.delete(entry.clone());
+                    }
                     removed += 1;
                 }
             }

@@ -10,12 +10,15 @@
 //! | `meta` `\0` `schema_version` | schema version, decimal ASCII |
 //! | `ns` `\0` `<namespace>` | [`NamespaceRecord`](crate) as JSON: labels |
 //! | `obj` `\0` `<namespace>` `\0` `<kind>` `\0` `<id…>` | the record of one object |
+//! | `idx` `\0` `<namespace>` `\0` `snapshot-children` `\0` `<snapshotter>` `\0` `<parent>` `\0` `<child>` | empty: `child` names `parent` |
 //!
 //! Object kinds, filled by later subsystems: `images` (id = image name),
 //! `containers` (id), `leases` (id), `content` (id = digest: the namespace's
 //! view of a shared blob), `snapshots` (id = `<snapshotter>` `\0` `<key>`).
 //! All objects of a namespace share the prefix `obj\0<namespace>\0`, which is
 //! how a namespace delete finds out, in one seek, whether it is empty.
+//! Indexes live under `idx`, outside that prefix: they only say where to
+//! look, and what they point at is read from the records.
 
 /// Separator between key components.
 pub const SEP: u8 = 0;
@@ -66,6 +69,29 @@ pub fn object(ns: &str, kind: &str, id: &[&str]) -> Vec<u8> {
     join(&parts)
 }
 
+/// Prefix of the index entries of the children of snapshot `parent` of
+/// `snapshotter` in namespace `ns`.
+pub fn snapshot_children(ns: &str, snapshotter: &str, parent: &str) -> Vec<u8> {
+    snapshot_child(ns, snapshotter, parent, "")
+}
+
+/// Index entry: snapshot `child` of `snapshotter` in `ns` has `parent`.
+pub fn snapshot_child(ns: &str, snapshotter: &str, parent: &str, child: &str) -> Vec<u8> {
+    join(&[
+        b"idx",
+        ns.as_bytes(),
+        b"snapshot-children",
+        snapshotter.as_bytes(),
+        parent.as_bytes(),
+        child.as_bytes(),
+    ])
+}
+
+/// Prefix of every index entry of namespace `ns`.
+pub fn indexes(ns: &str) -> Vec<u8> {
+    join(&[b"idx", ns.as_bytes(), b""])
+}
+
 /// The kind component of an object key under `objects(ns)`.
 pub fn kind_of<'k>(ns_prefix: &[u8], key: &'k [u8]) -> Option<&'k [u8]> {
     let rest = key.strip_prefix(ns_prefix)?;
@@ -82,6 +108,15 @@ mod tests {
         let foobar = object("foo.bar", "images", &["x"]);
         assert!(!foobar.starts_with(&foo));
         assert!(object("foo", "images", &["x"]).starts_with(&foo));
+    }
+
+    #[test]
+    fn children_of_a_parent_do_not_alias_a_longer_name() {
+        let children = snapshot_children("ns", "overlayfs", "base");
+        assert!(snapshot_child("ns", "overlayfs", "base", "c").starts_with(&children));
+        assert!(!snapshot_child("ns", "overlayfs", "base2", "c").starts_with(&children));
+        assert!(children.starts_with(&indexes("ns")));
+        assert!(!children.starts_with(&objects("ns")));
     }
 
     #[test]

@@ -167,6 +167,10 @@ impl Db {
                 }
                 .into());
             }
+            // With no objects left an index entry would point at nothing.
+            for (entry, _) in tx.scan(&keys::indexes(name.as_str()))? {
+                tx.delete(entry);
+            }
             tx.delete(key);
             Ok(())
         })

@@ -10,7 +10,7 @@ use crate::{keys, Error};
 type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The schema this build reads and writes.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// One migration: reads the tree and stages the changes that take it from
 /// version `from` to `from + 1`.
@@ -21,10 +21,17 @@ struct Migration {
 
 /// The migrations, in order. Version 0 is a database written before the
 /// version key existed; it had the same layout, so the step only stamps it.
-const MIGRATIONS: &[Migration] = &[Migration {
-    from: 0,
-    apply: |_, _| Ok(()),
-}];
+/// Version 2 added the index of snapshot children.
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        from: 0,
+        apply: |_, _| Ok(()),
+    },
+    Migration {
+        from: 1,
+        apply: crate::snapshots::index_children,
+    },
+];
 
 fn read_version(tree: &sled::Tree) -> Result<Option<u32>> {
     let Some(raw) = tree.get(keys::SCHEMA_VERSION).map_err(Error::Storage)? else {

@@ -4,7 +4,9 @@
 //! is what `stat`, `walk` and `update` see.
 //!
 //! Records live under `obj\0<ns>\0snapshots\0<snapshotter>\0<key>`, so a
-//! namespace holding snapshots cannot be deleted. Each backend's mutations
+//! namespace holding snapshots cannot be deleted; an index entry per child
+//! (see [`keys::snapshot_child`]) lets a remove find children without
+//! reading every record of the namespace. Each backend's mutations
 //! are serialised by a lock: the backend call and the record write cannot
 //! share one transaction, so the lock keeps a check and the write after it
 //! consistent; a backend call that succeeded is undone if its record cannot
@@ -41,6 +43,32 @@ struct Record {
 /// The backend key a stored snapshot record (`what`, for errors) names.
 pub(crate) fn backend_key_of(what: &str, raw: &[u8]) -> Result<String, crate::Error> {
     Ok(decode::<Record>(what, raw)?.backend_key)
+}
+
+/// Stages the children index of every snapshot record in `tree`: the
+/// schema migration that introduced the index.
+pub(crate) fn index_children(tree: &sled::Tree, batch: &mut sled::Batch) -> Result<(), Error> {
+    let namespaces = keys::namespaces();
+    for entry in tree.scan_prefix(&namespaces) {
+        let (key, _) = entry.map_err(Error::Storage)?;
+        let ns = String::from_utf8_lossy(&key[namespaces.len()..]).into_owned();
+        let prefix = keys::objects_of(&ns, KIND);
+        for entry in tree.scan_prefix(&prefix) {
+            let (key, raw) = entry.map_err(Error::Storage)?;
+            let id = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+            let Some((snapshotter, name)) = id.split_once(char::from(keys::SEP)) else {
+                continue;
+            };
+            let record: Record = decode(&format!("snapshot {id:?} in namespace {ns:?}"), &raw)?;
+            if !record.parent.is_empty() {
+                batch.insert(
+                    keys::snapshot_child(&ns, snapshotter, &record.parent, name),
+                    Vec::new(),
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The labels a backend sees, as containerd's `FilterInheritedLabels`: the
@@ -85,8 +113,23 @@ impl Record {
 struct Backend {
     name: String,
     snapshotter: Arc<dyn Snapshotter>,
-    /// Serialises this backend's mutations (see the module docs).
-    lock: tokio::sync::Mutex<()>,
+    /// Serialises this backend's mutations (see the module docs), and
+    /// hands out the numbers of its backend keys.
+    lock: tokio::sync::Mutex<Sequence>,
+}
+
+/// How many backend key numbers one database write reserves. The counter
+/// in the database is the highest number reserved, so none is handed out
+/// twice, across a crash too (those reserved and unused are skipped); a
+/// write per block rather than a flush per snapshot created.
+const SEQUENCE_BLOCK: u64 = 64;
+
+/// The backend key numbers reserved and not yet handed out.
+struct Sequence {
+    /// The next number to hand out; past `reserved`, a new block is
+    /// reserved first.
+    next: u64,
+    reserved: u64,
 }
 
 /// The snapshotters of a daemon, namespaced by the metadata database.
@@ -105,7 +148,10 @@ impl NamespacedSnapshots {
                 let backend = Backend {
                     name: name.clone(),
                     snapshotter,
-                    lock: tokio::sync::Mutex::new(()),
+                    lock: tokio::sync::Mutex::new(Sequence {
+                        next: 1,
+                        reserved: 0,
+                    }),
                 };
                 (name, Arc::new(backend))
             })
@@ -244,6 +290,29 @@ impl View {
         }
     }
 
+    /// The index entry saying `child` has `parent`.
+    fn child_key(&self, parent: &str, child: &str) -> Vec<u8> {
+        keys::snapshot_child(self.ns.as_str(), &self.backend.name, parent, child)
+    }
+
+    /// Whether some snapshot of this view has `key` as its parent. The
+    /// index names the candidates; each is confirmed by its record, so an
+    /// entry whose record went or changed parent counts for nothing.
+    fn has_children(&self, key: &str) -> Result<bool> {
+        let prefix = keys::snapshot_children(self.ns.as_str(), &self.backend.name, key);
+        self.db.read(|tx| {
+            for (entry, _) in tx.scan(&prefix)? {
+                let child = String::from_utf8_lossy(&entry[prefix.len()..]);
+                if let Some(raw) = tx.get(&self.key(&child))? {
+                    if decode::<Record>(&self.what(&child), &raw)?.parent == key {
+                        return Ok(true);
+                    }
+                }
+            }
+            Ok(false)
+        })
+    }
+
     fn what(&self, key: &str) -> String {
         self.id(key).to_string()
     }
@@ -271,18 +340,28 @@ impl View {
         Ok(out)
     }
 
-    /// A fresh backend key for `key`: `<namespace>/<seq>/<key>`.
-    fn backend_key(&self, key: &str) -> Result<String> {
-        let counter = [b"meta\0snapshot_seq\0", self.backend.name.as_bytes()].concat();
-        let seq = self.db.write(|tx| {
-            let next = match tx.get(&counter)? {
-                Some(raw) => String::from_utf8_lossy(&raw).parse::<u64>().unwrap_or(0) + 1,
-                None => 1,
+    /// A fresh backend key for `key`: `<namespace>/<seq>/<key>`. The
+    /// caller holds the backend's lock, whose `seq` this advances.
+    fn backend_key(&self, seq: &mut Sequence, key: &str) -> Result<String> {
+        if seq.next > seq.reserved {
+            let counter = [b"meta\0snapshot_seq\0", self.backend.name.as_bytes()].concat();
+            let (used, reserved) = self.db.write(|tx| {
+                let used = match tx.get(&counter)? {
+                    Some(raw) => String::from_utf8_lossy(&raw).parse::<u64>().unwrap_or(0),
+                    None => 0,
+                };
+                let reserved = used.saturating_add(SEQUENCE_BLOCK);
+                tx.put(counter.clone(), reserved.to_string().into_bytes());
+                Ok((used, reserved))
+            })?;
+            *seq = Sequence {
+                next: used + 1,
+                reserved,
             };
-            tx.put(counter.clone(), next.to_string().into_bytes());
-            Ok(next)
-        })?;
-        Ok(format!("{}/{seq}/{key}", self.ns.as_str()))
+        }
+        let n = seq.next;
+        seq.next += 1;
+        Ok(format!("{}/{n}/{key}", self.ns.as_str()))
     }
 
     /// Writes the record of `key`, replacing `replaces` (a committed
@@ -302,11 +381,17 @@ impl View {
             let r#type = format!("{KIND}/{}", self.backend.name);
             if let Some(old) = replaces {
                 tx.delete(self.key(old));
+                if !record.parent.is_empty() {
+                    tx.delete(self.child_key(&record.parent, old));
+                }
                 if let Some(lease) = &self.lease {
                     crate::leases::release(tx, &self.ns, lease, &r#type, old)?;
                 }
             }
             tx.put(self.key(key), raw);
+            if !record.parent.is_empty() {
+                tx.put(self.child_key(&record.parent, key), Vec::new());
+            }
             if let Some(lease) = &self.lease {
                 crate::leases::hold(tx, &self.ns, lease, &r#type, key)?;
             }
@@ -325,7 +410,7 @@ impl View {
             return Err(Error::SnapshotKeyEmpty.into());
         }
         labels::validate_all(&labels)?;
-        let _lock = self.backend.lock.lock().await;
+        let mut seq = self.backend.lock.lock().await;
         if let Some(target) = labels.get(crated_core::snapshots::TARGET_LABEL) {
             if self.load(target)?.is_some() {
                 return Err(Error::TargetExists {
@@ -354,7 +439,7 @@ impl View {
             }
             record.backend_key
         };
-        let backend_key = self.backend_key(key)?;
+        let backend_key = self.backend_key(&mut seq, key)?;
         let sn = &self.backend.snapshotter;
         let mounts = match kind {
             Kind::View => {
@@ -432,7 +517,7 @@ impl Snapshotter for View {
             return Err(Error::SnapshotNameEmpty.into());
         }
         labels::validate_all(&labels)?;
-        let _lock = self.backend.lock.lock().await;
+        let mut seq = self.backend.lock.lock().await;
         let mut record = self.existing(key)?;
         if record.kind != Kind::Active {
             return Err(Error::SnapshotNotActive {
@@ -446,7 +531,7 @@ impl Snapshotter for View {
             }
             .into());
         }
-        let backend_name = self.backend_key(name)?;
+        let backend_name = self.backend_key(&mut seq, name)?;
         self.backend
             .snapshotter
             .commit(&backend_name, &record.backend_key, inherited(&labels))
@@ -464,7 +549,7 @@ impl Snapshotter for View {
     async fn remove(&self, key: &str) -> Result<()> {
         let _lock = self.backend.lock.lock().await;
         let record = self.existing(key)?;
-        if self.records()?.iter().any(|(_, r)| r.parent == key) {
+        if self.has_children(key)? {
             return Err(Error::SnapshotHasChildren {
                 snapshot: self.id(key),
             }
@@ -478,6 +563,9 @@ impl Snapshotter for View {
         }
         self.db.write(|tx| {
             tx.delete(self.key(key));
+            if !record.parent.is_empty() {
+                tx.delete(self.child_key(&record.parent, key));
+            }
             if let Some(lease) = &self.lease {
                 let r#type = format!("{KIND}/{}", self.backend.name);
                 match crate::leases::release(tx, &self.ns, lease, &r#type, key) {
@@ -505,3 +593,6 @@ impl Snapshotter for View {
         self.backend.snapshotter.cleanup().await
     }
 }
+
+#[cfg(test)]
+mod tests;
