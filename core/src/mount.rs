@@ -3,10 +3,12 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use nix::mount::{MntFlags, MsFlags};
+
 use crate::{Error, Result};
 
 /// One mount, as containerd's `mount.Mount`: performed as
-/// `mount -t <type> -o <options> <source> <target>`.
+/// `mount -t <type> -o <options> <source> <target>` would, by mount(2).
 ///
 /// ```
 /// use crated_core::mount::Mount;
@@ -147,10 +149,11 @@ impl Drop for MountGuard {
     }
 }
 
-/// mount(8) or umount(8) failing.
+/// A mount or unmount failing.
 #[derive(Debug, thiserror::Error)]
 pub enum MountError {
-    /// The command exited unsuccessfully; `stderr` is what it said.
+    /// mount(8) or umount(8) exited unsuccessfully; `stderr` is what it
+    /// said.
     #[error("{what}: {stderr}")]
     Failed {
         /// What was being mounted or unmounted where.
@@ -160,12 +163,21 @@ pub enum MountError {
         /// What it printed.
         stderr: String,
     },
+    /// mount(2) or umount2(2) refused.
+    #[error("{what}: {errno}")]
+    Syscall {
+        /// What was being mounted or unmounted where, with the options.
+        what: String,
+        /// The kernel's answer.
+        errno: nix::errno::Errno,
+    },
 }
 
 impl crate::error::KindError for MountError {
     fn kind(&self) -> crate::Kind {
         // mount(8) reports every failure by exit status 32 with a message
-        // for people: nothing finer to tell apart.
+        // for people, and mount(2)'s EINVAL covers most of what can be
+        // wrong: nothing finer to tell apart.
         crate::Kind::Unknown
     }
 }
@@ -185,8 +197,187 @@ fn run(cmd: &mut Command, what: impl Fn() -> String) -> Result<()> {
     .into())
 }
 
-/// Performs `mounts` in order on `target` with mount(8), as containerd's
-/// `mount.All`: bind mounts by flag, long overlay options compacted.
+/// How mount(2) performs a mount: its flags, the propagation change made
+/// after it, and the filesystem's own options.
+#[derive(Debug, PartialEq, Eq)]
+struct Syscall {
+    flags: MsFlags,
+    propagation: MsFlags,
+    data: String,
+}
+
+/// The options mount(8) turns into mount(2) flags, as containerd's
+/// `parseMountOptions`: each sets its flag, or (`true`) clears it.
+const FLAG_OPTIONS: &[(&str, bool, MsFlags)] = &[
+    ("async", true, MsFlags::MS_SYNCHRONOUS),
+    ("atime", true, MsFlags::MS_NOATIME),
+    ("bind", false, MsFlags::MS_BIND),
+    ("defaults", false, MsFlags::empty()),
+    ("dev", true, MsFlags::MS_NODEV),
+    ("diratime", true, MsFlags::MS_NODIRATIME),
+    ("dirsync", false, MsFlags::MS_DIRSYNC),
+    ("exec", true, MsFlags::MS_NOEXEC),
+    ("mand", false, MsFlags::MS_MANDLOCK),
+    ("noatime", false, MsFlags::MS_NOATIME),
+    ("nodev", false, MsFlags::MS_NODEV),
+    ("nodiratime", false, MsFlags::MS_NODIRATIME),
+    ("noexec", false, MsFlags::MS_NOEXEC),
+    ("nomand", true, MsFlags::MS_MANDLOCK),
+    ("norelatime", true, MsFlags::MS_RELATIME),
+    ("nostrictatime", true, MsFlags::MS_STRICTATIME),
+    ("nosuid", false, MsFlags::MS_NOSUID),
+    ("rbind", false, MsFlags::MS_BIND.union(MsFlags::MS_REC)),
+    ("relatime", false, MsFlags::MS_RELATIME),
+    ("remount", false, MsFlags::MS_REMOUNT),
+    ("ro", false, MsFlags::MS_RDONLY),
+    ("rw", true, MsFlags::MS_RDONLY),
+    ("strictatime", false, MsFlags::MS_STRICTATIME),
+    ("suid", true, MsFlags::MS_NOSUID),
+    ("sync", false, MsFlags::MS_SYNCHRONOUS),
+];
+
+/// Propagation options: applied by a second mount(2) on the target.
+const PROPAGATION_OPTIONS: &[(&str, MsFlags)] = &[
+    ("private", MsFlags::MS_PRIVATE),
+    ("rprivate", MsFlags::MS_PRIVATE.union(MsFlags::MS_REC)),
+    ("shared", MsFlags::MS_SHARED),
+    ("rshared", MsFlags::MS_SHARED.union(MsFlags::MS_REC)),
+    ("slave", MsFlags::MS_SLAVE),
+    ("rslave", MsFlags::MS_SLAVE.union(MsFlags::MS_REC)),
+    ("unbindable", MsFlags::MS_UNBINDABLE),
+    ("runbindable", MsFlags::MS_UNBINDABLE.union(MsFlags::MS_REC)),
+];
+
+impl Mount {
+    /// The mount(2) calls this mount is, or None where mount(8) adds
+    /// something of its own: a loop device (`loop`), options only it reads
+    /// (`x-…`), a helper program for the type (`/sbin/mount.<type>`: fuse,
+    /// nfs, …).
+    fn syscall(&self, options: &[String]) -> Option<Syscall> {
+        if self.r#type.starts_with("fuse") || helper_exists(&self.r#type) {
+            return None;
+        }
+        let mut flags = MsFlags::empty();
+        let mut propagation = MsFlags::empty();
+        let mut data = Vec::new();
+        for option in options {
+            if option == "loop" || option.starts_with("x-") {
+                return None;
+            }
+            if let Some((_, clear, flag)) = FLAG_OPTIONS.iter().find(|(name, ..)| name == option) {
+                if *clear {
+                    flags.remove(*flag);
+                } else {
+                    flags.insert(*flag);
+                }
+            } else if let Some((_, flag)) =
+                PROPAGATION_OPTIONS.iter().find(|(name, _)| name == option)
+            {
+                propagation.insert(*flag);
+            } else {
+                data.push(option.as_str());
+            }
+        }
+        if self.r#type == "bind" {
+            flags.insert(MsFlags::MS_BIND);
+        }
+        Some(Syscall {
+            flags,
+            propagation,
+            data: data.join(","),
+        })
+    }
+}
+
+/// Whether mount(8) would run a helper program for filesystem `fstype`.
+fn helper_exists(fstype: &str) -> bool {
+    !fstype.is_empty()
+        && !fstype.contains('/')
+        && ["/sbin", "/usr/sbin"]
+            .iter()
+            .any(|dir| Path::new(dir).join(format!("mount.{fstype}")).exists())
+}
+
+/// Performs one mount with mount(2), as containerd's Linux `Mount`: the
+/// mount itself, then its propagation, then a read-only bind's remount
+/// (a bind mount ignores `ro` until remounted).
+fn mount_syscall(m: &Mount, call: &Syscall, at: &Path) -> Result<()> {
+    let what = || {
+        format!(
+            "mount {} {} on {} (options {:?})",
+            m.r#type,
+            m.source,
+            at.display(),
+            m.options.join(",")
+        )
+    };
+    let failed = |errno| -> Error {
+        MountError::Syscall {
+            what: what(),
+            errno,
+        }
+        .into()
+    };
+    let flags = call.flags;
+    let data = (!call.data.is_empty()).then_some(call.data.as_str());
+    let is_bind = flags.contains(MsFlags::MS_BIND);
+    // A remount without new data changes only the flags below.
+    let mounted = !flags.contains(MsFlags::MS_REMOUNT) || data.is_some();
+    if mounted {
+        let fstype = (!is_bind).then_some(m.r#type.as_str());
+        nix::mount::mount(Some(m.source.as_str()), at, fstype, flags, data).map_err(failed)?;
+    }
+    let finish = || -> nix::Result<()> {
+        if !call.propagation.is_empty() {
+            let pflags = call.propagation | (flags & MsFlags::MS_REC);
+            nix::mount::mount(None::<&str>, at, None::<&str>, pflags, None::<&str>)?;
+        }
+        if is_bind && flags.contains(MsFlags::MS_RDONLY) {
+            let remount = flags | MsFlags::MS_REMOUNT;
+            nix::mount::mount(None::<&str>, at, None::<&str>, remount, None::<&str>)?;
+        }
+        Ok(())
+    };
+    if let Err(errno) = finish() {
+        // Not left half done: a bind meant read-only must not stay
+        // writable.
+        if mounted {
+            let _ = nix::mount::umount2(at, MntFlags::MNT_DETACH);
+        }
+        return Err(failed(errno));
+    }
+    Ok(())
+}
+
+/// Performs one mount with mount(8), from `dir` if given (a compacted
+/// overlay's relative lower dirs).
+fn mount_command(m: &Mount, dir: Option<String>, options: &[String], at: &Path) -> Result<()> {
+    let mut cmd = Command::new("mount");
+    // Bind mounts are a flag of mount(8), not a filesystem type.
+    let fstype = if m.r#type == "bind" {
+        "none"
+    } else {
+        &m.r#type
+    };
+    cmd.args(["-t", fstype]);
+    if let Some(dir) = dir {
+        cmd.current_dir(dir);
+    }
+    if !options.is_empty() {
+        cmd.args(["-o", &options.join(",")]);
+    }
+    // `--`: a source starting with `-` is not an option.
+    cmd.arg("--").arg(&m.source).arg(at);
+    run(&mut cmd, || {
+        format!("mount {} {} on {}", m.r#type, m.source, at.display())
+    })
+}
+
+/// Performs `mounts` in order on `target`, as containerd's `mount.All`:
+/// with mount(2) (no process started), or with mount(8) where it adds
+/// something (see [`Mount`]'s helpers: a loop device, a helper program) or
+/// where long overlay options are compacted, which needs a working
+/// directory of their own.
 pub fn mount_all(mounts: &[Mount], target: &Path) -> Result<MountGuard> {
     // Absolute: a compacted overlay mounts from another working directory.
     let target = target
@@ -209,56 +400,39 @@ pub fn mount_all(mounts: &[Mount], target: &Path) -> Result<MountGuard> {
             )));
         }
         let at = target.join(sub);
-        let mut cmd = Command::new("mount");
-        // Bind mounts are a flag of mount(8), not a filesystem type.
-        let fstype = if m.r#type == "bind" {
-            "none"
-        } else {
-            &m.r#type
-        };
-        cmd.args(["-t", fstype]);
         let (dir, options) = m.compacted();
-        if let Some(dir) = dir {
-            cmd.current_dir(dir);
+        match (&dir, m.syscall(&options)) {
+            (None, Some(call)) => mount_syscall(m, &call, &at)?,
+            _ => mount_command(m, dir, &options, &at)?,
         }
-        if !options.is_empty() {
-            cmd.args(["-o", &options.join(",")]);
-        }
-        // `--`: a source starting with `-` is not an option.
-        cmd.arg("--").arg(&m.source).arg(&at);
-        run(&mut cmd, || {
-            format!("mount {} {} on {}", m.r#type, m.source, at.display())
-        })?;
         guard.depth += 1;
     }
     Ok(guard)
 }
 
-/// Unmounts the top mount at `target` with umount(8). A mount that is busy
-/// for a moment (a process forked elsewhere briefly holding a descriptor
-/// into it) is retried for up to a second, then detached lazily, so it is
-/// gone from the tree either way.
+/// Unmounts the top mount at `target` with umount2(2). A mount that is
+/// busy for a moment (a process forked elsewhere briefly holding a
+/// descriptor into it) is retried for up to a second, then detached
+/// lazily, so it is gone from the tree either way.
 pub fn unmount(target: &Path) -> Result<()> {
-    let what = || format!("unmount {}", target.display());
-    let mut last = None;
-    for _ in 0..20 {
-        match run(Command::new("umount").arg(target), what) {
-            Ok(()) => return Ok(()),
-            Err(err) => last = Some(err),
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    if run(Command::new("umount").arg("--lazy").arg(target), what).is_ok() {
-        return Ok(());
-    }
-    Err(last.unwrap_or_else(|| {
-        MountError::Failed {
-            what: what(),
-            status: std::process::ExitStatus::default(),
-            stderr: String::new(),
+    let failed = |errno| -> Error {
+        MountError::Syscall {
+            what: format!("unmount {}", target.display()),
+            errno,
         }
         .into()
-    }))
+    };
+    for _ in 0..20 {
+        match nix::mount::umount2(target, MntFlags::empty()) {
+            Ok(()) => return Ok(()),
+            Err(nix::errno::Errno::EBUSY) => {
+                std::thread::sleep(std::time::Duration::from_millis(50))
+            }
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(errno) => return Err(failed(errno)),
+        }
+    }
+    nix::mount::umount2(target, MntFlags::MNT_DETACH).map_err(failed)
 }
 
 /// Whether something is mounted at `target`.
@@ -281,4 +455,61 @@ pub fn unmount_all(target: &Path) -> Result<()> {
         unmount(target)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mount(r#type: &str, options: &[&str]) -> Mount {
+        Mount {
+            r#type: r#type.into(),
+            source: "src".into(),
+            target: String::new(),
+            options: options.iter().map(|o| o.to_string()).collect(),
+        }
+    }
+
+    fn syscall(m: &Mount) -> Option<Syscall> {
+        m.syscall(&m.options)
+    }
+
+    #[test]
+    fn flag_options_become_flags_and_the_rest_data() {
+        let m = mount(
+            "overlay",
+            &["index=off", "nosuid", "lowerdir=/a:/b", "ro", "rw", "nodev"],
+        );
+        assert_eq!(
+            syscall(&m),
+            Some(Syscall {
+                // `rw` after `ro` clears it again.
+                flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                propagation: MsFlags::empty(),
+                data: "index=off,lowerdir=/a:/b".into(),
+            })
+        );
+    }
+
+    #[test]
+    fn binds_and_propagation() {
+        let rbind = syscall(&mount("bind", &["rbind", "ro", "rslave"])).unwrap();
+        assert_eq!(
+            rbind.flags,
+            MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_RDONLY
+        );
+        assert_eq!(rbind.propagation, MsFlags::MS_SLAVE | MsFlags::MS_REC);
+        assert_eq!(rbind.data, "");
+        // The type alone makes a bind.
+        let plain = syscall(&mount("bind", &["rw"])).unwrap();
+        assert_eq!(plain.flags, MsFlags::MS_BIND);
+    }
+
+    #[test]
+    fn what_only_mount8_does_is_left_to_it() {
+        assert_eq!(syscall(&mount("ext4", &["loop", "ro"])), None);
+        assert_eq!(syscall(&mount("tmpfs", &["x-systemd.automount"])), None);
+        assert_eq!(syscall(&mount("fuse.sshfs", &[])), None);
+        assert!(syscall(&mount("tmpfs", &["size=1m"])).is_some());
+    }
 }

@@ -6,3 +6,4 @@ pub mod logging;
 pub mod memory;
 pub mod server;
 pub mod socket;
+mod timing;

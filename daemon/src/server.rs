@@ -225,6 +225,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let (stop_tx, mut grpc_stop) = tokio::sync::watch::channel(false);
     let mut grpc = tokio::spawn(
         tonic::transport::Server::builder()
+            .layer(tower::layer::layer_fn(crate::timing::Timed))
             .add_routes(routes)
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::UnixListenerStream::new(grpc_listener),

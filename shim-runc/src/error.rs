@@ -9,8 +9,6 @@
 use std::io;
 use std::num::ParseIntError;
 use std::path::PathBuf;
-use std::process::ExitStatus;
-use std::time::Duration;
 
 use crated_core::error::{io_kind, KindError};
 use crated_core::Kind;
@@ -462,19 +460,19 @@ pub enum Error {
         #[source]
         source: Box<crated_core::Error>,
     },
-    /// The long-lived shim exited before it served its socket.
-    #[error("shim exited before serving: {status}")]
-    ShimExited {
-        /// How it exited.
-        status: ExitStatus,
+    /// A command-line flag with a value it cannot take.
+    #[error("flag -{flag}: invalid value {value:?}")]
+    InvalidFlagValue {
+        /// The flag.
+        flag: String,
+        /// What it was given.
+        value: String,
     },
-    /// The long-lived shim did not listen on its socket in time.
-    #[error("shim did not listen on {} within {limit:?}", socket.display())]
-    NotListening {
-        /// The socket.
-        socket: PathBuf,
-        /// How long `start` waited.
-        limit: Duration,
+    /// `-listen-fd` named a descriptor that is not a listening socket.
+    #[error("descriptor {fd} is not a listening socket")]
+    NotAListener {
+        /// The descriptor.
+        fd: i32,
     },
     /// The shim could not become the child subreaper of its containers.
     #[error("become subreaper: {source}")]
@@ -587,8 +585,7 @@ impl KindError for Error {
             | Error::ExitWatchClosed { .. }
             | Error::Poisoned
             | Error::NoPtyMaster { .. }
-            | Error::ConsoleTask { .. }
-            | Error::ShimExited { .. } => Kind::Unknown,
+            | Error::ConsoleTask { .. } => Kind::Unknown,
             Error::Criu { source, .. } => source.kind(),
             Error::Rootfs { source, .. } | Error::InvalidNamespace { source, .. } => source.kind(),
             Error::AlreadyCreated { .. } | Error::ExecExists { .. } => Kind::AlreadyExists,
@@ -601,6 +598,8 @@ impl KindError for Error {
             | Error::NoImagePath { .. }
             | Error::LogUri { .. }
             | Error::MissingFlagValue { .. }
+            | Error::InvalidFlagValue { .. }
+            | Error::NotAListener { .. }
             | Error::UnknownFlag { .. }
             | Error::UnknownAction { .. }
             | Error::NoNamespace => Kind::InvalidArgument,
@@ -612,7 +611,6 @@ impl KindError for Error {
             | Error::NotRunning { .. }
             | Error::NoTerminal { .. } => Kind::FailedPrecondition,
             Error::StatsUnsupported { .. } => Kind::NotImplemented,
-            Error::NotListening { .. } => Kind::DeadlineExceeded,
             // The daemon may retry once the socket can be served.
             Error::Serve { .. } => Kind::Unavailable,
         }

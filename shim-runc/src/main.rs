@@ -43,7 +43,7 @@ use std::os::unix::fs::DirBuilderExt as _;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crated_core::Namespace;
 use prost::Message as _;
@@ -57,6 +57,8 @@ struct Args {
     publish_binary: String,
     id: String,
     bundle: Option<PathBuf>,
+    /// The socket `start` listens on, inherited as this descriptor.
+    listen_fd: Option<i32>,
     action: Option<String>,
 }
 
@@ -67,6 +69,7 @@ fn parse_args() -> Result<Args> {
         publish_binary: String::new(),
         id: String::new(),
         bundle: None,
+        listen_fd: None,
         action: None,
     };
     let mut it = std::env::args().skip(1);
@@ -95,6 +98,13 @@ fn parse_args() -> Result<Args> {
             "publish-binary" => args.publish_binary = value,
             "id" => args.id = value,
             "bundle" => args.bundle = Some(value.into()),
+            "listen-fd" => {
+                let fd = value.parse().map_err(|_| Error::InvalidFlagValue {
+                    flag: name.clone(),
+                    value: value.clone(),
+                })?;
+                args.listen_fd = Some(fd);
+            }
             // Accepted for compatibility with containerd's shim flags.
             "socket" | "criu" | "systemd-cgroup" => {}
             other => {
@@ -122,8 +132,8 @@ fn socket_path(args: &Args) -> PathBuf {
     base.join("s").join(hex)
 }
 
-/// How long `start` waits for the shim it launched to listen.
-const LISTEN_LIMIT: Duration = Duration::from_secs(10);
+/// The descriptor the long-lived shim gets its listening socket on.
+const LISTEN_FD: i32 = 3;
 
 fn start(args: &Args) -> Result<()> {
     // Runtime options come on stdin; the shim takes them from Create.
@@ -145,11 +155,17 @@ fn start(args: &Args) -> Result<()> {
             .map_err(|e| Error::io("create", dir, e))?;
     }
     let _ = std::fs::remove_file(&socket);
+    // Listening here, before the shim even runs (as containerd's shim
+    // does): the daemon's first connect waits in the backlog while the
+    // shim starts, instead of this process polling until it listens.
+    let listener = std::os::unix::net::UnixListener::bind(&socket)
+        .map_err(|e| Error::io("listen on", &socket, e))?;
     let exe = std::env::current_exe().map_err(|source| Error::Setup {
         what: "own executable",
         source,
     })?;
-    let mut child = std::process::Command::new(&exe)
+    let mut command = std::process::Command::new(&exe);
+    command
         .args([
             "-namespace",
             &args.namespace,
@@ -159,27 +175,34 @@ fn start(args: &Args) -> Result<()> {
             &args.address,
             "-publish-binary",
             &args.publish_binary,
+            "-listen-fd",
+            &LISTEN_FD.to_string(),
         ])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
-        .process_group(0)
+        .process_group(0);
+    let fd = listener.as_raw_fd();
+    // SAFETY: between fork and exec the closure only makes the
+    // async-signal-safe dup2 and fcntl calls.
+    unsafe {
+        command.pre_exec(move || {
+            // dup2 clears close-on-exec on the copy; a socket that already
+            // is that descriptor needs it cleared by hand.
+            let rc = if fd == LISTEN_FD {
+                libc::fcntl(fd, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(fd, LISTEN_FD)
+            };
+            if rc < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    command
         .spawn()
         .map_err(|e| Error::io("start shim", &exe, e))?;
-    let deadline = Instant::now() + LISTEN_LIMIT;
-    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(Error::ShimExited { status });
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            return Err(Error::NotListening {
-                socket,
-                limit: LISTEN_LIMIT,
-            });
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
     std::fs::write("address", &address).map_err(|e| Error::io("write", "address", e))?;
     println!("{address}");
     Ok(())
@@ -256,12 +279,12 @@ impl NonBlock for std::fs::OpenOptions {
 
 /// Closes descriptors inherited from whoever started the daemon (a lock
 /// held by a build tool, a terminal): a long-lived shim must not keep them.
-fn close_inherited_fds() {
+fn close_inherited_fds(keep: Option<i32>) {
     let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
         .map(|d| {
             d.flatten()
                 .filter_map(|e| e.file_name().to_string_lossy().parse().ok())
-                .filter(|fd| *fd > 2)
+                .filter(|fd| *fd > 2 && Some(*fd) != keep)
                 .collect()
         })
         .unwrap_or_default();
@@ -273,8 +296,28 @@ fn close_inherited_fds() {
 /// How long a started shim waits for its task's `Create` before giving up.
 const IDLE_LIMIT: Duration = Duration::from_secs(60);
 
+/// The listening socket `start` handed over as `fd`.
+fn inherited_listener(fd: i32) -> Result<std::os::unix::net::UnixListener> {
+    use std::os::fd::FromRawFd as _;
+    // SAFETY: `fd` was inherited across exec and nothing else in this
+    // process has taken it (`close_inherited_fds` kept it for this).
+    let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    let listening = nix::sys::socket::getsockopt(&owned, nix::sys::socket::sockopt::AcceptConn);
+    if listening != Ok(true) {
+        return Err(Error::NotAListener { fd });
+    }
+    let listener = std::os::unix::net::UnixListener::from(owned);
+    listener
+        .set_nonblocking(true)
+        .map_err(|source| Error::Setup {
+            what: "inherited socket",
+            source,
+        })?;
+    Ok(listener)
+}
+
 fn serve(args: Args) -> Result<()> {
-    close_inherited_fds();
+    close_inherited_fds(args.listen_fd);
     log_to_fifo();
     nix::sys::prctl::set_child_subreaper(true).map_err(|source| Error::Subreaper { source })?;
     let namespace =
@@ -308,8 +351,12 @@ fn serve(args: Args) -> Result<()> {
         });
         let ttrpc_address = std::env::var("TTRPC_ADDRESS").unwrap_or_default();
         let publisher = events::Publisher::new(&ttrpc_address, &args.address, namespace.clone());
-        let listener = tokio::net::UnixListener::bind(&socket)
-            .map_err(|e| Error::io("listen on", &socket, e))?;
+        let listener = match args.listen_fd {
+            Some(fd) => tokio::net::UnixListener::from_std(inherited_listener(fd)?)
+                .map_err(|e| Error::io("listen on", &socket, e))?,
+            None => tokio::net::UnixListener::bind(&socket)
+                .map_err(|e| Error::io("listen on", &socket, e))?,
+        };
         let service = service::Service::new(
             args.id.clone(),
             namespace,
