@@ -1,7 +1,7 @@
 //! Blocking work called from async code.
 
 /// Runs `f`, which waits on the disk or a process (a database flush, a
-/// lock another flush holds, umount(8) retried while a mount is busy) or
+/// lock another flush holds, an unmount retried while a mount is busy) or
 /// computes for long, without stalling an async worker: on a multi-thread
 /// tokio runtime the worker first hands its other tasks to another thread
 /// (`block_in_place`), so one slow disk does not stop every RPC. Anywhere

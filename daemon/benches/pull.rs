@@ -3,7 +3,9 @@
 //! whiteout layer) from Debian's docker-registry on loopback, with crated
 //! and our ctr, then containerd 1.6 and Debian's ctr, in the same run on
 //! fresh roots; and the latency of a snapshot prepare + commit + remove
-//! over gRPC on overlayfs for both daemons.
+//! over gRPC on overlayfs for both daemons. The yardstick is plain
+//! `tar -xzf` of the image's layers, one after the other, into one
+//! directory on the same kind of filesystem.
 //!
 //! Run it with `cargo xtask bench pull`; options after `--`:
 //!
@@ -120,6 +122,44 @@ async fn snapshot_ops(daemon: &Daemon, rounds: usize) -> anyhow::Result<Duration
     Ok(took)
 }
 
+/// The image's layer blobs, compressed, written to files in `dir` (not
+/// timed), in order.
+fn layer_files(image: &crated_testimages::Image, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for (i, blob) in image
+        .blobs
+        .iter()
+        .filter(|b| b.media_type.contains("layer"))
+        .enumerate()
+    {
+        let path = dir.join(format!("layer-{i}.tar.gz"));
+        std::fs::write(&path, &blob.data)?;
+        files.push(path);
+    }
+    Ok(files)
+}
+
+/// Wall time of `tar -xzf` of each of `layers` in turn into a fresh
+/// directory under `parent`.
+fn untar(layers: &[PathBuf], parent: &Path) -> anyhow::Result<Duration> {
+    let dir = tempfile::Builder::new()
+        .prefix("bench-untar-")
+        .tempdir_in(parent)?;
+    let started = Instant::now();
+    for layer in layers {
+        let status = Command::new("tar")
+            .arg("-xzf")
+            .arg(layer)
+            .arg("-C")
+            .arg(dir.path())
+            .status()?;
+        if !status.success() {
+            bail!("tar -xzf {} failed: {status}", layer.display());
+        }
+    }
+    Ok(started.elapsed())
+}
+
 /// A fresh ext4 in a sparse image file, loop-mounted; gone on drop.
 struct FreshFs {
     image: PathBuf,
@@ -188,7 +228,21 @@ fn main() -> anyhow::Result<()> {
     // is removed), which would otherwise penalise whichever runs second.
     let mut pulls: Vec<Vec<Duration>> = vec![Vec::new(); candidates.len()];
     let mut rss = vec![0; candidates.len()];
+    let blobs = tempfile::Builder::new()
+        .prefix("bench-layers-")
+        .tempdir_in(&o.dir)?;
+    let layers = layer_files(&image, blobs.path())?;
+    let mut untars = Vec::new();
     for run in 0..o.runs {
+        {
+            let fs = (!o.aged_fs).then(|| FreshFs::new(&o.dir)).transpose()?;
+            let parent = fs
+                .as_ref()
+                .map_or(o.dir.as_path(), |fs| fs.mountpoint.as_path());
+            let took = untar(&layers, parent)?;
+            eprintln!("tar -xzf of the layers {run}: {took:.2?}");
+            untars.push(took);
+        }
         for (i, (name, binary, ctr)) in candidates.iter().enumerate() {
             let fs = (!o.aged_fs).then(|| FreshFs::new(&o.dir)).transpose()?;
             let parent = fs
@@ -212,16 +266,18 @@ fn main() -> anyhow::Result<()> {
         rows.push((*name, median(pulls[i].clone()), ops, rss[i]));
     }
     let base = rows.iter().find(|r| r.0 == "containerd").map(|r| r.1);
+    let untar = median(untars);
     println!();
     println!(
-        "| daemon | pull + unpack ({:.0} MiB compressed, 3 layers) | vs containerd | snapshot prepare+commit+remove | daemon RSS after pull |",
+        "| daemon | pull + unpack ({:.0} MiB compressed, 3 layers) | vs containerd | vs plain `tar -xzf` of the layers ({untar:.2?}) | snapshot prepare+commit+remove | daemon RSS after pull |",
         compressed as f64 / (1 << 20) as f64
     );
-    println!("| --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- |");
     for (name, pull, ops, rss) in &rows {
         let ratio = base.map_or(0.0, |b| pull.as_secs_f64() / b.as_secs_f64());
+        let vs_untar = pull.as_secs_f64() / untar.as_secs_f64();
         println!(
-            "| {name} | {pull:.2?} | {ratio:.2}× | {ops:.2?} | {} MiB |",
+            "| {name} | {pull:.2?} | {ratio:.2}× | {vs_untar:.2}× | {ops:.2?} | {} MiB |",
             rss / 1024
         );
     }

@@ -2,8 +2,8 @@
 //! (native, overlay, btrfs, and the gRPC proxy of each), like containerd's
 //! `snapshots/testsuite`.
 //!
-//! Cases mount what the snapshotter returns — with mount(8), as root — and
-//! check the trees through the mounts, so a snapshotter passes only if its
+//! Cases mount what the snapshotter returns — with `mount::mount_all`, as
+//! root — and check the trees through the mounts, so a snapshotter passes only if its
 //! mounts really work. Every mount is undone when the case ends, passed or
 //! failed.
 //!
