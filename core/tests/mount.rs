@@ -19,11 +19,7 @@ fn a_read_only_bind_is_read_only_and_its_source_is_not() {
     std::fs::create_dir_all(&target).unwrap();
     std::fs::write(source.join("f"), "hello").unwrap();
 
-    let guard = mount_all(
-        &[Mount::bind(source.to_str().unwrap(), true)],
-        &target,
-    )
-    .unwrap();
+    let guard = mount_all(&[Mount::bind(source.to_str().unwrap(), true)], &target).unwrap();
     assert_eq!(std::fs::read_to_string(target.join("f")).unwrap(), "hello");
     let err = writable(&target).unwrap_err();
     assert_eq!(err.raw_os_error(), Some(nix::libc::EROFS), "{err}");
@@ -31,14 +27,13 @@ fn a_read_only_bind_is_read_only_and_its_source_is_not() {
     guard.unmount().unwrap();
     assert!(!is_mountpoint(&target).unwrap());
 
-    let guard = mount_all(
-        &[Mount::bind(source.to_str().unwrap(), false)],
-        &target,
-    )
-    .unwrap();
+    let guard = mount_all(&[Mount::bind(source.to_str().unwrap(), false)], &target).unwrap();
     writable(&target).unwrap();
     drop(guard);
-    assert!(!is_mountpoint(&target).unwrap(), "dropping the guard unmounts");
+    assert!(
+        !is_mountpoint(&target).unwrap(),
+        "dropping the guard unmounts"
+    );
 }
 
 #[test]

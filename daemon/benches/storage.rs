@@ -431,7 +431,10 @@ async fn ctr_ops(daemon: &Daemon, o: &Options, round: usize) -> anyhow::Result<C
     let (address, ns) = (&daemon.address, ops_namespace());
     let started = Instant::now();
     for i in 0..o.snapshot_ops {
-        let (key, name) = (format!("active-{round}-{i}"), format!("committed-{round}-{i}"));
+        let (key, name) = (
+            format!("active-{round}-{i}"),
+            format!("committed-{round}-{i}"),
+        );
         ctr(address, &ns, ["snapshots", "prepare", &key])?;
         ctr(address, &ns, ["snapshots", "commit", &name, &key])?;
         ctr(address, &ns, ["snapshots", "rm", &name])?;
@@ -439,7 +442,9 @@ async fn ctr_ops(daemon: &Daemon, o: &Options, round: usize) -> anyhow::Result<C
     let snapshot_op = started.elapsed() / (3 * o.snapshot_ops.max(1)) as u32;
 
     let channel = daemon.channel().await?;
-    let ids: Vec<String> = (0..o.objects).map(|i| format!("c-{round}-{i:05}")).collect();
+    let ids: Vec<String> = (0..o.objects)
+        .map(|i| format!("c-{round}-{i:05}"))
+        .collect();
     create_containers(channel.clone(), &ns, &ids, true).await?;
     let containers_ls = median(
         (0..o.runs.max(1))
@@ -448,13 +453,19 @@ async fn ctr_ops(daemon: &Daemon, o: &Options, round: usize) -> anyhow::Result<C
     );
     let containers_rm = ctr_chunks(address, &ns, &["containers", "rm"], &ids)?;
     let left = containers::containers_client::ContainersClient::new(channel.clone())
-        .list(request_in(&ns, containers::ListContainersRequest { filters: vec![] }))
+        .list(request_in(
+            &ns,
+            containers::ListContainersRequest { filters: vec![] },
+        ))
         .await?
         .into_inner()
         .containers
         .len();
     if left != 0 {
-        bail!("{}: {left} containers left after ctr containers rm", daemon.name);
+        bail!(
+            "{}: {left} containers left after ctr containers rm",
+            daemon.name
+        );
     }
 
     let digests = ingest_blobs(channel, &ns, o.objects, round).await?;
@@ -547,10 +558,9 @@ fn main() -> anyhow::Result<()> {
                 "snapshot prepare / commit / remove via `ctr`, per op".into(),
                 |r| r.snapshot_op,
             ),
-            (
-                format!("`ctr containers ls` with {}", o.objects),
-                |r| r.containers_ls,
-            ),
+            (format!("`ctr containers ls` with {}", o.objects), |r| {
+                r.containers_ls
+            }),
             (
                 format!("`ctr containers rm` of {} (100 per call)", o.objects),
                 |r| r.containers_rm,

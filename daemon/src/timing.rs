@@ -130,15 +130,22 @@ mod tests {
                 .call(request("/containerd.services.containers.v1.Containers/Get"))
                 .await
                 .unwrap();
-            assert_eq!(reply.headers()["grpc-status"], "5", "the reply is untouched");
+            assert_eq!(
+                reply.headers()["grpc-status"],
+                "5",
+                "the reply is untouched"
+            );
         }
         let logged = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
         assert!(
-            logged.contains("method=\"/containerd.services.version.v1.Version/Version\" code=\"0\""),
+            logged
+                .contains("method=\"/containerd.services.version.v1.Version/Version\" code=\"0\""),
             "{logged}"
         );
         assert!(
-            logged.contains("method=\"/containerd.services.containers.v1.Containers/Get\" code=\"5\""),
+            logged.contains(
+                "method=\"/containerd.services.containers.v1.Containers/Get\" code=\"5\""
+            ),
             "{logged}"
         );
         assert!(logged.contains("micros="), "{logged}");

@@ -122,7 +122,10 @@ async fn a_stale_entry_does_not_hold_its_parent() {
     sn.commit("base", "w", Labels::new()).await.unwrap();
     // An entry naming a child that is not there.
     f.db.write(|tx| {
-        tx.put(keys::snapshot_child("a", "native", "base", "gone"), Vec::new());
+        tx.put(
+            keys::snapshot_child("a", "native", "base", "gone"),
+            Vec::new(),
+        );
         Ok(())
     })
     .unwrap();
@@ -142,9 +145,15 @@ async fn backend_numbers_are_reserved_in_blocks_and_never_reused() {
     sn.prepare("k0", "", Labels::new()).await.unwrap();
     assert_eq!(counter().as_deref(), Some("64"), "one block reserved");
     for i in 1..65 {
-        sn.prepare(&format!("k{i}"), "", Labels::new()).await.unwrap();
+        sn.prepare(&format!("k{i}"), "", Labels::new())
+            .await
+            .unwrap();
     }
-    assert_eq!(counter().as_deref(), Some("128"), "the 65th took a second block");
+    assert_eq!(
+        counter().as_deref(),
+        Some("128"),
+        "the 65th took a second block"
+    );
 
     // Another view over the same database (as after a restart) starts
     // past everything reserved.
