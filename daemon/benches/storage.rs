@@ -216,94 +216,97 @@ fn gc_root() -> std::collections::BTreeMap<String, String> {
     [("containerd.io/gc.root".to_string(), "bench".to_string())].into()
 }
 
-/// Creates containers `ids` in `ns` over eight streams; with `snapshots`,
-/// each gets the active snapshot its `snapshot_key` names, as `ctr run`
-/// leaves them.
+/// Calls `work(i)` for every `i` in `0..count` over eight concurrent
+/// streams (stream k takes k, k + 8, …) and returns the results, grouped by
+/// stream.
+async fn in_streams<T, F, Fut>(count: usize, work: F) -> anyhow::Result<Vec<T>>
+where
+    T: Send + 'static,
+    F: Fn(usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<T>> + Send,
+{
+    const STREAMS: usize = 8;
+    let mut tasks = Vec::new();
+    for k in 0..STREAMS {
+        let work = work.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            for i in (k..count).step_by(STREAMS) {
+                out.push(work(i).await?);
+            }
+            anyhow::Ok(out)
+        }));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        out.extend(t.await??);
+    }
+    Ok(out)
+}
+
+/// Creates containers `ids` in `ns`; with `snapshots`, each gets the
+/// active snapshot its `snapshot_key` names, as `ctr run` leaves them.
 async fn create_containers(
     channel: Channel,
     ns: &Namespace,
     ids: &[String],
     snapshots: bool,
 ) -> anyhow::Result<()> {
-    const STREAMS: usize = 8;
-    let mut tasks = Vec::new();
-    for k in 0..STREAMS {
-        let channel = channel.clone();
-        let ns = ns.clone();
-        let ids: Vec<(usize, String)> = ids
-            .iter()
-            .cloned()
-            .enumerate()
-            .skip(k)
-            .step_by(STREAMS)
-            .collect();
-        tasks.push(tokio::spawn(async move {
-            let sn = SnapshotsProxy::new(channel.clone(), "overlayfs", ns.clone());
-            let mut client = containers::containers_client::ContainersClient::new(channel);
-            for (i, id) in ids {
-                if snapshots {
-                    sn.prepare(&id, "", gc_root()).await?;
-                }
-                client
-                    .create(request_in(
-                        &ns,
-                        containers::CreateContainerRequest {
-                            container: Some(container(id, i)),
-                        },
-                    ))
+    let (ns, ids) = (ns.clone(), std::sync::Arc::new(ids.to_vec()));
+    in_streams(ids.len(), move |i| {
+        let (channel, ns, id) = (channel.clone(), ns.clone(), ids[i].clone());
+        async move {
+            if snapshots {
+                SnapshotsProxy::new(channel.clone(), "overlayfs", ns.clone())
+                    .prepare(&id, "", gc_root())
                     .await?;
             }
+            containers::containers_client::ContainersClient::new(channel)
+                .create(request_in(
+                    &ns,
+                    containers::CreateContainerRequest {
+                        container: Some(container(id, i)),
+                    },
+                ))
+                .await?;
             anyhow::Ok(())
-        }));
-    }
-    for t in tasks {
-        t.await??;
-    }
+        }
+    })
+    .await?;
     Ok(())
 }
 
-/// Commits `count` distinct 4 KiB blobs to `ns` over eight streams and
-/// returns their digests.
+/// Commits `count` distinct 4 KiB blobs to `ns` and returns their digests.
 async fn ingest_blobs(
     channel: Channel,
     ns: &Namespace,
     count: usize,
     round: usize,
 ) -> anyhow::Result<Vec<String>> {
-    const STREAMS: usize = 8;
-    let mut tasks = Vec::new();
-    for k in 0..STREAMS {
-        let proxy = ContentProxy::new(channel.clone());
-        let ns = ns.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut digests = Vec::new();
-            for i in (k..count).step_by(STREAMS) {
-                let mut data = vec![0u8; 4096];
-                data[..8].copy_from_slice(&(i as u64).to_le_bytes());
-                data[8..16].copy_from_slice(&(round as u64).to_le_bytes());
-                let mut w = proxy
-                    .writer(
-                        &ns,
-                        WriterOptions {
-                            r#ref: format!("ops-blob-{round}-{i}"),
-                            total: data.len() as u64,
-                            ..Default::default()
-                        },
-                    )
-                    .await?;
-                w.write(&data).await?;
-                let digest = w.digest().await?;
-                w.commit(data.len() as u64, None, gc_root()).await?;
-                digests.push(digest.to_string());
-            }
-            anyhow::Ok(digests)
-        }));
-    }
-    let mut digests = Vec::new();
-    for t in tasks {
-        digests.extend(t.await??);
-    }
-    Ok(digests)
+    let (proxy, ns) = (ContentProxy::new(channel), ns.clone());
+    in_streams(count, move |i| {
+        let (proxy, ns) = (proxy.clone(), ns.clone());
+        async move {
+            let mut data = vec![0u8; 4096];
+            data[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            data[8..16].copy_from_slice(&(round as u64).to_le_bytes());
+            let mut w = proxy
+                .writer(
+                    &ns,
+                    WriterOptions {
+                        r#ref: format!("ops-blob-{round}-{i}"),
+                        total: data.len() as u64,
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            w.write(&data).await?;
+            let digest = w.digest().await?;
+            w.commit(data.len() as u64, None, gc_root()).await?;
+            anyhow::Ok(digest.to_string())
+        }
+    })
+    .await
 }
 
 async fn list_containers(channel: Channel, expected: usize) -> anyhow::Result<Duration> {
