@@ -133,6 +133,19 @@ async fn a_host_network_pod_runs_logs_execs_stops_and_is_removed() {
     let running = status_of(&mut runtime, &created).await;
     assert_eq!(running.state, cri::ContainerState::ContainerRunning as i32);
     assert!(running.started_at > 0);
+    // One shim serves the whole pod, as containerd's does.
+    let bundles = node
+        .daemon
+        .dir
+        .path()
+        .join("state/io.containerd.runtime.v2.task/k8s.io");
+    let address = |id: &str| std::fs::read_to_string(bundles.join(id).join("address")).unwrap();
+    let shim_address = address(&pod);
+    assert_eq!(
+        address(&created),
+        shim_address,
+        "the container has a shim of its own"
+    );
     let log = std::path::PathBuf::from(&running.log_path);
     assert!(log.starts_with(node.logs.path()), "{log:?}");
     let records = eventually("both lines in the log", || {
@@ -290,6 +303,19 @@ async fn a_host_network_pod_runs_logs_execs_stops_and_is_removed() {
     );
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(&pod), "the pod's shm is unmounted");
+    // The pod's shim left with its last container.
+    let socket = std::path::PathBuf::from(shim_address.trim_start_matches("unix://"));
+    eventually("the pod's shim gone", || {
+        let socket = socket.clone();
+        async move {
+            if socket.exists() {
+                Err(format!("{} is still there", socket.display()))
+            } else {
+                Ok(())
+            }
+        }
+    })
+    .await;
 }
 
 /// The NetworkReady condition of the runtime's status.

@@ -1029,3 +1029,122 @@ async fn a_running_tasks_bundle_is_closed_to_other_users() {
     ok(f.ctr(&["tasks", "rm", "p1"]));
     ok(f.ctr(&["containers", "rm", "p1"]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_of_a_group_share_our_shim() {
+    let shim = common::workspace_bin("containerd-shim-runc-v2");
+    let ctr = common::workspace_bin("ctr");
+    share_one_shim("grpours", &shim.display().to_string(), &ctr).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_of_a_group_share_debians_shim() {
+    let shim = "/usr/bin/containerd-shim-runc-v2";
+    share_one_shim("grpdeb", shim, &debian_ctr()).await;
+}
+
+/// The parent of `pid`: a container's init is reparented to its shim (the
+/// subreaper) once runc has started it.
+fn parent_of(pid: &str) -> String {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The fields after the parenthesised command: state, ppid.
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    after.split_whitespace().nth(1).unwrap().to_owned()
+}
+
+/// Containers annotated with one `io.containerd.runc.v2.group` (by `ctr
+/// run --annotation` of the ctr at `ctr`) run in one shim process (the
+/// shim at `shim`), each with its own lifecycle and events; the shim exits
+/// with the last of them. One without the annotation gets a shim of its
+/// own.
+async fn share_one_shim(ns: &str, shim: &str, ctr: &std::path::Path) {
+    let f = fixture(ns).await;
+    let group = "io.containerd.runc.v2.group=g";
+    let run = |id: &str, annotation: Option<&str>| {
+        let mut args = vec!["-n", f.ns.as_str(), "run", "-d", "--runtime", shim];
+        if let Some(a) = annotation {
+            args.extend(["--annotation", a]);
+        }
+        args.extend([f.image.as_str(), id, "sh", "-c", SERVE]);
+        ok(f.daemon.ctr(ctr, &args));
+        wait_status(&f, id, "RUNNING")[1].clone()
+    };
+    // A bare key is no annotation.
+    let bad = fails(f.daemon.ctr(
+        ctr,
+        &[
+            "-n",
+            &f.ns,
+            "run",
+            "-d",
+            "--annotation",
+            "bare",
+            &f.image,
+            "bad",
+            "true",
+        ],
+    ));
+    assert!(
+        bad.contains("invalid key=value format annotation: bare"),
+        "{bad}"
+    );
+    let (pid1, pid2, pid3) = (
+        run("g1", Some(group)),
+        run("g2", Some(group)),
+        run("solo", None),
+    );
+    let shim_pid = parent_of(&pid1);
+    assert_eq!(parent_of(&pid2), shim_pid, "g1 and g2 have different shims");
+    assert_ne!(parent_of(&pid3), shim_pid, "solo joined the group's shim");
+    let bundles = f
+        .daemon
+        .dir
+        .path()
+        .join("state/io.containerd.runtime.v2.task")
+        .join(&f.ns);
+    let address = |id: &str| std::fs::read_to_string(bundles.join(id).join("address")).unwrap();
+    assert_eq!(address("g1"), address("g2"));
+
+    // g1 ends; its exit is its own, g2 runs on in the same shim.
+    let events = events(&f);
+    ok(f.ctr(&["tasks", "kill", "g1"]));
+    wait_status(&f, "g1", "STOPPED");
+    let seen = events_until(events, "/tasks/exit");
+    let exits: Vec<&str> = seen.lines().filter(|l| l.contains("/tasks/exit")).collect();
+    assert_eq!(exits.len(), 1, "{seen}");
+    assert!(exits[0].contains("\"container_id\":\"g1\""), "{seen}");
+    ok(f.ctr(&["tasks", "rm", "g1"]));
+    ok(f.ctr(&["containers", "rm", "g1"]));
+    assert!(
+        std::path::Path::new(&format!("/proc/{shim_pid}")).exists(),
+        "the shim left with g1 while g2 runs in it"
+    );
+    wait_status(&f, "g2", "RUNNING");
+    let exec = f.ctr(&[
+        "tasks",
+        "exec",
+        "--exec-id",
+        "e",
+        "g2",
+        "sh",
+        "-c",
+        "echo in; exit 3",
+    ]);
+    expect_output(&exec, "in\n", 3);
+
+    // The last of the group gone, the shim exits.
+    for id in ["g2", "solo"] {
+        ok(f.ctr(&["tasks", "kill", id]));
+        wait_status(&f, id, "STOPPED");
+        ok(f.ctr(&["tasks", "rm", id]));
+        ok(f.ctr(&["containers", "rm", id]));
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::path::Path::new(&format!("/proc/{shim_pid}")).exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the group's shim outlived its containers"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -125,13 +125,13 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
-    /// No task was created in this shim yet (or it was deleted).
+    /// No task of that id was created in this shim (or it was deleted).
     #[error("container {id:?}: not created")]
     NotCreated {
-        /// The shim's task.
+        /// The task asked for.
         id: String,
     },
-    /// A task was created in this shim already.
+    /// A task of that id is in this shim already.
     #[error("container {id:?}: already created")]
     AlreadyCreated {
         /// The task asked for.
@@ -474,6 +474,13 @@ pub enum Error {
         /// The descriptor.
         fd: i32,
     },
+    /// The bundle's `config.json`, read by `start` for the container's
+    /// group, is not JSON.
+    #[error("bundle config.json: {source}")]
+    BundleSpec {
+        /// The parse failure.
+        source: serde_json::Error,
+    },
     /// The shim could not become the child subreaper of its containers.
     #[error("become subreaper: {source}")]
     Subreaper {
@@ -600,6 +607,7 @@ impl KindError for Error {
             | Error::MissingFlagValue { .. }
             | Error::InvalidFlagValue { .. }
             | Error::NotAListener { .. }
+            | Error::BundleSpec { .. }
             | Error::UnknownFlag { .. }
             | Error::UnknownAction { .. }
             | Error::NoNamespace => Kind::InvalidArgument,

@@ -4,7 +4,12 @@
 //! - `… -namespace NS -address DAEMON_SOCK -publish-binary BIN -id ID start`
 //!   in the bundle: starts the long-lived shim, prints its ttrpc address
 //!   `unix://<dir of DAEMON_SOCK>/s/<sha256>` (a socket file in a 0700
-//!   directory, never an abstract socket) and writes it to `address`;
+//!   directory, never an abstract socket) and writes it to `address`.
+//!   Containers of one group share a shim, as with containerd's: the group
+//!   is the spec's `io.containerd.runc.v2.group` annotation, else
+//!   `io.kubernetes.cri.sandbox-id` (every container of a pod), else the
+//!   id; a `start` whose group's shim already serves prints that shim's
+//!   address and starts nothing;
 //! - `… -id ID -bundle DIR delete`: cleans up after a shim that is gone
 //!   (force-deletes the container, unmounts its rootfs) and prints the
 //!   `DeleteResponse`;
@@ -120,33 +125,78 @@ fn parse_args() -> Result<Args> {
     Ok(args)
 }
 
-/// The shim's socket: under the daemon socket's directory, named by a hash
-/// of daemon, namespace and id (as containerd's `SocketAddress`).
-fn socket_path(args: &Args) -> PathBuf {
+/// The shim's socket for `group`: under the daemon socket's directory,
+/// named by a hash of daemon, namespace and group (as containerd's
+/// `SocketAddress`).
+fn socket_path(args: &Args, group: &str) -> PathBuf {
     let address = args.address.trim_start_matches("unix://");
     let base = Path::new(address)
         .parent()
         .unwrap_or(Path::new("/run/containerd"));
-    let digest = Sha256::digest(format!("{address}/{}/{}", args.namespace, args.id).as_bytes());
+    let digest = Sha256::digest(format!("{address}/{}/{group}", args.namespace).as_bytes());
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     base.join("s").join(hex)
+}
+
+/// The spec annotations that name a container's shim group, first found
+/// wins (containerd's runc shim reads the same two).
+const GROUP_ANNOTATIONS: [&str; 2] = [
+    "io.containerd.runc.v2.group",
+    "io.kubernetes.cri.sandbox-id",
+];
+
+/// The group of the container whose bundle `config.json` is `spec` (the
+/// bundle's spec, absent only outside a daemon's bundle): its first group
+/// annotation, else its own `id`.
+fn group_of(spec: Option<&[u8]>, id: &str) -> Result<String> {
+    let Some(spec) = spec else {
+        return Ok(id.to_owned());
+    };
+    let spec: serde_json::Value =
+        serde_json::from_slice(spec).map_err(|source| Error::BundleSpec { source })?;
+    Ok(GROUP_ANNOTATIONS
+        .iter()
+        .find_map(|key| spec["annotations"][key].as_str())
+        .filter(|group| !group.is_empty())
+        .map(str::to_owned)
+        .unwrap_or_else(|| id.to_owned()))
 }
 
 /// The descriptor the long-lived shim gets its listening socket on.
 const LISTEN_FD: i32 = 3;
 
+/// Binds `socket`; when it is taken, reuses the shim listening there
+/// (`Ok(None)`: one of the group serves), or replaces a stale file no shim
+/// listens on.
+fn bind_or_join(socket: &Path) -> Result<Option<std::os::unix::net::UnixListener>> {
+    let bind = || std::os::unix::net::UnixListener::bind(socket);
+    match bind() {
+        Ok(listener) => Ok(Some(listener)),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+                return Ok(None);
+            }
+            std::fs::remove_file(socket).map_err(|e| Error::io("remove stale", socket, e))?;
+            bind()
+                .map(Some)
+                .map_err(|e| Error::io("listen on", socket, e))
+        }
+        Err(e) => Err(Error::io("listen on", socket, e)),
+    }
+}
+
 fn start(args: &Args) -> Result<()> {
     // Runtime options come on stdin; the shim takes them from Create.
     let mut options = Vec::new();
     let _ = std::io::stdin().read_to_end(&mut options);
-    let socket = socket_path(args);
+    let spec = match std::fs::read("config.json") {
+        Ok(spec) => Some(spec),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(Error::io("read", "config.json", e)),
+    };
+    let group = group_of(spec.as_deref(), &args.id)?;
+    let socket = socket_path(args, &group);
     let address = format!("unix://{}", socket.display());
-    if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
-        // A shim for this task already serves: reuse it.
-        std::fs::write("address", &address).map_err(|e| Error::io("write", "address", e))?;
-        println!("{address}");
-        return Ok(());
-    }
     if let Some(dir) = socket.parent() {
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -154,12 +204,15 @@ fn start(args: &Args) -> Result<()> {
             .create(dir)
             .map_err(|e| Error::io("create", dir, e))?;
     }
-    let _ = std::fs::remove_file(&socket);
     // Listening here, before the shim even runs (as containerd's shim
     // does): the daemon's first connect waits in the backlog while the
     // shim starts, instead of this process polling until it listens.
-    let listener = std::os::unix::net::UnixListener::bind(&socket)
-        .map_err(|e| Error::io("listen on", &socket, e))?;
+    let Some(listener) = bind_or_join(&socket)? else {
+        // The group's shim serves: this container joins it.
+        std::fs::write("address", &address).map_err(|e| Error::io("write", "address", e))?;
+        println!("{address}");
+        return Ok(());
+    };
     let exe = std::env::current_exe().map_err(|source| Error::Setup {
         what: "own executable",
         source,
@@ -170,7 +223,7 @@ fn start(args: &Args) -> Result<()> {
             "-namespace",
             &args.namespace,
             "-id",
-            &args.id,
+            &group,
             "-address",
             &args.address,
             "-publish-binary",
@@ -325,7 +378,8 @@ fn serve(args: Args) -> Result<()> {
             namespace: args.namespace.clone(),
             source: Box::new(e),
         })?;
-    let socket = socket_path(&args);
+    // `start` passes the group as the id.
+    let socket = socket_path(&args, &args.id);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -357,13 +411,7 @@ fn serve(args: Args) -> Result<()> {
             None => tokio::net::UnixListener::bind(&socket)
                 .map_err(|e| Error::io("listen on", &socket, e))?,
         };
-        let service = service::Service::new(
-            args.id.clone(),
-            namespace,
-            publisher,
-            reaper,
-            socket.clone(),
-        );
+        let service = service::Service::new(namespace, publisher, reaper, socket.clone());
         let shutdown = service.shutdown.clone();
         // A shim whose daemon never created its task (it failed to reach
         // it) must not linger.
@@ -409,5 +457,53 @@ fn main() {
     if let Err(e) = result {
         log!("containerd-shim-runc-v2: {e}");
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn the_group_is_the_first_group_annotation_else_the_id() {
+        let spec = |annotations: &str| {
+            format!(r#"{{"ociVersion":"1.0.2","annotations":{{{annotations}}}}}"#)
+        };
+        let pod = spec(r#""io.kubernetes.cri.sandbox-id":"pod1""#);
+        assert_eq!(group_of(Some(pod.as_bytes()), "c1").unwrap(), "pod1");
+        let both =
+            spec(r#""io.kubernetes.cri.sandbox-id":"pod1","io.containerd.runc.v2.group":"g""#);
+        assert_eq!(group_of(Some(both.as_bytes()), "c1").unwrap(), "g");
+        let empty = spec(r#""io.containerd.runc.v2.group":"""#);
+        assert_eq!(group_of(Some(empty.as_bytes()), "c1").unwrap(), "c1");
+        assert_eq!(
+            group_of(Some(br#"{"ociVersion":"1.0.2"}"#), "c1").unwrap(),
+            "c1"
+        );
+        assert_eq!(group_of(None, "c1").unwrap(), "c1");
+        let err = group_of(Some(b"{not json"), "c1").unwrap_err();
+        assert!(err.to_string().starts_with("bundle config.json: "), "{err}");
+    }
+
+    #[test]
+    fn a_socket_is_joined_while_served_and_replaced_once_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("s");
+        let first = bind_or_join(&socket).unwrap().unwrap();
+        // Its shim serves: a second start joins it.
+        assert!(bind_or_join(&socket).unwrap().is_none());
+        // Its shim died without removing the file: a new one takes over.
+        drop(first);
+        assert!(socket.exists());
+        let second = bind_or_join(&socket).unwrap();
+        assert!(second.is_some());
+        // Anything else in the way is an error naming the path.
+        let dir_in_the_way = dir.path().join("d");
+        std::fs::create_dir(&dir_in_the_way).unwrap();
+        std::fs::create_dir(dir_in_the_way.join("x")).unwrap();
+        let err = bind_or_join(&dir_in_the_way.join("x")).unwrap_err();
+        assert!(err.to_string().contains("x"), "{err}");
     }
 }

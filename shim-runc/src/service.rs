@@ -1,8 +1,9 @@
-//! The `containerd.task.v2.Task` ttrpc service of one container: its init
-//! process and exec processes, driven through runc, exits from the reaper,
-//! events to the daemon.
+//! The `containerd.task.v2.Task` ttrpc service of a shim: its containers
+//! (one, or all of a group: a pod's), each with its init process and exec
+//! processes, driven through runc, exits from the reaper, events to the
+//! daemon. Every request names its container by `id`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -89,11 +90,11 @@ struct Container {
 
 /// The service.
 pub struct Service {
-    id: String,
     publisher: Arc<Publisher>,
     reaper: Reaper,
     namespace: Namespace,
-    container: Mutex<Option<Container>>,
+    /// The containers this shim serves, by id.
+    containers: Mutex<HashMap<String, Container>>,
     /// Told when the shim may exit.
     pub shutdown: Arc<tokio::sync::Notify>,
     /// The shim's socket, removed as soon as it is shutting down so a new
@@ -103,18 +104,25 @@ pub struct Service {
     socket_ino: Option<u64>,
     /// Whether a task was ever created here.
     ever_created: std::sync::atomic::AtomicBool,
-    /// A `Create` is under way: the task is not there yet, but a
+    /// The containers whose `Create` is under way: not there yet, but a
     /// `Shutdown` (from a daemon recovering after a crash mid-create) must
-    /// not leave runc's container without its shim.
-    creating: std::sync::atomic::AtomicBool,
+    /// not leave runc's container without its shim, and a second `Create`
+    /// of the same id must be refused.
+    creating: Mutex<HashSet<String>>,
 }
 
-/// Clears [`Service::creating`] when the `Create` ends, however it ends.
-struct Creating<'a>(&'a std::sync::atomic::AtomicBool);
+/// Takes an id out of [`Service::creating`] when its `Create` ends,
+/// however it ends.
+struct Creating<'a> {
+    set: &'a Mutex<HashSet<String>>,
+    id: String,
+}
 
 impl Drop for Creating<'_> {
     fn drop(&mut self) {
-        self.0.store(false, std::sync::atomic::Ordering::SeqCst);
+        if let Ok(mut set) = self.set.lock() {
+            set.remove(&self.id);
+        }
     }
 }
 
@@ -210,38 +218,40 @@ pub fn runc_for(
 }
 
 impl Service {
-    /// The service for container `id`.
+    /// The service, serving no container yet.
     pub fn new(
-        id: String,
         namespace: Namespace,
         publisher: Arc<Publisher>,
         reaper: Reaper,
         socket: PathBuf,
     ) -> Arc<Self> {
         Arc::new(Self {
-            id,
             publisher,
             reaper,
             namespace,
-            container: Mutex::new(None),
+            containers: Mutex::new(HashMap::new()),
             shutdown: Arc::new(tokio::sync::Notify::new()),
             socket_ino: std::fs::metadata(&socket)
                 .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
                 .ok(),
             socket,
             ever_created: std::sync::atomic::AtomicBool::new(false),
-            creating: std::sync::atomic::AtomicBool::new(false),
+            creating: Mutex::new(HashSet::new()),
         })
     }
 
-    /// Whether a task is here or being created (`if_poisoned` when the
+    /// Whether a task is here or being created (`if_poisoned` when a
     /// lock is poisoned).
     fn holds_task(&self, if_poisoned: bool) -> bool {
-        self.container
+        self.containers
             .lock()
-            .map(|c| c.is_some())
+            .map(|c| !c.is_empty())
             .unwrap_or(if_poisoned)
-            || self.creating.load(std::sync::atomic::Ordering::SeqCst)
+            || self
+                .creating
+                .lock()
+                .map(|c| !c.is_empty())
+                .unwrap_or(if_poisoned)
     }
 
     /// Shuts down if no task was ever created (see `IDLE_LIMIT`).
@@ -266,19 +276,20 @@ impl Service {
         }
     }
 
-    /// The container's runc.
-    fn runc(&self) -> Result<Runc> {
-        self.with(|c| Ok(c.runc.clone()))
+    /// Container `id`'s runc.
+    fn runc(&self, id: &str) -> Result<Runc> {
+        self.with(id, |c| Ok(c.runc.clone()))
     }
 
-    /// `runc pause` or `resume`, the state, and `/tasks/paused|resumed`.
-    async fn set_paused(&self, paused: bool) -> Result<()> {
-        self.runc()?.pause(&self.id, paused).await?;
-        self.with(|c| {
+    /// `runc pause` or `resume` of container `id`, its state, and
+    /// `/tasks/paused|resumed`.
+    async fn set_paused(&self, id: &str, paused: bool) -> Result<()> {
+        self.runc(id)?.pause(id, paused).await?;
+        self.with(id, |c| {
             c.init.paused = paused;
             Ok(())
         })?;
-        let container_id = self.id.clone();
+        let container_id = id.to_owned();
         if paused {
             self.publisher
                 .publish(
@@ -299,11 +310,12 @@ impl Service {
         Ok(())
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut Container) -> Result<T>) -> Result<T> {
-        let mut guard = self.container.lock().map_err(|_| Error::Poisoned)?;
-        let c = guard.as_mut().ok_or_else(|| Error::NotCreated {
-            id: self.id.clone(),
-        })?;
+    /// Runs `f` on container `id`, under the lock.
+    fn with<T>(&self, id: &str, f: impl FnOnce(&mut Container) -> Result<T>) -> Result<T> {
+        let mut guard = self.containers.lock().map_err(|_| Error::Poisoned)?;
+        let c = guard
+            .get_mut(id)
+            .ok_or_else(|| Error::NotCreated { id: id.to_owned() })?;
         f(c)
     }
 
@@ -321,11 +333,12 @@ impl Service {
         }
     }
 
-    /// Records the exit of a process when the reaper sees it (`reaped`)
-    /// into the process's own watch (`to`), then publishes it once no
-    /// start of it is under way (`start_gate`).
+    /// Records the exit of a process of container `container_id` when the
+    /// reaper sees it (`reaped`) into the process's own watch (`to`), then
+    /// publishes it once no start of it is under way (`start_gate`).
     fn watch_exit(
         self: &Arc<Self>,
+        container_id: String,
         exec_id: String,
         pid: i32,
         mut reaped: watch::Receiver<Option<Exit>>,
@@ -348,7 +361,7 @@ impl Service {
             to.send_replace(Some(exit));
             let started = start_gate.lock().await;
             let id = if exec_id.is_empty() {
-                me.id.clone()
+                container_id.clone()
             } else {
                 exec_id.clone()
             };
@@ -357,7 +370,7 @@ impl Service {
                     "/tasks/exit",
                     "TaskExit",
                     &ev::TaskExit {
-                        container_id: me.id.clone(),
+                        container_id: container_id.clone(),
                         id,
                         pid: pid as u32,
                         exit_status: exit.status,
@@ -369,10 +382,10 @@ impl Service {
             // The init gone, its execs go too (as containerd's shim).
             if exec_id.is_empty() {
                 let pids: Vec<i32> = me
-                    .container
+                    .containers
                     .lock()
                     .map(|c| {
-                        c.as_ref()
+                        c.get(&container_id)
                             .map(|c| {
                                 c.execs
                                     .values()
@@ -400,6 +413,7 @@ impl Service {
     /// them. Returns the pid `launch` reports and the master.
     async fn launch<F, Fut>(
         &self,
+        id: &str,
         init: bool,
         terminal: bool,
         (stdin, stdout, stderr): (&str, &str, &str),
@@ -413,7 +427,7 @@ impl Service {
         let (console, io) = if terminal {
             (Some(ConsoleSocket::new()?), ProcessIo::default())
         } else {
-            (None, io::stdio(stdin, stdout, stderr, &self.id, ns, init)?)
+            (None, io::stdio(stdin, stdout, stderr, id, ns, init)?)
         };
         let console_path = console.as_ref().map(|c| c.path.clone());
         let receiving = console.map(|c| tokio::task::spawn_blocking(move || c.receive()));
@@ -446,14 +460,19 @@ impl Service {
         self: &Arc<Self>,
         req: pb::CreateTaskRequest,
     ) -> Result<pb::CreateTaskResponse> {
-        if self.container.lock().map(|c| c.is_some()).unwrap_or(true)
-            || self
-                .creating
-                .swap(true, std::sync::atomic::Ordering::SeqCst)
+        // Both locks held: a Create of this id that just finished is in
+        // `containers` by the time it leaves `creating`.
         {
-            return Err(Error::AlreadyCreated { id: req.id });
+            let containers = self.containers.lock().map_err(|_| Error::Poisoned)?;
+            let mut creating = self.creating.lock().map_err(|_| Error::Poisoned)?;
+            if containers.contains_key(&req.id) || !creating.insert(req.id.clone()) {
+                return Err(Error::AlreadyCreated { id: req.id });
+            }
         }
-        let _creating = Creating(&self.creating);
+        let _creating = Creating {
+            set: &self.creating,
+            id: req.id.clone(),
+        };
         let bundle = PathBuf::from(&req.bundle);
         let options = runc_options(req.options.as_ref());
         let runc = runc_for(
@@ -496,7 +515,7 @@ impl Service {
         } else {
             let stdio = (req.stdin.as_str(), req.stdout.as_str(), req.stderr.as_str());
             let (runc, id, bundle) = (&runc, &req.id, &bundle);
-            self.launch(true, req.terminal, stdio, move |console, io| async move {
+            self.launch(id, true, req.terminal, stdio, move |console, io| async move {
                 runc.create(id, bundle, console.as_deref(), io).await
             })
             .await
@@ -515,7 +534,13 @@ impl Service {
         let start_gate = Arc::new(tokio::sync::Mutex::new(()));
         if restore.is_none() {
             let watched = (exit.clone(), Arc::clone(&start_gate));
-            self.watch_exit(String::new(), pid, self.reaper.watch(pid), watched);
+            self.watch_exit(
+                req.id.clone(),
+                String::new(),
+                pid,
+                self.reaper.watch(pid),
+                watched,
+            );
         }
         let init = Process {
             pid,
@@ -549,17 +574,20 @@ impl Service {
                 });
             });
         }
-        if let Ok(mut c) = self.container.lock() {
-            *c = Some(Container {
-                bundle: bundle.clone(),
-                options,
-                restore,
-                cgroups_path,
-                runc,
-                rootfs,
-                init,
-                execs: HashMap::new(),
-            });
+        if let Ok(mut c) = self.containers.lock() {
+            c.insert(
+                req.id.clone(),
+                Container {
+                    bundle: bundle.clone(),
+                    options,
+                    restore,
+                    cgroups_path,
+                    runc,
+                    rootfs,
+                    init,
+                    execs: HashMap::new(),
+                },
+            );
         }
         self.publisher
             .publish(
@@ -586,8 +614,8 @@ impl Service {
     /// Start of a task created from a checkpoint: `runc restore`, then
     /// the restored init is watched as a started one. A failed restore
     /// keeps the task restorable (its checkpoint stays pending).
-    async fn restore(self: &Arc<Self>, runc: &Runc, restore: Restore) -> Result<i32> {
-        let (bundle, no_pivot, terminal, stdin, stdout, stderr) = self.with(|c| {
+    async fn restore(self: &Arc<Self>, id: &str, runc: &Runc, restore: Restore) -> Result<i32> {
+        let (bundle, no_pivot, terminal, stdin, stdout, stderr) = self.with(id, |c| {
             Ok((
                 c.bundle.clone(),
                 c.options.no_pivot_root,
@@ -599,10 +627,11 @@ impl Service {
         })?;
         let mut criu = restore.criu.clone();
         criu.terminal = terminal;
-        let (id, bundle_ref, criu_ref) = (&self.id, &bundle, &criu);
+        let (bundle_ref, criu_ref) = (&bundle, &criu);
         let _window = self.reaper.window();
         let restored = self
             .launch(
+                id,
                 true,
                 terminal,
                 (&stdin, &stdout, &stderr),
@@ -616,7 +645,7 @@ impl Service {
             Ok(done) => done,
             Err(e) => {
                 let log = keep_criu_log(&criu.work_path, "restore.log", &bundle);
-                let _ = self.with(|c| {
+                let _ = self.with(id, |c| {
                     c.restore = Some(restore);
                     Ok(())
                 });
@@ -627,13 +656,19 @@ impl Service {
                 });
             }
         };
-        let watched = self.with(|c| {
+        let watched = self.with(id, |c| {
             c.init.pid = pid;
             c.init.started = true;
             c.init.console = master;
             Ok((c.init.exit.clone(), Arc::clone(&c.init.start_gate)))
         })?;
-        self.watch_exit(String::new(), pid, self.reaper.watch(pid), watched);
+        self.watch_exit(
+            id.to_owned(),
+            String::new(),
+            pid,
+            self.reaper.watch(pid),
+            watched,
+        );
         Ok(pid)
     }
 
@@ -656,16 +691,13 @@ impl Service {
             }
             _ => CheckpointOptions::default(),
         };
+        let id = req.id.as_str();
         if req.path.is_empty() {
-            return Err(Error::NoImagePath {
-                id: self.id.clone(),
-            });
+            return Err(Error::NoImagePath { id: id.to_owned() });
         }
-        let (runc, bundle, work) = self.with(|c| {
+        let (runc, bundle, work) = self.with(id, |c| {
             if !c.init.started || c.init.exited().is_some() {
-                return Err(Error::NotRunning {
-                    id: self.id.clone(),
-                });
+                return Err(Error::NotRunning { id: id.to_owned() });
             }
             let work = if opts.work_path.is_empty() {
                 c.bundle.join("criu-work")
@@ -685,7 +717,7 @@ impl Service {
             empty_namespaces: opts.empty_namespaces.clone(),
             cgroups_mode: opts.cgroups_mode.clone(),
         };
-        let done = runc.checkpoint(&self.id, &criu, !opts.exit).await;
+        let done = runc.checkpoint(id, &criu, !opts.exit).await;
         let result = done.map_err(|e| Error::Criu {
             action: "dump",
             log: keep_criu_log(&work, "dump.log", &bundle),
@@ -698,18 +730,19 @@ impl Service {
         result
     }
 
-    async fn start_process(self: &Arc<Self>, exec_id: &str) -> Result<pb::StartResponse> {
-        let runc = self.runc()?;
-        let gate =
-            self.with(|c| Ok(Arc::clone(&Self::process(c, &self.id, exec_id)?.start_gate)))?;
+    async fn start_process(self: &Arc<Self>, id: &str, exec_id: &str) -> Result<pb::StartResponse> {
+        let runc = self.runc(id)?;
+        let gate = self.with(id, |c| {
+            Ok(Arc::clone(&Self::process(c, id, exec_id)?.start_gate))
+        })?;
         // Until the start event is out, the exit waits (see `start_gate`).
         let _starting = gate.lock_owned().await;
         if exec_id.is_empty() {
-            let pid = match self.with(|c| Ok(c.restore.take()))? {
-                Some(restore) => self.restore(&runc, restore).await?,
+            let pid = match self.with(id, |c| Ok(c.restore.take()))? {
+                Some(restore) => self.restore(id, &runc, restore).await?,
                 None => {
-                    runc.start(&self.id).await?;
-                    self.with(|c| {
+                    runc.start(id).await?;
+                    self.with(id, |c| {
                         c.init.started = true;
                         Ok(c.init.pid)
                     })?
@@ -720,18 +753,18 @@ impl Service {
                     "/tasks/start",
                     "TaskStart",
                     &ev::TaskStart {
-                        container_id: self.id.clone(),
+                        container_id: id.to_owned(),
                         pid: pid as u32,
                     },
                 )
                 .await;
             return Ok(pb::StartResponse { pid: pid as u32 });
         }
-        let (bundle, spec, stdin, stdout, stderr, terminal) = self.with(|c| {
+        let (bundle, spec, stdin, stdout, stderr, terminal) = self.with(id, |c| {
             let bundle = c.bundle.clone();
-            let p = Self::process(c, &self.id, exec_id)?;
+            let p = Self::process(c, id, exec_id)?;
             let spec = p.spec.clone().ok_or_else(|| Error::AlreadyStarted {
-                id: self.id.clone(),
+                id: id.to_owned(),
                 exec_id: exec_id.to_owned(),
             })?;
             Ok((
@@ -746,10 +779,11 @@ impl Service {
         let process_file = bundle.join(format!("{exec_id}.process.json"));
         let pid_file = bundle.join(format!("{exec_id}.pid"));
         std::fs::write(&process_file, &spec).map_err(|e| Error::io("write", &process_file, e))?;
-        let (runc_ref, id, process, pid_path) = (&runc, &self.id, &process_file, &pid_file);
+        let (runc_ref, process, pid_path) = (&runc, &process_file, &pid_file);
         let _window = self.reaper.window();
         let execd = self
             .launch(
+                id,
                 false,
                 terminal,
                 (&stdin, &stdout, &stderr),
@@ -762,21 +796,27 @@ impl Service {
             .await;
         let _ = std::fs::remove_file(&process_file);
         let (pid, master) = execd?;
-        let watched = self.with(|c| {
-            let p = Self::process(c, &self.id, exec_id)?;
+        let watched = self.with(id, |c| {
+            let p = Self::process(c, id, exec_id)?;
             p.pid = pid;
             p.started = true;
             p.spec = None;
             p.console = master;
             Ok((p.exit.clone(), Arc::clone(&p.start_gate)))
         })?;
-        self.watch_exit(exec_id.to_owned(), pid, self.reaper.watch(pid), watched);
+        self.watch_exit(
+            id.to_owned(),
+            exec_id.to_owned(),
+            pid,
+            self.reaper.watch(pid),
+            watched,
+        );
         self.publisher
             .publish(
                 "/tasks/exec-started",
                 "TaskExecStarted",
                 &ev::TaskExecStarted {
-                    container_id: self.id.clone(),
+                    container_id: id.to_owned(),
                     exec_id: exec_id.to_owned(),
                     pid: pid as u32,
                 },
@@ -785,13 +825,17 @@ impl Service {
         Ok(pb::StartResponse { pid: pid as u32 })
     }
 
-    async fn delete_process(self: &Arc<Self>, exec_id: &str) -> Result<pb::DeleteResponse> {
+    async fn delete_process(
+        self: &Arc<Self>,
+        id: &str,
+        exec_id: &str,
+    ) -> Result<pb::DeleteResponse> {
         if !exec_id.is_empty() {
-            let p = self.with(|c| {
-                let p = Self::process(c, &self.id, exec_id)?;
+            let p = self.with(id, |c| {
+                let p = Self::process(c, id, exec_id)?;
                 if p.started && p.exited().is_none() {
                     return Err(Error::ProcessRunning {
-                        id: self.id.clone(),
+                        id: id.to_owned(),
                         exec_id: exec_id.to_owned(),
                     });
                 }
@@ -809,7 +853,7 @@ impl Service {
                     "/tasks/delete",
                     "TaskDelete",
                     &ev::TaskDelete {
-                        container_id: self.id.clone(),
+                        container_id: id.to_owned(),
                         pid: p.0 as u32,
                         exit_status: exit.status,
                         exited_at: Some(ts(exit.at)),
@@ -823,7 +867,7 @@ impl Service {
                 exited_at: Some(ts(exit.at)),
             });
         }
-        let (runc, pid, exit, running, restorable) = self.with(|c| {
+        let (runc, pid, exit, running, restorable) = self.with(id, |c| {
             let exit = c.init.exited();
             let running = c.init.started && exit.is_none();
             Ok((
@@ -835,24 +879,22 @@ impl Service {
             ))
         })?;
         if running {
-            return Err(Error::TaskRunning {
-                id: self.id.clone(),
-            });
+            return Err(Error::TaskRunning { id: id.to_owned() });
         }
         // A created task that never started: runc kills its init. One
         // from a checkpoint that was never restored has nothing in runc.
         if !restorable {
-            runc.delete(&self.id, !running && exit.is_none()).await?;
+            runc.delete(id, !running && exit.is_none()).await?;
         }
         let exit = exit.unwrap_or(Exit {
             status: 137,
             at: SystemTime::now(),
         });
         let rootfs = self
-            .container
+            .containers
             .lock()
             .ok()
-            .and_then(|mut c| c.as_mut().and_then(|c| c.rootfs.take()));
+            .and_then(|mut c| c.get_mut(id).and_then(|c| c.rootfs.take()));
         if let Some(guard) = rootfs {
             let path = guard.path().to_owned();
             guard.unmount().map_err(|e| Error::Rootfs {
@@ -861,15 +903,15 @@ impl Service {
                 source: Box::new(e),
             })?;
         }
-        if let Ok(mut c) = self.container.lock() {
-            *c = None;
+        if let Ok(mut c) = self.containers.lock() {
+            c.remove(id);
         }
         self.publisher
             .publish(
                 "/tasks/delete",
                 "TaskDelete",
                 &ev::TaskDelete {
-                    container_id: self.id.clone(),
+                    container_id: id.to_owned(),
                     pid: pid as u32,
                     exit_status: exit.status,
                     exited_at: Some(ts(exit.at)),
@@ -884,8 +926,8 @@ impl Service {
         })
     }
 
-    async fn wait_process(&self, exec_id: &str) -> Result<pb::WaitResponse> {
-        let mut rx = self.with(|c| Ok(Self::process(c, &self.id, exec_id)?.exit.subscribe()))?;
+    async fn wait_process(&self, id: &str, exec_id: &str) -> Result<pb::WaitResponse> {
+        let mut rx = self.with(id, |c| Ok(Self::process(c, id, exec_id)?.exit.subscribe()))?;
         loop {
             if let Some(exit) = *rx.borrow_and_update() {
                 return Ok(pb::WaitResponse {
@@ -894,7 +936,7 @@ impl Service {
                 });
             }
             rx.changed().await.map_err(|_| Error::ExitWatchClosed {
-                id: self.id.clone(),
+                id: id.to_owned(),
                 exec_id: exec_id.to_owned(),
             })?;
         }
@@ -908,26 +950,26 @@ impl Task for ServiceHandle {
         _: &TtrpcContext,
         req: pb::StateRequest,
     ) -> ttrpc::Result<pb::StateResponse> {
-        let s = &self.0;
-        s.with(|c| {
-            let bundle = c.bundle.display().to_string();
-            let p = Service::process(c, &s.id, &req.exec_id)?;
-            let exit = p.exited();
-            Ok(pb::StateResponse {
-                id: s.id.clone(),
-                bundle,
-                pid: p.pid.max(0) as u32,
-                status: p.status() as i32,
-                stdin: p.stdin.clone(),
-                stdout: p.stdout.clone(),
-                stderr: p.stderr.clone(),
-                terminal: p.terminal,
-                exit_status: exit.map(|e| e.status).unwrap_or(0),
-                exited_at: exit.map(|e| ts(e.at)),
-                exec_id: req.exec_id.clone(),
+        self.0
+            .with(&req.id, |c| {
+                let bundle = c.bundle.display().to_string();
+                let p = Service::process(c, &req.id, &req.exec_id)?;
+                let exit = p.exited();
+                Ok(pb::StateResponse {
+                    id: req.id.clone(),
+                    bundle,
+                    pid: p.pid.max(0) as u32,
+                    status: p.status() as i32,
+                    stdin: p.stdin.clone(),
+                    stdout: p.stdout.clone(),
+                    stderr: p.stderr.clone(),
+                    terminal: p.terminal,
+                    exit_status: exit.map(|e| e.status).unwrap_or(0),
+                    exited_at: exit.map(|e| ts(e.at)),
+                    exec_id: req.exec_id.clone(),
+                })
             })
-        })
-        .map_err(err)
+            .map_err(err)
     }
 
     async fn create(
@@ -945,7 +987,7 @@ impl Task for ServiceHandle {
         req: pb::StartRequest,
     ) -> ttrpc::Result<pb::StartResponse> {
         let s = Arc::clone(&self.0);
-        to_completion(async move { s.start_process(&req.exec_id).await }).await
+        to_completion(async move { s.start_process(&req.id, &req.exec_id).await }).await
     }
 
     async fn delete(
@@ -954,16 +996,16 @@ impl Task for ServiceHandle {
         req: pb::DeleteRequest,
     ) -> ttrpc::Result<pb::DeleteResponse> {
         let s = Arc::clone(&self.0);
-        to_completion(async move { s.delete_process(&req.exec_id).await }).await
+        to_completion(async move { s.delete_process(&req.id, &req.exec_id).await }).await
     }
 
     async fn pids(
         &self,
         _: &TtrpcContext,
-        _req: pb::PidsRequest,
+        req: pb::PidsRequest,
     ) -> ttrpc::Result<pb::PidsResponse> {
-        let runc = self.0.runc().map_err(err)?;
-        let pids = runc.ps(&self.0.id).await.map_err(err)?;
+        let runc = self.0.runc(&req.id).map_err(err)?;
+        let pids = runc.ps(&req.id).await.map_err(err)?;
         Ok(pb::PidsResponse {
             processes: pids
                 .into_iter()
@@ -972,14 +1014,14 @@ impl Task for ServiceHandle {
         })
     }
 
-    async fn pause(&self, _: &TtrpcContext, _req: pb::PauseRequest) -> ttrpc::Result<()> {
+    async fn pause(&self, _: &TtrpcContext, req: pb::PauseRequest) -> ttrpc::Result<()> {
         let s = Arc::clone(&self.0);
-        to_completion(async move { s.set_paused(true).await }).await
+        to_completion(async move { s.set_paused(&req.id, true).await }).await
     }
 
-    async fn resume(&self, _: &TtrpcContext, _req: pb::ResumeRequest) -> ttrpc::Result<()> {
+    async fn resume(&self, _: &TtrpcContext, req: pb::ResumeRequest) -> ttrpc::Result<()> {
         let s = Arc::clone(&self.0);
-        to_completion(async move { s.set_paused(false).await }).await
+        to_completion(async move { s.set_paused(&req.id, false).await }).await
     }
 
     async fn checkpoint(
@@ -993,34 +1035,33 @@ impl Task for ServiceHandle {
 
     async fn kill(&self, _: &TtrpcContext, req: pb::KillRequest) -> ttrpc::Result<()> {
         if req.exec_id.is_empty() {
-            if self.0.with(|c| Ok(c.restore.is_some())).map_err(err)? {
-                return Err(err(Error::NotRestored {
-                    id: self.0.id.clone(),
-                }));
+            if self
+                .0
+                .with(&req.id, |c| Ok(c.restore.is_some()))
+                .map_err(err)?
+            {
+                return Err(err(Error::NotRestored { id: req.id }));
             }
-            let runc = self.0.runc().map_err(err)?;
-            return runc
-                .kill(&self.0.id, req.signal, req.all)
-                .await
-                .map_err(err);
+            let runc = self.0.runc(&req.id).map_err(err)?;
+            return runc.kill(&req.id, req.signal, req.all).await.map_err(err);
         }
         let (pid, exited) = self
             .0
-            .with(|c| {
-                let p = Service::process(c, &self.0.id, &req.exec_id)?;
+            .with(&req.id, |c| {
+                let p = Service::process(c, &req.id, &req.exec_id)?;
                 Ok((p.pid, p.exit.borrow().is_some()))
             })
             .map_err(err)?;
         // Its pid was reaped and may be another process's now.
         if exited {
             return Err(err(Error::ProcessFinished {
-                id: self.0.id.clone(),
+                id: req.id,
                 exec_id: req.exec_id,
             }));
         }
         if pid <= 0 {
             return Err(err(Error::NotStarted {
-                id: self.0.id.clone(),
+                id: req.id,
                 exec_id: req.exec_id,
             }));
         }
@@ -1032,7 +1073,7 @@ impl Task for ServiceHandle {
         })?;
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).map_err(|source| {
             err(Error::Signal {
-                id: self.0.id.clone(),
+                id: req.id.clone(),
                 exec_id: req.exec_id,
                 pid,
                 source,
@@ -1043,29 +1084,27 @@ impl Task for ServiceHandle {
     async fn exec(&self, _: &TtrpcContext, req: pb::ExecProcessRequest) -> ttrpc::Result<()> {
         let spec = req.spec.map(|s| s.value).ok_or_else(|| {
             err(Error::NoProcessSpec {
-                id: self.0.id.clone(),
+                id: req.id.clone(),
                 exec_id: req.exec_id.clone(),
             })
         })?;
         self.0
-            .with(|c| {
+            .with(&req.id, |c| {
                 if req.exec_id.is_empty() {
-                    return Err(Error::EmptyExecId {
-                        id: self.0.id.clone(),
-                    });
+                    return Err(Error::EmptyExecId { id: req.id.clone() });
                 }
                 // The id names files in the bundle (`<id>.pid`): it must
                 // not be a path.
                 if let Err(e) = crated_core::identifiers::validate(&req.exec_id) {
                     return Err(Error::InvalidExecId {
-                        id: self.0.id.clone(),
+                        id: req.id.clone(),
                         exec_id: req.exec_id.clone(),
                         reason: e.to_string(),
                     });
                 }
                 if c.execs.contains_key(&req.exec_id) {
                     return Err(Error::ExecExists {
-                        id: self.0.id.clone(),
+                        id: req.id.clone(),
                         exec_id: req.exec_id.clone(),
                     });
                 }
@@ -1094,7 +1133,7 @@ impl Task for ServiceHandle {
                 "/tasks/exec-added",
                 "TaskExecAdded",
                 &ev::TaskExecAdded {
-                    container_id: self.0.id.clone(),
+                    container_id: req.id,
                     exec_id: req.exec_id,
                 },
             )
@@ -1105,22 +1144,20 @@ impl Task for ServiceHandle {
     async fn resize_pty(&self, _: &TtrpcContext, req: pb::ResizePtyRequest) -> ttrpc::Result<()> {
         let console = self
             .0
-            .with(|c| {
-                Ok(Service::process(c, &self.0.id, &req.exec_id)?
-                    .console
-                    .clone())
+            .with(&req.id, |c| {
+                Ok(Service::process(c, &req.id, &req.exec_id)?.console.clone())
             })
             .map_err(err)?;
         match console {
             Some(master) => io::resize(&master, req.width, req.height).map_err(|source| {
                 err(Error::Resize {
-                    id: self.0.id.clone(),
+                    id: req.id.clone(),
                     exec_id: req.exec_id.clone(),
                     source,
                 })
             }),
             None => Err(err(Error::NoTerminal {
-                id: self.0.id.clone(),
+                id: req.id,
                 exec_id: req.exec_id,
             })),
         }
@@ -1133,9 +1170,9 @@ impl Task for ServiceHandle {
     }
 
     async fn update(&self, _: &TtrpcContext, req: pb::UpdateTaskRequest) -> ttrpc::Result<()> {
-        let runc = self.0.runc().map_err(err)?;
+        let runc = self.0.runc(&req.id).map_err(err)?;
         let resources = req.resources.map(|r| r.value).unwrap_or_default();
-        runc.update(&self.0.id, resources).await.map_err(err)
+        runc.update(&req.id, resources).await.map_err(err)
     }
 
     async fn wait(
@@ -1143,15 +1180,21 @@ impl Task for ServiceHandle {
         _: &TtrpcContext,
         req: pb::WaitRequest,
     ) -> ttrpc::Result<pb::WaitResponse> {
-        self.0.wait_process(&req.exec_id).await.map_err(err)
+        self.0
+            .wait_process(&req.id, &req.exec_id)
+            .await
+            .map_err(err)
     }
 
     async fn stats(
         &self,
         _: &TtrpcContext,
-        _req: pb::StatsRequest,
+        req: pb::StatsRequest,
     ) -> ttrpc::Result<pb::StatsResponse> {
-        let path = self.0.with(|c| Ok(c.cgroups_path.clone())).map_err(err)?;
+        let path = self
+            .0
+            .with(&req.id, |c| Ok(c.cgroups_path.clone()))
+            .map_err(err)?;
         let stats = crate::stats::collect(&path).map_err(err)?;
         Ok(pb::StatsResponse { stats: Some(stats) })
     }
@@ -1159,9 +1202,12 @@ impl Task for ServiceHandle {
     async fn connect(
         &self,
         _: &TtrpcContext,
-        _req: pb::ConnectRequest,
+        req: pb::ConnectRequest,
     ) -> ttrpc::Result<pb::ConnectResponse> {
-        let task_pid = self.0.with(|c| Ok(c.init.pid.max(0) as u32)).unwrap_or(0);
+        let task_pid = self
+            .0
+            .with(&req.id, |c| Ok(c.init.pid.max(0) as u32))
+            .unwrap_or(0);
         Ok(pb::ConnectResponse {
             shim_pid: std::process::id(),
             task_pid,

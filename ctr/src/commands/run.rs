@@ -46,6 +46,11 @@ pub struct ContainerArgs {
     /// Container labels (key=value).
     #[arg(long)]
     label: Vec<String>,
+    /// OCI annotations of the spec (key=value), e.g.
+    /// `io.containerd.runc.v2.group=g` to run in one shim with the rest of
+    /// group `g`.
+    #[arg(long)]
+    annotation: Vec<String>,
     /// The image.
     image: Option<String>,
     /// The container id.
@@ -118,6 +123,17 @@ fn parse_mount(spec: &str) -> anyhow::Result<(String, String, String, Vec<String
         anyhow::bail!("invalid mount specification {spec:?}: no destination");
     }
     Ok((kind, src, dst, options))
+}
+
+/// Parses `--annotation`s: each must be `key=value` (a bare key is refused
+/// as containerd's ctr does, unlike a bare `--label`).
+fn annotation_args(args: &[String]) -> anyhow::Result<std::collections::HashMap<String, String>> {
+    args.iter()
+        .map(|arg| match arg.split_once('=') {
+            Some((k, v)) => Ok((k.to_owned(), v.to_owned())),
+            None => anyhow::bail!("invalid key=value format annotation: {arg}"),
+        })
+        .collect()
 }
 
 /// Runs `ctr run`.
@@ -195,6 +211,9 @@ fn spec_options(args: &ContainerArgs, config: ImageConfig) -> anyhow::Result<Vec
     }
     if args.net_host {
         opts.push(spec::with_host_network());
+    }
+    if !args.annotation.is_empty() {
+        opts.push(spec::with_annotations(annotation_args(&args.annotation)?));
     }
     Ok(opts)
 }
