@@ -2,9 +2,9 @@
 //! containerd 1.6.20 in the same run, both through cri-tools' crictl
 //! (`cargo xtask deps` builds it): pod start (`crictl run`: RunPodSandbox +
 //! CreateContainer + StartContainer) median and p95 over N pods on a CNI
-//! bridge, daemon RSS with those pods running, `crictl stats`
-//! (ListContainerStats) with M containers, and removal of every pod
-//! (`crictl rmp -fa`).
+//! bridge, daemon RSS with those pods running, the shims (count and total
+//! PSS) and `crictl stats` (ListContainerStats) with M containers in those
+//! pods, and removal of every pod (`crictl rmp -fa`).
 //!
 //! Everything runs inside a private network namespace the benchmark makes
 //! (registry, daemons, pods), so no bridge or pod address reaches the
@@ -22,7 +22,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use common::{crated_binary, median, Daemon};
+use common::{crated_binary, median, pss_kib, shims_of, Daemon};
 
 struct Options {
     pods: usize,
@@ -88,6 +88,9 @@ struct Row {
     start_median: Duration,
     start_p95: Duration,
     rss_kib: u64,
+    /// Shim processes with every container running, and their PSS.
+    shims: usize,
+    shim_pss_kib: u64,
     stats: Duration,
     remove_all: Duration,
 }
@@ -213,6 +216,10 @@ fn measure(
         ])?;
         crictl.run(&["start", id.trim()])?;
     }
+    // Shims with every container up: one per pod when they are grouped.
+    std::thread::sleep(Duration::from_secs(1));
+    let shim_pids = shims_of(&daemon);
+    let shim_pss_kib = shim_pids.iter().map(|p| pss_kib(*p)).sum();
     let mut stats = Vec::new();
     for _ in 0..5 {
         let started = Instant::now();
@@ -239,6 +246,8 @@ fn measure(
         start_median: median(starts),
         start_p95: p95,
         rss_kib,
+        shims: shim_pids.len(),
+        shim_pss_kib,
         stats: median(stats),
         remove_all,
     })
@@ -275,22 +284,29 @@ fn main() -> anyhow::Result<()> {
         for (name, binary) in &candidates {
             let row = measure(name, binary, work.path(), &registry.host, &o, round)?;
             eprintln!(
-                "round {round} {name}: pod start median {:.1?} p95 {:.1?}; RSS {} KiB; stats {:.1?}; rmp -fa {:.2?}",
-                row.start_median, row.start_p95, row.rss_kib, row.stats, row.remove_all
+                "round {round} {name}: pod start median {:.1?} p95 {:.1?}; RSS {} KiB; {} shims, {} KiB PSS; stats {:.1?}; rmp -fa {:.2?}",
+                row.start_median, row.start_p95, row.rss_kib, row.shims, row.shim_pss_kib, row.stats, row.remove_all
             );
             rows.push(row);
         }
     }
     println!();
     println!(
-        "| daemon | `crictl run` median ({} pods) | p95 | daemon RSS with {} pods | `crictl stats`, {} containers | `crictl rmp -fa` |",
-        o.pods, o.pods, o.containers
+        "| daemon | `crictl run` median ({} pods) | p95 | daemon RSS with {} pods | shims for {} containers, PSS | `crictl stats`, {} containers | `crictl rmp -fa` |",
+        o.pods, o.pods, o.containers, o.containers
     );
-    println!("| --- | --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
     for r in &rows {
         println!(
-            "| {} | {:.1?} | {:.1?} | {} KiB | {:.1?} | {:.2?} |",
-            r.daemon, r.start_median, r.start_p95, r.rss_kib, r.stats, r.remove_all
+            "| {} | {:.1?} | {:.1?} | {} KiB | {}, {} KiB | {:.1?} | {:.2?} |",
+            r.daemon,
+            r.start_median,
+            r.start_p95,
+            r.rss_kib,
+            r.shims,
+            r.shim_pss_kib,
+            r.stats,
+            r.remove_all
         );
     }
     let of = |name: &str, f: &dyn Fn(&Row) -> f64| -> f64 {
@@ -299,11 +315,12 @@ fn main() -> anyhow::Result<()> {
     };
     let ratio = |f: &dyn Fn(&Row) -> f64| of("crated", f) / of("containerd", f).max(f64::EPSILON);
     println!(
-        "\ncrated / containerd (mean over {} rounds): pod start median {:.2}×, p95 {:.2}×, RSS {:.2}×, stats {:.2}×, removal {:.2}×; {} cores",
+        "\ncrated / containerd (mean over {} rounds): pod start median {:.2}×, p95 {:.2}×, RSS {:.2}×, shim PSS {:.2}×, stats {:.2}×, removal {:.2}×; {} cores",
         o.rounds,
         ratio(&|r| r.start_median.as_secs_f64()),
         ratio(&|r| r.start_p95.as_secs_f64()),
         ratio(&|r| r.rss_kib as f64),
+        ratio(&|r| r.shim_pss_kib as f64),
         ratio(&|r| r.stats.as_secs_f64()),
         ratio(&|r| r.remove_all.as_secs_f64()),
         std::thread::available_parallelism().map_or(0, usize::from),

@@ -117,6 +117,54 @@ async fn images_pull_list_status_and_remove_as_containerds_cri() {
         "{listed}"
     );
 
+    // Pulled again: the same image, and the records that already point at
+    // it are left as they are (no update written or published).
+    let mut events = std::process::Command::new(debian_ctr())
+        .arg("--address")
+        .arg(&daemon.address)
+        .arg("events")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // `ctr events` subscribes a moment after it starts.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let again = service
+        .pull_image(cri::PullImageRequest {
+            image: image_spec(&reference),
+            ..cri::PullImageRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.image_ref, id);
+    // A namespace created after it marks the end of what the pull published.
+    ok(daemon.ctr(&debian_ctr(), &["namespaces", "create", "after-repull"]));
+    let seen = {
+        use std::io::BufRead as _;
+        let mut seen = String::new();
+        let stdout = events.stdout.take().unwrap();
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            seen.push_str(&line);
+            seen.push('\n');
+            if line.contains("/namespaces/create") {
+                break;
+            }
+        }
+        let _ = events.kill();
+        let _ = events.wait();
+        seen
+    };
+    for record in [&id, &digest_ref] {
+        assert!(
+            !seen
+                .lines()
+                .any(|l| l.contains("/images/update") && l.contains(record.as_str())),
+            "{record} was rewritten:\n{seen}"
+        );
+    }
+
     let all = service
         .list_images(cri::ListImagesRequest::default())
         .await

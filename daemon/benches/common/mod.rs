@@ -149,3 +149,32 @@ pub fn workspace_binary(name: &str) -> anyhow::Result<PathBuf> {
 pub fn crated_binary() -> anyhow::Result<PathBuf> {
     workspace_binary("crated")
 }
+
+/// PSS of a process, in KiB.
+pub fn pss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Pss:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Shims serving `daemon` (their command line names its socket).
+pub fn shims_of(daemon: &Daemon) -> Vec<u32> {
+    let address = daemon.address.display().to_string();
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains("containerd-shim") && cmdline.contains(&address) {
+            out.push(pid);
+        }
+    }
+    out
+}
