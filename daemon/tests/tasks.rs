@@ -498,22 +498,42 @@ async fn exits_while_the_daemon_is_down_reach_subscribers_after_it_restarts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_shim_reports_its_task_exited_and_is_cleaned_up() {
-    let f = fixture("deadshim").await;
-    ok(f.ctr(&["run", "-d", &f.image, "doomed", "sh", "-c", SERVE]));
+    kill_the_shim("deadshim", None).await;
+}
+
+/// The cleanup after a dead shim finds the container where the runc
+/// options of its Create put it, not in the default root.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_shim_of_another_runc_root_is_cleaned_up() {
+    let root = tempfile::tempdir().unwrap();
+    kill_the_shim("deadroot", Some(root.path())).await;
+}
+
+/// Runs a container (with its runc state under `runc_root`, if given),
+/// SIGKILLs its shim, and checks the daemon reports the exit and leaves
+/// nothing: no container process, bundle or runc state.
+async fn kill_the_shim(ns: &str, runc_root: Option<&std::path::Path>) {
+    let f = fixture(ns).await;
+    let root = runc_root.map(|r| r.display().to_string());
+    let mut args = vec!["run", "-d"];
+    if let Some(root) = &root {
+        args.extend(["--runc-root", root.as_str()]);
+    }
+    args.extend([f.image.as_str(), "doomed", "sh", "-c", SERVE]);
+    ok(f.ctr(&args));
     let pid = wait_status(&f, "doomed", "RUNNING")[1].clone();
+    let state_dir = std::path::Path::new(root.as_deref().unwrap_or("/run/containerd/runc"))
+        .join(&f.ns)
+        .join("doomed");
+    assert!(
+        state_dir.exists(),
+        "runc keeps its state in {}",
+        state_dir.display()
+    );
     let events = events(&f);
     std::thread::sleep(Duration::from_millis(300));
     // The shim is the container's parent.
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let shim: i32 = stat
-        .rsplit(')')
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
+    let shim: i32 = parent_of(&pid).parse().unwrap();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(shim),
         nix::sys::signal::Signal::SIGKILL,
@@ -544,11 +564,18 @@ async fn a_killed_shim_reports_its_task_exited_and_is_cleaned_up() {
         "the container outlived its shim's cleanup: state {state:?}\n{}",
         f.daemon.logs()
     );
+    assert!(
+        !state_dir.exists(),
+        "runc's state left in {}",
+        state_dir.display()
+    );
     let bundle = f
         .daemon
         .dir
         .path()
-        .join("state/io.containerd.runtime.v2.task/default/doomed");
+        .join("state/io.containerd.runtime.v2.task")
+        .join(&f.ns)
+        .join("doomed");
     assert!(!bundle.exists(), "bundle left");
     ok(f.ctr(&["containers", "rm", "doomed"]));
 }

@@ -474,6 +474,14 @@ pub enum Error {
         /// The descriptor.
         fd: i32,
     },
+    /// The runc options a Create kept in the bundle are not JSON.
+    #[error("saved runc options {path}: {source}")]
+    SavedOptions {
+        /// The file.
+        path: PathBuf,
+        /// The parse failure.
+        source: serde_json::Error,
+    },
     /// The bundle's `config.json`, read by `start` for the container's
     /// group, is not JSON.
     #[error("bundle config.json: {source}")]
@@ -592,6 +600,7 @@ impl KindError for Error {
             | Error::ExitWatchClosed { .. }
             | Error::Poisoned
             | Error::NoPtyMaster { .. }
+            | Error::SavedOptions { .. }
             | Error::ConsoleTask { .. } => Kind::Unknown,
             Error::Criu { source, .. } => source.kind(),
             Error::Rootfs { source, .. } | Error::InvalidNamespace { source, .. } => source.kind(),

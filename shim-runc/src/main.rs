@@ -263,14 +263,20 @@ fn start(args: &Args) -> Result<()> {
 
 fn delete(args: &Args) -> Result<()> {
     let bundle = args.bundle.clone().unwrap_or_else(|| PathBuf::from("."));
-    let root = PathBuf::from("/run/containerd/runc").join(&args.namespace);
-    let out = std::process::Command::new("runc")
-        .arg("--root")
-        .arg(&root)
-        .args(["delete", "--force", &args.id])
+    let namespace =
+        Namespace::new(args.namespace.clone()).map_err(|e| Error::InvalidNamespace {
+            namespace: args.namespace.clone(),
+            source: Box::new(e),
+        })?;
+    // The runc (binary, root, cgroup driver) the container was created
+    // with: another root or binary holds it elsewhere.
+    let options = service::saved_options(&bundle)?;
+    let runc = service::runc_with(&namespace, &bundle, options, reaper::Reaper::default());
+    let out = runc
+        .command(&["delete", "--force", &args.id])
         .output()
         .map_err(|source| Error::RuntimeIo {
-            binary: "runc".into(),
+            binary: runc.binary.clone(),
             command: "delete",
             source,
         })?;

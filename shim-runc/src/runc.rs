@@ -100,7 +100,9 @@ fn stdio(fd: Option<OwnedFd>) -> Stdio {
 }
 
 impl Runc {
-    fn command(&self, args: &[&str]) -> Command {
+    /// runc with its global flags (root, log, cgroup driver, criu) and
+    /// then `args`.
+    pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(&self.binary);
         // Not the container's (a shim started under a notify-type unit
         // inherits it): runc would wait for the container's READY.

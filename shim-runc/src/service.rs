@@ -187,6 +187,47 @@ fn runc_options(options: Option<&prost_types::Any>) -> RuncOptions {
         .unwrap_or_default()
 }
 
+/// The file in the bundle that keeps a Create's runc options, for the
+/// `delete` of a shim that is gone (containerd's shim keeps the same file).
+const OPTIONS_FILE: &str = "options.json";
+
+/// Keeps the runc options `delete` needs to find the container (binary,
+/// root, cgroup driver) in the bundle, as JSON with containerd's names.
+fn save_options(bundle: &std::path::Path, options: &RuncOptions) -> Result<()> {
+    let json = serde_json::json!({
+        "binary_name": options.binary_name,
+        "root": options.root,
+        "systemd_cgroup": options.systemd_cgroup,
+        "criu_path": options.criu_path,
+    });
+    let path = bundle.join(OPTIONS_FILE);
+    std::fs::write(&path, json.to_string()).map_err(|e| Error::io("write", &path, e))
+}
+
+/// The runc options [`save_options`] kept in `bundle`; the defaults when
+/// there are none (a Create that never got that far).
+pub fn saved_options(bundle: &std::path::Path) -> Result<RuncOptions> {
+    let path = bundle.join(OPTIONS_FILE);
+    let text = match std::fs::read(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(RuncOptions::default()),
+        Err(e) => return Err(Error::io("read", &path, e)),
+    };
+    let json: serde_json::Value =
+        serde_json::from_slice(&text).map_err(|source| Error::SavedOptions {
+            path: path.clone(),
+            source,
+        })?;
+    let text_of = |key: &str| json[key].as_str().unwrap_or_default().to_owned();
+    Ok(RuncOptions {
+        binary_name: text_of("binary_name"),
+        root: text_of("root"),
+        criu_path: text_of("criu_path"),
+        systemd_cgroup: json["systemd_cgroup"].as_bool().unwrap_or(false),
+        ..RuncOptions::default()
+    })
+}
+
 /// The runc a Create's options ask for.
 pub fn runc_for(
     namespace: &Namespace,
@@ -194,7 +235,16 @@ pub fn runc_for(
     options: Option<&prost_types::Any>,
     reaper: Reaper,
 ) -> Runc {
-    let opts = runc_options(options);
+    runc_with(namespace, bundle, runc_options(options), reaper)
+}
+
+/// The runc of runtime options `opts`.
+pub fn runc_with(
+    namespace: &Namespace,
+    bundle: &std::path::Path,
+    opts: RuncOptions,
+    reaper: Reaper,
+) -> Runc {
     let binary = if opts.binary_name.is_empty() {
         "runc".to_owned()
     } else {
@@ -481,6 +531,7 @@ impl Service {
             req.options.as_ref(),
             self.reaper.clone(),
         );
+        save_options(&bundle, &options)?;
         let mounts: Vec<_> = req
             .rootfs
             .iter()
@@ -1226,3 +1277,50 @@ impl Task for ServiceHandle {
 
 /// The service as the ttrpc server holds it.
 pub struct ServiceHandle(pub Arc<Service>);
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn the_runc_options_of_a_create_are_kept_for_delete() {
+        let bundle = tempfile::tempdir().unwrap();
+        // None kept: runc's defaults.
+        let none = saved_options(bundle.path()).unwrap();
+        assert_eq!(none, RuncOptions::default());
+        let options = RuncOptions {
+            binary_name: "crun".into(),
+            root: "/run/other".into(),
+            systemd_cgroup: true,
+            criu_path: "/opt/criu".into(),
+            no_pivot_root: true,
+            ..RuncOptions::default()
+        };
+        save_options(bundle.path(), &options).unwrap();
+        let kept = saved_options(bundle.path()).unwrap();
+        assert_eq!(
+            kept,
+            RuncOptions {
+                no_pivot_root: false,
+                ..options
+            }
+        );
+        let ns = Namespace::new("ns1".to_owned()).unwrap();
+        let runc = runc_with(&ns, bundle.path(), kept, Reaper::default());
+        assert_eq!(runc.binary, PathBuf::from("crun"));
+        assert_eq!(runc.root, PathBuf::from("/run/other/ns1"));
+        assert!(runc.systemd_cgroup);
+
+        std::fs::write(bundle.path().join(OPTIONS_FILE), "{broken").unwrap();
+        let err = saved_options(bundle.path()).unwrap_err();
+        assert!(
+            err.to_string().starts_with(&format!(
+                "saved runc options {}: ",
+                bundle.path().join(OPTIONS_FILE).display()
+            )),
+            "{err}"
+        );
+    }
+}
