@@ -131,6 +131,13 @@ pub enum Error {
         /// The task asked for.
         id: String,
     },
+    /// The shim is exiting (its last container went): a new task needs a
+    /// new shim.
+    #[error("container {id:?}: the shim is shutting down")]
+    ShuttingDown {
+        /// The task asked for.
+        id: String,
+    },
     /// A task of that id is in this shim already.
     #[error("container {id:?}: already created")]
     AlreadyCreated {
@@ -629,7 +636,7 @@ impl KindError for Error {
             | Error::NoTerminal { .. } => Kind::FailedPrecondition,
             Error::StatsUnsupported { .. } => Kind::NotImplemented,
             // The daemon may retry once the socket can be served.
-            Error::Serve { .. } => Kind::Unavailable,
+            Error::Serve { .. } | Error::ShuttingDown { .. } => Kind::Unavailable,
         }
     }
 }

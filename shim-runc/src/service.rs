@@ -104,6 +104,10 @@ pub struct Service {
     socket_ino: Option<u64>,
     /// Whether a task was ever created here.
     ever_created: std::sync::atomic::AtomicBool,
+    /// Set, under both locks, once the shim decided to exit: a Create that
+    /// comes after (a daemon that joined the group's shim just before its
+    /// last container went) is refused rather than left without a shim.
+    closing: std::sync::atomic::AtomicBool,
     /// The containers whose `Create` is under way: not there yet, but a
     /// `Shutdown` (from a daemon recovering after a crash mid-create) must
     /// not leave runc's container without its shim, and a second `Create`
@@ -286,32 +290,47 @@ impl Service {
                 .ok(),
             socket,
             ever_created: std::sync::atomic::AtomicBool::new(false),
+            closing: std::sync::atomic::AtomicBool::new(false),
             creating: Mutex::new(HashSet::new()),
         })
     }
 
     /// Whether a task is here or being created (`if_poisoned` when a
     /// lock is poisoned).
-    fn holds_task(&self, if_poisoned: bool) -> bool {
-        self.containers
-            .lock()
-            .map(|c| !c.is_empty())
-            .unwrap_or(if_poisoned)
-            || self
-                .creating
-                .lock()
-                .map(|c| !c.is_empty())
-                .unwrap_or(if_poisoned)
+    /// Whether a task is here or being created; when none is (and
+    /// `also` holds), marks the shim closing, under the same locks, so no
+    /// Create gets in after. A poisoned lock counts as a task: the shim
+    /// stays, it may hold one.
+    fn close_if_idle(&self, also: bool) -> bool {
+        // Both locks at once, in `create_task`'s order: a Create finishing
+        // between two separate looks would be in neither.
+        let Ok(containers) = self.containers.lock() else {
+            return false;
+        };
+        let Ok(creating) = self.creating.lock() else {
+            return false;
+        };
+        if containers.is_empty() && creating.is_empty() && also {
+            self.closing
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            return true;
+        }
+        false
+    }
+
+    /// Exits: the socket goes first, so a `start` of the group makes a new
+    /// shim instead of joining this one.
+    fn exit(&self) {
+        self.remove_socket();
+        self.shutdown.notify_one();
     }
 
     /// Shuts down if no task was ever created (see `IDLE_LIMIT`).
     pub fn exit_if_unused(&self) {
-        // A poisoned lock: keep the shim, it may hold a task.
-        let created = self.holds_task(true);
-        if !created && !self.ever_created.load(std::sync::atomic::Ordering::SeqCst) {
+        let never = !self.ever_created.load(std::sync::atomic::Ordering::SeqCst);
+        if self.close_if_idle(never) {
             log!("shim: no task created within the idle limit; exiting");
-            self.remove_socket();
-            self.shutdown.notify_one();
+            self.exit();
         }
     }
 
@@ -515,6 +534,9 @@ impl Service {
         {
             let containers = self.containers.lock().map_err(|_| Error::Poisoned)?;
             let mut creating = self.creating.lock().map_err(|_| Error::Poisoned)?;
+            if self.closing.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(Error::ShuttingDown { id: req.id });
+            }
             if containers.contains_key(&req.id) || !creating.insert(req.id.clone()) {
                 return Err(Error::AlreadyCreated { id: req.id });
             }
@@ -1267,9 +1289,8 @@ impl Task for ServiceHandle {
     }
 
     async fn shutdown(&self, _: &TtrpcContext, _req: pb::ShutdownRequest) -> ttrpc::Result<()> {
-        if !self.0.holds_task(false) {
-            self.0.remove_socket();
-            self.0.shutdown.notify_one();
+        if self.0.close_if_idle(true) {
+            self.0.exit();
         }
         Ok(())
     }
@@ -1283,6 +1304,41 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn a_create_after_the_shim_decided_to_exit_is_refused() {
+        use crated_core::error::KindError as _;
+        let dir = tempfile::tempdir().unwrap();
+        let ns = Namespace::new("ns1".to_owned()).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let service = Service::new(
+                ns.clone(),
+                Publisher::new("", "", ns),
+                Reaper::default(),
+                dir.path().join("socket"),
+            );
+            assert!(service.close_if_idle(true));
+            let err = service
+                .create_task(pb::CreateTaskRequest {
+                    id: "late".into(),
+                    bundle: dir.path().display().to_string(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap_err();
+            assert_eq!(err.kind(), crated_core::Kind::Unavailable);
+            assert_eq!(
+                err.to_string(),
+                "container \"late\": the shim is shutting down"
+            );
+            // Nothing of it was kept.
+            assert!(!dir.path().join(OPTIONS_FILE).exists());
+        });
+    }
 
     #[test]
     fn the_runc_options_of_a_create_are_kept_for_delete() {
