@@ -36,22 +36,6 @@ pub(crate) fn encode<T: serde::Serialize>(what: &str, value: &T) -> Result<Vec<u
     })
 }
 
-/// Whether sled's own lock on the database at `path` is held by another
-/// open file of this process: `flock` locks belong to open files, so a
-/// handle being dropped still holds it while ours is refused. Probed after
-/// sled refuses to open, as sled reports its lock only as message text.
-fn sled_lock_held(path: &Path) -> bool {
-    use nix::fcntl::{Flock, FlockArg};
-    let Ok(file) = std::fs::File::open(path.join("db")) else {
-        return false;
-    };
-    // Taken, the probe's lock goes with it at once.
-    matches!(
-        Flock::lock(file, FlockArg::LockExclusiveNonblock),
-        Err((_, nix::errno::Errno::EWOULDBLOCK))
-    )
-}
-
 /// The metadata database: namespaces now; images, containers, leases,
 /// content and snapshot records as the subsystems that own them arrive.
 ///
@@ -114,39 +98,27 @@ impl Db {
                 path: path.clone(),
                 source,
             })?;
-        // sled locks its files too, but reports a busy lock as an opaque
-        // i/o error; our own lock, taken first, gives a clear one.
-        let lock_path = path.join("crated.lock");
-        let lock_file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|source| Error::Io {
-                op: "open",
-                path: lock_path.clone(),
-                source,
-            })?;
-        let lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock)
-            .map_err(|(_, errno)| match errno {
-                nix::errno::Errno::EWOULDBLOCK => Error::InUse { path: path.clone() },
-                source => Error::Lock {
-                    path: lock_path.clone(),
+        let opened = crated_sled_open::open(&path, cache_capacity).map_err(|failure| {
+            use crated_sled_open::Failure;
+            match failure {
+                Failure::LockFile { path, source } => Error::Io {
+                    op: "open",
+                    path,
                     source,
                 },
-            })?;
-        let db = sled::Config::new()
-            .path(&path)
-            .cache_capacity(cache_capacity)
-            .open()
-            .map_err(|source| {
-                let path = path.clone();
-                if sled_lock_held(&path) {
-                    Error::StillOpen { path, source }
-                } else {
-                    Error::Open { path, source }
-                }
-            })?;
+                Failure::InUse => Error::InUse { path: path.clone() },
+                Failure::Lock { path, source } => Error::Lock { path, source },
+                Failure::StillOpen(source) => Error::StillOpen {
+                    path: path.clone(),
+                    source,
+                },
+                Failure::Open(source) => Error::Open {
+                    path: path.clone(),
+                    source,
+                },
+            }
+        })?;
+        let (db, lock) = (opened.db, opened.lock);
         let tree = db.open_tree(TREE).map_err(Error::Storage)?;
         schema::upgrade(&tree)?;
         Ok(Self {

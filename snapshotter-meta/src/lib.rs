@@ -73,22 +73,6 @@ fn decode(name: &str, raw: &[u8]) -> Result<Record, Error> {
     })
 }
 
-/// Whether sled's own lock on the database at `path` is held by another
-/// open file of this process: `flock` locks belong to open files, so a
-/// handle being dropped still holds it while ours is refused. Probed after
-/// sled refuses to open, as sled reports its lock only as message text.
-fn sled_lock_held(path: &Path) -> bool {
-    use nix::fcntl::{Flock, FlockArg};
-    let Ok(file) = std::fs::File::open(path.join("db")) else {
-        return false;
-    };
-    // Taken, the probe's lock goes with it at once.
-    matches!(
-        Flock::lock(file, FlockArg::LockExclusiveNonblock),
-        Err((_, nix::errno::Errno::EWOULDBLOCK))
-    )
-}
-
 fn snapshot_key(name: &str) -> Vec<u8> {
     [SNAPSHOT, name.as_bytes()].concat()
 }
@@ -127,37 +111,18 @@ impl MetaStore {
     /// earlier handle of this process ([`Error::StillOpen`]).
     pub fn open(path: &Path) -> Result<Self, Error> {
         std::fs::create_dir_all(path).map_err(|e| Error::io("create", path, e))?;
-        // sled locks its files too but reports a busy lock as an opaque i/o
-        // error; this lock, taken first, names the problem.
-        let lock_path = path.join("crated.lock");
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| Error::io("open", &lock_path, e))?;
-        let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
-            .map_err(|(_, errno)| match errno {
-                nix::errno::Errno::EWOULDBLOCK => Error::InUse {
-                    path: path.to_owned(),
-                },
-                source => Error::Lock {
-                    path: lock_path.clone(),
-                    source,
-                },
-            })?;
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(CACHE_CAPACITY)
-            .open()
-            .map_err(|source| {
-                let path = path.to_owned();
-                if sled_lock_held(&path) {
-                    Error::StillOpen { path, source }
-                } else {
-                    Error::Open { path, source }
-                }
-            })?;
+        let opened = crated_sled_open::open(path, CACHE_CAPACITY).map_err(|failure| {
+            use crated_sled_open::Failure;
+            let path = path.to_owned();
+            match failure {
+                Failure::LockFile { path, source } => Error::io("open", &path, source),
+                Failure::InUse => Error::InUse { path },
+                Failure::Lock { path, source } => Error::Lock { path, source },
+                Failure::StillOpen(source) => Error::StillOpen { path, source },
+                Failure::Open(source) => Error::Open { path, source },
+            }
+        })?;
+        let (db, lock) = (opened.db, opened.lock);
         Ok(Self {
             db,
             writer: Mutex::new(()),
