@@ -802,7 +802,7 @@ _ctr() {
             return 0
             ;;
         ctr__subcmd__containers__subcmd__create)
-            opts="-t -u -a -n -h --tty --env --mount --net-host --runtime --snapshotter --cwd --user --label --address --namespace --timeout --connect-timeout --debug --help"
+            opts="-t -u -a -n -h --tty --env --mount --net-host --runtime --snapshotter --cwd --user --label --annotation --address --namespace --timeout --connect-timeout --debug --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -837,6 +837,10 @@ _ctr() {
                     return 0
                     ;;
                 --label)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --annotation)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -4134,7 +4138,7 @@ _ctr() {
             return 0
             ;;
         ctr__subcmd__run)
-            opts="-d -t -u -a -n -h --rm --detach --checkpoint --tty --env --mount --net-host --runtime --snapshotter --cwd --user --label --address --namespace --timeout --connect-timeout --debug --help"
+            opts="-d -t -u -a -n -h --rm --detach --checkpoint --tty --env --mount --net-host --runtime --snapshotter --cwd --user --label --annotation --address --namespace --timeout --connect-timeout --debug --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -4173,6 +4177,10 @@ _ctr() {
                     return 0
                     ;;
                 --label)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --annotation)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
