@@ -325,7 +325,7 @@ async fn checkpoints_without_a_task_and_their_errors() {
     let before = ok(on(&["images", "ls"]));
     for taken in ["ckpt:files", busybox.as_str()] {
         let err = common::fails(on(&["containers", "checkpoint", "--image", "idle", taken]));
-        assert!(err.contains("already exists"), "{err}");
+        assert!(err.contains("already exists"), "{err}\n{}", daemon.logs());
     }
     assert_eq!(ok(on(&["images", "ls"])), before);
 

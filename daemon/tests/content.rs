@@ -633,3 +633,71 @@ async fn a_committed_ingest_leaves_only_its_content_in_the_lease() {
         );
     }
 }
+
+/// A write that finds its blob already there — named at the open or only
+/// at the commit, as our client and containerd's send it — answers
+/// AlreadyExists only once the writer's lease holds the blob: the client
+/// takes that answer as written, and a blob no one references may be
+/// collected at any moment after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_found_existing_is_held_by_the_writers_lease() {
+    let daemon = tokio::task::spawn_blocking(Daemon::start).await.unwrap();
+    let ns = "found";
+    let data = b"written twice".to_vec();
+    let digest = digest_of(&data);
+    let commit = |offset: i64, bytes: Vec<u8>| content::WriteContentRequest {
+        action: content::WriteAction::Commit as i32,
+        total: data.len() as i64,
+        offset,
+        expected: digest.clone(),
+        data: bytes,
+        ..Default::default()
+    };
+    ok(daemon.ctr(
+        &debian_ctr(),
+        &["-n", ns, "leases", "create", "--id", "first"],
+    ));
+    let (mut write, _) =
+        WriteStream::open_leased(&daemon, (ns, Some("first")), "a", data.len(), &digest)
+            .await
+            .unwrap();
+    write.call(commit(0, data.clone())).await.unwrap();
+
+    // Named at the open.
+    ok(daemon.ctr(
+        &debian_ctr(),
+        &["-n", ns, "leases", "create", "--id", "at-open"],
+    ));
+    let found = WriteStream::open_leased(&daemon, (ns, Some("at-open")), "b", data.len(), &digest)
+        .await
+        .err()
+        .expect("the blob is there");
+    assert_eq!(found.code(), tonic::Code::AlreadyExists, "{found:?}");
+    assert_eq!(
+        lease_resources(&daemon, ns, "at-open").await,
+        [format!("content {digest}")]
+    );
+
+    // Named only at the commit, after the bytes.
+    ok(daemon.ctr(
+        &debian_ctr(),
+        &["-n", ns, "leases", "create", "--id", "at-commit"],
+    ));
+    let (mut write, _) = WriteStream::open_leased(&daemon, (ns, Some("at-commit")), "c", 0, "")
+        .await
+        .unwrap();
+    let found = write.call(commit(0, data.clone())).await.unwrap_err();
+    assert_eq!(found.code(), tonic::Code::AlreadyExists, "{found:?}");
+    assert_eq!(
+        lease_resources(&daemon, ns, "at-commit").await,
+        [format!("content {digest}")]
+    );
+
+    // The first lease gone and a collection run, the later ones keep it.
+    ok(daemon.ctr(
+        &common::workspace_bin("ctr"),
+        &["-n", ns, "leases", "rm", "--sync", "first"],
+    ));
+    let listed = ok(daemon.ctr(&debian_ctr(), &["-n", ns, "content", "ls", "-q"]));
+    assert!(listed.contains(&digest), "{listed}");
+}

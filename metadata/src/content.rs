@@ -362,13 +362,24 @@ impl ContentStore for NamespacedContent {
     async fn writer(&self, ns: &Namespace, options: WriterOptions) -> Result<Box<dyn Writer>> {
         validate_ref(&options.r#ref)?;
         if let Some(expected) = &options.expected {
-            if self.record(ns, expected)?.is_some() {
-                // The caller's lease holds it from now on, as containerd's.
-                if let Some(lease) = &options.lease {
-                    self.db.write(|tx| {
-                        crate::leases::hold(tx, ns, lease, "content", expected.as_str())
-                    })?;
-                }
+            // The caller's lease holds it from now on, as containerd's. The
+            // look and the hold are one transaction: a collection between
+            // the two (it deletes in a write of its own) would leave the
+            // caller told "exists" about a blob about to go.
+            let exists = match &options.lease {
+                Some(lease) => self.db.write(|tx| {
+                    if tx.get(&record_key(ns, expected))?.is_none() {
+                        return Ok(false);
+                    }
+                    crate::leases::hold(tx, ns, lease, "content", expected.as_str())?;
+                    // Nothing will be ingested under this ref now (a
+                    // writer that held it and found the blob has let go).
+                    crate::leases::release(tx, ns, lease, "ingests", &options.r#ref)?;
+                    Ok(true)
+                })?,
+                None => self.record(ns, expected)?.is_some(),
+            };
+            if exists {
                 return Err(Error::ContentExists {
                     digest: expected.clone(),
                 }

@@ -338,18 +338,54 @@ async fn write_session(
                     r#ref: r#ref.clone(),
                     total,
                     expected: expected.clone(),
-                    lease,
+                    lease: lease.clone(),
                 },
             )
             .await
             .map_err(to_grpc)?,
     );
     loop {
-        let wr = writer.as_mut().ok_or_else(|| {
-            Status::failed_precondition(format!("ingest {ref:?} is already committed"))
-        })?;
         let action = pb::WriteAction::try_from(request.action).map_err(|_| {
             Status::invalid_argument(format!("unknown write action {}", request.action))
+        })?;
+        if let Some(req_expected) = optional_digest(&request.expected).map_err(to_grpc)? {
+            // A blob that appeared meanwhile needs no more bytes.
+            if writer.is_some() && store.info(&ns, &req_expected).await.is_ok() {
+                if let Some(w) = writer.take() {
+                    let _ = w.close().await;
+                }
+                let _ = store.abort(&ns, &r#ref).await;
+                // The caller's lease must hold it before the answer says it
+                // is there: the client takes AlreadyExists as written, and an
+                // unreferenced blob may be collected at any moment. A writer
+                // opened for the expected digest looks and holds in one
+                // transaction; if the blob went meanwhile, the upload goes on
+                // into a fresh ingest (the client's next offset tells it).
+                let reopened = store
+                    .writer(
+                        &ns,
+                        WriterOptions {
+                            r#ref: r#ref.clone(),
+                            total,
+                            expected: Some(req_expected.clone()),
+                            lease: lease.clone(),
+                        },
+                    )
+                    .await;
+                match reopened {
+                    Err(e) if e.is_already_exists() => {
+                        return Err(Status::already_exists(format!(
+                            "blob with expected digest {req_expected} exists"
+                        )));
+                    }
+                    Err(e) => return Err(to_grpc(e)),
+                    Ok(fresh) => writer = Some(fresh),
+                }
+            }
+            expected = Some(req_expected);
+        }
+        let wr = writer.as_mut().ok_or_else(|| {
+            Status::failed_precondition(format!("ingest {ref:?} is already committed"))
         })?;
         let status = wr.status().await.map_err(to_grpc)?;
         let mut response = pb::WriteContentResponse {
@@ -357,19 +393,6 @@ async fn write_session(
             offset: i64::try_from(status.offset).unwrap_or(i64::MAX),
             ..Default::default()
         };
-        if let Some(req_expected) = optional_digest(&request.expected).map_err(to_grpc)? {
-            // A blob that appeared meanwhile needs no more bytes.
-            if store.info(&ns, &req_expected).await.is_ok() {
-                if let Some(w) = writer.take() {
-                    let _ = w.close().await;
-                }
-                let _ = store.abort(&ns, &r#ref).await;
-                return Err(Status::already_exists(format!(
-                    "blob with expected digest {req_expected} exists"
-                )));
-            }
-            expected = Some(req_expected);
-        }
         let req_total = non_negative("total", request.total).map_err(to_grpc)?;
         if req_total > 0 {
             total = req_total;
