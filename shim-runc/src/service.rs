@@ -295,13 +295,11 @@ impl Service {
         })
     }
 
-    /// Whether a task is here or being created (`if_poisoned` when a
-    /// lock is poisoned).
-    /// Whether a task is here or being created; when none is (and
-    /// `also` holds), marks the shim closing, under the same locks, so no
-    /// Create gets in after. A poisoned lock counts as a task: the shim
-    /// stays, it may hold one.
-    fn close_if_idle(&self, also: bool) -> bool {
+    /// When no task is here or being created and `wanted`, marks the shim
+    /// closing, under the same locks, so no Create gets in after, and
+    /// returns true. A poisoned lock counts as a task: the shim stays, it
+    /// may hold one.
+    fn close_if_idle(&self, wanted: bool) -> bool {
         // Both locks at once, in `create_task`'s order: a Create finishing
         // between two separate looks would be in neither.
         let Ok(containers) = self.containers.lock() else {
@@ -310,7 +308,7 @@ impl Service {
         let Ok(creating) = self.creating.lock() else {
             return false;
         };
-        if containers.is_empty() && creating.is_empty() && also {
+        if wanted && containers.is_empty() && creating.is_empty() {
             self.closing
                 .store(true, std::sync::atomic::Ordering::SeqCst);
             return true;
