@@ -498,7 +498,14 @@ async fn exits_while_the_daemon_is_down_reach_subscribers_after_it_restarts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_shim_reports_its_task_exited_and_is_cleaned_up() {
-    kill_the_shim("deadshim", None).await;
+    kill_the_shim("deadshim", None, false).await;
+}
+
+/// Runtime options the cleanup cannot read: it falls back to runc's
+/// defaults (where this container is) rather than leave it running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_shim_with_unreadable_options_is_cleaned_up() {
+    kill_the_shim("deadopts", None, true).await;
 }
 
 /// The cleanup after a dead shim finds the container where the runc
@@ -506,13 +513,14 @@ async fn a_killed_shim_reports_its_task_exited_and_is_cleaned_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_shim_of_another_runc_root_is_cleaned_up() {
     let root = tempfile::tempdir().unwrap();
-    kill_the_shim("deadroot", Some(root.path())).await;
+    kill_the_shim("deadroot", Some(root.path()), false).await;
 }
 
 /// Runs a container (with its runc state under `runc_root`, if given),
-/// SIGKILLs its shim, and checks the daemon reports the exit and leaves
+/// SIGKILLs its shim (after garbling the runtime options its Create kept,
+/// if `garble`), and checks the daemon reports the exit and leaves
 /// nothing: no container process, bundle or runc state.
-async fn kill_the_shim(ns: &str, runc_root: Option<&std::path::Path>) {
+async fn kill_the_shim(ns: &str, runc_root: Option<&std::path::Path>, garble: bool) {
     let f = fixture(ns).await;
     let root = runc_root.map(|r| r.display().to_string());
     let mut args = vec!["run", "-d"];
@@ -530,6 +538,16 @@ async fn kill_the_shim(ns: &str, runc_root: Option<&std::path::Path>) {
         "runc keeps its state in {}",
         state_dir.display()
     );
+    let bundle = f
+        .daemon
+        .dir
+        .path()
+        .join("state/io.containerd.runtime.v2.task")
+        .join(&f.ns)
+        .join("doomed");
+    if garble {
+        std::fs::write(bundle.join("options.json"), "{not json").unwrap();
+    }
     let events = events(&f);
     std::thread::sleep(Duration::from_millis(300));
     // The shim is the container's parent.
@@ -569,13 +587,6 @@ async fn kill_the_shim(ns: &str, runc_root: Option<&std::path::Path>) {
         "runc's state left in {}",
         state_dir.display()
     );
-    let bundle = f
-        .daemon
-        .dir
-        .path()
-        .join("state/io.containerd.runtime.v2.task")
-        .join(&f.ns)
-        .join("doomed");
     assert!(!bundle.exists(), "bundle left");
     ok(f.ctr(&["containers", "rm", "doomed"]));
 }

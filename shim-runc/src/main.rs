@@ -269,8 +269,13 @@ fn delete(args: &Args) -> Result<()> {
             source: Box::new(e),
         })?;
     // The runc (binary, root, cgroup driver) the container was created
-    // with: another root or binary holds it elsewhere.
-    let options = service::saved_options(&bundle)?;
+    // with: another root or binary holds it elsewhere. Unreadable, the
+    // defaults are the best guess left: giving up would leave the
+    // container running with no owner.
+    let options = service::saved_options(&bundle).unwrap_or_else(|e| {
+        log!("{e}; deleting {} with runc's defaults", args.id);
+        Default::default()
+    });
     let runc = service::runc_with(&namespace, &bundle, options, reaper::Reaper::default());
     let out = runc
         .command(&["delete", "--force", &args.id])
