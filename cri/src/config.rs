@@ -47,6 +47,9 @@ pub struct Config {
     /// Devices a container asks for are owned by its run_as_user and
     /// run_as_group instead of keeping the host's owner.
     pub device_ownership_from_security_context: bool,
+    /// Seconds between measurements of the containers' writable layers
+    /// (their disk usage, which container stats and ImageFsInfo report).
+    pub stats_collect_period: i64,
     /// Runtimes and snapshotter.
     pub containerd: ContainerdConfig,
     /// Pod networking.
@@ -73,6 +76,7 @@ impl Default for Config {
             systemd_cgroup: false,
             ignore_image_defined_volumes: false,
             device_ownership_from_security_context: false,
+            stats_collect_period: 10,
             containerd: ContainerdConfig::default(),
             cni: CniConfig::default(),
             registry: RegistryConfig::default(),
@@ -176,6 +180,20 @@ impl Config {
         Ok(Some(d).filter(|d| !d.is_zero()))
     }
 
+    /// `stats_collect_period`, which must be positive.
+    pub fn stats_collect_period(&self) -> crated_core::Result<Duration> {
+        u64::try_from(self.stats_collect_period)
+            .ok()
+            .filter(|&s| s > 0)
+            .map(Duration::from_secs)
+            .ok_or_else(|| {
+                crated_core::Error::invalid_argument(format!(
+                    "stats_collect_period: {} is not a positive number of seconds",
+                    self.stats_collect_period
+                ))
+            })
+    }
+
     /// `image_pull_progress_timeout`, parsed; `None` for never.
     pub fn pull_progress_timeout(&self) -> crated_core::Result<Option<Duration>> {
         let d = crated_core::duration::parse(&self.image_pull_progress_timeout)
@@ -219,6 +237,28 @@ config_path = "/etc/containerd/certs.d"
         assert_eq!(
             config.pull_progress_timeout().unwrap(),
             Some(Duration::from_secs(300))
+        );
+        assert_eq!(
+            config.stats_collect_period().unwrap(),
+            Duration::from_secs(10)
+        );
+    }
+
+    #[test]
+    fn a_stats_collect_period_that_is_not_positive_is_refused() {
+        for bad in ["0", "-5"] {
+            let config: Config = toml::from_str(&format!("stats_collect_period = {bad}")).unwrap();
+            let err = config.stats_collect_period().unwrap_err();
+            assert!(
+                err.to_string()
+                    .contains(&format!("stats_collect_period: {bad} is not")),
+                "{err}"
+            );
+        }
+        let config: Config = toml::from_str("stats_collect_period = 3").unwrap();
+        assert_eq!(
+            config.stats_collect_period().unwrap(),
+            Duration::from_secs(3)
         );
     }
 }

@@ -27,10 +27,10 @@ pub mod spec_opts;
 mod stats;
 pub mod store;
 pub mod streaming;
+mod usage;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
 
 use crated_client::Client;
 use crated_core::descriptor::Any;
@@ -126,6 +126,8 @@ pub struct Cri {
     container_events: tokio::sync::broadcast::Sender<pb::ContainerEventResponse>,
     /// The streaming server's tokens and URL.
     streaming: streaming::Streaming,
+    /// The containers' writable layers, as last measured.
+    layer_usage: usage::LayerUsage,
 }
 
 impl Cri {
@@ -140,6 +142,7 @@ impl Cri {
         let client = client.with_namespace(crated_core::Namespace::new(NAMESPACE)?);
         config.pull_progress_timeout()?;
         config.stream_idle_timeout()?;
+        config.stats_collect_period()?;
         let rro_handlers = rro_handlers(&config);
         let config = Arc::new(config);
         Ok(Self {
@@ -160,6 +163,7 @@ impl Cri {
             rro_handlers,
             container_events: tokio::sync::broadcast::channel(container_events::BACKLOG).0,
             streaming: streaming::Streaming::default(),
+            layer_usage: usage::LayerUsage::default(),
         })
     }
 
@@ -303,30 +307,30 @@ impl Cri {
             })
     }
 
-    /// Disk used by the snapshots of `k8s.io` in the CRI's snapshotter,
-    /// and where that snapshotter keeps them.
+    /// Disk used by the snapshots of `k8s.io` in the CRI's snapshotter
+    /// (writable layers as last measured), and where that snapshotter
+    /// keeps them.
     async fn image_fs_usage(&self) -> Result<pb::FilesystemUsage> {
         let mountpoint = self.snapshotter_root().await?;
         let sn = self
             .client
             .snapshotter(&self.config.containerd.snapshotter, None)?;
-        let (mut bytes, mut inodes) = (0u64, 0u64);
-        for info in sn.walk(&[]).await? {
-            if let Ok(usage) = sn.usage(&info.name).await {
-                bytes += u64::try_from(usage.size).unwrap_or(0);
-                inodes += u64::try_from(usage.inodes).unwrap_or(0);
-            }
-        }
-        let timestamp = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-            .unwrap_or(0);
-        Ok(pb::FilesystemUsage {
-            timestamp,
-            fs_id: Some(pb::FilesystemIdentifier { mountpoint }),
-            used_bytes: Some(pb::UInt64Value { value: bytes }),
-            inodes_used: Some(pb::UInt64Value { value: inodes }),
-        })
+        let total = self.layer_usage.total(sn.as_ref()).await?;
+        Ok(filesystem_usage(mountpoint, total))
+    }
+}
+
+/// A CRI filesystem usage of `measured` on `mountpoint`.
+fn filesystem_usage(mountpoint: String, measured: usage::Measured) -> pb::FilesystemUsage {
+    pb::FilesystemUsage {
+        timestamp: measured.timestamp,
+        fs_id: Some(pb::FilesystemIdentifier { mountpoint }),
+        used_bytes: Some(pb::UInt64Value {
+            value: measured.bytes,
+        }),
+        inodes_used: Some(pb::UInt64Value {
+            value: measured.inodes,
+        }),
     }
 }
 

@@ -27,6 +27,7 @@ pub fn registration() -> Registration {
         cri.start().await?;
         crate::streaming::serve(&cri).await?;
         crate::container_events::spawn(Arc::clone(&cri));
+        crate::usage::spawn_refresh(&cri, cri.config.stats_collect_period()?);
         let server = Server::new(move |routes, limits| {
             routes
                 .add_service(

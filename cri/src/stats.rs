@@ -149,17 +149,14 @@ impl Cri {
         Ok(stats)
     }
 
+    /// The container's writable layer (its active snapshot, keyed by its
+    /// id) as last measured.
     async fn writable_layer(&self, id: &str) -> Result<pb::FilesystemUsage> {
         let snapshotter = &self.config.containerd.snapshotter;
         let sn = self.client.snapshotter(snapshotter, None)?;
-        let usage = sn.usage(id).await?;
+        let measured = self.layer_usage.active(sn.as_ref(), id).await?;
         let mountpoint = self.snapshotter_root().await.unwrap_or_default();
-        Ok(pb::FilesystemUsage {
-            timestamp: crate::container::now_nanos(),
-            fs_id: Some(pb::FilesystemIdentifier { mountpoint }),
-            used_bytes: value(u64::try_from(usage.size).unwrap_or(0)),
-            inodes_used: value(u64::try_from(usage.inodes).unwrap_or(0)),
-        })
+        Ok(crate::filesystem_usage(mountpoint, measured))
     }
 
     /// `ContainerStats`.

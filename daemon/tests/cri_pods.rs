@@ -722,3 +722,116 @@ async fn container_events_follow_a_pod_through_its_life() {
         .await
         .unwrap();
 }
+
+/// A container's writable layer as container stats and ImageFsInfo report
+/// it: measured in the background every `stats_collect_period`, so what a
+/// container writes (and deletes) shows within a period or two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writable_layers_are_measured_every_stats_collect_period() {
+    const GROWTH: u64 = 4 << 20;
+    let node = cri_support::Node::start_with(cri_support::NodeOptions {
+        stats_collect_period: Some(1),
+        ..Default::default()
+    })
+    .await;
+    node.pull_busybox().await;
+    let mut runtime = node.runtime().await;
+    let config = pod_config("usage", node.logs.path(), true);
+    let pod = runtime
+        .run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", node.daemon.logs()))
+        .into_inner()
+        .pod_sandbox_id;
+    let created = start_container(
+        &mut runtime,
+        &pod,
+        &config,
+        container_config("writer", &node.busybox, &["sleep", "3600"]),
+    )
+    .await;
+    let layer = |runtime: &cri::runtime_service_client::RuntimeServiceClient<_>| {
+        let (mut runtime, id) = (runtime.clone(), created.clone());
+        async move {
+            let stats = runtime
+                .container_stats(cri::ContainerStatsRequest { container_id: id })
+                .await
+                .unwrap()
+                .into_inner()
+                .stats
+                .unwrap();
+            let layer = stats.writable_layer.unwrap();
+            let mountpoint = layer.fs_id.unwrap().mountpoint;
+            assert!(
+                mountpoint.ends_with("io.containerd.snapshotter.v1.overlayfs"),
+                "{mountpoint}"
+            );
+            (layer.used_bytes.unwrap().value, layer.timestamp)
+        }
+    };
+    let image_fs = || {
+        let images = node.images();
+        async move {
+            images
+                .await
+                .image_fs_info(cri::ImageFsInfoRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+                .image_filesystems[0]
+                .used_bytes
+                .unwrap()
+                .value
+        }
+    };
+    let (before, taken) = layer(&runtime).await;
+    let fs_before = image_fs().await;
+
+    let out = exec(
+        &mut runtime,
+        &created,
+        &["sh", "-c", &format!("head -c {GROWTH} /dev/zero > /grown")],
+    )
+    .await;
+    assert_eq!(out.exit_code, 0, "{out:?}");
+    let (grown, later) = eventually("the layer's growth measured", || async {
+        let (used, at) = layer(&runtime).await;
+        if used >= before + GROWTH {
+            Ok((used, at))
+        } else {
+            Err(format!("{used} bytes (before: {before})"))
+        }
+    })
+    .await;
+    assert!(later > taken, "a new measurement has a new time");
+    eventually("ImageFsInfo counts the layer's growth", || async {
+        let used = image_fs().await;
+        if used >= fs_before + GROWTH {
+            Ok(())
+        } else {
+            Err(format!("{used} bytes (before: {fs_before})"))
+        }
+    })
+    .await;
+
+    let out = exec(&mut runtime, &created, &["rm", "/grown"]).await;
+    assert_eq!(out.exit_code, 0, "{out:?}");
+    eventually("the layer's shrinking measured", || async {
+        let (used, _) = layer(&runtime).await;
+        if used + GROWTH <= grown {
+            Ok(())
+        } else {
+            Err(format!("{used} bytes (grown: {grown})"))
+        }
+    })
+    .await;
+    runtime
+        .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: pod,
+        })
+        .await
+        .unwrap();
+}

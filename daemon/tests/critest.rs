@@ -82,6 +82,7 @@ fn run_critest(run: Run) {
             // pause:3.9 specs remove and re-pull theirs, and expect the
             // image to carry only the tags they gave it.
             builtin_pause: true,
+            ..NodeOptions::default()
         })
         .await;
         crated_testimages::push_critest_images(&node.registry)

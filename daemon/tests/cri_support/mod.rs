@@ -60,6 +60,8 @@ pub struct NodeOptions {
     pub mirror: bool,
     /// `sandbox_image = ""`: pods run on crated's built-in pause image.
     pub builtin_pause: bool,
+    /// `stats_collect_period` (seconds), if not the default.
+    pub stats_collect_period: Option<i64>,
 }
 
 impl Node {
@@ -104,11 +106,17 @@ impl Node {
                 crated_testimages::write_mirror_hosts(&hosts, &host).expect("mirror hosts.toml");
                 hosts
             });
-            let config = crate::common::write_config(
-                daemon.dir.path(),
-                "",
-                &cri_section(&pause_ref, &conf_dir, hosts.as_deref()),
-            );
+            let mut section = cri_section(&pause_ref, &conf_dir, hosts.as_deref());
+            if let Some(period) = options.stats_collect_period {
+                // A key of the section itself: right after its header.
+                let header = "[plugins.\"io.containerd.grpc.v1.cri\"]\n";
+                section = section.replacen(
+                    header,
+                    &format!("{header}stats_collect_period = {period}\n"),
+                    1,
+                );
+            }
+            let config = crate::common::write_config(daemon.dir.path(), "", &section);
             daemon.config = config;
             daemon.spawn(&[]);
             daemon
