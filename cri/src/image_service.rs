@@ -1,12 +1,10 @@
 //! `runtime.v1.ImageService` over [`Images`](crate::images::Images).
 
-use std::pin::Pin;
-
 use crated_api::to_grpc;
 use crated_core::Error;
-use futures::Stream;
 use tonic::{Request, Response, Status};
 
+use crate::batch::{self, Replies};
 use crate::images::{Auth, CriImage};
 use crate::runtime::v1 as pb;
 use crate::runtime::v1::image_service_server::ImageService;
@@ -46,16 +44,16 @@ impl ImageService for Cri {
         Ok(Response::new(pb::ListImagesResponse { images }))
     }
 
-    type StreamImagesStream =
-        Pin<Box<dyn Stream<Item = Result<pb::StreamImagesResponse, Status>> + Send>>;
+    type StreamImagesStream = Replies<pb::StreamImagesResponse>;
 
     async fn stream_images(
         &self,
         request: Request<pb::StreamImagesRequest>,
     ) -> Result<Response<Self::StreamImagesStream>, Status> {
         let images = self.list_images(request.into_inner().filter).await?;
-        let reply = pb::StreamImagesResponse { images };
-        Ok(Response::new(Box::pin(tokio_stream::once(Ok(reply)))))
+        Ok(Response::new(batch::stream(images, |images| {
+            pb::StreamImagesResponse { images }
+        })))
     }
 
     async fn image_status(

@@ -3,6 +3,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod attach;
+mod batch;
 pub mod cni;
 pub mod config;
 pub mod container;

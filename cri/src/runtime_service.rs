@@ -2,18 +2,14 @@
 //! types and passed to [`Cri`]; what is not built yet answers
 //! Unimplemented, naming it.
 
-use std::pin::Pin;
-
 use crated_api::to_grpc;
 use crated_core::Error;
-use futures::Stream;
 use tonic::{Request, Response, Status};
 
+use crate::batch::{self, Replies};
 use crate::runtime::v1 as pb;
 use crate::runtime::v1::runtime_service_server::RuntimeService;
 use crate::Cri;
-
-type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 /// A call of the CRI not built yet in crated.
 fn not_built(what: &str) -> Status {
@@ -303,43 +299,61 @@ impl RuntimeService for Cri {
         Err(not_built("updating pod sandbox resources"))
     }
 
-    type StreamPodSandboxesStream = BoxStream<pb::StreamPodSandboxesResponse>;
+    type StreamPodSandboxesStream = Replies<pb::StreamPodSandboxesResponse>;
 
     async fn stream_pod_sandboxes(
         &self,
-        _: Request<pb::StreamPodSandboxesRequest>,
+        request: Request<pb::StreamPodSandboxesRequest>,
     ) -> Result<Response<Self::StreamPodSandboxesStream>, Status> {
-        Err(not_built("streaming pod sandboxes"))
+        let items = self.list_pod_sandbox(request.into_inner().filter);
+        Ok(Response::new(batch::stream(items, |pod_sandboxes| {
+            pb::StreamPodSandboxesResponse { pod_sandboxes }
+        })))
     }
 
-    type StreamContainersStream = BoxStream<pb::StreamContainersResponse>;
+    type StreamContainersStream = Replies<pb::StreamContainersResponse>;
 
     async fn stream_containers(
         &self,
-        _: Request<pb::StreamContainersRequest>,
+        request: Request<pb::StreamContainersRequest>,
     ) -> Result<Response<Self::StreamContainersStream>, Status> {
-        Err(not_built("streaming containers"))
+        let containers = self.list_containers(request.into_inner().filter).await;
+        Ok(Response::new(batch::stream(containers, |containers| {
+            pb::StreamContainersResponse { containers }
+        })))
     }
 
-    type StreamContainerStatsStream = BoxStream<pb::StreamContainerStatsResponse>;
+    type StreamContainerStatsStream = Replies<pb::StreamContainerStatsResponse>;
 
     async fn stream_container_stats(
         &self,
-        _: Request<pb::StreamContainerStatsRequest>,
+        request: Request<pb::StreamContainerStatsRequest>,
     ) -> Result<Response<Self::StreamContainerStatsStream>, Status> {
-        Err(not_built("streaming container stats"))
+        let stats = self
+            .list_container_stats(request.into_inner().filter)
+            .await
+            .map_err(to_grpc)?;
+        Ok(Response::new(batch::stream(stats, |container_stats| {
+            pb::StreamContainerStatsResponse { container_stats }
+        })))
     }
 
-    type StreamPodSandboxStatsStream = BoxStream<pb::StreamPodSandboxStatsResponse>;
+    type StreamPodSandboxStatsStream = Replies<pb::StreamPodSandboxStatsResponse>;
 
     async fn stream_pod_sandbox_stats(
         &self,
-        _: Request<pb::StreamPodSandboxStatsRequest>,
+        request: Request<pb::StreamPodSandboxStatsRequest>,
     ) -> Result<Response<Self::StreamPodSandboxStatsStream>, Status> {
-        Err(not_built("streaming pod sandbox stats"))
+        let stats = self
+            .list_pod_sandbox_stats(request.into_inner().filter)
+            .await
+            .map_err(to_grpc)?;
+        Ok(Response::new(batch::stream(stats, |pod_sandbox_stats| {
+            pb::StreamPodSandboxStatsResponse { pod_sandbox_stats }
+        })))
     }
 
-    type GetContainerEventsStream = BoxStream<pb::ContainerEventResponse>;
+    type GetContainerEventsStream = Replies<pb::ContainerEventResponse>;
 
     async fn get_container_events(
         &self,
@@ -349,7 +363,7 @@ impl RuntimeService for Cri {
         Ok(Response::new(Box::pin(self.container_events().map(Ok))))
     }
 
-    type StreamPodSandboxMetricsStream = BoxStream<pb::StreamPodSandboxMetricsResponse>;
+    type StreamPodSandboxMetricsStream = Replies<pb::StreamPodSandboxMetricsResponse>;
 
     async fn stream_pod_sandbox_metrics(
         &self,

@@ -835,3 +835,171 @@ async fn writable_layers_are_measured_every_stats_collect_period() {
         .await
         .unwrap();
 }
+
+/// The `Stream*` list calls (the kubelet's `CRIListStreaming`) answer
+/// what the `List*` calls do, filters included, in batches of at least
+/// one item; nothing to list is a stream that just ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_calls_answer_what_the_list_calls_do() {
+    let node = Node::start(&[]).await;
+    node.pull_busybox().await;
+    let mut runtime = node.runtime().await;
+    let mut pods = Vec::new();
+    for name in ["stream-a", "stream-b"] {
+        let config = pod_config(name, node.logs.path(), true);
+        let pod = runtime
+            .run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(config.clone()),
+                runtime_handler: String::new(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", node.daemon.logs()))
+            .into_inner()
+            .pod_sandbox_id;
+        start_container(
+            &mut runtime,
+            &pod,
+            &config,
+            container_config("sleeper", &node.busybox, &["sleep", "3600"]),
+        )
+        .await;
+        pods.push(pod);
+    }
+
+    /// Every item of a stream; each reply must hold at least one.
+    macro_rules! collect {
+        ($call:expr, $field:ident) => {{
+            let mut stream = $call.await.unwrap().into_inner();
+            let mut items = Vec::new();
+            while let Some(reply) = stream.message().await.unwrap() {
+                assert!(!reply.$field.is_empty(), "an empty batch");
+                items.extend(reply.$field);
+            }
+            items
+        }};
+    }
+    let sorted = |mut ids: Vec<String>| {
+        ids.sort();
+        ids
+    };
+
+    let listed = runtime
+        .list_pod_sandbox(cri::ListPodSandboxRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .items;
+    let streamed = collect!(
+        runtime.stream_pod_sandboxes(cri::StreamPodSandboxesRequest::default()),
+        pod_sandboxes
+    );
+    assert_eq!(streamed.len(), 2);
+    assert_eq!(
+        sorted(streamed.into_iter().map(|p| p.id).collect()),
+        sorted(listed.into_iter().map(|p| p.id).collect())
+    );
+
+    let listed = runtime
+        .list_containers(cri::ListContainersRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .containers;
+    let streamed = collect!(
+        runtime.stream_containers(cri::StreamContainersRequest::default()),
+        containers
+    );
+    assert_eq!(streamed.len(), 2);
+    assert_eq!(
+        sorted(streamed.iter().map(|c| c.id.clone()).collect()),
+        sorted(listed.iter().map(|c| c.id.clone()).collect())
+    );
+    // A filter as List takes it: the first pod's container only.
+    let in_first = collect!(
+        runtime.stream_containers(cri::StreamContainersRequest {
+            filter: Some(cri::ContainerFilter {
+                pod_sandbox_id: pods[0].clone(),
+                ..Default::default()
+            }),
+        }),
+        containers
+    );
+    assert_eq!(in_first.len(), 1);
+    assert_eq!(in_first[0].pod_sandbox_id, pods[0]);
+
+    let stats = collect!(
+        runtime.stream_container_stats(cri::StreamContainerStatsRequest::default()),
+        container_stats
+    );
+    assert_eq!(
+        sorted(
+            stats
+                .iter()
+                .map(|s| s.attributes.clone().unwrap().id)
+                .collect()
+        ),
+        sorted(streamed.iter().map(|c| c.id.clone()).collect())
+    );
+    let pod_stats = collect!(
+        runtime.stream_pod_sandbox_stats(cri::StreamPodSandboxStatsRequest::default()),
+        pod_sandbox_stats
+    );
+    assert_eq!(
+        sorted(
+            pod_stats
+                .iter()
+                .map(|s| s.attributes.clone().unwrap().id)
+                .collect()
+        ),
+        sorted(pods.clone())
+    );
+
+    let images = node.images().await;
+    let listed = images
+        .clone()
+        .list_images(cri::ListImagesRequest { filter: None })
+        .await
+        .unwrap()
+        .into_inner()
+        .images;
+    let streamed = collect!(
+        images
+            .clone()
+            .stream_images(cri::StreamImagesRequest { filter: None }),
+        images
+    );
+    assert_eq!(streamed, listed);
+
+    // Nothing selected: no reply at all, and the stream ends.
+    let none = collect!(
+        runtime.stream_pod_sandboxes(cri::StreamPodSandboxesRequest {
+            filter: Some(cri::PodSandboxFilter {
+                id: "0000000000000000".into(),
+                ..Default::default()
+            }),
+        }),
+        pod_sandboxes
+    );
+    assert!(none.is_empty());
+    let none = collect!(
+        images.clone().stream_images(cri::StreamImagesRequest {
+            filter: Some(cri::ImageFilter {
+                image: Some(cri::ImageSpec {
+                    image: "127.0.0.1:1/not/there:latest".into(),
+                    ..Default::default()
+                }),
+            }),
+        }),
+        images
+    );
+    assert!(none.is_empty());
+
+    for pod in pods {
+        runtime
+            .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                pod_sandbox_id: pod,
+            })
+            .await
+            .unwrap();
+    }
+}
