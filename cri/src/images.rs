@@ -6,8 +6,8 @@
 //! `io.cri-containerd.image=managed`, so `ctr -n k8s.io images ls` shows
 //! what kubelet pulled.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 
 use crated_client::pull::{pull, NoProgress, PullOptions};
 use crated_client::spec::ImageConfig;
@@ -151,12 +151,82 @@ impl Auth {
 pub struct Images {
     client: Client,
     config: Arc<Config>,
+    /// What each record target holds for this platform. Content is
+    /// addressed by its digest, so this never changes; finding it means
+    /// reading the index, manifest and config and stat'ing every layer —
+    /// for every image on every ListImages, and for every image's id on
+    /// every ImageStatus, without this.
+    facts: Arc<Mutex<HashMap<Digest, Arc<Facts>>>>,
+}
+
+/// What a record target holds for this platform.
+#[derive(Debug)]
+struct Facts {
+    /// The config's digest: the image id.
+    id: String,
+    /// The config document.
+    config: Vec<u8>,
+    /// Content size (manifest, config, layers).
+    size: u64,
+    /// The config's user.
+    user: String,
+    /// The chain id of its layers.
+    chain_id: String,
+}
+
+/// The records of one image id.
+struct Group {
+    /// The target of the first record.
+    target: Descriptor,
+    /// What it holds.
+    facts: Arc<Facts>,
+    /// Every record whose target holds this image.
+    records: Vec<Record>,
 }
 
 impl Images {
     /// Images of `client`'s namespace.
     pub fn new(client: Client, config: Arc<Config>) -> Self {
-        Self { client, config }
+        Self {
+            client,
+            config,
+            facts: Arc::default(),
+        }
+    }
+
+    /// What `target` holds for this platform; an error if it is not an
+    /// image of this platform or its content is gone.
+    async fn facts(&self, target: &Descriptor) -> Result<Arc<Facts>> {
+        if let Some(facts) = self
+            .facts
+            .lock()
+            .ok()
+            .and_then(|known| known.get(&target.digest).cloned())
+        {
+            return Ok(facts);
+        }
+        let store = &*self.client.services().content;
+        let ns = self.client.namespace();
+        let node = Node::from(target);
+        let manifest = walk::manifest(store, ns, &node, &default_matcher()).await?;
+        let config = walk::read_blob(store, ns, &manifest.config.digest).await?;
+        let diff_ids = walk::rootfs(store, ns, &manifest.config).await?;
+        let (size, _) = walk::size(store, ns, &node, &default_matcher()).await;
+        let facts = Arc::new(Facts {
+            id: manifest.config.digest.to_string(),
+            user: ImageConfig::parse(&config)
+                .map(|c| c.user)
+                .unwrap_or_default(),
+            chain_id: Digest::chain_id(&diff_ids)
+                .map(|d| d.to_string())
+                .unwrap_or_default(),
+            config,
+            size,
+        });
+        if let Ok(mut known) = self.facts.lock() {
+            known.insert(target.digest.clone(), Arc::clone(&facts));
+        }
+        Ok(facts)
     }
 
     /// Pulls `reference` with `auth`, unpacked for the CRI's snapshotter,
@@ -260,58 +330,46 @@ impl Images {
 
     /// Every record of the store made or adopted by the CRI, grouped by
     /// image id.
-    async fn all(&self) -> Result<BTreeMap<String, (Descriptor, Vec<Record>)>> {
+    async fn all(&self) -> Result<BTreeMap<String, Group>> {
         let records = self
             .client
             .services()
             .images
             .list(self.client.namespace(), &[])
             .await?;
-        let store = &*self.client.services().content;
-        let ns = self.client.namespace();
-        let mut by_id: BTreeMap<String, (Descriptor, Vec<Record>)> = BTreeMap::new();
-        let mut ids: BTreeMap<Digest, String> = BTreeMap::new();
+        let mut by_id: BTreeMap<String, Group> = BTreeMap::new();
+        let mut seen = BTreeSet::new();
         for record in records {
-            let id = match ids.get(&record.target.digest) {
-                Some(id) => id.clone(),
-                None => {
-                    let node = Node::from(&record.target);
-                    let Ok(manifest) = walk::manifest(store, ns, &node, &default_matcher()).await
-                    else {
-                        // Not for this platform, or its content is gone:
-                        // not an image the CRI can run.
-                        continue;
-                    };
-                    let id = manifest.config.digest.to_string();
-                    ids.insert(record.target.digest.clone(), id.clone());
-                    id
-                }
+            seen.insert(record.target.digest.clone());
+            // Not for this platform, or its content is gone: not an image
+            // the CRI can run.
+            let Ok(facts) = self.facts(&record.target).await else {
+                continue;
             };
             by_id
-                .entry(id)
-                .or_insert_with(|| (record.target.clone(), Vec::new()))
-                .1
+                .entry(facts.id.clone())
+                .or_insert_with(|| Group {
+                    target: record.target.clone(),
+                    facts,
+                    records: Vec::new(),
+                })
+                .records
                 .push(record);
+        }
+        // Forget the targets no record points to any more.
+        if let Ok(mut known) = self.facts.lock() {
+            known.retain(|digest, _| seen.contains(digest));
         }
         Ok(by_id)
     }
 
-    async fn describe(
-        &self,
-        id: &str,
-        target: &Descriptor,
-        records: &[Record],
-    ) -> Result<CriImage> {
-        let store = &*self.client.services().content;
-        let ns = self.client.namespace();
-        let node = Node::from(target);
-        let manifest = walk::manifest(store, ns, &node, &default_matcher()).await?;
-        let config = walk::read_blob(store, ns, &manifest.config.digest).await?;
-        let diff_ids = walk::rootfs(store, ns, &manifest.config).await?;
-        let (size, _) = walk::size(store, ns, &node, &default_matcher()).await;
-        let user = ImageConfig::parse(&config)
-            .map(|c| c.user)
-            .unwrap_or_default();
+    /// The image a group of records names.
+    fn describe(group: &Group) -> CriImage {
+        let Group {
+            target,
+            facts,
+            records,
+        } = group;
         let mut repo_tags = BTreeSet::new();
         let mut repo_digests = BTreeSet::new();
         for record in records {
@@ -322,99 +380,51 @@ impl Images {
                 Ok(r) if r.digest().is_some() => {
                     repo_digests.insert(record.name.clone());
                 }
-                Ok(_) => {
+                Ok(r) => {
                     repo_tags.insert(record.name.clone());
                     // A tag's digest reference, as containerd reports it
                     // even when only the tag record exists.
-                    if let Ok(r) = parse_docker_ref(&record.name) {
-                        repo_digests
-                            .insert(r.trim().with_digest(target.digest.clone()).to_string());
-                    }
+                    repo_digests.insert(r.trim().with_digest(target.digest.clone()).to_string());
                 }
                 Err(_) => {}
             }
         }
-        Ok(CriImage {
-            id: id.to_owned(),
+        CriImage {
+            id: facts.id.clone(),
             repo_tags: repo_tags.into_iter().collect(),
             repo_digests: repo_digests.into_iter().collect(),
-            size,
-            user,
-            chain_id: Digest::chain_id(&diff_ids)
-                .map(|d| d.to_string())
-                .unwrap_or_default(),
-            config,
+            size: facts.size,
+            user: facts.user.clone(),
+            chain_id: facts.chain_id.clone(),
+            config: facts.config.clone(),
             pinned: records
                 .iter()
                 .any(|r| r.labels.get(PINNED_LABEL).is_some_and(|v| v == PINNED)),
             target: target.clone(),
-        })
+        }
     }
 
     /// Every image.
     pub async fn list(&self) -> Result<Vec<CriImage>> {
-        let mut out = Vec::new();
-        for (id, (target, records)) in self.all().await? {
-            match self.describe(&id, &target, &records).await {
-                Ok(image) => out.push(image),
-                Err(e) => tracing::debug!(id, error = %e, "image left out of the listing"),
-            }
-        }
-        Ok(out)
+        Ok(self.all().await?.values().map(Self::describe).collect())
     }
 
     /// The image `name` means — a reference (normalized as docker does), a
     /// full id, or an unambiguous id prefix; `None` if there is none.
     pub async fn get(&self, name: &str) -> Result<Option<CriImage>> {
-        let all = self.all().await?;
-        let wanted_id = if is_id(name) {
-            Some(name.to_owned())
-        } else if !name.is_empty()
-            && name.len() <= 64
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-        {
-            let full = format!("sha256:{name}");
-            let mut matching = all.keys().filter(|id| id.starts_with(&full));
-            match (matching.next(), matching.next()) {
-                (Some(id), None) => Some(id.clone()),
-                _ => None,
-            }
-        } else {
-            None
-        };
-        let found = match wanted_id {
-            Some(id) => all.get(&id).map(|entry| (id, entry)),
-            None => {
-                let normalized = match parse_docker_ref(name) {
-                    Ok(r) => r.to_string(),
-                    Err(_) => return Ok(None),
-                };
-                all.iter()
-                    .find(|(_, (_, records))| records.iter().any(|r| r.name == normalized))
-                    .map(|(id, entry)| (id.clone(), entry))
-            }
-        };
-        match found {
-            Some((id, (target, records))) => Ok(Some(self.describe(&id, target, records).await?)),
-            None => Ok(None),
-        }
+        Ok(find(&self.all().await?, name).map(Self::describe))
     }
 
     /// Removes every record of the image `name` means; an image that is
     /// not there is not an error (kubelet retries removals).
     pub async fn remove(&self, name: &str) -> Result<()> {
-        let Some(image) = self.get(name).await? else {
-            return Ok(());
-        };
         let all = self.all().await?;
-        let Some((_, records)) = all.get(&image.id) else {
+        let Some(group) = find(&all, name) else {
             return Ok(());
         };
         let service = &self.client.services().images;
-        let last = records.len().saturating_sub(1);
-        for (i, record) in records.iter().enumerate() {
+        let last = group.records.len().saturating_sub(1);
+        for (i, record) in group.records.iter().enumerate() {
             // The last removal waits for a collection, as containerd's.
             match service
                 .delete(self.client.namespace(), &record.name, i == last)
@@ -427,6 +437,29 @@ impl Images {
         }
         Ok(())
     }
+}
+
+/// The group of `all` that `name` means: an image id, an unambiguous id
+/// prefix (hex), or a reference normalized as docker does.
+fn find<'a>(all: &'a BTreeMap<String, Group>, name: &str) -> Option<&'a Group> {
+    if is_id(name) {
+        return all.get(name);
+    }
+    if !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    {
+        let full = format!("sha256:{name}");
+        let mut matching = all.iter().filter(|(id, _)| id.starts_with(&full));
+        if let (Some((_, group)), None) = (matching.next(), matching.next()) {
+            return Some(group);
+        }
+    }
+    let normalized = parse_docker_ref(name).ok()?.to_string();
+    all.values()
+        .find(|group| group.records.iter().any(|r| r.name == normalized))
 }
 
 #[cfg(test)]
