@@ -408,6 +408,18 @@ impl Cri {
             .collect()
     }
 
+    /// The statuses of the sandbox's containers (one gone meanwhile is left
+    /// out).
+    pub(crate) async fn container_statuses_of(&self, sandbox_id: &str) -> Vec<pb::ContainerStatus> {
+        let mut statuses = Vec::new();
+        for container in self.containers_of(sandbox_id) {
+            if let Ok(status) = self.container_status(&container.id, false).await {
+                statuses.extend(status.status);
+            }
+        }
+        statuses
+    }
+
     /// The pid of the sandbox's pause process; FailedPrecondition if it
     /// does not run.
     pub(crate) async fn sandbox_pid(&self, sandbox: &Sandbox) -> Result<u32> {

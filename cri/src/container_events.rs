@@ -70,11 +70,7 @@ impl Cri {
                 .pod_sandbox_status(&sandbox_id, false)
                 .ok()
                 .and_then(|r| r.status);
-            for container in self.containers_of(&sandbox_id) {
-                if let Ok(status) = self.container_status(&container.id, false).await {
-                    event.containers_statuses.extend(status.status);
-                }
-            }
+            event.containers_statuses = self.container_statuses_of(&sandbox_id).await;
         }
         event
     }

@@ -87,9 +87,14 @@ impl RuntimeService for Cri {
         request: Request<pb::PodSandboxStatusRequest>,
     ) -> Result<Response<pb::PodSandboxStatusResponse>, Status> {
         let request = request.into_inner();
-        let status = self
+        let mut status = self
             .pod_sandbox_status(&request.pod_sandbox_id, request.verbose)
             .map_err(to_grpc)?;
+        // Its containers too, read after its timestamp was taken: the
+        // kubelet's evented PLEG takes them from here.
+        if let Some(id) = status.status.as_ref().map(|s| s.id.clone()) {
+            status.containers_statuses = self.container_statuses_of(&id).await;
+        }
         Ok(Response::new(status))
     }
 

@@ -133,6 +133,24 @@ async fn a_host_network_pod_runs_logs_execs_stops_and_is_removed() {
     let running = status_of(&mut runtime, &created).await;
     assert_eq!(running.state, cri::ContainerState::ContainerRunning as i32);
     assert!(running.started_at > 0);
+    // The pod's status carries its containers' as they are at its
+    // timestamp: the kubelet's evented PLEG reads them there.
+    let pod_status = runtime
+        .pod_sandbox_status(cri::PodSandboxStatusRequest {
+            pod_sandbox_id: pod.clone(),
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(pod_status.timestamp >= running.started_at);
+    let statuses = &pod_status.containers_statuses;
+    assert_eq!(statuses.len(), 1, "{statuses:?}");
+    assert_eq!(statuses[0].id, created);
+    assert_eq!(
+        statuses[0].state,
+        cri::ContainerState::ContainerRunning as i32
+    );
     // One shim serves the whole pod, as containerd's does.
     let bundles = node
         .daemon
