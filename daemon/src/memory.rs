@@ -85,6 +85,60 @@ pub fn limit_arenas(arenas: i32) -> bool {
     }
 }
 
+/// Marks the daemon process that [`without_thread_caches`] re-executed.
+const TUNED_MARK: &str = "CRATED_MALLOC_TUNED";
+
+/// The glibc tunables the daemon runs with: no per-thread cache of freed
+/// blocks.
+pub const TUNABLES: &str = "glibc.malloc.tcache_count=0";
+
+/// Re-executes the daemon with glibc's per-thread caches of freed blocks
+/// (tcache) turned off, and returns in the re-executed process only.
+///
+/// Each thread keeps up to seven freed blocks of every small size for
+/// itself, out of reach of `malloc_trim`; after a burst, those of the
+/// long-lived threads (async workers, sled's) pin pages that would
+/// otherwise be given back. glibc reads the switch only from the
+/// environment at start, hence the exec. Measured with a workload of
+/// 1,000 blobs and containers created and removed, 15 s idle after:
+/// 9.8–15.8 MiB anonymous with the caches, 7.2–8.1 MiB without; the
+/// cost is the arena lock on small allocations, which two arenas share.
+///
+/// Nothing happens when `GLIBC_TUNABLES` is already set (the operator's
+/// tuning stands) or where the allocator is not glibc's; a failed exec
+/// is reported and the daemon goes on as it is. The re-executed process
+/// drops the variable again, so shims, runc and CNI plugins start with
+/// the environment the daemon was given. Call first thing, while the
+/// process has one thread.
+pub fn without_thread_caches() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        use std::os::unix::process::CommandExt as _;
+        if std::env::var_os(TUNED_MARK).is_some() {
+            // One thread only (see above): nothing reads the environment
+            // meanwhile.
+            std::env::remove_var(TUNED_MARK);
+            std::env::remove_var("GLIBC_TUNABLES");
+            return;
+        }
+        if std::env::var_os("GLIBC_TUNABLES").is_some() {
+            return;
+        }
+        let mut args = std::env::args_os();
+        let arg0 = args.next().unwrap_or_else(|| "crated".into());
+        // The running binary itself, even if its path was replaced since.
+        let error = std::process::Command::new("/proc/self/exe")
+            .arg0(arg0)
+            .args(args)
+            .env("GLIBC_TUNABLES", TUNABLES)
+            .env(TUNED_MARK, "1")
+            .exec();
+        eprintln!(
+            "crated: cannot re-execute with glibc's thread caches off ({error}); going on with them"
+        );
+    }
+}
+
 /// What the trimmer compares between looks.
 #[derive(Clone, Copy)]
 struct Marks {

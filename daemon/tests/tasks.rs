@@ -1186,3 +1186,51 @@ async fn share_one_shim(ns: &str, shim: &str, ctr: &std::path::Path) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Every variable of process `pid`'s environment as it was exec'd.
+fn environ(pid: &str) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .unwrap()
+        .split(|b| *b == 0)
+        .filter(|v| !v.is_empty())
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect()
+}
+
+/// The daemon runs with glibc's per-thread caches of freed blocks off (it
+/// re-executes itself once at start with `GLIBC_TUNABLES` set), and what
+/// it starts inherits none of that: a shim gets the environment the daemon
+/// was given. An operator's own `GLIBC_TUNABLES` stands, unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_runs_without_thread_caches_and_its_shims_inherit_nothing() {
+    let f = fixture("tcache").await;
+    let tuned = format!("GLIBC_TUNABLES={}", crated_daemon::memory::TUNABLES);
+    let daemon = environ(&f.daemon.pid().to_string());
+    assert!(daemon.contains(&tuned), "{daemon:?}");
+
+    ok(f.ctr(&["run", "-d", &f.image, "env-check", "sleep", "600"]));
+    let pid = wait_status(&f, "env-check", "RUNNING")[1].clone();
+    let shim = environ(&parent_of(&pid));
+    assert!(
+        !shim
+            .iter()
+            .any(|v| v.starts_with("GLIBC_TUNABLES=") || v.starts_with("CRATED_MALLOC_TUNED=")),
+        "the shim inherited the daemon's tuning: {shim:?}"
+    );
+    ok(f.ctr(&["tasks", "kill", "-s", "KILL", "env-check"]));
+    wait_status(&f, "env-check", "STOPPED");
+    ok(f.ctr(&["tasks", "rm", "env-check"]));
+    ok(f.ctr(&["containers", "rm", "env-check"]));
+
+    let own = "glibc.malloc.tcache_count=3";
+    let operator = tokio::task::spawn_blocking(move || {
+        let mut daemon = Daemon::prepare("", "");
+        daemon.spawn_env(&[], &[("GLIBC_TUNABLES", std::ffi::OsStr::new(own))]);
+        daemon
+    })
+    .await
+    .unwrap();
+    let env = environ(&operator.pid().to_string());
+    assert!(env.contains(&format!("GLIBC_TUNABLES={own}")), "{env:?}");
+    assert!(!env.contains(&tuned), "{env:?}");
+}
