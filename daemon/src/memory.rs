@@ -70,8 +70,9 @@ pub fn anon_resident() -> Option<u64> {
 /// pin far more pages than they fill. Measured with `cargo xtask bench
 /// run` after its workload, trimmed: 16–22 MiB resident with the default,
 /// 11–12 MiB with two arenas, 9–10 MiB with one. Two keep the async
-/// workers off one lock (small blocks come from each thread's cache
-/// anyway). Call before the threads start; whether the cap was taken.
+/// workers off one lock: with the per-thread caches off (see
+/// [`without_thread_caches`]) every allocation takes its arena's. Call
+/// before the threads start; whether the cap was taken.
 pub fn limit_arenas(arenas: i32) -> bool {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {

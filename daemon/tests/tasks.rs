@@ -238,6 +238,15 @@ async fn exec_ps_pause_resume_metrics_kill_and_events() {
 
     ok(f.ctr(&["tasks", "kill", "t2"]));
     wait_status(&f, "t2", "STOPPED");
+    // A stopped task has nothing left to signal: NotFound, without runc
+    // (whose log lives in a bundle a concurrent delete may be removing).
+    let late = f.ctr(&["tasks", "kill", "t2"]);
+    assert!(!late.status.success());
+    let said = String::from_utf8_lossy(&late.stderr);
+    assert!(
+        said.contains("already finished") && said.contains("not found"),
+        "{said}"
+    );
     ok(f.ctr(&["tasks", "rm", "t2"]));
     ok(f.ctr(&["containers", "rm", "t2"]));
 

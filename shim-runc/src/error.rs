@@ -191,6 +191,14 @@ pub enum Error {
         /// The exec id.
         exec_id: String,
     },
+    /// A Kill of a task whose init has exited (not of all its
+    /// processes): nothing is left to signal, and its bundle may be
+    /// going away with a concurrent Delete.
+    #[error("task {id:?} already finished")]
+    TaskFinished {
+        /// The task.
+        id: String,
+    },
     /// An exec id that is not an identifier (it names files in the bundle).
     #[error("exec id {exec_id:?} of task {id:?}: {reason}")]
     InvalidExecId {
@@ -583,6 +591,7 @@ impl KindError for Error {
             | Error::NotCreated { .. }
             | Error::ProcessNotFound { .. }
             | Error::ProcessFinished { .. }
+            | Error::TaskFinished { .. }
             | Error::CgroupNotFound { .. } => Kind::NotFound,
             Error::RuntimeIo { source, .. }
             | Error::PidFile { source, .. }

@@ -1106,15 +1106,30 @@ impl Task for ServiceHandle {
 
     async fn kill(&self, _: &TtrpcContext, req: pb::KillRequest) -> ttrpc::Result<()> {
         if req.exec_id.is_empty() {
-            if self
+            let (restoring, exited) = self
                 .0
-                .with(&req.id, |c| Ok(c.restore.is_some()))
-                .map_err(err)?
-            {
+                .with(&req.id, |c| {
+                    Ok((c.restore.is_some(), c.init.exited().is_some()))
+                })
+                .map_err(err)?;
+            if restoring {
                 return Err(err(Error::NotRestored { id: req.id }));
             }
+            // Its init was reaped: only `all` (what else runs in its
+            // cgroup) is left for runc to find.
+            if exited && !req.all {
+                return Err(err(Error::TaskFinished { id: req.id }));
+            }
             let runc = self.0.runc(&req.id).map_err(err)?;
-            return runc.kill(&req.id, req.signal, req.all).await.map_err(err);
+            return match runc.kill(&req.id, req.signal, req.all).await {
+                Ok(()) => Ok(()),
+                // Deleted while runc ran (its bundle, which holds runc's
+                // log, may be gone too): the task's absence is the answer.
+                Err(e) => match self.0.with(&req.id, |_| Ok(())) {
+                    Ok(()) => Err(err(e)),
+                    Err(gone) => Err(err(gone)),
+                },
+            };
         }
         let (pid, exited) = self
             .0
