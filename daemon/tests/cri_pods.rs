@@ -54,15 +54,7 @@ async fn a_host_network_pod_runs_logs_execs_stops_and_is_removed() {
     let image_id = node.pull_busybox().await;
     let mut runtime = node.runtime().await;
     let config = pod_config("web", node.logs.path(), true);
-    let pod = runtime
-        .run_pod_sandbox(cri::RunPodSandboxRequest {
-            config: Some(config.clone()),
-            runtime_handler: String::new(),
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", node.daemon.logs()))
-        .into_inner()
-        .pod_sandbox_id;
+    let pod = node.run_pod(&mut runtime, &config).await;
     assert_eq!(pod.len(), 64);
 
     // The same name again is refused while the pod exists.
@@ -406,15 +398,7 @@ fn a_pod_network_pod_gets_an_address_and_port_mapping_and_is_torn_down() {
             host_port: 18080,
             host_ip: String::new(),
         }];
-        let pod = runtime
-            .run_pod_sandbox(cri::RunPodSandboxRequest {
-                config: Some(config.clone()),
-                runtime_handler: String::new(),
-            })
-            .await
-            .unwrap_or_else(|e| panic!("{e}\n{}", node.daemon.logs()))
-            .into_inner()
-            .pod_sandbox_id;
+        let pod = node.run_pod(&mut runtime, &config).await;
         let status = runtime
             .pod_sandbox_status(cri::PodSandboxStatusRequest {
                 pod_sandbox_id: pod.clone(),
@@ -591,15 +575,9 @@ async fn without_a_sandbox_image_pods_run_on_crateds_own_pause() {
     let mut runtime = node.runtime().await;
     let mut pods = Vec::new();
     for name in ["own-pause-1", "own-pause-2"] {
-        let pod = runtime
-            .run_pod_sandbox(cri::RunPodSandboxRequest {
-                config: Some(pod_config(name, node.logs.path(), true)),
-                runtime_handler: String::new(),
-            })
-            .await
-            .unwrap_or_else(|e| panic!("{e}\n{}", node.daemon.logs()))
-            .into_inner()
-            .pod_sandbox_id;
+        let pod = node
+            .run_pod(&mut runtime, &pod_config(name, node.logs.path(), true))
+            .await;
         pods.push(pod);
     }
     let ctr = workspace_bin("ctr");
@@ -670,15 +648,7 @@ async fn container_events_follow_a_pod_through_its_life() {
         .unwrap()
         .into_inner();
     let config = pod_config("evented", node.logs.path(), true);
-    let pod = runtime
-        .run_pod_sandbox(cri::RunPodSandboxRequest {
-            config: Some(config.clone()),
-            runtime_handler: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .pod_sandbox_id;
+    let pod = node.run_pod(&mut runtime, &config).await;
     let created = start_container(
         &mut runtime,
         &pod,
@@ -755,15 +725,7 @@ async fn writable_layers_are_measured_every_stats_collect_period() {
     node.pull_busybox().await;
     let mut runtime = node.runtime().await;
     let config = pod_config("usage", node.logs.path(), true);
-    let pod = runtime
-        .run_pod_sandbox(cri::RunPodSandboxRequest {
-            config: Some(config.clone()),
-            runtime_handler: String::new(),
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", node.daemon.logs()))
-        .into_inner()
-        .pod_sandbox_id;
+    let pod = node.run_pod(&mut runtime, &config).await;
     let created = start_container(
         &mut runtime,
         &pod,
@@ -865,15 +827,7 @@ async fn stream_calls_answer_what_the_list_calls_do() {
     let mut pods = Vec::new();
     for name in ["stream-a", "stream-b"] {
         let config = pod_config(name, node.logs.path(), true);
-        let pod = runtime
-            .run_pod_sandbox(cri::RunPodSandboxRequest {
-                config: Some(config.clone()),
-                runtime_handler: String::new(),
-            })
-            .await
-            .unwrap_or_else(|e| panic!("{e}\n{}", node.daemon.logs()))
-            .into_inner()
-            .pod_sandbox_id;
+        let pod = node.run_pod(&mut runtime, &config).await;
         start_container(
             &mut runtime,
             &pod,

@@ -194,15 +194,7 @@ fn crictl_streams_like_a_terminal_session() {
         node.pull_busybox().await;
         let mut runtime = node.runtime().await;
         let pod_config = pod_config("stream", node.logs.path(), false);
-        let pod = runtime
-            .run_pod_sandbox(cri::RunPodSandboxRequest {
-                config: Some(pod_config.clone()),
-                runtime_handler: String::new(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .pod_sandbox_id;
+        let pod = node.run_pod(&mut runtime, &pod_config).await;
         let web = start_container(
             &mut runtime,
             &pod,

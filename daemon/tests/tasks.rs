@@ -28,6 +28,15 @@ impl Fixture {
         full.extend_from_slice(args);
         self.daemon.ctr(&debian_ctr(), &full)
     }
+
+    /// Where the daemon keeps the bundles of this test's namespace.
+    fn bundles(&self) -> std::path::PathBuf {
+        self.daemon
+            .dir
+            .path()
+            .join("state/io.containerd.runtime.v2.task")
+            .join(&self.ns)
+    }
 }
 
 impl Drop for Fixture {
@@ -547,13 +556,7 @@ async fn kill_the_shim(ns: &str, runc_root: Option<&std::path::Path>, garble: bo
         "runc keeps its state in {}",
         state_dir.display()
     );
-    let bundle = f
-        .daemon
-        .dir
-        .path()
-        .join("state/io.containerd.runtime.v2.task")
-        .join(&f.ns)
-        .join("doomed");
+    let bundle = f.bundles().join("doomed");
     if garble {
         std::fs::write(bundle.join("options.json"), "{not json").unwrap();
     }
@@ -873,12 +876,7 @@ async fn run_with_shim(ns: &str, shim: &str) {
         ok(ctr(&["tasks", "rm", &id]));
         ok(ctr(&["containers", "rm", &id]));
     }
-    let bundles = f
-        .daemon
-        .dir
-        .path()
-        .join("state/io.containerd.runtime.v2.task")
-        .join(&f.ns);
+    let bundles = f.bundles();
     assert_eq!(
         std::fs::read_dir(&bundles).map(|d| d.count()).unwrap_or(0),
         0,
@@ -1041,13 +1039,7 @@ async fn a_running_tasks_bundle_is_closed_to_other_users() {
     std::fs::set_permissions(f.daemon.dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
     ok(f.ctr(&["run", "-d", &f.image, "p1", "sh", "-c", SERVE]));
     wait_status(&f, "p1", "RUNNING");
-    let bundle = f
-        .daemon
-        .dir
-        .path()
-        .join("state/io.containerd.runtime.v2.task")
-        .join(&f.ns)
-        .join("p1");
+    let bundle = f.bundles().join("p1");
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().mode() & 0o777;
     assert_eq!(mode(&bundle), 0o700);
     assert_eq!(mode(&bundle.join("config.json")), 0o600);
@@ -1143,12 +1135,7 @@ async fn share_one_shim(ns: &str, shim: &str, ctr: &std::path::Path) {
     let shim_pid = parent_of(&pid1);
     assert_eq!(parent_of(&pid2), shim_pid, "g1 and g2 have different shims");
     assert_ne!(parent_of(&pid3), shim_pid, "solo joined the group's shim");
-    let bundles = f
-        .daemon
-        .dir
-        .path()
-        .join("state/io.containerd.runtime.v2.task")
-        .join(&f.ns);
+    let bundles = f.bundles();
     let address = |id: &str| std::fs::read_to_string(bundles.join(id).join("address")).unwrap();
     assert_eq!(address("g1"), address("g2"));
 

@@ -132,6 +132,24 @@ impl Node {
         }
     }
 
+    /// Runs a pod sandbox of `config` through `runtime`; its id. A refusal
+    /// fails the test with the daemon's log.
+    pub async fn run_pod(
+        &self,
+        runtime: &mut RuntimeServiceClient<Channel>,
+        config: &cri::PodSandboxConfig,
+    ) -> String {
+        runtime
+            .run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(config.clone()),
+                runtime_handler: String::new(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("run pod sandbox: {e}\n{}", self.daemon.logs()))
+            .into_inner()
+            .pod_sandbox_id
+    }
+
     /// The endpoint CRI tools take (`unix://…`).
     pub fn endpoint(&self) -> String {
         format!("unix://{}", self.daemon.address.display())
