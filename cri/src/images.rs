@@ -281,11 +281,7 @@ impl Images {
         )
         .await
         .map_err(|e| e.context(format!("failed to pull and unpack image {name:?}")))?;
-        let store = &*self.client.services().content;
-        let ns = self.client.namespace();
-        let manifest =
-            walk::manifest(store, ns, &Node::from(&pulled.target), &default_matcher()).await?;
-        let id = manifest.config.digest.to_string();
+        let id = self.facts(&pulled.target).await?.id.clone();
         let digest_ref = parsed
             .trim()
             .with_digest(pulled.target.digest.clone())
