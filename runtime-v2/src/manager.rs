@@ -289,12 +289,15 @@ impl TaskManager {
         let _busy = self.reserve(ns, id)?;
         let shim = self.get(ns, id)?;
         let deleted = shim.delete("").await?;
-        if let Ok(mut tasks) = self.tasks.lock() {
-            tasks.remove(&key(ns, id));
-        }
         shim.shutdown().await;
         if let Err(e) = shim.bundle.delete() {
             tracing::warn!(id, error = %e, "remove bundle");
+        }
+        // Listed until its bundle is gone: a task missing from the listing
+        // has left nothing behind. The reservation keeps the monitor's
+        // cleanup away meanwhile.
+        if let Ok(mut tasks) = self.tasks.lock() {
+            tasks.remove(&key(ns, id));
         }
         Ok(deleted)
     }
@@ -395,6 +398,14 @@ impl TaskManager {
                 }
             }
         };
+        // The bundle goes before the task leaves the listing and before
+        // the events: whoever sees the task gone must find nothing left.
+        if let Err(e) = bundle.delete() {
+            tracing::warn!(id, error = %e, "remove bundle");
+        }
+        if let Ok(mut tasks) = self.tasks.lock() {
+            tasks.remove(&key(ns, id));
+        }
         let exited_at = optional_timestamp(exit.exited_at.or_else(|| Some(SystemTime::now())));
         self.publish(
             ns,
@@ -420,12 +431,6 @@ impl TaskManager {
                 id: String::new(),
             },
         );
-        if let Ok(mut tasks) = self.tasks.lock() {
-            tasks.remove(&key(ns, id));
-        }
-        if let Err(e) = bundle.delete() {
-            tracing::warn!(id, error = %e, "remove bundle");
-        }
     }
 
     /// After a daemon restart: reconnects to every bundle's shim, several
