@@ -1028,6 +1028,50 @@ async fn a_binary_log_uri_gets_the_output() {
     }
 }
 
+/// A `file://` log gets both streams appended to what the file held, all
+/// of a large output included (the shim cannot splice into a file opened
+/// for append and copies through a buffer instead).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_log_uri_gets_both_streams_appended() {
+    let f = fixture("filelog").await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    std::fs::write(&log, "before\n").unwrap();
+    let uri = format!("file://{}", log.display());
+    let run = f.ctr(&[
+        "run",
+        "--rm",
+        "--log-uri",
+        &uri,
+        &f.image,
+        "filelogged",
+        "sh",
+        "-c",
+        "seq 1 50000; echo err-log >&2",
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.starts_with("before\n"),
+        "{:?}",
+        &text[..20.min(text.len())]
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.contains(&"err-log"), "no stderr line");
+    let numbers: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| *l != "before" && *l != "err-log")
+        .collect();
+    assert_eq!(numbers.len(), 50000, "every stdout line, once");
+    assert_eq!(numbers.first(), Some(&"1"));
+    assert_eq!(numbers.last(), Some(&"50000"));
+}
+
 /// CVE-2021-41103's class: another local user cannot read a running
 /// container's config or walk into its rootfs through the bundle.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

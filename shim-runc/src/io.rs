@@ -82,32 +82,98 @@ pub fn stdio(
     id: &str,
     namespace: &str,
     relay: bool,
-) -> Result<ProcessIo> {
-    type Open = fn(&str) -> Result<Option<OwnedFd>>;
-    let (input, output): (Open, Open) = if relay {
-        (relay_input, relay_output)
-    } else {
-        (open_input, open_output)
+) -> Result<(ProcessIo, Relays)> {
+    let mut relays = Relays::default();
+    let input = |path: &str| {
+        if relay {
+            relay_input(path)
+        } else {
+            open_input(path)
+        }
     };
     if stdout.starts_with("binary://") {
         let (out, err) = binary_log(stdout, id, namespace)?;
-        return Ok(ProcessIo {
+        let io = ProcessIo {
             stdin: input(stdin)?,
             stdout: Some(out),
             stderr: Some(err),
-        });
+        };
+        return Ok((io, relays));
     }
-    Ok(ProcessIo {
+    let mut output = |stream, uri: &str| {
+        if relay {
+            relay_output(stream, uri, &mut relays)
+        } else {
+            open_output(uri)
+        }
+    };
+    let io = ProcessIo {
         stdin: input(stdin)?,
-        stdout: output(stdout)?,
-        stderr: output(stderr)?,
-    })
+        stdout: output("stdout", stdout)?,
+        stderr: output("stderr", stderr)?,
+    };
+    Ok((io, relays))
 }
 
-/// Copies `from` into `to` until `from` ends or fails (a pty master reads
-/// EIO once the process and its children close it) or `to` fails.
-fn copy(mut from: File, mut to: File) {
-    let mut buf = [0u8; 32 << 10];
+/// The output relays of a process, each done once it copied all its
+/// process (and whatever inherited the pipe) wrote and closed its target.
+#[derive(Default)]
+pub struct Relays(Vec<tokio::sync::oneshot::Receiver<()>>);
+
+impl Relays {
+    /// A relay's end: told when the returned sender goes with its thread.
+    fn add(&mut self) -> tokio::sync::oneshot::Sender<()> {
+        let (done, ended) = tokio::sync::oneshot::channel();
+        self.0.push(ended);
+        done
+    }
+
+    /// Waits, at most `limit`, for every relay to finish: the delete of a
+    /// process answers once its output is all in the `file://` log (or
+    /// fifo), as containerd's shim does, but a background process of the
+    /// container that still holds the pipe must not hold the delete up.
+    pub async fn drained(self, limit: std::time::Duration) {
+        let all = async {
+            for ended in self.0 {
+                let _ = ended.await;
+            }
+        };
+        let _ = tokio::time::timeout(limit, all).await;
+    }
+}
+
+/// How much one splice or read moves at most.
+const CHUNK: usize = 64 << 10;
+
+/// Moves pipe `from` into `to` until `from` ends (every writer gone) or
+/// either fails.
+///
+/// With splice(2) the kernel moves the bytes and the relay thread needs no
+/// buffer: an idle container's relays then hold only the few stack pages
+/// they touched — a buffer on each thread's stack was a third of a shim's
+/// memory. Splicing from a pipe waits for data without holding the
+/// target's lock, so a client opening or reading the fifo is never held up
+/// (splicing from a pty would hold the fifo locked while it waits: that
+/// copy goes through [`copy_through_buffer`]). Where splice is refused (a
+/// `file://` log, opened for append) the bytes go through a buffer too.
+fn copy(from: File, to: File) {
+    use nix::fcntl::{splice, SpliceFFlags};
+    loop {
+        match splice(&from, None, &to, None, CHUNK, SpliceFFlags::SPLICE_F_MOVE) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(nix::errno::Errno::EINVAL) => return copy_through_buffer(from, to),
+            Err(_) => return,
+        }
+    }
+}
+
+/// Copies `from` into `to` by read and write until `from` ends or fails
+/// (a pty master reads EIO once the process and its children close it)
+/// or `to` fails.
+fn copy_through_buffer(mut from: File, mut to: File) {
+    let mut buf = vec![0u8; CHUNK];
     loop {
         match from.read(&mut buf) {
             Ok(0) => return,
@@ -140,12 +206,16 @@ fn relay_thread(stream: &'static str, run: impl FnOnce() + Send + 'static) -> Re
 /// copies the read end into the fifo (opened read-write, so it never waits
 /// for the client) until every writer is gone, then closes the fifo so
 /// the client sees the end.
-fn relay_output(uri: &str) -> Result<Option<OwnedFd>> {
+fn relay_output(stream: &'static str, uri: &str, relays: &mut Relays) -> Result<Option<OwnedFd>> {
     let Some(target) = open_output(uri)? else {
         return Ok(None);
     };
     let (r, w) = pipe()?;
-    relay_thread("stdout", move || copy(File::from(r), File::from(target)))?;
+    let done = relays.add();
+    relay_thread(stream, move || {
+        copy(File::from(r), File::from(target));
+        drop(done);
+    })?;
     Ok(Some(w))
 }
 
@@ -174,7 +244,9 @@ fn copy_input(mut fifo: File, pipe: OwnedFd) {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use std::os::fd::AsFd as _;
     let mut to = File::from(pipe);
-    let mut buf = [0u8; 32 << 10];
+    // On the heap and only once the client writes: most containers are
+    // never written to, and their relay should not hold a buffer.
+    let mut buf = Vec::new();
     loop {
         let (fifo_events, pipe_events) = {
             let mut fds = [
@@ -194,6 +266,7 @@ fn copy_input(mut fifo: File, pipe: OwnedFd) {
         // Linux reports POLLHUP on a fifo only after a writer came and
         // went: a client that has not opened its end yet is waited for.
         if fifo_events.is_some_and(|e| e.intersects(PollFlags::POLLIN | PollFlags::POLLHUP)) {
+            buf.resize(CHUNK, 0);
             match fifo.read(&mut buf) {
                 Ok(0) => return,
                 Ok(n) => {
@@ -399,8 +472,10 @@ impl Drop for ConsoleSocket {
 }
 
 /// Copies the pty `master` to the `stdout` fifo and the `stdin` fifo to
-/// the master, on threads that end with the process.
-pub fn copy_console(master: &OwnedFd, stdin: &str, stdout: &str) -> Result<()> {
+/// the master, on threads that end with the process. Returns the output's
+/// relay.
+pub fn copy_console(master: &OwnedFd, stdin: &str, stdout: &str) -> Result<Relays> {
+    let mut relays = Relays::default();
     let out = open_output(stdout)?;
     if let Some(out) = out {
         let from = File::from(
@@ -409,7 +484,11 @@ pub fn copy_console(master: &OwnedFd, stdin: &str, stdout: &str) -> Result<()> {
                 .map_err(|source| Error::DupPty { source })?,
         );
         let to = File::from(out);
-        std::thread::spawn(move || copy(from, to));
+        let done = relays.add();
+        std::thread::spawn(move || {
+            copy_through_buffer(from, to);
+            drop(done);
+        });
     }
     if let Some(input) = open_input(stdin)? {
         let from = File::from(input);
@@ -421,7 +500,7 @@ pub fn copy_console(master: &OwnedFd, stdin: &str, stdout: &str) -> Result<()> {
         // waited for, not read as end-of-file.
         std::thread::spawn(move || copy_input(from, to));
     }
-    Ok(())
+    Ok(relays)
 }
 
 /// Sets the pty's window size.

@@ -30,6 +30,10 @@ fn ts(t: SystemTime) -> prost_types::Timestamp {
     prost_types::Timestamp::from(t)
 }
 
+/// How long a Delete waits for a process's output relays to copy what it
+/// wrote (containerd's shim waits as long).
+const RELAY_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// One process (the init or an exec).
 struct Process {
     pid: i32,
@@ -44,6 +48,8 @@ struct Process {
     console: Option<Arc<OwnedFd>>,
     /// An exec's process spec, until it starts.
     spec: Option<Vec<u8>>,
+    /// Its output relays, waited for by its Delete.
+    relays: io::Relays,
     /// Held by a Start until its start event is out, and taken before the
     /// exit is published: a client waits for the exit that follows the
     /// start, so an exit published first (a process that ends at once)
@@ -477,7 +483,8 @@ impl Service {
     /// with its stdio: pipes relayed to the fifos for a task's init (which
     /// criu can checkpoint), the fifos handed over directly for an exec,
     /// or a console socket whose pty master is then copied to and from
-    /// them. Returns the pid `launch` reports and the master.
+    /// them. Returns the pid `launch` reports, the master and the output
+    /// relays.
     async fn launch<F, Fut>(
         &self,
         id: &str,
@@ -485,14 +492,15 @@ impl Service {
         terminal: bool,
         (stdin, stdout, stderr): (&str, &str, &str),
         launch: F,
-    ) -> Result<(i32, Option<Arc<OwnedFd>>)>
+    ) -> Result<(i32, Option<Arc<OwnedFd>>, io::Relays)>
     where
         F: FnOnce(Option<PathBuf>, ProcessIo) -> Fut,
         Fut: std::future::Future<Output = Result<i32>>,
     {
         let ns = self.namespace.as_str();
-        let (console, io) = if terminal {
-            (Some(ConsoleSocket::new()?), ProcessIo::default())
+        let (console, (io, relays)) = if terminal {
+            let io = (ProcessIo::default(), io::Relays::default());
+            (Some(ConsoleSocket::new()?), io)
         } else {
             (None, io::stdio(stdin, stdout, stderr, id, ns, init)?)
         };
@@ -512,15 +520,15 @@ impl Service {
                 return Err(e);
             }
         };
-        let master = match receiving {
+        let (master, relays) = match receiving {
             Some(r) => {
                 let master = r.await.map_err(|source| Error::ConsoleTask { source })??;
-                io::copy_console(&master, stdin, stdout)?;
-                Some(Arc::new(master))
+                let relays = io::copy_console(&master, stdin, stdout)?;
+                (Some(Arc::new(master)), relays)
             }
-            None => None,
+            None => (None, relays),
         };
-        Ok((pid, master))
+        Ok((pid, master, relays))
     }
 
     async fn create_task(
@@ -582,7 +590,7 @@ impl Service {
         // Held until the init's pid is watched: it may exit before that.
         let _window = self.reaper.window();
         let created = if restore.is_some() {
-            Ok((0, None))
+            Ok((0, None, io::Relays::default()))
         } else {
             let stdio = (req.stdin.as_str(), req.stdout.as_str(), req.stderr.as_str());
             let (runc, id, bundle) = (&runc, &req.id, &bundle);
@@ -591,7 +599,7 @@ impl Service {
             })
             .await
         };
-        let (pid, master) = match created {
+        let (pid, master, relays) = match created {
             Ok(done) => done,
             Err(e) => {
                 let _ = runc.delete(&req.id, true).await;
@@ -624,6 +632,7 @@ impl Service {
             terminal: req.terminal,
             console: master,
             spec: None,
+            relays,
             start_gate,
         };
         self.ever_created
@@ -712,7 +721,7 @@ impl Service {
                 },
             )
             .await;
-        let (pid, master) = match restored {
+        let (pid, master, relays) = match restored {
             Ok(done) => done,
             Err(e) => {
                 let log = keep_criu_log(&criu.work_path, "restore.log", &bundle);
@@ -731,6 +740,7 @@ impl Service {
             c.init.pid = pid;
             c.init.started = true;
             c.init.console = master;
+            c.init.relays = relays;
             Ok((c.init.exit.clone(), Arc::clone(&c.init.start_gate)))
         })?;
         self.watch_exit(
@@ -866,13 +876,14 @@ impl Service {
             )
             .await;
         let _ = std::fs::remove_file(&process_file);
-        let (pid, master) = execd?;
+        let (pid, master, relays) = execd?;
         let watched = self.with(id, |c| {
             let p = Self::process(c, id, exec_id)?;
             p.pid = pid;
             p.started = true;
             p.spec = None;
             p.console = master;
+            p.relays = relays;
             Ok((p.exit.clone(), Arc::clone(&p.start_gate)))
         })?;
         self.watch_exit(
@@ -912,9 +923,11 @@ impl Service {
                 }
                 let exit = p.exited();
                 let pid = p.pid;
+                let relays = std::mem::take(&mut p.relays);
                 c.execs.remove(exec_id);
-                Ok((pid, exit))
+                Ok((pid, exit, relays))
             })?;
+            p.2.drained(RELAY_DRAIN).await;
             let exit = p.1.unwrap_or(Exit {
                 status: 0,
                 at: SystemTime::now(),
@@ -938,20 +951,27 @@ impl Service {
                 exited_at: Some(ts(exit.at)),
             });
         }
-        let (runc, pid, exit, running, restorable) = self.with(id, |c| {
+        let (runc, pid, exit, running, restorable, relays) = self.with(id, |c| {
             let exit = c.init.exited();
             let running = c.init.started && exit.is_none();
+            let relays = if running {
+                io::Relays::default()
+            } else {
+                std::mem::take(&mut c.init.relays)
+            };
             Ok((
                 c.runc.clone(),
                 c.init.pid,
                 exit,
                 running,
                 c.restore.is_some(),
+                relays,
             ))
         })?;
         if running {
             return Err(Error::TaskRunning { id: id.to_owned() });
         }
+        relays.drained(RELAY_DRAIN).await;
         // A created task that never started: runc kills its init. One
         // from a checkpoint that was never restored has nothing in runc.
         if !restorable {
@@ -1207,6 +1227,7 @@ impl Task for ServiceHandle {
                         terminal: req.terminal,
                         console: None,
                         spec: Some(spec),
+                        relays: io::Relays::default(),
                         start_gate: Arc::default(),
                     },
                 );
