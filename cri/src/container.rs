@@ -411,13 +411,27 @@ impl Cri {
     /// The statuses of the sandbox's containers (one gone meanwhile is left
     /// out).
     pub(crate) async fn container_statuses_of(&self, sandbox_id: &str) -> Vec<pb::ContainerStatus> {
+        let images = self.image_snapshot().await;
         let mut statuses = Vec::new();
         for container in self.containers_of(sandbox_id) {
-            if let Ok(status) = self.container_status(&container.id, false).await {
+            if let Ok(status) = self.status_with(&container.id, false, &images).await {
                 statuses.extend(status.status);
             }
         }
         statuses
+    }
+
+    /// The images, for a call that shows many containers'. A store that
+    /// cannot list them shows each container with the image it was
+    /// created with, as when its image is gone.
+    async fn image_snapshot(&self) -> crate::images::Snapshot {
+        match self.images.snapshot().await {
+            Ok(images) => images,
+            Err(e) => {
+                tracing::warn!(error = %e, "list images for container statuses");
+                crate::images::Snapshot::default()
+            }
+        }
     }
 
     /// The pid of the sandbox's pause process; FailedPrecondition if it
@@ -968,10 +982,13 @@ impl Cri {
 
     /// The image a container shows: its first tag and first digest
     /// reference, or what it was created with if the image is gone.
-    async fn container_image(&self, container: &CriContainer) -> (Option<pb::ImageSpec>, String) {
+    fn container_image(
+        container: &CriContainer,
+        images: &crate::images::Snapshot,
+    ) -> (Option<pb::ImageSpec>, String) {
         let mut spec = container.config.image.clone();
         let mut image_ref = container.metadata.image_ref.clone();
-        if let Ok(Some(image)) = self.images.get(&container.metadata.image_ref).await {
+        if let Some(image) = images.get(&container.metadata.image_ref) {
             if let Some(tag) = image.repo_tags.first() {
                 spec = Some(pb::ImageSpec {
                     image: tag.clone(),
@@ -991,10 +1008,24 @@ impl Cri {
         id: &str,
         verbose: bool,
     ) -> Result<pb::ContainerStatusResponse> {
+        // Known before the images are listed: an unknown id is NotFound
+        // whatever the image store says.
+        self.containers.get(id)?;
+        let images = self.image_snapshot().await;
+        self.status_with(id, verbose, &images).await
+    }
+
+    /// [`Self::container_status`] with the images looked up in `images`.
+    async fn status_with(
+        &self,
+        id: &str,
+        verbose: bool,
+        images: &crate::images::Snapshot,
+    ) -> Result<pb::ContainerStatusResponse> {
         let container = self.containers.get(id)?;
         let status = container.status();
         let state = status.state();
-        let (image, image_ref) = self.container_image(&container).await;
+        let (image, image_ref) = Self::container_image(&container, images);
         let mut reason = status.reason.clone();
         if state == pb::ContainerState::ContainerExited && reason.is_empty() {
             reason = if status.exit_code == 0 {
@@ -1070,6 +1101,7 @@ impl Cri {
         &self,
         filter: Option<pb::ContainerFilter>,
     ) -> Vec<pb::Container> {
+        let images = self.image_snapshot().await;
         let mut out = Vec::new();
         for c in self.containers.all() {
             let status = c.status();
@@ -1087,7 +1119,7 @@ impl Cri {
                     continue;
                 }
             }
-            let (image, image_ref) = self.container_image(&c).await;
+            let (image, image_ref) = Self::container_image(&c, &images);
             out.push(pb::Container {
                 id: c.id.clone(),
                 pod_sandbox_id: c.metadata.sandbox_id.clone(),

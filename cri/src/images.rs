@@ -408,7 +408,14 @@ impl Images {
     /// The image `name` means — a reference (normalized as docker does), a
     /// full id, or an unambiguous id prefix; `None` if there is none.
     pub async fn get(&self, name: &str) -> Result<Option<CriImage>> {
-        Ok(find(&self.all().await?, name).map(Self::describe))
+        Ok(self.snapshot().await?.get(name))
+    }
+
+    /// Every image as the store holds them now, for a call that looks up
+    /// the images of many containers: one listing of the records instead
+    /// of one per container.
+    pub async fn snapshot(&self) -> Result<Snapshot> {
+        Ok(Snapshot(self.all().await?))
     }
 
     /// Removes every record of the image `name` means; an image that is
@@ -432,6 +439,17 @@ impl Images {
             }
         }
         Ok(())
+    }
+}
+
+/// The images at one moment: see [`Images::snapshot`].
+#[derive(Default)]
+pub struct Snapshot(BTreeMap<String, Group>);
+
+impl Snapshot {
+    /// As [`Images::get`], without going to the store.
+    pub fn get(&self, name: &str) -> Option<CriImage> {
+        find(&self.0, name).map(Images::describe)
     }
 }
 
