@@ -150,8 +150,8 @@ const CHUNK: usize = 64 << 10;
 ///
 /// With splice(2) the kernel moves the bytes and the relay thread needs no
 /// buffer: an idle container's relays then hold only the few stack pages
-/// they touched — a buffer on each thread's stack was a third of a shim's
-/// memory. Splicing from a pipe waits for data without holding the
+/// they touched — a buffer on each thread's stack was a fifth of an idle
+/// shim's memory. Splicing from a pipe waits for data without holding the
 /// target's lock, so a client opening or reading the fifo is never held up
 /// (splicing from a pty would hold the fifo locked while it waits: that
 /// copy goes through [`copy_through_buffer`]). Where splice is refused (a
