@@ -156,10 +156,12 @@ fn main() -> ExitCode {
                 let level = logging::parse_level(&config.debug.level)?;
                 let format = logging::Format::parse(&config.debug.format)?;
                 logging::init(level, format);
-                memory::spawn_trimmer(
-                    std::time::Duration::from_secs(TRIM_INTERVAL_SECS),
-                    TRIM_THRESHOLD,
-                );
+                // Runs as long as the daemon does.
+                let _trimmer = memory::spawn_trimmer(memory::TrimPolicy {
+                    interval: std::time::Duration::from_secs(TRIM_INTERVAL_SECS),
+                    threshold: TRIM_THRESHOLD,
+                    when_quiet: true,
+                });
                 let runtime = tokio::runtime::Builder::new_multi_thread()
                     .enable_all()
                     .thread_name("crated")

@@ -16,8 +16,12 @@
 //! ```no_run
 //! // At start, once: a thread that looks every 5 s and trims when the
 //! // anonymous memory or the free bytes have grown 4 MiB since the last
-//! // trim.
-//! crated_daemon::memory::spawn_trimmer(std::time::Duration::from_secs(5), 4 << 20);
+//! // trim, and once more when a burst of work is over.
+//! let _trimmer = crated_daemon::memory::spawn_trimmer(crated_daemon::memory::TrimPolicy {
+//!     interval: std::time::Duration::from_secs(5),
+//!     threshold: 4 << 20,
+//!     when_quiet: true,
+//! });
 //! ```
 
 use std::time::Duration;
@@ -170,43 +174,96 @@ impl Marks {
     }
 }
 
-/// Starts the thread that looks every `interval` and trims once, since the
-/// last trim, the process's anonymous memory has grown `threshold` bytes
-/// (pages faulted in, by new or reused allocations) or the arenas' free
-/// bytes have (memory freed, which a trim during a busy stretch could not
-/// give back yet). Each mark is the lowest seen since the trim, so memory
-/// reused and freed between two looks still counts. A plain thread, not a
-/// task: a trim walks every arena under its lock and should not hold an
-/// async worker meanwhile. Where the allocator is not glibc's, no thread
-/// starts.
-pub fn spawn_trimmer(interval: Duration, threshold: u64) {
+/// When the trimmer gives memory back.
+#[derive(Clone, Copy, Debug)]
+pub struct TrimPolicy {
+    /// How often it looks.
+    pub interval: Duration,
+    /// Growth, since the last trim, of the anonymous memory or of the
+    /// arenas' free bytes that makes it trim at its next look.
+    pub threshold: u64,
+    /// Whether it also trims once the daemon has gone quiet after some
+    /// work (neither figure moved more than [`QUIET`] since the look
+    /// before, and one did since the last trim): what the tail of a burst
+    /// of work freed, too little for `threshold` or left in the arenas'
+    /// top chunks, still goes back once the work is over. Once per burst.
+    pub when_quiet: bool,
+}
+
+/// How little the figures may move between two looks for the daemon to
+/// count as quiet.
+pub const QUIET: u64 = 64 << 10;
+
+/// Stops its trimmer thread when dropped (at its next look).
+#[must_use = "the trimmer stops when this is dropped"]
+pub struct Trimmer(Option<std::sync::Arc<std::sync::atomic::AtomicBool>>);
+
+impl Drop for Trimmer {
+    fn drop(&mut self) {
+        if let Some(stop) = &self.0 {
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+/// Starts the thread that looks every `policy.interval` and trims once,
+/// since the last trim, the process's anonymous memory has grown
+/// `policy.threshold` bytes (pages faulted in, by new or reused
+/// allocations) or the arenas' free bytes have (memory freed, which a trim
+/// during a busy stretch could not give back yet) — or, with
+/// `policy.when_quiet`, once work since the last trim is over. Each mark is the
+/// lowest seen since the trim, so memory reused and freed between two
+/// looks still counts. A plain thread, not a task: a trim walks every
+/// arena under its lock and should not hold an async worker meanwhile.
+/// Where the allocator is not glibc's, no thread starts.
+pub fn spawn_trimmer(policy: TrimPolicy) -> Trimmer {
+    use std::sync::atomic::{AtomicBool, Ordering};
     let Some(mut mark) = Marks::now() else {
-        return;
+        return Trimmer(None);
     };
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let stopped = stop.clone();
+    let mut previous = mark;
+    let mut worked = false;
     let spawned = std::thread::Builder::new()
         .name("crated-trim".into())
         // It allocates next to nothing; the default 2 MiB is waste.
         .stack_size(64 * 1024)
         .spawn(move || loop {
-            std::thread::sleep(interval);
+            std::thread::sleep(policy.interval);
+            if stopped.load(Ordering::Relaxed) {
+                return;
+            }
             let Some(now) = Marks::now() else {
                 continue;
             };
-            if mark.grown(now, threshold) {
+            let quiet = now.anon.abs_diff(previous.anon) <= QUIET
+                && now.free.abs_diff(previous.free) <= QUIET;
+            previous = now;
+            worked |= !quiet;
+            let settled = policy.when_quiet && quiet && worked;
+            if mark.grown(now, policy.threshold) || settled {
                 let released = trim();
                 mark = Marks::now().unwrap_or(now);
+                previous = mark;
+                worked = false;
                 tracing::trace!(
                     before = now.anon,
                     after = mark.anon,
                     released,
+                    settled,
                     "trimmed the allocator's arenas"
                 );
             } else {
                 mark = mark.min(now);
             }
         });
-    if let Err(e) = spawned {
-        tracing::warn!(error = %e, "cannot start the memory trimmer; freed memory stays with the allocator");
+    match spawned {
+        Ok(_) => Trimmer(Some(stop)),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot start the memory trimmer; freed memory stays with the allocator");
+            Trimmer(None)
+        }
     }
 }
 
@@ -263,20 +320,31 @@ mod tests {
         drop(top);
 
         // Without a trim the churn would leave 64 MiB more resident; the
-        // trimmer (whenever it looks) brings it back near where it was.
-        spawn_trimmer(Duration::from_millis(50), 8 << 20);
-        let anon_before = rss_anon_kib();
-        let top = churn();
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        let mut now = rss_anon_kib();
-        while now >= anon_before + 16 * 1024 && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-            now = rss_anon_kib();
+        // trimmer (whenever it looks) brings it back near where it was:
+        // first one that trims only past its threshold, then one that
+        // trims only once things are quiet.
+        for (threshold, when_quiet) in [(8 << 20, false), (u64::MAX / 2, true)] {
+            let trimmer = spawn_trimmer(TrimPolicy {
+                interval: Duration::from_millis(50),
+                threshold,
+                when_quiet,
+            });
+            let anon_before = rss_anon_kib();
+            let top = churn();
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            let mut now = rss_anon_kib();
+            while now >= anon_before + 16 * 1024 && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+                now = rss_anon_kib();
+            }
+            assert!(
+                now < anon_before + 16 * 1024,
+                "the trimmer (threshold {threshold}, when quiet {when_quiet}) left {now} KiB resident, {anon_before} KiB before the churn"
+            );
+            drop(top);
+            drop(trimmer);
+            // Its last look is over: the next trimmer works alone.
+            std::thread::sleep(Duration::from_millis(150));
         }
-        assert!(
-            now < anon_before + 16 * 1024,
-            "the trimmer left {now} KiB resident, {anon_before} KiB before the churn"
-        );
-        drop(top);
     }
 }
