@@ -1000,7 +1000,7 @@ async fn a_binary_log_uri_gets_the_output() {
     std::fs::set_permissions(&logger, std::fs::Permissions::from_mode(0o755)).unwrap();
     let out = dir.path().join("out");
     let uri = format!("binary://{}?file={}", logger.display(), out.display());
-    let run = f.ctr(&[
+    ok(f.ctr(&[
         "run",
         "--rm",
         "--log-uri",
@@ -1010,12 +1010,7 @@ async fn a_binary_log_uri_gets_the_output() {
         "sh",
         "-c",
         "echo to-log; echo err-log >&2",
-    ]);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    ]));
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let got = std::fs::read_to_string(&out).unwrap_or_default();
@@ -1038,7 +1033,7 @@ async fn a_file_log_uri_gets_both_streams_appended() {
     let log = dir.path().join("log");
     std::fs::write(&log, "before\n").unwrap();
     let uri = format!("file://{}", log.display());
-    let run = f.ctr(&[
+    ok(f.ctr(&[
         "run",
         "--rm",
         "--log-uri",
@@ -1048,12 +1043,7 @@ async fn a_file_log_uri_gets_both_streams_appended() {
         "sh",
         "-c",
         "seq 1 50000; echo err-log >&2",
-    ]);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    ]));
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(
         text.starts_with("before\n"),
