@@ -142,36 +142,16 @@ impl Relays {
     }
 }
 
-/// How much one splice or read moves at most.
+/// How much one read moves at most.
 const CHUNK: usize = 64 << 10;
-
-/// Moves pipe `from` into `to` until `from` ends (every writer gone) or
-/// either fails.
-///
-/// With splice(2) the kernel moves the bytes and the relay thread needs no
-/// buffer: an idle container's relays then hold only the few stack pages
-/// they touched — a buffer on each thread's stack was a fifth of an idle
-/// shim's memory. Splicing from a pipe waits for data without holding the
-/// target's lock, so a client opening or reading the fifo is never held up
-/// (splicing from a pty would hold the fifo locked while it waits: that
-/// copy goes through [`copy_through_buffer`]). Where splice is refused (a
-/// `file://` log, opened for append) the bytes go through a buffer too.
-fn copy(from: File, to: File) {
-    use nix::fcntl::{splice, SpliceFFlags};
-    loop {
-        match splice(&from, None, &to, None, CHUNK, SpliceFFlags::SPLICE_F_MOVE) {
-            Ok(0) => return,
-            Ok(_) => {}
-            Err(nix::errno::Errno::EINTR) => {}
-            Err(nix::errno::Errno::EINVAL) => return copy_through_buffer(from, to),
-            Err(_) => return,
-        }
-    }
-}
 
 /// Copies `from` into `to` by read and write until `from` ends or fails
 /// (a pty master reads EIO once the process and its children close it)
-/// or `to` fails.
+/// or `to` fails: for what [`relay`](crate::relay) cannot splice, on a
+/// thread of its own. A pty is one (splicing from it would hold the fifo's
+/// lock while waiting for output, so a client opening the fifo would
+/// wait), a `file://` log another (opened for append, which splice
+/// refuses, and a regular file cannot be waited on).
 fn copy_through_buffer(mut from: File, mut to: File) {
     let mut buf = vec![0u8; CHUNK];
     loop {
@@ -202,26 +182,43 @@ fn relay_thread(stream: &'static str, run: impl FnOnce() + Send + 'static) -> Re
         .map_err(|source| Error::RelayThread { stream, source })
 }
 
-/// An output relayed: the write end of a pipe for the process; a thread
-/// copies the read end into the fifo (opened read-write, so it never waits
-/// for the client) until every writer is gone, then closes the fifo so
-/// the client sees the end.
+/// The runtime a relay task goes on: the shim's, which every caller of
+/// [`stdio`] runs on.
+fn runtime(stream: &'static str) -> Result<tokio::runtime::Handle> {
+    tokio::runtime::Handle::try_current().map_err(|e| Error::RelayThread {
+        stream,
+        source: std::io::Error::other(e),
+    })
+}
+
+/// An output relayed: the write end of a pipe for the process; a task on
+/// the runtime moves the read end into the fifo (opened read-write, so it
+/// never waits for the client) until every writer is gone, then closes
+/// the fifo so the client sees the end. A `file://` log gets a thread.
 fn relay_output(stream: &'static str, uri: &str, relays: &mut Relays) -> Result<Option<OwnedFd>> {
     let Some(target) = open_output(uri)? else {
         return Ok(None);
     };
     let (r, w) = pipe()?;
     let done = relays.add();
-    relay_thread(stream, move || {
-        copy(File::from(r), File::from(target));
-        drop(done);
-    })?;
+    if crate::relay::spliceable(&target) {
+        runtime(stream)?.spawn(async move {
+            let _ = crate::relay::output(r, target).await;
+            drop(done);
+        });
+    } else {
+        relay_thread(stream, move || {
+            copy_through_buffer(File::from(r), File::from(target));
+            drop(done);
+        })?;
+    }
     Ok(Some(w))
 }
 
-/// stdin relayed: the read end of a pipe for the process; a thread copies
-/// the client's fifo into it until the client closes its end (or the
-/// process is gone), then closes the pipe, which is the process's EOF.
+/// stdin relayed: the read end of a pipe for the process; a task on the
+/// runtime moves the client's fifo into it until the client closes its
+/// end (or the process is gone), then closes the pipe, which is the
+/// process's EOF.
 fn relay_input(path: &str) -> Result<Option<OwnedFd>> {
     if path.is_empty() {
         return Ok(None);
@@ -233,13 +230,15 @@ fn relay_input(path: &str) -> Result<Option<OwnedFd>> {
         .open(path)
         .map_err(|e| io_error(path, e))?;
     let (r, w) = pipe()?;
-    relay_thread("stdin", move || copy_input(fifo, w))?;
+    runtime("stdin")?.spawn(async move {
+        let _ = crate::relay::input(fifo.into(), w).await;
+    });
     Ok(Some(r))
 }
 
-/// The stdin relay: waits on both the fifo (data, or its writer gone) and
-/// the pipe or pty master it feeds (the process gone), so the thread
-/// never outlives either.
+/// The stdin copy of a terminal: waits on both the fifo (data, or its
+/// writer gone) and the pty master it feeds (the process gone), so the
+/// thread never outlives either.
 fn copy_input(mut fifo: File, pipe: OwnedFd) {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use std::os::fd::AsFd as _;

@@ -38,6 +38,7 @@ mod events;
 mod io;
 mod oom;
 mod reaper;
+mod relay;
 mod runc;
 mod service;
 mod stats;
@@ -380,6 +381,50 @@ fn inherited_listener(fd: i32) -> Result<std::os::unix::net::UnixListener> {
     Ok(listener)
 }
 
+/// SIGCHLD as a descriptor: blocked in the shim's only thread before any
+/// other exists (every thread inherits the mask, so none takes the signal
+/// instead) and read from a signalfd. tokio's signal handling would do,
+/// but sets up a channel for each of the 65 signal numbers on first use:
+/// 22 KiB of every shim's heap. Children start with an empty mask (std's
+/// `Command` resets it), so runc and the containers see no difference.
+fn child_exits() -> Result<nix::sys::signalfd::SignalFd> {
+    use nix::sys::signal::{SigSet, Signal};
+    use nix::sys::signalfd::{SfdFlags, SignalFd};
+    let setup = |source: nix::errno::Errno| Error::Setup {
+        what: "SIGCHLD",
+        source: source.into(),
+    };
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGCHLD);
+    mask.thread_block().map_err(setup)?;
+    SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).map_err(setup)
+}
+
+/// Reaps every exited child now and after each SIGCHLD, for the life of
+/// the shim. A pending SIGCHLD stays readable until read, so an exit
+/// between a reap and the wait is not missed.
+async fn reap_on_sigchld(
+    reaper: reaper::Reaper,
+    mut sigchld: tokio::io::unix::AsyncFd<nix::sys::signalfd::SignalFd>,
+) {
+    loop {
+        reaper.reap();
+        let Ok(mut ready) = sigchld.readable_mut().await else {
+            return;
+        };
+        loop {
+            match ready.get_inner_mut().read_signal() {
+                Ok(Some(_)) | Err(nix::errno::Errno::EINTR) => {}
+                Ok(None) => {
+                    ready.clear_ready();
+                    break;
+                }
+                Err(_) => return,
+            }
+        }
+    }
+}
+
 fn serve(args: Args) -> Result<()> {
     close_inherited_fds(args.listen_fd);
     log_to_fifo();
@@ -391,8 +436,13 @@ fn serve(args: Args) -> Result<()> {
         })?;
     // `start` passes the group as the id.
     let socket = socket_path(&args, &args.id);
+    let sigchld = child_exits()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
+        .enable_io()
+        .enable_time()
+        // One shim serves one container (or one pod): a handful of
+        // descriptors, not the 1,024 events a tick tokio makes room for.
+        .max_io_events_per_tick(64)
         .build()
         .map_err(|source| Error::Setup {
             what: "runtime",
@@ -400,20 +450,14 @@ fn serve(args: Args) -> Result<()> {
         })?;
     runtime.block_on(async move {
         let reaper = reaper::Reaper::default();
-        let mut sigchld = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child())
-            .map_err(|source| Error::Setup {
-                what: "SIGCHLD",
-                source,
-            })?;
-        let reaping = reaper.clone();
-        tokio::spawn(async move {
-            loop {
-                reaping.reap();
-                if sigchld.recv().await.is_none() {
-                    return;
+        let sigchld =
+            relay::registered(sigchld, tokio::io::Interest::READABLE).map_err(|source| {
+                Error::Setup {
+                    what: "SIGCHLD",
+                    source,
                 }
-            }
-        });
+            })?;
+        tokio::spawn(reap_on_sigchld(reaper.clone(), sigchld));
         let ttrpc_address = std::env::var("TTRPC_ADDRESS").unwrap_or_default();
         let publisher = events::Publisher::new(&ttrpc_address, &args.address, namespace.clone());
         let listener = match args.listen_fd {

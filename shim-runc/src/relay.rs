@@ -1,0 +1,307 @@
+//! Relays between pipes and fifos on the shim's runtime: splice(2) moves
+//! the bytes, so a relay is a task holding two registered descriptors — no
+//! thread, no stack, no buffer. An idle container's three relays cost a
+//! few hundred bytes of heap where three threads cost 8 KiB of stack each.
+//!
+//! Both ends are non-blocking and waited on through the runtime. A
+//! splice that would block does not say which end held it up, so the
+//! relay asks poll(2) before it forgets a readiness: forgetting the wrong
+//! one would leave the relay asleep with bytes to move.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, splice, FcntlArg, OFlag, SpliceFFlags};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+
+/// How much one splice moves at most.
+const CHUNK: usize = 64 << 10;
+
+/// Whether a relay can move `fd`'s bytes: a pipe or a fifo. Anything else
+/// (a `file://` log, a device) is copied on a thread.
+pub fn spliceable(fd: &OwnedFd) -> bool {
+    nix::sys::stat::fstat(fd.as_raw_fd()).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFIFO)
+}
+
+fn nonblocking(fd: &OwnedFd) -> io::Result<()> {
+    let flags = fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL)?;
+    let flags = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
+    fcntl(fd.as_raw_fd(), FcntlArg::F_SETFL(flags))?;
+    Ok(())
+}
+
+/// A type that owns its descriptor for as long as it lives and never
+/// swaps it for another: what the runtime may wait on.
+pub trait OwnsFd: AsRawFd {}
+
+impl OwnsFd for OwnedFd {}
+
+impl OwnsFd for nix::sys::signalfd::SignalFd {}
+
+/// Registers `inner`'s descriptor with the runtime (call on it).
+pub fn registered<T: OwnsFd>(inner: T, interest: Interest) -> io::Result<AsyncFd<T>> {
+    // SAFETY: an `OwnsFd` keeps one open descriptor from here until it is
+    // dropped, which the AsyncFd does after deregistering it.
+    unsafe { AsyncFd::register_with_interest(inner, interest) }.map_err(io::Error::from)
+}
+
+/// Registers `fd`, made non-blocking, with the runtime.
+fn register(fd: OwnedFd, interest: Interest) -> io::Result<AsyncFd<OwnedFd>> {
+    nonblocking(&fd)?;
+    registered(fd, interest)
+}
+
+/// Whether `fd` reports any of `events` (or a hang-up or error) right now.
+fn ready_now(fd: BorrowedFd<'_>, events: PollFlags) -> bool {
+    let mut fds = [PollFd::new(fd, events)];
+    match poll(&mut fds, PollTimeout::ZERO) {
+        Ok(n) => {
+            n > 0
+                && fds[0]
+                    .revents()
+                    .is_some_and(|r| r.intersects(events | PollFlags::POLLHUP | PollFlags::POLLERR))
+        }
+        // Unknown: say ready, so the relay tries again rather than sleeps.
+        Err(_) => true,
+    }
+}
+
+/// What one splice did.
+enum Moved {
+    /// Some bytes.
+    Some,
+    /// The source ended: every writer gone and nothing left.
+    End,
+    /// The source was empty and its readiness is cleared.
+    SourceEmpty,
+    /// The target was full.
+    TargetFull,
+}
+
+/// One splice from `from` (known readable) into `to`.
+fn splice_once(
+    from: &mut tokio::io::unix::AsyncFdReadyGuard<'_, OwnedFd>,
+    to: &AsyncFd<OwnedFd>,
+) -> io::Result<Moved> {
+    let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
+    loop {
+        match splice(from.get_inner(), None, to.get_ref(), None, CHUNK, flags) {
+            Ok(0) => return Ok(Moved::End),
+            Ok(_) => return Ok(Moved::Some),
+            Err(Errno::EINTR) => {}
+            Err(Errno::EAGAIN) => {
+                if ready_now(from.get_inner().as_fd(), PollFlags::POLLIN) {
+                    return Ok(Moved::TargetFull);
+                }
+                from.clear_ready();
+                return Ok(Moved::SourceEmpty);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Waits until `to` has room again (or is broken: the next splice says so).
+async fn room(to: &AsyncFd<OwnedFd>) -> io::Result<()> {
+    let mut ready = to.ready(Interest::WRITABLE | Interest::ERROR).await?;
+    if !ready_now(to.get_ref().as_fd(), PollFlags::POLLOUT) {
+        ready.clear_ready();
+    }
+    Ok(())
+}
+
+/// Moves pipe `from` into pipe or fifo `to` until `from` ends (every
+/// writer gone) or either fails. A full `to` (a client that does not read
+/// its fifo) holds the relay, and through the pipe the process, as a full
+/// fifo would hold a process writing it directly.
+pub async fn output(from: OwnedFd, to: OwnedFd) -> io::Result<()> {
+    let from = register(from, Interest::READABLE)?;
+    let to = register(to, Interest::WRITABLE)?;
+    loop {
+        let mut readable = from.readable().await?;
+        match splice_once(&mut readable, &to)? {
+            Moved::End => return Ok(()),
+            Moved::Some | Moved::SourceEmpty => {}
+            Moved::TargetFull => {
+                drop(readable);
+                room(&to).await?;
+            }
+        }
+    }
+}
+
+/// Moves the client's stdin fifo `from` into pipe `to` (the process's
+/// stdin) until the client closes its end after writing, or the process
+/// (the pipe's only reader) is gone — whichever comes first, so the relay
+/// outlives neither. Linux reports a fifo readable at its end only after a
+/// writer came and went: a client that has not opened its end yet is
+/// waited for.
+pub async fn input(from: OwnedFd, to: OwnedFd) -> io::Result<()> {
+    let from = register(from, Interest::READABLE)?;
+    let to = register(to, Interest::WRITABLE)?;
+    let reader_gone = async {
+        loop {
+            // A pipe whose reader closed reports an error; a full one
+            // just stops being writable.
+            let mut ready = to.ready(Interest::ERROR).await?;
+            if ready.ready().is_error() {
+                return io::Result::Ok(());
+            }
+            ready.clear_ready();
+        }
+    };
+    let relay = async {
+        loop {
+            let mut readable = from.readable().await?;
+            match splice_once(&mut readable, &to) {
+                Ok(Moved::End) | Err(_) => return io::Result::Ok(()),
+                Ok(Moved::Some | Moved::SourceEmpty) => {}
+                Ok(Moved::TargetFull) => {
+                    drop(readable);
+                    room(&to).await?;
+                }
+            }
+        }
+    };
+    tokio::select! {
+        r = reader_gone => r,
+        r = relay => r,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read as _, Write as _};
+    use std::os::unix::fs::OpenOptionsExt as _;
+    use std::time::Duration;
+
+    fn pipe() -> (OwnedFd, OwnedFd) {
+        nix::unistd::pipe2(OFlag::O_CLOEXEC).expect("pipe")
+    }
+
+    /// A runtime whose worker runs the relay while the test blocks in
+    /// reads and writes of its own.
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime")
+    }
+
+    /// More than a pipe holds, written while the reader is slow: the relay
+    /// must wait for room in its target and resume, and end with the
+    /// writer.
+    #[test]
+    fn output_moves_everything_through_a_full_target_and_ends_with_the_writer() {
+        let rt = runtime();
+        let (src_r, src_w) = pipe();
+        let (dst_r, dst_w) = pipe();
+        let relay = rt.spawn(output(src_r, dst_w));
+        let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+        let expected = data.clone();
+        let writer = std::thread::spawn(move || {
+            let mut w = std::fs::File::from(src_w);
+            w.write_all(&data).expect("write");
+        });
+        let reader = std::thread::spawn(move || {
+            // Let the target fill up before reading.
+            std::thread::sleep(Duration::from_millis(200));
+            let mut r = std::fs::File::from(dst_r);
+            let mut got = Vec::new();
+            r.read_to_end(&mut got).expect("read");
+            got
+        });
+        rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(20), relay)
+                .await
+                .expect("relay ended")
+                .expect("relay task")
+                .expect("relay");
+        });
+        writer.join().expect("writer");
+        let got = reader.join().expect("reader");
+        assert_eq!(got.len(), expected.len());
+        assert!(got == expected, "bytes differ");
+    }
+
+    /// stdin: nothing happens until the client opens its fifo; what it
+    /// writes arrives; the relay ends when the process's end goes even
+    /// though the client keeps its end open.
+    #[test]
+    fn input_waits_for_the_client_and_ends_with_the_process() {
+        let rt = runtime();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = dir.path().join("stdin");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .expect("mkfifo");
+        let from: OwnedFd = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .expect("open fifo")
+            .into();
+        let (to_r, to_w) = pipe();
+        let relay = rt.spawn(input(from, to_w));
+        rt.block_on(async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        });
+        assert!(
+            !relay.is_finished(),
+            "the relay took a fifo nobody opened for ended"
+        );
+        let mut client = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&fifo)
+            .expect("open fifo for writing");
+        client.write_all(b"hello\n").expect("write");
+        let mut process = std::fs::File::from(to_r);
+        let mut got = [0u8; 6];
+        process.read_exact(&mut got).expect("read");
+        assert_eq!(&got, b"hello\n");
+        drop(process);
+        rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(10), relay)
+                .await
+                .expect("the relay outlived the process")
+                .expect("relay task")
+                .expect("relay");
+        });
+        drop(client);
+    }
+
+    /// stdin: a client that writes and closes is the process's EOF.
+    #[test]
+    fn input_ends_when_the_client_closes() {
+        let rt = runtime();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = dir.path().join("stdin");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .expect("mkfifo");
+        let from: OwnedFd = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .expect("open fifo")
+            .into();
+        let (to_r, to_w) = pipe();
+        let relay = rt.spawn(input(from, to_w));
+        std::fs::write(&fifo, b"all of it").expect("write fifo");
+        rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(10), relay)
+                .await
+                .expect("the relay did not end with the client")
+                .expect("relay task")
+                .expect("relay");
+        });
+        let mut got = String::new();
+        std::fs::File::from(to_r)
+            .read_to_string(&mut got)
+            .expect("read");
+        assert_eq!(got, "all of it");
+    }
+}
