@@ -22,6 +22,7 @@ pub mod mount;
 pub mod namespaces;
 pub mod platforms;
 pub mod reference;
+pub mod signals;
 pub mod snapshots;
 pub mod tasks;
 

@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context as _;
-use tokio::signal::unix::{signal, SignalKind};
 
 use crated_api::plugins::{GrpcLimits, GRPC};
 use crated_services::introspection::{REVISION, VERSION};
@@ -240,13 +239,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "crated successfully booted in {:.3}s",
         started.elapsed().as_secs_f64()
     );
-    let mut term = signal(SignalKind::terminate()).context("install SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("install SIGINT handler")?;
+    let mut stop = crated_core::signals::Signals::new(&[libc::SIGTERM, libc::SIGINT])
+        .context("install the SIGTERM and SIGINT handlers")?;
     // Ready once a stop would be graceful.
     notify_systemd("READY=1");
     let served = tokio::select! {
-        _ = term.recv() => { tracing::info!(signal = "terminated", "stopping crated"); Ok(()) }
-        _ = int.recv() => { tracing::info!(signal = "interrupt", "stopping crated"); Ok(()) }
+        signal = stop.recv() => {
+            let signal = if signal == Some(libc::SIGINT) { "interrupt" } else { "terminated" };
+            tracing::info!(signal, "stopping crated");
+            Ok(())
+        }
         result = &mut grpc => Err(match result {
             Ok(Ok(())) => anyhow::anyhow!("grpc server stopped unexpectedly"),
             Ok(Err(e)) => anyhow::anyhow!("grpc server failed: {e}"),

@@ -41,7 +41,8 @@ pub fn run() -> anyhow::Result<()> {
             "registry on {host} (storage {}); Ctrl-C stops it",
             registry.storage().display()
         );
-        tokio::signal::ctrl_c().await?;
+        let mut interrupt = crated_core::signals::Signals::new(&[libc::SIGINT])?;
+        interrupt.recv().await;
         anyhow::Ok(())
     })?;
     drop(registry);

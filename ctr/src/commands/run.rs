@@ -333,18 +333,12 @@ pub async fn interact(process: &crated_client::Process, tty: bool) -> anyhow::Re
     let forward = {
         let process = process.clone();
         tokio::spawn(async move {
-            use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut int), Ok(mut term)) = (
-                signal(SignalKind::interrupt()),
-                signal(SignalKind::terminate()),
-            ) else {
+            let Ok(mut signals) =
+                crated_core::signals::Signals::new(&[libc::SIGINT, libc::SIGTERM])
+            else {
                 return;
             };
-            loop {
-                let sig = tokio::select! {
-                    _ = int.recv() => libc::SIGINT,
-                    _ = term.recv() => libc::SIGTERM,
-                };
+            while let Some(sig) = signals.recv().await {
                 let _ = process.kill(sig as u32, false).await;
             }
         })
