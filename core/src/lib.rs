@@ -3,6 +3,7 @@
 pub mod base64;
 pub mod blocking;
 pub mod checkpoint;
+pub mod child;
 pub mod containers;
 pub mod content;
 pub mod descriptor;

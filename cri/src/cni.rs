@@ -11,12 +11,11 @@ mod result;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
+use crated_core::child::Failure;
 use crated_core::Result;
 use serde_json::{json, Map, Value};
-use tokio::io::AsyncWriteExt as _;
 
 pub use config::NetworkList;
 pub use result::{pod_ips, Interface, IpConfig, NetResult};
@@ -434,8 +433,8 @@ impl Cni {
             command: command.name(),
             source,
         };
-        let mut child = tokio::process::Command::new(&binary)
-            .env("CNI_COMMAND", command.name())
+        let mut cmd = std::process::Command::new(&binary);
+        cmd.env("CNI_COMMAND", command.name())
             .env("CNI_CONTAINERID", &pod.id)
             .env(
                 "CNI_NETNS",
@@ -443,24 +442,20 @@ impl Cni {
             )
             .env("CNI_IFNAME", &network.ifname)
             .env("CNI_ARGS", args)
-            .env("CNI_PATH", cni_path)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(exec_error)?;
-        if let Some(mut input) = child.stdin.take() {
-            input.write_all(&stdin).await.map_err(exec_error)?;
-        }
-        let output = tokio::time::timeout(PLUGIN_TIMEOUT, child.wait_with_output())
-            .await
-            .map_err(|_| Error::CniTimeout {
-                plugin: kind.clone(),
-                command: command.name(),
-                seconds: PLUGIN_TIMEOUT.as_secs(),
-            })?
-            .map_err(exec_error)?;
+            .env("CNI_PATH", cni_path);
+        let output = match crated_core::child::output(&mut cmd, Some(&stdin), PLUGIN_TIMEOUT).await
+        {
+            Ok(output) => output,
+            Err(Failure::Io(e)) => return Err(exec_error(e).into()),
+            Err(Failure::TimedOut) => {
+                return Err(Error::CniTimeout {
+                    plugin: kind.clone(),
+                    command: command.name(),
+                    seconds: PLUGIN_TIMEOUT.as_secs(),
+                }
+                .into())
+            }
+        };
         if output.status.success() {
             return Ok(output.stdout);
         }

@@ -3,12 +3,11 @@
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
 use crated_api::containerd::task::v2 as shim;
+use crated_core::child::Failure;
 use crated_core::tasks::Exit;
 use prost::Message as _;
-use tokio::io::AsyncWriteExt as _;
 
 use crate::bundle::Bundle;
 use crate::error::{Error, Result};
@@ -122,8 +121,9 @@ impl ShimCommand {
         }
     }
 
-    fn command(&self, bundle: &Bundle, args: &[&str]) -> tokio::process::Command {
-        let mut cmd = tokio::process::Command::new(&self.binary);
+    fn command(&self, bundle: &Bundle, args: &[&str]) -> std::process::Command {
+        use std::os::unix::process::CommandExt as _;
+        let mut cmd = std::process::Command::new(&self.binary);
         cmd.arg("-namespace")
             .arg(bundle.namespace.as_str())
             .arg("-address")
@@ -139,8 +139,7 @@ impl ShimCommand {
             .env_remove("NOTIFY_SOCKET")
             // Its own process group: a signal to the daemon's group must
             // not take the shims (and their containers) with it.
-            .process_group(0)
-            .kill_on_drop(true);
+            .process_group(0);
         if let Some(opt) = &self.opt {
             cmd.env("PATH", prepend_path("PATH", opt.join("bin"))).env(
                 "LD_LIBRARY_PATH",
@@ -155,21 +154,15 @@ impl ShimCommand {
     /// `google.protobuf.Any`) go to its stdin.
     pub async fn start(&self, bundle: &Bundle, options: Option<Vec<u8>>) -> Result<String> {
         let mut cmd = self.command(bundle, &["-id", &bundle.id, "start"]);
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().map_err(|e| self.io_error("start", bundle, e))?;
-        if let Some(mut stdin) = child.stdin.take() {
-            if let Some(options) = options {
-                // A shim that does not read its options closes the pipe.
-                let _ = stdin.write_all(&options).await;
-            }
-        }
         let limit = self.timeouts.shim_start;
-        let out = tokio::time::timeout(limit, child.wait_with_output())
+        // A shim that does not read its options closes the pipe.
+        let input = Some(options.as_deref().unwrap_or_default());
+        let out = crated_core::child::output(&mut cmd, input, limit)
             .await
-            .map_err(|_| self.timeout("start", bundle, timeouts::SHIM_START, limit))?
-            .map_err(|e| self.io_error("start", bundle, e))?;
+            .map_err(|failure| match failure {
+                Failure::Io(e) => self.io_error("start", bundle, e),
+                Failure::TimedOut => self.timeout("start", bundle, timeouts::SHIM_START, limit),
+            })?;
         if !out.status.success() {
             let mut message = String::from_utf8_lossy(&out.stdout).trim().to_owned();
             let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
@@ -205,14 +198,13 @@ impl ShimCommand {
             bundle,
             &["-id", &bundle.id, "-bundle", &bundle_path, "delete"],
         );
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
         let limit = self.timeouts.shim_cleanup;
-        let out = tokio::time::timeout(limit, cmd.output())
+        let out = crated_core::child::output(&mut cmd, None, limit)
             .await
-            .map_err(|_| self.timeout("delete", bundle, timeouts::SHIM_CLEANUP, limit))?
-            .map_err(|e| self.io_error("delete", bundle, e))?;
+            .map_err(|failure| match failure {
+                Failure::Io(e) => self.io_error("delete", bundle, e),
+                Failure::TimedOut => self.timeout("delete", bundle, timeouts::SHIM_CLEANUP, limit),
+            })?;
         if !out.status.success() {
             return Err(Error::DeleteFailed {
                 binary: self.binary.clone(),
