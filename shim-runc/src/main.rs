@@ -383,10 +383,10 @@ fn inherited_listener(fd: i32) -> Result<std::os::unix::net::UnixListener> {
 
 /// SIGCHLD as a descriptor: blocked in the shim's only thread before any
 /// other exists (every thread inherits the mask, so none takes the signal
-/// instead) and read from a signalfd. tokio's signal handling would do,
-/// but sets up a channel for each of the 65 signal numbers on first use:
-/// 22 KiB of every shim's heap. Children start with an empty mask (std's
-/// `Command` resets it), so runc and the containers see no difference.
+/// instead) and read from a signalfd. (tokio's signal support is left out
+/// of the build: it costs every shim 22 KiB, see `crated_core::signals`.)
+/// Children start with an empty mask (std's `Command` resets it), so runc
+/// and the containers see no difference.
 fn child_exits() -> Result<nix::sys::signalfd::SignalFd> {
     use nix::sys::signal::{SigSet, Signal};
     use nix::sys::signalfd::{SfdFlags, SignalFd};
