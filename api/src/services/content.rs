@@ -310,6 +310,43 @@ impl pb::content_server::Content for Service {
 
 type Responses = mpsc::Sender<Result<pb::WriteContentResponse, Status>>;
 
+/// Whether blob `digest` is there, now held by the caller's `lease` (the
+/// client takes AlreadyExists as written, and an unreferenced blob may be
+/// collected at any moment). The store looks and holds in one
+/// transaction when asked for a writer expecting that digest; it is asked
+/// under a ref of its own, so the ingest under way keeps its bytes should
+/// the blob have gone (collected since the caller's look): the upload
+/// then goes on where it is. Aborting the ingest first and asking under
+/// its ref lost them, and the client's commit failed on an empty ingest.
+async fn holds_existing(
+    store: &dyn ContentStore,
+    ns: &Namespace,
+    r#ref: &str,
+    digest: &Digest,
+    lease: Option<&str>,
+) -> bool {
+    let probe = format!("{ref}@exists");
+    let opened = store
+        .writer(
+            ns,
+            WriterOptions {
+                r#ref: probe.clone(),
+                total: 0,
+                expected: Some(digest.clone()),
+                lease: lease.map(str::to_owned),
+            },
+        )
+        .await;
+    match opened {
+        Err(e) => e.is_already_exists(),
+        Ok(w) => {
+            let _ = w.close().await;
+            let _ = store.abort(ns, &probe).await;
+            false
+        }
+    }
+}
+
 /// One `Write` stream: containerd's protocol of STAT / WRITE / COMMIT
 /// actions, the first message naming the ref.
 async fn write_session(
@@ -350,18 +387,17 @@ async fn write_session(
         })?;
         if let Some(req_expected) = optional_digest(&request.expected).map_err(to_grpc)? {
             // A blob that appeared meanwhile needs no more bytes.
-            if writer.is_some() && store.info(&ns, &req_expected).await.is_ok() {
+            if writer.is_some()
+                && store.info(&ns, &req_expected).await.is_ok()
+                && holds_existing(&*store, &ns, &r#ref, &req_expected, lease.as_deref()).await
+            {
                 if let Some(w) = writer.take() {
                     let _ = w.close().await;
                 }
                 let _ = store.abort(&ns, &r#ref).await;
-                // The caller's lease must hold it before the answer says it
-                // is there: the client takes AlreadyExists as written, and an
-                // unreferenced blob may be collected at any moment. A writer
-                // opened for the expected digest looks and holds in one
-                // transaction; if the blob went meanwhile, the upload goes on
-                // into a fresh ingest (the client's next offset tells it).
-                let reopened = store
+                // Asked again under the ingest's own ref, now that the lease
+                // holds the blob, the store lets the lease go of that ref.
+                if let Ok(w) = store
                     .writer(
                         &ns,
                         WriterOptions {
@@ -371,16 +407,14 @@ async fn write_session(
                             lease: lease.clone(),
                         },
                     )
-                    .await;
-                match reopened {
-                    Err(e) if e.is_already_exists() => {
-                        return Err(Status::already_exists(format!(
-                            "blob with expected digest {req_expected} exists"
-                        )));
-                    }
-                    Err(e) => return Err(to_grpc(e)),
-                    Ok(fresh) => writer = Some(fresh),
+                    .await
+                {
+                    let _ = w.close().await;
+                    let _ = store.abort(&ns, &r#ref).await;
                 }
+                return Err(Status::already_exists(format!(
+                    "blob with expected digest {req_expected} exists"
+                )));
             }
             expected = Some(req_expected);
         }
