@@ -23,7 +23,7 @@
 //! ```
 
 use std::io;
-use std::os::fd::{FromRawFd as _, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd as _, OwnedFd};
 use std::process::{Command, ExitStatus, Output, Stdio};
 use std::time::Duration;
 
@@ -46,11 +46,21 @@ impl From<io::Error> for Failure {
     }
 }
 
-/// Registers an owned descriptor with the current runtime.
-fn registered(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
-    // SAFETY: the AsyncFd owns `fd`, which stays open (and the same
-    // descriptor) until the AsyncFd deregisters and drops it.
-    unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }.map_err(io::Error::from)
+/// A type that owns its descriptor for as long as it lives and never
+/// swaps it for another: what the runtime may wait on.
+pub trait OwnsFd: AsRawFd {}
+
+impl OwnsFd for OwnedFd {}
+
+impl OwnsFd for nix::sys::signalfd::SignalFd {}
+
+/// Registers `inner`'s descriptor with the current runtime for `interest`
+/// (tokio's safe constructors are deprecated: this is the one place that
+/// vouches for the descriptor).
+pub fn registered<T: OwnsFd>(inner: T, interest: Interest) -> io::Result<AsyncFd<T>> {
+    // SAFETY: an `OwnsFd` keeps one open descriptor from here until it is
+    // dropped, which the AsyncFd does after deregistering it.
+    unsafe { AsyncFd::register_with_interest(inner, interest) }.map_err(io::Error::from)
 }
 
 /// A pidfd for `pid`: readable once that process exits.
@@ -63,7 +73,7 @@ fn pidfd(pid: u32) -> io::Result<AsyncFd<OwnedFd>> {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: pidfd_open returned a new descriptor (close-on-exec) we own.
-    registered(unsafe { OwnedFd::from_raw_fd(raw) })
+    registered(unsafe { OwnedFd::from_raw_fd(raw) }, Interest::READABLE)
 }
 
 /// A started child that is killed and reaped if its waiter goes away
@@ -126,55 +136,64 @@ pub async fn output(
     })
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());
-    let mut child = cmd.spawn()?;
-    let pipes = (|| -> io::Result<_> {
-        let reader = |r: Option<OwnedFd>| r.map(pipe::Receiver::from_owned_fd).transpose();
-        Ok((
-            child
-                .stdin
-                .take()
-                .map(OwnedFd::from)
-                .map(pipe::Sender::from_owned_fd)
-                .transpose()?,
-            reader(child.stdout.take().map(OwnedFd::from))?,
-            reader(child.stderr.take().map(OwnedFd::from))?,
-        ))
-    })();
+    let child = cmd.spawn()?;
     let pidfd = pidfd(child.id());
     let mut running = Running {
         child: Some(child),
         pidfd: None,
     };
     running.pidfd = Some(pidfd?);
-    let (stdin, stdout, stderr) = pipes?;
     let work = async {
-        let write = async move {
-            if let (Some(mut w), Some(data)) = (stdin, input) {
-                use tokio::io::AsyncWriteExt as _;
-                // A program that does not read its input closes the pipe.
-                let _ = w.write_all(data).await;
-            }
-        };
-        let read = |r: Option<pipe::Receiver>| async move {
-            use tokio::io::AsyncReadExt as _;
-            let mut buf = Vec::new();
-            if let Some(mut r) = r {
-                r.read_to_end(&mut buf).await?;
-            }
-            io::Result::Ok(buf)
-        };
-        let ((), stdout, stderr) = tokio::join!(write, read(stdout), read(stderr));
+        let child = running
+            .child
+            .as_mut()
+            .ok_or_else(|| io::Error::other("child already waited for"))?;
+        let (stdout, stderr) = exchange(child, input).await?;
         let status = running.wait().await?;
         io::Result::Ok(Output {
             status,
-            stdout: stdout?,
-            stderr: stderr?,
+            stdout,
+            stderr,
         })
     };
     match tokio::time::timeout(limit, work).await {
         Ok(result) => Ok(result?),
         Err(_) => Err(Failure::TimedOut),
     }
+}
+
+/// Writes `input` to `child`'s stdin (then closes it) while reading its
+/// stdout and stderr to their ends, all on the runtime — no thread per
+/// child. Streams not piped are skipped; a program that does not read
+/// its input closes the pipe, which is not an error.
+pub async fn exchange(
+    child: &mut std::process::Child,
+    input: Option<&[u8]>,
+) -> io::Result<(Vec<u8>, Vec<u8>)> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let reader = |r: Option<OwnedFd>| r.map(pipe::Receiver::from_owned_fd).transpose();
+    let stdin = child
+        .stdin
+        .take()
+        .map(OwnedFd::from)
+        .map(pipe::Sender::from_owned_fd)
+        .transpose()?;
+    let stdout = reader(child.stdout.take().map(OwnedFd::from))?;
+    let stderr = reader(child.stderr.take().map(OwnedFd::from))?;
+    let write = async move {
+        if let (Some(mut w), Some(data)) = (stdin, input) {
+            let _ = w.write_all(data).await;
+        }
+    };
+    let read = |r: Option<pipe::Receiver>| async move {
+        let mut buf = Vec::new();
+        if let Some(mut r) = r {
+            r.read_to_end(&mut buf).await?;
+        }
+        io::Result::Ok(buf)
+    };
+    let ((), stdout, stderr) = tokio::join!(write, read(stdout), read(stderr));
+    Ok((stdout?, stderr?))
 }
 
 #[cfg(test)]

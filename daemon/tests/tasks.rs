@@ -88,6 +88,22 @@ fn expect_output(out: &std::process::Output, stdout: &str, code: i32) {
     assert_eq!(out.status.code(), Some(code));
 }
 
+/// `ctr run --rm` of `script` in container `id` with its output going to
+/// log URI `uri`, which must succeed.
+fn run_logged(f: &Fixture, uri: &str, id: &str, script: &str) {
+    ok(f.ctr(&[
+        "run",
+        "--rm",
+        "--log-uri",
+        uri,
+        &f.image,
+        id,
+        "sh",
+        "-c",
+        script,
+    ]));
+}
+
 /// Debian's `ctr events` for this test's namespace, running until killed.
 fn events(f: &Fixture) -> std::process::Child {
     Command::new(debian_ctr())
@@ -1000,17 +1016,7 @@ async fn a_binary_log_uri_gets_the_output() {
     std::fs::set_permissions(&logger, std::fs::Permissions::from_mode(0o755)).unwrap();
     let out = dir.path().join("out");
     let uri = format!("binary://{}?file={}", logger.display(), out.display());
-    ok(f.ctr(&[
-        "run",
-        "--rm",
-        "--log-uri",
-        &uri,
-        &f.image,
-        "logged",
-        "sh",
-        "-c",
-        "echo to-log; echo err-log >&2",
-    ]));
+    run_logged(&f, &uri, "logged", "echo to-log; echo err-log >&2");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let got = std::fs::read_to_string(&out).unwrap_or_default();
@@ -1033,17 +1039,7 @@ async fn a_file_log_uri_gets_both_streams_appended() {
     let log = dir.path().join("log");
     std::fs::write(&log, "before\n").unwrap();
     let uri = format!("file://{}", log.display());
-    ok(f.ctr(&[
-        "run",
-        "--rm",
-        "--log-uri",
-        &uri,
-        &f.image,
-        "filelogged",
-        "sh",
-        "-c",
-        "seq 1 50000; echo err-log >&2",
-    ]));
+    run_logged(&f, &uri, "filelogged", "seq 1 50000; echo err-log >&2");
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(
         text.starts_with("before\n"),

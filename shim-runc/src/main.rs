@@ -450,12 +450,10 @@ fn serve(args: Args) -> Result<()> {
         })?;
     runtime.block_on(async move {
         let reaper = reaper::Reaper::default();
-        let sigchld =
-            relay::registered(sigchld, tokio::io::Interest::READABLE).map_err(|source| {
-                Error::Setup {
-                    what: "SIGCHLD",
-                    source,
-                }
+        let sigchld = crated_core::child::registered(sigchld, tokio::io::Interest::READABLE)
+            .map_err(|source| Error::Setup {
+                what: "SIGCHLD",
+                source,
             })?;
         tokio::spawn(reap_on_sigchld(reaper.clone(), sigchld));
         let ttrpc_address = std::env::var("TTRPC_ADDRESS").unwrap_or_default();

@@ -49,7 +49,7 @@ impl<T: AsFd> AsRawFd for Raw<T> {
     }
 }
 
-impl crate::relay::OwnsFd for Raw<Inotify> {}
+impl crated_core::child::OwnsFd for Raw<Inotify> {}
 
 /// cgroup v2: `notify` for each rise of `oom_kill` in the `memory.events`
 /// file at `events`, until the file goes (the cgroup removed: the watch
@@ -64,7 +64,7 @@ async fn watch_events(events: PathBuf, notify: impl Fn()) {
     {
         return;
     }
-    let Ok(inotify) = crate::relay::registered(Raw(inotify), Interest::READABLE) else {
+    let Ok(inotify) = crated_core::child::registered(Raw(inotify), Interest::READABLE) else {
         return;
     };
     let mut seen = std::fs::read_to_string(&events)
@@ -120,7 +120,7 @@ fn register_v1(dir: &Path) -> Option<(OwnedFd, std::fs::File, PathBuf)> {
 /// cgroup v1: `notify` for each count the eventfd reads, until the cgroup
 /// is removed (which fires the eventfd too).
 async fn watch_v1((event, _control, dir): (OwnedFd, std::fs::File, PathBuf), notify: impl Fn()) {
-    let Ok(event) = crate::relay::registered(event, Interest::READABLE) else {
+    let Ok(event) = crated_core::child::registered(event, Interest::READABLE) else {
         return;
     };
     loop {

@@ -12,15 +12,12 @@
 //! old pid would look exited the moment it started.
 
 use std::collections::HashMap;
-use std::os::fd::OwnedFd;
 use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::unix::pipe;
 use tokio::sync::{oneshot, watch};
 
 /// How a process ended: its status as containerd reports it (the code,
@@ -118,36 +115,10 @@ impl Reaper {
         };
         // Read and written on the runtime, not on threads of their own: a
         // thread per command would be spawned for every runc call and stay
-        // in an idle shim's memory for a while after.
-        let pipes = (|| -> std::io::Result<_> {
-            let reader = |r: Option<OwnedFd>| r.map(pipe::Receiver::from_owned_fd).transpose();
-            Ok((
-                child
-                    .stdin
-                    .take()
-                    .map(OwnedFd::from)
-                    .map(pipe::Sender::from_owned_fd)
-                    .transpose()?,
-                reader(child.stdout.take().map(OwnedFd::from))?,
-                reader(child.stderr.take().map(OwnedFd::from))?,
-            ))
-        })();
-        // The Child is not waited on: the reaper owns the exit.
+        // in an idle shim's memory for a while after. The Child is not
+        // waited on: the reaper owns the exit.
+        let (stdout, stderr) = crated_core::child::exchange(&mut child, stdin.as_deref()).await?;
         drop(child);
-        let (input, out, err) = pipes?;
-        let write = async move {
-            if let (Some(mut w), Some(data)) = (input, stdin) {
-                let _ = w.write_all(&data).await;
-            }
-        };
-        let read = |r: Option<pipe::Receiver>| async move {
-            let mut buf = Vec::new();
-            if let Some(mut r) = r {
-                let _ = r.read_to_end(&mut buf).await;
-            }
-            buf
-        };
-        let ((), stdout, stderr) = tokio::join!(write, read(out), read(err));
         let code = rx
             .await
             .map_err(|_| std::io::Error::other("command exit lost"))?;

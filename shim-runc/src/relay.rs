@@ -33,25 +33,10 @@ fn nonblocking(fd: &OwnedFd) -> io::Result<()> {
     Ok(())
 }
 
-/// A type that owns its descriptor for as long as it lives and never
-/// swaps it for another: what the runtime may wait on.
-pub trait OwnsFd: AsRawFd {}
-
-impl OwnsFd for OwnedFd {}
-
-impl OwnsFd for nix::sys::signalfd::SignalFd {}
-
-/// Registers `inner`'s descriptor with the runtime (call on it).
-pub fn registered<T: OwnsFd>(inner: T, interest: Interest) -> io::Result<AsyncFd<T>> {
-    // SAFETY: an `OwnsFd` keeps one open descriptor from here until it is
-    // dropped, which the AsyncFd does after deregistering it.
-    unsafe { AsyncFd::register_with_interest(inner, interest) }.map_err(io::Error::from)
-}
-
 /// Registers `fd`, made non-blocking, with the runtime.
 fn register(fd: OwnedFd, interest: Interest) -> io::Result<AsyncFd<OwnedFd>> {
     nonblocking(&fd)?;
-    registered(fd, interest)
+    crated_core::child::registered(fd, interest)
 }
 
 /// Whether `fd` reports any of `events` (or a hang-up or error) right now.
@@ -183,6 +168,39 @@ mod tests {
         nix::unistd::pipe2(OFlag::O_CLOEXEC).expect("pipe")
     }
 
+    /// A client's stdin fifo in a directory of its own (`stdin`), opened
+    /// for the relay as the shim opens it.
+    fn client_fifo() -> (tempfile::TempDir, OwnedFd) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = dir.path().join("stdin");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .expect("mkfifo");
+        let from = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .expect("open fifo")
+            .into();
+        (dir, from)
+    }
+
+    /// Waits (at most `limit`, else fails with `what`) for `relay` to
+    /// end without an error.
+    fn ends(
+        rt: &tokio::runtime::Runtime,
+        relay: tokio::task::JoinHandle<io::Result<()>>,
+        limit: Duration,
+        what: &str,
+    ) {
+        rt.block_on(async {
+            tokio::time::timeout(limit, relay)
+                .await
+                .expect(what)
+                .expect("relay task")
+                .expect("relay");
+        });
+    }
+
     /// A runtime whose worker runs the relay while the test blocks in
     /// reads and writes of its own.
     fn runtime() -> tokio::runtime::Runtime {
@@ -216,13 +234,7 @@ mod tests {
             r.read_to_end(&mut got).expect("read");
             got
         });
-        rt.block_on(async {
-            tokio::time::timeout(Duration::from_secs(20), relay)
-                .await
-                .expect("relay ended")
-                .expect("relay task")
-                .expect("relay");
-        });
+        ends(&rt, relay, Duration::from_secs(20), "relay ended");
         writer.join().expect("writer");
         let got = reader.join().expect("reader");
         assert_eq!(got.len(), expected.len());
@@ -235,16 +247,8 @@ mod tests {
     #[test]
     fn input_waits_for_the_client_and_ends_with_the_process() {
         let rt = runtime();
-        let dir = tempfile::tempdir().expect("tempdir");
+        let (dir, from) = client_fifo();
         let fifo = dir.path().join("stdin");
-        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
-            .expect("mkfifo");
-        let from: OwnedFd = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(&fifo)
-            .expect("open fifo")
-            .into();
         let (to_r, to_w) = pipe();
         let relay = rt.spawn(input(from, to_w));
         rt.block_on(async {
@@ -264,13 +268,12 @@ mod tests {
         process.read_exact(&mut got).expect("read");
         assert_eq!(&got, b"hello\n");
         drop(process);
-        rt.block_on(async {
-            tokio::time::timeout(Duration::from_secs(10), relay)
-                .await
-                .expect("the relay outlived the process")
-                .expect("relay task")
-                .expect("relay");
-        });
+        ends(
+            &rt,
+            relay,
+            Duration::from_secs(10),
+            "the relay outlived the process",
+        );
         drop(client);
     }
 
@@ -278,26 +281,17 @@ mod tests {
     #[test]
     fn input_ends_when_the_client_closes() {
         let rt = runtime();
-        let dir = tempfile::tempdir().expect("tempdir");
+        let (dir, from) = client_fifo();
         let fifo = dir.path().join("stdin");
-        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
-            .expect("mkfifo");
-        let from: OwnedFd = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(&fifo)
-            .expect("open fifo")
-            .into();
         let (to_r, to_w) = pipe();
         let relay = rt.spawn(input(from, to_w));
         std::fs::write(&fifo, b"all of it").expect("write fifo");
-        rt.block_on(async {
-            tokio::time::timeout(Duration::from_secs(10), relay)
-                .await
-                .expect("the relay did not end with the client")
-                .expect("relay task")
-                .expect("relay");
-        });
+        ends(
+            &rt,
+            relay,
+            Duration::from_secs(10),
+            "the relay did not end with the client",
+        );
         let mut got = String::new();
         std::fs::File::from(to_r)
             .read_to_string(&mut got)
