@@ -159,11 +159,26 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
         );
     };
     let rest = args.iter().skip(1).skip_while(|a| *a == "--");
+    // xtask itself runs from `<target>/debug/xtask`.
+    let target_dir = std::env::current_exe()?
+        .parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .context("xtask's executable has no target directory")?;
     run(cargo().args(["build", "--release", "--workspace", "--bins"]))?;
+    // The harness is built in a target directory of its own: with its
+    // dev-dependencies cargo resolves other features for the shared crates,
+    // and in the one target directory it would rebuild the whole release
+    // tree each time and overwrite the `crated` under test with that build.
     run(cargo()
+        .env("CARGO_TARGET_DIR", target_dir.join("bench-harness"))
+        .env(BENCH_BINARIES, target_dir.join("release"))
         .args(["bench", "-p", package, "--bench", target, "--"])
         .args(rest))
 }
+
+/// Tells a benchmark where the release binaries it measures are.
+const BENCH_BINARIES: &str = "CRATED_BENCH_BINARIES";
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -127,14 +127,19 @@ pub fn median(mut samples: Vec<Duration>) -> Duration {
     samples[samples.len() / 2]
 }
 
-/// The release `crated` (or another workspace binary) next to the
-/// benchmark's `deps/` directory.
+/// The release `crated` (or another workspace binary): in
+/// `$CRATED_BENCH_BINARIES` (set by `cargo xtask bench`, which builds the
+/// binaries apart from the harness), else next to the benchmark's `deps/`
+/// directory.
 pub fn workspace_binary(name: &str) -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .context("benchmark executable has no target directory")?;
+    let dir = match std::env::var_os("CRATED_BENCH_BINARIES") {
+        Some(dir) => PathBuf::from(dir),
+        None => std::env::current_exe()?
+            .parent()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .context("benchmark executable has no target directory")?,
+    };
     let path = dir.join(name);
     if !path.exists() {
         bail!(
