@@ -188,8 +188,11 @@ async fn ingest(channel: Channel, size: usize, run: usize) -> anyhow::Result<Dur
     Ok(took)
 }
 
-fn container(id: String, i: usize) -> containers::Container {
-    containers::Container {
+/// A container as `ctr run` makes one: containerd's default spec for it
+/// (the spec is most of a container's record).
+fn container(ns: &Namespace, id: String, i: usize) -> anyhow::Result<containers::Container> {
+    let spec = crated_client::spec::generate(&crated_client::spec::SpecContext::new(ns, &id), &[])?;
+    Ok(containers::Container {
         labels: [("app".to_string(), format!("svc-{}", i % 50))]
             .into_iter()
             .collect(),
@@ -200,14 +203,19 @@ fn container(id: String, i: usize) -> containers::Container {
         }),
         spec: Some(prost_types::Any {
             type_url: "types.containerd.io/opencontainers/runtime-spec/1/Spec".into(),
-            // A typical small spec's worth of bytes.
-            value: format!(r#"{{"ociVersion":"1.0.2","hostname":"{id}","process":{{"args":["sh"],"env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"cwd":"/"}},"root":{{"path":"rootfs"}}}}"#).into_bytes(),
+            value: serde_json::to_vec(&spec)?,
         }),
         snapshotter: "overlayfs".into(),
         snapshot_key: id.clone(),
         id,
         ..Default::default()
-    }
+    })
+}
+
+/// The size of the spec [`container`] gives each container.
+fn spec_size() -> anyhow::Result<usize> {
+    let spec = container(&ops_namespace(), "c-0-00000".into(), 0)?.spec;
+    Ok(spec.map_or(0, |s| s.value.len()))
 }
 
 /// A label that keeps what the benchmark makes from the collector, as
@@ -265,7 +273,7 @@ async fn create_containers(
                 .create(request_in(
                     &ns,
                     containers::CreateContainerRequest {
-                        container: Some(container(id, i)),
+                        container: Some(container(&ns, id, i)?),
                     },
                 ))
                 .await?;
@@ -408,6 +416,9 @@ async fn measure(daemon: &Daemon, o: &Options) -> anyhow::Result<Row> {
 struct CtrOps {
     snapshot_op: Duration,
     containers_ls: Duration,
+    /// The daemon's CPU time per `containers ls`: what ctr's own start-up
+    /// and decoding leave out.
+    containers_ls_cpu: Duration,
     containers_rm: Duration,
     content_rm: Duration,
 }
@@ -449,11 +460,14 @@ async fn ctr_ops(daemon: &Daemon, o: &Options, round: usize) -> anyhow::Result<C
         .map(|i| format!("c-{round}-{i:05}"))
         .collect();
     create_containers(channel.clone(), &ns, &ids, true).await?;
+    let cpu_before = daemon.cpu_time();
     let containers_ls = median(
         (0..o.runs.max(1))
             .map(|_| ctr(address, &ns, ["containers", "ls"]))
             .collect::<anyhow::Result<_>>()?,
     );
+    let containers_ls_cpu =
+        daemon.cpu_time().saturating_sub(cpu_before) / u32::try_from(o.runs.max(1))?;
     let containers_rm = ctr_chunks(address, &ns, &["containers", "rm"], &ids)?;
     let left = containers::containers_client::ContainersClient::new(channel.clone())
         .list(request_in(
@@ -476,6 +490,7 @@ async fn ctr_ops(daemon: &Daemon, o: &Options, round: usize) -> anyhow::Result<C
     Ok(CtrOps {
         snapshot_op,
         containers_ls,
+        containers_ls_cpu,
         containers_rm,
         content_rm,
     })
@@ -556,14 +571,23 @@ fn main() -> anyhow::Result<()> {
     }
     if o.rounds > 0 {
         type Figure = fn(&CtrOps) -> Duration;
-        let figures: [(String, Figure); 4] = [
+        let figures: [(String, Figure); 5] = [
             (
                 "snapshot prepare / commit / remove via `ctr`, per op".into(),
                 |r| r.snapshot_op,
             ),
-            (format!("`ctr containers ls` with {}", o.objects), |r| {
-                r.containers_ls
-            }),
+            (
+                format!(
+                    "`ctr containers ls` with {} (specs of {} bytes)",
+                    o.objects,
+                    spec_size()?
+                ),
+                |r| r.containers_ls,
+            ),
+            (
+                "the daemon's CPU time per `ctr containers ls` of those".into(),
+                |r| r.containers_ls_cpu,
+            ),
             (
                 format!("`ctr containers rm` of {} (100 per call)", o.objects),
                 |r| r.containers_rm,

@@ -4,11 +4,12 @@ use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use crated_core::containers::{Container, ContainerStore, Runtime};
+use crated_core::descriptor::Any;
 use crated_core::filters::{self, Adaptor};
 use crated_core::{identifiers, labels, Namespace, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::db::{decode, encode};
+use crate::db::{decode, encode, split_payload, with_payload};
 use crate::records::{non_empty, set_entry, StoredAny};
 use crate::{keys, Db, Error};
 
@@ -27,7 +28,12 @@ struct Record {
     image: String,
     runtime_name: String,
     runtime_options: Option<StoredAny>,
+    /// The spec in the JSON, as hex: records written before schema 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     spec: Option<StoredAny>,
+    /// The spec's type; its bytes are the record's payload (schema 3 on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    spec_type: Option<String>,
     snapshotter: String,
     snapshot_key: String,
     created_at: SystemTime,
@@ -44,7 +50,8 @@ impl Record {
             image: c.image.clone(),
             runtime_name: c.runtime.name.clone(),
             runtime_options: c.runtime.options.as_ref().map(StoredAny::from),
-            spec: c.spec.as_ref().map(StoredAny::from),
+            spec: None,
+            spec_type: c.spec.as_ref().map(|spec| spec.type_url.clone()),
             snapshotter: c.snapshotter.clone(),
             snapshot_key: c.snapshot_key.clone(),
             created_at: c.created_at,
@@ -58,16 +65,38 @@ impl Record {
         }
     }
 
-    fn into_container(self, id: String) -> Result<Container> {
-        Ok(Container {
+    /// The stored form of `c`: its record, the spec's bytes as payload.
+    fn encode(c: &Container) -> Result<Vec<u8>, Error> {
+        let json = encode(&format!("container {:?}", c.id), &Self::of(c))?;
+        Ok(match &c.spec {
+            Some(spec) => with_payload(json, &spec.value),
+            None => json,
+        })
+    }
+
+    /// Reads a stored container back (either form of its spec).
+    fn decode(id: String, raw: &[u8]) -> Result<Container, Error> {
+        let mut record: Self = decode(&format!("container {id:?}"), raw)?;
+        let spec = match record.spec_type.take() {
+            Some(type_url) => Some(Any {
+                type_url,
+                value: split_payload(raw).1.unwrap_or_default().to_vec(),
+            }),
+            None => record.spec.take().map(StoredAny::into_any),
+        };
+        Ok(record.into_container(id, spec))
+    }
+
+    fn into_container(self, id: String, spec: Option<Any>) -> Container {
+        Container {
             id,
             labels: self.labels,
             image: self.image,
             runtime: Runtime {
                 name: self.runtime_name,
-                options: self.runtime_options.map(|a| a.to_any()).transpose()?,
+                options: self.runtime_options.map(StoredAny::into_any),
             },
-            spec: self.spec.map(|a| a.to_any()).transpose()?,
+            spec,
             snapshotter: self.snapshotter,
             snapshot_key: self.snapshot_key,
             created_at: self.created_at,
@@ -75,10 +104,10 @@ impl Record {
             extensions: self
                 .extensions
                 .into_iter()
-                .map(|(k, v)| v.to_any().map(|a| (k, a)))
-                .collect::<Result<_, Error>>()?,
+                .map(|(k, v)| (k, v.into_any()))
+                .collect(),
             sandbox: self.sandbox,
-        })
+        }
     }
 }
 
@@ -135,7 +164,7 @@ impl ContainerStore for Db {
         let raw = self
             .read(|tx| tx.get(&key(ns, id)))?
             .ok_or_else(|| not_found(ns, id))?;
-        decode::<Record>(&format!("container {id:?}"), &raw)?.into_container(id.to_owned())
+        Ok(Record::decode(id.to_owned(), &raw)?)
     }
 
     async fn list(&self, ns: &Namespace, filter_strings: &[String]) -> Result<Vec<Container>> {
@@ -144,8 +173,7 @@ impl ContainerStore for Db {
         let mut out = Vec::new();
         for (k, raw) in self.read(|tx| tx.scan(&prefix))? {
             let id = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
-            let container =
-                decode::<Record>(&format!("container {id:?}"), &raw)?.into_container(id)?;
+            let container = Record::decode(id, &raw)?;
             if filter.matches(&Fields(&container)) {
                 out.push(container);
             }
@@ -168,13 +196,7 @@ impl ContainerStore for Db {
                 .into());
             }
             tx.ensure_namespace(ns)?;
-            tx.put(
-                k,
-                encode(
-                    &format!("container {:?}", container.id),
-                    &Record::of(&container),
-                )?,
-            );
+            tx.put(k, Record::encode(&container)?);
             Ok(container.clone())
         })
     }
@@ -189,8 +211,7 @@ impl ContainerStore for Db {
         self.write(|tx| {
             let k = key(ns, &container.id);
             let raw = tx.get(&k)?.ok_or_else(|| not_found(ns, &container.id))?;
-            let mut updated = decode::<Record>(&format!("container {:?}", container.id), &raw)?
-                .into_container(container.id.clone())?;
+            let mut updated = Record::decode(container.id.clone(), &raw)?;
             let default_paths =
                 ["labels", "spec", "extensions", "image", "snapshotkey"].map(String::from);
             let paths: &[String] = if fieldpaths.is_empty() {
@@ -240,13 +261,7 @@ impl ContainerStore for Db {
             }
             validate(&updated)?;
             updated.updated_at = SystemTime::now();
-            tx.put(
-                k,
-                encode(
-                    &format!("container {:?}", container.id),
-                    &Record::of(&updated),
-                )?,
-            );
+            tx.put(k, Record::encode(&updated)?);
             Ok(updated)
         })
     }
@@ -268,7 +283,6 @@ impl ContainerStore for Db {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crated_core::descriptor::Any;
     use crated_core::Kind;
 
     fn container(id: &str) -> Container {
@@ -369,5 +383,82 @@ mod tests {
                 .collect();
             assert_eq!(ids, ["dotted"], "{filter}");
         }
+    }
+
+    /// A spec with every byte value, NULs and non-UTF-8 included.
+    fn binary_spec() -> Any {
+        Any {
+            type_url: "types.containerd.io/opencontainers/runtime-spec/1/Spec".into(),
+            value: (0..=255u8).cycle().take(1000).collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_spec_is_stored_as_its_bytes_after_the_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        let ns = Namespace::new("default").unwrap();
+        let mut c = container("raw");
+        c.spec = Some(binary_spec());
+        c.extensions = [("ext".to_string(), binary_spec())].into();
+        db.create(&ns, c.clone()).await.unwrap();
+
+        let raw = db.tree().get(key(&ns, "raw")).unwrap().unwrap();
+        let (json, payload) = split_payload(&raw);
+        assert_eq!(payload, Some(&binary_spec().value[..]));
+        let text = std::str::from_utf8(json).unwrap();
+        assert!(
+            text.contains(r#""spec_type":"types.containerd.io"#),
+            "{text}"
+        );
+
+        for read in [
+            db.get(&ns, "raw").await.unwrap(),
+            db.list(&ns, &[]).await.unwrap().remove(0),
+        ] {
+            assert_eq!(read.spec, c.spec);
+            assert_eq!(read.extensions, c.extensions);
+        }
+        // Readers of the JSON alone (the collector, fsck's inventory) still
+        // find the container's snapshot.
+        let inventory = db.inventory().unwrap();
+        assert_eq!(inventory.containers.len(), 1);
+        assert_eq!(inventory.containers[0].snapshot_key, "raw");
+    }
+
+    #[tokio::test]
+    async fn a_record_of_schema_two_is_read_and_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        let ns = Namespace::new("default").unwrap();
+        db.create(&ns, container("old")).await.unwrap();
+        // The record as schema 2 wrote it: the spec as hex in the JSON.
+        let old = serde_json::json!({
+            "labels": {"a": "1"},
+            "image": "docker.io/library/busybox:latest",
+            "runtime_name": "io.containerd.runc.v2",
+            "runtime_options": null,
+            "spec": {"type_url": "types.containerd.io/opencontainers/runtime-spec/1/Spec", "value": "7b2278223a317d"},
+            "snapshotter": "overlayfs",
+            "snapshot_key": "old",
+            "created_at": {"secs_since_epoch": 1, "nanos_since_epoch": 0},
+            "updated_at": {"secs_since_epoch": 1, "nanos_since_epoch": 0},
+            "extensions": {},
+        });
+        db.tree()
+            .insert(key(&ns, "old"), serde_json::to_vec(&old).unwrap())
+            .unwrap();
+
+        let read = db.get(&ns, "old").await.unwrap();
+        assert_eq!(read.spec.as_ref().unwrap().value, br#"{"x":1}"#);
+        assert_eq!(read.labels["a"], "1");
+
+        let mut change = read.clone();
+        change.labels = [("a".to_string(), "2".to_string())].into();
+        db.update(&ns, change, &["labels.a".into()]).await.unwrap();
+        let raw = db.tree().get(key(&ns, "old")).unwrap().unwrap();
+        assert_eq!(split_payload(&raw).1, Some(&br#"{"x":1}"#[..]));
+        let again = db.get(&ns, "old").await.unwrap();
+        assert_eq!((again.labels["a"].as_str(), again.spec), ("2", read.spec));
     }
 }

@@ -22,8 +22,30 @@ pub const DIR_NAME: &str = "io.containerd.metadata.v1.sled";
 
 const TREE: &str = "v1";
 
+/// Splits a stored value into its JSON text and the raw bytes after it.
+///
+/// A record is JSON text, which never holds a NUL byte; since schema 3 a
+/// record may carry a payload of raw bytes after a NUL (a container's spec:
+/// most of its record, which as hex in the JSON cost listings most of
+/// their time to decode). Readers of the JSON alone ignore the payload.
+pub(crate) fn split_payload(raw: &[u8]) -> (&[u8], Option<&[u8]>) {
+    match raw.iter().position(|&b| b == 0) {
+        Some(at) => (&raw[..at], Some(&raw[at + 1..])),
+        None => (raw, None),
+    }
+}
+
+/// `json` followed by `payload` as [`split_payload`] reads them.
+pub(crate) fn with_payload(mut json: Vec<u8>, payload: &[u8]) -> Vec<u8> {
+    json.reserve(payload.len() + 1);
+    json.push(0);
+    json.extend_from_slice(payload);
+    json
+}
+
+/// Decodes a record's JSON text (any payload after it is left alone).
 pub(crate) fn decode<T: serde::de::DeserializeOwned>(what: &str, raw: &[u8]) -> Result<T, Error> {
-    serde_json::from_slice(raw).map_err(|source| Error::Decode {
+    serde_json::from_slice(split_payload(raw).0).map_err(|source| Error::Decode {
         what: what.to_owned(),
         source,
     })

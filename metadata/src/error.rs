@@ -102,12 +102,6 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
-    /// A stored protobuf `Any` value is not the hex it is written as.
-    #[error("stored value of {type_url} is not hex")]
-    NotHex {
-        /// The value's type.
-        type_url: String,
-    },
     /// The schema version key does not hold a number.
     #[error("metadata schema version {raw:?} is not a number")]
     SchemaUnreadable {
@@ -545,11 +539,9 @@ impl KindError for Error {
             | E::SnapshotNotMountable { .. }
             | E::SnapshotNotActive { .. }
             | E::SnapshotHasChildren { .. } => Kind::FailedPrecondition,
-            E::Decode { .. }
-            | E::Encode { .. }
-            | E::NotHex { .. }
-            | E::OpenTask { .. }
-            | E::StillShared { .. } => Kind::Unknown,
+            E::Decode { .. } | E::Encode { .. } | E::OpenTask { .. } | E::StillShared { .. } => {
+                Kind::Unknown
+            }
         }
     }
 }

@@ -9,7 +9,7 @@
 //! | --- | --- |
 //! | `meta` `\0` `schema_version` | schema version, decimal ASCII |
 //! | `ns` `\0` `<namespace>` | [`NamespaceRecord`](crate) as JSON: labels |
-//! | `obj` `\0` `<namespace>` `\0` `<kind>` `\0` `<id…>` | the record of one object |
+//! | `obj` `\0` `<namespace>` `\0` `<kind>` `\0` `<id…>` | the record of one object: JSON; a container's then `\0` and its spec's bytes (schema 3) |
 //! | `idx` `\0` `<namespace>` `\0` `snapshot-children` `\0` `<snapshotter>` `\0` `<parent>` `\0` `<child>` | empty: `child` names `parent` |
 //!
 //! Object kinds, filled by later subsystems: `images` (id = image name),

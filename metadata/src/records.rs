@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use crate::Error;
 use crated_core::descriptor::Any;
 use serde::{Deserialize, Serialize};
 
@@ -32,45 +31,93 @@ pub(crate) fn non_empty(map: &BTreeMap<String, String>) -> BTreeMap<String, Stri
 #[derive(Serialize, Deserialize, Clone)]
 pub(crate) struct StoredAny {
     type_url: String,
-    value: String,
+    value: Hex,
 }
 
 impl From<&Any> for StoredAny {
     fn from(any: &Any) -> Self {
-        let mut value = String::with_capacity(any.value.len() * 2);
-        for b in &any.value {
-            value.push(char::from_digit(u32::from(b >> 4), 16).unwrap_or('0'));
-            value.push(char::from_digit(u32::from(b & 15), 16).unwrap_or('0'));
-        }
         Self {
             type_url: any.type_url.clone(),
-            value,
+            value: Hex(any.value.clone()),
         }
     }
 }
 
 impl StoredAny {
-    pub(crate) fn to_any(&self) -> Result<Any, Error> {
-        let not_hex = || Error::NotHex {
-            type_url: self.type_url.clone(),
-        };
-        let digits = self.value.as_bytes();
-        if digits.len() % 2 != 0 {
-            return Err(not_hex());
+    pub(crate) fn into_any(self) -> Any {
+        Any {
+            type_url: self.type_url,
+            value: self.value.0,
         }
-        let mut value = Vec::with_capacity(digits.len() / 2);
-        for pair in digits.chunks(2) {
-            let hi = (pair[0] as char).to_digit(16);
-            let lo = (pair[1] as char).to_digit(16);
-            match (hi, lo) {
-                (Some(h), Some(l)) => value.push(u8::try_from(h * 16 + l).unwrap_or(0)),
-                _ => return Err(not_hex()),
+    }
+}
+
+/// Bytes written as a string of hex digits (lowercase; either case read).
+///
+/// A container's spec is most of its record, so listing containers is
+/// mostly decoding this: the digits are decoded straight from the record's
+/// text (no copy of the string first) through a table.
+#[derive(Clone)]
+struct Hex(Vec<u8>);
+
+const DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+/// The value of each byte as a hex digit; `INVALID` where it is none.
+static VALUES: [u8; 256] = {
+    let mut table = [INVALID; 256];
+    let mut i = 0;
+    while i < 16 {
+        table[DIGITS[i] as usize] = i as u8;
+        table[DIGITS[i].to_ascii_uppercase() as usize] = i as u8;
+        i += 1;
+    }
+    table
+};
+
+const INVALID: u8 = 0xff;
+
+fn decode_hex(digits: &[u8]) -> Option<Vec<u8>> {
+    if digits.len() % 2 != 0 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(digits.len() / 2);
+    for pair in digits.chunks_exact(2) {
+        let (hi, lo) = (VALUES[usize::from(pair[0])], VALUES[usize::from(pair[1])]);
+        if hi == INVALID || lo == INVALID {
+            return None;
+        }
+        out.push(hi << 4 | lo);
+    }
+    Some(out)
+}
+
+impl Serialize for Hex {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let text: String = self
+            .0
+            .iter()
+            .flat_map(|b| [DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 15)]])
+            .map(char::from)
+            .collect();
+        serializer.serialize_str(&text)
+    }
+}
+
+impl<'de> Deserialize<'de> for Hex {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Digits;
+        impl serde::de::Visitor<'_> for Digits {
+            type Value = Hex;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string of an even number of hex digits")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Hex, E> {
+                decode_hex(v.as_bytes())
+                    .map(Hex)
+                    .ok_or_else(|| E::custom("stored value is not an even number of hex digits"))
             }
         }
-        Ok(Any {
-            type_url: self.type_url.clone(),
-            value,
-        })
+        deserializer.deserialize_str(Digits)
     }
 }
 
@@ -84,7 +131,24 @@ mod tests {
             type_url: "t".into(),
             value: (0..=255).collect(),
         };
-        assert_eq!(StoredAny::from(&any).to_any().unwrap(), any);
+        let text = serde_json::to_string(&StoredAny::from(&any)).unwrap();
+        assert!(text.contains("00010203"), "{text}");
+        let stored: StoredAny = serde_json::from_str(&text).unwrap();
+        assert_eq!(stored.into_any(), any);
+    }
+
+    #[test]
+    fn hex_reads_either_case_and_refuses_the_rest() {
+        let read = |value: &str| {
+            serde_json::from_str::<StoredAny>(&format!(r#"{{"type_url":"t","value":"{value}"}}"#))
+                .map(StoredAny::into_any)
+        };
+        assert_eq!(read("0aFf").unwrap().value, [0x0a, 0xff]);
+        assert_eq!(read("").unwrap().value, Vec::<u8>::new());
+        for bad in ["abc", "0g", "zz", "éé"] {
+            let error = read(bad).unwrap_err().to_string();
+            assert!(error.contains("hex digits"), "{bad}: {error}");
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crate::{keys, Error};
 type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The schema this build reads and writes.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// One migration: reads the tree and stages the changes that take it from
 /// version `from` to `from + 1`.
@@ -21,7 +21,11 @@ struct Migration {
 
 /// The migrations, in order. Version 0 is a database written before the
 /// version key existed; it had the same layout, so the step only stamps it.
-/// Version 2 added the index of snapshot children.
+/// Version 2 added the index of snapshot children. Version 3 writes a
+/// container's spec as raw bytes after its JSON record instead of as hex in
+/// it; records of either form are read, so the step only stamps the
+/// version (which keeps an older build, that could not read the new form,
+/// from opening the database).
 const MIGRATIONS: &[Migration] = &[
     Migration {
         from: 0,
@@ -30,6 +34,10 @@ const MIGRATIONS: &[Migration] = &[
     Migration {
         from: 1,
         apply: crate::snapshots::index_children,
+    },
+    Migration {
+        from: 2,
+        apply: |_, _| Ok(()),
     },
 ];
 

@@ -84,6 +84,20 @@ impl Daemon {
         Ok(crated_api::dial::connect(&self.address.display().to_string()).await?)
     }
 
+    /// CPU time the daemon's threads alive now have used (their
+    /// `schedstat`, nanosecond-exact, unlike `stat`'s clock ticks).
+    pub fn cpu_time(&self) -> Duration {
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", self.child.id()));
+        let nanos: u64 = tasks
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
+            .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
+            .sum();
+        Duration::from_nanos(nanos)
+    }
+
     /// Resident memory of the daemon process, in KiB.
     pub fn rss_kib(&self) -> u64 {
         self.status_kib("VmRSS")
