@@ -420,7 +420,9 @@ struct CtrOps {
     /// and decoding leave out.
     containers_ls_cpu: Duration,
     containers_rm: Duration,
+    containers_rm_cpu: Duration,
     content_rm: Duration,
+    content_rm_cpu: Duration,
 }
 
 /// Runs `ctr` once per chunk of 100 of `args`, after `verb`; the total.
@@ -468,7 +470,9 @@ async fn ctr_ops(daemon: &Daemon, o: &Options, round: usize) -> anyhow::Result<C
     );
     let containers_ls_cpu =
         daemon.cpu_time().saturating_sub(cpu_before) / u32::try_from(o.runs.max(1))?;
+    let cpu_before = daemon.cpu_time();
     let containers_rm = ctr_chunks(address, &ns, &["containers", "rm"], &ids)?;
+    let containers_rm_cpu = daemon.cpu_time().saturating_sub(cpu_before);
     let left = containers::containers_client::ContainersClient::new(channel.clone())
         .list(request_in(
             &ns,
@@ -486,13 +490,17 @@ async fn ctr_ops(daemon: &Daemon, o: &Options, round: usize) -> anyhow::Result<C
     }
 
     let digests = ingest_blobs(channel, &ns, o.objects, round).await?;
+    let cpu_before = daemon.cpu_time();
     let content_rm = ctr_chunks(address, &ns, &["content", "rm"], &digests)?;
+    let content_rm_cpu = daemon.cpu_time().saturating_sub(cpu_before);
     Ok(CtrOps {
         snapshot_op,
         containers_ls,
         containers_ls_cpu,
         containers_rm,
+        containers_rm_cpu,
         content_rm,
+        content_rm_cpu,
     })
 }
 
@@ -571,7 +579,7 @@ fn main() -> anyhow::Result<()> {
     }
     if o.rounds > 0 {
         type Figure = fn(&CtrOps) -> Duration;
-        let figures: [(String, Figure); 5] = [
+        let figures: [(String, Figure); 7] = [
             (
                 "snapshot prepare / commit / remove via `ctr`, per op".into(),
                 |r| r.snapshot_op,
@@ -592,10 +600,16 @@ fn main() -> anyhow::Result<()> {
                 format!("`ctr containers rm` of {} (100 per call)", o.objects),
                 |r| r.containers_rm,
             ),
+            ("the daemon's CPU time for those".into(), |r| {
+                r.containers_rm_cpu
+            }),
             (
                 format!("`ctr content rm` of {} blobs (100 per call)", o.objects),
                 |r| r.content_rm,
             ),
+            ("the daemon's CPU time for those".into(), |r| {
+                r.content_rm_cpu
+            }),
         ];
         println!();
         let names: Vec<&str> = daemons.iter().map(|d| d.name).collect();

@@ -171,13 +171,16 @@ impl ContainerStore for Db {
         let filter = filters::parse_all(filter_strings)?;
         let prefix = keys::objects_of(ns.as_str(), KIND);
         let mut out = Vec::new();
-        for (k, raw) in self.read(|tx| tx.scan(&prefix))? {
-            let id = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
-            let container = Record::decode(id, &raw)?;
-            if filter.matches(&Fields(&container)) {
-                out.push(container);
-            }
-        }
+        self.read(|tx| {
+            tx.visit(&prefix, |k, raw| {
+                let id = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+                let container = Record::decode(id, raw)?;
+                if filter.matches(&Fields(&container)) {
+                    out.push(container);
+                }
+                Ok(())
+            })
+        })?;
         Ok(out)
     }
 

@@ -280,6 +280,20 @@ impl ReadTx<'_> {
             .collect()
     }
 
+    /// Calls `f` with every key and value under `prefix`, in key order,
+    /// as the database holds them (no copy); stops at `f`'s first error.
+    pub fn visit(
+        &self,
+        prefix: &[u8],
+        mut f: impl FnMut(&[u8], &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        for kv in self.tree.scan_prefix(prefix) {
+            let (key, value) = kv.map_err(Error::Storage)?;
+            f(&key, &value)?;
+        }
+        Ok(())
+    }
+
     /// The first key under `prefix`, if any.
     pub fn first_key(&self, prefix: &[u8]) -> Result<Option<Vec<u8>>> {
         match self.tree.scan_prefix(prefix).next() {

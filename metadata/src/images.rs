@@ -112,13 +112,16 @@ impl ImageStore for Db {
         let filter = filters::parse_all(filter_strings)?;
         let prefix = keys::objects_of(ns.as_str(), KIND);
         let mut out = Vec::new();
-        for (k, raw) in self.read(|tx| tx.scan(&prefix))? {
-            let name = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
-            let image = decode::<Record>(&format!("image {name:?}"), &raw)?.into_image(name)?;
-            if filter.matches(&Fields(&image)) {
-                out.push(image);
-            }
-        }
+        self.read(|tx| {
+            tx.visit(&prefix, |k, raw| {
+                let name = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+                let image = decode::<Record>(&format!("image {name:?}"), raw)?.into_image(name)?;
+                if filter.matches(&Fields(&image)) {
+                    out.push(image);
+                }
+                Ok(())
+            })
+        })?;
         Ok(out)
     }
 

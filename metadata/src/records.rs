@@ -52,11 +52,10 @@ impl StoredAny {
     }
 }
 
-/// Bytes written as a string of hex digits (lowercase; either case read).
-///
-/// A container's spec is most of its record, so listing containers is
-/// mostly decoding this: the digits are decoded straight from the record's
-/// text (no copy of the string first) through a table.
+/// Bytes written as a string of hex digits (lowercase; either case read):
+/// runtime options, extensions, and the specs of records written before
+/// schema 3. Decoded straight from the record's text (no copy of the string
+/// first) through a table.
 #[derive(Clone)]
 struct Hex(Vec<u8>);
 

@@ -85,7 +85,10 @@ impl Daemon {
     }
 
     /// CPU time the daemon's threads alive now have used (their
-    /// `schedstat`, nanosecond-exact, unlike `stat`'s clock ticks).
+    /// `schedstat`, nanosecond-exact, unlike `stat`'s clock ticks). A
+    /// thread that ends between two readings takes its time with it; the
+    /// daemons' threads live long (tokio keeps an idle blocking thread
+    /// 10 s), so over a measurement of a few seconds that is rare.
     pub fn cpu_time(&self) -> Duration {
         let tasks = std::fs::read_dir(format!("/proc/{}/task", self.child.id()));
         let nanos: u64 = tasks
