@@ -64,9 +64,13 @@ pub fn open(path: &Path, cache_capacity: u64) -> Result<Opened, Failure> {
                 source,
             },
         })?;
+    // No background flusher: every write of both stores is flushed before
+    // its call returns, so sled's thread flushing every 500 ms would only
+    // wake the daemon twice a second per store, for nothing to write.
     let db = sled::Config::new()
         .path(path)
         .cache_capacity(cache_capacity)
+        .flush_every_ms(None)
         .open()
         .map_err(|source| {
             if sled_lock_held(path) {
@@ -125,6 +129,22 @@ mod tests {
             }
         };
         assert_eq!(reopened.db.get(b"k").unwrap().unwrap().as_ref(), b"v");
+    }
+
+    #[test]
+    fn no_background_flusher_is_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let opened = open(dir.path(), 1 << 20).unwrap();
+        opened.db.insert(b"k", b"v").unwrap();
+        opened.db.flush().unwrap();
+        // Every open in this process goes through `open`, so none may
+        // have started sled's flusher thread.
+        let flushers = std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|task| std::fs::read_to_string(task.unwrap().path().join("comm")).ok())
+            .filter(|name| name.trim() == "log flusher")
+            .count();
+        assert_eq!(flushers, 0);
     }
 
     #[test]
