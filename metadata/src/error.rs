@@ -53,8 +53,8 @@ pub enum Error {
         /// The database directory.
         path: PathBuf,
     },
-    /// An earlier handle of this process still holds sled's files (its
-    /// background flusher lets go a moment after the drop).
+    /// An earlier handle of this process still holds sled's files (writes
+    /// still in flight on sled's IO threads let go a moment after the drop).
     #[error("metadata database {} is still open in this process: {source}", path.display())]
     StillOpen {
         /// The database directory.

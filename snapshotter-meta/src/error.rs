@@ -39,7 +39,8 @@ pub enum Error {
         path: PathBuf,
     },
     /// An earlier handle of this process still holds the database's files
-    /// (sled's background flusher lets go a moment after the drop).
+    /// (writes still in flight on sled's IO threads let go a moment after
+    /// the drop).
     #[error("snapshot metadata {} is still open in this process: {source}", path.display())]
     StillOpen {
         /// The database directory.

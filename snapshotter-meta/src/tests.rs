@@ -1,7 +1,8 @@
 use super::*;
 
-/// Opens the store; a reopen waits for the previous handle's background
-/// flusher, which holds sled's file lock a moment after the drop.
+/// Opens the store; a reopen waits for the previous handle's writes still
+/// in flight on sled's IO threads, which hold its file lock a moment after
+/// the drop.
 fn open(dir: &Path) -> MetaStore {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
@@ -114,7 +115,7 @@ fn a_busy_store_is_unavailable_and_says_who_holds_it() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("meta.sled");
     // sled's own lock, held by another handle of this process (as a
-    // dropped store's flusher holds it for a moment).
+    // dropped store's in-flight writes hold it for a moment).
     let sled_handle = sled::open(&path).unwrap();
     let err = MetaStore::open(&path).err().expect("sled's lock is held");
     assert!(matches!(err, Error::StillOpen { .. }), "{err}");
