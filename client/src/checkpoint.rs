@@ -39,7 +39,7 @@ use crate::oci::{OciDescriptor, OciIndex};
 use crate::{Client, Error};
 
 /// The type URL of runc's checkpoint options in an `Any`.
-const CRIU_OPTIONS_URL: &str = "containerd.runc.v1.CheckpointOptions";
+pub(crate) const CRIU_OPTIONS_URL: &str = "containerd.runc.v1.CheckpointOptions";
 /// The OCI media type of a gzip layer: the read-write layer's.
 const LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 
@@ -84,7 +84,7 @@ pub struct RestoreOptions {
 }
 
 /// The status of `id`'s task, or None when it has none.
-async fn task_status(client: &Client, id: &str) -> Result<Option<Status>> {
+pub(crate) async fn task_status(client: &Client, id: &str) -> Result<Option<Status>> {
     match client
         .services()
         .tasks
@@ -126,20 +126,39 @@ pub async fn checkpoint(
         return Err(Error::NoTaskToCheckpoint { id: id.to_owned() }.into());
     }
     let lease = Temporary::create(client).await?;
+    let result = while_paused(
+        client,
+        id,
+        name,
+        status,
+        options.exit,
+        checkpoint_leased(client, id, name, options, lease.id()),
+    )
+    .await;
+    lease.release().await;
+    result
+}
+
+/// Runs `work` with `id`'s task paused when its `status` is running, and
+/// resumes it after. A task that `exited` with its dump cannot be resumed;
+/// any other that stays paused is an error naming the checkpoint `name`,
+/// for the caller to know.
+pub(crate) async fn while_paused<T>(
+    client: &Client,
+    id: &str,
+    name: &str,
+    status: Option<Status>,
+    exited: bool,
+    work: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
     let paused_by_us = status == Some(Status::Running);
     if paused_by_us {
-        if let Err(e) = set_paused(client, id, true).await {
-            lease.release().await;
-            return Err(e);
-        }
+        set_paused(client, id, true).await?;
     }
-    let result = checkpoint_leased(client, id, name, options, lease.id()).await;
-    lease.release().await;
+    let result = work.await;
     if paused_by_us {
         let resumed = set_paused(client, id, false).await;
-        // A task that exited with its dump cannot be resumed; any other
-        // that stays paused is the caller's to know.
-        if let (Err(e), false, Ok(_)) = (resumed, options.exit, &result) {
+        if let (Err(e), false, Ok(_)) = (resumed, exited, &result) {
             return Err(Error::NotResumed {
                 name: name.to_owned(),
                 id: id.to_owned(),

@@ -437,6 +437,14 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// A checkpoint archive cannot be written where it was asked for.
+    #[error("checkpoint archive {}: {reason}", path.display())]
+    ArchiveDestination {
+        /// The archive's path as given.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The end of an export could not be written.
     #[error("write archive: {source}")]
     FinishArchive {
@@ -639,8 +647,8 @@ pub enum Error {
         /// The container's id.
         id: String,
     },
-    /// The checkpoint was written, but its task stayed paused.
-    #[error("checkpoint {name:?} written, but task {id:?} could not be resumed: {source}")]
+    /// The task was dumped for a checkpoint, but stayed paused.
+    #[error("checkpoint {name:?} dumped, but task {id:?} could not be resumed: {source}")]
     NotResumed {
         /// The checkpoint image's name.
         name: String,
@@ -873,7 +881,7 @@ impl KindError for Error {
             | Error::NoSnapshotToInclude { .. } => Kind::FailedPrecondition,
 
             Error::UnpullableMediaType { .. } => Kind::NotImplemented,
-            Error::IndexTooDeep { .. } => Kind::InvalidArgument,
+            Error::IndexTooDeep { .. } | Error::ArchiveDestination { .. } => Kind::InvalidArgument,
 
             Error::Blocking { .. } | Error::Encode { .. } | Error::InstallLayerIndex { .. } => {
                 Kind::Unknown

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod checkpoint;
+pub mod checkpoint_archive;
 pub mod cio;
 mod client;
 pub mod containers;

@@ -4,6 +4,7 @@
 
 pub mod attach;
 mod batch;
+mod checkpoint;
 pub mod cni;
 pub mod config;
 pub mod container;
@@ -129,6 +130,9 @@ pub struct Cri {
     streaming: streaming::Streaming,
     /// The containers' writable layers, as last measured.
     layer_usage: usage::LayerUsage,
+    /// Held while a container is checkpointed: two dumps at once would
+    /// each pause and resume the task under the other.
+    checkpointing: tokio::sync::Mutex<()>,
 }
 
 impl Cri {
@@ -165,6 +169,7 @@ impl Cri {
             container_events: tokio::sync::broadcast::channel(container_events::BACKLOG).0,
             streaming: streaming::Streaming::default(),
             layer_usage: usage::LayerUsage::default(),
+            checkpointing: tokio::sync::Mutex::new(()),
         })
     }
 

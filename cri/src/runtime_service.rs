@@ -278,9 +278,12 @@ impl RuntimeService for Cri {
 
     async fn checkpoint_container(
         &self,
-        _: Request<pb::CheckpointContainerRequest>,
+        request: Request<pb::CheckpointContainerRequest>,
     ) -> Result<Response<pb::CheckpointContainerResponse>, Status> {
-        Err(not_built("CheckpointContainer"))
+        self.checkpoint_container(request.into_inner())
+            .await
+            .map_err(to_grpc)?;
+        Ok(Response::new(pb::CheckpointContainerResponse {}))
     }
 
     async fn list_metric_descriptors(

@@ -154,7 +154,10 @@ fn keep_criu_log(work: &std::path::Path, log: &str, bundle: &std::path::Path) ->
     let kept = bundle.join(format!("criu-{log}"));
     let path = match std::fs::copy(&source, &kept) {
         Ok(_) => kept,
-        Err(_) => source,
+        // Named only where it is: criu that fails before it starts (runc's
+        // version check) writes none.
+        Err(_) if source.exists() => source,
+        Err(_) => return "criu wrote no log".to_owned(),
     };
     // criu's first fatal error is the cause; later ones are its
     // unwinding. (It reports a failed rlimit raise and carries on.)

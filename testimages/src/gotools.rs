@@ -1,11 +1,16 @@
-//! Where `cargo xtask deps` puts the Go test tools of cri-tools (crictl and
-//! critest), and how tests find them. They are built from the Go module
-//! proxy into the CI cache; no cri-tools code is in this repository.
+//! Where `cargo xtask deps` puts the Go test tools — cri-tools' crictl and
+//! critest, and checkpointctl, which reads Kubernetes' checkpoint archives
+//! — and how tests find them. They are built from the Go module proxy into
+//! the CI cache; none of their code is in this repository.
 
 use std::path::PathBuf;
 
 /// The cri-tools release critest and crictl are built from.
 pub const CRI_TOOLS_VERSION: &str = "v1.36.0";
+
+/// The checkpointctl release the checkpoint archive tests read archives
+/// with.
+pub const CHECKPOINTCTL_VERSION: &str = "v1.3.0";
 
 /// The cache directory of the Go tools: `$CRATED_CI_CACHE/go`, by default
 /// `/var/cache/crated-ci/go`.
@@ -16,13 +21,13 @@ pub fn go_cache_dir() -> PathBuf {
         .join("go")
 }
 
-/// The directory holding `crictl` and `critest`.
+/// The directory holding `crictl`, `critest` and `checkpointctl`.
 pub fn go_bin_dir() -> PathBuf {
     go_cache_dir().join("bin")
 }
 
-/// The path of a cri-tools binary (`"crictl"` or `"critest"`) when it has
-/// been built; `None` otherwise (run `cargo xtask deps`).
+/// The path of a Go test tool (`"crictl"`, `"critest"`, `"checkpointctl"`)
+/// when it has been built; `None` otherwise (run `cargo xtask deps`).
 pub fn cri_tool(name: &str) -> Option<PathBuf> {
     let path = go_bin_dir().join(name);
     path.is_file().then_some(path)

@@ -1,15 +1,16 @@
-//! cri-tools' crictl and critest, built with the Go toolchain from the Go
-//! module proxy into the CI cache (`crated_testimages::go_bin_dir()`).
+//! cri-tools' crictl and critest, and checkpointctl, built with the Go
+//! toolchain from the Go module proxy into the CI cache
+//! (`crated_testimages::go_bin_dir()`).
 //! crictl is a plain `go install`; critest is a Ginkgo test binary, so it is
 //! compiled with `go test -c` inside a scratch module that requires
-//! cri-tools. A stamp file records the version built, so a warm cache skips
+//! cri-tools. Stamp files record the versions built, so a warm cache skips
 //! the whole step.
 
 use std::path::Path;
 use std::process::Command;
 
 use anyhow::Context as _;
-use crated_testimages::{go_bin_dir, go_cache_dir, CRI_TOOLS_VERSION};
+use crated_testimages::{go_bin_dir, go_cache_dir, CHECKPOINTCTL_VERSION, CRI_TOOLS_VERSION};
 
 const MODULE: &str = "sigs.k8s.io/cri-tools";
 
@@ -32,8 +33,31 @@ fn go(dir: &Path) -> Command {
     cmd
 }
 
-/// Builds crictl and critest unless the stamp says this version is there.
+/// Builds crictl, critest and checkpointctl unless their stamps say these
+/// versions are there.
 pub fn install() -> anyhow::Result<()> {
+    install_cri_tools()?;
+    install_checkpointctl()
+}
+
+/// checkpointctl, which the CRI checkpoint test reads its archives with.
+fn install_checkpointctl() -> anyhow::Result<()> {
+    let bin = go_bin_dir();
+    let stamp = bin.join("checkpointctl.version");
+    let built = std::fs::read_to_string(&stamp).unwrap_or_default();
+    if built.trim() == CHECKPOINTCTL_VERSION && bin.join("checkpointctl").is_file() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(&bin).with_context(|| format!("create {}", bin.display()))?;
+    crate::run(go(&bin).args([
+        "install",
+        &format!("github.com/checkpoint-restore/checkpointctl@{CHECKPOINTCTL_VERSION}"),
+    ]))?;
+    std::fs::write(&stamp, CHECKPOINTCTL_VERSION)?;
+    Ok(())
+}
+
+fn install_cri_tools() -> anyhow::Result<()> {
     let bin = go_bin_dir();
     let stamp = bin.join("cri-tools.version");
     let built = std::fs::read_to_string(&stamp).unwrap_or_default();

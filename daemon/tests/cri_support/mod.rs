@@ -62,6 +62,9 @@ pub struct NodeOptions {
     pub builtin_pause: bool,
     /// `stats_collect_period` (seconds), if not the default.
     pub stats_collect_period: Option<i64>,
+    /// A directory searched before the daemon's `PATH` (and so its shims'
+    /// and runc's): where a working criu is.
+    pub path_prefix: Option<PathBuf>,
 }
 
 impl Node {
@@ -118,7 +121,15 @@ impl Node {
             }
             let config = crate::common::write_config(daemon.dir.path(), "", &section);
             daemon.config = config;
-            daemon.spawn(&[]);
+            match &options.path_prefix {
+                Some(prefix) => {
+                    let mut path = prefix.clone().into_os_string();
+                    path.push(":");
+                    path.push(std::env::var_os("PATH").unwrap_or_default());
+                    daemon.spawn_env(&[], &[("PATH", &path)]);
+                }
+                None => daemon.spawn(&[]),
+            }
             daemon
         })
         .await
