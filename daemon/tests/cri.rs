@@ -69,12 +69,12 @@ async fn version_status_and_runtime_config() {
     );
     // What is not built yet says so, naming it.
     let err = runtime
-        .checkpoint_container(cri::CheckpointContainerRequest::default())
+        .list_metric_descriptors(cri::ListMetricDescriptorsRequest::default())
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unimplemented);
     assert!(
-        err.message().contains("CheckpointContainer"),
+        err.message().contains("metric descriptors"),
         "{}",
         err.message()
     );
