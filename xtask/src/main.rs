@@ -19,6 +19,9 @@
 //! - `cargo xtask registry`: Debian's docker-registry on 127.0.0.1 with the
 //!   test images (busybox, whiteouts, multi-platform, hostile) pushed, until
 //!   Ctrl-C; the tests start their own through `crated-testimages`.
+//! - `cargo xtask order-file`: regenerate `daemon/startup.order`, the
+//!   functions the release `crated` runs at start-up (under valgrind's
+//!   callgrind), which its release link places first (`daemon/build.rs`).
 //! - `cargo xtask bench pull [-- OPTIONS]`: pull + unpack of a large image
 //!   from a loopback registry, and snapshot op latency, against containerd
 //!   1.6 (see `daemon/benches/pull.rs`).
@@ -27,6 +30,7 @@ mod busybox;
 mod criu;
 mod fuzz;
 mod gotools;
+mod order_file;
 mod registry;
 
 use std::path::Path;
@@ -81,6 +85,11 @@ fn install_system_packages() -> anyhow::Result<()> {
         .filter(|(probe, _)| !Path::new(probe).exists())
         .map(|(_, package)| *package)
         .collect();
+    install_packages(&missing)
+}
+
+/// Installs Debian packages `missing` with apt-get (as root).
+pub(crate) fn install_packages(missing: &[&str]) -> anyhow::Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
@@ -93,7 +102,7 @@ fn install_system_packages() -> anyhow::Result<()> {
     run(Command::new("apt-get").arg("update").arg("-qq"))?;
     run(Command::new("apt-get")
         .args(["install", "-y", "-qq", "--no-install-recommends"])
-        .args(&missing)
+        .args(missing)
         .env("DEBIAN_FRONTEND", "noninteractive"))
 }
 
@@ -160,12 +169,7 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
         );
     };
     let rest = args.iter().skip(1).skip_while(|a| *a == "--");
-    // xtask itself runs from `<target>/debug/xtask`.
-    let target_dir = std::env::current_exe()?
-        .parent()
-        .and_then(Path::parent)
-        .map(Path::to_path_buf)
-        .context("xtask's executable has no target directory")?;
+    let target_dir = target_dir()?;
     run(cargo().args(["build", "--release", "--workspace", "--bins"]))?;
     // The harness is built in a target directory of its own: with its
     // dev-dependencies cargo resolves other features for the shared crates,
@@ -176,6 +180,15 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
         .env(BENCH_BINARIES, target_dir.join("release"))
         .args(["bench", "-p", package, "--bench", target, "--"])
         .args(rest))
+}
+
+/// The cargo target directory: xtask itself runs from `<target>/debug/xtask`.
+fn target_dir() -> anyhow::Result<std::path::PathBuf> {
+    std::env::current_exe()?
+        .parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .context("xtask's executable has no target directory")
 }
 
 /// Tells a benchmark where the release binaries it measures are.
@@ -196,18 +209,22 @@ fn main() -> anyhow::Result<()> {
             fuzz::run_all(seconds)
         }
         Some("bench") => bench(&args[1..]),
+        Some("order-file") => order_file::regenerate(&target_dir()?),
         Some("registry") => {
             install_system_packages()?;
             registry::run()
         }
         _ => {
-            eprintln!("usage: cargo xtask <ci|deps|fuzz|bench|registry>");
+            eprintln!("usage: cargo xtask <ci|deps|fuzz|bench|registry|order-file>");
             eprintln!(
                 "  ci    install system packages, fmt check, clippy -D warnings, build, test, fuzz 20 s per target"
             );
             eprintln!("  deps  install the system packages tests use (apt-get)");
             eprintln!("  fuzz [SECONDS]  every fuzz target of fuzz/ for SECONDS each (60)");
             eprintln!("  registry  a loopback docker-registry with the test images, until Ctrl-C");
+            eprintln!(
+                "  order-file  regenerate daemon/startup.order (crated's start-up functions) under callgrind"
+            );
             eprintln!(
                 "  bench storage [-- OPTIONS]  ingest and list benchmarks against containerd 1.6"
             );
