@@ -22,22 +22,21 @@ fn main() {
     if target != "x86_64-unknown-linux-gnu" || profile != "release" || own_linker {
         return;
     }
-    let Ok(dir) = std::env::var("CARGO_MANIFEST_DIR") else {
-        return;
-    };
-    let order = std::path::Path::new(&dir).join("startup.order");
-    if !order.is_file() {
-        return;
-    }
-    println!(
-        "cargo:rustc-link-arg-bin=crated=-Wl,--symbol-ordering-file={}",
-        order.display()
-    );
-    println!("cargo:rustc-link-arg-bin=crated=-Wl,--no-warn-symbol-ordering");
     // The loader applies every relative relocation of a position-
     // independent binary at start, reading the whole table: 24 bytes each
     // as RELA (670 KB here), a few KB packed as RELR (glibc 2.36+, which
     // the binary then requires by symbol version, so an older glibc
     // refuses it by name).
     println!("cargo:rustc-link-arg-bin=crated=-Wl,-z,pack-relative-relocs");
+    let Ok(dir) = std::env::var("CARGO_MANIFEST_DIR") else {
+        return;
+    };
+    let order = std::path::Path::new(&dir).join("startup.order");
+    if order.is_file() {
+        println!(
+            "cargo:rustc-link-arg-bin=crated=-Wl,--symbol-ordering-file={}",
+            order.display()
+        );
+        println!("cargo:rustc-link-arg-bin=crated=-Wl,--no-warn-symbol-ordering");
+    }
 }

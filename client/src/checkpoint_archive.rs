@@ -178,48 +178,48 @@ pub async fn checkpoint_archive(
     })?;
 
     let lease = Temporary::create(client).await?;
-    let dumped = while_paused(
-        client,
-        id,
-        archive.to_string_lossy().as_ref(),
-        status,
-        false,
-        dump(client, &record, &images, &work, lease.id()),
-    )
+    // The lease goes whatever happens: it only keeps the diff while it is
+    // copied into the archive.
+    let written = async {
+        let rw = while_paused(
+            client,
+            id,
+            archive.to_string_lossy().as_ref(),
+            status,
+            false,
+            dump(client, &record, &images, &work, lease.id()),
+        )
+        .await?;
+        let rw = match rw {
+            Some(desc) => Some((
+                desc.size,
+                client
+                    .services()
+                    .content
+                    .reader_at(ns, &desc.digest)
+                    .await?,
+            )),
+            None => None,
+        };
+        let parts = Parts {
+            config,
+            spec,
+            images,
+            work,
+            rw,
+        };
+        let runtime = tokio::runtime::Handle::current();
+        let target = archive.to_owned();
+        tokio::task::spawn_blocking(move || {
+            write_archive(&dir, &file_name, &target, parts, runtime)
+        })
+        .await
+        .map_err(|source| Error::Blocking {
+            what: format!("checkpoint archive {}", archive.display()),
+            source,
+        })?
+    }
     .await;
-    let written = match dumped {
-        Ok(rw) => {
-            let rw = match rw {
-                Some(desc) => Some((
-                    desc.size,
-                    client
-                        .services()
-                        .content
-                        .reader_at(ns, &desc.digest)
-                        .await?,
-                )),
-                None => None,
-            };
-            let parts = Parts {
-                config,
-                spec,
-                images,
-                work: work.clone(),
-                rw,
-            };
-            let runtime = tokio::runtime::Handle::current();
-            let target = archive.to_owned();
-            tokio::task::spawn_blocking(move || {
-                write_archive(&dir, &file_name, &target, parts, runtime)
-            })
-            .await
-            .map_err(|source| Error::Blocking {
-                what: format!("checkpoint archive {}", archive.display()),
-                source,
-            })?
-        }
-        Err(e) => Err(e),
-    };
     lease.release().await;
     written
 }
