@@ -5,6 +5,7 @@
 //! running. criu must be on the shim's `PATH` (runc runs it).
 
 use std::os::unix::fs::DirBuilderExt as _;
+use std::sync::Arc;
 
 use crated_client::checkpoint_archive::{checkpoint_archive, ArchiveInfo};
 use crated_core::{Error, Result};
@@ -24,7 +25,7 @@ impl Cri {
             ));
         }
         let container = self.containers.get(&request.container_id)?;
-        let _one_at_a_time = self.checkpointing.lock().await;
+        let one_at_a_time = Arc::clone(&self.checkpointing).lock_owned().await;
         let state = container.status().state();
         if state != pb::ContainerState::ContainerRunning {
             return Err(Error::failed_precondition(format!(
@@ -67,16 +68,25 @@ impl Cri {
             .recursive(true)
             .create(&scratch)
             .map_err(|e| Error::io(format!("create {}", scratch.display()), e))?;
-        let location = std::path::Path::new(&request.location);
-        let result =
-            checkpoint_archive(&self.client, &container.id, location, &scratch, &info).await;
-        let scratch_for_removal = scratch.clone();
-        let removed =
-            tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&scratch_for_removal))
-                .await;
-        if let Ok(Err(e)) | Err(e) = removed.map_err(std::io::Error::other) {
-            tracing::warn!(dir = %scratch.display(), error = %e, "remove checkpoint scratch");
-        }
-        result
+        // The task is paused for the dump: the work goes on in a task of
+        // its own, so a caller that gives up (a deadline, a closed
+        // connection) cannot leave the container frozen half-way.
+        let (client, id) = (self.client.clone(), container.id.clone());
+        let location = std::path::PathBuf::from(&request.location);
+        let work = tokio::spawn(async move {
+            let _one_at_a_time = one_at_a_time;
+            let result = checkpoint_archive(&client, &id, &location, &scratch, &info).await;
+            let removed = {
+                let scratch = scratch.clone();
+                tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&scratch)).await
+            };
+            if let Ok(Err(e)) | Err(e) = removed.map_err(std::io::Error::other) {
+                tracing::warn!(dir = %scratch.display(), error = %e, "remove checkpoint scratch");
+            }
+            result
+        });
+        work.await.map_err(|e| {
+            Error::unknown(format!("checkpoint of container {:?}: {e}", container.id))
+        })?
     }
 }

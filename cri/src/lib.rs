@@ -132,7 +132,7 @@ pub struct Cri {
     layer_usage: usage::LayerUsage,
     /// Held while a container is checkpointed: two dumps at once would
     /// each pause and resume the task under the other.
-    checkpointing: tokio::sync::Mutex<()>,
+    checkpointing: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Cri {
@@ -169,7 +169,7 @@ impl Cri {
             container_events: tokio::sync::broadcast::channel(container_events::BACKLOG).0,
             streaming: streaming::Streaming::default(),
             layer_usage: usage::LayerUsage::default(),
-            checkpointing: tokio::sync::Mutex::new(()),
+            checkpointing: Arc::default(),
         })
     }
 

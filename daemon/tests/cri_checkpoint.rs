@@ -280,6 +280,44 @@ fn a_running_container_is_checkpointed_into_an_archive_and_runs_on() {
             .unwrap();
         assert!(again > dumped, "{again} after {dumped}");
 
+        // A caller that gives up half-way (its deadline passes while criu
+        // dumps) does not leave the container paused: it counts on, and the
+        // checkpoint it asked for is still written.
+        let abandoned = out.path().join("abandoned.tar");
+        let mut hasty = tonic::Request::new(cri::CheckpointContainerRequest {
+            container_id: id.clone(),
+            location: abandoned.display().to_string(),
+            timeout: 0,
+        });
+        hasty.set_timeout(std::time::Duration::from_millis(20));
+        let gave_up = r.checkpoint_container(hasty).await.unwrap_err();
+        assert!(
+            matches!(
+                gave_up.code(),
+                tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+            ),
+            "{gave_up:?}"
+        );
+        let (c, a) = (id.clone(), abandoned.clone());
+        let counted = count(&mut r, &id).await.unwrap_or(0);
+        let r2 = r.clone();
+        eventually(
+            "the counter counts on after an abandoned checkpoint",
+            move || {
+                let (mut r, c, a) = (r2.clone(), c.clone(), a.clone());
+                async move {
+                    match count(&mut r, &c).await? {
+                        n if n > counted + 2 && a.exists() => Ok(n),
+                        n => Err(format!(
+                            "at {n}, was at {counted}; archive there: {}",
+                            a.exists()
+                        )),
+                    }
+                }
+            },
+        )
+        .await;
+
         // A stopped container cannot be checkpointed; the archive stays.
         r.stop_container(cri::StopContainerRequest {
             container_id: id.clone(),
