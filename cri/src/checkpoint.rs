@@ -68,25 +68,20 @@ impl Cri {
             .recursive(true)
             .create(&scratch)
             .map_err(|e| Error::io(format!("create {}", scratch.display()), e))?;
-        // The task is paused for the dump: the work goes on in a task of
-        // its own, so a caller that gives up (a deadline, a closed
-        // connection) cannot leave the container frozen half-way.
-        let (client, id) = (self.client.clone(), container.id.clone());
-        let location = std::path::PathBuf::from(&request.location);
-        let work = tokio::spawn(async move {
-            let _one_at_a_time = one_at_a_time;
-            let result = checkpoint_archive(&client, &id, &location, &scratch, &info).await;
-            let removed = {
-                let scratch = scratch.clone();
-                tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&scratch)).await
-            };
-            if let Ok(Err(e)) | Err(e) = removed.map_err(std::io::Error::other) {
-                tracing::warn!(dir = %scratch.display(), error = %e, "remove checkpoint scratch");
-            }
-            result
-        });
-        work.await.map_err(|e| {
-            Error::unknown(format!("checkpoint of container {:?}: {e}", container.id))
-        })?
+        // The task is paused for the dump; the call runs to its end
+        // whatever its caller does (`Cri::to_completion`), so the resume
+        // always comes.
+        let location = std::path::Path::new(&request.location);
+        let result =
+            checkpoint_archive(&self.client, &container.id, location, &scratch, &info).await;
+        let removed = {
+            let scratch = scratch.clone();
+            tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&scratch)).await
+        };
+        if let Ok(Err(e)) | Err(e) = removed.map_err(std::io::Error::other) {
+            tracing::warn!(dir = %scratch.display(), error = %e, "remove checkpoint scratch");
+        }
+        drop(one_at_a_time);
+        result
     }
 }

@@ -133,6 +133,9 @@ pub struct Cri {
     /// Held while a container is checkpointed: two dumps at once would
     /// each pause and resume the task under the other.
     checkpointing: Arc<tokio::sync::Mutex<()>>,
+    /// The plugin itself, for work that must outlive the call that asked
+    /// for it ([`Cri::to_completion`]).
+    this: std::sync::Weak<Cri>,
 }
 
 impl Cri {
@@ -143,14 +146,14 @@ impl Cri {
         config: config::Config,
         root: PathBuf,
         state: PathBuf,
-    ) -> Result<Self> {
+    ) -> Result<Arc<Self>> {
         let client = client.with_namespace(crated_core::Namespace::new(NAMESPACE)?);
         config.pull_progress_timeout()?;
         config.stream_idle_timeout()?;
         config.stats_collect_period()?;
         let rro_handlers = rro_handlers(&config);
         let config = Arc::new(config);
-        Ok(Self {
+        Ok(Arc::new_cyclic(|this| Self {
             images: images::Images::new(client.clone(), Arc::clone(&config)),
             network: network::Network::new(
                 &config.cni,
@@ -170,7 +173,34 @@ impl Cri {
             streaming: streaming::Streaming::default(),
             layer_usage: usage::LayerUsage::default(),
             checkpointing: Arc::default(),
-        })
+            this: this.clone(),
+        }))
+    }
+
+    /// Runs `work` to its end in a task of its own and returns what it
+    /// gives. A call that changes the node (a pod run, a container
+    /// started or removed) is several steps — namespaces, CNI, shims,
+    /// records — and a future dropped between two of them (the caller's
+    /// deadline passed, its connection closed) would leave the first
+    /// without the rest and no record of them. Run apart from the call,
+    /// each finishes or undoes itself as it would have; the kubelet's
+    /// next look finds the outcome.
+    pub(crate) async fn to_completion<T, Fut>(
+        &self,
+        what: &str,
+        work: impl FnOnce(Arc<Cri>) -> Fut,
+    ) -> Result<T>
+    where
+        T: Send + 'static,
+        Fut: std::future::Future<Output = Result<T>> + Send + 'static,
+    {
+        let cri = self
+            .this
+            .upgrade()
+            .ok_or_else(|| Error::unavailable("the CRI plugin is shutting down"))?;
+        tokio::spawn(work(cri))
+            .await
+            .map_err(|e| Error::unknown(format!("{what}: {e}")))?
     }
 
     /// Reads back the sandboxes and containers of a previous run and

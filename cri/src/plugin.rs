@@ -18,12 +18,7 @@ pub fn registration() -> Registration {
     Registration::new(GRPC, "cri", |ctx| async move {
         let config: Config = ctx.config()?;
         let client = Client::new(Services::from_plugins(&ctx)?);
-        let cri = Arc::new(Cri::new(
-            client,
-            config,
-            ctx.root.clone(),
-            ctx.state.clone(),
-        )?);
+        let cri = Cri::new(client, config, ctx.root.clone(), ctx.state.clone())?;
         cri.start().await?;
         crate::streaming::serve(&cri).await?;
         crate::container_events::spawn(Arc::clone(&cri));

@@ -53,8 +53,11 @@ impl RuntimeService for Cri {
         &self,
         request: Request<pb::RunPodSandboxRequest>,
     ) -> Result<Response<pb::RunPodSandboxResponse>, Status> {
+        let request = request.into_inner();
         let id = self
-            .run_pod_sandbox(request.into_inner())
+            .to_completion("RunPodSandbox", |cri| async move {
+                cri.run_pod_sandbox(request).await
+            })
             .await
             .map_err(to_grpc)?;
         Ok(Response::new(pb::RunPodSandboxResponse {
@@ -66,9 +69,12 @@ impl RuntimeService for Cri {
         &self,
         request: Request<pb::StopPodSandboxRequest>,
     ) -> Result<Response<pb::StopPodSandboxResponse>, Status> {
-        self.stop_pod_sandbox(&request.into_inner().pod_sandbox_id)
-            .await
-            .map_err(to_grpc)?;
+        let id = request.into_inner().pod_sandbox_id;
+        self.to_completion("StopPodSandbox", |cri| async move {
+            cri.stop_pod_sandbox(&id).await
+        })
+        .await
+        .map_err(to_grpc)?;
         Ok(Response::new(pb::StopPodSandboxResponse {}))
     }
 
@@ -76,9 +82,12 @@ impl RuntimeService for Cri {
         &self,
         request: Request<pb::RemovePodSandboxRequest>,
     ) -> Result<Response<pb::RemovePodSandboxResponse>, Status> {
-        self.remove_pod_sandbox(&request.into_inner().pod_sandbox_id)
-            .await
-            .map_err(to_grpc)?;
+        let id = request.into_inner().pod_sandbox_id;
+        self.to_completion("RemovePodSandbox", |cri| async move {
+            cri.remove_pod_sandbox(&id).await
+        })
+        .await
+        .map_err(to_grpc)?;
         Ok(Response::new(pb::RemovePodSandboxResponse {}))
     }
 
@@ -110,8 +119,11 @@ impl RuntimeService for Cri {
         &self,
         request: Request<pb::CreateContainerRequest>,
     ) -> Result<Response<pb::CreateContainerResponse>, Status> {
+        let request = request.into_inner();
         let id = self
-            .create_container(request.into_inner())
+            .to_completion("CreateContainer", |cri| async move {
+                cri.create_container(request).await
+            })
             .await
             .map_err(to_grpc)?;
         Ok(Response::new(pb::CreateContainerResponse {
@@ -123,9 +135,12 @@ impl RuntimeService for Cri {
         &self,
         request: Request<pb::StartContainerRequest>,
     ) -> Result<Response<pb::StartContainerResponse>, Status> {
-        self.start_container(&request.into_inner().container_id)
-            .await
-            .map_err(to_grpc)?;
+        let id = request.into_inner().container_id;
+        self.to_completion("StartContainer", |cri| async move {
+            cri.start_container(&id).await
+        })
+        .await
+        .map_err(to_grpc)?;
         Ok(Response::new(pb::StartContainerResponse {}))
     }
 
@@ -134,9 +149,12 @@ impl RuntimeService for Cri {
         request: Request<pb::StopContainerRequest>,
     ) -> Result<Response<pb::StopContainerResponse>, Status> {
         let request = request.into_inner();
-        self.stop_container(&request.container_id, request.timeout)
-            .await
-            .map_err(to_grpc)?;
+        self.to_completion("StopContainer", |cri| async move {
+            cri.stop_container(&request.container_id, request.timeout)
+                .await
+        })
+        .await
+        .map_err(to_grpc)?;
         Ok(Response::new(pb::StopContainerResponse {}))
     }
 
@@ -144,9 +162,12 @@ impl RuntimeService for Cri {
         &self,
         request: Request<pb::RemoveContainerRequest>,
     ) -> Result<Response<pb::RemoveContainerResponse>, Status> {
-        self.remove_container(&request.into_inner().container_id)
-            .await
-            .map_err(to_grpc)?;
+        let id = request.into_inner().container_id;
+        self.to_completion("RemoveContainer", |cri| async move {
+            cri.remove_container(&id).await
+        })
+        .await
+        .map_err(to_grpc)?;
         Ok(Response::new(pb::RemoveContainerResponse {}))
     }
 
@@ -174,9 +195,12 @@ impl RuntimeService for Cri {
         &self,
         request: Request<pb::UpdateContainerResourcesRequest>,
     ) -> Result<Response<pb::UpdateContainerResourcesResponse>, Status> {
-        self.update_container_resources(request.into_inner())
-            .await
-            .map_err(to_grpc)?;
+        let request = request.into_inner();
+        self.to_completion("UpdateContainerResources", |cri| async move {
+            cri.update_container_resources(request).await
+        })
+        .await
+        .map_err(to_grpc)?;
         Ok(Response::new(pb::UpdateContainerResourcesResponse {}))
     }
 
@@ -280,9 +304,12 @@ impl RuntimeService for Cri {
         &self,
         request: Request<pb::CheckpointContainerRequest>,
     ) -> Result<Response<pb::CheckpointContainerResponse>, Status> {
-        self.checkpoint_container(request.into_inner())
-            .await
-            .map_err(to_grpc)?;
+        let request = request.into_inner();
+        self.to_completion("CheckpointContainer", |cri| async move {
+            cri.checkpoint_container(request).await
+        })
+        .await
+        .map_err(to_grpc)?;
         Ok(Response::new(pb::CheckpointContainerResponse {}))
     }
 

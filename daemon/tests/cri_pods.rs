@@ -533,6 +533,88 @@ fn a_pod_network_pod_gets_an_address_and_port_mapping_and_is_torn_down() {
     });
 }
 
+/// A pod run whose caller gives up half-way (its deadline passes while the
+/// network is set up) is finished all the same, not left half-made: the
+/// pod shows as ready, and stopping and removing it leaves no address,
+/// namespace or mount behind.
+#[test]
+fn a_pod_run_its_caller_gave_up_on_is_finished_and_removable() {
+    crated_testimages::in_private_netns(|| async {
+        let ipam = tempfile::tempdir().unwrap();
+        let node = Node::start(&[(
+            "10-bridge.conflist",
+            bridge_conflist("abandoned", "10.88.14.0/24", ipam.path()),
+        )])
+        .await;
+        let mut runtime = node.runtime().await;
+        let config = pod_config("abandoned", node.logs.path(), false);
+        let mut hasty = tonic::Request::new(cri::RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: String::new(),
+        });
+        hasty.set_timeout(std::time::Duration::from_millis(5));
+        let gave_up = runtime.run_pod_sandbox(hasty).await.unwrap_err();
+        assert!(
+            matches!(
+                gave_up.code(),
+                tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+            ),
+            "{gave_up:?}"
+        );
+        let r = runtime.clone();
+        let pod = eventually("the abandoned pod is ready", move || {
+            let mut r = r.clone();
+            async move {
+                let pods = r
+                    .list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .into_inner()
+                    .items;
+                match pods.first() {
+                    Some(p) if p.state == cri::PodSandboxState::SandboxReady as i32 => {
+                        Ok(p.id.clone())
+                    }
+                    other => Err(format!("{other:?}")),
+                }
+            }
+        })
+        .await;
+        assert_eq!(allocated_ips(ipam.path(), "abandoned").len(), 1);
+        let netns_dir = node
+            .daemon
+            .dir
+            .path()
+            .join("state/io.containerd.grpc.v1.cri/netns");
+        let namespaces = || -> Vec<_> {
+            std::fs::read_dir(&netns_dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect()
+        };
+        assert_eq!(namespaces().len(), 1, "the pod's network namespace");
+        runtime
+            .stop_pod_sandbox(cri::StopPodSandboxRequest {
+                pod_sandbox_id: pod.clone(),
+            })
+            .await
+            .unwrap();
+        runtime
+            .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                pod_sandbox_id: pod.clone(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            allocated_ips(ipam.path(), "abandoned"),
+            Vec::<String>::new()
+        );
+        assert_eq!(namespaces(), Vec::<std::ffi::OsString>::new());
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(!mounts.contains(&pod), "nothing of the pod stays mounted");
+    });
+}
+
 /// With no network config the node says NetworkReady=false with the
 /// reason, and a pod that needs a network is refused naming the directory;
 /// host-network pods still run.
