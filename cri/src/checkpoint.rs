@@ -5,7 +5,6 @@
 //! running. criu must be on the shim's `PATH` (runc runs it).
 
 use std::os::unix::fs::DirBuilderExt as _;
-use std::sync::Arc;
 
 use crated_client::checkpoint_archive::{checkpoint_archive, ArchiveInfo};
 use crated_core::{Error, Result};
@@ -25,7 +24,7 @@ impl Cri {
             ));
         }
         let container = self.containers.get(&request.container_id)?;
-        let one_at_a_time = Arc::clone(&self.checkpointing).lock_owned().await;
+        let _one_at_a_time = self.checkpointing.lock().await;
         let state = container.status().state();
         if state != pb::ContainerState::ContainerRunning {
             return Err(Error::failed_precondition(format!(
@@ -81,7 +80,6 @@ impl Cri {
         if let Ok(Err(e)) | Err(e) = removed.map_err(std::io::Error::other) {
             tracing::warn!(dir = %scratch.display(), error = %e, "remove checkpoint scratch");
         }
-        drop(one_at_a_time);
         result
     }
 }

@@ -132,7 +132,7 @@ pub struct Cri {
     layer_usage: usage::LayerUsage,
     /// Held while a container is checkpointed: two dumps at once would
     /// each pause and resume the task under the other.
-    checkpointing: Arc<tokio::sync::Mutex<()>>,
+    checkpointing: tokio::sync::Mutex<()>,
     /// The plugin itself, for work that must outlive the call that asked
     /// for it ([`Cri::to_completion`]).
     this: std::sync::Weak<Cri>,
@@ -172,7 +172,7 @@ impl Cri {
             container_events: tokio::sync::broadcast::channel(container_events::BACKLOG).0,
             streaming: streaming::Streaming::default(),
             layer_usage: usage::LayerUsage::default(),
-            checkpointing: Arc::default(),
+            checkpointing: tokio::sync::Mutex::new(()),
             this: this.clone(),
         }))
     }
