@@ -39,7 +39,7 @@ use crate::oci::{OciDescriptor, OciIndex};
 use crate::{Client, Error};
 
 /// The type URL of runc's checkpoint options in an `Any`.
-pub(crate) const CRIU_OPTIONS_URL: &str = "containerd.runc.v1.CheckpointOptions";
+const CRIU_OPTIONS_URL: &str = "containerd.runc.v1.CheckpointOptions";
 /// The OCI media type of a gzip layer: the read-write layer's.
 const LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 
@@ -139,6 +139,48 @@ pub async fn checkpoint(
     result
 }
 
+/// runc's checkpoint options as a task checkpoint carries them: file
+/// locks dumped; the task stopped once dumped when `exit`; criu's images
+/// left in `image_path` (not the content store) and its work files in
+/// `work_path` when they are set.
+pub(crate) fn criu_options(exit: bool, image_path: String, work_path: String) -> Any {
+    let criu = CriuOptions {
+        exit,
+        file_locks: true,
+        image_path,
+        work_path,
+        ..Default::default()
+    };
+    Any {
+        type_url: CRIU_OPTIONS_URL.to_owned(),
+        value: criu.encode_to_vec(),
+    }
+}
+
+/// The layer of what container `record`'s active snapshot changed over
+/// its parent, as `media_type`, stored under `lease` (ingest ref
+/// `<ref_prefix>-<snapshot key>`).
+pub(crate) async fn rw_layer(
+    client: &Client,
+    lease: &str,
+    record: &Container,
+    media_type: &str,
+    ref_prefix: &str,
+) -> Result<Descriptor> {
+    crate::diff::snapshot_layer(
+        client,
+        lease,
+        &record.snapshotter,
+        &record.snapshot_key,
+        crate::diff::CompareOptions {
+            media_type: media_type.to_owned(),
+            r#ref: format!("{ref_prefix}-{}", record.snapshot_key),
+            labels: Labels::new(),
+        },
+    )
+    .await
+}
+
 /// Runs `work` with `id`'s task paused when its `status` is running, and
 /// resumes it after. A task that `exited` with its dump cannot be resumed;
 /// any other that stays paused is an error naming the checkpoint `name`,
@@ -201,17 +243,11 @@ async fn checkpoint_leased(
     }
 
     if options.task {
-        let criu = CriuOptions {
-            exit: options.exit,
-            file_locks: true,
-            image_path: options.image_path.clone().unwrap_or_default(),
-            work_path: options.work_path.clone().unwrap_or_default(),
-            ..Default::default()
-        };
-        let any = Any {
-            type_url: CRIU_OPTIONS_URL.to_owned(),
-            value: criu.encode_to_vec(),
-        };
+        let any = criu_options(
+            options.exit,
+            options.image_path.clone().unwrap_or_default(),
+            options.work_path.clone().unwrap_or_default(),
+        );
         let request = CheckpointTask {
             options: Some(any.clone()),
             lease: Some(lease.to_owned()),
@@ -259,18 +295,7 @@ async fn checkpoint_leased(
         if record.snapshot_key.is_empty() {
             return Err(Error::NoSnapshotToInclude { id: id.to_owned() }.into());
         }
-        let rw = crate::diff::snapshot_layer(
-            client,
-            lease,
-            &record.snapshotter,
-            &record.snapshot_key,
-            crate::diff::CompareOptions {
-                media_type: LAYER_GZIP.to_owned(),
-                r#ref: format!("checkpoint-rw-{}", record.snapshot_key),
-                labels: Labels::new(),
-            },
-        )
-        .await?;
+        let rw = rw_layer(client, lease, &record, LAYER_GZIP, "checkpoint-rw").await?;
         manifests.push(entry(&rw, true));
     }
 

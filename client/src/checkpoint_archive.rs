@@ -28,21 +28,17 @@ use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use crated_api::containerd::runc::v1::CheckpointOptions as CriuOptions;
 use crated_core::containers::Container;
 use crated_core::content::ReaderAt;
-use crated_core::descriptor::Any;
 use crated_core::diff::MEDIA_TYPE_LAYER_TAR;
-use crated_core::snapshots::Labels;
 use crated_core::tasks::CheckpointTask;
 use crated_core::Result;
 use crated_differ::BlobReader;
-use prost::Message as _;
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::checkpoint::{task_status, while_paused, CRIU_OPTIONS_URL};
+use crate::checkpoint::{criu_options, rw_layer, task_status, while_paused};
 use crate::leases::Temporary;
 use crate::{Client, Error};
 
@@ -234,18 +230,12 @@ async fn dump(
     work: &Path,
     lease: &str,
 ) -> Result<Option<crated_core::descriptor::Descriptor>> {
-    let criu = CriuOptions {
-        exit: false,
-        file_locks: true,
-        image_path: images.display().to_string(),
-        work_path: work.display().to_string(),
-        ..Default::default()
-    };
     let request = CheckpointTask {
-        options: Some(Any {
-            type_url: CRIU_OPTIONS_URL.to_owned(),
-            value: criu.encode_to_vec(),
-        }),
+        options: Some(criu_options(
+            false,
+            images.display().to_string(),
+            work.display().to_string(),
+        )),
         lease: Some(lease.to_owned()),
     };
     client
@@ -256,16 +246,12 @@ async fn dump(
     if record.snapshot_key.is_empty() {
         return Ok(None);
     }
-    let layer = crate::diff::snapshot_layer(
+    let layer = rw_layer(
         client,
         lease,
-        &record.snapshotter,
-        &record.snapshot_key,
-        crate::diff::CompareOptions {
-            media_type: MEDIA_TYPE_LAYER_TAR.to_owned(),
-            r#ref: format!("checkpoint-archive-rw-{}", record.snapshot_key),
-            labels: Labels::new(),
-        },
+        record,
+        MEDIA_TYPE_LAYER_TAR,
+        "checkpoint-archive-rw",
     )
     .await?;
     Ok(Some(layer))

@@ -21,7 +21,8 @@ use std::path::Path;
 use crated_cri::runtime::v1 as cri;
 use cri::runtime_service_client::RuntimeServiceClient;
 use cri_support::{
-    bridge_conflist, container_config, eventually, pod_config, start_container, Node, NodeOptions,
+    bridge_conflist, container_config, eventually, pod_config, start_container,
+    stop_and_remove_pod, Node, NodeOptions,
 };
 use tonic::transport::Channel;
 
@@ -43,6 +44,26 @@ async fn count(runtime: &mut RuntimeServiceClient<Channel>, id: &str) -> Result<
         .trim()
         .parse()
         .map_err(|e| format!("{e}: {:?}", String::from_utf8_lossy(&reply.stdout)))
+}
+
+/// Waits until `id`'s counter is past `past`; the count it reached.
+async fn counts_past(
+    runtime: &RuntimeServiceClient<Channel>,
+    id: &str,
+    past: u64,
+    what: &str,
+) -> u64 {
+    let (runtime, id) = (runtime.clone(), id.to_owned());
+    eventually(what, move || {
+        let (mut r, id) = (runtime.clone(), id.clone());
+        async move {
+            match count(&mut r, &id).await? {
+                n if n > past => Ok(n),
+                n => Err(format!("at {n}, waiting to pass {past}")),
+            }
+        }
+    })
+    .await
 }
 
 async fn checkpoint(
@@ -111,19 +132,8 @@ fn a_running_container_is_checkpointed_into_an_archive_and_runs_on() {
             container_config("counter", &node.busybox, &["sh", "-c", COUNTER]),
         )
         .await;
+        counts_past(&runtime, &id, 2, "the counter counts").await;
         let mut r = runtime.clone();
-        let c = id.clone();
-        eventually("the counter counts", move || {
-            let (mut r, c) = (r.clone(), c.clone());
-            async move {
-                match count(&mut r, &c).await? {
-                    n if n >= 3 => Ok(n),
-                    n => Err(format!("at {n}")),
-                }
-            }
-        })
-        .await;
-        r = runtime.clone();
 
         let out = tempfile::tempdir().unwrap();
         let archive = out.path().join("counter.tar");
@@ -258,16 +268,12 @@ fn a_running_container_is_checkpointed_into_an_archive_and_runs_on() {
             .status
             .unwrap();
         assert_eq!(status.state, cri::ContainerState::ContainerRunning as i32);
-        let c = id.clone();
-        eventually("the counter counts on after the checkpoint", move || {
-            let (mut r, c) = (runtime.clone(), c.clone());
-            async move {
-                match count(&mut r, &c).await? {
-                    n if n > dumped => Ok(n),
-                    n => Err(format!("at {n}, dumped at {dumped}")),
-                }
-            }
-        })
+        counts_past(
+            &runtime,
+            &id,
+            dumped,
+            "the counter counts on after the checkpoint",
+        )
         .await;
 
         // A second checkpoint replaces the archive whole.
@@ -298,24 +304,19 @@ fn a_running_container_is_checkpointed_into_an_archive_and_runs_on() {
             ),
             "{gave_up:?}"
         );
-        let (c, a) = (id.clone(), abandoned.clone());
         let counted = count(&mut r, &id).await.unwrap_or(0);
-        let r2 = r.clone();
-        eventually(
+        counts_past(
+            &runtime,
+            &id,
+            counted + 2,
             "the counter counts on after an abandoned checkpoint",
-            move || {
-                let (mut r, c, a) = (r2.clone(), c.clone(), a.clone());
-                async move {
-                    match count(&mut r, &c).await? {
-                        n if n > counted + 2 && a.exists() => Ok(n),
-                        n => Err(format!(
-                            "at {n}, was at {counted}; archive there: {}",
-                            a.exists()
-                        )),
-                    }
-                }
-            },
         )
+        .await;
+        let a = abandoned.clone();
+        eventually("the abandoned checkpoint's archive is written", move || {
+            let a = a.clone();
+            async move { a.exists().then_some(()).ok_or_else(|| "not yet".to_owned()) }
+        })
         .await;
 
         // A stopped container cannot be checkpointed; the archive stays.
@@ -337,16 +338,7 @@ fn a_running_container_is_checkpointed_into_an_archive_and_runs_on() {
         );
         assert_eq!(std::fs::read(&archive).unwrap(), second);
 
-        r.stop_pod_sandbox(cri::StopPodSandboxRequest {
-            pod_sandbox_id: pod.clone(),
-        })
-        .await
-        .unwrap();
-        r.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-            pod_sandbox_id: pod,
-        })
-        .await
-        .unwrap();
+        stop_and_remove_pod(&mut r, &pod).await;
     });
 }
 
@@ -391,29 +383,13 @@ fn a_failed_dump_leaves_the_container_running_and_no_archive() {
 
         // Not left paused: it counts on.
         let before = count(&mut runtime, &id).await.unwrap_or(0);
-        let c = id.clone();
-        let r = runtime.clone();
-        eventually("the counter counts on after the failed dump", move || {
-            let (mut r, c) = (r.clone(), c.clone());
-            async move {
-                match count(&mut r, &c).await? {
-                    n if n > before => Ok(n),
-                    n => Err(format!("at {n}, was at {before}")),
-                }
-            }
-        })
+        counts_past(
+            &runtime,
+            &id,
+            before,
+            "the counter counts on after the failed dump",
+        )
         .await;
-        runtime
-            .stop_pod_sandbox(cri::StopPodSandboxRequest {
-                pod_sandbox_id: pod.clone(),
-            })
-            .await
-            .unwrap();
-        runtime
-            .remove_pod_sandbox(cri::RemovePodSandboxRequest {
-                pod_sandbox_id: pod,
-            })
-            .await
-            .unwrap();
+        stop_and_remove_pod(&mut runtime, &pod).await;
     });
 }

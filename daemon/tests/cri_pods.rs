@@ -13,7 +13,7 @@ use common::{ok, workspace_bin};
 use crated_cri::runtime::v1 as cri;
 use cri_support::{
     allocated_ips, bridge_conflist, container_config, eventually, log_records, pod_config,
-    start_container, Node,
+    start_container, stop_and_remove_pod, Node,
 };
 
 async fn status_of(
@@ -282,18 +282,7 @@ async fn a_host_network_pod_runs_logs_execs_stops_and_is_removed() {
         .await
         .unwrap_err();
     assert_eq!(gone.code(), tonic::Code::NotFound);
-    runtime
-        .stop_pod_sandbox(cri::StopPodSandboxRequest {
-            pod_sandbox_id: pod.clone(),
-        })
-        .await
-        .unwrap();
-    runtime
-        .remove_pod_sandbox(cri::RemovePodSandboxRequest {
-            pod_sandbox_id: pod.clone(),
-        })
-        .await
-        .unwrap();
+    stop_and_remove_pod(&mut runtime, &pod).await;
     // Twice is fine (kubelet retries).
     runtime
         .remove_pod_sandbox(cri::RemovePodSandboxRequest {
@@ -593,18 +582,7 @@ fn a_pod_run_its_caller_gave_up_on_is_finished_and_removable() {
                 .collect()
         };
         assert_eq!(namespaces().len(), 1, "the pod's network namespace");
-        runtime
-            .stop_pod_sandbox(cri::StopPodSandboxRequest {
-                pod_sandbox_id: pod.clone(),
-            })
-            .await
-            .unwrap();
-        runtime
-            .remove_pod_sandbox(cri::RemovePodSandboxRequest {
-                pod_sandbox_id: pod.clone(),
-            })
-            .await
-            .unwrap();
+        stop_and_remove_pod(&mut runtime, &pod).await;
         assert_eq!(
             allocated_ips(ipam.path(), "abandoned"),
             Vec::<String>::new()

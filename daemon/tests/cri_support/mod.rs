@@ -316,6 +316,22 @@ pub async fn start_container(
     id
 }
 
+/// Stops and removes pod sandbox `pod`; a refusal fails the test.
+pub async fn stop_and_remove_pod(runtime: &mut RuntimeServiceClient<Channel>, pod: &str) {
+    runtime
+        .stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: pod.into(),
+        })
+        .await
+        .expect("stop pod sandbox");
+    runtime
+        .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: pod.into(),
+        })
+        .await
+        .expect("remove pod sandbox");
+}
+
 /// Polls `check` every 50 ms for up to 20 s; panics with `what` and the
 /// last value if it never holds.
 pub async fn eventually<T: std::fmt::Debug, F, Fut>(what: &str, mut check: F) -> T
