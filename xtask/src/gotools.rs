@@ -40,33 +40,36 @@ pub fn install() -> anyhow::Result<()> {
     install_checkpointctl()
 }
 
+/// Whether the stamp file `stamp` (in the bin directory) names `version`
+/// and every one of `binaries` is there: then nothing is rebuilt.
+fn built(stamp: &str, version: &str, binaries: &[&str]) -> bool {
+    let bin = go_bin_dir();
+    let recorded = std::fs::read_to_string(bin.join(stamp)).unwrap_or_default();
+    recorded.trim() == version && binaries.iter().all(|b| bin.join(b).is_file())
+}
+
 /// checkpointctl, which the CRI checkpoint test reads its archives with.
 fn install_checkpointctl() -> anyhow::Result<()> {
-    let bin = go_bin_dir();
-    let stamp = bin.join("checkpointctl.version");
-    let built = std::fs::read_to_string(&stamp).unwrap_or_default();
-    if built.trim() == CHECKPOINTCTL_VERSION && bin.join("checkpointctl").is_file() {
+    let stamp = "checkpointctl.version";
+    if built(stamp, CHECKPOINTCTL_VERSION, &["checkpointctl"]) {
         return Ok(());
     }
+    let bin = go_bin_dir();
     std::fs::create_dir_all(&bin).with_context(|| format!("create {}", bin.display()))?;
     crate::run(go(&bin).args([
         "install",
         &format!("github.com/checkpoint-restore/checkpointctl@{CHECKPOINTCTL_VERSION}"),
     ]))?;
-    std::fs::write(&stamp, CHECKPOINTCTL_VERSION)?;
+    std::fs::write(bin.join(stamp), CHECKPOINTCTL_VERSION)?;
     Ok(())
 }
 
 fn install_cri_tools() -> anyhow::Result<()> {
-    let bin = go_bin_dir();
-    let stamp = bin.join("cri-tools.version");
-    let built = std::fs::read_to_string(&stamp).unwrap_or_default();
-    if built.trim() == CRI_TOOLS_VERSION
-        && bin.join("crictl").is_file()
-        && bin.join("critest").is_file()
-    {
+    let stamp = "cri-tools.version";
+    if built(stamp, CRI_TOOLS_VERSION, &["crictl", "critest"]) {
         return Ok(());
     }
+    let bin = go_bin_dir();
     std::fs::create_dir_all(&bin).with_context(|| format!("create {}", bin.display()))?;
 
     crate::run(go(&bin).args([
@@ -96,6 +99,6 @@ fn install_cri_tools() -> anyhow::Result<()> {
         &bin.join("critest").to_string_lossy(),
         &format!("{MODULE}/cmd/critest"),
     ]))?;
-    std::fs::write(&stamp, CRI_TOOLS_VERSION)?;
+    std::fs::write(bin.join(stamp), CRI_TOOLS_VERSION)?;
     Ok(())
 }
