@@ -5,6 +5,7 @@
 //! crate needs no wire types; `crated-api` builds them from containerd's
 //! event messages (`containerd.events.NamespaceCreate`, …).
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use tokio::sync::broadcast;
@@ -13,7 +14,9 @@ use crate::filters::{self, Adaptor, Filter};
 use crate::{identifiers, Error, Namespace, Result};
 
 /// How many envelopes a slow subscriber may lag behind before it is told it
-/// missed some.
+/// missed some. The channel fills every slot when it is made; they hold an
+/// `Arc` each (40 bytes with the slot's lock), not a whole envelope (136):
+/// 40 KB resident from start instead of 139 KB.
 const CAPACITY: usize = 1024;
 
 /// An encoded event payload.
@@ -91,7 +94,7 @@ pub fn validate_topic(topic: &str) -> Result<()> {
 /// ```
 #[derive(Clone)]
 pub struct Exchange {
-    tx: broadcast::Sender<Envelope>,
+    tx: broadcast::Sender<Arc<Envelope>>,
 }
 
 impl Default for Exchange {
@@ -131,7 +134,9 @@ impl Exchange {
 
     fn send(&self, envelope: Envelope) {
         // No subscribers is not an error: nobody is listening.
-        let _ = self.tx.send(envelope);
+        if self.tx.receiver_count() > 0 {
+            let _ = self.tx.send(Arc::new(envelope));
+        }
     }
 
     /// Subscribes to envelopes matching any of `filters` (fields
@@ -148,7 +153,7 @@ impl Exchange {
 
 /// A subscription's stream of envelopes.
 pub struct Subscription {
-    rx: broadcast::Receiver<Envelope>,
+    rx: broadcast::Receiver<Arc<Envelope>>,
     filter: Filter,
 }
 
@@ -160,7 +165,7 @@ impl Subscription {
         loop {
             match self.rx.recv().await {
                 Ok(envelope) if self.filter.matches(&Fields(&envelope)) => {
-                    return Some(Ok(envelope))
+                    return Some(Ok(Arc::unwrap_or_clone(envelope)))
                 }
                 Ok(_) => continue,
                 Err(broadcast::error::RecvError::Lagged(n)) => {

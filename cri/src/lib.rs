@@ -125,7 +125,7 @@ pub struct Cri {
     /// Runtime handlers whose runtime makes recursive read-only mounts.
     rro_handlers: std::collections::BTreeSet<String>,
     /// `GetContainerEvents` subscribers' feed.
-    container_events: tokio::sync::broadcast::Sender<pb::ContainerEventResponse>,
+    container_events: tokio::sync::broadcast::Sender<Arc<pb::ContainerEventResponse>>,
     /// The streaming server's tokens and URL.
     streaming: streaming::Streaming,
     /// The containers' writable layers, as last measured.

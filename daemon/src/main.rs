@@ -150,7 +150,7 @@ fn main() -> ExitCode {
             }
             None => {
                 // Before any thread of the daemon starts or allocates.
-                memory::without_thread_caches();
+                memory::tune_allocator();
                 memory::limit_arenas(MALLOC_ARENAS);
                 let config = effective(&cli)?;
                 let level = logging::parse_level(&config.debug.level)?;

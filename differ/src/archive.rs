@@ -113,6 +113,8 @@ struct Target {
     unpacked: HashSet<PathBuf>,
     /// Directories whose times are set last: their children change them.
     dir_times: Vec<(PathBuf, i64)>,
+    /// What file data is copied through, one for the whole layer.
+    buf: Vec<u8>,
 }
 
 fn open_in_root(dirfd: RawFd, path: &Path, flags: OFlag) -> std::result::Result<OwnedFd, Errno> {
@@ -277,7 +279,7 @@ impl Target {
                 let how = OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW;
                 let fd = open_in_root(pfd, Path::new(&name), how)
                     .map_err(|e| os_error(&path, "create file", e))?;
-                copy_data(&mut entry, File::from(fd), &path)?;
+                copy_data(&mut entry, File::from(fd), &path, &mut self.buf)?;
             }
             EntryType::Symlink => {
                 let target = entry
@@ -557,8 +559,8 @@ impl Target {
 
 /// Copies an entry's data: a failed read is the layer's problem, a failed
 /// write the disk's.
-fn copy_data(entry: &mut impl Read, mut file: File, path: &Path) -> Result<()> {
-    crate::copy(entry, &mut file).map_err(|e| match e {
+fn copy_data(entry: &mut impl Read, mut file: File, path: &Path, buf: &mut Vec<u8>) -> Result<()> {
+    crate::copy(entry, &mut file, buf).map_err(|e| match e {
         CopyError::Read(source) => Error::ReadEntry {
             entry: path.to_owned(),
             source,
@@ -612,6 +614,7 @@ pub fn apply<R: Read>(input: R, root: &Path, whiteouts: Whiteouts) -> Result<R> 
         whiteouts,
         unpacked: HashSet::new(),
         dir_times: Vec::new(),
+        buf: Vec::new(),
     };
     let mut archive = tar::Archive::new(input);
     {

@@ -380,7 +380,7 @@ impl Target {
         // SAFETY: openat returned a fresh descriptor that nothing else owns.
         let mut file = unsafe { File::from_raw_fd(fd) };
         let written = (|| -> Result<(), Error> {
-            crate::copy(data, &mut file).map_err(|e| match e {
+            crate::copy(data, &mut file, &mut Vec::new()).map_err(|e| match e {
                 CopyError::Read(source) => Error::ReadEntry {
                     entry: Path::new(self.dir.name()).join(OsStr::from_bytes(name)),
                     source,

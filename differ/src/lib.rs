@@ -143,15 +143,22 @@ pub(crate) enum CopyError {
     Write(io::Error),
 }
 
-/// Copies `from` into `to`, telling a failed read from a failed write
-/// (`io::copy` does not say which side failed).
+/// How much of a file's data one read takes.
+const COPY_CHUNK: usize = 256 << 10;
+
+/// Copies `from` into `to` through `buf` (made `COPY_CHUNK` long on first
+/// use, so one buffer serves every file of a layer), telling a failed read
+/// from a failed write (`io::copy` does not say which side failed).
 pub(crate) fn copy(
     from: &mut impl Read,
     to: &mut impl Write,
+    buf: &mut Vec<u8>,
 ) -> std::result::Result<(), CopyError> {
-    let mut buf = vec![0u8; 256 << 10];
+    if buf.len() < COPY_CHUNK {
+        buf.resize(COPY_CHUNK, 0);
+    }
     loop {
-        let n = match from.read(&mut buf) {
+        let n = match from.read(buf) {
             Ok(0) => return Ok(()),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

@@ -94,9 +94,13 @@ fn profile(binary: &Path, scratch: &Path) -> anyhow::Result<Vec<String>> {
         .arg(scratch.join("state"))
         .arg("--address")
         .arg(&socket)
-        // Set, so crated does not re-execute itself to set it (valgrind
-        // cannot follow that).
-        .env("GLIBC_TUNABLES", "glibc.malloc.tcache_count=0")
+        // Set to crated's own (`crated_daemon::memory::TUNABLES`), so it
+        // does not re-execute itself to set them (valgrind cannot follow
+        // that).
+        .env(
+            "GLIBC_TUNABLES",
+            "glibc.malloc.tcache_count=0:glibc.malloc.mmap_threshold=131072",
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
