@@ -90,7 +90,8 @@ pub fn limit_arenas(arenas: i32) -> bool {
     }
 }
 
-/// Marks the daemon process that [`tune_allocator`] re-executed.
+/// Marks the daemon process that [`tune_allocator`] re-executed, and
+/// carries the process name it had before.
 const TUNED_MARK: &str = "CRATED_MALLOC_TUNED";
 
 /// The glibc tunables the daemon runs with: no per-thread cache of freed
@@ -130,7 +131,12 @@ pub fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         use std::os::unix::process::CommandExt as _;
-        if std::env::var_os(TUNED_MARK).is_some() {
+        if let Some(name) = std::env::var_os(TUNED_MARK) {
+            // Exec'd through /proc/self/exe, the kernel named the process
+            // "exe": give it back the name it started with, which `ps`,
+            // `pidof` and `pkill` go by. A failure leaves "exe", nothing
+            // worse.
+            let _ = std::fs::write("/proc/self/comm", name.as_encoded_bytes());
             // One thread only (see above): nothing reads the environment
             // meanwhile.
             std::env::remove_var(TUNED_MARK);
@@ -142,12 +148,15 @@ pub fn tune_allocator() {
         }
         let mut args = std::env::args_os();
         let arg0 = args.next().unwrap_or_else(|| "crated".into());
+        let name = std::fs::read_to_string("/proc/self/comm")
+            .map(|comm| comm.trim_end_matches('\n').to_owned())
+            .unwrap_or_else(|_| "crated".to_owned());
         // The running binary itself, even if its path was replaced since.
         let error = std::process::Command::new("/proc/self/exe")
             .arg0(arg0)
             .args(args)
             .env("GLIBC_TUNABLES", TUNABLES)
-            .env(TUNED_MARK, "1")
+            .env(TUNED_MARK, name)
             .exec();
         eprintln!(
             "crated: cannot re-execute with glibc's allocator tuned ({error}); going on untuned"

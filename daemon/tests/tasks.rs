@@ -1224,7 +1224,7 @@ fn environ(pid: &str) -> Vec<String> {
 }
 
 /// The daemon runs with glibc's allocator tuned (it re-executes itself
-/// once at start with `GLIBC_TUNABLES` set), and what
+/// once at start with `GLIBC_TUNABLES` set) under its own name, and what
 /// it starts inherits none of that: a shim gets the environment the daemon
 /// was given. An operator's own `GLIBC_TUNABLES` stands, unchanged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1237,6 +1237,9 @@ async fn the_daemon_runs_with_its_allocator_tuned_and_its_shims_inherit_nothing(
     // entries, the first under the variable's name.
     let daemon = environ(&f.daemon.pid().to_string()).join(":");
     assert!(daemon.contains(&tuned), "{daemon:?}");
+    // Re-executed through /proc/self/exe, yet named as it was started.
+    let comm = std::fs::read_to_string(format!("/proc/{}/comm", f.daemon.pid())).unwrap();
+    assert_eq!(comm.trim_end(), "crated");
 
     ok(f.ctr(&["run", "-d", &f.image, "env-check", "sleep", "600"]));
     let pid = wait_status(&f, "env-check", "RUNNING")[1].clone();
