@@ -198,6 +198,14 @@ impl Loaded {
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let started = Instant::now();
+    // Before any socket exists: a client (a test, systemd) that finds the
+    // socket may stop the daemon at once, and a SIGTERM that met the
+    // default disposition killed it with its sockets left behind. One that
+    // comes while the plugins load waits in the handler's pipe and stops
+    // the daemon gracefully as soon as it serves. (Before the first log
+    // line too, which the tests take as "handlers in place".)
+    let mut stop = crated_core::signals::Signals::new(&[libc::SIGTERM, libc::SIGINT])
+        .context("install the SIGTERM and SIGINT handlers")?;
     tracing::info!(version = VERSION, revision = REVISION, "starting crated");
     // Every plugin is ready (and every running task reconnected) before
     // the gRPC socket exists: a client that finds it finds the tasks.
@@ -239,8 +247,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "crated successfully booted in {:.3}s",
         started.elapsed().as_secs_f64()
     );
-    let mut stop = crated_core::signals::Signals::new(&[libc::SIGTERM, libc::SIGINT])
-        .context("install the SIGTERM and SIGINT handlers")?;
     // Ready once a stop would be graceful.
     notify_systemd("READY=1");
     let served = tokio::select! {

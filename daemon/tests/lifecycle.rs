@@ -32,6 +32,49 @@ fn sockets_are_tight_and_removed_on_sigterm() {
     );
 }
 
+/// A SIGTERM that comes while the daemon is still loading its plugins
+/// (the first log line is written, no socket yet) stops it gracefully once
+/// it serves: it is not killed by the signal's default action with its
+/// sockets left behind.
+#[test]
+fn a_sigterm_during_start_is_a_graceful_stop() {
+    let daemon = Daemon::prepare("", "");
+    let log = std::fs::File::create(&daemon.log).unwrap();
+    let mut child = Command::new(workspace_bin("crated"))
+        .arg("--config")
+        .arg(&daemon.config)
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !daemon.logs().contains("starting crated") {
+        assert!(std::time::Instant::now() < deadline, "{}", daemon.logs());
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("crated did not stop:\n{}", daemon.logs());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}:\n{}", daemon.logs());
+    assert!(
+        daemon.logs().contains("crated stopped"),
+        "{}",
+        daemon.logs()
+    );
+    assert!(!daemon.address.exists());
+    assert!(!daemon.address.with_extension("sock.ttrpc").exists());
+}
+
 #[test]
 fn a_live_daemons_socket_is_not_stolen() {
     let daemon = Daemon::start();
