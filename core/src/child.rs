@@ -63,8 +63,9 @@ pub fn registered<T: OwnsFd>(inner: T, interest: Interest) -> io::Result<AsyncFd
     unsafe { AsyncFd::register_with_interest(inner, interest) }.map_err(io::Error::from)
 }
 
-/// A pidfd for `pid`: readable once that process exits.
-fn pidfd(pid: u32) -> io::Result<AsyncFd<OwnedFd>> {
+/// A pidfd for `pid`, registered with the current runtime: readable once
+/// that process exits (also after it was reaped). `ESRCH` if it is gone.
+pub fn pidfd(pid: u32) -> io::Result<AsyncFd<OwnedFd>> {
     let pid = libc::pid_t::try_from(pid).map_err(io::Error::other)?;
     // SAFETY: pidfd_open takes a pid and flags, no pointers.
     let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };

@@ -534,3 +534,114 @@ async fn metrics_carry_every_sub_message_docker_reads() {
         assert!(pagesizes.contains(&"2MB"), "{pagesizes:?}");
     }
 }
+
+/// runc's view of container `id` of namespace `ns` (our shim's runc root).
+fn runc_status(ns: &str, id: &str) -> String {
+    let out = std::process::Command::new("runc")
+        .args(["--root", &format!("/run/containerd/runc/{ns}"), "state", id])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "runc state {id}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let state: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    state["status"].as_str().unwrap_or_default().to_owned()
+}
+
+/// Our shim starts a container runc created by reading runc's exec fifo
+/// itself (no `runc start` process): runc must then see the container
+/// running, as after its own start, and a start whose init was killed
+/// after the create must fail with a clear error, not wait for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_leaves_runc_agreeing_and_one_after_init_died_fails() {
+    let s = setup("start").await;
+    let _cleanup = NamespaceCleanup(&s.daemon, s.ns.clone());
+    let api = s.api().await;
+    let (serving, parent) = s.template(&api, "serving", &["sh", "-c", SERVE]).await;
+    let mut tasks = api.tasks();
+    let rootfs = api.clone_container(&serving, &parent, "killed").await;
+
+    let fifo = format!("/run/containerd/runc/{}/serving/exec.fifo", s.ns);
+    let serving_rootfs = api
+        .snapshots()
+        .mounts(api.request(snapshots::MountsRequest {
+            snapshotter: serving.snapshotter.clone(),
+            key: serving.snapshot_key.clone(),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .mounts;
+    let created = tasks
+        .create(api.request(tasks::CreateTaskRequest {
+            container_id: "serving".into(),
+            rootfs: serving_rootfs,
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(runc_status(&s.ns, "serving"), "created");
+    assert!(
+        std::path::Path::new(&fifo).exists(),
+        "no {fifo} after create"
+    );
+    let started = tasks
+        .start(api.request(tasks::StartRequest {
+            container_id: "serving".into(),
+            exec_id: String::new(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(started.pid, created.pid);
+    assert_eq!(runc_status(&s.ns, "serving"), "running");
+    assert!(
+        !std::path::Path::new(&fifo).exists(),
+        "{fifo} left after start"
+    );
+    // The container's process runs: init exec'd the shell.
+    let comm = std::fs::read_to_string(format!("/proc/{}/comm", started.pid)).unwrap();
+    assert_eq!(comm.trim(), "sh");
+
+    // An init killed between create and start.
+    let created = tasks
+        .create(api.request(tasks::CreateTaskRequest {
+            container_id: "killed".into(),
+            rootfs,
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(created.pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let start = tokio::time::timeout(
+        Duration::from_secs(20),
+        tasks.start(api.request(tasks::StartRequest {
+            container_id: "killed".into(),
+            exec_id: String::new(),
+        })),
+    )
+    .await
+    .expect("a start of a task whose init was killed hung");
+    let status = start.expect_err("a task whose init was killed started");
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
+    assert!(
+        status.message().contains("cannot start") && status.message().contains("killed"),
+        "{status:?}"
+    );
+    // Nothing stuck: the task deletes as any stopped one.
+    tasks
+        .delete(api.request(tasks::DeleteTaskRequest {
+            container_id: "killed".into(),
+        }))
+        .await
+        .unwrap();
+    api.remove_container(&serving.snapshotter, "killed").await;
+}

@@ -217,6 +217,13 @@ pub enum Error {
         /// The exec id.
         exec_id: String,
     },
+    /// A Start of a task whose init ended after its create (killed, or
+    /// out of memory): runc's "cannot start a container that has stopped".
+    #[error("task {id:?} cannot start: its init process ended after the create (the container has stopped)")]
+    InitGone {
+        /// The task.
+        id: String,
+    },
     /// A Delete of a task whose init still runs.
     #[error("task {id:?} must be stopped before deletion: running")]
     TaskRunning {
@@ -638,6 +645,7 @@ impl KindError for Error {
             | Error::NoNamespace => Kind::InvalidArgument,
             Error::AlreadyStarted { .. }
             | Error::NotStarted { .. }
+            | Error::InitGone { .. }
             | Error::TaskRunning { .. }
             | Error::ProcessRunning { .. }
             | Error::NotRestored { .. }

@@ -35,6 +35,7 @@ pub(crate) fn log_line(line: std::fmt::Arguments<'_>) {
 
 mod error;
 mod events;
+mod exec_fifo;
 mod io;
 mod oom;
 mod reaper;

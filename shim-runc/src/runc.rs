@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::error::{Error, Result};
+use crate::exec_fifo;
 use crate::reaper::Reaper;
 
 /// A runc binary for one namespace.
@@ -221,11 +222,34 @@ impl Runc {
         Ok(())
     }
 
-    /// `runc start`.
-    pub async fn start(&self, id: &str) -> Result<()> {
+    /// Starts created container `id` whose init is `init`: runc's own
+    /// start protocol read by the shim (see [`exec_fifo`]) when the
+    /// binary is runc, else (and whenever that path does not apply) the
+    /// binary's `start`.
+    pub async fn start(&self, id: &str, init: i32) -> Result<()> {
+        if let Some(fifo) = self.exec_fifo(id) {
+            match exec_fifo::start(&fifo, init).await {
+                Ok(exec_fifo::Start::Done) => return Ok(()),
+                Ok(exec_fifo::Start::InitGone) => {
+                    return Err(Error::InitGone { id: id.to_owned() })
+                }
+                Ok(exec_fifo::Start::ByRuntime) => {}
+                Err(e) => return Err(Error::io("start through", fifo, e)),
+            }
+        }
         self.run("start", id, self.command(&["start", id]), None)
             .await
             .map(|_| ())
+    }
+
+    /// Where runc keeps container `id`'s exec fifo, when the binary is
+    /// runc (the fifo is runc's own protocol between its `create` and
+    /// `start`; other runtimes keep theirs) and `id` names a directory
+    /// under the root, not a path.
+    fn exec_fifo(&self, id: &str) -> Option<PathBuf> {
+        let plain = !id.is_empty() && id != "." && id != ".." && !id.contains('/');
+        (plain && self.binary.file_name() == Some(std::ffi::OsStr::new("runc")))
+            .then(|| self.root.join(id).join(exec_fifo::NAME))
     }
 
     /// `runc exec --detach` of `process` (an OCI process JSON); its pid.

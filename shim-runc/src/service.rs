@@ -825,7 +825,8 @@ impl Service {
             let pid = match self.with(id, |c| Ok(c.restore.take()))? {
                 Some(restore) => self.restore(id, &runc, restore).await?,
                 None => {
-                    runc.start(id).await?;
+                    let init = self.with(id, |c| Ok(c.init.pid))?;
+                    runc.start(id, init).await?;
                     self.with(id, |c| {
                         c.init.started = true;
                         Ok(c.init.pid)

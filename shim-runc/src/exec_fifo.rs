@@ -1,0 +1,149 @@
+//! Starting a container that runc created, without a second runc.
+//!
+//! `runc create` leaves the container's init blocked opening
+//! `<root>/<id>/exec.fifo` for writing. `runc start` is a reader of that
+//! fifo and little else: it opens it, which lets init go on; init writes
+//! one byte and execs the container's process, which closes its end; runc
+//! reads to that end and removes the fifo (runc tells a created container
+//! from a running one by whether the fifo is there). As a process of its
+//! own that costs 4–5 ms of every container start — a Go runtime coming
+//! up and the container's state loaded — where the read itself takes
+//! microseconds, so the shim reads the fifo itself.
+//!
+//! An init that ends before it writes (killed after the create) never
+//! opens the fifo, and a reader would wait for ever: runc polls the pid
+//! for that, the shim waits on a pidfd beside the fifo. Anything unusual —
+//! no fifo (started already, or never created), no pidfd — leaves the
+//! start to the runtime binary, which says what is wrong in its own words.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd as _, OwnedFd};
+use std::path::Path;
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::stat::Mode;
+use tokio::io::Interest;
+
+/// The fifo's name in runc's directory of a container.
+pub const NAME: &str = "exec.fifo";
+
+/// How a start through the fifo went.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Start {
+    /// init was let go and has exec'd (or failed to: runc's own start
+    /// says "started" then too, and the exit tells the rest).
+    Done,
+    /// init ended before it was let go: the container has stopped.
+    InitGone,
+    /// Not for this path: the runtime binary's `start` should run.
+    ByRuntime,
+}
+
+/// Lets the init `init` of the container whose exec fifo is `fifo` run
+/// its process, and removes the fifo, as `runc start` does.
+pub async fn start(fifo: &Path, init: i32) -> io::Result<Start> {
+    // The pidfd first: once the fifo is open for reading init may write
+    // into it, and a reader that then gave up would take that byte with
+    // it (a later `runc start` would find the fifo empty).
+    let Ok(pid) = u32::try_from(init) else {
+        return Ok(Start::ByRuntime);
+    };
+    let exited = match crated_core::child::pidfd(pid) {
+        Ok(fd) => Some(fd),
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => None,
+        Err(_) => return Ok(Start::ByRuntime),
+    };
+    let flags = OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
+    let raw = match nix::fcntl::open(fifo, flags, Mode::empty()) {
+        Ok(raw) => raw,
+        Err(Errno::ENOENT) => return Ok(Start::ByRuntime),
+        Err(e) => return Err(e.into()),
+    };
+    // SAFETY: open returned a new descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let is_fifo = nix::sys::stat::fstat(fd.as_raw_fd())
+        .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFIFO);
+    if !is_fifo {
+        return Ok(Start::ByRuntime);
+    }
+    let fd = crated_core::child::registered(fd, Interest::READABLE)?;
+    let mut wrote = false;
+    let outcome = match exited {
+        // Gone before we looked: what it wrote, if anything, is in the
+        // fifo already.
+        None => ended(fd.get_ref(), &mut wrote)?,
+        Some(exited) => loop {
+            tokio::select! {
+                ready = fd.readable() => {
+                    let mut ready = ready?;
+                    match drain(fd.get_ref(), &mut wrote)? {
+                        Drained::End => break if wrote { Start::Done } else { Start::InitGone },
+                        Drained::NotYet => ready.clear_ready(),
+                    }
+                }
+                gone = exited.readable() => {
+                    let _exited = gone?;
+                    break ended(fd.get_ref(), &mut wrote)?;
+                }
+            }
+        },
+    };
+    if outcome == Start::Done {
+        match std::fs::remove_file(fifo) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(outcome)
+}
+
+/// Where a read of the fifo stands.
+enum Drained {
+    /// The writer came and closed its end.
+    End,
+    /// No writer yet, or one that has not closed.
+    NotYet,
+}
+
+/// Reads what is in the fifo, noting in `wrote` whether init wrote.
+fn drain(fd: &OwnedFd, wrote: &mut bool) -> io::Result<Drained> {
+    let mut buf = [0u8; 16];
+    loop {
+        match nix::unistd::read(fd.as_raw_fd(), &mut buf) {
+            Ok(0) => {
+                // No writer now. A fifo no writer has opened yet reads as
+                // empty too; poll tells them apart, reporting a hang-up
+                // only once a writer has come and gone.
+                return Ok(if *wrote || hung_up(fd) {
+                    Drained::End
+                } else {
+                    Drained::NotYet
+                });
+            }
+            Ok(_) => *wrote = true,
+            Err(Errno::EAGAIN) => return Ok(Drained::NotYet),
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Whether the fifo's writer closed its end.
+fn hung_up(fd: &OwnedFd) -> bool {
+    use std::os::fd::AsFd as _;
+    let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+    poll(&mut fds, PollTimeout::ZERO).is_ok_and(|n| {
+        n > 0
+            && fds[0]
+                .revents()
+                .is_some_and(|r| r.contains(PollFlags::POLLHUP))
+    })
+}
+
+/// init has ended: it was let go if it wrote before it did.
+fn ended(fd: &OwnedFd, wrote: &mut bool) -> io::Result<Start> {
+    drain(fd, wrote)?;
+    Ok(if *wrote { Start::Done } else { Start::InitGone })
+}
