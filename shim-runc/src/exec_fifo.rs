@@ -147,3 +147,86 @@ fn ended(fd: &OwnedFd, wrote: &mut bool) -> io::Result<Start> {
     drain(fd, wrote)?;
     Ok(if *wrote { Start::Done } else { Start::InitGone })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::{Child, Command};
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+    }
+
+    fn fifo_in(dir: &tempfile::TempDir) -> std::path::PathBuf {
+        let path = dir.path().join(NAME);
+        nix::unistd::mkfifo(&path, Mode::from_bits_truncate(0o600)).expect("mkfifo");
+        path
+    }
+
+    /// `sh -c script fifo`, standing in for runc's init.
+    fn init(script: &str, fifo: &Path) -> Child {
+        Command::new("sh")
+            .args(["-c", script])
+            .arg(fifo)
+            .spawn()
+            .expect("spawn sh")
+    }
+
+    fn start_of(fifo: &Path, child: &Child) -> Start {
+        let pid = i32::try_from(child.id()).expect("pid");
+        // Bounded: a start that waits for ever fails the test instead.
+        runtime()
+            .block_on(async {
+                tokio::time::timeout(std::time::Duration::from_secs(10), start(fifo, pid)).await
+            })
+            .expect("the start waited for ever")
+            .expect("start")
+    }
+
+    /// An init that writes its byte and closes its end (as an exec does)
+    /// has started: the fifo is gone, as after `runc start`.
+    #[test]
+    fn an_init_that_writes_and_closes_is_started_and_the_fifo_removed() {
+        let _children = crate::reaper::tests::CHILDREN.lock();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = fifo_in(&dir);
+        let mut child = init("printf 0 > \"$0\"; sleep 0.5", &fifo);
+        assert_eq!(start_of(&fifo, &child), Start::Done);
+        assert!(!fifo.exists(), "the fifo was left");
+        // The start did not wait for the process to end.
+        assert!(child.try_wait().expect("try_wait").is_none());
+        child.wait().expect("wait");
+    }
+
+    /// An init that ends without opening the fifo (killed after the
+    /// create) is reported, not waited for: no writer ever comes.
+    #[test]
+    fn an_init_that_ends_before_the_fifo_is_reported_gone() {
+        let _children = crate::reaper::tests::CHILDREN.lock();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = fifo_in(&dir);
+        let mut child = init("sleep 0.2", &fifo);
+        assert_eq!(start_of(&fifo, &child), Start::InitGone);
+        assert!(fifo.exists(), "the fifo of a stopped container went");
+        child.wait().expect("wait");
+        // Already reaped: no pidfd, the fifo is read as it is.
+        assert_eq!(start_of(&fifo, &child), Start::InitGone);
+    }
+
+    /// No fifo, or a path that is not one: the runtime's own start runs.
+    #[test]
+    fn anything_but_a_fifo_is_left_to_the_runtime() {
+        let _children = crate::reaper::tests::CHILDREN.lock();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut child = init("sleep 0.5", dir.path());
+        let missing = dir.path().join(NAME);
+        assert_eq!(start_of(&missing, &child), Start::ByRuntime);
+        std::fs::write(&missing, b"0").expect("write");
+        assert_eq!(start_of(&missing, &child), Start::ByRuntime);
+        assert!(missing.exists(), "a file that is not a fifo was removed");
+        child.wait().expect("wait");
+    }
+}

@@ -189,13 +189,13 @@ impl Reaper {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::time::Duration;
 
     /// `reap` takes any child of the test binary, so tests that spawn
     /// children take turns.
-    static CHILDREN: Mutex<()> = Mutex::new(());
+    pub(crate) static CHILDREN: Mutex<()> = Mutex::new(());
 
     /// Reaps until `rx` sees an exit.
     fn reap_until(reaper: &Reaper, rx: &watch::Receiver<Option<Exit>>) -> Exit {
