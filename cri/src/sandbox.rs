@@ -346,26 +346,35 @@ impl Cri {
             };
             // Whatever of the container and its task came to be.
             undo.container(id.to_owned());
+            let began = std::time::Instant::now();
             let pause = async {
                 let container = self.client.create_container(id, new).await?;
                 let task = container
                     .new_task(Stdio::default(), false, NewTask::default())
                     .await?;
                 task.start().await?;
-                Ok::<_, Error>((container, task))
+                Ok::<_, Error>((container, task, began.elapsed()))
             };
             // The CNI ADDs need only the namespace, not a process in it:
             // they run while the pause container starts, the two longest
             // steps of a pod start side by side.
             let pod_cidr = self.pod_cidr.lock().map(|c| c.clone()).unwrap_or_default();
             let add = async {
-                match &network.netns {
+                let ips = match &network.netns {
                     Some(netns) => self.network.add(id, &config, netns, &pod_cidr).await,
                     None => Ok(Vec::new()),
-                }
+                };
+                (ips, began.elapsed())
             };
-            let (started, ips) = tokio::join!(pause, add);
-            let (mut container, task) = started?;
+            let (started, (ips, network_took)) = tokio::join!(pause, add);
+            let (mut container, task, pause_took) = started?;
+            // Which of the two is the longer step of a pod start.
+            tracing::debug!(
+                id,
+                pause_micros = u64::try_from(pause_took.as_micros()).unwrap_or(u64::MAX),
+                network_micros = u64::try_from(network_took.as_micros()).unwrap_or(u64::MAX),
+                "pause container started and pod network set up"
+            );
             metadata.ips = ips?;
             if !metadata.ips.is_empty() {
                 container
