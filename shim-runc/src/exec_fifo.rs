@@ -22,7 +22,7 @@ use std::path::Path;
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::poll::PollFlags;
 use nix::sys::stat::Mode;
 use tokio::io::Interest;
 
@@ -79,7 +79,7 @@ pub async fn start(fifo: &Path, init: i32) -> io::Result<Start> {
                 ready = fd.readable() => {
                     let mut ready = ready?;
                     match drain(fd.get_ref(), &mut wrote)? {
-                        Drained::End => break if wrote { Start::Done } else { Start::InitGone },
+                        Drained::End => break verdict(wrote),
                         Drained::NotYet => ready.clear_ready(),
                     }
                 }
@@ -130,22 +130,27 @@ fn drain(fd: &OwnedFd, wrote: &mut bool) -> io::Result<Drained> {
     }
 }
 
-/// Whether the fifo's writer closed its end.
+/// Whether the fifo's writer closed its end. Only a hang-up counts: data
+/// written since the read that found none means a writer still there.
 fn hung_up(fd: &OwnedFd) -> bool {
     use std::os::fd::AsFd as _;
-    let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
-    poll(&mut fds, PollTimeout::ZERO).is_ok_and(|n| {
-        n > 0
-            && fds[0]
-                .revents()
-                .is_some_and(|r| r.contains(PollFlags::POLLHUP))
-    })
+    crate::relay::poll_now(fd.as_fd(), PollFlags::POLLIN)
+        .is_some_and(|r| r.contains(PollFlags::POLLHUP))
 }
 
 /// init has ended: it was let go if it wrote before it did.
 fn ended(fd: &OwnedFd, wrote: &mut bool) -> io::Result<Start> {
     drain(fd, wrote)?;
-    Ok(if *wrote { Start::Done } else { Start::InitGone })
+    Ok(verdict(*wrote))
+}
+
+/// The writer is done: init was let go if it wrote its byte.
+fn verdict(wrote: bool) -> Start {
+    if wrote {
+        Start::Done
+    } else {
+        Start::InitGone
+    }
 }
 
 #[cfg(test)]

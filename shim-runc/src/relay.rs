@@ -39,19 +39,22 @@ fn register(fd: OwnedFd, interest: Interest) -> io::Result<AsyncFd<OwnedFd>> {
     crated_core::child::registered(fd, interest)
 }
 
-/// Whether `fd` reports any of `events` (or a hang-up or error) right now.
-fn ready_now(fd: BorrowedFd<'_>, events: PollFlags) -> bool {
+/// What `fd` reports for `events` right now, without waiting (hang-up and
+/// error are always reported); `None` if poll(2) failed.
+pub(crate) fn poll_now(fd: BorrowedFd<'_>, events: PollFlags) -> Option<PollFlags> {
     let mut fds = [PollFd::new(fd, events)];
     match poll(&mut fds, PollTimeout::ZERO) {
-        Ok(n) => {
-            n > 0
-                && fds[0]
-                    .revents()
-                    .is_some_and(|r| r.intersects(events | PollFlags::POLLHUP | PollFlags::POLLERR))
-        }
-        // Unknown: say ready, so the relay tries again rather than sleeps.
-        Err(_) => true,
+        Ok(0) => Some(PollFlags::empty()),
+        Ok(_) => Some(fds[0].revents().unwrap_or(PollFlags::empty())),
+        Err(_) => None,
     }
+}
+
+/// Whether `fd` reports any of `events` (or a hang-up or error) right now.
+fn ready_now(fd: BorrowedFd<'_>, events: PollFlags) -> bool {
+    // Unknown: say ready, so the relay tries again rather than sleeps.
+    poll_now(fd, events)
+        .is_none_or(|r| r.intersects(events | PollFlags::POLLHUP | PollFlags::POLLERR))
 }
 
 /// What one splice did.
