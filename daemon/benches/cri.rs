@@ -13,7 +13,9 @@
 //! and alternate for the given number of rounds.
 //!
 //! Options: `--pods N` (20), `--containers M` (50), `--rounds R` (2),
-//! `--dir D` (a directory for the daemons' roots; default the temp dir).
+//! `--dir D` (a directory for the daemons' roots; default the temp dir),
+//! `--logs L` (each daemon logs at debug level into `L/<daemon>-<round>.log`,
+//! which crated's per-call and per-phase durations are in).
 
 mod common;
 
@@ -29,6 +31,7 @@ struct Options {
     containers: usize,
     rounds: usize,
     dir: PathBuf,
+    logs: Option<PathBuf>,
 }
 
 fn options() -> anyhow::Result<Options> {
@@ -37,6 +40,7 @@ fn options() -> anyhow::Result<Options> {
         containers: 50,
         rounds: 2,
         dir: std::env::temp_dir(),
+        logs: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -46,6 +50,7 @@ fn options() -> anyhow::Result<Options> {
             "--containers" => o.containers = value()?.parse()?,
             "--rounds" => o.rounds = value()?.parse()?,
             "--dir" => o.dir = value()?.into(),
+            "--logs" => o.logs = Some(value()?.into()),
             // cargo bench passes --bench.
             "--bench" => {}
             other => bail!("unknown option {other}"),
@@ -149,7 +154,11 @@ fn measure(
     let pause = format!("{registry_host}/bench/pause:3.9");
     let busybox = format!("{registry_host}/bench/busybox:latest");
     let sections = cri_section(&pause, &cni, &dir.join("certs.d"));
-    let daemon = Daemon::start_with(name, binary, &o.dir, &sections)?;
+    let log = o
+        .logs
+        .as_ref()
+        .map(|l| l.join(format!("{name}-{round}.log")));
+    let daemon = Daemon::start_with(name, binary, &o.dir, &sections, log.as_deref())?;
     let crictl = Crictl {
         bin: crated_testimages::cri_tool("crictl")
             .context("crictl is not built: run `cargo xtask deps`")?,
@@ -255,6 +264,9 @@ fn measure(
 
 fn main() -> anyhow::Result<()> {
     let o = options()?;
+    if let Some(logs) = &o.logs {
+        std::fs::create_dir_all(logs).with_context(|| format!("create {}", logs.display()))?;
+    }
     // Everything from here on (registry, daemons, shims, plugins, pods)
     // lives in a network namespace of its own.
     crated_testimages::enter_private_netns().context("enter a private network namespace")?;

@@ -20,16 +20,19 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(name: &'static str, binary: &Path, parent: &Path) -> anyhow::Result<Self> {
-        Self::start_with(name, binary, parent, "")
+        Self::start_with(name, binary, parent, "", None)
     }
 
     /// [`Daemon::start`] with `sections` added to the config; containerd
-    /// keeps its CRI plugin when they configure it.
+    /// keeps its CRI plugin when they configure it. With `debug_log` the
+    /// daemon logs at debug level into that file (for a look at where the
+    /// time goes) instead of into its temporary directory.
     pub fn start_with(
         name: &'static str,
         binary: &Path,
         parent: &Path,
         sections: &str,
+        debug_log: Option<&Path>,
     ) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix(&format!("bench-{name}-"))
@@ -49,10 +52,15 @@ impl Daemon {
         );
         let config_path = dir.path().join("config.toml");
         std::fs::write(&config_path, config)?;
-        let log = std::fs::File::create(dir.path().join("daemon.log"))?;
-        let child = Command::new(binary)
-            .arg("--config")
-            .arg(&config_path)
+        let log_path = debug_log.map_or_else(|| dir.path().join("daemon.log"), Path::to_path_buf);
+        let log = std::fs::File::create(&log_path)
+            .with_context(|| format!("create {}", log_path.display()))?;
+        let mut command = Command::new(binary);
+        command.arg("--config").arg(&config_path);
+        if debug_log.is_some() {
+            command.args(["--log-level", "debug"]);
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
