@@ -64,6 +64,9 @@ pub struct SpecContext<'a> {
     /// The container's root filesystem, mounted, when an option must read
     /// it (a user name looked up in its `/etc/passwd`).
     pub rootfs: Option<&'a Path>,
+    /// The image's account files, read before: options use these instead
+    /// of reading `rootfs`.
+    pub accounts: Option<&'a Accounts>,
 }
 
 impl<'a> SpecContext<'a> {
@@ -74,6 +77,7 @@ impl<'a> SpecContext<'a> {
             namespace,
             id,
             rootfs: None,
+            accounts: None,
         }
     }
 
@@ -82,6 +86,49 @@ impl<'a> SpecContext<'a> {
     pub fn with_rootfs(mut self, rootfs: &'a Path) -> Self {
         self.rootfs = Some(rootfs);
         self
+    }
+
+    /// The same, with the image's account files already read (no root
+    /// filesystem needs mounting for a user name).
+    #[must_use]
+    pub fn with_accounts(mut self, accounts: &'a Accounts) -> Self {
+        self.accounts = Some(accounts);
+        self
+    }
+}
+
+/// The files of an image's root filesystem that a spec's user comes from:
+/// `/etc/passwd` and `/etc/group`, each empty when the image has none.
+///
+/// An image's committed layers never change, so a caller that builds many
+/// specs from one image may read these once (from a mounted view) and keep
+/// them, rather than mount the image for every container.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Accounts {
+    /// `/etc/passwd`.
+    pub passwd: String,
+    /// `/etc/group`.
+    pub group: String,
+}
+
+impl Accounts {
+    /// Reads both files inside the mounted `rootfs` (as [`read_in_root`]:
+    /// confined to the root, bounded).
+    pub fn read(rootfs: &Path) -> Result<Self> {
+        Ok(Self {
+            passwd: read_in_root(rootfs, "/etc/passwd")?.unwrap_or_default(),
+            group: read_in_root(rootfs, "/etc/group")?.unwrap_or_default(),
+        })
+    }
+
+    /// The bytes they hold (for a cache's bound).
+    pub fn len(&self) -> usize {
+        self.passwd.len() + self.group.len()
+    }
+
+    /// Whether both files are empty or absent.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -759,43 +806,50 @@ fn entry<'a>(text: &'a str, key: &str) -> Option<Vec<&'a str>> {
 pub fn with_user(user: impl Into<String>) -> Opt {
     let user = user.into();
     opt(move |spec, ctx| {
-        let resolved = resolve_user(&user, ctx.rootfs)?;
+        let read;
+        let accounts = match (ctx.accounts, ctx.rootfs) {
+            (Some(accounts), _) => Some(accounts),
+            (None, Some(rootfs)) => {
+                read = Accounts::read(rootfs)?;
+                Some(&read)
+            }
+            (None, None) => None,
+        };
+        let resolved = resolve_user(&user, accounts)?;
         process_mut(spec).set_user(resolved);
         Ok(())
     })
 }
 
-/// The process user `user` means in `rootfs`.
-pub fn resolve_user(user: &str, rootfs: Option<&Path>) -> Result<User> {
+/// The process user `user` means in an image with `accounts` (`None`: no
+/// root filesystem to look names up in, so only numeric ids and root).
+pub fn resolve_user(user: &str, accounts: Option<&Accounts>) -> Result<User> {
     let (name, group) = match user.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (if user.is_empty() { "root" } else { user }, None),
     };
-    let read = |file: &str| -> Result<String> {
-        match rootfs {
-            Some(root) => Ok(read_in_root(root, file)?.unwrap_or_default()),
-            None => Ok(String::new()),
-        }
-    };
     let numeric = name.parse::<u32>().is_ok() && group.is_none_or(|g| g.parse::<u32>().is_ok());
-    if rootfs.is_none() && !numeric && name != "root" {
+    if accounts.is_none() && !numeric && name != "root" {
         return Err(Error::UserNeedsRootfs {
             user: user.to_owned(),
         }
         .into());
     }
-    let passwd = read("/etc/passwd")?;
-    let groups = read("/etc/group")?;
+    let none = Accounts::default();
+    let Accounts {
+        passwd,
+        group: groups,
+    } = accounts.unwrap_or(&none);
     let (uid, mut gid, username) = match name.parse::<u32>() {
         Ok(uid) => {
-            let found = entry(&passwd, name);
+            let found = entry(passwd, name);
             let gid = found.as_ref().and_then(|f| f[3].parse().ok()).unwrap_or(0);
             (uid, gid, found.map(|f| f[0].to_owned()).unwrap_or_default())
         }
         // No user (or root) in an image without /etc/passwd: 0:0.
-        Err(_) if name == "root" && entry(&passwd, name).is_none() => (0, 0, "root".to_owned()),
+        Err(_) if name == "root" && entry(passwd, name).is_none() => (0, 0, "root".to_owned()),
         Err(_) => {
-            let f = entry(&passwd, name).ok_or_else(|| Error::UserNotFound {
+            let f = entry(passwd, name).ok_or_else(|| Error::UserNotFound {
                 name: name.to_owned(),
             })?;
             let uid = f[2].parse().map_err(|source| Error::BadUid {
@@ -808,7 +862,7 @@ pub fn resolve_user(user: &str, rootfs: Option<&Path>) -> Result<User> {
     if let Some(group) = group {
         gid = match group.parse::<u32>() {
             Ok(g) => g,
-            Err(_) => entry(&groups, group)
+            Err(_) => entry(groups, group)
                 .and_then(|f| f[2].parse().ok())
                 .ok_or_else(|| Error::GroupNotFound {
                     group: group.to_owned(),
@@ -901,16 +955,68 @@ mod tests {
             "root:x:0:\nweb:x:1000:\nvideo:x:44:web,other\naudio:x:29:other\n",
         )
         .unwrap();
-        let user = resolve_user("web", Some(root.path())).unwrap();
+        let accounts = Accounts::read(root.path()).unwrap();
+        let user = resolve_user("web", Some(&accounts)).unwrap();
         assert_eq!((user.uid(), user.gid()), (1000, 1000));
         assert_eq!(user.additional_gids().as_deref(), Some(&[44][..]));
-        let user = resolve_user("web:audio", Some(root.path())).unwrap();
+        let user = resolve_user("web:audio", Some(&accounts)).unwrap();
         assert_eq!((user.uid(), user.gid()), (1000, 29));
         let user = resolve_user("7:8", None).unwrap();
         assert_eq!((user.uid(), user.gid()), (7, 8));
-        let err = resolve_user("nobody", Some(root.path())).unwrap_err();
+        let err = resolve_user("nobody", Some(&accounts)).unwrap_err();
         assert_eq!(err.kind(), crated_core::Kind::NotFound);
         assert!(resolve_user("web", None).is_err());
+    }
+
+    #[test]
+    fn a_user_resolves_alike_from_the_root_or_its_accounts_read_before() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("etc")).unwrap();
+        std::fs::write(
+            root.path().join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\nweb:x:1000:1000::/home/web:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(
+            root.path().join("etc/group"),
+            "web:x:1000:\nvideo:x:44:web\n",
+        )
+        .unwrap();
+        let ns = Namespace::new("default").unwrap();
+        let from_root = generate(
+            &SpecContext::new(&ns, "c").with_rootfs(root.path()),
+            &[with_user("web")],
+        )
+        .unwrap();
+        let accounts = Accounts::read(root.path()).unwrap();
+        // The root is gone: the accounts read before are all it takes.
+        drop(root);
+        let from_accounts = generate(
+            &SpecContext::new(&ns, "c").with_accounts(&accounts),
+            &[with_user("web")],
+        )
+        .unwrap();
+        let user = |spec: &Spec| spec.process().as_ref().unwrap().user().clone();
+        assert_eq!(user(&from_root), user(&from_accounts));
+        assert_eq!(user(&from_accounts).uid(), 1000);
+        assert_eq!(
+            user(&from_accounts).additional_gids().as_deref(),
+            Some(&[44][..])
+        );
+        // An image without the files: root alone resolves.
+        let empty = Accounts::default();
+        let spec = generate(
+            &SpecContext::new(&ns, "c").with_accounts(&empty),
+            &[with_user("")],
+        )
+        .unwrap();
+        assert_eq!(user(&spec).uid(), 0);
+        let err = generate(
+            &SpecContext::new(&ns, "c").with_accounts(&empty),
+            &[with_user("web")],
+        )
+        .unwrap_err();
+        assert_eq!(err.kind(), crated_core::Kind::NotFound);
     }
 
     #[test]

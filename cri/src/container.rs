@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use crated_client::cio::Fifos;
-use crated_client::spec::{self, ImageConfig, Opt, SpecContext};
+use crated_client::spec::{self, Accounts, ImageConfig, Opt, SpecContext};
 use crated_client::{NewContainer, Rootfs};
 use crated_core::descriptor::Any;
 use crated_core::{Error, Result};
@@ -554,22 +554,38 @@ impl Cri {
         let ns = self.client.namespace().clone();
         let volumes = plan.volumes.clone();
         let spec_id = id.clone();
-        let spec: Spec = self
-            .client
-            .with_view(
-                &self.config.containerd.snapshotter,
-                &plan.image.chain_id,
-                &self.state.join("views"),
-                move |rootfs| {
-                    let ctx = SpecContext::new(&ns, &spec_id).with_rootfs(rootfs);
-                    let spec = spec::generate(&ctx, &opts)?;
-                    for (dst, host) in &volumes {
-                        fill_volume(rootfs, dst, host)?;
-                    }
-                    Ok(spec)
-                },
-            )
-            .await?;
+        // The image mounted only for what its files must give: account
+        // files not read before, image volumes to fill.
+        let known = match volumes.is_empty() {
+            true => self.accounts.get(&plan.image.chain_id),
+            false => None,
+        };
+        let spec: Spec = match known {
+            Some(accounts) => {
+                spec::generate(&SpecContext::new(&ns, &id).with_accounts(&accounts), &opts)?
+            }
+            None => {
+                let (spec, accounts) = self
+                    .client
+                    .with_view(
+                        &self.config.containerd.snapshotter,
+                        &plan.image.chain_id,
+                        &self.state.join("views"),
+                        move |rootfs| {
+                            let accounts = Accounts::read(rootfs)?;
+                            let ctx = SpecContext::new(&ns, &spec_id).with_accounts(&accounts);
+                            let spec = spec::generate(&ctx, &opts)?;
+                            for (dst, host) in &volumes {
+                                fill_volume(rootfs, dst, host)?;
+                            }
+                            Ok((spec, accounts))
+                        },
+                    )
+                    .await?;
+                self.accounts.put(&plan.image.chain_id, accounts);
+                spec
+            }
+        };
         let metadata = ContainerMetadata {
             name: plan.name.clone(),
             sandbox_id: plan.sandbox.id.clone(),

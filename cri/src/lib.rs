@@ -2,6 +2,7 @@
 // tonic handlers return `Result<_, tonic::Status>`.
 #![allow(clippy::result_large_err)]
 
+mod accounts;
 pub mod attach;
 mod batch;
 mod checkpoint;
@@ -130,6 +131,8 @@ pub struct Cri {
     streaming: streaming::Streaming,
     /// The containers' writable layers, as last measured.
     layer_usage: usage::LayerUsage,
+    /// Images' account files, read by earlier container creates.
+    accounts: accounts::AccountsCache,
     /// Held while a container is checkpointed: two dumps at once would
     /// each pause and resume the task under the other.
     checkpointing: tokio::sync::Mutex<()>,
@@ -172,6 +175,7 @@ impl Cri {
             container_events: tokio::sync::broadcast::channel(container_events::BACKLOG).0,
             streaming: streaming::Streaming::default(),
             layer_usage: usage::LayerUsage::default(),
+            accounts: accounts::AccountsCache::default(),
             checkpointing: tokio::sync::Mutex::new(()),
             this: this.clone(),
         }))
