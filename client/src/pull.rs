@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crated_core::content::{ContentStore, Labels, WriterOptions};
+use crated_core::content::{ContentStore, Info, Labels, WriterOptions};
 use crated_core::descriptor::Descriptor;
 use crated_core::digest::Digest;
 use crated_core::images::walk::{self, media_types, Node};
@@ -300,6 +300,21 @@ async fn pull_leased(
     })
 }
 
+/// The distribution source label's repositories (`sources`, comma
+/// separated) with `repo` added: sorted, each once, as containerd keeps
+/// them (a push mounts a blob from any of them).
+fn with_source(sources: Option<&str>, repo: &str) -> String {
+    let mut repos: Vec<&str> = sources
+        .unwrap_or_default()
+        .split(',')
+        .filter(|r| !r.is_empty())
+        .chain([repo])
+        .collect();
+    repos.sort_unstable();
+    repos.dedup();
+    repos.join(",")
+}
+
 struct Job<'a> {
     store: &'a dyn ContentStore,
     ns: &'a Namespace,
@@ -318,8 +333,28 @@ impl Job<'_> {
     }
 
     /// Adds `labels` (and the distribution source) to a stored blob.
-    async fn label(&self, node: &Node, mut labels: Labels) -> Result<()> {
-        labels.insert(self.source_label.0.clone(), self.source_label.1.clone());
+    async fn label(&self, node: &Node, labels: Labels) -> Result<()> {
+        let stored = self.store.info(self.ns, &node.digest).await?;
+        self.label_stored(node, labels, &stored).await
+    }
+
+    /// [`Job::label`] of a blob whose record is `stored`. A blob that has
+    /// them all already (a pull of an image that is there) is left as it
+    /// is: one durable write fewer per blob.
+    async fn label_stored(&self, node: &Node, mut labels: Labels, stored: &Info) -> Result<()> {
+        let (key, repo) = &self.source_label;
+        let sources = with_source(stored.labels.get(key).map(String::as_str), repo);
+        // A blob shared by so many repositories that the list outgrows a
+        // label keeps the list it has (as containerd's pull).
+        if crated_core::labels::validate(key, &sources).is_ok() {
+            labels.insert(key.clone(), sources);
+        }
+        if labels
+            .iter()
+            .all(|(key, value)| stored.labels.get(key) == Some(value))
+        {
+            return Ok(());
+        }
         crate::add_labels(self.store, self.ns, &node.digest, labels).await
     }
 
@@ -331,9 +366,9 @@ impl Job<'_> {
         let desc = node_descriptor(node)?;
         let total = desc.size;
         match self.store.info(self.ns, &desc.digest).await {
-            Ok(_) => {
+            Ok(stored) => {
                 self.progress.blob(&key, BlobState::Exists, total, total);
-                return self.label(node, labels).await;
+                return self.label_stored(node, labels, &stored).await;
             }
             Err(e) if e.is_not_found() => {}
             Err(e) => return Err(e),
@@ -421,5 +456,25 @@ impl Job<'_> {
         }
         self.progress.blob(&key, BlobState::Done, total, total);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_source;
+
+    #[test]
+    fn distribution_sources_gather_sorted_and_once() {
+        assert_eq!(with_source(None, "library/busybox"), "library/busybox");
+        assert_eq!(with_source(Some(""), "a/b"), "a/b");
+        assert_eq!(
+            with_source(Some("library/busybox"), "team/busybox"),
+            "library/busybox,team/busybox"
+        );
+        assert_eq!(
+            with_source(Some("library/busybox,team/busybox"), "library/busybox"),
+            "library/busybox,team/busybox"
+        );
+        assert_eq!(with_source(Some("z,a"), "m"), "a,m,z");
     }
 }
