@@ -29,10 +29,13 @@ impl Temporary {
             .format(&Rfc3339)
             .unwrap_or_default();
         let ns = client.namespace().clone();
+        // Transient: the daemon's own store need not flush it (the
+        // operation's first durable write does); through a proxy it is an
+        // ordinary lease.
         let lease = client
             .services()
             .leases
-            .create(&ns, "", [(EXPIRE_LABEL.to_owned(), expires)].into())
+            .create_transient(&ns, [(EXPIRE_LABEL.to_owned(), expires)].into())
             .await?;
         Ok(Self {
             client: client.clone(),
@@ -50,7 +53,7 @@ impl Temporary {
     /// is logged: the lease expires anyway.
     pub async fn release(self) {
         let leases = &self.client.services().leases;
-        if let Err(err) = leases.delete(&self.ns, &self.id, false).await {
+        if let Err(err) = leases.delete_transient(&self.ns, &self.id).await {
             tracing::warn!(lease = self.id, error = %err, "release lease");
         }
     }

@@ -108,6 +108,30 @@ pub trait LeaseStore: Send + Sync {
     /// ignores the flag).
     async fn delete(&self, ns: &Namespace, id: &str, sync: bool) -> Result<()>;
 
+    /// Creates a lease with a generated id for one operation of this
+    /// process (a pull, a container create), guarding what it makes from
+    /// the collector until the records that hold it are written. Unlike
+    /// [`LeaseStore::create`] it may return before the lease is on disk:
+    /// nothing outside the process was told of it, the first durable write
+    /// of the operation takes it to disk, and one lost to a crash only
+    /// lets the collector take sooner what the dead operation left. The
+    /// default is `create`.
+    async fn create_transient(
+        &self,
+        ns: &Namespace,
+        labels: BTreeMap<String, String>,
+    ) -> Result<Lease> {
+        self.create(ns, "", labels).await
+    }
+
+    /// Deletes a lease of [`LeaseStore::create_transient`] once its
+    /// operation is over; may return before that is on disk (a lease back
+    /// after a crash holds what records hold anyway, until it expires).
+    /// The default is `delete`.
+    async fn delete_transient(&self, ns: &Namespace, id: &str) -> Result<()> {
+        self.delete(ns, id, false).await
+    }
+
     /// Leases matching any of `filters` (fields `id`, `labels.<key>`).
     async fn list(&self, ns: &Namespace, filters: &[String]) -> Result<Vec<Lease>>;
 

@@ -178,7 +178,24 @@ impl Db {
     /// atomically and flushed to disk before this returns, or not at all if
     /// `f` fails.
     pub fn write<T>(&self, f: impl FnOnce(&mut WriteTx<'_>) -> Result<T>) -> Result<T> {
-        let (out, changed, dirty) = self.write_quiet(f)?;
+        self.write_as(Durability::Flushed, f)
+    }
+
+    /// [`Db::write`] for a change this process alone relies on (a lease
+    /// guarding one operation from its own collector): applied atomically
+    /// and seen by every later read, but on disk only with the next flushed
+    /// write (sled's log keeps their order, so a later write is never on
+    /// disk without it), at the latest when the database closes.
+    pub fn write_unflushed<T>(&self, f: impl FnOnce(&mut WriteTx<'_>) -> Result<T>) -> Result<T> {
+        self.write_as(Durability::Unflushed, f)
+    }
+
+    fn write_as<T>(
+        &self,
+        durability: Durability,
+        f: impl FnOnce(&mut WriteTx<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let (out, changed, dirty) = self.write_quiet_as(durability, f)?;
         if changed {
             let callbacks = self
                 .inner
@@ -200,13 +217,22 @@ impl Db {
         &self,
         f: impl FnOnce(&mut WriteTx<'_>) -> Result<T>,
     ) -> Result<(T, bool, bool)> {
+        self.write_quiet_as(Durability::Flushed, f)
+    }
+
+    fn write_quiet_as<T>(
+        &self,
+        durability: Durability,
+        f: impl FnOnce(&mut WriteTx<'_>) -> Result<T>,
+    ) -> Result<(T, bool, bool)> {
         // The flush waits on the disk, the lock on another's flush, and a
         // collection's mark (inside a write) computes for long.
-        crated_core::blocking::off_worker(|| self.write_here(f))
+        crated_core::blocking::off_worker(|| self.write_here(durability, f))
     }
 
     fn write_here<T>(
         &self,
+        durability: Durability,
         f: impl FnOnce(&mut WriteTx<'_>) -> Result<T>,
     ) -> Result<(T, bool, bool)> {
         // A poisoned lock only means another writer panicked mid-closure; its
@@ -234,7 +260,9 @@ impl Db {
                 }
             }
             self.inner.tree.apply_batch(batch).map_err(Error::Storage)?;
-            self.inner.db.flush().map_err(Error::Storage)?;
+            if durability == Durability::Flushed {
+                self.inner.db.flush().map_err(Error::Storage)?;
+            }
         }
         Ok((out, changed, tx.dirty))
     }
@@ -252,6 +280,13 @@ impl Db {
     pub fn flush(&self) -> Result<(), Error> {
         self.inner.db.flush().map(|_| ()).map_err(Error::Storage)
     }
+}
+
+/// Whether a write is on disk before it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Durability {
+    Flushed,
+    Unflushed,
 }
 
 /// Reads from the database.

@@ -111,6 +111,36 @@ pub(crate) fn random_id() -> String {
     format!("{}-{tail}", now.subsec_nanos())
 }
 
+/// Creates lease `id` in `tx`; AlreadyExists if it is there.
+fn create_in(
+    tx: &mut WriteTx<'_>,
+    ns: &Namespace,
+    id: String,
+    labels: BTreeMap<String, String>,
+) -> Result<Lease> {
+    let key = key(ns, &id);
+    if tx.get(&key)?.is_some() {
+        return Err(Error::LeaseExists { id }.into());
+    }
+    tx.ensure_namespace(ns)?;
+    let record = Record {
+        created_at: SystemTime::now(),
+        labels,
+        resources: BTreeSet::new(),
+    };
+    tx.put(key, encode(&format!("lease {id:?}"), &record)?);
+    Ok(to_lease(id, record))
+}
+
+/// Deletes lease `id` in `tx` (what it held is the collector's to judge);
+/// NotFound if absent.
+fn delete_in(tx: &mut WriteTx<'_>, ns: &Namespace, id: &str) -> Result<()> {
+    load(tx, ns, id)?;
+    tx.delete(key(ns, id));
+    tx.mark_dirty();
+    Ok(())
+}
+
 #[async_trait::async_trait]
 impl LeaseStore for Db {
     async fn create(
@@ -126,29 +156,24 @@ impl LeaseStore for Db {
         };
         leases::validate_id(&id)?;
         labels::validate_all(&labels)?;
-        self.write(|tx| {
-            let key = key(ns, &id);
-            if tx.get(&key)?.is_some() {
-                return Err(Error::LeaseExists { id: id.clone() }.into());
-            }
-            tx.ensure_namespace(ns)?;
-            let record = Record {
-                created_at: SystemTime::now(),
-                labels,
-                resources: BTreeSet::new(),
-            };
-            tx.put(key, encode(&format!("lease {id:?}"), &record)?);
-            Ok(to_lease(id.clone(), record))
-        })
+        self.write(|tx| create_in(tx, ns, id, labels))
     }
 
     async fn delete(&self, ns: &Namespace, id: &str, _sync: bool) -> Result<()> {
-        self.write(|tx| {
-            load(tx, ns, id)?;
-            tx.delete(key(ns, id));
-            tx.mark_dirty();
-            Ok(())
-        })
+        self.write(|tx| delete_in(tx, ns, id))
+    }
+
+    async fn create_transient(
+        &self,
+        ns: &Namespace,
+        labels: BTreeMap<String, String>,
+    ) -> Result<Lease> {
+        labels::validate_all(&labels)?;
+        self.write_unflushed(|tx| create_in(tx, ns, random_id(), labels))
+    }
+
+    async fn delete_transient(&self, ns: &Namespace, id: &str) -> Result<()> {
+        self.write_unflushed(|tx| delete_in(tx, ns, id))
     }
 
     async fn list(&self, ns: &Namespace, filter_strings: &[String]) -> Result<Vec<Lease>> {
@@ -212,6 +237,47 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(dir.path()).unwrap();
         (dir, db, Namespace::new("default").unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_transient_lease_holds_like_any_and_reopens_with_the_writes_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let ns = Namespace::new("default").unwrap();
+        let labels: BTreeMap<String, String> = [("a".to_string(), "1".to_string())].into();
+        let id = {
+            let db = Db::open(dir.path()).unwrap();
+            let lease = db.create_transient(&ns, labels.clone()).await.unwrap();
+            assert!(!lease.id.is_empty());
+            assert_eq!(lease.labels, labels);
+            let res = Resource {
+                id: format!("sha256:{}", "c".repeat(64)),
+                r#type: "content".into(),
+            };
+            // A write under it (flushed) is what takes it to disk.
+            db.add_resource(&ns, &lease.id, res.clone()).await.unwrap();
+            assert_eq!(db.list_resources(&ns, &lease.id).await.unwrap(), vec![res]);
+            lease.id
+        };
+        let db = Db::open(dir.path()).unwrap();
+        let ids: Vec<_> = db
+            .list(&ns, &[])
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|l| l.id)
+            .collect();
+        assert_eq!(ids, std::slice::from_ref(&id));
+        db.delete_transient(&ns, &id).await.unwrap();
+        assert!(db.list(&ns, &[]).await.unwrap().is_empty());
+        assert_eq!(
+            db.delete_transient(&ns, &id).await.unwrap_err().kind(),
+            Kind::NotFound
+        );
+        let bad: BTreeMap<String, String> = [(String::new(), "v".to_string())].into();
+        assert_eq!(
+            db.create_transient(&ns, bad).await.unwrap_err().kind(),
+            Kind::InvalidArgument
+        );
     }
 
     #[tokio::test]

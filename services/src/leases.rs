@@ -40,6 +40,18 @@ impl LeaseStore for LeaseService {
         Ok(())
     }
 
+    async fn create_transient(
+        &self,
+        ns: &Namespace,
+        labels: BTreeMap<String, String>,
+    ) -> Result<Lease> {
+        self.store.create_transient(ns, labels).await
+    }
+
+    async fn delete_transient(&self, ns: &Namespace, id: &str) -> Result<()> {
+        self.store.delete_transient(ns, id).await
+    }
+
     async fn list(&self, ns: &Namespace, filters: &[String]) -> Result<Vec<Lease>> {
         self.store.list(ns, filters).await
     }

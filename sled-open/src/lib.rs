@@ -64,9 +64,10 @@ pub fn open(path: &Path, cache_capacity: u64) -> Result<Opened, Failure> {
                 source,
             },
         })?;
-    // No background flusher: every write of both stores is flushed before
-    // its call returns, so sled's thread flushing every 500 ms would only
-    // wake the daemon twice a second per store, for nothing to write.
+    // No background flusher: every write a caller relies on is flushed
+    // before its call returns (the few that are not, leases guarding one
+    // operation of the daemon, go with the next), so sled's thread flushing
+    // every 500 ms would only wake the daemon twice a second per store.
     let db = sled::Config::new()
         .path(path)
         .cache_capacity(cache_capacity)
