@@ -156,6 +156,12 @@ async fn a_host_network_pod_runs_logs_execs_stops_and_is_removed() {
         shim_address,
         "the container has a shim of its own"
     );
+    // It joined the pod's shim without running the shim binary's `start`
+    // (which the daemon gives a `log` fifo to read).
+    assert!(
+        !bundles.join(&created).join("log").exists(),
+        "the shim binary started for a container of a running pod"
+    );
     let log = std::path::PathBuf::from(&running.log_path);
     assert!(log.starts_with(node.logs.path()), "{log:?}");
     let records = eventually("both lines in the log", || {

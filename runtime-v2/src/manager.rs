@@ -24,6 +24,29 @@ use crate::error::Error;
 use crate::shim::{open_log, Shim};
 use crate::timeouts::Timeouts;
 
+/// The runtime whose shims group containers (see [`TaskManager::join_group`]).
+const RUNC_V2: &str = "io.containerd.runc.v2";
+
+/// The spec annotations naming a runc v2 shim's group, the first set wins
+/// (the shims read the same two).
+const GROUP_ANNOTATIONS: [&str; 2] = [
+    "io.containerd.runc.v2.group",
+    "io.kubernetes.cri.sandbox-id",
+];
+
+/// The shim group a container of OCI spec `spec` (JSON) names, if any.
+fn shim_group(spec: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Annotated {
+        #[serde(default)]
+        annotations: HashMap<String, String>,
+    }
+    let mut spec: Annotated = serde_json::from_slice(spec).ok()?;
+    GROUP_ANNOTATIONS
+        .iter()
+        .find_map(|key| spec.annotations.remove(*key).filter(|g| !g.is_empty()))
+}
+
 /// How many shims a restarted daemon reconnects to at once.
 const RECOVER_PARALLEL: usize = 16;
 
@@ -177,6 +200,7 @@ impl TaskManager {
         id: &str,
         opts: CreateOptions,
     ) -> Result<(Arc<Shim>, u32)> {
+        let began = std::time::Instant::now();
         let _busy = self.reserve(ns, id)?;
         if self.get(ns, id).is_ok() {
             return Err(Error::TaskExists {
@@ -201,15 +225,28 @@ impl TaskManager {
             None => String::new(),
         };
         let command = self.command(binary.clone());
+        let bundled = began.elapsed();
         let started = async {
-            let log = open_log(&bundle)?;
-            let options = opts.options.clone().map(|o| any_to_pb(o).encode_to_vec());
-            // Before the shim starts: a daemon killed while it starts
-            // leaves a bundle that the next one recognises as a shim's (and
-            // shuts that shim down) rather than as an empty one.
+            // Before the shim starts (or is joined): a daemon killed while
+            // it starts leaves a bundle that the next one recognises as a
+            // shim's (and shuts that shim down, or reconnects to it) rather
+            // than as an empty one.
             let binary_path = bundle.path.join("shim-binary-path");
             std::fs::write(&binary_path, binary.as_os_str().as_encoded_bytes())
                 .map_err(|e| Error::io("write", binary_path, e))?;
+            let joined = self.join_group(
+                ns,
+                id,
+                (&opts.runtime, &opts.spec),
+                &binary,
+                &bundle,
+                &command,
+            );
+            if let Some(shim) = joined.await {
+                return Ok((shim, began.elapsed()));
+            }
+            let log = open_log(&bundle)?;
+            let options = opts.options.clone().map(|o| any_to_pb(o).encode_to_vec());
             let address = match command.start(&bundle, options).await {
                 Ok(address) => address,
                 Err(err) => {
@@ -217,11 +254,13 @@ impl TaskManager {
                     return Err(err);
                 }
             };
-            Shim::connect(bundle.clone(), address, command.clone(), Some(log)).await
+            let printed = began.elapsed();
+            let shim = Shim::connect(bundle.clone(), address, command.clone(), Some(log)).await;
+            Ok((shim?, printed))
         }
         .await;
-        let shim = match started {
-            Ok(shim) => Arc::new(shim),
+        let (shim, printed) = match started {
+            Ok((shim, printed)) => (Arc::new(shim), printed),
             Err(err) => {
                 // A shim that started but could not be reached: its
                 // `delete` cleans up; then the bundle goes.
@@ -244,8 +283,19 @@ impl TaskManager {
             parent_checkpoint: String::new(),
             options: opts.options.map(any_to_pb),
         };
+        let connected = began.elapsed();
         match shim.create(&request).await {
             Ok(pid) => {
+                // Where a task create goes: the shim binary's `start`, the
+                // first connection, the runtime's create.
+                tracing::debug!(
+                    id,
+                    bundle_micros = bundled.as_micros() as u64,
+                    shim_start_micros = (printed - bundled).as_micros() as u64,
+                    connect_micros = (connected - printed).as_micros() as u64,
+                    create_micros = (began.elapsed() - connected).as_micros() as u64,
+                    "task created"
+                );
                 if let Ok(mut tasks) = self.tasks.lock() {
                     tasks.insert(key(ns, id), shim.clone());
                 }
@@ -264,6 +314,52 @@ impl TaskManager {
                     source: Box::new(err),
                 }
                 .into())
+            }
+        }
+    }
+
+    /// The running shim a new task joins without its binary's `start`.
+    ///
+    /// The runc v2 shims (containerd's and crated's) serve every container
+    /// of a group from one process: the group is the spec's
+    /// `io.containerd.runc.v2.group` annotation, else its
+    /// `io.kubernetes.cri.sandbox-id` (all the containers of a pod). For
+    /// a container whose group's shim already runs, `start` only finds that
+    /// shim's socket, writes its address in the bundle and prints it — a
+    /// process started and waited for to say what this daemon knows when
+    /// it started the group's shim itself, as the task named by the group
+    /// (a pod's sandbox), with the same binary. Then the task joins it
+    /// directly (as containerd 2's sandboxed tasks do); otherwise, or if
+    /// the shim cannot be reached, `start` runs as always.
+    async fn join_group(
+        &self,
+        ns: &Namespace,
+        id: &str,
+        (runtime, spec): (&str, &[u8]),
+        binary: &std::path::Path,
+        bundle: &Bundle,
+        command: &ShimCommand,
+    ) -> Option<Shim> {
+        if runtime != RUNC_V2 {
+            return None;
+        }
+        let group = shim_group(spec).filter(|group| group != id)?;
+        let leader = self.get(ns, &group).ok()?;
+        if leader.command.binary != binary || !leader.socket_exists() {
+            return None;
+        }
+        let address = leader.address.clone();
+        let file = bundle.path.join("address");
+        if let Err(e) = std::fs::write(&file, &address) {
+            tracing::debug!(id, error = %e, "write the group shim's address");
+            return None;
+        }
+        match Shim::connect(bundle.clone(), address, command.clone(), None).await {
+            Ok(shim) => Some(shim),
+            Err(e) => {
+                tracing::debug!(id, group, error = %e, "join the group's shim; starting one");
+                let _ = std::fs::remove_file(&file);
+                None
             }
         }
     }
@@ -509,5 +605,41 @@ impl TaskManager {
                 self.cleanup_dead(&bundle, &command).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shim_group;
+
+    #[test]
+    fn the_group_is_the_runc_group_annotation_else_the_pod() {
+        let spec = |annotations: &str| {
+            format!(r#"{{"ociVersion":"1.0.2","annotations":{{{annotations}}}}}"#)
+        };
+        assert_eq!(
+            shim_group(spec(r#""io.kubernetes.cri.sandbox-id":"pod1""#).as_bytes()).as_deref(),
+            Some("pod1")
+        );
+        assert_eq!(
+            shim_group(
+                spec(r#""io.kubernetes.cri.sandbox-id":"pod1","io.containerd.runc.v2.group":"g""#)
+                    .as_bytes()
+            )
+            .as_deref(),
+            Some("g")
+        );
+        // An empty group annotation is none: the next one counts.
+        assert_eq!(
+            shim_group(
+                spec(r#""io.containerd.runc.v2.group":"","io.kubernetes.cri.sandbox-id":"p""#)
+                    .as_bytes()
+            )
+            .as_deref(),
+            Some("p")
+        );
+        assert_eq!(shim_group(spec(r#""other":"x""#).as_bytes()), None);
+        assert_eq!(shim_group(br#"{"ociVersion":"1.0.2"}"#), None);
+        assert_eq!(shim_group(b"not json"), None);
     }
 }
