@@ -2,7 +2,7 @@
 //! report it.
 //!
 //! A committed snapshot's usage is recorded when it is committed and costs a
-//! lookup; an active one (a container's writable layer) has to be measured
+//! lookup (made once: it never changes); an active one (a container's writable layer) has to be measured
 //! by walking its files, which for a container that writes many files is
 //! far too slow to do on every stats call kubelet makes. So active
 //! snapshots are measured in the background every `stats_collect_period`
@@ -45,6 +45,10 @@ impl Measured {
 #[derive(Default)]
 pub(crate) struct LayerUsage {
     measured: Mutex<HashMap<String, Measured>>,
+    /// The usage of committed snapshots (and views), recorded once: their
+    /// files never change, and asking the snapshotter for each one on
+    /// every ImageFsInfo is a hop to its blocking thread per layer.
+    fixed: Mutex<HashMap<String, Measured>>,
 }
 
 impl LayerUsage {
@@ -69,11 +73,33 @@ impl LayerUsage {
         Ok(measured)
     }
 
+    /// The recorded usage of snapshot `key`, which is not active.
+    async fn fixed(&self, sn: &dyn Snapshotter, key: &str, now: i64) -> Result<Measured> {
+        let known = self.fixed.lock().ok().and_then(|map| map.get(key).copied());
+        if let Some(m) = known {
+            return Ok(Measured {
+                timestamp: now,
+                ..m
+            });
+        }
+        let measured = Measured::of(sn.usage(key).await?, now);
+        if let Ok(mut map) = self.fixed.lock() {
+            map.insert(key.to_owned(), measured);
+        }
+        Ok(measured)
+    }
+
     /// Measures every active snapshot again and forgets those that are
     /// gone. A snapshot removed while it is measured is left out.
     pub(crate) async fn refresh(&self, sn: &dyn Snapshotter) -> Result<()> {
         let mut fresh = HashMap::new();
-        for info in sn.walk(&[]).await? {
+        let infos = sn.walk(&[]).await?;
+        if let Ok(mut fixed) = self.fixed.lock() {
+            let live: std::collections::HashSet<&str> =
+                infos.iter().map(|info| info.name.as_str()).collect();
+            fixed.retain(|key, _| live.contains(key.as_str()));
+        }
+        for info in infos {
             if info.kind != Kind::Active {
                 continue;
             }
@@ -95,19 +121,24 @@ impl LayerUsage {
     /// active ones as last measured. Its timestamp is that of the oldest
     /// measurement in it (now when none is).
     pub(crate) async fn total(&self, sn: &dyn Snapshotter) -> Result<Measured> {
+        let now = now_nanos();
         let mut total = Measured {
             bytes: 0,
             inodes: 0,
-            timestamp: now_nanos(),
+            timestamp: now,
         };
-        for info in sn.walk(&[]).await? {
-            let one = if info.kind == Kind::Active {
+        let infos = sn.walk(&[]).await?;
+        // Those not known yet (a new layer, a new container) are asked for
+        // at once rather than one after another.
+        let each = futures::future::join_all(infos.iter().map(|info| async move {
+            if info.kind == Kind::Active {
                 self.active(sn, &info.name).await
             } else {
-                sn.usage(&info.name)
-                    .await
-                    .map(|usage| Measured::of(usage, total.timestamp))
-            };
+                self.fixed(sn, &info.name, now).await
+            }
+        }))
+        .await;
+        for one in each {
             match one {
                 Ok(m) => {
                     total.bytes += m.bytes;
@@ -221,5 +252,13 @@ mod tests {
         cache.refresh(&sn).await.unwrap();
         assert!(cache.get("layer").is_none());
         assert!(cache.active(&sn, "layer").await.unwrap_err().is_not_found());
+
+        // A committed layer's usage is asked for once, and forgotten with
+        // the layer.
+        assert!(cache.fixed.lock().unwrap().contains_key("base"));
+        sn.remove("base").await.unwrap();
+        assert_eq!(cache.total(&sn).await.unwrap().bytes, 0);
+        cache.refresh(&sn).await.unwrap();
+        assert!(cache.fixed.lock().unwrap().is_empty());
     }
 }
