@@ -42,6 +42,31 @@ pub async fn put(
     }
 }
 
+/// [`put`], leaving a record that already points at `target` with every
+/// one of `labels` as it is: nothing written or published for a name that
+/// would not change (a re-pull of an image that is there).
+pub async fn put_if_changed(
+    client: &Client,
+    name: &str,
+    target: &Descriptor,
+    labels: &BTreeMap<String, String>,
+) -> Result<()> {
+    let images = &client.services().images;
+    match images.get(client.namespace(), name).await {
+        Ok(existing)
+            if existing.target == *target
+                && labels
+                    .iter()
+                    .all(|(k, v)| existing.labels.get(k) == Some(v)) =>
+        {
+            Ok(())
+        }
+        Ok(_) => put(client, name, target, labels).await,
+        Err(e) if e.is_not_found() => put(client, name, target, labels).await,
+        Err(e) => Err(e),
+    }
+}
+
 /// The image record `name` → `target`.
 fn record(name: &str, target: &Descriptor, labels: &BTreeMap<String, String>) -> Image {
     let now = SystemTime::now();

@@ -63,6 +63,11 @@ pub struct PullOptions {
     pub snapshotter: Option<String>,
     /// Labels of the image record.
     pub labels: BTreeMap<String, String>,
+    /// Leave an image record that already points at the target with these
+    /// labels as it is (no update written or published), as the CRI does
+    /// for every name of an image pulled again; otherwise it is updated,
+    /// as containerd's client does.
+    pub keep_unchanged_record: bool,
 }
 
 impl Default for PullOptions {
@@ -73,6 +78,7 @@ impl Default for PullOptions {
             max_concurrent_downloads: 3,
             snapshotter: Some("overlayfs".to_owned()),
             labels: BTreeMap::new(),
+            keep_unchanged_record: false,
         }
     }
 }
@@ -275,7 +281,11 @@ async fn pull_leased(
         drop(fetches);
         // Recorded once its content is all there, before the unpack ends
         // (as containerd's pull).
-        crate::images::put(client, &name, &target, &options.labels).await
+        if options.keep_unchanged_record {
+            crate::images::put_if_changed(client, &name, &target, &options.labels).await
+        } else {
+            crate::images::put(client, &name, &target, &options.labels).await
+        }
     };
     let unpack = async {
         match &options.snapshotter {

@@ -270,6 +270,7 @@ impl Images {
             max_concurrent_downloads: self.config.max_concurrent_downloads.max(1) as usize,
             snapshotter: Some(self.config.containerd.snapshotter.clone()),
             labels: labels.clone(),
+            keep_unchanged_record: true,
             ..PullOptions::default()
         };
         let pulled = pull(
@@ -288,40 +289,19 @@ impl Images {
             .to_string();
         for record in [digest_ref.as_str(), id.as_str()] {
             if record != name {
-                self.reference(record, &pulled.target, &labels).await?;
+                // containerd's CRI writes these only when they change.
+                crated_client::images::put_if_changed(
+                    &self.client,
+                    record,
+                    &pulled.target,
+                    &labels,
+                )
+                .await?;
             }
         }
         self.get(&id)
             .await?
             .ok_or_else(|| Error::not_found(format!("image {id} vanished after its pull")))
-    }
-
-    /// Makes record `name` point at `target` with `labels`, leaving one
-    /// that already does untouched (containerd's CRI does the same): a
-    /// re-pull of an image that is there writes nothing it need not, and
-    /// publishes no update events.
-    async fn reference(
-        &self,
-        name: &str,
-        target: &Descriptor,
-        labels: &BTreeMap<String, String>,
-    ) -> Result<()> {
-        let images = &self.client.services().images;
-        match images.get(self.client.namespace(), name).await {
-            Ok(existing)
-                if existing.target == *target
-                    && labels
-                        .iter()
-                        .all(|(k, v)| existing.labels.get(k) == Some(v)) =>
-            {
-                Ok(())
-            }
-            Ok(_) => crated_client::images::put(&self.client, name, target, labels).await,
-            Err(e) if e.is_not_found() => {
-                crated_client::images::put(&self.client, name, target, labels).await
-            }
-            Err(e) => Err(e),
-        }
     }
 
     /// Every record of the store made or adopted by the CRI, grouped by

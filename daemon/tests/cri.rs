@@ -156,7 +156,7 @@ async fn images_pull_list_status_and_remove_as_containerds_cri() {
         let _ = events.wait();
         seen
     };
-    for record in [&id, &digest_ref] {
+    for record in [&id, &digest_ref, &reference] {
         assert!(
             !seen
                 .lines()

@@ -113,6 +113,8 @@ pub async fn fetch(
             .filter(|_| !args.all_platforms)
             .map(str::to_owned),
         labels: label_args(&args.label),
+        // As containerd's ctr: the record is written on every pull.
+        keep_unchanged_record: false,
     };
     let resolver = args.registry.resolver()?;
     let tracker = Tracker::new();
