@@ -74,6 +74,34 @@ async fn add_labels(
     store.update(ns, info, &paths).await.map(|_| ())
 }
 
+/// [`add_labels`] unless the blob carries every one of `labels` already
+/// (`stored`: its record, when the caller has it): a blob's record is
+/// written, durably, only for a change (a pull or unpack of what is there
+/// writes nothing).
+async fn add_missing_labels(
+    store: &dyn ContentStore,
+    ns: &Namespace,
+    digest: &Digest,
+    labels: Labels,
+    stored: Option<&Info>,
+) -> Result<()> {
+    let fetched;
+    let stored = match stored {
+        Some(info) => info,
+        None => {
+            fetched = store.info(ns, digest).await?;
+            &fetched
+        }
+    };
+    if labels
+        .iter()
+        .all(|(key, value)| stored.labels.get(key) == Some(value))
+    {
+        return Ok(());
+    }
+    add_labels(store, ns, digest, labels).await
+}
+
 /// A walked node as a descriptor; InvalidArgument for a negative size.
 fn node_descriptor(node: &Node) -> Result<Descriptor> {
     Ok(Descriptor {

@@ -359,13 +359,7 @@ impl Job<'_> {
         if crated_core::labels::validate(key, &sources).is_ok() {
             labels.insert(key.clone(), sources);
         }
-        if labels
-            .iter()
-            .all(|(key, value)| stored.labels.get(key) == Some(value))
-        {
-            return Ok(());
-        }
-        crate::add_labels(self.store, self.ns, &node.digest, labels).await
+        crate::add_missing_labels(self.store, self.ns, &node.digest, labels, Some(stored)).await
     }
 
     /// Fetches a blob into the store unless it is there, resuming a

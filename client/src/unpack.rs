@@ -96,14 +96,14 @@ pub(crate) async fn unpack_leased(
         digest: target.digest.clone(),
     })?;
     let label = format!("containerd.io/gc.ref.snapshot.{snapshotter}");
-    let info = Info {
-        digest: manifest.config.digest.clone(),
-        size: 0,
-        created_at: UNIX_EPOCH,
-        updated_at: UNIX_EPOCH,
-        labels: [(label.clone(), top.to_string())].into(),
-    };
-    store.update(ns, info, &[format!("labels.{label}")]).await?;
+    crate::add_missing_labels(
+        store,
+        ns,
+        &manifest.config.digest,
+        [(label, top.to_string())].into(),
+        None,
+    )
+    .await?;
     Ok(top)
 }
 
