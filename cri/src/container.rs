@@ -556,9 +556,10 @@ impl Cri {
         let spec_id = id.clone();
         // The image mounted only for what its files must give: account
         // files not read before, image volumes to fill.
-        let known = match volumes.is_empty() {
-            true => self.accounts.get(&plan.image.chain_id),
-            false => None,
+        let known = if volumes.is_empty() {
+            self.accounts.get(&plan.image.chain_id)
+        } else {
+            None
         };
         let spec: Spec = match known {
             Some(accounts) => {

@@ -1112,6 +1112,48 @@ async fn containers_of_a_group_share_debians_shim() {
     share_one_shim("grpdeb", shim, &debian_ctr()).await;
 }
 
+/// A container whose group names a task of this daemon in that group
+/// joins that task's shim without the shim binary's `start` (its bundle
+/// gets no `log` fifo, which only a `start` is given); one whose group
+/// names a task that joined another group gets a shim of its own, as
+/// `start` would have given it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_joins_the_shim_of_the_task_its_group_names() {
+    let f = fixture("join").await;
+    let ctr = debian_ctr();
+    let run = |id: &str, group: Option<&str>| {
+        let annotation = group.map(|g| format!("io.containerd.runc.v2.group={g}"));
+        let mut args = vec!["-n", f.ns.as_str(), "run", "-d"];
+        if let Some(a) = &annotation {
+            args.extend(["--annotation", a.as_str()]);
+        }
+        args.extend([f.image.as_str(), id, "sh", "-c", SERVE]);
+        ok(f.daemon.ctr(&ctr, &args));
+        parent_of(&wait_status(&f, id, "RUNNING")[1])
+    };
+    let bundles = f.bundles();
+    let has_log = |id: &str| bundles.join(id).join("log").exists();
+
+    let lead = run("lead", None);
+    let member = run("member", Some("lead"));
+    assert_eq!(member, lead, "member did not join lead's shim");
+    assert!(has_log("lead"));
+    assert!(!has_log("member"), "member's shim was started, not joined");
+
+    // "odd" is in group "elsewhere": its shim is not group "odd"'s.
+    let odd = run("odd", Some("elsewhere"));
+    let stray = run("stray", Some("odd"));
+    assert_ne!(stray, odd, "stray joined the shim of another group");
+    assert!(has_log("stray"));
+
+    for id in ["member", "lead", "odd", "stray"] {
+        ok(f.ctr(&["tasks", "kill", id]));
+        wait_status(&f, id, "STOPPED");
+        ok(f.ctr(&["tasks", "rm", id]));
+        ok(f.ctr(&["containers", "rm", id]));
+    }
+}
+
 /// The parent of `pid`: a container's init is reparented to its shim (the
 /// subreaper) once runc has started it.
 fn parent_of(pid: &str) -> String {

@@ -348,6 +348,14 @@ impl TaskManager {
         if leader.command.binary != binary || !leader.socket_exists() {
             return None;
         }
+        // The leader's shim serves the group only if the leader is in it
+        // (a task named like the group may have joined another).
+        let leader_group = std::fs::read(leader.bundle_path().join("config.json"))
+            .ok()
+            .map(|spec| shim_group(&spec).unwrap_or_else(|| group.clone()))?;
+        if leader_group != group {
+            return None;
+        }
         let address = leader.address.clone();
         let file = bundle.path.join("address");
         if let Err(e) = std::fs::write(&file, &address) {
