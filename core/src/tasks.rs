@@ -235,3 +235,23 @@ pub trait Tasks: Send + Sync {
     /// Waits until a process exits; returns how.
     async fn wait(&self, ns: &Namespace, id: &str, exec_id: &str) -> Result<Exit>;
 }
+/// The spec annotations that name a runc v2 shim's group (the containers
+/// one shim process serves), the first present wins: containerd's runc
+/// shim reads the same two.
+pub const RUNC_GROUP_ANNOTATIONS: [&str; 2] = [
+    "io.containerd.runc.v2.group",
+    "io.kubernetes.cri.sandbox-id",
+];
+
+/// The shim group the OCI spec `spec` (a bundle's `config.json`) names:
+/// its first group annotation present, `None` without one or when that
+/// one is empty (the container is then a group of its own). The shim and
+/// the daemon (which joins a running group's shim itself) read it alike.
+pub fn runc_shim_group(spec: &[u8]) -> serde_json::Result<Option<String>> {
+    let spec: serde_json::Value = serde_json::from_slice(spec)?;
+    Ok(RUNC_GROUP_ANNOTATIONS
+        .iter()
+        .find_map(|key| spec["annotations"][key].as_str())
+        .filter(|group| !group.is_empty())
+        .map(str::to_owned))
+}

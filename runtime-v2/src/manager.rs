@@ -27,24 +27,10 @@ use crate::timeouts::Timeouts;
 /// The runtime whose shims group containers (see [`TaskManager::join_group`]).
 const RUNC_V2: &str = "io.containerd.runc.v2";
 
-/// The spec annotations naming a runc v2 shim's group, the first set wins
-/// (the shims read the same two).
-const GROUP_ANNOTATIONS: [&str; 2] = [
-    "io.containerd.runc.v2.group",
-    "io.kubernetes.cri.sandbox-id",
-];
-
-/// The shim group a container of OCI spec `spec` (JSON) names, if any.
+/// The shim group a container of OCI spec `spec` (JSON) names, if any (as
+/// the shim reads it: a spec it cannot read names none).
 fn shim_group(spec: &[u8]) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Annotated {
-        #[serde(default)]
-        annotations: HashMap<String, String>,
-    }
-    let mut spec: Annotated = serde_json::from_slice(spec).ok()?;
-    GROUP_ANNOTATIONS
-        .iter()
-        .find_map(|key| spec.annotations.remove(*key).filter(|g| !g.is_empty()))
+    crated_core::tasks::runc_shim_group(spec).ok().flatten()
 }
 
 /// How many shims a restarted daemon reconnects to at once.
@@ -637,14 +623,14 @@ mod tests {
             .as_deref(),
             Some("g")
         );
-        // An empty group annotation is none: the next one counts.
+        // The first annotation present decides, empty or not (as the shim
+        // reads it): an empty one names no group.
         assert_eq!(
             shim_group(
                 spec(r#""io.containerd.runc.v2.group":"","io.kubernetes.cri.sandbox-id":"p""#)
                     .as_bytes()
-            )
-            .as_deref(),
-            Some("p")
+            ),
+            None
         );
         assert_eq!(shim_group(spec(r#""other":"x""#).as_bytes()), None);
         assert_eq!(shim_group(br#"{"ociVersion":"1.0.2"}"#), None);

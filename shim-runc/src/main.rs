@@ -140,28 +140,16 @@ fn socket_path(args: &Args, group: &str) -> PathBuf {
     base.join("s").join(hex)
 }
 
-/// The spec annotations that name a container's shim group, first found
-/// wins (containerd's runc shim reads the same two).
-const GROUP_ANNOTATIONS: [&str; 2] = [
-    "io.containerd.runc.v2.group",
-    "io.kubernetes.cri.sandbox-id",
-];
-
 /// The group of the container whose bundle `config.json` is `spec` (the
 /// bundle's spec, absent only outside a daemon's bundle): its first group
 /// annotation, else its own `id`.
 fn group_of(spec: Option<&[u8]>, id: &str) -> Result<String> {
-    let Some(spec) = spec else {
-        return Ok(id.to_owned());
+    let group = match spec {
+        Some(spec) => crated_core::tasks::runc_shim_group(spec)
+            .map_err(|source| Error::BundleSpec { source })?,
+        None => None,
     };
-    let spec: serde_json::Value =
-        serde_json::from_slice(spec).map_err(|source| Error::BundleSpec { source })?;
-    Ok(GROUP_ANNOTATIONS
-        .iter()
-        .find_map(|key| spec["annotations"][key].as_str())
-        .filter(|group| !group.is_empty())
-        .map(str::to_owned)
-        .unwrap_or_else(|| id.to_owned()))
+    Ok(group.unwrap_or_else(|| id.to_owned()))
 }
 
 /// The descriptor the long-lived shim gets its listening socket on.
