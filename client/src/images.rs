@@ -54,10 +54,7 @@ pub async fn put_if_changed(
     let images = &client.services().images;
     match images.get(client.namespace(), name).await {
         Ok(existing)
-            if existing.target == *target
-                && labels
-                    .iter()
-                    .all(|(k, v)| existing.labels.get(k) == Some(v)) =>
+            if existing.target == *target && crate::carries_all(&existing.labels, labels) =>
         {
             Ok(())
         }

@@ -93,13 +93,18 @@ async fn add_missing_labels(
             &fetched
         }
     };
-    if labels
-        .iter()
-        .all(|(key, value)| stored.labels.get(key) == Some(value))
-    {
+    if carries_all(&stored.labels, &labels) {
         return Ok(());
     }
     add_labels(store, ns, digest, labels).await
+}
+
+/// Whether `have` holds every one of `wanted`, with the same value (a
+/// record that need not be written again).
+fn carries_all(have: &Labels, wanted: &Labels) -> bool {
+    wanted
+        .iter()
+        .all(|(key, value)| have.get(key) == Some(value))
 }
 
 /// A walked node as a descriptor; InvalidArgument for a negative size.

@@ -941,8 +941,9 @@ mod tests {
         assert_eq!(process.env().as_deref().unwrap(), [DEFAULT_PATH]);
     }
 
-    #[test]
-    fn users_resolve_inside_the_root() {
+    /// A root filesystem with root and `web` (1000) in `/etc/passwd` and
+    /// `group` as its `/etc/group`.
+    fn root_with_accounts(group: &str) -> tempfile::TempDir {
         let root = tempfile::tempdir().unwrap();
         std::fs::create_dir(root.path().join("etc")).unwrap();
         std::fs::write(
@@ -950,11 +951,14 @@ mod tests {
             "root:x:0:0::/root:/bin/sh\nweb:x:1000:1000::/home/web:/bin/sh\n",
         )
         .unwrap();
-        std::fs::write(
-            root.path().join("etc/group"),
-            "root:x:0:\nweb:x:1000:\nvideo:x:44:web,other\naudio:x:29:other\n",
-        )
-        .unwrap();
+        std::fs::write(root.path().join("etc/group"), group).unwrap();
+        root
+    }
+
+    #[test]
+    fn users_resolve_inside_the_root() {
+        let root =
+            root_with_accounts("root:x:0:\nweb:x:1000:\nvideo:x:44:web,other\naudio:x:29:other\n");
         let accounts = Accounts::read(root.path()).unwrap();
         let user = resolve_user("web", Some(&accounts)).unwrap();
         assert_eq!((user.uid(), user.gid()), (1000, 1000));
@@ -970,18 +974,7 @@ mod tests {
 
     #[test]
     fn a_user_resolves_alike_from_the_root_or_its_accounts_read_before() {
-        let root = tempfile::tempdir().unwrap();
-        std::fs::create_dir(root.path().join("etc")).unwrap();
-        std::fs::write(
-            root.path().join("etc/passwd"),
-            "root:x:0:0::/root:/bin/sh\nweb:x:1000:1000::/home/web:/bin/sh\n",
-        )
-        .unwrap();
-        std::fs::write(
-            root.path().join("etc/group"),
-            "web:x:1000:\nvideo:x:44:web\n",
-        )
-        .unwrap();
+        let root = root_with_accounts("web:x:1000:\nvideo:x:44:web\n");
         let ns = Namespace::new("default").unwrap();
         let from_root = generate(
             &SpecContext::new(&ns, "c").with_rootfs(root.path()),
