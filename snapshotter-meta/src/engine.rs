@@ -99,6 +99,9 @@ impl<L: Layout> DirSnapshotter<L> {
         if let Err(err) = inner.cleanup() {
             tracing::warn!(root = %root.display(), error = %err, "cleaning up snapshot directories");
         }
+        if let Err(err) = inner.rebuild_missing() {
+            tracing::warn!(root = %root.display(), error = %err, "rebuilding missing snapshot directories");
+        }
         Ok(Self {
             inner: Arc::new(inner),
         })
@@ -119,13 +122,67 @@ impl<L: Layout> Inner<L> {
     fn create(&self, kind: Kind, key: &str, parent: &str, labels: Labels) -> Result<Vec<Mount>> {
         let mut change = self.meta.change();
         let snapshot = change.create(kind, key, parent, labels)?;
-        let needs_files = kind == Kind::Active
-            || snapshot.parent_ids.is_empty()
-            || self.layout.view_needs_files(&snapshot.parent_ids);
-        if !needs_files {
+        if !self.needs_files(&snapshot) {
             change.apply()?;
             return Ok(self.layout.mounts(&self.dirs, &snapshot));
         }
+        self.build(&snapshot)?;
+        // The rename is synced beside the record rather than before it (two
+        // waits on the disk at once instead of one after the other). A
+        // machine crash between the two can leave the record without its
+        // files: only for a prepare that never returned, whose files were
+        // empty, and `open` builds them again.
+        let snapshots = &self.dirs.snapshots;
+        let (applied, synced) = std::thread::scope(|scope| {
+            // A thread of its own: one from the blocking pool could be
+            // queued behind creates waiting for theirs. Without one (the
+            // process at its thread limit), one after the other.
+            let Ok(syncing) = std::thread::Builder::new()
+                .name("snapshot-sync".into())
+                .spawn_scoped(scope, || sync_dir(snapshots))
+            else {
+                // Not applied when the sync failed.
+                let applied = sync_dir(snapshots).and_then(|()| Ok(change.apply()?));
+                return (applied, Ok(()));
+            };
+            let applied = change.apply().map_err(Into::into);
+            let synced = syncing.join().unwrap_or_else(|_| {
+                Err(crated_core::Error::new(
+                    crated_core::Kind::Unknown,
+                    "the thread syncing the snapshots directory panicked",
+                ))
+            });
+            (applied, synced)
+        });
+        let failed = match (applied, synced) {
+            (Ok(()), Ok(())) => None,
+            (Err(err), _) => Some(err),
+            // Applied, but its files may not last: the record goes again.
+            (Ok(()), Err(err)) => {
+                let mut undo = self.meta.change();
+                if undo.remove(key).is_ok() {
+                    let _ = undo.apply();
+                }
+                Some(err)
+            }
+        };
+        if let Some(err) = failed {
+            let _ = self.layout.remove(&self.dirs.snapshot(&snapshot.id));
+            return Err(err);
+        }
+        Ok(self.layout.mounts(&self.dirs, &snapshot))
+    }
+
+    /// Whether `snapshot` has files of its own.
+    fn needs_files(&self, snapshot: &Snapshot) -> bool {
+        snapshot.info.kind == Kind::Active
+            || snapshot.parent_ids.is_empty()
+            || self.layout.view_needs_files(&snapshot.parent_ids)
+    }
+
+    /// Builds the files of new `snapshot` under `new-<id>` and renames them
+    /// into place; on failure nothing is left.
+    fn build(&self, snapshot: &Snapshot) -> Result<()> {
         let staging = self.dirs.snapshot(&format!("new-{}", snapshot.id));
         let dir = self.dirs.snapshot(&snapshot.id);
         let parent_dir = snapshot.parent_ids.first().map(|id| self.dirs.snapshot(id));
@@ -138,22 +195,46 @@ impl<L: Layout> Inner<L> {
         }
         let built = self
             .layout
-            .create(&staging, kind, parent_dir.as_deref())
+            .create(&staging, snapshot.info.kind, parent_dir.as_deref())
             .and_then(|()| {
                 fs::rename(&staging, &dir).map_err(|e| Error::io("rename", &staging, e).into())
-            })
-            // The rename durable before the record that names its result.
-            .and_then(|()| sync_dir(&self.dirs.snapshots))
-            .and_then(|()| Ok(change.apply()?));
-        if let Err(err) = built {
+            });
+        if built.is_err() {
             for path in [&staging, &dir] {
                 if path.exists() {
                     let _ = self.layout.remove(path);
                 }
             }
-            return Err(err);
         }
-        Ok(self.layout.mounts(&self.dirs, &snapshot))
+        built
+    }
+
+    /// Gives back the files of active snapshots and views whose record a
+    /// machine crash kept without them (see `create`): empty, as their
+    /// prepare made them.
+    fn rebuild_missing(&self) -> Result<()> {
+        let _change = self.meta.change();
+        let mut rebuilt = false;
+        for info in self.meta.walk(&[])? {
+            if info.kind == Kind::Committed {
+                continue;
+            }
+            let (snapshot, _) = self.meta.get(&info.name)?;
+            if !self.needs_files(&snapshot) || self.dirs.snapshot(&snapshot.id).exists() {
+                continue;
+            }
+            tracing::warn!(
+                key = info.name,
+                id = snapshot.id,
+                "snapshot files missing after a crash; building them again"
+            );
+            self.build(&snapshot)?;
+            rebuilt = true;
+        }
+        if rebuilt {
+            sync_dir(&self.dirs.snapshots)?;
+        }
+        Ok(())
     }
 
     fn commit(&self, name: &str, key: &str, labels: Labels) -> Result<()> {

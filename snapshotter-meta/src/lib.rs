@@ -82,7 +82,9 @@ fn child_key(parent: &str, child: &str) -> Vec<u8> {
 }
 
 /// The record store of one snapshotter: a sled tree, every change applied
-/// as one atomic batch and flushed to disk before it returns.
+/// atomically (one key as sled's own insert or remove, more as one batch,
+/// whose manifest sled logs and syncs apart) and flushed to disk before it
+/// returns.
 pub struct MetaStore {
     db: sled::Db,
     /// Serialises writers: each reads, decides and writes under it.
@@ -95,7 +97,8 @@ pub struct MetaStore {
 /// [`MetaStore::apply`].
 pub struct Change<'a> {
     store: &'a MetaStore,
-    batch: sled::Batch,
+    /// Staged writes in order; `None` removes the key.
+    writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     _guard: MutexGuard<'a, ()>,
 }
 
@@ -227,24 +230,36 @@ impl MetaStore {
     pub fn change(&self) -> Change<'_> {
         Change {
             store: self,
-            batch: sled::Batch::default(),
+            writes: Vec::new(),
             // A panicked writer left no partial batch: sled applies batches
             // whole, so the data behind a poisoned lock is consistent.
             _guard: self.writer.lock().unwrap_or_else(|p| p.into_inner()),
         }
     }
 
-    fn put(batch: &mut sled::Batch, name: &str, record: &Record) -> Result<(), Error> {
-        let raw = serde_json::to_vec(record).map_err(|source| Error::Encode {
+    fn encode(name: &str, record: &Record) -> Result<Vec<u8>, Error> {
+        serde_json::to_vec(record).map_err(|source| Error::Encode {
             name: name.to_owned(),
             source,
-        })?;
-        batch.insert(snapshot_key(name), raw);
-        Ok(())
+        })
     }
 }
 
 impl Change<'_> {
+    fn insert(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.writes.push((key, Some(value)));
+    }
+
+    fn remove_key(&mut self, key: Vec<u8>) {
+        self.writes.push((key, None));
+    }
+
+    fn put(&mut self, name: &str, record: &Record) -> Result<(), Error> {
+        let raw = MetaStore::encode(name, record)?;
+        self.insert(snapshot_key(name), raw);
+        Ok(())
+    }
+
     /// Stages a new active snapshot or view `key` on `parent`; the caller
     /// creates its files, then [`Change::apply`]s.
     pub fn create(
@@ -282,7 +297,7 @@ impl Change<'_> {
                 }
                 .into());
             }
-            self.batch.insert(child_key(parent, key), &[][..]);
+            self.insert(child_key(parent, key), Vec::new());
         }
         let id = self.next_id()?;
         let now = nanos(SystemTime::now());
@@ -296,7 +311,7 @@ impl Change<'_> {
             size: 0,
             inodes: 0,
         };
-        MetaStore::put(&mut self.batch, key, &record)?;
+        self.put(key, &record)?;
         Ok(store.snapshot(key, &record)?)
     }
 
@@ -311,7 +326,7 @@ impl Change<'_> {
             }
             None => 1,
         };
-        self.batch.insert(NEXT_ID, &(current + 1).to_be_bytes()[..]);
+        self.insert(NEXT_ID.to_vec(), (current + 1).to_be_bytes().to_vec());
         Ok(current)
     }
 
@@ -347,15 +362,15 @@ impl Change<'_> {
         // Active snapshots have no children: only committed ones are parents.
         let before = store.snapshot(key, &record)?;
         if !record.parent.is_empty() {
-            self.batch.remove(child_key(&record.parent, key));
-            self.batch.insert(child_key(&record.parent, name), &[][..]);
+            self.remove_key(child_key(&record.parent, key));
+            self.insert(child_key(&record.parent, name), Vec::new());
         }
         record.kind = Kind::Committed;
         record.labels.extend(labels);
         record.updated_ns = nanos(SystemTime::now());
         (record.size, record.inodes) = (usage.size, usage.inodes);
-        self.batch.remove(snapshot_key(key));
-        MetaStore::put(&mut self.batch, name, &record)?;
+        self.remove_key(snapshot_key(key));
+        self.put(name, &record)?;
         Ok(before)
     }
 
@@ -378,9 +393,9 @@ impl Change<'_> {
         }
         let snapshot = self.store.snapshot(key, &record)?;
         if !record.parent.is_empty() {
-            self.batch.remove(child_key(&record.parent, key));
+            self.remove_key(child_key(&record.parent, key));
         }
-        self.batch.remove(snapshot_key(key));
+        self.remove_key(snapshot_key(key));
         Ok(snapshot)
     }
 
@@ -390,17 +405,34 @@ impl Change<'_> {
         let mut record = self.store.existing(&info.name)?;
         record.labels = update.apply(std::mem::take(&mut record.labels), &info.labels)?;
         record.updated_ns = nanos(SystemTime::now());
-        MetaStore::put(&mut self.batch, &info.name, &record)?;
+        self.put(&info.name, &record)?;
         Ok(MetaStore::info(&info.name, &record))
     }
 
     /// Applies the staged change atomically and durably.
-    pub fn apply(self) -> Result<(), Error> {
-        self.store
-            .db
-            .apply_batch(self.batch)
-            .map_err(storage("write"))?;
-        self.store.db.flush().map_err(storage("flush"))?;
+    pub fn apply(mut self) -> Result<(), Error> {
+        let db = &self.store.db;
+        if self.writes.is_empty() {
+            return Ok(());
+        }
+        let written = if self.writes.len() == 1 {
+            match self.writes.pop() {
+                Some((key, Some(value))) => db.insert(key, value).map(drop),
+                Some((key, None)) => db.remove(key).map(drop),
+                None => Ok(()),
+            }
+        } else {
+            let mut batch = sled::Batch::default();
+            for (key, value) in self.writes.drain(..) {
+                match value {
+                    Some(value) => batch.insert(key, value),
+                    None => batch.remove(key),
+                }
+            }
+            db.apply_batch(batch)
+        };
+        written.map_err(storage("write"))?;
+        db.flush().map_err(storage("flush"))?;
         Ok(())
     }
 }
