@@ -338,12 +338,22 @@ async fn a_proxy_plugin_reaches_a_standalone_snapshotter() {
         "one snapshot directory in the standalone root"
     );
     ok(ctr(&daemon, "custom", &["rm", "through-the-proxy"]));
-    assert_eq!(
-        std::fs::read_dir(native_root.join("snapshots"))
-            .unwrap()
-            .count(),
-        0
-    );
+    // As containerd's: the record goes at once, and the collection that
+    // removal schedules takes the snapshot out of the standalone one.
+    let listed = ok(ctr(&daemon, "custom", &["ls"]));
+    assert!(rows(&listed).is_empty(), "{listed}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::fs::read_dir(native_root.join("snapshots"))
+        .unwrap()
+        .count()
+        > 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the standalone snapshotter still has the removed snapshot's files"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     server.abort();
 }
 

@@ -14,8 +14,9 @@
 //! Ingest refs are prefixed with the namespace in the backend, so two
 //! namespaces never resume each other's writes.
 //!
-//! Until the garbage collector lands, deleting a namespace's record deletes
-//! the backend blob as soon as no namespace has a record of it.
+//! Deleting a namespace's record leaves the blob to the garbage collector,
+//! as containerd's: the delete marks the database dirty, which schedules a
+//! collection, and it removes blobs no namespace records.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -204,20 +205,6 @@ impl NamespacedContent {
         }
         Ok(())
     }
-
-    /// Whether any namespace still records `digest`.
-    fn referenced(&self, digest: &Digest) -> Result<bool> {
-        let namespaces = self.db.read(|tx| tx.scan(&keys::namespaces()))?;
-        let prefix_len = keys::namespaces().len();
-        for (key, _) in namespaces {
-            let ns = String::from_utf8_lossy(&key[prefix_len..]).into_owned();
-            let record = keys::object(&ns, KIND, &[digest.as_str()]);
-            if self.db.read(|tx| tx.get(&record))?.is_some() {
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    }
 }
 
 #[async_trait::async_trait]
@@ -293,7 +280,8 @@ impl ContentStore for NamespacedContent {
     }
 
     async fn delete(&self, ns: &Namespace, digest: &Digest) -> Result<()> {
-        let _guard = self.lifecycle.lock().await;
+        // The record only (see the module docs): no backend call, so no
+        // race with a commit of the same digest, and no lifecycle lock.
         self.db.write(|tx| {
             let key = record_key(ns, digest);
             if tx.get(&key)?.is_none() {
@@ -302,15 +290,7 @@ impl ContentStore for NamespacedContent {
             tx.delete(key);
             tx.mark_dirty();
             Ok(())
-        })?;
-        if !self.referenced(digest)? {
-            match self.backend.delete(ns, digest).await {
-                Ok(()) => {}
-                Err(e) if e.is_not_found() => {}
-                Err(e) => tracing::warn!(%digest, error = %e, "delete unreferenced blob"),
-            }
-        }
-        Ok(())
+        })
     }
 
     async fn reader_at(&self, ns: &Namespace, digest: &Digest) -> Result<Box<dyn ReaderAt>> {

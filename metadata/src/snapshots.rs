@@ -10,7 +10,8 @@
 //! are serialised by a lock: the backend call and the record write cannot
 //! share one transaction, so the lock keeps a check and the write after it
 //! consistent; a backend call that succeeded is undone if its record cannot
-//! be written.
+//! be written. A remove takes the record only, as containerd's: the
+//! collection it schedules removes the backend snapshot ([`NamespacedSnapshots::sweep`]).
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -183,25 +184,29 @@ impl NamespacedSnapshots {
         })
     }
 
-    /// Removes the backend snapshots no record names — what a collection
-    /// left after removing records, and what a crash between a backend call
-    /// and its record left — children before their parents, then asks each
-    /// backend to clean up files no snapshot owns. Each backend's
-    /// lock is held meanwhile, so no snapshot being created is taken.
-    /// Returns how many went.
+    /// Removes the backend snapshots no record names — removed ones, what a
+    /// collection left after removing records, and what a crash between a
+    /// backend call and its record left — children before their parents, then asks each
+    /// backend to clean up files no snapshot owns. Returns how many went.
     pub async fn sweep(&self) -> Result<usize> {
         let mut removed = 0;
         for backend in self.backends.values() {
-            let _lock = backend.lock.lock().await;
-            let recorded = self.recorded(&backend.name)?;
-            let mut pending: Vec<String> = backend
-                .snapshotter
-                .walk(&[])
-                .await?
-                .into_iter()
-                .map(|info| info.name)
-                .filter(|name| !recorded.contains(name))
-                .collect();
+            // Found under the lock, so no snapshot being created (its backend
+            // call made, its record not yet written) is taken. A key found
+            // unrecorded stays so (creates and commits name new keys), so the
+            // removals run without it, and no call waits for them.
+            let mut pending: Vec<String> = {
+                let _lock = backend.lock.lock().await;
+                let recorded = self.recorded(&backend.name)?;
+                backend
+                    .snapshotter
+                    .walk(&[])
+                    .await?
+                    .into_iter()
+                    .map(|info| info.name)
+                    .filter(|name| !recorded.contains(name))
+                    .collect()
+            };
             while !pending.is_empty() {
                 let before = pending.len();
                 let mut parents = Vec::new();
@@ -555,12 +560,9 @@ impl Snapshotter for View {
             }
             .into());
         }
-        match self.backend.snapshotter.remove(&record.backend_key).await {
-            Ok(()) => {}
-            // Already gone underneath (a crash between the two steps).
-            Err(err) if err.is_not_found() => {}
-            Err(err) => return Err(err),
-        }
+        // The record only, as containerd's: the write marks the database
+        // dirty, which schedules a collection, and its sweep removes the
+        // backend snapshot (files and all) off the caller's path.
         self.db.write(|tx| {
             tx.delete(self.key(key));
             if !record.parent.is_empty() {

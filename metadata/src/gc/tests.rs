@@ -310,6 +310,31 @@ async fn shared_bytes_stay_while_any_namespace_records_them() {
     assert!(f.stored(&digest).await);
 }
 
+/// A delete takes the namespace's record; the blob goes with the
+/// collection, once no namespace records it (containerd's order).
+#[tokio::test]
+async fn a_deleted_blob_goes_with_the_collection_after_the_last_record() {
+    let f = fixture();
+    let (a, b) = (ns("a"), ns("b"));
+    let root = [("containerd.io/gc.root", "x")];
+    let digest = f.blob(&a, b"twice", &root).await;
+    f.blob(&b, b"twice", &root).await;
+    f.content.delete(&a, &digest).await.unwrap();
+    assert!(!f.recorded(&a, &digest).await);
+    let err = f.content.info(&a, &digest).await.unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+    f.gc.collect().await.unwrap();
+    assert!(f.stored(&digest).await, "b still records it");
+
+    f.content.delete(&b, &digest).await.unwrap();
+    assert!(f.stored(&digest).await, "until a collection");
+    let stats = f.gc.collect().await.unwrap();
+    assert_eq!(stats.blobs_removed, 1, "{stats:?}");
+    assert!(!f.stored(&digest).await);
+    let err = f.content.delete(&b, &digest).await.unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+}
+
 #[tokio::test]
 async fn ingests_keep_their_expected_blob_and_stale_ones_are_aborted() {
     let f = fixture();

@@ -179,3 +179,29 @@ async fn backend_numbers_are_reserved_in_blocks_and_never_reused() {
     assert!(keys.contains(&"a/1/k0"), "{keys:?}");
     assert!(keys.contains(&"a/129/after"), "{keys:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remove_takes_the_record_and_the_collection_the_backend_snapshot() {
+    let f = fixture();
+    let ns = Namespace::new("a").unwrap();
+    let sn = f.snapshots.get(&ns, "native", None).unwrap();
+    sn.prepare("base-w", "", Labels::new()).await.unwrap();
+    sn.commit("base", "base-w", Labels::new()).await.unwrap();
+    sn.prepare("w", "base", Labels::new()).await.unwrap();
+    let backend = Arc::clone(&f.snapshots.backends["native"].snapshotter);
+    let in_backend = || async { backend.walk(&[]).await.unwrap().len() };
+    assert_eq!(in_backend().await, 2);
+
+    sn.remove("w").await.unwrap();
+    // Gone for the namespace at once, as containerd's; in the backend until
+    // a collection.
+    let err = sn.stat("w").await.unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+    assert_eq!(in_backend().await, 2);
+    // Its parent can go too: the backend's child goes first.
+    sn.remove("base").await.unwrap();
+    assert_eq!(in_backend().await, 2);
+    let stats = f.gc.collect().await.unwrap();
+    assert_eq!(stats.snapshots_removed, 2, "{stats:?}");
+    assert_eq!(in_backend().await, 0);
+}
