@@ -398,19 +398,17 @@ impl Collector for GarbageCollector {
             }
         }
         let mut blobs_removed = 0;
-        for info in backend.walk(&any_ns, &[]).await? {
-            if keep.contains(info.digest.as_str()) {
+        for digest in backend.digests(&any_ns).await? {
+            if keep.contains(digest.as_str()) {
                 continue;
             }
-            match backend.delete(&any_ns, &info.digest).await {
+            match backend.delete(&any_ns, &digest).await {
                 Ok(()) => {
-                    tracing::debug!(digest = %info.digest, "removed content");
+                    tracing::debug!(%digest, "removed content");
                     blobs_removed += 1;
                 }
                 Err(e) if e.is_not_found() => {}
-                Err(e) => {
-                    return Err(e.context(format!("remove unreferenced blob {}", info.digest)))
-                }
+                Err(e) => return Err(e.context(format!("remove unreferenced blob {digest}"))),
             }
         }
         let content = started.elapsed();

@@ -132,6 +132,18 @@ pub trait ContentStore: Send + Sync {
     /// `labels.<key>`); no filters = all.
     async fn walk(&self, ns: &Namespace, filters: &[String]) -> Result<Vec<Info>>;
 
+    /// The digest of every blob, without its info: what a collection
+    /// needs. A store that can list them without reading each blob's
+    /// labels should; the default walks.
+    async fn digests(&self, ns: &Namespace) -> Result<Vec<Digest>> {
+        Ok(self
+            .walk(ns, &[])
+            .await?
+            .into_iter()
+            .map(|info| info.digest)
+            .collect())
+    }
+
     /// Deletes a blob; NotFound if absent.
     async fn delete(&self, ns: &Namespace, digest: &Digest) -> Result<()>;
 

@@ -130,6 +130,7 @@ macro_rules! content_store_testsuite {
             statuses_with_filters,
             update_labels,
             walk_with_filters,
+            digests_name_what_walk_lists,
             delete_removes_blob,
             missing_blob_is_not_found,
             empty_ref_is_invalid_argument,
@@ -1072,6 +1073,24 @@ pub async fn update_labels(store: &dyn ContentStore) {
 
 /// `walk` lists blobs selected by `digest`, `size` and `labels.<key>`
 /// filters; several filters are OR-ed; a malformed one is InvalidArgument.
+/// `digests` names every blob a walk lists, and no blob once deleted.
+pub async fn digests_name_what_walk_lists(store: &dyn ContentStore) {
+    let ns = namespace();
+    let a = put(store, &unique_bytes(44), 5).await;
+    let b = put(store, &unique_bytes(55), 5).await;
+    let walked = walk_digests(store, vec![]).await;
+    let listed = store.digests(&ns).await.unwrap();
+    for d in &walked {
+        assert!(listed.contains(d), "{d} walked but not listed: {listed:?}");
+    }
+    assert!(listed.contains(&a) && listed.contains(&b), "{listed:?}");
+    remove(store, &[&a]).await;
+    let listed = store.digests(&ns).await.unwrap();
+    assert!(!listed.contains(&a), "{a} deleted but still listed");
+    assert!(listed.contains(&b), "{listed:?}");
+    remove(store, &[&b]).await;
+}
+
 pub async fn walk_with_filters(store: &dyn ContentStore) {
     let ns = namespace();
     // A label value unique to this case keeps other blobs out of the way.
