@@ -1,8 +1,10 @@
 //! The engine of snapshotters that keep one directory per snapshot under
 //! `<root>/snapshots/<id>` (native, overlay, btrfs): records in the
 //! [`MetaStore`], files built under `new-<id>` and renamed into place before
-//! the record is applied, removed via `rm-<id>` after, so a crash leaves only
-//! files no record names — which `cleanup` deletes. A [`Layout`] says how a
+//! the record is applied, removed via `rm-<id>` after, so a process crash
+//! leaves only files no record names — which `cleanup` deletes — and a
+//! machine crash at worst also the record of an active snapshot or view
+//! without its files, which opening builds again. A [`Layout`] says how a
 //! snapshot's files are made, mounted and measured.
 
 use std::fs;
@@ -127,48 +129,15 @@ impl<L: Layout> Inner<L> {
             return Ok(self.layout.mounts(&self.dirs, &snapshot));
         }
         self.build(&snapshot)?;
-        // The rename is synced beside the record rather than before it (two
-        // waits on the disk at once instead of one after the other). A
-        // machine crash between the two can leave the record without its
-        // files: only for a prepare that never returned, whose files were
-        // empty, and `open` builds them again.
-        let snapshots = &self.dirs.snapshots;
-        let (applied, synced) = std::thread::scope(|scope| {
-            // A thread of its own: one from the blocking pool could be
-            // queued behind creates waiting for theirs. Without one (the
-            // process at its thread limit), one after the other.
-            let Ok(syncing) = std::thread::Builder::new()
-                .name("snapshot-sync".into())
-                .spawn_scoped(scope, || sync_dir(snapshots))
-            else {
-                // Not applied when the sync failed.
-                let applied = sync_dir(snapshots).and_then(|()| Ok(change.apply()?));
-                return (applied, Ok(()));
-            };
-            let applied = change.apply().map_err(Into::into);
-            let synced = syncing.join().unwrap_or_else(|_| {
-                Err(crated_core::Error::new(
-                    crated_core::Kind::Unknown,
-                    "the thread syncing the snapshots directory panicked",
-                ))
-            });
-            (applied, synced)
-        });
-        let failed = match (applied, synced) {
-            (Ok(()), Ok(())) => None,
-            (Err(err), _) => Some(err),
-            // Applied, but its files may not last: the record goes again.
-            (Ok(()), Err(err)) => {
-                let mut undo = self.meta.change();
-                if undo.remove(key).is_ok() {
-                    let _ = undo.apply();
-                }
-                Some(err)
-            }
-        };
-        if let Some(err) = failed {
+        // No sync of the directory before the reply. What a prepare makes is
+        // its record plus files that follow from it (empty, or the parent's):
+        // a machine crash that keeps the record and loses the rename leaves
+        // an active snapshot or view whose files `open` builds again as this
+        // call made them. (Files written into a snapshot afterwards are not
+        // synced by any snapshotter here, nor by containerd's.)
+        if let Err(err) = change.apply() {
             let _ = self.layout.remove(&self.dirs.snapshot(&snapshot.id));
-            return Err(err);
+            return Err(err.into());
         }
         Ok(self.layout.mounts(&self.dirs, &snapshot))
     }
@@ -210,8 +179,9 @@ impl<L: Layout> Inner<L> {
     }
 
     /// Gives back the files of active snapshots and views whose record a
-    /// machine crash kept without them (see `create`): empty, as their
-    /// prepare made them.
+    /// machine crash kept without them (see `create`), as their prepare
+    /// made them. One that cannot be built (its parent's files gone too) is
+    /// reported and left.
     fn rebuild_missing(&self) -> Result<()> {
         let _change = self.meta.change();
         let mut rebuilt = false;
@@ -223,13 +193,18 @@ impl<L: Layout> Inner<L> {
             if !self.needs_files(&snapshot) || self.dirs.snapshot(&snapshot.id).exists() {
                 continue;
             }
-            tracing::warn!(
-                key = info.name,
-                id = snapshot.id,
-                "snapshot files missing after a crash; building them again"
-            );
-            self.build(&snapshot)?;
-            rebuilt = true;
+            match self.build(&snapshot) {
+                Ok(()) => {
+                    tracing::warn!(
+                        key = info.name,
+                        id = snapshot.id,
+                        "snapshot files lost in a crash: built again"
+                    );
+                    rebuilt = true;
+                }
+                Err(err) => tracing::warn!(key = info.name, id = snapshot.id, error = %err,
+                    "snapshot files lost in a crash and not built again"),
+            }
         }
         if rebuilt {
             sync_dir(&self.dirs.snapshots)?;

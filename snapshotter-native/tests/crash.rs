@@ -1,5 +1,5 @@
 //! What a machine crash can leave of a prepare, as root: its record without
-//! its directory (the rename is synced beside the record, not before it).
+//! its directory (the rename is not synced before the reply).
 
 use std::time::{Duration, Instant};
 
