@@ -49,7 +49,7 @@ pub(crate) fn check(ctx: &Context<'_>, report: &mut Report) -> Result<(), Error>
             .unwrap_or(0);
         report.found(
             format!(
-                "blob {digest} ({size} bytes, {}) is recorded in no namespace",
+                "blob {digest} ({size} bytes, {}) is recorded in no namespace (deleted before the daemon stopped and not collected yet, or left by a crash)",
                 path.display()
             ),
             || {

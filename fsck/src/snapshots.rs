@@ -87,7 +87,7 @@ pub(crate) fn check(ctx: &Context<'_>, report: &mut Report) -> Result<(), Error>
             let path = snapshots_dir.join(&snapshot.id);
             report.found(
                 format!(
-                    "{name} snapshot {key:?} ({}) is recorded in no namespace",
+                    "{name} snapshot {key:?} ({}) is recorded in no namespace (removed before the daemon stopped and not collected yet, or left by a crash)",
                     path.display()
                 ),
                 || {
