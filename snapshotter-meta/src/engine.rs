@@ -180,8 +180,8 @@ impl<L: Layout> Inner<L> {
 
     /// Gives back the files of active snapshots and views whose record a
     /// machine crash kept without them (see `create`), as their prepare
-    /// made them. One that cannot be built (its parent's files gone too) is
-    /// reported and left.
+    /// made them. One that cannot be read or built (its parent's files gone
+    /// too) is reported and left; the others are still built.
     fn rebuild_missing(&self) -> Result<()> {
         let _change = self.meta.change();
         let mut rebuilt = false;
@@ -189,7 +189,13 @@ impl<L: Layout> Inner<L> {
             if info.kind == Kind::Committed {
                 continue;
             }
-            let (snapshot, _) = self.meta.get(&info.name)?;
+            let snapshot = match self.meta.get(&info.name) {
+                Ok((snapshot, _)) => snapshot,
+                Err(err) => {
+                    tracing::warn!(key = info.name, error = %err, "reading a snapshot record");
+                    continue;
+                }
+            };
             if !self.needs_files(&snapshot) || self.dirs.snapshot(&snapshot.id).exists() {
                 continue;
             }
