@@ -186,8 +186,9 @@ impl NamespacedSnapshots {
 
     /// Removes the backend snapshots no record names — removed ones, what a
     /// collection left after removing records, and what a crash between a
-    /// backend call and its record left — children before their parents, then asks each
-    /// backend to clean up files no snapshot owns. Returns how many went.
+    /// backend call and its record left — children before their parents,
+    /// then asks each backend to clean up files no snapshot owns. Returns
+    /// how many went.
     pub async fn sweep(&self) -> Result<usize> {
         let mut removed = 0;
         for backend in self.backends.values() {

@@ -13,7 +13,9 @@ fn open(root: &std::path::Path) -> Native {
     loop {
         match crated_snapshotter_native::open(root) {
             Ok(native) => return native,
-            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Err(crated_snapshotter_meta::Error::StillOpen { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
             Err(e) => panic!("open the native snapshotter: {e}"),
         }
     }
