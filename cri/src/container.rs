@@ -525,6 +525,10 @@ impl Cri {
             std::fs::create_dir_all(dir)
                 .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
         }
+        // Before the spec: image mounts become bind mounts of the pod's
+        // mounted image, and the config kept says where.
+        self.mount_image_volumes(&plan.sandbox.id, &mut plan.config.mounts)
+            .await?;
         if !self.config.ignore_image_defined_volumes {
             let mut volumes: Vec<String> = plan
                 .image_config

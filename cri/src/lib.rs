@@ -15,6 +15,7 @@ pub mod error;
 mod events;
 mod exec;
 mod image_service;
+mod image_volumes;
 pub mod images;
 pub mod logs;
 pub mod netns;
@@ -136,6 +137,9 @@ pub struct Cri {
     /// Held while a container is checkpointed: two dumps at once would
     /// each pause and resume the task under the other.
     checkpointing: tokio::sync::Mutex<()>,
+    /// Held while image volumes are mounted for a container or unmounted
+    /// for a stopping pod (see `image_volumes`).
+    image_volumes_lock: tokio::sync::Mutex<()>,
     /// The plugin itself, for work that must outlive the call that asked
     /// for it ([`Cri::to_completion`]).
     this: std::sync::Weak<Cri>,
@@ -177,6 +181,7 @@ impl Cri {
             layer_usage: usage::LayerUsage::default(),
             accounts: accounts::AccountsCache::default(),
             checkpointing: tokio::sync::Mutex::new(()),
+            image_volumes_lock: tokio::sync::Mutex::new(()),
             this: this.clone(),
         }))
     }

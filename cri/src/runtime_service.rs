@@ -329,9 +329,11 @@ impl RuntimeService for Cri {
 
     async fn update_pod_sandbox_resources(
         &self,
-        _: Request<pb::UpdatePodSandboxResourcesRequest>,
+        request: Request<pb::UpdatePodSandboxResourcesRequest>,
     ) -> Result<Response<pb::UpdatePodSandboxResourcesResponse>, Status> {
-        Err(not_built("updating pod sandbox resources"))
+        self.update_pod_sandbox_resources(&request.into_inner())
+            .map_err(to_grpc)?;
+        Ok(Response::new(pb::UpdatePodSandboxResourcesResponse {}))
     }
 
     type StreamPodSandboxesStream = Replies<pb::StreamPodSandboxesResponse>;

@@ -636,8 +636,8 @@ impl Cri {
     }
 
     /// `StopPodSandbox`: its containers stopped, its pause container
-    /// killed, its network torn down. Stopping what is stopped, or gone,
-    /// is not an error.
+    /// killed, its network torn down, its image volumes unmounted.
+    /// Stopping what is stopped, or gone, is not an error.
     pub(crate) async fn stop_pod_sandbox(&self, id: &str) -> Result<()> {
         let sandbox = match self.sandboxes.get(id) {
             Ok(sandbox) => sandbox,
@@ -671,6 +671,7 @@ impl Cri {
         }
         let shm = self.sandbox_state(&sandbox.id).join("shm");
         unmount_shm(&shm).await?;
+        self.unmount_image_volumes(&sandbox.id).await?;
         sandbox.set_state(SandboxState::NotReady);
         Ok(())
     }
@@ -729,8 +730,28 @@ impl Cri {
                 _ => {}
             }
         }
+        self.release_image_volumes(&sandbox.id).await?;
         self.sandboxes.remove(&sandbox.id);
         self.names.release(&sandbox.metadata.name, &sandbox.id);
+        Ok(())
+    }
+
+    /// `UpdatePodSandboxResources`: the kubelet has resized the pod's
+    /// cgroup itself before it calls; containerd hands the new figures to
+    /// its NRI plugins and nothing else, and crated has no NRI. So the
+    /// call is acknowledged for a pod that exists (NotFound otherwise),
+    /// and the pod's containers keep the resources their own updates set.
+    pub(crate) fn update_pod_sandbox_resources(
+        &self,
+        request: &pb::UpdatePodSandboxResourcesRequest,
+    ) -> Result<()> {
+        let sandbox = self.sandboxes.get(&request.pod_sandbox_id)?;
+        tracing::debug!(
+            id = sandbox.id,
+            resources = ?request.resources,
+            overhead = ?request.overhead,
+            "pod resources updated by the kubelet"
+        );
         Ok(())
     }
 

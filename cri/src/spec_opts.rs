@@ -573,9 +573,10 @@ fn bind_mount(
     root_propagation: &mut Option<String>,
     rro_supported: bool,
 ) -> Result<Mount> {
-    if m.image.is_some() {
-        return Err(Error::not_implemented(format!(
-            "image volume mounts (on {:?}) are not built yet in crated",
+    if m.image.is_some() && m.host_path.is_empty() {
+        // The CRI mounts the image and fills in the host path first.
+        return Err(Error::invalid_argument(format!(
+            "the image mount on {:?} was not resolved to a mounted image",
             m.container_path
         )));
     }

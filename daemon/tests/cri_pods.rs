@@ -92,6 +92,28 @@ async fn a_host_network_pod_runs_logs_execs_stops_and_is_removed() {
         .items;
     assert_eq!(pods.len(), 1);
 
+    // The kubelet's word after an in-place pod resize: taken for a known
+    // pod, NotFound for another.
+    let resize = |id: &str| cri::UpdatePodSandboxResourcesRequest {
+        pod_sandbox_id: id.into(),
+        overhead: None,
+        resources: Some(cri::LinuxContainerResources {
+            cpu_shares: 512,
+            memory_limit_in_bytes: 256 << 20,
+            ..Default::default()
+        }),
+    };
+    runtime
+        .update_pod_sandbox_resources(resize(&pod))
+        .await
+        .unwrap();
+    let err = runtime
+        .update_pod_sandbox_resources(resize("no-such-pod"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound, "{}", err.message());
+    assert!(err.message().contains("no-such-pod"), "{}", err.message());
+
     // A container: output into the CRI log, both streams.
     let created = runtime
         .create_container(cri::CreateContainerRequest {
@@ -1040,4 +1062,244 @@ async fn stream_calls_answer_what_the_list_calls_do() {
             .await
             .unwrap();
     }
+}
+
+/// An image for image volumes: two layers, a directory to mount by
+/// itself, a file, and links that would lead out of the image if they
+/// were resolved on the host.
+fn volume_image() -> crated_testimages::Image {
+    use crated_testimages::LayerBuilder;
+    let one = LayerBuilder::new()
+        .dir("data")
+        .and_then(|l| l.dir("data/sub"))
+        .and_then(|l| l.file("data/sub/file", b"one"))
+        .and_then(|l| l.file("data/afile", b"a"))
+        .and_then(|l| l.symlink("data/up", "../../../../../.."))
+        .and_then(|l| l.finish())
+        .unwrap();
+    let two = LayerBuilder::new()
+        .dir("data")
+        .and_then(|l| l.file("data/second", b"two"))
+        .and_then(|l| l.finish())
+        .unwrap();
+    crated_testimages::image_with_config(
+        "linux",
+        crated_testimages::host_arch(),
+        vec![one, two],
+        serde_json::json!({}),
+    )
+    .unwrap()
+}
+
+/// How many mounts sit at `path` on the host.
+fn mounts_at(path: &str) -> usize {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.split(' ').nth(4) == Some(path))
+        .count()
+}
+
+/// Image volumes (KEP 4639): an image's files mounted read-only into the
+/// pod's containers, whole or one directory of it, once per pod whatever
+/// the number of containers (also after a daemon restart); bad mounts
+/// refused with cri-api's reason and nothing created; the pod's stop
+/// unmounts them, its removal lets the collector take the view.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_volumes_mount_an_images_files_read_only_once_per_pod() {
+    let mut node = Node::start(&[]).await;
+    node.pull_busybox().await;
+    let host = node.busybox.split('/').next().unwrap().to_owned();
+    let data_ref = format!("{host}/test/data:1");
+    crated_testimages::push(&data_ref, &volume_image())
+        .await
+        .unwrap();
+    let data_id = node
+        .images()
+        .await
+        .pull_image(cri::PullImageRequest {
+            image: Some(cri::ImageSpec {
+                image: data_ref.clone(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .image_ref;
+    let mut runtime = node.runtime().await;
+    let config = pod_config("volumes", node.logs.path(), true);
+    let pod = node.run_pod(&mut runtime, &config).await;
+    let volume = |path: &str, sub: &str| cri::Mount {
+        container_path: path.into(),
+        readonly: true,
+        image: Some(cri::ImageSpec {
+            image: data_id.clone(),
+            ..Default::default()
+        }),
+        image_sub_path: sub.into(),
+        ..Default::default()
+    };
+    let mut reader = container_config("reader", &node.busybox, &["sleep", "1000"]);
+    reader.mounts = vec![volume("/vol", ""), volume("/sub", "data/sub")];
+    let reader = start_container(&mut runtime, &pod, &config, reader).await;
+
+    // Both layers' files, the sub directory alone, nothing writable.
+    let read = exec(
+        &mut runtime,
+        &reader,
+        &["cat", "/vol/data/sub/file", "/vol/data/second", "/sub/file"],
+    )
+    .await;
+    assert_eq!(
+        (
+            read.exit_code,
+            String::from_utf8_lossy(&read.stdout).as_ref()
+        ),
+        (0, "onetwoone"),
+        "{}",
+        String::from_utf8_lossy(&read.stderr)
+    );
+    let write = exec(&mut runtime, &reader, &["touch", "/vol/new"]).await;
+    assert_ne!(write.exit_code, 0);
+    assert!(
+        String::from_utf8_lossy(&write.stderr).contains("Read-only file system"),
+        "{}",
+        String::from_utf8_lossy(&write.stderr)
+    );
+
+    // The status says where the image is mounted and which it is.
+    let base = node
+        .daemon
+        .dir
+        .path()
+        .join("state/io.containerd.grpc.v1.cri/image-volumes")
+        .join(&pod);
+    let status = status_of(&mut runtime, &reader).await;
+    let mount = |path: &str| {
+        status
+            .mounts
+            .iter()
+            .find(|m| m.container_path == path)
+            .unwrap_or_else(|| panic!("{:?}", status.mounts))
+            .clone()
+    };
+    let whole = mount("/vol");
+    let target = std::path::PathBuf::from(&whole.host_path);
+    assert_eq!(target.parent(), Some(base.as_path()), "{whole:?}");
+    let image_ref = &whole.image.as_ref().unwrap().image_ref;
+    assert!(
+        image_ref.starts_with(&format!("{host}/test/data@sha256:")),
+        "{image_ref}"
+    );
+    assert_eq!(
+        std::path::PathBuf::from(&mount("/sub").host_path),
+        target.join("data/sub")
+    );
+    assert_eq!(mounts_at(&whole.host_path), 1);
+    let ctr = workspace_bin("ctr");
+    let snapshots = ok(node.daemon.ctr(&ctr, &["-n", "k8s.io", "snapshots", "ls"]));
+    assert!(snapshots.contains(&whole.host_path), "{snapshots}");
+    let leases = ok(node.daemon.ctr(&ctr, &["-n", "k8s.io", "leases", "ls"]));
+    assert!(leases.contains(&pod), "{leases}");
+
+    // Another container of the pod, after a restart of the daemon, uses
+    // the same mount.
+    node.daemon.stop_with(nix::sys::signal::Signal::SIGTERM);
+    node.daemon.spawn(&[]);
+    let mut runtime = node.runtime().await;
+    let mut second = container_config("second", &node.busybox, &["sleep", "1000"]);
+    second.mounts = vec![volume("/data", "")];
+    let second = start_container(&mut runtime, &pod, &config, second).await;
+    let read = exec(&mut runtime, &second, &["cat", "/data/data/second"]).await;
+    assert_eq!(String::from_utf8_lossy(&read.stdout), "two");
+    assert_eq!(mounts_at(&whole.host_path), 1);
+
+    // Refused, naming what is wrong, and nothing is created: a writable
+    // image mount, an image not pulled, a sub path the image lacks (a link
+    // climbing out of the image stays in it, where there is no /etc), a
+    // file.
+    let not_pulled = format!("sha256:{}", "0".repeat(64));
+    let cases = [
+        (
+            cri::Mount {
+                readonly: false,
+                ..volume("/w", "")
+            },
+            tonic::Code::InvalidArgument,
+            "must be read-only",
+        ),
+        (
+            cri::Mount {
+                image: Some(cri::ImageSpec {
+                    image: not_pulled.clone(),
+                    ..Default::default()
+                }),
+                ..volume("/n", "")
+            },
+            tonic::Code::NotFound,
+            "pull it first",
+        ),
+        (
+            volume("/m", "data/missing"),
+            tonic::Code::NotFound,
+            "data/missing",
+        ),
+        (
+            volume("/e", "data/up/etc"),
+            tonic::Code::NotFound,
+            "data/up/etc",
+        ),
+        (
+            volume("/f", "data/afile"),
+            tonic::Code::InvalidArgument,
+            "not a directory",
+        ),
+    ];
+    for (i, (bad, code, says)) in cases.into_iter().enumerate() {
+        let mut config_bad = container_config(&format!("bad-{i}"), &node.busybox, &["true"]);
+        config_bad.mounts = vec![bad];
+        let err = runtime
+            .create_container(cri::CreateContainerRequest {
+                pod_sandbox_id: pod.clone(),
+                config: Some(config_bad),
+                sandbox_config: Some(config.clone()),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), code, "{}", err.message());
+        assert!(
+            err.message().starts_with("ImageVolumeMountFailed: ") && err.message().contains(says),
+            "{}",
+            err.message()
+        );
+    }
+    let containers = runtime
+        .list_containers(cri::ListContainersRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .containers;
+    assert_eq!(containers.len(), 2, "{containers:?}");
+
+    // The stop unmounts and removes the view; the removal ends the lease.
+    runtime
+        .stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: pod.clone(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(mounts_at(&whole.host_path), 0);
+    assert!(!base.exists());
+    let snapshots = ok(node.daemon.ctr(&ctr, &["-n", "k8s.io", "snapshots", "ls"]));
+    assert!(!snapshots.contains(&whole.host_path), "{snapshots}");
+    runtime
+        .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: pod.clone(),
+        })
+        .await
+        .unwrap();
+    let leases = ok(node.daemon.ctr(&ctr, &["-n", "k8s.io", "leases", "ls"]));
+    assert!(!leases.contains(&pod), "{leases}");
 }

@@ -1,0 +1,309 @@
+//! Image volumes (Kubernetes' `image` volume source, KEP 4639): a CRI
+//! mount that names an image instead of a host path. The image's files
+//! are mounted once per pod, read-only, at
+//! `<state>/image-volumes/<pod id>/<image target digest>` (containerd
+//! 2.x's layout), and every container of the pod that mounts the image
+//! bind-mounts that directory, or its `image_sub_path`. The mount is a
+//! view snapshot of the image held by a lease named after the pod; it is
+//! unmounted and removed when the pod stops, and the lease goes with the
+//! pod.
+
+use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use crated_core::images::walk::Node;
+use crated_core::platforms::default_matcher;
+use crated_core::snapshots::Labels;
+use crated_core::{Error, Result};
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
+
+use crate::images::CriImage;
+use crate::runtime::v1 as pb;
+use crate::Cri;
+
+/// The prefix of every image volume failure's message: cri-api's
+/// `ErrImageVolumeMountFailed`, which the kubelet reports as the reason.
+const MOUNT_FAILED: &str = "ImageVolumeMountFailed";
+
+impl Cri {
+    /// `<state>/image-volumes/<pod id>`: where the pod's image volumes
+    /// are mounted.
+    fn image_volumes_dir(&self, sandbox_id: &str) -> PathBuf {
+        self.state.join("image-volumes").join(sandbox_id)
+    }
+
+    /// Turns every image mount of `mounts` into a bind mount of a host
+    /// directory: the image's files, mounted for the pod if no container
+    /// of it has mounted them yet. The mount's `host_path` is set to that
+    /// directory (or to its `image_sub_path` inside) and `image.image_ref`
+    /// to the image's digest reference, as a container status shows them.
+    pub(crate) async fn mount_image_volumes(
+        &self,
+        sandbox_id: &str,
+        mounts: &mut [pb::Mount],
+    ) -> Result<()> {
+        if mounts.iter().all(|m| m.image.is_none()) {
+            return Ok(());
+        }
+        // Two containers of a pod created at once must not both mount
+        // the same image, nor a pod's stop unmount under a create.
+        let _serial = self.image_volumes_lock.lock().await;
+        for m in mounts.iter_mut() {
+            let Some(spec) = &m.image else { continue };
+            let what = format!(
+                "{MOUNT_FAILED}: image {:?} on {:?}",
+                spec.image, m.container_path
+            );
+            self.mount_image_volume(sandbox_id, m)
+                .await
+                .map_err(|e| e.context(what))?;
+        }
+        Ok(())
+    }
+
+    async fn mount_image_volume(&self, sandbox_id: &str, m: &mut pb::Mount) -> Result<()> {
+        let reference = m
+            .image
+            .as_ref()
+            .map(|i| i.image.clone())
+            .unwrap_or_default();
+        if !m.host_path.is_empty() {
+            return Err(Error::invalid_argument(format!(
+                "an image mount has no host path, yet {:?} was given",
+                m.host_path
+            )));
+        }
+        if !m.readonly {
+            return Err(Error::invalid_argument("an image mount must be read-only"));
+        }
+        if reference.is_empty() {
+            return Err(Error::invalid_argument("the image mount names no image"));
+        }
+        let image = self.images.get(&reference).await?.ok_or_else(|| {
+            Error::not_found(format!("image {reference:?} not found: pull it first"))
+        })?;
+        let target = self
+            .image_volumes_dir(sandbox_id)
+            .join(image.target.digest.hex());
+        let mounted = crated_core::blocking::off_worker(|| -> Result<bool> {
+            Ok(target.exists() && crated_core::mount::is_mountpoint(&target)?)
+        })?;
+        if !mounted {
+            self.mount_image(sandbox_id, &image, &target).await?;
+        }
+        let host = if m.image_sub_path.is_empty() {
+            target
+        } else {
+            crated_core::blocking::off_worker(|| directory_in_root(&target, &m.image_sub_path))?
+        };
+        m.host_path = host.display().to_string();
+        if let Some(spec) = m.image.as_mut() {
+            spec.image_ref = image
+                .repo_digests
+                .first()
+                .cloned()
+                .unwrap_or_else(|| image.id.clone());
+        }
+        Ok(())
+    }
+
+    /// Mounts a read-only view of `image` (unpacked first if it is not)
+    /// at `target`, held by the pod's lease.
+    async fn mount_image(&self, sandbox_id: &str, image: &CriImage, target: &Path) -> Result<()> {
+        let ns = self.client.namespace();
+        let leases = &self.client.services().leases;
+        match leases.create(ns, sandbox_id, Default::default()).await {
+            Ok(_) => {}
+            Err(e) if e.kind() == crated_core::Kind::AlreadyExists => {}
+            Err(e) => return Err(e.context(format!("create the lease of pod {sandbox_id:?}"))),
+        }
+        let snapshotter_name = &self.config.containerd.snapshotter;
+        let snapshotter = self
+            .client
+            .snapshotter(snapshotter_name, Some(sandbox_id))?;
+        match snapshotter.stat(&image.chain_id).await {
+            Ok(_) => {}
+            Err(e) if e.is_not_found() => {
+                crated_client::unpack(
+                    &self.client,
+                    &Node::from(&image.target),
+                    snapshotter_name,
+                    &default_matcher(),
+                )
+                .await?;
+            }
+            Err(e) => return Err(e),
+        }
+        let key = target.display().to_string();
+        let mounts = match snapshotter.view(&key, &image.chain_id, Labels::new()).await {
+            Ok(mounts) => mounts,
+            // Made by a create that failed before mounting it.
+            Err(e) if e.kind() == crated_core::Kind::AlreadyExists => {
+                snapshotter.mounts(&key).await?
+            }
+            Err(e) => return Err(e),
+        };
+        let at = target;
+        let mounted = crated_core::blocking::off_worker(|| {
+            use std::os::unix::fs::DirBuilderExt as _;
+            // Owner-only: what is inside is the pod's.
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(at)
+                .map_err(|e| Error::io(format!("create {}", at.display()), e))?;
+            crated_core::mount::mount_all(&mounts, at)?.keep();
+            Ok(())
+        });
+        if let Err(e) = mounted {
+            let _ = std::fs::remove_dir(target);
+            if let Err(removal) = snapshotter.remove(&key).await {
+                tracing::warn!(key, error = %removal, "remove an image volume's view");
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Unmounts and removes the pod's image volumes (at its stop); none is
+    /// fine.
+    pub(crate) async fn unmount_image_volumes(&self, sandbox_id: &str) -> Result<()> {
+        let dir = self.image_volumes_dir(sandbox_id);
+        let _serial = self.image_volumes_lock.lock().await;
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io(format!("read {}", dir.display()), e)),
+        };
+        let snapshotter = self
+            .client
+            .snapshotter(&self.config.containerd.snapshotter, None)?;
+        for entry in entries {
+            let target = entry
+                .map_err(|e| Error::io(format!("read {}", dir.display()), e))?
+                .path();
+            crated_core::blocking::off_worker(|| crated_core::mount::unmount_all(&target))?;
+            let key = target.display().to_string();
+            match snapshotter.remove(&key).await {
+                Ok(()) => {}
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e.context(format!("remove image volume {key:?}"))),
+            }
+            remove_dir_if_present(&target)?;
+        }
+        remove_dir_if_present(&dir)
+    }
+
+    /// Deletes the pod's lease, which held its image volumes (at its
+    /// removal); none is fine.
+    pub(crate) async fn release_image_volumes(&self, sandbox_id: &str) -> Result<()> {
+        let ns = self.client.namespace();
+        match self
+            .client
+            .services()
+            .leases
+            .delete(ns, sandbox_id, false)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e.context(format!("delete the lease of pod {sandbox_id:?}"))),
+        }
+    }
+}
+
+fn remove_dir_if_present(dir: &Path) -> Result<()> {
+    match std::fs::remove_dir(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(Error::io(format!("remove {}", dir.display()), e))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The directory `sub` names inside the mounted image at `root`, every
+/// component (symbolic links included) resolved as if `root` were `/`,
+/// so an image's links never lead out of it. An error if it is missing
+/// or is not a directory (image volumes mount directories only).
+fn directory_in_root(root: &Path, sub: &str) -> Result<PathBuf> {
+    let dir =
+        std::fs::File::open(root).map_err(|e| Error::io(format!("open {}", root.display()), e))?;
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    let fd = match nix::fcntl::openat2(dir.as_raw_fd(), sub.trim_start_matches('/'), how) {
+        Ok(fd) => fd,
+        Err(nix::errno::Errno::ENOENT) | Err(nix::errno::Errno::ENOTDIR) => {
+            return Err(Error::not_found(format!(
+                "the image has no directory {sub:?}"
+            )))
+        }
+        Err(e) => {
+            return Err(Error::io(
+                format!("open {sub:?} in the image"),
+                std::io::Error::from(e),
+            ))
+        }
+    };
+    // SAFETY: openat2 returned a fresh descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let file = std::fs::File::from(fd);
+    let meta = file
+        .metadata()
+        .map_err(|e| Error::io(format!("stat {sub:?} in the image"), e))?;
+    if !meta.is_dir() {
+        return Err(Error::invalid_argument(format!(
+            "{sub:?} in the image is not a directory: only directories are mounted"
+        )));
+    }
+    // Where the kernel found it: inside `root` (RESOLVE_IN_ROOT), and
+    // fixed since the view is read-only and this pod's alone.
+    let link = format!("/proc/self/fd/{}", file.as_raw_fd());
+    let found = std::fs::read_link(&link)
+        .map_err(|e| Error::io(format!("resolve {sub:?} in the image"), e))?;
+    if !found.starts_with(root) {
+        return Err(Error::invalid_argument(format!(
+            "{sub:?} resolves outside the image, to {}",
+            found.display()
+        )));
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::directory_in_root;
+
+    #[test]
+    fn sub_paths_resolve_inside_the_image_only() {
+        let root = tempfile::tempdir().unwrap();
+        let root = root.path().canonicalize().unwrap();
+        std::fs::create_dir_all(root.join("data/sub")).unwrap();
+        std::fs::write(root.join("data/file"), b"x").unwrap();
+        std::os::unix::fs::symlink("/data/sub", root.join("abs")).unwrap();
+        std::os::unix::fs::symlink("../../../../../..", root.join("data/up")).unwrap();
+        std::os::unix::fs::symlink("/etc", root.join("etc-link")).unwrap();
+
+        assert_eq!(
+            directory_in_root(&root, "data/sub").unwrap(),
+            root.join("data/sub")
+        );
+        assert_eq!(
+            directory_in_root(&root, "/data/sub/").unwrap(),
+            root.join("data/sub")
+        );
+        // Links resolve as inside the image: an absolute one from its root.
+        assert_eq!(
+            directory_in_root(&root, "abs").unwrap(),
+            root.join("data/sub")
+        );
+        // `..` stops at the image's root, never the host's.
+        assert_eq!(directory_in_root(&root, "data/up").unwrap(), root);
+        assert_eq!(directory_in_root(&root, "../../..").unwrap(), root);
+        let missing = directory_in_root(&root, "etc-link").unwrap_err();
+        assert!(missing.is_not_found(), "{missing}");
+        assert!(missing.to_string().contains("etc-link"), "{missing}");
+        let file = directory_in_root(&root, "data/file").unwrap_err();
+        assert!(file.to_string().contains("not a directory"), "{file}");
+    }
+}
