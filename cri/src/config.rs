@@ -50,6 +50,12 @@ pub struct Config {
     /// Seconds between measurements of the containers' writable layers
     /// (their disk usage, which container stats and ImageFsInfo report).
     pub stats_collect_period: i64,
+    /// Inject the CDI devices a container asks for (the CRI's
+    /// `CDI_devices`, `cdi.k8s.io/…` annotations). On by default, as in
+    /// containerd 2.x (1.7 had it off and ignored such requests).
+    pub enable_cdi: bool,
+    /// Where CDI spec files are read, lowest precedence first.
+    pub cdi_spec_dirs: Vec<String>,
     /// Runtimes and snapshotter.
     pub containerd: ContainerdConfig,
     /// Pod networking.
@@ -77,6 +83,8 @@ impl Default for Config {
             ignore_image_defined_volumes: false,
             device_ownership_from_security_context: false,
             stats_collect_period: 10,
+            enable_cdi: true,
+            cdi_spec_dirs: vec!["/etc/cdi".into(), "/var/run/cdi".into()],
             containerd: ContainerdConfig::default(),
             cni: CniConfig::default(),
             registry: RegistryConfig::default(),

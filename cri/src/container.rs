@@ -875,7 +875,38 @@ impl Cri {
         )? {
             opts.push(o);
         }
+        // Last: a device's edits may depend on the process's user.
+        if let Some(o) = self.with_cdi_devices(config)? {
+            opts.push(o);
+        }
         Ok(opts)
+    }
+
+    /// The CDI devices the container asks for (its `CDI_devices`, then
+    /// `cdi.k8s.io/…` annotations), injected from the spec directories as
+    /// they are now; `None` when it asks for none. With `enable_cdi` off,
+    /// asking by `CDI_devices` is refused rather than ignored: the
+    /// container would run without the device it was given.
+    fn with_cdi_devices(&self, config: &pb::ContainerConfig) -> Result<Option<Opt>> {
+        let mut devices: Vec<String> = config.cdi_devices.iter().map(|d| d.name.clone()).collect();
+        if !self.config.enable_cdi {
+            if devices.is_empty() {
+                return Ok(None);
+            }
+            return Err(Error::failed_precondition(format!(
+                "CDI devices {} are asked for, but enable_cdi is off in the CRI plugin's config",
+                devices.join(", ")
+            )));
+        }
+        devices.extend(crated_cdi::devices_from_annotations(&config.annotations)?);
+        if devices.is_empty() {
+            return Ok(None);
+        }
+        let dirs = self.config.cdi_spec_dirs.clone();
+        Ok(Some(spec::opt(move |spec, _| {
+            crated_cdi::Registry::load(&dirs).inject(spec, &devices)?;
+            Ok(())
+        })))
     }
 
     /// The files a container shares with its sandbox (hostname, hosts,

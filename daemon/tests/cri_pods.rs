@@ -1303,3 +1303,149 @@ async fn image_volumes_mount_an_images_files_read_only_once_per_pod() {
     let leases = ok(node.daemon.ctr(&ctr, &["-n", "k8s.io", "leases", "ls"]));
     assert!(!leases.contains(&pod), "{leases}");
 }
+
+/// CDI devices (the kubelet's `CDI_devices`, from DRA drivers and device
+/// plugins, and `cdi.k8s.io/…` annotations): each device's edits from the
+/// spec files in `cdi_spec_dirs`, read when the container is created — a
+/// device node with cgroup access, a mount, variables, the spec's own
+/// edits once. An unknown device is refused with the reason, naming the
+/// spec files that could not be used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cdi_devices_are_injected_from_the_spec_directories() {
+    let cdi = tempfile::tempdir().unwrap();
+    let node = cri_support::Node::start_with(cri_support::NodeOptions {
+        cdi_spec_dirs: Some(vec![cdi.path().join("etc"), cdi.path().join("run")]),
+        ..Default::default()
+    })
+    .await;
+    node.pull_busybox().await;
+    // Written after the daemon started: specs are read at each create.
+    let vendor_lib = cdi.path().join("vendor-lib");
+    std::fs::create_dir_all(&vendor_lib).unwrap();
+    std::fs::write(vendor_lib.join("lib.txt"), "vendor library\n").unwrap();
+    std::fs::create_dir_all(cdi.path().join("etc")).unwrap();
+    std::fs::create_dir_all(cdi.path().join("run")).unwrap();
+    std::fs::write(
+        cdi.path().join("run/crated-test.yaml"),
+        format!(
+            "cdiVersion: 0.6.0\n\
+             kind: crated.test/null\n\
+             containerEdits:\n  env: [CDI_VENDOR=crated]\n\
+             devices:\n\
+             - name: \"0\"\n  containerEdits:\n    env: [CDI_DEVICE=null0]\n    \
+               deviceNodes:\n    - path: /dev/cdi-null\n      hostPath: /dev/null\n      permissions: rw\n    \
+               mounts:\n    - hostPath: {}\n      containerPath: /opt/vendor\n      options: [ro, bind]\n\
+             - name: by-annotation\n  containerEdits:\n    env: [FROM_ANNOTATION=yes]\n",
+            vendor_lib.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(cdi.path().join("etc/broken.json"), "{\"cdiVersion\": ").unwrap();
+    let mut runtime = node.runtime().await;
+    let config = pod_config("cdi", node.logs.path(), true);
+    let pod = node.run_pod(&mut runtime, &config).await;
+    let mut app = container_config("app", &node.busybox, &["sleep", "1000"]);
+    app.cdi_devices = vec![cri::CdiDevice {
+        name: "crated.test/null=0".into(),
+    }];
+    app.annotations.insert(
+        "cdi.k8s.io/extra".into(),
+        "crated.test/null=by-annotation".into(),
+    );
+    let app = start_container(&mut runtime, &pod, &config, app).await;
+    let out = exec(
+        &mut runtime,
+        &app,
+        &[
+            "sh",
+            "-c",
+            "echo $CDI_VENDOR $CDI_DEVICE $FROM_ANNOTATION; cat /opt/vendor/lib.txt; \
+             test -c /dev/cdi-null && echo char device; touch /opt/vendor/x || echo read-only",
+        ],
+    )
+    .await;
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "crated null0 yes\nvendor library\nchar device\nread-only\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The device node is /dev/null's, with the cgroup access the spec
+    // grants.
+    let verbose = runtime
+        .container_status(cri::ContainerStatusRequest {
+            container_id: app.clone(),
+            verbose: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let info: serde_json::Value = serde_json::from_str(&verbose.info["info"]).unwrap();
+    let linux = &info["runtimeSpec"]["linux"];
+    let node_entry = linux["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["path"] == "/dev/cdi-null")
+        .unwrap_or_else(|| panic!("{linux}"));
+    assert_eq!(
+        (
+            &node_entry["type"],
+            &node_entry["major"],
+            &node_entry["minor"]
+        ),
+        (&"c".into(), &1.into(), &3.into())
+    );
+    assert!(
+        linux["resources"]["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["allow"] == true
+                && r["major"] == 1
+                && r["minor"] == 3
+                && r["access"] == "rw"),
+        "{linux}"
+    );
+
+    // Unknown devices and bad names are refused, naming them.
+    let mut unknown = container_config("unknown", &node.busybox, &["true"]);
+    unknown.cdi_devices = vec![cri::CdiDevice {
+        name: "crated.test/null=9".into(),
+    }];
+    let err = runtime
+        .create_container(cri::CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(unknown),
+            sandbox_config: Some(config.clone()),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound, "{}", err.message());
+    assert!(
+        err.message()
+            .contains("unresolvable CDI devices crated.test/null=9")
+            && err.message().contains("broken.json"),
+        "{}",
+        err.message()
+    );
+    let mut bad = container_config("bad", &node.busybox, &["true"]);
+    bad.annotations
+        .insert("cdi.k8s.io/x".into(), "not-qualified".into());
+    let err = runtime
+        .create_container(cri::CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(bad),
+            sandbox_config: Some(config.clone()),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        tonic::Code::InvalidArgument,
+        "{}",
+        err.message()
+    );
+    assert!(err.message().contains("not-qualified"), "{}", err.message());
+    stop_and_remove_pod(&mut runtime, &pod).await;
+}

@@ -62,6 +62,8 @@ pub struct NodeOptions {
     pub builtin_pause: bool,
     /// `stats_collect_period` (seconds), if not the default.
     pub stats_collect_period: Option<i64>,
+    /// `cdi_spec_dirs`, if not the default.
+    pub cdi_spec_dirs: Option<Vec<PathBuf>>,
     /// A directory searched before the daemon's `PATH` (and so its shims'
     /// and runc's): where a working criu is.
     pub path_prefix: Option<PathBuf>,
@@ -110,14 +112,19 @@ impl Node {
                 hosts
             });
             let mut section = cri_section(&pause_ref, &conf_dir, hosts.as_deref());
+            // Keys of the section itself: right after its header.
+            let header = "[plugins.\"io.containerd.grpc.v1.cri\"]\n";
             if let Some(period) = options.stats_collect_period {
-                // A key of the section itself: right after its header.
-                let header = "[plugins.\"io.containerd.grpc.v1.cri\"]\n";
                 section = section.replacen(
                     header,
                     &format!("{header}stats_collect_period = {period}\n"),
                     1,
                 );
+            }
+            if let Some(dirs) = &options.cdi_spec_dirs {
+                let dirs: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+                section =
+                    section.replacen(header, &format!("{header}cdi_spec_dirs = {dirs:?}\n"), 1);
             }
             let config = crate::common::write_config(daemon.dir.path(), "", &section);
             daemon.config = config;
