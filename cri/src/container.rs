@@ -468,6 +468,24 @@ impl Cri {
                 "container metadata must include a name",
             ));
         }
+        if let Some(options) = config
+            .linux
+            .as_ref()
+            .and_then(|l| l.security_context.as_ref())
+            .and_then(|s| s.namespace_options.as_ref())
+        {
+            crate::sandbox::refuse_user_namespace(options, "container")?;
+        }
+        if let Some(m) = config
+            .mounts
+            .iter()
+            .find(|m| !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty())
+        {
+            return Err(Error::failed_precondition(format!(
+                "the mount on {:?} asks for ID mappings (an idmapped mount), which crated does not support",
+                m.container_path
+            )));
+        }
         let sandbox = self.sandboxes.get(&request.pod_sandbox_id)?;
         let sandbox_config = request
             .sandbox_config

@@ -152,6 +152,25 @@ impl Sandbox {
     }
 }
 
+/// Refuses a user namespace of the pod's own (`hostUsers: false`):
+/// crated reports no user-namespace support (the runc it is tested with
+/// has no idmapped mounts), and running such a pod in the node's user
+/// namespace instead would give its root the node's.
+pub fn refuse_user_namespace(options: &pb::NamespaceOption, what: &str) -> Result<()> {
+    match &options.userns_options {
+        Some(userns) if userns.mode != pb::NamespaceMode::Node as i32 => {
+            Err(Error::failed_precondition(format!(
+                "the {what} asks for a user namespace of its own (mode {}), which crated does not \
+                 support: run it with hostUsers: true",
+                pb::NamespaceMode::try_from(userns.mode)
+                    .map(|m| m.as_str_name())
+                    .unwrap_or("unknown")
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// The namespace options of a pod's config (all Pod by default).
 pub fn namespace_options(config: &pb::PodSandboxConfig) -> pb::NamespaceOption {
     config
@@ -253,6 +272,7 @@ impl Cri {
                 "sandbox metadata must include name, namespace and uid",
             ));
         }
+        refuse_user_namespace(&namespace_options(&config), "pod")?;
         let id = crate::store::new_id()?;
         let name = sandbox_name(&meta);
         self.names.reserve(&name, &id)?;

@@ -71,6 +71,40 @@ async fn a_host_network_pod_runs_logs_execs_stops_and_is_removed() {
         err.message()
     );
 
+    // A pod of its own user namespace (hostUsers: false) is refused, not
+    // run with the node's; the node's (as the kubelet sends it) is fine.
+    let mut own_users = pod_config("userns", node.logs.path(), true);
+    let options = own_users
+        .linux
+        .get_or_insert_with(Default::default)
+        .security_context
+        .get_or_insert_with(Default::default)
+        .namespace_options
+        .get_or_insert_with(Default::default);
+    options.userns_options = Some(cri::UserNamespace {
+        mode: cri::NamespaceMode::Pod as i32,
+        uids: vec![],
+        gids: vec![],
+    });
+    let err = runtime
+        .run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(own_users),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        tonic::Code::FailedPrecondition,
+        "{}",
+        err.message()
+    );
+    assert!(
+        err.message().contains("hostUsers: true"),
+        "{}",
+        err.message()
+    );
+
     let status = runtime
         .pod_sandbox_status(cri::PodSandboxStatusRequest {
             pod_sandbox_id: pod[..12].into(),
@@ -134,6 +168,33 @@ async fn a_host_network_pod_runs_logs_execs_stops_and_is_removed() {
         .unwrap_or_else(|e| panic!("{e}\n{}", node.daemon.logs()))
         .into_inner()
         .container_id;
+    // An idmapped mount is refused rather than mounted unmapped.
+    let mut mapped = container_config("mapped", &node.busybox, &["true"]);
+    mapped.mounts = vec![cri::Mount {
+        container_path: "/data".into(),
+        host_path: node.logs.path().display().to_string(),
+        uid_mappings: vec![cri::IdMapping {
+            host_id: 100000,
+            container_id: 0,
+            length: 65536,
+        }],
+        ..Default::default()
+    }];
+    let err = runtime
+        .create_container(cri::CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(mapped),
+            sandbox_config: Some(config.clone()),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        tonic::Code::FailedPrecondition,
+        "{}",
+        err.message()
+    );
+    assert!(err.message().contains("idmapped"), "{}", err.message());
     let before = status_of(&mut runtime, &created).await;
     assert_eq!(before.state, cri::ContainerState::ContainerCreated as i32);
     assert_eq!(before.image_id, image_id);
