@@ -31,9 +31,11 @@ pub struct Config {
     pub stream_server_port: String,
     /// How long a streaming connection may be idle (Go duration).
     pub stream_idle_timeout: String,
-    /// Serve streaming over TLS (not built: refused at start-up rather
-    /// than served in plain text).
+    /// Serve streaming over TLS: with `x509_key_pair_streaming`'s
+    /// certificate, or a self-signed one made at start-up.
     pub enable_tls_streaming: bool,
+    /// The streaming server's certificate and key (PEM files).
+    pub x509_key_pair_streaming: X509KeyPair,
     /// Parallel layer downloads of an image pull.
     pub max_concurrent_downloads: u32,
     /// A pull that makes no progress for this long is cancelled (Go
@@ -77,6 +79,7 @@ impl Default for Config {
             stream_server_port: "0".into(),
             stream_idle_timeout: "4h0m0s".into(),
             enable_tls_streaming: false,
+            x509_key_pair_streaming: X509KeyPair::default(),
             max_concurrent_downloads: 3,
             image_pull_progress_timeout: "5m0s".into(),
             systemd_cgroup: false,
@@ -90,6 +93,16 @@ impl Default for Config {
             registry: RegistryConfig::default(),
         }
     }
+}
+
+/// `[…cri.x509_key_pair_streaming]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct X509KeyPair {
+    /// The certificate (chain), PEM.
+    pub tls_cert_file: String,
+    /// Its private key, PEM.
+    pub tls_key_file: String,
 }
 
 /// `[…cri.containerd]`.

@@ -433,3 +433,91 @@ fn crictl_streams_like_a_terminal_session() {
         checks.await.unwrap();
     });
 }
+
+/// The streaming server over TLS (`enable_tls_streaming`), as containerd
+/// serves it: with a self-signed certificate made at start-up, or with
+/// the `x509_key_pair_streaming` the node's operator gives, which clients
+/// can verify. crictl execs through either.
+#[test]
+fn streaming_over_tls_with_a_self_signed_or_a_given_certificate() {
+    let certs_dir = tempfile::tempdir().unwrap();
+    let certs = crated_testimages::TestCerts::new(certs_dir.path()).unwrap();
+    let given = format!(
+        "x509_key_pair_streaming = {{ tls_cert_file = {:?}, tls_key_file = {:?} }}",
+        certs.cert.display().to_string(),
+        certs.key.display().to_string()
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for keys in [
+        vec!["enable_tls_streaming = true".to_owned()],
+        vec!["enable_tls_streaming = true".to_owned(), given],
+    ] {
+        let self_signed = keys.len() == 1;
+        rt.block_on(async {
+            let node = Node::start_with(cri_support::NodeOptions {
+                cri_keys: keys,
+                ..Default::default()
+            })
+            .await;
+            node.pull_busybox().await;
+            let mut runtime = node.runtime().await;
+            let config = pod_config("tls", node.logs.path(), true);
+            let pod = node.run_pod(&mut runtime, &config).await;
+            let app = start_container(
+                &mut runtime,
+                &pod,
+                &config,
+                container_config("app", &node.busybox, &["sleep", "1000"]),
+            )
+            .await;
+            let url = runtime
+                .exec(cri::ExecRequest {
+                    container_id: app.clone(),
+                    cmd: vec!["true".into()],
+                    stdout: true,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .url;
+            assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+            let authority = url
+                .trim_start_matches("https://")
+                .split('/')
+                .next()
+                .unwrap()
+                .to_owned();
+            let work = tempfile::tempdir().unwrap();
+            let crictl = Crictl::new(&node, work.path());
+            let ca = certs.ca.clone();
+            tokio::task::spawn_blocking(move || {
+                let out = crictl.ok(&["exec", &app, "echo", "over-tls"]);
+                assert_eq!(out.trim(), "over-tls");
+                // The given certificate is the one served: it verifies
+                // against its CA (the self-signed one does not).
+                let verified = Command::new("openssl")
+                    .args([
+                        "s_client",
+                        "-connect",
+                        &authority,
+                        "-verify_return_error",
+                        "-CAfile",
+                    ])
+                    .arg(&ca)
+                    .stdin(Stdio::null())
+                    .output()
+                    .unwrap();
+                assert_eq!(
+                    verified.status.success(),
+                    !self_signed,
+                    "{}",
+                    String::from_utf8_lossy(&verified.stdout)
+                );
+            })
+            .await
+            .unwrap();
+            cri_support::stop_and_remove_pod(&mut runtime, &pod).await;
+        });
+    }
+}

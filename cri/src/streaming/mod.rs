@@ -14,6 +14,7 @@ pub mod remotecommand;
 mod server;
 mod sessions;
 pub mod spdy;
+mod tls;
 pub mod tokens;
 mod websocket;
 

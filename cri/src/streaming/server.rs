@@ -16,6 +16,7 @@ use hyper::header::{HeaderValue, CONNECTION, UPGRADE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 use super::spdy::Connection;
 use super::{portforward, remotecommand, sessions, websocket, Pending};
@@ -32,12 +33,6 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// background; the RPCs hand out URLs from then on.
 pub(crate) async fn serve(cri: &Arc<Cri>) -> Result<SocketAddr> {
     let config = &cri.config;
-    if config.enable_tls_streaming {
-        return Err(Error::not_implemented(
-            "enable_tls_streaming is not built yet in crated: the streaming server serves plain \
-             HTTP, on stream_server_address (127.0.0.1 unless configured); turn the option off",
-        ));
-    }
     let port: u16 = config.stream_server_port.parse().map_err(|_| {
         Error::invalid_argument(format!(
             "stream_server_port {:?} is not a port number",
@@ -67,15 +62,22 @@ pub(crate) async fn serve(cri: &Arc<Cri>) -> Result<SocketAddr> {
     let local = listener
         .local_addr()
         .map_err(|e| Error::io("streaming server address", e))?;
+    let tls = super::tls::acceptor(config, local)?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     // A second plugin instance keeps the first URL; it cannot happen in
     // one daemon.
-    let _ = cri.streaming.base_url.set(format!("http://{local}"));
-    tracing::info!(%local, "CRI streaming server listening");
-    tokio::spawn(accept_loop(listener, Arc::downgrade(cri), idle));
+    let _ = cri.streaming.base_url.set(format!("{scheme}://{local}"));
+    tracing::info!(%local, scheme, "CRI streaming server listening");
+    tokio::spawn(accept_loop(listener, tls, Arc::downgrade(cri), idle));
     Ok(local)
 }
 
-async fn accept_loop(listener: TcpListener, cri: Weak<Cri>, idle: Option<Duration>) {
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    cri: Weak<Cri>,
+    idle: Option<Duration>,
+) {
     loop {
         let tcp = match listener.accept().await {
             Ok((tcp, _)) => tcp,
@@ -87,21 +89,40 @@ async fn accept_loop(listener: TcpListener, cri: Weak<Cri>, idle: Option<Duratio
             }
         };
         let cri = cri.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request| {
-                let cri = cri.clone();
-                async move { Ok::<_, Infallible>(route(cri, request, idle)) }
-            });
-            let served = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(TokioIo::new(tcp), service)
-                .with_upgrades()
-                .await;
-            if let Err(e) = served {
-                tracing::debug!(error = %e, "streaming HTTP connection");
+            match tls {
+                None => serve_connection(tcp, cri, idle).await,
+                Some(acceptor) => {
+                    // The handshake gets the time a request head gets.
+                    match tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => serve_connection(stream, cri, idle).await,
+                        Ok(Err(e)) => tracing::debug!(error = %e, "streaming TLS handshake"),
+                        Err(_) => tracing::debug!("streaming TLS handshake timed out"),
+                    }
+                }
             }
         });
+    }
+}
+
+/// Serves one connection's HTTP requests, upgrades included.
+async fn serve_connection<S>(stream: S, cri: Weak<Cri>, idle: Option<Duration>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let service = hyper::service::service_fn(move |request| {
+        let cri = cri.clone();
+        async move { Ok::<_, Infallible>(route(cri, request, idle)) }
+    });
+    let served = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades()
+        .await;
+    if let Err(e) = served {
+        tracing::debug!(error = %e, "streaming HTTP connection");
     }
 }
 

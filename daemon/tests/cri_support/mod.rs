@@ -64,6 +64,8 @@ pub struct NodeOptions {
     pub stats_collect_period: Option<i64>,
     /// `cdi_spec_dirs`, if not the default.
     pub cdi_spec_dirs: Option<Vec<PathBuf>>,
+    /// More `key = value` lines of the CRI section.
+    pub cri_keys: Vec<String>,
     /// A directory searched before the daemon's `PATH` (and so its shims'
     /// and runc's): where a working criu is.
     pub path_prefix: Option<PathBuf>,
@@ -120,6 +122,9 @@ impl Node {
                     &format!("{header}stats_collect_period = {period}\n"),
                     1,
                 );
+            }
+            for line in &options.cri_keys {
+                section = section.replacen(header, &format!("{header}{line}\n"), 1);
             }
             if let Some(dirs) = &options.cdi_spec_dirs {
                 let dirs: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
