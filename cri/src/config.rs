@@ -190,6 +190,177 @@ impl Default for CniConfig {
 pub struct RegistryConfig {
     /// Directory of `<host>/hosts.toml` files (containerd's certs.d).
     pub config_path: String,
+    /// Deprecated in containerd 1.6, still common: a domain (or `*`) to
+    /// the endpoints pulled from first. Not with `config_path`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub mirrors: BTreeMap<String, Mirror>,
+    /// Per registry host: credentials used when a pull brings none, and
+    /// (deprecated, not with `config_path`) TLS.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub configs: BTreeMap<String, RegistryHostConfig>,
+    /// Deprecated form of `configs.<host>.auth`, keyed by URL or host.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub auths: BTreeMap<String, RegistryAuth>,
+    /// Headers sent with every registry request.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, Vec<String>>,
+}
+
+/// `[…registry.mirrors.<domain>]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Mirror {
+    /// Endpoint URLs (`[scheme://]host[:port][/path]`), tried in order.
+    pub endpoint: Vec<String>,
+}
+
+/// `[…registry.configs.<host>]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RegistryHostConfig {
+    /// Credentials for the host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<RegistryAuth>,
+    /// TLS to the host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<RegistryTls>,
+}
+
+/// Registry credentials in the configuration.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RegistryAuth {
+    /// User name.
+    pub username: String,
+    /// Password.
+    pub password: String,
+    /// Base64 `user:password`.
+    pub auth: String,
+    /// A token in place of a password.
+    pub identitytoken: String,
+}
+
+/// `[…registry.configs.<host>.tls]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RegistryTls {
+    /// Do not verify the server's certificate.
+    pub insecure_skip_verify: bool,
+    /// A CA certificate (PEM) to trust besides the system's.
+    pub ca_file: String,
+    /// A client certificate (PEM), with `key_file`.
+    pub cert_file: String,
+    /// The client certificate's key (PEM).
+    pub key_file: String,
+}
+
+impl RegistryConfig {
+    /// containerd's checks: the deprecated mirrors and TLS settings do not
+    /// mix with `config_path`, a client certificate comes with its key,
+    /// an `auths` key is a URL or a host, mirror endpoints are URLs.
+    pub fn validate(&self) -> crated_core::Result<()> {
+        let invalid = |m: String| crated_core::Error::invalid_argument(format!("registry: {m}"));
+        let with_path = !self.config_path.is_empty();
+        if with_path && !self.mirrors.is_empty() {
+            return Err(invalid(
+                "`mirrors` cannot be set when `config_path` is provided".into(),
+            ));
+        }
+        for (host, config) in &self.configs {
+            let Some(tls) = &config.tls else { continue };
+            if with_path {
+                return Err(invalid(format!(
+                    "`configs.{host:?}.tls` cannot be set when `config_path` is provided: put it \
+                     in {host}'s hosts.toml"
+                )));
+            }
+            if tls.cert_file.is_empty() != tls.key_file.is_empty() {
+                return Err(invalid(format!(
+                    "`configs.{host:?}.tls` needs both cert_file and key_file, or neither"
+                )));
+            }
+        }
+        for url in self.auths.keys() {
+            if auth_host(url).is_empty() {
+                return Err(invalid(format!("`auths` key {url:?} names no host")));
+            }
+        }
+        self.configured_hosts()?;
+        Ok(())
+    }
+
+    /// The endpoints `mirrors` and `configs.*.tls` give, when set and no
+    /// `config_path` is.
+    pub fn configured_hosts(
+        &self,
+    ) -> crated_core::Result<Option<crated_distribution::mirrors::ConfiguredHosts>> {
+        let tls: BTreeMap<String, crated_distribution::TlsOptions> = self
+            .configs
+            .iter()
+            .filter_map(|(host, c)| c.tls.as_ref().map(|t| (host, t)))
+            .map(|(host, t)| {
+                let client = (!t.cert_file.is_empty()).then(|| {
+                    (
+                        std::path::PathBuf::from(&t.cert_file),
+                        Some(std::path::PathBuf::from(&t.key_file)),
+                    )
+                });
+                let tls = crated_distribution::TlsOptions {
+                    skip_verify: t.insecure_skip_verify,
+                    ca: [&t.ca_file]
+                        .into_iter()
+                        .filter(|f| !f.is_empty())
+                        .map(std::path::PathBuf::from)
+                        .collect(),
+                    client,
+                };
+                (host.clone(), tls)
+            })
+            .collect();
+        if !self.config_path.is_empty() || (self.mirrors.is_empty() && tls.is_empty()) {
+            return Ok(None);
+        }
+        let mirrors = self
+            .mirrors
+            .iter()
+            .map(|(domain, m)| (domain.clone(), m.endpoint.clone()))
+            .collect();
+        Ok(Some(crated_distribution::mirrors::ConfiguredHosts::new(
+            mirrors, tls,
+        )?))
+    }
+
+    /// The credentials configured per registry host: `configs.<host>.auth`,
+    /// then the deprecated `auths` for hosts it does not cover.
+    pub fn auths_by_host(&self) -> BTreeMap<String, RegistryAuth> {
+        let mut out: BTreeMap<String, RegistryAuth> = self
+            .auths
+            .iter()
+            .map(|(url, auth)| (auth_host(url).to_owned(), auth.clone()))
+            .collect();
+        for (host, config) in &self.configs {
+            if let Some(auth) = &config.auth {
+                out.insert(host.clone(), auth.clone());
+            }
+        }
+        out
+    }
+
+    /// `headers` as name-value pairs.
+    pub fn header_pairs(&self) -> Vec<(String, String)> {
+        self.headers
+            .iter()
+            .flat_map(|(name, values)| values.iter().map(move |v| (name.clone(), v.clone())))
+            .collect()
+    }
+}
+
+/// The host of an `auths` key: a URL's authority, or the key itself.
+fn auth_host(key: &str) -> &str {
+    match key.split_once("://") {
+        Some((_, rest)) => rest.split('/').next().unwrap_or_default(),
+        None => key.split('/').next().unwrap_or_default(),
+    }
 }
 
 impl Config {
@@ -226,6 +397,72 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn registry(text: &str) -> RegistryConfig {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn deprecated_registry_settings_are_read_and_checked() {
+        let r = registry(
+            r#"
+            headers = { X-Node = ["a", "b"] }
+            [mirrors."docker.io"]
+            endpoint = ["https://mirror.example", "localhost:5000"]
+            [configs."mirror.example".auth]
+            username = "u"
+            password = "p"
+            [configs."mirror.example".tls]
+            ca_file = "/etc/ca.pem"
+            [auths."https://old.example/v1/"]
+            auth = "dTpw"
+            "#,
+        );
+        r.validate().unwrap();
+        let hosts = r
+            .configured_hosts()
+            .unwrap()
+            .unwrap()
+            .configure("docker.io");
+        let urls: Vec<String> = hosts.iter().map(|h| h.url("")).collect();
+        assert_eq!(
+            urls,
+            [
+                "https://mirror.example/v2/",
+                "http://localhost:5000/v2/",
+                "https://registry-1.docker.io/v2/"
+            ]
+        );
+        assert_eq!(hosts[0].ca, [std::path::PathBuf::from("/etc/ca.pem")]);
+        let auths = r.auths_by_host();
+        assert_eq!(auths["mirror.example"].username, "u");
+        assert_eq!(auths["old.example"].auth, "dTpw");
+        assert_eq!(r.header_pairs().len(), 2);
+
+        // Nothing deprecated set: the default hosts, through hosts.toml.
+        assert!(registry("").configured_hosts().unwrap().is_none());
+        for (text, says) in [
+            (
+                "config_path = \"/etc/containerd/certs.d\"\n[mirrors.\"docker.io\"]\nendpoint = [\"https://m\"]",
+                "`mirrors` cannot be set when `config_path`",
+            ),
+            (
+                "config_path = \"/d\"\n[configs.\"r.example\".tls]\ninsecure_skip_verify = true",
+                "cannot be set when `config_path`",
+            ),
+            (
+                "[configs.\"r.example\".tls]\ncert_file = \"/c.pem\"",
+                "needs both cert_file and key_file",
+            ),
+            (
+                "[mirrors.\"docker.io\"]\nendpoint = [\"ftp://m\"]",
+                "not http or https",
+            ),
+        ] {
+            let err = registry(text).validate().unwrap_err().to_string();
+            assert!(err.contains(says), "{text}: {err}");
+        }
+    }
 
     #[test]
     fn a_containerd_section_reads_unchanged() {

@@ -249,12 +249,33 @@ impl Images {
                         as crated_distribution::CredentialsFn,
                 )
             }
-            None => None,
+            None => {
+                // The configuration's credentials, per registry host.
+                let configured = self.config.registry.auths_by_host();
+                (!configured.is_empty()).then(|| {
+                    Arc::new(move |host: &str| {
+                        let auth = configured.get(host)?;
+                        Auth {
+                            username: auth.username.clone(),
+                            password: auth.password.clone(),
+                            auth: auth.auth.clone(),
+                            identity_token: auth.identitytoken.clone(),
+                            ..Auth::default()
+                        }
+                        .credentials(host)
+                        .ok()
+                        .flatten()
+                    }) as crated_distribution::CredentialsFn
+                })
+            }
         };
+        let registry = &self.config.registry;
         let hosts = HostOptions {
-            hosts_dir: Some(self.config.registry.config_path.clone())
+            hosts_dir: Some(registry.config_path.clone())
                 .filter(|p| !p.is_empty())
                 .map(Into::into),
+            configured: registry.configured_hosts()?.map(Arc::new),
+            headers: registry.header_pairs(),
             ..HostOptions::default()
         };
         let mut transport = TransportOptions::default();

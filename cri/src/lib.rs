@@ -158,6 +158,7 @@ impl Cri {
         config.pull_progress_timeout()?;
         config.stream_idle_timeout()?;
         config.stats_collect_period()?;
+        config.registry.validate()?;
         let rro_handlers = rro_handlers(&config);
         let config = Arc::new(config);
         Ok(Arc::new_cyclic(|this| Self {

@@ -75,6 +75,7 @@ impl RegistryArgs {
                 ca: self.tlscacert.iter().cloned().collect(),
                 client: self.tlscert.clone().map(|cert| (cert, self.tlskey.clone())),
             },
+            ..HostOptions::default()
         };
         Ok(Resolver::new(
             hosts,

@@ -248,3 +248,112 @@ async fn images_pull_list_status_and_remove_as_containerds_cri() {
         .unwrap_err();
     assert!(err.message().contains("nothing/here"), "{}", err.message());
 }
+
+/// A containerd 1.6 `config.toml` that still uses the deprecated registry
+/// settings works unchanged: `registry.mirrors` sends pulls of a domain
+/// to its mirror, `registry.configs.<host>.tls` trusts the mirror's CA and
+/// `registry.configs.<host>.auth` logs in when the pull brings no
+/// credentials; a pull that brings its own uses those instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deprecated_registry_mirrors_configs_and_auths_still_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = crated_testimages::TestCerts::new(dir.path()).unwrap();
+    let htpasswd = dir.path().join("htpasswd");
+    let hash = bcrypt::hash("s3cret", 4).unwrap();
+    std::fs::write(&htpasswd, format!("tester:{hash}\n")).unwrap();
+    let (cert, key, path) = (certs.cert.clone(), certs.key.clone(), htpasswd.clone());
+    let registry = tokio::task::spawn_blocking(move || {
+        crated_testimages::Registry::start_with(Some(&path), Some((&cert, &key)))
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let host = registry.host.clone();
+    // Pushed with what a client of this registry needs: https (a
+    // loopback host is http by default), its CA, credentials.
+    let push_hosts = dir.path().join("certs.d");
+    let host_dir = push_hosts.join(host.replace(':', "_") + "_");
+    std::fs::create_dir_all(&host_dir).unwrap();
+    std::fs::write(
+        host_dir.join("hosts.toml"),
+        format!(
+            "server = \"https://{host}\"\nca = {:?}\n",
+            certs.ca.display().to_string()
+        ),
+    )
+    .unwrap();
+    let pusher = crated_distribution::Resolver::new(
+        crated_distribution::HostOptions {
+            hosts_dir: Some(push_hosts),
+            ..Default::default()
+        },
+        Some(std::sync::Arc::new(|_: &str| {
+            Some(crated_distribution::Credentials::parse_user(
+                "tester:s3cret",
+            ))
+        })),
+        crated_distribution::TransportOptions::default(),
+    );
+    let busybox = crated_testimages::busybox().unwrap();
+    crated_testimages::push_with(&pusher, &format!("{host}/test/busybox:latest"), &busybox)
+        .await
+        .unwrap();
+
+    let sections = format!(
+        "[plugins.\"io.containerd.grpc.v1.cri\".registry.mirrors.\"mirrored.invalid\"]\n\
+         endpoint = [\"https://{host}\"]\n\
+         [plugins.\"io.containerd.grpc.v1.cri\".registry.mirrors.\"{host}\"]\n\
+         endpoint = [\"https://{host}\"]\n\
+         [plugins.\"io.containerd.grpc.v1.cri\".registry.configs.\"{host}\".tls]\n\
+         ca_file = {ca:?}\n\
+         [plugins.\"io.containerd.grpc.v1.cri\".registry.configs.\"{host}\".auth]\n\
+         username = \"tester\"\n\
+         password = \"s3cret\"\n",
+        ca = certs.ca.display().to_string(),
+    );
+    let daemon = tokio::task::spawn_blocking(move || Daemon::start_with("", &sections))
+        .await
+        .unwrap();
+    let channel = daemon.channel().await;
+    let mut service = images(&channel).await;
+    let pull = |image: String, auth: Option<cri::AuthConfig>| cri::PullImageRequest {
+        image: image_spec(&image),
+        auth,
+        ..cri::PullImageRequest::default()
+    };
+    // Through the mirror (the domain itself does not exist), then from
+    // the registry by its own name (over https, as its own mirror: a
+    // loopback host is plain http by default): the configured TLS and
+    // login both times.
+    for image in [
+        "mirrored.invalid/test/busybox:latest".to_owned(),
+        format!("{host}/test/busybox:latest"),
+    ] {
+        let pulled = service
+            .pull_image(pull(image.clone(), None))
+            .await
+            .unwrap_or_else(|e| panic!("pull {image}: {e}\n{}", daemon.logs()))
+            .into_inner();
+        assert!(pulled.image_ref.starts_with("sha256:"), "{pulled:?}");
+    }
+    let listed = ok(daemon.ctr(&debian_ctr(), &["-n", "k8s.io", "images", "ls", "-q"]));
+    assert!(
+        listed.contains("mirrored.invalid/test/busybox:latest"),
+        "{listed}"
+    );
+    // Credentials the pull brings win over the configuration's.
+    let wrong = cri::AuthConfig {
+        username: "tester".into(),
+        password: "wrong".into(),
+        ..Default::default()
+    };
+    let err = service
+        .pull_image(pull(format!("{host}/test/busybox:latest"), Some(wrong)))
+        .await
+        .unwrap_err();
+    assert!(
+        err.message().contains("unauthorized") || err.message().contains("401"),
+        "{}",
+        err.message()
+    );
+}

@@ -310,6 +310,16 @@ pub enum Error {
         #[source]
         source: HostsFileError,
     },
+    /// A mirror endpoint of the configuration is not a URL.
+    #[error("invalid endpoint {endpoint:?} of the mirrors of {domain:?}: {problem}")]
+    MirrorEndpoint {
+        /// The domain it mirrors.
+        domain: String,
+        /// The endpoint as written.
+        endpoint: String,
+        /// What is wrong.
+        problem: String,
+    },
     /// A docker config could not be read.
     #[error("failed to read {}: {source}", path.display())]
     ReadDockerConfig {
@@ -521,6 +531,7 @@ impl KindError for Error {
             | Error::InvalidTokenRequest { .. }
             | Error::ManifestTooLarge { .. }
             | Error::HostsFile { .. }
+            | Error::MirrorEndpoint { .. }
             | Error::DockerConfig { .. }
             | Error::DockerConfigAuth { .. }
             | Error::Pem { .. }

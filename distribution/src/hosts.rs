@@ -16,10 +16,12 @@
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use toml::Value;
 
 use crate::error::{Error, HostsFileError, Result};
+use crate::mirrors::ConfiguredHosts;
 use crate::tls::TlsOptions;
 
 /// What a host may be used for.
@@ -90,6 +92,11 @@ pub struct HostOptions {
     /// TLS for hosts whose configuration says nothing about it (ctr's
     /// `--skip-verify`, `--tlscacert`, `--tlscert`, `--tlskey`).
     pub default_tls: TlsOptions,
+    /// Endpoints from the daemon's configuration (containerd 1.6's
+    /// deprecated CRI `registry.mirrors`), used instead of `hosts_dir`.
+    pub configured: Option<Arc<ConfiguredHosts>>,
+    /// Headers sent to every host (containerd's CRI `registry.headers`).
+    pub headers: Vec<(String, String)>,
 }
 
 /// containerd's `IsLocalhost`: `localhost` or a loopback address, with or
@@ -119,6 +126,19 @@ fn split_port(host: &str) -> &str {
 /// `ConfigureHosts`. A hosts file that lists no server ends with the
 /// domain's default host.
 pub fn configure(domain: &str, options: &HostOptions) -> Result<Vec<RegistryHost>> {
+    let mut hosts = configure_hosts(domain, options)?;
+    if !options.headers.is_empty() {
+        for host in &mut hosts {
+            host.headers.extend(options.headers.iter().cloned());
+        }
+    }
+    Ok(hosts)
+}
+
+fn configure_hosts(domain: &str, options: &HostOptions) -> Result<Vec<RegistryHost>> {
+    if let Some(configured) = &options.configured {
+        return Ok(configured.configure(domain));
+    }
     let mut hosts = match &options.hosts_dir {
         Some(root) => match host_dir(root, domain)? {
             Some(dir) => load_dir(&dir)?,

@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod error;
 pub mod hosts;
+pub mod mirrors;
 mod registry;
 pub mod tls;
 mod transport;
