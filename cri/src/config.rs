@@ -135,6 +135,21 @@ pub struct RuntimeConfig {
     pub runtime_type: String,
     /// runc options.
     pub options: RuncOptions,
+    /// A privileged container does not get the host's devices (for
+    /// runtimes whose containers are VMs or sandboxes).
+    pub privileged_without_host_devices: bool,
+    /// With `privileged_without_host_devices`: it may still use any
+    /// device (cgroup access to all).
+    pub privileged_without_host_devices_all_devices_allowed: bool,
+    /// Pod annotations (shell patterns of keys) copied into the OCI spec
+    /// of the pod's sandbox and containers.
+    pub pod_annotations: Vec<String>,
+    /// Container annotations (shell patterns of keys) copied into the
+    /// container's OCI spec.
+    pub container_annotations: Vec<String>,
+    /// An OCI spec (JSON file) that containers and sandboxes of this
+    /// runtime start from instead of the default one.
+    pub base_runtime_spec: String,
 }
 
 impl Default for RuntimeConfig {
@@ -142,6 +157,11 @@ impl Default for RuntimeConfig {
         Self {
             runtime_type: "io.containerd.runc.v2".into(),
             options: RuncOptions::default(),
+            privileged_without_host_devices: false,
+            privileged_without_host_devices_all_devices_allowed: false,
+            pod_annotations: Vec::new(),
+            container_annotations: Vec::new(),
+            base_runtime_spec: String::new(),
         }
     }
 }
@@ -160,6 +180,15 @@ pub struct RuncOptions {
     /// Use the systemd cgroup driver.
     #[serde(rename = "SystemdCgroup")]
     pub systemd_cgroup: bool,
+    /// `runc create --no-pivot` (roots on a ramdisk).
+    #[serde(rename = "NoPivotRoot")]
+    pub no_pivot_root: bool,
+    /// `runc create --no-new-keyring`.
+    #[serde(rename = "NoNewKeyring")]
+    pub no_new_keyring: bool,
+    /// The criu binary runc checkpoints with (empty: `criu` on PATH).
+    #[serde(rename = "CriuPath")]
+    pub criu_path: String,
 }
 
 /// `[…cri.cni]`.

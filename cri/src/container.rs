@@ -719,13 +719,20 @@ impl Cri {
             .as_ref()
             .and_then(|l| l.security_context.clone())
             .unwrap_or_default();
-        let mut opts: Vec<Opt> = vec![
-            spec_opts::without_mount("/run"),
-            spec_opts::without_default_security(),
+        let handler = plan.sandbox.metadata.runtime_handler.as_str();
+        let runtime = self.handler_config(handler)?;
+        let mut opts: Vec<Opt> = vec![spec_opts::without_mount("/run")];
+        match self.with_base_spec(handler) {
+            // The base spec's limits, seccomp and AppArmor stay: setting
+            // them is what it is for (containerd keeps them too).
+            Some(base) => opts.insert(0, base),
+            None => opts.push(spec_opts::without_default_security()),
+        }
+        opts.extend([
             spec::with_process_args(process_args(config, image)?),
             spec::with_env(vec![spec::DEFAULT_PATH.to_owned()]),
             spec::with_no_new_privileges(false),
-        ];
+        ]);
         if !config.working_dir.is_empty() {
             opts.push(spec::with_process_cwd(config.working_dir.clone()));
         } else if !image.working_dir.is_empty() {
@@ -773,7 +780,13 @@ impl Cri {
                     "no privileged container allowed in a sandbox that is not privileged",
                 ));
             }
-            opts.push(spec_opts::with_privileged(true));
+            // A runtime whose containers are VMs or sandboxes keeps the
+            // host's devices out of privileged ones.
+            let host_devices = !runtime.privileged_without_host_devices;
+            opts.push(spec_opts::with_privileged(
+                host_devices,
+                host_devices || runtime.privileged_without_host_devices_all_devices_allowed,
+            ));
         }
         opts.push(spec_opts::without_ambient_capabilities());
         if security.no_new_privs {
@@ -833,7 +846,17 @@ impl Cri {
             }));
         }
         let sandbox_meta = plan.sandbox_config.metadata.clone().unwrap_or_default();
-        let mut notes: HashMap<String, String> = HashMap::new();
+        // Passed through first: the CRI's own annotations win.
+        let mut notes: HashMap<String, String> = crate::runtimes::passthrough(
+            &plan.sandbox_config.annotations,
+            &runtime.pod_annotations,
+        )
+        .into_iter()
+        .chain(crate::runtimes::passthrough(
+            &config.annotations,
+            &runtime.container_annotations,
+        ))
+        .collect();
         notes.insert(annotations::CONTAINER_TYPE.into(), KIND_CONTAINER.into());
         notes.insert(annotations::SANDBOX_ID.into(), plan.sandbox.id.clone());
         notes.insert(

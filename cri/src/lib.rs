@@ -24,6 +24,7 @@ mod pause;
 mod plugin;
 mod recover;
 mod runtime_service;
+mod runtimes;
 pub mod sandbox;
 mod sandbox_stats;
 pub mod seccomp;
@@ -96,6 +97,9 @@ pub(crate) fn runc_options(options: &config::RuncOptions) -> Option<Any> {
         binary_name: options.binary_name.clone(),
         root: options.root.clone(),
         systemd_cgroup: options.systemd_cgroup,
+        no_pivot_root: options.no_pivot_root,
+        no_new_keyring: options.no_new_keyring,
+        criu_path: options.criu_path.clone(),
         ..Default::default()
     };
     (message != Options::default()).then(|| Any {
@@ -137,6 +141,8 @@ pub struct Cri {
     /// Held while a container is checkpointed: two dumps at once would
     /// each pause and resume the task under the other.
     checkpointing: tokio::sync::Mutex<()>,
+    /// The base OCI specs of runtimes that name one, by runtime name.
+    base_specs: std::collections::BTreeMap<String, Arc<oci_spec::runtime::Spec>>,
     /// Held while image volumes are mounted for a container or unmounted
     /// for a stopping pod (see `image_volumes`).
     image_volumes_lock: tokio::sync::Mutex<()>,
@@ -160,6 +166,7 @@ impl Cri {
         config.stats_collect_period()?;
         config.registry.validate()?;
         let rro_handlers = rro_handlers(&config);
+        let base_specs = runtimes::load_base_specs(&config)?;
         let config = Arc::new(config);
         Ok(Arc::new_cyclic(|this| Self {
             images: images::Images::new(client.clone(), Arc::clone(&config)),
@@ -183,6 +190,7 @@ impl Cri {
             accounts: accounts::AccountsCache::default(),
             checkpointing: tokio::sync::Mutex::new(()),
             image_volumes_lock: tokio::sync::Mutex::new(()),
+            base_specs,
             this: this.clone(),
         }))
     }

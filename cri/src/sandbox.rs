@@ -237,17 +237,9 @@ impl Cri {
 
     /// The runtime for `handler` (the default runtime when empty).
     pub(crate) fn runtime_for(&self, handler: &str) -> Result<(String, Runtime)> {
-        let name = if handler.is_empty() {
-            self.config.containerd.default_runtime_name.clone()
-        } else {
-            handler.to_owned()
-        };
-        let runtime =
-            self.config.containerd.runtimes.get(&name).ok_or_else(|| {
-                Error::not_found(format!("no runtime for {name:?} is configured"))
-            })?;
+        let runtime = self.handler_config(handler)?;
         Ok((
-            name,
+            self.handler_name(handler).to_owned(),
             Runtime {
                 name: runtime.runtime_type.clone(),
                 options: crate::runc_options(&runtime.options),
@@ -338,7 +330,8 @@ impl Cri {
             let image_config = image.image_config()?;
             let spec = {
                 let ns = self.client.namespace().clone();
-                let opts = self.sandbox_spec_options(id, &config, &image_config, &network)?;
+                let opts =
+                    self.sandbox_spec_options(id, &handler, &config, &image_config, &network)?;
                 let owned_id = id.to_owned();
                 spec::generate(&SpecContext::new(&ns, &owned_id), &opts)?
             };
@@ -497,6 +490,7 @@ impl Cri {
     fn sandbox_spec_options(
         &self,
         id: &str,
+        handler: &str,
         config: &pb::PodSandboxConfig,
         image: &ImageConfig,
         network: &PodNetworkState,
@@ -512,6 +506,9 @@ impl Cri {
                 "the sandbox image has neither entrypoint nor cmd",
             ));
         }
+        // The pause container starts from the default spec whatever the
+        // runtime's base_runtime_spec, as in containerd.
+        let runtime = self.handler_config(handler)?;
         let mut opts: Vec<Opt> = vec![
             spec_opts::without_mount("/run"),
             spec_opts::without_default_security(),
@@ -620,7 +617,11 @@ impl Cri {
         )? {
             opts.push(seccomp);
         }
-        let mut notes: HashMap<String, String> = HashMap::new();
+        // Passed through first: the CRI's own annotations win.
+        let mut notes: HashMap<String, String> =
+            crate::runtimes::passthrough(&config.annotations, &runtime.pod_annotations)
+                .into_iter()
+                .collect();
         notes.insert(annotations::CONTAINER_TYPE.into(), "sandbox".into());
         notes.insert(annotations::SANDBOX_ID.into(), id.to_owned());
         notes.insert(

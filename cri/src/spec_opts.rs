@@ -242,10 +242,11 @@ pub fn without_ambient_capabilities() -> Opt {
     })
 }
 
-/// containerd's `WithPrivileged` plus host devices: every capability, no
-/// masked or read-only paths, writable sysfs and cgroupfs, no seccomp or
-/// AppArmor, the host's devices, all devices allowed.
-pub fn with_privileged(host_devices: bool) -> Opt {
+/// containerd's `WithPrivileged`: every capability, no masked or read-only
+/// paths, writable sysfs and cgroupfs, no seccomp or AppArmor; with
+/// `host_devices` the host's device nodes (`WithHostDevices`), with
+/// `all_devices_allowed` cgroup access to every device.
+pub fn with_privileged(host_devices: bool, all_devices_allowed: bool) -> Opt {
     opt(move |spec, ctx| {
         spec::with_capabilities(all_capabilities()).apply(spec, ctx)?;
         let linux = linux_mut(spec);
@@ -276,6 +277,9 @@ pub fn with_privileged(host_devices: bool) -> Opt {
                 }
             }
             linux.set_devices(Some(list));
+        }
+        if all_devices_allowed {
+            let linux = linux_mut(spec);
             let resources = linux
                 .resources_mut()
                 .get_or_insert_with(LinuxResources::default);

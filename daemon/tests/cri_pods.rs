@@ -1510,3 +1510,154 @@ async fn cdi_devices_are_injected_from_the_spec_directories() {
     assert!(err.message().contains("not-qualified"), "{}", err.message());
     stop_and_remove_pod(&mut runtime, &pod).await;
 }
+
+/// A runtime handler's settings from a containerd config reach its pods
+/// and containers: the base spec they start from (`base_runtime_spec`,
+/// here with a file limit of its own), the pod and container annotations
+/// passed through by pattern, privileged containers without the host's
+/// devices, and the runc flags of its options (seen by a runc wrapper
+/// named as `BinaryName`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runtime_handler_settings_shape_the_specs() {
+    let work = tempfile::tempdir().unwrap();
+    // The base: Debian's ctr's default spec, with RLIMIT_NOFILE 4242 and
+    // no cgroup path of its own.
+    let default_spec = ok(std::process::Command::new(common::debian_ctr())
+        .args(["oci", "spec"])
+        .output()
+        .unwrap());
+    let mut base: serde_json::Value = serde_json::from_str(&default_spec).unwrap();
+    base["process"]["rlimits"] =
+        serde_json::json!([{"type": "RLIMIT_NOFILE", "hard": 4242, "soft": 4242}]);
+    base["linux"].as_object_mut().unwrap().remove("cgroupsPath");
+    let base_path = work.path().join("base.json");
+    std::fs::write(&base_path, base.to_string()).unwrap();
+    let args_log = work.path().join("runc-args.log");
+    let wrapper = work.path().join("runc-wrapper");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$@\" >> {}\nexec runc \"$@\"\n",
+            args_log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let runtime_table = "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]";
+    let node = cri_support::Node::start_with(cri_support::NodeOptions {
+        cri_tables: format!(
+            "{runtime_table}\n\
+             runtime_type = \"io.containerd.runc.v2\"\n\
+             base_runtime_spec = {base:?}\n\
+             pod_annotations = [\"example.com/*\"]\n\
+             container_annotations = [\"vendor.io/fl?g\"]\n\
+             privileged_without_host_devices = true\n\
+             [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\n\
+             BinaryName = {wrapper:?}\n\
+             NoPivotRoot = true\n\
+             NoNewKeyring = true\n",
+            base = base_path.display().to_string(),
+            wrapper = wrapper.display().to_string(),
+        ),
+        ..Default::default()
+    })
+    .await;
+    node.pull_busybox().await;
+    let mut runtime = node.runtime().await;
+    let mut config = pod_config("handler", node.logs.path(), true);
+    config.annotations = [
+        ("example.com/tier".to_owned(), "gold".to_owned()),
+        ("other.org/x".to_owned(), "no".to_owned()),
+    ]
+    .into();
+    config
+        .linux
+        .as_mut()
+        .unwrap()
+        .security_context
+        .as_mut()
+        .unwrap()
+        .privileged = true;
+    let pod = node.run_pod(&mut runtime, &config).await;
+    let mut app = container_config("app", &node.busybox, &["sleep", "1000"]);
+    app.annotations = [
+        ("vendor.io/flag".to_owned(), "on".to_owned()),
+        ("vendor.io/other".to_owned(), "no".to_owned()),
+    ]
+    .into();
+    app.linux = Some(cri::LinuxContainerConfig {
+        security_context: Some(cri::LinuxContainerSecurityContext {
+            privileged: true,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let app = start_container(&mut runtime, &pod, &config, app).await;
+
+    let limit = exec(&mut runtime, &app, &["sh", "-c", "ulimit -n"]).await;
+    assert_eq!(String::from_utf8_lossy(&limit.stdout).trim(), "4242");
+    let verbose = runtime
+        .container_status(cri::ContainerStatusRequest {
+            container_id: app.clone(),
+            verbose: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let info: serde_json::Value = serde_json::from_str(&verbose.info["info"]).unwrap();
+    let spec = &info["runtimeSpec"];
+    let notes = spec["annotations"].as_object().unwrap();
+    assert_eq!(notes["example.com/tier"], "gold", "{notes:?}");
+    assert_eq!(notes["vendor.io/flag"], "on", "{notes:?}");
+    assert!(!notes.contains_key("other.org/x") && !notes.contains_key("vendor.io/other"));
+    assert_eq!(notes["io.kubernetes.cri.sandbox-id"], pod.as_str());
+    // Privileged, yet none of the host's device nodes, nor access to all.
+    let devices = spec["linux"]["devices"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        !devices
+            .iter()
+            .any(|d| d["path"] == "/dev/loop-control" || d["path"] == "/dev/kmsg"),
+        "{devices:?}"
+    );
+    let rules = spec["linux"]["resources"]["devices"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        !rules
+            .iter()
+            .any(|r| r["allow"] == true && r.get("major").is_none() && r.get("type").is_none()),
+        "{rules:?}"
+    );
+    let effective = &spec["process"]["capabilities"]["effective"];
+    assert!(
+        effective
+            .as_array()
+            .is_some_and(|caps| caps.iter().any(|c| c == "CAP_SYS_ADMIN")),
+        "still privileged: {effective}"
+    );
+    // The pod's own spec has the pod annotation too.
+    let ctr = workspace_bin("ctr");
+    let sandbox = ok(node
+        .daemon
+        .ctr(&ctr, &["-n", "k8s.io", "containers", "info", &pod]));
+    assert!(sandbox.contains("example.com/tier"), "{sandbox}");
+    // runc was created with the options' flags.
+    let args = std::fs::read_to_string(&args_log).unwrap();
+    let creates: Vec<&str> = args.lines().filter(|l| l.contains(" create ")).collect();
+    assert_eq!(creates.len(), 2, "{args}");
+    assert!(
+        creates
+            .iter()
+            .all(|l| l.contains("--no-pivot") && l.contains("--no-new-keyring")),
+        "{args}"
+    );
+    stop_and_remove_pod(&mut runtime, &pod).await;
+}

@@ -9,6 +9,18 @@ use crate::error::{Error, Result};
 use crate::exec_fifo;
 use crate::reaper::Reaper;
 
+/// The runtime options of a Create that become `runc create` flags
+/// (containerd's `NoPivotRoot`, `NoNewKeyring`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CreateFlags {
+    /// `--no-pivot`: the root is changed with chroot-like moves, for roots
+    /// on a ramdisk where pivot_root fails.
+    pub no_pivot: bool,
+    /// `--no-new-keyring`: the container keeps the caller's session
+    /// keyring.
+    pub no_new_keyring: bool,
+}
+
 /// A runc binary for one namespace.
 #[derive(Clone)]
 pub struct Runc {
@@ -185,6 +197,7 @@ impl Runc {
         &self,
         id: &str,
         bundle: &Path,
+        flags: CreateFlags,
         console: Option<&Path>,
         io: ProcessIo,
     ) -> Result<i32> {
@@ -192,6 +205,12 @@ impl Runc {
         let bundle_s = bundle.display().to_string();
         let pid_s = pid_file.display().to_string();
         let mut args = vec!["create", "--bundle", &bundle_s, "--pid-file", &pid_s];
+        if flags.no_pivot {
+            args.push("--no-pivot");
+        }
+        if flags.no_new_keyring {
+            args.push("--no-new-keyring");
+        }
         let console_s = console.map(|c| c.display().to_string());
         if let Some(c) = &console_s {
             args.extend(["--console-socket", c]);

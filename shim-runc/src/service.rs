@@ -597,9 +597,19 @@ impl Service {
         } else {
             let stdio = (req.stdin.as_str(), req.stdout.as_str(), req.stderr.as_str());
             let (runc, id, bundle) = (&runc, &req.id, &bundle);
-            self.launch(id, true, req.terminal, stdio, move |console, io| async move {
-                runc.create(id, bundle, console.as_deref(), io).await
-            })
+            let flags = crate::runc::CreateFlags {
+                no_pivot: options.no_pivot_root,
+                no_new_keyring: options.no_new_keyring,
+            };
+            self.launch(
+                id,
+                true,
+                req.terminal,
+                stdio,
+                move |console, io| async move {
+                    runc.create(id, bundle, flags, console.as_deref(), io).await
+                },
+            )
             .await
         };
         let (pid, master, relays) = match created {

@@ -66,6 +66,8 @@ pub struct NodeOptions {
     pub cdi_spec_dirs: Option<Vec<PathBuf>>,
     /// More `key = value` lines of the CRI section.
     pub cri_keys: Vec<String>,
+    /// TOML tables added after the CRI section (its sub-tables).
+    pub cri_tables: String,
     /// A directory searched before the daemon's `PATH` (and so its shims'
     /// and runc's): where a working criu is.
     pub path_prefix: Option<PathBuf>,
@@ -126,6 +128,7 @@ impl Node {
             for line in &options.cri_keys {
                 section = section.replacen(header, &format!("{header}{line}\n"), 1);
             }
+            section.push_str(&options.cri_tables);
             if let Some(dirs) = &options.cdi_spec_dirs {
                 let dirs: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
                 section =
