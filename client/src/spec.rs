@@ -272,7 +272,12 @@ pub fn default_unix(ns: &Namespace, id: &str) -> Result<Spec> {
     resources.set_devices(Some(devices));
     let linux = LinuxBuilder::default()
         .resources(resources)
-        .cgroups_path(PathBuf::from(format!("/{ns}/{id}")))
+        // Joined as containerd joins it: no trailing slash without an id.
+        .cgroups_path(PathBuf::from(if id.is_empty() {
+            format!("/{ns}")
+        } else {
+            format!("/{ns}/{id}")
+        }))
         .namespaces(vec![
             namespace(LinuxNamespaceType::Pid),
             namespace(LinuxNamespaceType::Ipc),

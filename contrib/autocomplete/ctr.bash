@@ -43,6 +43,9 @@ _ctr() {
             ctr,namespaces)
                 cmd="ctr__subcmd__namespaces"
                 ;;
+            ctr,oci)
+                cmd="ctr__subcmd__oci"
+                ;;
             ctr,plugins)
                 cmd="ctr__subcmd__plugins"
                 ;;
@@ -181,6 +184,9 @@ _ctr() {
             ctr__subcmd__help,namespaces)
                 cmd="ctr__subcmd__help__subcmd__namespaces"
                 ;;
+            ctr__subcmd__help,oci)
+                cmd="ctr__subcmd__help__subcmd__oci"
+                ;;
             ctr__subcmd__help,plugins)
                 cmd="ctr__subcmd__help__subcmd__plugins"
                 ;;
@@ -291,6 +297,9 @@ _ctr() {
                 ;;
             ctr__subcmd__help__subcmd__namespaces,rm)
                 cmd="ctr__subcmd__help__subcmd__namespaces__subcmd__rm"
+                ;;
+            ctr__subcmd__help__subcmd__oci,spec)
+                cmd="ctr__subcmd__help__subcmd__oci__subcmd__spec"
                 ;;
             ctr__subcmd__help__subcmd__plugins,ls)
                 cmd="ctr__subcmd__help__subcmd__plugins__subcmd__ls"
@@ -487,6 +496,18 @@ _ctr() {
             ctr__subcmd__namespaces__subcmd__help,rm)
                 cmd="ctr__subcmd__namespaces__subcmd__help__subcmd__rm"
                 ;;
+            ctr__subcmd__oci,help)
+                cmd="ctr__subcmd__oci__subcmd__help"
+                ;;
+            ctr__subcmd__oci,spec)
+                cmd="ctr__subcmd__oci__subcmd__spec"
+                ;;
+            ctr__subcmd__oci__subcmd__help,help)
+                cmd="ctr__subcmd__oci__subcmd__help__subcmd__help"
+                ;;
+            ctr__subcmd__oci__subcmd__help,spec)
+                cmd="ctr__subcmd__oci__subcmd__help__subcmd__spec"
+                ;;
             ctr__subcmd__plugins,help)
                 cmd="ctr__subcmd__plugins__subcmd__help"
                 ;;
@@ -650,7 +671,7 @@ _ctr() {
 
     case "${cmd}" in
         ctr)
-            opts="-a -n -h -V --address --namespace --timeout --connect-timeout --debug --help --version version plugins content events images containers install run tasks snapshots leases namespaces completion help"
+            opts="-a -n -h -V --address --namespace --timeout --connect-timeout --debug --help --version version plugins content events images containers install run tasks snapshots leases namespaces oci completion help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1736,7 +1757,7 @@ _ctr() {
             return 0
             ;;
         ctr__subcmd__help)
-            opts="version plugins content events images containers install run tasks snapshots leases namespaces completion help"
+            opts="version plugins content events images containers install run tasks snapshots leases namespaces oci completion help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2310,6 +2331,34 @@ _ctr() {
             return 0
             ;;
         ctr__subcmd__help__subcmd__namespaces__subcmd__rm)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ctr__subcmd__help__subcmd__oci)
+            opts="spec"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ctr__subcmd__help__subcmd__oci__subcmd__spec)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -3988,6 +4037,128 @@ _ctr() {
                 return 0
             fi
             case "${prev}" in
+                --address)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -a)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --namespace)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -n)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --connect-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ctr__subcmd__oci)
+            opts="-a -n -h --address --namespace --timeout --connect-timeout --debug --help spec help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --address)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -a)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --namespace)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -n)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --connect-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ctr__subcmd__oci__subcmd__help)
+            opts="spec help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ctr__subcmd__oci__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ctr__subcmd__oci__subcmd__help__subcmd__spec)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ctr__subcmd__oci__subcmd__spec)
+            opts="-a -n -h --platform --address --namespace --timeout --connect-timeout --debug --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --platform)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --address)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

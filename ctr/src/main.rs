@@ -84,6 +84,9 @@ enum Command {
     /// Manage namespaces.
     #[command(aliases = ["namespace", "ns"], subcommand)]
     Namespaces(commands::namespaces::Command),
+    /// OCI tools.
+    #[command(subcommand)]
+    Oci(commands::oci::Command),
     /// Print a shell completion script (`source <(ctr completion bash)`;
     /// the same scripts are under contrib/autocomplete/).
     Completion {
@@ -108,7 +111,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn command(cli: Cli) -> anyhow::Result<()> {
     let namespace = Namespace::new(cli.namespace.clone())?;
-    let connect = client::connect(&cli.address, namespace, nonzero(cli.connect_timeout));
+    let connect = client::connect(
+        &cli.address,
+        namespace.clone(),
+        nonzero(cli.connect_timeout),
+    );
     match cli.command {
         Command::Version => commands::version::run(connect.await).await,
         Command::Plugins(cmd) => commands::plugins::run(connect.await?, cmd).await,
@@ -122,7 +129,8 @@ async fn command(cli: Cli) -> anyhow::Result<()> {
         Command::Snapshots(cmd) => commands::snapshots::run(connect.await?, cmd).await,
         Command::Leases(cmd) => commands::leases::run(connect.await?, cmd).await,
         Command::Events { filters } => commands::events::run(connect.await?, filters).await,
-        // Needs no daemon: `connect` is never awaited.
+        // These need no daemon: `connect` is never awaited.
+        Command::Oci(cmd) => commands::oci::run(&namespace, cmd),
         Command::Completion { shell } => {
             use clap::CommandFactory as _;
             clap_complete::generate(shell, &mut Cli::command(), "ctr", &mut std::io::stdout());

@@ -8,6 +8,7 @@ pub mod images;
 pub mod install;
 pub mod leases;
 pub mod namespaces;
+pub mod oci;
 pub mod plugins;
 pub mod run;
 pub mod snapshot_diff;
