@@ -18,6 +18,7 @@ mod image_service;
 mod image_volumes;
 pub mod images;
 pub mod logs;
+mod metrics;
 pub mod netns;
 mod network;
 mod pause;

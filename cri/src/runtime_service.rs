@@ -1,22 +1,13 @@
 //! `runtime.v1.RuntimeService`: each call turned into the CRI's own
-//! types and passed to [`Cri`]; what is not built yet answers
-//! Unimplemented, naming it.
+//! types and passed to [`Cri`].
 
 use crated_api::to_grpc;
-use crated_core::Error;
 use tonic::{Request, Response, Status};
 
 use crate::batch::{self, Replies};
 use crate::runtime::v1 as pb;
 use crate::runtime::v1::runtime_service_server::RuntimeService;
 use crate::Cri;
-
-/// A call of the CRI not built yet in crated.
-fn not_built(what: &str) -> Status {
-    to_grpc(Error::not_implemented(format!(
-        "{what} is not built yet in crated's CRI plugin"
-    )))
-}
 
 #[tonic::async_trait]
 impl RuntimeService for Cri {
@@ -317,14 +308,18 @@ impl RuntimeService for Cri {
         &self,
         _: Request<pb::ListMetricDescriptorsRequest>,
     ) -> Result<Response<pb::ListMetricDescriptorsResponse>, Status> {
-        Err(not_built("metric descriptors"))
+        Ok(Response::new(pb::ListMetricDescriptorsResponse {
+            descriptors: crate::metrics::descriptors(),
+        }))
     }
 
     async fn list_pod_sandbox_metrics(
         &self,
         _: Request<pb::ListPodSandboxMetricsRequest>,
     ) -> Result<Response<pb::ListPodSandboxMetricsResponse>, Status> {
-        Err(not_built("pod sandbox metrics"))
+        Ok(Response::new(pb::ListPodSandboxMetricsResponse {
+            pod_metrics: self.pod_sandbox_metrics().await,
+        }))
     }
 
     async fn update_pod_sandbox_resources(
@@ -406,6 +401,12 @@ impl RuntimeService for Cri {
         &self,
         _: Request<pb::StreamPodSandboxMetricsRequest>,
     ) -> Result<Response<Self::StreamPodSandboxMetricsStream>, Status> {
-        Err(not_built("streaming pod sandbox metrics"))
+        let metrics = self.pod_sandbox_metrics().await;
+        Ok(Response::new(batch::stream(
+            metrics,
+            |pod_sandbox_metrics| pb::StreamPodSandboxMetricsResponse {
+                pod_sandbox_metrics,
+            },
+        )))
     }
 }

@@ -151,7 +151,7 @@ impl Cri {
 
     /// The container's writable layer (its active snapshot, keyed by its
     /// id) as last measured.
-    async fn writable_layer(&self, id: &str) -> Result<pb::FilesystemUsage> {
+    pub(crate) async fn writable_layer(&self, id: &str) -> Result<pb::FilesystemUsage> {
         let snapshotter = &self.config.containerd.snapshotter;
         let sn = self.client.snapshotter(snapshotter, None)?;
         let measured = self.layer_usage.active(sn.as_ref(), id).await?;

@@ -562,6 +562,81 @@ fn a_pod_network_pod_gets_an_address_and_port_mapping_and_is_torn_down() {
         .await;
         assert!(local.contains("hello-from-the-pod"), "{local}");
 
+        // The kubelet's metrics from the runtime: the pod's traffic on its
+        // eth0, the container's CPU, memory and start, each metric's labels
+        // fitting its descriptor.
+        let descriptors = runtime
+            .list_metric_descriptors(cri::ListMetricDescriptorsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .descriptors;
+        let pods = runtime
+            .list_pod_sandbox_metrics(cri::ListPodSandboxMetricsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_metrics;
+        let metrics = pods.iter().find(|p| p.pod_sandbox_id == pod).unwrap();
+        let web = metrics
+            .container_metrics
+            .iter()
+            .find(|c| c.container_id == create)
+            .unwrap_or_else(|| panic!("{metrics:?}"));
+        let all: Vec<&cri::Metric> = metrics.metrics.iter().chain(&web.metrics).collect();
+        for m in &all {
+            let d = descriptors
+                .iter()
+                .find(|d| d.name == m.name)
+                .unwrap_or_else(|| panic!("no descriptor for {}", m.name));
+            assert_eq!(d.label_keys.len(), m.label_values.len(), "{m:?}");
+        }
+        let value = |name: &str, of: &[cri::Metric]| {
+            of.iter()
+                .find(|m| m.name == name)
+                .unwrap_or_else(|| panic!("no {name} in {of:?}"))
+                .clone()
+        };
+        let received = value("container_network_receive_bytes_total", &metrics.metrics);
+        assert!(received.value.unwrap().value > 0);
+        assert_eq!(received.label_values.last().unwrap(), "eth0");
+        let memory = value("container_memory_working_set_bytes", &web.metrics);
+        assert!(memory.value.unwrap().value > 0);
+        // container, id, image, name, namespace, pod.
+        assert_eq!(memory.label_values[0], "web");
+        assert_eq!(memory.label_values[1], create);
+        assert_eq!(memory.label_values[2], node.busybox);
+        assert_eq!(memory.label_values[5], "net");
+        let started = status_of(&mut runtime, &create).await.started_at / 1_000_000_000;
+        assert_eq!(
+            value("container_start_time_seconds", &web.metrics)
+                .value
+                .unwrap()
+                .value,
+            started as u64
+        );
+        value("container_cpu_usage_seconds_total", &web.metrics);
+        let streamed = {
+            use tokio_stream::StreamExt as _;
+            let mut stream = runtime
+                .stream_pod_sandbox_metrics(cri::StreamPodSandboxMetricsRequest {})
+                .await
+                .unwrap()
+                .into_inner();
+            let mut ids = Vec::new();
+            while let Some(batch) = stream.next().await {
+                ids.extend(
+                    batch
+                        .unwrap()
+                        .pod_sandbox_metrics
+                        .into_iter()
+                        .map(|p| p.pod_sandbox_id),
+                );
+            }
+            ids
+        };
+        assert_eq!(streamed, std::slice::from_ref(&pod));
+
         // A daemon killed and restarted tears the network down from the
         // cached CNI result: the address and the host port are freed.
         node.daemon.stop_with(nix::sys::signal::Signal::SIGKILL);
