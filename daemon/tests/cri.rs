@@ -67,17 +67,26 @@ async fn version_status_and_runtime_config() {
         "{}",
         err.message()
     );
-    // What is not built yet says so, naming it.
-    let err = runtime
+    // The metrics the kubelet can ask for; no pod, no pod metrics.
+    let descriptors = runtime
         .list_metric_descriptors(cri::ListMetricDescriptorsRequest::default())
         .await
-        .unwrap_err();
-    assert_eq!(err.code(), tonic::Code::Unimplemented);
+        .unwrap()
+        .into_inner()
+        .descriptors;
     assert!(
-        err.message().contains("metric descriptors"),
-        "{}",
-        err.message()
+        descriptors
+            .iter()
+            .any(|d| d.name == "container_memory_working_set_bytes"),
+        "{descriptors:?}"
     );
+    let pods = runtime
+        .list_pod_sandbox_metrics(cri::ListPodSandboxMetricsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .pod_metrics;
+    assert!(pods.is_empty(), "{pods:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
