@@ -52,6 +52,33 @@ pub struct Config {
     /// Seconds between measurements of the containers' writable layers
     /// (their disk usage, which container stats and ImageFsInfo report).
     pub stats_collect_period: i64,
+    /// Pods and containers get no cgroup (a daemon that may not manage
+    /// them): no cgroup path, no resources.
+    pub disable_cgroup: bool,
+    /// Never apply AppArmor profiles. crated applies none in any case (a
+    /// profile asked for is refused, RuntimeDefault ignored).
+    pub disable_apparmor: bool,
+    /// The masked and read-only paths of the security context are not
+    /// applied; the default spec's stay (Kubernetes 1.11 and older).
+    pub disable_proc_mount: bool,
+    /// The seccomp profile of a container that asks for none, in the
+    /// legacy form (`runtime/default`, `unconfined`, `localhost/<path>`);
+    /// empty: unconfined.
+    pub unset_seccomp_profile: String,
+    /// Huge page limits asked for without a hugetlb controller are
+    /// skipped with a warning (else refused).
+    pub tolerate_missing_hugetlb_controller: bool,
+    /// Huge page limits are never applied. containerd's own default is
+    /// true (it ignores them unless told otherwise); crated's is false.
+    pub disable_hugetlb_controller: bool,
+    /// SELinux labelling: not supported by crated (a warning at start-up
+    /// when set).
+    pub enable_selinux: bool,
+    /// The SELinux category range (with `enable_selinux`).
+    pub selinux_category_range: i64,
+    /// Where pod network namespaces are mounted: crated always mounts
+    /// them under its state directory (a warning when set to false).
+    pub netns_mounts_under_state_dir: bool,
     /// Inject the CDI devices a container asks for (the CRI's
     /// `CDI_devices`, `cdi.k8s.io/…` annotations). On by default, as in
     /// containerd 2.x (1.7 had it off and ignored such requests).
@@ -86,6 +113,15 @@ impl Default for Config {
             ignore_image_defined_volumes: false,
             device_ownership_from_security_context: false,
             stats_collect_period: 10,
+            disable_cgroup: false,
+            disable_apparmor: false,
+            disable_proc_mount: false,
+            unset_seccomp_profile: String::new(),
+            tolerate_missing_hugetlb_controller: true,
+            disable_hugetlb_controller: false,
+            enable_selinux: false,
+            selinux_category_range: 1024,
+            netns_mounts_under_state_dir: true,
             enable_cdi: true,
             cdi_spec_dirs: vec!["/etc/cdi".into(), "/var/run/cdi".into()],
             containerd: ContainerdConfig::default(),
@@ -393,6 +429,27 @@ fn auth_host(key: &str) -> &str {
 }
 
 impl Config {
+    /// The huge page policy of [`crate::spec_opts::linux_resources`].
+    pub fn hugetlb(&self) -> crate::spec_opts::Hugetlb {
+        crate::spec_opts::Hugetlb {
+            tolerate_missing: self.tolerate_missing_hugetlb_controller,
+            disabled: self.disable_hugetlb_controller,
+        }
+    }
+
+    /// Warnings for settings crated reads but cannot honour here.
+    pub fn warn_unsupported(&self) {
+        if self.enable_selinux {
+            tracing::warn!("enable_selinux: crated does not label containers for SELinux; ignored");
+        }
+        if !self.netns_mounts_under_state_dir {
+            tracing::warn!(
+                "netns_mounts_under_state_dir = false: crated mounts pod network namespaces \
+                 under its state directory all the same"
+            );
+        }
+    }
+
     /// `stream_idle_timeout`: how long a streaming connection may carry
     /// nothing before it is closed; `None` when zero (never).
     pub fn stream_idle_timeout(&self) -> crated_core::Result<Option<Duration>> {

@@ -762,10 +762,12 @@ impl Cri {
             &self.container_extra_mounts(plan, security),
             self.supports_rro(&plan.sandbox.metadata.runtime_handler),
         )?);
-        opts.push(spec_opts::with_proc_paths(
-            &security.masked_paths,
-            &security.readonly_paths,
-        ));
+        if !self.config.disable_proc_mount {
+            opts.push(spec_opts::with_proc_paths(
+                &security.masked_paths,
+                &security.readonly_paths,
+            ));
+        }
         let owner = self.config.device_ownership_from_security_context.then(|| {
             let id = |v: &Option<pb::Int64Value>| v.as_ref().map(|v| v.value as u32).unwrap_or(0);
             (id(&security.run_as_user), id(&security.run_as_group))
@@ -796,14 +798,21 @@ impl Cri {
             opts.push(spec::with_readonly_rootfs(true));
         }
         let resources = config.linux.as_ref().and_then(|l| l.resources.as_ref());
-        opts.push(spec_opts::with_cri_resources(resources));
+        if self.config.disable_cgroup {
+            opts.push(spec_opts::without_cgroups());
+        } else {
+            opts.push(spec_opts::with_cri_resources(
+                resources,
+                self.config.hugetlb(),
+            )?);
+        }
         let parent = plan
             .sandbox_config
             .linux
             .as_ref()
             .map(|l| l.cgroup_parent.clone())
             .unwrap_or_default();
-        if !parent.is_empty() {
+        if !parent.is_empty() && !self.config.disable_cgroup {
             opts.push(spec::with_cgroup_path(spec_opts::cgroups_path(
                 &parent, &plan.id,
             )));
@@ -909,11 +918,11 @@ impl Cri {
             opts.push(o);
         }
         #[allow(deprecated)]
-        if let Some(o) = spec_opts::with_cri_seccomp(
-            security.seccomp.as_ref(),
-            &security.seccomp_profile_path,
-            security.privileged,
-        )? {
+        let legacy =
+            self.seccomp_or_unset(security.seccomp.as_ref(), &security.seccomp_profile_path);
+        if let Some(o) =
+            spec_opts::with_cri_seccomp(security.seccomp.as_ref(), legacy, security.privileged)?
+        {
             opts.push(o);
         }
         // Last: a device's edits may depend on the process's user.

@@ -329,7 +329,10 @@ impl Cri {
         crated_client::spec::apply(
             &mut spec,
             &crated_client::spec::SpecContext::new(self.client.namespace(), &container.id),
-            &[crate::spec_opts::with_cri_resources(Some(&resources))],
+            &[crate::spec_opts::with_cri_resources(
+                Some(&resources),
+                self.config.hugetlb(),
+            )?],
         )?;
         let oci = spec
             .linux()

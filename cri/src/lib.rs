@@ -166,6 +166,7 @@ impl Cri {
         config.stream_idle_timeout()?;
         config.stats_collect_period()?;
         config.registry.validate()?;
+        config.warn_unsupported();
         let rro_handlers = rro_handlers(&config);
         let base_specs = runtimes::load_base_specs(&config)?;
         let config = Arc::new(config);

@@ -522,7 +522,9 @@ impl Cri {
         if !image.working_dir.is_empty() {
             opts.push(spec::with_process_cwd(image.working_dir.clone()));
         }
-        if !linux.cgroup_parent.is_empty() {
+        if self.config.disable_cgroup {
+            opts.push(spec_opts::without_cgroups());
+        } else if !linux.cgroup_parent.is_empty() {
             opts.push(spec::with_cgroup_path(spec_opts::cgroups_path(
                 &linux.cgroup_parent,
                 id,
@@ -610,11 +612,11 @@ impl Cri {
         )?);
         // The deprecated profile path still comes from older kubelets.
         #[allow(deprecated)]
-        if let Some(seccomp) = spec_opts::with_cri_seccomp(
-            security.seccomp.as_ref(),
-            &security.seccomp_profile_path,
-            security.privileged,
-        )? {
+        let legacy =
+            self.seccomp_or_unset(security.seccomp.as_ref(), &security.seccomp_profile_path);
+        if let Some(seccomp) =
+            spec_opts::with_cri_seccomp(security.seccomp.as_ref(), legacy, security.privileged)?
+        {
             opts.push(seccomp);
         }
         // Passed through first: the CRI's own annotations win.
@@ -755,6 +757,20 @@ impl Cri {
         self.sandboxes.remove(&sandbox.id);
         self.names.release(&sandbox.metadata.name, &sandbox.id);
         Ok(())
+    }
+
+    /// The legacy seccomp profile of a pod or container: its own, or
+    /// `unset_seccomp_profile` when it asks for none at all.
+    pub(crate) fn seccomp_or_unset<'a>(
+        &'a self,
+        profile: Option<&pb::SecurityProfile>,
+        legacy: &'a str,
+    ) -> &'a str {
+        if profile.is_none() && legacy.is_empty() {
+            &self.config.unset_seccomp_profile
+        } else {
+            legacy
+        }
     }
 
     /// `UpdatePodSandboxResources`: the kubelet has resized the pod's

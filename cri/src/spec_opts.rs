@@ -441,8 +441,23 @@ fn own_unified_cgroup() -> Option<PathBuf> {
     Some(Path::new("/sys/fs/cgroup").join(path.trim_start_matches('/')))
 }
 
-/// A CRI resources message as OCI resources; `None` for none.
-pub fn linux_resources(r: &pb::LinuxContainerResources) -> LinuxResources {
+/// What to do with huge page limits (containerd's
+/// `tolerate_missing_hugetlb_controller`, `disable_hugetlb_controller`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Hugetlb {
+    /// Limits asked for on a host without the hugetlb controller are
+    /// skipped with a warning rather than refused.
+    pub tolerate_missing: bool,
+    /// Limits are never applied (a cgroup tree without hugetlb delegated).
+    pub disabled: bool,
+}
+
+/// A CRI resources message as OCI resources. Huge page limits follow
+/// `hugetlb`; a missing controller not tolerated is an error.
+pub fn linux_resources(
+    r: &pb::LinuxContainerResources,
+    hugetlb: Hugetlb,
+) -> Result<LinuxResources> {
     let mut cpu = LinuxCpu::default();
     if r.cpu_period != 0 {
         cpu.set_period(u64::try_from(r.cpu_period).ok());
@@ -473,7 +488,7 @@ pub fn linux_resources(r: &pb::LinuxContainerResources) -> LinuxResources {
     let mut resources = LinuxResources::default();
     resources.set_cpu(Some(cpu));
     resources.set_memory(Some(memory));
-    if !r.hugepage_limits.is_empty() {
+    if !r.hugepage_limits.is_empty() && !hugetlb.disabled {
         if hugetlb_controller() {
             let limits = r
                 .hugepage_limits
@@ -486,23 +501,39 @@ pub fn linux_resources(r: &pb::LinuxContainerResources) -> LinuxResources {
                 })
                 .collect();
             resources.set_hugepage_limits(Some(limits));
-        } else {
-            // containerd's default (tolerate_missing_hugetlb_controller).
+        } else if hugetlb.tolerate_missing {
             tracing::warn!("hugetlb cgroup controller is absent: huge page limits skipped");
+        } else {
+            return Err(Error::failed_precondition(
+                "huge page limits are asked for but the hugetlb cgroup controller is missing: \
+                 set tolerate_missing_hugetlb_controller to true to skip them",
+            ));
         }
     }
     if !r.unified.is_empty() {
         resources.set_unified(Some(r.unified.clone()));
     }
-    resources
+    Ok(resources)
 }
 
 /// The container's CRI resources over the spec's (its device rules kept).
-pub fn with_cri_resources(resources: Option<&pb::LinuxContainerResources>) -> Opt {
-    let resources = resources.map(linux_resources);
-    opt(move |spec, ctx| match &resources {
+pub fn with_cri_resources(
+    resources: Option<&pb::LinuxContainerResources>,
+    hugetlb: Hugetlb,
+) -> Result<Opt> {
+    let resources = resources.map(|r| linux_resources(r, hugetlb)).transpose()?;
+    Ok(opt(move |spec, ctx| match &resources {
         Some(r) => spec::with_resources(r.clone()).apply(spec, ctx),
         None => Ok(()),
+    }))
+}
+
+/// containerd's `WithDisabledCgroups` (`disable_cgroup`): no cgroup path,
+/// so the runtime makes none of its own choosing either.
+pub fn without_cgroups() -> Opt {
+    opt(|spec, _| {
+        linux_mut(spec).set_cgroups_path(None);
+        Ok(())
     })
 }
 

@@ -1736,3 +1736,79 @@ async fn runtime_handler_settings_shape_the_specs() {
     );
     stop_and_remove_pod(&mut runtime, &pod).await;
 }
+
+/// Settings of containerd's CRI section that shape every container's
+/// spec: `unset_seccomp_profile` for a container that asks for no
+/// profile, `disable_proc_mount` keeping the default masked paths,
+/// `disable_cgroup` (no cgroup path, no limits) and
+/// `disable_hugetlb_controller` (no huge page limits).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cri_section_settings_shape_every_container() {
+    let node = cri_support::Node::start_with(cri_support::NodeOptions {
+        cri_keys: vec![
+            "unset_seccomp_profile = \"runtime/default\"".into(),
+            "disable_proc_mount = true".into(),
+            "disable_cgroup = true".into(),
+            "disable_hugetlb_controller = true".into(),
+        ],
+        ..Default::default()
+    })
+    .await;
+    node.pull_busybox().await;
+    let mut runtime = node.runtime().await;
+    let mut config = pod_config("settings", node.logs.path(), true);
+    config.linux.as_mut().unwrap().cgroup_parent = "/crated-test-pods".into();
+    let pod = node.run_pod(&mut runtime, &config).await;
+    let mut app = container_config("app", &node.busybox, &["sleep", "1000"]);
+    app.linux = Some(cri::LinuxContainerConfig {
+        resources: Some(cri::LinuxContainerResources {
+            memory_limit_in_bytes: 64 << 20,
+            hugepage_limits: vec![cri::HugepageLimit {
+                page_size: "2MB".into(),
+                limit: 2 << 20,
+            }],
+            ..Default::default()
+        }),
+        security_context: Some(cri::LinuxContainerSecurityContext {
+            masked_paths: vec!["/proc/crated-test-masked".into()],
+            ..Default::default()
+        }),
+    });
+    let app = start_container(&mut runtime, &pod, &config, app).await;
+    let verbose = runtime
+        .container_status(cri::ContainerStatusRequest {
+            container_id: app.clone(),
+            verbose: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let info: serde_json::Value = serde_json::from_str(&verbose.info["info"]).unwrap();
+    let linux = &info["runtimeSpec"]["linux"];
+    // RuntimeDefault: a syscall allow list whose default is to refuse.
+    assert_eq!(
+        linux["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO",
+        "{linux}"
+    );
+    let masked = linux["maskedPaths"].to_string();
+    assert!(
+        masked.contains("/proc/kcore") && !masked.contains("crated-test-masked"),
+        "{masked}"
+    );
+    assert!(linux.get("cgroupsPath").is_none(), "{linux}");
+    let resources = &linux["resources"];
+    assert!(resources["memory"]["limit"].is_null(), "{resources}");
+    assert!(resources["hugepageLimits"].is_null(), "{resources}");
+    let status = exec(
+        &mut runtime,
+        &app,
+        &["grep", "Seccomp:", "/proc/self/status"],
+    )
+    .await;
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains('2'),
+        "filter mode: {}",
+        String::from_utf8_lossy(&status.stdout)
+    );
+    stop_and_remove_pod(&mut runtime, &pod).await;
+}
