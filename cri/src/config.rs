@@ -151,6 +151,9 @@ pub struct ContainerdConfig {
     pub default_runtime_name: String,
     /// Runtimes by handler name.
     pub runtimes: BTreeMap<String, RuntimeConfig>,
+    /// Deprecated in containerd 1.6 for the runtimes' `NoPivotRoot`:
+    /// every runtime creates its containers with `--no-pivot`.
+    pub no_pivot: bool,
 }
 
 impl Default for ContainerdConfig {
@@ -159,6 +162,7 @@ impl Default for ContainerdConfig {
             snapshotter: "overlayfs".into(),
             default_runtime_name: "runc".into(),
             runtimes: [("runc".to_owned(), RuntimeConfig::default())].into(),
+            no_pivot: false,
         }
     }
 }
@@ -225,6 +229,9 @@ pub struct RuncOptions {
     /// The criu binary runc checkpoints with (empty: `criu` on PATH).
     #[serde(rename = "CriuPath")]
     pub criu_path: String,
+    /// criu's work directory (empty: one in the bundle).
+    #[serde(rename = "CriuWorkPath")]
+    pub criu_work_path: String,
 }
 
 /// `[…cri.cni]`.
@@ -237,6 +244,10 @@ pub struct CniConfig {
     pub conf_dir: String,
     /// How many configurations to load (crated uses the first).
     pub max_conf_num: u32,
+    /// Which of a dual-stack pod's addresses is its IP (containerd 1.7):
+    /// `ipv4` (empty: the same), `ipv6`, or `cni` (the order the CNI
+    /// result gives).
+    pub ip_pref: String,
 }
 
 impl Default for CniConfig {
@@ -245,6 +256,32 @@ impl Default for CniConfig {
             bin_dir: "/opt/cni/bin".into(),
             conf_dir: "/etc/cni/net.d".into(),
             max_conf_num: 1,
+            ip_pref: String::new(),
+        }
+    }
+}
+
+/// [`CniConfig::ip_pref`], parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IpPreference {
+    /// IPv4 addresses first.
+    Ipv4,
+    /// IPv6 addresses first.
+    Ipv6,
+    /// As the CNI result lists them.
+    Cni,
+}
+
+impl CniConfig {
+    /// `ip_pref`; an unknown value is refused, naming it.
+    pub fn ip_preference(&self) -> crated_core::Result<IpPreference> {
+        match self.ip_pref.as_str() {
+            "" | "ipv4" => Ok(IpPreference::Ipv4),
+            "ipv6" => Ok(IpPreference::Ipv6),
+            "cni" => Ok(IpPreference::Cni),
+            other => Err(crated_core::Error::invalid_argument(format!(
+                "cni.ip_pref {other:?} is not ipv4, ipv6 or cni"
+            ))),
         }
     }
 }
@@ -483,6 +520,19 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ip_pref_is_one_of_three() {
+        let cni = |pref: &str| CniConfig {
+            ip_pref: pref.into(),
+            ..CniConfig::default()
+        };
+        assert_eq!(cni("").ip_preference().unwrap(), IpPreference::Ipv4);
+        assert_eq!(cni("ipv6").ip_preference().unwrap(), IpPreference::Ipv6);
+        assert_eq!(cni("cni").ip_preference().unwrap(), IpPreference::Cni);
+        let err = cni("ipv5").ip_preference().unwrap_err().to_string();
+        assert!(err.contains("\"ipv5\""), "{err}");
+    }
 
     fn registry(text: &str) -> RegistryConfig {
         toml::from_str(text).unwrap()

@@ -101,6 +101,7 @@ pub(crate) fn runc_options(options: &config::RuncOptions) -> Option<Any> {
         no_pivot_root: options.no_pivot_root,
         no_new_keyring: options.no_new_keyring,
         criu_path: options.criu_path.clone(),
+        criu_work_path: options.criu_work_path.clone(),
         ..Default::default()
     };
     (message != Options::default()).then(|| Any {
@@ -166,6 +167,7 @@ impl Cri {
         config.stream_idle_timeout()?;
         config.stats_collect_period()?;
         config.registry.validate()?;
+        let ip_pref = config.cni.ip_preference()?;
         config.warn_unsupported();
         let rro_handlers = rro_handlers(&config);
         let base_specs = runtimes::load_base_specs(&config)?;
@@ -174,6 +176,7 @@ impl Cri {
             images: images::Images::new(client.clone(), Arc::clone(&config)),
             network: network::Network::new(
                 &config.cni,
+                ip_pref,
                 root.join("cni").join("cache"),
                 state.join("netns"),
             ),

@@ -41,12 +41,19 @@ pub struct Network {
     cache_dir: PathBuf,
     /// Where pods' network namespaces are bind-mounted.
     netns_dir: PathBuf,
+    /// Which address of a dual-stack pod comes first.
+    ip_pref: crate::config::IpPreference,
 }
 
 impl Network {
     /// Networking with `config`; results cached under `cache_dir`,
     /// namespaces under `netns_dir`.
-    pub fn new(config: &CniConfig, cache_dir: PathBuf, netns_dir: PathBuf) -> Self {
+    pub fn new(
+        config: &CniConfig,
+        ip_pref: crate::config::IpPreference,
+        cache_dir: PathBuf,
+        netns_dir: PathBuf,
+    ) -> Self {
         Self {
             conf_dir: PathBuf::from(&config.conf_dir),
             // containerd 1.7 takes a list here; a colon-separated value
@@ -60,6 +67,7 @@ impl Network {
             max_conf_num: usize::try_from(config.max_conf_num).unwrap_or(1).max(1),
             cache_dir,
             netns_dir,
+            ip_pref,
         }
     }
 
@@ -108,7 +116,7 @@ impl Network {
             .setup(&pod)
             .await
             .map_err(|e| e.context(format!("set up network of pod sandbox {id:?}")))?;
-        Ok(pod_ips(&results, DEFAULT_IFNAME)
+        Ok(pod_ips(&results, DEFAULT_IFNAME, self.ip_pref)
             .iter()
             .map(IpAddr::to_string)
             .collect())

@@ -238,11 +238,13 @@ impl Cri {
     /// The runtime for `handler` (the default runtime when empty).
     pub(crate) fn runtime_for(&self, handler: &str) -> Result<(String, Runtime)> {
         let runtime = self.handler_config(handler)?;
+        let mut options = runtime.options.clone();
+        options.no_pivot_root |= self.config.containerd.no_pivot;
         Ok((
             self.handler_name(handler).to_owned(),
             Runtime {
                 name: runtime.runtime_type.clone(),
-                options: crate::runc_options(&runtime.options),
+                options: crate::runc_options(&options),
             },
         ))
     }

@@ -135,7 +135,11 @@ fn a_pod_is_networked_checked_and_torn_down_idempotently() {
             let ns = Mounted(NetNs::create_async(d.netns.clone()).await.unwrap());
             let pod = pod("pod-1", &ns);
             let results = cni.setup(&pod).await.unwrap();
-            let ips = pod_ips(&results, DEFAULT_IFNAME);
+            let ips = pod_ips(
+                &results,
+                DEFAULT_IFNAME,
+                crated_cri::config::IpPreference::Ipv4,
+            );
             assert_eq!(ips.len(), 1, "{results:?}");
             assert!(ips[0].to_string().starts_with("10.88.21."), "{ips:?}");
             let inside = addresses_in(ns.path());

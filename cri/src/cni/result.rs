@@ -6,6 +6,8 @@ use std::net::IpAddr;
 
 use serde_json::Value;
 
+use crate::config::IpPreference;
+
 /// One interface a plugin made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Interface {
@@ -134,7 +136,7 @@ impl NetResult {
 /// `ifname` inside the pod (or, where a plugin did not say which
 /// interface, every address of the network attached as `ifname`), IPv4
 /// first, so the primary IP is IPv4 where there is one, as containerd's.
-pub fn pod_ips(results: &[NetResult], ifname: &str) -> Vec<IpAddr> {
+pub fn pod_ips(results: &[NetResult], ifname: &str, pref: IpPreference) -> Vec<IpAddr> {
     let mut ips: Vec<IpAddr> = results
         .iter()
         .flat_map(|r| {
@@ -148,8 +150,14 @@ pub fn pod_ips(results: &[NetResult], ifname: &str) -> Vec<IpAddr> {
         })
         .map(|ip| ip.address)
         .collect();
-    ips.sort_by_key(|ip| !ip.is_ipv4());
-    ips.dedup();
+    // Stable: within a family, the result's order.
+    match pref {
+        IpPreference::Ipv4 => ips.sort_by_key(|ip| !ip.is_ipv4()),
+        IpPreference::Ipv6 => ips.sort_by_key(|ip| !ip.is_ipv6()),
+        IpPreference::Cni => {}
+    }
+    let mut seen = std::collections::HashSet::new();
+    ips.retain(|ip| seen.insert(*ip));
     ips
 }
 
@@ -174,20 +182,22 @@ mod tests {
         });
         let r = NetResult::parse("net", "eth0", v1).expect("parse");
         assert_eq!(r.ips[1].gateway, Some("10.88.0.1".parse().expect("ip")));
-        assert_eq!(
-            pod_ips(&[r], "eth0"),
-            vec![
-                "10.88.0.5".parse::<IpAddr>().expect("ip"),
-                "fd00::5".parse().expect("ip")
-            ]
+        let (v4, v6): (IpAddr, IpAddr) = (
+            "10.88.0.5".parse().expect("ip"),
+            "fd00::5".parse().expect("ip"),
         );
+        // ip_pref: IPv4 first by default, IPv6 first, or the result's order.
+        let pick = |pref| pod_ips(std::slice::from_ref(&r), "eth0", pref);
+        assert_eq!(pick(IpPreference::Ipv4), vec![v4, v6]);
+        assert_eq!(pick(IpPreference::Ipv6), vec![v6, v4]);
+        assert_eq!(pick(IpPreference::Cni), vec![v6, v4]);
         let v02 = serde_json::json!({"cniVersion": "0.2.0", "ip4": {"ip": "10.1.0.7/24"}});
         let r = NetResult::parse("old", "eth0", v02).expect("parse");
         assert_eq!(
-            pod_ips(std::slice::from_ref(&r), "eth0"),
+            pod_ips(std::slice::from_ref(&r), "eth0", IpPreference::Ipv4),
             vec!["10.1.0.7".parse::<IpAddr>().expect("ip")]
         );
-        assert!(pod_ips(&[r], "lo").is_empty());
+        assert!(pod_ips(&[r], "lo", IpPreference::Ipv4).is_empty());
         let bad = serde_json::json!({"ips": [{"address": "nonsense"}]});
         assert!(NetResult::parse("bad", "eth0", bad).is_err());
         let dangling = serde_json::json!({"ips": [{"address": "10.0.0.1/8", "interface": 3}]});
