@@ -59,7 +59,7 @@ fn problems_suffix(problems: &[String]) -> String {
     if problems.is_empty() {
         String::new()
     } else {
-        format!(" (CDI specs not used: {})", problems.join("; "))
+        format!(" (CDI spec problems: {})", problems.join("; "))
     }
 }
 

@@ -273,15 +273,20 @@ pub enum IpPreference {
 }
 
 impl CniConfig {
-    /// `ip_pref`; an unknown value is refused, naming it.
-    pub fn ip_preference(&self) -> crated_core::Result<IpPreference> {
+    /// `ip_pref`; an unknown value falls back to ipv4 with a warning, as
+    /// in containerd.
+    pub fn ip_preference(&self) -> IpPreference {
         match self.ip_pref.as_str() {
-            "" | "ipv4" => Ok(IpPreference::Ipv4),
-            "ipv6" => Ok(IpPreference::Ipv6),
-            "cni" => Ok(IpPreference::Cni),
-            other => Err(crated_core::Error::invalid_argument(format!(
-                "cni.ip_pref {other:?} is not ipv4, ipv6 or cni"
-            ))),
+            "" | "ipv4" => IpPreference::Ipv4,
+            "ipv6" => IpPreference::Ipv6,
+            "cni" => IpPreference::Cni,
+            other => {
+                tracing::warn!(
+                    ip_pref = other,
+                    "cni.ip_pref is not ipv4, ipv6 or cni: ipv4"
+                );
+                IpPreference::Ipv4
+            }
         }
     }
 }
@@ -387,6 +392,10 @@ impl RegistryConfig {
                 return Err(invalid(format!("`auths` key {url:?} names no host")));
             }
         }
+        for (host, auth) in self.auths_by_host() {
+            auth.check()
+                .map_err(|m| invalid(format!("the credentials for {host:?}: {m}")))?;
+        }
         self.configured_hosts()?;
         Ok(())
     }
@@ -433,17 +442,16 @@ impl RegistryConfig {
     }
 
     /// The credentials configured per registry host: `configs.<host>.auth`,
-    /// then the deprecated `auths` for hosts it does not cover.
+    /// with the deprecated `auths` over them (containerd copies `auths`
+    /// into `configs` at start-up, replacing what is there).
     pub fn auths_by_host(&self) -> BTreeMap<String, RegistryAuth> {
         let mut out: BTreeMap<String, RegistryAuth> = self
-            .auths
+            .configs
             .iter()
-            .map(|(url, auth)| (auth_host(url).to_owned(), auth.clone()))
+            .filter_map(|(host, c)| c.auth.clone().map(|a| (host.clone(), a)))
             .collect();
-        for (host, config) in &self.configs {
-            if let Some(auth) = &config.auth {
-                out.insert(host.clone(), auth.clone());
-            }
+        for (url, auth) in &self.auths {
+            out.insert(auth_host(url).to_owned(), auth.clone());
         }
         out
     }
@@ -457,11 +465,28 @@ impl RegistryConfig {
     }
 }
 
-/// The host of an `auths` key: a URL's authority, or the key itself.
+/// The host of an `auths` key: a URL's authority, or (as containerd
+/// keeps it) the key itself when it has no scheme.
 fn auth_host(key: &str) -> &str {
     match key.split_once("://") {
         Some((_, rest)) => rest.split('/').next().unwrap_or_default(),
-        None => key.split('/').next().unwrap_or_default(),
+        None => key,
+    }
+}
+
+impl RegistryAuth {
+    /// Whether these credentials can be used: `auth` must be base64 of
+    /// `user:password` when it is what they come down to.
+    fn check(&self) -> std::result::Result<(), String> {
+        if !self.username.is_empty() || !self.identitytoken.is_empty() || self.auth.is_empty() {
+            return Ok(());
+        }
+        let decoded = crated_core::base64::decode(&self.auth)
+            .ok_or_else(|| "`auth` is not base64".to_owned())?;
+        match String::from_utf8(decoded) {
+            Ok(text) if text.contains(':') => Ok(()),
+            _ => Err("`auth` is not base64 of user:password".to_owned()),
+        }
     }
 }
 
@@ -474,8 +499,14 @@ impl Config {
         }
     }
 
-    /// Warnings for settings crated reads but cannot honour here.
+    /// Warnings for settings crated reads but cannot honour here, and for
+    /// one that refuses what containerd would ignore.
     pub fn warn_unsupported(&self) {
+        if !self.enable_cdi {
+            tracing::warn!(
+                "enable_cdi is off: a container asking for CDI devices (CDI_devices) is refused"
+            );
+        }
         if self.enable_selinux {
             tracing::warn!("enable_selinux: crated does not label containers for SELinux; ignored");
         }
@@ -522,16 +553,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ip_pref_is_one_of_three() {
+    fn ip_pref_is_one_of_three_else_ipv4() {
         let cni = |pref: &str| CniConfig {
             ip_pref: pref.into(),
             ..CniConfig::default()
         };
-        assert_eq!(cni("").ip_preference().unwrap(), IpPreference::Ipv4);
-        assert_eq!(cni("ipv6").ip_preference().unwrap(), IpPreference::Ipv6);
-        assert_eq!(cni("cni").ip_preference().unwrap(), IpPreference::Cni);
-        let err = cni("ipv5").ip_preference().unwrap_err().to_string();
-        assert!(err.contains("\"ipv5\""), "{err}");
+        assert_eq!(cni("").ip_preference(), IpPreference::Ipv4);
+        assert_eq!(cni("ipv6").ip_preference(), IpPreference::Ipv6);
+        assert_eq!(cni("cni").ip_preference(), IpPreference::Cni);
+        assert_eq!(cni("ipv5").ip_preference(), IpPreference::Ipv4);
     }
 
     fn registry(text: &str) -> RegistryConfig {
@@ -573,6 +603,11 @@ mod tests {
         let auths = r.auths_by_host();
         assert_eq!(auths["mirror.example"].username, "u");
         assert_eq!(auths["old.example"].auth, "dTpw");
+        // `auths` win over `configs`, as containerd merges them.
+        let both = registry(
+            "[configs.\"r.example\".auth]\nusername = \"new\"\n[auths.\"https://r.example\"]\nusername = \"old\"",
+        );
+        assert_eq!(both.auths_by_host()["r.example"].username, "old");
         assert_eq!(r.header_pairs().len(), 2);
 
         // Nothing deprecated set: the default hosts, through hosts.toml.
@@ -593,6 +628,14 @@ mod tests {
             (
                 "[mirrors.\"docker.io\"]\nendpoint = [\"ftp://m\"]",
                 "not http or https",
+            ),
+            (
+                "[configs.\"r.example\".auth]\nauth = \"!!!\"",
+                "the credentials for \"r.example\": `auth` is not base64",
+            ),
+            (
+                "[configs.\"r.example\".auth]\nauth = \"bm9jb2xvbg==\"",
+                "not base64 of user:password",
             ),
         ] {
             let err = registry(text).validate().unwrap_err().to_string();

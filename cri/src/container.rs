@@ -952,9 +952,11 @@ impl Cri {
         if devices.is_empty() {
             return Ok(None);
         }
-        let dirs = self.config.cdi_spec_dirs.clone();
+        // Read here, off the async worker; the spec is made later.
+        let dirs = &self.config.cdi_spec_dirs;
+        let registry = crated_core::blocking::off_worker(|| crated_cdi::Registry::load(dirs));
         Ok(Some(spec::opt(move |spec, _| {
-            crated_cdi::Registry::load(&dirs).inject(spec, &devices)?;
+            registry.inject(spec, &devices)?;
             Ok(())
         })))
     }

@@ -10,6 +10,7 @@
 
 use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crated_core::images::walk::Node;
 use crated_core::platforms::default_matcher;
@@ -46,8 +47,10 @@ impl Cri {
             return Ok(());
         }
         // Two containers of a pod created at once must not both mount
-        // the same image, nor a pod's stop unmount under a create.
-        let _serial = self.image_volumes_lock.lock().await;
+        // the same image, nor a pod's stop unmount under a create; other
+        // pods go on.
+        let lock = self.image_volumes_lock(sandbox_id);
+        let _serial = lock.lock().await;
         for m in mounts.iter_mut() {
             let Some(spec) = &m.image else { continue };
             let what = format!(
@@ -156,7 +159,7 @@ impl Cri {
             Ok(())
         });
         if let Err(e) = mounted {
-            let _ = std::fs::remove_dir(target);
+            let _ = crated_core::blocking::off_worker(|| std::fs::remove_dir(target));
             if let Err(removal) = snapshotter.remove(&key).await {
                 tracing::warn!(key, error = %removal, "remove an image volume's view");
             }
@@ -169,19 +172,30 @@ impl Cri {
     /// fine.
     pub(crate) async fn unmount_image_volumes(&self, sandbox_id: &str) -> Result<()> {
         let dir = self.image_volumes_dir(sandbox_id);
-        let _serial = self.image_volumes_lock.lock().await;
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(Error::io(format!("read {}", dir.display()), e)),
+        let list = || -> Result<Option<Vec<PathBuf>>> {
+            match std::fs::read_dir(&dir) {
+                Ok(entries) => entries
+                    .map(|e| e.map(|e| e.path()))
+                    .collect::<std::io::Result<Vec<_>>>()
+                    .map(Some)
+                    .map_err(|e| Error::io(format!("read {}", dir.display()), e)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(Error::io(format!("read {}", dir.display()), e)),
+            }
+        };
+        // Most pods have none: no lock to wait for then.
+        if !crated_core::blocking::off_worker(|| dir.exists()) {
+            return Ok(());
+        }
+        let lock = self.image_volumes_lock(sandbox_id);
+        let _serial = lock.lock().await;
+        let Some(targets) = crated_core::blocking::off_worker(list)? else {
+            return Ok(());
         };
         let snapshotter = self
             .client
             .snapshotter(&self.config.containerd.snapshotter, None)?;
-        for entry in entries {
-            let target = entry
-                .map_err(|e| Error::io(format!("read {}", dir.display()), e))?
-                .path();
+        for target in targets {
             crated_core::blocking::off_worker(|| crated_core::mount::unmount_all(&target))?;
             let key = target.display().to_string();
             match snapshotter.remove(&key).await {
@@ -189,14 +203,27 @@ impl Cri {
                 Err(e) if e.is_not_found() => {}
                 Err(e) => return Err(e.context(format!("remove image volume {key:?}"))),
             }
-            remove_dir_if_present(&target)?;
+            crated_core::blocking::off_worker(|| remove_dir_if_present(&target))?;
         }
-        remove_dir_if_present(&dir)
+        crated_core::blocking::off_worker(|| remove_dir_if_present(&dir))
+    }
+
+    /// The lock of a pod's image volumes.
+    fn image_volumes_lock(&self, sandbox_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self
+            .image_volume_locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        Arc::clone(locks.entry(sandbox_id.to_owned()).or_default())
     }
 
     /// Deletes the pod's lease, which held its image volumes (at its
     /// removal); none is fine.
     pub(crate) async fn release_image_volumes(&self, sandbox_id: &str) -> Result<()> {
+        self.image_volume_locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(sandbox_id);
         let ns = self.client.namespace();
         match self
             .client
@@ -226,13 +253,26 @@ fn remove_dir_if_present(dir: &Path) -> Result<()> {
 /// so an image's links never lead out of it. An error if it is missing
 /// or is not a directory (image volumes mount directories only).
 fn directory_in_root(root: &Path, sub: &str) -> Result<PathBuf> {
+    // Canonical, as the kernel names what it finds below.
+    let root = &root
+        .canonicalize()
+        .map_err(|e| Error::io(format!("resolve {}", root.display()), e))?;
     let dir =
         std::fs::File::open(root).map_err(|e| Error::io(format!("open {}", root.display()), e))?;
     let how = OpenHow::new()
         .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
         .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-    let fd = match nix::fcntl::openat2(dir.as_raw_fd(), sub.trim_start_matches('/'), how) {
+    let relative = match sub.trim_start_matches('/') {
+        "" => ".",
+        relative => relative,
+    };
+    let fd = match nix::fcntl::openat2(dir.as_raw_fd(), relative, how) {
         Ok(fd) => fd,
+        Err(nix::errno::Errno::ENOSYS) => {
+            return Err(Error::not_implemented(
+                "image volume sub paths need openat2 (Linux 5.6 or later)",
+            ))
+        }
         Err(nix::errno::Errno::ENOENT) | Err(nix::errno::Errno::ENOTDIR) => {
             return Err(Error::not_found(format!(
                 "the image has no directory {sub:?}"
@@ -276,8 +316,8 @@ mod tests {
 
     #[test]
     fn sub_paths_resolve_inside_the_image_only() {
-        let root = tempfile::tempdir().unwrap();
-        let root = root.path().canonicalize().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
         std::fs::create_dir_all(root.join("data/sub")).unwrap();
         std::fs::write(root.join("data/file"), b"x").unwrap();
         std::os::unix::fs::symlink("/data/sub", root.join("abs")).unwrap();
@@ -303,6 +343,14 @@ mod tests {
         let missing = directory_in_root(&root, "etc-link").unwrap_err();
         assert!(missing.is_not_found(), "{missing}");
         assert!(missing.to_string().contains("etc-link"), "{missing}");
+        assert_eq!(directory_in_root(&root, "/").unwrap(), root);
+        // A root named through a link resolves all the same.
+        let link = dir.path().join("link-to-root");
+        std::os::unix::fs::symlink(&root, &link).unwrap();
+        assert_eq!(
+            directory_in_root(&link, "data/sub").unwrap(),
+            root.join("data/sub")
+        );
         let file = directory_in_root(&root, "data/file").unwrap_err();
         assert!(file.to_string().contains("not a directory"), "{file}");
     }

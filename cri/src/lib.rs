@@ -145,9 +145,9 @@ pub struct Cri {
     checkpointing: tokio::sync::Mutex<()>,
     /// The base OCI specs of runtimes that name one, by runtime name.
     base_specs: std::collections::BTreeMap<String, Arc<oci_spec::runtime::Spec>>,
-    /// Held while image volumes are mounted for a container or unmounted
-    /// for a stopping pod (see `image_volumes`).
-    image_volumes_lock: tokio::sync::Mutex<()>,
+    /// Per pod: held while its image volumes are mounted for a container
+    /// or unmounted at its stop (see `image_volumes`).
+    image_volume_locks: Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// The plugin itself, for work that must outlive the call that asked
     /// for it ([`Cri::to_completion`]).
     this: std::sync::Weak<Cri>,
@@ -167,7 +167,7 @@ impl Cri {
         config.stream_idle_timeout()?;
         config.stats_collect_period()?;
         config.registry.validate()?;
-        let ip_pref = config.cni.ip_preference()?;
+        let ip_pref = config.cni.ip_preference();
         config.warn_unsupported();
         let rro_handlers = rro_handlers(&config);
         let base_specs = runtimes::load_base_specs(&config)?;
@@ -194,7 +194,7 @@ impl Cri {
             layer_usage: usage::LayerUsage::default(),
             accounts: accounts::AccountsCache::default(),
             checkpointing: tokio::sync::Mutex::new(()),
-            image_volumes_lock: tokio::sync::Mutex::new(()),
+            image_volume_locks: Mutex::default(),
             base_specs,
             this: this.clone(),
         }))

@@ -73,9 +73,11 @@ impl Cri {
     /// whole, when the runtime names one.
     pub(crate) fn with_base_spec(&self, handler: &str) -> Option<Opt> {
         let base = Arc::clone(self.base_specs.get(self.handler_name(handler))?);
-        Some(spec::opt(move |spec, _| {
+        Some(spec::opt(move |spec, ctx| {
             *spec = (*base).clone();
-            Ok(())
+            // The container's own cgroup, as containerd fixes it up after
+            // copying the base (a cgroup parent, if any, replaces it).
+            spec::with_cgroup_path(format!("/{}/{}", ctx.namespace, ctx.id)).apply(spec, ctx)
         }))
     }
 }
@@ -156,31 +158,35 @@ fn class(p: &[char], c: char) -> Option<(bool, usize)> {
     let mut matched = false;
     let mut first = true;
     loop {
-        let mut lo = *p.get(i)?;
-        if lo == ']' && !first {
+        if p.get(i) == Some(&']') && !first {
             i += 1;
             break;
         }
         first = false;
-        if lo == '\\' {
-            i += 1;
-            lo = *p.get(i)?;
-        }
-        i += 1;
+        // As Go's getEsc: a bound may not be `]` or `-` unescaped.
+        let (lo, next) = class_char(p, i)?;
+        i = next;
         let mut hi = lo;
-        if p.get(i) == Some(&'-') && p.get(i + 1).is_some_and(|x| *x != ']') {
-            hi = p[i + 1];
-            if hi == '\\' {
-                hi = *p.get(i + 2)?;
-                i += 1;
-            }
-            i += 2;
+        if p.get(i) == Some(&'-') {
+            let (h, next) = class_char(p, i + 1)?;
+            hi = h;
+            i = next;
         }
         if lo <= c && c <= hi {
             matched = true;
         }
     }
     Some((matched != negate, i))
+}
+
+/// One bound of a class at `p[i]` and where the class goes on; `None`
+/// for a missing, `]` or `-` bound (Go's `ErrBadPattern`).
+fn class_char(p: &[char], i: usize) -> Option<(char, usize)> {
+    match *p.get(i)? {
+        ']' | '-' => None,
+        '\\' => Some((*p.get(i + 1)?, i + 2)),
+        c => Some((c, i + 1)),
+    }
 }
 
 #[cfg(test)]
@@ -204,7 +210,9 @@ mod tests {
             ("[abc]x", "bx", true),
             ("[^abc]x", "bx", false),
             ("[a-c]x", "dx", false),
-            ("[]]", "]", true),
+            ("[]]", "]", false),
+            ("[a-]", "a", false),
+            ("[\\]]", "]", true),
             ("a\\*", "a*", true),
             ("a\\*", "ab", false),
             ("exact", "exact", true),

@@ -458,6 +458,15 @@ pub fn linux_resources(
     r: &pb::LinuxContainerResources,
     hugetlb: Hugetlb,
 ) -> Result<LinuxResources> {
+    resources_on(r, hugetlb, hugetlb_controller)
+}
+
+/// [`linux_resources`] on a host whose hugetlb controller `present` says.
+fn resources_on(
+    r: &pb::LinuxContainerResources,
+    hugetlb: Hugetlb,
+    present: fn() -> bool,
+) -> Result<LinuxResources> {
     let mut cpu = LinuxCpu::default();
     if r.cpu_period != 0 {
         cpu.set_period(u64::try_from(r.cpu_period).ok());
@@ -489,7 +498,7 @@ pub fn linux_resources(
     resources.set_cpu(Some(cpu));
     resources.set_memory(Some(memory));
     if !r.hugepage_limits.is_empty() && !hugetlb.disabled {
-        if hugetlb_controller() {
+        if present() {
             let limits = r
                 .hugepage_limits
                 .iter()
@@ -906,6 +915,45 @@ pub fn with_cri_apparmor(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn huge_page_limits_follow_the_hugetlb_settings() {
+        let r = pb::LinuxContainerResources {
+            hugepage_limits: vec![pb::HugepageLimit {
+                page_size: "2MB".into(),
+                limit: 4 << 20,
+            }],
+            ..Default::default()
+        };
+        let limits = |hugetlb, present| {
+            resources_on(&r, hugetlb, present).map(|res| res.hugepage_limits().clone())
+        };
+        fn yes() -> bool {
+            true
+        }
+        fn no() -> bool {
+            false
+        }
+        let default = Hugetlb {
+            tolerate_missing: true,
+            disabled: false,
+        };
+        assert_eq!(limits(default, yes).unwrap().map(|l| l.len()), Some(1));
+        // Disabled: none, controller or not.
+        let disabled = Hugetlb {
+            disabled: true,
+            ..default
+        };
+        assert!(limits(disabled, yes).unwrap().is_none());
+        // Missing controller: skipped when tolerated, else refused.
+        assert!(limits(default, no).unwrap().is_none());
+        let strict = Hugetlb {
+            tolerate_missing: false,
+            ..default
+        };
+        let err = limits(strict, no).unwrap_err().to_string();
+        assert!(err.contains("tolerate_missing_hugetlb_controller"), "{err}");
+    }
 
     #[test]
     fn user_strings_follow_the_cri_rules() {

@@ -1595,8 +1595,8 @@ async fn cdi_devices_are_injected_from_the_spec_directories() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runtime_handler_settings_shape_the_specs() {
     let work = tempfile::tempdir().unwrap();
-    // The base: Debian's ctr's default spec, with RLIMIT_NOFILE 4242 and
-    // no cgroup path of its own.
+    // The base: Debian's ctr's default spec (cgroup path "/default"),
+    // with RLIMIT_NOFILE 4242.
     let default_spec = ok(std::process::Command::new(common::debian_ctr())
         .args(["oci", "spec"])
         .output()
@@ -1604,7 +1604,6 @@ async fn runtime_handler_settings_shape_the_specs() {
     let mut base: serde_json::Value = serde_json::from_str(&default_spec).unwrap();
     base["process"]["rlimits"] =
         serde_json::json!([{"type": "RLIMIT_NOFILE", "hard": 4242, "soft": 4242}]);
-    base["linux"].as_object_mut().unwrap().remove("cgroupsPath");
     let base_path = work.path().join("base.json");
     std::fs::write(&base_path, base.to_string()).unwrap();
     let args_log = work.path().join("runc-args.log");
@@ -1685,6 +1684,8 @@ async fn runtime_handler_settings_shape_the_specs() {
         .into_inner();
     let info: serde_json::Value = serde_json::from_str(&verbose.info["info"]).unwrap();
     let spec = &info["runtimeSpec"];
+    // Its own cgroup, not the base's.
+    assert_eq!(spec["linux"]["cgroupsPath"], format!("/k8s.io/{app}"));
     let notes = spec["annotations"].as_object().unwrap();
     assert_eq!(notes["example.com/tier"], "gold", "{notes:?}");
     assert_eq!(notes["vendor.io/flag"], "on", "{notes:?}");

@@ -150,14 +150,19 @@ pub fn pod_ips(results: &[NetResult], ifname: &str, pref: IpPreference) -> Vec<I
         })
         .map(|ip| ip.address)
         .collect();
-    // Stable: within a family, the result's order.
-    match pref {
-        IpPreference::Ipv4 => ips.sort_by_key(|ip| !ip.is_ipv4()),
-        IpPreference::Ipv6 => ips.sort_by_key(|ip| !ip.is_ipv6()),
-        IpPreference::Cni => {}
-    }
     let mut seen = std::collections::HashSet::new();
     ips.retain(|ip| seen.insert(*ip));
+    // The pod's IP is the first of the preferred family (containerd 1.7's
+    // selectPodIPs); the others keep the result's order.
+    let primary = match pref {
+        IpPreference::Ipv4 => ips.iter().position(IpAddr::is_ipv4),
+        IpPreference::Ipv6 => ips.iter().position(IpAddr::is_ipv6),
+        IpPreference::Cni => None,
+    };
+    if let Some(i) = primary {
+        let ip = ips.remove(i);
+        ips.insert(0, ip);
+    }
     ips
 }
 
@@ -191,6 +196,23 @@ mod tests {
         assert_eq!(pick(IpPreference::Ipv4), vec![v4, v6]);
         assert_eq!(pick(IpPreference::Ipv6), vec![v6, v4]);
         assert_eq!(pick(IpPreference::Cni), vec![v6, v4]);
+        // Only the pod's IP moves: two IPv4 addresses around an IPv6 one.
+        let three = serde_json::json!({
+            "cniVersion": "1.0.0",
+            "interfaces": [{"name": "eth0", "mac": "cc", "sandbox": "/run/netns/x"}],
+            "ips": [
+                {"address": "fd00::7/64", "interface": 0},
+                {"address": "10.0.0.1/8", "interface": 0},
+                {"address": "fd00::8/64", "interface": 0}
+            ]
+        });
+        let r3 = NetResult::parse("net", "eth0", three).expect("parse");
+        let got = pod_ips(std::slice::from_ref(&r3), "eth0", IpPreference::Ipv4);
+        let want: Vec<IpAddr> = ["10.0.0.1", "fd00::7", "fd00::8"]
+            .iter()
+            .map(|a| a.parse().expect("ip"))
+            .collect();
+        assert_eq!(got, want);
         let v02 = serde_json::json!({"cniVersion": "0.2.0", "ip4": {"ip": "10.1.0.7/24"}});
         let r = NetResult::parse("old", "eth0", v02).expect("parse");
         assert_eq!(
