@@ -68,6 +68,10 @@ pub struct PullOptions {
     /// for every name of an image pulled again; otherwise it is updated,
     /// as containerd's client does.
     pub keep_unchanged_record: bool,
+    /// With a snapshotter: manifests do not hold their layers, so the
+    /// collector removes the layer blobs once unpacked (containerd's CRI
+    /// `discard_unpacked_layers`); the snapshots stay.
+    pub discard_unpacked_layers: bool,
 }
 
 impl Default for PullOptions {
@@ -79,6 +83,7 @@ impl Default for PullOptions {
             snapshotter: Some("overlayfs".to_owned()),
             labels: BTreeMap::new(),
             keep_unchanged_record: false,
+            discard_unpacked_layers: false,
         }
     }
 }
@@ -229,7 +234,16 @@ async fn pull_leased(
                 }
             }
         } else {
-            labels = crate::child_gc_labels(false, &children);
+            labels = if options.discard_unpacked_layers && options.snapshotter.is_some() {
+                crate::child_gc_labels(
+                    false,
+                    children
+                        .iter()
+                        .filter(|c| !media_types::is_layer(&c.media_type)),
+                )
+            } else {
+                crate::child_gc_labels(false, &children)
+            };
             for child in children {
                 if seen.insert(child.digest.clone()) {
                     progress.blob(

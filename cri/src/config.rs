@@ -154,6 +154,10 @@ pub struct ContainerdConfig {
     /// Deprecated in containerd 1.6 for the runtimes' `NoPivotRoot`:
     /// every runtime creates its containers with `--no-pivot`.
     pub no_pivot: bool,
+    /// Layer blobs are left to the collector once unpacked (the snapshots
+    /// hold the files): less disk, but an image cannot be unpacked again
+    /// elsewhere or exported without pulling it again.
+    pub discard_unpacked_layers: bool,
 }
 
 impl Default for ContainerdConfig {
@@ -163,6 +167,7 @@ impl Default for ContainerdConfig {
             default_runtime_name: "runc".into(),
             runtimes: [("runc".to_owned(), RuntimeConfig::default())].into(),
             no_pivot: false,
+            discard_unpacked_layers: false,
         }
     }
 }

@@ -292,6 +292,7 @@ impl Images {
             snapshotter: Some(self.config.containerd.snapshotter.clone()),
             labels: labels.clone(),
             keep_unchanged_record: true,
+            discard_unpacked_layers: self.config.containerd.discard_unpacked_layers,
             ..PullOptions::default()
         };
         let pulled = pull(

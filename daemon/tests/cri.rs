@@ -366,3 +366,61 @@ async fn deprecated_registry_mirrors_configs_and_auths_still_work() {
         err.message()
     );
 }
+
+/// `containerd.discard_unpacked_layers`: a pulled image's layer blobs are
+/// collected once unpacked; the image, its config and manifest, and its
+/// snapshot stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discarded_layers_are_collected_after_the_unpack() {
+    let (_registry, reference) = registry_with_busybox().await;
+    let layer = crated_testimages::busybox()
+        .unwrap()
+        .blobs
+        .iter()
+        .find(|b| b.media_type.contains("layer"))
+        .unwrap()
+        .digest
+        .to_string();
+    let daemon = tokio::task::spawn_blocking(|| {
+        Daemon::start_with(
+            "",
+            "[plugins.\"io.containerd.grpc.v1.cri\".containerd]\ndiscard_unpacked_layers = true\n",
+        )
+    })
+    .await
+    .unwrap();
+    let channel = daemon.channel().await;
+    let mut service = images(&channel).await;
+    let id = service
+        .pull_image(cri::PullImageRequest {
+            image: image_spec(&reference),
+            ..cri::PullImageRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .image_ref;
+    let ctr = debian_ctr();
+    let mut content = String::new();
+    for _ in 0..200 {
+        content = ok(daemon.ctr(&ctr, &["-n", "k8s.io", "content", "ls", "-q"]));
+        if !content.contains(&layer) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(!content.contains(&layer), "the layer stays:\n{content}");
+    let config = id.clone();
+    assert!(content.contains(&config), "the config goes too:\n{content}");
+    let status = service
+        .image_status(cri::ImageStatusRequest {
+            image: image_spec(&reference),
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.image.unwrap().id, id);
+    let snapshots = ok(daemon.ctr(&ctr, &["-n", "k8s.io", "snapshots", "ls"]));
+    assert!(snapshots.lines().count() > 1, "{snapshots}");
+}

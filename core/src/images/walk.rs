@@ -55,6 +55,23 @@ pub mod media_types {
     pub fn is_config(media_type: &str) -> bool {
         media_type == OCI_CONFIG || media_type == DOCKER_CONFIG
     }
+
+    /// Whether `media_type` is a layer (OCI, or Docker's with any `+`
+    /// suffix), as containerd's `IsLayerType`.
+    pub fn is_layer(media_type: &str) -> bool {
+        if media_type.starts_with("application/vnd.oci.image.layer.") {
+            return true;
+        }
+        let base = media_type.split('+').next().unwrap_or_default();
+        matches!(
+            base,
+            "application/vnd.docker.image.rootfs.diff.tar"
+                | "application/vnd.docker.image.rootfs.diff.tar.gzip"
+                | "application/vnd.docker.image.rootfs.diff.tar.zstd"
+                | "application/vnd.docker.image.rootfs.foreign.diff.tar"
+                | "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
+        )
+    }
 }
 
 /// Index and manifest blobs are read whole; a larger one is refused rather

@@ -62,3 +62,23 @@ fn platform_column_is_sorted_and_distinct() {
     assert_eq!(column, "linux/amd64,linux/arm64");
     assert_eq!(platforms_column(&[]), "-");
 }
+
+#[test]
+fn layers_are_told_from_other_blobs() {
+    for layer in [
+        "application/vnd.oci.image.layer.v1.tar+gzip",
+        "application/vnd.oci.image.layer.nondistributable.v1.tar",
+        "application/vnd.docker.image.rootfs.diff.tar.gzip",
+        "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+        "application/vnd.docker.image.rootfs.diff.tar+encrypted",
+    ] {
+        assert!(media_types::is_layer(layer), "{layer}");
+    }
+    for other in [
+        media_types::OCI_CONFIG,
+        media_types::DOCKER_MANIFEST,
+        "text/plain",
+    ] {
+        assert!(!media_types::is_layer(other), "{other}");
+    }
+}

@@ -115,6 +115,7 @@ pub async fn fetch(
         labels: label_args(&args.label),
         // As containerd's ctr: the record is written on every pull.
         keep_unchanged_record: false,
+        discard_unpacked_layers: false,
     };
     let resolver = args.registry.resolver()?;
     let tracker = Tracker::new();
