@@ -461,6 +461,24 @@ impl RegistryConfig {
         out
     }
 
+    /// The hosts directory for `domain`: `config_path` may list several,
+    /// colon-separated, and the first that has a directory for the domain
+    /// (or a `_default`) serves it, as containerd reads them; `None`
+    /// without `config_path`.
+    pub fn hosts_dir(&self, domain: &str) -> crated_core::Result<Option<std::path::PathBuf>> {
+        let roots: Vec<&str> = self
+            .config_path
+            .split(':')
+            .filter(|r| !r.is_empty())
+            .collect();
+        for root in &roots {
+            if crated_distribution::hosts::host_dir(std::path::Path::new(root), domain)?.is_some() {
+                return Ok(Some(root.into()));
+            }
+        }
+        Ok(roots.first().map(Into::into))
+    }
+
     /// `headers` as name-value pairs.
     pub fn header_pairs(&self) -> Vec<(String, String)> {
         self.headers
@@ -567,6 +585,36 @@ mod tests {
         assert_eq!(cni("ipv6").ip_preference(), IpPreference::Ipv6);
         assert_eq!(cni("cni").ip_preference(), IpPreference::Cni);
         assert_eq!(cni("ipv5").ip_preference(), IpPreference::Ipv4);
+    }
+
+    #[test]
+    fn config_path_may_list_several_roots() {
+        let first = tempfile::tempdir().unwrap();
+        let second = tempfile::tempdir().unwrap();
+        std::fs::create_dir(second.path().join("r.example")).unwrap();
+        let r = RegistryConfig {
+            config_path: format!("{}:{}", first.path().display(), second.path().display()),
+            ..RegistryConfig::default()
+        };
+        assert_eq!(
+            r.hosts_dir("r.example").unwrap().as_deref(),
+            Some(second.path())
+        );
+        // Found nowhere: the first root (its defaults).
+        assert_eq!(
+            r.hosts_dir("other.example").unwrap().as_deref(),
+            Some(first.path())
+        );
+        // A `_default` in the first root comes before the second's host.
+        std::fs::create_dir(first.path().join("_default")).unwrap();
+        assert_eq!(
+            r.hosts_dir("r.example").unwrap().as_deref(),
+            Some(first.path())
+        );
+        assert_eq!(
+            RegistryConfig::default().hosts_dir("r.example").unwrap(),
+            None
+        );
     }
 
     fn registry(text: &str) -> RegistryConfig {

@@ -271,9 +271,7 @@ impl Images {
         };
         let registry = &self.config.registry;
         let hosts = HostOptions {
-            hosts_dir: Some(registry.config_path.clone())
-                .filter(|p| !p.is_empty())
-                .map(Into::into),
+            hosts_dir: registry.hosts_dir(parsed.domain())?,
             configured: registry.configured_hosts()?.map(Arc::new),
             headers: registry.header_pairs(),
             ..HostOptions::default()

@@ -194,7 +194,7 @@ fn configure_hosts(domain: &str, options: &HostOptions) -> Result<Vec<RegistryHo
 
 /// containerd's `hostDirectory`: `host:port` is looked up as
 /// `host_port_` first, then as written, then `_default`.
-fn host_dir(root: &Path, domain: &str) -> Result<Option<PathBuf>> {
+pub fn host_dir(root: &Path, domain: &str) -> Result<Option<PathBuf>> {
     let mut candidates = Vec::new();
     if let Some((name, port)) = domain.rsplit_once(':') {
         candidates.push(root.join(format!("{name}_{port}_")));
