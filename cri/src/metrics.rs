@@ -254,7 +254,7 @@ impl Collector<'_> {
                 self.push("container_memory_usage_bytes", usage.usage, &[]);
                 self.push(
                     "container_memory_working_set_bytes",
-                    usage.usage.saturating_sub(memory.total_inactive_file),
+                    crate::stats::working_set(usage.usage, memory.total_inactive_file),
                     &[],
                 );
                 self.push("container_memory_rss", memory.total_rss, &[]);
@@ -310,7 +310,7 @@ impl Collector<'_> {
                 self.push("container_memory_usage_bytes", memory.usage, &[]);
                 self.push(
                     "container_memory_working_set_bytes",
-                    memory.usage.saturating_sub(memory.inactive_file),
+                    crate::stats::working_set(memory.usage, memory.inactive_file),
                     &[],
                 );
                 self.push("container_memory_rss", memory.anon, &[]);
@@ -343,22 +343,12 @@ impl Collector<'_> {
             (10, "container_network_transmit_errors_total"),
             (11, "container_network_transmit_packets_dropped_total"),
         ];
-        for line in table.lines().skip(2) {
-            let Some((name, counters)) = line.split_once(':') else {
-                continue;
-            };
-            let name = name.trim();
+        for (name, values) in crate::sandbox_stats::net_dev(table) {
             if name == "lo" {
                 continue;
             }
-            let values: Vec<u64> = counters
-                .split_whitespace()
-                .map(|v| v.parse().unwrap_or(0))
-                .collect();
             for (column, metric) in COLUMNS {
-                if let Some(v) = values.get(*column) {
-                    self.push(metric, *v, &[name]);
-                }
+                self.push(metric, values[*column], &[name]);
             }
         }
     }

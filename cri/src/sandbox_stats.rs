@@ -21,11 +21,12 @@ fn value(v: u64) -> Option<pb::UInt64Value> {
     Some(pb::UInt64Value { value: v })
 }
 
-/// The counters of one interface out of a `/proc/<pid>/net/dev` table.
-fn interfaces(net_dev: &str) -> Vec<pb::NetworkInterfaceUsage> {
-    // Two header lines, then "  name: rx_bytes rx_packets rx_errs … (8
-    // receive columns) tx_bytes tx_packets tx_errs …".
-    net_dev
+/// The interfaces of a `/proc/<pid>/net/dev` table, each with its
+/// counters: two header lines, then "  name: rx_bytes rx_packets rx_errs
+/// rx_drop … (8 receive columns) tx_bytes tx_packets tx_errs tx_drop …".
+/// A line too short to hold the transmit counters is skipped.
+pub(crate) fn net_dev(table: &str) -> Vec<(&str, Vec<u64>)> {
+    table
         .lines()
         .skip(2)
         .filter_map(|line| {
@@ -34,16 +35,21 @@ fn interfaces(net_dev: &str) -> Vec<pb::NetworkInterfaceUsage> {
                 .split_whitespace()
                 .map(|c| c.parse().unwrap_or(0))
                 .collect();
-            if n.len() < 11 {
-                return None;
-            }
-            Some(pb::NetworkInterfaceUsage {
-                name: name.trim().to_owned(),
-                rx_bytes: value(n[0]),
-                rx_errors: value(n[2]),
-                tx_bytes: value(n[8]),
-                tx_errors: value(n[10]),
-            })
+            (n.len() >= 12).then(|| (name.trim(), n))
+        })
+        .collect()
+}
+
+/// The counters of each interface out of a `/proc/<pid>/net/dev` table.
+fn interfaces(table: &str) -> Vec<pb::NetworkInterfaceUsage> {
+    net_dev(table)
+        .into_iter()
+        .map(|(name, n)| pb::NetworkInterfaceUsage {
+            name: name.to_owned(),
+            rx_bytes: value(n[0]),
+            rx_errors: value(n[2]),
+            tx_bytes: value(n[8]),
+            tx_errors: value(n[10]),
         })
         .collect()
 }

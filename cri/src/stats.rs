@@ -31,7 +31,7 @@ struct Figures {
 
 /// What the kernel reports as the memory that cannot be reclaimed:
 /// usage less the inactive file cache (kubelet's working set).
-fn working_set(usage: u64, inactive_file: u64) -> u64 {
+pub(crate) fn working_set(usage: u64, inactive_file: u64) -> u64 {
     usage.saturating_sub(inactive_file)
 }
 
