@@ -130,20 +130,33 @@ impl Client {
         let chain_id = Digest::chain_id(&diff_ids).ok_or_else(|| Error::ImageHasNoLayers {
             name: name.to_owned(),
         })?;
-        let sn = self.snapshotter(snapshotter, None)?;
-        match sn.stat(chain_id.as_str()).await {
-            Ok(_) => {}
-            Err(e) if e.is_not_found() => {
-                crate::unpack(self, &node, snapshotter, &default_matcher()).await?;
-            }
-            Err(e) => return Err(e),
-        }
+        self.ensure_unpacked(&image.target, chain_id.as_str(), snapshotter)
+            .await?;
         Ok(ImageRootfs {
             name: name.to_owned(),
             target: image.target,
             chain_id,
             config,
         })
+    }
+
+    /// Unpacks the image `target` (for this host's platform) into
+    /// `snapshotter` unless its top layer, `chain_id`, is there already.
+    pub async fn ensure_unpacked(
+        &self,
+        target: &Descriptor,
+        chain_id: &str,
+        snapshotter: &str,
+    ) -> Result<()> {
+        match self.snapshotter(snapshotter, None)?.stat(chain_id).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => {
+                crate::unpack(self, &Node::from(target), snapshotter, &default_matcher())
+                    .await
+                    .map(|_| ())
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Runs `read` on a read-only view of the committed snapshot `parent`,

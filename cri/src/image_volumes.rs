@@ -12,8 +12,6 @@ use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crated_core::images::walk::Node;
-use crated_core::platforms::default_matcher;
 use crated_core::snapshots::Labels;
 use crated_core::{Error, Result};
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
@@ -124,19 +122,9 @@ impl Cri {
         let snapshotter = self
             .client
             .snapshotter(snapshotter_name, Some(sandbox_id))?;
-        match snapshotter.stat(&image.chain_id).await {
-            Ok(_) => {}
-            Err(e) if e.is_not_found() => {
-                crated_client::unpack(
-                    &self.client,
-                    &Node::from(&image.target),
-                    snapshotter_name,
-                    &default_matcher(),
-                )
-                .await?;
-            }
-            Err(e) => return Err(e),
-        }
+        self.client
+            .ensure_unpacked(&image.target, &image.chain_id, snapshotter_name)
+            .await?;
         let key = target.display().to_string();
         let mounts = match snapshotter.view(&key, &image.chain_id, Labels::new()).await {
             Ok(mounts) => mounts,
