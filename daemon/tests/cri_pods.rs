@@ -32,6 +32,23 @@ async fn status_of(
         .unwrap()
 }
 
+/// The OCI spec a container was created with, from its verbose status.
+async fn runtime_spec(
+    runtime: &mut cri::runtime_service_client::RuntimeServiceClient<tonic::transport::Channel>,
+    id: &str,
+) -> serde_json::Value {
+    let verbose = runtime
+        .container_status(cri::ContainerStatusRequest {
+            container_id: id.into(),
+            verbose: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut info: serde_json::Value = serde_json::from_str(&verbose.info["info"]).unwrap();
+    info["runtimeSpec"].take()
+}
+
 async fn exec(
     runtime: &mut cri::runtime_service_client::RuntimeServiceClient<tonic::transport::Channel>,
     id: &str,
@@ -1508,16 +1525,8 @@ async fn cdi_devices_are_injected_from_the_spec_directories() {
     );
     // The device node is /dev/null's, with the cgroup access the spec
     // grants.
-    let verbose = runtime
-        .container_status(cri::ContainerStatusRequest {
-            container_id: app.clone(),
-            verbose: true,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let info: serde_json::Value = serde_json::from_str(&verbose.info["info"]).unwrap();
-    let linux = &info["runtimeSpec"]["linux"];
+    let spec = runtime_spec(&mut runtime, &app).await;
+    let linux = &spec["linux"];
     let node_entry = linux["devices"]
         .as_array()
         .unwrap()
@@ -1674,16 +1683,7 @@ async fn runtime_handler_settings_shape_the_specs() {
 
     let limit = exec(&mut runtime, &app, &["sh", "-c", "ulimit -n"]).await;
     assert_eq!(String::from_utf8_lossy(&limit.stdout).trim(), "4242");
-    let verbose = runtime
-        .container_status(cri::ContainerStatusRequest {
-            container_id: app.clone(),
-            verbose: true,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let info: serde_json::Value = serde_json::from_str(&verbose.info["info"]).unwrap();
-    let spec = &info["runtimeSpec"];
+    let spec = runtime_spec(&mut runtime, &app).await;
     // Its own cgroup, not the base's.
     assert_eq!(spec["linux"]["cgroupsPath"], format!("/k8s.io/{app}"));
     let notes = spec["annotations"].as_object().unwrap();
@@ -1776,16 +1776,8 @@ async fn cri_section_settings_shape_every_container() {
         }),
     });
     let app = start_container(&mut runtime, &pod, &config, app).await;
-    let verbose = runtime
-        .container_status(cri::ContainerStatusRequest {
-            container_id: app.clone(),
-            verbose: true,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let info: serde_json::Value = serde_json::from_str(&verbose.info["info"]).unwrap();
-    let linux = &info["runtimeSpec"]["linux"];
+    let spec = runtime_spec(&mut runtime, &app).await;
+    let linux = &spec["linux"];
     // RuntimeDefault: a syscall allow list whose default is to refuse.
     assert_eq!(
         linux["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO",
