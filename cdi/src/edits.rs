@@ -161,6 +161,12 @@ fn host_device(node: &DeviceNode) -> Result<LinuxDevice, String> {
 fn stat_device(host: &Path) -> Result<(LinuxDeviceType, i64, i64), String> {
     let meta =
         std::fs::metadata(host).map_err(|e| format!("host device node {}: {e}", host.display()))?;
+    device_numbers(&meta).ok_or_else(|| format!("{} is not a device node", host.display()))
+}
+
+/// The OCI type, major and minor of a device node with `meta`; `None`
+/// for a file that is no device node (a fifo counts, as in OCI).
+pub fn device_numbers(meta: &std::fs::Metadata) -> Option<(LinuxDeviceType, i64, i64)> {
     let kind = meta.file_type();
     let typ = if kind.is_char_device() {
         LinuxDeviceType::C
@@ -169,10 +175,10 @@ fn stat_device(host: &Path) -> Result<(LinuxDeviceType, i64, i64), String> {
     } else if kind.is_fifo() {
         LinuxDeviceType::P
     } else {
-        return Err(format!("{} is not a device node", host.display()));
+        return None;
     };
     let rdev = meta.rdev();
-    Ok((
+    Some((
         typ,
         i64::from(nix::sys::stat::major(rdev) as u32),
         i64::from(nix::sys::stat::minor(rdev) as u32),

@@ -23,7 +23,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-mod edits;
+pub mod edits;
 pub mod error;
 pub mod names;
 mod registry;

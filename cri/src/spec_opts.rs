@@ -4,15 +4,15 @@
 //! OCI spec. Sandboxes and containers share them.
 
 use std::collections::{BTreeSet, HashMap};
-use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::str::FromStr as _;
 
 use crated_client::spec::{self, linux_mut, opt, process_mut, Opt};
 use crated_core::{Error, Result};
 use oci_spec::runtime::{
-    Capabilities, Capability, LinuxCpu, LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType,
-    LinuxHugepageLimit, LinuxMemory, LinuxNamespaceType, LinuxResources, Mount, Spec,
+    Capabilities, Capability, LinuxCpu, LinuxDevice, LinuxDeviceCgroup, LinuxHugepageLimit,
+    LinuxMemory, LinuxNamespaceType, LinuxResources, Mount, Spec,
 };
 
 use crate::runtime::v1 as pb;
@@ -325,23 +325,13 @@ fn host_device_nodes(dir: &Path) -> Vec<LinuxDevice> {
 /// The device at `host` (with `meta`) as it appears at `container`;
 /// `None` if it is not a device node.
 fn device_of(host: &Path, container: &Path, meta: &std::fs::Metadata) -> Option<LinuxDevice> {
-    let kind = meta.file_type();
-    let typ = if kind.is_char_device() {
-        LinuxDeviceType::C
-    } else if kind.is_block_device() {
-        LinuxDeviceType::B
-    } else if kind.is_fifo() {
-        LinuxDeviceType::P
-    } else {
-        return None;
-    };
+    let (typ, major, minor) = crated_cdi::edits::device_numbers(meta)?;
     let _ = host;
-    let rdev = meta.rdev();
     let mut device = LinuxDevice::default();
     device.set_path(container.to_owned());
     device.set_typ(typ);
-    device.set_major(i64::from(nix::sys::stat::major(rdev) as u32));
-    device.set_minor(i64::from(nix::sys::stat::minor(rdev) as u32));
+    device.set_major(major);
+    device.set_minor(minor);
     device.set_file_mode(Some(meta.mode() & 0o777));
     device.set_uid(Some(meta.uid()));
     device.set_gid(Some(meta.gid()));
