@@ -1,6 +1,6 @@
 //! Where `cargo xtask deps` puts the Go test tools — cri-tools' crictl and
-//! critest, and checkpointctl, which reads Kubernetes' checkpoint archives
-//! — and how tests find them. They are built from the Go module proxy into
+//! critest, checkpointctl, which reads Kubernetes' checkpoint archives, and
+//! the kubelet — and how tests find them. They are built from the Go module proxy into
 //! the CI cache; none of their code is in this repository.
 
 use std::path::PathBuf;
@@ -12,6 +12,10 @@ pub const CRI_TOOLS_VERSION: &str = "v1.36.0";
 /// with.
 pub const CHECKPOINTCTL_VERSION: &str = "v1.3.0";
 
+/// The Kubernetes release the kubelet test's kubelet is built from (its
+/// CRI is the cri-api critest speaks).
+pub const KUBERNETES_VERSION: &str = "v1.36.3";
+
 /// The cache directory of the Go tools: `$CRATED_CI_CACHE/go`, by default
 /// `/var/cache/crated-ci/go`.
 pub fn go_cache_dir() -> PathBuf {
@@ -21,12 +25,14 @@ pub fn go_cache_dir() -> PathBuf {
         .join("go")
 }
 
-/// The directory holding `crictl`, `critest` and `checkpointctl`.
+/// The directory holding `crictl`, `critest`, `checkpointctl` and
+/// `kubelet`.
 pub fn go_bin_dir() -> PathBuf {
     go_cache_dir().join("bin")
 }
 
-/// The path of a Go test tool (`"crictl"`, `"critest"`, `"checkpointctl"`)
+/// The path of a Go test tool (`"crictl"`, `"critest"`, `"checkpointctl"`,
+/// `"kubelet"`)
 /// when it has been built; `None` otherwise (run `cargo xtask deps`).
 pub fn cri_tool(name: &str) -> Option<PathBuf> {
     let path = go_bin_dir().join(name);

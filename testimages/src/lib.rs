@@ -16,7 +16,10 @@ pub use critest::{
     MIRRORED_REGISTRIES, NOT_BUILT,
 };
 pub use criu::{criu, TRIXIE_CRIU};
-pub use gotools::{cri_tool, go_bin_dir, go_cache_dir, CHECKPOINTCTL_VERSION, CRI_TOOLS_VERSION};
+pub use gotools::{
+    cri_tool, go_bin_dir, go_cache_dir, CHECKPOINTCTL_VERSION, CRI_TOOLS_VERSION,
+    KUBERNETES_VERSION,
+};
 pub use image::{
     busybox, docker_save, hostile, hostile_install, image_with_config, multi_platform,
     nested_index, pause, runc, synthetic, whiteouts, Blob, Image, LayerBuilder,

@@ -1,16 +1,21 @@
-//! cri-tools' crictl and critest, and checkpointctl, built with the Go
-//! toolchain from the Go module proxy into the CI cache
+//! cri-tools' crictl and critest, checkpointctl and the kubelet, built with
+//! the Go toolchain from the Go module proxy into the CI cache
 //! (`crated_testimages::go_bin_dir()`).
 //! crictl is a plain `go install`; critest is a Ginkgo test binary, so it is
 //! compiled with `go test -c` inside a scratch module that requires
-//! cri-tools. Stamp files record the versions built, so a warm cache skips
-//! the whole step.
+//! cri-tools. The kubelet is built the same way from `k8s.io/kubernetes`,
+//! whose `go.mod` points its `k8s.io/*` staging modules at directories of
+//! its own tree: the scratch module points them at their published
+//! releases instead. Stamp files record the versions built, so a warm cache
+//! skips the whole step.
 
 use std::path::Path;
 use std::process::Command;
 
 use anyhow::Context as _;
-use crated_testimages::{go_bin_dir, go_cache_dir, CHECKPOINTCTL_VERSION, CRI_TOOLS_VERSION};
+use crated_testimages::{
+    go_bin_dir, go_cache_dir, CHECKPOINTCTL_VERSION, CRI_TOOLS_VERSION, KUBERNETES_VERSION,
+};
 
 const MODULE: &str = "sigs.k8s.io/cri-tools";
 
@@ -33,11 +38,12 @@ fn go(dir: &Path) -> Command {
     cmd
 }
 
-/// Builds crictl, critest and checkpointctl unless their stamps say these
-/// versions are there.
+/// Builds crictl, critest, checkpointctl and the kubelet unless their
+/// stamps say these versions are there.
 pub fn install() -> anyhow::Result<()> {
     install_cri_tools()?;
-    install_checkpointctl()
+    install_checkpointctl()?;
+    install_kubelet()
 }
 
 /// Whether the stamp file `stamp` (in the bin directory) names `version`
@@ -101,4 +107,85 @@ fn install_cri_tools() -> anyhow::Result<()> {
     ]))?;
     std::fs::write(bin.join(stamp), CRI_TOOLS_VERSION)?;
     Ok(())
+}
+
+/// The kubelet the kubelet test runs static pods with.
+fn install_kubelet() -> anyhow::Result<()> {
+    let stamp = "kubelet.version";
+    if built(stamp, KUBERNETES_VERSION, &["kubelet"]) {
+        return Ok(());
+    }
+    let bin = go_bin_dir();
+    std::fs::create_dir_all(&bin).with_context(|| format!("create {}", bin.display()))?;
+    let module = go_cache_dir().join("kubelet-module");
+    let _ = std::fs::remove_dir_all(&module);
+    std::fs::create_dir_all(&module)?;
+    std::fs::write(
+        module.join("go.mod"),
+        "module crated.test/kubelet-build\n\ngo 1.26\n",
+    )?;
+
+    // Kubernetes' own go.mod, for the list of its staging modules.
+    let kubernetes = format!("k8s.io/kubernetes@{KUBERNETES_VERSION}");
+    let output = go(&module)
+        .args(["mod", "download", "-json", &kubernetes])
+        .output()
+        .context("go mod download")?;
+    anyhow::ensure!(
+        output.status.success(),
+        "go mod download {kubernetes}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let info: serde_json::Value =
+        serde_json::from_slice(&output.stdout).context("go mod download -json")?;
+    let go_mod = info["GoMod"]
+        .as_str()
+        .context("go mod download -json named no GoMod")?;
+    let go_mod = std::fs::read_to_string(go_mod).with_context(|| format!("read {go_mod}"))?;
+    // The staging modules are released as v0.<minor>.<patch> of the
+    // Kubernetes release v1.<minor>.<patch>.
+    let staging_version = KUBERNETES_VERSION.replacen("v1.", "v0.", 1);
+    let mut replace = String::from("\nreplace (\n");
+    for module_path in staging_modules(&go_mod) {
+        replace.push_str(&format!(
+            "\t{module_path} => {module_path} {staging_version}\n"
+        ));
+    }
+    replace.push_str(")\n");
+    anyhow::ensure!(
+        replace.contains("k8s.io/cri-api"),
+        "no staging modules found in the go.mod of {kubernetes}"
+    );
+    let mut ours = std::fs::read_to_string(module.join("go.mod"))?;
+    ours.push_str(&replace);
+    std::fs::write(module.join("go.mod"), ours)?;
+
+    let package = "k8s.io/kubernetes/cmd/kubelet";
+    crate::run(go(&module).args(["get", &format!("{package}@{KUBERNETES_VERSION}")]))?;
+    crate::run(go(&module).args([
+        "build",
+        "-ldflags",
+        &format!("-X k8s.io/component-base/version.gitVersion={KUBERNETES_VERSION}"),
+        "-o",
+        &bin.join("kubelet").to_string_lossy(),
+        package,
+    ]))?;
+    std::fs::write(bin.join(stamp), KUBERNETES_VERSION)?;
+    Ok(())
+}
+
+/// The module paths a Kubernetes `go.mod` replaces with directories of its
+/// own tree (`k8s.io/api => ./staging/src/k8s.io/api`).
+fn staging_modules(go_mod: &str) -> Vec<&str> {
+    go_mod
+        .lines()
+        .filter_map(|line| {
+            let (module, target) = line.trim().split_once("=>")?;
+            target
+                .trim()
+                .starts_with("./staging/")
+                .then(|| module.trim())
+        })
+        .collect()
 }

@@ -5,8 +5,8 @@
 //! - `cargo xtask fuzz [SECONDS]`: run every fuzz target of `fuzz/` for
 //!   SECONDS each (default 60); `ci` runs each for 20.
 //! - `cargo xtask deps`: only install the system packages tests use, and
-//!   build cri-tools' crictl and critest and checkpointctl (Go) into the CI
-//!   cache.
+//!   build cri-tools' crictl and critest, checkpointctl and the kubelet
+//!   (Go) into the CI cache.
 //! - `cargo xtask bench storage [-- OPTIONS]`: build `crated` in release and
 //!   run the storage benchmark against it and containerd 1.6 (see
 //!   `daemon/benches/storage.rs` for the options).
@@ -60,6 +60,10 @@ const SYSTEM_PACKAGES: &[(&str, &str)] = &[
     ("/usr/lib/cni/bridge", "containernetworking-plugins"),
     // `ip netns` for the private node network namespaces of the CRI tests.
     ("/usr/sbin/ip", "iproute2"),
+    // The kubelet test asks the kubelet's HTTPS API what it sees, and
+    // starts the kubelet in a mount namespace of its own.
+    ("/usr/bin/curl", "curl"),
+    ("/usr/bin/unshare", "util-linux"),
     // The static helper programs of critest's images are compiled from C.
     ("/usr/bin/gcc", "gcc"),
     ("/usr/lib/x86_64-linux-gnu/libc.a", "libc6-dev"),
@@ -115,7 +119,8 @@ fn install_deps() -> anyhow::Result<()> {
             eprintln!("xtask: warning: no working criu ({e:#}); checkpoint tests will be skipped");
         }
     }
-    gotools::install().context("build the Go test tools (crictl, critest, checkpointctl)")?;
+    gotools::install()
+        .context("build the Go test tools (crictl, critest, checkpointctl, kubelet)")?;
     busybox::install().context("fetch Debian's dynamic busybox for critest's images")?;
     Ok(())
 }

@@ -349,12 +349,25 @@ pub async fn stop_and_remove_pod(runtime: &mut RuntimeServiceClient<Channel>, po
 
 /// Polls `check` every 50 ms for up to 20 s; panics with `what` and the
 /// last value if it never holds.
-pub async fn eventually<T: std::fmt::Debug, F, Fut>(what: &str, mut check: F) -> T
+pub async fn eventually<T: std::fmt::Debug, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, String>>,
 {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    eventually_within(what, Duration::from_secs(20), check).await
+}
+
+/// [`eventually`] with a time limit of the caller's.
+pub async fn eventually_within<T: std::fmt::Debug, F, Fut>(
+    what: &str,
+    limit: Duration,
+    mut check: F,
+) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + limit;
     loop {
         match check().await {
             Ok(v) => return v,
