@@ -522,7 +522,14 @@ impl Cri {
         };
         match self.create_planned(plan).await {
             Ok(container) => {
+                let sandbox_id = container.metadata.sandbox_id.clone();
                 self.containers.insert(&id, container);
+                self.publish_container_event(
+                    &id,
+                    &sandbox_id,
+                    pb::ContainerEventType::ContainerCreatedEvent,
+                )
+                .await;
                 Ok(id)
             }
             Err(e) => {
@@ -1081,6 +1088,12 @@ impl Cri {
         }
         self.containers.remove(&container.id);
         self.names.release(&container.metadata.name, &container.id);
+        self.publish_container_event(
+            &container.id,
+            &container.metadata.sandbox_id,
+            pb::ContainerEventType::ContainerDeletedEvent,
+        )
+        .await;
         Ok(())
     }
 

@@ -3,14 +3,21 @@
 //! stopped or deleted, carrying the pod's status and its containers'
 //! statuses as they are after the change.
 //!
-//! The events come from the daemon's own exchange (`/containers/create`,
-//! `/tasks/start`, `/tasks/exit`, `/containers/delete` in `k8s.io`), so a
-//! container changed by any client is reported, as containerd's CRI does.
+//! The kubelet drops an event without a pod status, so each is sent when
+//! the CRI's records can give one, as containerd's CRI sends them: a
+//! creation (the sandbox's created and started, a container's created) once
+//! the call that made it has stored its record, a removal once the record is
+//! gone (with the pod's status for a container; none for a removed pod,
+//! which the kubelet ignores and learns from its relist). Starts and exits,
+//! which happen to records already stored, come from the daemon's exchange
+//! (`/tasks/start`, `/tasks/exit` in `k8s.io`); one of a task the CRI does
+//! not know (a sandbox still being made, a container of another client)
+//! is not sent.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crated_api::containerd::events::{ContainerCreate, ContainerDelete, TaskExit, TaskStart};
+use crated_api::containerd::events::{TaskExit, TaskStart};
 use futures::Stream;
 use prost::Message as _;
 use tokio::sync::broadcast;
@@ -46,13 +53,25 @@ impl Cri {
         })
     }
 
-    /// The event for `id` (a container or a sandbox) of `kind`.
-    async fn container_event(
+    /// Sends the event of `kind` for `id` (a container or a sandbox) of
+    /// the pod `sandbox_id`, as a CRI call that created or removed it ends.
+    pub(crate) async fn publish_container_event(
         &self,
         id: &str,
+        sandbox_id: &str,
         kind: pb::ContainerEventType,
-    ) -> pb::ContainerEventResponse {
-        let sandbox_id = match self.sandboxes.get(id) {
+    ) {
+        // No subscriber: nothing to build.
+        if self.container_events.receiver_count() == 0 {
+            return;
+        }
+        let event = self.container_event(id, sandbox_id, kind).await;
+        let _ = self.container_events.send(Arc::new(event));
+    }
+
+    /// The pod `id` belongs to (itself for a sandbox), if the CRI knows it.
+    fn sandbox_of(&self, id: &str) -> Option<String> {
+        match self.sandboxes.get(id) {
             Ok(sandbox) if sandbox.id == id => Some(sandbox.id.clone()),
             _ => self
                 .containers
@@ -60,7 +79,17 @@ impl Cri {
                 .ok()
                 .filter(|c| c.id == id)
                 .map(|c| c.metadata.sandbox_id.clone()),
-        };
+        }
+    }
+
+    /// The event for `id` (a container or a sandbox) of `kind`, with the
+    /// statuses of the pod `sandbox_id` (none if it is gone).
+    async fn container_event(
+        &self,
+        id: &str,
+        sandbox_id: &str,
+        kind: pb::ContainerEventType,
+    ) -> pb::ContainerEventResponse {
         let mut event = pb::ContainerEventResponse {
             container_id: id.to_owned(),
             container_event_type: kind as i32,
@@ -68,12 +97,12 @@ impl Cri {
             pod_sandbox_status: None,
             containers_statuses: Vec::new(),
         };
-        if let Some(sandbox_id) = sandbox_id {
+        if self.sandboxes.get(sandbox_id).is_ok() {
             event.pod_sandbox_status = self
-                .pod_sandbox_status(&sandbox_id, false)
+                .pod_sandbox_status(sandbox_id, false)
                 .ok()
                 .and_then(|r| r.status);
-            event.containers_statuses = self.container_statuses_of(&sandbox_id).await;
+            event.containers_statuses = self.container_statuses_of(sandbox_id).await;
         }
         event
     }
@@ -82,10 +111,6 @@ impl Cri {
     async fn translate(&self, topic: &str, value: &[u8]) -> Option<pb::ContainerEventResponse> {
         use pb::ContainerEventType as Kind;
         let (id, kind) = match topic {
-            "/containers/create" => (
-                ContainerCreate::decode(value).ok()?.id,
-                Kind::ContainerCreatedEvent,
-            ),
             "/tasks/start" => (
                 TaskStart::decode(value).ok()?.container_id,
                 Kind::ContainerStartedEvent,
@@ -103,28 +128,20 @@ impl Cri {
                 }
                 (exit.container_id, Kind::ContainerStoppedEvent)
             }
-            "/containers/delete" => (
-                ContainerDelete::decode(value).ok()?.id,
-                Kind::ContainerDeletedEvent,
-            ),
             _ => return None,
         };
-        Some(self.container_event(&id, kind).await)
+        let sandbox_id = self.sandbox_of(&id)?;
+        Some(self.container_event(&id, &sandbox_id, kind).await)
     }
 }
 
 /// Follows the exchange and publishes CRI events until it closes.
 pub(crate) fn spawn(cri: Arc<Cri>) {
     tokio::spawn(async move {
-        let filters: Vec<String> = [
-            "/containers/create",
-            "/tasks/start",
-            "/tasks/exit",
-            "/containers/delete",
-        ]
-        .iter()
-        .map(|topic| format!("namespace=={NAMESPACE},topic==\"{topic}\""))
-        .collect();
+        let filters: Vec<String> = ["/tasks/start", "/tasks/exit"]
+            .iter()
+            .map(|topic| format!("namespace=={NAMESPACE},topic==\"{topic}\""))
+            .collect();
         let events = Arc::clone(&cri.client.services().events);
         let mut stream = match events.subscribe(&filters).await {
             Ok(s) => s,

@@ -276,6 +276,12 @@ impl Cri {
         match created {
             Ok(sandbox) => {
                 self.sandboxes.insert(&id, sandbox);
+                for kind in [
+                    pb::ContainerEventType::ContainerCreatedEvent,
+                    pb::ContainerEventType::ContainerStartedEvent,
+                ] {
+                    self.publish_container_event(&id, &id, kind).await;
+                }
                 Ok(id)
             }
             Err(e) => {
@@ -758,6 +764,12 @@ impl Cri {
         self.release_image_volumes(&sandbox.id).await?;
         self.sandboxes.remove(&sandbox.id);
         self.names.release(&sandbox.metadata.name, &sandbox.id);
+        self.publish_container_event(
+            &sandbox.id,
+            &sandbox.id,
+            pb::ContainerEventType::ContainerDeletedEvent,
+        )
+        .await;
         Ok(())
     }
 

@@ -876,7 +876,9 @@ async fn without_a_sandbox_image_pods_run_on_crateds_own_pause() {
 
 /// GetContainerEvents: a subscriber sees the pod and its container
 /// created, started, stopped and deleted, each event carrying the pod's
-/// status and the containers' statuses as they are after the change.
+/// status (the kubelet's evented PLEG drops an event without one) and the
+/// containers' statuses as they are after the change; the pod's own
+/// removal comes last, with no status to give.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn container_events_follow_a_pod_through_its_life() {
     use tokio_stream::StreamExt as _;
@@ -938,18 +940,41 @@ async fn container_events_follow_a_pod_through_its_life() {
             assert_eq!(status.state, cri::ContainerState::ContainerExited as i32);
             assert_eq!(event.pod_sandbox_status.as_ref().unwrap().id, pod);
         }
-        if event.container_id == created && kind == Kind::ContainerStartedEvent {
-            assert_eq!(event.pod_sandbox_status.as_ref().unwrap().id, pod);
-        }
+        assert_eq!(
+            event.pod_sandbox_status.as_ref().map(|s| s.id.as_str()),
+            Some(pod.as_str()),
+            "{kind:?} of {}",
+            event.container_id
+        );
+        let listed = event.containers_statuses.iter().any(|s| s.id == created);
+        assert_eq!(
+            listed,
+            event.container_id == created && kind != Kind::ContainerDeletedEvent,
+            "{kind:?} of {}: {:?}",
+            event.container_id,
+            event.containers_statuses
+        );
         seen.push((event.container_id, kind));
     }
     assert_eq!(seen, want);
     runtime
         .remove_pod_sandbox(cri::RemovePodSandboxRequest {
-            pod_sandbox_id: pod,
+            pod_sandbox_id: pod.clone(),
         })
         .await
         .unwrap();
+    let removed = loop {
+        let event = tokio::time::timeout(std::time::Duration::from_secs(20), events.next())
+            .await
+            .expect("the pod's removal event")
+            .unwrap()
+            .unwrap();
+        if event.container_event_type == Kind::ContainerDeletedEvent as i32 {
+            break event;
+        }
+    };
+    assert_eq!(removed.container_id, pod);
+    assert!(removed.pod_sandbox_status.is_none());
 }
 
 /// A container's writable layer as container stats and ImageFsInfo report

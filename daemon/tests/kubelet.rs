@@ -124,7 +124,13 @@ impl Kubelet {
     /// Starts the kubelet at `bin` in `dir` (its root dir, certificates,
     /// logs and static pod manifests), on `node`'s CRI socket, and waits
     /// until it is healthy.
-    async fn start(bin: &Path, node: &Node, dir: &Path, cgroup_root: &str) -> Kubelet {
+    async fn start(
+        bin: &Path,
+        node: &Node,
+        dir: &Path,
+        cgroup_root: &str,
+        feature_gates: &[&str],
+    ) -> Kubelet {
         let tunables = dir.join("tunables");
         std::fs::create_dir_all(&tunables).unwrap();
         let mut binds = String::new();
@@ -177,6 +183,13 @@ impl Kubelet {
             endpoint = node.endpoint(),
             dir = dir.display(),
         );
+        let mut config = config;
+        if !feature_gates.is_empty() {
+            config.push_str("featureGates:\n");
+            for gate in feature_gates {
+                config.push_str(&format!("  {gate}: true\n"));
+            }
+        }
         std::fs::write(dir.join("config.yaml"), config).unwrap();
         // Appended to: a restarted kubelet's log follows the first one's.
         let log = std::fs::OpenOptions::new()
@@ -317,12 +330,20 @@ struct Harness {
     work: tempfile::TempDir,
     _ipam: tempfile::TempDir,
     bin: PathBuf,
+    feature_gates: &'static [&'static str],
+    /// The pods' CNI subnet, a /24.
+    subnet: &'static str,
 }
 
 impl Harness {
     /// Must run inside `in_private_netns`; `name` tells the test's
-    /// cgroup root apart, `subnet` is its pods' CNI subnet.
-    async fn start(name: &str, subnet: &str) -> Harness {
+    /// cgroup root apart, `subnet` is its pods' CNI subnet, the kubelet's
+    /// `feature_gates` are turned on.
+    async fn start(
+        name: &str,
+        subnet: &'static str,
+        feature_gates: &'static [&'static str],
+    ) -> Harness {
         let bin = crated_testimages::cri_tool("kubelet").unwrap_or_else(|| {
             panic!(
                 "the kubelet is not built in {}: run `cargo xtask deps`",
@@ -340,7 +361,7 @@ impl Harness {
         })
         .await;
         let work = tempfile::tempdir().unwrap();
-        let kubelet = Kubelet::start(&bin, &node, work.path(), &cgroups.name).await;
+        let kubelet = Kubelet::start(&bin, &node, work.path(), &cgroups.name, feature_gates).await;
         Harness {
             kubelet,
             node,
@@ -348,6 +369,8 @@ impl Harness {
             work,
             _ipam: ipam,
             bin,
+            feature_gates,
+            subnet,
         }
     }
 
@@ -355,8 +378,14 @@ impl Harness {
     /// an upgrade of it does.
     async fn restart_kubelet(&mut self) {
         self.kubelet.stop();
-        self.kubelet =
-            Kubelet::start(&self.bin, &self.node, self.work.path(), &self.cgroups.name).await;
+        self.kubelet = Kubelet::start(
+            &self.bin,
+            &self.node,
+            self.work.path(),
+            &self.cgroups.name,
+            self.feature_gates,
+        )
+        .await;
     }
 
     /// `what`, with the end of the kubelet's log and the daemon's log.
@@ -366,6 +395,91 @@ impl Harness {
             self.kubelet.logs(),
             self.node.daemon.logs()
         )
+    }
+
+    /// Writes the `web` pod's manifest and waits until its server is ready
+    /// and serves the page at the pod IP, and its crasher has been
+    /// restarted with its exit code and termination message kept; the
+    /// kubelet's view of the pod.
+    async fn web_pod_runs(&self) -> Value {
+        std::fs::write(self.kubelet.manifest("web"), web_pod(&self.node.busybox)).unwrap();
+        // The server becomes ready: the kubelet pulled the image, ran the
+        // sandbox and both containers through crated, learnt the pod's IP
+        // from it and reached the server over the pod network.
+        let pod = self
+            .until(
+                "the server is ready",
+                "web",
+                Duration::from_secs(90),
+                |pod| {
+                    let server = container_status(pod, "server").ok_or("no server status")?;
+                    (server["ready"] == Value::Bool(true))
+                        .then(|| pod.clone())
+                        .ok_or_else(|| format!("not ready: {server}"))
+                },
+            )
+            .await;
+        let pod_ip = pod["status"]["podIP"].as_str().unwrap_or_default();
+        assert!(
+            pod_ip.starts_with(self.subnet.trim_end_matches("0/24")),
+            "{}",
+            self.fail(&format!("pod IP {pod_ip}: {pod}"))
+        );
+        let page = Command::new("curl")
+            .args(["-sS", "--max-time", "5"])
+            .arg(format!("http://{pod_ip}:8080/index.html"))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&page.stdout), "hello from crated\n");
+
+        // The crasher exits 3 and is restarted, its exit code and
+        // termination message kept as its last state; its runs share the
+        // emptyDir with the server.
+        let crasher = self
+            .until(
+                "the crasher is restarted",
+                "web",
+                Duration::from_secs(90),
+                |pod| {
+                    let crasher = container_status(pod, "crasher").ok_or("no crasher status")?;
+                    (crasher["restartCount"].as_u64().unwrap_or(0) >= 1
+                        && crasher["lastState"]["terminated"].is_object())
+                    .then(|| crasher.clone())
+                    .ok_or_else(|| crasher.to_string())
+                },
+            )
+            .await;
+        let last = &crasher["lastState"]["terminated"];
+        assert_eq!(
+            last["exitCode"].as_i64(),
+            Some(3),
+            "{}",
+            self.fail(&crasher.to_string())
+        );
+        assert_eq!(
+            last["message"].as_str(),
+            Some("crashed on purpose\n"),
+            "{}",
+            self.fail(&crasher.to_string())
+        );
+        pod
+    }
+
+    /// Removes the manifests of `pods` and waits until the kubelet has
+    /// stopped them: no container runs any more, no sandbox is ready.
+    async fn remove_pods(&self, pods: &[&str]) {
+        for pod in pods {
+            std::fs::remove_file(self.kubelet.manifest(pod)).unwrap();
+        }
+        let crictl = cri_support::Crictl::new(&self.node, self.work.path());
+        eventually_within("the pods are stopped", Duration::from_secs(60), || async {
+            let running = crictl.ok(&["ps", "-q", "--state", "running"]);
+            let ready = crictl.ok(&["pods", "-q", "--state", "ready"]);
+            (running.trim().is_empty() && ready.trim().is_empty())
+                .then_some(())
+                .ok_or_else(|| format!("running: {running} ready pods: {ready}"))
+        })
+        .await;
     }
 
     /// Waits (up to `limit`) for `check` on the kubelet's view of the
@@ -507,70 +621,11 @@ fn memory_limit(dir: &Path) -> Option<u64> {
 #[test]
 fn kubelet_runs_a_static_pod_on_crated() {
     crated_testimages::in_private_netns(|| async {
-        let h = Harness::start("web", "10.88.12.0/24").await;
+        let h = Harness::start("web", "10.88.12.0/24", &[]).await;
         let kubelet = &h.kubelet;
-        std::fs::write(kubelet.manifest("web"), web_pod(&h.node.busybox)).unwrap();
         std::fs::write(kubelet.manifest("hostnet"), hostnet_pod(&h.node.busybox)).unwrap();
 
-        // The server becomes ready: the kubelet pulled the image, ran the
-        // sandbox and both containers through crated, learnt the pod's IP
-        // from it and reached the server over the pod network.
-        let pod = h
-            .until(
-                "the server is ready",
-                "web",
-                Duration::from_secs(90),
-                |pod| {
-                    let server = container_status(pod, "server").ok_or("no server status")?;
-                    (server["ready"] == Value::Bool(true))
-                        .then(|| pod.clone())
-                        .ok_or_else(|| format!("not ready: {server}"))
-                },
-            )
-            .await;
-        let pod_ip = pod["status"]["podIP"].as_str().unwrap_or_default();
-        assert!(
-            pod_ip.starts_with("10.88.12."),
-            "{}",
-            h.fail(&format!("pod IP {pod_ip}: {pod}"))
-        );
-        let page = Command::new("curl")
-            .args(["-sS", "--max-time", "5"])
-            .arg(format!("http://{pod_ip}:8080/index.html"))
-            .output()
-            .unwrap();
-        assert_eq!(String::from_utf8_lossy(&page.stdout), "hello from crated\n");
-
-        // The crasher exits 3 and is restarted, its exit code and
-        // termination message kept as its last state; its runs share the
-        // emptyDir with the server.
-        let crasher = h
-            .until(
-                "the crasher is restarted",
-                "web",
-                Duration::from_secs(90),
-                |pod| {
-                    let crasher = container_status(pod, "crasher").ok_or("no crasher status")?;
-                    (crasher["restartCount"].as_u64().unwrap_or(0) >= 1
-                        && crasher["lastState"]["terminated"].is_object())
-                    .then(|| crasher.clone())
-                    .ok_or_else(|| crasher.to_string())
-                },
-            )
-            .await;
-        let last = &crasher["lastState"]["terminated"];
-        assert_eq!(
-            last["exitCode"].as_i64(),
-            Some(3),
-            "{}",
-            h.fail(&crasher.to_string())
-        );
-        assert_eq!(
-            last["message"].as_str(),
-            Some("crashed on purpose\n"),
-            "{}",
-            h.fail(&crasher.to_string())
-        );
+        let pod = h.web_pod_runs().await;
         let logs = kubelet
             .api("GET", "/containerLogs/default/web-crated-node/crasher")
             .unwrap_or_else(|e| panic!("{}", h.fail(&e)));
@@ -687,19 +742,8 @@ fn kubelet_runs_a_static_pod_on_crated() {
         )
         .await;
 
-        // The manifest removed, the kubelet stops the pod: no container of
-        // it runs any more, and its sandbox is not ready.
-        std::fs::remove_file(kubelet.manifest("web")).unwrap();
-        std::fs::remove_file(kubelet.manifest("hostnet")).unwrap();
-        let crictl = cri_support::Crictl::new(&h.node, h.work.path());
-        eventually_within("the pod is stopped", Duration::from_secs(60), || async {
-            let running = crictl.ok(&["ps", "-q", "--state", "running"]);
-            let ready = crictl.ok(&["pods", "-q", "--state", "ready"]);
-            (running.trim().is_empty() && ready.trim().is_empty())
-                .then_some(())
-                .ok_or_else(|| format!("running: {running} ready pods: {ready}"))
-        })
-        .await;
+        // The manifests removed, the kubelet stops the pods.
+        h.remove_pods(&["web", "hostnet"]).await;
     });
 }
 
@@ -773,7 +817,7 @@ fn line_numbers(text: &str) -> Vec<u64> {
 #[test]
 fn kubelet_pod_lifecycle_survives_a_crated_restart() {
     crated_testimages::in_private_netns(|| async {
-        let mut h = Harness::start("lifecycle", "10.88.13.0/24").await;
+        let mut h = Harness::start("lifecycle", "10.88.13.0/24", &[]).await;
         let shared = h.work.path().join("shared");
         std::fs::create_dir(&shared).unwrap();
         let events = shared.join("events");
@@ -925,16 +969,97 @@ fn kubelet_pod_lifecycle_survives_a_crated_restart() {
 
         // The manifest removed: the preStop hook runs before the main
         // container is stopped, then everything stops.
-        std::fs::remove_file(h.kubelet.manifest("lifecycle")).unwrap();
-        eventually_within("the pod is stopped", Duration::from_secs(60), || async {
-            let running = crictl.ok(&["ps", "-q", "--state", "running"]);
-            let ready = crictl.ok(&["pods", "-q", "--state", "ready"]);
-            (running.trim().is_empty() && ready.trim().is_empty())
-                .then_some(())
-                .ok_or_else(|| format!("running: {running} ready pods: {ready}"))
-        })
-        .await;
+        h.remove_pods(&["lifecycle"]).await;
         let text = std::fs::read_to_string(&events).unwrap();
         assert_eq!(text.lines().last(), Some("prestop"), "{}", h.fail(&text));
+    });
+}
+
+/// The kubelet's alpha ways of reading the runtime, which lean on crated
+/// more: the evented PLEG (container changes from `GetContainerEvents`
+/// instead of relisting) and every statistic from the CRI
+/// (`ListPodSandboxStats`, `ListContainerStats`, and the pod sandbox
+/// metrics behind `/metrics/cadvisor`).
+#[test]
+fn kubelet_with_evented_pleg_and_cri_stats() {
+    crated_testimages::in_private_netns(|| async {
+        let h = Harness::start(
+            "cristats",
+            "10.88.14.0/24",
+            &["EventedPLEG", "PodAndContainerStatsFromCRI"],
+        )
+        .await;
+        let pod = h.web_pod_runs().await;
+        let pod_ip = pod["status"]["podIP"].as_str().unwrap_or_default();
+        for _ in 0..5 {
+            let _ = Command::new("curl")
+                .args(["-sS", "--max-time", "5"])
+                .arg(format!("http://{pod_ip}:8080/index.html"))
+                .output();
+        }
+
+        // The pod's network traffic (from its network namespace) and its
+        // containers' CPU and memory, in the summary API.
+        let summary = eventually_within("pod stats", Duration::from_secs(60), || async {
+            let summary: Value = serde_json::from_str(&h.kubelet.api("GET", "/stats/summary")?)
+                .map_err(|e| e.to_string())?;
+            let web = summary["pods"]
+                .as_array()
+                .and_then(|pods| {
+                    pods.iter()
+                        .find(|p| p["podRef"]["name"] == "web-crated-node")
+                })
+                .cloned()
+                .ok_or_else(|| format!("no web pod: {summary}"))?;
+            let rx = web["network"]["rxBytes"].as_u64().unwrap_or(0);
+            let server = web["containers"]
+                .as_array()
+                .and_then(|cs| cs.iter().find(|c| c["name"] == "server"))
+                .cloned()
+                .unwrap_or_default();
+            let working_set = server["memory"]["workingSetBytes"].as_u64().unwrap_or(0);
+            (rx > 0 && working_set > 0)
+                .then(|| web.clone())
+                .ok_or_else(|| format!("rx {rx}, working set {working_set}: {web}"))
+        })
+        .await;
+        assert!(
+            summary["cpu"]["usageCoreNanoSeconds"].as_u64().unwrap_or(0) > 0,
+            "{}",
+            h.fail(&summary.to_string())
+        );
+
+        // `/metrics/cadvisor` is crated's pod sandbox metrics, labelled as
+        // cAdvisor labels them.
+        let metrics = h
+            .kubelet
+            .api("GET", "/metrics/cadvisor")
+            .unwrap_or_else(|e| panic!("{}", h.fail(&e)));
+        let server_memory = metrics.lines().find(|l| {
+            l.starts_with("container_memory_working_set_bytes{")
+                && l.contains(r#"container="server""#)
+                && l.contains(r#"pod="web-crated-node""#)
+        });
+        let value = server_memory
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok());
+        assert!(
+            value.is_some_and(|v| v > 0.0),
+            "{}",
+            h.fail(&format!(
+                "no server working set in /metrics/cadvisor:\n{metrics}"
+            ))
+        );
+
+        // Every event crated sent while the pod ran carried the pod's
+        // status: the kubelet used them all.
+        let log = std::fs::read_to_string(h.work.path().join("kubelet.log")).unwrap();
+        let dropped: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("Evented PLEG: received ContainerEventResponse with nil"))
+            .collect();
+        assert!(dropped.is_empty(), "{}", h.fail(&dropped.join("\n")));
+
+        h.remove_pods(&["web"]).await;
     });
 }
