@@ -13,6 +13,7 @@ pub mod duration;
 pub mod error;
 pub mod events;
 pub mod filters;
+pub mod fs;
 pub mod gc;
 pub mod identifiers;
 pub mod images;

@@ -7,6 +7,7 @@
 mod cache;
 mod config;
 mod result;
+pub mod template;
 
 use std::collections::HashMap;
 use std::net::IpAddr;

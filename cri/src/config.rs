@@ -249,6 +249,10 @@ pub struct CniConfig {
     pub conf_dir: String,
     /// How many configurations to load (crated uses the first).
     pub max_conf_num: u32,
+    /// A Go text/template file of a CNI configuration, rendered into
+    /// `conf_dir` for the pod CIDR the kubelet gives when `conf_dir` has
+    /// none (empty: wait for a network add-on to write one).
+    pub conf_template: String,
     /// Which of a dual-stack pod's addresses is its IP (containerd 1.7):
     /// `ipv4` (empty: the same), `ipv6`, or `cni` (the order the CNI
     /// result gives).
@@ -261,6 +265,7 @@ impl Default for CniConfig {
             bin_dir: "/opt/cni/bin".into(),
             conf_dir: "/etc/cni/net.d".into(),
             max_conf_num: 1,
+            conf_template: String::new(),
             ip_pref: String::new(),
         }
     }

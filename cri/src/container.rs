@@ -239,24 +239,12 @@ impl CriContainer {
     }
 }
 
-/// Writes `status` to `path` durably: a temporary file, synced, renamed
-/// over the old one, and the directory synced.
+/// Writes `status` to `path` durably (a crash leaves the old status or
+/// the new one).
 pub fn write_status(path: &Path, status: &ContainerStatus) -> Result<()> {
-    use std::io::Write as _;
     let data = serde_json::to_vec(status)
         .map_err(|e| Error::unknown(format!("encode container status: {e}")))?;
-    let tmp = path.with_extension("tmp");
-    let io = |what: &str, p: &Path, e| Error::io(format!("{what} {}", p.display()), e);
-    let mut file = std::fs::File::create(&tmp).map_err(|e| io("create", &tmp, e))?;
-    file.write_all(&data).map_err(|e| io("write", &tmp, e))?;
-    file.sync_all().map_err(|e| io("sync", &tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| io("rename", &tmp, e))?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| io("sync", dir, e))?;
-    }
-    Ok(())
+    crated_core::fs::write_durably(path, &data, 0o600)
 }
 
 /// Reads a status written by [`write_status`].

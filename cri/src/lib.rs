@@ -35,7 +35,7 @@ pub mod store;
 pub mod streaming;
 mod usage;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use crated_client::Client;
@@ -315,15 +315,30 @@ impl Cri {
         }
     }
 
-    fn update_runtime_config(&self, request: pb::UpdateRuntimeConfigRequest) {
+    /// The kubelet's pod CIDR: kept for the CNI plugins' `ipRanges`, and
+    /// the CNI config rendered from `cni.conf_template` with it when there
+    /// is none yet. An empty CIDR changes nothing, as in containerd.
+    async fn update_runtime_config(&self, request: pb::UpdateRuntimeConfigRequest) -> Result<()> {
         let cidr = request
             .runtime_config
             .and_then(|c| c.network_config)
             .map(|n| n.pod_cidr)
             .unwrap_or_default();
+        if cidr.is_empty() {
+            return Ok(());
+        }
+        let cidrs = cni::template::pod_cidrs(&cidr)?;
         if let Ok(mut pod_cidr) = self.pod_cidr.lock() {
             *pod_cidr = cidr;
         }
+        let template = &self.config.cni.conf_template;
+        if template.is_empty() {
+            return Ok(());
+        }
+        self.network
+            .render_template(Path::new(template), &cidrs)
+            .await
+            .map(|_| ())
     }
 
     /// Whether `name` is the configured sandbox image (kept pinned).

@@ -93,6 +93,36 @@ impl Network {
         self.load().map(|_| ())
     }
 
+    /// `cni.conf_template` rendered for the pod CIDRs `cidrs` into
+    /// `conf_dir`, unless a configuration is there already (an add-on's,
+    /// or one rendered before: the first CIDR the kubelet gives stays, as
+    /// in containerd). Whether it wrote one.
+    pub async fn render_template(&self, template: &Path, cidrs: &[String]) -> Result<bool> {
+        if self.load().is_ok() {
+            tracing::info!(
+                template = %template.display(),
+                "CNI config present: not rendering the template"
+            );
+            return Ok(false);
+        }
+        let text = tokio::fs::read_to_string(template).await.map_err(|e| {
+            Error::io(
+                format!("read the CNI config template {}", template.display()),
+                e,
+            )
+        })?;
+        let rendered = crate::cni::template::render(template, &text, cidrs)?;
+        let dir = self.conf_dir.clone();
+        crated_core::blocking::off_worker(move || {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+            let file = dir.join(crate::cni::template::RENDERED_FILE);
+            crated_core::fs::write_durably(&file, rendered.as_bytes(), 0o644)?;
+            tracing::info!(file = %file.display(), "CNI config rendered from the template");
+            Ok(true)
+        })
+    }
+
     /// A new network namespace for a pod, once the CNI config is known to
     /// be there (so a node without one fails before making anything).
     pub async fn create_netns(&self) -> Result<NetNs> {

@@ -36,7 +36,9 @@ impl RuntimeService for Cri {
         &self,
         request: Request<pb::UpdateRuntimeConfigRequest>,
     ) -> Result<Response<pb::UpdateRuntimeConfigResponse>, Status> {
-        self.update_runtime_config(request.into_inner());
+        self.update_runtime_config(request.into_inner())
+            .await
+            .map_err(to_grpc)?;
         Ok(Response::new(pb::UpdateRuntimeConfigResponse {}))
     }
 

@@ -13,7 +13,7 @@ use common::{ok, workspace_bin};
 use crated_cri::runtime::v1 as cri;
 use cri_support::{
     allocated_ips, bridge_conflist, container_config, eventually, log_records, pod_config,
-    start_container, stop_and_remove_pod, Node,
+    start_container, stop_and_remove_pod, Node, NodeOptions,
 };
 
 async fn status_of(
@@ -1829,4 +1829,101 @@ async fn cri_section_settings_shape_every_container() {
         String::from_utf8_lossy(&status.stdout)
     );
     stop_and_remove_pod(&mut runtime, &pod).await;
+}
+
+/// `cni.conf_template` on a node without a CNI config: the kubelet's pod
+/// CIDR (UpdateRuntimeConfig) renders it into `conf_dir` once, and the
+/// network becomes ready; a CIDR that is not one, or a template that does
+/// not parse, is refused naming it and writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cni_template_is_rendered_once_for_the_pod_cidr() {
+    let dir = tempfile::tempdir().unwrap();
+    let template = dir.path().join("cni.template");
+    std::fs::write(&template, "{{range .PodCIDRRanges}}").unwrap();
+    let node = Node::start_with(NodeOptions {
+        cni_conf_template: Some(template.clone()),
+        ..NodeOptions::default()
+    })
+    .await;
+    let mut runtime = node.runtime().await;
+    let conf = node
+        .daemon
+        .dir
+        .path()
+        .join("cni/net.d/10-containerd-net.conflist");
+    let update = |cidr: &str| cri::UpdateRuntimeConfigRequest {
+        runtime_config: Some(cri::RuntimeConfig {
+            network_config: Some(cri::NetworkConfig {
+                pod_cidr: cidr.into(),
+            }),
+        }),
+    };
+    let network_ready = |runtime: &cri::runtime_service_client::RuntimeServiceClient<_>| {
+        let mut runtime = runtime.clone();
+        async move {
+            let status = runtime
+                .status(cri::StatusRequest { verbose: false })
+                .await
+                .unwrap()
+                .into_inner()
+                .status
+                .unwrap();
+            status
+                .conditions
+                .iter()
+                .find(|c| c.r#type == "NetworkReady")
+                .unwrap()
+                .status
+        }
+    };
+    assert!(!network_ready(&runtime).await);
+
+    let err = runtime
+        .update_runtime_config(update("10.88.16.0"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+    assert!(err.message().contains("10.88.16.0"), "{err}");
+    let err = runtime
+        .update_runtime_config(update("10.88.16.0/24"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err}");
+    assert!(
+        err.message().contains(&template.display().to_string()),
+        "{err}"
+    );
+    assert!(!conf.exists());
+    assert!(!network_ready(&runtime).await);
+
+    std::fs::write(
+        &template,
+        r#"{"cniVersion": "1.0.0", "name": "templated", "plugins": [{"type": "bridge", "bridge": "tmpl0", "ipam": {"type": "host-local", "ranges": [[{"subnet": "{{.PodCIDR}}"}]]}}]}"#,
+    )
+    .unwrap();
+    runtime.update_runtime_config(update("")).await.unwrap();
+    assert!(!conf.exists(), "an empty pod CIDR renders nothing");
+    runtime
+        .update_runtime_config(update("10.88.16.0/24"))
+        .await
+        .unwrap();
+    let rendered: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&conf).unwrap()).unwrap();
+    assert_eq!(
+        rendered["plugins"][0]["ipam"]["ranges"],
+        serde_json::json!([[{"subnet": "10.88.16.0/24"}]])
+    );
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&conf).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o644);
+    assert!(network_ready(&runtime).await);
+
+    // Once there is a config, a new CIDR does not rewrite it.
+    runtime
+        .update_runtime_config(update("10.99.0.0/24"))
+        .await
+        .unwrap();
+    let again: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&conf).unwrap()).unwrap();
+    assert_eq!(again, rendered);
 }

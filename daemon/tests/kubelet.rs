@@ -129,7 +129,7 @@ impl Kubelet {
         node: &Node,
         dir: &Path,
         cgroup_root: &str,
-        feature_gates: &[&str],
+        setup: Setup,
     ) -> Kubelet {
         let tunables = dir.join("tunables");
         std::fs::create_dir_all(&tunables).unwrap();
@@ -184,11 +184,14 @@ impl Kubelet {
             dir = dir.display(),
         );
         let mut config = config;
-        if !feature_gates.is_empty() {
+        if !setup.feature_gates.is_empty() {
             config.push_str("featureGates:\n");
-            for gate in feature_gates {
+            for gate in setup.feature_gates {
                 config.push_str(&format!("  {gate}: true\n"));
             }
+        }
+        if setup.conf_template {
+            config.push_str(&format!("podCIDR: {}\n", setup.subnet));
         }
         std::fs::write(dir.join("config.yaml"), config).unwrap();
         // Appended to: a restarted kubelet's log follows the first one's.
@@ -320,6 +323,20 @@ fn container_status<'a>(pod: &'a Value, name: &str) -> Option<&'a Value> {
         .find(|c| c["name"].as_str() == Some(name))
 }
 
+/// How a test's node and kubelet are set up.
+#[derive(Clone, Copy, Default)]
+struct Setup {
+    /// Tells the test's cgroup root apart.
+    name: &'static str,
+    /// The pods' CNI subnet, a /24.
+    subnet: &'static str,
+    /// The kubelet's feature gates turned on.
+    feature_gates: &'static [&'static str],
+    /// No CNI config, but crated's `cni.conf_template`, rendered for the
+    /// `podCIDR` (`subnet`) the kubelet is given.
+    conf_template: bool,
+}
+
 /// A private network namespace's node — crated with a CNI bridge network
 /// — and a kubelet on it. Fields drop in order: the kubelet stops, the
 /// node removes its pods, then the kubelet's cgroups go.
@@ -330,20 +347,12 @@ struct Harness {
     work: tempfile::TempDir,
     _ipam: tempfile::TempDir,
     bin: PathBuf,
-    feature_gates: &'static [&'static str],
-    /// The pods' CNI subnet, a /24.
-    subnet: &'static str,
+    setup: Setup,
 }
 
 impl Harness {
-    /// Must run inside `in_private_netns`; `name` tells the test's
-    /// cgroup root apart, `subnet` is its pods' CNI subnet, the kubelet's
-    /// `feature_gates` are turned on.
-    async fn start(
-        name: &str,
-        subnet: &'static str,
-        feature_gates: &'static [&'static str],
-    ) -> Harness {
+    /// Must run inside `in_private_netns`.
+    async fn start(setup: Setup) -> Harness {
         let bin = crated_testimages::cri_tool("kubelet").unwrap_or_else(|| {
             panic!(
                 "the kubelet is not built in {}: run `cargo xtask deps`",
@@ -351,17 +360,42 @@ impl Harness {
             )
         });
         let ipam = tempfile::tempdir().unwrap();
-        let cgroups = CgroupRoot::create(&format!("crated-kubelet-{}-{name}", std::process::id()));
-        let node = Node::start_with(NodeOptions {
-            cni: vec![(
-                "10-kubelet.conflist".into(),
-                cri_support::bridge_conflist("kubelet", subnet, ipam.path()),
-            )],
-            ..NodeOptions::default()
-        })
-        .await;
+        let cgroups = CgroupRoot::create(&format!(
+            "crated-kubelet-{}-{}",
+            std::process::id(),
+            setup.name
+        ));
         let work = tempfile::tempdir().unwrap();
-        let kubelet = Kubelet::start(&bin, &node, work.path(), &cgroups.name, feature_gates).await;
+        let bridge = cri_support::bridge_conflist("kubelet", setup.subnet, ipam.path());
+        let options = if setup.conf_template {
+            // containerd's documented dual-stack ranges and routes.
+            let template = work.path().join("cni.template");
+            let text = bridge
+                .replace(
+                    &format!(r#"[{{"subnet":"{}"}}]"#, setup.subnet),
+                    r#"{{range $i, $range := .PodCIDRRanges}}{{if $i}}, {{end}}[{"subnet": "{{$range}}"}]{{end}}"#,
+                )
+                .replace(
+                    r#"[{"dst":"0.0.0.0/0"}]"#,
+                    r#"[{{range $i, $route := .Routes}}{{if $i}}, {{end}}{"dst": "{{$route}}"}{{end}}]"#,
+                );
+            assert!(
+                text.contains(".PodCIDRRanges") && text.contains(".Routes"),
+                "{text}"
+            );
+            std::fs::write(&template, text).unwrap();
+            NodeOptions {
+                cni_conf_template: Some(template),
+                ..NodeOptions::default()
+            }
+        } else {
+            NodeOptions {
+                cni: vec![("10-kubelet.conflist".into(), bridge)],
+                ..NodeOptions::default()
+            }
+        };
+        let node = Node::start_with(options).await;
+        let kubelet = Kubelet::start(&bin, &node, work.path(), &cgroups.name, setup).await;
         Harness {
             kubelet,
             node,
@@ -369,8 +403,7 @@ impl Harness {
             work,
             _ipam: ipam,
             bin,
-            feature_gates,
-            subnet,
+            setup,
         }
     }
 
@@ -383,7 +416,7 @@ impl Harness {
             &self.node,
             self.work.path(),
             &self.cgroups.name,
-            self.feature_gates,
+            self.setup,
         )
         .await;
     }
@@ -421,7 +454,7 @@ impl Harness {
             .await;
         let pod_ip = pod["status"]["podIP"].as_str().unwrap_or_default();
         assert!(
-            pod_ip.starts_with(self.subnet.trim_end_matches("0/24")),
+            pod_ip.starts_with(self.setup.subnet.trim_end_matches("0/24")),
             "{}",
             self.fail(&format!("pod IP {pod_ip}: {pod}"))
         );
@@ -621,7 +654,12 @@ fn memory_limit(dir: &Path) -> Option<u64> {
 #[test]
 fn kubelet_runs_a_static_pod_on_crated() {
     crated_testimages::in_private_netns(|| async {
-        let h = Harness::start("web", "10.88.12.0/24", &[]).await;
+        let h = Harness::start(Setup {
+            name: "web",
+            subnet: "10.88.12.0/24",
+            ..Setup::default()
+        })
+        .await;
         let kubelet = &h.kubelet;
         std::fs::write(kubelet.manifest("hostnet"), hostnet_pod(&h.node.busybox)).unwrap();
 
@@ -817,7 +855,12 @@ fn line_numbers(text: &str) -> Vec<u64> {
 #[test]
 fn kubelet_pod_lifecycle_survives_a_crated_restart() {
     crated_testimages::in_private_netns(|| async {
-        let mut h = Harness::start("lifecycle", "10.88.13.0/24", &[]).await;
+        let mut h = Harness::start(Setup {
+            name: "lifecycle",
+            subnet: "10.88.13.0/24",
+            ..Setup::default()
+        })
+        .await;
         let shared = h.work.path().join("shared");
         std::fs::create_dir(&shared).unwrap();
         let events = shared.join("events");
@@ -983,11 +1026,12 @@ fn kubelet_pod_lifecycle_survives_a_crated_restart() {
 #[test]
 fn kubelet_with_evented_pleg_and_cri_stats() {
     crated_testimages::in_private_netns(|| async {
-        let h = Harness::start(
-            "cristats",
-            "10.88.14.0/24",
-            &["EventedPLEG", "PodAndContainerStatsFromCRI"],
-        )
+        let h = Harness::start(Setup {
+            name: "cristats",
+            subnet: "10.88.14.0/24",
+            feature_gates: &["EventedPLEG", "PodAndContainerStatsFromCRI"],
+            ..Setup::default()
+        })
         .await;
         let pod = h.web_pod_runs().await;
         let pod_ip = pod["status"]["podIP"].as_str().unwrap_or_default();
@@ -1060,6 +1104,39 @@ fn kubelet_with_evented_pleg_and_cri_stats() {
             .collect();
         assert!(dropped.is_empty(), "{}", h.fail(&dropped.join("\n")));
 
+        h.remove_pods(&["web"]).await;
+    });
+}
+
+/// A node without a CNI config of its own (no network add-on): crated
+/// renders `cni.conf_template` for the pod CIDR the kubelet is given
+/// (UpdateRuntimeConfig), the network becomes ready, and pods get their
+/// addresses from that CIDR.
+#[test]
+fn kubelet_pod_cidr_renders_the_cni_template() {
+    crated_testimages::in_private_netns(|| async {
+        let h = Harness::start(Setup {
+            name: "template",
+            subnet: "10.88.15.0/24",
+            conf_template: true,
+            ..Setup::default()
+        })
+        .await;
+        // web_pod_runs checks the pod's IP is in the kubelet's pod CIDR.
+        h.web_pod_runs().await;
+        let conf_dir = h.node.daemon.dir.path().join("cni/net.d");
+        let rendered = std::fs::read_to_string(conf_dir.join("10-containerd-net.conflist"))
+            .unwrap_or_else(|e| panic!("{}", h.fail(&e.to_string())));
+        let rendered: Value = serde_json::from_str(&rendered).unwrap();
+        let ipam = &rendered["plugins"][0]["ipam"];
+        assert_eq!(
+            (&ipam["ranges"], &ipam["routes"]),
+            (
+                &serde_json::json!([[{"subnet": "10.88.15.0/24"}]]),
+                &serde_json::json!([{"dst": "0.0.0.0/0"}])
+            ),
+            "{rendered}"
+        );
         h.remove_pods(&["web"]).await;
     });
 }

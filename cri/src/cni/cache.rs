@@ -29,7 +29,7 @@ fn path(dir: &Path, network: &str, id: &str, ifname: &str) -> PathBuf {
     dir.join("results").join(format!("{network}-{id}-{ifname}"))
 }
 
-/// Writes `entry` durably (temp file, fsync, rename), 0600.
+/// Writes `entry` durably, 0600.
 pub fn write(dir: &Path, entry: &Entry) -> Result<()> {
     let target = path(dir, &entry.network_name, &entry.container_id, &entry.ifname);
     let results = dir.join("results");
@@ -45,23 +45,7 @@ pub fn write(dir: &Path, entry: &Entry) -> Result<()> {
         "capabilityArgs": entry.capability_args,
         "result": entry.result,
     });
-    let tmp = target.with_extension("tmp");
-    let io = |what: &str, p: &Path, e| crated_core::Error::io(format!("{what} {}", p.display()), e);
-    {
-        use std::io::Write as _;
-        use std::os::unix::fs::OpenOptionsExt as _;
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(|e| io("create", &tmp, e))?;
-        file.write_all(doc.to_string().as_bytes())
-            .and_then(|()| file.sync_all())
-            .map_err(|e| io("write", &tmp, e))?;
-    }
-    std::fs::rename(&tmp, &target).map_err(|e| io("rename to", &target, e))
+    crated_core::fs::write_durably(&target, doc.to_string().as_bytes(), 0o600)
 }
 
 /// The cached result of ADD, if there is one.

@@ -71,6 +71,8 @@ pub struct NodeOptions {
     /// A directory searched before the daemon's `PATH` (and so its shims'
     /// and runc's): where a working criu is.
     pub path_prefix: Option<PathBuf>,
+    /// `cni.conf_template`, if any.
+    pub cni_conf_template: Option<PathBuf>,
 }
 
 impl Node {
@@ -127,6 +129,17 @@ impl Node {
             }
             for line in &options.cri_keys {
                 section = section.replacen(header, &format!("{header}{line}\n"), 1);
+            }
+            if let Some(template) = &options.cni_conf_template {
+                let bin_dir = "bin_dir = \"/usr/lib/cni\"\n";
+                section = section.replacen(
+                    bin_dir,
+                    &format!(
+                        "{bin_dir}conf_template = {:?}\n",
+                        template.display().to_string()
+                    ),
+                    1,
+                );
             }
             section.push_str(&options.cri_tables);
             if let Some(dirs) = &options.cdi_spec_dirs {
