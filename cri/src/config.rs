@@ -195,6 +195,9 @@ pub struct RuntimeConfig {
     /// An OCI spec (JSON file) that containers and sandboxes of this
     /// runtime start from instead of the default one.
     pub base_runtime_spec: String,
+    /// The snapshotter of this runtime's pods (containerd 1.7); empty:
+    /// `containerd.snapshotter`.
+    pub snapshotter: String,
 }
 
 impl Default for RuntimeConfig {
@@ -207,6 +210,7 @@ impl Default for RuntimeConfig {
             pod_annotations: Vec::new(),
             container_annotations: Vec::new(),
             base_runtime_spec: String::new(),
+            snapshotter: String::new(),
         }
     }
 }

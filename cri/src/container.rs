@@ -558,6 +558,8 @@ impl Cri {
             }
         }
         let (handler, runtime) = self.runtime_for(&plan.sandbox.metadata.runtime_handler)?;
+        let snapshotter = self.snapshotter_for(&handler).to_owned();
+        self.unpacked_in(&plan.image, &snapshotter).await?;
         let _ = handler;
         let security = plan
             .config
@@ -586,7 +588,7 @@ impl Cri {
                 let (spec, accounts) = self
                     .client
                     .with_view(
-                        &self.config.containerd.snapshotter,
+                        &snapshotter,
                         &plan.image.chain_id,
                         &self.state.join("views"),
                         move |rootfs| {
@@ -657,7 +659,7 @@ impl Cri {
                 .first()
                 .cloned()
                 .unwrap_or_else(|| plan.image.id.clone()),
-            snapshotter: self.config.containerd.snapshotter.clone(),
+            snapshotter,
             rootfs: Rootfs::NewSnapshot {
                 key: id.clone(),
                 parent: plan.image.chain_id.clone(),

@@ -28,6 +28,10 @@ fn to_pb(image: CriImage) -> pb::Image {
     }
 }
 
+/// The sandbox annotation naming the runtime handler a pull is for
+/// (containerd 1.7's experimental per-runtime snapshotters).
+const RUNTIME_HANDLER_ANNOTATION: &str = "io.containerd.cri.runtime-handler";
+
 fn image_name(spec: Option<pb::ImageSpec>) -> Result<String, Status> {
     spec.map(|s| s.image)
         .filter(|i| !i.is_empty())
@@ -87,6 +91,25 @@ impl ImageService for Cri {
         request: Request<pb::PullImageRequest>,
     ) -> Result<Response<pb::PullImageResponse>, Status> {
         let request = request.into_inner();
+        // The snapshotter of the runtime the image is for (cri-api's
+        // `runtime_handler`, or containerd 1.7's sandbox annotation): a
+        // runtime of its own snapshotter needs the image unpacked there.
+        let handler = request
+            .image
+            .as_ref()
+            .map(|i| i.runtime_handler.clone())
+            .filter(|h| !h.is_empty())
+            .or_else(|| {
+                request
+                    .sandbox_config
+                    .as_ref()
+                    .and_then(|c| c.annotations.get(RUNTIME_HANDLER_ANNOTATION).cloned())
+            })
+            .unwrap_or_default();
+        if !handler.is_empty() {
+            self.handler_config(&handler).map_err(to_grpc)?;
+        }
+        let snapshotter = self.snapshotter_for(&handler).to_owned();
         let name = image_name(request.image)?;
         let auth = request.auth.map(|a| Auth {
             username: a.username,
@@ -99,7 +122,7 @@ impl ImageService for Cri {
         let pinned = self.is_sandbox_image(&name);
         let image = self
             .images
-            .pull(&name, auth, pinned)
+            .pull(&name, auth, pinned, &snapshotter)
             .await
             .map_err(to_grpc)?;
         Ok(Response::new(pb::PullImageResponse {

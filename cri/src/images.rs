@@ -236,6 +236,7 @@ impl Images {
         reference: &str,
         auth: Option<Auth>,
         pinned: bool,
+        snapshotter: &str,
     ) -> Result<CriImage> {
         let parsed = parse_docker_ref(reference)
             .map_err(|e| e.context(format!("failed to parse image reference {reference:?}")))?;
@@ -287,7 +288,7 @@ impl Images {
         }
         let options = PullOptions {
             max_concurrent_downloads: self.config.max_concurrent_downloads.max(1) as usize,
-            snapshotter: Some(self.config.containerd.snapshotter.clone()),
+            snapshotter: Some(snapshotter.to_owned()),
             labels: labels.clone(),
             keep_unchanged_record: true,
             discard_unpacked_layers: self.config.containerd.discard_unpacked_layers,

@@ -137,7 +137,7 @@ pub struct Cri {
     /// The streaming server's tokens and URL.
     streaming: streaming::Streaming,
     /// The containers' writable layers, as last measured.
-    layer_usage: usage::LayerUsage,
+    layer_usage: usage::LayerUsages,
     /// Images' account files, read by earlier container creates.
     accounts: accounts::AccountsCache,
     /// Held while a container is checkpointed: two dumps at once would
@@ -191,7 +191,7 @@ impl Cri {
             rro_handlers,
             container_events: tokio::sync::broadcast::channel(container_events::BACKLOG).0,
             streaming: streaming::Streaming::default(),
-            layer_usage: usage::LayerUsage::default(),
+            layer_usage: usage::LayerUsages::default(),
             accounts: accounts::AccountsCache::default(),
             checkpointing: tokio::sync::Mutex::new(()),
             image_volume_locks: Mutex::default(),
@@ -363,9 +363,8 @@ impl Cri {
         self.rro_handlers.contains(name)
     }
 
-    /// Where the CRI's snapshotter keeps its snapshots.
-    async fn snapshotter_root(&self) -> Result<String> {
-        let snapshotter = &self.config.containerd.snapshotter;
+    /// Where `snapshotter` keeps its snapshots.
+    async fn snapshotter_root(&self, snapshotter: &str) -> Result<String> {
         let filter = format!("type==io.containerd.snapshotter.v1,id=={snapshotter}");
         let plugins = self
             .client
@@ -385,11 +384,10 @@ impl Cri {
     /// (writable layers as last measured), and where that snapshotter
     /// keeps them.
     async fn image_fs_usage(&self) -> Result<pb::FilesystemUsage> {
-        let mountpoint = self.snapshotter_root().await?;
-        let sn = self
-            .client
-            .snapshotter(&self.config.containerd.snapshotter, None)?;
-        let total = self.layer_usage.total(sn.as_ref()).await?;
+        let snapshotter = &self.config.containerd.snapshotter;
+        let mountpoint = self.snapshotter_root(snapshotter).await?;
+        let sn = self.client.snapshotter(snapshotter, None)?;
+        let total = self.layer_usage.of(snapshotter).total(sn.as_ref()).await?;
         Ok(filesystem_usage(mountpoint, total))
     }
 }

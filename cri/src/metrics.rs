@@ -495,7 +495,7 @@ impl Cri {
                 }
             }
         }
-        if let Ok(layer) = self.writable_layer(&container.id).await {
+        if let Ok(layer) = self.writable_layer(container).await {
             if let Some(used) = layer.used_bytes {
                 collector.push("container_fs_usage_bytes", used.value, &[]);
             }

@@ -60,6 +60,61 @@ impl Cri {
             .ok_or_else(|| Error::not_found(format!("no runtime for {name:?} is configured")))
     }
 
+    /// The snapshotter of `handler`'s pods: its runtime's own, else
+    /// `containerd.snapshotter` (also for a handler not configured: its
+    /// pods are refused elsewhere, naming it).
+    pub(crate) fn snapshotter_for(&self, handler: &str) -> &str {
+        self.handler_config(handler)
+            .ok()
+            .map(|runtime| runtime.snapshotter.as_str())
+            .filter(|s| !s.is_empty())
+            .unwrap_or(&self.config.containerd.snapshotter)
+    }
+
+    /// Every snapshotter pods may use: the default and the runtimes' own.
+    pub(crate) fn snapshotters_in_use(&self) -> Vec<String> {
+        let mut names = vec![self.config.containerd.snapshotter.clone()];
+        for runtime in self.config.containerd.runtimes.values() {
+            if !runtime.snapshotter.is_empty() && !names.contains(&runtime.snapshotter) {
+                names.push(runtime.snapshotter.clone());
+            }
+        }
+        names
+    }
+
+    /// The snapshotter of pod `sandbox_id`'s snapshots (its containers'
+    /// writable layers, its image volumes): that of its runtime.
+    pub(crate) fn snapshotter_of_pod(&self, sandbox_id: &str) -> &str {
+        match self.sandboxes.get(sandbox_id) {
+            Ok(sandbox) => {
+                let handler = sandbox.metadata.runtime_handler.clone();
+                self.snapshotter_for(&handler)
+            }
+            Err(_) => &self.config.containerd.snapshotter,
+        }
+    }
+
+    /// Makes sure `image` is unpacked into `snapshotter`, which may not be
+    /// the one pulls unpack into (a runtime's own).
+    pub(crate) async fn unpacked_in(
+        &self,
+        image: &crate::images::CriImage,
+        snapshotter: &str,
+    ) -> Result<()> {
+        if snapshotter == self.config.containerd.snapshotter {
+            return Ok(());
+        }
+        self.client
+            .ensure_unpacked(&image.target, &image.chain_id, snapshotter)
+            .await
+            .map_err(|e| {
+                e.context(format!(
+                    "unpack {} into snapshotter {snapshotter:?}",
+                    image.id
+                ))
+            })
+    }
+
     /// The runtime a handler names: the default runtime for none.
     pub(crate) fn handler_name<'a>(&'a self, handler: &'a str) -> &'a str {
         if handler.is_empty() {

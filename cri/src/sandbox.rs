@@ -300,6 +300,8 @@ impl Cri {
     ) -> Result<Arc<Sandbox>> {
         let (handler, runtime) = self.runtime_for(handler)?;
         let image = self.sandbox_image().await?;
+        let snapshotter = self.snapshotter_for(&handler).to_owned();
+        self.unpacked_in(&image, &snapshotter).await?;
         let mut undo = Undo::default();
         let result = async {
             let options = namespace_options(&config);
@@ -354,7 +356,7 @@ impl Cri {
             );
             let new = NewContainer {
                 image: image.id.clone(),
-                snapshotter: self.config.containerd.snapshotter.clone(),
+                snapshotter: snapshotter.clone(),
                 rootfs: Rootfs::NewSnapshot {
                     key: id.to_owned(),
                     parent: image.chain_id.clone(),
@@ -455,7 +457,7 @@ impl Cri {
             Some(image) => Ok(image),
             None => self
                 .images
-                .pull(name, None, true)
+                .pull(name, None, true, &self.config.containerd.snapshotter)
                 .await
                 .map_err(|e| e.context(format!("sandbox image {name:?}"))),
         }

@@ -145,17 +145,24 @@ impl Cri {
                 Err(e) => return Err(e),
             }
         }
-        stats.writable_layer = self.writable_layer(&container.id).await.ok();
+        stats.writable_layer = self.writable_layer(container).await.ok();
         Ok(stats)
     }
 
     /// The container's writable layer (its active snapshot, keyed by its
-    /// id) as last measured.
-    pub(crate) async fn writable_layer(&self, id: &str) -> Result<pb::FilesystemUsage> {
-        let snapshotter = &self.config.containerd.snapshotter;
+    /// id, in its pod's snapshotter) as last measured.
+    pub(crate) async fn writable_layer(
+        &self,
+        container: &CriContainer,
+    ) -> Result<pb::FilesystemUsage> {
+        let snapshotter = self.snapshotter_of_pod(&container.metadata.sandbox_id);
         let sn = self.client.snapshotter(snapshotter, None)?;
-        let measured = self.layer_usage.active(sn.as_ref(), id).await?;
-        let mountpoint = self.snapshotter_root().await.unwrap_or_default();
+        let measured = self
+            .layer_usage
+            .of(snapshotter)
+            .active(sn.as_ref(), &container.id)
+            .await?;
+        let mountpoint = self.snapshotter_root(snapshotter).await.unwrap_or_default();
         Ok(crate::filesystem_usage(mountpoint, measured))
     }
 

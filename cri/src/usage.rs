@@ -154,6 +154,19 @@ impl LayerUsage {
     }
 }
 
+/// The measurements of each snapshotter pods use, by its name (the same
+/// key — a chain id — names a different snapshot in each).
+#[derive(Default)]
+pub(crate) struct LayerUsages(Mutex<HashMap<String, Arc<LayerUsage>>>);
+
+impl LayerUsages {
+    /// Those of `snapshotter`.
+    pub(crate) fn of(&self, snapshotter: &str) -> Arc<LayerUsage> {
+        let mut all = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(all.entry(snapshotter.to_owned()).or_default())
+    }
+}
+
 /// Measures the CRI's active snapshots every `period` for as long as the
 /// plugin lives.
 pub(crate) fn spawn_refresh(cri: &Arc<Cri>, period: Duration) {
@@ -164,15 +177,14 @@ pub(crate) fn spawn_refresh(cri: &Arc<Cri>, period: Duration) {
         loop {
             ticks.tick().await;
             let Some(cri) = cri.upgrade() else { return };
-            let refreshed = match cri
-                .client
-                .snapshotter(&cri.config.containerd.snapshotter, None)
-            {
-                Ok(sn) => cri.layer_usage.refresh(sn.as_ref()).await,
-                Err(e) => Err(e),
-            };
-            if let Err(e) = refreshed {
-                tracing::warn!(error = %e, "measure the containers' writable layers");
+            for name in cri.snapshotters_in_use() {
+                let refreshed = match cri.client.snapshotter(&name, None) {
+                    Ok(sn) => cri.layer_usage.of(&name).refresh(sn.as_ref()).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = refreshed {
+                    tracing::warn!(snapshotter = name, error = %e, "measure the containers' writable layers");
+                }
             }
         }
     });

@@ -1927,3 +1927,111 @@ async fn the_cni_template_is_rendered_once_for_the_pod_cidr() {
         serde_json::from_str(&std::fs::read_to_string(&conf).unwrap()).unwrap();
     assert_eq!(again, rendered);
 }
+
+/// A runtime handler with a snapshotter of its own (containerd 1.7's
+/// `runtimes.<name>.snapshotter`): its pods' sandbox and containers get
+/// their root filesystems from it — the images unpacked there when they
+/// were pulled for the default one — and their stats measure it; a pull
+/// for a handler unpacks into its snapshotter, one for an unknown handler
+/// is refused naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runtime_handler_uses_its_own_snapshotter() {
+    let runtimes = "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes";
+    let node = Node::start_with(NodeOptions {
+        cri_tables: format!(
+            "{runtimes}.runc]\nruntime_type = \"io.containerd.runc.v2\"\n\
+             {runtimes}.plain]\nruntime_type = \"io.containerd.runc.v2\"\nsnapshotter = \"native\"\n"
+        ),
+        ..NodeOptions::default()
+    })
+    .await;
+    // Pulled for the default runtime: unpacked into overlayfs only.
+    node.pull_busybox().await;
+    let mut runtime = node.runtime().await;
+    let config = pod_config("plain", node.logs.path(), true);
+    let pod = runtime
+        .run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: "plain".into(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", node.daemon.logs()))
+        .into_inner()
+        .pod_sandbox_id;
+    let app = start_container(
+        &mut runtime,
+        &pod,
+        &config,
+        container_config(
+            "app",
+            &node.busybox,
+            &["sh", "-c", "echo hi > /written; sleep 1000"],
+        ),
+    )
+    .await;
+    let ctr = workspace_bin("ctr");
+    for id in [&pod, &app] {
+        let info = ok(node
+            .daemon
+            .ctr(&ctr, &["-n", "k8s.io", "containers", "info", id]));
+        let info: serde_json::Value = serde_json::from_str(&info).unwrap();
+        assert_eq!(info["Snapshotter"], "native", "{id}: {info}");
+    }
+    assert_eq!(
+        exec(&mut runtime, &app, &["cat", "/written"]).await.stdout,
+        b"hi\n"
+    );
+    let stats = runtime
+        .container_stats(cri::ContainerStatsRequest {
+            container_id: app.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .stats
+        .unwrap();
+    let layer = stats.writable_layer.unwrap();
+    assert!(
+        layer
+            .fs_id
+            .unwrap()
+            .mountpoint
+            .ends_with("io.containerd.snapshotter.v1.native"),
+        "the writable layer is measured in the runtime's snapshotter"
+    );
+    let native = ok(node.daemon.ctr(
+        &ctr,
+        &["-n", "k8s.io", "snapshots", "--snapshotter", "native", "ls"],
+    ));
+    assert!(native.contains(&app), "{native}");
+
+    // A pull for the handler; one for a handler that is not configured.
+    let mut images = node.images().await;
+    let spec = |handler: &str| cri::ImageSpec {
+        image: node.busybox.clone(),
+        runtime_handler: handler.into(),
+        ..Default::default()
+    };
+    images
+        .pull_image(cri::PullImageRequest {
+            image: Some(spec("plain")),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let err = images
+        .pull_image(cri::PullImageRequest {
+            image: Some(spec("nope")),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound, "{err}");
+    assert!(err.message().contains("nope"), "{err}");
+    stop_and_remove_pod(&mut runtime, &pod).await;
+    let native = ok(node.daemon.ctr(
+        &ctr,
+        &["-n", "k8s.io", "snapshots", "--snapshotter", "native", "ls"],
+    ));
+    assert!(!native.contains(&app), "{native}");
+}
