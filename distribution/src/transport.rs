@@ -149,6 +149,93 @@ pub(crate) fn join_location(base: &str, location: &str) -> String {
 }
 
 /// Percent-encodes a query value.
+/// The query parameters of a docker token GET: the service, each scope.
+fn token_params(service: Option<&str>, scopes: &[&str]) -> Vec<(&'static str, String)> {
+    let mut params = Vec::new();
+    if let Some(service) = service {
+        params.push(("service", service.to_owned()));
+    }
+    for s in scopes {
+        params.push(("scope", (*s).to_owned()));
+    }
+    params
+}
+
+/// `realm` with `query` added to its own query.
+fn token_uri(realm: &str, query: &[(&str, String)]) -> Result<http::Uri> {
+    let mut url = realm.to_owned();
+    let mut sep = if url.contains('?') { '&' } else { '?' };
+    for (key, value) in query {
+        url.push_str(&format!("{sep}{key}={}", query_escape(value)));
+        sep = '&';
+    }
+    url.parse().map_err(|source| Error::TokenRealm {
+        realm: realm.to_owned(),
+        source,
+    })
+}
+
+/// The docker token GET: anonymous, or with `credentials` as basic auth.
+fn get_request(
+    realm: &str,
+    service: Option<&str>,
+    scopes: &[&str],
+    credentials: Option<&auth::Credentials>,
+) -> Result<http::Request<ReqBody>> {
+    let mut builder = http::Request::get(token_uri(realm, &token_params(service, scopes))?);
+    if let Some(creds) = credentials {
+        builder = builder.header(header::AUTHORIZATION, auth::basic_header(creds));
+    }
+    builder
+        .body(Empty::new().map_err(|e| match e {}).boxed_unsync())
+        .map_err(|source| Error::InvalidTokenRequest {
+            realm: realm.to_owned(),
+            source,
+        })
+}
+
+/// The OAuth2 token POST (RFC 6749): the `password` grant, or the
+/// `refresh_token` grant for an identity token (no user name).
+fn oauth_request(
+    realm: &str,
+    service: Option<&str>,
+    scopes: &[&str],
+    creds: &auth::Credentials,
+) -> Result<http::Request<ReqBody>> {
+    let mut form: Vec<(&str, String)> = Vec::new();
+    if !scopes.is_empty() {
+        form.push(("scope", scopes.join(" ")));
+    }
+    form.push(("service", service.unwrap_or_default().to_owned()));
+    form.push(("client_id", "crated".to_owned()));
+    if creds.username.is_empty() {
+        form.push(("grant_type", "refresh_token".to_owned()));
+        form.push(("refresh_token", creds.secret.clone()));
+    } else {
+        form.push(("grant_type", "password".to_owned()));
+        form.push(("username", creds.username.clone()));
+        form.push(("password", creds.secret.clone()));
+    }
+    let body: Vec<String> = form
+        .iter()
+        .map(|(k, v)| format!("{k}={}", query_escape(v)))
+        .collect();
+    http::Request::post(token_uri(realm, &[])?)
+        .header(
+            header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded; charset=utf-8",
+        )
+        .body(
+            Full::new(Bytes::from(body.join("&")))
+                .map_err(|e| match e {})
+                .boxed_unsync(),
+        )
+        .map_err(|source| Error::InvalidTokenRequest {
+            realm: realm.to_owned(),
+            source,
+        })
+}
+
 pub(crate) fn query_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
@@ -235,6 +322,13 @@ impl Transport {
         }
     }
 
+    /// A bearer token for `scope` at `host` from the challenge's `realm`,
+    /// cached for its lifetime. With a secret (a password, or an identity
+    /// token alone), first as containerd asks: an OAuth2 POST to the realm
+    /// (`password` grant, or `refresh_token` for an identity token, which
+    /// some registries take no other way); a registry that does not do
+    /// OAuth (404, 401, 400, or 405 with a user name) is asked again as
+    /// for anonymous pulls, with the credentials as basic auth.
     async fn fetch_token(
         &self,
         host: &str,
@@ -244,38 +338,48 @@ impl Transport {
         asked: Option<&str>,
         tls: &TlsOptions,
     ) -> Result<String> {
-        let mut url = realm.to_owned();
-        let mut sep = if url.contains('?') { '&' } else { '?' };
-        if let Some(service) = service {
-            url.push_str(&format!("{sep}service={}", query_escape(service)));
-            sep = '&';
-        }
         // A request may need several scopes (a cross-repository mount
         // pulls from one and pushes to another), joined by spaces.
-        let mut scopes: Vec<&str> = scope.split(' ').collect();
+        let mut scopes: Vec<&str> = scope.split(' ').filter(|s| !s.is_empty()).collect();
         if let Some(asked) = asked {
             if !scopes.contains(&asked) {
                 scopes.push(asked);
             }
         }
-        for s in scopes.iter().filter(|s| !s.is_empty()) {
-            url.push_str(&format!("{sep}scope={}", query_escape(s)));
-            sep = '&';
-        }
-        let uri: http::Uri = url.parse().map_err(|source| Error::TokenRealm {
-            realm: realm.to_owned(),
-            source,
-        })?;
-        let mut builder = http::Request::get(uri);
-        if let Some(creds) = self.credentials(host) {
-            builder = builder.header(header::AUTHORIZATION, auth::basic_header(&creds));
-        }
-        let request = builder
-            .body(Empty::new().map_err(|e| match e {}).boxed_unsync())
-            .map_err(|source| Error::InvalidTokenRequest {
-                realm: realm.to_owned(),
-                source,
-            })?;
+        let credentials = self.credentials(host);
+        let oauth = credentials.as_ref().filter(|c| !c.secret.is_empty());
+        let fetched = match oauth {
+            Some(creds) => {
+                let post = oauth_request(realm, service, &scopes, creds)?;
+                match self.request_token(realm, scope, post, tls).await {
+                    Err(Error::TokenStatus { status, .. })
+                        if matches!(status.as_u16(), 400 | 401 | 404)
+                            || (status.as_u16() == 405 && !creds.username.is_empty()) =>
+                    {
+                        let get = get_request(realm, service, &scopes, credentials.as_ref())?;
+                        self.request_token(realm, scope, get, tls).await
+                    }
+                    other => other,
+                }
+            }
+            None => {
+                let get = get_request(realm, service, &scopes, credentials.as_ref())?;
+                self.request_token(realm, scope, get, tls).await
+            }
+        };
+        let (token, ttl) = fetched?;
+        self.auth.set_token(host, scope, token.clone(), ttl);
+        Ok(token)
+    }
+
+    /// Sends a token `request` to `realm`; the token and its lifetime.
+    async fn request_token(
+        &self,
+        realm: &str,
+        scope: &str,
+        request: http::Request<ReqBody>,
+        tls: &TlsOptions,
+    ) -> Result<(String, Duration)> {
         // The host's TLS settings: a private registry's token server is
         // usually behind the same CA.
         let http = self.client(tls)?;
@@ -310,11 +414,9 @@ impl Transport {
                 realm: realm.to_owned(),
                 source,
             })?;
-        let (token, ttl) = parsed.into_token().ok_or_else(|| Error::NoToken {
+        parsed.into_token().ok_or_else(|| Error::NoToken {
             realm: realm.to_owned(),
-        })?;
-        self.auth.set_token(host, scope, token.clone(), ttl);
-        Ok(token)
+        })
     }
 
     /// Sends `request`: authenticates on a 401 challenge, follows

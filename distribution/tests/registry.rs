@@ -243,6 +243,9 @@ async fn scripted(script: impl Fn(&str, &str, String) -> String + Send + Sync + 
                     let mut body = vec![0; len];
                     reader.read_exact(&mut body).await.unwrap();
                     let request_line = head.lines().next().unwrap_or_default().to_owned();
+                    // The body follows the head, as on the wire.
+                    head.push_str("\r\n");
+                    head.push_str(&String::from_utf8_lossy(&body));
                     let response = script(&base, &request_line, head);
                     if reader
                         .get_mut()
@@ -320,6 +323,105 @@ async fn bearer_tokens_are_fetched_for_the_repository_scope() {
     // The token is cached for the scope: a second resolve asks no more.
     resolver.resolve(&reference).await.unwrap();
     assert_eq!(token_requests.load(Ordering::SeqCst), 1);
+}
+
+/// A registry whose token server takes the OAuth2 POST only (as some
+/// do for identity tokens) or the GET only (as others do).
+async fn token_server(oauth: bool) -> String {
+    scripted(move |base, line, head| {
+        let bearer = |token: &str| {
+            head.contains(&format!("Authorization: Bearer {token}"))
+                || head.contains(&format!("authorization: Bearer {token}"))
+        };
+        if line.starts_with("POST /token") {
+            if !oauth {
+                return respond("404 Not Found", &[], "");
+            }
+            let form = head.rsplit("\r\n").next().unwrap_or_default().to_owned();
+            let fields: Vec<&str> = form.split('&').collect();
+            let ok = fields.contains(&"grant_type=refresh_token")
+                && fields.contains(&"refresh_token=id-t0ken")
+                && fields.contains(&"service=test-registry")
+                && fields.contains(&"scope=repository%3Aorg%2Fimg%3Apull");
+            return if ok {
+                respond(
+                    "200 OK",
+                    &[],
+                    r#"{"access_token":"0auth","expires_in":300}"#,
+                )
+            } else {
+                respond("400 Bad Request", &[], &format!("bad form {form}"))
+            };
+        }
+        if line.starts_with("GET /token?") {
+            let basic = auth_basic("user", "pass");
+            return if !oauth
+                && head
+                    .to_ascii_lowercase()
+                    .contains(&basic.to_ascii_lowercase())
+            {
+                respond("200 OK", &[], r#"{"token":"g3t"}"#)
+            } else {
+                respond("401 Unauthorized", &[], "")
+            };
+        }
+        if bearer("0auth") || bearer("g3t") {
+            return respond("200 OK", &manifest_headers(), MANIFEST);
+        }
+        respond(
+            "401 Unauthorized",
+            &[(
+                "www-authenticate",
+                format!(r#"Bearer realm="http://{base}/token",service="test-registry""#),
+            )],
+            "",
+        )
+    })
+    .await
+}
+
+fn auth_basic(user: &str, pass: &str) -> String {
+    use base64::Engine as _;
+    format!(
+        "authorization: Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+    )
+}
+
+fn resolver_with(username: &str, secret: &str) -> Resolver {
+    let creds = Credentials {
+        username: username.to_owned(),
+        secret: secret.to_owned(),
+    };
+    Resolver::new(
+        HostOptions::default(),
+        Some(Arc::new(move |_: &str| Some(creds.clone()))),
+        TransportOptions::default(),
+    )
+}
+
+#[tokio::test]
+async fn identity_tokens_are_exchanged_with_the_oauth_refresh_grant() {
+    let addr = token_server(true).await;
+    let (_, d) = resolver_with("", "id-t0ken")
+        .resolve(&format!("{addr}/org/img:1"))
+        .await
+        .unwrap();
+    assert_eq!(d.size, MANIFEST.len() as u64);
+}
+
+#[tokio::test]
+async fn a_token_server_without_oauth_gets_the_basic_get() {
+    let addr = token_server(false).await;
+    resolver_with("user", "pass")
+        .resolve(&format!("{addr}/org/img:1"))
+        .await
+        .unwrap();
+    let err = resolver_with("user", "wrong")
+        .resolve(&format!("{addr}/org/img:1"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("401"), "{err}");
 }
 
 #[tokio::test]
