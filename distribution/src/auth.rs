@@ -60,9 +60,9 @@ impl Credentials {
 /// Where credentials for a host come from.
 pub type CredentialsFn = Arc<dyn Fn(&str) -> Option<Credentials> + Send + Sync>;
 
-/// Credentials from a docker `config.json` (`auths.<host>.auth` =
-/// base64 `user:password`, or `username`/`password`); `None` for hosts it
-/// does not list. `docker.io` is also looked up as docker's legacy
+/// Credentials from a docker `config.json` (`auths.<host>.identitytoken`,
+/// else `auth` = base64 `user:password`, else `username`/`password`);
+/// `None` for hosts it does not list. `docker.io` is also looked up as docker's legacy
 /// `https://index.docker.io/v1/` key.
 pub fn docker_config(path: &Path) -> Result<CredentialsFn> {
     let text = std::fs::read_to_string(path).map_err(|source| Error::ReadDockerConfig {
@@ -89,7 +89,19 @@ pub fn docker_config(path: &Path) -> Result<CredentialsFn> {
             } else {
                 host
             };
-            let creds = if let Some(auth) = entry.get("auth").and_then(|a| a.as_str()) {
+            let identity_token = entry
+                .get("identitytoken")
+                .and_then(|t| t.as_str())
+                .filter(|t| !t.is_empty());
+            let creds = if let Some(token) = identity_token {
+                // `docker login` to a registry of identity tokens (ACR)
+                // stores one beside a placeholder user: the token is what
+                // the registry takes, as an OAuth refresh token.
+                Credentials {
+                    username: String::new(),
+                    secret: token.to_owned(),
+                }
+            } else if let Some(auth) = entry.get("auth").and_then(|a| a.as_str()) {
                 let raw = base64::engine::general_purpose::STANDARD
                     .decode(auth)
                     .map_err(|source| Error::DockerConfigAuth {
@@ -107,7 +119,6 @@ pub fn docker_config(path: &Path) -> Result<CredentialsFn> {
                         .to_owned(),
                     secret: entry
                         .get("password")
-                        .or_else(|| entry.get("identitytoken"))
                         .and_then(|u| u.as_str())
                         .unwrap_or_default()
                         .to_owned(),
@@ -309,7 +320,7 @@ mod tests {
         let path = dir.path().join("config.json");
         std::fs::write(
             &path,
-            r#"{"auths":{"https://index.docker.io/v1/":{"auth":"dXNlcjpwYTpzcw=="},"127.0.0.1:5000":{"username":"a","password":"b"}}}"#,
+            r#"{"auths":{"https://index.docker.io/v1/":{"auth":"dXNlcjpwYTpzcw=="},"127.0.0.1:5000":{"username":"a","password":"b"},"x.azurecr.io":{"auth":"MDAwMDAwMDAtMDAwMC0wMDAwLTAwMDAtMDAwMDAwMDAwMDAwOg==","identitytoken":"eyJ0b2tlbiJ9"}}}"#,
         )
         .unwrap();
         let creds = docker_config(&path).unwrap();
@@ -319,6 +330,12 @@ mod tests {
             ("user", "pa:ss")
         );
         assert_eq!(creds("127.0.0.1:5000").unwrap().secret, "b");
+        let acr = creds("x.azurecr.io").unwrap();
+        assert_eq!(
+            (acr.username.as_str(), acr.secret.as_str()),
+            ("", "eyJ0b2tlbiJ9"),
+            "an identity token wins over the placeholder user"
+        );
         assert!(creds("other").is_none());
         assert!(
             !format!("{hub:?}").contains("pa:ss"),
