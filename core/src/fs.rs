@@ -7,9 +7,11 @@ use std::path::{Path, PathBuf};
 
 use crate::{Error, Result};
 
-/// Writes `data` to `path` durably: into a temporary sibling created with
-/// `mode`, synced, renamed over `path`, and the directory synced. A reader
-/// sees the whole old file or the whole new one.
+/// Writes `data` to `path` durably: into a new temporary sibling (its own
+/// name, so concurrent writers never share one and a leftover of a crash
+/// is never reused) created with `mode`, synced, renamed over `path`, and
+/// the directory synced. A reader sees the whole old file or the whole
+/// new one.
 ///
 /// ```
 /// let dir = tempfile::tempdir().unwrap();
@@ -21,8 +23,7 @@ pub fn write_durably(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     let tmp = tmp_sibling(path);
     let written = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(mode)
         .open(&tmp)
         .and_then(|mut file| {
@@ -45,13 +46,13 @@ pub fn write_durably(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     }
 }
 
-/// `path` with `.tmp` added to its name (not replacing an extension: two
-/// targets `a.x` and `a.y` must not share one): one name per target, so
-/// callers serialise writers of one file; a directory reader that picks
-/// files by extension (CNI's `.conf`/`.conflist`) passes it over.
+/// A hidden sibling of `path` named after it and a unique part, ending in
+/// `.tmp`: a directory reader that picks files by extension (CNI's
+/// `.conf`/`.conflist`) or skips dot files passes it over.
 fn tmp_sibling(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".tmp");
+    let mut name = std::ffi::OsString::from(".");
+    name.push(path.file_name().unwrap_or_default());
+    name.push(format!(".{}.tmp", crate::identifiers::unique_part()));
     path.with_file_name(name)
 }
 
@@ -69,7 +70,8 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), b"second");
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        assert!(!dir.path().join("a.conflist.tmp").exists());
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(left.len(), 1, "no temporary file is left");
     }
 
     #[test]
@@ -78,6 +80,6 @@ mod tests {
         let path = dir.path().join("missing/a.json");
         let err = write_durably(&path, b"x", 0o600).unwrap_err();
         assert!(err.is_not_found(), "{err}");
-        assert!(err.to_string().contains("missing/a.json.tmp"), "{err}");
+        assert!(err.to_string().contains("missing/.a.json."), "{err}");
     }
 }

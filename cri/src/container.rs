@@ -558,7 +558,8 @@ impl Cri {
             }
         }
         let (handler, runtime) = self.runtime_for(&plan.sandbox.metadata.runtime_handler)?;
-        let snapshotter = self.snapshotter_for(&handler).to_owned();
+        // Its pod's: where the pod's other snapshots are.
+        let snapshotter = self.snapshotter_of_pod(&plan.sandbox.id);
         self.unpacked_in(&plan.image, &snapshotter).await?;
         let _ = handler;
         let security = plan

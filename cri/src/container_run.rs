@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crated_client::{Client, NewTask, Task};
+use crated_client::{NewTask, Task};
 use crated_core::tasks::{Exit, UpdateTask};
 use crated_core::{Error, Result};
 use tokio::net::unix::pipe;
@@ -210,7 +210,13 @@ impl Cri {
             s.started_at = now_nanos();
             Ok(())
         })?;
-        spawn_exit_monitor(self.client.clone(), Arc::clone(container), task);
+        self.spawn_exit_monitor(Arc::clone(container), task);
+        self.publish_container_event(
+            &container.id,
+            &container.metadata.sandbox_id,
+            pb::ContainerEventType::ContainerStartedEvent,
+        )
+        .await;
         Ok(())
     }
 
@@ -244,13 +250,13 @@ impl Cri {
             Some(task) => task,
             None => {
                 if state == pb::ContainerState::ContainerUnknown {
-                    record_exit(&self.client, container, unknown_exit()).await;
+                    self.record_exit(container, unknown_exit()).await;
                 }
                 return Ok(());
             }
         };
         if state == pb::ContainerState::ContainerUnknown {
-            spawn_exit_monitor(self.client.clone(), Arc::clone(container), task.clone());
+            self.spawn_exit_monitor(Arc::clone(container), task.clone());
         }
         if !timeout.is_zero() {
             let name = if container.metadata.stop_signal.is_empty() {
@@ -400,69 +406,81 @@ fn unknown_exit() -> Exit {
     }
 }
 
-/// Waits for the task's exit in the background, then records it.
-pub(crate) fn spawn_exit_monitor(client: Client, container: Arc<CriContainer>, task: Task) {
-    tokio::spawn(async move {
-        let exit = match task.wait().await {
-            Ok(exit) => exit,
-            Err(e) if e.is_not_found() => unknown_exit(),
-            Err(e) => {
-                // The daemon is shutting down or the shim is gone; a
-                // restart recovers the container's state.
-                tracing::warn!(id = container.id, error = %e, "wait for container exit");
-                return;
+impl Cri {
+    /// Waits for the task's exit in the background, then records it.
+    pub(crate) fn spawn_exit_monitor(&self, container: Arc<CriContainer>, task: Task) {
+        let cri = self.this.clone();
+        tokio::spawn(async move {
+            let exit = match task.wait().await {
+                Ok(exit) => exit,
+                Err(e) if e.is_not_found() => unknown_exit(),
+                Err(e) => {
+                    // The daemon is shutting down or the shim is gone; a
+                    // restart recovers the container's state.
+                    tracing::warn!(id = container.id, error = %e, "wait for container exit");
+                    return;
+                }
+            };
+            if let Some(cri) = cri.upgrade() {
+                cri.record_exit(&container, exit).await;
             }
-        };
-        record_exit(&client, &container, exit).await;
-    });
-}
+        });
+    }
 
-/// What happens when a container's task exits: the task deleted, the log
-/// drained, the exit recorded (once), waiters woken.
-pub(crate) async fn record_exit(client: &Client, container: &CriContainer, exit: Exit) {
-    match client.load_container(&container.id).await {
-        Ok(record) => match record.task().await {
-            Ok(task) => {
-                if let Err(e) = task.delete().await {
-                    if !e.is_not_found() {
-                        tracing::warn!(id = container.id, error = %e, "delete exited task");
+    /// What happens when a container's task exits: the task deleted, the log
+    /// drained, the exit recorded (once), waiters woken, the stop event sent
+    /// (with the status saying so).
+    pub(crate) async fn record_exit(&self, container: &CriContainer, exit: Exit) {
+        match self.client.load_container(&container.id).await {
+            Ok(record) => match record.task().await {
+                Ok(task) => {
+                    if let Err(e) = task.delete().await {
+                        if !e.is_not_found() {
+                            tracing::warn!(id = container.id, error = %e, "delete exited task");
+                        }
                     }
                 }
-            }
+                Err(e) if e.is_not_found() => {}
+                Err(e) => tracing::warn!(id = container.id, error = %e, "load exited task"),
+            },
             Err(e) if e.is_not_found() => {}
-            Err(e) => tracing::warn!(id = container.id, error = %e, "load exited task"),
-        },
-        Err(e) if e.is_not_found() => {}
-        Err(e) => tracing::warn!(id = container.id, error = %e, "load exited container"),
-    }
-    let io: ContainerIo = {
-        let mut io = container.io.lock().await;
-        ContainerIo {
-            stdio: io.stdio.clone(),
-            log: io.log.take(),
-            reopener: io.reopener.take(),
-            stdin: io.stdin.take(),
-            ..Default::default()
+            Err(e) => tracing::warn!(id = container.id, error = %e, "load exited container"),
         }
-    };
-    drop(io.stdin);
-    if let Some(log) = io.log {
-        if let Err(e) = log.drain(LOG_DRAIN).await {
-            tracing::warn!(id = container.id, error = %e, "container log");
+        let io: ContainerIo = {
+            let mut io = container.io.lock().await;
+            ContainerIo {
+                stdio: io.stdio.clone(),
+                log: io.log.take(),
+                reopener: io.reopener.take(),
+                stdin: io.stdin.take(),
+                ..Default::default()
+            }
+        };
+        drop(io.stdin);
+        if let Some(log) = io.log {
+            if let Err(e) = log.drain(LOG_DRAIN).await {
+                tracing::warn!(id = container.id, error = %e, "container log");
+            }
         }
-    }
-    let exited_at = exit.exited_at.map(nanos).unwrap_or_else(now_nanos);
-    let recorded = container.update(|s| {
-        if s.finished_at == 0 {
-            s.pid = 0;
-            s.finished_at = exited_at;
-            s.exit_code = i32::try_from(exit.exit_status).unwrap_or(UNKNOWN_EXIT_CODE);
+        let exited_at = exit.exited_at.map(nanos).unwrap_or_else(now_nanos);
+        let recorded = container.update(|s| {
+            if s.finished_at == 0 {
+                s.pid = 0;
+                s.finished_at = exited_at;
+                s.exit_code = i32::try_from(exit.exit_status).unwrap_or(UNKNOWN_EXIT_CODE);
+            }
+            s.unknown = false;
+            Ok(())
+        });
+        if let Err(e) = recorded {
+            tracing::error!(id = container.id, error = %e, "record container exit");
         }
-        s.unknown = false;
-        Ok(())
-    });
-    if let Err(e) = recorded {
-        tracing::error!(id = container.id, error = %e, "record container exit");
+        container.mark_stopped();
+        self.publish_container_event(
+            &container.id,
+            &container.metadata.sandbox_id,
+            pb::ContainerEventType::ContainerStoppedEvent,
+        )
+        .await;
     }
-    container.mark_stopped();
 }

@@ -118,7 +118,7 @@ impl Cri {
             Err(e) if e.kind() == crated_core::Kind::AlreadyExists => {}
             Err(e) => return Err(e.context(format!("create the lease of pod {sandbox_id:?}"))),
         }
-        let snapshotter_name = self.snapshotter_of_pod(sandbox_id);
+        let snapshotter_name = &self.snapshotter_of_pod(sandbox_id);
         let snapshotter = self
             .client
             .snapshotter(snapshotter_name, Some(sandbox_id))?;
@@ -182,7 +182,7 @@ impl Cri {
         };
         let snapshotter = self
             .client
-            .snapshotter(self.snapshotter_of_pod(sandbox_id), None)?;
+            .snapshotter(&self.snapshotter_of_pod(sandbox_id), None)?;
         for target in targets {
             crated_core::blocking::off_worker(|| crated_core::mount::unmount_all(&target))?;
             let key = target.display().to_string();

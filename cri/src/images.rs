@@ -229,7 +229,7 @@ impl Images {
         Ok(facts)
     }
 
-    /// Pulls `reference` with `auth`, unpacked for the CRI's snapshotter,
+    /// Pulls `reference` with `auth`, unpacked into `snapshotter`,
     /// and records it under its tag, digest and id; returns the image.
     pub async fn pull(
         &self,

@@ -21,7 +21,6 @@ pub fn registration() -> Registration {
         let cri = Cri::new(client, config, ctx.root.clone(), ctx.state.clone())?;
         cri.start().await?;
         crate::streaming::serve(&cri).await?;
-        crate::container_events::spawn(Arc::clone(&cri));
         crate::usage::spawn_refresh(&cri, cri.config.stats_collect_period()?);
         let server = Server::new(move |routes, limits| {
             routes

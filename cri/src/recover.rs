@@ -13,11 +13,10 @@ use crate::container::{
     now_nanos, read_status, write_status, ContainerIo, ContainerMetadata, ContainerStatus,
     CriContainer, KIND_CONTAINER, METADATA_EXTENSION as CONTAINER_METADATA,
 };
-use crate::container_run::{record_exit, spawn_exit_monitor};
 use crate::logs::LogReader;
 use crate::runtime::v1 as pb;
 use crate::sandbox::{
-    watch_sandbox, Sandbox, SandboxMetadata, SandboxState, KIND_LABEL, KIND_SANDBOX,
+    Sandbox, SandboxMetadata, SandboxState, KIND_LABEL, KIND_SANDBOX,
     METADATA_EXTENSION as SANDBOX_METADATA,
 };
 use crate::Cri;
@@ -100,7 +99,7 @@ impl Cri {
         ));
         self.sandboxes.insert(record.id(), Arc::clone(&sandbox));
         if let Some(task) = running {
-            watch_sandbox(sandbox, task);
+            self.watch_sandbox(sandbox, task);
         }
         Ok(())
     }
@@ -196,12 +195,11 @@ impl Cri {
         ));
         self.containers.insert(&id, Arc::clone(&container));
         if let Some(task) = running {
-            spawn_exit_monitor(self.client.clone(), container, task);
+            self.spawn_exit_monitor(container, task);
         } else if container.status().state() == pb::ContainerState::ContainerExited {
             container.mark_stopped();
         } else if container.status().unknown {
-            record_exit(
-                &self.client,
+            self.record_exit(
                 &container,
                 crated_core::tasks::Exit {
                     pid: 0,

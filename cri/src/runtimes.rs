@@ -83,27 +83,30 @@ impl Cri {
     }
 
     /// The snapshotter of pod `sandbox_id`'s snapshots (its containers'
-    /// writable layers, its image volumes): that of its runtime.
-    pub(crate) fn snapshotter_of_pod(&self, sandbox_id: &str) -> &str {
+    /// writable layers, its image volumes): the one recorded when it was
+    /// made, which a changed configuration does not move.
+    pub(crate) fn snapshotter_of_pod(&self, sandbox_id: &str) -> String {
         match self.sandboxes.get(sandbox_id) {
-            Ok(sandbox) => {
-                let handler = sandbox.metadata.runtime_handler.clone();
-                self.snapshotter_for(&handler)
+            Ok(sandbox) if !sandbox.metadata.snapshotter.is_empty() => {
+                sandbox.metadata.snapshotter.clone()
             }
-            Err(_) => &self.config.containerd.snapshotter,
+            Ok(sandbox) => self
+                .snapshotter_for(&sandbox.metadata.runtime_handler)
+                .to_owned(),
+            Err(_) => self.config.containerd.snapshotter.clone(),
         }
     }
 
     /// Makes sure `image` is unpacked into `snapshotter`, which may not be
-    /// the one pulls unpack into (a runtime's own).
+    /// the one its pull unpacked into. Its layers must still be in the
+    /// content store (not with `discard_unpacked_layers`).
     pub(crate) async fn unpacked_in(
         &self,
         image: &crate::images::CriImage,
         snapshotter: &str,
     ) -> Result<()> {
-        if snapshotter == self.config.containerd.snapshotter {
-            return Ok(());
-        }
+        // Also the default one: an image may have been pulled for a
+        // runtime of its own snapshotter only. A stat when it is there.
         self.client
             .ensure_unpacked(&image.target, &image.chain_id, snapshotter)
             .await

@@ -81,6 +81,10 @@ pub struct SandboxMetadata {
     pub ips: Vec<String>,
     /// When it was created, in nanoseconds since the epoch.
     pub created_at: i64,
+    /// The snapshotter of its snapshots (its runtime's when it was made;
+    /// empty in records of older versions: its runtime's now).
+    #[serde(default)]
+    pub snapshotter: String,
 }
 
 /// Whether a sandbox can run containers.
@@ -335,6 +339,7 @@ impl Cri {
                 netns: network.netns.clone(),
                 ips: Vec::new(),
                 created_at: now_nanos(),
+                snapshotter: snapshotter.clone(),
             };
             // The pause container.
             let image_config = image.image_config()?;
@@ -410,7 +415,7 @@ impl Cri {
                 metadata,
                 SandboxState::Ready,
             ));
-            watch_sandbox(Arc::clone(&sandbox), task);
+            self.watch_sandbox(Arc::clone(&sandbox), task);
             Ok(sandbox)
         }
         .await;
@@ -1001,22 +1006,33 @@ impl Undo {
     }
 }
 
-/// Marks the sandbox not ready when its pause process exits, and deletes
-/// the exited task.
-pub(crate) fn watch_sandbox(sandbox: Arc<Sandbox>, task: crated_client::Task) {
-    tokio::spawn(async move {
-        match task.wait().await {
-            Ok(_) => {}
-            Err(e) if e.is_not_found() => {}
-            // Shutting down: a restart recovers the state.
-            Err(_) => return,
-        }
-        sandbox.set_state(SandboxState::NotReady);
-        if let Err(e) = task.delete().await {
-            if !e.is_not_found() {
-                tracing::warn!(id = sandbox.id, error = %e, "delete exited sandbox task");
+impl Cri {
+    /// Marks the sandbox not ready when its pause process exits, deletes
+    /// the exited task and sends the pod's stop event.
+    pub(crate) fn watch_sandbox(&self, sandbox: Arc<Sandbox>, task: crated_client::Task) {
+        let cri = self.this.clone();
+        tokio::spawn(async move {
+            match task.wait().await {
+                Ok(_) => {}
+                Err(e) if e.is_not_found() => {}
+                // Shutting down: a restart recovers the state.
+                Err(_) => return,
             }
-        }
-        sandbox.stopped.send_replace(true);
-    });
+            sandbox.set_state(SandboxState::NotReady);
+            if let Err(e) = task.delete().await {
+                if !e.is_not_found() {
+                    tracing::warn!(id = sandbox.id, error = %e, "delete exited sandbox task");
+                }
+            }
+            sandbox.stopped.send_replace(true);
+            if let Some(cri) = cri.upgrade() {
+                cri.publish_container_event(
+                    &sandbox.id,
+                    &sandbox.id,
+                    pb::ContainerEventType::ContainerStoppedEvent,
+                )
+                .await;
+            }
+        });
+    }
 }

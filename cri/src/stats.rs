@@ -155,7 +155,7 @@ impl Cri {
         &self,
         container: &CriContainer,
     ) -> Result<pb::FilesystemUsage> {
-        let snapshotter = self.snapshotter_of_pod(&container.metadata.sandbox_id);
+        let snapshotter = &self.snapshotter_of_pod(&container.metadata.sandbox_id);
         let sn = self.client.snapshotter(snapshotter, None)?;
         let measured = self
             .layer_usage

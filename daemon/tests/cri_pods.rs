@@ -9,7 +9,7 @@
 mod common;
 mod cri_support;
 
-use common::{ok, workspace_bin};
+use common::{ok, rows, workspace_bin};
 use crated_cri::runtime::v1 as cri;
 use cri_support::{
     allocated_ips, bridge_conflist, container_config, eventually, log_records, pod_config,
@@ -930,6 +930,16 @@ async fn container_events_follow_a_pod_through_its_life() {
             .unwrap()
             .unwrap();
         let kind = Kind::try_from(event.container_event_type).unwrap();
+        if event.container_id == created && kind == Kind::ContainerStartedEvent {
+            // The kubelet takes this status as the container's: a started
+            // container still shown as created would be started again.
+            let status = event
+                .containers_statuses
+                .iter()
+                .find(|s| s.id == created)
+                .unwrap();
+            assert_eq!(status.state, cri::ContainerState::ContainerRunning as i32);
+        }
         if event.container_id == created && kind == Kind::ContainerStoppedEvent {
             // The stop event already says the container exited.
             let status = event
@@ -1929,11 +1939,11 @@ async fn the_cni_template_is_rendered_once_for_the_pod_cidr() {
 }
 
 /// A runtime handler with a snapshotter of its own (containerd 1.7's
-/// `runtimes.<name>.snapshotter`): its pods' sandbox and containers get
-/// their root filesystems from it — the images unpacked there when they
-/// were pulled for the default one — and their stats measure it; a pull
-/// for a handler unpacks into its snapshotter, one for an unknown handler
-/// is refused naming it.
+/// `runtimes.<name>.snapshotter`): a pull for the handler unpacks into it
+/// (one for an unknown handler is refused naming it), its pods' sandbox
+/// and containers get their root filesystems from it — an image pulled for
+/// the default one is unpacked there when needed — and their stats
+/// measure it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_runtime_handler_uses_its_own_snapshotter() {
     let runtimes = "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes";
@@ -1945,8 +1955,41 @@ async fn a_runtime_handler_uses_its_own_snapshotter() {
         ..NodeOptions::default()
     })
     .await;
-    // Pulled for the default runtime: unpacked into overlayfs only.
-    node.pull_busybox().await;
+    let ctr = workspace_bin("ctr");
+    let native_snapshots = || {
+        ok(node.daemon.ctr(
+            &ctr,
+            &["-n", "k8s.io", "snapshots", "--snapshotter", "native", "ls"],
+        ))
+    };
+    // A pull for the handler unpacks into its snapshotter; one for a
+    // handler that is not configured is refused.
+    let mut images = node.images().await;
+    let spec = |handler: &str| cri::ImageSpec {
+        image: node.busybox.clone(),
+        runtime_handler: handler.into(),
+        ..Default::default()
+    };
+    let err = images
+        .pull_image(cri::PullImageRequest {
+            image: Some(spec("nope")),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound, "{err}");
+    assert!(err.message().contains("nope"), "{err}");
+    assert!(rows(&native_snapshots()).is_empty());
+    images
+        .pull_image(cri::PullImageRequest {
+            image: Some(spec("plain")),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(!rows(&native_snapshots()).is_empty());
+    // The pause image, pulled for the default snapshotter with the pod,
+    // is unpacked into the handler's when its sandbox needs it.
     let mut runtime = node.runtime().await;
     let config = pod_config("plain", node.logs.path(), true);
     let pod = runtime
@@ -1969,7 +2012,6 @@ async fn a_runtime_handler_uses_its_own_snapshotter() {
         ),
     )
     .await;
-    let ctr = workspace_bin("ctr");
     for id in [&pod, &app] {
         let info = ok(node
             .daemon
@@ -1999,39 +2041,7 @@ async fn a_runtime_handler_uses_its_own_snapshotter() {
             .ends_with("io.containerd.snapshotter.v1.native"),
         "the writable layer is measured in the runtime's snapshotter"
     );
-    let native = ok(node.daemon.ctr(
-        &ctr,
-        &["-n", "k8s.io", "snapshots", "--snapshotter", "native", "ls"],
-    ));
-    assert!(native.contains(&app), "{native}");
-
-    // A pull for the handler; one for a handler that is not configured.
-    let mut images = node.images().await;
-    let spec = |handler: &str| cri::ImageSpec {
-        image: node.busybox.clone(),
-        runtime_handler: handler.into(),
-        ..Default::default()
-    };
-    images
-        .pull_image(cri::PullImageRequest {
-            image: Some(spec("plain")),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let err = images
-        .pull_image(cri::PullImageRequest {
-            image: Some(spec("nope")),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), tonic::Code::NotFound, "{err}");
-    assert!(err.message().contains("nope"), "{err}");
+    assert!(native_snapshots().contains(&app));
     stop_and_remove_pod(&mut runtime, &pod).await;
-    let native = ok(node.daemon.ctr(
-        &ctr,
-        &["-n", "k8s.io", "snapshots", "--snapshotter", "native", "ls"],
-    ));
-    assert!(!native.contains(&app), "{native}");
+    assert!(!native_snapshots().contains(&app));
 }

@@ -449,6 +449,14 @@ impl Harness {
                     (server["ready"] == Value::Bool(true))
                         .then(|| pod.clone())
                         .ok_or_else(|| format!("not ready: {server}"))
+                        .and_then(|pod| {
+                            // Nothing made the kubelet restart it (a
+                            // status it misread would).
+                            match server["restartCount"].as_u64() {
+                                Some(0) => Ok(pod),
+                                _ => Err(format!("restarted before its probes failed: {server}")),
+                            }
+                        })
                 },
             )
             .await;

@@ -148,7 +148,6 @@ pub(crate) fn join_location(base: &str, location: &str) -> String {
     }
 }
 
-/// Percent-encodes a query value.
 /// The query parameters of a docker token GET: the service, each scope.
 fn token_params(service: Option<&str>, scopes: &[&str]) -> Vec<(&'static str, String)> {
     let mut params = Vec::new();
@@ -236,6 +235,7 @@ fn oauth_request(
         })
 }
 
+/// Percent-encodes a query value.
 pub(crate) fn query_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
@@ -356,14 +356,16 @@ impl Transport {
                         if matches!(status.as_u16(), 400 | 401 | 404)
                             || (status.as_u16() == 405 && !creds.username.is_empty()) =>
                     {
-                        let get = get_request(realm, service, &scopes, credentials.as_ref())?;
+                        let get = get_request(realm, service, &scopes, oauth)?;
                         self.request_token(realm, scope, get, tls).await
                     }
                     other => other,
                 }
             }
+            // No secret: anonymous, as containerd (a user name alone is no
+            // credential).
             None => {
-                let get = get_request(realm, service, &scopes, credentials.as_ref())?;
+                let get = get_request(realm, service, &scopes, None)?;
                 self.request_token(realm, scope, get, tls).await
             }
         };
