@@ -841,9 +841,15 @@ async fn run_with_shim(ns: &str, shim: &str) {
             String::from_utf8_lossy(&out.stderr),
             f.daemon.logs()
         );
+        // Seen once in CI (2026-12-05, Debian's shim, the machine busy):
+        // stdout arrived, stderr did not. Everything is printed so a next
+        // time can tell the shim's copy from ctr's reader.
         assert!(
             String::from_utf8_lossy(&out.stderr).contains("oops"),
-            "{who}"
+            "{who}: stderr {:?}, stdout {:?}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout),
+            f.daemon.logs()
         );
         assert_eq!(out.status.code(), Some(7), "{who}");
 
