@@ -823,6 +823,10 @@ async fn run_with_shim(ns: &str, shim: &str) {
                 .unwrap()
         };
         let id = format!("s-{who}");
+        // The pause before the exit: Debian's ctr (1.6.20, task.go's
+        // Delete) closes its FIFO readers before it waits for them, so
+        // output the shim has not copied yet when the exit arrives is lost
+        // — against containerd too. Seen once in CI with Debian's shim.
         let out = ctr(&[
             "run",
             "--rm",
@@ -832,7 +836,7 @@ async fn run_with_shim(ns: &str, shim: &str) {
             &id,
             "sh",
             "-c",
-            "echo hi; echo oops >&2; exit 7",
+            "echo hi; echo oops >&2; sleep 0.2; exit 7",
         ]);
         assert_eq!(
             String::from_utf8_lossy(&out.stdout),
@@ -841,9 +845,6 @@ async fn run_with_shim(ns: &str, shim: &str) {
             String::from_utf8_lossy(&out.stderr),
             f.daemon.logs()
         );
-        // Seen once in CI (2026-12-05, Debian's shim, the machine busy):
-        // stdout arrived, stderr did not. Everything is printed so a next
-        // time can tell the shim's copy from ctr's reader.
         assert!(
             String::from_utf8_lossy(&out.stderr).contains("oops"),
             "{who}: stderr {:?}, stdout {:?}\n{}",
