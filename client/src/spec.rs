@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 
 use crated_core::descriptor::Any;
 use crated_core::{Namespace, Result};
-use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
 use oci_spec::runtime::{
     Capabilities, Capability, LinuxBuilder, LinuxCapabilities, LinuxDeviceCgroup, LinuxDeviceType,
     LinuxNamespace, LinuxNamespaceType, LinuxResources, LinuxSeccomp, Mount, PosixRlimit,
@@ -757,17 +757,19 @@ pub fn read_in_root(root: &Path, path: &str) -> Result<Option<String>> {
         .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOCTTY | OFlag::O_NONBLOCK)
         .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
     use std::os::fd::AsRawFd as _;
-    let fd = match openat2(dir.as_raw_fd(), path.trim_start_matches('/'), how) {
-        Ok(fd) => fd,
-        Err(nix::errno::Errno::ENOENT) | Err(nix::errno::Errno::ENOTDIR) => return Ok(None),
-        Err(source) => {
-            return Err(Error::OpenImageFile {
-                path: path.to_owned(),
-                source,
+    let fd =
+        match crated_core::fs::openat2_retrying(dir.as_raw_fd(), path.trim_start_matches('/'), how)
+        {
+            Ok(fd) => fd,
+            Err(nix::errno::Errno::ENOENT) | Err(nix::errno::Errno::ENOTDIR) => return Ok(None),
+            Err(source) => {
+                return Err(Error::OpenImageFile {
+                    path: path.to_owned(),
+                    source,
+                }
+                .into())
             }
-            .into())
-        }
-    };
+        };
     // SAFETY: openat2 returned a fresh descriptor that nothing else owns.
     let file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
     let image_file = |op, source| Error::ImageFile {

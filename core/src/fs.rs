@@ -46,6 +46,25 @@ pub fn write_durably(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     }
 }
 
+/// `openat2(2)`, tried again while the kernel answers EAGAIN: with
+/// `RESOLVE_IN_ROOT` or `RESOLVE_BENEATH` it does so whenever a rename or
+/// a mount anywhere on the machine raced the resolution, which a busy node
+/// (containers starting, layers unpacking) makes a matter of time. Gives
+/// up (EAGAIN) after many tries in a row.
+pub fn openat2_retrying<P: ?Sized + nix::NixPath>(
+    dirfd: std::os::fd::RawFd,
+    path: &P,
+    how: nix::fcntl::OpenHow,
+) -> nix::Result<std::os::fd::RawFd> {
+    let mut tries = 0;
+    loop {
+        match nix::fcntl::openat2(dirfd, path, how) {
+            Err(nix::errno::Errno::EAGAIN) if tries < 1000 => tries += 1,
+            other => return other,
+        }
+    }
+}
+
 /// A hidden sibling of `path` named after it and a unique part, ending in
 /// `.tmp`: a directory reader that picks files by extension (CNI's
 /// `.conf`/`.conflist`) or skips dot files passes it over.

@@ -254,7 +254,7 @@ fn directory_in_root(root: &Path, sub: &str) -> Result<PathBuf> {
         "" => ".",
         relative => relative,
     };
-    let fd = match nix::fcntl::openat2(dir.as_raw_fd(), relative, how) {
+    let fd = match crated_core::fs::openat2_retrying(dir.as_raw_fd(), relative, how) {
         Ok(fd) => fd,
         Err(nix::errno::Errno::ENOSYS) => {
             return Err(Error::not_implemented(

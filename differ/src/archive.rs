@@ -19,7 +19,7 @@ use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Component, Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::{
     fchmodat, fstatat, mkdirat, mknodat, utimensat, FchmodatFlags, Mode, SFlag, UtimensatFlags,
 };
@@ -130,7 +130,7 @@ fn open_in_root(dirfd: RawFd, path: &Path, flags: OFlag) -> std::result::Result<
         // Owner-only until the entry's own mode is set.
         how = how.mode(Mode::from_bits_truncate(0o600));
     }
-    let fd = openat2(dirfd, path, how)?;
+    let fd = crated_core::fs::openat2_retrying(dirfd, path, how)?;
     // SAFETY: openat2 returned a fresh descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
