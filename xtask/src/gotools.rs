@@ -9,7 +9,7 @@
 //! releases instead. Stamp files record the versions built, so a warm cache
 //! skips the whole step.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::Context as _;
@@ -54,40 +54,66 @@ fn built(stamp: &str, version: &str, binaries: &[&str]) -> bool {
     recorded.trim() == version && binaries.iter().all(|b| bin.join(b).is_file())
 }
 
-/// checkpointctl, which the CRI checkpoint test reads its archives with.
-fn install_checkpointctl() -> anyhow::Result<()> {
-    let stamp = "checkpointctl.version";
-    if built(stamp, CHECKPOINTCTL_VERSION, &["checkpointctl"]) {
+/// Unless the stamp file `stamp` says `version` of `binaries` is built,
+/// runs `build` with the bin directory (made first), then writes the stamp.
+fn install_stamped(
+    stamp: &str,
+    version: &str,
+    binaries: &[&str],
+    build: impl FnOnce(&Path) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    if built(stamp, version, binaries) {
         return Ok(());
     }
     let bin = go_bin_dir();
     std::fs::create_dir_all(&bin).with_context(|| format!("create {}", bin.display()))?;
-    crate::run(go(&bin).args([
-        "install",
-        &format!("github.com/checkpoint-restore/checkpointctl@{CHECKPOINTCTL_VERSION}"),
-    ]))?;
-    std::fs::write(bin.join(stamp), CHECKPOINTCTL_VERSION)?;
+    build(&bin)?;
+    std::fs::write(bin.join(stamp), version)?;
     Ok(())
 }
 
-fn install_cri_tools() -> anyhow::Result<()> {
-    let stamp = "cri-tools.version";
-    if built(stamp, CRI_TOOLS_VERSION, &["crictl", "critest"]) {
-        return Ok(());
-    }
-    let bin = go_bin_dir();
-    std::fs::create_dir_all(&bin).with_context(|| format!("create {}", bin.display()))?;
+/// A fresh scratch module `name` in the Go cache with `go_mod` as its
+/// go.mod: where a package of another module is built.
+fn scratch_module(name: &str, go_mod: &str) -> anyhow::Result<PathBuf> {
+    let module = go_cache_dir().join(name);
+    let _ = std::fs::remove_dir_all(&module);
+    std::fs::create_dir_all(&module).with_context(|| format!("create {}", module.display()))?;
+    std::fs::write(module.join("go.mod"), go_mod)?;
+    Ok(module)
+}
 
-    crate::run(go(&bin).args([
+/// checkpointctl, which the CRI checkpoint test reads its archives with.
+fn install_checkpointctl() -> anyhow::Result<()> {
+    install_stamped(
+        "checkpointctl.version",
+        CHECKPOINTCTL_VERSION,
+        &["checkpointctl"],
+        |bin| {
+            crate::run(go(bin).args([
+                "install",
+                &format!("github.com/checkpoint-restore/checkpointctl@{CHECKPOINTCTL_VERSION}"),
+            ]))
+        },
+    )
+}
+
+fn install_cri_tools() -> anyhow::Result<()> {
+    install_stamped(
+        "cri-tools.version",
+        CRI_TOOLS_VERSION,
+        &["crictl", "critest"],
+        build_cri_tools,
+    )
+}
+
+fn build_cri_tools(bin: &Path) -> anyhow::Result<()> {
+    crate::run(go(bin).args([
         "install",
         &format!("{MODULE}/cmd/crictl@{CRI_TOOLS_VERSION}"),
     ]))?;
 
-    let module = go_cache_dir().join("critest-module");
-    let _ = std::fs::remove_dir_all(&module);
-    std::fs::create_dir_all(&module)?;
-    std::fs::write(
-        module.join("go.mod"),
+    let module = scratch_module(
+        "critest-module",
         "module crated.test/critest-build\n\ngo 1.24\n",
     )?;
     // `go get -t` records cri-tools and the test-only requirements of the
@@ -104,26 +130,22 @@ fn install_cri_tools() -> anyhow::Result<()> {
         "-o",
         &bin.join("critest").to_string_lossy(),
         &format!("{MODULE}/cmd/critest"),
-    ]))?;
-    std::fs::write(bin.join(stamp), CRI_TOOLS_VERSION)?;
-    Ok(())
+    ]))
 }
 
 /// The kubelet the kubelet test runs static pods with.
 fn install_kubelet() -> anyhow::Result<()> {
-    let stamp = "kubelet.version";
-    if built(stamp, KUBERNETES_VERSION, &["kubelet"]) {
-        return Ok(());
-    }
-    let bin = go_bin_dir();
-    std::fs::create_dir_all(&bin).with_context(|| format!("create {}", bin.display()))?;
-    let module = go_cache_dir().join("kubelet-module");
-    let _ = std::fs::remove_dir_all(&module);
-    std::fs::create_dir_all(&module)?;
-    std::fs::write(
-        module.join("go.mod"),
-        "module crated.test/kubelet-build\n\ngo 1.26\n",
-    )?;
+    install_stamped(
+        "kubelet.version",
+        KUBERNETES_VERSION,
+        &["kubelet"],
+        build_kubelet,
+    )
+}
+
+fn build_kubelet(bin: &Path) -> anyhow::Result<()> {
+    let base = "module crated.test/kubelet-build\n\ngo 1.26\n";
+    let module = scratch_module("kubelet-module", base)?;
 
     // Kubernetes' own go.mod, for the list of its staging modules.
     let kubernetes = format!("k8s.io/kubernetes@{KUBERNETES_VERSION}");
@@ -157,9 +179,7 @@ fn install_kubelet() -> anyhow::Result<()> {
         replace.contains("k8s.io/cri-api"),
         "no staging modules found in the go.mod of {kubernetes}"
     );
-    let mut ours = std::fs::read_to_string(module.join("go.mod"))?;
-    ours.push_str(&replace);
-    std::fs::write(module.join("go.mod"), ours)?;
+    std::fs::write(module.join("go.mod"), format!("{base}{replace}"))?;
 
     let package = "k8s.io/kubernetes/cmd/kubelet";
     crate::run(go(&module).args(["get", &format!("{package}@{KUBERNETES_VERSION}")]))?;
@@ -170,9 +190,7 @@ fn install_kubelet() -> anyhow::Result<()> {
         "-o",
         &bin.join("kubelet").to_string_lossy(),
         package,
-    ]))?;
-    std::fs::write(bin.join(stamp), KUBERNETES_VERSION)?;
-    Ok(())
+    ]))
 }
 
 /// The module paths a Kubernetes `go.mod` replaces with directories of its
