@@ -225,11 +225,7 @@ impl Kubelet {
         let healthz = format!("http://127.0.0.1:{HEALTHZ_PORT}/healthz");
         let mut last = String::new();
         for _ in 0..600 {
-            let out = Command::new("curl")
-                .args(["-sS", "--max-time", "5", &healthz])
-                .output()
-                .expect("run curl");
-            last = String::from_utf8_lossy(&out.stdout).into_owned();
+            last = http_get(&healthz);
             if last == "ok" {
                 return kubelet;
             }
@@ -315,12 +311,36 @@ impl Drop for Kubelet {
     }
 }
 
+/// The body `curl` gets from `url` in the test's network namespace (empty
+/// when it gets none).
+fn http_get(url: &str) -> String {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "5", url])
+        .output()
+        .expect("run curl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// The status of container `name` in a pod's status.
 fn container_status<'a>(pod: &'a Value, name: &str) -> Option<&'a Value> {
-    pod["status"]["containerStatuses"]
+    by_name(&pod["status"]["containerStatuses"], name)
+}
+
+/// The item of the JSON list `items` whose `name` is `name`.
+fn by_name<'a>(items: &'a Value, name: &str) -> Option<&'a Value> {
+    items
         .as_array()?
         .iter()
         .find(|c| c["name"].as_str() == Some(name))
+}
+
+/// The stats of static pod `name` in a `/stats/summary` answer.
+fn pod_stats<'a>(summary: &'a Value, name: &str) -> Option<&'a Value> {
+    let name = format!("{name}-crated-node");
+    summary["pods"]
+        .as_array()?
+        .iter()
+        .find(|p| p["podRef"]["name"].as_str() == Some(name.as_str()))
 }
 
 /// How a test's node and kubelet are set up.
@@ -466,12 +486,10 @@ impl Harness {
             "{}",
             self.fail(&format!("pod IP {pod_ip}: {pod}"))
         );
-        let page = Command::new("curl")
-            .args(["-sS", "--max-time", "5"])
-            .arg(format!("http://{pod_ip}:8080/index.html"))
-            .output()
-            .unwrap();
-        assert_eq!(String::from_utf8_lossy(&page.stdout), "hello from crated\n");
+        assert_eq!(
+            http_get(&format!("http://{pod_ip}:8080/index.html")),
+            "hello from crated\n"
+        );
 
         // The crasher exits 3 and is restarted, its exit code and
         // termination message kept as its last state; its runs share the
@@ -719,14 +737,8 @@ fn kubelet_runs_a_static_pod_on_crated() {
             .api("GET", "/stats/summary")
             .unwrap_or_else(|e| panic!("{}", h.fail(&e)));
         let summary: Value = serde_json::from_str(&summary).unwrap();
-        let server_stats = summary["pods"]
-            .as_array()
-            .and_then(|pods| {
-                pods.iter()
-                    .find(|p| p["podRef"]["name"] == "web-crated-node")
-            })
-            .and_then(|web| web["containers"].as_array())
-            .and_then(|cs| cs.iter().find(|c| c["name"] == "server"))
+        let server_stats = pod_stats(&summary, "web")
+            .and_then(|web| by_name(&web["containers"], "server"))
             .unwrap_or_else(|| panic!("{}", h.fail(&format!("no server stats: {summary}"))));
         assert!(
             server_stats["memory"]["workingSetBytes"]
@@ -754,16 +766,10 @@ fn kubelet_runs_a_static_pod_on_crated() {
             },
         )
         .await;
-        let page = Command::new("curl")
-            .args([
-                "-sS",
-                "--max-time",
-                "5",
-                "http://127.0.0.1:18080/index.html",
-            ])
-            .output()
-            .unwrap();
-        assert_eq!(String::from_utf8_lossy(&page.stdout), "on the node\n");
+        assert_eq!(
+            http_get("http://127.0.0.1:18080/index.html"),
+            "on the node\n"
+        );
 
         // A failing liveness probe (its file removed through ExecSync)
         // makes the kubelet stop the server through crated and start it
@@ -880,9 +886,7 @@ fn kubelet_pod_lifecycle_survives_a_crated_restart() {
 
         let running = |pod: &Value| -> Result<(String, String), String> {
             let main = container_status(pod, "main").ok_or("no main status")?;
-            let sidecar = pod["status"]["initContainerStatuses"]
-                .as_array()
-                .and_then(|s| s.iter().find(|c| c["name"] == "sidecar"))
+            let sidecar = by_name(&pod["status"]["initContainerStatuses"], "sidecar")
                 .ok_or("no sidecar status")?;
             if main["state"]["running"].is_object() && sidecar["state"]["running"].is_object() {
                 Ok((
@@ -1044,10 +1048,7 @@ fn kubelet_with_evented_pleg_and_cri_stats() {
         let pod = h.web_pod_runs().await;
         let pod_ip = pod["status"]["podIP"].as_str().unwrap_or_default();
         for _ in 0..5 {
-            let _ = Command::new("curl")
-                .args(["-sS", "--max-time", "5"])
-                .arg(format!("http://{pod_ip}:8080/index.html"))
-                .output();
+            http_get(&format!("http://{pod_ip}:8080/index.html"));
         }
 
         // The pod's network traffic (from its network namespace) and its
@@ -1055,18 +1056,11 @@ fn kubelet_with_evented_pleg_and_cri_stats() {
         let summary = eventually_within("pod stats", Duration::from_secs(60), || async {
             let summary: Value = serde_json::from_str(&h.kubelet.api("GET", "/stats/summary")?)
                 .map_err(|e| e.to_string())?;
-            let web = summary["pods"]
-                .as_array()
-                .and_then(|pods| {
-                    pods.iter()
-                        .find(|p| p["podRef"]["name"] == "web-crated-node")
-                })
+            let web = pod_stats(&summary, "web")
                 .cloned()
                 .ok_or_else(|| format!("no web pod: {summary}"))?;
             let rx = web["network"]["rxBytes"].as_u64().unwrap_or(0);
-            let server = web["containers"]
-                .as_array()
-                .and_then(|cs| cs.iter().find(|c| c["name"] == "server"))
+            let server = by_name(&web["containers"], "server")
                 .cloned()
                 .unwrap_or_default();
             let working_set = server["memory"]["workingSetBytes"].as_u64().unwrap_or(0);
