@@ -930,25 +930,21 @@ async fn container_events_follow_a_pod_through_its_life() {
             .unwrap()
             .unwrap();
         let kind = Kind::try_from(event.container_event_type).unwrap();
-        if event.container_id == created && kind == Kind::ContainerStartedEvent {
-            // The kubelet takes this status as the container's: a started
-            // container still shown as created would be started again.
+        // The kubelet takes an event's status as the container's: a
+        // started container still shown as created would be started again,
+        // and the stop event must already say it exited.
+        let state_now = match kind {
+            Kind::ContainerStartedEvent => Some(cri::ContainerState::ContainerRunning),
+            Kind::ContainerStoppedEvent => Some(cri::ContainerState::ContainerExited),
+            _ => None,
+        };
+        if let (true, Some(state)) = (event.container_id == created, state_now) {
             let status = event
                 .containers_statuses
                 .iter()
                 .find(|s| s.id == created)
                 .unwrap();
-            assert_eq!(status.state, cri::ContainerState::ContainerRunning as i32);
-        }
-        if event.container_id == created && kind == Kind::ContainerStoppedEvent {
-            // The stop event already says the container exited.
-            let status = event
-                .containers_statuses
-                .iter()
-                .find(|s| s.id == created)
-                .unwrap();
-            assert_eq!(status.state, cri::ContainerState::ContainerExited as i32);
-            assert_eq!(event.pod_sandbox_status.as_ref().unwrap().id, pod);
+            assert_eq!(status.state, state as i32, "{kind:?}");
         }
         assert_eq!(
             event.pod_sandbox_status.as_ref().map(|s| s.id.as_str()),

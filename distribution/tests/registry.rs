@@ -287,6 +287,24 @@ fn manifest_headers() -> Vec<(&'static str, String)> {
     ]
 }
 
+/// Whether a request's head carries bearer token `token`.
+fn has_bearer(head: &str, token: &str) -> bool {
+    head.contains(&format!("Authorization: Bearer {token}"))
+        || head.contains(&format!("authorization: Bearer {token}"))
+}
+
+/// A 401 asking for a bearer token from the scripted server's `/token`.
+fn bearer_challenge(base: &str, body: &str) -> String {
+    respond(
+        "401 Unauthorized",
+        &[(
+            "www-authenticate",
+            format!(r#"Bearer realm="http://{base}/token",service="test-registry""#),
+        )],
+        body,
+    )
+}
+
 #[tokio::test]
 async fn bearer_tokens_are_fetched_for_the_repository_scope() {
     let token_requests = Arc::new(AtomicUsize::new(0));
@@ -301,17 +319,11 @@ async fn bearer_tokens_are_fetched_for_the_repository_scope() {
             );
             return respond("200 OK", &[], r#"{"token":"t0ken","expires_in":300}"#);
         }
-        if head.contains("Authorization: Bearer t0ken")
-            || head.contains("authorization: Bearer t0ken")
-        {
+        if has_bearer(&head, "t0ken") {
             return respond("200 OK", &manifest_headers(), MANIFEST);
         }
-        respond(
-            "401 Unauthorized",
-            &[(
-                "www-authenticate",
-                format!(r#"Bearer realm="http://{base}/token",service="test-registry""#),
-            )],
+        bearer_challenge(
+            base,
             r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#,
         )
     })
@@ -329,10 +341,6 @@ async fn bearer_tokens_are_fetched_for_the_repository_scope() {
 /// do for identity tokens) or the GET only (as others do).
 async fn token_server(oauth: bool) -> String {
     scripted(move |base, line, head| {
-        let bearer = |token: &str| {
-            head.contains(&format!("Authorization: Bearer {token}"))
-                || head.contains(&format!("authorization: Bearer {token}"))
-        };
         if line.starts_with("POST /token") {
             if !oauth {
                 return respond("404 Not Found", &[], "");
@@ -365,17 +373,10 @@ async fn token_server(oauth: bool) -> String {
                 respond("401 Unauthorized", &[], "")
             };
         }
-        if bearer("0auth") || bearer("g3t") {
+        if has_bearer(&head, "0auth") || has_bearer(&head, "g3t") {
             return respond("200 OK", &manifest_headers(), MANIFEST);
         }
-        respond(
-            "401 Unauthorized",
-            &[(
-                "www-authenticate",
-                format!(r#"Bearer realm="http://{base}/token",service="test-registry""#),
-            )],
-            "",
-        )
+        bearer_challenge(base, "")
     })
     .await
 }
