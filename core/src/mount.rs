@@ -7,6 +7,8 @@ use nix::mount::{MntFlags, MsFlags};
 
 use crate::{Error, Result};
 
+pub mod idmap;
+
 /// One mount, as containerd's `mount.Mount`: performed as
 /// `mount -t <type> -o <options> <source> <target>` would, by mount(2).
 ///
@@ -400,14 +402,23 @@ pub fn mount_all(mounts: &[Mount], target: &Path) -> Result<MountGuard> {
             )));
         }
         let at = target.join(sub);
-        let (dir, options) = m.compacted();
-        match (&dir, m.syscall(&options)) {
-            (None, Some(call)) => mount_syscall(m, &call, &at)?,
-            _ => mount_command(m, dir, &options, &at)?,
+        match idmap::Mapped::split(m)? {
+            Some(mapped) => mapped.mount(&at)?,
+            None => mount_one(m, &at)?,
         }
         guard.depth += 1;
     }
     Ok(guard)
+}
+
+/// Performs one mount at `at`: with mount(2), or mount(8) where it is
+/// needed.
+fn mount_one(m: &Mount, at: &Path) -> Result<()> {
+    let (dir, options) = m.compacted();
+    match (&dir, m.syscall(&options)) {
+        (None, Some(call)) => mount_syscall(m, &call, at),
+        _ => mount_command(m, dir, &options, at),
+    }
 }
 
 /// Unmounts the top mount at `target` with umount2(2). A mount that is

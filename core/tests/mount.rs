@@ -81,3 +81,82 @@ fn a_refused_mount_names_what_and_leaves_nothing() {
     assert!(err.to_string().contains("unmount"), "{err}");
     assert!(err.to_string().contains("EINVAL"), "{err}");
 }
+
+/// `uidmap=`/`gidmap=` (containerd's options for a pod in a user namespace
+/// of its own): an overlay's layers and a bind show the node's owners
+/// shifted into the pod's range, what the pod writes lands in the upper
+/// directory with the pod's host IDs, and no scratch mount stays behind.
+#[test]
+fn id_mapped_overlay_and_bind_shift_owners_and_leave_no_scratch() {
+    use std::os::unix::fs::MetadataExt as _;
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = |name: &str| {
+        let p = dir.path().join(name);
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    };
+    let (lower, upper, work, root) = (d("lower"), d("upper"), d("work"), d("root"));
+    std::fs::write(lower.join("f"), "from the image").unwrap();
+    std::os::unix::fs::chown(lower.join("f"), Some(0), Some(0)).unwrap();
+    std::os::unix::fs::chown(&upper, Some(100_000), Some(100_000)).unwrap();
+    let maps = [
+        "uidmap=0:100000:65536".to_owned(),
+        "gidmap=0:100000:65536".to_owned(),
+    ];
+
+    let overlay = Mount {
+        r#type: "overlay".into(),
+        source: "overlay".into(),
+        target: String::new(),
+        options: [
+            format!("lowerdir={}", lower.display()),
+            format!("upperdir={}", upper.display()),
+            format!("workdir={}", work.display()),
+        ]
+        .into_iter()
+        .chain(maps.clone())
+        .collect(),
+    };
+    let guard = mount_all(&[overlay], &root).unwrap();
+    let seen = std::fs::metadata(root.join("f")).unwrap();
+    assert_eq!((seen.uid(), seen.gid()), (100_000, 100_000));
+    let on_disk = std::fs::metadata(lower.join("f")).unwrap();
+    assert_eq!(on_disk.uid(), 0, "the layer itself is not rewritten");
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().contains("idmap"))
+        .collect();
+    assert!(leftovers.is_empty(), "scratch left: {leftovers:?}");
+    drop(guard);
+    assert!(!is_mountpoint(&root).unwrap());
+
+    let mut bind = Mount::bind(lower.to_str().unwrap(), false);
+    bind.options.extend(maps);
+    let guard = mount_all(&[bind], &root).unwrap();
+    assert_eq!(std::fs::metadata(root.join("f")).unwrap().uid(), 100_000);
+    // What the pod's root (host 100000) makes is the node's root's on disk.
+    let made = std::process::Command::new("setpriv")
+        .args([
+            "--reuid=100000",
+            "--regid=100000",
+            "--clear-groups",
+            "touch",
+        ])
+        .arg(root.join("g"))
+        .status()
+        .unwrap();
+    assert!(made.success(), "the pod's root writes through the mapping");
+    assert_eq!(std::fs::metadata(lower.join("g")).unwrap().uid(), 0);
+    // The node's root is outside the mapping: it cannot make files there.
+    let err = std::fs::write(root.join("h"), "").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(nix::libc::EOVERFLOW), "{err}");
+    drop(guard);
+    assert!(!is_mountpoint(&root).unwrap());
+
+    let mut half = Mount::bind(lower.to_str().unwrap(), false);
+    half.options.push("uidmap=0:100000:65536".into());
+    let err = mount_all(&[half], &root).unwrap_err();
+    assert!(err.to_string().contains("go together"), "{err}");
+}

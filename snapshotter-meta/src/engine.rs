@@ -55,6 +55,13 @@ pub trait Layout: Send + Sync + 'static {
     /// Disk use of the snapshot's own layer, whose files are at `dir`.
     fn usage(&self, dir: &Path) -> Result<Usage>;
 
+    /// Gives a new active snapshot's root, at `dir`, to a user namespace's
+    /// root (`uid`, `gid` on the host), where its mounts show it unshifted:
+    /// an overlay's upper directory is not ID-mapped, its lower ones are.
+    fn give_root(&self, _dir: &Path, _snapshot: &Snapshot, _uid: u32, _gid: u32) -> Result<()> {
+        Ok(())
+    }
+
     /// Makes a snapshot's files immutable as it is committed (btrfs marks
     /// the subvolume read-only), or writable again when the commit's record
     /// could not be written.
@@ -122,11 +129,13 @@ impl<L: Layout> DirSnapshotter<L> {
 
 impl<L: Layout> Inner<L> {
     fn create(&self, kind: Kind, key: &str, parent: &str, labels: Labels) -> Result<Vec<Mount>> {
+        // Checked before anything is made: a mapping mounts cannot show.
+        crated_core::snapshots::id_mappings(&labels)?;
         let mut change = self.meta.change();
         let snapshot = change.create(kind, key, parent, labels)?;
         if !self.needs_files(&snapshot) {
             change.apply()?;
-            return Ok(self.layout.mounts(&self.dirs, &snapshot));
+            return self.mounts(&snapshot);
         }
         self.build(&snapshot)?;
         // No sync of the directory before the reply. What a prepare makes is
@@ -139,7 +148,22 @@ impl<L: Layout> Inner<L> {
             let _ = self.layout.remove(&self.dirs.snapshot(&snapshot.id));
             return Err(err.into());
         }
-        Ok(self.layout.mounts(&self.dirs, &snapshot))
+        self.mounts(&snapshot)
+    }
+
+    /// How to mount `snapshot`: the layout's mounts, with the `uidmap=` and
+    /// `gidmap=` options of the ID mappings its labels ask for
+    /// (`crated_core::mount::idmap` performs them).
+    fn mounts(&self, snapshot: &Snapshot) -> Result<Vec<Mount>> {
+        let mut mounts = self.layout.mounts(&self.dirs, snapshot);
+        if let Some((uids, gids)) = crated_core::snapshots::id_mappings(&snapshot.info.labels)? {
+            use crated_core::mount::idmap::format_list;
+            for m in &mut mounts {
+                m.options.push(format!("uidmap={}", format_list(&uids)));
+                m.options.push(format!("gidmap={}", format_list(&gids)));
+            }
+        }
+        Ok(mounts)
     }
 
     /// Whether `snapshot` has files of its own.
@@ -165,6 +189,7 @@ impl<L: Layout> Inner<L> {
         let built = self
             .layout
             .create(&staging, snapshot.info.kind, parent_dir.as_deref())
+            .and_then(|()| self.give_root(&staging, snapshot))
             .and_then(|()| {
                 fs::rename(&staging, &dir).map_err(|e| Error::io("rename", &staging, e).into())
             });
@@ -176,6 +201,21 @@ impl<L: Layout> Inner<L> {
             }
         }
         built
+    }
+
+    /// Hands a new active snapshot's root to the user namespace its labels
+    /// map, where the layout needs it.
+    fn give_root(&self, dir: &Path, snapshot: &Snapshot) -> Result<()> {
+        if snapshot.info.kind != Kind::Active {
+            return Ok(());
+        }
+        let mappings = crated_core::snapshots::id_mappings(&snapshot.info.labels)?;
+        let root =
+            mappings.and_then(|(uids, gids)| crated_core::snapshots::mapped_root(&uids, &gids));
+        match root {
+            Some((uid, gid)) => self.layout.give_root(dir, snapshot, uid, gid),
+            None => Ok(()),
+        }
     }
 
     /// Gives back the files of active snapshots and views whose record a
@@ -316,7 +356,7 @@ impl<L: Layout> Snapshotter for DirSnapshotter<L> {
         let key = key.to_owned();
         self.blocking(move |inner| {
             let snapshot = inner.meta.get_mountable(&key)?;
-            Ok(inner.layout.mounts(&inner.dirs, &snapshot))
+            inner.mounts(&snapshot)
         })
         .await
     }

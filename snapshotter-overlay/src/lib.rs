@@ -107,6 +107,18 @@ impl Layout for OverlayLayout {
         }]
     }
 
+    fn give_root(&self, dir: &Path, snapshot: &Snapshot, uid: u32, gid: u32) -> Result<()> {
+        // Without parents the snapshot mounts as an ID-mapped bind of its
+        // own directory, which shifts its owner like any other file.
+        if snapshot.parent_ids.is_empty() {
+            return Ok(());
+        }
+        let fs_dir = dir.join("fs");
+        std::os::unix::fs::lchown(&fs_dir, Some(uid), Some(gid))
+            .map_err(|e| io_error("chown", &fs_dir, e))?;
+        Ok(())
+    }
+
     fn usage(&self, dir: &Path) -> Result<Usage> {
         Ok(usage::measure(&dir.join("fs"))?)
     }

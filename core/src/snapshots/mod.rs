@@ -21,6 +21,7 @@ use std::fmt;
 use std::time::SystemTime;
 
 use crate::filters::Adaptor;
+use crate::mount::idmap::IdMap;
 use crate::mount::Mount;
 use crate::Result;
 
@@ -34,6 +35,59 @@ pub type Labels = BTreeMap<String, String>;
 /// committed snapshot it will become: if that already exists, the prepare
 /// answers AlreadyExists and the layer need not be unpacked again.
 pub const TARGET_LABEL: &str = "containerd.io/snapshot.ref";
+
+/// The label asking a snapshot's mounts to show its files' owners shifted
+/// for a user namespace (`container:host:size`, as the `uidmap=` mount
+/// option): what containerd's CRI puts on a `hostUsers: false` pod's root
+/// filesystems.
+pub const UID_MAPPING_LABEL: &str = "containerd.io/snapshot/uidmapping";
+
+/// The group twin of [`UID_MAPPING_LABEL`].
+pub const GID_MAPPING_LABEL: &str = "containerd.io/snapshot/gidmapping";
+
+/// The uid and gid mappings a snapshot's labels ask for, if they ask:
+/// both labels or neither, each mapping the namespace's root.
+///
+/// ```
+/// use crated_core::snapshots::{id_mappings, Labels, UID_MAPPING_LABEL, GID_MAPPING_LABEL};
+///
+/// let mut labels = Labels::new();
+/// assert!(id_mappings(&labels).unwrap().is_none());
+/// labels.insert(UID_MAPPING_LABEL.into(), "0:65536:65536".into());
+/// assert!(id_mappings(&labels).is_err(), "no gid mapping");
+/// labels.insert(GID_MAPPING_LABEL.into(), "0:65536:65536".into());
+/// let (uids, _) = id_mappings(&labels).unwrap().unwrap();
+/// assert_eq!(uids[0].to_host(0), Some(65536));
+/// ```
+#[allow(clippy::type_complexity)]
+pub fn id_mappings(labels: &Labels) -> Result<Option<(Vec<IdMap>, Vec<IdMap>)>> {
+    let parse = |key: &str| -> Result<Option<Vec<IdMap>>> {
+        let Some(value) = labels.get(key) else {
+            return Ok(None);
+        };
+        let maps = IdMap::parse_list(value)?;
+        if !maps.iter().any(|m| m.to_host(0).is_some()) {
+            return Err(crate::Error::invalid_argument(format!(
+                "label {key}={value:?}: ID 0 (the namespace's root) must be mapped"
+            )));
+        }
+        Ok(Some(maps))
+    };
+    match (parse(UID_MAPPING_LABEL)?, parse(GID_MAPPING_LABEL)?) {
+        (None, None) => Ok(None),
+        (Some(uids), Some(gids)) => Ok(Some((uids, gids))),
+        _ => Err(crate::Error::invalid_argument(format!(
+            "labels {UID_MAPPING_LABEL} and {GID_MAPPING_LABEL} go together"
+        ))),
+    }
+}
+
+/// The host IDs of a mapped namespace's root: who owns a root filesystem
+/// the namespace's root must own.
+pub fn mapped_root(uids: &[IdMap], gids: &[IdMap]) -> Option<(u32, u32)> {
+    let root = |maps: &[IdMap]| maps.iter().find_map(|m| m.to_host(0));
+    Some((root(uids)?, root(gids)?))
+}
 
 /// What a snapshot is. With the `serde` feature it serialises as its
 /// containerd spelling (`"Active"`).

@@ -74,6 +74,7 @@ macro_rules! snapshotter_testsuite {
             usage_counts_own_layer,
             mounts_of_committed_is_refused,
             ownership_and_modes_survive_commit,
+            id_mapped_snapshots_show_owners_shifted,
             concurrent_prepares,
             deep_chain_mounts,
             cleanup_keeps_snapshots,
@@ -458,6 +459,87 @@ pub async fn ownership_and_modes_survive_commit(sn: &dyn Snapshotter) {
         0o755,
         "a snapshot's root is 0755 as containerd's"
     );
+}
+
+/// A snapshot labelled with ID mappings (the root filesystem of a
+/// `hostUsers: false` pod) mounts showing its layers' owners shifted into
+/// the range and its root owned by the range's root, who can write there;
+/// the layers on disk are not rewritten. Half a mapping, or one that leaves
+/// the root unmapped, is refused and makes nothing.
+pub async fn id_mapped_snapshots_show_owners_shifted(sn: &dyn Snapshotter) {
+    use super::{GID_MAPPING_LABEL, UID_MAPPING_LABEL};
+    layer(sn, "base", "", |root| {
+        fs::write(root.join("f"), "x").unwrap();
+        fs::write(root.join("g"), "x").unwrap();
+        std::os::unix::fs::chown(root.join("g"), Some(1000), Some(1000)).unwrap();
+    })
+    .await;
+    let mapped = labels(&[
+        (UID_MAPPING_LABEL, "0:100000:65536"),
+        (GID_MAPPING_LABEL, "0:200000:65536"),
+    ]);
+    let owners = |path: &Path| {
+        let meta = fs::metadata(path).unwrap();
+        (meta.uid(), meta.gid())
+    };
+    let mounts = sn.prepare("pod", "base", mapped.clone()).await.unwrap();
+    for m in &mounts {
+        assert!(
+            m.options.iter().any(|o| o == "uidmap=0:100000:65536"),
+            "{m:?}"
+        );
+        assert!(
+            m.options.iter().any(|o| o == "gidmap=0:200000:65536"),
+            "{m:?}"
+        );
+    }
+    assert_eq!(sn.mounts("pod").await.unwrap(), mounts);
+    {
+        let m = mount_all(&mounts);
+        assert_eq!(owners(&m.path().join("f")), (100_000, 200_000));
+        assert_eq!(owners(&m.path().join("g")), (101_000, 201_000));
+        assert_eq!(
+            owners(m.path()),
+            (100_000, 200_000),
+            "the root is the pod's"
+        );
+        let touched = std::process::Command::new("setpriv")
+            .args([
+                "--reuid=100000",
+                "--regid=200000",
+                "--clear-groups",
+                "touch",
+            ])
+            .arg(m.path().join("new"))
+            .status()
+            .unwrap();
+        assert!(touched.success(), "the pod's root writes in its root");
+        assert_eq!(owners(&m.path().join("new")), (100_000, 200_000));
+    }
+    let view = sn.view("v", "base", mapped.clone()).await.unwrap();
+    assert_eq!(
+        owners(&mount_all(&view).path().join("f")),
+        (100_000, 200_000)
+    );
+    let plain = sn.view("plain", "base", Labels::new()).await.unwrap();
+    let m = mount_all(&plain);
+    assert_eq!(
+        owners(&m.path().join("f")),
+        (0, 0),
+        "the layer is unchanged"
+    );
+    assert_eq!(owners(&m.path().join("g")), (1000, 1000));
+
+    let half = labels(&[(UID_MAPPING_LABEL, "0:100000:65536")]);
+    let rootless = labels(&[
+        (UID_MAPPING_LABEL, "1:100000:65536"),
+        (GID_MAPPING_LABEL, "1:200000:65536"),
+    ]);
+    for bad in [half, rootless] {
+        let result = sn.prepare("bad", "base", bad).await;
+        assert_eq!(kind_of(result), ErrorKind::InvalidArgument);
+        assert_eq!(kind_of(sn.stat("bad").await), ErrorKind::NotFound);
+    }
 }
 
 /// Prepares racing on one parent all succeed, each with its own tree.
