@@ -20,6 +20,7 @@ use tokio::sync::watch;
 use crate::runtime::v1 as pb;
 use crate::sandbox::{annotations, Sandbox, KIND_LABEL};
 use crate::spec_opts;
+use crate::userns::PodUserns;
 use crate::Cri;
 
 /// [`KIND_LABEL`] of a container.
@@ -374,6 +375,8 @@ struct Plan {
     image_config: ImageConfig,
     /// Image volumes: container path → host directory.
     volumes: Vec<(String, PathBuf)>,
+    /// The pod's user namespace, when it has its own.
+    userns: Option<PodUserns>,
 }
 
 impl Cri {
@@ -456,25 +459,9 @@ impl Cri {
                 "container metadata must include a name",
             ));
         }
-        if let Some(options) = config
-            .linux
-            .as_ref()
-            .and_then(|l| l.security_context.as_ref())
-            .and_then(|s| s.namespace_options.as_ref())
-        {
-            crate::sandbox::refuse_user_namespace(options, "container")?;
-        }
-        if let Some(m) = config
-            .mounts
-            .iter()
-            .find(|m| !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty())
-        {
-            return Err(Error::failed_precondition(format!(
-                "the mount on {:?} asks for ID mappings (an idmapped mount), which crated does not support",
-                m.container_path
-            )));
-        }
         let sandbox = self.sandboxes.get(&request.pod_sandbox_id)?;
+        let userns =
+            PodUserns::of_container(&config, PodUserns::of_pod(&sandbox.config)?.as_ref())?;
         let sandbox_config = request
             .sandbox_config
             .unwrap_or_else(|| sandbox.config.clone());
@@ -507,6 +494,7 @@ impl Cri {
             image,
             image_config,
             volumes: Vec::new(),
+            userns,
         };
         match self.create_planned(plan).await {
             Ok(container) => {
@@ -646,13 +634,16 @@ impl Cri {
             crate::CONFIG_EXTENSION.to_owned(),
             crate::encode_config(&plan.config),
         );
-        let snapshot_labels = plan
+        let mut snapshot_labels: BTreeMap<String, String> = plan
             .config
             .annotations
             .iter()
             .filter(|(k, _)| k.starts_with(INHERITED_LABEL_PREFIX))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
+        if let Some(userns) = &plan.userns {
+            snapshot_labels.extend(userns.snapshot_labels());
+        }
         let new = NewContainer {
             image: plan
                 .image
@@ -838,7 +829,8 @@ impl Cri {
             &ns_options,
             plan.sandbox_pid,
             target_pid,
-        ));
+            plan.userns.as_ref(),
+        )?);
         if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() && !security.privileged {
             // A cgroup namespace hides the host's hierarchy (cgroup v2).
             opts.push(spec::opt(|spec, _| {
@@ -970,10 +962,20 @@ impl Cri {
         let sandbox_root = self.sandbox_root(&plan.sandbox.id);
         let readonly = security.readonly_rootfs;
         let mut mounts = Vec::new();
+        // In a pod with its own user namespace, the files and volumes made
+        // for it show as its root's, as containerd maps them (not /dev/shm,
+        // a tmpfs open to all).
+        let (uid_mappings, gid_mappings) = plan
+            .userns
+            .as_ref()
+            .map(PodUserns::cri_mappings)
+            .unwrap_or_default();
         let file = |name: &str, dst: &str| pb::Mount {
             container_path: dst.to_owned(),
             host_path: sandbox_root.join(name).display().to_string(),
             readonly,
+            uid_mappings: uid_mappings.clone(),
+            gid_mappings: gid_mappings.clone(),
             ..Default::default()
         };
         if sandbox_root.join("hostname").exists() && !mounts_on(&plan.config, "/etc/hostname") {
@@ -996,6 +998,8 @@ impl Cri {
             mounts.push(pb::Mount {
                 container_path: dst.clone(),
                 host_path: host.display().to_string(),
+                uid_mappings: uid_mappings.clone(),
+                gid_mappings: gid_mappings.clone(),
                 ..Default::default()
             });
         }

@@ -34,6 +34,7 @@ mod stats;
 pub mod store;
 pub mod streaming;
 mod usage;
+pub mod userns;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -132,6 +133,9 @@ pub struct Cri {
     network: network::Network,
     /// Runtime handlers whose runtime makes recursive read-only mounts.
     rro_handlers: std::collections::BTreeSet<String>,
+    /// Runtime handlers that run pods in user namespaces of their own
+    /// (`hostUsers: false`).
+    userns_handlers: std::collections::BTreeSet<String>,
     /// `GetContainerEvents` subscribers' feed.
     container_events: tokio::sync::broadcast::Sender<Arc<pb::ContainerEventResponse>>,
     /// The streaming server's tokens and URL.
@@ -170,6 +174,7 @@ impl Cri {
         let ip_pref = config.cni.ip_preference();
         config.warn_unsupported();
         let rro_handlers = rro_handlers(&config);
+        let userns_handlers = userns_handlers(&config, &root);
         let base_specs = runtimes::load_base_specs(&config)?;
         let config = Arc::new(config);
         Ok(Arc::new_cyclic(|this| Self {
@@ -189,6 +194,7 @@ impl Cri {
             sandboxes: Arc::new(Records::new("sandbox")),
             containers: Arc::new(Records::new("container")),
             rro_handlers,
+            userns_handlers,
             container_events: tokio::sync::broadcast::channel(container_events::BACKLOG).0,
             streaming: streaming::Streaming::default(),
             layer_usage: usage::LayerUsages::default(),
@@ -277,7 +283,7 @@ impl Cri {
             name: name.to_owned(),
             features: Some(pb::RuntimeHandlerFeatures {
                 recursive_read_only_mounts: self.supports_rro(name),
-                user_namespaces: false,
+                user_namespaces: self.userns_handlers.contains(self.handler_name(name)),
             }),
         };
         let mut runtime_handlers = vec![handler("")];
@@ -355,12 +361,7 @@ impl Cri {
     /// Whether the runtime of `handler` (the default for "") makes
     /// recursive read-only mounts.
     fn supports_rro(&self, handler: &str) -> bool {
-        let name = if handler.is_empty() {
-            &self.config.containerd.default_runtime_name
-        } else {
-            handler
-        };
-        self.rro_handlers.contains(name)
+        self.rro_handlers.contains(self.handler_name(handler))
     }
 
     /// Where `snapshotter` keeps its snapshots.
@@ -404,6 +405,31 @@ fn filesystem_usage(mountpoint: String, measured: usage::Measured) -> pb::Filesy
             value: measured.inodes,
         }),
     }
+}
+
+/// The runtime handlers that run `hostUsers: false` pods: runc's (crated's
+/// shim ID-maps their volumes whatever the runc, see `shim-runc`), where
+/// the kernel ID-maps mounts of the filesystem holding the CRI's `root`
+/// (its snapshots and pod files).
+fn userns_handlers(
+    config: &config::Config,
+    root: &std::path::Path,
+) -> std::collections::BTreeSet<String> {
+    let probe = root
+        .ancestors()
+        .find(|dir| dir.is_dir())
+        .unwrap_or(std::path::Path::new("/"));
+    if !crated_core::mount::idmap::supported(probe) {
+        tracing::info!(dir = %probe.display(), "no ID-mapped mounts here: pods with hostUsers: false are refused");
+        return Default::default();
+    }
+    config
+        .containerd
+        .runtimes
+        .iter()
+        .filter(|(_, runtime)| runtime.runtime_type.starts_with("io.containerd.runc."))
+        .map(|(name, _)| name.clone())
+        .collect()
 }
 
 /// The runtime handlers whose runc lists the `rro` mount option in `runc

@@ -48,11 +48,9 @@ fn getrandom(buf: &mut [u8]) -> Result<()> {
 }
 
 impl NetNs {
-    /// A new network namespace, mounted at `dir/cni-<random>` (`dir` made
-    /// 0711 if missing). The namespace is made on a thread of its own that
-    /// ends right after, so no other thread of the daemon changes
-    /// namespace. Nothing is left behind on failure.
-    pub fn create(dir: &Path) -> Result<NetNs> {
+    /// `dir/cni-<random>` as an empty file to mount a namespace on
+    /// (`dir` made 0711 if missing).
+    fn create_mount_point(dir: &Path) -> Result<NetNs> {
         if !dir.exists() {
             std::fs::create_dir_all(dir).map_err(|e| netns_error(dir, "create directory", e))?;
             use std::os::unix::fs::PermissionsExt as _;
@@ -60,12 +58,20 @@ impl NetNs {
                 .map_err(|e| netns_error(dir, "set the mode of", e))?;
         }
         let path = dir.join(random_name()?);
-        // The mount point: an empty, read-only file.
         std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&path)
             .map_err(|e| netns_error(&path, "create mount point", e))?;
+        Ok(NetNs { path })
+    }
+
+    /// A new network namespace, mounted at `dir/cni-<random>` (`dir` made
+    /// 0711 if missing). The namespace is made on a thread of its own that
+    /// ends right after, so no other thread of the daemon changes
+    /// namespace. Nothing is left behind on failure.
+    pub fn create(dir: &Path) -> Result<NetNs> {
+        let NetNs { path } = NetNs::create_mount_point(dir)?;
         let target = path.clone();
         let made = std::thread::Builder::new()
             .name("netns".into())
@@ -96,11 +102,62 @@ impl NetNs {
         Ok(NetNs { path })
     }
 
-    /// [`NetNs::create`] on a blocking thread.
-    pub async fn create_async(dir: PathBuf) -> Result<NetNs> {
-        tokio::task::spawn_blocking(move || NetNs::create(&dir))
-            .await
-            .map_err(|e| crated_core::Error::unknown(format!("create network namespace: {e}")))?
+    /// A new network namespace owned by a new user namespace with the
+    /// pod's mappings (`hostUsers: false`), mounted at `dir/cni-<random>`,
+    /// and that user namespace pinned beside it ([`NetNs::userns_path`])
+    /// for the pause container to join: the pod's root then owns its
+    /// network namespace (its sysctls, its `/sys`). Nothing is left behind
+    /// on failure.
+    pub fn create_in_userns(dir: &Path, userns: &crate::userns::PodUserns) -> Result<NetNs> {
+        let netns = NetNs::create_mount_point(dir)?;
+        let made = (|| -> Result<()> {
+            let holder = crated_core::mount::idmap::NamespaceHolder::spawn(
+                &[userns.uids],
+                &[userns.gids],
+                libc::CLONE_NEWNET,
+            )?;
+            let pin = netns.userns_path();
+            std::fs::File::create(&pin).map_err(|e| netns_error(&pin, "create mount point", e))?;
+            for (kind, at) in [("net", &netns.path), ("user", &pin)] {
+                let source = holder.path(kind);
+                mount(
+                    Some(&source),
+                    at,
+                    None::<&str>,
+                    MsFlags::MS_BIND,
+                    None::<&str>,
+                )
+                .map_err(|e| netns_error(at, "bind the namespace onto", e.into()))?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = made {
+            let _ = netns.remove();
+            return Err(e);
+        }
+        Ok(netns)
+    }
+
+    /// Where a pod's user namespace is pinned, when the network namespace
+    /// was made in it ([`NetNs::create_in_userns`]).
+    pub fn userns_path(&self) -> PathBuf {
+        let mut name = self.path.clone().into_os_string();
+        name.push(".userns");
+        PathBuf::from(name)
+    }
+
+    /// [`NetNs::create`], or [`NetNs::create_in_userns`] for a pod with a
+    /// user namespace of its own, on a blocking thread.
+    pub async fn create_async(
+        dir: PathBuf,
+        userns: Option<crate::userns::PodUserns>,
+    ) -> Result<NetNs> {
+        tokio::task::spawn_blocking(move || match &userns {
+            Some(userns) => NetNs::create_in_userns(&dir, userns),
+            None => NetNs::create(&dir),
+        })
+        .await
+        .map_err(|e| crated_core::Error::unknown(format!("create network namespace: {e}")))?
     }
 
     /// The namespace already mounted at `path` (as after a restart).
@@ -123,19 +180,23 @@ impl NetNs {
         }
     }
 
-    /// Unmounts and removes the path; what is already gone is fine.
+    /// Unmounts and removes the path, and the pinned user namespace if
+    /// there is one; what is already gone is fine.
     pub fn remove(&self) -> Result<()> {
-        match umount2(&self.path, MntFlags::MNT_DETACH) {
-            // Not mounted, or not there: nothing to undo.
-            Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
-            Err(e) => return Err(netns_error(&self.path, "unmount", e.into())),
-        }
-        match std::fs::remove_file(&self.path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                Err(netns_error(&self.path, "remove", e))
+        for path in [self.path.clone(), self.userns_path()] {
+            match umount2(&path, MntFlags::MNT_DETACH) {
+                // Not mounted, or not there: nothing to undo.
+                Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
+                Err(e) => return Err(netns_error(&path, "unmount", e.into())),
             }
-            _ => Ok(()),
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    return Err(netns_error(&path, "remove", e))
+                }
+                _ => {}
+            }
         }
+        Ok(())
     }
 
     /// A TCP connection to `port` on the namespace's loopback (127.0.0.1,

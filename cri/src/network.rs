@@ -125,9 +125,9 @@ impl Network {
 
     /// A new network namespace for a pod, once the CNI config is known to
     /// be there (so a node without one fails before making anything).
-    pub async fn create_netns(&self) -> Result<NetNs> {
+    pub async fn create_netns(&self, userns: Option<crate::userns::PodUserns>) -> Result<NetNs> {
         self.load()?;
-        NetNs::create_async(self.netns_dir.clone()).await
+        NetNs::create_async(self.netns_dir.clone(), userns).await
     }
 
     /// Runs the CNI ADDs of pod `id` in `netns`; its IPs, the primary

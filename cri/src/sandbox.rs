@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::network::PodNetworkState;
 use crate::runtime::v1 as pb;
 use crate::spec_opts;
+use crate::userns::PodUserns;
 use crate::Cri;
 
 /// Container label telling the CRI's sandboxes from its containers, as
@@ -156,25 +157,6 @@ impl Sandbox {
     }
 }
 
-/// Refuses a user namespace of the pod's own (`hostUsers: false`):
-/// crated reports no user-namespace support (the runc it is tested with
-/// has no idmapped mounts), and running such a pod in the node's user
-/// namespace instead would give its root the node's.
-pub fn refuse_user_namespace(options: &pb::NamespaceOption, what: &str) -> Result<()> {
-    match &options.userns_options {
-        Some(userns) if userns.mode != pb::NamespaceMode::Node as i32 => {
-            Err(Error::failed_precondition(format!(
-                "the {what} asks for a user namespace of its own (mode {}), which crated does not \
-                 support: run it with hostUsers: true",
-                pb::NamespaceMode::try_from(userns.mode)
-                    .map(|m| m.as_str_name())
-                    .unwrap_or("unknown")
-            )))
-        }
-        _ => Ok(()),
-    }
-}
-
 /// The namespace options of a pod's config (all Pod by default).
 pub fn namespace_options(config: &pb::PodSandboxConfig) -> pb::NamespaceOption {
     config
@@ -270,7 +252,13 @@ impl Cri {
                 "sandbox metadata must include name, namespace and uid",
             ));
         }
-        refuse_user_namespace(&namespace_options(&config), "pod")?;
+        if PodUserns::of_pod(&config)?.is_some()
+            && namespace_options(&config).network == pb::NamespaceMode::Node as i32
+        {
+            return Err(Error::invalid_argument(
+                "a pod with a user namespace of its own cannot use the node's network (hostUsers: false with hostNetwork: true)",
+            ));
+        }
         let id = crate::store::new_id()?;
         let name = sandbox_name(&meta);
         self.names.reserve(&name, &id)?;
@@ -306,6 +294,14 @@ impl Cri {
         let image = self.sandbox_image().await?;
         let snapshotter = self.snapshotter_for(&handler).to_owned();
         self.unpacked_in(&image, &snapshotter).await?;
+        let userns = PodUserns::of_pod(&config)?;
+        if userns.is_some() && !self.userns_handlers.contains(&handler) {
+            return Err(Error::failed_precondition(format!(
+                "runtime handler {handler:?} does not run pods with a user namespace of their own \
+                 (hostUsers: false): it needs runc's shim, and the kernel must ID-map mounts of \
+                 the filesystem holding crated's root"
+            )));
+        }
         let mut undo = Undo::default();
         let result = async {
             let options = namespace_options(&config);
@@ -326,7 +322,7 @@ impl Cri {
             let network = if host_network {
                 PodNetworkState::host()
             } else {
-                let netns = self.network.create_netns().await?;
+                let netns = self.network.create_netns(userns.clone()).await?;
                 let network = PodNetworkState {
                     netns: Some(netns.path().to_owned()),
                 };
@@ -345,8 +341,14 @@ impl Cri {
             let image_config = image.image_config()?;
             let spec = {
                 let ns = self.client.namespace().clone();
-                let opts =
-                    self.sandbox_spec_options(id, &handler, &config, &image_config, &network)?;
+                let opts = self.sandbox_spec_options(
+                    id,
+                    &handler,
+                    &config,
+                    &image_config,
+                    &network,
+                    userns.as_ref(),
+                )?;
                 let owned_id = id.to_owned();
                 spec::generate(&SpecContext::new(&ns, &owned_id), &opts)?
             };
@@ -365,7 +367,10 @@ impl Cri {
                 rootfs: Rootfs::NewSnapshot {
                     key: id.to_owned(),
                     parent: image.chain_id.clone(),
-                    labels: Default::default(),
+                    labels: userns
+                        .as_ref()
+                        .map(PodUserns::snapshot_labels)
+                        .unwrap_or_default(),
                 },
                 runtime,
                 labels: [(KIND_LABEL.to_owned(), KIND_SANDBOX.to_owned())].into(),
@@ -509,6 +514,7 @@ impl Cri {
         config: &pb::PodSandboxConfig,
         image: &ImageConfig,
         network: &PodNetworkState,
+        userns: Option<&PodUserns>,
     ) -> Result<Vec<Opt>> {
         let meta = config.metadata.clone().unwrap_or_default();
         let options = namespace_options(config);
@@ -558,6 +564,14 @@ impl Cri {
             }
             (None, false) => {}
         }
+        if let Some(userns) = userns {
+            // The one its network namespace was made in, pinned beside it.
+            let pinned = network
+                .netns
+                .as_ref()
+                .map(|path| crate::netns::NetNs::from_path(path.clone()).userns_path());
+            opts.push(spec_opts::with_user_namespace(pinned, userns)?);
+        }
         if options.pid == pb::NamespaceMode::Node as i32 {
             opts.push(spec::without_namespace(LinuxNamespaceType::Pid));
         }
@@ -567,7 +581,11 @@ impl Cri {
         } else {
             self.sandbox_state(id).join("shm").display().to_string()
         };
-        let ro = ["rbind".to_owned(), "ro".to_owned()];
+        // As containerd mounts them: nosuid, nodev and noexec also keep
+        // the read-only remount within what a bind of the pod's shm tmpfs
+        // (made with those flags) may be remounted with inside a user
+        // namespace, where they are locked.
+        let ro = ["rbind", "ro", "nosuid", "nodev", "noexec"].map(str::to_owned);
         opts.push(spec::with_mounts(vec![
             spec::mount_of("bind", &shm, "/dev/shm", &ro),
             spec::mount_of(
@@ -588,7 +606,9 @@ impl Cri {
                     .entry("net.ipv4.ip_unprivileged_port_start".into())
                     .or_insert_with(|| "0".into());
             }
-            if self.config.enable_unprivileged_icmp {
+            // Its group range must be mapped in the pod's user namespace,
+            // which the node's full range is not (containerd skips it too).
+            if self.config.enable_unprivileged_icmp && userns.is_none() {
                 sysctls
                     .entry("net.ipv4.ping_group_range".into())
                     .or_insert_with(|| "0 2147483647".into());

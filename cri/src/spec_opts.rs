@@ -536,16 +536,54 @@ pub fn without_cgroups() -> Opt {
     })
 }
 
+/// The pod's user namespace (`hostUsers: false`): joined at `path` if
+/// given (the pause container joins the one its network namespace was made
+/// in; containers the pause container's), else made, with the pod's
+/// mappings either way (runc reads them to know who the pod's root is).
+pub fn with_user_namespace(
+    path: Option<PathBuf>,
+    userns: &crate::userns::PodUserns,
+) -> Result<Opt> {
+    let (uids, gids) = userns.oci_mappings()?;
+    Ok(opt(move |spec, ctx| {
+        match &path {
+            Some(path) => spec::with_namespace_path(LinuxNamespaceType::User, path.clone())
+                .apply(spec, ctx)?,
+            None => {
+                let list = linux_mut(spec)
+                    .namespaces_mut()
+                    .get_or_insert_with(Vec::new);
+                if !list.iter().any(|ns| ns.typ() == LinuxNamespaceType::User) {
+                    let mut ns = oci_spec::runtime::LinuxNamespace::default();
+                    ns.set_typ(LinuxNamespaceType::User);
+                    list.push(ns);
+                }
+            }
+        }
+        let linux = linux_mut(spec);
+        linux.set_uid_mappings(Some(uids.clone()));
+        linux.set_gid_mappings(Some(gids.clone()));
+        Ok(())
+    }))
+}
+
 /// Joins the sandbox's network, ipc and uts namespaces (through its pause
-/// process), and its pid namespace (or a target container's) unless the
-/// container has its own.
+/// process), its user namespace when the pod has its own, and its pid
+/// namespace (or a target container's) unless the container has its own.
 pub fn with_pod_namespaces(
     options: &pb::NamespaceOption,
     sandbox_pid: u32,
     target_pid: u32,
-) -> Opt {
+    userns: Option<&crate::userns::PodUserns>,
+) -> Result<Opt> {
     let own_pid = options.pid == pb::NamespaceMode::Container as i32;
-    opt(move |spec, ctx| {
+    let userns = userns
+        .map(|u| with_user_namespace(Some(format!("/proc/{sandbox_pid}/ns/user").into()), u))
+        .transpose()?;
+    Ok(opt(move |spec, ctx| {
+        if let Some(userns) = &userns {
+            userns.apply(spec, ctx)?;
+        }
         let join = |typ, pid: u32, name: &str| {
             spec::with_namespace_path(typ, format!("/proc/{pid}/ns/{name}"))
         };
@@ -556,7 +594,7 @@ pub fn with_pod_namespaces(
             join(LinuxNamespaceType::Pid, target_pid, "pid").apply(spec, ctx)?;
         }
         Ok(())
-    })
+    }))
 }
 
 /// Masked and read-only paths: empty (kubelet sends the defaults it
@@ -681,6 +719,12 @@ fn bind_mount(
     mount.set_destination(PathBuf::from(&m.container_path));
     mount.set_typ(Some("bind".to_owned()));
     mount.set_options(Some(options));
+    // An ID-mapped bind (a `hostUsers: false` pod's volume): runtime-spec
+    // 1.1's fields, which the shim performs whatever the runc.
+    if let Some((uids, gids)) = crate::userns::oci_mount_mappings(m)? {
+        mount.set_uid_mappings(Some(uids));
+        mount.set_gid_mappings(Some(gids));
+    }
     Ok(mount)
 }
 

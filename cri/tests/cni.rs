@@ -132,7 +132,7 @@ fn a_pod_is_networked_checked_and_torn_down_idempotently() {
                 .expect("a network")
                 .with_loopback();
             assert_eq!(cni.name(), "cnitest");
-            let ns = Mounted(NetNs::create_async(d.netns.clone()).await.unwrap());
+            let ns = Mounted(NetNs::create_async(d.netns.clone(), None).await.unwrap());
             let pod = pod("pod-1", &ns);
             let results = cni.setup(&pod).await.unwrap();
             let ips = pod_ips(
@@ -185,7 +185,7 @@ fn a_failing_plugin_is_named_and_leaves_nothing_allocated() {
         let cni = Cni::load(&d.conf, &[PathBuf::from(BIN_DIR)], &d.cache, 1)
             .unwrap()
             .unwrap();
-        let ns = Mounted(NetNs::create_async(d.netns.clone()).await.unwrap());
+        let ns = Mounted(NetNs::create_async(d.netns.clone(), None).await.unwrap());
         let e = cni.setup(&pod("pod-2", &ns)).await.unwrap_err();
         assert!(e.to_string().contains("no-such-plugin"), "{e}");
         assert!(e.to_string().contains(BIN_DIR), "{e}");

@@ -2041,3 +2041,259 @@ async fn a_runtime_handler_uses_its_own_snapshotter() {
     stop_and_remove_pod(&mut runtime, &pod).await;
     assert!(!native_snapshots().contains(&app));
 }
+
+/// A `hostUsers: false` pod as the kubelet asks for it: mode POD with one
+/// range of 65536 IDs in the pod's and each container's namespace options,
+/// its volumes with the same mappings.
+fn userns_options(host_id: u32) -> cri::NamespaceOption {
+    let range = vec![cri::IdMapping {
+        host_id,
+        container_id: 0,
+        length: 65536,
+    }];
+    cri::NamespaceOption {
+        userns_options: Some(cri::UserNamespace {
+            mode: cri::NamespaceMode::Pod as i32,
+            uids: range.clone(),
+            gids: range,
+        }),
+        ..Default::default()
+    }
+}
+
+fn with_userns(config: &mut cri::PodSandboxConfig, options: cri::NamespaceOption) {
+    let linux = config.linux.get_or_insert_with(Default::default);
+    let security = linux.security_context.get_or_insert_with(Default::default);
+    let mut merged = security.namespace_options.clone().unwrap_or_default();
+    merged.userns_options = options.userns_options;
+    security.namespace_options = Some(merged);
+}
+
+/// `hostUsers: false`: the pod runs as a range of host IDs of its own, its
+/// image's files and its volumes show as its root's (ID-mapped, nothing
+/// rewritten on disk), its network namespace is its own to set sysctls in,
+/// under the overlay and the native snapshotter alike; bad user namespace
+/// options are refused; nothing stays mounted after the pod is removed.
+#[test]
+fn a_pod_with_its_own_user_namespace_owns_its_files_and_network() {
+    crated_testimages::in_private_netns(|| async {
+        let ipam = tempfile::tempdir().unwrap();
+        let runtimes = "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes";
+        let mut node = Node::start_with(NodeOptions {
+            cni: vec![(
+                "10-bridge.conflist".into(),
+                bridge_conflist("crated-userns", "10.88.9.0/24", ipam.path()),
+            )],
+            cri_tables: format!(
+                "{runtimes}.runc]\nruntime_type = \"io.containerd.runc.v2\"\n\
+                 {runtimes}.plain]\nruntime_type = \"io.containerd.runc.v2\"\nsnapshotter = \"native\"\n"
+            ),
+            ..NodeOptions::default()
+        })
+        .await;
+        node.pull_busybox().await;
+        let mut runtime = node.runtime().await;
+        let status = runtime
+            .status(cri::StatusRequest { verbose: false })
+            .await
+            .unwrap()
+            .into_inner();
+        for handler in &status.runtime_handlers {
+            let features = handler.features.as_ref().unwrap();
+            assert!(features.user_namespaces, "{handler:?}");
+        }
+
+        // Refused before anything is made: two ranges, a host-network pod,
+        // a mode other than NODE and POD.
+        let mut two = pod_config("two", node.logs.path(), false);
+        let mut options = userns_options(196_608);
+        if let Some(u) = options.userns_options.as_mut() {
+            let extra = u.uids[0].clone();
+            u.uids.push(extra);
+        }
+        with_userns(&mut two, options);
+        let mut host = pod_config("host", node.logs.path(), true);
+        with_userns(&mut host, userns_options(196_608));
+        let mut target = pod_config("target", node.logs.path(), false);
+        let mut options = userns_options(196_608);
+        if let Some(u) = options.userns_options.as_mut() {
+            u.mode = cri::NamespaceMode::Target as i32;
+        }
+        with_userns(&mut target, options);
+        for (config, says) in [
+            (two, "only one mapping line"),
+            (host, "node's network"),
+            (target, "unsupported user namespace mode TARGET"),
+        ] {
+            let err = runtime
+                .run_pod_sandbox(cri::RunPodSandboxRequest {
+                    config: Some(config),
+                    runtime_handler: String::new(),
+                })
+                .await
+                .unwrap_err();
+            assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+            assert!(err.message().contains(says), "{err}");
+        }
+        let listed = runtime
+            .list_pod_sandbox(cri::ListPodSandboxRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .items;
+        assert!(listed.is_empty(), "{listed:?}");
+
+        // A volume of the node's: a file of root's, one of user 1000's.
+        let volume = tempfile::tempdir().unwrap();
+        std::fs::write(volume.path().join("f"), "x").unwrap();
+        std::fs::write(volume.path().join("g"), "x").unwrap();
+        std::os::unix::fs::chown(volume.path().join("g"), Some(1000), Some(1000)).unwrap();
+        let log_file = volume.path().join("termination-log");
+        std::fs::write(&log_file, "").unwrap();
+
+        for (handler, host_id) in [("", 196_608u32), ("plain", 262_144)] {
+            let name = format!("userns{}", handler);
+            let mut config = pod_config(&name, node.logs.path(), false);
+            with_userns(&mut config, userns_options(host_id));
+            // A sysctl of the pod's network, which runc writes as the
+            // pod's root: the namespace must be the pod's.
+            config.linux.get_or_insert_with(Default::default).sysctls = [(
+                "net.ipv4.ip_unprivileged_port_start".to_owned(),
+                "80".to_owned(),
+            )]
+            .into();
+            let pod = runtime
+                .run_pod_sandbox(cri::RunPodSandboxRequest {
+                    config: Some(config.clone()),
+                    runtime_handler: handler.into(),
+                })
+                .await
+                .unwrap_or_else(|e| panic!("{e}\n{}", node.daemon.logs()))
+                .into_inner()
+                .pod_sandbox_id;
+            let ns = userns_options(host_id);
+            let mappings = ns.userns_options.clone().unwrap();
+            let mut app = container_config("app", &node.busybox, &["sleep", "1000"]);
+            app.linux = Some(cri::LinuxContainerConfig {
+                security_context: Some(cri::LinuxContainerSecurityContext {
+                    namespace_options: Some(ns.clone()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+            let mount = |host: &std::path::Path, at: &str| cri::Mount {
+                host_path: host.display().to_string(),
+                container_path: at.into(),
+                uid_mappings: mappings.uids.clone(),
+                gid_mappings: mappings.gids.clone(),
+                ..Default::default()
+            };
+            app.mounts = vec![
+                mount(volume.path(), "/data"),
+                mount(&log_file, "/dev/termination-log"),
+            ];
+            // A container asking for another range than its pod's.
+            let mut stranger = app.clone();
+            stranger.metadata.as_mut().unwrap().name = "stranger".into();
+            if let Some(sc) = stranger
+                .linux
+                .as_mut()
+                .and_then(|l| l.security_context.as_mut())
+            {
+                sc.namespace_options = Some(userns_options(host_id + 65536));
+            }
+            let err = runtime
+                .create_container(cri::CreateContainerRequest {
+                    pod_sandbox_id: pod.clone(),
+                    config: Some(stranger),
+                    sandbox_config: Some(config.clone()),
+                })
+                .await
+                .unwrap_err();
+            assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+            assert!(err.message().contains("is not its pod's"), "{err}");
+
+            let app = start_container(&mut runtime, &pod, &config, app).await;
+            let out = exec(
+                &mut runtime,
+                &app,
+                &[
+                    "sh",
+                    "-c",
+                    "cat /proc/self/uid_map /proc/self/gid_map; id -u; \
+                     stat -c %u:%g / /bin/busybox /etc/hosts /data/f /data/g /dev/termination-log; \
+                     cat /proc/sys/net/ipv4/ip_unprivileged_port_start; \
+                     touch /written /data/new && echo done > /dev/termination-log && echo wrote",
+                ],
+            )
+            .await;
+            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+            let lines: Vec<Vec<&str>> = stdout
+                .lines()
+                .map(|l| l.split_whitespace().collect())
+                .collect();
+            let range = ["0".to_owned(), host_id.to_string(), "65536".to_owned()];
+            assert_eq!(lines.len(), 11, "{stdout}{stderr}\n{}", node.daemon.logs());
+            assert_eq!(lines[0], range, "uid_map: {stdout}");
+            assert_eq!(lines[1], range, "gid_map: {stdout}");
+            assert_eq!(lines[2], ["0"], "the pod's root: {stdout}");
+            for (line, owner) in
+                lines[3..9]
+                    .iter()
+                    .zip(["0:0", "0:0", "0:0", "0:0", "1000:1000", "0:0"])
+            {
+                assert_eq!(line, &[owner], "{stdout}");
+            }
+            assert_eq!(lines[9], ["80"], "a sysctl of the pod's network: {stdout}");
+            assert_eq!(lines[10], ["wrote"], "{stdout}{stderr}");
+            // On the node: the process runs as the range's root, what it
+            // wrote in the volume is the node's root's, nothing rewritten.
+            let verbose = runtime
+                .container_status(cri::ContainerStatusRequest {
+                    container_id: app.clone(),
+                    verbose: true,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            let info: serde_json::Value = serde_json::from_str(&verbose.info["info"]).unwrap();
+            let pid = info["pid"].as_u64().unwrap();
+            let proc_status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+            let uids = proc_status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+            assert_eq!(
+                uids.split_whitespace().nth(1),
+                Some(host_id.to_string().as_str()),
+                "{uids}"
+            );
+            use std::os::unix::fs::MetadataExt as _;
+            let new = std::fs::metadata(volume.path().join("new")).unwrap();
+            assert_eq!((new.uid(), new.gid()), (0, 0));
+            assert_eq!(std::fs::read_to_string(&log_file).unwrap(), "done\n");
+            std::fs::remove_file(volume.path().join("new")).unwrap();
+            let g = std::fs::metadata(volume.path().join("g")).unwrap();
+            assert_eq!(g.uid(), 1000, "the volume is not rewritten");
+
+            let pod_status = runtime
+                .pod_sandbox_status(cri::PodSandboxStatusRequest {
+                    pod_sandbox_id: pod.clone(),
+                    verbose: true,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            let info: serde_json::Value = serde_json::from_str(&pod_status.info["info"]).unwrap();
+            let netns = std::path::PathBuf::from(info["netNamespace"].as_str().unwrap());
+            let mut pinned = netns.clone().into_os_string();
+            pinned.push(".userns");
+            let pinned = std::path::PathBuf::from(pinned);
+            assert!(pinned.exists(), "{}", pinned.display());
+            stop_and_remove_pod(&mut runtime, &pod).await;
+            assert!(!netns.exists() && !pinned.exists(), "{}", netns.display());
+        }
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let dir = node.daemon.dir.path().display().to_string();
+        let left: Vec<&str> = mountinfo.lines().filter(|l| l.contains(&dir)).collect();
+        assert!(left.is_empty(), "{left:#?}");
+    });
+}

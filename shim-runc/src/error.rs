@@ -324,6 +324,13 @@ pub enum Error {
         #[source]
         source: Box<crated_core::Error>,
     },
+    /// The ID-mapped copies of the bundle's mounts could not be made.
+    #[error("ID-mapped mounts: {source}")]
+    IdMapped {
+        /// core's error.
+        #[source]
+        source: Box<crated_core::Error>,
+    },
     /// A file operation on a fifo, log file, bundle file or socket.
     #[error("{op} {}: {source}", path.display())]
     Io {
@@ -626,7 +633,9 @@ impl KindError for Error {
             | Error::SavedOptions { .. }
             | Error::ConsoleTask { .. } => Kind::Unknown,
             Error::Criu { source, .. } => source.kind(),
-            Error::Rootfs { source, .. } | Error::InvalidNamespace { source, .. } => source.kind(),
+            Error::Rootfs { source, .. }
+            | Error::IdMapped { source, .. }
+            | Error::InvalidNamespace { source, .. } => source.kind(),
             Error::AlreadyCreated { .. } | Error::ExecExists { .. } => Kind::AlreadyExists,
             Error::EmptyExecId { .. }
             | Error::InvalidExecId { .. }

@@ -36,6 +36,7 @@ pub(crate) fn log_line(line: std::fmt::Arguments<'_>) {
 mod error;
 mod events;
 mod exec_fifo;
+mod idmapped;
 mod io;
 mod oom;
 mod reaper;

@@ -580,6 +580,17 @@ impl Service {
             })?;
             Some(mounted)
         };
+        // ID-mapped copies of the mounts that ask for them, for runc to
+        // bind; detached once runc has created the container.
+        let staged = match crate::idmapped::stage(&bundle) {
+            Ok(staged) => staged,
+            Err(e) => {
+                if let Some(guard) = rootfs {
+                    let _ = guard.unmount();
+                }
+                return Err(e);
+            }
+        };
         // From a checkpoint, nothing runs until Start restores it (as
         // containerd's createdCheckpointState): the stdio is opened then.
         let restore = (!req.checkpoint.is_empty()).then(|| Restore {
@@ -612,6 +623,7 @@ impl Service {
             )
             .await
         };
+        drop(staged);
         let (pid, master, relays) = match created {
             Ok(done) => done,
             Err(e) => {

@@ -116,11 +116,34 @@ pub struct UserNamespace {
 
 impl UserNamespace {
     /// A new user namespace with these mappings.
-    ///
-    /// A user namespace belongs to a process, so a forked child makes one
-    /// and waits while its mappings are written and it is opened; it is
-    /// killed once this has its descriptor, which keeps the namespace.
     pub fn with_mappings(uids: &[IdMap], gids: &[IdMap]) -> Result<Self> {
+        let holder = NamespaceHolder::spawn(uids, gids, 0)?;
+        let path = holder.path("user");
+        let file = std::fs::File::open(&path)
+            .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
+        Ok(Self {
+            fd: OwnedFd::from(file),
+        })
+    }
+}
+
+/// A process in a new user namespace with the given mappings (and the
+/// other new namespaces asked for, which that user namespace owns), there
+/// so that its namespaces can be opened or bind-mounted from `/proc`
+/// ([`NamespaceHolder::path`]); killed when dropped.
+///
+/// A user namespace belongs to a process, and a multi-threaded one cannot
+/// enter a new one: a forked child makes it, tells, and waits while its
+/// mappings are written.
+#[derive(Debug)]
+pub struct NamespaceHolder {
+    pid: nix::unistd::Pid,
+}
+
+impl NamespaceHolder {
+    /// Forks the holder: `unshare(CLONE_NEWUSER | also)`, then the
+    /// mappings written.
+    pub fn spawn(uids: &[IdMap], gids: &[IdMap], also: libc::c_int) -> Result<Self> {
         if uids.is_empty() || gids.is_empty() {
             return Err(Error::invalid_argument(
                 "a user namespace needs a uid and a gid mapping",
@@ -142,7 +165,7 @@ impl UserNamespace {
             Ok(nix::unistd::ForkResult::Child) => {
                 // SAFETY: plain system calls on a descriptor this child owns.
                 unsafe {
-                    let ok = libc::unshare(libc::CLONE_NEWUSER) == 0;
+                    let ok = libc::unshare(libc::CLONE_NEWUSER | also) == 0;
                     let byte = [u8::from(ok)];
                     libc::write(ready_w.as_raw_fd(), byte.as_ptr().cast(), 1);
                     loop {
@@ -152,30 +175,40 @@ impl UserNamespace {
             }
             Ok(nix::unistd::ForkResult::Parent { child }) => child,
         };
+        // From here the child is killed whatever happens.
+        let holder = Self { pid };
         drop(ready_w);
-        let made = (|| -> Result<OwnedFd> {
-            let mut byte = [0u8; 1];
-            let n = nix::unistd::read(ready_r.as_raw_fd(), &mut byte)
-                .map_err(|e| io("wait for the child", e.into()))?;
-            if n != 1 || byte[0] != 1 {
-                return Err(Error::failed_precondition(
-                    "user namespace: the kernel refused a new one (unshare(CLONE_NEWUSER))",
-                ));
-            }
-            let proc = format!("/proc/{pid}");
-            std::fs::write(format!("{proc}/uid_map"), &uid_map)
-                .map_err(|e| io(&format!("write uid_map {:?}", uid_map.trim()), e))?;
-            std::fs::write(format!("{proc}/gid_map"), &gid_map)
-                .map_err(|e| io(&format!("write gid_map {:?}", gid_map.trim()), e))?;
-            let file =
-                std::fs::File::open(format!("{proc}/ns/user")).map_err(|e| io("open it", e))?;
-            Ok(OwnedFd::from(file))
-        })();
+        let mut byte = [0u8; 1];
+        let n = nix::unistd::read(ready_r.as_raw_fd(), &mut byte)
+            .map_err(|e| io("wait for the child", e.into()))?;
+        if n != 1 || byte[0] != 1 {
+            return Err(Error::failed_precondition(
+                "user namespace: the kernel refused a new one (unshare(CLONE_NEWUSER))",
+            ));
+        }
+        std::fs::write(holder.proc_file("uid_map"), &uid_map)
+            .map_err(|e| io(&format!("write uid_map {:?}", uid_map.trim()), e))?;
+        std::fs::write(holder.proc_file("gid_map"), &gid_map)
+            .map_err(|e| io(&format!("write gid_map {:?}", gid_map.trim()), e))?;
+        Ok(holder)
+    }
+
+    fn proc_file(&self, name: &str) -> std::path::PathBuf {
+        Path::new("/proc").join(self.pid.to_string()).join(name)
+    }
+
+    /// The holder's namespace of a kind (`user`, `net`, …) under `/proc`.
+    pub fn path(&self, kind: &str) -> std::path::PathBuf {
+        self.proc_file("ns").join(kind)
+    }
+}
+
+impl Drop for NamespaceHolder {
+    fn drop(&mut self) {
         // Killed rather than told to exit: a child forked meanwhile by
         // another thread holds copies of this one's descriptors.
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-        let _ = nix::sys::wait::waitpid(pid, None);
-        Ok(Self { fd: made? })
+        let _ = nix::sys::signal::kill(self.pid, nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(self.pid, None);
     }
 }
 
