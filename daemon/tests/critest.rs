@@ -27,7 +27,7 @@ const SKIPPED: &[(&str, &str)] = &[(
 /// The specs run must pass, and at least this many: containerd 1.6.20 on
 /// the same harness passes 89, so a skip pattern that swallows real specs
 /// fails the test.
-const MIN_PASSED: u32 = 101;
+const MIN_PASSED: u32 = 107;
 
 /// critest's streaming specs: exec with and without a terminal, attach,
 /// port-forward, port-forward in host network.

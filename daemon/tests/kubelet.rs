@@ -649,6 +649,32 @@ spec:
     )
 }
 
+/// A pod with a user namespace of its own (`hostUsers: false`), on an
+/// emptyDir.
+fn userns_pod(image: &str) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: userns
+  namespace: default
+spec:
+  hostUsers: false
+  terminationGracePeriodSeconds: 2
+  volumes:
+  - name: scratch
+    emptyDir: {{}}
+  containers:
+  - name: app
+    image: {image}
+    command: ["sh", "-c", "touch /scratch/mine && exec sleep 1000"]
+    volumeMounts:
+    - name: scratch
+      mountPath: /scratch
+"#
+    )
+}
+
 /// The host path of the cgroup directory holding a process, from its
 /// `/proc/<pid>/cgroup` text: the memory hierarchy's on cgroup v1, the
 /// unified one's on v2.
@@ -688,6 +714,7 @@ fn kubelet_runs_a_static_pod_on_crated() {
         .await;
         let kubelet = &h.kubelet;
         std::fs::write(kubelet.manifest("hostnet"), hostnet_pod(&h.node.busybox)).unwrap();
+        std::fs::write(kubelet.manifest("userns"), userns_pod(&h.node.busybox)).unwrap();
 
         let pod = h.web_pod_runs().await;
         let logs = kubelet
@@ -771,6 +798,45 @@ fn kubelet_runs_a_static_pod_on_crated() {
             "on the node\n"
         );
 
+        // The hostUsers: false pod runs as a range of 65536 host IDs the
+        // kubelet chose, its root owning its image's files, the kubelet's
+        // /etc/hosts and what it wrote in its emptyDir.
+        h.until(
+            "the userns pod runs",
+            "userns",
+            Duration::from_secs(60),
+            |pod| {
+                let app = container_status(pod, "app").ok_or("no app status")?;
+                app["state"]["running"]
+                    .is_object()
+                    .then_some(())
+                    .ok_or_else(|| app.to_string())
+            },
+        )
+        .await;
+        let inside = kubelet
+            .api(
+                "POST",
+                "/run/default/userns-crated-node/app?cmd=stat%20-c%20%25u:%25g%20/bin/busybox%20/etc/hosts%20/scratch/mine",
+            )
+            .unwrap_or_else(|e| panic!("{}", h.fail(&e)));
+        assert_eq!(inside, "0:0\n0:0\n0:0\n", "{}", h.fail(&inside));
+        let uid_map = kubelet
+            .api(
+                "POST",
+                "/run/default/userns-crated-node/app?cmd=cat%20/proc/self/uid_map",
+            )
+            .unwrap_or_else(|e| panic!("{}", h.fail(&e)));
+        let range: Vec<u64> = uid_map
+            .split_whitespace()
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        assert!(
+            matches!(range[..], [0, host, 65536] if host >= 65536 && host % 65536 == 0),
+            "{}",
+            h.fail(&uid_map)
+        );
+
         // A failing liveness probe (its file removed through ExecSync)
         // makes the kubelet stop the server through crated and start it
         // again; it is ready once more.
@@ -795,7 +861,7 @@ fn kubelet_runs_a_static_pod_on_crated() {
         .await;
 
         // The manifests removed, the kubelet stops the pods.
-        h.remove_pods(&["web", "hostnet"]).await;
+        h.remove_pods(&["web", "hostnet", "userns"]).await;
     });
 }
 
