@@ -460,6 +460,67 @@ pub fn is_mountpoint(target: &Path) -> Result<bool> {
         .any(|line| line.split(' ').nth(4) == Some(wanted.as_str())))
 }
 
+/// Detaches every mount strictly beneath `dir`, deepest first, so that
+/// removing `dir` cannot reach into what they show (a volume, an image
+/// layer) — whatever a process that died half-way left there.
+pub fn unmount_beneath(dir: &Path) -> Result<()> {
+    let dir = match dir.canonicalize() {
+        Ok(dir) => dir,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(dir.display(), e)),
+    };
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| Error::io("read /proc/self/mountinfo", e))?;
+    let mut beneath: Vec<PathBuf> = mountinfo
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(|field| PathBuf::from(unescape_mountinfo(field)))
+        .filter(|point| point.starts_with(&dir) && point != &dir)
+        .collect();
+    beneath.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    beneath.dedup();
+    for point in beneath {
+        match nix::mount::umount2(&point, MntFlags::MNT_DETACH) {
+            // Gone with a mount above it.
+            Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
+            Err(errno) => {
+                return Err(MountError::Syscall {
+                    what: format!("unmount {}", point.display()),
+                    errno,
+                }
+                .into())
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A mountinfo path field with its octal escapes (`\040` for a space)
+/// turned back into bytes.
+fn unescape_mountinfo(field: &str) -> std::ffi::OsString {
+    use std::os::unix::ffi::OsStringExt as _;
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes.get(i + 1..i + 4).and_then(|d| {
+            let text = std::str::from_utf8(d).ok()?;
+            u8::from_str_radix(text, 8).ok()
+        });
+        match (bytes[i], octal) {
+            (b'\\', Some(byte)) => {
+                out.push(byte);
+                i += 4;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    std::ffi::OsString::from_vec(out)
+}
+
 /// Unmounts everything stacked at `target`, as containerd's `UnmountAll`.
 pub fn unmount_all(target: &Path) -> Result<()> {
     while is_mountpoint(target)? {

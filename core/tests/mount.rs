@@ -160,3 +160,45 @@ fn id_mapped_overlay_and_bind_shift_owners_and_leave_no_scratch() {
     let err = mount_all(&[half], &root).unwrap_err();
     assert!(err.to_string().contains("go together"), "{err}");
 }
+
+/// What a process that died half-way left mounted beneath a directory is
+/// detached, deepest first, names with spaces included; the directory's
+/// own mount and the sources stay.
+#[test]
+fn unmount_beneath_detaches_what_is_below_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |name: &str| {
+        let p = dir.path().join(name);
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    };
+    let (volume, layer, bundle) = (d("volume"), d("layer"), d("bundle"));
+    std::fs::write(layer.join("keep"), "x").unwrap();
+    let tmpfs = Mount {
+        r#type: "tmpfs".into(),
+        source: "tmpfs".into(),
+        target: String::new(),
+        options: vec!["size=1m".into()],
+    };
+    mount_all(&[tmpfs], &bundle).unwrap().keep();
+    let outer = bundle.join("a dir");
+    std::fs::create_dir(&outer).unwrap();
+    mount_all(&[Mount::bind(volume.to_str().unwrap(), false)], &outer)
+        .unwrap()
+        .keep();
+    let inner = outer.join("inner");
+    std::fs::create_dir(&inner).unwrap();
+    mount_all(&[Mount::bind(layer.to_str().unwrap(), true)], &inner)
+        .unwrap()
+        .keep();
+
+    crated_core::mount::unmount_beneath(&bundle).unwrap();
+    assert!(!is_mountpoint(&outer).unwrap());
+    assert!(
+        is_mountpoint(&bundle).unwrap(),
+        "the directory's own mount stays"
+    );
+    unmount_all(&bundle).unwrap();
+    assert_eq!(std::fs::read_to_string(layer.join("keep")).unwrap(), "x");
+    crated_core::mount::unmount_beneath(&dir.path().join("missing")).unwrap();
+}

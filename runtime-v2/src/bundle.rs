@@ -192,6 +192,14 @@ impl Bundle {
                 source: Box::new(e),
             })?;
         }
+        // Nothing else should be mounted in a bundle, but a shim killed
+        // half-way through a create may have left ID-mapped copies of
+        // volumes or layers (see shim-runc's `idmapped`): removing files
+        // through them would remove the volume's or layer's own.
+        crated_core::mount::unmount_beneath(&self.path).map_err(|e| Error::Unmount {
+            path: self.path.clone(),
+            source: Box::new(e),
+        })?;
         for dir in [&self.work, &self.path] {
             match std::fs::remove_dir_all(dir) {
                 Ok(()) => {}

@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crated_core::mount::idmap::{attach, idmapped_tree, IdMap, UserNamespace};
+use crated_core::mount::idmap::{attach, idmapped_tree, IdMap, TreeOptions, UserNamespace};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
@@ -129,7 +129,11 @@ pub fn stage(bundle: &Path) -> Result<Option<Staged>> {
                 e.insert(UserNamespace::with_mappings(&uids, &gids).map_err(failed)?)
             }
         };
-        let tree = idmapped_tree(&source, userns, recursive).map_err(failed)?;
+        let how = TreeOptions {
+            recursive,
+            read_only: false,
+        };
+        let tree = idmapped_tree(&source, userns, how).map_err(failed)?;
         // The mount point is of the source's kind: a file binds on a file.
         let point = dir.join(i.to_string());
         let made = if source.is_dir() {

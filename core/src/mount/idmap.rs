@@ -221,10 +221,20 @@ fn syscall_failed(what: String) -> Error {
     Error::io(what, std::io::Error::last_os_error())
 }
 
+/// How [`idmapped_tree`] copies a mount tree.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TreeOptions {
+    /// The mounts beneath come along.
+    pub recursive: bool,
+    /// The copy is read-only (an overlay's lower directory: nothing may
+    /// write through it, whoever finds it).
+    pub read_only: bool,
+}
+
 /// A detached copy of the mount tree at `source`, showing its owners
-/// shifted by `userns`'s mapping; the mounts beneath come along when
-/// `recursive`. Nothing is attached until [`attach`].
-pub fn idmapped_tree(source: &Path, userns: &UserNamespace, recursive: bool) -> Result<OwnedFd> {
+/// shifted by `userns`'s mapping. Nothing is attached until [`attach`].
+pub fn idmapped_tree(source: &Path, userns: &UserNamespace, how: TreeOptions) -> Result<OwnedFd> {
+    let recursive = how.recursive;
     let path = c_path(source)?;
     let mut flags = libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC;
     if recursive {
@@ -241,7 +251,12 @@ pub fn idmapped_tree(source: &Path, userns: &UserNamespace, recursive: bool) -> 
     // SAFETY: open_tree returned a new descriptor this now owns.
     let tree = unsafe { OwnedFd::from_raw_fd(fd as i32) };
     let attr = libc::mount_attr {
-        attr_set: libc::MOUNT_ATTR_IDMAP,
+        attr_set: libc::MOUNT_ATTR_IDMAP
+            | if how.read_only {
+                libc::MOUNT_ATTR_RDONLY
+            } else {
+                0
+            },
         attr_clr: 0,
         propagation: 0,
         userns_fd: userns.fd.as_raw_fd() as u64,
@@ -305,7 +320,7 @@ pub fn supported(dir: &Path) -> bool {
         size: 65536,
     }];
     UserNamespace::with_mappings(&one, &one)
-        .and_then(|ns| idmapped_tree(dir, &ns, false))
+        .and_then(|ns| idmapped_tree(dir, &ns, TreeOptions::default()))
         .is_ok()
 }
 
@@ -367,7 +382,11 @@ impl Mapped {
             let mut mapped = Vec::new();
             for (i, dir) in lower["lowerdir=".len()..].split(':').enumerate() {
                 let copy = scratch.mount_point(i)?;
-                attach(idmapped_tree(Path::new(dir), &userns, false)?, &copy)?;
+                let how = TreeOptions {
+                    recursive: false,
+                    read_only: true,
+                };
+                attach(idmapped_tree(Path::new(dir), &userns, how)?, &copy)?;
                 mapped.push(copy.to_string_lossy().into_owned());
             }
             *lower = format!("lowerdir={}", mapped.join(":"));
@@ -375,7 +394,11 @@ impl Mapped {
         } else {
             let made = scratch.mount_point(0)?;
             super::mount_one(&self.mount, &made)?;
-            attach(idmapped_tree(&made, &userns, true)?, at)
+            let how = TreeOptions {
+                recursive: true,
+                read_only: false,
+            };
+            attach(idmapped_tree(&made, &userns, how)?, at)
         }
     }
 }
