@@ -266,7 +266,7 @@ mod tests {
             ),
         ] {
             let err = PodUserns::from_options(&bad).unwrap_err();
-            assert_eq!(err.kind(), crated_core::ErrorKind::InvalidArgument);
+            assert_eq!(err.kind(), crated_core::Kind::InvalidArgument);
             assert!(err.to_string().contains(says), "{err}");
         }
     }

@@ -2079,7 +2079,7 @@ fn a_pod_with_its_own_user_namespace_owns_its_files_and_network() {
     crated_testimages::in_private_netns(|| async {
         let ipam = tempfile::tempdir().unwrap();
         let runtimes = "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes";
-        let mut node = Node::start_with(NodeOptions {
+        let node = Node::start_with(NodeOptions {
             cni: vec![(
                 "10-bridge.conflist".into(),
                 bridge_conflist("crated-userns", "10.88.9.0/24", ipam.path()),
@@ -2108,7 +2108,7 @@ fn a_pod_with_its_own_user_namespace_owns_its_files_and_network() {
         let mut two = pod_config("two", node.logs.path(), false);
         let mut options = userns_options(196_608);
         if let Some(u) = options.userns_options.as_mut() {
-            let extra = u.uids[0].clone();
+            let extra = u.uids[0];
             u.uids.push(extra);
         }
         with_userns(&mut two, options);
