@@ -528,8 +528,12 @@ impl Cri {
         }
         // Before the spec: image mounts become bind mounts of the pod's
         // mounted image, and the config kept says where.
-        self.mount_image_volumes(&plan.sandbox.id, &mut plan.config.mounts)
-            .await?;
+        self.mount_image_volumes(
+            &plan.sandbox.id,
+            &mut plan.config.mounts,
+            plan.userns.as_ref(),
+        )
+        .await?;
         if !self.config.ignore_image_defined_volumes {
             let mut volumes: Vec<String> = plan
                 .image_config

@@ -12,7 +12,6 @@ use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crated_core::snapshots::Labels;
 use crated_core::{Error, Result};
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
 
@@ -40,6 +39,7 @@ impl Cri {
         &self,
         sandbox_id: &str,
         mounts: &mut [pb::Mount],
+        userns: Option<&crate::userns::PodUserns>,
     ) -> Result<()> {
         if mounts.iter().all(|m| m.image.is_none()) {
             return Ok(());
@@ -55,14 +55,19 @@ impl Cri {
                 "{MOUNT_FAILED}: image {:?} on {:?}",
                 spec.image, m.container_path
             );
-            self.mount_image_volume(sandbox_id, m)
+            self.mount_image_volume(sandbox_id, m, userns)
                 .await
                 .map_err(|e| e.context(what))?;
         }
         Ok(())
     }
 
-    async fn mount_image_volume(&self, sandbox_id: &str, m: &mut pb::Mount) -> Result<()> {
+    async fn mount_image_volume(
+        &self,
+        sandbox_id: &str,
+        m: &mut pb::Mount,
+        userns: Option<&crate::userns::PodUserns>,
+    ) -> Result<()> {
         let reference = m
             .image
             .as_ref()
@@ -90,7 +95,14 @@ impl Cri {
             Ok(target.exists() && crated_core::mount::is_mountpoint(&target)?)
         })?;
         if !mounted {
-            self.mount_image(sandbox_id, &image, &target).await?;
+            self.mount_image(sandbox_id, &image, &target, userns)
+                .await?;
+        }
+        // In a pod with its own user namespace the view is ID-mapped
+        // already (an overlay cannot be ID-mapped again, its layers were).
+        if userns.is_some() {
+            m.uid_mappings.clear();
+            m.gid_mappings.clear();
         }
         let host = if m.image_sub_path.is_empty() {
             target
@@ -109,8 +121,15 @@ impl Cri {
     }
 
     /// Mounts a read-only view of `image` (unpacked first if it is not)
-    /// at `target`, held by the pod's lease.
-    async fn mount_image(&self, sandbox_id: &str, image: &CriImage, target: &Path) -> Result<()> {
+    /// at `target`, held by the pod's lease; ID-mapped for a pod with a
+    /// user namespace of its own.
+    async fn mount_image(
+        &self,
+        sandbox_id: &str,
+        image: &CriImage,
+        target: &Path,
+        userns: Option<&crate::userns::PodUserns>,
+    ) -> Result<()> {
         let ns = self.client.namespace();
         let leases = &self.client.services().leases;
         match leases.create(ns, sandbox_id, Default::default()).await {
@@ -126,7 +145,10 @@ impl Cri {
             .ensure_unpacked(&image.target, &image.chain_id, snapshotter_name)
             .await?;
         let key = target.display().to_string();
-        let mounts = match snapshotter.view(&key, &image.chain_id, Labels::new()).await {
+        let labels = userns
+            .map(crate::userns::PodUserns::snapshot_labels)
+            .unwrap_or_default();
+        let mounts = match snapshotter.view(&key, &image.chain_id, labels).await {
             Ok(mounts) => mounts,
             // Made by a create that failed before mounting it.
             Err(e) if e.kind() == crated_core::Kind::AlreadyExists => {

@@ -2150,6 +2150,26 @@ fn a_pod_with_its_own_user_namespace_owns_its_files_and_network() {
         std::os::unix::fs::chown(volume.path().join("g"), Some(1000), Some(1000)).unwrap();
         let log_file = volume.path().join("termination-log");
         std::fs::write(&log_file, "").unwrap();
+        // An image volume (KEP 4639) of two layers: its view is an overlay.
+        let registry = node.busybox.split('/').next().unwrap().to_owned();
+        let data_ref = format!("{registry}/test/userns-data:1");
+        crated_testimages::push(&data_ref, &volume_image())
+            .await
+            .unwrap();
+        let data_id = node
+            .images()
+            .await
+            .pull_image(cri::PullImageRequest {
+                image: Some(cri::ImageSpec {
+                    image: data_ref.clone(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .image_ref;
 
         for (handler, host_id) in [("", 196_608u32), ("plain", 262_144)] {
             let name = format!("userns{}", handler);
@@ -2188,9 +2208,21 @@ fn a_pod_with_its_own_user_namespace_owns_its_files_and_network() {
                 gid_mappings: mappings.gids.clone(),
                 ..Default::default()
             };
+            let image_mount = cri::Mount {
+                readonly: true,
+                image: Some(cri::ImageSpec {
+                    image: data_id.clone(),
+                    ..Default::default()
+                }),
+                uid_mappings: mappings.uids.clone(),
+                gid_mappings: mappings.gids.clone(),
+                container_path: "/vol".into(),
+                ..Default::default()
+            };
             app.mounts = vec![
                 mount(volume.path(), "/data"),
                 mount(&log_file, "/dev/termination-log"),
+                image_mount,
             ];
             // A container asking for another range than its pod's.
             let mut stranger = app.clone();
@@ -2221,7 +2253,8 @@ fn a_pod_with_its_own_user_namespace_owns_its_files_and_network() {
                     "sh",
                     "-c",
                     "cat /proc/self/uid_map /proc/self/gid_map; id -u; \
-                     stat -c %u:%g / /bin/busybox /etc/hosts /data/f /data/g /dev/termination-log; \
+                     stat -c %u:%g / /bin/busybox /etc/hosts /data/f /data/g /dev/termination-log \
+                     /vol/data/second; \
                      cat /proc/sys/net/ipv4/ip_unprivileged_port_start; \
                      touch /written /data/new && echo done > /dev/termination-log && echo wrote",
                 ],
@@ -2234,19 +2267,19 @@ fn a_pod_with_its_own_user_namespace_owns_its_files_and_network() {
                 .map(|l| l.split_whitespace().collect())
                 .collect();
             let range = ["0".to_owned(), host_id.to_string(), "65536".to_owned()];
-            assert_eq!(lines.len(), 11, "{stdout}{stderr}\n{}", node.daemon.logs());
+            assert_eq!(lines.len(), 12, "{stdout}{stderr}\n{}", node.daemon.logs());
             assert_eq!(lines[0], range, "uid_map: {stdout}");
             assert_eq!(lines[1], range, "gid_map: {stdout}");
             assert_eq!(lines[2], ["0"], "the pod's root: {stdout}");
             for (line, owner) in
-                lines[3..9]
+                lines[3..10]
                     .iter()
-                    .zip(["0:0", "0:0", "0:0", "0:0", "1000:1000", "0:0"])
+                    .zip(["0:0", "0:0", "0:0", "0:0", "1000:1000", "0:0", "0:0"])
             {
                 assert_eq!(line, &[owner], "{stdout}");
             }
-            assert_eq!(lines[9], ["80"], "a sysctl of the pod's network: {stdout}");
-            assert_eq!(lines[10], ["wrote"], "{stdout}{stderr}");
+            assert_eq!(lines[10], ["80"], "a sysctl of the pod's network: {stdout}");
+            assert_eq!(lines[11], ["wrote"], "{stdout}{stderr}");
             // On the node: the process runs as the range's root, what it
             // wrote in the volume is the node's root's, nothing rewritten.
             let verbose = runtime
