@@ -88,8 +88,9 @@ async fn a_host_network_pod_runs_logs_execs_stops_and_is_removed() {
         err.message()
     );
 
-    // A pod of its own user namespace (hostUsers: false) is refused, not
-    // run with the node's; the node's (as the kubelet sends it) is fine.
+    // A pod asking for a user namespace of its own without saying which
+    // IDs it maps is refused, not run with the node's; the node's (as the
+    // kubelet sends it) is fine.
     let mut own_users = pod_config("userns", node.logs.path(), true);
     let options = own_users
         .linux
@@ -112,12 +113,12 @@ async fn a_host_network_pod_runs_logs_execs_stops_and_is_removed() {
         .unwrap_err();
     assert_eq!(
         err.code(),
-        tonic::Code::FailedPrecondition,
+        tonic::Code::InvalidArgument,
         "{}",
         err.message()
     );
     assert!(
-        err.message().contains("hostUsers: true"),
+        err.message().contains("needs a uid and a gid mapping"),
         "{}",
         err.message()
     );
@@ -185,7 +186,8 @@ async fn a_host_network_pod_runs_logs_execs_stops_and_is_removed() {
         .unwrap_or_else(|e| panic!("{e}\n{}", node.daemon.logs()))
         .into_inner()
         .container_id;
-    // An idmapped mount is refused rather than mounted unmapped.
+    // Half an ID mapping (uids without gids) is refused rather than
+    // mounted half mapped.
     let mut mapped = container_config("mapped", &node.busybox, &["true"]);
     mapped.mounts = vec![cri::Mount {
         container_path: "/data".into(),
@@ -207,11 +209,15 @@ async fn a_host_network_pod_runs_logs_execs_stops_and_is_removed() {
         .unwrap_err();
     assert_eq!(
         err.code(),
-        tonic::Code::FailedPrecondition,
+        tonic::Code::InvalidArgument,
         "{}",
         err.message()
     );
-    assert!(err.message().contains("idmapped"), "{}", err.message());
+    assert!(
+        err.message().contains("uid and gid mappings go together"),
+        "{}",
+        err.message()
+    );
     let before = status_of(&mut runtime, &created).await;
     assert_eq!(before.state, cri::ContainerState::ContainerCreated as i32);
     assert_eq!(before.image_id, image_id);
