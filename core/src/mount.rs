@@ -478,7 +478,7 @@ pub fn unmount_beneath(dir: &Path) -> Result<()> {
         .filter(|point| point.starts_with(&dir) && point != &dir)
         .collect();
     beneath.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-    beneath.dedup();
+    // A point listed twice has mounts stacked on it: one detach each.
     for point in beneath {
         match nix::mount::umount2(&point, MntFlags::MNT_DETACH) {
             // Gone with a mount above it.

@@ -206,6 +206,19 @@ impl Cri {
             .client
             .snapshotter(&self.snapshotter_of_pod(sandbox_id), None)?;
         for target in targets {
+            let scratch = target.file_name().is_some_and(|n| {
+                n.to_string_lossy()
+                    .starts_with(crated_core::mount::idmap::SCRATCH_PREFIX)
+            });
+            if scratch {
+                // What a crash half-way through an ID-mapped mount left.
+                crated_core::blocking::off_worker(|| {
+                    crated_core::mount::unmount_beneath(&target)?;
+                    std::fs::remove_dir_all(&target)
+                        .map_err(|e| Error::io(format!("remove {}", target.display()), e))
+                })?;
+                continue;
+            }
             crated_core::blocking::off_worker(|| crated_core::mount::unmount_all(&target))?;
             let key = target.display().to_string();
             match snapshotter.remove(&key).await {

@@ -183,20 +183,23 @@ impl NetNs {
     /// Unmounts and removes the path, and the pinned user namespace if
     /// there is one; what is already gone is fine.
     pub fn remove(&self) -> Result<()> {
-        for path in [self.path.clone(), self.userns_path()] {
-            match umount2(&path, MntFlags::MNT_DETACH) {
+        let remove = |path: &Path| -> Result<()> {
+            match umount2(path, MntFlags::MNT_DETACH) {
                 // Not mounted, or not there: nothing to undo.
                 Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
-                Err(e) => return Err(netns_error(&path, "unmount", e.into())),
+                Err(e) => return Err(netns_error(path, "unmount", e.into())),
             }
-            match std::fs::remove_file(&path) {
+            match std::fs::remove_file(path) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                    return Err(netns_error(&path, "remove", e))
+                    Err(netns_error(path, "remove", e))
                 }
-                _ => {}
+                _ => Ok(()),
             }
-        }
-        Ok(())
+        };
+        // Both tried, whichever fails.
+        let netns = remove(&self.path);
+        let userns = remove(&self.userns_path());
+        netns.and(userns)
     }
 
     /// A TCP connection to `port` on the namespace's loopback (127.0.0.1,

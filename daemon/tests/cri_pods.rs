@@ -2286,6 +2286,21 @@ fn a_pod_with_its_own_user_namespace_owns_its_files_and_network() {
             }
             assert_eq!(lines[10], ["80"], "a sysctl of the pod's network: {stdout}");
             assert_eq!(lines[11], ["wrote"], "{stdout}{stderr}");
+            // The shim's rewritten config stays owner-only, its ID-mapped
+            // copies are gone once runc made the container.
+            let bundle = node
+                .daemon
+                .dir
+                .path()
+                .join("state/io.containerd.runtime.v2.task/k8s.io")
+                .join(&app);
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(bundle.join("config.json"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "config.json mode {mode:o}");
+            assert!(!bundle.join("idmapped").exists());
             // On the node: the process runs as the range's root, what it
             // wrote in the volume is the node's root's, nothing rewritten.
             let verbose = runtime

@@ -95,7 +95,14 @@ pub fn stage(bundle: &Path) -> Result<Option<Staged>> {
         return Ok(None);
     }
     let dir = bundle.join(DIR);
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io("create", &dir, e))?;
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| Error::io("create", &dir, e))?;
+    }
     let mut staged = Staged {
         dir: dir.clone(),
         points: Vec::new(),
@@ -158,6 +165,14 @@ pub fn stage(bundle: &Path) -> Result<Option<Staged>> {
             "encode config.json: {e}"
         )))
     })?;
-    crated_core::fs::write_durably(&path, &rewritten, 0o644).map_err(failed)?;
+    // Its mode kept: the bundle's config is owner-only (it holds the
+    // container's environment, secrets included).
+    let mode = {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::metadata(&path)
+            .map(|m| m.permissions().mode() & 0o7777)
+            .unwrap_or(0o600)
+    };
+    crated_core::fs::write_durably(&path, &rewritten, mode).map_err(failed)?;
     Ok(Some(staged))
 }

@@ -581,8 +581,15 @@ impl Service {
             Some(mounted)
         };
         // ID-mapped copies of the mounts that ask for them, for runc to
-        // bind; detached once runc has created the container.
-        let staged = match crate::idmapped::stage(&bundle) {
+        // bind; detached once runc has created the container. Not for a
+        // restore, which runs no runc until Start (not built there: the
+        // mappings stay in the config for a runc that performs them).
+        let staged = if req.checkpoint.is_empty() {
+            crate::idmapped::stage(&bundle)
+        } else {
+            Ok(None)
+        };
+        let staged = match staged {
             Ok(staged) => staged,
             Err(e) => {
                 if let Some(guard) = rootfs {

@@ -332,6 +332,8 @@ impl<L: Layout> Snapshotter for DirSnapshotter<L> {
     async fn update(&self, info: Info, fieldpaths: &[String]) -> Result<Info> {
         let fieldpaths = fieldpaths.to_vec();
         self.blocking(move |inner| {
+            // A mapping its mounts could not show is refused here too.
+            crated_core::snapshots::id_mappings(&info.labels)?;
             let mut change = inner.meta.change();
             let updated = change.update(info, &fieldpaths)?;
             change.apply()?;

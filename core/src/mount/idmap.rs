@@ -156,7 +156,11 @@ impl NamespaceHolder {
         };
         let (uid_map, gid_map) = (lines(uids), lines(gids));
         let io = |what: &str, e: std::io::Error| Error::io(format!("user namespace: {what}"), e);
-        let (ready_r, ready_w) = nix::unistd::pipe().map_err(|e| io("pipe", e.into()))?;
+        // Close-on-exec: a program another thread starts meanwhile must
+        // not keep the pipe.
+        let (ready_r, ready_w) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| io("pipe", e.into()))?;
+        let parent = nix::unistd::getpid().as_raw();
         // SAFETY: the child only makes async-signal-safe system calls
         // (unshare, write, pause) until it is killed, so forking a
         // multi-threaded process is sound.
@@ -165,6 +169,11 @@ impl NamespaceHolder {
             Ok(nix::unistd::ForkResult::Child) => {
                 // SAFETY: plain system calls on a descriptor this child owns.
                 unsafe {
+                    // Never outlive a parent that dies before killing it.
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    if libc::getppid() != parent {
+                        libc::_exit(1);
+                    }
                     let ok = libc::unshare(libc::CLONE_NEWUSER | also) == 0;
                     let byte = [u8::from(ok)];
                     libc::write(ready_w.as_raw_fd(), byte.as_ptr().cast(), 1);
@@ -311,9 +320,25 @@ pub fn attach(tree: OwnedFd, target: &Path) -> Result<()> {
 }
 
 /// Whether the kernel can ID-map a mount of the filesystem holding
-/// `dir` (the snapshotters' root): a copy of its mount ID-mapped by a
-/// fresh user namespace, then dropped without being attached.
+/// `dir` (the snapshotters' root) and mount overlays over such mounts
+/// (Linux 5.19): a copy of its mount ID-mapped by a fresh user namespace,
+/// then dropped without being attached. (A tmpfs volume needs 6.3; its
+/// mount fails naming it on older kernels.)
 pub fn supported(dir: &Path) -> bool {
+    // An overlay over ID-mapped layers needs 5.19, more than ID-mapped
+    // mounts themselves (5.12).
+    let kernel_ok = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .ok()
+        .and_then(|r| {
+            let mut parts = r.trim().split(['.', '-']);
+            let major: u32 = parts.next()?.parse().ok()?;
+            let minor: u32 = parts.next()?.parse().ok()?;
+            Some((major, minor) >= (5, 19))
+        })
+        .unwrap_or(false);
+    if !kernel_ok {
+        return false;
+    }
     let one = [IdMap {
         container: 0,
         host: 65536,
@@ -403,6 +428,11 @@ impl Mapped {
     }
 }
 
+/// How the scratch directories beside mount targets are named: a
+/// directory listing mount targets (a pod's image volumes) skips them, or
+/// removes what a crash left (with [`super::unmount_beneath`] first).
+pub const SCRATCH_PREFIX: &str = ".idmap-";
+
 /// A private directory beside a mount target holding the scratch mounts
 /// of [`Mapped::mount`]; dropping it detaches them and removes it.
 struct Scratch {
@@ -414,8 +444,9 @@ impl Scratch {
     fn new(target: &Path) -> Result<Self> {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let name = target.file_name().unwrap_or_default().to_string_lossy();
-        let dir = target.with_file_name(format!(".{name}.idmap-{}-{n}", std::process::id()));
+        // Named apart from the target: its name may hold what `lowerdir=`
+        // cannot (`,`, `:`).
+        let dir = target.with_file_name(format!("{SCRATCH_PREFIX}{}-{n}", std::process::id()));
         std::fs::DirBuilder::new()
             .mode(0o700)
             .create(&dir)
