@@ -2085,7 +2085,7 @@ fn a_pod_with_its_own_user_namespace_owns_its_files_and_network() {
     crated_testimages::in_private_netns(|| async {
         let ipam = tempfile::tempdir().unwrap();
         let runtimes = "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes";
-        let node = Node::start_with(NodeOptions {
+        let mut node = Node::start_with(NodeOptions {
             cni: vec![(
                 "10-bridge.conflist".into(),
                 bridge_conflist("crated-userns", "10.88.9.0/24", ipam.path()),
@@ -2328,6 +2328,26 @@ fn a_pod_with_its_own_user_namespace_owns_its_files_and_network() {
             let g = std::fs::metadata(volume.path().join("g")).unwrap();
             assert_eq!(g.uid(), 1000, "the volume is not rewritten");
 
+            if handler.is_empty() {
+                // A daemon killed and restarted puts a new container in the
+                // same user namespace.
+                node.daemon.stop_with(nix::sys::signal::Signal::SIGKILL);
+                node.daemon.spawn(&[]);
+                runtime = node.runtime().await;
+                let mut later = container_config("later", &node.busybox, &["sleep", "1000"]);
+                later.linux = Some(cri::LinuxContainerConfig {
+                    security_context: Some(cri::LinuxContainerSecurityContext {
+                        namespace_options: Some(ns.clone()),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                });
+                let later = start_container(&mut runtime, &pod, &config, later).await;
+                let out = exec(&mut runtime, &later, &["cat", "/proc/self/uid_map"]).await;
+                let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+                let seen: Vec<&str> = stdout.split_whitespace().collect();
+                assert_eq!(seen, range, "after the restart: {stdout}");
+            }
             let pod_status = runtime
                 .pod_sandbox_status(cri::PodSandboxStatusRequest {
                     pod_sandbox_id: pod.clone(),
