@@ -18,6 +18,7 @@ pub mod gc;
 pub mod identifiers;
 pub mod images;
 pub mod introspection;
+pub mod kernel;
 pub mod labels;
 pub mod leases;
 pub mod mount;

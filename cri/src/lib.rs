@@ -423,35 +423,29 @@ fn userns_handlers(
         tracing::info!(dir = %probe.display(), "no ID-mapped mounts here: pods with hostUsers: false are refused");
         return Default::default();
     }
+    runc_handlers(config)
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
+/// The runtime handlers whose runtime is runc's shim.
+fn runc_handlers(
+    config: &config::Config,
+) -> impl Iterator<Item = (&String, &config::RuntimeConfig)> {
     config
         .containerd
         .runtimes
         .iter()
         .filter(|(_, runtime)| runtime.runtime_type.starts_with("io.containerd.runc."))
-        .map(|(name, _)| name.clone())
-        .collect()
 }
 
 /// The runtime handlers whose runc lists the `rro` mount option in `runc
 /// features`, on a kernel with `mount_setattr` (5.12).
 fn rro_handlers(config: &config::Config) -> std::collections::BTreeSet<String> {
-    let kernel_ok = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .ok()
-        .and_then(|r| {
-            let mut parts = r.trim().split(['.', '-']);
-            let major: u32 = parts.next()?.parse().ok()?;
-            let minor: u32 = parts.next()?.parse().ok()?;
-            Some((major, minor) >= (5, 12))
-        })
-        .unwrap_or(false);
-    if !kernel_ok {
+    if !crated_core::kernel::at_least(5, 12) {
         return Default::default();
     }
-    config
-        .containerd
-        .runtimes
-        .iter()
-        .filter(|(_, runtime)| runtime.runtime_type.starts_with("io.containerd.runc."))
+    runc_handlers(config)
         .filter(|(_, runtime)| {
             let binary = if runtime.options.binary_name.is_empty() {
                 "runc"

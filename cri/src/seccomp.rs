@@ -15,7 +15,6 @@
 //! behaviour change.
 
 use std::path::Path;
-use std::sync::OnceLock;
 
 use crated_core::{Error, Result};
 use oci_spec::runtime::{
@@ -159,7 +158,7 @@ const NEW_NAMESPACE_FLAGS: u64 = (libc::CLONE_NEWNS
 /// in containerd 1.6, so refused syscalls fail with the runtime's default
 /// errno, `EPERM`.
 pub fn default_profile(spec: &Spec) -> LinuxSeccomp {
-    profile_for(spec, host_goarch(), host_kernel())
+    profile_for(spec, host_goarch(), crated_core::kernel::release())
 }
 
 /// Reads a `localhost` seccomp profile: a JSON file holding an OCI
@@ -282,28 +281,6 @@ fn host_goarch() -> &'static str {
         "loongarch64" => "loong64",
         other => other,
     }
-}
-
-/// The running kernel's (major, minor), read once; `None` if unreadable.
-fn host_kernel() -> Option<(u64, u64)> {
-    static KERNEL: OnceLock<Option<(u64, u64)>> = OnceLock::new();
-    *KERNEL.get_or_init(|| {
-        std::fs::read_to_string("/proc/sys/kernel/osrelease")
-            .ok()
-            .and_then(|release| parse_release(&release))
-    })
-}
-
-/// (major, minor) of a kernel release string such as `5.15.0-91-generic`:
-/// two dot-separated leading numbers, anything after the second ignored.
-fn parse_release(release: &str) -> Option<(u64, u64)> {
-    fn number(s: &str) -> Option<(u64, &str)> {
-        let end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-        Some((s[..end].parse().ok()?, &s[end..]))
-    }
-    let (major, rest) = number(release.trim_start())?;
-    let (minor, _) = number(rest.strip_prefix('.')?)?;
-    Some((major, minor))
 }
 
 /// A rule applying `action` to the whitespace-separated syscall `names`.
@@ -557,7 +534,7 @@ mod tests {
         ));
 
         let host = default_profile(&spec);
-        let expected = host_kernel().is_some_and(|kernel| kernel >= (4, 8));
+        let expected = crated_core::kernel::at_least(4, 8);
         assert_eq!(allowed(&host, "ptrace"), expected);
     }
 
@@ -673,18 +650,6 @@ mod tests {
 
         let host = serde_json::to_value(default_profile(&spec_with(&[]))).unwrap();
         assert_eq!(host["defaultAction"], "SCMP_ACT_ERRNO");
-    }
-
-    #[test]
-    fn kernel_release_parsing() {
-        assert_eq!(parse_release("5.15.0-91-generic\n"), Some((5, 15)));
-        assert_eq!(parse_release("3.8"), Some((3, 8)));
-        assert_eq!(parse_release("3.12foobar"), Some((3, 12)));
-        assert_eq!(parse_release("3.10.0-862.2.3.el7.x86_64"), Some((3, 10)));
-        assert_eq!(parse_release("99.999.999-19-generic"), Some((99, 999)));
-        assert_eq!(parse_release(""), None);
-        assert_eq!(parse_release("5"), None);
-        assert_eq!(parse_release("five.ten"), None);
     }
 
     #[test]

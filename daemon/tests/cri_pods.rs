@@ -1281,6 +1281,29 @@ fn volume_image() -> crated_testimages::Image {
     .unwrap()
 }
 
+/// [`volume_image`] pushed as `name` to the node's registry and pulled
+/// through the CRI; its image id.
+async fn pull_volume_image(node: &Node, name: &str) -> String {
+    let registry = node.busybox.split('/').next().unwrap();
+    let reference = format!("{registry}/{name}");
+    crated_testimages::push(&reference, &volume_image())
+        .await
+        .unwrap();
+    node.images()
+        .await
+        .pull_image(cri::PullImageRequest {
+            image: Some(cri::ImageSpec {
+                image: reference,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .image_ref
+}
+
 /// How many mounts sit at `path` on the host.
 fn mounts_at(path: &str) -> usize {
     std::fs::read_to_string("/proc/self/mountinfo")
@@ -1300,24 +1323,7 @@ async fn image_volumes_mount_an_images_files_read_only_once_per_pod() {
     let mut node = Node::start(&[]).await;
     node.pull_busybox().await;
     let host = node.busybox.split('/').next().unwrap().to_owned();
-    let data_ref = format!("{host}/test/data:1");
-    crated_testimages::push(&data_ref, &volume_image())
-        .await
-        .unwrap();
-    let data_id = node
-        .images()
-        .await
-        .pull_image(cri::PullImageRequest {
-            image: Some(cri::ImageSpec {
-                image: data_ref.clone(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .image_ref;
+    let data_id = pull_volume_image(&node, "test/data:1").await;
     let mut runtime = node.runtime().await;
     let config = pod_config("volumes", node.logs.path(), true);
     let pod = node.run_pod(&mut runtime, &config).await;
@@ -2157,25 +2163,7 @@ fn a_pod_with_its_own_user_namespace_owns_its_files_and_network() {
         let log_file = volume.path().join("termination-log");
         std::fs::write(&log_file, "").unwrap();
         // An image volume (KEP 4639) of two layers: its view is an overlay.
-        let registry = node.busybox.split('/').next().unwrap().to_owned();
-        let data_ref = format!("{registry}/test/userns-data:1");
-        crated_testimages::push(&data_ref, &volume_image())
-            .await
-            .unwrap();
-        let data_id = node
-            .images()
-            .await
-            .pull_image(cri::PullImageRequest {
-                image: Some(cri::ImageSpec {
-                    image: data_ref.clone(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .image_ref;
+        let data_id = pull_volume_image(&node, "test/userns-data:1").await;
 
         for (handler, host_id) in [("", 196_608u32), ("plain", 262_144)] {
             let name = format!("userns{}", handler);

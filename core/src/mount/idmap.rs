@@ -327,16 +327,7 @@ pub fn attach(tree: OwnedFd, target: &Path) -> Result<()> {
 pub fn supported(dir: &Path) -> bool {
     // An overlay over ID-mapped layers needs 5.19, more than ID-mapped
     // mounts themselves (5.12).
-    let kernel_ok = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .ok()
-        .and_then(|r| {
-            let mut parts = r.trim().split(['.', '-']);
-            let major: u32 = parts.next()?.parse().ok()?;
-            let minor: u32 = parts.next()?.parse().ok()?;
-            Some((major, minor) >= (5, 19))
-        })
-        .unwrap_or(false);
-    if !kernel_ok {
+    if !crate::kernel::at_least(5, 19) {
         return false;
     }
     let one = [IdMap {
