@@ -15,7 +15,9 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crated_core::mount::idmap::{attach, idmapped_tree, IdMap, TreeOptions, UserNamespace};
+use crated_core::mount::idmap::{
+    attach, idmapped_tree, IdMap, ScratchDir, TreeOptions, UserNamespace,
+};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
@@ -24,21 +26,7 @@ use crate::error::{Error, Result};
 const DIR: &str = "idmapped";
 
 /// The copies made for one create; detached and removed when dropped.
-#[derive(Debug)]
-pub struct Staged {
-    dir: PathBuf,
-    points: Vec<PathBuf>,
-}
-
-impl Drop for Staged {
-    fn drop(&mut self) {
-        for point in &self.points {
-            let _ = nix::mount::umount2(point, nix::mount::MntFlags::MNT_DETACH);
-            let _ = std::fs::remove_file(point).or_else(|_| std::fs::remove_dir(point));
-        }
-        let _ = std::fs::remove_dir(&self.dir);
-    }
-}
+pub type Staged = ScratchDir;
 
 fn failed(e: crated_core::Error) -> Error {
     Error::IdMapped {
@@ -94,19 +82,7 @@ pub fn stage(bundle: &Path) -> Result<Option<Staged>> {
     {
         return Ok(None);
     }
-    let dir = bundle.join(DIR);
-    {
-        use std::os::unix::fs::DirBuilderExt as _;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)
-            .map_err(|e| Error::io("create", &dir, e))?;
-    }
-    let mut staged = Staged {
-        dir: dir.clone(),
-        points: Vec::new(),
-    };
+    let mut staged = ScratchDir::create(bundle.join(DIR)).map_err(failed)?;
     // One user namespace per distinct mapping: a pod's mounts share one.
     let mut namespaces: HashMap<(Vec<IdMap>, Vec<IdMap>), UserNamespace> = HashMap::new();
     for (i, m) in mounts.iter_mut().enumerate() {
@@ -142,14 +118,9 @@ pub fn stage(bundle: &Path) -> Result<Option<Staged>> {
         };
         let tree = idmapped_tree(&source, userns, how).map_err(failed)?;
         // The mount point is of the source's kind: a file binds on a file.
-        let point = dir.join(i.to_string());
-        let made = if source.is_dir() {
-            std::fs::create_dir(&point)
-        } else {
-            std::fs::File::create(&point).map(drop)
-        };
-        made.map_err(|e| Error::io("create", &point, e))?;
-        staged.points.push(point.clone());
+        let point = staged
+            .mount_point(&i.to_string(), source.is_dir())
+            .map_err(failed)?;
         attach(tree, &point).map_err(failed)?;
         let object = m.as_object_mut().ok_or_else(|| {
             failed(crated_core::Error::invalid_argument(format!(

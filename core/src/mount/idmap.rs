@@ -382,7 +382,7 @@ impl Mapped {
     /// layers), whether or not the mount succeeded.
     pub(super) fn mount(&self, at: &Path) -> Result<()> {
         let userns = UserNamespace::with_mappings(&self.uids, &self.gids)?;
-        let scratch = Scratch::new(at)?;
+        let mut scratch = ScratchDir::beside(at)?;
         if self.mount.r#type == "overlay" {
             let mut mount = self.mount.clone();
             let Some(lower) = mount
@@ -397,7 +397,7 @@ impl Mapped {
             };
             let mut mapped = Vec::new();
             for (i, dir) in lower["lowerdir=".len()..].split(':').enumerate() {
-                let copy = scratch.mount_point(i)?;
+                let copy = scratch.mount_point(&i.to_string(), true)?;
                 let how = TreeOptions {
                     recursive: false,
                     read_only: true,
@@ -408,7 +408,7 @@ impl Mapped {
             *lower = format!("lowerdir={}", mapped.join(":"));
             super::mount_one(&mount, at)
         } else {
-            let made = scratch.mount_point(0)?;
+            let made = scratch.mount_point("0", true)?;
             super::mount_one(&self.mount, &made)?;
             let how = TreeOptions {
                 recursive: true,
@@ -424,43 +424,59 @@ impl Mapped {
 /// removes what a crash left (with [`super::unmount_beneath`] first).
 pub const SCRATCH_PREFIX: &str = ".idmap-";
 
-/// A private directory beside a mount target holding the scratch mounts
-/// of [`Mapped::mount`]; dropping it detaches them and removes it.
-struct Scratch {
+/// A private (0700) directory of mount points for mounts that only live
+/// while something else is mounted from them: the ID-mapped copies of an
+/// overlay's layers, or of a container's volumes until runc has bound
+/// them. Dropping it detaches its mounts and removes it, whatever went
+/// wrong before.
+#[derive(Debug)]
+pub struct ScratchDir {
     dir: std::path::PathBuf,
-    points: std::cell::RefCell<Vec<std::path::PathBuf>>,
+    points: Vec<std::path::PathBuf>,
 }
 
-impl Scratch {
-    fn new(target: &Path) -> Result<Self> {
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        // Named apart from the target: its name may hold what `lowerdir=`
-        // cannot (`,`, `:`).
-        let dir = target.with_file_name(format!("{SCRATCH_PREFIX}{}-{n}", std::process::id()));
+impl ScratchDir {
+    /// Makes `dir` (and its parents) for mount points.
+    pub fn create(dir: std::path::PathBuf) -> Result<Self> {
         std::fs::DirBuilder::new()
+            .recursive(true)
             .mode(0o700)
             .create(&dir)
             .map_err(|e| Error::io(format!("scratch directory {}", dir.display()), e))?;
         Ok(Self {
             dir,
-            points: Default::default(),
+            points: Vec::new(),
         })
     }
 
-    fn mount_point(&self, i: usize) -> Result<std::path::PathBuf> {
-        let point = self.dir.join(i.to_string());
-        std::fs::create_dir(&point).map_err(|e| Error::io(point.display(), e))?;
-        self.points.borrow_mut().push(point.clone());
+    /// A scratch directory beside mount target `target`, named apart from
+    /// it: its name may hold what `lowerdir=` cannot (`,`, `:`).
+    fn beside(target: &Path) -> Result<Self> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self::create(target.with_file_name(format!("{SCRATCH_PREFIX}{}-{n}", std::process::id())))
+    }
+
+    /// A new mount point `name` in it: a directory, or an empty file to
+    /// bind a file on.
+    pub fn mount_point(&mut self, name: &str, directory: bool) -> Result<std::path::PathBuf> {
+        let point = self.dir.join(name);
+        let made = if directory {
+            std::fs::create_dir(&point)
+        } else {
+            std::fs::File::create(&point).map(drop)
+        };
+        made.map_err(|e| Error::io(format!("create mount point {}", point.display()), e))?;
+        self.points.push(point.clone());
         Ok(point)
     }
 }
 
-impl Drop for Scratch {
+impl Drop for ScratchDir {
     fn drop(&mut self) {
-        for point in self.points.borrow().iter() {
+        for point in &self.points {
             let _ = nix::mount::umount2(point, nix::mount::MntFlags::MNT_DETACH);
-            let _ = std::fs::remove_dir(point);
+            let _ = std::fs::remove_file(point).or_else(|_| std::fs::remove_dir(point));
         }
         let _ = std::fs::remove_dir(&self.dir);
     }
