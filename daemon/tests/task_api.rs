@@ -63,6 +63,18 @@ impl Api {
         parent: &str,
         id: &str,
     ) -> Vec<crated_api::containerd::types::Mount> {
+        self.clone_container_with(template, parent, id, |_| {})
+            .await
+    }
+
+    /// [`Self::clone_container`], the copy's spec changed by `edit`.
+    async fn clone_container_with(
+        &self,
+        template: &containers::Container,
+        parent: &str,
+        id: &str,
+        edit: impl FnOnce(&mut serde_json::Value),
+    ) -> Vec<crated_api::containerd::types::Mount> {
         let mounts = self
             .snapshots()
             .prepare(self.request(snapshots::PrepareSnapshotRequest {
@@ -81,6 +93,7 @@ impl Api {
         let spec = container.spec.as_mut().unwrap();
         let mut json: serde_json::Value = serde_json::from_slice(&spec.value).unwrap();
         json["linux"]["cgroupsPath"] = format!("/{}/{id}", self.ns.as_str()).into();
+        edit(&mut json);
         spec.value = serde_json::to_vec(&json).unwrap();
         self.containers()
             .create(self.request(containers::CreateContainerRequest {
@@ -627,4 +640,161 @@ async fn a_start_leaves_runc_agreeing_and_one_after_init_died_fails() {
         .await
         .unwrap();
     api.remove_container(&serving.snapshotter, "killed").await;
+}
+
+/// The cgroup directories runc recorded for container `id` of namespace
+/// `ns` (our shim's runc root).
+fn runc_cgroups(ns: &str, id: &str) -> Vec<std::path::PathBuf> {
+    let state = std::fs::read(format!("/run/containerd/runc/{ns}/{id}/state.json")).unwrap();
+    let state: serde_json::Value = serde_json::from_slice(&state).unwrap();
+    state["cgroup_paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|p| p.as_str().unwrap().into())
+        .collect()
+}
+
+/// Our shim deletes a stopped container itself: its cgroups and runc's
+/// directory of it go with no `runc delete` process. A container whose
+/// spec has a poststop hook is still deleted by runc, which runs the hook.
+/// runc is run through a wrapper (named `runc`, so the shim treats it as
+/// runc) that notes each command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_task_is_deleted_without_runc_unless_a_hook_needs_it() {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    let s = setup("destroy").await;
+    let _cleanup = NamespaceCleanup(&s.daemon, s.ns.clone());
+    let api = s.api().await;
+    let tools = tempfile::tempdir().unwrap();
+    let calls = tools.path().join("calls");
+    let hooked_state = tools.path().join("hooked-state");
+    let wrapper = tools.path().join("runc");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> {}\nexec runc \"$@\"\n",
+            calls.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let options = prost_types::Any {
+        type_url: "containerd.runc.v1.Options".into(),
+        value: crated_api::containerd::runc::v1::Options {
+            binary_name: wrapper.display().to_string(),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+    };
+
+    let (plain, parent) = s.template(&api, "plain", &["sh", "-c", SERVE]).await;
+    let hook = serde_json::json!([{
+        "path": "/bin/sh",
+        "args": ["sh", "-c", format!("cat > {}", hooked_state.display())],
+    }]);
+    let hooked_rootfs = api
+        .clone_container_with(&plain, &parent, "hooked", |spec| {
+            spec["hooks"]["poststop"] = hook
+        })
+        .await;
+    let plain_rootfs = api
+        .snapshots()
+        .mounts(api.request(snapshots::MountsRequest {
+            snapshotter: plain.snapshotter.clone(),
+            key: plain.snapshot_key.clone(),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .mounts;
+    let mut tasks = api.tasks();
+    let mut cgroups = HashMap::new();
+    for (id, rootfs) in [("plain", plain_rootfs), ("hooked", hooked_rootfs)] {
+        tasks
+            .create(api.request(tasks::CreateTaskRequest {
+                container_id: id.into(),
+                rootfs,
+                options: Some(options.clone()),
+                ..Default::default()
+            }))
+            .await
+            .unwrap();
+        tasks
+            .start(api.request(tasks::StartRequest {
+                container_id: id.into(),
+                exec_id: String::new(),
+            }))
+            .await
+            .unwrap();
+        let paths = runc_cgroups(&s.ns, id);
+        assert!(!paths.is_empty(), "{id}: no cgroups");
+        for path in &paths {
+            assert!(
+                path.is_dir(),
+                "{id}: {} missing while running",
+                path.display()
+            );
+        }
+        cgroups.insert(id, paths);
+    }
+    for id in ["plain", "hooked"] {
+        tasks
+            .kill(api.request(tasks::KillRequest {
+                container_id: id.into(),
+                signal: libc::SIGKILL as u32,
+                ..Default::default()
+            }))
+            .await
+            .unwrap();
+        tasks
+            .wait(api.request(tasks::WaitRequest {
+                container_id: id.into(),
+                exec_id: String::new(),
+            }))
+            .await
+            .unwrap();
+        let deleted = tasks
+            .delete(api.request(tasks::DeleteTaskRequest {
+                container_id: id.into(),
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(deleted.exit_status, 137, "{id}");
+        let dir = format!("/run/containerd/runc/{}/{id}", s.ns);
+        assert!(
+            !std::path::Path::new(&dir).exists(),
+            "{id}: {dir} left after the delete"
+        );
+        for path in &cgroups[id] {
+            assert!(!path.exists(), "{id}: cgroup {} left", path.display());
+        }
+    }
+
+    let calls = std::fs::read_to_string(&calls).unwrap();
+    let ran = |command: &str, id: &str| {
+        calls.lines().any(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            words.contains(&command) && words.last() == Some(&id)
+        })
+    };
+    // The wrapper ran: the create went through it.
+    assert!(ran("create", "plain") && ran("create", "hooked"), "{calls}");
+    assert!(
+        !ran("delete", "plain"),
+        "runc deleted the plain task:\n{calls}"
+    );
+    assert!(
+        ran("delete", "hooked"),
+        "runc did not delete the hooked task:\n{calls}"
+    );
+    // runc ran the hook with the stopped container's state.
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&hooked_state).unwrap()).unwrap();
+    assert_eq!(state["id"], "hooked", "{state}");
+    assert_eq!(state["status"], "stopped", "{state}");
+
+    api.remove_container(&plain.snapshotter, "hooked").await;
 }

@@ -33,6 +33,7 @@ pub(crate) fn log_line(line: std::fmt::Arguments<'_>) {
     let _ = writeln!(std::io::stderr(), "{line}");
 }
 
+mod destroy;
 mod error;
 mod events;
 mod exec_fifo;

@@ -5,6 +5,7 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use crate::destroy::{self, Destroy};
 use crate::error::{Error, Result};
 use crate::exec_fifo;
 use crate::reaper::Reaper;
@@ -261,14 +262,18 @@ impl Runc {
             .map(|_| ())
     }
 
-    /// Where runc keeps container `id`'s exec fifo, when the binary is
-    /// runc (the fifo is runc's own protocol between its `create` and
-    /// `start`; other runtimes keep theirs) and `id` names a directory
-    /// under the root, not a path.
+    /// Where runc keeps container `id`'s exec fifo (see [`Self::own_dir`]).
     fn exec_fifo(&self, id: &str) -> Option<PathBuf> {
+        self.own_dir(id).map(|dir| dir.join(exec_fifo::NAME))
+    }
+
+    /// runc's directory of container `id`, when the binary is runc (its
+    /// exec fifo and `state.json` are runc's own; other runtimes keep
+    /// theirs) and `id` names a directory under the root, not a path.
+    fn own_dir(&self, id: &str) -> Option<PathBuf> {
         let plain = !id.is_empty() && id != "." && id != ".." && !id.contains('/');
         (plain && self.binary.file_name() == Some(std::ffi::OsStr::new("runc")))
-            .then(|| self.root.join(id).join(exec_fifo::NAME))
+            .then(|| self.root.join(id))
     }
 
     /// `runc exec --detach` of `process` (an OCI process JSON); its pid.
@@ -393,6 +398,18 @@ impl Runc {
             Ok(_) | Err(Error::RuncNotExist { .. }) => Ok(()),
             Err(e) => Err(e),
         }
+    }
+
+    /// Deletes container `id` whose init has exited and been reaped: the
+    /// shim removes what runc would (see [`destroy`]) when the binary is
+    /// runc and its state asks for nothing more, else `runc delete`.
+    pub async fn delete_stopped(&self, id: &str) -> Result<()> {
+        if let Some(dir) = self.own_dir(id) {
+            if destroy::destroy(&dir).await == Destroy::Done {
+                return Ok(());
+            }
+        }
+        self.delete(id, false).await
     }
 
     /// `runc pause` / `runc resume`.

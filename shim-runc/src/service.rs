@@ -1008,7 +1008,10 @@ impl Service {
         // A created task that never started: runc kills its init. One
         // from a checkpoint that was never restored has nothing in runc.
         if !restorable {
-            runc.delete(id, !running && exit.is_none()).await?;
+            match exit {
+                Some(_) => runc.delete_stopped(id).await?,
+                None => runc.delete(id, true).await?,
+            }
         }
         let exit = exit.unwrap_or(Exit {
             status: 137,
