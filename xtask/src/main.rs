@@ -176,6 +176,7 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
     let rest = args.iter().skip(1).skip_while(|a| *a == "--");
     let target_dir = target_dir()?;
     run(cargo().args(["build", "--release", "--workspace", "--bins"]))?;
+    order_file::warn_if_stale(&target_dir.join("release/crated"));
     // The harness is built in a target directory of its own: with its
     // dev-dependencies cargo resolves other features for the shared crates,
     // and in the one target directory it would rebuild the whole release

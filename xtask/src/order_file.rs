@@ -67,6 +67,59 @@ pub fn regenerate(target_dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Warns when the order file lists many functions the release `binary`
+/// does not have. Rust's symbol names carry a hash of their crate's
+/// version and features, so a change to the start-up path or to a
+/// dependency's features renames them; the linker skips the names it does
+/// not find, and the daemon's RSS at start quietly grows back (12.7 MiB
+/// against 6.9 on 2026-12-06, two thirds of the names stale). A benchmark
+/// reading that figure should say so first.
+pub fn warn_if_stale(binary: &Path) {
+    match stale(binary) {
+        Ok((listed, missing)) if missing * 10 > listed => eprintln!(
+            "xtask: warning: {missing} of the {listed} functions in {ORDER_FILE} are not in \
+             {}: the file is stale and crated's RSS at start will be larger than it should \
+             be; run `cargo xtask order-file` and commit the file",
+            binary.display()
+        ),
+        Ok(_) => {}
+        Err(e) => eprintln!("xtask: warning: cannot check {ORDER_FILE}: {e:#}"),
+    }
+}
+
+/// How many names the order file lists, and how many of them `binary`'s
+/// symbol table (`nm`) lacks.
+fn stale(binary: &Path) -> anyhow::Result<(usize, usize)> {
+    let path = workspace_root()?.join(ORDER_FILE);
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+    let out = Command::new("nm")
+        .arg("--defined-only")
+        .arg(binary)
+        .stderr(Stdio::inherit())
+        .output()
+        .context("run nm")?;
+    if !out.status.success() {
+        bail!("nm {} exited with {}", binary.display(), out.status);
+    }
+    let symbols = String::from_utf8_lossy(&out.stdout);
+    let defined: HashSet<&str> = symbols
+        .lines()
+        .filter_map(|line| line.split_whitespace().last())
+        .collect();
+    let listed: Vec<&str> = listed_names(&text).collect();
+    let missing = listed.iter().filter(|n| !defined.contains(*n)).count();
+    Ok((listed.len(), missing))
+}
+
+/// The function names of an order file: every line but comments and
+/// blanks.
+fn listed_names(text: &str) -> impl Iterator<Item = &str> {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+}
+
 fn workspace_root() -> anyhow::Result<PathBuf> {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -183,7 +236,16 @@ fn resolve(table: &mut std::collections::HashMap<String, String>, spec: &str) ->
 
 #[cfg(test)]
 mod tests {
-    use super::functions_of;
+    use super::{functions_of, listed_names};
+
+    #[test]
+    fn an_order_file_lists_its_names_without_comments() {
+        let text = "# made by xtask\n_ZN6crated4main17h0E\n\n  _ZN6crated3run17h1E \n";
+        assert_eq!(
+            listed_names(text).collect::<Vec<_>>(),
+            ["_ZN6crated4main17h0E", "_ZN6crated3run17h1E"]
+        );
+    }
 
     #[test]
     fn functions_of_one_object_are_listed_once_in_order() {
