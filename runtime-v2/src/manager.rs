@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crated_api::containerd::events as ev;
 use crated_api::containerd::task::v2 as pb;
@@ -186,7 +186,7 @@ impl TaskManager {
         id: &str,
         opts: CreateOptions,
     ) -> Result<(Arc<Shim>, u32)> {
-        let began = std::time::Instant::now();
+        let began = Instant::now();
         let _busy = self.reserve(ns, id)?;
         if self.get(ns, id).is_ok() {
             return Err(Error::TaskExists {
@@ -378,11 +378,23 @@ impl TaskManager {
     pub async fn delete(&self, ns: &Namespace, id: &str) -> Result<Exit> {
         let _busy = self.reserve(ns, id)?;
         let shim = self.get(ns, id)?;
+        let began = Instant::now();
         let deleted = shim.delete("").await?;
+        let shim_deleted = began.elapsed();
         shim.shutdown().await;
+        let shut_down = began.elapsed();
         if let Err(e) = shim.bundle.delete() {
             tracing::warn!(id, error = %e, "remove bundle");
         }
+        // Where a task delete goes: the shim's Delete (the runtime's
+        // delete, the rootfs unmounted), its shutdown, the bundle.
+        tracing::debug!(
+            id,
+            shim_delete_micros = shim_deleted.as_micros() as u64,
+            shutdown_micros = (shut_down - shim_deleted).as_micros() as u64,
+            bundle_micros = (began.elapsed() - shut_down).as_micros() as u64,
+            "task deleted"
+        );
         // Listed until its bundle is gone: a task missing from the listing
         // has left nothing behind. The reservation keeps the monitor's
         // cleanup away meanwhile.
