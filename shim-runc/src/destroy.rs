@@ -27,11 +27,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::CGROUP_ROOT;
+
 /// runc's record of a container, in its directory under the root.
 const STATE: &str = "state.json";
-
-/// Where every cgroup hierarchy the cgroupfs driver uses is mounted.
-const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
 /// Rounds of removal for cgroups still busy: processes killed with the
 /// init may not have been reaped yet. runc tries five times, sleeping 10,

@@ -33,6 +33,11 @@ pub(crate) fn log_line(line: std::fmt::Arguments<'_>) {
     let _ = writeln!(std::io::stderr(), "{line}");
 }
 
+/// Where the host's cgroup hierarchies are mounted: runc's cgroupfs
+/// driver puts a container's cgroups beneath it (its stats, OOM events and
+/// removal are read and done there).
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
 mod destroy;
 mod error;
 mod events;

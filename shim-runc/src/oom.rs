@@ -22,7 +22,7 @@ pub fn watch(cgroups_path: &str, notify: impl Fn() + Send + 'static) {
         return;
     };
     let rel = cgroups_path.trim_start_matches('/');
-    let root = Path::new("/sys/fs/cgroup");
+    let root = Path::new(crate::CGROUP_ROOT);
     if root.join("cgroup.controllers").exists() {
         runtime.spawn(watch_events(root.join(rel).join("memory.events"), notify));
     } else if let Some(event) = register_v1(&root.join("memory").join(rel)) {

@@ -13,8 +13,7 @@ use crated_api::cgroups::{v1, v2};
 use prost::Message as _;
 
 use crate::error::{Error, Result};
-
-const ROOT: &str = "/sys/fs/cgroup";
+use crate::CGROUP_ROOT as ROOT;
 
 /// Where the kernel lists the huge page sizes it supports.
 const HUGEPAGES: &str = "/sys/kernel/mm/hugepages";
