@@ -104,9 +104,29 @@ impl Api {
         mounts
     }
 
+    /// Container `id`'s record.
+    async fn container(&self, id: &str) -> containers::Container {
+        self.containers()
+            .get(self.request(containers::GetContainerRequest { id: id.to_owned() }))
+            .await
+            .unwrap()
+            .into_inner()
+            .container
+            .unwrap()
+    }
+
     /// Creates and starts the task of `container` on its own snapshot.
     async fn start_task(&self, container: &containers::Container) {
-        self.create_task(container).await;
+        self.start_task_with(container, None).await;
+    }
+
+    /// [`Self::start_task`] with the runtime's `options`.
+    async fn start_task_with(
+        &self,
+        container: &containers::Container,
+        options: Option<prost_types::Any>,
+    ) {
+        self.create_task_with(container, options).await;
         self.tasks()
             .start(self.request(tasks::StartRequest {
                 container_id: container.id.clone(),
@@ -119,6 +139,16 @@ impl Api {
     /// Creates the task of `container` on its own snapshot (runc's
     /// `create`: the init waits for the start).
     async fn create_task(&self, container: &containers::Container) -> tasks::CreateTaskResponse {
+        self.create_task_with(container, None).await
+    }
+
+    /// [`Self::create_task`] with the runtime's `options` (runc's
+    /// `Options`).
+    async fn create_task_with(
+        &self,
+        container: &containers::Container,
+        options: Option<prost_types::Any>,
+    ) -> tasks::CreateTaskResponse {
         let rootfs = self
             .snapshots()
             .mounts(self.request(snapshots::MountsRequest {
@@ -133,6 +163,7 @@ impl Api {
             .create(self.request(tasks::CreateTaskRequest {
                 container_id: container.id.clone(),
                 rootfs,
+                options,
                 ..Default::default()
             }))
             .await
@@ -229,14 +260,7 @@ impl Setup {
         ];
         command.extend_from_slice(args);
         ok(self.daemon.ctr(&debian_ctr(), &command));
-        let container = api
-            .containers()
-            .get(api.request(containers::GetContainerRequest { id: id.to_owned() }))
-            .await
-            .unwrap()
-            .into_inner()
-            .container
-            .unwrap();
+        let container = api.container(id).await;
         let parent = api
             .snapshots()
             .stat(api.request(snapshots::StatSnapshotRequest {
@@ -694,40 +718,15 @@ async fn a_stopped_task_is_deleted_without_runc_unless_a_hook_needs_it() {
         "path": "/bin/sh",
         "args": ["sh", "-c", format!("cat > {}", hooked_state.display())],
     }]);
-    let hooked_rootfs = api
-        .clone_container_with(&plain, &parent, "hooked", |spec| {
-            spec["hooks"]["poststop"] = hook
-        })
-        .await;
-    let plain_rootfs = api
-        .snapshots()
-        .mounts(api.request(snapshots::MountsRequest {
-            snapshotter: plain.snapshotter.clone(),
-            key: plain.snapshot_key.clone(),
-        }))
-        .await
-        .unwrap()
-        .into_inner()
-        .mounts;
-    let mut tasks = api.tasks();
+    api.clone_container_with(&plain, &parent, "hooked", |spec| {
+        spec["hooks"]["poststop"] = hook
+    })
+    .await;
+    let hooked = api.container("hooked").await;
     let mut cgroups = HashMap::new();
-    for (id, rootfs) in [("plain", plain_rootfs), ("hooked", hooked_rootfs)] {
-        tasks
-            .create(api.request(tasks::CreateTaskRequest {
-                container_id: id.into(),
-                rootfs,
-                options: Some(options.clone()),
-                ..Default::default()
-            }))
-            .await
-            .unwrap();
-        tasks
-            .start(api.request(tasks::StartRequest {
-                container_id: id.into(),
-                exec_id: String::new(),
-            }))
-            .await
-            .unwrap();
+    for container in [&plain, &hooked] {
+        let id = container.id.as_str();
+        api.start_task_with(container, Some(options.clone())).await;
         let paths = runc_cgroups(&s.ns, id);
         assert!(!paths.is_empty(), "{id}: no cgroups");
         for path in &paths {
@@ -739,6 +738,7 @@ async fn a_stopped_task_is_deleted_without_runc_unless_a_hook_needs_it() {
         }
         cgroups.insert(id, paths);
     }
+    let mut tasks = api.tasks();
     for id in ["plain", "hooked"] {
         tasks
             .kill(api.request(tasks::KillRequest {
