@@ -349,12 +349,7 @@ fn a_failed_dump_leaves_the_container_running_and_no_archive() {
     crated_testimages::in_private_netns(|| async {
         let broken = tempfile::tempdir().unwrap();
         let criu = broken.path().join("criu");
-        std::fs::write(
-            &criu,
-            "#!/bin/sh\necho 'criu: this one is broken' >&2\nexit 1\n",
-        )
-        .unwrap();
-        std::fs::set_permissions(&criu, std::fs::Permissions::from_mode(0o755)).unwrap();
+        common::write_script(&criu, "echo 'criu: this one is broken' >&2\nexit 1\n");
         let node = Node::start_with(NodeOptions {
             path_prefix: Some(broken.path().to_owned()),
             ..NodeOptions::default()

@@ -1660,19 +1660,7 @@ async fn runtime_handler_settings_shape_the_specs() {
     std::fs::write(&base_path, base.to_string()).unwrap();
     let args_log = work.path().join("runc-args.log");
     let wrapper = work.path().join("runc-wrapper");
-    std::fs::write(
-        &wrapper,
-        format!(
-            "#!/bin/sh\necho \"$@\" >> {}\nexec runc \"$@\"\n",
-            args_log.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        &wrapper,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    common::runc_recording_to(&wrapper, &args_log);
     let runtime_table = "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]";
     let node = cri_support::Node::start_with(cri_support::NodeOptions {
         cri_tables: format!(

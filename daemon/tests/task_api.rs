@@ -686,8 +686,6 @@ fn runc_cgroups(ns: &str, id: &str) -> Vec<std::path::PathBuf> {
 /// runc) that notes each command.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_task_is_deleted_without_runc_unless_a_hook_needs_it() {
-    use std::os::unix::fs::PermissionsExt as _;
-
     let s = setup("destroy").await;
     let _cleanup = NamespaceCleanup(&s.daemon, s.ns.clone());
     let api = s.api().await;
@@ -695,15 +693,7 @@ async fn a_stopped_task_is_deleted_without_runc_unless_a_hook_needs_it() {
     let calls = tools.path().join("calls");
     let hooked_state = tools.path().join("hooked-state");
     let wrapper = tools.path().join("runc");
-    std::fs::write(
-        &wrapper,
-        format!(
-            "#!/bin/sh\necho \"$*\" >> {}\nexec runc \"$@\"\n",
-            calls.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    common::runc_recording_to(&wrapper, &calls);
     let options = prost_types::Any {
         type_url: "containerd.runc.v1.Options".into(),
         value: crated_api::containerd::runc::v1::Options {

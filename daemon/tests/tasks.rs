@@ -1009,18 +1009,15 @@ async fn an_oom_kill_is_published() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_binary_log_uri_gets_the_output() {
-    use std::os::unix::fs::PermissionsExt as _;
     let f = fixture("binlog").await;
     let dir = tempfile::tempdir().unwrap();
     let logger = dir.path().join("logger.sh");
     // containerd's protocol: stdout on fd 3, stderr on 4, a byte on 5 when
     // ready; query pairs become arguments.
-    std::fs::write(
+    common::write_script(
         &logger,
-        "#!/bin/sh\nout=\"$2\"\ncat <&3 >> \"$out\" &\ncat <&4 >> \"$out.err\" &\nprintf x >&5\nexec 5>&-\nwait\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&logger, std::fs::Permissions::from_mode(0o755)).unwrap();
+        "out=\"$2\"\ncat <&3 >> \"$out\" &\ncat <&4 >> \"$out.err\" &\nprintf x >&5\nexec 5>&-\nwait\n",
+    );
     let out = dir.path().join("out");
     let uri = format!("binary://{}?file={}", logger.display(), out.display());
     run_logged(&f, &uri, "logged", "echo to-log; echo err-log >&2");

@@ -15,6 +15,23 @@ use std::time::{Duration, Instant};
 
 use tonic::transport::Channel;
 
+/// Writes an executable (0755) shell script `body` at `path`: a stand-in
+/// for a program the daemon or shim runs (criu, a logging binary, runc).
+pub fn write_script(path: &Path, body: &str) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::write(path, format!("#!/bin/sh\n{body}")).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Writes at `path` a runc that appends each command line it is given to
+/// `log`, then runs the real runc with it.
+pub fn runc_recording_to(path: &Path, log: &Path) {
+    write_script(
+        path,
+        &format!("echo \"$*\" >> {}\nexec runc \"$@\"\n", log.display()),
+    );
+}
+
 /// Debian's containerd 1.6 ctr.
 pub const DEBIAN_CTR: &str = "/usr/bin/ctr";
 
