@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod allocator;
 pub mod base64;
 pub mod blocking;
 pub mod checkpoint;

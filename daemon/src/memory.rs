@@ -41,19 +41,7 @@ pub fn free_bytes() -> Option<u64> {
     }
 }
 
-/// Returns the free pages of every arena to the kernel; whether any were.
-pub fn trim() -> bool {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        // SAFETY: malloc_trim takes each arena's lock itself; it only
-        // releases memory no allocation holds.
-        unsafe { libc::malloc_trim(0) == 1 }
-    }
-    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-    {
-        false
-    }
-}
+pub use crated_core::allocator::trim;
 
 /// The process's resident anonymous memory, in bytes (`/proc/self/statm`:
 /// resident pages less the file-backed ones).
@@ -90,36 +78,12 @@ pub fn limit_arenas(arenas: i32) -> bool {
     }
 }
 
-/// Marks the daemon process that [`tune_allocator`] re-executed, and
-/// carries the process name it had before.
-const TUNED_MARK: &str = "CRATED_MALLOC_TUNED";
-
-/// The glibc tunables the daemon runs with: no per-thread cache of freed
-/// blocks, and blocks of 128 KiB and more always mapped on their own.
-pub const TUNABLES: &str = "glibc.malloc.tcache_count=0:glibc.malloc.mmap_threshold=131072";
+pub use crated_core::allocator::TUNABLES;
 
 /// Re-executes the daemon with glibc's allocator tuned for a long-lived
-/// process that works in bursts ([`TUNABLES`]), and returns in the
-/// re-executed process only. glibc reads these only from the environment
-/// at start, hence the exec.
-///
-/// - **No per-thread caches of freed blocks (tcache).** Each thread keeps
-///   up to seven freed blocks of every small size for itself, out of reach
-///   of `malloc_trim`; after a burst, those of the long-lived threads
-///   (async workers, sled's) pin pages that would otherwise be given back.
-///   Measured with a workload of 1,000 blobs and containers created and
-///   removed, 15 s idle after: 9.8–15.8 MiB anonymous with the caches,
-///   7.2–8.1 MiB without; the cost is the arena lock on small
-///   allocations, which two arenas share.
-/// - **A fixed mapping threshold.** By default glibc raises the size from
-///   which a block gets a mapping of its own each time such a block is
-///   freed (up to 32 MiB), so after the first large buffer (a 1 MiB copy
-///   chunk, sled's 512 KiB log buffer) every later one is carved from an
-///   arena: it pushes the arena's top up, and the small long-lived blocks
-///   allocated meanwhile land above it and keep the pages in between from
-///   going back. Fixed at 128 KiB (glibc's starting value), large buffers
-///   come and go as mappings. Same workload, three runs each: peak 18–20
-///   → 10–13 MiB, idle after 6.6–7.1 → 6.2–6.7 MiB.
+/// process that works in bursts ([`TUNABLES`], which say why), and
+/// returns in the re-executed process only. glibc reads these only from
+/// the environment at start, hence the exec.
 ///
 /// Nothing happens when `GLIBC_TUNABLES` is already set (the operator's
 /// tuning stands) or where the allocator is not glibc's; a failed exec
@@ -128,40 +92,28 @@ pub const TUNABLES: &str = "glibc.malloc.tcache_count=0:glibc.malloc.mmap_thresh
 /// the environment the daemon was given. Call first thing, while the
 /// process has one thread.
 pub fn tune_allocator() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        use std::os::unix::process::CommandExt as _;
-        if let Some(name) = std::env::var_os(TUNED_MARK) {
-            // Exec'd through /proc/self/exe, the kernel named the process
-            // "exe": give it back the name it started with, which `ps`,
-            // `pidof` and `pkill` go by. A failure leaves "exe", nothing
-            // worse.
-            let _ = std::fs::write("/proc/self/comm", name.as_encoded_bytes());
-            // One thread only (see above): nothing reads the environment
-            // meanwhile.
-            std::env::remove_var(TUNED_MARK);
-            std::env::remove_var("GLIBC_TUNABLES");
-            return;
-        }
-        if std::env::var_os("GLIBC_TUNABLES").is_some() {
-            return;
-        }
-        let mut args = std::env::args_os();
-        let arg0 = args.next().unwrap_or_else(|| "crated".into());
-        let name = std::fs::read_to_string("/proc/self/comm")
-            .map(|comm| comm.trim_end_matches('\n').to_owned())
-            .unwrap_or_else(|_| "crated".to_owned());
-        // The running binary itself, even if its path was replaced since.
-        let error = std::process::Command::new("/proc/self/exe")
-            .arg0(arg0)
-            .args(args)
-            .env("GLIBC_TUNABLES", TUNABLES)
-            .env(TUNED_MARK, name)
-            .exec();
-        eprintln!(
-            "crated: cannot re-execute with glibc's allocator tuned ({error}); going on untuned"
-        );
+    use std::os::unix::process::CommandExt as _;
+    if let Some(name) = crated_core::allocator::forget_tuning() {
+        // Exec'd through /proc/self/exe, the kernel named the process
+        // "exe": give it back the name it started with, which `ps`,
+        // `pidof` and `pkill` go by. A failure leaves "exe", nothing
+        // worse.
+        let _ = std::fs::write("/proc/self/comm", name.as_encoded_bytes());
+        return;
     }
+    let mut args = std::env::args_os();
+    let arg0 = args.next().unwrap_or_else(|| "crated".into());
+    let name = std::fs::read_to_string("/proc/self/comm")
+        .map(|comm| comm.trim_end_matches('\n').to_owned())
+        .unwrap_or_else(|_| "crated".to_owned());
+    // The running binary itself, even if its path was replaced since.
+    let mut command = std::process::Command::new("/proc/self/exe");
+    command.arg0(arg0).args(args);
+    if !crated_core::allocator::tune(&mut command, &name) {
+        return;
+    }
+    let error = command.exec();
+    eprintln!("crated: cannot re-execute with glibc's allocator tuned ({error}); going on untuned");
 }
 
 /// What the trimmer compares between looks.

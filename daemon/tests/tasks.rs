@@ -1270,11 +1270,16 @@ fn environ(pid: &str) -> Vec<String> {
 }
 
 /// The daemon runs with glibc's allocator tuned (it re-executes itself
-/// once at start with `GLIBC_TUNABLES` set) under its own name, and what
-/// it starts inherits none of that: a shim gets the environment the daemon
-/// was given. An operator's own `GLIBC_TUNABLES` stands, unchanged.
+/// once at start with `GLIBC_TUNABLES` set) under its own name, and so
+/// does every shim (its `start` spawns it tuned), yet what they start
+/// inherits none of that: a shim's `start` and runc get the environment
+/// the daemon was given. An operator's own `GLIBC_TUNABLES` stands,
+/// unchanged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_daemon_runs_with_its_allocator_tuned_and_its_shims_inherit_nothing() {
+async fn the_daemon_and_its_shims_run_with_the_allocator_tuned_and_runc_inherits_nothing() {
+    // Before the fixture: its cleanup kills the container through the
+    // wrapper below.
+    let scratch = tempfile::tempdir().unwrap();
     let f = fixture("tcache").await;
     let tunables = crated_daemon::memory::TUNABLES;
     let tuned = format!("GLIBC_TUNABLES={tunables}");
@@ -1287,14 +1292,35 @@ async fn the_daemon_runs_with_its_allocator_tuned_and_its_shims_inherit_nothing(
     let comm = std::fs::read_to_string(format!("/proc/{}/comm", f.daemon.pid())).unwrap();
     assert_eq!(comm.trim_end(), "crated");
 
-    ok(f.ctr(&["run", "-d", &f.image, "env-check", "sleep", "600"]));
+    // A runc that writes down its environment before it runs.
+    let wrapper = scratch.path().join("runc");
+    let seen = scratch.path().join("environments");
+    common::write_script(
+        &wrapper,
+        &format!("env >> {}\nexec runc \"$@\"\n", seen.display()),
+    );
+    let wrapper = wrapper.display().to_string();
+    ok(f.ctr(&[
+        "run",
+        "-d",
+        "--runc-binary",
+        &wrapper,
+        &f.image,
+        "env-check",
+        "sleep",
+        "600",
+    ]));
     let pid = wait_status(&f, "env-check", "RUNNING")[1].clone();
-    let shim = environ(&parent_of(&pid));
+    let shim = environ(&parent_of(&pid)).join(":");
     assert!(
-        !shim
-            .iter()
-            .any(|v| v.starts_with("GLIBC_TUNABLES=") || v.starts_with("CRATED_MALLOC_TUNED=")),
-        "the shim inherited the daemon's tuning: {shim:?}"
+        shim.contains(&tuned),
+        "the shim does not run tuned: {shim:?}"
+    );
+    let runc = std::fs::read_to_string(&seen).unwrap();
+    assert!(runc.contains("PATH="), "{runc}");
+    assert!(
+        !runc.contains("GLIBC_TUNABLES=") && !runc.contains("CRATED_MALLOC_TUNED="),
+        "runc inherited the shim's tuning: {runc}"
     );
     ok(f.ctr(&["tasks", "kill", "-s", "KILL", "env-check"]));
     wait_status(&f, "env-check", "STOPPED");

@@ -44,6 +44,7 @@ mod events;
 mod exec_fifo;
 mod idmapped;
 mod io;
+mod memory;
 mod oom;
 mod reaper;
 mod relay;
@@ -232,6 +233,10 @@ fn start(args: &Args) -> Result<()> {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .process_group(0);
+    // The shim idles for as long as its container runs: its allocator
+    // tuned as the daemon's, it gives freed memory back after each call
+    // (`memory`).
+    crated_core::allocator::tune(&mut command, "shim");
     let fd = listener.as_raw_fd();
     // SAFETY: between fork and exec the closure only makes the
     // async-signal-safe dup2 and fcntl calls.
@@ -422,6 +427,9 @@ async fn reap_on_sigchld(
 }
 
 fn serve(args: Args) -> Result<()> {
+    // First, while the shim has one thread: runc and hooks get the
+    // environment the daemon gave the shim.
+    crated_core::allocator::forget_tuning();
     close_inherited_fds(args.listen_fd);
     log_to_fifo();
     nix::sys::prctl::set_child_subreaper(true).map_err(|source| Error::Subreaper { source })?;

@@ -183,13 +183,17 @@ fn err(e: Error) -> ttrpc::Error {
 /// a change half made (runc's container created but not yet recorded
 /// here, so no later Shutdown knows of it) would lose its owner.
 /// Detached, the change completes either way; only the answer is lost.
+/// These are the calls that allocate most (a create parses the whole
+/// spec), so once one is done the memory it freed is given back soon.
 async fn to_completion<T: Send + 'static>(
     work: impl std::future::Future<Output = Result<T>> + Send + 'static,
 ) -> ttrpc::Result<T> {
-    match tokio::spawn(work).await {
+    let result = match tokio::spawn(work).await {
         Ok(done) => done.map_err(err),
         Err(e) => Err(ttrpc::Error::Others(format!("shim call failed: {e}"))),
-    }
+    };
+    crate::memory::trim_soon();
+    result
 }
 
 /// The runc runtime options of a Create (defaults when absent).
