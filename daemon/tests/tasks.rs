@@ -1259,6 +1259,53 @@ async fn share_one_shim(ns: &str, shim: &str, ctr: &std::path::Path) {
     }
 }
 
+/// A container whose runtime binary went missing (removed, or the
+/// BinaryName it was created with uninstalled) cannot be killed; the
+/// kill and a forced remove say which binary is missing, at once: the
+/// error is not NotFound, which Debian's ctr reads on a kill as "already
+/// gone" and then waits for an exit that never comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_runtime_binary_fails_kill_and_forced_remove_by_name() {
+    let scratch = tempfile::tempdir().unwrap();
+    let f = fixture("gone-runc").await;
+    let wrapper = scratch.path().join("runc");
+    common::write_script(&wrapper, "exec runc \"$@\"\n");
+    let binary = wrapper.display().to_string();
+    ok(f.ctr(&[
+        "run",
+        "-d",
+        "--runc-binary",
+        &binary,
+        &f.image,
+        "orphan",
+        "sleep",
+        "600",
+    ]));
+    wait_status(&f, "orphan", "RUNNING");
+    let moved = scratch.path().join("runc.away");
+    std::fs::rename(&wrapper, &moved).unwrap();
+    for args in [
+        &["tasks", "kill", "-s", "SIGKILL", "orphan"][..],
+        &["tasks", "rm", "-f", "orphan"],
+    ] {
+        // A hang shows as ctr's own deadline, not as a stuck test.
+        let mut full = vec!["--timeout", "30s"];
+        full.extend_from_slice(args);
+        let stderr = fails(f.ctr(&full));
+        assert!(
+            stderr.contains(&binary) && stderr.contains("not found"),
+            "{args:?}: {stderr}"
+        );
+    }
+    wait_status(&f, "orphan", "RUNNING");
+    // Back in place, the container goes as usual.
+    std::fs::rename(&moved, &wrapper).unwrap();
+    ok(f.ctr(&["tasks", "kill", "-s", "SIGKILL", "orphan"]));
+    wait_status(&f, "orphan", "STOPPED");
+    ok(f.ctr(&["tasks", "rm", "orphan"]));
+    ok(f.ctr(&["containers", "rm", "orphan"]));
+}
+
 /// Every variable of process `pid`'s environment as it was exec'd.
 fn environ(pid: &str) -> Vec<String> {
     std::fs::read(format!("/proc/{pid}/environ"))

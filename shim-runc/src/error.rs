@@ -599,8 +599,14 @@ fn errno_kind(errno: Errno) -> Kind {
 impl KindError for Error {
     fn kind(&self) -> Kind {
         match self {
-            Error::RuntimeNotFound { .. }
-            | Error::RuncNotExist { .. }
+            // Unknown, as containerd's shim reports a runc it cannot run.
+            // A kill's NotFound reads as "the process is gone already" to
+            // clients (containerd's WithProcessKill, under `ctr tasks rm
+            // -f`), which then wait for an exit that never comes, and its
+            // FailedPrecondition as "stopped already", which drops this
+            // message for a vaguer one of the delete after.
+            Error::RuntimeNotFound { .. } => Kind::Unknown,
+            Error::RuncNotExist { .. }
             | Error::RuncNotRunning { .. }
             | Error::NotCreated { .. }
             | Error::ProcessNotFound { .. }
