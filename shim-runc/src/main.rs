@@ -234,8 +234,8 @@ fn start(args: &Args) -> Result<()> {
         .stderr(std::process::Stdio::null())
         .process_group(0);
     // The shim idles for as long as its container runs: its allocator
-    // tuned as the daemon's, it gives freed memory back after each call
-    // (`memory`).
+    // tuned as the daemon's, it gives freed heap and stack back after
+    // each lifecycle call (`memory`).
     crated_core::allocator::tune(&mut command, "shim");
     let fd = listener.as_raw_fd();
     // SAFETY: between fork and exec the closure only makes the

@@ -183,8 +183,9 @@ fn err(e: Error) -> ttrpc::Error {
 /// a change half made (runc's container created but not yet recorded
 /// here, so no later Shutdown knows of it) would lose its owner.
 /// Detached, the change completes either way; only the answer is lost.
-/// These are the calls that allocate most (a create parses the whole
-/// spec), so once one is done the memory it freed is given back soon.
+/// These are the calls that use most memory (a create parses the whole
+/// spec and runs its whole future on the stack for a moment), so once one
+/// is done what it freed is given back soon (`memory`).
 async fn to_completion<T: Send + 'static>(
     work: impl std::future::Future<Output = Result<T>> + Send + 'static,
 ) -> ttrpc::Result<T> {
@@ -192,7 +193,7 @@ async fn to_completion<T: Send + 'static>(
         Ok(done) => done.map_err(err),
         Err(e) => Err(ttrpc::Error::Others(format!("shim call failed: {e}"))),
     };
-    crate::memory::trim_soon();
+    crate::memory::release_soon();
     result
 }
 
