@@ -1284,6 +1284,9 @@ async fn a_missing_runtime_binary_fails_kill_and_forced_remove_by_name() {
     wait_status(&f, "orphan", "RUNNING");
     let moved = scratch.path().join("runc.away");
     std::fs::rename(&wrapper, &moved).unwrap();
+    // Back in place however this test ends: the fixture's cleanup kills
+    // the container through it.
+    let put_back = PutBack(&moved, &wrapper);
     for args in [
         &["tasks", "kill", "-s", "SIGKILL", "orphan"][..],
         &["tasks", "rm", "-f", "orphan"],
@@ -1299,11 +1302,20 @@ async fn a_missing_runtime_binary_fails_kill_and_forced_remove_by_name() {
     }
     wait_status(&f, "orphan", "RUNNING");
     // Back in place, the container goes as usual.
-    std::fs::rename(&moved, &wrapper).unwrap();
+    drop(put_back);
     ok(f.ctr(&["tasks", "kill", "-s", "SIGKILL", "orphan"]));
     wait_status(&f, "orphan", "STOPPED");
     ok(f.ctr(&["tasks", "rm", "orphan"]));
     ok(f.ctr(&["containers", "rm", "orphan"]));
+}
+
+/// Renames `.0` back to `.1` when dropped.
+struct PutBack<'a>(&'a std::path::Path, &'a std::path::Path);
+
+impl Drop for PutBack<'_> {
+    fn drop(&mut self) {
+        let _ = std::fs::rename(self.0, self.1);
+    }
 }
 
 /// Every variable of process `pid`'s environment as it was exec'd.
