@@ -212,7 +212,7 @@ async fn a_docker_save_archive_imports_and_runs() {
         ],
     ));
     assert_eq!(out, "hi\n");
-    let _ = std::fs::remove_dir(format!("/run/containerd/runc/{ns0}"));
+    common::forget_namespace(&ns0);
 
     // --compress-blobs: the plain layers become gzip blobs labelled with
     // their diff id, and the image still unpacks to the same diff ids.

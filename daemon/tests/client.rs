@@ -167,7 +167,7 @@ async fn the_client_runs_a_task_in_process() {
         let _ = tasks.delete(&ns, &task.id).await;
     }
     loaded.shutdown().await;
-    let _ = std::fs::remove_dir(format!("/run/containerd/runc/{ns}"));
+    common::forget_namespace(ns.as_str());
     if let Err(panic) = result {
         std::panic::resume_unwind(panic.into_panic());
     }

@@ -382,7 +382,7 @@ async fn containers_run_under_a_notify_type_unit() {
     std::thread::sleep(std::time::Duration::from_millis(300));
     let _ = daemon.ctr(&ctr, &["-n", &ns, "tasks", "rm", "-f", "notified"]);
     let _ = daemon.ctr(&ctr, &["-n", &ns, "containers", "rm", "notified"]);
-    let _ = std::fs::remove_dir(format!("/run/containerd/runc/{ns}"));
+    common::forget_namespace(&ns);
     ok(started);
     drop(notify);
 }

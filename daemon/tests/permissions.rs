@@ -129,6 +129,7 @@ async fn another_user_reaches_no_more_than_of_containerd() {
         let _ = ctr(&["-n", ns, "tasks", "rm", "-f", "exposed"]);
         let _ = ctr(&["-n", ns, "containers", "rm", "exposed"]);
     }
-    // runc's state dir of containerd's namespace (ours goes with the guard).
-    let _ = std::fs::remove_dir(format!("/run/containerd/runc/{cns}"));
+    // runc's state dir and cgroups of containerd's namespace (ours go with
+    // the guard).
+    common::forget_namespace(&cns);
 }

@@ -54,8 +54,8 @@ impl Drop for Fixture {
                 let _ = self.ctr(&["containers", "rm", id]);
             }
         }
-        // runc's state dir of the namespace, empty by now.
-        let _ = std::fs::remove_dir(format!("/run/containerd/runc/{}", self.ns));
+        // runc's state dir and cgroups of the namespace, empty by now.
+        common::forget_namespace(&self.ns);
     }
 }
 
@@ -978,7 +978,7 @@ async fn containerd_runs_busybox_with_our_shim() {
     }
     ok(ctr(&["tasks", "rm", "i2"]));
     ok(ctr(&["containers", "rm", "i2"]));
-    let _ = std::fs::remove_dir(format!("/run/containerd/runc/{ns}"));
+    common::forget_namespace(&ns);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -367,8 +367,8 @@ impl Drop for Containerd {
 }
 
 /// Kills and removes what namespace `.1` of daemon `.0` holds when dropped
-/// (a test that fails halfway leaves no container running), then runc's
-/// state dir of the namespace, which is machine-wide.
+/// (a test that fails halfway leaves no container running), then what
+/// the namespace left on the machine ([`forget_namespace`]).
 pub struct NamespaceCleanup<'a>(pub &'a Daemon, pub String);
 
 impl Drop for NamespaceCleanup<'_> {
@@ -376,7 +376,23 @@ impl Drop for NamespaceCleanup<'_> {
         if self.0.is_running() {
             empty_namespace(self.0, &workspace_bin("ctr"), &self.1);
         }
-        let _ = std::fs::remove_dir(format!("/run/containerd/runc/{}", self.1));
+        forget_namespace(&self.1);
+    }
+}
+
+/// Removes what a namespace leaves on the machine once its containers are
+/// gone: runc's state dir of it (`/run/containerd/runc/<ns>`) and the
+/// parent cgroup runc made for it in every hierarchy
+/// (`/sys/fs/cgroup/<controller>/<ns>` on v1, `/sys/fs/cgroup/<ns>` on
+/// v2), which nothing else removes (containerd leaves them too): every
+/// test has a namespace of its own, so a machine that runs the tests
+/// often collected thousands. Only empty ones go (rmdir).
+pub fn forget_namespace(ns: &str) {
+    let _ = std::fs::remove_dir(format!("/run/containerd/runc/{ns}"));
+    let root = Path::new("/sys/fs/cgroup");
+    let _ = std::fs::remove_dir(root.join(ns));
+    for hierarchy in std::fs::read_dir(root).into_iter().flatten().flatten() {
+        let _ = std::fs::remove_dir(hierarchy.path().join(ns));
     }
 }
 

@@ -47,6 +47,6 @@ impl Drop for OwnedDaemon {
             self.daemon.spawn(&[]);
         }
         empty_namespace(&self.daemon, &debian_ctr(), &self.ns);
-        let _ = std::fs::remove_dir(format!("/run/containerd/runc/{}", self.ns));
+        super::forget_namespace(&self.ns);
     }
 }
