@@ -29,6 +29,36 @@ impl Fixture {
         self.daemon.ctr(&debian_ctr(), &full)
     }
 
+    /// Runs `sleep 600` as task `id` through runc binary `runc`; its
+    /// `tasks ls` row once it runs.
+    fn run_sleeping_with_runc(&self, id: &str, runc: &str) -> Vec<String> {
+        ok(self.ctr(&[
+            "run",
+            "-d",
+            "--runc-binary",
+            runc,
+            &self.image,
+            id,
+            "sleep",
+            "600",
+        ]));
+        wait_status(self, id, "RUNNING")
+    }
+
+    /// Signals task `id` (with ctr's default signal when `signal` is
+    /// `None`), waits until it stopped, then removes it and its container.
+    fn stop_and_remove(&self, id: &str, signal: Option<&str>) {
+        let mut kill = vec!["tasks", "kill"];
+        if let Some(signal) = signal {
+            kill.extend(["-s", signal]);
+        }
+        kill.push(id);
+        ok(self.ctr(&kill));
+        wait_status(self, id, "STOPPED");
+        ok(self.ctr(&["tasks", "rm", id]));
+        ok(self.ctr(&["containers", "rm", id]));
+    }
+
     /// Where the daemon keeps the bundles of this test's namespace.
     fn bundles(&self) -> std::path::PathBuf {
         self.daemon
@@ -195,10 +225,7 @@ async fn debian_ctr_runs_busybox_with_the_exit_code() {
     ok(f.ctr(&["run", "-d", &f.image, "t1", "sh", "-c", SERVE]));
     std::thread::sleep(Duration::from_secs(3));
     wait_status(&f, "t1", "RUNNING");
-    ok(f.ctr(&["tasks", "kill", "t1"]));
-    wait_status(&f, "t1", "STOPPED");
-    ok(f.ctr(&["tasks", "rm", "t1"]));
-    ok(f.ctr(&["containers", "rm", "t1"]));
+    f.stop_and_remove("t1", None);
     // --rm took the task, the container and its snapshot.
     assert!(ok(f.ctr(&["tasks", "ls", "-q"])).trim().is_empty());
     assert!(ok(f.ctr(&["containers", "ls", "-q"])).trim().is_empty());
@@ -1097,10 +1124,7 @@ async fn a_running_tasks_bundle_is_closed_to_other_users() {
         let said = String::from_utf8_lossy(&out.stderr);
         assert!(said.contains("Permission denied"), "{said}");
     }
-    ok(f.ctr(&["tasks", "kill", "p1"]));
-    wait_status(&f, "p1", "STOPPED");
-    ok(f.ctr(&["tasks", "rm", "p1"]));
-    ok(f.ctr(&["containers", "rm", "p1"]));
+    f.stop_and_remove("p1", None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1151,10 +1175,7 @@ async fn a_container_joins_the_shim_of_the_task_its_group_names() {
     assert!(has_log("stray"));
 
     for id in ["member", "lead", "odd", "stray"] {
-        ok(f.ctr(&["tasks", "kill", id]));
-        wait_status(&f, id, "STOPPED");
-        ok(f.ctr(&["tasks", "rm", id]));
-        ok(f.ctr(&["containers", "rm", id]));
+        f.stop_and_remove(id, None);
     }
 }
 
@@ -1244,10 +1265,7 @@ async fn share_one_shim(ns: &str, shim: &str, ctr: &std::path::Path) {
 
     // The last of the group gone, the shim exits.
     for id in ["g2", "solo"] {
-        ok(f.ctr(&["tasks", "kill", id]));
-        wait_status(&f, id, "STOPPED");
-        ok(f.ctr(&["tasks", "rm", id]));
-        ok(f.ctr(&["containers", "rm", id]));
+        f.stop_and_remove(id, None);
     }
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::path::Path::new(&format!("/proc/{shim_pid}")).exists() {
@@ -1271,17 +1289,7 @@ async fn a_missing_runtime_binary_fails_kill_and_forced_remove_by_name() {
     let wrapper = scratch.path().join("runc");
     common::write_script(&wrapper, "exec runc \"$@\"\n");
     let binary = wrapper.display().to_string();
-    ok(f.ctr(&[
-        "run",
-        "-d",
-        "--runc-binary",
-        &binary,
-        &f.image,
-        "orphan",
-        "sleep",
-        "600",
-    ]));
-    wait_status(&f, "orphan", "RUNNING");
+    f.run_sleeping_with_runc("orphan", &binary);
     let moved = scratch.path().join("runc.away");
     std::fs::rename(&wrapper, &moved).unwrap();
     // Back in place however this test ends: the fixture's cleanup kills
@@ -1303,10 +1311,7 @@ async fn a_missing_runtime_binary_fails_kill_and_forced_remove_by_name() {
     wait_status(&f, "orphan", "RUNNING");
     // Back in place, the container goes as usual.
     drop(put_back);
-    ok(f.ctr(&["tasks", "kill", "-s", "SIGKILL", "orphan"]));
-    wait_status(&f, "orphan", "STOPPED");
-    ok(f.ctr(&["tasks", "rm", "orphan"]));
-    ok(f.ctr(&["containers", "rm", "orphan"]));
+    f.stop_and_remove("orphan", Some("SIGKILL"));
 }
 
 /// Renames `.0` back to `.1` when dropped.
@@ -1358,18 +1363,7 @@ async fn the_daemon_and_its_shims_run_with_the_allocator_tuned_and_runc_inherits
         &wrapper,
         &format!("env >> {}\nexec runc \"$@\"\n", seen.display()),
     );
-    let wrapper = wrapper.display().to_string();
-    ok(f.ctr(&[
-        "run",
-        "-d",
-        "--runc-binary",
-        &wrapper,
-        &f.image,
-        "env-check",
-        "sleep",
-        "600",
-    ]));
-    let pid = wait_status(&f, "env-check", "RUNNING")[1].clone();
+    let pid = f.run_sleeping_with_runc("env-check", &wrapper.display().to_string())[1].clone();
     let shim = environ(&parent_of(&pid)).join(":");
     assert!(
         shim.contains(&tuned),
@@ -1381,10 +1375,7 @@ async fn the_daemon_and_its_shims_run_with_the_allocator_tuned_and_runc_inherits
         !runc.contains("GLIBC_TUNABLES=") && !runc.contains("CRATED_MALLOC_TUNED="),
         "runc inherited the shim's tuning: {runc}"
     );
-    ok(f.ctr(&["tasks", "kill", "-s", "KILL", "env-check"]));
-    wait_status(&f, "env-check", "STOPPED");
-    ok(f.ctr(&["tasks", "rm", "env-check"]));
-    ok(f.ctr(&["containers", "rm", "env-check"]));
+    f.stop_and_remove("env-check", Some("KILL"));
 
     let own = "glibc.malloc.tcache_count=3";
     let operator = tokio::task::spawn_blocking(move || {
