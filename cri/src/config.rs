@@ -235,6 +235,16 @@ pub struct RuncOptions {
     /// `runc create --no-new-keyring`.
     #[serde(rename = "NoNewKeyring")]
     pub no_new_keyring: bool,
+    /// A cgroup (which must exist) to run each pod's shim in.
+    #[serde(rename = "ShimCgroup")]
+    pub shim_cgroup: String,
+    /// The host uid owning containers' stdio pipes (0: root; a pod with
+    /// its own user namespace gets its root's whatever this says).
+    #[serde(rename = "IoUid")]
+    pub io_uid: u32,
+    /// The host gid owning containers' stdio pipes.
+    #[serde(rename = "IoGid")]
+    pub io_gid: u32,
     /// The criu binary runc checkpoints with (empty: `criu` on PATH).
     #[serde(rename = "CriuPath")]
     pub criu_path: String,

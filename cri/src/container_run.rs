@@ -162,6 +162,7 @@ impl Cri {
             self.containers.get(&ns.target_id)?;
         }
         let record = self.client.load_container(&container.id).await?;
+        let options = crate::io_owner_options(record.record().runtime.options.as_ref(), &ns)?;
         let mut io = container.io.lock().await;
         let stdio = io.stdio.clone();
         let held_out = hold_reader(&stdio.stdout)?;
@@ -169,7 +170,14 @@ impl Cri {
             .then(|| hold_reader(&stdio.stderr))
             .transpose()?;
         let task = record
-            .new_task(stdio.clone(), container.config.tty, NewTask::default())
+            .new_task(
+                stdio.clone(),
+                container.config.tty,
+                NewTask {
+                    options,
+                    ..NewTask::default()
+                },
+            )
             .await?;
         let outcome = async {
             if !stdio.stdin.is_empty() {

@@ -2175,7 +2175,18 @@ fn a_pod_with_its_own_user_namespace_owns_its_files_and_network() {
                 .pod_sandbox_id;
             let ns = userns_options(host_id);
             let mappings = ns.userns_options.clone().unwrap();
-            let mut app = container_config("app", &node.busybox, &["sleep", "1000"]);
+            // Its stdio reopened by path goes through the pipes' owner,
+            // which must be the pod's root (as where images link logs).
+            let mut app = container_config(
+                "app",
+                &node.busybox,
+                &[
+                    "sh",
+                    "-c",
+                    "echo via-dev-stdout > /dev/stdout; echo via-dev-stderr > /dev/stderr; \
+                     exec sleep 1000",
+                ],
+            );
             app.linux = Some(cri::LinuxContainerConfig {
                 security_context: Some(cri::LinuxContainerSecurityContext {
                     namespace_options: Some(ns.clone()),
@@ -2262,6 +2273,40 @@ fn a_pod_with_its_own_user_namespace_owns_its_files_and_network() {
             }
             assert_eq!(lines[10], ["80"], "a sysctl of the pod's network: {stdout}");
             assert_eq!(lines[11], ["wrote"], "{stdout}{stderr}");
+            let out = exec(
+                &mut runtime,
+                &app,
+                &[
+                    "sh",
+                    "-c",
+                    "echo exec-out > /dev/stdout; echo exec-err > /dev/stderr",
+                ],
+            )
+            .await;
+            assert_eq!(
+                (
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                ),
+                ("exec-out\n".into(), "exec-err\n".into()),
+                "an exec reopening its stdio"
+            );
+            let log = node.logs.path().join(&name).join("app.log");
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            let logged = loop {
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                if text.contains("via-dev-stderr") && text.contains("via-dev-stdout")
+                    || std::time::Instant::now() > deadline
+                {
+                    break text;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            };
+            assert!(
+                logged.contains(" stdout F via-dev-stdout\n")
+                    && logged.contains(" stderr F via-dev-stderr\n"),
+                "{logged}"
+            );
             // The shim's rewritten config stays owner-only, its ID-mapped
             // copies are gone once runc made the container.
             let bundle = node

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use common::{debian_ctr, ok, workspace_bin, Daemon, NamespaceCleanup};
 use crated_api::containerd::events as ev;
+use crated_api::containerd::runc::v1::Options as RuncOptions;
 use crated_api::containerd::services::containers::v1 as containers;
 use crated_api::containerd::services::events::v1 as events;
 use crated_api::containerd::services::leases::v1 as leases;
@@ -696,7 +697,7 @@ async fn a_stopped_task_is_deleted_without_runc_unless_a_hook_needs_it() {
     common::runc_recording_to(&wrapper, &calls);
     let options = prost_types::Any {
         type_url: "containerd.runc.v1.Options".into(),
-        value: crated_api::containerd::runc::v1::Options {
+        value: RuncOptions {
             binary_name: wrapper.display().to_string(),
             ..Default::default()
         }
@@ -787,4 +788,176 @@ async fn a_stopped_task_is_deleted_without_runc_unless_a_hook_needs_it() {
     assert_eq!(state["status"], "stopped", "{state}");
 
     api.remove_container(&plain.snapshotter, "hooked").await;
+}
+
+/// A cgroup of this test's in the hierarchies a shim is placed in: the
+/// unified one, or v1's memory and pids (a v1 path need not be in every
+/// hierarchy). Removed on drop, once the shims in it are gone.
+struct TestCgroup(Vec<std::path::PathBuf>);
+
+impl TestCgroup {
+    fn make(path: &str) -> Self {
+        let root = std::path::Path::new("/sys/fs/cgroup");
+        let rel = path.trim_start_matches('/');
+        let dirs: Vec<_> = if root.join("cgroup.controllers").exists() {
+            vec![root.join(rel)]
+        } else {
+            vec![root.join("memory").join(rel), root.join("pids").join(rel)]
+        };
+        for dir in &dirs {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        Self(dirs)
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        for dir in &self.0 {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while std::fs::remove_dir(dir).is_err() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+/// Process `pid`'s parent.
+fn parent_pid(pid: u32) -> u32 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap()
+}
+
+/// Runtime options that place the shim, as containerd's shim reads them
+/// from `start`'s stdin: `ShimCgroup` puts the long-lived shim into a
+/// cgroup that exists (refused, naming it, when no hierarchy has it or it
+/// leaves the hierarchy, and nothing is left running), and a shim scores
+/// one above the daemon for the OOM killer, so it goes before the daemon.
+/// Options of runc's type that do not decode are refused by name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runtime_options_place_the_shim_in_its_cgroup_and_above_the_daemon() {
+    let s = setup("placed").await;
+    let _cleanup = NamespaceCleanup(&s.daemon, s.ns.clone());
+    let api = s.api().await;
+    let cgroup = format!("/crated-shims-{}", std::process::id());
+    let made = TestCgroup::make(&cgroup);
+    // Raising a score needs no privilege: the daemon's becomes 7.
+    std::fs::write(format!("/proc/{}/oom_score_adj", s.daemon.pid()), "7").unwrap();
+    let runc_options = |options: RuncOptions| prost_types::Any {
+        type_url: "containerd.runc.v1.Options".into(),
+        value: options.encode_to_vec(),
+    };
+    let in_cgroup = |shim_cgroup: &str| {
+        runc_options(RuncOptions {
+            shim_cgroup: shim_cgroup.into(),
+            ..Default::default()
+        })
+    };
+    let (placed, parent) = s.template(&api, "placed", &["sh", "-c", SERVE]).await;
+    let mut tasks = api.tasks();
+
+    let missing = format!("/crated-no-such-{}", std::process::id());
+    let garbled = prost_types::Any {
+        type_url: "containerd.runc.v1.Options".into(),
+        value: vec![0x0a, 0xff],
+    };
+    for (id, options, says) in [
+        (
+            "missing",
+            in_cgroup(&missing),
+            format!("shim cgroup {missing:?} does not exist"),
+        ),
+        (
+            "escaping",
+            in_cgroup("/../etc"),
+            "may not leave its hierarchy".to_owned(),
+        ),
+        (
+            "garbled",
+            garbled,
+            "runtime options containerd.runc.v1.Options".to_owned(),
+        ),
+    ] {
+        let rootfs = api.clone_container(&placed, &parent, id).await;
+        let err = tasks
+            .create(api.request(tasks::CreateTaskRequest {
+                container_id: id.into(),
+                rootfs,
+                options: Some(options),
+                ..Default::default()
+            }))
+            .await
+            .expect_err(id);
+        assert!(err.message().contains(&says), "{id}: {err:?}");
+        // Nothing of it runs, nor stays to be cleaned up.
+        let gone = tasks
+            .get(api.request(tasks::GetRequest {
+                container_id: id.into(),
+                exec_id: String::new(),
+            }))
+            .await
+            .expect_err(id);
+        assert_eq!(gone.code(), tonic::Code::NotFound, "{id}: {gone:?}");
+        api.remove_container(&placed.snapshotter, id).await;
+    }
+
+    api.start_task_with(&placed, Some(in_cgroup(&cgroup))).await;
+    let init = tasks
+        .get(api.request(tasks::GetRequest {
+            container_id: "placed".into(),
+            exec_id: String::new(),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .process
+        .unwrap()
+        .pid;
+    let shim = parent_pid(init);
+    let cgroups = std::fs::read_to_string(format!("/proc/{shim}/cgroup")).unwrap();
+    let in_it: Vec<&str> = cgroups
+        .lines()
+        .filter(|l| l.ends_with(&format!(":{cgroup}")))
+        .collect();
+    assert_eq!(in_it.len(), made.0.len(), "shim {shim} is in\n{cgroups}");
+    let score = std::fs::read_to_string(format!("/proc/{shim}/oom_score_adj")).unwrap();
+    assert_eq!(score.trim(), "8", "the shim's OOM score adjustment");
+    // The container is not the shim's cgroup's: runc moved it to its own.
+    let own = std::fs::read_to_string(format!("/proc/{init}/cgroup")).unwrap();
+    assert!(!own.contains(&format!(":{cgroup}\n")), "{own}");
+
+    tasks
+        .kill(api.request(tasks::KillRequest {
+            container_id: "placed".into(),
+            signal: libc::SIGKILL as u32,
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    tasks
+        .wait(api.request(tasks::WaitRequest {
+            container_id: "placed".into(),
+            exec_id: String::new(),
+        }))
+        .await
+        .unwrap();
+    tasks
+        .delete(api.request(tasks::DeleteTaskRequest {
+            container_id: "placed".into(),
+        }))
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::path::Path::new(&format!("/proc/{shim}")).exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "shim {shim} did not exit"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(made);
 }

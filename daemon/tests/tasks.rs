@@ -1389,3 +1389,64 @@ async fn the_daemon_and_its_shims_run_with_the_allocator_tuned_and_runc_inherits
     assert!(env.contains(&format!("GLIBC_TUNABLES={own}")), "{env:?}");
     assert!(!env.join(":").contains(&tuned), "{env:?}");
 }
+
+/// A container in a user namespace of its own (`ctr run --uidmap`, which
+/// also makes the task's `IoUid`/`IoGid` the mapped root): its processes
+/// can reopen their stdio by path (`/dev/stdout`, where images link their
+/// logs), which goes through the owner-only pipes' permissions — the
+/// init's and an exec's alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_namespaced_container_reopens_its_stdio() {
+    let f = fixture("userns-io").await;
+    let map = ["--uidmap", "0:300000:65536", "--gidmap", "0:300000:65536"];
+    let mut run = vec!["run", "--rm"];
+    run.extend(map);
+    run.extend([
+        f.image.as_str(),
+        "u1",
+        "sh",
+        "-c",
+        "cat /proc/self/uid_map; echo out > /dev/stdout; echo err > /dev/stderr",
+    ]);
+    let out = f.ctr(&run);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{stdout}{stderr}\n{}",
+        f.daemon.logs()
+    );
+    let mapped: Vec<&str> = stdout
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(mapped, ["0", "300000", "65536"], "{stdout}");
+    assert!(stdout.ends_with("out\n"), "{stdout}{stderr}");
+    assert_eq!(stderr, "err\n");
+
+    let mut run = vec!["run", "-d"];
+    run.extend(map);
+    run.extend([f.image.as_str(), "u2", "sleep", "600"]);
+    ok(f.ctr(&run));
+    wait_status(&f, "u2", "RUNNING");
+    let out = f.ctr(&[
+        "tasks",
+        "exec",
+        "--exec-id",
+        "e1",
+        "u2",
+        "sh",
+        "-c",
+        "echo exec-out > /dev/stdout; echo exec-err > /dev/stderr",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "exec-out\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "exec-err\n");
+    f.stop_and_remove("u2", Some("SIGKILL"));
+}

@@ -511,6 +511,55 @@ pub enum Error {
         /// The parse failure.
         source: serde_json::Error,
     },
+    /// The pipes of a process's stdio could not be given to their owner.
+    #[error("give stdio pipes to {}:{}: {source}", owner.uid, owner.gid)]
+    PipeOwner {
+        /// The owner (the runtime options' IoUid and IoGid).
+        owner: crate::io::Owner,
+        /// The failure of fchown(2).
+        #[source]
+        source: std::io::Error,
+    },
+    /// Runtime options of runc's type that do not decode.
+    #[error("runtime options {type_url}: {source}")]
+    RuntimeOptions {
+        /// Their type.
+        type_url: String,
+        /// The decode error.
+        #[source]
+        source: prost::DecodeError,
+    },
+    /// The runtime options' `ShimCgroup` would leave the cgroup hierarchy.
+    #[error("shim cgroup {path:?}: a cgroup path may not leave its hierarchy with \"..\"")]
+    ShimCgroupPath {
+        /// The path asked for.
+        path: String,
+    },
+    /// No cgroup hierarchy has the runtime options' `ShimCgroup`.
+    #[error("shim cgroup {path:?} does not exist: create it before starting containers in it")]
+    ShimCgroupNotFound {
+        /// The path asked for.
+        path: String,
+    },
+    /// The shim could not be moved into its `ShimCgroup`.
+    #[error("join shim cgroup {path:?} ({}): {source}", procs.display())]
+    ShimCgroup {
+        /// The path asked for.
+        path: String,
+        /// The `cgroup.procs` written.
+        procs: PathBuf,
+        /// The write's failure.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A process's `oom_score_adj` that is not a number.
+    #[error("{}: {text:?} is not an OOM score adjustment", path.display())]
+    OomScore {
+        /// The file.
+        path: PathBuf,
+        /// What it held.
+        text: String,
+    },
     /// The bundle's `config.json`, read by `start` for the container's
     /// group, is not JSON.
     #[error("bundle config.json: {source}")]
@@ -612,7 +661,8 @@ impl KindError for Error {
             | Error::ProcessNotFound { .. }
             | Error::ProcessFinished { .. }
             | Error::TaskFinished { .. }
-            | Error::CgroupNotFound { .. } => Kind::NotFound,
+            | Error::CgroupNotFound { .. }
+            | Error::ShimCgroupNotFound { .. } => Kind::NotFound,
             Error::RuntimeIo { source, .. }
             | Error::PidFile { source, .. }
             | Error::Io { source, .. }
@@ -621,7 +671,9 @@ impl KindError for Error {
             | Error::LogBinary { source, .. }
             | Error::Console { source, .. }
             | Error::DupPty { source }
-            | Error::Resize { source, .. } => io_kind(source),
+            | Error::Resize { source, .. }
+            | Error::ShimCgroup { source, .. }
+            | Error::PipeOwner { source, .. } => io_kind(source),
             Error::Sys { source, .. }
             | Error::Pipe { source }
             | Error::LogFd { source, .. }
@@ -637,6 +689,7 @@ impl KindError for Error {
             | Error::Poisoned
             | Error::NoPtyMaster { .. }
             | Error::SavedOptions { .. }
+            | Error::OomScore { .. }
             | Error::ConsoleTask { .. } => Kind::Unknown,
             Error::Criu { source, .. } => source.kind(),
             Error::Rootfs { source, .. }
@@ -649,6 +702,8 @@ impl KindError for Error {
             | Error::InvalidSignal { .. }
             | Error::CheckpointOptions { .. }
             | Error::CheckpointOptionsType { .. }
+            | Error::RuntimeOptions { .. }
+            | Error::ShimCgroupPath { .. }
             | Error::NoImagePath { .. }
             | Error::LogUri { .. }
             | Error::MissingFlagValue { .. }

@@ -66,27 +66,60 @@ fn open_input(path: &str) -> Result<Option<OwnedFd>> {
     Ok(Some(file.into()))
 }
 
+/// Whose the pipes of a process's stdio are (containerd's `IoUid` and
+/// `IoGid`). A process reopening its stdio by path (`/dev/stdout`,
+/// `/proc/self/fd/1`) goes through the pipe's permissions, owner-only:
+/// the root of a user namespace, someone else on the host, can do that
+/// only with pipes it owns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Owner {
+    /// The host uid.
+    pub uid: u32,
+    /// The host gid.
+    pub gid: u32,
+}
+
+impl Owner {
+    /// The owner runtime options ask for; none for root (the shim's own).
+    pub fn of(options: &crated_api::containerd::runc::v1::Options) -> Option<Self> {
+        (options.io_uid != 0 || options.io_gid != 0).then_some(Self {
+            uid: options.io_uid,
+            gid: options.io_gid,
+        })
+    }
+
+    fn give(owner: Option<Self>, pipe: &OwnedFd) -> Result<()> {
+        let Some(o) = owner else {
+            return Ok(());
+        };
+        std::os::unix::fs::fchown(pipe, Some(o.uid), Some(o.gid))
+            .map_err(|source| Error::PipeOwner { owner: o, source })
+    }
+}
+
 /// The stdio of a process without a terminal. With `relay` (a task's
 /// init): pipes, relayed by the shim to the fifos (or `file://` logs) the
 /// client named, as containerd's shim does — criu can checkpoint a process
 /// whose stdio is a pipe (runc records it and re-attaches the restored
 /// process to new pipes), not one holding a fifo or a file of the host,
 /// outside the container's mounts. Without (an exec): the fifos opened
-/// for the process to use directly, no copy through the shim. A
-/// `binary://` stdout starts that logging binary for both outputs (pipes
-/// to the logger either way).
+/// for the process to use directly, no copy through the shim — unless
+/// the pipes have an `owner`, for the client's fifos are in a directory
+/// only it (root) may enter. A `binary://` stdout starts that logging
+/// binary for both outputs (pipes to the logger either way, the shim's as
+/// containerd's are).
 pub fn stdio(
-    stdin: &str,
-    stdout: &str,
-    stderr: &str,
+    (stdin, stdout, stderr): (&str, &str, &str),
     id: &str,
     namespace: &str,
     relay: bool,
+    owner: Option<Owner>,
 ) -> Result<(ProcessIo, Relays)> {
+    let relay = relay || owner.is_some();
     let mut relays = Relays::default();
     let input = |path: &str| {
         if relay {
-            relay_input(path)
+            relay_input(path, owner)
         } else {
             open_input(path)
         }
@@ -102,7 +135,7 @@ pub fn stdio(
     }
     let mut output = |stream, uri: &str| {
         if relay {
-            relay_output(stream, uri, &mut relays)
+            relay_output(stream, uri, &mut relays, owner)
         } else {
             open_output(uri)
         }
@@ -195,11 +228,17 @@ fn runtime(stream: &'static str) -> Result<tokio::runtime::Handle> {
 /// the runtime moves the read end into the fifo (opened read-write, so it
 /// never waits for the client) until every writer is gone, then closes
 /// the fifo so the client sees the end. A `file://` log gets a thread.
-fn relay_output(stream: &'static str, uri: &str, relays: &mut Relays) -> Result<Option<OwnedFd>> {
+fn relay_output(
+    stream: &'static str,
+    uri: &str,
+    relays: &mut Relays,
+    owner: Option<Owner>,
+) -> Result<Option<OwnedFd>> {
     let Some(target) = open_output(uri)? else {
         return Ok(None);
     };
     let (r, w) = pipe()?;
+    Owner::give(owner, &w)?;
     let done = relays.add();
     if crate::relay::spliceable(&target) {
         runtime(stream)?.spawn(async move {
@@ -219,7 +258,7 @@ fn relay_output(stream: &'static str, uri: &str, relays: &mut Relays) -> Result<
 /// runtime moves the client's fifo into it until the client closes its
 /// end (or the process is gone), then closes the pipe, which is the
 /// process's EOF.
-fn relay_input(path: &str) -> Result<Option<OwnedFd>> {
+fn relay_input(path: &str, owner: Option<Owner>) -> Result<Option<OwnedFd>> {
     if path.is_empty() {
         return Ok(None);
     }
@@ -230,6 +269,7 @@ fn relay_input(path: &str) -> Result<Option<OwnedFd>> {
         .open(path)
         .map_err(|e| io_error(path, e))?;
     let (r, w) = pipe()?;
+    Owner::give(owner, &r)?;
     runtime("stdin")?.spawn(async move {
         let _ = crate::relay::input(fifo.into(), w).await;
     });

@@ -46,6 +46,7 @@ mod idmapped;
 mod io;
 mod memory;
 mod oom;
+mod placement;
 mod reaper;
 mod relay;
 mod runc;
@@ -60,6 +61,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crated_api::containerd::runc::v1::Options as RuncOptions;
 use crated_core::Namespace;
 use prost::Message as _;
 use sha2::{Digest as _, Sha256};
@@ -183,10 +185,34 @@ fn bind_or_join(socket: &Path) -> Result<Option<std::os::unix::net::UnixListener
     }
 }
 
+/// The runc options `start` reads on stdin (the task's runtime options,
+/// else the container's): an encoded `Any`, or nothing.
+fn start_options(input: &[u8]) -> Result<RuncOptions> {
+    if input.is_empty() {
+        return Ok(RuncOptions::default());
+    }
+    let any = prost_types::Any::decode(input).map_err(|source| Error::RuntimeOptions {
+        type_url: "on stdin".to_owned(),
+        source,
+    })?;
+    service::runc_options(Some(&any))
+}
+
+/// Places the long-lived shim `pid` as its runtime options ask
+/// (`placement`).
+fn place(pid: u32, options: &RuncOptions) -> Result<()> {
+    if !options.shim_cgroup.is_empty() {
+        placement::join_cgroup(Path::new(CGROUP_ROOT), &options.shim_cgroup, pid)?;
+    }
+    placement::score_above(std::os::unix::process::parent_id(), pid)
+}
+
 fn start(args: &Args) -> Result<()> {
-    // Runtime options come on stdin; the shim takes them from Create.
-    let mut options = Vec::new();
-    let _ = std::io::stdin().read_to_end(&mut options);
+    // The runtime options come on stdin: they place the shim; Create
+    // takes the rest from its own request.
+    let mut input = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut input);
+    let options = start_options(&input)?;
     let spec = match std::fs::read("config.json") {
         Ok(spec) => Some(spec),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -255,9 +281,16 @@ fn start(args: &Args) -> Result<()> {
             Ok(())
         });
     }
-    command
+    let mut shim = command
         .spawn()
         .map_err(|e| Error::io("start shim", &exe, e))?;
+    if let Err(e) = place(shim.id(), &options) {
+        // Not left serving where the daemon will never look.
+        let _ = shim.kill();
+        let _ = shim.wait();
+        let _ = std::fs::remove_file(&socket);
+        return Err(e);
+    }
     std::fs::write("address", &address).map_err(|e| Error::io("write", "address", e))?;
     println!("{address}");
     Ok(())

@@ -82,7 +82,8 @@ struct Restore {
 
 struct Container {
     bundle: PathBuf,
-    /// The runtime options of the Create (criu work path, no pivot).
+    /// The runtime options of the Create (criu work path, no pivot, the
+    /// owner of its processes' stdio pipes).
     options: RuncOptions,
     /// Set until a task created from a checkpoint is started.
     restore: Option<Restore>,
@@ -197,12 +198,20 @@ async fn to_completion<T: Send + 'static>(
     result
 }
 
-/// The runc runtime options of a Create (defaults when absent).
-fn runc_options(options: Option<&prost_types::Any>) -> RuncOptions {
-    options
-        .filter(|o| o.type_url.ends_with("containerd.runc.v1.Options"))
-        .and_then(|o| RuncOptions::decode(o.value.as_slice()).ok())
-        .unwrap_or_default()
+/// The runc options among runtime options (a Create's, or `start`'s
+/// stdin): the defaults when there are none or they are another
+/// runtime's, as containerd's shim ignores those; an error naming them
+/// when they are runc's but do not decode.
+pub fn runc_options(options: Option<&prost_types::Any>) -> Result<RuncOptions> {
+    match options {
+        Some(o) if o.type_url.ends_with("containerd.runc.v1.Options") => {
+            RuncOptions::decode(o.value.as_slice()).map_err(|source| Error::RuntimeOptions {
+                type_url: o.type_url.clone(),
+                source,
+            })
+        }
+        _ => Ok(RuncOptions::default()),
+    }
 }
 
 /// The file in the bundle that keeps a Create's runc options, for the
@@ -244,16 +253,6 @@ pub fn saved_options(bundle: &std::path::Path) -> Result<RuncOptions> {
         systemd_cgroup: json["systemd_cgroup"].as_bool().unwrap_or(false),
         ..RuncOptions::default()
     })
-}
-
-/// The runc a Create's options ask for.
-pub fn runc_for(
-    namespace: &Namespace,
-    bundle: &std::path::Path,
-    options: Option<&prost_types::Any>,
-    reaper: Reaper,
-) -> Runc {
-    runc_with(namespace, bundle, runc_options(options), reaper)
 }
 
 /// The runc of runtime options `opts`.
@@ -489,14 +488,14 @@ impl Service {
 
     /// Starts a process through `launch` (runc create, exec or restore)
     /// with its stdio: pipes relayed to the fifos for a task's init (which
-    /// criu can checkpoint), the fifos handed over directly for an exec,
-    /// or a console socket whose pty master is then copied to and from
-    /// them. Returns the pid `launch` reports, the master and the output
-    /// relays.
+    /// criu can checkpoint) or for any process whose pipes have an
+    /// `owner`, the fifos handed over directly for an exec, or a console
+    /// socket whose pty master is then copied to and from them. Returns
+    /// the pid `launch` reports, the master and the output relays.
     async fn launch<F, Fut>(
         &self,
         id: &str,
-        init: bool,
+        (init, owner): (bool, Option<io::Owner>),
         terminal: bool,
         (stdin, stdout, stderr): (&str, &str, &str),
         launch: F,
@@ -510,7 +509,8 @@ impl Service {
             let io = (ProcessIo::default(), io::Relays::default());
             (Some(ConsoleSocket::new()?), io)
         } else {
-            (None, io::stdio(stdin, stdout, stderr, id, ns, init)?)
+            let stdio = io::stdio((stdin, stdout, stderr), id, ns, init, owner)?;
+            (None, stdio)
         };
         let console_path = console.as_ref().map(|c| c.path.clone());
         let receiving = console.map(|c| tokio::task::spawn_blocking(move || c.receive()));
@@ -560,11 +560,11 @@ impl Service {
             id: req.id.clone(),
         };
         let bundle = PathBuf::from(&req.bundle);
-        let options = runc_options(req.options.as_ref());
-        let runc = runc_for(
+        let options = runc_options(req.options.as_ref())?;
+        let runc = runc_with(
             &self.namespace,
             &bundle,
-            req.options.as_ref(),
+            options.clone(),
             self.reaper.clone(),
         );
         save_options(&bundle, &options)?;
@@ -626,7 +626,7 @@ impl Service {
             };
             self.launch(
                 id,
-                true,
+                (true, io::Owner::of(&options)),
                 req.terminal,
                 stdio,
                 move |console, io| async move {
@@ -732,10 +732,10 @@ impl Service {
     /// the restored init is watched as a started one. A failed restore
     /// keeps the task restorable (its checkpoint stays pending).
     async fn restore(self: &Arc<Self>, id: &str, runc: &Runc, restore: Restore) -> Result<i32> {
-        let (bundle, no_pivot, terminal, stdin, stdout, stderr) = self.with(id, |c| {
+        let (bundle, (no_pivot, owner), terminal, stdin, stdout, stderr) = self.with(id, |c| {
             Ok((
                 c.bundle.clone(),
-                c.options.no_pivot_root,
+                (c.options.no_pivot_root, io::Owner::of(&c.options)),
                 c.init.terminal,
                 c.init.stdin.clone(),
                 c.init.stdout.clone(),
@@ -749,7 +749,7 @@ impl Service {
         let restored = self
             .launch(
                 id,
-                true,
+                (true, owner),
                 terminal,
                 (&stdin, &stdout, &stderr),
                 move |console, io| async move {
@@ -879,8 +879,9 @@ impl Service {
                 .await;
             return Ok(pb::StartResponse { pid: pid as u32 });
         }
-        let (bundle, spec, stdin, stdout, stderr, terminal) = self.with(id, |c| {
+        let (bundle, spec, stdin, stdout, stderr, (terminal, owner)) = self.with(id, |c| {
             let bundle = c.bundle.clone();
+            let owner = io::Owner::of(&c.options);
             let p = Self::process(c, id, exec_id)?;
             let spec = p.spec.clone().ok_or_else(|| Error::AlreadyStarted {
                 id: id.to_owned(),
@@ -892,7 +893,7 @@ impl Service {
                 p.stdin.clone(),
                 p.stdout.clone(),
                 p.stderr.clone(),
-                p.terminal,
+                (p.terminal, owner),
             ))
         })?;
         let process_file = bundle.join(format!("{exec_id}.process.json"));
@@ -903,7 +904,7 @@ impl Service {
         let execd = self
             .launch(
                 id,
-                false,
+                (false, owner),
                 terminal,
                 (&stdin, &stdout, &stderr),
                 move |console, io| async move {
