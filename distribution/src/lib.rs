@@ -16,4 +16,4 @@ pub use registry::{
     MAX_MANIFEST_SIZE,
 };
 pub use tls::TlsOptions;
-pub use transport::TransportOptions;
+pub use transport::{TransportOptions, USER_AGENT};

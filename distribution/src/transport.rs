@@ -174,14 +174,22 @@ fn token_uri(realm: &str, query: &[(&str, String)]) -> Result<http::Uri> {
     })
 }
 
+/// What crated calls itself to registries and token servers, as
+/// containerd sends `containerd/<version>`: registries and the CDNs in
+/// front of them count, limit and sometimes refuse clients by it. A
+/// `User-Agent` in a host's `hosts.toml` headers replaces it.
+pub const USER_AGENT: &str = concat!("crated/", env!("CARGO_PKG_VERSION"));
+
 /// The docker token GET: anonymous, or with `credentials` as basic auth.
 fn get_request(
     realm: &str,
     service: Option<&str>,
     scopes: &[&str],
     credentials: Option<&auth::Credentials>,
+    agent: &str,
 ) -> Result<http::Request<ReqBody>> {
-    let mut builder = http::Request::get(token_uri(realm, &token_params(service, scopes))?);
+    let mut builder = http::Request::get(token_uri(realm, &token_params(service, scopes))?)
+        .header(header::USER_AGENT, agent);
     if let Some(creds) = credentials {
         builder = builder.header(header::AUTHORIZATION, auth::basic_header(creds));
     }
@@ -200,6 +208,7 @@ fn oauth_request(
     service: Option<&str>,
     scopes: &[&str],
     creds: &auth::Credentials,
+    agent: &str,
 ) -> Result<http::Request<ReqBody>> {
     let mut form: Vec<(&str, String)> = Vec::new();
     if !scopes.is_empty() {
@@ -220,6 +229,7 @@ fn oauth_request(
         .map(|(k, v)| format!("{k}={}", query_escape(v)))
         .collect();
     http::Request::post(token_uri(realm, &[])?)
+        .header(header::USER_AGENT, agent)
         .header(
             header::CONTENT_TYPE,
             "application/x-www-form-urlencoded; charset=utf-8",
@@ -294,7 +304,7 @@ impl Transport {
         &self,
         host: &str,
         scope: &str,
-        tls: &TlsOptions,
+        (tls, agent): (&TlsOptions, &str),
     ) -> Result<Option<String>> {
         match self.auth.challenge(host) {
             None => Ok(None),
@@ -314,7 +324,7 @@ impl Transport {
                         service.as_deref(),
                         scope,
                         asked.as_deref(),
-                        tls,
+                        (tls, agent),
                     )
                     .await?;
                 Ok(Some(format!("Bearer {token}")))
@@ -336,7 +346,7 @@ impl Transport {
         service: Option<&str>,
         scope: &str,
         asked: Option<&str>,
-        tls: &TlsOptions,
+        (tls, agent): (&TlsOptions, &str),
     ) -> Result<String> {
         // A request may need several scopes (a cross-repository mount
         // pulls from one and pushes to another), joined by spaces.
@@ -350,13 +360,13 @@ impl Transport {
         let oauth = credentials.as_ref().filter(|c| !c.secret.is_empty());
         let fetched = match oauth {
             Some(creds) => {
-                let post = oauth_request(realm, service, &scopes, creds)?;
+                let post = oauth_request(realm, service, &scopes, creds, agent)?;
                 match self.request_token(realm, scope, post, tls).await {
                     Err(Error::TokenStatus { status, .. })
                         if matches!(status.as_u16(), 400 | 401 | 404)
                             || (status.as_u16() == 405 && !creds.username.is_empty()) =>
                     {
-                        let get = get_request(realm, service, &scopes, oauth)?;
+                        let get = get_request(realm, service, &scopes, oauth, agent)?;
                         self.request_token(realm, scope, get, tls).await
                     }
                     other => other,
@@ -365,7 +375,7 @@ impl Transport {
             // No secret: anonymous, as containerd (a user name alone is no
             // credential).
             None => {
-                let get = get_request(realm, service, &scopes, None)?;
+                let get = get_request(realm, service, &scopes, None, agent)?;
                 self.request_token(realm, scope, get, tls).await
             }
         };
@@ -443,11 +453,22 @@ impl Transport {
             for (name, value) in &request.headers {
                 builder = builder.header(name, value);
             }
+            let agent = match request
+                .headers
+                .iter()
+                .find(|(n, _)| n == header::USER_AGENT)
+            {
+                Some((_, own)) => own.as_str(),
+                None => {
+                    builder = builder.header(header::USER_AGENT, USER_AGENT);
+                    USER_AGENT
+                }
+            };
             // Credentials go only to the host they were given for, not to
             // the storage a blob redirects to.
             if at_origin {
                 if let Some(value) = self
-                    .authorization(&host, &request.scope, &request.tls)
+                    .authorization(&host, &request.scope, (&request.tls, agent))
                     .await?
                 {
                     builder = builder.header(header::AUTHORIZATION, value);

@@ -42,6 +42,14 @@ async fn push_resolve_fetch_and_resume() {
     let resolver = resolver();
     let (name, root) = resolver.resolve(&reference).await.unwrap();
     assert_eq!(name, reference);
+    // The registry's access log names us, as containerd's names it.
+    let log = registry.log();
+    let agent = format!("\"{}\"", crated_distribution::USER_AGENT);
+    assert!(
+        log.lines()
+            .any(|l| l.contains("HEAD /v2/test/busybox/manifests/latest") && l.ends_with(&agent)),
+        "{log}"
+    );
     assert_eq!(root.digest, image.root.digest);
     assert_eq!(root.size, image.root.data.len() as u64);
     assert_eq!(
@@ -335,6 +343,62 @@ async fn bearer_tokens_are_fetched_for_the_repository_scope() {
     // The token is cached for the scope: a second resolve asks no more.
     resolver.resolve(&reference).await.unwrap();
     assert_eq!(token_requests.load(Ordering::SeqCst), 1);
+}
+
+/// The user agent of a request's head, as the server saw it.
+fn user_agent(head: &str) -> String {
+    head.lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("user-agent")
+                .then(|| value.trim().to_owned())
+        })
+        .unwrap_or_default()
+}
+
+/// Registry and token requests say who sends them, as containerd's do
+/// (`containerd/<version>`): `crated/<version>`, or the `User-Agent` a
+/// host's headers set, for the token server as well.
+#[tokio::test]
+async fn requests_carry_a_user_agent_that_headers_can_replace() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let into = seen.clone();
+    let addr = scripted(move |base, line, head| {
+        into.lock().unwrap().push(user_agent(&head));
+        if line.starts_with("GET /token?") {
+            return respond("200 OK", &[], r#"{"token":"t0ken","expires_in":300}"#);
+        }
+        if has_bearer(&head, "t0ken") {
+            return respond("200 OK", &manifest_headers(), MANIFEST);
+        }
+        bearer_challenge(base, "")
+    })
+    .await;
+    resolver()
+        .resolve(&format!("{addr}/org/img:1"))
+        .await
+        .unwrap();
+    let ours = format!("crated/{}", env!("CARGO_PKG_VERSION"));
+    // The challenge, the token, the retried request.
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [ours.clone(), ours.clone(), ours.clone()]
+    );
+    assert_eq!(crated_distribution::USER_AGENT, ours);
+
+    seen.lock().unwrap().clear();
+    let options = HostOptions {
+        headers: vec![("User-Agent".into(), "node-agent/2".into())],
+        ..Default::default()
+    };
+    Resolver::new(options, None, TransportOptions::default())
+        .resolve(&format!("{addr}/org/img:1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        ["node-agent/2", "node-agent/2", "node-agent/2"]
+    );
 }
 
 /// A registry whose token server takes the OAuth2 POST only (as some

@@ -97,7 +97,7 @@ impl Registry {
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n{auth}http:\n  addr: {host}\n{tls}",
+                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n{auth}http:\n  addr: {host}\n{tls}",
                 root.path().join("data").display()
             ),
         )?;
@@ -137,6 +137,12 @@ impl Registry {
             std::thread::sleep(Duration::from_millis(50));
         }
         bail!("docker-registry did not listen on {} within 20s", self.host)
+    }
+
+    /// What the registry logged: errors, and a line per request in the
+    /// combined log format (its user agent last).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self._root.path().join("registry.log")).unwrap_or_default()
     }
 
     /// The registry's storage root (blobs under `docker/registry/v2`).
