@@ -115,12 +115,14 @@ impl Auth {
             return Ok(Some(Credentials {
                 username: self.username.clone(),
                 secret: self.password.clone(),
+                registry_token: false,
             }));
         }
         if !self.identity_token.is_empty() {
             return Ok(Some(Credentials {
                 username: String::new(),
                 secret: self.identity_token.clone(),
+                registry_token: false,
             }));
         }
         if !self.auth.is_empty() {
@@ -135,12 +137,17 @@ impl Auth {
             return Ok(Some(Credentials {
                 username: username.to_owned(),
                 secret: secret.to_owned(),
+                registry_token: false,
             }));
         }
+        // containerd ignores it (an anonymous pull); Docker presents it to
+        // the registry as its bearer token, and so does crated.
         if !self.registry_token.is_empty() {
-            return Err(Error::not_implemented(
-                "registry_token credentials are not supported yet: use username/password or identity_token",
-            ));
+            return Ok(Some(Credentials {
+                username: String::new(),
+                secret: self.registry_token.clone(),
+                registry_token: true,
+            }));
         }
         Ok(None)
     }
@@ -505,6 +512,14 @@ mod tests {
             ..Auth::default()
         };
         assert!(bad.credentials("x").is_err());
+        let token = Auth {
+            registry_token: "reg-t0ken".into(),
+            ..Auth::default()
+        };
+        let creds = token.credentials("registry.example").unwrap().unwrap();
+        assert!(creds.registry_token);
+        assert_eq!(creds.secret, "reg-t0ken");
+        assert!(Auth::default().credentials("x").unwrap().is_none());
     }
 
     #[test]

@@ -62,6 +62,7 @@ impl RegistryArgs {
                 let creds = Credentials {
                     username: String::new(),
                     secret: token.clone(),
+                    registry_token: false,
                 };
                 Some(Arc::new(move |_: &str| Some(creds.clone())))
             }

@@ -16,18 +16,23 @@ use base64::Engine;
 use crate::error::{Error, Result};
 
 /// A user name and secret for a registry host.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Credentials {
     /// User name; empty with an identity token.
     pub username: String,
     /// Password or token.
     pub secret: String,
+    /// The secret is a bearer token for the registry itself (Docker's
+    /// `registrytoken`, the CRI's `registry_token`): presented as it is
+    /// when the registry asks for a bearer token, no token server asked.
+    pub registry_token: bool,
 }
 
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Credentials")
             .field("username", &self.username)
+            .field("registry_token", &self.registry_token)
             .finish_non_exhaustive()
     }
 }
@@ -40,10 +45,12 @@ impl Credentials {
             Some((u, s)) => Self {
                 username: u.to_owned(),
                 secret: s.to_owned(),
+                registry_token: false,
             },
             None => Self {
                 username: user.to_owned(),
                 secret: String::new(),
+                registry_token: false,
             },
         }
     }
@@ -61,7 +68,8 @@ impl Credentials {
 pub type CredentialsFn = Arc<dyn Fn(&str) -> Option<Credentials> + Send + Sync>;
 
 /// Credentials from a docker `config.json` (`auths.<host>.identitytoken`,
-/// else `auth` = base64 `user:password`, else `username`/`password`);
+/// else its `registrytoken`, else `auth` = base64 `user:password`, else
+/// `username`/`password`);
 /// `None` for hosts it does not list. `docker.io` is also looked up as docker's legacy
 /// `https://index.docker.io/v1/` key.
 pub fn docker_config(path: &Path) -> Result<CredentialsFn> {
@@ -93,6 +101,10 @@ pub fn docker_config(path: &Path) -> Result<CredentialsFn> {
                 .get("identitytoken")
                 .and_then(|t| t.as_str())
                 .filter(|t| !t.is_empty());
+            let registry_token = entry
+                .get("registrytoken")
+                .and_then(|t| t.as_str())
+                .filter(|t| !t.is_empty());
             let creds = if let Some(token) = identity_token {
                 // `docker login` to a registry of identity tokens (ACR)
                 // stores one beside a placeholder user: the token is what
@@ -100,6 +112,13 @@ pub fn docker_config(path: &Path) -> Result<CredentialsFn> {
                 Credentials {
                     username: String::new(),
                     secret: token.to_owned(),
+                    registry_token: false,
+                }
+            } else if let Some(token) = registry_token {
+                Credentials {
+                    username: String::new(),
+                    secret: token.to_owned(),
+                    registry_token: true,
                 }
             } else if let Some(auth) = entry.get("auth").and_then(|a| a.as_str()) {
                 let raw = base64::engine::general_purpose::STANDARD
@@ -122,6 +141,7 @@ pub fn docker_config(path: &Path) -> Result<CredentialsFn> {
                         .and_then(|u| u.as_str())
                         .unwrap_or_default()
                         .to_owned(),
+                    registry_token: false,
                 }
             };
             found.insert(host, creds);
@@ -320,7 +340,7 @@ mod tests {
         let path = dir.path().join("config.json");
         std::fs::write(
             &path,
-            r#"{"auths":{"https://index.docker.io/v1/":{"auth":"dXNlcjpwYTpzcw=="},"127.0.0.1:5000":{"username":"a","password":"b"},"x.azurecr.io":{"auth":"MDAwMDAwMDAtMDAwMC0wMDAwLTAwMDAtMDAwMDAwMDAwMDAwOg==","identitytoken":"eyJ0b2tlbiJ9"}}}"#,
+            r#"{"auths":{"https://index.docker.io/v1/":{"auth":"dXNlcjpwYTpzcw=="},"127.0.0.1:5000":{"username":"a","password":"b"},"x.azurecr.io":{"auth":"MDAwMDAwMDAtMDAwMC0wMDAwLTAwMDAtMDAwMDAwMDAwMDAwOg==","identitytoken":"eyJ0b2tlbiJ9"},"reg.example":{"registrytoken":"cmVn"}}}"#,
         )
         .unwrap();
         let creds = docker_config(&path).unwrap();
@@ -336,6 +356,9 @@ mod tests {
             ("", "eyJ0b2tlbiJ9"),
             "an identity token wins over the placeholder user"
         );
+        assert!(!acr.registry_token);
+        let reg = creds("reg.example").unwrap();
+        assert!(reg.registry_token && reg.secret == "cmVn", "{reg:?}");
         assert!(creds("other").is_none());
         assert!(
             !format!("{hub:?}").contains("pa:ss"),

@@ -308,12 +308,19 @@ impl Transport {
     ) -> Result<Option<String>> {
         match self.auth.challenge(host) {
             None => Ok(None),
-            Some(Challenge::Basic) => Ok(self.credentials(host).map(|c| auth::basic_header(&c))),
+            // A registry token is no password.
+            Some(Challenge::Basic) => Ok(self
+                .credentials(host)
+                .filter(|c| !c.registry_token)
+                .map(|c| auth::basic_header(&c))),
             Some(Challenge::Bearer {
                 realm,
                 service,
                 scope: asked,
             }) => {
+                if let Some(c) = self.credentials(host).filter(|c| c.registry_token) {
+                    return Ok(Some(format!("Bearer {}", c.secret)));
+                }
                 if let Some(token) = self.auth.token(host, scope) {
                     return Ok(Some(format!("Bearer {token}")));
                 }

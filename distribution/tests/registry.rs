@@ -457,12 +457,61 @@ fn resolver_with(username: &str, secret: &str) -> Resolver {
     let creds = Credentials {
         username: username.to_owned(),
         secret: secret.to_owned(),
+        registry_token: false,
     };
     Resolver::new(
         HostOptions::default(),
         Some(Arc::new(move |_: &str| Some(creds.clone()))),
         TransportOptions::default(),
     )
+}
+
+/// A registry token (Docker's `registrytoken`, the CRI's `registry_token`)
+/// is the bearer token itself: presented to the registry that asks for
+/// one, never exchanged at the token server; a wrong one fails with the
+/// registry's 401.
+#[tokio::test]
+async fn a_registry_token_is_presented_as_the_bearer_token() {
+    let token_requests = Arc::new(AtomicUsize::new(0));
+    let seen = token_requests.clone();
+    let addr = scripted(move |base, line, head| {
+        if line.contains("/token") {
+            seen.fetch_add(1, Ordering::SeqCst);
+            return respond("500 Internal Server Error", &[], "no tokens here");
+        }
+        if has_bearer(&head, "reg-t0ken") {
+            return respond("200 OK", &manifest_headers(), MANIFEST);
+        }
+        bearer_challenge(base, "")
+    })
+    .await;
+    let with = |secret: &str| {
+        let creds = Credentials {
+            username: String::new(),
+            secret: secret.to_owned(),
+            registry_token: true,
+        };
+        Resolver::new(
+            HostOptions::default(),
+            Some(Arc::new(move |_: &str| Some(creds.clone()))),
+            TransportOptions::default(),
+        )
+    };
+    let (_, d) = with("reg-t0ken")
+        .resolve(&format!("{addr}/org/img:1"))
+        .await
+        .unwrap();
+    assert_eq!(d.size, MANIFEST.len() as u64);
+    let err = with("wrong")
+        .resolve(&format!("{addr}/org/img:1"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Status { status, .. } if status == 401),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("unauthorized"), "{err}");
+    assert_eq!(token_requests.load(Ordering::SeqCst), 0);
 }
 
 #[tokio::test]
