@@ -516,8 +516,33 @@ async fn metrics_carry_every_sub_message_docker_reads() {
     let s = setup("metrics").await;
     let _cleanup = NamespaceCleanup(&s.daemon, s.ns.clone());
     let api = s.api().await;
-    let (serving, _) = s.template(&api, "stats", &["sh", "-c", SERVE]).await;
+    let (serving, parent) = s.template(&api, "stats", &["sh", "-c", SERVE]).await;
     api.start_task(&serving).await;
+    // Without a cgroupsPath runc picks the cgroup (below its own): the
+    // shim finds it from the init, as it must for systemd's unit names.
+    api.clone_container_with(&serving, &parent, "nopath", |spec| {
+        spec["linux"].as_object_mut().unwrap().remove("cgroupsPath");
+    })
+    .await;
+    api.start_task(&api.container("nopath").await).await;
+    let nopath = api
+        .tasks()
+        .metrics(api.request(tasks::MetricsRequest {
+            filters: vec!["id==nopath".into()],
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .metrics;
+    let data = nopath[0].data.as_ref().expect("metrics carry data");
+    let pids = if data.type_url.ends_with("v2.Metrics") {
+        let m = crated_api::cgroups::v2::Metrics::decode(data.value.as_slice()).unwrap();
+        m.pids.map(|p| p.current)
+    } else {
+        let m = crated_api::cgroups::v1::Metrics::decode(data.value.as_slice()).unwrap();
+        m.pids.map(|p| p.current)
+    };
+    assert!(pids.unwrap_or(0) >= 1, "{data:?}");
     let metrics = api
         .tasks()
         .metrics(api.request(tasks::MetricsRequest {

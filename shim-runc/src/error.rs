@@ -446,10 +446,12 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
-    /// Stats of a cgroup path the shim cannot place (the systemd driver's
-    /// `slice:prefix:name`, or none).
-    #[error("stats for cgroup path {cgroups_path:?} are not built yet in this shim")]
-    StatsUnsupported {
+    /// The container's cgroup is not known: it had no process to read
+    /// it from, and its spec's path is not a directory's (systemd's form).
+    #[error(
+        "the cgroup of cgroup path {cgroups_path:?} is not known: no process of the container ran"
+    )]
+    CgroupUnknown {
         /// The spec's `cgroupsPath`.
         cgroups_path: String,
     },
@@ -662,6 +664,7 @@ impl KindError for Error {
             | Error::ProcessFinished { .. }
             | Error::TaskFinished { .. }
             | Error::CgroupNotFound { .. }
+            | Error::CgroupUnknown { .. }
             | Error::ShimCgroupNotFound { .. } => Kind::NotFound,
             Error::RuntimeIo { source, .. }
             | Error::PidFile { source, .. }
@@ -721,7 +724,6 @@ impl KindError for Error {
             | Error::NotRestored { .. }
             | Error::NotRunning { .. }
             | Error::NoTerminal { .. } => Kind::FailedPrecondition,
-            Error::StatsUnsupported { .. } => Kind::NotImplemented,
             // The daemon may retry once the socket can be served.
             Error::Serve { .. } | Error::ShuttingDown { .. } => Kind::Unavailable,
         }

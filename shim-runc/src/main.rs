@@ -38,6 +38,7 @@ pub(crate) fn log_line(line: std::fmt::Arguments<'_>) {
 /// removal are read and done there).
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
+mod cgroup;
 mod destroy;
 mod error;
 mod events;

@@ -11,21 +11,20 @@ use std::path::{Path, PathBuf};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use tokio::io::Interest;
 
-/// Calls `notify` each time the cgroup at `cgroups_path` (cgroupfs form)
-/// has a process OOM-killed, until the cgroup goes away. Call on the
-/// shim's runtime.
-pub fn watch(cgroups_path: &str, notify: impl Fn() + Send + 'static) {
-    if cgroups_path.is_empty() || cgroups_path.contains(':') {
-        return;
-    }
+use crate::cgroup::Cgroup;
+
+/// Calls `notify` each time `cgroup` has a process OOM-killed, until the
+/// cgroup goes away. Call on the shim's runtime.
+pub fn watch(cgroup: &Cgroup, notify: impl Fn() + Send + 'static) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
     };
-    let rel = cgroups_path.trim_start_matches('/');
-    let root = Path::new(crate::CGROUP_ROOT);
-    if root.join("cgroup.controllers").exists() {
-        runtime.spawn(watch_events(root.join(rel).join("memory.events"), notify));
-    } else if let Some(event) = register_v1(&root.join("memory").join(rel)) {
+    let Some(dir) = cgroup.dir(Path::new(crate::CGROUP_ROOT), "memory") else {
+        return;
+    };
+    if let Cgroup::Unified(_) = cgroup {
+        runtime.spawn(watch_events(dir.join("memory.events"), notify));
+    } else if let Some(event) = register_v1(&dir) {
         runtime.spawn(watch_v1(event, notify));
     }
 }

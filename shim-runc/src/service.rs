@@ -20,6 +20,7 @@ use prost::Message as _;
 use tokio::sync::watch;
 use ttrpc::r#async::TtrpcContext;
 
+use crate::cgroup::Cgroup;
 use crate::error::{Error, Result};
 use crate::events::Publisher;
 use crate::io::{self, ConsoleSocket};
@@ -87,8 +88,10 @@ struct Container {
     options: RuncOptions,
     /// Set until a task created from a checkpoint is started.
     restore: Option<Restore>,
-    /// `linux.cgroupsPath` of the spec, for stats.
+    /// `linux.cgroupsPath` of the spec, naming the cgroup in errors.
     cgroups_path: String,
+    /// Where the init runs, for stats and OOM events.
+    cgroup: Cgroup,
     runc: Runc,
     rootfs: Option<MountGuard>,
     init: Process,
@@ -416,6 +419,21 @@ impl Service {
     /// Records the exit of a process of container `container_id` when the
     /// reaper sees it (`reaped`) into the process's own watch (`to`), then
     /// publishes it once no start of it is under way (`start_gate`).
+    /// Publishes `/tasks/oom` for container `id` each time the kernel's
+    /// OOM killer acts in `cgroup`.
+    fn watch_oom(&self, id: &str, cgroup: &Cgroup) {
+        let (publisher, id) = (self.publisher.clone(), id.to_owned());
+        let runtime = tokio::runtime::Handle::current();
+        crate::oom::watch(cgroup, move || {
+            let (publisher, id) = (publisher.clone(), id.clone());
+            runtime.spawn(async move {
+                publisher
+                    .publish("/tasks/oom", "TaskOOM", &ev::TaskOom { container_id: id })
+                    .await;
+            });
+        });
+    }
+
     fn watch_exit(
         self: &Arc<Self>,
         container_id: String,
@@ -679,17 +697,19 @@ impl Service {
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
             .and_then(|v| v["linux"]["cgroupsPath"].as_str().map(str::to_owned))
             .unwrap_or_default();
-        {
-            let (publisher, id) = (self.publisher.clone(), req.id.clone());
-            let runtime = tokio::runtime::Handle::current();
-            crate::oom::watch(&cgroups_path, move || {
-                let (publisher, id) = (publisher.clone(), id.clone());
-                runtime.spawn(async move {
-                    publisher
-                        .publish("/tasks/oom", "TaskOOM", &ev::TaskOom { container_id: id })
-                        .await;
-                });
-            });
+        // Read from the init, which waits in runc's exec fifo until the
+        // start; a restore has none before its start, which reads it then.
+        let root = std::path::Path::new(crate::CGROUP_ROOT);
+        let cgroup = match restore {
+            None => Cgroup::of_pid(root, pid),
+            Some(_) => Cgroup::Unknown,
+        };
+        let cgroup = match cgroup {
+            Cgroup::Unknown => Cgroup::of_spec_path(root, &cgroups_path),
+            found => found,
+        };
+        if restore.is_none() {
+            self.watch_oom(&req.id, &cgroup);
         }
         if let Ok(mut c) = self.containers.lock() {
             c.insert(
@@ -699,6 +719,7 @@ impl Service {
                     options,
                     restore,
                     cgroups_path,
+                    cgroup,
                     runc,
                     rootfs,
                     init,
@@ -773,11 +794,16 @@ impl Service {
                 });
             }
         };
+        let cgroup = Cgroup::of_pid(std::path::Path::new(crate::CGROUP_ROOT), pid);
+        self.watch_oom(id, &cgroup);
         let watched = self.with(id, |c| {
             c.init.pid = pid;
             c.init.started = true;
             c.init.console = master;
             c.init.relays = relays;
+            if cgroup != Cgroup::Unknown {
+                c.cgroup = cgroup;
+            }
             Ok((c.init.exit.clone(), Arc::clone(&c.init.start_gate)))
         })?;
         self.watch_exit(
@@ -1340,11 +1366,11 @@ impl Task for ServiceHandle {
         _: &TtrpcContext,
         req: pb::StatsRequest,
     ) -> ttrpc::Result<pb::StatsResponse> {
-        let path = self
+        let (cgroup, path) = self
             .0
-            .with(&req.id, |c| Ok(c.cgroups_path.clone()))
+            .with(&req.id, |c| Ok((c.cgroup.clone(), c.cgroups_path.clone())))
             .map_err(err)?;
-        let stats = crate::stats::collect(&path).map_err(err)?;
+        let stats = crate::stats::collect(&cgroup, &path).map_err(err)?;
         Ok(pb::StatsResponse { stats: Some(stats) })
     }
 

@@ -1,6 +1,7 @@
 //! `Stats`: the container's cgroup figures as containerd's shim returns
-//! them, `io.containerd.cgroups.v1.Metrics` on a cgroup v1 host (cgroupfs
-//! paths from the spec's `cgroupsPath`), `v2.Metrics` on a unified one.
+//! them, `io.containerd.cgroups.v1.Metrics` on a cgroup v1 host,
+//! `v2.Metrics` on a unified one, from the cgroup its init runs in
+//! (`cgroup`), whichever driver placed it.
 //!
 //! Every sub-message containerd's shim fills is filled here too, zero when
 //! the host lacks its files: clients dereference them without checking (a
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 use crated_api::cgroups::{v1, v2};
 use prost::Message as _;
 
+use crate::cgroup::Cgroup;
 use crate::error::{Error, Result};
 use crate::CGROUP_ROOT as ROOT;
 
@@ -47,34 +49,35 @@ fn keyed_all(path: &Path) -> HashMap<String, u64> {
         .unwrap_or_default()
 }
 
-/// The container's metrics as an Any, or NotImplemented for a cgroup path
-/// we cannot place (the systemd driver's `slice:prefix:name`).
-pub fn collect(cgroups_path: &str) -> Result<prost_types::Any> {
-    if cgroups_path.is_empty() || cgroups_path.contains(':') {
-        return Err(Error::StatsUnsupported {
+/// The metrics of the container in `cgroup` (its spec's `cgroups_path`
+/// names it in errors) as an Any; NotFound when the cgroup is not known
+/// or gone.
+pub fn collect(cgroup: &Cgroup, cgroups_path: &str) -> Result<prost_types::Any> {
+    let root = Path::new(ROOT);
+    let gone = || Error::CgroupNotFound {
+        cgroups_path: cgroup.describe(),
+    };
+    // Memory's directory stands for all: runc makes them together.
+    let Some(memory) = cgroup.dir(root, "memory") else {
+        return Err(Error::CgroupUnknown {
             cgroups_path: cgroups_path.to_owned(),
         });
+    };
+    if !memory.exists() {
+        return Err(gone());
     }
-    let rel = cgroups_path.trim_start_matches('/');
-    if Path::new(ROOT).join("cgroup.controllers").exists() {
-        let dir = PathBuf::from(ROOT).join(rel);
-        if !dir.exists() {
-            return Err(Error::CgroupNotFound {
-                cgroups_path: cgroups_path.to_owned(),
-            });
-        }
+    if let Cgroup::Unified(_) = cgroup {
         return Ok(prost_types::Any {
             type_url: "io.containerd.cgroups.v2.Metrics".to_owned(),
-            value: unified(&dir).encode_to_vec(),
+            value: unified(&memory).encode_to_vec(),
         });
     }
-    if !PathBuf::from(ROOT).join("memory").join(rel).exists() {
-        return Err(Error::CgroupNotFound {
-            cgroups_path: cgroups_path.to_owned(),
-        });
-    }
-    let at =
-        |controller: &str, file: &str| PathBuf::from(ROOT).join(controller).join(rel).join(file);
+    let at = |controller: &str, file: &str| {
+        cgroup
+            .dir(root, controller)
+            .unwrap_or_else(|| memory.clone())
+            .join(file)
+    };
     Ok(prost_types::Any {
         type_url: "io.containerd.cgroups.v1.Metrics".to_owned(),
         value: legacy(&at).encode_to_vec(),
