@@ -198,6 +198,12 @@ pub struct RuntimeConfig {
     /// The snapshotter of this runtime's pods (containerd 1.7); empty:
     /// `containerd.snapshotter`.
     pub snapshotter: String,
+    /// The CNI configurations of this runtime's pods (containerd 1.7),
+    /// for runtimes whose pods need another network (VMs, say); empty:
+    /// `cni.conf_dir`.
+    pub cni_conf_dir: String,
+    /// How many of `cni_conf_dir`'s configurations to load (0: one).
+    pub cni_max_conf_num: u32,
 }
 
 impl Default for RuntimeConfig {
@@ -211,6 +217,8 @@ impl Default for RuntimeConfig {
             container_annotations: Vec::new(),
             base_runtime_spec: String::new(),
             snapshotter: String::new(),
+            cni_conf_dir: String::new(),
+            cni_max_conf_num: 0,
         }
     }
 }

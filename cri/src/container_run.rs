@@ -436,8 +436,8 @@ impl Cri {
     }
 
     /// What happens when a container's task exits: the task deleted, the log
-    /// drained, the exit recorded (once), waiters woken, the stop event sent
-    /// (with the status saying so).
+    /// drained, the exit recorded (once), the stop event sent (with the
+    /// status saying so), waiters woken.
     pub(crate) async fn record_exit(&self, container: &CriContainer, exit: Exit) {
         match self.client.load_container(&container.id).await {
             Ok(record) => match record.task().await {
@@ -483,12 +483,15 @@ impl Cri {
         if let Err(e) = recorded {
             tracing::error!(id = container.id, error = %e, "record container exit");
         }
-        container.mark_stopped();
+        // The event before the stop is marked handled, as containerd
+        // sends it: a StopContainer waits for that mark, and a removal
+        // right after it must not leave the event without this container.
         self.publish_container_event(
             &container.id,
             &container.metadata.sandbox_id,
             pb::ContainerEventType::ContainerStoppedEvent,
         )
         .await;
+        container.mark_stopped();
     }
 }

@@ -227,6 +227,7 @@ impl Cri {
             images: images::Images::new(client.clone(), Arc::clone(&config)),
             network: network::Network::new(
                 &config.cni,
+                &config.containerd.runtimes,
                 ip_pref,
                 root.join("cni").join("cache"),
                 state.join("netns"),

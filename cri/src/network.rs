@@ -1,8 +1,9 @@
 //! Pod networking: a network namespace per pod, set up and torn down by
-//! the node's CNI configuration (the first in `conf_dir`), as containerd's
-//! CRI does. The configuration is read when a pod needs it, so a CNI
-//! config written after the daemon started (as a network add-on does) is
-//! picked up without a restart.
+//! the node's CNI configuration (the first in `conf_dir`, or in the
+//! `cni_conf_dir` of the pod's runtime), as containerd's CRI does. The
+//! configuration is read when a pod needs it, so a CNI config written
+//! after the daemon started (as a network add-on does) is picked up
+//! without a restart.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -31,11 +32,29 @@ impl PodNetworkState {
     }
 }
 
+/// Where CNI configurations are read from, and how many.
+#[derive(Debug, Clone)]
+struct Confs {
+    dir: PathBuf,
+    max: usize,
+}
+
+impl Confs {
+    fn new(dir: &str, max: u32) -> Self {
+        Self {
+            dir: PathBuf::from(dir),
+            max: usize::try_from(max).unwrap_or(1).max(1),
+        }
+    }
+}
+
 /// The CRI's pod networking.
 pub struct Network {
-    conf_dir: PathBuf,
+    /// The node's (`cni.conf_dir`).
+    confs: Confs,
+    /// Those of runtimes with a `cni_conf_dir` of their own, by name.
+    runtime_confs: HashMap<String, Confs>,
     bin_dirs: Vec<PathBuf>,
-    max_conf_num: usize,
     /// libcni's result cache, kept across daemon restarts so DEL gets the
     /// result ADD gave.
     cache_dir: PathBuf,
@@ -46,16 +65,27 @@ pub struct Network {
 }
 
 impl Network {
-    /// Networking with `config`; results cached under `cache_dir`,
-    /// namespaces under `netns_dir`.
+    /// Networking with `config` (and the runtimes' own `cni_conf_dir`s);
+    /// results cached under `cache_dir`, namespaces under `netns_dir`.
     pub fn new(
         config: &CniConfig,
+        runtimes: &std::collections::BTreeMap<String, crate::config::RuntimeConfig>,
         ip_pref: crate::config::IpPreference,
         cache_dir: PathBuf,
         netns_dir: PathBuf,
     ) -> Self {
         Self {
-            conf_dir: PathBuf::from(&config.conf_dir),
+            confs: Confs::new(&config.conf_dir, config.max_conf_num),
+            runtime_confs: runtimes
+                .iter()
+                .filter(|(_, r)| !r.cni_conf_dir.is_empty())
+                .map(|(name, r)| {
+                    (
+                        name.clone(),
+                        Confs::new(&r.cni_conf_dir, r.cni_max_conf_num),
+                    )
+                })
+                .collect(),
             // containerd 1.7 takes a list here; a colon-separated value
             // reads the same in both.
             bin_dirs: config
@@ -64,33 +94,42 @@ impl Network {
                 .filter(|d| !d.is_empty())
                 .map(PathBuf::from)
                 .collect(),
-            max_conf_num: usize::try_from(config.max_conf_num).unwrap_or(1).max(1),
             cache_dir,
             netns_dir,
             ip_pref,
         }
     }
 
-    /// The node's CNI configuration, with the loopback network first.
-    fn load(&self) -> Result<Cni> {
-        let cni = Cni::load(
-            &self.conf_dir,
-            &self.bin_dirs,
-            &self.cache_dir,
-            self.max_conf_num,
-        )?
-        .ok_or_else(|| {
+    /// Where the pods of `runtime` (a runtime's name) get their network.
+    fn confs(&self, runtime: &str) -> &Confs {
+        self.runtime_confs.get(runtime).unwrap_or(&self.confs)
+    }
+
+    /// The CNI configuration of `runtime`'s pods, with the loopback
+    /// network first.
+    fn load(&self, runtime: &str) -> Result<Cni> {
+        Self::load_from(self.confs(runtime), &self.bin_dirs, &self.cache_dir)
+    }
+
+    fn load_from(confs: &Confs, bin_dirs: &[PathBuf], cache_dir: &Path) -> Result<Cni> {
+        let cni = Cni::load(&confs.dir, bin_dirs, cache_dir, confs.max)?.ok_or_else(|| {
             Error::failed_precondition(format!(
                 "cni config not initialized: no network config found in {}",
-                self.conf_dir.display()
+                confs.dir.display()
             ))
         })?;
         Ok(cni.with_loopback())
     }
 
-    /// Ok when pods can be networked (RuntimeStatus' NetworkReady).
+    /// Ok when pods of every runtime can be networked (RuntimeStatus'
+    /// NetworkReady), as containerd 1.7 asks each of its networks.
     pub async fn status(&self) -> Result<()> {
-        self.load().map(|_| ())
+        Self::load_from(&self.confs, &self.bin_dirs, &self.cache_dir)?;
+        for (name, confs) in &self.runtime_confs {
+            Self::load_from(confs, &self.bin_dirs, &self.cache_dir)
+                .map_err(|e| e.context(format!("network of runtime {name:?}")))?;
+        }
+        Ok(())
     }
 
     /// `cni.conf_template` rendered for the pod CIDRs `cidrs` into
@@ -98,7 +137,7 @@ impl Network {
     /// or one rendered before: the first CIDR the kubelet gives stays, as
     /// in containerd). Whether it wrote one.
     pub async fn render_template(&self, template: &Path, cidrs: &[String]) -> Result<bool> {
-        if self.load().is_ok() {
+        if Self::load_from(&self.confs, &self.bin_dirs, &self.cache_dir).is_ok() {
             tracing::info!(
                 template = %template.display(),
                 "CNI config present: not rendering the template"
@@ -112,7 +151,7 @@ impl Network {
             )
         })?;
         let rendered = crate::cni::template::render(template, &text, cidrs)?;
-        let dir = self.conf_dir.clone();
+        let dir = self.confs.dir.clone();
         crated_core::blocking::off_worker(move || {
             std::fs::create_dir_all(&dir)
                 .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
@@ -123,24 +162,29 @@ impl Network {
         })
     }
 
-    /// A new network namespace for a pod, once the CNI config is known to
-    /// be there (so a node without one fails before making anything).
-    pub async fn create_netns(&self, userns: Option<crate::userns::PodUserns>) -> Result<NetNs> {
-        self.load()?;
+    /// A new network namespace for a pod of `runtime`, once its CNI
+    /// config is known to be there (so a node without one fails before
+    /// making anything).
+    pub async fn create_netns(
+        &self,
+        runtime: &str,
+        userns: Option<crate::userns::PodUserns>,
+    ) -> Result<NetNs> {
+        self.load(runtime)?;
         NetNs::create_async(self.netns_dir.clone(), userns).await
     }
 
-    /// Runs the CNI ADDs of pod `id` in `netns`; its IPs, the primary
+    /// Runs the CNI ADDs of pod `id` of `runtime` in `netns`; its IPs, the primary
     /// (IPv4 where it has one) first. On failure the ADDs are undone; the
     /// namespace is the caller's.
     pub async fn add(
         &self,
-        id: &str,
+        (runtime, id): (&str, &str),
         config: &pb::PodSandboxConfig,
         netns: &Path,
         pod_cidr: &str,
     ) -> Result<Vec<String>> {
-        let cni = self.load()?;
+        let cni = self.load(runtime)?;
         let pod = pod_network(id, config, Some(netns.to_owned()), pod_cidr)?;
         let results = cni
             .setup(&pod)
@@ -152,12 +196,13 @@ impl Network {
             .collect())
     }
 
-    /// Tears down pod `id`'s network and removes its namespace. Idempotent:
+    /// Tears down the network of pod `id` of `runtime` and removes its
+    /// namespace. Idempotent:
     /// a pod already torn down (or whose namespace is gone, as after a
     /// node reboot) tears down cleanly.
     pub async fn teardown(
         &self,
-        id: &str,
+        (runtime, id): (&str, &str),
         config: &pb::PodSandboxConfig,
         netns: &Path,
     ) -> Result<()> {
@@ -172,7 +217,7 @@ impl Network {
                 None
             }
         };
-        match self.load() {
+        match self.load(runtime) {
             Ok(cni) => {
                 let pod = pod_network(id, config, netns_path, "")?;
                 cni.teardown(&pod)

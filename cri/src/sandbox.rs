@@ -322,11 +322,15 @@ impl Cri {
             let network = if host_network {
                 PodNetworkState::host()
             } else {
-                let netns = self.network.create_netns(userns.clone()).await?;
+                let netns = self.network.create_netns(&handler, userns.clone()).await?;
                 let network = PodNetworkState {
                     netns: Some(netns.path().to_owned()),
                 };
-                undo.network(id.to_owned(), config.clone(), network.clone());
+                undo.network(
+                    (handler.clone(), id.to_owned()),
+                    config.clone(),
+                    network.clone(),
+                );
                 network
             };
             let mut metadata = SandboxMetadata {
@@ -394,7 +398,10 @@ impl Cri {
             let pod_cidr = self.pod_cidr.lock().map(|c| c.clone()).unwrap_or_default();
             let add = async {
                 let ips = match &network.netns {
-                    Some(netns) => self.network.add(id, &config, netns, &pod_cidr).await,
+                    Some(netns) => {
+                        let pod = (handler.as_str(), id);
+                        self.network.add(pod, &config, netns, &pod_cidr).await
+                    }
                     None => Ok(Vec::new()),
                 };
                 (ips, began.elapsed())
@@ -723,8 +730,9 @@ impl Cri {
                 })?;
         }
         if let Some(netns) = &sandbox.metadata.netns {
+            let runtime = self.handler_name(&sandbox.metadata.runtime_handler);
             self.network
-                .teardown(&sandbox.id, &sandbox.config, netns)
+                .teardown((runtime, &sandbox.id), &sandbox.config, netns)
                 .await?;
         }
         let shm = self.sandbox_state(&sandbox.id).join("shm");
@@ -976,7 +984,8 @@ struct Undo(Vec<UndoStep>);
 enum UndoStep {
     RemoveDir(PathBuf),
     Unmount(PathBuf),
-    Network(String, Box<pb::PodSandboxConfig>, PodNetworkState),
+    /// (runtime, pod id), …
+    Network((String, String), Box<pb::PodSandboxConfig>, PodNetworkState),
     Container(String),
 }
 
@@ -987,9 +996,14 @@ impl Undo {
     fn unmount(&mut self, path: PathBuf) {
         self.0.push(UndoStep::Unmount(path));
     }
-    fn network(&mut self, id: String, config: pb::PodSandboxConfig, network: PodNetworkState) {
+    fn network(
+        &mut self,
+        pod: (String, String),
+        config: pb::PodSandboxConfig,
+        network: PodNetworkState,
+    ) {
         self.0
-            .push(UndoStep::Network(id, Box::new(config), network));
+            .push(UndoStep::Network(pod, Box::new(config), network));
     }
     fn container(&mut self, id: String) {
         self.0.push(UndoStep::Container(id));
@@ -1002,8 +1016,8 @@ impl Undo {
                     .await
                     .map_err(|e| Error::io(format!("remove {}", path.display()), e)),
                 UndoStep::Unmount(path) => unmount_shm(&path).await,
-                UndoStep::Network(id, config, network) => match &network.netns {
-                    Some(netns) => cri.network.teardown(&id, &config, netns).await,
+                UndoStep::Network((runtime, id), config, network) => match &network.netns {
+                    Some(netns) => cri.network.teardown((&runtime, &id), &config, netns).await,
                     None => Ok(()),
                 },
                 UndoStep::Container(id) => {
@@ -1044,7 +1058,8 @@ impl Cri {
                     tracing::warn!(id = sandbox.id, error = %e, "delete exited sandbox task");
                 }
             }
-            sandbox.stopped.send_replace(true);
+            // The event first, as for a container: a removal waiting for
+            // the stop must not leave it without the pod's status.
             if let Some(cri) = cri.upgrade() {
                 cri.publish_container_event(
                     &sandbox.id,
@@ -1053,6 +1068,7 @@ impl Cri {
                 )
                 .await;
             }
+            sandbox.stopped.send_replace(true);
         });
     }
 }

@@ -2392,3 +2392,75 @@ fn a_pod_with_its_own_user_namespace_owns_its_files_and_network() {
         assert!(left.is_empty(), "{left:#?}");
     });
 }
+
+/// A runtime with a `cni_conf_dir` of its own (containerd 1.7, for
+/// runtimes whose pods need another network) puts its pods on that
+/// network and the others on the node's; NetworkReady asks both, naming
+/// the runtime whose network is missing; each pod's network is torn down
+/// by the configuration that set it up, its address freed there.
+#[test]
+fn a_runtime_with_its_own_cni_conf_dir_puts_its_pods_on_its_network() {
+    crated_testimages::in_private_netns(|| async {
+        let ipam = tempfile::tempdir().unwrap();
+        let alt = tempfile::tempdir().unwrap();
+        let runtimes = "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes";
+        let node = Node::start_with(NodeOptions {
+            cni: vec![(
+                "10-bridge.conflist".into(),
+                bridge_conflist("crated-node", "10.88.17.0/24", ipam.path()),
+            )],
+            cri_tables: format!(
+                "{runtimes}.runc]\nruntime_type = \"io.containerd.runc.v2\"\n\
+                 {runtimes}.alt]\nruntime_type = \"io.containerd.runc.v2\"\ncni_conf_dir = {:?}\n",
+                alt.path().display().to_string()
+            ),
+            ..NodeOptions::default()
+        })
+        .await;
+        let mut runtime = node.runtime().await;
+        let ready = network_ready(&mut runtime).await;
+        assert!(
+            !ready.status && ready.message.contains("\"alt\""),
+            "{ready:?}"
+        );
+        std::fs::write(
+            alt.path().join("10-alt.conflist"),
+            bridge_conflist("crated-alt", "10.88.18.0/24", ipam.path()),
+        )
+        .unwrap();
+        let ready = network_ready(&mut runtime).await;
+        assert!(ready.status, "{ready:?}");
+
+        for (handler, network, subnet) in [
+            ("", "crated-node", "10.88.17."),
+            ("alt", "crated-alt", "10.88.18."),
+        ] {
+            let config = pod_config(&format!("on-{network}"), node.logs.path(), false);
+            let pod = runtime
+                .run_pod_sandbox(cri::RunPodSandboxRequest {
+                    config: Some(config),
+                    runtime_handler: handler.into(),
+                })
+                .await
+                .unwrap_or_else(|e| panic!("{e}\n{}", node.daemon.logs()))
+                .into_inner()
+                .pod_sandbox_id;
+            let status = runtime
+                .pod_sandbox_status(cri::PodSandboxStatusRequest {
+                    pod_sandbox_id: pod.clone(),
+                    verbose: false,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            let ip = status.status.unwrap().network.unwrap().ip;
+            assert!(ip.starts_with(subnet), "{handler:?}: {ip}");
+            assert_eq!(allocated_ips(ipam.path(), network), vec![ip]);
+            stop_and_remove_pod(&mut runtime, &pod).await;
+            assert!(
+                allocated_ips(ipam.path(), network).is_empty(),
+                "{handler:?}: the address stays allocated"
+            );
+        }
+    });
+}
