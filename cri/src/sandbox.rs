@@ -984,7 +984,7 @@ struct Undo(Vec<UndoStep>);
 enum UndoStep {
     RemoveDir(PathBuf),
     Unmount(PathBuf),
-    /// (runtime, pod id), …
+    /// A pod's network: (its runtime, its id), its config, what it came to.
     Network((String, String), Box<pb::PodSandboxConfig>, PodNetworkState),
     Container(String),
 }

@@ -416,9 +416,6 @@ impl Service {
         }
     }
 
-    /// Records the exit of a process of container `container_id` when the
-    /// reaper sees it (`reaped`) into the process's own watch (`to`), then
-    /// publishes it once no start of it is under way (`start_gate`).
     /// Publishes `/tasks/oom` for container `id` each time the kernel's
     /// OOM killer acts in `cgroup`.
     fn watch_oom(&self, id: &str, cgroup: &Cgroup) {
@@ -434,6 +431,9 @@ impl Service {
         });
     }
 
+    /// Records the exit of a process of container `container_id` when the
+    /// reaper sees it (`reaped`) into the process's own watch (`to`), then
+    /// publishes it once no start of it is under way (`start_gate`).
     fn watch_exit(
         self: &Arc<Self>,
         container_id: String,
