@@ -41,6 +41,11 @@ pub struct Config {
     /// A pull that makes no progress for this long is cancelled (Go
     /// duration; "0" never).
     pub image_pull_progress_timeout: String,
+    /// How long ExecSync waits for the output to end once its process
+    /// exited (containerd 1.7; Go duration, "0s" for ever): a process it
+    /// left in the background holds the output open. containerd's
+    /// default waits for ever; crated's gives up after 5 s.
+    pub drain_exec_sync_io_timeout: String,
     /// Use the systemd cgroup driver (reported by RuntimeConfig).
     pub systemd_cgroup: bool,
     /// Image-defined volumes are not made (the container writes into its
@@ -109,6 +114,7 @@ impl Default for Config {
             x509_key_pair_streaming: X509KeyPair::default(),
             max_concurrent_downloads: 3,
             image_pull_progress_timeout: "5m0s".into(),
+            drain_exec_sync_io_timeout: "5s".into(),
             systemd_cgroup: false,
             ignore_image_defined_volumes: false,
             device_ownership_from_security_context: false,
@@ -576,6 +582,13 @@ impl Config {
         Ok(Some(d).filter(|d| !d.is_zero()))
     }
 
+    /// `drain_exec_sync_io_timeout`, parsed; `None` when zero (for ever).
+    pub fn exec_sync_drain(&self) -> crated_core::Result<Option<Duration>> {
+        let d = crated_core::duration::parse(&self.drain_exec_sync_io_timeout)
+            .map_err(|e| e.context("drain_exec_sync_io_timeout"))?;
+        Ok(Some(d).filter(|d| !d.is_zero()))
+    }
+
     /// `stats_collect_period`, which must be positive.
     pub fn stats_collect_period(&self) -> crated_core::Result<Duration> {
         u64::try_from(self.stats_collect_period)
@@ -758,6 +771,30 @@ config_path = "/etc/containerd/certs.d"
         assert_eq!(
             config.stats_collect_period().unwrap(),
             Duration::from_secs(10)
+        );
+        assert_eq!(
+            config.exec_sync_drain().unwrap(),
+            Some(Duration::from_secs(5))
+        );
+    }
+
+    /// containerd 1.7's `drain_exec_sync_io_timeout`: a Go duration, zero
+    /// for ever, anything else refused by name.
+    #[test]
+    fn the_exec_sync_drain_is_a_duration() {
+        let with = |value: &str| Config {
+            drain_exec_sync_io_timeout: value.into(),
+            ..Config::default()
+        };
+        assert_eq!(with("0s").exec_sync_drain().unwrap(), None);
+        assert_eq!(
+            with("1m30s").exec_sync_drain().unwrap(),
+            Some(Duration::from_secs(90))
+        );
+        let err = with("soon").exec_sync_drain().unwrap_err();
+        assert!(
+            err.to_string().contains("drain_exec_sync_io_timeout"),
+            "{err}"
         );
     }
 

@@ -18,8 +18,10 @@ use crate::Cri;
 /// The most of each stream ExecSync returns; the rest is read and
 /// dropped so the process never blocks on a full pipe.
 const MAX_STREAM: usize = 16 * 1024 * 1024;
-/// How long the output may take to drain after the process exited.
+/// How long a process killed at its timeout may take to exit.
 const DRAIN: Duration = Duration::from_secs(5);
+/// "For ever", for `drain_exec_sync_io_timeout = "0s"`.
+const NO_LIMIT: Duration = Duration::from_secs(u32::MAX as u64);
 
 /// A buffer that keeps the first `MAX_STREAM` bytes written to it.
 #[derive(Clone, Default)]
@@ -115,6 +117,7 @@ impl Cri {
         &self,
         request: pb::ExecSyncRequest,
     ) -> Result<pb::ExecSyncResponse> {
+        let drain = self.config.exec_sync_drain()?.unwrap_or(NO_LIMIT);
         let Prepared {
             exec,
             fifos,
@@ -153,7 +156,9 @@ impl Cri {
             }
         }
         .await;
-        attached.wait(DRAIN).await;
+        // The output ends when every holder of it is gone: a process the
+        // command left in the background keeps it open past the exit.
+        attached.wait(drain).await;
         if let Err(e) = exec.delete().await {
             if !e.is_not_found() {
                 tracing::warn!(exec_id, error = %e, "delete exec process");

@@ -215,6 +215,7 @@ impl Cri {
         let client = client.with_namespace(crated_core::Namespace::new(NAMESPACE)?);
         config.pull_progress_timeout()?;
         config.stream_idle_timeout()?;
+        config.exec_sync_drain()?;
         config.stats_collect_period()?;
         config.registry.validate()?;
         let ip_pref = config.cni.ip_preference();

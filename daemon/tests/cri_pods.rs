@@ -2464,3 +2464,42 @@ fn a_runtime_with_its_own_cni_conf_dir_puts_its_pods_on_its_network() {
         }
     });
 }
+
+/// An ExecSync whose command leaves a process in the background, which
+/// holds the output open past the exit, answers once
+/// `drain_exec_sync_io_timeout` (1 s here, 5 s by default) has passed,
+/// with what the command wrote by then, instead of waiting as long as
+/// that process lives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exec_sync_leaving_a_process_behind_answers_after_the_drain() {
+    let node = Node::start_with(NodeOptions {
+        cri_keys: vec!["drain_exec_sync_io_timeout = \"1s\"".into()],
+        ..Default::default()
+    })
+    .await;
+    node.pull_busybox().await;
+    let mut runtime = node.runtime().await;
+    let config = pod_config("drain", node.logs.path(), true);
+    let pod = node.run_pod(&mut runtime, &config).await;
+    let app = start_container(
+        &mut runtime,
+        &pod,
+        &config,
+        container_config("app", &node.busybox, &["sleep", "1000"]),
+    )
+    .await;
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        exec(
+            &mut runtime,
+            &app,
+            &["sh", "-c", "echo hi; (sleep 4; echo late; sleep 300) &"],
+        ),
+    )
+    .await
+    .expect("ExecSync waited for the background process");
+    // "late" comes 4 s after the exit: past this drain, within the default.
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
+    assert_eq!(out.exit_code, 0);
+    stop_and_remove_pod(&mut runtime, &pod).await;
+}
