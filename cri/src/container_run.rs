@@ -162,7 +162,10 @@ impl Cri {
             self.containers.get(&ns.target_id)?;
         }
         let record = self.client.load_container(&container.id).await?;
-        let options = crate::io_owner_options(record.record().runtime.options.as_ref(), &ns)?;
+        let options = match crate::userns::PodUserns::from_options(&ns)? {
+            Some(userns) => userns.io_owner_options(record.record().runtime.options.as_ref())?,
+            None => None,
+        };
         let mut io = container.io.lock().await;
         let stdio = io.stdio.clone();
         let held_out = hold_reader(&stdio.stdout)?;

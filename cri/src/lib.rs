@@ -115,47 +115,7 @@ pub(crate) fn runc_options(options: &config::RuncOptions) -> Option<Any> {
 }
 
 /// The type of runc's options in an `Any`.
-const RUNC_OPTIONS: &str = "containerd.runc.v1.Options";
-
-/// The task options of a container in a pod with its own user namespace:
-/// its runtime's runc options with the stdio pipes given to the
-/// namespace's root (containerd's `IoUid` and `IoGid`, as containerd 2's
-/// CRI sets them), so that its processes can reopen their stdio by path —
-/// `/dev/stdout`, where images such as nginx's link their logs. None for
-/// any other container, or a runtime whose options are not runc's.
-pub(crate) fn io_owner_options(
-    runtime_options: Option<&Any>,
-    ns: &pb::NamespaceOption,
-) -> Result<Option<Any>> {
-    use crated_api::containerd::runc::v1::Options;
-    let Some(userns) = ns
-        .userns_options
-        .as_ref()
-        .filter(|u| u.mode == pb::NamespaceMode::Pod as i32)
-    else {
-        return Ok(None);
-    };
-    let root =
-        |maps: &[pb::IdMapping]| maps.iter().find(|m| m.container_id == 0).map(|m| m.host_id);
-    let (Some(uid), Some(gid)) = (root(&userns.uids), root(&userns.gids)) else {
-        return Ok(None);
-    };
-    let mut options = match runtime_options {
-        Some(any) if any.type_url.ends_with(RUNC_OPTIONS) => {
-            <Options as prost::Message>::decode(any.value.as_slice()).map_err(|e| {
-                Error::invalid_argument(format!("decode runtime options {}: {e}", any.type_url))
-            })?
-        }
-        Some(_) => return Ok(None),
-        None => Options::default(),
-    };
-    options.io_uid = uid;
-    options.io_gid = gid;
-    Ok(Some(Any {
-        type_url: RUNC_OPTIONS.to_owned(),
-        value: prost::Message::encode_to_vec(&options),
-    }))
-}
+pub(crate) const RUNC_OPTIONS: &str = "containerd.runc.v1.Options";
 
 /// The CRI plugin: its client (namespace `k8s.io`, in process), its
 /// configuration, and what it keeps of pods and containers.
@@ -516,63 +476,4 @@ fn rro_handlers(config: &config::Config) -> std::collections::BTreeSet<String> {
         })
         .map(|(name, _)| name.clone())
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-    use crated_api::containerd::runc::v1::Options;
-
-    fn userns(mode: pb::NamespaceMode, host_id: u32) -> pb::NamespaceOption {
-        let range = vec![pb::IdMapping {
-            host_id,
-            container_id: 0,
-            length: 65536,
-        }];
-        pb::NamespaceOption {
-            userns_options: Some(pb::UserNamespace {
-                mode: mode as i32,
-                uids: range.clone(),
-                gids: range,
-            }),
-            ..Default::default()
-        }
-    }
-
-    /// A pod's own user namespace gives its root the stdio pipes, over the
-    /// runtime's other options; the node's users, or another runtime's
-    /// options, leave the task's options alone.
-    #[test]
-    fn a_user_namespaced_container_owns_its_stdio() {
-        let decode = |any: Any| <Options as prost::Message>::decode(any.value.as_slice()).unwrap();
-        let pod = userns(pb::NamespaceMode::Pod, 196_608);
-        let bare = decode(io_owner_options(None, &pod).unwrap().unwrap());
-        assert_eq!((bare.io_uid, bare.io_gid), (196_608, 196_608));
-        let runtime = runc_options(&config::RuncOptions {
-            binary_name: "crun".into(),
-            io_uid: 5,
-            ..Default::default()
-        });
-        let merged = decode(io_owner_options(runtime.as_ref(), &pod).unwrap().unwrap());
-        assert_eq!(merged.binary_name, "crun");
-        assert_eq!(merged.io_uid, 196_608);
-
-        let node = userns(pb::NamespaceMode::Node, 196_608);
-        assert!(io_owner_options(runtime.as_ref(), &node).unwrap().is_none());
-        assert!(io_owner_options(None, &pb::NamespaceOption::default())
-            .unwrap()
-            .is_none());
-        let other = Any {
-            type_url: "runtimeoptions.v1.Options".into(),
-            value: vec![1, 2],
-        };
-        assert!(io_owner_options(Some(&other), &pod).unwrap().is_none());
-        let garbled = Any {
-            type_url: RUNC_OPTIONS.into(),
-            value: vec![0x0a, 0xff],
-        };
-        let err = io_owner_options(Some(&garbled), &pod).unwrap_err();
-        assert_eq!(err.kind(), crated_core::Kind::InvalidArgument);
-    }
 }

@@ -108,25 +108,28 @@ impl Network {
     /// The CNI configuration of `runtime`'s pods, with the loopback
     /// network first.
     fn load(&self, runtime: &str) -> Result<Cni> {
-        Self::load_from(self.confs(runtime), &self.bin_dirs, &self.cache_dir)
+        self.load_from(self.confs(runtime))
     }
 
-    fn load_from(confs: &Confs, bin_dirs: &[PathBuf], cache_dir: &Path) -> Result<Cni> {
-        let cni = Cni::load(&confs.dir, bin_dirs, cache_dir, confs.max)?.ok_or_else(|| {
-            Error::failed_precondition(format!(
-                "cni config not initialized: no network config found in {}",
-                confs.dir.display()
-            ))
-        })?;
+    /// The CNI configuration in `confs`, with the loopback network first.
+    fn load_from(&self, confs: &Confs) -> Result<Cni> {
+        let cni = Cni::load(&confs.dir, &self.bin_dirs, &self.cache_dir, confs.max)?.ok_or_else(
+            || {
+                Error::failed_precondition(format!(
+                    "cni config not initialized: no network config found in {}",
+                    confs.dir.display()
+                ))
+            },
+        )?;
         Ok(cni.with_loopback())
     }
 
     /// Ok when pods of every runtime can be networked (RuntimeStatus'
     /// NetworkReady), as containerd 1.7 asks each of its networks.
     pub async fn status(&self) -> Result<()> {
-        Self::load_from(&self.confs, &self.bin_dirs, &self.cache_dir)?;
+        self.load_from(&self.confs)?;
         for (name, confs) in &self.runtime_confs {
-            Self::load_from(confs, &self.bin_dirs, &self.cache_dir)
+            self.load_from(confs)
                 .map_err(|e| e.context(format!("network of runtime {name:?}")))?;
         }
         Ok(())
@@ -137,7 +140,7 @@ impl Network {
     /// or one rendered before: the first CIDR the kubelet gives stays, as
     /// in containerd). Whether it wrote one.
     pub async fn render_template(&self, template: &Path, cidrs: &[String]) -> Result<bool> {
-        if Self::load_from(&self.confs, &self.bin_dirs, &self.cache_dir).is_ok() {
+        if self.load_from(&self.confs).is_ok() {
             tracing::info!(
                 template = %template.display(),
                 "CNI config present: not rendering the template"

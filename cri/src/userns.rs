@@ -13,12 +13,13 @@
 
 use std::collections::BTreeMap;
 
+use crated_core::descriptor::Any;
 use crated_core::mount::idmap::IdMap;
 use crated_core::snapshots::{GID_MAPPING_LABEL, UID_MAPPING_LABEL};
 use crated_core::{Error, Result};
 use oci_spec::runtime::{LinuxIdMapping, LinuxIdMappingBuilder};
 
-use crate::pb;
+use crate::{pb, RUNC_OPTIONS};
 
 /// The ID mappings of a pod's user namespace: one range each.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,6 +94,34 @@ impl PodUserns {
         Ok(Some(Self {
             uids: one_range("uid", &userns.uids)?,
             gids: one_range("gid", &userns.gids)?,
+        }))
+    }
+
+    /// The task options of a container in this user namespace: the
+    /// runtime's runc options with the stdio pipes given to the
+    /// namespace's root (containerd's `IoUid` and `IoGid`, as containerd
+    /// 2's CRI sets them), so that its processes can reopen their stdio by
+    /// path — `/dev/stdout`, where images such as nginx's link their logs.
+    /// None for a runtime whose options are not runc's.
+    pub fn io_owner_options(&self, runtime_options: Option<&Any>) -> Result<Option<Any>> {
+        use crated_api::containerd::runc::v1::Options;
+        let (Some(uid), Some(gid)) = (self.uids.to_host(0), self.gids.to_host(0)) else {
+            return Ok(None);
+        };
+        let mut options = match runtime_options {
+            Some(any) if any.type_url.ends_with(RUNC_OPTIONS) => {
+                <Options as prost::Message>::decode(any.value.as_slice()).map_err(|e| {
+                    Error::invalid_argument(format!("decode runtime options {}: {e}", any.type_url))
+                })?
+            }
+            Some(_) => return Ok(None),
+            None => Options::default(),
+        };
+        options.io_uid = uid;
+        options.io_gid = gid;
+        Ok(Some(Any {
+            type_url: RUNC_OPTIONS.to_owned(),
+            value: prost::Message::encode_to_vec(&options),
         }))
     }
 
@@ -297,5 +326,38 @@ mod tests {
         let node = container(Some(options(Node, &[])));
         assert!(PodUserns::of_container(&node, pod.as_ref()).is_err());
         assert!(PodUserns::of_container(&node, None).unwrap().is_none());
+    }
+
+    /// The pod's root gets the stdio pipes, over the runtime's other
+    /// options; another runtime's options are left alone.
+    #[test]
+    fn a_user_namespaced_container_owns_its_stdio() {
+        use crated_api::containerd::runc::v1::Options;
+        let decode = |any: Any| <Options as prost::Message>::decode(any.value.as_slice()).unwrap();
+        let pod = PodUserns::from_options(&options(pb::NamespaceMode::Pod, &[(0, 196_608, 65536)]))
+            .unwrap()
+            .unwrap();
+        let bare = decode(pod.io_owner_options(None).unwrap().unwrap());
+        assert_eq!((bare.io_uid, bare.io_gid), (196_608, 196_608));
+        let runtime = crate::runc_options(&crate::config::RuncOptions {
+            binary_name: "crun".into(),
+            io_uid: 5,
+            ..Default::default()
+        });
+        let merged = decode(pod.io_owner_options(runtime.as_ref()).unwrap().unwrap());
+        assert_eq!(merged.binary_name, "crun");
+        assert_eq!(merged.io_uid, 196_608);
+
+        let other = Any {
+            type_url: "runtimeoptions.v1.Options".into(),
+            value: vec![1, 2],
+        };
+        assert!(pod.io_owner_options(Some(&other)).unwrap().is_none());
+        let garbled = Any {
+            type_url: RUNC_OPTIONS.into(),
+            value: vec![0x0a, 0xff],
+        };
+        let err = pod.io_owner_options(Some(&garbled)).unwrap_err();
+        assert_eq!(err.kind(), crated_core::Kind::InvalidArgument);
     }
 }
