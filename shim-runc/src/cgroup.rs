@@ -42,17 +42,9 @@ impl Cgroup {
         if unified(root) {
             return Self::Unified(path.to_owned());
         }
-        let controllers = std::fs::read_dir(root)
-            .map(|entries| {
-                entries
-                    .flatten()
-                    .filter_map(|e| e.file_name().into_string().ok())
-                    .filter(|name| name != "unified")
-                    .map(|name| (name, path.to_owned()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        Self::Legacy(controllers)
+        // The cgroupfs driver puts every controller at that path, which
+        // `dir` takes from memory's for the ones not listed.
+        Self::Legacy(HashMap::from([("memory".to_owned(), path.to_owned())]))
     }
 
     /// A `/proc/<pid>/cgroup` table: its `0::` line on a unified host;
@@ -177,10 +169,11 @@ mod tests {
             cgroup.dir(root.path(), "cpu").unwrap(),
             root.path().join("cpu/ns/id")
         );
-        let Cgroup::Legacy(paths) = &cgroup else {
-            panic!("{cgroup:?}");
-        };
-        assert!(!paths.contains_key("unified"));
+        assert_eq!(
+            cgroup.dir(root.path(), "memory").unwrap(),
+            root.path().join("memory/ns/id")
+        );
+        assert!(matches!(cgroup, Cgroup::Legacy(_)), "{cgroup:?}");
         assert_eq!(
             Cgroup::of_spec_path(root.path(), "kubepods.slice:cri-containerd:id"),
             Cgroup::Unknown
