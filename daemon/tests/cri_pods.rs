@@ -1002,15 +1002,7 @@ async fn writable_layers_are_measured_every_stats_collect_period() {
     .await;
     node.pull_busybox().await;
     let mut runtime = node.runtime().await;
-    let config = pod_config("usage", node.logs.path(), true);
-    let pod = node.run_pod(&mut runtime, &config).await;
-    let created = start_container(
-        &mut runtime,
-        &pod,
-        &config,
-        container_config("writer", &node.busybox, &["sleep", "3600"]),
-    )
-    .await;
+    let (_, pod, created) = node.run_sleeping_pod(&mut runtime, "usage").await;
     let layer = |runtime: &cri::runtime_service_client::RuntimeServiceClient<_>| {
         let (mut runtime, id) = (runtime.clone(), created.clone());
         async move {
@@ -2479,15 +2471,7 @@ async fn an_exec_sync_leaving_a_process_behind_answers_after_the_drain() {
     .await;
     node.pull_busybox().await;
     let mut runtime = node.runtime().await;
-    let config = pod_config("drain", node.logs.path(), true);
-    let pod = node.run_pod(&mut runtime, &config).await;
-    let app = start_container(
-        &mut runtime,
-        &pod,
-        &config,
-        container_config("app", &node.busybox, &["sleep", "1000"]),
-    )
-    .await;
+    let (_, pod, app) = node.run_sleeping_pod(&mut runtime, "drain").await;
     let out = tokio::time::timeout(
         std::time::Duration::from_secs(60),
         exec(

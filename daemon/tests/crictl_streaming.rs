@@ -461,15 +461,7 @@ fn streaming_over_tls_with_a_self_signed_or_a_given_certificate() {
             .await;
             node.pull_busybox().await;
             let mut runtime = node.runtime().await;
-            let config = pod_config("tls", node.logs.path(), true);
-            let pod = node.run_pod(&mut runtime, &config).await;
-            let app = start_container(
-                &mut runtime,
-                &pod,
-                &config,
-                container_config("app", &node.busybox, &["sleep", "1000"]),
-            )
-            .await;
+            let (_, pod, app) = node.run_sleeping_pod(&mut runtime, "tls").await;
             let url = runtime
                 .exec(cri::ExecRequest {
                     container_id: app.clone(),

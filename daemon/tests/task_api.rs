@@ -692,6 +692,14 @@ async fn a_start_leaves_runc_agreeing_and_one_after_init_died_fails() {
     api.remove_container(&serving.snapshotter, "killed").await;
 }
 
+/// runc's runtime options as a Create carries them.
+fn runc_options(options: RuncOptions) -> prost_types::Any {
+    prost_types::Any {
+        type_url: "containerd.runc.v1.Options".into(),
+        value: options.encode_to_vec(),
+    }
+}
+
 /// The cgroup directories runc recorded for container `id` of namespace
 /// `ns` (our shim's runc root).
 fn runc_cgroups(ns: &str, id: &str) -> Vec<std::path::PathBuf> {
@@ -720,14 +728,10 @@ async fn a_stopped_task_is_deleted_without_runc_unless_a_hook_needs_it() {
     let hooked_state = tools.path().join("hooked-state");
     let wrapper = tools.path().join("runc");
     common::runc_recording_to(&wrapper, &calls);
-    let options = prost_types::Any {
-        type_url: "containerd.runc.v1.Options".into(),
-        value: RuncOptions {
-            binary_name: wrapper.display().to_string(),
-            ..Default::default()
-        }
-        .encode_to_vec(),
-    };
+    let options = runc_options(RuncOptions {
+        binary_name: wrapper.display().to_string(),
+        ..Default::default()
+    });
 
     let (plain, parent) = s.template(&api, "plain", &["sh", "-c", SERVE]).await;
     let hook = serde_json::json!([{
@@ -847,16 +851,6 @@ impl Drop for TestCgroup {
     }
 }
 
-/// Process `pid`'s parent.
-fn parent_pid(pid: u32) -> u32 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("PPid:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap()
-}
-
 /// Runtime options that place the shim, as containerd's shim reads them
 /// from `start`'s stdin: `ShimCgroup` puts the long-lived shim into a
 /// cgroup that exists (refused, naming it, when no hierarchy has it or it
@@ -872,10 +866,6 @@ async fn runtime_options_place_the_shim_in_its_cgroup_and_above_the_daemon() {
     let made = TestCgroup::make(&cgroup);
     // Raising a score needs no privilege: the daemon's becomes 7.
     std::fs::write(format!("/proc/{}/oom_score_adj", s.daemon.pid()), "7").unwrap();
-    let runc_options = |options: RuncOptions| prost_types::Any {
-        type_url: "containerd.runc.v1.Options".into(),
-        value: options.encode_to_vec(),
-    };
     let in_cgroup = |shim_cgroup: &str| {
         runc_options(RuncOptions {
             shim_cgroup: shim_cgroup.into(),
@@ -942,7 +932,7 @@ async fn runtime_options_place_the_shim_in_its_cgroup_and_above_the_daemon() {
         .process
         .unwrap()
         .pid;
-    let shim = parent_pid(init);
+    let shim = common::parent_of(&init.to_string());
     let cgroups = std::fs::read_to_string(format!("/proc/{shim}/cgroup")).unwrap();
     let in_it: Vec<&str> = cgroups
         .lines()

@@ -9,7 +9,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{debian_ctr, fails, ok, rows, Daemon};
+use common::{debian_ctr, fails, ok, parent_of, rows, Daemon};
 use crated_testimages::{push, Registry};
 
 struct Fixture {
@@ -32,16 +32,16 @@ impl Fixture {
     /// Runs `sleep 600` as task `id` through runc binary `runc`; its
     /// `tasks ls` row once it runs.
     fn run_sleeping_with_runc(&self, id: &str, runc: &str) -> Vec<String> {
-        ok(self.ctr(&[
-            "run",
-            "-d",
-            "--runc-binary",
-            runc,
-            &self.image,
-            id,
-            "sleep",
-            "600",
-        ]));
+        self.run_sleeping(id, &["--runc-binary", runc])
+    }
+
+    /// Runs `sleep 600` as task `id` with more `ctr run` flags; its
+    /// `tasks ls` row once it runs.
+    fn run_sleeping(&self, id: &str, flags: &[&str]) -> Vec<String> {
+        let mut run = vec!["run", "-d"];
+        run.extend_from_slice(flags);
+        run.extend([self.image.as_str(), id, "sleep", "600"]);
+        ok(self.ctr(&run));
         wait_status(self, id, "RUNNING")
     }
 
@@ -1183,15 +1183,6 @@ async fn a_container_joins_the_shim_of_the_task_its_group_names() {
     }
 }
 
-/// The parent of `pid`: a container's init is reparented to its shim (the
-/// subreaper) once runc has started it.
-fn parent_of(pid: &str) -> String {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // The fields after the parenthesised command: state, ppid.
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    after.split_whitespace().nth(1).unwrap().to_owned()
-}
-
 /// Containers annotated with one `io.containerd.runc.v2.group` (by `ctr
 /// run --annotation` of the ctr at `ctr`) run in one shim process (the
 /// shim at `shim`), each with its own lifecycle and events; the shim exits
@@ -1430,11 +1421,7 @@ async fn a_user_namespaced_container_reopens_its_stdio() {
     assert!(stdout.ends_with("out\n"), "{stdout}{stderr}");
     assert_eq!(stderr, "err\n");
 
-    let mut run = vec!["run", "-d"];
-    run.extend(map);
-    run.extend([f.image.as_str(), "u2", "sleep", "600"]);
-    ok(f.ctr(&run));
-    wait_status(&f, "u2", "RUNNING");
+    f.run_sleeping("u2", &map);
     let out = f.ctr(&[
         "tasks",
         "exec",

@@ -454,11 +454,15 @@ fn auth_basic(user: &str, pass: &str) -> String {
 }
 
 fn resolver_with(username: &str, secret: &str) -> Resolver {
-    let creds = Credentials {
+    resolver_for(Credentials {
         username: username.to_owned(),
         secret: secret.to_owned(),
         registry_token: false,
-    };
+    })
+}
+
+/// A resolver presenting `creds` to every host.
+fn resolver_for(creds: Credentials) -> Resolver {
     Resolver::new(
         HostOptions::default(),
         Some(Arc::new(move |_: &str| Some(creds.clone()))),
@@ -486,16 +490,11 @@ async fn a_registry_token_is_presented_as_the_bearer_token() {
     })
     .await;
     let with = |secret: &str| {
-        let creds = Credentials {
+        resolver_for(Credentials {
             username: String::new(),
             secret: secret.to_owned(),
             registry_token: true,
-        };
-        Resolver::new(
-            HostOptions::default(),
-            Some(Arc::new(move |_: &str| Some(creds.clone()))),
-            TransportOptions::default(),
-        )
+        })
     };
     let (_, d) = with("reg-t0ken")
         .resolve(&format!("{addr}/org/img:1"))

@@ -436,3 +436,12 @@ pub async fn registry_with_busybox() -> (crated_testimages::Registry, String) {
     let (registry, host) = registry_with(vec![("test/busybox:latest", busybox)]).await;
     (registry, format!("{host}/test/busybox:latest"))
 }
+
+/// The parent of `pid`: a container's init is reparented to its shim (the
+/// subreaper) once runc has started it.
+pub fn parent_of(pid: &str) -> String {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The fields after the parenthesised command: state, ppid.
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    after.split_whitespace().nth(1).unwrap().to_owned()
+}

@@ -189,6 +189,26 @@ impl Node {
             .pod_sandbox_id
     }
 
+    /// A pod `name` on the node's network with one container, `app`,
+    /// sleeping in busybox (pulled before): the pod's config, its id and
+    /// the container's.
+    pub async fn run_sleeping_pod(
+        &self,
+        runtime: &mut RuntimeServiceClient<Channel>,
+        name: &str,
+    ) -> (cri::PodSandboxConfig, String, String) {
+        let config = pod_config(name, self.logs.path(), true);
+        let pod = self.run_pod(runtime, &config).await;
+        let app = start_container(
+            runtime,
+            &pod,
+            &config,
+            container_config("app", &self.busybox, &["sleep", "3600"]),
+        )
+        .await;
+        (config, pod, app)
+    }
+
     /// The endpoint CRI tools take (`unix://…`).
     pub fn endpoint(&self) -> String {
         format!("unix://{}", self.daemon.address.display())
