@@ -1,11 +1,14 @@
 //! Layers becoming available while a pull fetches them, so unpacking can
-//! start on each as soon as it (and its parent) is there.
+//! start on each as soon as it (and its parent) is there; and the layers an
+//! unpack asks the pull for.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use crated_core::digest::Digest;
+use crated_core::images::walk::Node;
 use crated_core::{Kind, Result};
+use futures::channel::mpsc;
 use tokio::sync::watch;
 
 use crate::Error;
@@ -70,6 +73,49 @@ impl LayerGate {
             }
             // The sender lives in `self`: it cannot be dropped while we wait.
             let _ = rx.changed().await;
+        }
+    }
+}
+
+/// The layers an unpack asks its pull to fetch. As containerd's unpacker,
+/// the pull fetches the unpacked manifest's layers only once the unpack
+/// meets the first one it has to apply, and from there on all of them: a
+/// layer whose snapshot is there already, or that a remote snapshotter
+/// mounts from its registry, is never downloaded. Dropping the demand
+/// tells the pull nothing more will be asked.
+pub(crate) struct Demand {
+    sender: Option<mpsc::UnboundedSender<Node>>,
+    asked: bool,
+}
+
+impl Demand {
+    /// A demand whose layers go to `sender`.
+    pub(crate) fn new(sender: mpsc::UnboundedSender<Node>) -> Self {
+        Self {
+            sender: Some(sender),
+            asked: false,
+        }
+    }
+
+    /// For an unpack of content already in the store: nothing to ask.
+    pub(crate) fn none() -> Self {
+        Self {
+            sender: None,
+            asked: true,
+        }
+    }
+
+    /// Asks for `layers` (the one needed now and those above it), once.
+    pub(crate) fn ask(&mut self, layers: &[Node]) {
+        if std::mem::replace(&mut self.asked, true) {
+            return;
+        }
+        if let Some(sender) = &self.sender {
+            for layer in layers {
+                // The pull stopped listening only when it failed, and then
+                // the gate tells the unpack why.
+                let _ = sender.unbounded_send(layer.clone());
+            }
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod leases;
 pub mod oci;
 pub mod pull;
 pub mod push;
+pub mod snapshotters;
 pub mod spec;
 pub mod task;
 mod unpack;

@@ -17,7 +17,8 @@ use crated_core::{Namespace, Result};
 use crated_distribution::{Fetcher, Resolver};
 use futures::StreamExt;
 
-use crate::gate::LayerGate;
+use crate::gate::{Demand, LayerGate};
+use crate::unpack::Unpacking;
 use crate::{descriptor_node, leases, node_descriptor, Client, Error};
 
 /// What happens to one blob of a pull, for progress displays.
@@ -31,6 +32,9 @@ pub enum BlobState {
     Done,
     /// Already in the content store.
     Exists,
+    /// Not fetched: an unpacked layer whose snapshot was there already, or
+    /// that the snapshotter mounts from the registry itself.
+    Skipped,
 }
 
 /// Receives progress of a pull. `key` is containerd's ingest ref
@@ -72,6 +76,19 @@ pub struct PullOptions {
     /// collector removes the layer blobs once unpacked (containerd's CRI
     /// `discard_unpacked_layers`); the snapshots stay.
     pub discard_unpacked_layers: bool,
+    /// With a snapshotter: each layer's prepare carries the labels a
+    /// remote snapshotter finds the layer in the registry by
+    /// ([`crate::snapshotters`]), as containerd's CRI does unless
+    /// `disable_snapshot_annotations`.
+    pub snapshot_annotations: bool,
+    /// With a snapshotter: fetch every layer, as ctr's `images pull` does
+    /// (it fetches the whole image, then unpacks). Off, a layer is fetched
+    /// only when the unpack has to apply it, as containerd client's
+    /// `Pull` with `WithPullUnpack`, which the CRI uses: a layer whose
+    /// snapshot is there (its blob discarded after an earlier unpack, say)
+    /// or that a remote snapshotter mounts from the registry is never
+    /// downloaded.
+    pub fetch_all_layers: bool,
 }
 
 impl Default for PullOptions {
@@ -84,6 +101,8 @@ impl Default for PullOptions {
             labels: BTreeMap::new(),
             keep_unchanged_record: false,
             discard_unpacked_layers: false,
+            snapshot_annotations: false,
+            fetch_all_layers: false,
         }
     }
 }
@@ -166,7 +185,7 @@ async fn pull_leased(
     let root = descriptor_node(&name, &target)?;
     // Each entry with how many indexes lead to it.
     let mut stack = vec![(root.clone(), 0usize)];
-    let mut blobs: Vec<(Node, Labels)> = Vec::new();
+    let mut blobs: Vec<Node> = Vec::new();
     let mut seen = HashSet::new();
     while let Some((node, depth)) = stack.pop() {
         if !seen.insert(node.digest.clone()) {
@@ -230,7 +249,7 @@ async fn pull_leased(
                         0,
                         leaf.size.max(0) as u64,
                     );
-                    blobs.push((leaf, Labels::new()));
+                    blobs.push(leaf);
                 }
             }
         } else {
@@ -252,7 +271,7 @@ async fn pull_leased(
                         0,
                         child.size.max(0) as u64,
                     );
-                    blobs.push((child, Labels::new()));
+                    blobs.push(child);
                 }
             }
         }
@@ -261,31 +280,51 @@ async fn pull_leased(
 
     // Configs first (small; an unpack reads them for the diff ids), then
     // layers in parallel while the unpack applies each one as soon as it
-    // and its parent are there.
-    let (configs, layers): (Vec<_>, Vec<_>) = blobs
-        .iter()
-        .partition(|(node, _)| media_types::is_config(&node.media_type));
-    for (node, labels) in configs {
-        job.fetch(node, labels.clone()).await?;
+    // and its parent are there. Unless all are wanted, the unpacked
+    // manifest's layers wait until the unpack asks for them.
+    let (configs, layers): (Vec<Node>, Vec<Node>) = blobs
+        .into_iter()
+        .partition(|node| media_types::is_config(&node.media_type));
+    for node in &configs {
+        job.fetch(node, Labels::new()).await?;
     }
+    let unpacked = match &options.snapshotter {
+        Some(snapshotter) => {
+            let manifest = walk::manifest(job.store, ns, &root, &options.matcher).await?;
+            Some((snapshotter, manifest))
+        }
+        None => None,
+    };
+    let deferred: HashSet<&Digest> = unpacked
+        .iter()
+        .filter(|_| !options.fetch_all_layers)
+        .flat_map(|(_, m)| &m.layers)
+        .map(|l| &l.digest)
+        .collect();
+    let (now, later): (Vec<Node>, Vec<Node>) = layers
+        .into_iter()
+        .partition(|node| !deferred.contains(&node.digest));
+    let (asker, asked) = futures::channel::mpsc::unbounded::<Node>();
+    let demand = match unpacked {
+        Some(_) => Demand::new(asker),
+        None => Demand::none(),
+    };
     let gate = LayerGate::closed();
     let job = &job;
     let fetch_layers = async {
-        // Made up front rather than by a stream's closure: a closure over
-        // borrowed items makes the future not `Send` for every lifetime,
-        // and an in-process caller spawns it.
-        let layer_fetches: Vec<_> =
-            layers
-                .into_iter()
-                .map(|(node, labels)| async move {
-                    job.fetch(node, labels.clone()).await.map(|()| node)
-                })
-                .collect();
-        let mut fetches = futures::stream::iter(layer_fetches)
+        let mut wanted = HashSet::new();
+        let mut fetches = futures::stream::iter(now)
+            .chain(asked)
+            .filter(move |node| futures::future::ready(wanted.insert(node.digest.clone())))
+            .map(|node| async move { job.fetch(&node, Labels::new()).await.map(|()| node) })
             .buffer_unordered(options.max_concurrent_downloads.max(1));
-        while let Some(fetched) = fetches.next().await {
-            match fetched {
-                Ok(node) => gate.ready(&node.digest),
+        let mut fetched = HashSet::new();
+        while let Some(result) = fetches.next().await {
+            match result {
+                Ok(node) => {
+                    gate.ready(&node.digest);
+                    fetched.insert(node.digest);
+                }
                 Err(err) => {
                     gate.fail(&err);
                     return Err(err);
@@ -293,8 +332,12 @@ async fn pull_leased(
             }
         }
         drop(fetches);
-        // Recorded once its content is all there, before the unpack ends
-        // (as containerd's pull).
+        for node in later.iter().filter(|n| !fetched.contains(&n.digest)) {
+            let size = node.size.max(0) as u64;
+            progress.blob(&ingest_ref(node), BlobState::Skipped, 0, size);
+        }
+        // Recorded once the unpack is done (it stops asking for layers
+        // then) and everything it asked for is there, as containerd's pull.
         if options.keep_unchanged_record {
             crate::images::put_if_changed(client, &name, &target, &options.labels).await
         } else {
@@ -302,17 +345,17 @@ async fn pull_leased(
         }
     };
     let unpack = async {
-        match &options.snapshotter {
-            Some(snapshotter) => crate::unpack::unpack_leased(
-                client,
-                &root,
-                snapshotter,
-                &options.matcher,
-                lease,
-                &gate,
-            )
-            .await
-            .map(Some),
+        match &unpacked {
+            Some((snapshotter, manifest)) => {
+                let how = Unpacking {
+                    snapshotter,
+                    lease,
+                    reference: options.snapshot_annotations.then_some(name.as_str()),
+                };
+                crate::unpack::unpack_leased(client, &root, manifest, &how, &gate, demand)
+                    .await
+                    .map(Some)
+            }
             None => Ok(None),
         }
     };

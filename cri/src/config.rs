@@ -164,6 +164,12 @@ pub struct ContainerdConfig {
     /// hold the files): less disk, but an image cannot be unpacked again
     /// elsewhere or exported without pulling it again.
     pub discard_unpacked_layers: bool,
+    /// Off, a pull's prepare of each layer carries the image's reference
+    /// and the layer's and manifest's digests (`containerd.io/snapshot/
+    /// cri.*`), which a remote snapshotter (stargz, nydus) needs to mount
+    /// layers from the registry instead of having them fetched (lazy
+    /// pulling). On by default, as containerd's.
+    pub disable_snapshot_annotations: bool,
 }
 
 impl Default for ContainerdConfig {
@@ -174,6 +180,7 @@ impl Default for ContainerdConfig {
             runtimes: [("runc".to_owned(), RuntimeConfig::default())].into(),
             no_pivot: false,
             discard_unpacked_layers: false,
+            disable_snapshot_annotations: true,
         }
     }
 }

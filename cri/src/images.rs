@@ -299,6 +299,7 @@ impl Images {
             labels: labels.clone(),
             keep_unchanged_record: true,
             discard_unpacked_layers: self.config.containerd.discard_unpacked_layers,
+            snapshot_annotations: !self.config.containerd.disable_snapshot_annotations,
             ..PullOptions::default()
         };
         let pulled = pull(

@@ -176,6 +176,7 @@ impl Progress for Tracker {
             BlobState::Downloading => "downloading",
             BlobState::Done => "done",
             BlobState::Exists => "exists",
+            BlobState::Skipped => "skipped",
         };
         self.set(key, status, offset, total);
     }

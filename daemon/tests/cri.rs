@@ -369,10 +369,12 @@ async fn deprecated_registry_mirrors_configs_and_auths_still_work() {
 
 /// `containerd.discard_unpacked_layers`: a pulled image's layer blobs are
 /// collected once unpacked; the image, its config and manifest, and its
-/// snapshot stay.
+/// snapshot stay. As containerd's, a pull of the image again (a kubelet's
+/// `imagePullPolicy: Always`) does not download the layers again: it
+/// fetches a layer only when it has to unpack it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discarded_layers_are_collected_after_the_unpack() {
-    let (_registry, reference) = registry_with_busybox().await;
+    let (registry, reference) = registry_with_busybox().await;
     let layer = crated_testimages::busybox()
         .unwrap()
         .blobs
@@ -423,4 +425,26 @@ async fn discarded_layers_are_collected_after_the_unpack() {
     assert_eq!(status.image.unwrap().id, id);
     let snapshots = ok(daemon.ctr(&ctr, &["-n", "k8s.io", "snapshots", "ls"]));
     assert!(snapshots.lines().count() > 1, "{snapshots}");
+
+    let layer_gets = || {
+        registry
+            .log()
+            .lines()
+            .filter(|l| l.contains("\"GET /v2/") && l.contains(&format!("/blobs/{layer} ")))
+            .count()
+    };
+    assert_eq!(layer_gets(), 1, "{}", registry.log());
+    let again = service
+        .pull_image(cri::PullImageRequest {
+            image: image_spec(&reference),
+            ..cri::PullImageRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .image_ref;
+    assert_eq!(again, id);
+    assert_eq!(layer_gets(), 1, "fetched again:\n{}", registry.log());
+    let content = ok(daemon.ctr(&ctr, &["-n", "k8s.io", "content", "ls", "-q"]));
+    assert!(!content.contains(&layer), "{content}");
 }

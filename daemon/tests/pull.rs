@@ -50,7 +50,7 @@ fn ctrs() -> [(&'static str, PathBuf); 2] {
 }
 
 /// Mounts `image`'s rootfs read-only with `ctr images mount`, runs `check`
-/// on it, and unmounts even if `check` panics.
+/// on it, and unmounts (removing the view) even if `check` panics.
 fn with_rootfs(
     daemon: &Daemon,
     ctr: &Path,
@@ -65,9 +65,18 @@ fn with_rootfs(
         &["images", "mount", "--snapshotter", snapshotter, image, &t],
     ));
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(target.path())));
+    // `--rm` takes the view away, so that a later `images rm --sync`
+    // collects the image's snapshots too and the next pull starts afresh.
     ok(daemon.ctr(
         ctr,
-        &["images", "unmount", "--snapshotter", snapshotter, &t],
+        &[
+            "images",
+            "unmount",
+            "--rm",
+            "--snapshotter",
+            snapshotter,
+            &t,
+        ],
     ));
     if let Err(panic) = result {
         std::panic::resume_unwind(panic);
@@ -377,7 +386,7 @@ async fn a_multi_platform_index_pulls_the_host_platform() {
             ],
         ));
         let platform = std::fs::read_to_string(target.path().join("etc/platform"));
-        ok(f.daemon.ctr(&ctr, &["images", "unmount", &t]));
+        ok(f.daemon.ctr(&ctr, &["images", "unmount", "--rm", &t]));
         assert_eq!(platform.unwrap(), "s390x\n", "{who}");
         ok(f.daemon.ctr(&ctr, &["images", "rm", "--sync", &reference]));
     }

@@ -20,7 +20,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crated_core::filters;
 use crated_core::labels::{self, LabelUpdate};
 use crated_core::mount::Mount;
-use crated_core::snapshots::{Info, InfoFields, Kind, Labels, Snapshotter, Snapshotters, Usage};
+use crated_core::snapshots::{
+    inherited_labels, Info, InfoFields, Kind, Labels, Snapshotter, Snapshotters, Usage,
+};
 use crated_core::{Namespace, Result};
 use serde::{Deserialize, Serialize};
 
@@ -70,20 +72,6 @@ pub(crate) fn index_children(tree: &sled::Tree, batch: &mut sled::Batch) -> Resu
         }
     }
     Ok(())
-}
-
-/// The labels a backend sees, as containerd's `FilterInheritedLabels`: the
-/// target reference and `containerd.io/snapshot/…` (remote snapshotters
-/// read them); the rest live in the records here.
-fn inherited(labels: &Labels) -> Labels {
-    labels
-        .iter()
-        .filter(|(k, _)| {
-            k.as_str() == crated_core::snapshots::TARGET_LABEL
-                || k.starts_with("containerd.io/snapshot/")
-        })
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect()
 }
 
 fn now_ns() -> u64 {
@@ -447,15 +435,36 @@ impl View {
         };
         let backend_key = self.backend_key(&mut seq, key)?;
         let sn = &self.backend.snapshotter;
-        let mounts = match kind {
+        let made = match kind {
             Kind::View => {
-                sn.view(&backend_key, &backend_parent, inherited(&labels))
-                    .await?
+                sn.view(&backend_key, &backend_parent, inherited_labels(&labels))
+                    .await
             }
             _ => {
-                sn.prepare(&backend_key, &backend_parent, inherited(&labels))
-                    .await?
+                sn.prepare(&backend_key, &backend_parent, inherited_labels(&labels))
+                    .await
             }
+        };
+        let mounts = match made {
+            Ok(mounts) => mounts,
+            Err(err) if err.is_already_exists() => {
+                let Some(target) = labels.get(crated_core::snapshots::TARGET_LABEL).cloned() else {
+                    // The key was fresh: the backend says something else,
+                    // and a caller must not take it for "done already".
+                    return Err(crated_core::Error::unknown(format!(
+                        "snapshotter {}: unexpected answer to a prepare of a new key: {err}",
+                        self.backend.name
+                    )));
+                };
+                drop(seq);
+                self.adopt_target(&target, parent, &backend_parent, labels)
+                    .await?;
+                return Err(Error::TargetExists {
+                    target: self.id(&target),
+                }
+                .into());
+            }
+            Err(err) => return Err(err),
         };
         let now = now_ns();
         let record = Record {
@@ -471,6 +480,64 @@ impl View {
             return Err(err);
         }
         Ok(mounts)
+    }
+}
+
+impl View {
+    /// A remote snapshotter (stargz, nydus) answered a prepare labelled
+    /// with `target` by committing a snapshot of that name itself, mounted
+    /// from its registry: as containerd's metadata store, records the
+    /// backend's snapshot as `target` on `parent`, held by this view's
+    /// lease, so the unpack finds the layer done.
+    async fn adopt_target(
+        &self,
+        target: &str,
+        parent: &str,
+        backend_parent: &str,
+        mut labels: Labels,
+    ) -> Result<()> {
+        use crated_core::snapshots::TARGET_LABEL;
+        let filter = format!("labels.\"{TARGET_LABEL}\"=={target:?}");
+        let found = self
+            .backend
+            .snapshotter
+            .walk(&[filter])
+            .await?
+            .into_iter()
+            .find(|i| {
+                i.kind == Kind::Committed
+                    && i.labels.get(TARGET_LABEL).map(String::as_str) == Some(target)
+                    && i.parent == backend_parent
+            })
+            .ok_or_else(|| {
+                crated_core::Error::not_found(format!(
+                    "snapshotter {} said target snapshot {target:?} exists, but has no \
+                     committed snapshot labelled so on {backend_parent:?}",
+                    self.backend.name
+                ))
+            })?;
+        for (k, v) in found.labels {
+            labels.entry(k).or_insert(v);
+        }
+        let ns = |t: std::time::SystemTime| {
+            t.duration_since(UNIX_EPOCH)
+                .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+                .unwrap_or_default()
+        };
+        let record = Record {
+            backend_key: found.name,
+            kind: Kind::Committed,
+            parent: parent.to_owned(),
+            labels,
+            created_ns: ns(found.created_at),
+            updated_ns: ns(found.updated_at),
+        };
+        let _lock = self.backend.lock.lock().await;
+        if self.load(target)?.is_some() {
+            // Another unpack recorded it meanwhile.
+            return Ok(());
+        }
+        self.store(target, &record, None)
     }
 }
 
@@ -540,7 +607,11 @@ impl Snapshotter for View {
         let backend_name = self.backend_key(&mut seq, name)?;
         self.backend
             .snapshotter
-            .commit(&backend_name, &record.backend_key, inherited(&labels))
+            .commit(
+                &backend_name,
+                &record.backend_key,
+                inherited_labels(&labels),
+            )
             .await?;
         // As containerd's: the committed snapshot has the commit's labels
         // and is new.

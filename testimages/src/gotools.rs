@@ -16,6 +16,10 @@ pub const CHECKPOINTCTL_VERSION: &str = "v1.3.0";
 /// CRI is the cri-api critest speaks).
 pub const KUBERNETES_VERSION: &str = "v1.36.3";
 
+/// The stargz snapshotter release `stargz-tool` (the remote snapshotter
+/// test's snapshotter and eStargz converter) is built on.
+pub const STARGZ_SNAPSHOTTER_VERSION: &str = "v0.16.3";
+
 /// The cache directory of the Go tools: `$CRATED_CI_CACHE/go`, by default
 /// `/var/cache/crated-ci/go`.
 pub fn go_cache_dir() -> PathBuf {
@@ -25,14 +29,14 @@ pub fn go_cache_dir() -> PathBuf {
         .join("go")
 }
 
-/// The directory holding `crictl`, `critest`, `checkpointctl` and
-/// `kubelet`.
+/// The directory holding `crictl`, `critest`, `checkpointctl`, `kubelet`
+/// and `stargz-tool`.
 pub fn go_bin_dir() -> PathBuf {
     go_cache_dir().join("bin")
 }
 
 /// The path of a Go test tool (`"crictl"`, `"critest"`, `"checkpointctl"`,
-/// `"kubelet"`)
+/// `"kubelet"`, `"stargz-tool"`)
 /// when it has been built; `None` otherwise (run `cargo xtask deps`).
 pub fn cri_tool(name: &str) -> Option<PathBuf> {
     let path = go_bin_dir().join(name);

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use crated_core::digest::Digest;
 use serde_json::json;
 
-const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub(crate) const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -26,7 +26,7 @@ pub struct Blob {
 }
 
 impl Blob {
-    fn new(media_type: &str, data: Vec<u8>) -> Self {
+    pub(crate) fn new(media_type: &str, data: Vec<u8>) -> Self {
         Self {
             media_type: media_type.to_owned(),
             digest: Digest::sha256(&data),
@@ -158,12 +158,37 @@ pub fn image_with_config(
     layers: Vec<Vec<u8>>,
     config: serde_json::Value,
 ) -> Result<Image> {
-    let mut blobs = Vec::new();
-    let mut diff_ids = Vec::new();
-    for tar in &layers {
-        diff_ids.push(Digest::sha256(tar));
-        blobs.push(Blob::new(OCI_LAYER_GZIP, gzip(tar)?));
-    }
+    let layers = layers
+        .iter()
+        .map(|tar| {
+            Ok(Layer {
+                blob: Blob::new(OCI_LAYER_GZIP, gzip(tar)?),
+                diff_id: Digest::sha256(tar),
+                annotations: serde_json::Map::new(),
+            })
+        })
+        .collect::<Result<_>>()?;
+    assemble(os, arch, layers, config)
+}
+
+/// A layer blob as a manifest lists it.
+pub(crate) struct Layer {
+    pub blob: Blob,
+    /// The digest of its uncompressed tar.
+    pub diff_id: Digest,
+    /// Its descriptor's annotations.
+    pub annotations: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The image of `layers` (bottom first) with `config` as the image
+/// config's `config` object.
+pub(crate) fn assemble(
+    os: &str,
+    arch: &str,
+    layers: Vec<Layer>,
+    config: serde_json::Value,
+) -> Result<Image> {
+    let diff_ids: Vec<Digest> = layers.iter().map(|l| l.diff_id.clone()).collect();
     let config = Blob::new(
         OCI_CONFIG,
         serde_json::to_vec(&json!({
@@ -173,15 +198,26 @@ pub fn image_with_config(
             "rootfs": {"type": "layers", "diff_ids": diff_ids.iter().map(|d| d.to_string()).collect::<Vec<_>>()},
         }))?,
     );
+    let descriptors: Vec<serde_json::Value> = layers
+        .iter()
+        .map(|l| {
+            let mut d = l.blob.descriptor();
+            if !l.annotations.is_empty() {
+                d["annotations"] = serde_json::Value::Object(l.annotations.clone());
+            }
+            d
+        })
+        .collect();
     let manifest = Blob::new(
         OCI_MANIFEST,
         serde_json::to_vec(&json!({
             "schemaVersion": 2,
             "mediaType": OCI_MANIFEST,
             "config": config.descriptor(),
-            "layers": blobs.iter().map(Blob::descriptor).collect::<Vec<_>>(),
+            "layers": descriptors,
         }))?,
     );
+    let mut blobs: Vec<Blob> = layers.into_iter().map(|l| l.blob).collect();
     blobs.push(config);
     Ok(Image {
         root: manifest,
@@ -208,7 +244,7 @@ pub fn pause() -> Result<Image> {
     image_with_config("linux", crate::host_arch(), vec![busybox_layer()?], config)
 }
 
-fn busybox_layer() -> Result<Vec<u8>> {
+pub(crate) fn busybox_layer() -> Result<Vec<u8>> {
     busybox_layer_with("root:x:0:0:root:/root:/bin/sh\n", "")
 }
 

@@ -4,6 +4,7 @@
 mod btrfs;
 mod critest;
 mod criu;
+mod estargz;
 mod gotools;
 mod image;
 mod netns;
@@ -16,9 +17,10 @@ pub use critest::{
     MIRRORED_REGISTRIES, NOT_BUILT,
 };
 pub use criu::{criu, TRIXIE_CRIU};
+pub use estargz::{estargz_busybox, ESTARGZ_MARKER, TOC_DIGEST_ANNOTATION};
 pub use gotools::{
     cri_tool, go_bin_dir, go_cache_dir, CHECKPOINTCTL_VERSION, CRI_TOOLS_VERSION,
-    KUBERNETES_VERSION,
+    KUBERNETES_VERSION, STARGZ_SNAPSHOTTER_VERSION,
 };
 pub use image::{
     busybox, docker_save, hostile, hostile_install, image_with_config, multi_platform,

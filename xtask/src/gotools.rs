@@ -1,4 +1,6 @@
-//! cri-tools' crictl and critest, checkpointctl and the kubelet, built with
+//! cri-tools' crictl and critest, checkpointctl, the kubelet and
+//! `stargz-tool` (the stargz snapshotter, served for the remote snapshotter
+//! test, and its eStargz converter; `go/stargz-tool`), built with
 //! the Go toolchain from the Go module proxy into the CI cache
 //! (`crated_testimages::go_bin_dir()`).
 //! crictl is a plain `go install`; critest is a Ginkgo test binary, so it is
@@ -15,6 +17,7 @@ use std::process::Command;
 use anyhow::Context as _;
 use crated_testimages::{
     go_bin_dir, go_cache_dir, CHECKPOINTCTL_VERSION, CRI_TOOLS_VERSION, KUBERNETES_VERSION,
+    STARGZ_SNAPSHOTTER_VERSION,
 };
 
 const MODULE: &str = "sigs.k8s.io/cri-tools";
@@ -38,12 +41,44 @@ fn go(dir: &Path) -> Command {
     cmd
 }
 
-/// Builds crictl, critest, checkpointctl and the kubelet unless their
-/// stamps say these versions are there.
+/// Builds crictl, critest, checkpointctl, the kubelet and stargz-tool
+/// unless their stamps say these versions are there.
 pub fn install() -> anyhow::Result<()> {
     install_cri_tools()?;
     install_checkpointctl()?;
-    install_kubelet()
+    install_kubelet()?;
+    install_stargz_tool()
+}
+
+/// The source of `stargz-tool`.
+const STARGZ_TOOL: &str = include_str!("../go/stargz-tool/main.go");
+
+/// `stargz-tool`: a `main` of ours over the stargz snapshotter's library
+/// (its own commands live in a module the Go proxy does not serve). The
+/// stamp names the release and the source's digest, so an edit rebuilds.
+fn install_stargz_tool() -> anyhow::Result<()> {
+    let source = crated_core::digest::Digest::sha256(STARGZ_TOOL.as_bytes());
+    let version = format!("{STARGZ_SNAPSHOTTER_VERSION} {source}");
+    install_stamped("stargz-tool.version", &version, &["stargz-tool"], |bin| {
+        let module = scratch_module(
+            "stargz-tool-module",
+            "module crated.test/stargz-tool\n\ngo 1.24\n",
+        )?;
+        std::fs::write(module.join("main.go"), STARGZ_TOOL)?;
+        crate::run(go(&module).args([
+            "get",
+            &format!("github.com/containerd/stargz-snapshotter@{STARGZ_SNAPSHOTTER_VERSION}"),
+        ]))?;
+        // The rest of the requirements at the versions the snapshotter's
+        // own go.mod names.
+        crate::run(go(&module).args(["mod", "tidy"]))?;
+        crate::run(go(&module).args([
+            "build",
+            "-o",
+            &bin.join("stargz-tool").to_string_lossy(),
+            ".",
+        ]))
+    })
 }
 
 /// Whether the stamp file `stamp` (in the bin directory) names `version`

@@ -5,8 +5,8 @@
 //! - `cargo xtask fuzz [SECONDS]`: run every fuzz target of `fuzz/` for
 //!   SECONDS each (default 60); `ci` runs each for 20.
 //! - `cargo xtask deps`: only install the system packages tests use, and
-//!   build cri-tools' crictl and critest, checkpointctl and the kubelet
-//!   (Go) into the CI cache.
+//!   build cri-tools' crictl and critest, checkpointctl, the kubelet and
+//!   `stargz-tool` (Go) into the CI cache.
 //! - `cargo xtask bench storage [-- OPTIONS]`: build `crated` in release and
 //!   run the storage benchmark against it and containerd 1.6 (see
 //!   `daemon/benches/storage.rs` for the options).
@@ -119,8 +119,9 @@ fn install_deps() -> anyhow::Result<()> {
             eprintln!("xtask: warning: no working criu ({e:#}); checkpoint tests will be skipped");
         }
     }
-    gotools::install()
-        .context("build the Go test tools (crictl, critest, checkpointctl, kubelet)")?;
+    gotools::install().context(
+        "build the Go test tools (crictl, critest, checkpointctl, kubelet, stargz-tool)",
+    )?;
     busybox::install().context("fetch Debian's dynamic busybox for critest's images")?;
     Ok(())
 }

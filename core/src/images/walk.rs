@@ -17,6 +17,8 @@
 //! # }
 //! ```
 
+use std::collections::BTreeMap;
+
 use serde_json::Value;
 
 use crate::content::ContentStore;
@@ -329,10 +331,28 @@ pub async fn size(
 /// An image manifest: its config and layers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Manifest {
+    /// The manifest's own digest.
+    pub digest: Digest,
     /// The image config.
     pub config: Node,
     /// The layers, bottom first.
     pub layers: Vec<Node>,
+    /// The annotations of each layer's descriptor, in `layers`' order
+    /// (an eStargz layer's `containerd.io/snapshot/stargz/toc.digest`,
+    /// which an unpack hands its snapshotter).
+    pub layer_annotations: Vec<BTreeMap<String, String>>,
+}
+
+/// A descriptor's `annotations`, keeping the string values (a non-string
+/// value is not an annotation the OCI spec allows; it is left out).
+fn string_map_of_annotations(descriptor: &Value) -> BTreeMap<String, String> {
+    match descriptor.get("annotations") {
+        Some(Value::Object(map)) => map
+            .iter()
+            .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
+            .collect(),
+        _ => BTreeMap::new(),
+    }
 }
 
 fn manifest_of(node: &Node, doc: &Value) -> Result<Manifest> {
@@ -340,14 +360,21 @@ fn manifest_of(node: &Node, doc: &Value) -> Result<Manifest> {
         .get("config")
         .ok_or_else(|| Error::invalid_argument(format!("manifest {} has no config", node.digest)))
         .and_then(|c| parse_node(node, c))?;
-    let layers = match doc.get("layers") {
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|item| parse_node(node, item))
-            .collect::<Result<_>>()?,
-        _ => Vec::new(),
+    let items = match doc.get("layers") {
+        Some(Value::Array(items)) => items.as_slice(),
+        _ => &[],
     };
-    Ok(Manifest { config, layers })
+    let layers = items
+        .iter()
+        .map(|item| parse_node(node, item))
+        .collect::<Result<_>>()?;
+    let layer_annotations = items.iter().map(string_map_of_annotations).collect();
+    Ok(Manifest {
+        digest: node.digest.clone(),
+        config,
+        layers,
+        layer_annotations,
+    })
 }
 
 /// The manifest of an image for `matcher`, as containerd's

@@ -36,6 +36,33 @@ pub type Labels = BTreeMap<String, String>;
 /// answers AlreadyExists and the layer need not be unpacked again.
 pub const TARGET_LABEL: &str = "containerd.io/snapshot.ref";
 
+/// The prefix of the labels a snapshotter behind the metadata layer sees
+/// (with [`TARGET_LABEL`]); the others stay in the metadata records.
+pub const INHERITED_LABEL_PREFIX: &str = "containerd.io/snapshot/";
+
+/// The labels of `labels` a snapshotter behind the metadata layer is given,
+/// as containerd's `FilterInheritedLabels`: the target reference and the
+/// `containerd.io/snapshot/…` ones (a remote snapshotter reads them to
+/// find a layer in its registry).
+///
+/// ```
+/// use crated_core::snapshots::{inherited_labels, Labels};
+///
+/// let labels = Labels::from([
+///     ("containerd.io/snapshot.ref".to_owned(), "sha256:1".to_owned()),
+///     ("containerd.io/snapshot/cri.layer-digest".to_owned(), "sha256:2".to_owned()),
+///     ("containerd.io/gc.root".to_owned(), "now".to_owned()),
+/// ]);
+/// assert_eq!(inherited_labels(&labels).len(), 2);
+/// ```
+pub fn inherited_labels(labels: &Labels) -> Labels {
+    labels
+        .iter()
+        .filter(|(k, _)| k.as_str() == TARGET_LABEL || k.starts_with(INHERITED_LABEL_PREFIX))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
 /// The label asking a snapshot's mounts to show its files' owners shifted
 /// for a user namespace (`container:host:size`, as the `uidmap=` mount
 /// option): what containerd's CRI puts on a `hostUsers: false` pod's root

@@ -116,6 +116,9 @@ pub async fn fetch(
         // As containerd's ctr: the record is written on every pull.
         keep_unchanged_record: false,
         discard_unpacked_layers: false,
+        snapshot_annotations: false,
+        // As containerd's ctr: the whole image is fetched, then unpacked.
+        fetch_all_layers: true,
     };
     let resolver = args.registry.resolver()?;
     let tracker = Tracker::new();
