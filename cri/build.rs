@@ -11,6 +11,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // `prost::Name`: the configs kept in container extensions carry
     // their type.
     config.enable_type_names();
+    // Serialisable, for the verbose `info` of the status calls, which
+    // shows the pod's config as containerd's does (field names as the
+    // proto's, which Go's JSON of cri-api uses too).
+    config.type_attribute(".runtime.v1", "#[derive(serde::Serialize)]");
     tonic_build::configure()
         .build_client(true)
         .build_server(true)

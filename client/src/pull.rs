@@ -305,9 +305,14 @@ async fn pull_leased(
         .into_iter()
         .partition(|node| !deferred.contains(&node.digest));
     let (asker, asked) = futures::channel::mpsc::unbounded::<Node>();
+    // Without an unpack nothing will ask: the sender goes, and with it
+    // the stream of asked-for layers ends.
     let demand = match unpacked {
         Some(_) => Demand::new(asker),
-        None => Demand::none(),
+        None => {
+            drop(asker);
+            Demand::none()
+        }
     };
     let gate = LayerGate::closed();
     let job = &job;

@@ -193,6 +193,9 @@ pub struct RuntimeConfig {
     pub runtime_type: String,
     /// runc options.
     pub options: RuncOptions,
+    /// The shim binary of this runtime's pods, when not the one
+    /// `runtime_type` names on the PATH (containerd's `runtime_path`).
+    pub runtime_path: String,
     /// A privileged container does not get the host's devices (for
     /// runtimes whose containers are VMs or sandboxes).
     pub privileged_without_host_devices: bool,
@@ -224,6 +227,7 @@ impl Default for RuntimeConfig {
         Self {
             runtime_type: "io.containerd.runc.v2".into(),
             options: RuncOptions::default(),
+            runtime_path: String::new(),
             privileged_without_host_devices: false,
             privileged_without_host_devices_all_devices_allowed: false,
             pod_annotations: Vec::new(),

@@ -1202,6 +1202,7 @@ impl Cri {
                 "snapshotKey": record.record().snapshot_key,
                 "snapshotter": record.record().snapshotter,
                 "runtimeType": record.record().runtime.name,
+                "config": container.config,
                 "runtimeSpec": spec,
             });
             info.insert("info".to_owned(), details.to_string());

@@ -78,6 +78,7 @@ impl Cri {
         if self.sandboxes.get(sandbox_id).is_ok() {
             event.pod_sandbox_status = self
                 .pod_sandbox_status(sandbox_id, false)
+                .await
                 .ok()
                 .and_then(|r| r.status);
             event.containers_statuses = self.container_statuses_of(sandbox_id).await;

@@ -178,6 +178,10 @@ impl Cri {
                 container.config.tty,
                 NewTask {
                     options,
+                    runtime_path: self
+                        .handler_config(&sandbox.metadata.runtime_handler)?
+                        .runtime_path
+                        .clone(),
                     ..NewTask::default()
                 },
             )

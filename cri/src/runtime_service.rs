@@ -91,6 +91,7 @@ impl RuntimeService for Cri {
         let request = request.into_inner();
         let mut status = self
             .pod_sandbox_status(&request.pod_sandbox_id, request.verbose)
+            .await
             .map_err(to_grpc)?;
         // Its containers too, read after its timestamp was taken: the
         // kubelet's evented PLEG takes them from here.

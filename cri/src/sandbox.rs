@@ -384,10 +384,14 @@ impl Cri {
             // Whatever of the container and its task came to be.
             undo.container(id.to_owned());
             let began = std::time::Instant::now();
+            let task_options = NewTask {
+                runtime_path: self.handler_config(&handler)?.runtime_path.clone(),
+                ..NewTask::default()
+            };
             let pause = async {
                 let container = self.client.create_container(id, new).await?;
                 let task = container
-                    .new_task(Stdio::default(), false, NewTask::default())
+                    .new_task(Stdio::default(), false, task_options)
                     .await?;
                 task.start().await?;
                 Ok::<_, Error>((container, task, began.elapsed()))
@@ -855,7 +859,7 @@ impl Cri {
     }
 
     /// `PodSandboxStatus`.
-    pub(crate) fn pod_sandbox_status(
+    pub(crate) async fn pod_sandbox_status(
         &self,
         id: &str,
         verbose: bool,
@@ -883,12 +887,7 @@ impl Cri {
         };
         let mut info = HashMap::new();
         if verbose {
-            let details = serde_json::json!({
-                "sandboxID": sandbox.id,
-                "metadata": sandbox.metadata,
-                "netNamespace": sandbox.metadata.netns,
-            });
-            info.insert("info".to_owned(), details.to_string());
+            info.insert("info".to_owned(), self.sandbox_info(&sandbox).await?);
         }
         Ok(pb::PodSandboxStatusResponse {
             status: Some(status),
@@ -896,6 +895,40 @@ impl Cri {
             containers_statuses: Vec::new(),
             timestamp: now_nanos(),
         })
+    }
+
+    /// The verbose `info` of `PodSandboxStatus` with containerd's fields,
+    /// which `crictl inspectp` shows (`.info.pid` is how people enter a
+    /// pod's namespaces): the pause process and its status, whether the
+    /// network namespace is gone, the image, snapshot and runtime of the
+    /// pause container, the pod's config and the pause container's spec;
+    /// and crated's own record of the sandbox.
+    async fn sandbox_info(&self, sandbox: &Sandbox) -> Result<String> {
+        let record = self.client.load_container(&sandbox.id).await?;
+        let tasks = &self.client.services().tasks;
+        let (pid, status) = match tasks.get(self.client.namespace(), &sandbox.id, "").await {
+            Ok(process) => (process.pid, process.status.as_str()),
+            // As containerd's: no task is a deleted process.
+            Err(e) if e.is_not_found() => (0, "deleted"),
+            Err(e) => return Err(e),
+        };
+        let r = record.record();
+        let details = serde_json::json!({
+            "pid": pid,
+            "processStatus": status,
+            "netNamespaceClosed": sandbox.metadata.netns.as_ref().is_some_and(|p| !p.exists()),
+            "image": r.image,
+            "snapshotKey": r.snapshot_key,
+            "snapshotter": r.snapshotter,
+            "runtimeHandler": sandbox.metadata.runtime_handler,
+            "runtimeType": r.runtime.name,
+            "config": sandbox.config,
+            "runtimeSpec": record.spec().ok(),
+            "sandboxID": sandbox.id,
+            "metadata": sandbox.metadata,
+            "netNamespace": sandbox.metadata.netns,
+        });
+        Ok(details.to_string())
     }
 
     /// `ListPodSandbox`.

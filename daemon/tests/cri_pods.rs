@@ -2487,3 +2487,96 @@ async fn an_exec_sync_leaving_a_process_behind_answers_after_the_drain() {
     assert_eq!(out.exit_code, 0);
     stop_and_remove_pod(&mut runtime, &pod).await;
 }
+
+/// A runtime handler's `runtime_path` (containerd's key for a shim binary
+/// elsewhere than the PATH): its pods' sandbox and containers run under
+/// that shim — here Debian's containerd shim — while the default
+/// handler's run under crated's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runtime_handler_runs_its_pods_under_its_runtime_path() {
+    const DEBIAN_SHIM: &str = "/usr/bin/containerd-shim-runc-v2";
+    let runtimes = "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes";
+    let node = Node::start_with(NodeOptions {
+        cri_tables: format!(
+            "{runtimes}.runc]\nruntime_type = \"io.containerd.runc.v2\"\n\
+             {runtimes}.debian]\nruntime_type = \"io.containerd.runc.v2\"\n\
+             runtime_path = {DEBIAN_SHIM:?}\n"
+        ),
+        ..NodeOptions::default()
+    })
+    .await;
+    node.pull_busybox().await;
+    let mut runtime = node.runtime().await;
+    let shim_of = |pid: u64| {
+        let shim = common::parent_of(&pid.to_string());
+        std::fs::read_link(format!("/proc/{shim}/exe")).unwrap()
+    };
+    for (handler, shim) in [
+        ("debian", std::path::PathBuf::from(DEBIAN_SHIM)),
+        ("", workspace_bin("containerd-shim-runc-v2")),
+    ] {
+        let name = format!(
+            "shim-{}",
+            if handler.is_empty() {
+                "default"
+            } else {
+                handler
+            }
+        );
+        let config = pod_config(&name, node.logs.path(), true);
+        let pod = runtime
+            .run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(config.clone()),
+                runtime_handler: handler.into(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", node.daemon.logs()))
+            .into_inner()
+            .pod_sandbox_id;
+        let app = start_container(
+            &mut runtime,
+            &pod,
+            &config,
+            container_config("app", &node.busybox, &["sleep", "1000"]),
+        )
+        .await;
+        let pod_info = runtime
+            .pod_sandbox_status(cri::PodSandboxStatusRequest {
+                pod_sandbox_id: pod.clone(),
+                verbose: true,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let pod_info: serde_json::Value = serde_json::from_str(&pod_info.info["info"]).unwrap();
+        let app_info = runtime
+            .container_status(cri::ContainerStatusRequest {
+                container_id: app.clone(),
+                verbose: true,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let app_info: serde_json::Value = serde_json::from_str(&app_info.info["info"]).unwrap();
+        // containerd's fields, which `crictl inspectp` shows.
+        assert_eq!(pod_info["processStatus"], "running", "{pod_info}");
+        let named = if handler.is_empty() { "runc" } else { handler };
+        assert_eq!(pod_info["runtimeHandler"], named, "{pod_info}");
+        assert_eq!(pod_info["config"]["metadata"]["name"], name, "{pod_info}");
+        assert_eq!(pod_info["netNamespaceClosed"], false, "{pod_info}");
+        assert!(pod_info["runtimeSpec"]["process"].is_object(), "{pod_info}");
+        assert_eq!(app_info["config"]["metadata"]["name"], "app", "{app_info}");
+        for (what, info) in [("sandbox", &pod_info), ("container", &app_info)] {
+            let pid = info["pid"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{what}: {info}"));
+            assert_eq!(shim_of(pid), shim, "{handler:?}: the {what}'s shim");
+        }
+        assert_eq!(
+            exec(&mut runtime, &app, &["echo", "hi"]).await.stdout,
+            b"hi\n",
+            "{handler:?}"
+        );
+        stop_and_remove_pod(&mut runtime, &pod).await;
+    }
+}
