@@ -474,7 +474,12 @@ async fn restore_leased(
             let rw = find(&entries, LAYER_GZIP).ok_or_else(|| Error::NoRwLayer {
                 name: name.to_owned(),
             })?;
-            client.services().diff.apply(ns, rw, &mounts).await?;
+            let options = crated_core::diff::ApplyOptions::default();
+            client
+                .services()
+                .diff
+                .apply(ns, rw, &mounts, options)
+                .await?;
         }
         let now = SystemTime::now();
         let record = Container {

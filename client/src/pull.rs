@@ -89,6 +89,10 @@ pub struct PullOptions {
     /// or that a remote snapshotter mounts from the registry is never
     /// downloaded.
     pub fetch_all_layers: bool,
+    /// With a snapshotter: each unpacked layer is flushed to disk before
+    /// its snapshot is committed (containerd's CRI
+    /// `image_pull_with_sync_fs`).
+    pub sync_fs: bool,
 }
 
 impl Default for PullOptions {
@@ -103,6 +107,7 @@ impl Default for PullOptions {
             discard_unpacked_layers: false,
             snapshot_annotations: false,
             fetch_all_layers: false,
+            sync_fs: false,
         }
     }
 }
@@ -356,6 +361,9 @@ async fn pull_leased(
                     snapshotter,
                     lease,
                     reference: options.snapshot_annotations.then_some(name.as_str()),
+                    apply: crated_core::diff::ApplyOptions {
+                        sync_fs: options.sync_fs,
+                    },
                 };
                 crate::unpack::unpack_leased(client, &root, manifest, &how, &gate, demand)
                     .await

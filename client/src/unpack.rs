@@ -4,6 +4,7 @@
 use std::time::UNIX_EPOCH;
 
 use crated_core::content::Info;
+use crated_core::diff::ApplyOptions;
 use crated_core::digest::Digest;
 use crated_core::images::walk::{self, Manifest, Node};
 use crated_core::platforms::Matcher;
@@ -35,6 +36,7 @@ pub async fn unpack(
             snapshotter,
             lease: lease.id(),
             reference: None,
+            apply: ApplyOptions::default(),
         };
         let gate = gate::LayerGate::open();
         unpack_leased(client, target, &manifest, &how, &gate, Demand::none()).await
@@ -54,6 +56,8 @@ pub(crate) struct Unpacking<'a> {
     /// carry the labels remote snapshotters read
     /// ([`crate::snapshotters`]).
     pub reference: Option<&'a str>,
+    /// How each layer is applied.
+    pub apply: ApplyOptions,
 }
 
 /// [`unpack`] of `manifest` (the image `target`'s for the platform), as
@@ -99,7 +103,7 @@ pub(crate) async fn unpack_leased(
         };
         demand.ask(&manifest.layers[index..]);
         let applied = match gate.wait(&layer.digest).await {
-            Ok(()) => apply_layer(client, layer, diff_id, &mounts).await,
+            Ok(()) => apply_layer(client, layer, diff_id, &mounts, how.apply).await,
             Err(err) => Err(err),
         };
         let committed = match applied {
@@ -220,18 +224,24 @@ async fn remove_extraction(sn: &dyn Snapshotter, key: &str, err: &crated_core::E
     }
 }
 
-/// Applies `layer` onto the extraction snapshot (`key`, its `mounts`)
-/// with the daemon's diff service, which must reproduce `diff_id`.
+/// Applies `layer` onto the extraction snapshot's `mounts` with the
+/// daemon's diff service, which must reproduce `diff_id`.
 async fn apply_layer(
     client: &Client,
     layer: &Node,
     diff_id: &Digest,
     mounts: &[crated_core::mount::Mount],
+    options: ApplyOptions,
 ) -> Result<()> {
     let applied = client
         .services()
         .diff
-        .apply(client.namespace(), &node_descriptor(layer)?, mounts)
+        .apply(
+            client.namespace(),
+            &node_descriptor(layer)?,
+            mounts,
+            options,
+        )
         .await
         .map_err(|e| Error::ExtractLayer {
             layer: layer.digest.clone(),

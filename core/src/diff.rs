@@ -8,6 +8,15 @@ use crate::{Namespace, Result};
 /// Media type of an uncompressed layer, the descriptor an apply returns.
 pub const MEDIA_TYPE_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 
+/// How to apply a layer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ApplyOptions {
+    /// Flush the filesystem the layer was written to before answering
+    /// (`syncfs`), so a power cut after the apply cannot leave its files
+    /// empty: containerd's `sync_fs` (the CRI's `image_pull_with_sync_fs`).
+    pub sync_fs: bool,
+}
+
 /// Applies layers onto mounts.
 #[async_trait::async_trait]
 pub trait Applier: Send + Sync {
@@ -22,6 +31,7 @@ pub trait Applier: Send + Sync {
         ns: &Namespace,
         layer: &Descriptor,
         mounts: &[Mount],
+        options: ApplyOptions,
     ) -> Result<Descriptor>;
 }
 

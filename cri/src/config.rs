@@ -46,6 +46,11 @@ pub struct Config {
     /// left in the background holds the output open. containerd's
     /// default waits for ever; crated's gives up after 5 s.
     pub drain_exec_sync_io_timeout: String,
+    /// Each layer a pull unpacks is flushed to disk (`syncfs`) before its
+    /// snapshot is committed, so a power cut cannot leave an image with
+    /// empty files (containerd 1.7's key; off by default as there, since a
+    /// flush writes out everything dirty on that filesystem).
+    pub image_pull_with_sync_fs: bool,
     /// Use the systemd cgroup driver (reported by RuntimeConfig).
     pub systemd_cgroup: bool,
     /// Image-defined volumes are not made (the container writes into its
@@ -119,6 +124,7 @@ impl Default for Config {
             ignore_image_defined_volumes: false,
             device_ownership_from_security_context: false,
             stats_collect_period: 10,
+            image_pull_with_sync_fs: false,
             disable_cgroup: false,
             disable_apparmor: false,
             disable_proc_mount: false,

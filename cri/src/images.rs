@@ -300,6 +300,7 @@ impl Images {
             keep_unchanged_record: true,
             discard_unpacked_layers: self.config.containerd.discard_unpacked_layers,
             snapshot_annotations: !self.config.containerd.disable_snapshot_annotations,
+            sync_fs: self.config.image_pull_with_sync_fs,
             ..PullOptions::default()
         };
         let pulled = pull(

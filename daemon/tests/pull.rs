@@ -12,14 +12,14 @@ use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
 use common::{debian_ctr, fails, ok, rows, workspace_bin, Daemon};
-use crated_testimages::{push, LoopBtrfs, Registry};
+use crated_testimages::{push, LoopFs, Registry};
 
 const SNAPSHOTTERS: [&str; 3] = ["overlayfs", "native", "btrfs"];
 
 struct Fixture {
     registry: Registry,
     daemon: Daemon,
-    _btrfs: LoopBtrfs,
+    _btrfs: LoopFs,
 }
 
 /// A registry, and a daemon whose btrfs snapshotter lives on a loop-mounted
@@ -27,7 +27,7 @@ struct Fixture {
 async fn fixture() -> Fixture {
     tokio::task::spawn_blocking(|| {
         let registry = Registry::start(None).unwrap();
-        let btrfs = LoopBtrfs::new(512 << 20).unwrap();
+        let btrfs = LoopFs::btrfs(512 << 20).unwrap();
         let daemon = Daemon::start_with(
             "",
             &format!(

@@ -60,7 +60,7 @@ mod btrfs {
 
     /// The daemon's btrfs snapshotter on a loop-mounted btrfs per case.
     async fn snapshotter() -> Fixture {
-        let fs = crated_testimages::LoopBtrfs::new(256 << 20).unwrap();
+        let fs = crated_testimages::LoopFs::btrfs(256 << 20).unwrap();
         let daemon = Daemon::start_with(
             "",
             &format!(

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use crated_core::content::{ContentStore, ReaderAt};
 use crated_core::descriptor::Descriptor;
-use crated_core::diff::{Applier, MEDIA_TYPE_LAYER_TAR};
+use crated_core::diff::{Applier, ApplyOptions, MEDIA_TYPE_LAYER_TAR};
 use crated_core::digest::{Digest, Sha256};
 use crated_core::mount::{mount_all, Mount};
 use crated_core::{Namespace, Result};
@@ -222,6 +222,7 @@ impl Applier for WalkingDiffer {
         ns: &Namespace,
         layer: &Descriptor,
         mounts: &[Mount],
+        options: ApplyOptions,
     ) -> Result<Descriptor> {
         if !is_layer_media_type(&layer.media_type) {
             return Err(Error::UnsupportedLayer {
@@ -244,11 +245,21 @@ impl Applier for WalkingDiffer {
         let (diff_id, size) = tokio::task::spawn_blocking(move || {
             let blob = BlobReader::new(runtime, &*reader);
             if let Some(upper) = overlay_upper(&mounts) {
-                return Ok(apply_stream(blob, &upper, Whiteouts::Overlay)?);
+                let applied = apply_stream(blob, &upper, Whiteouts::Overlay)?;
+                if options.sync_fs {
+                    sync_fs(&upper)?;
+                }
+                return Ok(applied);
             }
             let target = tempdir_in(&scratch)?;
             let guard = mount_all(&mounts, &target.0)?;
-            let applied = apply_stream(blob, &target.0, Whiteouts::Delete);
+            let applied = apply_stream(blob, &target.0, Whiteouts::Delete).and_then(|a| {
+                match options.sync_fs {
+                    // Through the mount, whatever filesystem it is on.
+                    true => sync_fs(&target.0).map(|()| a),
+                    false => Ok(a),
+                }
+            });
             guard.unmount()?;
             Ok::<_, crated_core::Error>(applied?)
         })
@@ -261,6 +272,21 @@ impl Applier for WalkingDiffer {
             annotations: BTreeMap::new(),
         })
     }
+}
+
+/// Flushes the filesystem holding `dir` to its disk.
+fn sync_fs(dir: &Path) -> error::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    let opened = std::fs::File::open(dir).map_err(|source| Error::Io {
+        op: "open",
+        path: dir.to_owned(),
+        source,
+    })?;
+    nix::unistd::syncfs(opened.as_raw_fd()).map_err(|source| Error::Sys {
+        op: "sync the filesystem of",
+        path: dir.to_owned(),
+        source,
+    })
 }
 
 /// Unmounts and removes the mount points a daemon killed mid-apply or

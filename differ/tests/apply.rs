@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use crated_core::content::{ContentStore, WriterOptions};
 use crated_core::descriptor::Descriptor;
-use crated_core::diff::Applier;
+use crated_core::diff::{Applier, ApplyOptions};
 use crated_core::digest::Digest;
 use crated_core::mount::Mount;
 use crated_core::{Kind, Namespace};
@@ -586,7 +586,9 @@ async fn applier_reads_content_and_applies_onto_mounts() {
         annotations: BTreeMap::new(),
     };
     let mounts = [Mount::bind(rootfs.display().to_string(), false)];
-    let diff = applier.apply(&ns, &desc, &mounts).await.unwrap();
+    // Flushed to disk through the mount, as `image_pull_with_sync_fs` asks.
+    let synced = ApplyOptions { sync_fs: true };
+    let diff = applier.apply(&ns, &desc, &mounts, synced).await.unwrap();
     assert_eq!(diff.digest, sha256(&layer));
     assert_eq!(diff.media_type, "application/vnd.oci.image.layer.v1.tar");
     assert_eq!(fs::read(rootfs.join("etc/hostname")).unwrap(), b"crated\n");
@@ -597,11 +599,15 @@ async fn applier_reads_content_and_applies_onto_mounts() {
     );
 
     let ro = [Mount::bind(rootfs.display().to_string(), true)];
-    let err = applier.apply(&ns, &desc, &ro).await.unwrap_err();
+    let plain = ApplyOptions::default();
+    let err = applier.apply(&ns, &desc, &ro, plain).await.unwrap_err();
     assert_eq!(err.kind(), Kind::InvalidArgument);
     let mut config = desc.clone();
     config.media_type = "application/vnd.oci.image.config.v1+json".into();
-    let err = applier.apply(&ns, &config, &mounts).await.unwrap_err();
+    let err = applier
+        .apply(&ns, &config, &mounts, plain)
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), Kind::NotImplemented);
 }
 

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crated_core::descriptor::Descriptor;
-use crated_core::diff::{Applier, CompareOptions, Comparer, Differ};
+use crated_core::diff::{Applier, ApplyOptions, CompareOptions, Comparer, Differ};
 use crated_core::mount::Mount;
 use crated_core::{Error, Kind, Namespace, Result};
 
@@ -27,10 +27,11 @@ impl Applier for DiffService {
         ns: &Namespace,
         layer: &Descriptor,
         mounts: &[Mount],
+        options: ApplyOptions,
     ) -> Result<Descriptor> {
         let mut last = Error::not_implemented("no differ is loaded");
         for differ in &self.differs {
-            match differ.apply(ns, layer, mounts).await {
+            match differ.apply(ns, layer, mounts, options).await {
                 Err(err) if err.kind() == Kind::NotImplemented => last = err,
                 other => return other,
             }

@@ -4,11 +4,11 @@
 use std::sync::Arc;
 
 use crated_core::snapshots::testsuite::Fixture;
-use crated_testimages::LoopBtrfs;
+use crated_testimages::LoopFs;
 
 async fn snapshotter() -> Fixture {
     // 256 MiB: the smallest btrfs with room for the suite's cases.
-    let fs = LoopBtrfs::new(256 << 20).expect("a loop-mounted btrfs");
+    let fs = LoopFs::btrfs(256 << 20).expect("a loop-mounted btrfs");
     let btrfs = crated_snapshotter_btrfs::open(&fs.path().join("root"))
         .expect("open the btrfs snapshotter");
     Fixture::new(Arc::new(btrfs), fs)

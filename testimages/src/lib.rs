@@ -1,17 +1,16 @@
 #![doc = include_str!("../README.md")]
 // Test fixtures: failures here are test failures, reported with context.
 
-mod btrfs;
 mod critest;
 mod criu;
 mod estargz;
 mod gotools;
 mod image;
+mod loopfs;
 mod netns;
 mod registry;
 mod tls;
 
-pub use btrfs::LoopBtrfs;
 pub use critest::{
     critest_images, push_critest_images, write_mirror_hosts, CritestImage, DYNAMIC_BUSYBOX,
     MIRRORED_REGISTRIES, NOT_BUILT,
@@ -27,6 +26,7 @@ pub use image::{
     nested_index, pause, runc, synthetic, whiteouts, Blob, Image, LayerBuilder,
     EXPECTED_WHITEOUT_TREE,
 };
+pub use loopfs::LoopFs;
 pub use netns::{enter_private_netns, in_private_netns};
 pub use registry::{push, push_with, Registry};
 pub use tls::TestCerts;

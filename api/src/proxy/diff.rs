@@ -2,7 +2,7 @@
 //! service: layers applied and made by the daemon.
 
 use crated_core::descriptor::Descriptor;
-use crated_core::diff::{Applier, CompareOptions, Comparer};
+use crated_core::diff::{Applier, ApplyOptions, CompareOptions, Comparer};
 use crated_core::mount::Mount;
 use crated_core::{Namespace, Result};
 use tonic::transport::Channel;
@@ -40,11 +40,13 @@ impl Applier for DiffProxy {
         ns: &Namespace,
         layer: &Descriptor,
         mounts: &[Mount],
+        options: ApplyOptions,
     ) -> Result<Descriptor> {
         let req = pb::ApplyRequest {
             diff: Some(descriptor_to_pb(layer.clone())),
             mounts: mounts.iter().cloned().map(mount_to_pb).collect(),
             payloads: Default::default(),
+            sync_fs: options.sync_fs,
         };
         let reply = self
             .client

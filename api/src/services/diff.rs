@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crated_core::diff::{CompareOptions, Differ};
+use crated_core::diff::{ApplyOptions, CompareOptions, Differ};
 use crated_core::Result;
 use tonic::{Request, Response, Status};
 
@@ -37,7 +37,10 @@ impl Service {
                 .ok_or(crate::error::Error::Missing("diff descriptor"))?,
         )?;
         let mounts: Vec<_> = request.mounts.into_iter().map(mount_from_pb).collect();
-        let applied = self.differ.apply(&ns, &layer, &mounts).await?;
+        let options = ApplyOptions {
+            sync_fs: request.sync_fs,
+        };
+        let applied = self.differ.apply(&ns, &layer, &mounts, options).await?;
         Ok(pb::ApplyResponse {
             applied: Some(descriptor_to_pb(applied)),
         })

@@ -119,6 +119,7 @@ pub async fn fetch(
         snapshot_annotations: false,
         // As containerd's ctr: the whole image is fetched, then unpacked.
         fetch_all_layers: true,
+        sync_fs: false,
     };
     let resolver = args.registry.resolver()?;
     let tracker = Tracker::new();
