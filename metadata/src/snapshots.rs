@@ -75,10 +75,12 @@ pub(crate) fn index_children(tree: &sled::Tree, batch: &mut sled::Batch) -> Resu
 }
 
 fn now_ns() -> u64 {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos();
+    nanos_of(SystemTime::now())
+}
+
+/// `t` in nanoseconds since the epoch, as records keep times.
+fn nanos_of(t: SystemTime) -> u64 {
+    let nanos = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
     u64::try_from(nanos).unwrap_or(u64::MAX)
 }
 
@@ -519,18 +521,13 @@ impl View {
         for (k, v) in found.labels {
             labels.entry(k).or_insert(v);
         }
-        let ns = |t: std::time::SystemTime| {
-            t.duration_since(UNIX_EPOCH)
-                .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-                .unwrap_or_default()
-        };
         let record = Record {
             backend_key: found.name,
             kind: Kind::Committed,
             parent: parent.to_owned(),
             labels,
-            created_ns: ns(found.created_at),
-            updated_ns: ns(found.updated_at),
+            created_ns: nanos_of(found.created_at),
+            updated_ns: nanos_of(found.updated_at),
         };
         let _lock = self.backend.lock.lock().await;
         if self.load(target)?.is_some() {

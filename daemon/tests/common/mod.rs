@@ -225,14 +225,15 @@ impl Daemon {
 
     /// Runs a ctr binary against this daemon.
     pub fn ctr(&self, ctr: &Path, args: &[&str]) -> Output {
-        Command::new(ctr)
-            .arg("--address")
-            .arg(&self.address)
-            .args(args)
-            .env_remove("CONTAINERD_NAMESPACE")
-            .env_remove("CONTAINERD_ADDRESS")
-            .output()
-            .expect("run ctr")
+        output_within(
+            Command::new(ctr)
+                .arg("--address")
+                .arg(&self.address)
+                .args(args)
+                .env_remove("CONTAINERD_NAMESPACE")
+                .env_remove("CONTAINERD_ADDRESS"),
+            CLIENT_LIMIT,
+        )
     }
 
     /// A gRPC channel to the daemon.
@@ -348,14 +349,15 @@ impl Containerd {
 
     /// Runs Debian's ctr against it.
     pub fn ctr(&self, args: &[&str]) -> Output {
-        Command::new(DEBIAN_CTR)
-            .arg("--address")
-            .arg(&self.address)
-            .args(args)
-            .env_remove("CONTAINERD_NAMESPACE")
-            .env_remove("CONTAINERD_ADDRESS")
-            .output()
-            .expect("run ctr")
+        output_within(
+            Command::new(DEBIAN_CTR)
+                .arg("--address")
+                .arg(&self.address)
+                .args(args)
+                .env_remove("CONTAINERD_NAMESPACE")
+                .env_remove("CONTAINERD_ADDRESS"),
+            CLIENT_LIMIT,
+        )
     }
 }
 
@@ -444,4 +446,46 @@ pub fn parent_of(pid: &str) -> String {
     // The fields after the parenthesised command: state, ppid.
     let after = &stat[stat.rfind(')').unwrap() + 2..];
     after.split_whitespace().nth(1).unwrap().to_owned()
+}
+
+/// How long one ctr (or other client) run may take in a test before it is
+/// killed: far above the slowest (a checkpoint, a large pull), so reaching
+/// it means a hang.
+pub const CLIENT_LIMIT: Duration = Duration::from_secs(300);
+
+/// Runs `cmd` (stdin empty, output captured, as `Command::output`) to its
+/// end; one still running after `limit` is killed and fails the test with
+/// what it printed, so that a hanging client stops its test instead of
+/// the whole run.
+pub fn output_within(cmd: &mut Command, limit: Duration) -> Output {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait_with_output());
+    });
+    match finished.recv_timeout(limit) {
+        Ok(output) => output.unwrap_or_else(|e| panic!("wait for {cmd:?}: {e}")),
+        Err(_) => {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            let printed = finished
+                .recv_timeout(Duration::from_secs(10))
+                .ok()
+                .and_then(Result::ok)
+                .map(|o| {
+                    format!(
+                        "stdout:\n{}\nstderr:\n{}",
+                        String::from_utf8_lossy(&o.stdout),
+                        String::from_utf8_lossy(&o.stderr)
+                    )
+                })
+                .unwrap_or_default();
+            panic!("{cmd:?} still ran after {limit:?} and was killed\n{printed}");
+        }
+    }
 }
