@@ -1202,6 +1202,8 @@ impl Cri {
                 "snapshotKey": record.record().snapshot_key,
                 "snapshotter": record.record().snapshotter,
                 "runtimeType": record.record().runtime.name,
+                "runtimeOptions":
+                    crate::runtime_options_json(record.record().runtime.options.as_ref()),
                 "config": container.config,
                 "runtimeSpec": spec,
             });

@@ -114,6 +114,56 @@ pub(crate) fn runc_options(options: &config::RuncOptions) -> Option<Any> {
     })
 }
 
+/// A container's runtime options as the verbose status calls show them,
+/// in the JSON Go makes of containerd's `runc.v1.Options` (its proto field
+/// names, zero values left out); null without options or for another
+/// runtime's.
+pub(crate) fn runtime_options_json(options: Option<&Any>) -> serde_json::Value {
+    use crated_api::containerd::runc::v1::Options;
+    let Some(any) = options.filter(|a| a.type_url.ends_with(RUNC_OPTIONS)) else {
+        return serde_json::Value::Null;
+    };
+    let Ok(o) = <Options as prost::Message>::decode(any.value.as_slice()) else {
+        return serde_json::Value::Null;
+    };
+    let mut out = serde_json::Map::new();
+    let mut put = |key: &str, value: serde_json::Value, set: bool| {
+        if set {
+            out.insert(key.to_owned(), value);
+        }
+    };
+    put("no_pivot_root", o.no_pivot_root.into(), o.no_pivot_root);
+    put("no_new_keyring", o.no_new_keyring.into(), o.no_new_keyring);
+    put(
+        "shim_cgroup",
+        o.shim_cgroup.clone().into(),
+        !o.shim_cgroup.is_empty(),
+    );
+    put("io_uid", o.io_uid.into(), o.io_uid != 0);
+    put("io_gid", o.io_gid.into(), o.io_gid != 0);
+    put(
+        "binary_name",
+        o.binary_name.clone().into(),
+        !o.binary_name.is_empty(),
+    );
+    put("root", o.root.clone().into(), !o.root.is_empty());
+    put(
+        "criu_path",
+        o.criu_path.clone().into(),
+        !o.criu_path.is_empty(),
+    );
+    put("systemd_cgroup", o.systemd_cgroup.into(), o.systemd_cgroup);
+    let image = o.criu_image_path.clone();
+    put(
+        "criu_image_path",
+        image.into(),
+        !o.criu_image_path.is_empty(),
+    );
+    let work = o.criu_work_path.clone();
+    put("criu_work_path", work.into(), !o.criu_work_path.is_empty());
+    serde_json::Value::Object(out)
+}
+
 /// The type of runc's options in an `Any`.
 pub(crate) const RUNC_OPTIONS: &str = "containerd.runc.v1.Options";
 

@@ -922,6 +922,7 @@ impl Cri {
             "snapshotter": r.snapshotter,
             "runtimeHandler": sandbox.metadata.runtime_handler,
             "runtimeType": r.runtime.name,
+            "runtimeOptions": crate::runtime_options_json(r.runtime.options.as_ref()),
             "config": sandbox.config,
             "runtimeSpec": record.spec().ok(),
             "sandboxID": sandbox.id,

@@ -2500,7 +2500,8 @@ async fn a_runtime_handler_runs_its_pods_under_its_runtime_path() {
         cri_tables: format!(
             "{runtimes}.runc]\nruntime_type = \"io.containerd.runc.v2\"\n\
              {runtimes}.debian]\nruntime_type = \"io.containerd.runc.v2\"\n\
-             runtime_path = {DEBIAN_SHIM:?}\n"
+             runtime_path = {DEBIAN_SHIM:?}\n\
+             {runtimes}.debian.options]\nNoNewKeyring = true\n"
         ),
         ..NodeOptions::default()
     })
@@ -2566,6 +2567,13 @@ async fn a_runtime_handler_runs_its_pods_under_its_runtime_path() {
         assert_eq!(pod_info["netNamespaceClosed"], false, "{pod_info}");
         assert!(pod_info["runtimeSpec"]["process"].is_object(), "{pod_info}");
         assert_eq!(app_info["config"]["metadata"]["name"], "app", "{app_info}");
+        let options = if handler.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::json!({"no_new_keyring": true})
+        };
+        assert_eq!(pod_info["runtimeOptions"], options, "{pod_info}");
+        assert_eq!(app_info["runtimeOptions"], options, "{app_info}");
         for (what, info) in [("sandbox", &pod_info), ("container", &app_info)] {
             let pid = info["pid"]
                 .as_u64()

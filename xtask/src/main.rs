@@ -64,6 +64,9 @@ const SYSTEM_PACKAGES: &[(&str, &str)] = &[
     // starts the kubelet in a mount namespace of its own.
     ("/usr/bin/curl", "curl"),
     ("/usr/bin/unshare", "util-linux"),
+    // The sync_fs test's loop-mounted ext4 (Debian installs it always;
+    // named for minimal images).
+    ("/usr/sbin/mkfs.ext4", "e2fsprogs"),
     // The static helper programs of critest's images are compiled from C.
     ("/usr/bin/gcc", "gcc"),
     ("/usr/lib/x86_64-linux-gnu/libc.a", "libc6-dev"),
