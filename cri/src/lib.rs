@@ -126,42 +126,23 @@ pub(crate) fn runtime_options_json(options: Option<&Any>) -> serde_json::Value {
     let Ok(o) = <Options as prost::Message>::decode(any.value.as_slice()) else {
         return serde_json::Value::Null;
     };
-    let mut out = serde_json::Map::new();
-    let mut put = |key: &str, value: serde_json::Value, set: bool| {
-        if set {
-            out.insert(key.to_owned(), value);
-        }
-    };
-    put("no_pivot_root", o.no_pivot_root.into(), o.no_pivot_root);
-    put("no_new_keyring", o.no_new_keyring.into(), o.no_new_keyring);
-    put(
-        "shim_cgroup",
-        o.shim_cgroup.clone().into(),
-        !o.shim_cgroup.is_empty(),
-    );
-    put("io_uid", o.io_uid.into(), o.io_uid != 0);
-    put("io_gid", o.io_gid.into(), o.io_gid != 0);
-    put(
-        "binary_name",
-        o.binary_name.clone().into(),
-        !o.binary_name.is_empty(),
-    );
-    put("root", o.root.clone().into(), !o.root.is_empty());
-    put(
-        "criu_path",
-        o.criu_path.clone().into(),
-        !o.criu_path.is_empty(),
-    );
-    put("systemd_cgroup", o.systemd_cgroup.into(), o.systemd_cgroup);
-    let image = o.criu_image_path.clone();
-    put(
-        "criu_image_path",
-        image.into(),
-        !o.criu_image_path.is_empty(),
-    );
-    let work = o.criu_work_path.clone();
-    put("criu_work_path", work.into(), !o.criu_work_path.is_empty());
-    serde_json::Value::Object(out)
+    let mut all = serde_json::json!({
+        "no_pivot_root": o.no_pivot_root,
+        "no_new_keyring": o.no_new_keyring,
+        "shim_cgroup": o.shim_cgroup,
+        "io_uid": o.io_uid,
+        "io_gid": o.io_gid,
+        "binary_name": o.binary_name,
+        "root": o.root,
+        "criu_path": o.criu_path,
+        "systemd_cgroup": o.systemd_cgroup,
+        "criu_image_path": o.criu_image_path,
+        "criu_work_path": o.criu_work_path,
+    });
+    if let Some(fields) = all.as_object_mut() {
+        fields.retain(|_, v| *v != false && *v != "" && *v != 0);
+    }
+    all
 }
 
 /// The type of runc's options in an `Any`.

@@ -25,6 +25,24 @@ async fn images(channel: &Channel) -> ImageServiceClient<Channel> {
     ImageServiceClient::new(channel.clone())
 }
 
+/// Pulls `reference` through `service`; the image's id. A failure fails
+/// the test with `daemon`'s log.
+async fn pull_id(
+    daemon: &Daemon,
+    service: &mut ImageServiceClient<Channel>,
+    reference: &str,
+) -> String {
+    service
+        .pull_image(cri::PullImageRequest {
+            image: image_spec(reference),
+            ..cri::PullImageRequest::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("pull {reference}: {e}\n{}", daemon.logs()))
+        .into_inner()
+        .image_ref
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn version_status_and_runtime_config() {
     let daemon = tokio::task::spawn_blocking(Daemon::start).await.unwrap();
@@ -96,15 +114,7 @@ async fn images_pull_list_status_and_remove_as_containerds_cri() {
     let channel = daemon.channel().await;
     let mut service = images(&channel).await;
 
-    let pulled = service
-        .pull_image(cri::PullImageRequest {
-            image: image_spec(&reference),
-            ..cri::PullImageRequest::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let id = pulled.image_ref;
+    let id = pull_id(&daemon, &mut service, &reference).await;
     assert!(id.starts_with("sha256:") && id.len() == 71, "{id}");
 
     // Three records, as containerd's CRI makes them, all labelled.
@@ -138,15 +148,8 @@ async fn images_pull_list_status_and_remove_as_containerds_cri() {
         .unwrap();
     // `ctr events` subscribes a moment after it starts.
     std::thread::sleep(std::time::Duration::from_millis(500));
-    let again = service
-        .pull_image(cri::PullImageRequest {
-            image: image_spec(&reference),
-            ..cri::PullImageRequest::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(again.image_ref, id);
+    let again = pull_id(&daemon, &mut service, &reference).await;
+    assert_eq!(again, id);
     // A namespace created after it marks the end of what the pull published.
     ok(daemon.ctr(&debian_ctr(), &["namespaces", "create", "after-repull"]));
     let seen = {
@@ -393,15 +396,7 @@ async fn discarded_layers_are_collected_after_the_unpack() {
     .unwrap();
     let channel = daemon.channel().await;
     let mut service = images(&channel).await;
-    let id = service
-        .pull_image(cri::PullImageRequest {
-            image: image_spec(&reference),
-            ..cri::PullImageRequest::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .image_ref;
+    let id = pull_id(&daemon, &mut service, &reference).await;
     let ctr = debian_ctr();
     let mut content = String::new();
     for _ in 0..200 {
@@ -434,15 +429,7 @@ async fn discarded_layers_are_collected_after_the_unpack() {
             .count()
     };
     assert_eq!(layer_gets(), 1, "{}", registry.log());
-    let again = service
-        .pull_image(cri::PullImageRequest {
-            image: image_spec(&reference),
-            ..cri::PullImageRequest::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .image_ref;
+    let again = pull_id(&daemon, &mut service, &reference).await;
     assert_eq!(again, id);
     assert_eq!(layer_gets(), 1, "fetched again:\n{}", registry.log());
     let content = ok(daemon.ctr(&ctr, &["-n", "k8s.io", "content", "ls", "-q"]));
@@ -470,14 +457,7 @@ async fn a_pull_with_sync_fs_has_its_layers_on_disk_when_it_answers() {
         .unwrap();
     let channel = daemon.channel().await;
     let before = disk.bytes_written().unwrap();
-    images(&channel)
-        .await
-        .pull_image(cri::PullImageRequest {
-            image: image_spec(&reference),
-            ..cri::PullImageRequest::default()
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", daemon.logs()));
+    pull_id(&daemon, &mut images(&channel).await, &reference).await;
     let written = disk.bytes_written().unwrap() - before;
     let binary = std::fs::metadata("/bin/busybox").unwrap().len();
     assert!(

@@ -12,7 +12,7 @@ mod cri_support;
 use common::{ok, rows, workspace_bin};
 use crated_cri::runtime::v1 as cri;
 use cri_support::{
-    allocated_ips, bridge_conflist, container_config, eventually, log_records, pod_config,
+    allocated_ips, bridge_conflist, container_config, eventually, exec, log_records, pod_config,
     start_container, stop_and_remove_pod, Node, NodeOptions,
 };
 
@@ -47,22 +47,6 @@ async fn runtime_spec(
         .into_inner();
     let mut info: serde_json::Value = serde_json::from_str(&verbose.info["info"]).unwrap();
     info["runtimeSpec"].take()
-}
-
-async fn exec(
-    runtime: &mut cri::runtime_service_client::RuntimeServiceClient<tonic::transport::Channel>,
-    id: &str,
-    cmd: &[&str],
-) -> cri::ExecSyncResponse {
-    runtime
-        .exec_sync(cri::ExecSyncRequest {
-            container_id: id.into(),
-            cmd: cmd.iter().map(|s| s.to_string()).collect(),
-            timeout: 0,
-        })
-        .await
-        .unwrap()
-        .into_inner()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1980,15 +1964,9 @@ async fn a_runtime_handler_uses_its_own_snapshotter() {
     // is unpacked into the handler's when its sandbox needs it.
     let mut runtime = node.runtime().await;
     let config = pod_config("plain", node.logs.path(), true);
-    let pod = runtime
-        .run_pod_sandbox(cri::RunPodSandboxRequest {
-            config: Some(config.clone()),
-            runtime_handler: "plain".into(),
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", node.daemon.logs()))
-        .into_inner()
-        .pod_sandbox_id;
+    let pod = node
+        .run_pod_with_handler(&mut runtime, &config, "plain")
+        .await;
     let app = start_container(
         &mut runtime,
         &pod,
@@ -2156,15 +2134,9 @@ fn a_pod_with_its_own_user_namespace_owns_its_files_and_network() {
                 "80".to_owned(),
             )]
             .into();
-            let pod = runtime
-                .run_pod_sandbox(cri::RunPodSandboxRequest {
-                    config: Some(config.clone()),
-                    runtime_handler: handler.into(),
-                })
-                .await
-                .unwrap_or_else(|e| panic!("{e}\n{}", node.daemon.logs()))
-                .into_inner()
-                .pod_sandbox_id;
+            let pod = node
+                .run_pod_with_handler(&mut runtime, &config, handler)
+                .await;
             let ns = userns_options(host_id);
             let mappings = ns.userns_options.clone().unwrap();
             // Its stdio reopened by path goes through the pipes' owner,
@@ -2428,15 +2400,9 @@ fn a_runtime_with_its_own_cni_conf_dir_puts_its_pods_on_its_network() {
             ("alt", "crated-alt", "10.88.18."),
         ] {
             let config = pod_config(&format!("on-{network}"), node.logs.path(), false);
-            let pod = runtime
-                .run_pod_sandbox(cri::RunPodSandboxRequest {
-                    config: Some(config),
-                    runtime_handler: handler.into(),
-                })
-                .await
-                .unwrap_or_else(|e| panic!("{e}\n{}", node.daemon.logs()))
-                .into_inner()
-                .pod_sandbox_id;
+            let pod = node
+                .run_pod_with_handler(&mut runtime, &config, handler)
+                .await;
             let status = runtime
                 .pod_sandbox_status(cri::PodSandboxStatusRequest {
                     pod_sandbox_id: pod.clone(),
@@ -2525,15 +2491,9 @@ async fn a_runtime_handler_runs_its_pods_under_its_runtime_path() {
             }
         );
         let config = pod_config(&name, node.logs.path(), true);
-        let pod = runtime
-            .run_pod_sandbox(cri::RunPodSandboxRequest {
-                config: Some(config.clone()),
-                runtime_handler: handler.into(),
-            })
-            .await
-            .unwrap_or_else(|e| panic!("{e}\n{}", node.daemon.logs()))
-            .into_inner()
-            .pod_sandbox_id;
+        let pod = node
+            .run_pod_with_handler(&mut runtime, &config, handler)
+            .await;
         let app = start_container(
             &mut runtime,
             &pod,

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use common::{debian_ctr, ok, registry_with};
 use crated_core::digest::Digest;
 use crated_cri::runtime::v1 as cri;
-use cri_support::{container_config, pod_config, start_container, stop_and_remove_pod, Node};
+use cri_support::{exec, stop_and_remove_pod, Node};
 
 /// The stargz snapshotter serving `socket`, its state under `root`; on
 /// drop it is stopped and whatever it left mounted is unmounted.
@@ -29,12 +29,10 @@ struct Stargz {
 }
 
 impl Stargz {
-    /// Starts it, reaching `registry` (`127.0.0.1:<port>`) over plain
+    /// Starts it (`tool` is `stargz-tool`), reaching `registry` (`127.0.0.1:<port>`) over plain
     /// HTTP, without prefetching or background fetches: a layer's bytes
     /// come from the registry only when a file is read.
-    fn start(registry: &str) -> Stargz {
-        let tool = crated_testimages::cri_tool("stargz-tool")
-            .expect("stargz-tool is not built: run `cargo xtask deps`");
+    fn start(tool: &Path, registry: &str) -> Stargz {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("root");
         let socket = dir.path().join("stargz.sock");
@@ -99,13 +97,9 @@ impl Drop for Stargz {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
-        // Deepest first; lazily, as a FUSE mount whose server is gone
-        // may not let go otherwise.
-        let mut points: Vec<String> = mounts_under(&self.root).into_iter().map(|m| m.0).collect();
-        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
-        for point in points {
-            let _ = nix::mount::umount2(point.as_str(), nix::mount::MntFlags::MNT_DETACH);
-        }
+        // Detached, as a FUSE mount whose server is gone may not let go
+        // otherwise.
+        let _ = crated_core::mount::unmount_beneath(&self.root);
     }
 }
 
@@ -143,7 +137,7 @@ async fn a_cri_pull_through_stargz_mounts_layers_it_never_fetches() {
     let reference = format!("{host}/test/lazy:1");
     let stargz = {
         let host = host.clone();
-        tokio::task::spawn_blocking(move || Stargz::start(&host))
+        tokio::task::spawn_blocking(move || Stargz::start(&tool, &host))
             .await
             .unwrap()
     };
@@ -244,26 +238,11 @@ async fn a_cri_pull_through_stargz_mounts_layers_it_never_fetches() {
 
     // A container on the image reads its files through the mounts.
     let mut runtime = node.runtime().await;
-    let config = pod_config("lazy", node.logs.path(), true);
-    let pod = node.run_pod(&mut runtime, &config).await;
-    let app = start_container(
-        &mut runtime,
-        &pod,
-        &config,
-        container_config("app", &reference, &["sleep", "3600"]),
-    )
-    .await;
-    let read = runtime
-        .exec_sync(cri::ExecSyncRequest {
-            container_id: app,
-            cmd: ["cat", &format!("/{}", crated_testimages::ESTARGZ_MARKER.0)]
-                .map(str::to_owned)
-                .to_vec(),
-            timeout: 0,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let (_, pod, app) = node
+        .run_pod_of(&mut runtime, "lazy", &reference, &["sleep", "3600"])
+        .await;
+    let marker = format!("/{}", crated_testimages::ESTARGZ_MARKER.0);
+    let read = exec(&mut runtime, &app, &["cat", &marker]).await;
     assert_eq!(
         String::from_utf8_lossy(&read.stdout),
         crated_testimages::ESTARGZ_MARKER.1,

@@ -47,6 +47,18 @@ impl Api {
         tasks::tasks_client::TasksClient::new(self.channel.clone())
     }
 
+    /// The Metrics of the task of container `id`.
+    async fn metrics_of(&self, id: &str) -> Vec<crated_api::containerd::types::Metric> {
+        self.tasks()
+            .metrics(self.request(tasks::MetricsRequest {
+                filters: vec![format!("id=={id}")],
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+            .metrics
+    }
+
     fn containers(&self) -> containers::containers_client::ContainersClient<Channel> {
         containers::containers_client::ContainersClient::new(self.channel.clone())
     }
@@ -525,15 +537,7 @@ async fn metrics_carry_every_sub_message_docker_reads() {
     })
     .await;
     api.start_task(&api.container("nopath").await).await;
-    let nopath = api
-        .tasks()
-        .metrics(api.request(tasks::MetricsRequest {
-            filters: vec!["id==nopath".into()],
-        }))
-        .await
-        .unwrap()
-        .into_inner()
-        .metrics;
+    let nopath = api.metrics_of("nopath").await;
     let data = nopath[0].data.as_ref().expect("metrics carry data");
     let pids = if data.type_url.ends_with("v2.Metrics") {
         let m = crated_api::cgroups::v2::Metrics::decode(data.value.as_slice()).unwrap();
@@ -543,15 +547,7 @@ async fn metrics_carry_every_sub_message_docker_reads() {
         m.pids.map(|p| p.current)
     };
     assert!(pids.unwrap_or(0) >= 1, "{data:?}");
-    let metrics = api
-        .tasks()
-        .metrics(api.request(tasks::MetricsRequest {
-            filters: vec!["id==stats".into()],
-        }))
-        .await
-        .unwrap()
-        .into_inner()
-        .metrics;
+    let metrics = api.metrics_of("stats").await;
     assert_eq!(metrics.len(), 1, "{metrics:?}");
     assert_eq!(metrics[0].id, "stats");
     let data = metrics[0].data.as_ref().expect("metrics carry data");

@@ -254,11 +254,11 @@ impl Applier for WalkingDiffer {
             let target = tempdir_in(&scratch)?;
             let guard = mount_all(&mounts, &target.0)?;
             let applied = apply_stream(blob, &target.0, Whiteouts::Delete).and_then(|a| {
-                match options.sync_fs {
-                    // Through the mount, whatever filesystem it is on.
-                    true => sync_fs(&target.0).map(|()| a),
-                    false => Ok(a),
+                // Through the mount, whatever filesystem it is on.
+                if options.sync_fs {
+                    sync_fs(&target.0)?;
                 }
+                Ok(a)
             });
             guard.unmount()?;
             Ok::<_, crated_core::Error>(applied?)

@@ -225,15 +225,7 @@ impl Daemon {
 
     /// Runs a ctr binary against this daemon.
     pub fn ctr(&self, ctr: &Path, args: &[&str]) -> Output {
-        output_within(
-            Command::new(ctr)
-                .arg("--address")
-                .arg(&self.address)
-                .args(args)
-                .env_remove("CONTAINERD_NAMESPACE")
-                .env_remove("CONTAINERD_ADDRESS"),
-            CLIENT_LIMIT,
-        )
+        ctr_at(ctr, &self.address, args)
     }
 
     /// A gRPC channel to the daemon.
@@ -349,15 +341,7 @@ impl Containerd {
 
     /// Runs Debian's ctr against it.
     pub fn ctr(&self, args: &[&str]) -> Output {
-        output_within(
-            Command::new(DEBIAN_CTR)
-                .arg("--address")
-                .arg(&self.address)
-                .args(args)
-                .env_remove("CONTAINERD_NAMESPACE")
-                .env_remove("CONTAINERD_ADDRESS"),
-            CLIENT_LIMIT,
-        )
+        ctr_at(Path::new(DEBIAN_CTR), &self.address, args)
     }
 }
 
@@ -446,6 +430,20 @@ pub fn parent_of(pid: &str) -> String {
     // The fields after the parenthesised command: state, ppid.
     let after = &stat[stat.rfind(')').unwrap() + 2..];
     after.split_whitespace().nth(1).unwrap().to_owned()
+}
+
+/// Runs ctr binary `ctr` against the daemon at `address`, whatever the
+/// environment names, within [`CLIENT_LIMIT`].
+fn ctr_at(ctr: &Path, address: &Path, args: &[&str]) -> Output {
+    output_within(
+        Command::new(ctr)
+            .arg("--address")
+            .arg(address)
+            .args(args)
+            .env_remove("CONTAINERD_NAMESPACE")
+            .env_remove("CONTAINERD_ADDRESS"),
+        CLIENT_LIMIT,
+    )
 }
 
 /// How long one ctr (or other client) run may take in a test before it is

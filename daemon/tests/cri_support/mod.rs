@@ -178,10 +178,20 @@ impl Node {
         runtime: &mut RuntimeServiceClient<Channel>,
         config: &cri::PodSandboxConfig,
     ) -> String {
+        self.run_pod_with_handler(runtime, config, "").await
+    }
+
+    /// [`Node::run_pod`] through runtime handler `handler`.
+    pub async fn run_pod_with_handler(
+        &self,
+        runtime: &mut RuntimeServiceClient<Channel>,
+        config: &cri::PodSandboxConfig,
+        handler: &str,
+    ) -> String {
         runtime
             .run_pod_sandbox(cri::RunPodSandboxRequest {
                 config: Some(config.clone()),
-                runtime_handler: String::new(),
+                runtime_handler: handler.to_owned(),
             })
             .await
             .unwrap_or_else(|e| panic!("run pod sandbox: {e}\n{}", self.daemon.logs()))
@@ -197,13 +207,27 @@ impl Node {
         runtime: &mut RuntimeServiceClient<Channel>,
         name: &str,
     ) -> (cri::PodSandboxConfig, String, String) {
+        self.run_pod_of(runtime, name, &self.busybox, &["sleep", "3600"])
+            .await
+    }
+
+    /// A pod `name` on the node's network with one container, `app`,
+    /// running `command` in `image` (pulled before): the pod's config, its
+    /// id and the container's.
+    pub async fn run_pod_of(
+        &self,
+        runtime: &mut RuntimeServiceClient<Channel>,
+        name: &str,
+        image: &str,
+        command: &[&str],
+    ) -> (cri::PodSandboxConfig, String, String) {
         let config = pod_config(name, self.logs.path(), true);
         let pod = self.run_pod(runtime, &config).await;
         let app = start_container(
             runtime,
             &pod,
             &config,
-            container_config("app", &self.busybox, &["sleep", "3600"]),
+            container_config("app", image, command),
         )
         .await;
         (config, pod, app)
@@ -533,4 +557,21 @@ impl Crictl {
         command.arg("--config").arg(&self.config).args(args);
         command
     }
+}
+
+/// Runs `cmd` in container `id` with ExecSync, without a timeout.
+pub async fn exec(
+    runtime: &mut cri::runtime_service_client::RuntimeServiceClient<tonic::transport::Channel>,
+    id: &str,
+    cmd: &[&str],
+) -> cri::ExecSyncResponse {
+    runtime
+        .exec_sync(cri::ExecSyncRequest {
+            container_id: id.into(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            timeout: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
 }
