@@ -37,6 +37,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
     let mut config = prost_build::Config::new();
     config.protoc_executable(protoc);
+    // `prost::Name`: the transfer service's messages travel in Anys named
+    // by their full protobuf name, as Go's typeurl names them.
+    config.enable_type_names();
     // Generated tonic code documents nothing; the wire types are documented by
     // their .proto comments, which prost copies over.
     let tonic = tonic_build::configure()

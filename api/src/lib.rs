@@ -10,6 +10,9 @@ mod generated {
     pub mod containerd {
         pub mod types {
             include!(concat!(env!("OUT_DIR"), "/containerd.types.rs"));
+            pub mod transfer {
+                include!(concat!(env!("OUT_DIR"), "/containerd.types.transfer.rs"));
+            }
         }
         pub mod v1 {
             pub mod types {
@@ -37,7 +40,9 @@ mod generated {
             v1!(leases, "containerd.services.leases.v1.rs");
             v1!(namespaces, "containerd.services.namespaces.v1.rs");
             v1!(snapshots, "containerd.services.snapshots.v1.rs");
+            v1!(streaming, "containerd.services.streaming.v1.rs");
             v1!(tasks, "containerd.services.tasks.v1.rs");
+            v1!(transfer, "containerd.services.transfer.v1.rs");
             v1!(version, "containerd.services.version.v1.rs");
             pub mod events {
                 pub mod v1 {

@@ -123,7 +123,7 @@ fn node_descriptor(node: &Node) -> Result<Descriptor> {
 
 /// A descriptor as a walked node; InvalidArgument (naming `reference`)
 /// for a size a node cannot hold.
-fn descriptor_node(reference: &str, desc: &Descriptor) -> Result<Node> {
+pub fn descriptor_node(reference: &str, desc: &Descriptor) -> Result<Node> {
     Ok(Node {
         media_type: desc.media_type.clone(),
         digest: desc.digest.clone(),
@@ -154,6 +154,7 @@ mod send {
         task: Task,
         node: Node,
     ) {
+        let pushed_with = resolver.clone();
         let c = client.clone();
         is_send(async move {
             let options = pull::PullOptions::default();
@@ -171,6 +172,12 @@ mod send {
         });
         let c = client.clone();
         is_send(async move { c.image_rootfs("x", "overlayfs").await });
+        let (c, r) = (client.clone(), pushed_with);
+        is_send(async move {
+            let target = images::target(&c, "x").await?;
+            let options = push::PushOptions::default();
+            push::push(&c, &r, "x", &target, &options, Arc::new(pull::NoProgress)).await
+        });
         let c = client.clone();
         is_send(async move {
             let spec = spec::default_unix(c.namespace(), "x").unwrap();

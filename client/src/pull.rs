@@ -93,6 +93,11 @@ pub struct PullOptions {
     /// its snapshot is committed (containerd's CRI
     /// `image_pull_with_sync_fs`).
     pub sync_fs: bool,
+    /// Record the image under the reference as resolved. Off, no record
+    /// is written: the caller names the image itself (the transfer
+    /// service, whose destination says the names), inside the lease it
+    /// pulled in ([`pull_in_lease`]).
+    pub record: bool,
 }
 
 impl Default for PullOptions {
@@ -108,6 +113,7 @@ impl Default for PullOptions {
             snapshot_annotations: false,
             fetch_all_layers: false,
             sync_fs: false,
+            record: true,
         }
     }
 }
@@ -154,12 +160,14 @@ pub async fn pull(
     progress: Arc<dyn Progress>,
 ) -> Result<Pulled> {
     let lease = leases::Temporary::create(client).await?;
-    let result = pull_leased(client, resolver, reference, options, progress, lease.id()).await;
+    let result = pull_in_lease(client, resolver, reference, options, progress, lease.id()).await;
     lease.release().await;
     result
 }
 
-async fn pull_leased(
+/// [`pull`] holding what it fetches and unpacks in the caller's `lease`
+/// instead of one of its own.
+pub async fn pull_in_lease(
     client: &Client,
     resolver: &Resolver,
     reference: &str,
@@ -348,7 +356,9 @@ async fn pull_leased(
         }
         // Recorded once the unpack is done (it stops asking for layers
         // then) and everything it asked for is there, as containerd's pull.
-        if options.keep_unchanged_record {
+        if !options.record {
+            Ok(())
+        } else if options.keep_unchanged_record {
             crate::images::put_if_changed(client, &name, &target, &options.labels).await
         } else {
             crate::images::put(client, &name, &target, &options.labels).await

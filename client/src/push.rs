@@ -96,8 +96,12 @@ pub async fn push(
             node.size.max(0) as u64,
         );
     }
-    let mut uploads = futures::stream::iter(blobs.iter())
-        .map(|node| push_blob(store, ns, &pusher, node, progress.as_ref()))
+    // Owned nodes: a closure over borrowed ones makes the whole push a
+    // future that is not `Send` for every lifetime, which a spawned or
+    // served (tonic) caller needs.
+    let (pusher_ref, progress_ref) = (&pusher, progress.as_ref());
+    let mut uploads = futures::stream::iter(blobs)
+        .map(move |node| async move { push_blob(store, ns, pusher_ref, &node, progress_ref).await })
         .buffer_unordered(options.max_concurrent_uploads.max(1));
     while let Some(result) = uploads.next().await {
         result?;

@@ -26,6 +26,7 @@ pub fn builtins() -> Vec<Registration> {
     ]);
     plugins.extend(crated_services::registrations());
     plugins.extend(crated_api::plugins::registrations());
+    plugins.extend(crated_transfer::registrations());
     #[cfg(feature = "cri")]
     plugins.push(crated_cri::registration());
     #[cfg(not(feature = "cri"))]

@@ -42,6 +42,10 @@ const PLUGINS: &[(&str, &str)] = &[
     ("io.containerd.grpc.v1", "containers"),
     ("io.containerd.grpc.v1", "tasks"),
     ("io.containerd.grpc.v1", "healthcheck"),
+    ("io.containerd.streaming.v1", "manager"),
+    ("io.containerd.transfer.v1", "local"),
+    ("io.containerd.grpc.v1", "streaming"),
+    ("io.containerd.grpc.v1", "transfer"),
     ("io.containerd.grpc.v1", "cri"),
     ("io.containerd.grpc.v1", "introspection"),
 ];
@@ -171,7 +175,7 @@ fn both_ctrs_print_the_same_tables() {
     // Filters reach the server the same way from both.
     let filter = ["plugins", "ls", "type==io.containerd.grpc.v1"];
     let filtered = ok(daemon.ctr(&theirs, &filter));
-    assert_eq!(rows(&filtered).len(), 13, "{filtered}");
+    assert_eq!(rows(&filtered).len(), 15, "{filtered}");
     assert_eq!(ok(daemon.ctr(&ours, &filter)), filtered);
 }
 

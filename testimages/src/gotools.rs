@@ -20,6 +20,12 @@ pub const KUBERNETES_VERSION: &str = "v1.36.3";
 /// test's snapshotter and eStargz converter) is built on.
 pub const STARGZ_SNAPSHOTTER_VERSION: &str = "v0.16.3";
 
+/// The containerd release whose `ctr` (installed as `ctr-1.7`) drives
+/// the transfer service test: containerd 1.7's ctr reaches the transfer
+/// and streaming services with `--local=false`, which Debian's 1.6 ctr
+/// does not have.
+pub const CONTAINERD_CTR_VERSION: &str = "v1.7.24";
+
 /// The cache directory of the Go tools: `$CRATED_CI_CACHE/go`, by default
 /// `/var/cache/crated-ci/go`.
 pub fn go_cache_dir() -> PathBuf {
@@ -36,7 +42,7 @@ pub fn go_bin_dir() -> PathBuf {
 }
 
 /// The path of a Go test tool (`"crictl"`, `"critest"`, `"checkpointctl"`,
-/// `"kubelet"`, `"stargz-tool"`)
+/// `"kubelet"`, `"stargz-tool"`, `"ctr-1.7"`)
 /// when it has been built; `None` otherwise (run `cargo xtask deps`).
 pub fn cri_tool(name: &str) -> Option<PathBuf> {
     let path = go_bin_dir().join(name);

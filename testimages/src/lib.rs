@@ -18,8 +18,8 @@ pub use critest::{
 pub use criu::{criu, TRIXIE_CRIU};
 pub use estargz::{estargz_busybox, ESTARGZ_MARKER, TOC_DIGEST_ANNOTATION};
 pub use gotools::{
-    cri_tool, go_bin_dir, go_cache_dir, CHECKPOINTCTL_VERSION, CRI_TOOLS_VERSION,
-    KUBERNETES_VERSION, STARGZ_SNAPSHOTTER_VERSION,
+    cri_tool, go_bin_dir, go_cache_dir, CHECKPOINTCTL_VERSION, CONTAINERD_CTR_VERSION,
+    CRI_TOOLS_VERSION, KUBERNETES_VERSION, STARGZ_SNAPSHOTTER_VERSION,
 };
 pub use image::{
     busybox, docker_save, hostile, hostile_install, image_with_config, multi_platform,

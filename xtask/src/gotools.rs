@@ -1,4 +1,5 @@
-//! cri-tools' crictl and critest, checkpointctl, the kubelet and
+//! cri-tools' crictl and critest, checkpointctl, the kubelet,
+//! containerd 1.7's ctr (`ctr-1.7`, the transfer service test's client) and
 //! `stargz-tool` (the stargz snapshotter, served for the remote snapshotter
 //! test, and its eStargz converter; `go/stargz-tool`), built with
 //! the Go toolchain from the Go module proxy into the CI cache
@@ -16,8 +17,8 @@ use std::process::Command;
 
 use anyhow::Context as _;
 use crated_testimages::{
-    go_bin_dir, go_cache_dir, CHECKPOINTCTL_VERSION, CRI_TOOLS_VERSION, KUBERNETES_VERSION,
-    STARGZ_SNAPSHOTTER_VERSION,
+    go_bin_dir, go_cache_dir, CHECKPOINTCTL_VERSION, CONTAINERD_CTR_VERSION, CRI_TOOLS_VERSION,
+    KUBERNETES_VERSION, STARGZ_SNAPSHOTTER_VERSION,
 };
 
 const MODULE: &str = "sigs.k8s.io/cri-tools";
@@ -41,13 +42,35 @@ fn go(dir: &Path) -> Command {
     cmd
 }
 
-/// Builds crictl, critest, checkpointctl, the kubelet and stargz-tool
-/// unless their stamps say these versions are there.
+/// Builds crictl, critest, checkpointctl, the kubelet, stargz-tool and
+/// containerd 1.7's ctr unless their stamps say these versions are there.
 pub fn install() -> anyhow::Result<()> {
     install_cri_tools()?;
     install_checkpointctl()?;
     install_kubelet()?;
-    install_stargz_tool()
+    install_stargz_tool()?;
+    install_containerd_ctr()
+}
+
+/// containerd 1.7's `ctr`, as `ctr-1.7`: the client of the transfer
+/// service test (`--local=false`).
+fn install_containerd_ctr() -> anyhow::Result<()> {
+    install_stamped(
+        "ctr-1.7.version",
+        CONTAINERD_CTR_VERSION,
+        &["ctr-1.7"],
+        |bin| {
+            let module = scratch_module("ctr-module", "module crated.test/ctr-build\n\ngo 1.24\n")?;
+            let package = "github.com/containerd/containerd/cmd/ctr";
+            crate::run(go(&module).args(["get", &format!("{package}@{CONTAINERD_CTR_VERSION}")]))?;
+            crate::run(go(&module).args([
+                "build",
+                "-o",
+                &bin.join("ctr-1.7").to_string_lossy(),
+                package,
+            ]))
+        },
+    )
 }
 
 /// The source of `stargz-tool`.

@@ -5,8 +5,8 @@
 //! - `cargo xtask fuzz [SECONDS]`: run every fuzz target of `fuzz/` for
 //!   SECONDS each (default 60); `ci` runs each for 20.
 //! - `cargo xtask deps`: only install the system packages tests use, and
-//!   build cri-tools' crictl and critest, checkpointctl, the kubelet and
-//!   `stargz-tool` (Go) into the CI cache.
+//!   build cri-tools' crictl and critest, checkpointctl, the kubelet,
+//!   `stargz-tool` and containerd 1.7's ctr (Go) into the CI cache.
 //! - `cargo xtask bench storage [-- OPTIONS]`: build `crated` in release and
 //!   run the storage benchmark against it and containerd 1.6 (see
 //!   `daemon/benches/storage.rs` for the options).
@@ -123,7 +123,7 @@ fn install_deps() -> anyhow::Result<()> {
         }
     }
     gotools::install().context(
-        "build the Go test tools (crictl, critest, checkpointctl, kubelet, stargz-tool)",
+        "build the Go test tools (crictl, critest, checkpointctl, kubelet, stargz-tool, ctr-1.7)",
     )?;
     busybox::install().context("fetch Debian's dynamic busybox for critest's images")?;
     Ok(())

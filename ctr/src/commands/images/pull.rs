@@ -115,6 +115,7 @@ pub async fn fetch(
         labels: label_args(&args.label),
         // As containerd's ctr: the record is written on every pull.
         keep_unchanged_record: false,
+        record: true,
         discard_unpacked_layers: false,
         snapshot_annotations: false,
         // As containerd's ctr: the whole image is fetched, then unpacked.
