@@ -44,6 +44,7 @@ pub async fn snapshot_layer(
         reference: options.r#ref,
         labels: options.labels,
         lease: Some(lease.to_owned()),
+        source_date_epoch: None,
     };
     let made = client
         .services()

@@ -51,6 +51,10 @@ pub struct CompareOptions {
     pub labels: std::collections::BTreeMap<String, String>,
     /// The lease holding the blob (the caller's `containerd-lease`).
     pub lease: Option<String>,
+    /// Clamp entry times to this (`SOURCE_DATE_EPOCH`), which whiteouts
+    /// also carry, so the same change makes the same layer whenever it is
+    /// made.
+    pub source_date_epoch: Option<std::time::SystemTime>,
 }
 
 /// Makes layers from the difference of two mounts.

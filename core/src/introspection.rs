@@ -43,6 +43,9 @@ pub struct ServerInfo {
     pub pid: u64,
     /// The inode of the daemon's PID namespace (0 when unknown).
     pub pidns: u64,
+    /// Deprecated features seen in use since the daemon started
+    /// (containerd 1.7).
+    pub deprecations: Vec<crate::deprecation::Deprecation>,
 }
 
 /// The daemon's version, as containerd's version service reports it.

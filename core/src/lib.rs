@@ -7,6 +7,7 @@ pub mod checkpoint;
 pub mod child;
 pub mod containers;
 pub mod content;
+pub mod deprecation;
 pub mod descriptor;
 pub mod diff;
 pub mod digest;

@@ -1,6 +1,7 @@
 //! `[plugins."io.containerd.grpc.v1.cri"]`, with containerd 1.6/1.7's keys
 //! and defaults, so an existing containerd `config.toml` works unchanged.
 
+use crated_core::deprecation::Warning;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -564,6 +565,32 @@ impl RegistryAuth {
 }
 
 impl Config {
+    /// The deprecated settings this configuration uses, as containerd 1.7
+    /// reports them (`ctr deprecations list`).
+    pub fn deprecations(&self) -> Vec<Warning> {
+        let mut used = Vec::new();
+        if self.systemd_cgroup {
+            used.push(Warning::CriSystemdCgroupV1);
+        }
+        if !self.registry.mirrors.is_empty() {
+            used.push(Warning::CriRegistryMirrors);
+        }
+        if !self.registry.auths.is_empty() {
+            used.push(Warning::CriRegistryAuths);
+        }
+        if !self.registry.configs.is_empty() {
+            used.push(Warning::CriRegistryConfigs);
+        }
+        let runtimes = self.containerd.runtimes.values();
+        if runtimes
+            .into_iter()
+            .any(|r| !r.options.criu_path.is_empty())
+        {
+            used.push(Warning::CriCriuPath);
+        }
+        used
+    }
+
     /// The huge page policy of [`crate::spec_opts::linux_resources`].
     pub fn hugetlb(&self) -> crate::spec_opts::Hugetlb {
         crate::spec_opts::Hugetlb {
@@ -676,6 +703,30 @@ mod tests {
 
     fn registry(text: &str) -> RegistryConfig {
         toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn deprecated_settings_in_use_are_named_as_containerd_names_them() {
+        let config: Config = toml::from_str(
+            r#"
+            systemd_cgroup = true
+            [registry.auths."old.example"]
+            username = "u"
+            [containerd.runtimes.runc.options]
+            CriuPath = "/opt/criu"
+            "#,
+        )
+        .unwrap();
+        let ids: Vec<&str> = config.deprecations().into_iter().map(Warning::id).collect();
+        assert_eq!(
+            ids,
+            [
+                "io.containerd.deprecation/cri-systemd-cgroup-v1",
+                "io.containerd.deprecation/cri-registry-auths",
+                "io.containerd.deprecation/cri-criu-path",
+            ]
+        );
+        assert!(Config::default().deprecations().is_empty());
     }
 
     #[test]

@@ -17,6 +17,11 @@ use crate::Cri;
 pub fn registration() -> Registration {
     Registration::new(GRPC, "cri", |ctx| async move {
         let config: Config = ctx.config()?;
+        let warnings = ctx.get_by_id(types::WARNING)?;
+        for warning in config.deprecations() {
+            tracing::warn!(id = warning.id(), "DEPRECATION: {}", warning.message());
+            warnings.emit(warning);
+        }
         let client = Client::new(Services::from_plugins(&ctx)?);
         let cri = Cri::new(client, config, ctx.root.clone(), ctx.state.clone())?;
         cri.start().await?;
@@ -37,6 +42,6 @@ pub fn registration() -> Registration {
         });
         Ok(Plugin::new(server))
     })
-    .requires(&[types::SERVICE, types::EVENT.name()])
+    .requires(&[types::SERVICE, types::EVENT.name(), types::INTERNAL])
     .with_config::<Config>()
 }

@@ -326,6 +326,35 @@ async fn deprecated_registry_mirrors_configs_and_auths_still_work() {
     let daemon = tokio::task::spawn_blocking(move || Daemon::start_with("", &sections))
         .await
         .unwrap();
+    // containerd 1.7's ctr lists the deprecated settings in use, and
+    // warns of them on each command.
+    let ctr17 = crated_testimages::cri_tool("ctr-1.7")
+        .expect("ctr-1.7 is not built: run `cargo xtask deps`");
+    let listed = ok(daemon.ctr(&ctr17, &["deprecations", "list", "--format", "json"]));
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let ids: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "io.containerd.deprecation/cri-registry-mirrors",
+            "io.containerd.deprecation/cri-registry-configs",
+        ],
+        "{listed}"
+    );
+    assert!(listed[0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("config_path"));
+    let warned = daemon.ctr(&ctr17, &["version"]);
+    assert!(
+        String::from_utf8_lossy(&warned.stderr).contains("DEPRECATION"),
+        "{warned:?}"
+    );
     let channel = daemon.channel().await;
     let mut service = images(&channel).await;
     let pull = |image: String, auth: Option<cri::AuthConfig>| cri::PullImageRequest {

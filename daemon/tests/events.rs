@@ -168,3 +168,32 @@ async fn publish_validates_topics() {
         status.message()
     );
 }
+
+/// containerd 1.7's snapshot events name the snapshotter; its ctr shows it.
+#[test]
+fn snapshot_events_name_their_snapshotter() {
+    let daemon = Daemon::start();
+    let ctr17 = crated_testimages::cri_tool("ctr-1.7")
+        .expect("ctr-1.7 is not built: run `cargo xtask deps`");
+    let watcher = Watcher::start(&daemon, &ctr17, &[r#"topic~="^/snapshot/""#]);
+    let native = ["snapshots", "--snapshotter", "native"];
+    let probe: &[&[&str]] = &[
+        &["snapshots", "--snapshotter", "native", "prepare", "probe"],
+        &["snapshots", "--snapshotter", "native", "rm", "probe"],
+    ];
+    sync(&daemon, &watcher, probe);
+    for step in [
+        &["prepare", "work"][..],
+        &["commit", "done", "work"],
+        &["rm", "done"],
+    ] {
+        ok(daemon.ctr(&ctr17, &[&native[..], step].concat()));
+    }
+    for want in [
+        r#"default /snapshot/prepare {"key":"work","snapshotter":"native"}"#,
+        r#"default /snapshot/commit {"key":"work","name":"done","snapshotter":"native"}"#,
+        r#"default /snapshot/remove {"key":"done","snapshotter":"native"}"#,
+    ] {
+        assert_eq!(watcher.next(), want);
+    }
+}

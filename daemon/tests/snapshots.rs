@@ -448,6 +448,14 @@ async fn collection_removes_snapshots_nothing_holds() {
 
 /// The names of the entries of a (gzipped, if it is) layer.
 fn layer_names(layer: &[u8]) -> Vec<String> {
+    layer_times(layer)
+        .into_iter()
+        .map(|(path, _)| path)
+        .collect()
+}
+
+/// Each entry of a layer with its date.
+fn layer_times(layer: &[u8]) -> Vec<(String, u64)> {
     let tar: Box<dyn std::io::Read> = if layer.starts_with(&[0x1f, 0x8b]) {
         Box::new(flate2::read::GzDecoder::new(layer))
     } else {
@@ -456,7 +464,11 @@ fn layer_names(layer: &[u8]) -> Vec<String> {
     tar::Archive::new(tar)
         .entries()
         .unwrap()
-        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .map(|e| {
+            let e = e.unwrap();
+            let path = e.path().unwrap().display().to_string();
+            (path, e.header().mtime().unwrap())
+        })
         .collect()
 }
 
@@ -539,6 +551,33 @@ fn both_ctrs_snapshots_diff_make_layers_through_the_diff_service() {
             );
             let err = fails(diff(&["--media-type", "application/x-nope", "top-work"]));
             assert!(err.contains("unsupported diff media type"), "{err}");
+        }
+        // SOURCE_DATE_EPOCH, which containerd 1.7's ctr (and ours) sends
+        // with the diff: every entry here is newer, so all are dated then,
+        // whiteout included.
+        let ctr17 = crated_testimages::cri_tool("ctr-1.7")
+            .expect("ctr-1.7 is not built: run `cargo xtask deps`");
+        for bin in [ctr17, common::workspace_bin("ctr")] {
+            let layer = common::output_within(
+                Command::new(&bin)
+                    .arg("--address")
+                    .arg(&daemon.address)
+                    .args(["-n", NS, "snapshots", "--snapshotter", snapshotter])
+                    .args(["diff", "top-work"])
+                    .env("SOURCE_DATE_EPOCH", "1000000000"),
+                common::CLIENT_LIMIT,
+            );
+            assert!(
+                layer.status.success(),
+                "{}",
+                String::from_utf8_lossy(&layer.stderr)
+            );
+            let times = layer_times(&layer.stdout);
+            assert_eq!(times.len(), 3, "{times:?}");
+            assert!(
+                times.iter().all(|(_, t)| *t == 1_000_000_000),
+                "{bin:?}: {times:?}"
+            );
         }
         for key in ["top-work", "base"] {
             ok(ctr(&daemon, snapshotter, &["rm", key]));

@@ -25,20 +25,23 @@ fn io_error(path: &Path, op: &'static str, source: io::Error) -> Error {
     }
 }
 
-/// Writes the tar of what changed from `lower` to `upper` into `out`.
-pub fn write_diff(lower: &Path, upper: &Path, out: impl Write) -> Result<()> {
-    write(Some(lower), upper, out)
+/// Writes the tar of what changed from `lower` to `upper` into `out`;
+/// with `epoch` (seconds since 1970), no entry is dated later and
+/// whiteouts are dated then.
+pub fn write_diff(lower: &Path, upper: &Path, out: impl Write, epoch: Option<u64>) -> Result<()> {
+    write(Some(lower), upper, out, epoch)
 }
 
 /// Writes the whole tree under `root` as a tar into `out` (containerd's
 /// `archive.Diff` from nothing): a checkpoint image, for one.
 pub fn write_tree(root: &Path, out: impl Write) -> Result<()> {
-    write(None, root, out)
+    write(None, root, out, None)
 }
 
-fn write(lower: Option<&Path>, upper: &Path, out: impl Write) -> Result<()> {
+fn write(lower: Option<&Path>, upper: &Path, out: impl Write, epoch: Option<u64>) -> Result<()> {
     let mut writer = DiffWriter {
         tar: tar::Builder::new(out),
+        epoch,
         upper: upper.to_owned(),
         written_dirs: BTreeSet::new(),
         links: HashMap::new(),
@@ -53,6 +56,8 @@ fn write(lower: Option<&Path>, upper: &Path, out: impl Write) -> Result<()> {
 
 struct DiffWriter<W: Write> {
     tar: tar::Builder<W>,
+    /// No entry is dated later than this (seconds since 1970).
+    epoch: Option<u64>,
     upper: PathBuf,
     /// Directories already in the tar, so parents are written once.
     written_dirs: BTreeSet<PathBuf>,
@@ -240,7 +245,8 @@ impl<W: Write> DiffWriter<W> {
         header.set_entry_type(EntryType::Regular);
         header.set_size(0);
         header.set_mode(0o644);
-        header.set_mtime(0);
+        // Undated unless the caller dates layers: one layer whenever made.
+        header.set_mtime(self.epoch.unwrap_or(0));
         header.set_uid(0);
         header.set_gid(0);
         self.tar
@@ -259,7 +265,8 @@ impl<W: Write> DiffWriter<W> {
         header.set_mode(meta.mode() & 0o7777);
         header.set_uid(u64::from(meta.uid()));
         header.set_gid(u64::from(meta.gid()));
-        header.set_mtime(meta.mtime().max(0) as u64);
+        let mtime = meta.mtime().max(0) as u64;
+        header.set_mtime(self.epoch.map_or(mtime, |epoch| mtime.min(epoch)));
         header.set_size(0);
         let attrs = xattrs(path);
         if !attrs.is_empty() {
@@ -373,7 +380,7 @@ mod tests {
         assert_eq!(filetime_of(&upper.join("keep/same")), t);
 
         let mut tar = Vec::new();
-        write_diff(&lower, &upper, &mut tar).unwrap();
+        write_diff(&lower, &upper, &mut tar, None).unwrap();
         let names = tar_names(&tar);
         assert!(
             !names.iter().any(|n| n.contains("same")),
@@ -398,6 +405,63 @@ mod tests {
             out.join("new/deep/file").metadata().unwrap().ino()
         );
         assert_eq!(fs::read_link(out.join("link")).unwrap(), Path::new("new"));
+    }
+
+    /// With an epoch, what is newer is dated then, what is older keeps its
+    /// time, and whiteouts carry the epoch: the same change, the same layer.
+    #[test]
+    fn an_epoch_clamps_entry_times_and_dates_whiteouts() {
+        let dir = tempfile::tempdir().unwrap();
+        let (lower, upper) = (dir.path().join("lower"), dir.path().join("upper"));
+        fs::create_dir_all(lower.join("d")).unwrap();
+        fs::write(lower.join("d/gone"), "x").unwrap();
+        fs::create_dir_all(upper.join("d")).unwrap();
+        fs::write(upper.join("d/new"), "now").unwrap();
+        fs::write(upper.join("old"), "from 1990").unwrap();
+        let in_1990 = nix::sys::time::TimeSpec::new(631_152_000, 0);
+        nix::sys::stat::utimensat(
+            None,
+            &upper.join("old"),
+            &in_1990,
+            &in_1990,
+            nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+        )
+        .unwrap();
+        let epoch = 1_000_000_000; // 2001
+        let layer = |epoch| {
+            let mut tar = Vec::new();
+            write_diff(&lower, &upper, &mut tar, epoch).unwrap();
+            tar
+        };
+        let dated = layer(Some(epoch));
+        let times: std::collections::BTreeMap<String, u64> = tar::Archive::new(&dated[..])
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.path().unwrap().display().to_string(),
+                    e.header().mtime().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(times["d/new"], epoch);
+        assert_eq!(times["d/.wh.gone"], epoch);
+        assert_eq!(times["old"], 631_152_000);
+        assert_eq!(times["d"], epoch);
+        // Made again later: byte for byte the same layer.
+        fs::write(upper.join("d/new"), "now").unwrap();
+        assert_eq!(layer(Some(epoch)), dated);
+        // Without one, the new file keeps its own (recent) time.
+        let undated = layer(None);
+        let new_time = tar::Archive::new(&undated[..])
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap())
+            .find(|e| e.path().unwrap() == Path::new("d/new"))
+            .map(|e| e.header().mtime().unwrap())
+            .unwrap();
+        assert!(new_time > epoch);
     }
 
     fn filetime_of(p: &Path) -> (i64, i64) {

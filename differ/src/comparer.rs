@@ -122,6 +122,7 @@ fn write_layer(
     lower: &[Mount],
     upper: &[Mount],
     compressed: bool,
+    epoch: Option<u64>,
     out: ChannelWriter,
 ) -> Result<Option<Digest>> {
     let lower_dir = tempdir_in(scratch)?;
@@ -138,14 +139,14 @@ fn write_layer(
             inner: flate2::write::GzEncoder::new(out, flate2::Compression::default()),
             hasher: Sha256::new(),
         };
-        crate::compare::write_diff(&lower_dir.0, &upper_dir.0, &mut hashing).and_then(|()| {
+        crate::compare::write_diff(&lower_dir.0, &upper_dir.0, &mut hashing, epoch).and_then(|()| {
             let mut sink = hashing.inner.finish().map_err(io_error)?;
             sink.flush().map_err(io_error)?;
             Ok(Some(hashing.hasher.finish()))
         })
     } else {
         let mut out = out;
-        crate::compare::write_diff(&lower_dir.0, &upper_dir.0, &mut out)
+        crate::compare::write_diff(&lower_dir.0, &upper_dir.0, &mut out, epoch)
             .and_then(|()| out.flush().map_err(io_error).map(|()| None))
     };
     upper_guard.unmount()?;
@@ -206,8 +207,13 @@ impl Comparer for WalkingDiffer {
                 writer.truncate(0).await?;
             }
             let (scratch, lower, upper) = (self.scratch.clone(), lower.to_vec(), upper.to_vec());
+            // Whole seconds, as tar dates entries.
+            let epoch = options.source_date_epoch.map(|t| {
+                t.duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |since| since.as_secs())
+            });
             let diff_id = stream_into(&mut *writer, move |out| {
-                write_layer(&scratch, &lower, &upper, compressed, out)
+                write_layer(&scratch, &lower, &upper, compressed, epoch, out)
             })
             .await?;
             Ok::<_, crated_core::Error>((writer, diff_id))

@@ -52,6 +52,9 @@ pub const METADATA: Type<Metadata> = Type::new("io.containerd.metadata.v1");
 /// The directory installed binaries go to (`ctr install`).
 pub const OPT: Id<Opt> = Id::new(INTERNAL, "opt");
 
+/// Deprecated features seen in use (containerd 1.7's warning service).
+pub const WARNING: Id<crated_core::deprecation::Warnings> = Id::new(INTERNAL, "warning");
+
 /// What the metadata plugin provides: namespaced stores over the content
 /// store and snapshotters, and the collector of what none of them holds.
 #[derive(Clone)]

@@ -6,6 +6,7 @@ use std::io::Write as _;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
+use crated_core::deprecation::Warnings;
 use crated_core::filters::{self, Adaptor};
 use crated_core::introspection::{Introspection, PluginInfo, ServerInfo, Version};
 use crated_core::Result;
@@ -24,15 +25,22 @@ pub const REVISION: &str = match option_env!("CRATED_REVISION") {
 pub struct IntrospectionService {
     plugins: Arc<OnceLock<Vec<PluginInfo>>>,
     uuid: String,
+    warnings: Warnings,
 }
 
 impl IntrospectionService {
-    /// Reports `plugins` (filled in once every plugin has loaded) and the
-    /// UUID kept under `dir`, created durably on first start.
-    pub fn new(plugins: Arc<OnceLock<Vec<PluginInfo>>>, dir: &Path) -> Result<Self> {
+    /// Reports `plugins` (filled in once every plugin has loaded), the
+    /// UUID kept under `dir` (created durably on first start) and the
+    /// deprecations in `warnings`.
+    pub fn new(
+        plugins: Arc<OnceLock<Vec<PluginInfo>>>,
+        dir: &Path,
+        warnings: Warnings,
+    ) -> Result<Self> {
         Ok(Self {
             plugins,
             uuid: server_uuid(dir)?,
+            warnings,
         })
     }
 }
@@ -70,6 +78,7 @@ impl Introspection for IntrospectionService {
             uuid: self.uuid.clone(),
             pid: u64::from(std::process::id()),
             pidns: pid_namespace(),
+            deprecations: self.warnings.list(),
         })
     }
 

@@ -106,28 +106,41 @@ pub fn registrations() -> Vec<Registration> {
             let service: Arc<dyn Differ> = Arc::new(DiffService::new(differs.collect()));
             Ok(service)
         }),
-        service(services::TASKS, &[RUNTIME.name(), metadata, event], |ctx| {
-            let metadata = ctx.get(types::METADATA)?;
-            // Events of the containers the tasks service reads are not
-            // its to publish: it reads the store directly.
-            let service: Arc<dyn Tasks> = Arc::new(TaskService::new(
-                ctx.get(RUNTIME)?,
-                metadata.containers,
-                metadata.content,
-            ));
-            Ok(service)
-        }),
+        service(
+            services::TASKS,
+            &[RUNTIME.name(), metadata, event, types::INTERNAL],
+            |ctx| {
+                let metadata = ctx.get(types::METADATA)?;
+                // Events of the containers the tasks service reads are not
+                // its to publish: it reads the store directly.
+                let service: Arc<dyn Tasks> = Arc::new(TaskService::new(
+                    ctx.get(RUNTIME)?,
+                    metadata.containers,
+                    metadata.content,
+                    ctx.get_by_id(types::WARNING)?,
+                ));
+                Ok(service)
+            },
+        ),
         // It reads the registry's record when asked, which is complete
         // once every plugin has loaded: its own init can come at any time.
-        service(services::INTROSPECTION, &[], |ctx| {
+        service(services::INTROSPECTION, &[types::INTERNAL], |ctx| {
             // Where containerd keeps the server UUID, kept across the
             // move of introspection into the service layer.
             let dir = ctx
                 .daemon_root()
                 .join("io.containerd.grpc.v1.introspection");
-            let service: Arc<dyn Introspection> =
-                Arc::new(IntrospectionService::new(ctx.plugin_infos(), &dir)?);
+            let service: Arc<dyn Introspection> = Arc::new(IntrospectionService::new(
+                ctx.plugin_infos(),
+                &dir,
+                ctx.get_by_id(types::WARNING)?,
+            )?);
             Ok(service)
         }),
+        Registration::new(
+            types::WARNING.r#type(),
+            types::WARNING.id(),
+            |_ctx| async move { Ok(Plugin::new(crated_core::deprecation::Warnings::default())) },
+        ),
     ]
 }

@@ -38,6 +38,7 @@ impl Snapshotters for SnapshotService {
         }
         Ok(Arc::new(Publishing {
             inner: self.snapshotters.get(ns, name, lease)?,
+            name: name.to_owned(),
             ns: ns.clone(),
             exchange: self.exchange.clone(),
         }))
@@ -47,6 +48,8 @@ impl Snapshotters for SnapshotService {
 /// One snapshotter as one namespace sees it, publishing its mutations.
 struct Publishing {
     inner: Arc<dyn Snapshotter>,
+    /// The snapshotter's name, which containerd 1.7's events carry.
+    name: String,
     ns: Namespace,
     exchange: Exchange,
 }
@@ -74,6 +77,7 @@ impl Snapshotter for Publishing {
         let event = ev::SnapshotPrepare {
             key: key.to_owned(),
             parent: parent.to_owned(),
+            snapshotter: self.name.clone(),
         };
         publish(
             &self.exchange,
@@ -94,6 +98,7 @@ impl Snapshotter for Publishing {
         let event = ev::SnapshotCommit {
             key: key.to_owned(),
             name: name.to_owned(),
+            snapshotter: self.name.clone(),
         };
         publish(
             &self.exchange,
@@ -109,6 +114,7 @@ impl Snapshotter for Publishing {
         self.inner.remove(key).await?;
         let event = ev::SnapshotRemove {
             key: key.to_owned(),
+            snapshotter: self.name.clone(),
         };
         publish(
             &self.exchange,

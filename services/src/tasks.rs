@@ -2,6 +2,7 @@
 //! record (its spec and runtime, or a checkpoint to restore), and every
 //! other call goes to the task's shim through the runtime.
 
+use crated_core::deprecation::{Warning, Warnings};
 use std::sync::Arc;
 
 use crated_api::containerd::runc::v1::{CheckpointOptions, Options as RuncOptions};
@@ -31,20 +32,25 @@ pub struct TaskService {
     containers: Arc<dyn ContainerStore>,
     /// Where checkpoints are written to and restored from.
     content: Arc<dyn ContentStore>,
+    /// Where a deprecated runtime in use is told.
+    warnings: Warnings,
 }
 
 impl TaskService {
     /// Tasks of `manager` for the containers in `containers`,
-    /// checkpointing into (and restoring from) `content`.
+    /// checkpointing into (and restoring from) `content`; a task of a
+    /// deprecated runtime is reported to `warnings`.
     pub fn new(
         manager: Arc<TaskManager>,
         containers: Arc<dyn ContainerStore>,
         content: Arc<dyn ContentStore>,
+        warnings: Warnings,
     ) -> Self {
         Self {
             manager,
             containers,
             content,
+            warnings,
         }
     }
 
@@ -119,6 +125,9 @@ impl Tasks for TaskService {
         } else {
             task.runtime_path.clone()
         };
+        if runtime == "io.containerd.runc.v1" {
+            self.warnings.emit(Warning::RuntimeRuncV1);
+        }
         let options = task.options.or(container.runtime.options);
         let (_, pid) = self
             .manager

@@ -310,7 +310,12 @@ impl Job {
         self.progress.status("Importing");
         let imported =
             crated_client::import::import(&self.client, Box::new(input), &options).await?;
+        let labels: BTreeMap<String, String> = store.labels.clone().into_iter().collect();
         for image in &imported {
+            if !labels.is_empty() {
+                crated_client::images::put(&self.client, &image.name, &image.target, &labels)
+                    .await?;
+            }
             if let Some(snapshotter) = &snapshotter {
                 let node = crated_client::descriptor_node(&image.name, &image.target)?;
                 crated_client::unpack(&self.client, &node, snapshotter, &matcher).await?;

@@ -72,6 +72,7 @@ impl Comparer for DiffProxy {
             media_type: options.media_type,
             r#ref: options.reference,
             labels: options.labels.into_iter().collect(),
+            source_date_epoch: options.source_date_epoch.map(crate::convert::to_timestamp),
         };
         let req = request(Some(ns), options.lease.as_deref(), req)?;
         let reply = self.client.clone().diff(req).await;

@@ -53,6 +53,19 @@ impl Introspection for IntrospectionProxy {
             uuid: r.uuid,
             pid: r.pid,
             pidns: r.pidns,
+            deprecations: r
+                .deprecations
+                .into_iter()
+                .map(|d| crated_core::deprecation::Deprecation {
+                    last_occurrence: d
+                        .last_occurrence
+                        .as_ref()
+                        .map(crate::convert::to_system_time)
+                        .unwrap_or(std::time::UNIX_EPOCH),
+                    id: d.id,
+                    message: d.message,
+                })
+                .collect(),
         })
     }
 

@@ -57,6 +57,10 @@ impl Service {
             reference: request.r#ref,
             labels: request.labels.into_iter().collect(),
             lease,
+            source_date_epoch: request
+                .source_date_epoch
+                .as_ref()
+                .map(crate::convert::to_system_time),
         };
         let diff = self.differ.compare(&ns, &lower, &upper, options).await?;
         Ok(pb::DiffResponse {

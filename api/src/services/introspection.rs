@@ -109,6 +109,15 @@ impl pb::introspection_server::Introspection for Service {
             uuid: server.uuid,
             pid: server.pid,
             pidns: server.pidns,
+            deprecations: server
+                .deprecations
+                .into_iter()
+                .map(|d| pb::DeprecationWarning {
+                    id: d.id,
+                    message: d.message,
+                    last_occurrence: Some(crate::convert::to_timestamp(d.last_occurrence)),
+                })
+                .collect(),
         }))
     }
 }

@@ -105,6 +105,7 @@ async fn diff(
         reference: args.reference.clone().unwrap_or_default(),
         labels,
         lease: Some(lease.to_owned()),
+        source_date_epoch: source_date_epoch()?,
     };
     let ns = client.namespace();
     let desc = client
@@ -131,4 +132,20 @@ async fn diff(
     }
     stdout.flush()?;
     Ok(())
+}
+
+/// `SOURCE_DATE_EPOCH` (seconds since 1970), as containerd 1.7's ctr reads
+/// it for a reproducible layer; an unset or empty variable is none.
+fn source_date_epoch() -> anyhow::Result<Option<std::time::SystemTime>> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(value) if !value.is_empty() => {
+            let seconds: u64 = value.parse().map_err(|_| {
+                anyhow::anyhow!("SOURCE_DATE_EPOCH {value:?} is not a number of seconds since 1970")
+            })?;
+            Ok(Some(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds),
+            ))
+        }
+        _ => Ok(None),
+    }
 }
