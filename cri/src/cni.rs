@@ -19,7 +19,26 @@ use crated_core::Result;
 use serde_json::{json, Map, Value};
 
 pub use config::NetworkList;
-pub use result::{pod_ips, Interface, IpConfig, NetResult};
+pub use result::{go_cni_json, pod_ips, Interface, IpConfig, NetResult};
+
+/// What the networks of pod `id` gave it, from the result cache under
+/// `cache_dir` (so also for a pod set up before a daemon restart):
+/// loopback first, then by interface name (`eth0`, `net1`, …), the order
+/// they were attached in.
+pub fn cached_results(cache_dir: &Path, id: &str) -> Result<Vec<NetResult>> {
+    let mut results: Vec<NetResult> = cache::results_of(cache_dir, id)?
+        .into_iter()
+        .filter_map(|(network, ifname, raw)| NetResult::parse(&network, &ifname, raw).ok())
+        .collect();
+    results.sort_by(|a, b| {
+        (a.ifname != "lo", a.ifname.len(), &a.ifname).cmp(&(
+            b.ifname != "lo",
+            b.ifname.len(),
+            &b.ifname,
+        ))
+    });
+    Ok(results)
+}
 
 use crate::error::Error;
 

@@ -199,6 +199,14 @@ impl Network {
             .collect())
     }
 
+    /// What the networks of pod `id` gave it, as containerd's verbose
+    /// sandbox info shows it (`cniResult`); none for a pod without CNI
+    /// results (host network, or torn down).
+    pub fn cni_result(&self, id: &str) -> Result<Option<serde_json::Value>> {
+        let results = crate::cni::cached_results(&self.cache_dir, id)?;
+        Ok((!results.is_empty()).then(|| crate::cni::go_cni_json(&results)))
+    }
+
     /// Tears down the network of pod `id` of `runtime` and removes its
     /// namespace. Idempotent:
     /// a pod already torn down (or whose namespace is gone, as after a

@@ -901,8 +901,9 @@ impl Cri {
     /// which `crictl inspectp` shows (`.info.pid` is how people enter a
     /// pod's namespaces): the pause process and its status, whether the
     /// network namespace is gone, the image, snapshot and runtime of the
-    /// pause container, the pod's config and the pause container's spec;
-    /// and crated's own record of the sandbox.
+    /// pause container, the pod's config and the pause container's spec,
+    /// what its CNI networks gave it; and crated's own record of the
+    /// sandbox.
     async fn sandbox_info(&self, sandbox: &Sandbox) -> Result<String> {
         let record = self.client.load_container(&sandbox.id).await?;
         let tasks = &self.client.services().tasks;
@@ -925,6 +926,7 @@ impl Cri {
             "runtimeOptions": crate::runtime_options_json(r.runtime.options.as_ref()),
             "config": sandbox.config,
             "runtimeSpec": record.spec().ok(),
+            "cniResult": self.network.cni_result(&sandbox.id)?,
             "sandboxID": sandbox.id,
             "metadata": sandbox.metadata,
             "netNamespace": sandbox.metadata.netns,

@@ -2406,13 +2406,27 @@ fn a_runtime_with_its_own_cni_conf_dir_puts_its_pods_on_its_network() {
             let status = runtime
                 .pod_sandbox_status(cri::PodSandboxStatusRequest {
                     pod_sandbox_id: pod.clone(),
-                    verbose: false,
+                    verbose: true,
                 })
                 .await
                 .unwrap()
                 .into_inner();
+            let info: serde_json::Value = serde_json::from_str(&status.info["info"]).unwrap();
             let ip = status.status.unwrap().network.unwrap().ip;
             assert!(ip.starts_with(subnet), "{handler:?}: {ip}");
+            // What the networks gave the pod, as containerd's verbose info
+            // shows it (`crictl inspectp … | jq .info.cniResult`).
+            let eth0 = &info["cniResult"]["Interfaces"]["eth0"];
+            assert_eq!(eth0["IPConfigs"][0]["IP"], ip.as_str(), "{info}");
+            assert_eq!(
+                eth0["IPConfigs"][0]["Gateway"],
+                format!("{subnet}1"),
+                "{info}"
+            );
+            assert_eq!(eth0["Sandbox"], info["netNamespace"], "{info}");
+            assert_eq!(eth0["Mac"].as_str().map(str::len), Some(17), "{info}");
+            let lo = &info["cniResult"]["Interfaces"]["lo"]["IPConfigs"];
+            assert_eq!(lo[0]["IP"], "127.0.0.1", "{info}");
             assert_eq!(allocated_ips(ipam.path(), network), vec![ip]);
             stop_and_remove_pod(&mut runtime, &pod).await;
             assert!(

@@ -65,6 +65,47 @@ pub fn read(dir: &Path, network: &str, id: &str, ifname: &str) -> Result<Option<
     Ok(doc.get("result").cloned().map(|result| Cached { result }))
 }
 
+/// Every cached ADD of container `id`: its network's name, the interface
+/// it was attached as, and the result.
+pub fn results_of(dir: &Path, id: &str) -> Result<Vec<(String, String, Value)>> {
+    let results = dir.join("results");
+    let entries = match std::fs::read_dir(&results) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(crated_core::Error::io(
+                format!("read {}", results.display()),
+                e,
+            ))
+        }
+    };
+    let marker = format!("-{id}-");
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        if !entry.file_name().to_string_lossy().contains(&marker) {
+            continue;
+        }
+        // Entries that vanish (a DEL) or do not parse are skipped: this
+        // is a report, not the teardown.
+        let Ok(data) = std::fs::read(entry.path()) else {
+            continue;
+        };
+        let Ok(doc) = serde_json::from_slice::<Value>(&data) else {
+            continue;
+        };
+        let field = |name: &str| doc.get(name).and_then(Value::as_str).map(str::to_owned);
+        if field("containerId").as_deref() != Some(id) {
+            continue;
+        }
+        if let (Some(network), Some(ifname), Some(result)) =
+            (field("networkName"), field("ifName"), doc.get("result"))
+        {
+            out.push((network, ifname, result.clone()));
+        }
+    }
+    Ok(out)
+}
+
 /// Forgets the cached result; what is not there is fine.
 pub fn remove(dir: &Path, network: &str, id: &str, ifname: &str) -> Result<()> {
     let p = path(dir, network, id, ifname);

@@ -132,6 +132,59 @@ impl NetResult {
     }
 }
 
+/// `results` (loopback first, in the order the networks were attached)
+/// in the shape go-cni gives containerd's verbose sandbox info
+/// (`cniResult`, which `crictl inspectp` shows): each interface by name
+/// with its MAC, namespace and addresses (an address whose interface the
+/// plugin did not name is the pod's `eth0`'s), the DNS settings of each
+/// network, and every route.
+pub fn go_cni_json(results: &[NetResult]) -> Value {
+    use serde_json::{json, Map};
+    let blank = || json!({"IPConfigs": null, "Mac": "", "Sandbox": ""});
+    let mut interfaces = Map::new();
+    interfaces.insert(crate::cni::DEFAULT_IFNAME.to_owned(), blank());
+    let mut dns = Vec::new();
+    let mut routes = Vec::new();
+    for result in results {
+        let raw_interfaces = result.raw.get("interfaces").and_then(Value::as_array);
+        for (i, interface) in result.interfaces.iter().enumerate() {
+            let mac = raw_interfaces
+                .and_then(|list| list.get(i))
+                .and_then(|r| r.get("mac"))
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            interfaces.insert(
+                interface.name.clone(),
+                json!({"IPConfigs": null, "Mac": mac, "Sandbox": interface.sandbox}),
+            );
+        }
+        for ip in &result.ips {
+            let name = ip
+                .interface
+                .and_then(|i| result.interfaces.get(i))
+                .map_or(crate::cni::DEFAULT_IFNAME, |i| i.name.as_str());
+            let config = interfaces.entry(name.to_owned()).or_insert_with(blank);
+            let entry = json!({
+                "IP": ip.address.to_string(),
+                "Gateway": ip.gateway.map(|g| g.to_string()),
+            });
+            match config["IPConfigs"].as_array_mut() {
+                Some(list) => list.push(entry),
+                None => config["IPConfigs"] = json!([entry]),
+            }
+        }
+        dns.push(result.raw.get("dns").cloned().unwrap_or_else(|| json!({})));
+        if let Some(list) = result.raw.get("routes").and_then(Value::as_array) {
+            routes.extend(list.iter().cloned());
+        }
+    }
+    json!({
+        "Interfaces": interfaces,
+        "DNS": dns,
+        "Routes": if routes.is_empty() { Value::Null } else { Value::Array(routes) },
+    })
+}
+
 /// The pod's addresses out of `results`: those on the interface named
 /// `ifname` inside the pod (or, where a plugin did not say which
 /// interface, every address of the network attached as `ifname`), IPv4
@@ -169,6 +222,57 @@ pub fn pod_ips(results: &[NetResult], ifname: &str, pref: IpPreference) -> Vec<I
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn results_read_as_go_cni_gives_them_to_containerd() {
+        let lo = NetResult::parse(
+            "cni-loopback",
+            "lo",
+            serde_json::json!({
+                "cniVersion": "1.0.0",
+                "interfaces": [{"name": "lo", "mac": "00:00:00:00:00:00", "sandbox": "/run/netns/p"}],
+                "ips": [{"interface": 0, "address": "127.0.0.1/8"}],
+                "dns": {}
+            }),
+        )
+        .unwrap();
+        let bridge = NetResult::parse(
+            "node",
+            "eth0",
+            serde_json::json!({
+                "cniVersion": "1.0.0",
+                "interfaces": [
+                    {"name": "cni0", "mac": "aa:aa:aa:aa:aa:aa"},
+                    {"name": "eth0", "mac": "bb:bb:bb:bb:bb:bb", "sandbox": "/run/netns/p"}
+                ],
+                "ips": [{"interface": 1, "address": "10.88.0.5/16", "gateway": "10.88.0.1"}],
+                "routes": [{"dst": "0.0.0.0/0"}],
+                "dns": {"nameservers": ["10.96.0.10"]}
+            }),
+        )
+        .unwrap();
+        let json = go_cni_json(&[lo, bridge]);
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "Interfaces": {
+                    "lo": {
+                        "IPConfigs": [{"IP": "127.0.0.1", "Gateway": null}],
+                        "Mac": "00:00:00:00:00:00",
+                        "Sandbox": "/run/netns/p"
+                    },
+                    "cni0": {"IPConfigs": null, "Mac": "aa:aa:aa:aa:aa:aa", "Sandbox": ""},
+                    "eth0": {
+                        "IPConfigs": [{"IP": "10.88.0.5", "Gateway": "10.88.0.1"}],
+                        "Mac": "bb:bb:bb:bb:bb:bb",
+                        "Sandbox": "/run/netns/p"
+                    }
+                },
+                "DNS": [{}, {"nameservers": ["10.96.0.10"]}],
+                "Routes": [{"dst": "0.0.0.0/0"}]
+            })
+        );
+    }
 
     #[test]
     fn results_of_each_version_give_the_pod_ips() {
