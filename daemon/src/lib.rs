@@ -2,6 +2,7 @@
 
 pub mod builtins;
 pub mod config;
+mod grpc_serve;
 pub mod logging;
 pub mod memory;
 pub mod server;

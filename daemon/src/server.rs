@@ -229,18 +229,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     };
 
-    let (stop_tx, mut grpc_stop) = tokio::sync::watch::channel(false);
-    let mut grpc = tokio::spawn(
-        tonic::transport::Server::builder()
-            .layer(tower::layer::layer_fn(crate::timing::Timed))
-            .add_routes(routes)
-            .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::UnixListenerStream::new(grpc_listener),
-                async move {
-                    let _ = grpc_stop.wait_for(|stop| *stop).await;
-                },
-            ),
-    );
+    let (stop_tx, grpc_stop) = tokio::sync::watch::channel(false);
+    let mut grpc = tokio::spawn(crate::grpc_serve::serve(grpc_listener, routes, grpc_stop));
     tracing::info!(address = %grpc_path.display(), "serving...");
     tracing::info!(address = %loaded.ttrpc_path.display(), "serving...");
     tracing::info!(

@@ -495,3 +495,59 @@ async fn a_pull_with_sync_fs_has_its_layers_on_disk_when_it_answers() {
     );
     drop(daemon);
 }
+
+/// A call that outlives the deadline its client sent (`grpc-timeout`) is
+/// the client's to end, as with containerd's Go server: the daemon does
+/// not answer it itself. (tonic's server answered CANCELLED without a
+/// content-type, which Go clients read as a malformed reply instead of
+/// their DEADLINE_EXCEEDED: critest's "public image should timeout if
+/// requested" failed whenever that reply came first.) A raw HTTP/2 client
+/// sends the header and keeps waiting — tonic's client would enforce the
+/// deadline itself — while the pull hangs on a registry that never
+/// answers: no reply may come within seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_leaves_a_call_past_its_deadline_to_the_client() {
+    use http_body_util::BodyExt as _;
+    use prost::Message as _;
+
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = silent.local_addr().unwrap();
+    let daemon = tokio::task::spawn_blocking(Daemon::start).await.unwrap();
+    let stream = tokio::net::UnixStream::connect(&daemon.address)
+        .await
+        .unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    let message = cri::PullImageRequest {
+        image: image_spec(&format!("{host}/silent/image:1")),
+        ..cri::PullImageRequest::default()
+    }
+    .encode_to_vec();
+    // gRPC framing: uncompressed, then the length.
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
+    frame.extend_from_slice(&message);
+    let request =
+        tonic::codegen::http::Request::post("http://crated/runtime.v1.ImageService/PullImage")
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .header("grpc-timeout", "100m")
+            .header("containerd-namespace", "k8s.io")
+            .body(http_body_util::Full::new(bytes::Bytes::from(frame)).boxed())
+            .unwrap();
+    let answered = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        sender.send_request(request),
+    )
+    .await;
+    assert!(
+        answered.is_err(),
+        "the daemon answered a call past its deadline itself: {answered:?}"
+    );
+    drop(silent);
+}

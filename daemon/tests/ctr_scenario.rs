@@ -13,6 +13,7 @@ use common::{debian_ctr, fails, ok, rows, workspace_bin, Daemon};
 /// Every plugin the daemon registers, as `(type, id)`.
 const PLUGINS: &[(&str, &str)] = &[
     ("io.containerd.internal.v1", "opt"),
+    ("io.containerd.internal.v1", "warning"),
     ("io.containerd.event.v1", "exchange"),
     ("io.containerd.content.v1", "content"),
     ("io.containerd.snapshotter.v1", "native"),
