@@ -31,11 +31,30 @@ pub trait ImageStore: Send + Sync {
     /// Images matching any of `filters` (fields `name`, `target.digest`,
     /// `target.mediatype`, `labels.<k>`, `annotations.<k>`).
     async fn list(&self, ns: &Namespace, filters: &[String]) -> Result<Vec<Image>>;
-    /// Creates an image; AlreadyExists if the name is taken.
-    async fn create(&self, ns: &Namespace, image: Image) -> Result<Image>;
+    /// Creates an image dated now; AlreadyExists if the name is taken.
+    async fn create(&self, ns: &Namespace, image: Image) -> Result<Image> {
+        self.create_dated(ns, image, None).await
+    }
+    /// Creates an image dated `epoch` (`SOURCE_DATE_EPOCH`), or now.
+    async fn create_dated(
+        &self,
+        ns: &Namespace,
+        image: Image,
+        epoch: Option<std::time::SystemTime>,
+    ) -> Result<Image>;
     /// Updates fields (`labels`, `labels.<k>`, `target`, `annotations`,
-    /// `annotations.<k>`; none = replace labels and target).
-    async fn update(&self, ns: &Namespace, image: Image, fieldpaths: &[String]) -> Result<Image>;
+    /// `annotations.<k>`; none = replace labels and target), dated now.
+    async fn update(&self, ns: &Namespace, image: Image, fieldpaths: &[String]) -> Result<Image> {
+        self.update_dated(ns, image, fieldpaths, None).await
+    }
+    /// [`ImageStore::update`] dated `epoch` (`SOURCE_DATE_EPOCH`), or now.
+    async fn update_dated(
+        &self,
+        ns: &Namespace,
+        image: Image,
+        fieldpaths: &[String],
+        epoch: Option<std::time::SystemTime>,
+    ) -> Result<Image>;
     /// Deletes an image; NotFound if absent. What only it referenced is
     /// left to the garbage collector; with `sync` the call returns once a
     /// collection has run (the service layer does that wait: a plain store

@@ -74,6 +74,7 @@ async fn dotted_label_keys_filter_images_containers_leases_namespaces_and_conten
                     }),
                     ..Default::default()
                 }),
+                source_date_epoch: None,
             }))
             .await
             .unwrap();

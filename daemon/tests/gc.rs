@@ -102,6 +102,7 @@ async fn collector_reclaims_exactly_what_nothing_references() {
                 }),
                 ..Default::default()
             }),
+            source_date_epoch: None,
         }))
         .await
         .unwrap();

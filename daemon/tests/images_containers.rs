@@ -137,6 +137,7 @@ async fn create_image(
                 }),
                 ..Default::default()
             }),
+            source_date_epoch: None,
         }))
         .await
         .unwrap();

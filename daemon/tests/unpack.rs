@@ -117,6 +117,7 @@ async fn debian_ctr_unpacks_an_image_through_the_diff_service() {
             }),
             ..Default::default()
         }),
+        ..Default::default()
     });
     set_grpc_namespace(&mut request, &Namespace::new(NS).unwrap());
     images::images_client::ImagesClient::new(daemon.channel().await)

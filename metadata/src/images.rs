@@ -125,9 +125,14 @@ impl ImageStore for Db {
         Ok(out)
     }
 
-    async fn create(&self, ns: &Namespace, mut image: Image) -> Result<Image> {
+    async fn create_dated(
+        &self,
+        ns: &Namespace,
+        mut image: Image,
+        epoch: Option<SystemTime>,
+    ) -> Result<Image> {
         validate(&image)?;
-        let now = SystemTime::now();
+        let now = epoch.unwrap_or_else(SystemTime::now);
         image.created_at = now;
         image.updated_at = now;
         image.labels = non_empty(&image.labels);
@@ -148,7 +153,13 @@ impl ImageStore for Db {
         })
     }
 
-    async fn update(&self, ns: &Namespace, image: Image, fieldpaths: &[String]) -> Result<Image> {
+    async fn update_dated(
+        &self,
+        ns: &Namespace,
+        image: Image,
+        fieldpaths: &[String],
+        epoch: Option<SystemTime>,
+    ) -> Result<Image> {
         if image.name.is_empty() {
             return Err(Error::ImageNameEmpty.into());
         }
@@ -190,7 +201,7 @@ impl ImageStore for Db {
             updated.labels = non_empty(&updated.labels);
             validate(&updated)?;
             updated.created_at = created_at;
-            updated.updated_at = SystemTime::now();
+            updated.updated_at = epoch.unwrap_or_else(SystemTime::now);
             tx.put(
                 k,
                 encode(&format!("image {:?}", image.name), &Record::of(&updated))?,

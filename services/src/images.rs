@@ -39,8 +39,13 @@ impl ImageStore for ImageService {
         self.store.list(ns, filters).await
     }
 
-    async fn create(&self, ns: &Namespace, image: Image) -> Result<Image> {
-        let created = self.store.create(ns, image).await?;
+    async fn create_dated(
+        &self,
+        ns: &Namespace,
+        image: Image,
+        epoch: Option<std::time::SystemTime>,
+    ) -> Result<Image> {
+        let created = self.store.create_dated(ns, image, epoch).await?;
         let event = ev::ImageCreate {
             name: created.name.clone(),
             labels: created.labels.clone().into_iter().collect(),
@@ -55,8 +60,17 @@ impl ImageStore for ImageService {
         Ok(created)
     }
 
-    async fn update(&self, ns: &Namespace, image: Image, fieldpaths: &[String]) -> Result<Image> {
-        let updated = self.store.update(ns, image, fieldpaths).await?;
+    async fn update_dated(
+        &self,
+        ns: &Namespace,
+        image: Image,
+        fieldpaths: &[String],
+        epoch: Option<std::time::SystemTime>,
+    ) -> Result<Image> {
+        let updated = self
+            .store
+            .update_dated(ns, image, fieldpaths, epoch)
+            .await?;
         let event = ev::ImageUpdate {
             name: updated.name.clone(),
             labels: updated.labels.clone().into_iter().collect(),

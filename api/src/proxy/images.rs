@@ -63,9 +63,15 @@ impl ImageStore for ImagesProxy {
             .collect()
     }
 
-    async fn create(&self, ns: &Namespace, created: Image) -> Result<Image> {
+    async fn create_dated(
+        &self,
+        ns: &Namespace,
+        created: Image,
+        epoch: Option<std::time::SystemTime>,
+    ) -> Result<Image> {
         let req = pb::CreateImageRequest {
             image: Some(to_pb(created)),
+            source_date_epoch: epoch.map(crate::convert::to_timestamp),
         };
         let reply = self
             .client
@@ -75,12 +81,19 @@ impl ImageStore for ImagesProxy {
         image(reply.map_err(from_grpc)?.into_inner().image)
     }
 
-    async fn update(&self, ns: &Namespace, updated: Image, fieldpaths: &[String]) -> Result<Image> {
+    async fn update_dated(
+        &self,
+        ns: &Namespace,
+        updated: Image,
+        fieldpaths: &[String],
+        epoch: Option<std::time::SystemTime>,
+    ) -> Result<Image> {
         let req = pb::UpdateImageRequest {
             image: Some(to_pb(updated)),
             update_mask: Some(prost_types::FieldMask {
                 paths: fieldpaths.to_vec(),
             }),
+            source_date_epoch: epoch.map(crate::convert::to_timestamp),
         };
         let reply = self
             .client

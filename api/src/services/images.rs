@@ -126,8 +126,14 @@ impl pb::images_server::Images for Service {
         request: Request<pb::CreateImageRequest>,
     ) -> Result<Response<pb::CreateImageResponse>, Status> {
         let ns = grpc_namespace(&request).map_err(to_grpc)?;
-        let image = from_pb(request.into_inner().image).map_err(to_grpc)?;
-        let created = self.store.create(&ns, image).await.map_err(to_grpc)?;
+        let request = request.into_inner();
+        let epoch = request.source_date_epoch.as_ref().map(to_system_time);
+        let image = from_pb(request.image).map_err(to_grpc)?;
+        let created = self
+            .store
+            .create_dated(&ns, image, epoch)
+            .await
+            .map_err(to_grpc)?;
         Ok(Response::new(pb::CreateImageResponse {
             image: Some(to_pb(created)),
         }))
@@ -140,10 +146,11 @@ impl pb::images_server::Images for Service {
         let ns = grpc_namespace(&request).map_err(to_grpc)?;
         let request = request.into_inner();
         let paths = request.update_mask.map(|m| m.paths).unwrap_or_default();
+        let epoch = request.source_date_epoch.as_ref().map(to_system_time);
         let image = update_from_pb(request.image, &paths).map_err(to_grpc)?;
         let updated = self
             .store
-            .update(&ns, image, &paths)
+            .update_dated(&ns, image, &paths, epoch)
             .await
             .map_err(to_grpc)?;
         Ok(Response::new(pb::UpdateImageResponse {
