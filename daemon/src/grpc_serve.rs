@@ -38,6 +38,10 @@ pub async fn serve(
         .service(routes);
     let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     http2.timer(TokioTimer::new());
+    // Unlimited calls per connection, as tonic and Go's server allow
+    // (hyper's default is 200): a client may hold many waits and
+    // subscriptions on one connection.
+    http2.max_concurrent_streams(None);
     let graceful = GracefulShutdown::new();
     if *stop.borrow() {
         return Ok(());

@@ -95,7 +95,8 @@ pub struct Sending(tokio::task::JoinHandle<Result<()>>);
 
 impl Sending {
     /// Once the writer is dropped: waits until every byte written was
-    /// sent and the client closed its side (it has the whole archive).
+    /// sent and the client closed its side (it has the whole archive), or
+    /// a minute more at most (then logged, and Ok all the same).
     pub async fn finish(self) -> Result<()> {
         self.0
             .await

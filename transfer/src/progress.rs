@@ -68,8 +68,9 @@ impl Reporter {
         }
     }
 
-    /// Waits until everything reported so far is on the stream, so the
-    /// client has the last events before the transfer's reply.
+    /// Waits until everything reported so far is queued on the stream,
+    /// before the transfer's reply (which travels on another HTTP/2
+    /// stream, so the client may still see the reply first).
     pub async fn flush(&self) {
         if let Some(queue) = &self.queue {
             let (done, sent) = oneshot::channel();

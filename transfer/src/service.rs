@@ -166,11 +166,16 @@ impl Job {
         }
         let resolver = self.resolver(&registry).await?;
         let (matcher, all_platforms) = store_platforms(&store);
+        let unpack = self.unpack_platform(&store.unpacks)?;
         let options = PullOptions {
-            matcher,
+            // Every platform is fetched; the one unpacked is the one asked.
+            matcher: match &unpack {
+                Some((_, platform)) if all_platforms => Matcher::only_strict(platform),
+                _ => matcher,
+            },
             all_platforms,
             max_concurrent_downloads: self.config.max_concurrent_downloads.max(1) as usize,
-            snapshotter: self.unpack_snapshotter(&store.unpacks)?,
+            snapshotter: unpack.as_ref().map(|(snapshotter, _)| snapshotter.clone()),
             labels: store.labels.clone().into_iter().collect(),
             // The whole image, as containerd's transfer fetches it.
             fetch_all_layers: true,
@@ -213,15 +218,14 @@ impl Job {
         Ok(())
     }
 
-    /// The snapshotter an unpack of `asked` goes to: the first asked
-    /// platform the configuration allows, into the snapshotter it names
-    /// (or the configured one when it names none, if that is the
-    /// default). None: no unpack, as containerd skips what its
-    /// configuration does not list.
-    fn unpack_snapshotter(
+    /// The unpack of `asked` to make: the first asked platform the
+    /// configuration allows, with the snapshotter it names (or the
+    /// configured one when it names none, if that is the default). None:
+    /// no unpack, as containerd skips what its configuration does not list.
+    fn unpack_platform(
         &self,
         asked: &[crated_api::containerd::types::transfer::UnpackConfiguration],
-    ) -> Result<Option<String>> {
+    ) -> Result<Option<(String, Platform)>> {
         for unpack in asked {
             let Some(platform) = unpack.platform.as_ref().and_then(platform_from_pb) else {
                 continue;
@@ -237,7 +241,7 @@ impl Job {
                     || (unpack.snapshotter.is_empty()
                         && configured.snapshotter == DEFAULT_SNAPSHOTTER);
                 if snapshotter_fits && Matcher::only_strict(&allowed).matches(&platform) {
-                    return Ok(Some(configured.snapshotter.clone()));
+                    return Ok(Some((configured.snapshotter.clone(), platform)));
                 }
             }
         }
@@ -306,7 +310,7 @@ impl Job {
             options.digests = reference.add_digest;
             options.skip_digest_for_named = reference.skip_named_digest;
         }
-        let snapshotter = self.unpack_snapshotter(&store.unpacks)?;
+        let unpack = self.unpack_platform(&store.unpacks)?;
         self.progress.status("Importing");
         let imported =
             crated_client::import::import(&self.client, Box::new(input), &options).await?;
@@ -316,9 +320,10 @@ impl Job {
                 crated_client::images::put(&self.client, &image.name, &image.target, &labels)
                     .await?;
             }
-            if let Some(snapshotter) = &snapshotter {
+            if let Some((snapshotter, platform)) = &unpack {
                 let node = crated_client::descriptor_node(&image.name, &image.target)?;
-                crated_client::unpack(&self.client, &node, snapshotter, &matcher).await?;
+                let only = Matcher::only_strict(platform);
+                crated_client::unpack(&self.client, &node, snapshotter, &only).await?;
             }
             self.progress.node("saved", &image.name);
         }
@@ -353,7 +358,9 @@ impl Job {
             .collect();
         let options = ExportOptions {
             matcher: if platforms.is_empty() {
-                platforms::default_matcher()
+                // The host's platform exactly, as containerd's exporter
+                // (a pull of it fetched no other).
+                Matcher::only_strict(&platforms::default_platform())
             } else {
                 Matcher::ordered(platforms)
             },

@@ -31,7 +31,10 @@ const QUEUE: usize = 16;
 /// The streams opened and not yet taken, by namespace and name.
 #[derive(Default)]
 pub struct StreamManager {
-    open: Mutex<HashMap<(String, String), Stream>>,
+    /// Each with the number of its registration, so the end of one call
+    /// never forgets a later stream registered under the same name.
+    open: Mutex<HashMap<(String, String), (u64, Stream)>>,
+    registrations: std::sync::atomic::AtomicU64,
 }
 
 impl StreamManager {
@@ -45,14 +48,16 @@ impl StreamManager {
     pub fn take(&self, ns: &str, id: &str) -> Result<Stream> {
         self.lock()
             .remove(&(ns.to_owned(), id.to_owned()))
+            .map(|(_, stream)| stream)
             .ok_or_else(|| Error::not_found(format!("stream {id:?} not found in namespace {ns:?}")))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Stream>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), (u64, Stream)>> {
         self.open.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn register(&self, ns: &str, id: &str, stream: Stream) -> Result<()> {
+    /// Registers `stream`; the number of this registration.
+    fn register(&self, ns: &str, id: &str, stream: Stream) -> Result<u64> {
         let key = (ns.to_owned(), id.to_owned());
         let mut open = self.lock();
         if open.contains_key(&key) {
@@ -60,13 +65,21 @@ impl StreamManager {
                 "stream {id:?} already exists in namespace {ns:?}"
             )));
         }
-        open.insert(key, stream);
-        Ok(())
+        let number = self
+            .registrations
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        open.insert(key, (number, stream));
+        Ok(number)
     }
 
-    /// Forgets the stream `id` of `ns` if it is still there untaken.
-    fn forget(&self, ns: &str, id: &str) {
-        self.lock().remove(&(ns.to_owned(), id.to_owned()));
+    /// Forgets the stream `id` of `ns` of registration `number` if it is
+    /// still there untaken.
+    fn forget(&self, ns: &str, id: &str, number: u64) {
+        let key = (ns.to_owned(), id.to_owned());
+        let mut open = self.lock();
+        if open.get(&key).is_some_and(|(n, _)| *n == number) {
+            open.remove(&key);
+        }
     }
 }
 
@@ -165,7 +178,8 @@ impl pb::streaming_server::Streaming for Service {
             to_client,
             from_client,
         };
-        self.manager
+        let number = self
+            .manager
             .register(&ns, &init.id, stream)
             .map_err(crated_api::to_grpc)?;
         tracing::debug!(stream = init.id, namespace = ns, "registered stream");
@@ -174,7 +188,7 @@ impl pb::streaming_server::Streaming for Service {
         tokio::spawn(async move {
             let _ = gone.await;
             if let Some(manager) = manager.upgrade() {
-                manager.forget(&ns, &init.id);
+                manager.forget(&ns, &init.id, number);
             }
         });
         Ok(Response::new(Outbound {

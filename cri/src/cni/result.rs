@@ -166,7 +166,8 @@ pub fn go_cni_json(results: &[NetResult]) -> Value {
             let config = interfaces.entry(name.to_owned()).or_insert_with(blank);
             let entry = json!({
                 "IP": ip.address.to_string(),
-                "Gateway": ip.gateway.map(|g| g.to_string()),
+                // Go's JSON of an empty net.IP.
+                "Gateway": ip.gateway.map(|g| g.to_string()).unwrap_or_default(),
             });
             match config["IPConfigs"].as_array_mut() {
                 Some(list) => list.push(entry),
@@ -257,7 +258,7 @@ mod tests {
             serde_json::json!({
                 "Interfaces": {
                     "lo": {
-                        "IPConfigs": [{"IP": "127.0.0.1", "Gateway": null}],
+                        "IPConfigs": [{"IP": "127.0.0.1", "Gateway": ""}],
                         "Mac": "00:00:00:00:00:00",
                         "Sandbox": "/run/netns/p"
                     },
