@@ -20,3 +20,48 @@ pub fn off_worker<T>(f: impl FnOnce() -> T) -> T {
         _ => f(),
     }
 }
+
+/// A blocking writer (for a blocking thread: a tar or gzip writer) whose
+/// bytes go to an async task in chunks of up to `chunk` bytes; what is
+/// still buffered goes on `flush`. A write fails (BrokenPipe) once the
+/// receiver is gone, which stops the producer.
+pub struct ChannelWriter {
+    tx: tokio::sync::mpsc::Sender<Vec<u8>>,
+    buf: Vec<u8>,
+    chunk: usize,
+}
+
+impl ChannelWriter {
+    /// Writes into `tx` in chunks of `chunk` bytes.
+    pub fn new(tx: tokio::sync::mpsc::Sender<Vec<u8>>, chunk: usize) -> Self {
+        Self {
+            tx,
+            buf: Vec::with_capacity(chunk),
+            chunk,
+        }
+    }
+
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(self.chunk));
+        self.tx.blocking_send(chunk).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the receiving side stopped")
+        })
+    }
+}
+
+impl std::io::Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= self.chunk {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.send()
+    }
+}

@@ -8,26 +8,13 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Command;
-
-use common::{debian_ctr, ok, registry_with_busybox, Daemon};
+use common::{ctr17, debian_ctr, ok, registry_with_busybox, Daemon};
 use crated_api::containerd::services::images::v1 as images;
-
-fn ctr17() -> PathBuf {
-    crated_testimages::cri_tool("ctr-1.7").expect("ctr-1.7 is not built: run `cargo xtask deps`")
-}
 
 /// containerd 1.7's ctr run with `SOURCE_DATE_EPOCH` set to `epoch`.
 fn ctr17_at(daemon: &Daemon, epoch: u64, args: &[&str]) -> String {
-    ok(common::output_within(
-        Command::new(ctr17())
-            .arg("--address")
-            .arg(&daemon.address)
-            .args(args)
-            .env("SOURCE_DATE_EPOCH", epoch.to_string()),
-        common::CLIENT_LIMIT,
-    ))
+    let epoch = epoch.to_string();
+    ok(daemon.ctr_with_env(&ctr17(), &[("SOURCE_DATE_EPOCH", &epoch)], args))
 }
 
 /// The created and updated times of image `name` (seconds).

@@ -328,8 +328,7 @@ async fn deprecated_registry_mirrors_configs_and_auths_still_work() {
         .unwrap();
     // containerd 1.7's ctr lists the deprecated settings in use, and
     // warns of them on each command.
-    let ctr17 = crated_testimages::cri_tool("ctr-1.7")
-        .expect("ctr-1.7 is not built: run `cargo xtask deps`");
+    let ctr17 = common::ctr17();
     let listed = ok(daemon.ctr(&ctr17, &["deprecations", "list", "--format", "json"]));
     let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
     let ids: Vec<&str> = listed

@@ -173,8 +173,7 @@ async fn publish_validates_topics() {
 #[test]
 fn snapshot_events_name_their_snapshotter() {
     let daemon = Daemon::start();
-    let ctr17 = crated_testimages::cri_tool("ctr-1.7")
-        .expect("ctr-1.7 is not built: run `cargo xtask deps`");
+    let ctr17 = common::ctr17();
     let watcher = Watcher::start(&daemon, &ctr17, &[r#"topic~="^/snapshot/""#]);
     let native = ["snapshots", "--snapshotter", "native"];
     let probe: &[&[&str]] = &[

@@ -555,17 +555,19 @@ fn both_ctrs_snapshots_diff_make_layers_through_the_diff_service() {
         // SOURCE_DATE_EPOCH, which containerd 1.7's ctr (and ours) sends
         // with the diff: every entry here is newer, so all are dated then,
         // whiteout included.
-        let ctr17 = crated_testimages::cri_tool("ctr-1.7")
-            .expect("ctr-1.7 is not built: run `cargo xtask deps`");
-        for bin in [ctr17, common::workspace_bin("ctr")] {
-            let layer = common::output_within(
-                Command::new(&bin)
-                    .arg("--address")
-                    .arg(&daemon.address)
-                    .args(["-n", NS, "snapshots", "--snapshotter", snapshotter])
-                    .args(["diff", "top-work"])
-                    .env("SOURCE_DATE_EPOCH", "1000000000"),
-                common::CLIENT_LIMIT,
+        for bin in [common::ctr17(), common::workspace_bin("ctr")] {
+            let layer = daemon.ctr_with_env(
+                &bin,
+                &[("SOURCE_DATE_EPOCH", "1000000000")],
+                &[
+                    "-n",
+                    NS,
+                    "snapshots",
+                    "--snapshotter",
+                    snapshotter,
+                    "diff",
+                    "top-work",
+                ],
             );
             assert!(
                 layer.status.success(),

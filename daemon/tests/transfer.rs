@@ -8,13 +8,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use common::{debian_ctr, fails, ok, registry_with_busybox, rows, Daemon};
-
-fn ctr17() -> PathBuf {
-    crated_testimages::cri_tool("ctr-1.7").expect("ctr-1.7 is not built: run `cargo xtask deps`")
-}
+use common::{ctr17, debian_ctr, fails, ok, registry_with_busybox, rows, Daemon};
 
 /// The image records of the daemon's default namespace: name → digest.
 fn images(daemon: &Daemon, ctr: &Path) -> Vec<(String, String)> {

@@ -18,38 +18,8 @@ use crate::{tempdir_in, Error, WalkingDiffer};
 /// The label a compressed layer gets: its uncompressed digest.
 pub const UNCOMPRESSED_LABEL: &str = "containerd.io/uncompressed";
 
-/// Sends what is written, in 1 MiB chunks, to the async side of
-/// [`stream_into`].
-pub struct ChannelWriter {
-    tx: mpsc::Sender<Vec<u8>>,
-    buf: Vec<u8>,
-}
-
-impl ChannelWriter {
-    fn send(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(1 << 20));
-        self.tx
-            .blocking_send(chunk)
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the content writer stopped"))
-    }
-}
-
-impl Write for ChannelWriter {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= 1 << 20 {
-            self.send()?;
-        }
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.send()
-    }
-}
+/// What [`stream_into`]'s producer writes into, sent on in 1 MiB chunks.
+pub use crated_core::blocking::ChannelWriter;
 
 /// Runs `produce` on a blocking thread, writing into `writer` (a content
 /// ingest) what it writes, in 1 MiB chunks, with no copy on disk; returns
@@ -59,12 +29,7 @@ pub async fn stream_into<T: Send + 'static>(
     produce: impl FnOnce(ChannelWriter) -> Result<T> + Send + 'static,
 ) -> Result<T> {
     let (tx, mut rx) = mpsc::channel(4);
-    let producer = tokio::task::spawn_blocking(move || {
-        produce(ChannelWriter {
-            tx,
-            buf: Vec::with_capacity(1 << 20),
-        })
-    });
+    let producer = tokio::task::spawn_blocking(move || produce(ChannelWriter::new(tx, 1 << 20)));
     let mut write_error = None;
     while let Some(chunk) = rx.recv().await {
         if let Err(e) = writer.write(&chunk).await {

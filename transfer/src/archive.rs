@@ -104,8 +104,9 @@ impl Sending {
     }
 }
 
-/// A blocking writer (write it off the runtime's threads) whose bytes go
-/// to the client on `stream`, and the task sending them.
+/// A blocking writer (write it off the runtime's threads, and flush it at
+/// the end) whose bytes go to the client on `stream`, and the task sending
+/// them.
 pub fn send(stream: Stream) -> (Box<dyn Write + Send>, Sending) {
     let (chunks, mut written) = mpsc::channel::<Vec<u8>>(4);
     let done = tokio::spawn(async move {
@@ -163,22 +164,8 @@ pub fn send(stream: Stream) -> (Box<dyn Write + Send>, Sending) {
         }
         Ok(())
     });
-    (Box::new(ChannelWriter { chunks }), Sending(done))
-}
-
-struct ChannelWriter {
-    chunks: mpsc::Sender<Vec<u8>>,
-}
-
-impl Write for ChannelWriter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = buf.len().min(CHUNK);
-        futures::executor::block_on(self.chunks.send(buf[..n].to_vec()))
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the export stream closed"))?;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
+    (
+        Box::new(crated_core::blocking::ChannelWriter::new(chunks, CHUNK)),
+        Sending(done),
+    )
 }

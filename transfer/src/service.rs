@@ -347,10 +347,6 @@ impl Job {
         if names.is_empty() {
             return Err(Error::invalid_argument("an export names no image"));
         }
-        for name in &names {
-            // Every image is there before a byte is sent.
-            crated_client::images::target(&self.client, name).await?;
-        }
         let platforms: Vec<Platform> = stream
             .platforms
             .iter()
@@ -432,8 +428,5 @@ fn refuse_unbuilt(store: &ImageStore) -> Result<()> {
 /// A wire platform; none for one without an OS (containerd's "no
 /// platform").
 fn platform_from_pb(platform: &PbPlatform) -> Option<Platform> {
-    if platform.os.is_empty() {
-        return None;
-    }
-    Some(Platform::new(&platform.os, &platform.architecture).with_variant(&platform.variant))
+    (!platform.os.is_empty()).then(|| Platform::from(platform.clone()))
 }

@@ -225,7 +225,12 @@ impl Daemon {
 
     /// Runs a ctr binary against this daemon.
     pub fn ctr(&self, ctr: &Path, args: &[&str]) -> Output {
-        ctr_at(ctr, &self.address, args)
+        ctr_at(ctr, &self.address, &[], args)
+    }
+
+    /// [`Daemon::ctr`] with `env` set in ctr's environment.
+    pub fn ctr_with_env(&self, ctr: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
+        ctr_at(ctr, &self.address, env, args)
     }
 
     /// A gRPC channel to the daemon.
@@ -341,7 +346,7 @@ impl Containerd {
 
     /// Runs Debian's ctr against it.
     pub fn ctr(&self, args: &[&str]) -> Output {
-        ctr_at(Path::new(DEBIAN_CTR), &self.address, args)
+        ctr_at(Path::new(DEBIAN_CTR), &self.address, &[], args)
     }
 }
 
@@ -433,17 +438,25 @@ pub fn parent_of(pid: &str) -> String {
 }
 
 /// Runs ctr binary `ctr` against the daemon at `address`, whatever the
-/// environment names, within [`CLIENT_LIMIT`].
-fn ctr_at(ctr: &Path, address: &Path, args: &[&str]) -> Output {
+/// environment names besides `env`, within [`CLIENT_LIMIT`].
+fn ctr_at(ctr: &Path, address: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
     output_within(
         Command::new(ctr)
             .arg("--address")
             .arg(address)
             .args(args)
             .env_remove("CONTAINERD_NAMESPACE")
-            .env_remove("CONTAINERD_ADDRESS"),
+            .env_remove("CONTAINERD_ADDRESS")
+            .envs(env.iter().copied()),
         CLIENT_LIMIT,
     )
+}
+
+/// containerd 1.7's ctr (`ctr-1.7`, built by `cargo xtask deps`), which
+/// reaches what 1.7 added to the API (`--local=false`, deprecations,
+/// `SOURCE_DATE_EPOCH`).
+pub fn ctr17() -> PathBuf {
+    crated_testimages::cri_tool("ctr-1.7").expect("ctr-1.7 is not built: run `cargo xtask deps`")
 }
 
 /// How long one ctr (or other client) run may take in a test before it is
